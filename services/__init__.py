@@ -1,0 +1,1 @@
+"""The mesh services: registry, router, scheduler and health, and what they share."""

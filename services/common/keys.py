@@ -1,0 +1,87 @@
+"""The etcd key layout: the one place that knows where things live.
+
+Every key starts with ``/sutradhar/v1/`` and then names the kind, so that a
+watch of one kind across all namespaces is one prefix, and then the namespace
+(default ``default``), so that a namespace's objects of one kind are one
+prefix too::
+
+    /sutradhar/v1/agents/<namespace>/<agent-id>          Agent (JSON)
+    /sutradhar/v1/instances/<namespace>/<instance-id>    Instance (JSON, leased)
+    /sutradhar/v1/deployments/<namespace>/<name>         Deployment (JSON)
+    /sutradhar/v1/members/<service>/<member-id>          live service replicas (leased)
+    /sutradhar/v1/elections/<name>/<lease-id>            leader-election candidates (leased)
+    /sutradhar/v1/load/<namespace>/<instance-id>/<router-id>   router-observed load (leased)
+
+Values are protobuf messages in their canonical JSON form, so `etcdctl get
+--prefix /sutradhar/v1/` is readable by an operator. docs/etcd-keys.md is
+generated from this docstring's table.
+"""
+
+from __future__ import annotations
+
+from typing import Final, TypeVar
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+M = TypeVar("M", bound=Message)
+
+ROOT: Final = "/sutradhar/v1/"
+DEFAULT_NAMESPACE: Final = "default"
+ALL_NAMESPACES: Final = "*"
+
+AGENTS: Final = "agents"
+INSTANCES: Final = "instances"
+DEPLOYMENTS: Final = "deployments"
+MEMBERS: Final = "members"
+ELECTIONS: Final = "elections"
+LOAD: Final = "load"
+
+
+def namespace_or_default(namespace: str) -> str:
+    """The namespace a request means: empty is "default"."""
+    return namespace or DEFAULT_NAMESPACE
+
+
+def kind_prefix(kind: str, namespace: str = ALL_NAMESPACES) -> str:
+    """Prefix of every object of `kind` in `namespace` ("*": all namespaces)."""
+    if namespace == ALL_NAMESPACES:
+        return f"{ROOT}{kind}/"
+    return f"{ROOT}{kind}/{namespace_or_default(namespace)}/"
+
+
+def object_key(kind: str, namespace: str, name: str) -> str:
+    """Key of one object."""
+    return f"{ROOT}{kind}/{namespace_or_default(namespace)}/{name}"
+
+
+def agent_key(namespace: str, agent_id: str) -> str:
+    return object_key(AGENTS, namespace, agent_id)
+
+
+def instance_key(namespace: str, instance_id: str) -> str:
+    return object_key(INSTANCES, namespace, instance_id)
+
+
+def deployment_key(namespace: str, name: str) -> str:
+    return object_key(DEPLOYMENTS, namespace, name)
+
+
+def parse_key(key: str) -> tuple[str, str, str]:
+    """Split an object key into (kind, namespace, name)."""
+    if not key.startswith(ROOT):
+        raise ValueError(f"{key!r} is not a Sutradhar key")
+    kind, namespace, name = key[len(ROOT):].split("/", 2)
+    return kind, namespace, name
+
+
+def encode(message: Message) -> bytes:
+    """Serialize a stored message (canonical protobuf JSON)."""
+    return json_format.MessageToJson(message, indent=None, sort_keys=True).encode()
+
+
+def decode(raw: bytes, message_type: type[M]) -> M:
+    """Parse a stored message; unknown fields from newer writers are kept out."""
+    message = message_type()
+    json_format.Parse(raw, message, ignore_unknown_fields=True)
+    return message

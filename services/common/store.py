@@ -1,0 +1,309 @@
+"""The one small interface every service uses to reach etcd.
+
+Everything the mesh keeps lives in etcd; this module is the only place that
+talks to it. The implementation wraps the asyncio client `aetcd`
+(docs/decisions/0001-etcd-client.md) and translates its failures into the
+project's error tree: an unreachable etcd becomes `Unavailable` with a message
+that says how to fix it, a compacted watch revision becomes `OutOfRange`, and
+a failed compare-and-swap becomes `Conflict` or `AlreadyExists`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import Enum
+from typing import Any, TypeVar
+
+import aetcd
+import aetcd.exceptions
+import grpc
+
+from sutradhar._errors import AlreadyExists, Conflict, InvalidArgument, NotFound, OutOfRange, Unavailable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class KeyValue:
+    """One stored key with its etcd metadata."""
+
+    key: str
+    value: bytes
+    create_revision: int
+    mod_revision: int
+    version: int
+    lease: int
+
+
+class EventType(Enum):
+    """What happened to a key."""
+
+    PUT = "PUT"
+    DELETE = "DELETE"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One change to a key. For DELETE, `prev` holds the last value when known."""
+
+    type: EventType
+    kv: KeyValue
+    prev: KeyValue | None
+    revision: int
+
+
+@dataclass(frozen=True)
+class Op:
+    """One write inside an atomic `Store.commit`: a put (value set) or a delete."""
+
+    key: str
+    value: bytes | None = None
+    lease: int = 0
+
+
+@dataclass(frozen=True)
+class Guard:
+    """A condition of an atomic `Store.commit`: the key's mod revision must
+    equal `mod_revision` (0 means: the key must not exist)."""
+
+    key: str
+    mod_revision: int
+
+
+@dataclass(frozen=True)
+class EtcdEndpoint:
+    """Where etcd listens."""
+
+    host: str = "127.0.0.1"
+    port: int = 2379
+
+    @classmethod
+    def parse(cls, text: str) -> EtcdEndpoint:
+        """Parse "host:port" (an "http://" prefix is accepted)."""
+        raw = text.removeprefix("http://").removeprefix("https://").rstrip("/")
+        host, sep, port = raw.rpartition(":")
+        if not sep or not port.isdigit():
+            raise InvalidArgument(f"etcd endpoint {text!r} is not host:port", field="etcd")
+        return cls(host=host or "127.0.0.1", port=int(port))
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def _kv(raw: Any) -> KeyValue:
+    return KeyValue(
+        key=raw.key.decode(),
+        value=bytes(raw.value),
+        create_revision=int(raw.create_revision),
+        mod_revision=int(raw.mod_revision),
+        version=int(raw.version),
+        lease=int(raw.lease),
+    )
+
+
+def prefix_end(prefix: str) -> bytes:
+    """The etcd range end that covers every key starting with `prefix`."""
+    raw = bytearray(prefix.encode())
+    for i in range(len(raw) - 1, -1, -1):
+        if raw[i] < 0xFF:
+            raw[i] += 1
+            return bytes(raw[: i + 1])
+    return b"\0"
+
+
+class Store:
+    """Async access to etcd: reads, guarded writes, leases and watches."""
+
+    def __init__(self, endpoint: EtcdEndpoint, *, timeout: timedelta = timedelta(seconds=5)) -> None:
+        self.endpoint = endpoint
+        self._timeout = timeout
+        self._client = aetcd.Client(
+            host=endpoint.host,
+            port=endpoint.port,
+            timeout=max(1, int(timeout.total_seconds())),
+            options={"grpc.max_receive_message_length": 64 * 1024 * 1024},
+        )
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connection to etcd."""
+        with contextlib.suppress(Exception):
+            await self._client.close()
+
+    def _unavailable(self, err: BaseException) -> Unavailable:
+        return Unavailable(
+            f"etcd at {self.endpoint} is unreachable ({type(err).__name__}: {err}); "
+            "check that etcd is running and the --etcd address is right "
+            "(`sutradhar up` starts a local one)"
+        )
+
+    async def _call(self, fn: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await asyncio.wait_for(fn(), self._timeout.total_seconds())
+        except (TimeoutError, aetcd.exceptions.ConnectionFailedError,
+                aetcd.exceptions.ConnectionTimeoutError, aetcd.exceptions.InternalError) as err:
+            raise self._unavailable(err) from err
+        except aetcd.exceptions.ClientError as err:
+            raise Unavailable(f"etcd at {self.endpoint} refused the request: {err}") from err
+        except grpc.RpcError as err:
+            raise self._unavailable(err) from err
+
+    async def ping(self) -> int:
+        """Return the current revision; raises Unavailable when etcd is down."""
+
+        async def go() -> int:
+            status = await self._client.get(b"/sutradhar/ping")
+            if status is not None:
+                return int(status.mod_revision)
+            res = await self._client.get_prefix(b"/sutradhar/ping/", keys_only=True)
+            return self._revision_of(res)
+
+        return await self._call(go)
+
+    @staticmethod
+    def _revision_of(res: Any) -> int:
+        header = getattr(res, "header", None)
+        return int(getattr(header, "revision", 0) or 0)
+
+    async def get(self, key: str) -> KeyValue | None:
+        """Return one key, or None when absent."""
+        raw = await self._call(lambda: self._client.get(key.encode()))
+        return None if raw is None else _kv(raw)
+
+    async def list(self, prefix: str) -> tuple[list[KeyValue], int]:
+        """Return every key under `prefix`, sorted by key, and the read revision."""
+        res = await self._call(lambda: self._client.get_prefix(prefix.encode(), sort_order="ascend"))
+        return [_kv(r) for r in res], self._revision_of(res)
+
+    async def revision(self) -> int:
+        """The store's current revision."""
+        res = await self._call(lambda: self._client.get_prefix(b"/sutradhar/\xff", keys_only=True))
+        return self._revision_of(res)
+
+    async def commit(self, guards: Sequence[Guard], ops: Sequence[Op]) -> int:
+        """Apply `ops` atomically if every guard holds; return the new revision.
+
+        Raises AlreadyExists when a guard expected a missing key that exists,
+        NotFound when it expected an existing key that is gone, and Conflict
+        when a key changed since it was read.
+        """
+        tx = self._client.transactions
+        compare = [tx.mod(g.key.encode()) == g.mod_revision for g in guards]
+        success = [
+            tx.delete(op.key.encode()) if op.value is None else tx.put(op.key.encode(), op.value, lease=op.lease or None)
+            for op in ops
+        ]
+        failure = [tx.get(g.key.encode()) for g in guards]
+        ok, responses = await self._call(lambda: self._client.transaction(compare, success, failure))
+        if ok:
+            rev = 0
+            for r in responses:
+                kind = r.WhichOneof("response")
+                rev = max(rev, int(getattr(r, kind).header.revision))
+            return rev
+        for guard, found in zip(guards, responses, strict=False):
+            current = found[0][1].mod_revision if found else 0
+            if current == guard.mod_revision:
+                continue
+            if guard.mod_revision == 0:
+                raise AlreadyExists(f"{guard.key} exists already")
+            if current == 0:
+                raise NotFound(f"{guard.key} no longer exists")
+            raise Conflict(
+                f"{guard.key} changed since it was read (revision {guard.mod_revision}, now {current}); "
+                "read it again and retry"
+            )
+        raise Conflict("a concurrent change made the write fail; retry")
+
+    async def put(self, key: str, value: bytes, *, lease: int = 0) -> int:
+        """Write a key unconditionally; return the new revision."""
+        return await self.commit([], [Op(key, value, lease)])
+
+    async def delete(self, key: str) -> bool:
+        """Delete one key; return whether it existed."""
+        res = await self._call(lambda: self._client.delete(key.encode()))
+        return res is not None and bool(getattr(res, "deleted", 1))
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Delete every key under `prefix`; return how many were deleted."""
+        res = await self._call(lambda: self._client.delete_prefix(prefix.encode()))
+        return len(res)
+
+    # -- leases -------------------------------------------------------------
+
+    async def grant_lease(self, ttl: timedelta) -> int:
+        """Create a lease with the given TTL (whole seconds, at least 1)."""
+        seconds = max(1, round(ttl.total_seconds()))
+        lease = await self._call(lambda: self._client.lease(seconds))
+        return int(lease.id)
+
+    async def keep_alive(self, lease_id: int) -> timedelta:
+        """Renew a lease; return its TTL. NotFound when it has lapsed."""
+        reply = await self._call(lambda: self._client.refresh_lease(lease_id))
+        ttl = int(getattr(reply, "TTL", 0)) if reply is not None else 0
+        if ttl <= 0:
+            raise NotFound(f"lease {lease_id:x} has expired")
+        return timedelta(seconds=ttl)
+
+    async def lease_ttl(self, lease_id: int) -> timedelta | None:
+        """Remaining TTL of a lease, or None when it has lapsed."""
+        info = await self._call(lambda: self._client.get_lease_info(lease_id, keys=False))
+        ttl = int(getattr(info, "TTL", -1))
+        return None if ttl <= 0 else timedelta(seconds=ttl)
+
+    async def revoke_lease(self, lease_id: int) -> None:
+        """Revoke a lease (its keys are deleted). A lapsed lease is fine."""
+        try:
+            await self._call(lambda: self._client.revoke_lease(lease_id))
+        except Unavailable as err:
+            if "not found" in str(err).lower():
+                return
+            raise
+
+    # -- watches ------------------------------------------------------------
+
+    async def watch(self, prefix: str, *, start_revision: int = 0) -> AsyncIterator[Event]:
+        """Yield every change under `prefix` from `start_revision` on (0: from now).
+
+        Raises OutOfRange when `start_revision` has been compacted away and
+        Unavailable when the connection to etcd breaks; the caller resumes with
+        the last seen revision + 1.
+        """
+        kwargs: dict[str, Any] = {"range_end": prefix_end(prefix), "prev_kv": True}
+        if start_revision > 0:
+            kwargs["start_revision"] = start_revision
+        try:
+            stream = await self._call(lambda: self._client.watch(prefix.encode(), **kwargs))
+        except aetcd.exceptions.RevisionCompactedError as err:
+            raise OutOfRange(
+                f"revision {start_revision} was compacted (oldest kept: {err.compacted_revision}); "
+                "list again and watch from the list's revision"
+            ) from err
+        try:
+            async for raw in stream:
+                kv = _kv(raw.kv)
+                prev = _kv(raw.prev_kv) if raw.prev_kv is not None and raw.prev_kv.key else None
+                kind = EventType.PUT if raw.kind == "PUT" else EventType.DELETE
+                yield Event(type=kind, kv=kv, prev=prev, revision=kv.mod_revision)
+        except aetcd.exceptions.RevisionCompactedError as err:
+            raise OutOfRange(
+                f"revision {start_revision} was compacted (oldest kept: {err.compacted_revision}); "
+                "list again and watch from the list's revision"
+            ) from err
+        except (aetcd.exceptions.ClientError, grpc.RpcError) as err:
+            raise self._unavailable(err) from err
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(stream.cancel(), 1.0)

@@ -1,0 +1,61 @@
+"""Shared fixtures: a real etcd for the whole session, started on a free port.
+
+Unit tests (tests/unit) never touch these. Integration tests get `etcd` (the
+endpoint) and `store`, and start services on port 0 in the test process or as
+real child processes. Tests isolate themselves with unique namespaces and ids
+(see `unique`), so no test has to wipe etcd.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def etcd() -> Iterator[str]:
+    """Endpoint ("host:port") of a real etcd started for this test session.
+
+    SUTRADHAR_TEST_ETCD=host:port uses an etcd that already runs instead.
+    """
+    external = os.environ.get("SUTRADHAR_TEST_ETCD")
+    if external:
+        yield external
+        return
+    from sutradhar.services.common.etcd_server import LocalEtcd, free_port
+
+    root = Path(tempfile.mkdtemp(prefix="sutradhar-test-etcd-"))
+    server = LocalEtcd(root / "data", client_port=free_port(), log_path=root / "etcd.log")
+    server.start()
+    try:
+        yield server.endpoint
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+async def store(etcd: str) -> AsyncIterator[object]:
+    """A Store connected to the session etcd."""
+    from sutradhar.services.common.store import EtcdEndpoint, Store
+
+    s = Store(EtcdEndpoint.parse(etcd))
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique DNS-1123 label for namespaces and ids in this test."""
+    return f"t{next(_counter)}-{uuid.uuid4().hex[:6]}"
