@@ -1,0 +1,1 @@
+"""The `sutradhar` command line."""

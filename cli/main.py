@@ -1,0 +1,98 @@
+"""Entry point of the `sutradhar` command.
+
+Every module in this package that defines ``register(subparsers)`` adds its
+commands; each command sets ``func`` (sync or async, taking the parsed
+namespace and returning an exit code). A `SutradharError` or a failed gRPC
+call prints one line, ``error: ...``, with a hint where there is one, and
+exits 1; a usage error exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import inspect
+import os
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+import grpc
+
+from sutradhar._errors import SutradharError, from_rpc_error
+
+DEFAULT_REGISTRY = "127.0.0.1:50051"
+DEFAULT_ROUTER = "127.0.0.1:50052"
+DEFAULT_SCHEDULER = "127.0.0.1:50053"
+DEFAULT_HEALTH = "127.0.0.1:50054"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, with every command module registered."""
+    parser = argparse.ArgumentParser(
+        prog="sutradhar",
+        description="Sutradhar: register, deploy, scale, probe and route to agents.",
+    )
+    parser.add_argument(
+        "--registry", default=os.environ.get("SUTRADHAR_REGISTRY", DEFAULT_REGISTRY),
+        help="registry address (env SUTRADHAR_REGISTRY; default %(default)s)",
+    )
+    parser.add_argument(
+        "--router", default=os.environ.get("SUTRADHAR_ROUTER", DEFAULT_ROUTER),
+        help="router address (env SUTRADHAR_ROUTER; default %(default)s)",
+    )
+    parser.add_argument(
+        "--scheduler", default=os.environ.get("SUTRADHAR_SCHEDULER", DEFAULT_SCHEDULER),
+        help="scheduler address (env SUTRADHAR_SCHEDULER; default %(default)s)",
+    )
+    parser.add_argument(
+        "--health", default=os.environ.get("SUTRADHAR_HEALTH", DEFAULT_HEALTH),
+        help="health service address (env SUTRADHAR_HEALTH; default %(default)s)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    package = importlib.import_module("sutradhar.cli")
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        if info.name.startswith("_") or info.name == "main":
+            continue
+        module = importlib.import_module(f"sutradhar.cli.{info.name}")
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(sub)
+    return parser
+
+
+def _explain(err: SutradharError) -> str:
+    hints = {
+        grpc.StatusCode.UNAVAILABLE: "is the mesh running? start it with `sutradhar up`",
+        grpc.StatusCode.DEADLINE_EXCEEDED: "raise --timeout or check the agent's load",
+    }
+    hint = hints.get(err.code)
+    text = f"error: {err.message} ({err.code.name})"
+    if hint and "sutradhar up" not in err.message:
+        text += f"\nhint: {hint}"
+    return text
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+        if inspect.iscoroutine(result):
+            result = asyncio.run(result)
+        return int(result or 0)
+    except SutradharError as err:
+        print(_explain(err), file=sys.stderr)
+        return 1
+    except grpc.RpcError as err:
+        print(_explain(from_rpc_error(err)), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

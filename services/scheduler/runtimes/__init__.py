@@ -1,0 +1,1 @@
+"""Runtimes run replicas: process, container, http, in-process."""

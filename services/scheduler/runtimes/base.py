@@ -1,0 +1,103 @@
+"""The runtime interface: how the scheduler starts, stops, finds and reads
+replicas, whatever runs them.
+
+A runtime is stateless towards the scheduler: everything it needs to adopt
+replicas after a scheduler restart is recoverable from the world itself
+(process records on disk, Docker labels). `list()` returns every replica the
+runtime can find that carries Sutradhar's labels, so a new leader adopts
+instead of starting duplicates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import Protocol
+
+from sutradhar.v1 import registry_pb2
+
+#: Labels every managed replica carries (process records and Docker labels).
+LABEL_MANAGED = "sutradhar.managed"
+LABEL_NAMESPACE = "sutradhar.namespace"
+LABEL_DEPLOYMENT = "sutradhar.deployment"
+LABEL_AGENT = "sutradhar.agent"
+LABEL_REVISION = "sutradhar.revision"
+LABEL_REPLICA = "sutradhar.replica"
+
+
+class ReplicaPhase(Enum):
+    """Where a replica is in its life."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    EXITED = "exited"
+    FAILED = "failed"  # could not be started at all (see `message`)
+
+
+@dataclass(frozen=True)
+class ReplicaSpec:
+    """What to run: one replica of one agent for one deployment revision."""
+
+    namespace: str
+    deployment: str
+    replica_id: str
+    revision: str
+    agent: registry_pb2.Agent
+    env: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Replica:
+    """A replica as the runtime sees it now."""
+
+    replica_id: str
+    runtime: str
+    namespace: str
+    deployment: str
+    revision: str
+    agent_id: str
+    phase: ReplicaPhase
+    endpoint: str = ""  # "127.0.0.1:port", a URL, or "in-process"
+    native_id: str = ""  # pid, container id, URL
+    labels: Mapping[str, str] = field(default_factory=dict)
+    started_at: datetime | None = None
+    exit_code: int | None = None
+    message: str = ""  # why it failed or exited, for status conditions and events
+
+
+class Runtime(Protocol):
+    """What the scheduler needs from a runtime."""
+
+    name: str
+
+    async def start(self, spec: ReplicaSpec) -> Replica:
+        """Start one replica and return it (phase STARTING or RUNNING).
+
+        Raises InvalidArgument for a config the runtime cannot run (missing
+        image, unknown command) and Unavailable when the runtime's engine is
+        down; the message names the cause and how to fix it.
+        """
+        ...
+
+    async def stop(self, replica: Replica, *, grace: timedelta = timedelta(seconds=10)) -> None:
+        """Stop one replica: a graceful signal, then a kill after `grace`. Idempotent."""
+        ...
+
+    async def list(self, namespace: str | None = None) -> list[Replica]:
+        """Every managed replica this runtime can find (for adoption)."""
+        ...
+
+    async def inspect(self, replica: Replica) -> Replica:
+        """The replica's current phase (RUNNING, EXITED with exit code, ...)."""
+        ...
+
+    def logs(self, replica: Replica, *, tail: int = 100, follow: bool = False) -> AsyncIterator[str]:
+        """The replica's log lines, oldest first."""
+        ...
+
+    async def close(self) -> None:
+        """Release clients and background tasks."""
+        ...
