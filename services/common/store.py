@@ -202,7 +202,9 @@ class Store:
         tx = self._client.transactions
         compare = [tx.mod(g.key.encode()) == g.mod_revision for g in guards]
         success = [
-            tx.delete(op.key.encode()) if op.value is None else tx.put(op.key.encode(), op.value, lease=op.lease or None)
+            tx.delete(op.key.encode())
+            if op.value is None
+            else tx.put(op.key.encode(), op.value, lease=op.lease or None)
             for op in ops
         ]
         failure = [tx.get(g.key.encode()) for g in guards]

@@ -1,0 +1,53 @@
+"""Human tables and JSON output for CLI commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TextIO
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+
+def add_output_flag(parser: Any) -> None:
+    """Add `-o/--output {table,json}` to a command."""
+    parser.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format")
+
+
+def message_to_dict(message: Message) -> dict[str, Any]:
+    """A protobuf message as a JSON-ready dict (field names as in the proto)."""
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+
+def print_json(data: Any, *, out: TextIO = sys.stdout) -> None:
+    """Print data as indented JSON; messages are converted first."""
+    if isinstance(data, Message):
+        data = message_to_dict(data)
+    elif isinstance(data, list):
+        data = [message_to_dict(d) if isinstance(d, Message) else d for d in data]
+    print(json.dumps(data, indent=2, sort_keys=True, default=str), file=out)
+
+
+def print_table(rows: Iterable[Mapping[str, Any]], columns: Sequence[str], *, out: TextIO = sys.stdout,
+                empty: str = "nothing found") -> None:
+    """Print rows as an aligned table with upper-case headers."""
+    materialized = [[_cell(row.get(col, "")) for col in columns] for row in rows]
+    if not materialized:
+        print(empty, file=out)
+        return
+    widths = [max(len(col), *(len(r[i]) for r in materialized)) for i, col in enumerate(columns)]
+    print("  ".join(col.upper().ljust(w) for col, w in zip(columns, widths, strict=True)).rstrip(), file=out)
+    for r in materialized:
+        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip(), file=out)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, Mapping):
+        return ",".join(f"{k}={v}" for k, v in sorted(value.items()))
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
