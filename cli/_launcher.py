@@ -1,0 +1,232 @@
+"""Run the whole mesh on one machine as child processes: what `sutradhar up`
+does, and what end-to-end tests use.
+
+The launcher starts etcd (unless an external one is given), then registry,
+scheduler, health and router, each as `python -m sutradhar.services.<name>`
+in its own process group with its log under ``<state>/logs/``, and waits for
+each to print its "listening on" line. `stop()` takes them down in reverse
+order (SIGTERM, then SIGKILL after a grace period) and leaves no process
+behind. The state file ``<state>/mesh.json`` lets `sutradhar down` find a
+detached mesh.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from sutradhar._errors import FailedPrecondition, Unavailable
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SERVICE_ORDER = ("registry", "scheduler", "health", "router")
+STATE_FILE = "mesh.json"
+
+
+def default_state_dir() -> Path:
+    """``$SUTRADHAR_STATE_DIR``, else ``$XDG_STATE_HOME/sutradhar``, else ``~/.local/state/sutradhar``."""
+    env = os.environ.get("SUTRADHAR_STATE_DIR")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_STATE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "state"
+    return base / "sutradhar"
+
+
+@dataclass(frozen=True)
+class MeshPorts:
+    """Where each part listens; 0 picks a free port."""
+
+    etcd: int = 2379
+    registry: int = 50051
+    router: int = 50052
+    scheduler: int = 50053
+    health: int = 50054
+
+
+@dataclass
+class ChildProcess:
+    """A started child: its name, pid, address and log file."""
+
+    name: str
+    pid: int
+    address: str
+    log: str
+
+
+@dataclass
+class Mesh:
+    """The mesh on one machine. Build, `start()`, use the addresses, `stop()`."""
+
+    state_dir: Path
+    host: str = "127.0.0.1"
+    ports: MeshPorts = field(default_factory=MeshPorts)
+    external_etcd: str | None = None
+    services: tuple[str, ...] = SERVICE_ORDER
+    progress: Callable[[str], None] = lambda _msg: None
+    children: dict[str, ChildProcess] = field(default_factory=dict)
+    _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _etcd: object | None = None
+
+    @property
+    def etcd_address(self) -> str:
+        if self.external_etcd:
+            return self.external_etcd
+        return self.children["etcd"].address
+
+    def address(self, name: str) -> str:
+        return self.children[name].address
+
+    # -- start ----------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start etcd and every available service; on failure stop what started."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        (self.state_dir / "logs").mkdir(exist_ok=True)
+        self._check_ports()
+        try:
+            if not self.external_etcd:
+                self._start_etcd()
+            for name in self.services:
+                if importlib.util.find_spec(f"sutradhar.services.{name}.__main__") is None:
+                    self.progress(f"{name}: not part of this build, skipped")
+                    continue
+                self._start_service(name)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _check_ports(self) -> None:
+        from sutradhar.services.common.etcd_server import port_is_open
+
+        wanted = {name: getattr(self.ports, name) for name in ("registry", "router", "scheduler", "health")}
+        if not self.external_etcd:
+            wanted["etcd"] = self.ports.etcd
+        for name, port in wanted.items():
+            if port and port_is_open(self.host, port):
+                raise FailedPrecondition(
+                    f"port {port} for {name} on {self.host} is already in use; if a mesh is running, stop it with "
+                    f"`sutradhar down`, or choose another port with --{name}-port"
+                )
+
+    def _start_etcd(self) -> None:
+        from sutradhar.services.common.etcd_server import LocalEtcd, free_port
+
+        port = self.ports.etcd or free_port(self.host)
+        self.progress(f"etcd: starting on {self.host}:{port} (data in {self.state_dir / 'etcd'})")
+        etcd = LocalEtcd(self.state_dir / "etcd", host=self.host, client_port=port,
+                         log_path=self.state_dir / "logs" / "etcd.log")
+        etcd.start()
+        self._etcd = etcd
+        assert etcd.process is not None
+        self.children["etcd"] = ChildProcess("etcd", etcd.process.pid, etcd.endpoint, str(etcd.log_path))
+
+    def _service_args(self, name: str) -> list[str]:
+        port = getattr(self.ports, name)
+        args = [sys.executable, "-m", f"sutradhar.services.{name}", "--host", self.host, "--port", str(port),
+                "--etcd", self.etcd_address]
+        if name in ("router", "scheduler") and "registry" in self.children:
+            args += ["--registry", self.children["registry"].address]
+        if name == "scheduler":
+            args += ["--state-dir", str(self.state_dir / "scheduler")]
+        return args
+
+    def _start_service(self, name: str, *, timeout: float = 30.0) -> None:
+        log_path = self.state_dir / "logs" / f"{name}.log"
+        self.progress(f"{name}: starting")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH", "")]))
+        with open(log_path, "ab") as log:
+            offset = log.tell()
+            proc = subprocess.Popen(self._service_args(name), stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True, env=env, cwd=REPO_ROOT)
+        self._procs[name] = proc
+        address = wait_for_listening(proc, log_path, f"{name} listening on ", offset=offset, timeout=timeout)
+        self.children[name] = ChildProcess(name, proc.pid, address, str(log_path))
+        self.progress(f"{name}: listening on {address}")
+
+    # -- stop -----------------------------------------------------------------
+
+    def stop(self, *, grace: float = 10.0) -> None:
+        """Stop every child in reverse start order; nothing is left running."""
+        for name in reversed(list(self._procs)):
+            stop_process_group(self._procs[name], grace=grace)
+            self.progress(f"{name}: stopped")
+        self._procs.clear()
+        if self._etcd is not None:
+            self._etcd.stop()  # type: ignore[attr-defined]
+            self._etcd = None
+            self.progress("etcd: stopped")
+
+    # -- state file -----------------------------------------------------------
+
+    def write_state(self, *, supervisor_pid: int, extra: dict[str, object] | None = None) -> Path:
+        """Record the running mesh for `sutradhar down`."""
+        path = self.state_dir / STATE_FILE
+        data = {
+            "supervisor_pid": supervisor_pid,
+            "started": time.time(),
+            "children": {name: asdict(child) for name, child in self.children.items()},
+            **(extra or {}),
+        }
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2))
+        tmp.replace(path)
+        return path
+
+
+def wait_for_listening(proc: subprocess.Popen[bytes], log_path: Path, marker: str, *, offset: int = 0,
+                       timeout: float = 30.0) -> str:
+    """Wait until `proc` writes `marker` + address to its log; return the address."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(log_path, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
+        for line in text.splitlines():
+            if marker in line:
+                return line.split(marker, 1)[1].split()[0]
+        if proc.poll() is not None:
+            tail = "\n".join(text.splitlines()[-15:])
+            raise Unavailable(f"{marker.split()[0]} exited with code {proc.returncode} while starting; "
+                              f"its log ({log_path}) ends with:\n{tail}")
+        time.sleep(0.05)
+    stop_process_group(proc)
+    raise Unavailable(f"{marker.split()[0]} did not report ready within {timeout:.0f}s; see {log_path}")
+
+
+def stop_process_group(proc: subprocess.Popen[bytes], *, grace: float = 10.0) -> None:
+    """SIGTERM the child's process group, SIGKILL it after `grace` seconds."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (and is not a zombie)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True

@@ -1,0 +1,271 @@
+"""`sutradhar up` and `sutradhar down`: the whole mesh on one machine.
+
+`up` starts a local etcd (data under the state directory) and the registry,
+scheduler, health and router services on their default ports, prints the
+endpoints, and runs until Ctrl-C or SIGTERM, when it stops everything it
+started. `--demo` also starts the example echo agent and routes sample tasks.
+`--detach` runs the same in the background; `down` stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from sutradhar._errors import FailedPrecondition, SutradharError, Unavailable
+from sutradhar.cli._launcher import (
+    REPO_ROOT,
+    STATE_FILE,
+    Mesh,
+    MeshPorts,
+    default_state_dir,
+    pid_alive,
+    stop_process_group,
+    wait_for_listening,
+)
+from sutradhar.cli._output import print_table
+
+DEMO_REPLICAS = 2
+DEMO_TASKS = 6
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("up", help="start the whole mesh on this machine (etcd + every service)")
+    p.add_argument("--state-dir", type=Path, default=None, help="where data and logs go (default: %s)"
+                   % default_state_dir())
+    p.add_argument("--host", default="127.0.0.1", help="address every service binds (default %(default)s)")
+    p.add_argument("--etcd", default=None, help="use this external etcd (host:port) instead of starting one")
+    p.add_argument("--etcd-port", type=int, default=2379)
+    p.add_argument("--registry-port", type=int, default=50051)
+    p.add_argument("--router-port", type=int, default=50052)
+    p.add_argument("--scheduler-port", type=int, default=50053)
+    p.add_argument("--health-port", type=int, default=50054)
+    p.add_argument("--demo", action="store_true", help="also run the echo agent and route sample tasks")
+    p.add_argument("--detach", action="store_true", help="run in the background; stop with `sutradhar down`")
+    p.set_defaults(func=up)
+
+    p = sub.add_parser("down", help="stop a mesh started with `sutradhar up --detach`")
+    p.add_argument("--state-dir", type=Path, default=None)
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait before killing")
+    p.set_defaults(func=down)
+
+
+def _say(message: str) -> None:
+    print(f"  {message}", flush=True)
+
+
+def _mesh_from_args(args: argparse.Namespace, state_dir: Path) -> Mesh:
+    ports = MeshPorts(etcd=args.etcd_port, registry=args.registry_port, router=args.router_port,
+                      scheduler=args.scheduler_port, health=args.health_port)
+    return Mesh(state_dir=state_dir, host=args.host, ports=ports, external_etcd=args.etcd, progress=_say)
+
+
+def _running_supervisor(state_dir: Path) -> int | None:
+    path = state_dir / STATE_FILE
+    if not path.exists():
+        return None
+    try:
+        pid = int(json.loads(path.read_text())["supervisor_pid"])
+    except (ValueError, KeyError, OSError):
+        return None
+    return pid if pid_alive(pid) else None
+
+
+def up(args: argparse.Namespace) -> int:
+    state_dir: Path = (args.state_dir or default_state_dir()).resolve()
+    running = _running_supervisor(state_dir)
+    if running:
+        raise FailedPrecondition(
+            f"a mesh is already running from {state_dir} (supervisor pid {running}); stop it with `sutradhar down`"
+        )
+    if args.detach:
+        return _detach(args, state_dir)
+    return _foreground(args, state_dir)
+
+
+def _print_endpoints(mesh: Mesh) -> None:
+    rows = [{"service": name, "address": child.address, "pid": child.pid, "log": child.log}
+            for name, child in mesh.children.items() if name != "demo-agent"]
+    print()
+    print_table(rows, ["service", "address", "pid", "log"])
+    print()
+
+
+def _foreground(args: argparse.Namespace, state_dir: Path) -> int:
+    stop_requested = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    print(f"Starting the Sutradhar mesh (state in {state_dir})", flush=True)
+    mesh = _mesh_from_args(args, state_dir)
+    demo_procs: list[subprocess.Popen[bytes]] = []
+    try:
+        mesh.start()
+        if args.demo:
+            demo_procs = _start_demo_agents(mesh)
+        mesh.write_state(supervisor_pid=os.getpid(), extra={"ready": True, "demo_pids": [p.pid for p in demo_procs]})
+        _print_endpoints(mesh)
+        if args.demo:
+            asyncio.run(_run_demo(mesh.address("router")))
+        print("Mesh is up. Try: grpcurl -plaintext %s list   (Ctrl-C or `sutradhar down` stops it)"
+              % mesh.address("registry"), flush=True)
+        while not stop_requested:
+            time.sleep(0.2)
+        print("\nStopping the mesh...", flush=True)
+        return 0
+    finally:
+        for proc in demo_procs:
+            stop_process_group(proc)
+        if demo_procs:
+            _say("demo agents: stopped")
+        mesh.stop()
+        with contextlib.suppress(FileNotFoundError):
+            (state_dir / STATE_FILE).unlink()
+        print("Mesh stopped; nothing left running.", flush=True)
+
+
+def _start_demo_agents(mesh: Mesh) -> list[subprocess.Popen[bytes]]:
+    """Start the example echo agent replicas; they register themselves with the registry."""
+    procs = []
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH", "")]))
+    if not (REPO_ROOT / "examples" / "echo_agent.py").exists():
+        raise FailedPrecondition("the demo needs the examples/ folder of a source checkout; run it from the repository")
+    for i in range(1, DEMO_REPLICAS + 1):
+        log_path = mesh.state_dir / "logs" / f"demo-echo-{i}.log"
+        _say(f"demo: starting echo agent replica {i}")
+        with open(log_path, "ab") as log:
+            offset = log.tell()
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent", "--host", mesh.host,
+                 "--port", "0", "--registry", mesh.address("registry"), "--instance-id", f"echo-{i}", "--ttl", "5"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env,
+                cwd=REPO_ROOT,
+            )
+        procs.append(proc)
+        try:
+            address = wait_for_listening(proc, log_path, "listening on ", offset=offset, timeout=30)
+        except SutradharError:
+            for p in procs:
+                stop_process_group(p)
+            raise
+        _say(f"demo: echo-{i} listening on {address}")
+    return procs
+
+
+async def _run_demo(router: str) -> None:
+    import grpc
+
+    from sutradhar._values import from_value, to_value
+    from sutradhar.v1 import agent_pb2, router_pb2, router_pb2_grpc
+
+    print("Routing sample tasks through the router at %s:" % router, flush=True)
+    async with grpc.aio.insecure_channel(router) as channel:
+        stub = router_pb2_grpc.RouterServiceStub(channel)
+        selector = router_pb2.Selector(agent_type="echo")
+        # Wait until the router has seen the demo replicas.
+        deadline = time.monotonic() + 20
+        seen: set[str] = set()
+        while len(seen) < DEMO_REPLICAS and time.monotonic() < deadline:
+            try:
+                resp = await stub.Execute(router_pb2.RouterServiceExecuteRequest(
+                    selector=selector, task=agent_pb2.Task(type="echo", payload=to_value({"warmup": True}))),
+                    timeout=5)
+                seen.add(resp.result.metadata.instance_id)
+            except grpc.aio.AioRpcError:
+                await asyncio.sleep(0.2)
+        if not seen:
+            raise Unavailable("the router never saw the demo agent; see the logs under the state directory")
+        rows = []
+        for n in range(1, DEMO_TASKS + 1):
+            payload = {"text": f"hello #{n} from sutradhar"}
+            started = time.perf_counter()
+            resp = await stub.Execute(router_pb2.RouterServiceExecuteRequest(
+                selector=selector, task=agent_pb2.Task(id=f"demo-{n}", type="echo", payload=to_value(payload))),
+                timeout=5)
+            elapsed = (time.perf_counter() - started) * 1000
+            result = resp.result
+            data = from_value(result.data) if result.success else result.error.message
+            rows.append({"task": f"demo-{n}", "instance": result.metadata.instance_id,
+                         "ok": result.success, "ms": f"{elapsed:.2f}", "result": json.dumps(data)[:70]})
+    print_table(rows, ["task", "instance", "ok", "ms", "result"])
+    print(flush=True)
+
+
+def _detach(args: argparse.Namespace, state_dir: Path) -> int:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "sutradhar.cli.main", "up", "--state-dir", str(state_dir), "--host", args.host,
+            "--etcd-port", str(args.etcd_port), "--registry-port", str(args.registry_port),
+            "--router-port", str(args.router_port), "--scheduler-port", str(args.scheduler_port),
+            "--health-port", str(args.health_port)]
+    if args.etcd:
+        argv += ["--etcd", args.etcd]
+    if args.demo:
+        argv.append("--demo")
+    log_path = state_dir / "up.log"
+    with contextlib.suppress(FileNotFoundError):
+        (state_dir / STATE_FILE).unlink()
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, cwd=Path.cwd())
+    print(f"Starting the mesh in the background (pid {proc.pid}, log {log_path})", flush=True)
+    deadline = time.monotonic() + 90
+    path = state_dir / STATE_FILE
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
+            raise Unavailable(f"the mesh failed to start (exit code {proc.returncode}); {log_path} ends with:\n{tail}")
+        if path.exists():
+            with contextlib.suppress(ValueError, OSError):
+                state = json.loads(path.read_text())
+                if state.get("ready") and state.get("supervisor_pid") == proc.pid:
+                    rows = [{"service": n, "address": c["address"], "pid": c["pid"]}
+                            for n, c in state["children"].items()]
+                    print_table(rows, ["service", "address", "pid"])
+                    print("Stop it with `sutradhar down`.")
+                    return 0
+        time.sleep(0.1)
+    stop_process_group(proc)
+    raise Unavailable(f"the mesh did not come up within 90s; see {log_path}")
+
+
+def down(args: argparse.Namespace) -> int:
+    state_dir: Path = (args.state_dir or default_state_dir()).resolve()
+    path = state_dir / STATE_FILE
+    if not path.exists():
+        print(f"no mesh is running from {state_dir}")
+        return 0
+    state = json.loads(path.read_text())
+    pid = int(state["supervisor_pid"])
+    if pid_alive(pid):
+        print(f"Stopping the mesh (supervisor pid {pid})...", flush=True)
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + args.timeout
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    leftovers = [c["pid"] for c in state.get("children", {}).values()] + list(state.get("demo_pids", []))
+    if pid_alive(pid):
+        leftovers.append(pid)
+    killed = 0
+    for child in leftovers:
+        if pid_alive(child):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child, signal.SIGKILL)
+                killed += 1
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    print("Mesh stopped" + (f" ({killed} process group(s) had to be killed)" if killed else "") + ".")
+    return 0
