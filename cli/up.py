@@ -40,8 +40,8 @@ DEMO_TASKS = 6
 
 def register(sub: Any) -> None:
     p = sub.add_parser("up", help="start the whole mesh on this machine (etcd + every service)")
-    p.add_argument("--state-dir", type=Path, default=None, help="where data and logs go (default: %s)"
-                   % default_state_dir())
+    p.add_argument("--state-dir", type=Path, default=None,
+                   help=f"where data and logs go (default: {default_state_dir()})")
     p.add_argument("--host", default="127.0.0.1", help="address every service binds (default %(default)s)")
     p.add_argument("--etcd", default=None, help="use this external etcd (host:port) instead of starting one")
     p.add_argument("--etcd-port", type=int, default=2379)
@@ -120,8 +120,9 @@ def _foreground(args: argparse.Namespace, state_dir: Path) -> int:
         _print_endpoints(mesh)
         if args.demo:
             asyncio.run(_run_demo(mesh.address("router")))
-        print("Mesh is up. Try: grpcurl -plaintext %s list   (Ctrl-C or `sutradhar down` stops it)"
-              % mesh.address("registry"), flush=True)
+        registry = mesh.address("registry")
+        print(f"Mesh is up. Try: grpcurl -plaintext {registry} list   (Ctrl-C or `sutradhar down` stops it)",
+              flush=True)
         while not stop_requested:
             time.sleep(0.2)
         print("\nStopping the mesh...", flush=True)
@@ -172,7 +173,7 @@ async def _run_demo(router: str) -> None:
     from sutradhar._values import from_value, to_value
     from sutradhar.v1 import agent_pb2, router_pb2, router_pb2_grpc
 
-    print("Routing sample tasks through the router at %s:" % router, flush=True)
+    print(f"Routing sample tasks through the router at {router}:", flush=True)
     async with grpc.aio.insecure_channel(router) as channel:
         stub = router_pb2_grpc.RouterServiceStub(channel)
         selector = router_pb2.Selector(agent_type="echo")
