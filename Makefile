@@ -1,0 +1,44 @@
+# Sutradhar: two commands on a fresh machine.
+#   make demo   installs what it needs into .venv and runs `sutradhar up --demo`
+#   make test   installs what the tests need (Debian packages too) and runs the suite
+#   make install  the environment alone
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+
+.PHONY: install demo test lint proto system-deps bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -m venv --help >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq python3-venv; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q -e '.[mesh,dev]'
+	@touch $@
+
+demo: install
+	$(VENV)/bin/sutradhar up --demo
+
+system-deps:
+	bash scripts/install-system-deps.sh
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/buf lint
+
+test: install system-deps lint
+	$(VENV)/bin/pytest -q -p no:cacheprovider
+
+proto: install
+	$(PY) scripts/genproto.py
+
+bench: install
+	$(PY) -m pip install -q -e '.[mesh,dev,bench]'
+	$(PY) bench/router.py
+	$(PY) bench/health.py
+	$(PY) bench/scheduler.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache
