@@ -1,0 +1,457 @@
+"""Typed asyncio clients for the Registry, the Router and any Agent.
+
+Each client owns one `grpc.aio` channel and is an async context manager::
+
+    async with RouterClient("127.0.0.1:50052") as router:
+        result = await router.execute("echo", {"text": "hi"}, timeout=timedelta(seconds=2))
+
+One rule for return types: task values (`Task`, `Result`, `Progress`,
+`Partial`) are the SDK's dataclasses; everything else (agent definitions,
+instances, list responses, describe/metrics/stats) is the protobuf message
+from `sutradhar.v1`. Options are keyword-only; durations are `timedelta`.
+Every failed call raises the matching `SutradharError` (see `from_rpc_error`).
+"""
+
+# ruff: noqa: ASYNC109 - `timeout` is the gRPC deadline of one call, passed to grpc, not an asyncio timeout
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import grpc
+
+from sutradhar._agent import Result, StreamEvent, Task, TaskContext
+from sutradhar._convert import event_from_proto, result_from_proto, task_to_proto
+from sutradhar._errors import from_rpc_error
+from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES
+from sutradhar._values import JSON, from_duration, to_duration
+from sutradhar.v1 import (
+    agent_pb2,
+    agent_pb2_grpc,
+    registry_pb2,
+    registry_pb2_grpc,
+    router_pb2,
+    router_pb2_grpc,
+)
+
+T = TypeVar("T")
+
+DEFAULT_NAMESPACE = "default"
+
+
+def _seconds(timeout: timedelta | None) -> float | None:
+    return None if timeout is None else max(timeout.total_seconds(), 0.0)
+
+
+def label_selector(labels: str | Mapping[str, str] | None) -> str:
+    """A label selector string from a selector string or an equality mapping."""
+    if labels is None:
+        return ""
+    if isinstance(labels, str):
+        return labels
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def make_task(
+    payload: JSON,
+    *,
+    task_type: str,
+    task_id: str | None,
+    context: TaskContext | None,
+    timeout: timedelta | None,
+) -> Task:
+    """A Task with an id and, when `timeout` is given and the context has no
+    deadline, the absolute deadline it implies."""
+    ctx = context or TaskContext()
+    if timeout is not None and ctx.deadline is None:
+        ctx = TaskContext(
+            session_id=ctx.session_id,
+            user_id=ctx.user_id,
+            request_id=ctx.request_id,
+            deadline=datetime.now(UTC) + timeout,
+            traceparent=ctx.traceparent,
+            tracestate=ctx.tracestate,
+            attributes=ctx.attributes,
+        )
+    return Task(id=task_id or uuid.uuid4().hex, type=task_type, payload=payload, context=ctx)
+
+
+def _grpc_timeout(task: Task, timeout: timedelta | None) -> float | None:
+    if timeout is not None:
+        return _seconds(timeout)
+    remaining = task.context.time_remaining()
+    return _seconds(remaining)
+
+
+class _Client:
+    """One insecure grpc.aio channel to `address`, closed on exit."""
+
+    def __init__(self, address: str, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        self.address = address
+        self._channel = grpc.aio.insecure_channel(
+            address,
+            options=[
+                ("grpc.max_receive_message_length", max_message_bytes),
+                ("grpc.max_send_message_length", max_message_bytes),
+            ],
+        )
+
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        """The underlying channel (for stubs this client does not wrap)."""
+        return self._channel
+
+    async def close(self) -> None:
+        """Close the channel; calls in progress are cancelled."""
+        await self._channel.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    @staticmethod
+    async def _call(call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+
+    @staticmethod
+    async def _iterate(call: Any) -> AsyncIterator[Any]:
+        try:
+            async for item in call:
+                yield item
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+        finally:
+            call.cancel()
+
+
+class AgentClient(_Client):
+    """Talks to one agent replica directly (AgentService)."""
+
+    def __init__(self, address: str, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        super().__init__(address, max_message_bytes=max_message_bytes)
+        self._stub = agent_pb2_grpc.AgentServiceStub(self._channel)
+
+    async def describe(self, *, timeout: timedelta | None = None) -> agent_pb2.DescribeResponse:
+        """The agent's identity and capabilities."""
+        return await self._call(self._stub.Describe(agent_pb2.DescribeRequest(), timeout=_seconds(timeout)))
+
+    async def execute(
+        self,
+        payload: JSON = None,
+        *,
+        task_type: str = "",
+        task_id: str | None = None,
+        context: TaskContext | None = None,
+        timeout: timedelta | None = None,
+    ) -> Result:
+        """Run one task; application failures come back as a failed Result."""
+        task = make_task(payload, task_type=task_type, task_id=task_id, context=context, timeout=timeout)
+        response = await self._call(
+            self._stub.Execute(
+                agent_pb2.ExecuteRequest(task=task_to_proto(task)), timeout=_grpc_timeout(task, timeout)
+            )
+        )
+        return result_from_proto(response.result)
+
+    async def execute_stream(
+        self,
+        payload: JSON = None,
+        *,
+        task_type: str = "",
+        task_id: str | None = None,
+        context: TaskContext | None = None,
+        timeout: timedelta | None = None,
+    ) -> AsyncIterator[StreamEvent]:
+        """Run one task with streamed events: Progress, Partial, then one Result.
+        Leaving the loop early cancels the task on the agent."""
+        task = make_task(payload, task_type=task_type, task_id=task_id, context=context, timeout=timeout)
+        call = self._stub.ExecuteStream(
+            agent_pb2.ExecuteStreamRequest(task=task_to_proto(task)), timeout=_grpc_timeout(task, timeout)
+        )
+        async for msg in self._iterate(call):
+            yield event_from_proto(msg)
+
+    async def metrics(self, *, timeout: timedelta | None = None) -> agent_pb2.MetricsResponse:
+        """The replica's counters."""
+        return await self._call(self._stub.Metrics(agent_pb2.MetricsRequest(), timeout=_seconds(timeout)))
+
+
+class RouterClient(_Client):
+    """Routes tasks through a Sutradhar router (RouterService)."""
+
+    def __init__(self, address: str, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        super().__init__(address, max_message_bytes=max_message_bytes)
+        self._stub = router_pb2_grpc.RouterServiceStub(self._channel)
+
+    @staticmethod
+    def _options(strategy: str, max_attempts: int, route_timeout: timedelta | None) -> router_pb2.RouteOptions:
+        opts = router_pb2.RouteOptions(strategy=strategy, max_attempts=max_attempts)
+        if route_timeout is not None:
+            opts.timeout.CopyFrom(to_duration(route_timeout))
+        return opts
+
+    async def execute(
+        self,
+        agent_type: str,
+        payload: JSON = None,
+        *,
+        task_type: str = "",
+        namespace: str = "",
+        version_range: str = "",
+        capabilities: Sequence[str] = (),
+        labels: str | Mapping[str, str] | None = None,
+        agent_id: str = "",
+        strategy: str = "",
+        max_attempts: int = 0,
+        task_id: str | None = None,
+        context: TaskContext | None = None,
+        timeout: timedelta | None = None,
+    ) -> Result:
+        """Route one task to an instance of `agent_type` and return its Result.
+
+        `labels` is a label selector ("tier=gold,env!=dev") or a mapping of
+        required label values. UNAVAILABLE (`Unavailable`) when no healthy
+        instance matches; `FailedPrecondition` when a constraint excludes all.
+        """
+        task = make_task(payload, task_type=task_type, task_id=task_id, context=context, timeout=timeout)
+        selector = router_pb2.Selector(
+            namespace=namespace,
+            agent_type=agent_type,
+            version_range=version_range,
+            capabilities=list(capabilities),
+            label_selector=label_selector(labels),
+            agent_id=agent_id,
+        )
+        request = router_pb2.RouterServiceExecuteRequest(
+            task=task_to_proto(task), selector=selector, options=self._options(strategy, max_attempts, timeout)
+        )
+        response = await self._call(self._stub.Execute(request, timeout=_grpc_timeout(task, timeout)))
+        return result_from_proto(response.result)
+
+    async def execute_stream(
+        self,
+        agent_type: str,
+        payload: JSON = None,
+        *,
+        task_type: str = "",
+        namespace: str = "",
+        version_range: str = "",
+        capabilities: Sequence[str] = (),
+        labels: str | Mapping[str, str] | None = None,
+        agent_id: str = "",
+        strategy: str = "",
+        max_attempts: int = 0,
+        task_id: str | None = None,
+        context: TaskContext | None = None,
+        timeout: timedelta | None = None,
+    ) -> AsyncIterator[StreamEvent]:
+        """Route one streamed task: yields Progress, Partial, then one Result.
+        Leaving the loop early cancels the agent call. Options as for `execute`."""
+        task = make_task(payload, task_type=task_type, task_id=task_id, context=context, timeout=timeout)
+        request = router_pb2.RouterServiceExecuteStreamRequest(
+            task=task_to_proto(task),
+            selector=router_pb2.Selector(
+                namespace=namespace,
+                agent_type=agent_type,
+                version_range=version_range,
+                capabilities=list(capabilities),
+                label_selector=label_selector(labels),
+                agent_id=agent_id,
+            ),
+            options=self._options(strategy, max_attempts, timeout),
+        )
+        call = self._stub.ExecuteStream(request, timeout=_grpc_timeout(task, timeout))
+        async for msg in self._iterate(call):
+            yield event_from_proto(msg)
+
+    async def get_stats(
+        self, *, namespace: str = "", agent_type: str = "", timeout: timedelta | None = None
+    ) -> router_pb2.GetStatsResponse:
+        """The router's per-instance statistics."""
+        return await self._call(
+            self._stub.GetStats(
+                router_pb2.GetStatsRequest(namespace=namespace, agent_type=agent_type), timeout=_seconds(timeout)
+            )
+        )
+
+
+class RegistryClient(_Client):
+    """Agent definitions and live instances (RegistryService)."""
+
+    def __init__(self, address: str, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        super().__init__(address, max_message_bytes=max_message_bytes)
+        self._stub = registry_pb2_grpc.RegistryServiceStub(self._channel)
+
+    async def register_agent(
+        self, agent: registry_pb2.Agent, *, timeout: timedelta | None = None
+    ) -> registry_pb2.Agent:
+        """Create an agent definition; `AlreadyExists` when the id is taken."""
+        response = await self._call(
+            self._stub.RegisterAgent(registry_pb2.RegisterAgentRequest(agent=agent), timeout=_seconds(timeout))
+        )
+        return response.agent
+
+    async def update_agent(
+        self, agent: registry_pb2.Agent, *, allow_missing: bool = False, timeout: timedelta | None = None
+    ) -> registry_pb2.Agent:
+        """Replace an agent definition (`Conflict` on a stale resource_version)."""
+        response = await self._call(
+            self._stub.UpdateAgent(
+                registry_pb2.UpdateAgentRequest(agent=agent, allow_missing=allow_missing), timeout=_seconds(timeout)
+            )
+        )
+        return response.agent
+
+    async def get_agent(
+        self, id: str, *, namespace: str = "", timeout: timedelta | None = None
+    ) -> registry_pb2.Agent:
+        """One agent definition; `NotFound` when missing."""
+        response = await self._call(
+            self._stub.GetAgent(registry_pb2.GetAgentRequest(namespace=namespace, id=id), timeout=_seconds(timeout))
+        )
+        return response.agent
+
+    async def list_agents(
+        self,
+        *,
+        namespace: str = "",
+        type: str = "",
+        capabilities: Sequence[str] = (),
+        labels: str | Mapping[str, str] | None = None,
+        version_range: str = "",
+        runtime: str = "",
+        timeout: timedelta | None = None,
+    ) -> registry_pb2.ListAgentsResponse:
+        """Agents matching every filter, with the revision to watch from."""
+        request = registry_pb2.ListAgentsRequest(
+            namespace=namespace,
+            type=type,
+            capabilities=list(capabilities),
+            label_selector=label_selector(labels),
+            version_range=version_range,
+            runtime=runtime,
+        )
+        return await self._call(self._stub.ListAgents(request, timeout=_seconds(timeout)))
+
+    async def deregister_agent(
+        self, id: str, *, namespace: str = "", force: bool = False, timeout: timedelta | None = None
+    ) -> registry_pb2.Agent:
+        """Delete an agent definition (with its instances when `force`)."""
+        response = await self._call(
+            self._stub.DeregisterAgent(
+                registry_pb2.DeregisterAgentRequest(namespace=namespace, id=id, force=force),
+                timeout=_seconds(timeout),
+            )
+        )
+        return response.agent
+
+    async def register_instance(
+        self,
+        instance: registry_pb2.Instance,
+        *,
+        ttl: timedelta = timedelta(seconds=10),
+        replace: bool = False,
+        timeout: timedelta | None = None,
+    ) -> registry_pb2.Instance:
+        """Record a live replica under a new lease of `ttl`; keep it alive with
+        `keep_alive_instance` within every TTL."""
+        request = registry_pb2.RegisterInstanceRequest(instance=instance, ttl=to_duration(ttl), replace=replace)
+        response = await self._call(self._stub.RegisterInstance(request, timeout=_seconds(timeout)))
+        return response.instance
+
+    async def keep_alive_instance(
+        self, id: str, lease_id: int, *, namespace: str = "", timeout: timedelta | None = None
+    ) -> timedelta:
+        """Renew an instance's lease; returns the remaining TTL. `NotFound`
+        when the lease lapsed (register again)."""
+        response = await self._call(
+            self._stub.KeepAliveInstance(
+                registry_pb2.KeepAliveInstanceRequest(namespace=namespace, id=id, lease_id=lease_id),
+                timeout=_seconds(timeout),
+            )
+        )
+        return from_duration(response.ttl, timedelta(0)) or timedelta(0)
+
+    async def update_instance_state(
+        self,
+        id: str,
+        state: registry_pb2.InstanceState.ValueType,
+        *,
+        namespace: str = "",
+        timeout: timedelta | None = None,
+    ) -> registry_pb2.Instance:
+        """Change an instance's routable state (e.g. INSTANCE_STATE_DRAINING)."""
+        response = await self._call(
+            self._stub.UpdateInstanceState(
+                registry_pb2.UpdateInstanceStateRequest(namespace=namespace, id=id, state=state),
+                timeout=_seconds(timeout),
+            )
+        )
+        return response.instance
+
+    async def get_instance(
+        self, id: str, *, namespace: str = "", timeout: timedelta | None = None
+    ) -> registry_pb2.Instance:
+        """One instance; `NotFound` when missing (or its lease lapsed)."""
+        response = await self._call(
+            self._stub.GetInstance(
+                registry_pb2.GetInstanceRequest(namespace=namespace, id=id), timeout=_seconds(timeout)
+            )
+        )
+        return response.instance
+
+    async def list_instances(
+        self,
+        *,
+        namespace: str = "",
+        agent_id: str = "",
+        state: registry_pb2.InstanceState.ValueType = registry_pb2.INSTANCE_STATE_UNSPECIFIED,
+        labels: str | Mapping[str, str] | None = None,
+        timeout: timedelta | None = None,
+    ) -> registry_pb2.ListInstancesResponse:
+        """Instances matching every filter, with the revision read at."""
+        request = registry_pb2.ListInstancesRequest(
+            namespace=namespace, agent_id=agent_id, state=state, label_selector=label_selector(labels)
+        )
+        return await self._call(self._stub.ListInstances(request, timeout=_seconds(timeout)))
+
+    async def deregister_instance(
+        self, id: str, *, namespace: str = "", timeout: timedelta | None = None
+    ) -> None:
+        """Delete an instance and revoke its lease."""
+        await self._call(
+            self._stub.DeregisterInstance(
+                registry_pb2.DeregisterInstanceRequest(namespace=namespace, id=id), timeout=_seconds(timeout)
+            )
+        )
+
+    async def watch(
+        self,
+        *,
+        namespace: str = "",
+        kinds: Sequence[registry_pb2.ResourceKind.ValueType] = (),
+        start_revision: int = 0,
+        include_initial: bool = False,
+    ) -> AsyncIterator[registry_pb2.WatchResponse]:
+        """Stream batches of changes; resume with `start_revision` = last
+        seen revision + 1 (`OutOfRange` when compacted away)."""
+        call = self._stub.Watch(
+            registry_pb2.WatchRequest(
+                namespace=namespace,
+                kinds=list(kinds),
+                start_revision=start_revision,
+                include_initial=include_initial,
+            )
+        )
+        async for response in self._iterate(call):
+            yield response

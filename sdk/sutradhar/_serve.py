@@ -1,0 +1,416 @@
+"""Serving an `Agent`: the AgentService servicer, `AgentServer` and `serve()`.
+
+`AgentServer` hosts one agent on a `GrpcHost` (AgentService, grpc.health.v1,
+reflection). With a registry address it also registers the instance under a
+lease and keeps it alive (see `_registration`). `stop()` drains: health goes
+NOT_SERVING, the registry hears DRAINING, new tasks get UNAVAILABLE
+"draining", in-flight tasks get up to `grace` to finish, then the instance is
+deregistered and the server stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from datetime import timedelta
+from types import TracebackType
+from typing import Self
+
+import grpc
+
+from sutradhar._agent import (
+    Agent,
+    Result,
+    ResultMetadata,
+    Task,
+    crash_result,
+    overrides,
+    run_execute,
+    stream_events,
+    validate_agent,
+    with_metadata,
+)
+from sutradhar._clients import RegistryClient
+from sutradhar._convert import event_to_proto, result_to_proto, task_from_proto
+from sutradhar._errors import DeadlineExceeded, Unavailable
+from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES, GrpcHost, install_signal_handlers
+from sutradhar._metrics import TaskMetrics
+from sutradhar._registration import Registration
+from sutradhar._values import to_duration
+from sutradhar.v1 import agent_pb2, agent_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+AGENT_SERVICE = agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name
+
+
+class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
+    """AgentService over one `Agent`: decode, run, count, encode."""
+
+    def __init__(self, agent: Agent, *, instance_id: str, metrics: TaskMetrics | None = None) -> None:
+        self.agent = agent
+        self.instance_id = instance_id
+        self.metrics = metrics or TaskMetrics()
+        self.draining = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # -- bookkeeping -------------------------------------------------------
+
+    def _admit(self, context: grpc.aio.ServicerContext) -> None:
+        if self.draining:
+            raise Unavailable(
+                f"agent {self.agent.id} instance {self.instance_id} is draining; send the task to another instance"
+            )
+
+    def _begin(self) -> float:
+        self.metrics.begin()
+        self._idle.clear()
+        return time.perf_counter()
+
+    def _end(self, started: float, ok: bool) -> None:
+        self.metrics.end(timedelta(seconds=time.perf_counter() - started), ok=ok)
+        if self.metrics.in_flight == 0:
+            self._idle.set()
+
+    async def wait_idle(self, limit: timedelta) -> bool:
+        """Wait until no task runs (at most `limit`); True when idle."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), limit.total_seconds())
+        except TimeoutError:
+            return False
+        return True
+
+    @staticmethod
+    def _deadline(context: grpc.aio.ServicerContext, task: Task) -> float | None:
+        """The earlier of the gRPC deadline and the task's own, in loop time."""
+        candidates: list[float] = []
+        remaining = context.time_remaining()
+        if remaining is not None:
+            candidates.append(remaining)
+        task_remaining = task.context.time_remaining()
+        if task_remaining is not None:
+            candidates.append(task_remaining.total_seconds())
+        if not candidates:
+            return None
+        return asyncio.get_running_loop().time() + min(candidates)
+
+    def _task(self, request: agent_pb2.ExecuteRequest | agent_pb2.ExecuteStreamRequest) -> Task:
+        return task_from_proto(request.task, default_id=uuid.uuid4().hex)
+
+    def _final(self, result: Result, task: Task, started: float) -> tuple[agent_pb2.Result, bool]:
+        meta = ResultMetadata(
+            latency=timedelta(seconds=time.perf_counter() - started),
+            agent_id=self.agent.id,
+            agent_version=self.agent.version,
+            instance_id=self.instance_id,
+            task_id=task.id,
+        )
+        result = with_metadata(result, meta)
+        try:
+            return result_to_proto(result), result.success
+        except TypeError as err:
+            bad = with_metadata(crash_result(TypeError(f"result data is not JSON-like: {err}")), meta)
+            return result_to_proto(bad), False
+
+    # -- RPCs --------------------------------------------------------------
+
+    async def Describe(
+        self, request: agent_pb2.DescribeRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.DescribeResponse:
+        agent = self.agent
+        return agent_pb2.DescribeResponse(
+            id=agent.id,
+            type=agent.type,
+            version=agent.version,
+            capabilities=list(agent.capabilities),
+            description=agent.description,
+            task_types=list(agent.task_types),
+            streaming=overrides(agent, "stream"),
+        )
+
+    async def Execute(
+        self, request: agent_pb2.ExecuteRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.ExecuteResponse:
+        self._admit(context)
+        task = self._task(request)
+        started = self._begin()
+        ok = False
+        try:
+            try:
+                async with asyncio.timeout_at(self._deadline(context, task)):
+                    result = await run_execute(self.agent, task)
+            except TimeoutError:
+                raise DeadlineExceeded(
+                    f"task {task.id} on agent {self.agent.id} did not finish before its deadline"
+                ) from None
+            msg, ok = self._final(result, task, started)
+            return agent_pb2.ExecuteResponse(result=msg)
+        finally:
+            self._end(started, ok)
+
+    async def ExecuteStream(
+        self, request: agent_pb2.ExecuteStreamRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[agent_pb2.ExecuteStreamResponse]:
+        self._admit(context)
+        task = self._task(request)
+        started = self._begin()
+        ok = False
+        deadline = self._deadline(context, task)
+        events = stream_events(self.agent, task)
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        event = await anext(events)
+                except TimeoutError:
+                    raise DeadlineExceeded(
+                        f"streamed task {task.id} on agent {self.agent.id} did not finish before its deadline"
+                    ) from None
+                except StopAsyncIteration:  # pragma: no cover - stream_events always ends with a Result
+                    return
+                if isinstance(event, Result):
+                    msg, ok = self._final(event, task, started)
+                    yield agent_pb2.ExecuteStreamResponse(result=msg)
+                    return
+                try:
+                    out = event_to_proto(event)
+                except TypeError as err:
+                    bad = crash_result(TypeError(f"partial data is not JSON-like: {err}"))
+                    msg, ok = self._final(bad, task, started)
+                    yield agent_pb2.ExecuteStreamResponse(result=msg)
+                    return
+                yield out
+        finally:
+            await events.aclose()
+            self._end(started, ok)
+
+    async def Metrics(
+        self, request: agent_pb2.MetricsRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.MetricsResponse:
+        snap = self.metrics.snapshot()
+        try:
+            custom = {str(k): float(v) for k, v in self.agent.custom_metrics().items()}
+        except Exception:
+            log.exception("custom_metrics() of agent %s failed", self.agent.id)
+            custom = {}
+        return agent_pb2.MetricsResponse(
+            requests_total=snap.requests_total,
+            errors_total=snap.errors_total,
+            in_flight=snap.in_flight,
+            uptime=to_duration(snap.uptime),
+            latency_p50=to_duration(snap.latency_p50),
+            latency_p99=to_duration(snap.latency_p99),
+            custom=custom,
+        )
+
+
+class AgentServer:
+    """Serves one agent; registers it when given a registry address.
+
+    Use `async with AgentServer(agent) as server:` (or `start()`/`stop()`);
+    `server.address` is where it listens (port 0 picks a free port).
+    """
+
+    def __init__(
+        self,
+        agent: Agent,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        registry: str | None = None,
+        namespace: str = "default",
+        instance_id: str | None = None,
+        advertise: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        ttl: timedelta = timedelta(seconds=10),
+        grace: timedelta = timedelta(seconds=10),
+        register_agent: bool = True,
+        health_period: timedelta = timedelta(seconds=1),
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
+        validate_agent(agent)
+        self.agent = agent
+        self.instance_id = instance_id or f"{agent.id}-{uuid.uuid4().hex[:8]}"
+        self.namespace = namespace
+        self.grace = grace
+        self._advertise = advertise
+        self._registry_address = registry
+        self._labels = dict(labels or {})
+        self._ttl = ttl
+        self._register_agent = register_agent
+        self._health_period = health_period
+        self._host = GrpcHost(service_names=[AGENT_SERVICE], host=host, port=port, max_message_bytes=max_message_bytes)
+        self.servicer = AgentServicer(agent, instance_id=self.instance_id)
+        agent_pb2_grpc.add_AgentServiceServicer_to_server(self.servicer, self._host.server)
+        self.registration: Registration | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._serving = False
+        self._started = False
+        self._stopped = False
+
+    @property
+    def port(self) -> int:
+        """The bound port (after `start()`)."""
+        return self._host.port
+
+    @property
+    def address(self) -> str:
+        """"host:port" the server listens on (after `start()`)."""
+        return self._host.address
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint registered for this instance: `advertise` or the address."""
+        if self._advertise:
+            return self._advertise
+        host = "127.0.0.1" if self._host.host in ("0.0.0.0", "", "[::]", "::") else self._host.host
+        return f"{host}:{self.port}"
+
+    async def start(self) -> None:
+        """Bind, run `on_start`, report SERVING, then register (when configured)."""
+        if self._started:
+            return
+        self._started = True
+        await self._host.start()
+        await self.agent.on_start()
+        healthy = await self._check_health()
+        await self._set_serving(healthy)
+        if self._registry_address:
+            self.registration = Registration(
+                client=RegistryClient(self._registry_address),
+                agent=self.agent,
+                instance_id=self.instance_id,
+                endpoint=self.endpoint,
+                namespace=self.namespace,
+                labels=self._labels,
+                ttl=self._ttl,
+                register_agent=self._register_agent,
+            )
+            try:
+                await self.registration.start()
+            except BaseException:
+                await self.stop(timedelta(0))
+                raise
+            self._tasks.append(asyncio.create_task(self.registration.run(), name="sutradhar-keepalive"))
+        if overrides(self.agent, "check_health"):
+            self._tasks.append(asyncio.create_task(self._health_loop(), name="sutradhar-health"))
+
+    async def _check_health(self) -> bool:
+        try:
+            return bool(await asyncio.wait_for(self.agent.check_health(), self._health_period.total_seconds()))
+        except Exception as err:
+            log.warning("check_health() of agent %s failed: %s", self.agent.id, err)
+            return False
+
+    async def _set_serving(self, serving: bool) -> None:
+        if serving != self._serving:
+            self._serving = serving
+            await self._host.set_serving(serving)
+
+    async def _health_loop(self) -> None:
+        while not self.servicer.draining:
+            await asyncio.sleep(self._health_period.total_seconds())
+            healthy = await self._check_health()
+            if not self.servicer.draining:
+                await self._set_serving(healthy)
+
+    async def stop(self, grace: timedelta | None = None) -> None:
+        """Drain and stop: NOT_SERVING, DRAINING in the registry, refuse new
+        tasks, wait up to `grace` for in-flight ones, deregister, stop."""
+        if self._stopped or not self._started:
+            return
+        self._stopped = True
+        grace = self.grace if grace is None else grace
+        self.servicer.draining = True
+        await self._host.set_serving(False)
+        self._serving = False
+        if self.registration is not None:
+            await self.registration.drain()
+        if not await self.servicer.wait_idle(grace):
+            log.warning(
+                "agent %s: %d task(s) still running after %.1fs grace; cancelling them",
+                self.agent.id, self.servicer.metrics.in_flight, grace.total_seconds(),
+            )
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self.registration is not None:
+            await self.registration.deregister()
+            await self.registration.client.close()
+        await self._host.stop(timedelta(seconds=0.2))
+        try:
+            await self.agent.on_stop()
+        except Exception:
+            log.exception("on_stop() of agent %s failed", self.agent.id)
+
+    async def run_until_signal(self) -> None:
+        """Start, announce, serve until SIGTERM/SIGINT, then drain and stop."""
+        stop = asyncio.Event()
+        install_signal_handlers(stop)
+        await self.start()
+        print(f"agent {self.agent.id} listening on {self.address}", file=sys.stderr, flush=True)
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+
+def serve(
+    agent: Agent,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    registry: str | None = None,
+    namespace: str = "default",
+    instance_id: str | None = None,
+    advertise: str | None = None,
+    labels: Mapping[str, str] | None = None,
+    ttl: timedelta = timedelta(seconds=10),
+    grace: timedelta = timedelta(seconds=10),
+    register_agent: bool = True,
+) -> None:
+    """Serve `agent` until SIGTERM/SIGINT, then drain and return.
+
+    Blocks (runs its own event loop). Prints one line to stderr once serving:
+    ``agent <id> listening on HOST:PORT``. With `registry`, the instance is
+    registered under a lease of `ttl` and deregistered on shutdown. Inside a
+    running event loop use `AgentServer(...).run_until_signal()` instead.
+    """
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def main() -> None:
+        server = AgentServer(
+            agent,
+            host=host,
+            port=port,
+            registry=registry,
+            namespace=namespace,
+            instance_id=instance_id,
+            advertise=advertise,
+            labels=labels,
+            ttl=ttl,
+            grace=grace,
+            register_agent=register_agent,
+        )
+        await server.run_until_signal()
+
+    asyncio.run(main())

@@ -1,0 +1,96 @@
+"""`python -m sutradhar.serve module:Class`: serve an Agent class from the command line.
+
+Flags fall back to environment variables (SUTRADHAR_HOST, SUTRADHAR_PORT,
+SUTRADHAR_REGISTRY, SUTRADHAR_NAMESPACE, SUTRADHAR_INSTANCE_ID,
+SUTRADHAR_ADVERTISE), then to defaults. Without a registry the agent only
+serves (this is how the scheduler runs managed replicas: it registers them
+itself). Once serving, one line goes to stderr:
+``agent <id> listening on 127.0.0.1:PORT``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+
+from sutradhar._agent import Agent
+from sutradhar._errors import SutradharError
+from sutradhar._registration import parse_labels
+from sutradhar._serve import serve
+
+
+def load_agent_class(spec: str) -> type[Agent]:
+    """The Agent subclass named by "package.module:Class"."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"{spec!r} is not module:Class")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    module = importlib.import_module(module_name)
+    obj: object = module
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    if not (isinstance(obj, type) and issubclass(obj, Agent)):
+        raise ValueError(f"{spec!r} is not a subclass of sutradhar.Agent")
+    return obj
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"SUTRADHAR_{name}") or default
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command's argument parser."""
+    p = argparse.ArgumentParser(prog="python -m sutradhar.serve", description="Serve a Sutradhar agent.")
+    p.add_argument("agent", help="the Agent class, as module:Class (e.g. examples.echo_agent:EchoAgent)")
+    p.add_argument("--host", default=_env("HOST", "127.0.0.1"), help="listen address (env SUTRADHAR_HOST)")
+    p.add_argument("--port", type=int, default=int(_env("PORT", "0") or 0), help="port, 0 = any (env SUTRADHAR_PORT)")
+    p.add_argument(
+        "--registry", default=_env("REGISTRY"), help="registry host:port to register with (env SUTRADHAR_REGISTRY)"
+    )
+    p.add_argument("--namespace", default=_env("NAMESPACE", "default"), help="namespace (env SUTRADHAR_NAMESPACE)")
+    p.add_argument("--instance-id", default=_env("INSTANCE_ID"), help="instance id (env SUTRADHAR_INSTANCE_ID)")
+    p.add_argument("--advertise", default=_env("ADVERTISE"), help="endpoint to register (env SUTRADHAR_ADVERTISE)")
+    p.add_argument("--label", action="append", default=[], metavar="K=V", help="instance label (repeatable)")
+    p.add_argument("--ttl", type=float, default=10.0, help="registration lease TTL in seconds (default 10)")
+    p.add_argument("--grace", type=float, default=10.0, help="seconds in-flight tasks get on shutdown (default 10)")
+    p.add_argument("--no-register-agent", action="store_true", help="do not create the agent definition when missing")
+    p.add_argument("--log-level", default=_env("LOG_LEVEL", "WARNING"), help="logging level (default WARNING)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse flags, serve until SIGTERM/SIGINT, return the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        labels = parse_labels(args.label)
+        agent = load_agent_class(args.agent)()
+        serve(
+            agent,
+            host=args.host,
+            port=args.port,
+            registry=args.registry,
+            namespace=args.namespace,
+            instance_id=args.instance_id,
+            advertise=args.advertise,
+            labels=labels,
+            ttl=timedelta(seconds=args.ttl),
+            grace=timedelta(seconds=args.grace),
+            register_agent=not args.no_register_agent,
+        )
+    except (SutradharError, ValueError, ImportError, AttributeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
