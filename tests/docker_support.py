@@ -1,0 +1,159 @@
+"""Docker for the test suite: an engine, the agent image, and cleanup.
+
+Test modules that need Docker bind the fixtures they use::
+
+    from tests import docker_support
+
+    docker_engine = docker_support.docker_engine  # fixtures
+    agent_image = docker_support.agent_image
+    pytestmark = [pytest.mark.docker, pytest.mark.timeout(DOCKER_TEST_TIMEOUT)]
+
+- `docker_engine` (session): a connected `docker.DockerClient`. When no engine
+  answers and we are root, runs scripts/install-docker.sh (installs docker.io,
+  starts dockerd). Where that fails, the test FAILS in CI (CI=true) and is
+  skipped elsewhere, with the reason.
+- `agent_image` (session): the tag of the echo agent image
+  (`sutradhar/agent:<version>`), built once; an up-to-date image is reused, so
+  only the first run on a machine pays for the base image (about 1 minute).
+- At the end of the session every container that tests started is removed,
+  even when tests failed: containers carrying `TEST_LABEL` (add `session_labels()`
+  to a ReplicaSpec's labels) and managed containers in namespaces made by the
+  `unique` fixture (`t<N>-<hex6>`) created during this session.
+
+`wait_serving(endpoint)` waits for grpc.health.v1 SERVING on a 127.0.0.1 port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+INSTALL_SCRIPT = ROOT / "scripts" / "install-docker.sh"
+#: Per-test timeout for Docker tests: the first one may build the base image.
+DOCKER_TEST_TIMEOUT = 600
+#: Label on containers started by this test session.
+TEST_LABEL = "sutradhar.test-session"
+SESSION_ID = uuid.uuid4().hex[:12]
+_UNIQUE_NAMESPACE = re.compile(r"^t\d+-[0-9a-f]{6}$")
+_SESSION_STARTED = time.time()
+
+
+def session_labels() -> dict[str, str]:
+    """Labels that mark a container as started by this test session."""
+    return {TEST_LABEL: SESSION_ID}
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _connect() -> tuple[Any, str]:
+    """(client, "") or (None, why not)."""
+    from sutradhar._errors import SutradharError
+    from sutradhar.services.scheduler.runtimes.container import docker_client
+
+    try:
+        return docker_client(), ""
+    except SutradharError as err:
+        return None, err.message
+
+
+def _give_up(reason: str) -> None:
+    if _in_ci():
+        pytest.fail(f"no Docker engine in CI: {reason}", pytrace=False)
+    pytest.skip(f"no Docker engine: {reason}")
+
+
+def remove_test_containers(client: Any) -> list[str]:
+    """Remove this session's containers (see the module docstring); return their names."""
+    removed = []
+    seen: set[str] = set()
+    for filters in ({"label": [f"{TEST_LABEL}={SESSION_ID}"]}, {"label": ["sutradhar.managed=true"]}):
+        for summary in client.api.containers(all=True, filters=filters):
+            labels = summary.get("Labels") or {}
+            ours = labels.get(TEST_LABEL) == SESSION_ID or (
+                _UNIQUE_NAMESPACE.match(labels.get("sutradhar.namespace", ""))
+                and summary.get("Created", 0) >= int(_SESSION_STARTED) - 1
+            )
+            if not ours or summary["Id"] in seen:
+                continue
+            seen.add(summary["Id"])
+            try:
+                client.api.remove_container(summary["Id"], force=True)
+                removed.extend(n.lstrip("/") for n in summary.get("Names") or [])
+            except Exception:  # already gone
+                pass
+    return removed
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[Any]:
+    """A connected docker.DockerClient; installs/starts the engine when possible."""
+    client, why = _connect()
+    if client is None:
+        if os.geteuid() != 0:
+            _give_up(f"{why} (not root, so scripts/install-docker.sh was not run)")
+        done = subprocess.run(
+            ["bash", str(INSTALL_SCRIPT)], capture_output=True, text=True, timeout=300, check=False
+        )
+        if done.returncode != 0:
+            _give_up(f"scripts/install-docker.sh failed: {(done.stderr or done.stdout).strip()[-800:]}")
+        client, why = _connect()
+        if client is None:
+            _give_up(why)
+    try:
+        yield client
+    finally:
+        remove_test_containers(client)
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def agent_image(docker_engine: Any) -> str:
+    """The echo agent image's tag, built once (reused when up to date)."""
+    from sutradhar.services.scheduler.images import build_agent_image
+
+    def progress(line: str) -> None:
+        print(f"[agent image] {line}", flush=True)
+
+    try:
+        built = build_agent_image(client=docker_engine, progress=progress)
+    except Exception as err:
+        if _in_ci():
+            raise
+        if os.geteuid() != 0:  # debootstrap needs root
+            pytest.skip(f"cannot build the agent image: {err}")
+        raise
+    return built.tags[0]
+
+
+async def wait_serving(endpoint: str, *, within: float = 30.0, service: str = "") -> None:
+    """Wait until grpc.health.v1 answers SERVING at `endpoint` (a 127.0.0.1 address)."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    assert endpoint.startswith("127.0.0.1:"), f"tests talk to loopback only, not {endpoint}"
+    deadline = time.monotonic() + within
+    last = "no answer"
+    async with grpc.aio.insecure_channel(endpoint) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            try:
+                answer = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1.0)
+                if answer.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+                last = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
+            except grpc.aio.AioRpcError as err:
+                last = f"{err.code().name}: {err.details()}"
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"{endpoint} not SERVING within {within} s (last: {last})")

@@ -1,0 +1,178 @@
+"""The container runtime against a real Docker engine and the locally built
+echo agent image: start, serve, limits, adoption, logs, stop, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import grpc
+import pytest
+
+from sutradhar._errors import AlreadyExists, InvalidArgument, Unavailable
+from sutradhar._values import from_value, to_struct, to_value
+from sutradhar.services.scheduler.runtimes.base import (
+    LABEL_AGENT,
+    LABEL_DEPLOYMENT,
+    LABEL_MANAGED,
+    LABEL_NAMESPACE,
+    LABEL_REPLICA,
+    LABEL_REVISION,
+    ReplicaPhase,
+    ReplicaSpec,
+)
+from sutradhar.services.scheduler.runtimes.container import ContainerRuntime
+from sutradhar.v1 import agent_pb2, agent_pb2_grpc, registry_pb2
+from tests import docker_support
+from tests.docker_support import DOCKER_TEST_TIMEOUT, session_labels, wait_serving
+
+docker_engine = docker_support.docker_engine  # fixtures
+agent_image = docker_support.agent_image
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(DOCKER_TEST_TIMEOUT)]
+
+ECHO = ["examples.echo_agent:EchoAgent"]
+
+
+def echo_spec(image: str, namespace: str, *, replica: str = "r0", revision: str = "1",
+              cpu: str = "", memory: str = "", command: list[str] | None = None,
+              env: dict[str, str] | None = None) -> ReplicaSpec:
+    agent = registry_pb2.Agent(
+        id="echo", namespace=namespace, type="echo", version="1.0.0", runtime="container",
+        config=to_struct({"image": image, "command": command or ECHO, "env": env or {}}),
+        resources=registry_pb2.Resources(cpu=cpu, memory=memory),
+    )
+    return ReplicaSpec(
+        namespace=namespace, deployment="echo", replica_id=f"echo-{replica}", revision=revision,
+        agent=agent, env={"EXTRA_FROM_SPEC": "yes"}, labels={**session_labels(), "team": "tests"},
+    )
+
+
+@pytest.fixture
+async def runtime():
+    rt = ContainerRuntime()
+    try:
+        yield rt
+    finally:
+        await rt.close()
+
+
+async def test_echo_replica_serves_with_limits_labels_and_logs(runtime, agent_image, docker_engine, unique):
+    spec = echo_spec(agent_image, unique, cpu="500m", memory="256Mi")
+    replica = await runtime.start(spec)
+    try:
+        assert replica.phase is ReplicaPhase.RUNNING
+        assert replica.endpoint.startswith("127.0.0.1:")
+        assert replica.runtime == "container"
+        assert (replica.namespace, replica.deployment, replica.replica_id) == (unique, "echo", "echo-r0")
+
+        await wait_serving(replica.endpoint)
+        async with grpc.aio.insecure_channel(replica.endpoint) as channel:
+            stub = agent_pb2_grpc.AgentServiceStub(channel)
+            answer = await stub.Execute(
+                agent_pb2.ExecuteRequest(task=agent_pb2.Task(
+                    id="t1", type="echo", payload=to_value({"hello": "container"}))),
+                timeout=5,
+            )
+        assert answer.result.success, answer.result.error
+        assert from_value(answer.result.data)["echo"] == {"hello": "container"}
+
+        attrs = docker_engine.api.inspect_container(replica.native_id)
+        assert attrs["Name"] == f"/sutradhar-{unique}-echo-echo-r0"
+        host = attrs["HostConfig"]
+        assert host["NanoCpus"] == 500_000_000
+        assert host["Memory"] == 256 * 1024 * 1024
+        assert host["RestartPolicy"]["Name"] in ("", "no")
+        bindings = host["PortBindings"]["50051/tcp"]
+        assert [b["HostIp"] for b in bindings] == ["127.0.0.1"]
+        env = dict(item.split("=", 1) for item in attrs["Config"]["Env"])
+        assert env["SUTRADHAR_PORT"] == "50051"
+        assert env["SUTRADHAR_INSTANCE_ID"] == "echo-r0"
+        assert env["SUTRADHAR_NAMESPACE"] == unique
+        assert env["EXTRA_FROM_SPEC"] == "yes"
+
+        # adoption: a fresh runtime (a restarted scheduler) finds it by its labels
+        other = ContainerRuntime()
+        try:
+            found = await other.list(unique)
+        finally:
+            await other.close()
+        assert [r.native_id for r in found] == [replica.native_id]
+        adopted = found[0]
+        assert adopted.phase is ReplicaPhase.RUNNING
+        assert adopted.endpoint == replica.endpoint
+        assert (adopted.deployment, adopted.replica_id, adopted.revision, adopted.agent_id) == (
+            "echo", "echo-r0", "1", "echo")
+        assert adopted.labels[LABEL_MANAGED] == "true"
+        assert adopted.labels[LABEL_NAMESPACE] == unique
+        assert adopted.labels["team"] == "tests"
+        assert {LABEL_DEPLOYMENT, LABEL_AGENT, LABEL_REVISION, LABEL_REPLICA} <= set(adopted.labels)
+        assert await runtime.list(f"{unique}-other") == []
+
+        lines = [line async for line in runtime.logs(replica, tail=20)]
+        assert any("listening on 0.0.0.0:50051" in line for line in lines), lines
+        follow = runtime.logs(replica, tail=20, follow=True)
+        async for line in follow:
+            if "listening on" in line:
+                break
+        await follow.aclose()
+
+        again = await runtime.start(spec)  # same replica, same revision: adopted, not duplicated
+        assert again.native_id == replica.native_id
+        with pytest.raises(AlreadyExists, match="revision"):
+            await runtime.start(echo_spec(agent_image, unique, revision="2"))
+    finally:
+        await runtime.stop(replica, grace=timedelta(seconds=5))
+    assert await runtime.list(unique) == []
+    await runtime.stop(replica)  # idempotent
+    gone = await runtime.inspect(replica)
+    assert gone.phase is ReplicaPhase.EXITED
+    assert "no longer exists" in gone.message
+
+
+async def test_missing_image_names_it_and_how_to_build(runtime, docker_engine, unique):
+    spec = echo_spec("sutradhar/no-such-image:0.0.0", unique)
+    with pytest.raises(InvalidArgument) as caught:
+        await runtime.start(spec)
+    assert "sutradhar/no-such-image:0.0.0" in caught.value.message
+    assert "sutradhar image build" in caught.value.message
+    assert caught.value.field == "agent.config.image"
+    assert await runtime.list(unique) == []
+
+
+async def test_limits_out_of_range_are_refused(runtime, agent_image, unique):
+    with pytest.raises(InvalidArgument) as caught:
+        await runtime.start(echo_spec(agent_image, unique, memory="2Mi"))
+    assert caught.value.field == "agent.resources.memory"
+    with pytest.raises(InvalidArgument, match="CPU"):  # more CPUs than the machine has
+        await runtime.start(echo_spec(agent_image, unique, cpu="64"))
+    assert await runtime.list(unique) == []
+
+
+async def test_agent_that_exits_at_once_reports_exit_code_and_logs(runtime, agent_image, unique):
+    replica = await runtime.start(echo_spec(agent_image, unique, command=["no_such_module:Nope"]))
+    try:
+        for _ in range(100):
+            current = await runtime.inspect(replica)
+            if current.phase is not ReplicaPhase.RUNNING:
+                break
+            await asyncio.sleep(0.1)
+        assert current.phase is ReplicaPhase.EXITED
+        assert current.exit_code == 1
+        assert "exited with code 1" in current.message
+        listed = await runtime.list(unique)
+        assert [(r.phase, r.exit_code) for r in listed] == [(ReplicaPhase.EXITED, 1)]
+        lines = [line async for line in runtime.logs(replica)]
+        assert any("no_such_module" in line for line in lines), lines
+    finally:
+        await runtime.stop(replica)
+    assert await runtime.list(unique) == []
+
+
+async def test_engine_down_is_unavailable_with_how_to_start_it(unique, tmp_path):
+    rt = ContainerRuntime(f"unix://{tmp_path}/no-docker.sock")
+    try:
+        with pytest.raises(Unavailable, match=r"install-docker\.sh"):
+            await rt.list(unique)
+    finally:
+        await rt.close()
