@@ -176,3 +176,19 @@ async def test_engine_down_is_unavailable_with_how_to_start_it(unique, tmp_path)
             await rt.list(unique)
     finally:
         await rt.close()
+
+
+async def test_memory_limit_is_enforced_and_oom_kill_reported(runtime, agent_image, unique):
+    # 8Mi cannot hold a Python interpreter with grpc: the kernel kills it at start-up.
+    replica = await runtime.start(echo_spec(agent_image, unique, memory="8Mi"))
+    try:
+        for _ in range(100):
+            current = await runtime.inspect(replica)
+            if current.phase is not ReplicaPhase.RUNNING:
+                break
+            await asyncio.sleep(0.1)
+        assert current.phase is ReplicaPhase.EXITED
+        assert current.exit_code == 137
+        assert current.message.startswith("OOMKilled")
+    finally:
+        await runtime.stop(replica)
