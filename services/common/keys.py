@@ -67,6 +67,11 @@ def deployment_key(namespace: str, name: str) -> str:
     return object_key(DEPLOYMENTS, namespace, name)
 
 
+def load_key(namespace: str, instance_id: str, router_id: str) -> str:
+    """Key of one router's load report for one instance (leased by the router)."""
+    return f"{object_key(LOAD, namespace, instance_id)}/{router_id}"
+
+
 def parse_key(key: str) -> tuple[str, str, str]:
     """Split an object key into (kind, namespace, name)."""
     if not key.startswith(ROOT):

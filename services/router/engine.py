@@ -1,0 +1,466 @@
+"""One routed call: resolve the pool, pick an instance, send, and on failure
+retry on another instance within the retry budget and the deadline; hedge
+idempotent task types; stream events through.
+
+The engine works on bytes: the task goes out as the caller's field-1 record
+(plus tiny appended patches for a generated task id and the deadline), the
+answer comes back as the agent's bytes plus an appended metadata fragment
+(see `wire`). It never leaks an in-flight count: every `Backend.begin` is
+paired with `Backend.end` in a `finally`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from sutradhar._errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    ResourceExhausted,
+    SutradharError,
+    Unavailable,
+    error_for_code,
+)
+from sutradhar._values import from_struct
+from sutradhar.services.router import wire
+from sutradhar.services.router.backend import Backend, Outcome
+from sutradhar.services.router.outlier import max_ejected
+from sutradhar.services.router.policy import Policy, check_strategy
+from sutradhar.services.router.retry import RetryBudget, backoff
+from sutradhar.services.router.selection import Pool, resolve, unavailable_message
+from sutradhar.services.router.strategies import Strategy, make_strategy
+from sutradhar.services.router.transports import (
+    INSTANCE_FAILURE_CODES,
+    AttemptError,
+    GrpcTransport,
+    HttpTransport,
+    InProcessTransport,
+    check_response,
+)
+from sutradhar.services.router.view import View
+from sutradhar.v1 import router_pb2
+
+log = logging.getLogger(__name__)
+
+_AioRpcError = grpc.aio.AioRpcError
+
+
+@dataclass
+class _Failure:
+    code: grpc.StatusCode
+    message: str
+    retry_safe: bool
+    backend: Backend
+
+
+def _describe(backend: Backend) -> str:
+    return f"instance {backend.instance_id!r} ({backend.endpoint}) of agent {backend.agent_id!r}"
+
+
+def _attempt_error(backend: Backend, err: Exception) -> AttemptError:
+    """One failed attempt as an AttemptError naming the instance."""
+    if isinstance(err, _AioRpcError):
+        code = err.code()
+        return AttemptError(code, f"{_describe(backend)}: {code.name}: {err.details()}")
+    assert isinstance(err, AttemptError)
+    return AttemptError(err.code, f"{_describe(backend)}: {err.message}", retry_safe=err.retry_safe)
+
+
+class Engine:
+    """Routes calls over a View. `clock` is monotonic seconds; `rng` drives
+    strategies and back-off jitter (both injectable for tests)."""
+
+    def __init__(
+        self,
+        view: View,
+        *,
+        max_message_bytes: int,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.view = view
+        self.max_message_bytes = max_message_bytes
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self._pools: dict[bytes, tuple[int, Pool | SutradharError]] = {}
+        self._strategies: dict[tuple[bytes, str], Strategy] = {}
+        self._budgets: dict[tuple[str, str], RetryBudget] = {}
+        self._http: Any = None
+        self._closing: set[asyncio.Task[None]] = set()
+
+    # -- pools and transports ---------------------------------------------
+
+    def pool(self, selector_bytes: bytes) -> Pool:
+        """The pool for a serialized Selector, cached per view generation
+        (errors too, so a bad selector is refused from the cache)."""
+        generation = self.view.generation
+        cached = self._pools.get(selector_bytes)
+        if cached is not None and cached[0] == generation:
+            found = cached[1]
+        else:
+            try:
+                found = resolve(self.view, router_pb2.Selector.FromString(selector_bytes))
+            except SutradharError as err:
+                found = err
+            if len(self._pools) > 4096:
+                self._pools.clear()
+            self._pools[selector_bytes] = (generation, found)
+        if isinstance(found, SutradharError):
+            raise error_for_code(found.code, found.message)
+        return found
+
+    def strategy(self, selector_bytes: bytes, name: str) -> Strategy:
+        """The strategy object of one pool (its state persists across view changes)."""
+        key = (selector_bytes, name)
+        strategy = self._strategies.get(key)
+        if strategy is None:
+            if len(self._strategies) > 4096:
+                self._strategies.clear()
+            strategy = self._strategies[key] = make_strategy(name, self.rng)
+        return strategy
+
+    def budget(self, pool: Pool) -> RetryBudget:
+        """The retry budget of a pool (per namespace and agent type or id)."""
+        key = (pool.namespace, pool.what)
+        budget = self._budgets.get(key)
+        if budget is None or budget.settings is not pool.policy.retry:
+            budget = self._budgets[key] = RetryBudget(pool.policy.retry)
+        return budget
+
+    def transport(self, backend: Backend) -> Any:
+        """The backend's transport, created on first use."""
+        transport = backend.transport
+        if transport is not None:
+            return transport
+        endpoint = backend.endpoint
+        if backend.runtime == "in-process" or endpoint == "in-process":
+            entry = self.view.agents.get((backend.namespace, backend.agent_id))
+            config = from_struct(entry.agent.config) if entry is not None else {}
+            transport = InProcessTransport(config)
+        elif endpoint.startswith(("http://", "https://")) or backend.runtime == "http":
+            transport = HttpTransport(endpoint, self.http_client(), max_message_bytes=self.max_message_bytes)
+        else:
+            transport = GrpcTransport(endpoint, max_message_bytes=self.max_message_bytes)
+        backend.transport = transport
+        backend.response_tail = wire.result_metadata_tail(backend.instance_id, 1)
+        return transport
+
+    def http_client(self) -> Any:
+        """The pooled HTTP client shared by every HTTP agent."""
+        if self._http is None:
+            import httpx
+
+            self._http = httpx.AsyncClient(
+                limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+                timeout=httpx.Timeout(30.0),
+            )
+        return self._http
+
+    def discard(self, backend: Backend) -> None:
+        """Close a removed backend's transport (called by the View)."""
+        transport, backend.transport = backend.transport, None
+        if transport is None:
+            return
+        try:
+            task = asyncio.get_running_loop().create_task(transport.close())
+        except RuntimeError:
+            return
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def close(self) -> None:
+        """Close every transport and the HTTP client."""
+        for backend in list(self.view.backends.values()):
+            self.discard(backend)
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    # -- one call ---------------------------------------------------------
+
+    def _plan(
+        self, req: wire.RouteRequest, grpc_timeout: float | None
+    ) -> tuple[Pool, Strategy, int, float, bytes, str]:
+        if req.error:
+            raise InvalidArgument(req.error)
+        pool = self.pool(req.selector_bytes)
+        options = req.options
+        policy: Policy = pool.policy
+        name = options.strategy or policy.strategy
+        if options.strategy:
+            check_strategy(options.strategy, field_name="options.strategy")
+        strategy = self.strategy(req.selector_bytes, name)
+        if options.max_attempts < 0:
+            raise InvalidArgument("options.max_attempts: must not be negative", field="options.max_attempts")
+        max_attempts = options.max_attempts or policy.retry.max_attempts
+        if grpc_timeout is not None:
+            timeout = grpc_timeout
+        elif options.HasField("timeout"):
+            timeout = options.timeout.seconds + options.timeout.nanos / 1e9
+            if timeout <= 0:
+                raise InvalidArgument("options.timeout: must be positive", field="options.timeout")
+        else:
+            timeout = policy.default_timeout.total_seconds()
+        request = req.task_record
+        task_id = req.task_id
+        if not task_id:
+            task_id = uuid.uuid4().hex
+            request += wire.task_id_patch(task_id)
+            req.task_id = task_id
+        else:
+            task_id = ""
+        if req.task_deadline:
+            timeout = min(timeout, req.task_deadline - time.time())
+        request += wire.task_deadline_patch(time.time() + timeout)
+        if len(request) > self.max_message_bytes:
+            raise ResourceExhausted(
+                f"task is {len(request)} bytes, over the router's message limit of {self.max_message_bytes} "
+                "bytes; send a smaller payload or raise the router's --max-message-bytes"
+            )
+        return pool, strategy, max_attempts, timeout, request, task_id
+
+    def _candidates(self, pool: Pool, tried: list[Backend], now: float) -> list[Backend]:
+        if not tried:
+            return [b for b in pool.backends if b.available(now)]
+        return [b for b in pool.backends if b not in tried and b.available(now)]
+
+    def _may_eject(self, pool: Pool, backend: Backend, now: float) -> bool:
+        limit = max_ejected(len(pool.backends), backend.policy.outlier.max_ejection_percent)
+        ejected = sum(1 for b in pool.backends if b is not backend and b.outlier.ejected(now))
+        return ejected < limit
+
+    async def _attempt(self, pool: Pool, backend: Backend, request: bytes, time_left: float) -> bytes:
+        transport = backend.transport or self.transport(backend)
+        clock = self.clock
+        start = clock()
+        backend.begin(start)
+        outcome = Outcome.NEUTRAL
+        try:
+            data = await transport.execute(request, time_left)
+            response = check_response(data, source=_describe(backend))
+            if not response.result.success:
+                backend.app_error()
+            outcome = Outcome.SUCCESS
+            return data
+        except (_AioRpcError, AttemptError) as err:
+            failed = _attempt_error(backend, err)
+            if failed.code in INSTANCE_FAILURE_CODES:
+                outcome = Outcome.FAILURE
+            raise failed from None
+        finally:
+            self._finish(pool, backend, start, outcome)
+
+    def _finish(self, pool: Pool, backend: Backend, start: float, outcome: Outcome) -> None:
+        end = self.clock()
+        may_eject = outcome is Outcome.FAILURE and self._may_eject(pool, backend, end)
+        if backend.end(end, end - start, outcome, may_eject=may_eject):
+            log.warning("ejected %s for %.0fs after consecutive failures",
+                        _describe(backend), backend.outlier.remaining(end))
+
+    def _final_error(self, failure: _Failure | None, attempts: int, why: str = "") -> SutradharError:
+        if failure is None:
+            return Unavailable("no attempt could be made")
+        suffix = f" (after {attempts} attempt{'s' if attempts != 1 else ''}{'; ' + why if why else ''})"
+        return error_for_code(failure.code, failure.message + suffix)
+
+    def _next_backend(
+        self, pool: Pool, strategy: Strategy, tried: list[Backend], failure: _Failure | None,
+        attempts: int, now: float,
+    ) -> Backend:
+        candidates = self._candidates(pool, tried, now)
+        if not candidates:
+            if failure is None:
+                raise Unavailable(unavailable_message(pool, now))
+            raise self._final_error(failure, attempts, "no other instance is available")
+        return strategy.pick(candidates)
+
+    def _retry_pause(
+        self, pool: Pool, failure: _Failure, attempts: int, max_attempts: int, now: float, deadline: float,
+        timeout: float,
+    ) -> float:
+        """Seconds to wait before the next attempt; raises the final error when
+        there must be none (A6: retryable code, attempts, budget, deadline)."""
+        retry = pool.policy.retry
+        plural = "s" if attempts != 1 else ""
+        if failure.code is grpc.StatusCode.DEADLINE_EXCEEDED and now >= deadline:
+            raise DeadlineExceeded(
+                f"task did not complete within its deadline of {timeout:.3f}s: {failure.message} "
+                f"(after {attempts} attempt{plural})"
+            )
+        if failure.code not in retry.retryable_codes or not failure.retry_safe:
+            raise self._final_error(failure, attempts)
+        if attempts >= max_attempts:
+            raise self._final_error(failure, attempts, f"max attempts {max_attempts} reached")
+        budget = self.budget(pool)
+        if not budget.allows_retry(now):
+            raise self._final_error(failure, attempts, "retry budget exhausted")
+        pause = backoff(attempts, retry, self.rng.random())
+        if now + pause >= deadline:
+            raise self._final_error(failure, attempts, "no time left before the deadline for a retry")
+        budget.record_retry(now)
+        return pause
+
+    async def execute(self, req: wire.RouteRequest, grpc_timeout: float | None) -> bytes:
+        """Route one unary task; the serialized response with metadata appended."""
+        pool, strategy, max_attempts, timeout, request, assigned_id = self._plan(req, grpc_timeout)
+        clock = self.clock
+        now = clock()
+        deadline = now + timeout
+        hedging = pool.policy.hedging
+        if hedging.task_types and req.task_type in hedging.task_types and hedging.max_attempts > 1:
+            return await self._hedged(pool, strategy, request, deadline, assigned_id)
+        self.budget(pool).record_request(now)
+        tried: list[Backend] = []
+        failure: _Failure | None = None
+        attempts = 0
+        while True:
+            backend = self._next_backend(pool, strategy, tried, failure, attempts, now)
+            remaining = deadline - now
+            if remaining <= 0:
+                raise DeadlineExceeded(
+                    f"deadline of {timeout:.3f}s passed before the task could be sent"
+                    + (f"; last failure: {failure.message}" if failure else "")
+                )
+            attempts += 1
+            try:
+                data = await self._attempt(pool, backend, request, remaining)
+            except AttemptError as err:
+                failure = _Failure(err.code, err.message, err.retry_safe, backend)
+            else:
+                if attempts == 1 and not assigned_id:
+                    return data + backend.response_tail
+                return data + wire.result_metadata_tail(backend.instance_id, attempts, assigned_id)
+            now = clock()
+            pause = self._retry_pause(pool, failure, attempts, max_attempts, now, deadline, timeout)
+            tried.append(backend)
+            if pause > 0:
+                await asyncio.sleep(pause)
+                now = clock()
+
+    async def _hedged(
+        self, pool: Pool, strategy: Strategy, request: bytes, deadline: float, assigned_id: str
+    ) -> bytes:
+        hedging = pool.policy.hedging
+        delay = hedging.delay.total_seconds()
+        tried: list[Backend] = []
+        running: dict[asyncio.Task[bytes], Backend] = {}
+        failure: _Failure | None = None
+        clock = self.clock
+
+        def launch() -> bool:
+            now = clock()
+            candidates = self._candidates(pool, tried, now)
+            if not candidates or deadline - now <= 0:
+                return False
+            backend = strategy.pick(candidates)
+            tried.append(backend)
+            task = asyncio.ensure_future(self._attempt(pool, backend, request, deadline - now))
+            running[task] = backend
+            return True
+
+        if not launch():
+            raise Unavailable(unavailable_message(pool, clock()))
+        try:
+            while running:
+                can_hedge = len(tried) < hedging.max_attempts
+                wait = min(delay, deadline - clock()) if can_hedge else deadline - clock()
+                done, _ = await asyncio.wait(running, timeout=max(0.0, wait), return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    backend = running.pop(task)
+                    err = task.exception()
+                    if err is None:
+                        return task.result() + wire.result_metadata_tail(
+                            backend.instance_id, len(tried), assigned_id
+                        )
+                    if isinstance(err, AttemptError):
+                        failure = _Failure(err.code, err.message, err.retry_safe, backend)
+                    else:
+                        raise err
+                if clock() >= deadline:
+                    raise DeadlineExceeded("task did not complete within its deadline (hedged)")
+                if (not done or failure is not None) and len(tried) < hedging.max_attempts:
+                    launch()
+            raise self._final_error(failure, len(tried))
+        finally:
+            for task in running:
+                task.cancel()
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
+
+    async def execute_stream(self, req: wire.RouteRequest, grpc_timeout: float | None) -> AsyncIterator[bytes]:
+        """Route one streaming task; yields serialized stream events. Retries
+        happen only before the first event has been passed on."""
+        pool, strategy, max_attempts, timeout, request, assigned_id = self._plan(req, grpc_timeout)
+        clock = self.clock
+        now = clock()
+        deadline = now + timeout
+        self.budget(pool).record_request(now)
+        tried: list[Backend] = []
+        failure: _Failure | None = None
+        attempts = 0
+        while True:
+            backend = self._next_backend(pool, strategy, tried, failure, attempts, now)
+            attempts += 1
+            sent_any = False
+            events = self._stream_attempt(pool, backend, request, deadline - now)
+            try:
+                async for event in events:
+                    sent_any = True
+                    if wire.is_stream_result(event):
+                        event += wire.stream_result_tail(backend.instance_id, attempts, assigned_id)
+                    yield event
+                return
+            except AttemptError as err:
+                failure = _Failure(err.code, err.message, err.retry_safe and not sent_any, backend)
+            finally:
+                await events.aclose()
+            now = clock()
+            pause = self._retry_pause(pool, failure, attempts, max_attempts, now, deadline, timeout)
+            tried.append(backend)
+            await asyncio.sleep(pause)
+            now = clock()
+
+    async def _stream_attempt(
+        self, pool: Pool, backend: Backend, request: bytes, time_left: float
+    ) -> AsyncIterator[bytes]:
+        transport = backend.transport or self.transport(backend)
+        clock = self.clock
+        start = clock()
+        backend.begin(start)
+        outcome = Outcome.NEUTRAL
+        call = None
+        try:
+            call = transport.stream(request, time_left)
+            async for event in call:
+                yield event
+            outcome = Outcome.SUCCESS
+        except (_AioRpcError, AttemptError) as err:
+            failed = _attempt_error(backend, err)
+            if failed.code in INSTANCE_FAILURE_CODES:
+                outcome = Outcome.FAILURE
+            raise failed from None
+        except TimeoutError:
+            outcome = Outcome.FAILURE
+            raise AttemptError(
+                grpc.StatusCode.DEADLINE_EXCEEDED, f"{_describe(backend)}: stream passed its deadline",
+                retry_safe=False,
+            ) from None
+        finally:
+            if call is not None:
+                cancel = getattr(call, "cancel", None)
+                if cancel is not None:
+                    cancel()
+                else:
+                    await call.aclose()
+            self._finish(pool, backend, start, outcome)

@@ -1,0 +1,108 @@
+"""Publishes what this router observes of each instance's load, for the
+scheduler's autoscaler.
+
+Every `period` (1 s), for each instance that had traffic in the window, the
+router writes ``/sutradhar/v1/load/<namespace>/<instance-id>/<router-id>``
+with the JSON value ``{"agent_id", "in_flight", "rps", "updated"}`` -
+`in_flight` is the time-weighted average of in-flight calls over the window,
+`rps` the calls sent per second, `updated` unix seconds - under this router's
+lease (TTL 10 s, kept alive), so the keys of a dead router disappear.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from datetime import timedelta
+
+from sutradhar._errors import NotFound, SutradharError
+from sutradhar.services.common import keys
+from sutradhar.services.common.store import Store
+from sutradhar.services.router.view import View
+
+log = logging.getLogger(__name__)
+
+LEASE_TTL = timedelta(seconds=10)
+
+
+def load_value(agent_id: str, in_flight: float, rps: float, updated: float) -> bytes:
+    """The JSON value of one load key."""
+    return json.dumps(
+        {"agent_id": agent_id, "in_flight": round(in_flight, 4), "rps": round(rps, 4), "updated": updated},
+        separators=(",", ":"),
+    ).encode()
+
+
+class LoadPublisher:
+    """Writes the load keys of one router every period."""
+
+    def __init__(
+        self,
+        store: Store,
+        view: View,
+        router_id: str,
+        *,
+        period: timedelta = timedelta(seconds=1),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.view = view
+        self.router_id = router_id
+        self.period = period.total_seconds()
+        self.clock = clock
+        self.lease = 0
+        self._last_keepalive = 0.0
+
+    async def _ensure_lease(self) -> int:
+        now = self.clock()
+        if self.lease and now - self._last_keepalive >= LEASE_TTL.total_seconds() / 3:
+            try:
+                await self.store.keep_alive(self.lease)
+                self._last_keepalive = now
+            except NotFound:
+                log.warning("router lease %x lapsed; granting a new one", self.lease)
+                self.lease = 0
+        if not self.lease:
+            self.lease = await self.store.grant_lease(LEASE_TTL)
+            self._last_keepalive = now
+        return self.lease
+
+    async def publish_once(self) -> int:
+        """Write one window's load keys; returns how many were written."""
+        now = self.clock()
+        samples = []
+        for backend in list(self.view.backends.values()):
+            sample = backend.take_load(now)
+            if sample is not None:
+                samples.append((backend, sample))
+        if not samples:
+            return 0
+        lease = await self._ensure_lease()
+        updated = time.time()
+        for backend, sample in samples:
+            key = keys.load_key(backend.namespace, backend.instance_id, self.router_id)
+            await self.store.put(key, load_value(backend.agent_id, sample.in_flight, sample.rps, updated),
+                                 lease=lease)
+        return len(samples)
+
+    async def run(self) -> None:
+        """Publish every period until cancelled; etcd trouble is logged, never fatal."""
+        while True:
+            await asyncio.sleep(self.period)
+            try:
+                await self.publish_once()
+                if self.lease:
+                    await self._ensure_lease()
+            except SutradharError as err:
+                log.warning("cannot publish load to etcd: %s", err)
+
+    async def close(self) -> None:
+        """Revoke the lease: this router's load keys go at once."""
+        if self.lease:
+            with contextlib.suppress(SutradharError):
+                await self.store.revoke_lease(self.lease)
+            self.lease = 0

@@ -1,0 +1,169 @@
+"""Candidate selection: from a Selector to the pool of routable instances,
+with an error that names the constraint that removed the last candidate.
+
+Constraints apply in this order, and the first that leaves nothing decides
+the error:
+
+1. agent id or agent type in the namespace      FAILED_PRECONDITION
+2. version range (npm-style semver)             FAILED_PRECONDITION
+3. capabilities (all of them)                   FAILED_PRECONDITION
+4. live instances of the remaining agents       UNAVAILABLE
+5. label selector (agent + instance labels)     FAILED_PRECONDITION
+6. routable state (SERVING, not drained)        UNAVAILABLE
+
+Malformed constraints (a bad range or label selector, neither type nor id)
+are INVALID_ARGUMENT naming the field. What is left after breakers and
+ejection is decided per call by the engine (`available`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sutradhar._errors import FailedPrecondition, InvalidArgument, Unavailable
+from sutradhar.services.common import semver
+from sutradhar.services.common.labelselector import parse_selector
+from sutradhar.services.router.backend import Backend
+from sutradhar.services.router.policy import DEFAULT_POLICY, Policy
+from sutradhar.services.router.view import AgentEntry, View
+from sutradhar.v1 import router_pb2
+
+
+@dataclass
+class Pool:
+    """The routable instances one selector names, and the policy to use."""
+
+    namespace: str
+    what: str
+    """Human description of what was asked for, e.g. "agent type 'echo'"."""
+    backends: list[Backend]
+    policy: Policy = DEFAULT_POLICY
+    strategies: dict[str, object] = field(default_factory=dict)
+
+
+def _quote_list(items: Sequence[str], limit: int = 8) -> str:
+    shown = ", ".join(repr(x) for x in items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def _version_key(entry: AgentEntry) -> tuple[object, str]:
+    try:
+        return (semver.parse_version(entry.agent.version), entry.agent.id)
+    except Exception:
+        return (semver.parse_version("0.0.0"), entry.agent.id)
+
+
+def validate(selector: router_pb2.Selector) -> None:
+    """INVALID_ARGUMENT naming the field for a malformed selector."""
+    if not selector.agent_type and not selector.agent_id:
+        raise InvalidArgument(
+            "selector.agent_type: an agent type (or selector.agent_id) is required", field="selector.agent_type"
+        )
+    if selector.version_range.strip():
+        semver.parse_range(selector.version_range, field="selector.version_range")
+    if selector.label_selector.strip():
+        parse_selector(selector.label_selector, field="selector.label_selector")
+    for i, cap in enumerate(selector.capabilities):
+        if not cap.strip():
+            raise InvalidArgument(
+                f"selector.capabilities[{i}]: a capability must not be empty", field="selector.capabilities"
+            )
+
+
+def resolve(view: View, selector: router_pb2.Selector) -> Pool:
+    """The pool of routable instances for `selector`, or the error that says why there is none."""
+    validate(selector)
+    ns = selector.namespace or "default"
+    entries = view.agents_in(ns)
+    if selector.agent_id:
+        what = f"agent {selector.agent_id!r}"
+        entries = [e for e in entries if e.agent.id == selector.agent_id]
+        if not entries:
+            raise FailedPrecondition(
+                f"no agent {selector.agent_id!r} is registered in namespace {ns!r}; "
+                f"list them with `sutradhar agents list -n {ns}`"
+            )
+        if selector.agent_type and entries[0].agent.type != selector.agent_type:
+            raise FailedPrecondition(
+                f"agent {selector.agent_id!r} in namespace {ns!r} has type {entries[0].agent.type!r}, "
+                f"not {selector.agent_type!r}"
+            )
+    else:
+        what = f"agent type {selector.agent_type!r}"
+        typed = [e for e in entries if e.agent.type == selector.agent_type]
+        if not typed:
+            known = sorted({e.agent.type for e in entries})
+            hint = f" (types there: {_quote_list(known)})" if known else " (it has no agents)"
+            raise FailedPrecondition(
+                f"agent type: no agent of type {selector.agent_type!r} is registered in namespace {ns!r}{hint}"
+            )
+        entries = typed
+    if selector.version_range.strip():
+        rng = selector.version_range.strip()
+        matching = [e for e in entries if semver.matches(e.agent.version, rng)]
+        if not matching:
+            versions = sorted({e.agent.version for e in entries})
+            raise FailedPrecondition(
+                f"version range: {what} has versions {_quote_list(versions)} in namespace {ns!r}; "
+                f"none satisfies {rng!r}"
+            )
+        entries = matching
+    if selector.capabilities:
+        wanted = list(dict.fromkeys(selector.capabilities))
+        matching = [e for e in entries if set(wanted) <= set(e.agent.capabilities)]
+        if not matching:
+            missing = sorted({c for e in entries for c in wanted if c not in e.agent.capabilities})
+            raise FailedPrecondition(
+                f"capabilities: no agent of {what} in namespace {ns!r} offers all of "
+                f"{_quote_list(wanted)} (missing somewhere: {_quote_list(missing)})"
+            )
+        entries = matching
+    agent_ids = {e.agent.id for e in entries}
+    backends = view.backends_of(ns, agent_ids)
+    if not backends:
+        raise Unavailable(
+            f"{what} in namespace {ns!r} has no live instance (agents {_quote_list(sorted(agent_ids))}); "
+            "start one (e.g. `sutradhar deploy` or `python -m sutradhar.serve ...`)"
+        )
+    if selector.label_selector.strip():
+        sel = parse_selector(selector.label_selector, field="selector.label_selector")
+        matching_b = [b for b in backends if sel.matches(b.labels)]
+        if not matching_b:
+            raise FailedPrecondition(
+                f"label selector: {selector.label_selector.strip()!r} matches none of the "
+                f"{len(backends)} instance(s) of {what} in namespace {ns!r}"
+            )
+        backends = matching_b
+    routable = [b for b in backends if view.routable(b)]
+    if not routable:
+        states = Counter(b.state.removeprefix("INSTANCE_STATE_") for b in backends)
+        summary = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+        raise Unavailable(
+            f"none of the {len(backends)} instance(s) of {what} in namespace {ns!r} is SERVING "
+            f"({summary}); wait for them to pass their readiness probes"
+        )
+    top = max(entries, key=_version_key)
+    policy = top.policy
+    if selector.agent_id:
+        policy = entries[0].policy
+    return Pool(namespace=ns, what=what, backends=routable, policy=policy)
+
+
+def unavailable_message(pool: Pool, now: float) -> str:
+    """Why none of a pool's routable instances can take a call right now."""
+    parts = []
+    for b in pool.backends[:5]:
+        if b.outlier.ejected_until and b.outlier.remaining(now) > 0:
+            parts.append(f"{b.instance_id}: ejected for {b.outlier.remaining(now):.1f}s more")
+        elif b.breaker.open_for(now) > 0:
+            parts.append(f"{b.instance_id}: circuit breaker open for {b.breaker.open_for(now):.1f}s more")
+        else:
+            parts.append(f"{b.instance_id}: circuit breaker half-open, trial call in flight")
+    more = f", and {len(pool.backends) - 5} more" if len(pool.backends) > 5 else ""
+    return (
+        f"all {len(pool.backends)} serving instance(s) of {pool.what} in namespace {pool.namespace!r} "
+        f"are ejected as outliers or have open circuit breakers ({'; '.join(parts)}{more}); "
+        "check the agents' logs; calls resume when an ejection ends or a trial call succeeds"
+    )

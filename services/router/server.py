@@ -1,0 +1,211 @@
+"""The router's gRPC surface: `RouterConfig` and `RouterServer`.
+
+The servicer is thin and byte-oriented: `Execute` and `ExecuteStream` are
+registered with a request deserializer that only splits the request
+(`wire.split_route_request`) and an identity response serializer, so task
+payloads and results pass through as bytes. Background work - the registry
+watch and load publishing - runs in a TaskGroup owned by the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import grpc
+
+from sutradhar._errors import SutradharError, Unavailable
+from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES, GrpcHost
+from sutradhar._values import to_duration
+from sutradhar.services.router import wire
+from sutradhar.services.router.engine import Engine
+from sutradhar.services.router.load import LoadPublisher
+from sutradhar.services.router.view import View
+from sutradhar.services.router.watcher import RegistryWatcher
+from sutradhar.v1 import router_pb2
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = "sutradhar.v1.RouterService"
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    """How one router runs."""
+
+    host: str = "127.0.0.1"
+    """Address to listen on."""
+    port: int = 50052
+    """Port to listen on; 0 picks a free one."""
+    registry: str | None = "127.0.0.1:50051"
+    """Registry address whose Watch feeds the view; None leaves the view to the caller (tests)."""
+    etcd: str | None = None
+    """etcd endpoint for publishing load; None turns load publishing off."""
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    """Largest message accepted from callers or agents (RESOURCE_EXHAUSTED above it)."""
+    router_id: str = ""
+    """This router's identity in load keys and stats; generated when empty."""
+    load_period: timedelta = timedelta(seconds=1)
+    """How often load is published."""
+
+
+class RouterServer:
+    """One router: gRPC server, engine, registry watch, load publisher."""
+
+    def __init__(self, config: RouterConfig, *, view: View | None = None) -> None:
+        self.config = config
+        self.router_id = config.router_id or f"router-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.view = view or View(on_removed=self._discard)
+        self.engine = Engine(self.view, max_message_bytes=config.max_message_bytes)
+        self.host = GrpcHost(
+            service_names=[SERVICE_NAME], host=config.host, port=config.port,
+            max_message_bytes=config.max_message_bytes,
+        )
+        self.watcher = RegistryWatcher(self.view, config.registry) if config.registry else None
+        self._store: Any = None
+        self.publisher: LoadPublisher | None = None
+        self._tasks: asyncio.TaskGroup | None = None
+        self._add_handlers()
+
+    def _discard(self, backend: Any) -> None:
+        self.engine.discard(backend)
+
+    @property
+    def port(self) -> int:
+        return self.host.port
+
+    @property
+    def address(self) -> str:
+        return self.host.address
+
+    def _add_handlers(self) -> None:
+        handlers = {
+            "Execute": grpc.unary_unary_rpc_method_handler(
+                self._execute, request_deserializer=wire.split_route_request, response_serializer=None
+            ),
+            "ExecuteStream": grpc.unary_stream_rpc_method_handler(
+                self._execute_stream, request_deserializer=wire.split_route_request, response_serializer=None
+            ),
+            "GetStats": grpc.unary_unary_rpc_method_handler(
+                self._get_stats,
+                request_deserializer=router_pb2.GetStatsRequest.FromString,
+                response_serializer=router_pb2.GetStatsResponse.SerializeToString,
+            ),
+        }
+        self.host.server.add_registered_method_handlers(SERVICE_NAME, handlers)
+
+    # -- lifecycle --------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind, start the watch and the load publisher, report SERVING."""
+        await self.host.start()
+        self._tasks = asyncio.TaskGroup()
+        await self._tasks.__aenter__()
+        if self.watcher is not None:
+            self._tasks.create_task(self.watcher.run(), name="registry-watch")
+        if self.config.etcd:
+            from sutradhar.services.common.store import EtcdEndpoint, Store
+
+            self._store = Store(EtcdEndpoint.parse(self.config.etcd))
+            self.publisher = LoadPublisher(self._store, self.view, self.router_id, period=self.config.load_period)
+            self._tasks.create_task(self.publisher.run(), name="load-publisher")
+        await self.host.set_serving()
+
+    async def wait_synced(self, within: timedelta) -> bool:
+        """Wait until the view holds the registry's state; False on timeout."""
+        if self.watcher is None:
+            return True
+        try:
+            await asyncio.wait_for(self.watcher.synced.wait(), within.total_seconds())
+        except TimeoutError:
+            return False
+        return True
+
+    async def stop(self, grace: timedelta = timedelta(seconds=5)) -> None:
+        """Stop taking calls, let in-flight ones finish, stop background work."""
+        await self.host.stop(grace)
+        if self._tasks is not None:
+            for task in list(self._tasks._tasks):  # the TaskGroup's own tasks
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tasks.__aexit__(None, None, None)
+            self._tasks = None
+        if self.publisher is not None:
+            await self.publisher.close()
+        if self._store is not None:
+            await self._store.close()
+        await self.engine.close()
+
+    # -- handlers ---------------------------------------------------------
+
+    def _check_synced(self) -> None:
+        if not self.view.synced:
+            raise Unavailable(
+                f"the router has not loaded the registry's state yet (registry at {self.config.registry}); "
+                "is the registry running? the router keeps retrying"
+            )
+
+    async def _execute(self, request: wire.RouteRequest, context: grpc.aio.ServicerContext) -> bytes:
+        try:
+            if not self.view.synced:
+                self._check_synced()
+            return await self.engine.execute(request, context.time_remaining())
+        except SutradharError as err:
+            await context.abort(err.code, err.message)
+            raise  # unreachable: abort raises
+
+    async def _execute_stream(
+        self, request: wire.RouteRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[bytes]:
+        try:
+            self._check_synced()
+            events = self.engine.execute_stream(request, context.time_remaining())
+            try:
+                async for event in events:
+                    yield event
+            finally:
+                await events.aclose()
+        except SutradharError as err:
+            await context.abort(err.code, err.message)
+
+    async def _get_stats(
+        self, request: router_pb2.GetStatsRequest, context: grpc.aio.ServicerContext
+    ) -> router_pb2.GetStatsResponse:
+        return self.stats(request.namespace, request.agent_type)
+
+    def stats(self, namespace: str = "", agent_type: str = "") -> router_pb2.GetStatsResponse:
+        """Per-instance statistics, sorted by namespace and instance id."""
+        now = self.engine.clock()
+        out = router_pb2.GetStatsResponse(router_id=self.router_id)
+        for key in sorted(self.view.backends):
+            b = self.view.backends[key]
+            if namespace and b.namespace != namespace:
+                continue
+            if agent_type and b.agent_type != agent_type:
+                continue
+            p50, p99 = b.percentiles()
+            out.instances.append(router_pb2.InstanceStats(
+                namespace=b.namespace,
+                instance_id=b.instance_id,
+                agent_id=b.agent_id,
+                agent_type=b.agent_type,
+                version=b.version,
+                endpoint=b.endpoint,
+                in_flight=b.in_flight,
+                requests=b.requests,
+                errors=b.errors,
+                latency_p50=to_duration(timedelta(seconds=p50)),
+                latency_p99=to_duration(timedelta(seconds=p99)),
+                breaker=b.breaker_state(now).value,
+                ejected=b.outlier.ejected(now),
+                ejections=b.outlier.ejections,
+                state=b.state.removeprefix("INSTANCE_STATE_"),
+            ))
+        return out

@@ -1,0 +1,126 @@
+"""Feeds the View from the registry's `Watch` stream.
+
+First a list (``include_initial``: every object, then SYNCED) that replaces
+the view as a whole, then live events applied one by one. On a disconnect it
+resumes from the last seen revision + 1; when that revision was compacted
+away (OUT_OF_RANGE) it lists again. It never gives up: while the registry
+is unreachable the view stays as it was (or empty before the first sync) and
+the router answers UNAVAILABLE for what it cannot route.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import timedelta
+
+import grpc
+
+from sutradhar.services.router.view import View
+from sutradhar.v1 import registry_pb2, registry_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+PUT = registry_pb2.WATCH_EVENT_TYPE_PUT
+DELETE = registry_pb2.WATCH_EVENT_TYPE_DELETE
+SYNCED = registry_pb2.WATCH_EVENT_TYPE_SYNCED
+AGENT = registry_pb2.RESOURCE_KIND_AGENT
+INSTANCE = registry_pb2.RESOURCE_KIND_INSTANCE
+PROBE_SUCCESS = registry_pb2.PROBE_RESULT_SUCCESS
+
+
+class RegistryWatcher:
+    """Keeps `view` in step with the registry at `address`."""
+
+    def __init__(
+        self,
+        view: View,
+        address: str,
+        *,
+        retry_delay: timedelta = timedelta(milliseconds=200),
+        max_retry_delay: timedelta = timedelta(seconds=2),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.view = view
+        self.address = address
+        self.revision = 0
+        self.synced = asyncio.Event()
+        self.connected = False
+        self._retry_delay = retry_delay.total_seconds()
+        self._max_retry_delay = max_retry_delay.total_seconds()
+        self._clock = clock
+
+    def _probe_time(self, instance: registry_pb2.Instance) -> float | None:
+        readiness = instance.health.readiness
+        if readiness.last_result != PROBE_SUCCESS or not readiness.HasField("last_probe_time"):
+            return None
+        age = time.time() - readiness.last_probe_time.ToNanoseconds() / 1e9
+        return self._clock() - max(0.0, age)
+
+    def _apply(self, event: registry_pb2.WatchEvent) -> None:
+        view = self.view
+        if event.kind == AGENT:
+            if event.type == PUT:
+                view.put_agent(event.agent)
+            elif event.type == DELETE:
+                view.delete_agent(event.namespace or event.agent.namespace, event.id or event.agent.id)
+        elif event.kind == INSTANCE:
+            if event.type == PUT:
+                view.put_instance(event.instance, probe_time=self._probe_time(event.instance))
+            elif event.type == DELETE:
+                view.delete_instance(event.namespace or event.instance.namespace, event.id or event.instance.id)
+
+    async def _session(self, channel: grpc.aio.Channel) -> None:
+        stub = registry_pb2_grpc.RegistryServiceStub(channel)
+        listing = self.revision == 0
+        request = registry_pb2.WatchRequest(namespace="*")
+        if listing:
+            request.include_initial = True
+        else:
+            request.start_revision = self.revision + 1
+        agents: list[registry_pb2.Agent] = []
+        instances: list[registry_pb2.Instance] = []
+        call = stub.Watch(request)
+        try:
+            async for response in call:
+                self.connected = True
+                for event in response.events:
+                    if listing:
+                        if event.type == SYNCED:
+                            self.view.replace(agents, instances)
+                            agents, instances = [], []
+                            listing = False
+                            self.synced.set()
+                        elif event.type == PUT and event.kind == AGENT:
+                            agents.append(event.agent)
+                        elif event.type == PUT and event.kind == INSTANCE:
+                            instances.append(event.instance)
+                    else:
+                        self._apply(event)
+                    self.revision = max(self.revision, event.revision)
+                if not listing:
+                    self.revision = max(self.revision, response.revision)
+        finally:
+            call.cancel()
+            self.connected = False
+
+    async def run(self) -> None:
+        """Watch forever (cancel to stop)."""
+        delay = self._retry_delay
+        async with grpc.aio.insecure_channel(self.address) as channel:
+            while True:
+                try:
+                    await self._session(channel)
+                    log.info("registry watch ended; resuming from revision %d", self.revision + 1)
+                    delay = self._retry_delay
+                except grpc.aio.AioRpcError as err:
+                    if err.code() == grpc.StatusCode.OUT_OF_RANGE:
+                        log.warning("watch revision %d was compacted; listing again", self.revision + 1)
+                        self.revision = 0
+                        continue
+                    log.warning("registry watch at %s failed (%s: %s); retrying in %.1fs",
+                                self.address, err.code().name, err.details(), delay)
+                await asyncio.sleep(delay)
+                delay = min(self._max_retry_delay, delay * 2)
