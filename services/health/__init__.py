@@ -1,0 +1,9 @@
+"""The health service: Kubernetes-style probes of every instance, drain and
+enable, health events, and the work split across health members.
+
+See docs/health.md.
+"""
+
+from .server import HealthConfig, HealthServer
+
+__all__ = ["HealthConfig", "HealthServer"]

@@ -1,0 +1,184 @@
+"""The three ways to probe an instance: gRPC health check, HTTP GET, TCP connect.
+
+`Probers.check(endpoint, settings)` runs one probe and returns a
+`ProbeOutcome`; it never raises for an unhealthy or unreachable instance.
+gRPC channels are kept per endpoint and reused (dropped after a transport
+failure so that a restarted instance is reached without waiting for gRPC's
+reconnect back-off); HTTP probes share one pooled `httpx.AsyncClient`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from .probes import IN_PROCESS, ProbeSettings
+
+#: Metadata key / header naming the health member that probes.
+PROBER_HEADER = "x-sutradhar-prober"
+
+
+@dataclass(frozen=True)
+class ProbeOutcome:
+    """The result of one probe attempt."""
+
+    ok: bool
+    message: str = ""
+    latency: float = 0.0
+
+
+def split_host_port(endpoint: str) -> tuple[str, int]:
+    """("host", port) from "host:port" or a URL (default ports 80/443)."""
+    if "://" in endpoint:
+        parts = urlsplit(endpoint)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return parts.hostname or "127.0.0.1", port
+    host, sep, port = endpoint.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"endpoint {endpoint!r} is not host:port")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def http_url(endpoint: str, path: str) -> str:
+    """The URL probed for an HTTP instance: its base URL with `path`."""
+    base = endpoint if "://" in endpoint else f"http://{endpoint}"
+    parts = urlsplit(base)
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+class Probers:
+    """Runs probes; owns reusable gRPC channels and an HTTP connection pool."""
+
+    def __init__(self, *, member_id: str = "", http_connections: int = 200) -> None:
+        self.member_id = member_id
+        self._channels: dict[str, tuple[grpc.aio.Channel, health_pb2_grpc.HealthStub]] = {}
+        self._http_connections = http_connections
+        self._http: object | None = None
+
+    async def check(self, endpoint: str, settings: ProbeSettings) -> ProbeOutcome:
+        """Probe `endpoint` once with `settings` (kind, timeout, ...)."""
+        start = time.perf_counter()
+        if endpoint == IN_PROCESS:
+            return ProbeOutcome(True, "in-process", 0.0)
+        timeout = settings.timeout.total_seconds()
+        try:
+            async with asyncio.timeout(timeout):
+                if settings.kind == "http":
+                    ok, message = await self._http_check(endpoint, settings)
+                elif settings.kind == "tcp":
+                    ok, message = await self._tcp_check(endpoint)
+                else:
+                    ok, message = await self._grpc_check(endpoint, settings)
+        except TimeoutError:
+            ok, message = False, f"timed out after {timeout:g}s"
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            ok, message = False, f"{type(err).__name__}: {err}"
+        return ProbeOutcome(ok, message, time.perf_counter() - start)
+
+    # -- gRPC -----------------------------------------------------------------
+
+    def _stub(self, endpoint: str) -> health_pb2_grpc.HealthStub:
+        entry = self._channels.get(endpoint)
+        if entry is None:
+            channel = grpc.aio.insecure_channel(
+                endpoint,
+                options=[
+                    ("grpc.initial_reconnect_backoff_ms", 100),
+                    ("grpc.min_reconnect_backoff_ms", 100),
+                    ("grpc.max_reconnect_backoff_ms", 1000),
+                    ("grpc.enable_retries", 0),
+                    ("grpc.use_local_subchannel_pool", 1),
+                ],
+            )
+            entry = (channel, health_pb2_grpc.HealthStub(channel))
+            self._channels[endpoint] = entry
+        return entry[1]
+
+    async def _drop_channel(self, endpoint: str) -> None:
+        entry = self._channels.pop(endpoint, None)
+        if entry is not None:
+            with contextlib.suppress(Exception):
+                await entry[0].close()
+
+    async def _grpc_check(self, endpoint: str, settings: ProbeSettings) -> tuple[bool, str]:
+        stub = self._stub(endpoint)
+        timeout = settings.timeout.total_seconds()
+        metadata = ((PROBER_HEADER, self.member_id),) if self.member_id else None
+        try:
+            reply = await stub.Check(
+                health_pb2.HealthCheckRequest(service=settings.grpc_service),
+                timeout=timeout,
+                metadata=metadata,
+            )
+        except grpc.aio.AioRpcError as err:
+            code = err.code()
+            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                return False, f"timed out after {timeout:g}s"
+            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+                await self._drop_channel(endpoint)
+            if code == grpc.StatusCode.NOT_FOUND:
+                return False, f"service {settings.grpc_service!r} is unknown to the instance"
+            return False, f"{code.name}: {err.details()}"
+        status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+        if reply.status == health_pb2.HealthCheckResponse.SERVING:
+            return True, ""
+        return False, f"health status {status}"
+
+    # -- HTTP -----------------------------------------------------------------
+
+    def _client(self) -> object:
+        if self._http is None:
+            import httpx  # the mesh extra; imported lazily so the module loads without it
+
+            self._http = httpx.AsyncClient(
+                trust_env=False,
+                follow_redirects=False,
+                limits=httpx.Limits(
+                    max_connections=self._http_connections,
+                    max_keepalive_connections=self._http_connections,
+                ),
+                headers={PROBER_HEADER: self.member_id or "-", "user-agent": "sutradhar-health"},
+            )
+        return self._http
+
+    async def _http_check(self, endpoint: str, settings: ProbeSettings) -> tuple[bool, str]:
+        client = self._client()
+        reply = await client.get(  # type: ignore[attr-defined]
+            http_url(endpoint, settings.http_path), timeout=settings.timeout.total_seconds()
+        )
+        if 200 <= reply.status_code < 300:
+            return True, ""
+        return False, f"HTTP {reply.status_code}"
+
+    # -- TCP ------------------------------------------------------------------
+
+    async def _tcp_check(self, endpoint: str) -> tuple[bool, str]:
+        host, port = split_host_port(endpoint)
+        _, writer = await asyncio.open_connection(host, port)
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+        return True, ""
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def forget(self, endpoint: str) -> None:
+        """Release what is kept for an endpoint no longer probed."""
+        await self._drop_channel(endpoint)
+
+    async def close(self) -> None:
+        """Close every channel and the HTTP pool."""
+        for endpoint in list(self._channels):
+            await self._drop_channel(endpoint)
+        if self._http is not None:
+            with contextlib.suppress(Exception):
+                await self._http.aclose()  # type: ignore[attr-defined]
+            self._http = None

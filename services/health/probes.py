@@ -1,0 +1,264 @@
+"""Probe semantics, as pure functions and a small state machine.
+
+Nothing here does I/O or reads a clock: every function takes `now`, so tests
+drive time instead of sleeping.
+
+- `ProbeSettings.resolve` turns an agent's `ProbeSpec` into concrete settings
+  with the Kubernetes defaults (period 10 s, timeout 1 s, failure threshold 3,
+  success threshold 1, initial delay 0 s).
+- `ProbeTracker` counts consecutive outcomes and flips its verdict after
+  `failure_threshold` failures or `success_threshold` successes.
+- `first_due` / `next_due` are the probe schedule.
+- `derive_state` is the rule that turns a drain flag and a readiness verdict
+  into the routable `InstanceState`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+
+from sutradhar.v1 import probe_pb2, registry_pb2
+
+from ..common.validation import resolve_probe
+
+DEFAULT_PERIOD = timedelta(seconds=10)
+DEFAULT_TIMEOUT = timedelta(seconds=1)
+DEFAULT_FAILURE_THRESHOLD = 3
+DEFAULT_SUCCESS_THRESHOLD = 1
+DEFAULT_HTTP_PATH = "/health"
+
+KINDS = ("grpc", "http", "tcp")
+IN_PROCESS = "in-process"
+
+SERVING = registry_pb2.INSTANCE_STATE_SERVING
+NOT_SERVING = registry_pb2.INSTANCE_STATE_NOT_SERVING
+DRAINING = registry_pb2.INSTANCE_STATE_DRAINING
+STARTING = registry_pb2.INSTANCE_STATE_STARTING
+
+SUCCESS = registry_pb2.PROBE_RESULT_SUCCESS
+FAILURE = registry_pb2.PROBE_RESULT_FAILURE
+NO_RESULT = registry_pb2.PROBE_RESULT_UNSPECIFIED
+
+
+class ProbeName(Enum):
+    """Which of an instance's two probes."""
+
+    READINESS = "readiness"
+    LIVENESS = "liveness"
+
+
+def default_kind(runtime: str, endpoint: str) -> str:
+    """The probe kind used when a spec leaves `kind` empty."""
+    if runtime == "http" or endpoint.startswith(("http://", "https://")):
+        return "http"
+    return "grpc"
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """One probe's concrete settings, defaults applied."""
+
+    kind: str = "grpc"
+    """"grpc", "http" or "tcp"."""
+    grpc_service: str = ""
+    """Service name sent in the gRPC health check."""
+    http_path: str = DEFAULT_HTTP_PATH
+    """Path probed with GET (kind "http")."""
+    initial_delay: timedelta = timedelta(0)
+    """Wait after registration before the first probe."""
+    period: timedelta = DEFAULT_PERIOD
+    """Time between probes."""
+    timeout: timedelta = DEFAULT_TIMEOUT
+    """A probe that takes longer fails."""
+    failure_threshold: int = DEFAULT_FAILURE_THRESHOLD
+    """Consecutive failures that make the verdict FAILURE."""
+    success_threshold: int = DEFAULT_SUCCESS_THRESHOLD
+    """Consecutive successes that make the verdict SUCCESS."""
+    enabled: bool = True
+    """False when the probe is off."""
+
+    @classmethod
+    def resolve(
+        cls, spec: probe_pb2.ProbeSpec | None, *, runtime: str = "", endpoint: str = "", enabled: bool = True,
+        liveness: bool = False,
+    ) -> ProbeSettings:
+        """Settings from a spec (None: every default, see
+        `validation.resolve_probe`); `enabled` is the default when the spec is
+        absent (readiness is on by default, liveness off)."""
+        resolved = resolve_probe(spec, runtime=runtime, liveness=liveness)
+        return cls(
+            kind=(spec.kind if spec is not None and spec.kind else default_kind(runtime, endpoint)),
+            grpc_service=resolved.grpc_service,
+            http_path=resolved.http_path,
+            initial_delay=resolved.initial_delay,
+            period=resolved.period,
+            timeout=resolved.timeout,
+            failure_threshold=resolved.failure_threshold,
+            success_threshold=resolved.success_threshold,
+            enabled=enabled if spec is None else not resolved.disabled,
+        )
+
+    @classmethod
+    def for_agent(
+        cls, agent: registry_pb2.Agent | None, which: ProbeName, *, runtime: str = "", endpoint: str = ""
+    ) -> ProbeSettings:
+        """The settings of one probe of `agent` (None: an unknown agent, defaults).
+
+        Readiness is on unless disabled; liveness is on only when the agent
+        declares it (as in Kubernetes, where a missing liveness probe never
+        restarts anything).
+        """
+        runtime = runtime or (agent.runtime if agent is not None else "")
+        readiness = which is ProbeName.READINESS
+        name = which.value
+        spec = None
+        if agent is not None and agent.HasField("probes") and agent.probes.HasField(name):  # type: ignore[arg-type]
+            spec = getattr(agent.probes, name)
+        return cls.resolve(spec, runtime=runtime, endpoint=endpoint, enabled=readiness, liveness=not readiness)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one probe attempt changed in its tracker."""
+
+    verdict_changed: bool
+    """The verdict (after thresholds) flipped."""
+    outcome_changed: bool
+    """The raw outcome differs from the previous probe's (pass <-> fail)."""
+
+
+@dataclass
+class ProbeTracker:
+    """The running record of one probe of one instance (thresholds applied).
+
+    The verdict starts unknown; it becomes SUCCESS after `success_threshold`
+    consecutive successes and FAILURE after `failure_threshold` consecutive
+    failures, and only flips again after the opposite threshold is met.
+    """
+
+    result: int = NO_RESULT
+    last_result: int = NO_RESULT
+    last_message: str = ""
+    last_probe_time: datetime | None = None
+    consecutive_successes: int = 0
+    consecutive_failures: int = 0
+    last_latency: timedelta = field(default_factory=timedelta)
+
+    def observe(
+        self, ok: bool, settings: ProbeSettings, *, now: datetime, message: str = "",
+        latency: timedelta = timedelta(0),
+    ) -> Observation:
+        """Record one probe outcome at `now`; say what changed."""
+        previous_result, previous_outcome = self.result, self.last_result
+        if ok:
+            self.consecutive_successes += 1
+            self.consecutive_failures = 0
+            self.last_result = SUCCESS
+            self.last_message = ""
+            if self.result != SUCCESS and self.consecutive_successes >= settings.success_threshold:
+                self.result = SUCCESS
+        else:
+            self.consecutive_failures += 1
+            self.consecutive_successes = 0
+            self.last_result = FAILURE
+            self.last_message = message
+            if self.result != FAILURE and self.consecutive_failures >= settings.failure_threshold:
+                self.result = FAILURE
+        self.last_probe_time = now
+        self.last_latency = latency
+        return Observation(
+            verdict_changed=self.result != previous_result,
+            outcome_changed=self.last_result != previous_outcome,
+        )
+
+    def to_proto(self) -> registry_pb2.ProbeStatus:
+        """The record as stored in `Instance.health`."""
+        status = registry_pb2.ProbeStatus(
+            result=self.result,  # type: ignore[arg-type]
+            last_result=self.last_result,  # type: ignore[arg-type]
+            last_message=self.last_message,
+            consecutive_successes=self.consecutive_successes,
+            consecutive_failures=self.consecutive_failures,
+        )
+        if self.last_probe_time is not None:
+            status.last_probe_time.FromDatetime(self.last_probe_time)
+            status.last_latency.FromTimedelta(self.last_latency)
+        return status
+
+    @classmethod
+    def from_proto(cls, status: registry_pb2.ProbeStatus) -> ProbeTracker:
+        """Continue a record another member persisted (takeover, restart)."""
+        return cls(
+            result=status.result,
+            last_result=status.last_result,
+            last_message=status.last_message,
+            last_probe_time=(
+                status.last_probe_time.ToDatetime(tzinfo=UTC) if status.HasField("last_probe_time") else None
+            ),
+            consecutive_successes=status.consecutive_successes,
+            consecutive_failures=status.consecutive_failures,
+            last_latency=status.last_latency.ToTimedelta(),
+        )
+
+
+# -- schedule -----------------------------------------------------------------
+
+
+def first_due(
+    settings: ProbeSettings, *, registered: float | None, now: float, jitter: float
+) -> float:
+    """When to run the first probe of an instance this member just took on.
+
+    Times are seconds on one monotonic-like clock. A fresh instance is first
+    probed `initial_delay` after it registered; one that registered long ago
+    (this member started or took it over) is probed within `jitter` seconds
+    (a fraction of the period, spread so that a thousand adopted instances do
+    not fire at once).
+    """
+    if registered is not None:
+        ready_at = registered + settings.initial_delay.total_seconds()
+        if ready_at > now:
+            return ready_at
+        if now - registered < settings.period.total_seconds():
+            return now
+    return now + max(0.0, jitter)
+
+
+def next_due(scheduled: float, period: timedelta, now: float) -> float:
+    """The first tick of the fixed-rate schedule `scheduled + k * period`
+    (k >= 1) that is not in the past: a probe that overran its period skips
+    the ticks it missed rather than running them late in a burst."""
+    step = period.total_seconds()
+    if now <= scheduled + step:
+        return scheduled + step
+    return scheduled + step * math.ceil((now - scheduled) / step)
+
+
+# -- state rule -----------------------------------------------------------------
+
+
+def derive_state(
+    current: int, *, drained: bool, readiness: int, readiness_enabled: bool = True
+) -> int:
+    """The routable state of an instance.
+
+    - drained by an operator -> DRAINING;
+    - DRAINING set by the instance itself (shutting down) stays DRAINING;
+    - readiness verdict SUCCESS -> SERVING, FAILURE -> NOT_SERVING;
+    - no verdict yet (or readiness disabled) -> the state the instance
+      registered with (SERVING stays SERVING, STARTING stays STARTING).
+    """
+    if drained or current == DRAINING:
+        return DRAINING
+    if not readiness_enabled or readiness == NO_RESULT:
+        return current
+    return SERVING if readiness == SUCCESS else NOT_SERVING
+
+
+def enabled_state(readiness: int) -> int:
+    """The state of an instance an operator just enabled: NOT_SERVING when its
+    readiness is failing, else SERVING (the next probes correct it)."""
+    return NOT_SERVING if readiness == FAILURE else SERVING

@@ -1,0 +1,111 @@
+"""The health service process: config, gRPC server, and the member's loops."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sutradhar._hosting import GrpcHost
+from sutradhar.v1 import health_pb2, health_pb2_grpc
+
+from ..common.store import EtcdEndpoint, Store
+from .manager import HealthManager, ManagerOptions
+from .membership import Membership
+from .servicer import HealthServicer
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["HealthService"].full_name
+
+
+def new_member_id() -> str:
+    """A fresh member id: "health-" and 8 hex digits."""
+    return f"health-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    """How one health member runs."""
+
+    host: str = "127.0.0.1"
+    """Interface the API listens on."""
+    port: int = 50054
+    """API port; 0 picks a free one."""
+    etcd: str = "127.0.0.1:2379"
+    """etcd endpoint, host:port."""
+    member_id: str = field(default_factory=new_member_id)
+    """This member's id under /sutradhar/v1/members/health/."""
+    member_ttl: timedelta = timedelta(seconds=5)
+    """Lease TTL of the member key: a dead member's instances move within it."""
+    flush_interval: timedelta = timedelta(seconds=10)
+    """Longest time probe bookkeeping stays unwritten (state changes are immediate)."""
+    probe_concurrency: int = 256
+    """Probes in flight at once."""
+    write_concurrency: int = 32
+    """etcd writes in flight at once."""
+
+
+class HealthServer:
+    """A health member: API server plus probing, bound by `start()`."""
+
+    def __init__(self, config: HealthConfig) -> None:
+        self.config = config
+        self.store = Store(EtcdEndpoint.parse(config.etcd))
+        self.host = GrpcHost(service_names=[SERVICE_NAME], host=config.host, port=config.port)
+        self.membership = Membership(self.store, config.member_id, ttl=config.member_ttl)
+        self.manager = HealthManager(
+            self.store,
+            self.membership,
+            options=ManagerOptions(
+                flush_interval=config.flush_interval,
+                probe_concurrency=config.probe_concurrency,
+                write_concurrency=config.write_concurrency,
+            ),
+        )
+        health_pb2_grpc.add_HealthServiceServicer_to_server(HealthServicer(self.manager), self.host.server)
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int:
+        return self.host.port
+
+    @property
+    def address(self) -> str:
+        return self.host.address
+
+    @property
+    def member_id(self) -> str:
+        return self.config.member_id
+
+    async def start(self) -> None:
+        """Bind, join the members, start probing; SERVING once the views are loaded."""
+        await self.store.ping()
+        await self.host.start()
+        self.membership.address = self.host.address
+        await self.membership.join()
+        self._task = asyncio.create_task(self.manager.run(), name=f"health-{self.member_id}")
+        done, _ = await asyncio.wait(
+            [self._task, asyncio.create_task(self.manager.synced.wait())],
+            return_when=asyncio.FIRST_COMPLETED,
+            timeout=10,
+        )
+        if self._task in done:
+            self._task.result()
+        await self.host.set_serving()
+
+    async def stop(self, grace: timedelta = timedelta(seconds=2)) -> None:
+        """Stop probing, write pending bookkeeping, leave the members, stop serving."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        await self.manager.flush()
+        await self.membership.leave()
+        await self.host.stop(grace)
+        await self.manager.close()
+        await self.store.close()

@@ -1,0 +1,122 @@
+"""The HealthService gRPC servicer: decode, call the manager, encode."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
+
+from sutradhar._errors import InvalidArgument, ResourceExhausted
+from sutradhar.v1 import health_pb2, health_pb2_grpc
+
+from ..common import keys
+from ..common.validation import validate_dns_label
+from .manager import HealthManager
+
+
+def _namespace(value: str, *, allow_all: bool = False) -> str:
+    if allow_all and value == keys.ALL_NAMESPACES:
+        return value
+    namespace = keys.namespace_or_default(value)
+    validate_dns_label(namespace, field="namespace")
+    return namespace
+
+
+def _required(value: str, field: str) -> str:
+    if not value:
+        raise InvalidArgument(f"{field}: is required", field=field)
+    return value
+
+
+class HealthServicer(health_pb2_grpc.HealthServiceServicer):
+    """Thin adapter from gRPC to `HealthManager`."""
+
+    def __init__(self, manager: HealthManager) -> None:
+        self.manager = manager
+
+    async def GetAgentHealth(
+        self, request: health_pb2.GetAgentHealthRequest, context: grpc.aio.ServicerContext
+    ) -> health_pb2.GetAgentHealthResponse:
+        health = await self.manager.agent_health(
+            _namespace(request.namespace), _required(request.agent_id, "agent_id")
+        )
+        return health_pb2.GetAgentHealthResponse(health=health)
+
+    async def ListAgentHealth(
+        self, request: health_pb2.ListAgentHealthRequest, context: grpc.aio.ServicerContext
+    ) -> health_pb2.ListAgentHealthResponse:
+        agents = await self.manager.list_agent_health(
+            _namespace(request.namespace, allow_all=True), include_instances=request.include_instances
+        )
+        return health_pb2.ListAgentHealthResponse(agents=agents)
+
+    async def GetInstanceHealth(
+        self, request: health_pb2.GetInstanceHealthRequest, context: grpc.aio.ServicerContext
+    ) -> health_pb2.GetInstanceHealthResponse:
+        inst = await self.manager.get_instance(
+            _namespace(request.namespace), _required(request.instance_id, "instance_id")
+        )
+        return health_pb2.GetInstanceHealthResponse(instance=inst)
+
+    async def DrainInstance(
+        self, request: health_pb2.DrainInstanceRequest, context: grpc.aio.ServicerContext
+    ) -> health_pb2.DrainInstanceResponse:
+        inst = await self.manager.set_drained(
+            _namespace(request.namespace), _required(request.instance_id, "instance_id"), True
+        )
+        return health_pb2.DrainInstanceResponse(instance=inst)
+
+    async def EnableInstance(
+        self, request: health_pb2.EnableInstanceRequest, context: grpc.aio.ServicerContext
+    ) -> health_pb2.EnableInstanceResponse:
+        inst = await self.manager.set_drained(
+            _namespace(request.namespace), _required(request.instance_id, "instance_id"), False
+        )
+        return health_pb2.EnableInstanceResponse(instance=inst)
+
+    async def WatchHealth(
+        self, request: health_pb2.WatchHealthRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[health_pb2.WatchHealthResponse]:
+        namespace = _namespace(request.namespace, allow_all=True)
+        bus = self.manager.bus
+        sub = bus.subscribe(namespace, request.agent_id)
+        try:
+            if request.include_current:
+                await self.manager.synced.wait()
+                # Subscribed before the snapshot, on one event loop with no
+                # await in between: nothing falls between the two.
+                snapshot = self.manager.current(namespace, request.agent_id)
+                for ev in snapshot:
+                    yield health_pb2.WatchHealthResponse(event=ev)
+                yield health_pb2.WatchHealthResponse(
+                    event=health_pb2.HealthEvent(type=health_pb2.HEALTH_EVENT_TYPE_SYNCED)
+                )
+            while True:
+                try:
+                    ev = await asyncio.wait_for(sub.queue.get(), 1.0)
+                except TimeoutError:
+                    if sub.overflowed:
+                        raise ResourceExhausted(
+                            "this watcher fell more than 10,000 events behind; watch again with include_current"
+                        ) from None
+                    continue
+                yield health_pb2.WatchHealthResponse(event=ev)
+        finally:
+            bus.unsubscribe(sub)
+
+    async def ListMembers(
+        self, request: health_pb2.ListMembersRequest, context: grpc.aio.ServicerContext
+    ) -> health_pb2.ListMembersResponse:
+        membership = self.manager.membership
+        loads = self.manager.member_loads()
+        out = health_pb2.ListMembersResponse(answered_by=membership.member_id)
+        for member_id in membership.live():
+            info = membership.members.get(member_id, {})
+            member = health_pb2.HealthMember(
+                id=member_id, address=info.get("address", ""), instances=loads.get(member_id, 0)
+            )
+            if info.get("join_time"):
+                member.join_time.FromJsonString(info["join_time"].replace("+00:00", "Z"))
+            out.members.append(member)
+        return out
