@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import timedelta
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import grpc
+from google.protobuf.message import DecodeError, Message
 
 from sutradhar._agent import (
     Agent,
@@ -37,7 +39,7 @@ from sutradhar._agent import (
 )
 from sutradhar._clients import RegistryClient
 from sutradhar._convert import event_to_proto, result_to_proto, task_from_proto
-from sutradhar._errors import DeadlineExceeded, Unavailable
+from sutradhar._errors import DeadlineExceeded, InvalidArgument, Unavailable
 from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES, GrpcHost, install_signal_handlers
 from sutradhar._metrics import TaskMetrics
 from sutradhar._registration import Registration
@@ -210,6 +212,52 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         )
 
 
+def _decoding(request_class: type[Message], method: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a servicer method to decode its request itself, so that bytes which
+    are not a valid request get INVALID_ARGUMENT instead of gRPC's UNKNOWN."""
+
+    def decode(raw: bytes) -> Message:
+        try:
+            return request_class.FromString(raw)
+        except DecodeError as err:
+            raise InvalidArgument(
+                f"request is not a valid {request_class.DESCRIPTOR.full_name}: {err}", field="request"
+            ) from None
+
+    if inspect.isasyncgenfunction(method):
+
+        async def stream(raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async for item in method(decode(raw), context):
+                yield item
+
+        return stream
+
+    async def unary(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+        return await method(decode(raw), context)
+
+    return unary
+
+
+def agent_service_handler(servicer: AgentServicer) -> grpc.GenericRpcHandler:
+    """The AgentService handler over `servicer`, decoding requests itself."""
+    unary = {
+        "Describe": agent_pb2.DescribeRequest,
+        "Execute": agent_pb2.ExecuteRequest,
+        "Metrics": agent_pb2.MetricsRequest,
+    }
+    handlers: dict[str, grpc.RpcMethodHandler] = {
+        name: grpc.unary_unary_rpc_method_handler(
+            _decoding(cls, getattr(servicer, name)), response_serializer=lambda m: m.SerializeToString()
+        )
+        for name, cls in unary.items()
+    }
+    handlers["ExecuteStream"] = grpc.unary_stream_rpc_method_handler(
+        _decoding(agent_pb2.ExecuteStreamRequest, servicer.ExecuteStream),
+        response_serializer=lambda m: m.SerializeToString(),
+    )
+    return grpc.method_handlers_generic_handler(AGENT_SERVICE, handlers)
+
+
 class AgentServer:
     """Serves one agent; registers it when given a registry address.
 
@@ -247,7 +295,7 @@ class AgentServer:
         self._health_period = health_period
         self._host = GrpcHost(service_names=[AGENT_SERVICE], host=host, port=port, max_message_bytes=max_message_bytes)
         self.servicer = AgentServicer(agent, instance_id=self.instance_id)
-        agent_pb2_grpc.add_AgentServiceServicer_to_server(self.servicer, self._host.server)
+        self._host.server.add_generic_rpc_handlers((agent_service_handler(self.servicer),))
         self.registration: Registration | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._serving = False

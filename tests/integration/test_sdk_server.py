@@ -1,0 +1,201 @@
+"""An agent served in-process on a free port, driven over real gRPC."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from examples.echo_agent import EchoAgent
+from sutradhar import (
+    Agent,
+    AgentClient,
+    AgentServer,
+    DeadlineExceeded,
+    Partial,
+    Progress,
+    Result,
+    Task,
+    Unavailable,
+)
+from sutradhar.testing import run_agent
+
+
+class Probe(Agent):
+    """Records what happened to its tasks, for assertions."""
+
+    id = "probe"
+    type = "probe"
+    version = "2.0.0"
+    capabilities = ("probe",)
+
+    def __init__(self) -> None:
+        self.cancelled = asyncio.Event()
+        self.streaming = asyncio.Event()
+        self.healthy = True
+
+    async def execute(self, task: Task) -> Any:
+        try:
+            await asyncio.sleep(float(task.payload or 0))
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+        return "slept"
+
+    async def stream(self, task: Task) -> AsyncIterator[Any]:
+        try:
+            for i in range(1000):
+                self.streaming.set()
+                yield Progress(f"step {i}", -1)
+                await asyncio.sleep(0.05)
+        except (asyncio.CancelledError, GeneratorExit):
+            self.cancelled.set()
+            raise
+
+    async def check_health(self) -> bool:
+        return self.healthy
+
+    def custom_metrics(self) -> dict[str, float]:
+        return {"answer": 42}
+
+
+async def health_status(address: str, service: str = "") -> int:
+    async with grpc.aio.insecure_channel(address) as channel:
+        response = await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=2
+        )
+        return response.status
+
+
+async def test_execute_success_failure_and_crash_keep_the_server_up() -> None:
+    async with run_agent(EchoAgent()) as address, AgentClient(address) as client:
+        ok = await client.execute({"text": "hi"}, task_type="say", task_id="task-1")
+        assert ok.success
+        assert ok.data["echo"] == {"text": "hi"}
+        assert ok.data["task_type"] == "say"
+        meta = ok.metadata
+        assert (meta.agent_id, meta.agent_version, meta.task_id) == ("echo", "1.0.0", "task-1")
+        assert meta.instance_id.startswith("echo-")
+        assert meta.latency is not None and meta.latency > timedelta(0)
+
+        failed = await client.execute({"fail": "NO_WAY", "retryable": True})
+        assert not failed.success
+        assert failed.error is not None
+        assert (failed.error.code, failed.error.retryable) == ("NO_WAY", True)
+
+        crashed = await client.execute({"crash": True})
+        assert crashed.error is not None and crashed.error.code == "AGENT_ERROR"
+
+        again = await client.execute("still here")
+        assert again.success and again.data["echo"] == "still here"
+
+        described = await client.describe()
+        assert (described.id, described.type, described.version, described.streaming) == ("echo", "echo", "1.0.0", True)
+        assert list(described.capabilities) == ["echo", "stream"]
+
+
+async def test_deadline_cancels_execute() -> None:
+    agent = Probe()
+    async with run_agent(agent) as address, AgentClient(address) as client:
+        with pytest.raises(DeadlineExceeded):
+            await client.execute(10, timeout=timedelta(milliseconds=200))
+        await asyncio.wait_for(agent.cancelled.wait(), 2)
+        for _ in range(50):
+            if (await client.metrics()).in_flight == 0:
+                break
+            await asyncio.sleep(0.02)
+        metrics = await client.metrics()
+        assert metrics.in_flight == 0
+        assert metrics.errors_total == 1
+
+
+async def test_stream_events_and_result_last() -> None:
+    async with run_agent(EchoAgent()) as address, AgentClient(address) as client:
+        events = [e async for e in client.execute_stream({"text": "abcdefghij", "chunk": 4})]
+        assert [e.data for e in events if isinstance(e, Partial)] == ["abcd", "efgh", "ij"]
+        assert [e.fraction for e in events if isinstance(e, Progress)][-1] == 1.0
+        assert isinstance(events[-1], Result)
+        assert sum(isinstance(e, Result) for e in events) == 1
+        assert events[-1].data["chunks"] == 3
+        assert events[-1].metadata.agent_id == "echo"
+
+        failed = [e async for e in client.execute_stream({"fail": "BAD_STREAM"})]
+        assert len(failed) == 1 and isinstance(failed[0], Result)
+        assert failed[0].error is not None and failed[0].error.code == "BAD_STREAM"
+
+
+async def test_client_cancel_cancels_the_agent_stream() -> None:
+    agent = Probe()
+    async with run_agent(agent) as address, AgentClient(address) as client:
+        stream = client.execute_stream(None)
+        first = await anext(stream)
+        assert isinstance(first, Progress)
+        await stream.aclose()
+        await asyncio.wait_for(agent.cancelled.wait(), 2)
+        for _ in range(50):
+            if (await client.metrics()).in_flight == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert (await client.metrics()).in_flight == 0
+
+
+async def test_metrics_count_requests_errors_and_custom_gauges() -> None:
+    async with run_agent(Probe()) as address, AgentClient(address) as client:
+        before = await client.metrics()
+        assert before.requests_total == 0
+        for _ in range(3):
+            await client.execute(0)
+        metrics = await client.metrics()
+        assert metrics.requests_total == 3
+        assert metrics.errors_total == 0
+        assert metrics.latency_p50.ToTimedelta() > timedelta(0)
+        assert metrics.uptime.ToTimedelta() > timedelta(0)
+        assert metrics.custom["answer"] == 42
+
+
+async def test_check_health_drives_grpc_health() -> None:
+    agent = Probe()
+    async with run_agent(agent, health_period=timedelta(milliseconds=50)) as address:
+        assert await health_status(address) == health_pb2.HealthCheckResponse.SERVING
+        assert await health_status(address, "sutradhar.v1.AgentService") == health_pb2.HealthCheckResponse.SERVING
+        agent.healthy = False
+        for _ in range(40):
+            if await health_status(address) == health_pb2.HealthCheckResponse.NOT_SERVING:
+                break
+            await asyncio.sleep(0.05)
+        assert await health_status(address) == health_pb2.HealthCheckResponse.NOT_SERVING
+        agent.healthy = True
+        for _ in range(40):
+            if await health_status(address) == health_pb2.HealthCheckResponse.SERVING:
+                break
+            await asyncio.sleep(0.05)
+        assert await health_status(address) == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_stop_drains_in_flight_work_and_refuses_new_tasks() -> None:
+    server = AgentServer(EchoAgent(), grace=timedelta(seconds=5))
+    await server.start()
+    async with AgentClient(server.address) as client:
+        slow = asyncio.create_task(client.execute({"sleep": 0.5}))
+        await asyncio.sleep(0.1)
+        stopping = asyncio.create_task(server.stop())
+        await asyncio.sleep(0.1)
+        assert await health_status(server.address) == health_pb2.HealthCheckResponse.NOT_SERVING
+        with pytest.raises(Unavailable, match="draining"):
+            await client.execute("late")
+        result = await slow
+        assert result.success
+        await stopping
+
+
+async def test_bad_identity_is_refused_before_serving() -> None:
+    class Bad(EchoAgent):
+        version = "banana"
+
+    with pytest.raises(Exception, match="semantic version"):
+        AgentServer(Bad())

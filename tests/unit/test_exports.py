@@ -1,0 +1,68 @@
+"""The SDK's public surface is pinned: changing it is a deliberate act."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import sutradhar
+
+EXPECTED = {
+    "Agent",
+    "AgentClient",
+    "AgentServer",
+    "AlreadyExists",
+    "Cancelled",
+    "Conflict",
+    "DeadlineExceeded",
+    "FailedPrecondition",
+    "Internal",
+    "InvalidArgument",
+    "NotFound",
+    "OutOfRange",
+    "Partial",
+    "PermissionDenied",
+    "Progress",
+    "RegistryClient",
+    "ResourceExhausted",
+    "Result",
+    "ResultMetadata",
+    "RouterClient",
+    "SutradharError",
+    "Task",
+    "TaskContext",
+    "TaskError",
+    "TaskFailed",
+    "Unauthenticated",
+    "Unavailable",
+    "__version__",
+    "from_rpc_error",
+    "serve",
+}
+
+
+def test_all_is_pinned() -> None:
+    assert set(sutradhar.__all__) == EXPECTED
+    assert sorted(sutradhar.__all__) == list(sutradhar.__all__)
+
+
+def test_every_export_exists() -> None:
+    for name in sutradhar.__all__:
+        assert getattr(sutradhar, name) is not None, name
+
+
+def test_error_tree_roots_at_sutradhar_error() -> None:
+    errors = [getattr(sutradhar, n) for n in EXPECTED if isinstance(getattr(sutradhar, n), type)]
+    for cls in errors:
+        if issubclass(cls, Exception) and cls is not sutradhar.TaskFailed:
+            assert issubclass(cls, sutradhar.SutradharError), cls
+
+
+def test_importing_the_sdk_pulls_no_mesh_dependency() -> None:
+    code = (
+        "import sys, sutradhar, sutradhar.testing, sutradhar.serve, sutradhar.conformance\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'aetcd', 'docker', 'httpx', 'semantic_version'})\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
