@@ -308,6 +308,8 @@ def build_agent_image(*, client: Any = None, tags: Iterable[str] | None = None, 
         image_id = _docker_build(api, context, tag_list[0], base, digest, project_version(root), progress)
         for tag in tag_list[1:]:
             _tag(api, image_id, tag)
+        if existing is not None and existing["Id"] != image_id:
+            _remove_if_unused(api, str(existing["Id"]), progress)
         progress(f"agent image {', '.join(tag_list)} ready ({image_id[:19]}, {time.monotonic() - began:.0f} s)")
         return BuiltImage(tag_list, image_id, True, time.monotonic() - began)
     finally:
@@ -320,6 +322,20 @@ def _tag(api: Any, image_id: str, tag: str) -> None:
         repository, version = tag, "latest"
     with translate_docker_errors(image=tag):
         api.tag(image_id, repository, version, force=True)
+
+
+def _remove_if_unused(api: Any, image_id: str, progress: Progress) -> None:
+    """Drop the image a rebuild replaced, unless something still uses or names it."""
+    import docker.errors
+
+    try:
+        attrs = api.inspect_image(image_id)
+        if attrs.get("RepoTags"):
+            return
+        api.remove_image(image_id, noprune=False)
+        progress(f"removed the replaced image {image_id[7:19]}")
+    except docker.errors.APIError:  # in use by a container, or gone already
+        pass
 
 
 def _prepare_wheels(root: Path, agent_dir: Path, wheels: Path) -> list[str]:
