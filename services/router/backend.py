@@ -73,7 +73,7 @@ class Backend:
         self.ewma_at = 0.0
         self._lat: list[float] = []
         self._lat_i = 0
-        self._window_start = 0.0
+        self._window_start = -1.0  # set by the first call
         self._window_at = 0.0
         self._window_area = 0.0
         self._window_requests = 0
@@ -102,6 +102,8 @@ class Backend:
 
     def begin(self, now: float) -> None:
         """A call is sent to this instance."""
+        if self._window_start < 0:
+            self._window_start = self._window_at = now
         self._window_area += self.in_flight * (now - self._window_at)
         self._window_at = now
         self.in_flight += 1
@@ -169,7 +171,7 @@ class Backend:
     def take_load(self, now: float) -> LoadSample | None:
         """Close the load window: average in-flight and requests per second
         since the last call; None when the window saw no traffic at all."""
-        start = self._window_start or now
+        start = self._window_start if self._window_start >= 0 else now
         self._window_area += self.in_flight * (now - self._window_at)
         span = now - start
         busy = self._window_requests > 0 or self._window_area > 0 or self.in_flight > 0

@@ -1,0 +1,79 @@
+"""The fast path's protobuf splicing agrees with real protobuf parsing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sutradhar._values import to_value
+from sutradhar.services.router import wire
+from sutradhar.v1 import agent_pb2, router_pb2
+
+
+def routed(**task):
+    t = agent_pb2.Task(**task)
+    return router_pb2.RouterServiceExecuteRequest(
+        task=t,
+        selector=router_pb2.Selector(agent_type="echo", capabilities=["a", "b"]),
+        options=router_pb2.RouteOptions(strategy="random", max_attempts=2),
+    )
+
+
+def test_task_record_is_an_execute_request():
+    req = routed(id="t1", type="answer", payload=to_value({"q": "x" * 1000, "n": [1, 2]}))
+    parsed = wire.split_route_request(req.SerializeToString())
+    assert not parsed.error
+    assert agent_pb2.ExecuteRequest.FromString(parsed.task_record).task == req.task
+    assert parsed.selector == req.selector
+    assert parsed.options == req.options
+    assert (parsed.task_id, parsed.task_type) == ("t1", "answer")
+
+
+def test_field_order_and_repeated_occurrences_are_handled():
+    req = routed(id="t1", type="answer")
+    data = req.selector.SerializeToString()
+    raw = (b"\x12" + wire.encode_varint(len(data)) + data
+           + req.SerializeToString()
+           + router_pb2.RouterServiceExecuteRequest(selector=router_pb2.Selector(namespace="ns")).SerializeToString())
+    parsed = wire.split_route_request(raw)
+    assert parsed.selector.namespace == "ns" and parsed.selector.agent_type == "echo"
+    assert agent_pb2.ExecuteRequest.FromString(parsed.task_record).task.id == "t1"
+
+
+def test_garbage_is_reported_not_raised():
+    for raw in (b"\x0a\xff", b"\x0a\x05ab", b"\x07", b"\x12\x03\xff\xff\xff"):
+        assert wire.split_route_request(raw).error.startswith("malformed request")
+
+
+def test_patches_merge_into_the_task():
+    deadline = datetime(2030, 1, 2, 3, 4, 5, 250000, tzinfo=UTC)
+    ctx = agent_pb2.TaskContext(user_id="u")
+    ctx.deadline.FromDatetime(deadline)
+    req = routed(type="answer", payload=to_value(1), context=ctx)
+    parsed = wire.split_route_request(req.SerializeToString())
+    assert parsed.task_id == ""
+    assert abs(parsed.task_deadline - deadline.timestamp()) < 1e-6
+    patched = parsed.task_record + wire.task_id_patch("gen-1") + wire.task_deadline_patch(1_900_000_000.5)
+    task = agent_pb2.ExecuteRequest.FromString(patched).task
+    assert task.id == "gen-1" and task.type == "answer" and task.context.user_id == "u"
+    assert task.payload.number_value == 1
+    assert task.context.deadline.seconds == 1_900_000_000 and task.context.deadline.nanos == 500_000_000
+
+
+def test_metadata_tail_merges_into_the_response():
+    resp = agent_pb2.ExecuteResponse(result=agent_pb2.Result(
+        success=True, data=to_value({"x": 1}),
+        metadata=agent_pb2.ResultMetadata(agent_id="echo", instance_id="wrong", attempts=0)))
+    out = router_pb2.RouterServiceExecuteResponse.FromString(
+        resp.SerializeToString() + wire.result_metadata_tail("echo-2", 3, "tid"))
+    assert out.result.data == resp.result.data
+    assert out.result.metadata.agent_id == "echo"
+    assert (out.result.metadata.instance_id, out.result.metadata.attempts, out.result.metadata.task_id) == (
+        "echo-2", 3, "tid")
+
+
+def test_stream_result_tail():
+    final = agent_pb2.ExecuteStreamResponse(result=agent_pb2.Result(success=True)).SerializeToString()
+    progress = agent_pb2.ExecuteStreamResponse(progress=agent_pb2.Progress(fraction=0.5)).SerializeToString()
+    assert wire.is_stream_result(final) and not wire.is_stream_result(progress)
+    out = router_pb2.RouterServiceExecuteStreamResponse.FromString(final + wire.stream_result_tail("i", 2))
+    assert out.result.success and out.result.metadata.instance_id == "i" and out.result.metadata.attempts == 2
