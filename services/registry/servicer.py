@@ -1,0 +1,102 @@
+"""The gRPC surface of the registry: decode the request, call the domain, encode."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+
+from sutradhar._errors import InvalidArgument
+from sutradhar._values import to_duration
+from sutradhar.services.registry.agents import AgentFilter, Agents
+from sutradhar.services.registry.instances import InstanceFilter, Instances
+from sutradhar.services.registry.watch import Watcher, WatchSpec
+from sutradhar.v1 import registry_pb2 as pb
+from sutradhar.v1 import registry_pb2_grpc
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RegistryService"].full_name
+
+
+def _require(request: object, field: str) -> None:
+    if not request.HasField(field):  # type: ignore[attr-defined]
+        raise InvalidArgument(f"{field}: is required", field=field)
+
+
+class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
+    """sutradhar.v1.RegistryService over the domain classes."""
+
+    def __init__(self, agents: Agents, instances: Instances, watcher: Watcher) -> None:
+        self._agents = agents
+        self._instances = instances
+        self._watcher = watcher
+
+    async def RegisterAgent(
+        self, request: pb.RegisterAgentRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RegisterAgentResponse:
+        _require(request, "agent")
+        return pb.RegisterAgentResponse(agent=await self._agents.register(request.agent))
+
+    async def UpdateAgent(
+        self, request: pb.UpdateAgentRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UpdateAgentResponse:
+        _require(request, "agent")
+        agent = await self._agents.update(request.agent, allow_missing=request.allow_missing)
+        return pb.UpdateAgentResponse(agent=agent)
+
+    async def GetAgent(self, request: pb.GetAgentRequest, context: grpc.aio.ServicerContext) -> pb.GetAgentResponse:
+        return pb.GetAgentResponse(agent=await self._agents.get(request.namespace, request.id))
+
+    async def ListAgents(
+        self, request: pb.ListAgentsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListAgentsResponse:
+        found = await self._agents.list(AgentFilter.from_request(request))
+        return pb.ListAgentsResponse(agents=found.agents, revision=found.revision)
+
+    async def DeregisterAgent(
+        self, request: pb.DeregisterAgentRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeregisterAgentResponse:
+        agent = await self._agents.deregister(request.namespace, request.id, force=request.force)
+        return pb.DeregisterAgentResponse(agent=agent)
+
+    async def RegisterInstance(
+        self, request: pb.RegisterInstanceRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RegisterInstanceResponse:
+        _require(request, "instance")
+        ttl = request.ttl if request.HasField("ttl") else None
+        instance = await self._instances.register(request.instance, ttl=ttl, replace=request.replace)
+        return pb.RegisterInstanceResponse(instance=instance)
+
+    async def KeepAliveInstance(
+        self, request: pb.KeepAliveInstanceRequest, context: grpc.aio.ServicerContext
+    ) -> pb.KeepAliveInstanceResponse:
+        ttl = await self._instances.keep_alive(request.namespace, request.id, request.lease_id)
+        return pb.KeepAliveInstanceResponse(ttl=to_duration(ttl))
+
+    async def UpdateInstanceState(
+        self, request: pb.UpdateInstanceStateRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UpdateInstanceStateResponse:
+        instance = await self._instances.update_state(request.namespace, request.id, request.state)
+        return pb.UpdateInstanceStateResponse(instance=instance)
+
+    async def GetInstance(
+        self, request: pb.GetInstanceRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetInstanceResponse:
+        return pb.GetInstanceResponse(instance=await self._instances.get(request.namespace, request.id))
+
+    async def ListInstances(
+        self, request: pb.ListInstancesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListInstancesResponse:
+        found = await self._instances.list(InstanceFilter.from_request(request))
+        return pb.ListInstancesResponse(instances=found.instances, revision=found.revision)
+
+    async def DeregisterInstance(
+        self, request: pb.DeregisterInstanceRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeregisterInstanceResponse:
+        await self._instances.deregister(request.namespace, request.id)
+        return pb.DeregisterInstanceResponse()
+
+    async def Watch(
+        self, request: pb.WatchRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.WatchResponse]:
+        async for response in self._watcher.stream(WatchSpec.from_request(request)):
+            yield response

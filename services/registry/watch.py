@@ -1,0 +1,208 @@
+"""Watch: stream changes to agents and instances, resumable by revision.
+
+One etcd watch feeds each stream. With `include_initial` the stream first
+sends every existing object as PUT events (in batches), then one SYNCED
+event, then live changes. The SYNCED event's revision is a safe resume
+point: reconnecting with ``start_revision = revision + 1`` loses nothing.
+Every WatchResponse carries the highest revision it covers; a client that
+remembers it and reconnects with ``start_revision = last + 1`` receives
+exactly the changes it missed (OUT_OF_RANGE when etcd compacted them; then
+list again). When etcd breaks, the stream ends with UNAVAILABLE so the
+client reconnects, here or at another registry replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Final
+
+from google.protobuf import json_format
+
+from sutradhar._errors import InvalidArgument, SutradharError, Unavailable
+from sutradhar.services.common import keys, validation
+from sutradhar.services.common.store import Event, EventType, KeyValue, Store
+from sutradhar.v1 import registry_pb2
+
+log = logging.getLogger(__name__)
+
+AGENT: Final = registry_pb2.RESOURCE_KIND_AGENT
+INSTANCE: Final = registry_pb2.RESOURCE_KIND_INSTANCE
+_KIND_NAMES: Final = {AGENT: keys.AGENTS, INSTANCE: keys.INSTANCES}
+_KINDS_BY_NAME: Final = {name: kind for kind, name in _KIND_NAMES.items()}
+
+#: Events per WatchResponse at most.
+DEFAULT_BATCH_SIZE = 500
+#: Events buffered per stream before the etcd watch is slowed down.
+_QUEUE_SIZE = 10_000
+
+
+@dataclass(frozen=True)
+class WatchSpec:
+    """What a Watch call asks for."""
+
+    namespace: str = ""
+    """Namespace; empty means "default", "*" means all."""
+    kinds: frozenset[int] = frozenset()
+    """ResourceKind values to watch; empty means agents and instances."""
+    start_revision: int = 0
+    """Resume from this revision (the last seen + 1); 0 means from now."""
+    include_initial: bool = False
+    """Send every existing object first, then SYNCED."""
+
+    @classmethod
+    def from_request(cls, req: registry_pb2.WatchRequest) -> WatchSpec:
+        """The spec a WatchRequest asks for."""
+        return cls(req.namespace, frozenset(req.kinds), req.start_revision, req.include_initial)
+
+    def validate(self) -> None:
+        """InvalidArgument naming the field when the spec is malformed."""
+        validation.validate_namespace(self.namespace, allow_all=True)
+        for kind in self.kinds:
+            if kind not in _KIND_NAMES:
+                raise InvalidArgument(
+                    f"kinds: {kind} is not a watchable kind (RESOURCE_KIND_AGENT or RESOURCE_KIND_INSTANCE)",
+                    field="kinds",
+                )
+        if self.start_revision < 0:
+            raise InvalidArgument(f"start_revision: {self.start_revision} must not be negative", field="start_revision")
+        if self.start_revision and self.include_initial:
+            raise InvalidArgument(
+                "start_revision: set either start_revision (resume) or include_initial (fresh start), not both",
+                field="start_revision",
+            )
+
+
+def _decode(kv: KeyValue | None, kind: int, namespace: str, name: str) -> registry_pb2.WatchEvent:
+    event = registry_pb2.WatchEvent(kind=kind, namespace=namespace, id=name)  # type: ignore[arg-type]
+    target = event.agent if kind == AGENT else event.instance
+    if kv is not None and kv.value:
+        try:
+            json_format.Parse(kv.value, target, ignore_unknown_fields=True)
+        except json_format.ParseError as err:
+            log.warning("cannot decode %s: %s", kv.key, err)
+            target.Clear()
+        target.resource_version = kv.mod_revision
+    if not target.id:
+        target.id = name
+        target.namespace = namespace
+    return event
+
+
+class Watcher:
+    """Builds Watch streams over the store."""
+
+    def __init__(
+        self, store: Store, *, batch_size: int = DEFAULT_BATCH_SIZE, closing: asyncio.Event | None = None
+    ) -> None:
+        self._store = store
+        self._batch_size = batch_size
+        self._closing = closing or asyncio.Event()
+
+    def _prefix(self, spec: WatchSpec, kinds: frozenset[int]) -> str:
+        if len(kinds) == 1:
+            return keys.kind_prefix(_KIND_NAMES[next(iter(kinds))], spec.namespace)
+        return keys.ROOT
+
+    def _convert(self, ev: Event, spec: WatchSpec, kinds: frozenset[int]) -> registry_pb2.WatchEvent | None:
+        try:
+            kind_name, namespace, name = keys.parse_key(ev.kv.key)
+        except ValueError:
+            return None
+        kind = _KINDS_BY_NAME.get(kind_name)
+        if kind is None or kind not in kinds:
+            return None
+        if spec.namespace != keys.ALL_NAMESPACES and namespace != keys.namespace_or_default(spec.namespace):
+            return None
+        if ev.type is EventType.PUT:
+            event = _decode(ev.kv, kind, namespace, name)
+            event.type = registry_pb2.WATCH_EVENT_TYPE_PUT
+        else:
+            event = _decode(ev.prev, kind, namespace, name)
+            event.type = registry_pb2.WATCH_EVENT_TYPE_DELETE
+        event.revision = ev.revision
+        return event
+
+    async def stream(self, spec: WatchSpec) -> AsyncIterator[registry_pb2.WatchResponse]:
+        """Yield WatchResponses for `spec` until the caller stops, etcd breaks
+        (Unavailable), the revision is compacted (OutOfRange) or the registry
+        shuts down (Unavailable)."""
+        spec.validate()
+        kinds = spec.kinds or frozenset(_KIND_NAMES)
+        skip_upto: dict[int, int] = {}
+        start = spec.start_revision
+        if spec.include_initial:
+            listed: list[registry_pb2.WatchEvent] = []
+            for kind in sorted(kinds):
+                kvs, revision = await self._store.list(keys.kind_prefix(_KIND_NAMES[kind], spec.namespace))
+                skip_upto[kind] = revision
+                for kv in kvs:
+                    _, namespace, name = keys.parse_key(kv.key)
+                    event = _decode(kv, kind, namespace, name)
+                    event.type = registry_pb2.WATCH_EVENT_TYPE_PUT
+                    event.revision = kv.mod_revision
+                    listed.append(event)
+            # Lists of different kinds are read at (possibly) different
+            # revisions; resuming from the lowest one never loses a change.
+            synced = min(skip_upto.values())
+            listed.sort(key=lambda e: (e.kind, e.namespace, e.id))
+            for i in range(0, len(listed), self._batch_size):
+                yield registry_pb2.WatchResponse(events=listed[i : i + self._batch_size], revision=synced)
+            yield registry_pb2.WatchResponse(
+                events=[registry_pb2.WatchEvent(type=registry_pb2.WATCH_EVENT_TYPE_SYNCED, revision=synced)],
+                revision=synced,
+            )
+            start = synced + 1
+
+        queue: asyncio.Queue[registry_pb2.WatchEvent | BaseException] = asyncio.Queue(_QUEUE_SIZE)
+
+        async def read() -> None:
+            try:
+                async for ev in self._store.watch(self._prefix(spec, kinds), start_revision=start):
+                    event = self._convert(ev, spec, kinds)
+                    if event is None:
+                        continue
+                    if event.revision <= skip_upto.get(event.kind, 0):
+                        continue  # already part of the initial list
+                    await queue.put(event)
+                await queue.put(Unavailable("the etcd watch ended; reconnect with start_revision = last + 1"))
+            except asyncio.CancelledError:
+                raise
+            except BaseException as err:  # handed to the consumer, which raises it
+                await queue.put(err)
+
+        reader = asyncio.create_task(read(), name="registry-watch-reader")
+        closing = asyncio.create_task(self._closing.wait(), name="registry-watch-closing")
+        try:
+            while True:
+                getter = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait({getter, closing}, return_when=asyncio.FIRST_COMPLETED)
+                if getter not in done:
+                    getter.cancel()
+                    raise Unavailable(
+                        "the registry is shutting down; reconnect with start_revision = last revision + 1"
+                    )
+                first = getter.result()
+                batch: list[registry_pb2.WatchEvent] = []
+                item: registry_pb2.WatchEvent | BaseException = first
+                while True:
+                    if isinstance(item, BaseException):
+                        if batch:  # deliver what came before the failure first
+                            yield registry_pb2.WatchResponse(events=batch, revision=batch[-1].revision)
+                        if isinstance(item, SutradharError):
+                            raise item
+                        raise Unavailable(f"the etcd watch failed ({type(item).__name__}: {item}); reconnect")
+                    batch.append(item)
+                    if len(batch) >= self._batch_size or queue.empty():
+                        break
+                    item = queue.get_nowait()
+                yield registry_pb2.WatchResponse(events=batch, revision=batch[-1].revision)
+        finally:
+            for task in (reader, closing):
+                task.cancel()
+            for task in (reader, closing):
+                with contextlib.suppress(BaseException):
+                    await task

