@@ -96,6 +96,11 @@ class _Client:
             options=[
                 ("grpc.max_receive_message_length", max_message_bytes),
                 ("grpc.max_send_message_length", max_message_bytes),
+                # Reconnect quickly after a service restarts: gRPC's default
+                # back-off grows to 120 s, far longer than an instance's lease.
+                ("grpc.initial_reconnect_backoff_ms", 200),
+                ("grpc.min_reconnect_backoff_ms", 200),
+                ("grpc.max_reconnect_backoff_ms", 1000),
             ],
         )
 

@@ -19,7 +19,7 @@ from datetime import timedelta
 
 from sutradhar._agent import Agent
 from sutradhar._clients import RegistryClient
-from sutradhar._errors import AlreadyExists, FailedPrecondition, NotFound, SutradharError, Unavailable
+from sutradhar._errors import AlreadyExists, DeadlineExceeded, FailedPrecondition, NotFound, SutradharError, Unavailable
 from sutradhar._values import to_struct
 from sutradhar.v1 import registry_pb2
 
@@ -69,7 +69,7 @@ class Registration:
 
     @property
     def _call_timeout(self) -> timedelta:
-        return min(self.ttl / 3, timedelta(seconds=5))
+        return min(max(self.ttl / 3, timedelta(seconds=1)), timedelta(seconds=5))
 
     def _instance(self) -> registry_pb2.Instance:
         return registry_pb2.Instance(
@@ -118,7 +118,7 @@ class Registration:
         and left to `run()` to retry."""
         try:
             await self.register()
-        except Unavailable as err:
+        except (Unavailable, DeadlineExceeded) as err:
             log.warning("registry %s unreachable, will keep trying: %s", self.client.address, err)
 
     async def run(self) -> None:

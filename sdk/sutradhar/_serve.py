@@ -82,6 +82,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
 
     async def wait_idle(self, limit: timedelta) -> bool:
         """Wait until no task runs (at most `limit`); True when idle."""
+        if self._idle.is_set():
+            return True
         try:
             await asyncio.wait_for(self._idle.wait(), limit.total_seconds())
         except TimeoutError:
