@@ -1,0 +1,163 @@
+"""Agents registering themselves with a real registry (over a real etcd):
+lease keep-alive, re-registration, drain on SIGTERM, lapse on SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from examples.echo_agent import EchoAgent
+from sutradhar import AgentClient, AgentServer, NotFound, RegistryClient, Unavailable
+from sutradhar._values import from_struct
+from sutradhar.services.common.etcd_server import free_port
+from sutradhar.services.registry.server import RegistryConfig, RegistryServer
+from sutradhar.testing import AgentProcess, spawn_agent
+from sutradhar.v1 import registry_pb2
+
+ROOT = Path(__file__).resolve().parents[2]
+TTL = timedelta(seconds=2)
+
+
+@pytest.fixture
+async def registry(etcd: str) -> AsyncIterator[str]:
+    server = RegistryServer(RegistryConfig(host="127.0.0.1", port=0, etcd=etcd))
+    await server.start()
+    try:
+        yield server.address
+    finally:
+        await server.stop(timedelta(seconds=1))
+
+
+async def eventually(probe: Callable[[], Awaitable[bool]], within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if await probe():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not within {within}s: {what}")
+
+
+async def instance_or_none(client: RegistryClient, namespace: str, instance_id: str) -> registry_pb2.Instance | None:
+    try:
+        return await client.get_instance(instance_id, namespace=namespace)
+    except NotFound:
+        return None
+
+
+async def test_server_registers_keeps_alive_and_deregisters(registry: str, unique: str) -> None:
+    server = AgentServer(
+        EchoAgent(), registry=registry, namespace=unique, ttl=TTL, labels={"tier": "gold"}, instance_id=f"echo-{unique}"
+    )
+    await server.start()
+    async with RegistryClient(registry) as client:
+        try:
+            agent = await client.get_agent("echo", namespace=unique)
+            assert (agent.type, agent.version, agent.runtime) == ("echo", "1.0.0", "process")
+            command = from_struct(agent.config)["command"]
+            assert command[1:] == ["-m", "sutradhar.serve", "examples.echo_agent:EchoAgent"]
+
+            listed = await client.list_instances(namespace=unique, agent_id="echo")
+            assert [i.id for i in listed.instances] == [f"echo-{unique}"]
+            instance = listed.instances[0]
+            assert instance.endpoint == server.address
+            assert instance.state == registry_pb2.INSTANCE_STATE_SERVING
+            assert dict(instance.labels) == {"tier": "gold"}
+            assert instance.version == "1.0.0"
+
+            await asyncio.sleep(TTL.total_seconds() * 1.5)  # outlives one TTL only through keep-alives
+            assert await instance_or_none(client, unique, f"echo-{unique}") is not None
+
+            # Removed behind its back (e.g. by an operator): the next keep-alive
+            # gets NOT_FOUND and registers again.
+            await client.deregister_instance(f"echo-{unique}", namespace=unique)
+
+            async def back() -> bool:
+                return await instance_or_none(client, unique, f"echo-{unique}") is not None
+
+            await eventually(back, TTL.total_seconds() + 1, "instance registered again")
+        finally:
+            await server.stop()
+        assert await instance_or_none(client, unique, f"echo-{unique}") is None
+
+
+async def test_unreachable_registry_is_retried_not_fatal(etcd: str, unique: str) -> None:
+    port = free_port()
+    server = AgentServer(EchoAgent(), registry=f"127.0.0.1:{port}", namespace=unique, ttl=TTL)
+    await server.start()
+    registry = RegistryServer(RegistryConfig(host="127.0.0.1", port=port, etcd=etcd))
+    try:
+        async with AgentClient(server.address) as agent:
+            assert (await agent.execute("works without a registry")).success
+        await registry.start()
+        async with RegistryClient(registry.address) as client:
+
+            async def registered() -> bool:
+                try:
+                    return await instance_or_none(client, unique, server.instance_id) is not None
+                except Unavailable:  # this channel shares the agent's reconnect back-off at first
+                    return False
+
+            await eventually(registered, 5, "instance registered once the registry came up")
+    finally:
+        await server.stop()
+        await registry.stop(timedelta(seconds=1))
+
+
+async def _spawn(registry: str, namespace: str, instance_id: str, *extra: str) -> AgentProcess:
+    # In a thread: the registry serves on this test's event loop meanwhile.
+    return await asyncio.to_thread(
+        spawn_agent,
+        [
+            sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent",
+            "--registry", registry, "--namespace", namespace, "--instance-id", instance_id,
+            "--ttl", str(TTL.total_seconds()), *extra,
+        ],
+        cwd=str(ROOT),
+    )
+
+
+async def test_sigterm_drains_in_flight_work_then_deregisters(registry: str, unique: str) -> None:
+    instance_id = f"echo-{unique}"
+    with await _spawn(registry, unique, instance_id, "--grace", "5") as agent:
+        async with RegistryClient(registry) as client, AgentClient(agent.address) as direct:
+            listed = await client.list_instances(namespace=unique)
+            assert [i.endpoint for i in listed.instances] == [agent.address]
+
+            slow = asyncio.create_task(direct.execute({"sleep": 1}))
+            await asyncio.sleep(0.2)
+            agent.signal(signal.SIGTERM)
+
+            async def draining() -> bool:
+                found = await instance_or_none(client, unique, instance_id)
+                return found is not None and found.state == registry_pb2.INSTANCE_STATE_DRAINING
+
+            await eventually(draining, 1, "instance DRAINING while the slow task runs")
+            result = await slow
+            assert result.success
+            assert result.data["echo"] == {"sleep": 1}
+            assert await asyncio.to_thread(agent.wait) == 0
+            assert await instance_or_none(client, unique, instance_id) is None
+
+
+async def test_sigkill_leaves_the_instance_to_lapse_with_its_ttl(registry: str, unique: str) -> None:
+    instance_id = f"echo-{unique}"
+    with await _spawn(registry, unique, instance_id) as agent:
+        async with RegistryClient(registry) as client:
+            assert await instance_or_none(client, unique, instance_id) is not None
+            agent.signal(signal.SIGKILL)
+            killed = time.monotonic()
+            await asyncio.to_thread(agent.wait)
+            assert await instance_or_none(client, unique, instance_id) is not None  # still leased
+
+            async def gone() -> bool:
+                return await instance_or_none(client, unique, instance_id) is None
+
+            await eventually(gone, TTL.total_seconds() + 2, "instance lapsed")
+            assert time.monotonic() - killed >= TTL.total_seconds() / 3  # it lapsed; nobody deregistered it
