@@ -46,7 +46,7 @@ DEPLOYMENT_EVENT_TYPE_PUT: DeploymentEventType
 DEPLOYMENT_EVENT_TYPE_DELETE: DeploymentEventType
 
 class Deployment(_message.Message):
-    __slots__ = ("name", "namespace", "spec", "status", "create_time", "update_time", "resource_version", "generation")
+    __slots__ = ("name", "namespace", "spec", "status", "create_time", "update_time", "resource_version", "generation", "delete_time")
     NAME_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +55,7 @@ class Deployment(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_VERSION_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
+    DELETE_TIME_FIELD_NUMBER: _ClassVar[int]
     name: str
     namespace: str
     spec: DeploymentSpec
@@ -63,7 +64,8 @@ class Deployment(_message.Message):
     update_time: _timestamp_pb2.Timestamp
     resource_version: int
     generation: int
-    def __init__(self, name: _Optional[str] = ..., namespace: _Optional[str] = ..., spec: _Optional[_Union[DeploymentSpec, _Mapping]] = ..., status: _Optional[_Union[DeploymentStatus, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resource_version: _Optional[int] = ..., generation: _Optional[int] = ...) -> None: ...
+    delete_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., namespace: _Optional[str] = ..., spec: _Optional[_Union[DeploymentSpec, _Mapping]] = ..., status: _Optional[_Union[DeploymentStatus, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resource_version: _Optional[int] = ..., generation: _Optional[int] = ..., delete_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class DeploymentSpec(_message.Message):
     __slots__ = ("agent_id", "replicas", "resources", "autoscale", "strategy", "paused", "env", "labels")

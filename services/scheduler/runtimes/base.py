@@ -101,3 +101,48 @@ class Runtime(Protocol):
     async def close(self) -> None:
         """Release clients and background tasks."""
         ...
+
+
+def managed_labels(spec: ReplicaSpec) -> dict[str, str]:
+    """The spec's labels plus the ones every managed replica carries."""
+    return {
+        **spec.labels,
+        LABEL_MANAGED: "true",
+        LABEL_NAMESPACE: spec.namespace,
+        LABEL_DEPLOYMENT: spec.deployment,
+        LABEL_AGENT: spec.agent.id,
+        LABEL_REVISION: spec.revision,
+        LABEL_REPLICA: spec.replica_id,
+    }
+
+
+def spec_record(spec: ReplicaSpec, *, endpoint: str, native_id: str, started_at: datetime) -> dict[str, object]:
+    """A JSON-able record of a started replica (for runtimes that keep records on disk)."""
+    return {
+        "replica_id": spec.replica_id,
+        "namespace": spec.namespace,
+        "deployment": spec.deployment,
+        "revision": spec.revision,
+        "agent_id": spec.agent.id,
+        "endpoint": endpoint,
+        "native_id": native_id,
+        "labels": managed_labels(spec),
+        "started_at": started_at.isoformat(),
+    }
+
+
+def replica_from_record(record: Mapping[str, object], runtime: str) -> Replica:
+    """The RUNNING replica a `spec_record` describes."""
+    return Replica(
+        replica_id=str(record["replica_id"]),
+        runtime=runtime,
+        namespace=str(record["namespace"]),
+        deployment=str(record["deployment"]),
+        revision=str(record["revision"]),
+        agent_id=str(record["agent_id"]),
+        phase=ReplicaPhase.RUNNING,
+        endpoint=str(record["endpoint"]),
+        native_id=str(record["native_id"]),
+        labels=dict(record.get("labels") or {}),  # type: ignore[call-overload]
+        started_at=datetime.fromisoformat(str(record["started_at"])),
+    )

@@ -1,0 +1,284 @@
+"""The deployments API as plain async domain code over the store.
+
+Every write is a compare-and-swap on the deployment's mod revision; writes
+that change the spec bump `generation`. Deleting sets `delete_time` (like a
+Kubernetes finalizer): the leading scheduler stops every replica, deregisters
+their instances and then removes the key, so nothing is leaked even when the
+scheduler is down at the time of the delete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+
+from sutradhar._clients import RegistryClient
+from sutradhar._errors import AlreadyExists, Conflict, InvalidArgument, NotFound, SutradharError
+from sutradhar.services.common import keys
+from sutradhar.services.common.store import EventType, Guard, Op, Store
+from sutradhar.services.common.validation import validate_namespace
+from sutradhar.services.scheduler.runtimes.base import Replica
+from sutradhar.services.scheduler.runtimes.loader import RuntimeSet
+from sutradhar.services.scheduler.spec import check_deployable, validate_deployment, validate_replicas
+from sutradhar.v1 import registry_pb2, scheduler_pb2
+
+P = scheduler_pb2
+_RETRIES = 20
+
+
+def _spec_only(d: scheduler_pb2.Deployment) -> scheduler_pb2.Deployment:
+    out = P.Deployment(name=d.name, namespace=d.namespace or keys.DEFAULT_NAMESPACE)
+    out.spec.CopyFrom(d.spec)
+    return out
+
+
+def _set_spec_field(name: str, value: object) -> Callable[[scheduler_pb2.Deployment], bool]:
+    """A change that sets one spec field (a new generation unless it already had that value)."""
+
+    def change(d: scheduler_pb2.Deployment) -> bool:
+        if getattr(d.spec, name) == value:
+            return False
+        setattr(d.spec, name, value)
+        d.generation += 1
+        return True
+
+    return change
+
+
+class Deployments:
+    """Create, read, change and delete deployments; undo rollouts; read logs."""
+
+    def __init__(self, store: Store, registry: RegistryClient, runtimes: RuntimeSet) -> None:
+        self.store = store
+        self.registry = registry
+        self.runtimes = runtimes
+
+    # -- reads ----------------------------------------------------------------
+
+    async def get(self, namespace: str, name: str) -> scheduler_pb2.Deployment:
+        """One deployment; NotFound when missing."""
+        validate_namespace(namespace)
+        ns = namespace or keys.DEFAULT_NAMESPACE
+        kv = await self.store.get(keys.deployment_key(ns, name))
+        if kv is None:
+            raise NotFound(f"deployment {name!r} not found in namespace {ns!r}")
+        d = keys.decode(kv.value, P.Deployment)
+        d.resource_version = kv.mod_revision
+        return d
+
+    async def list(self, namespace: str) -> tuple[list[scheduler_pb2.Deployment], int]:
+        """Deployments of a namespace ("*": all), sorted, and the read revision."""
+        validate_namespace(namespace, allow_all=True)
+        kvs, revision = await self.store.list(keys.kind_prefix(keys.DEPLOYMENTS, namespace or keys.DEFAULT_NAMESPACE))
+        out = []
+        for kv in kvs:
+            d = keys.decode(kv.value, P.Deployment)
+            d.resource_version = kv.mod_revision
+            out.append(d)
+        return out, revision
+
+    async def watch(
+        self, namespace: str, name: str = "", *, include_initial: bool = False
+    ) -> AsyncIterator[scheduler_pb2.WatchDeploymentsResponse]:
+        """Changes to deployments, optionally after the current ones."""
+        validate_namespace(namespace, allow_all=True)
+        prefix = keys.kind_prefix(keys.DEPLOYMENTS, namespace or keys.DEFAULT_NAMESPACE)
+        current, revision = await self.list(namespace)
+        if include_initial:
+            for d in current:
+                if not name or d.name == name:
+                    yield P.WatchDeploymentsResponse(type=P.DEPLOYMENT_EVENT_TYPE_PUT, deployment=d, revision=revision)
+        async for ev in self.store.watch(prefix, start_revision=revision + 1):
+            kv = ev.prev if ev.type is EventType.DELETE and ev.prev is not None else ev.kv
+            if not kv.value:
+                continue
+            d = keys.decode(kv.value, P.Deployment)
+            d.resource_version = ev.kv.mod_revision
+            if name and d.name != name:
+                continue
+            kind = P.DEPLOYMENT_EVENT_TYPE_DELETE if ev.type is EventType.DELETE else P.DEPLOYMENT_EVENT_TYPE_PUT
+            yield P.WatchDeploymentsResponse(type=kind, deployment=d, revision=ev.revision)
+
+    # -- writes ---------------------------------------------------------------
+
+    async def _check_agent(self, d: scheduler_pb2.Deployment) -> None:
+        ns = d.namespace or keys.DEFAULT_NAMESPACE
+        kv = await self.store.get(keys.agent_key(ns, d.spec.agent_id))
+        if kv is None:
+            raise NotFound(
+                f"agent {d.spec.agent_id!r} not found in namespace {ns!r}; register it first "
+                "(a manifest's kind: Agent document, or `sutradhar agents register`)"
+            )
+        agent = keys.decode(kv.value, registry_pb2.Agent)
+        check_deployable(agent)
+        self.runtimes.get(agent.runtime)  # unknown runtime -> InvalidArgument
+
+    async def create(self, deployment: scheduler_pb2.Deployment) -> scheduler_pb2.Deployment:
+        """Store a new deployment (ALREADY_EXISTS when the name is taken)."""
+        validate_deployment(deployment)
+        await self._check_agent(deployment)
+        d = _spec_only(deployment)
+        d.generation = 1
+        d.create_time.GetCurrentTime()
+        d.update_time.CopyFrom(d.create_time)
+        key = keys.deployment_key(d.namespace, d.name)
+        try:
+            revision = await self.store.commit([Guard(key, 0)], [Op(key, keys.encode(d))])
+        except AlreadyExists:
+            raise AlreadyExists(f"deployment {d.name!r} exists already in namespace {d.namespace!r}") from None
+        d.resource_version = revision
+        return d
+
+    async def _mutate(
+        self,
+        namespace: str,
+        name: str,
+        change: Callable[[scheduler_pb2.Deployment], bool],
+        *,
+        resource_version: int = 0,
+    ) -> scheduler_pb2.Deployment:
+        """Read, change (return False for "no change"), write guarded; retry on races."""
+        for _ in range(_RETRIES):
+            d = await self.get(namespace, name)
+            if resource_version and d.resource_version != resource_version:
+                raise Conflict(
+                    f"deployment {name!r} changed since it was read (resource_version {resource_version}, "
+                    f"now {d.resource_version}); read it again and retry"
+                )
+            current = d.resource_version
+            if not change(d):
+                return d
+            d.update_time.GetCurrentTime()
+            d.ClearField("resource_version")
+            key = keys.deployment_key(d.namespace, d.name)
+            try:
+                d.resource_version = await self.store.commit([Guard(key, current)], [Op(key, keys.encode(d))])
+                return d
+            except Conflict:
+                if resource_version:
+                    raise
+                continue
+            except NotFound:
+                raise NotFound(f"deployment {name!r} not found in namespace {namespace or 'default'!r}") from None
+        raise Conflict(f"deployment {name!r} kept changing; retry")
+
+    def _set_spec(self, new: scheduler_pb2.DeploymentSpec) -> Callable[[scheduler_pb2.Deployment], bool]:
+        def change(d: scheduler_pb2.Deployment) -> bool:
+            if d.HasField("delete_time"):
+                raise Conflict(f"deployment {d.name!r} is being deleted")
+            if d.spec == new:
+                return False
+            d.spec.CopyFrom(new)
+            d.generation += 1
+            return True
+
+        return change
+
+    async def update(self, deployment: scheduler_pb2.Deployment) -> scheduler_pb2.Deployment:
+        """Replace a deployment's spec."""
+        validate_deployment(deployment)
+        await self._check_agent(deployment)
+        return await self._mutate(
+            deployment.namespace, deployment.name, self._set_spec(deployment.spec),
+            resource_version=deployment.resource_version,
+        )
+
+    async def apply(self, deployment: scheduler_pb2.Deployment) -> tuple[scheduler_pb2.Deployment, bool]:
+        """Create or replace the spec; returns (deployment, created)."""
+        validate_deployment(deployment)
+        await self._check_agent(deployment)
+        for _ in range(_RETRIES):
+            try:
+                return await self.create(deployment), True
+            except AlreadyExists:
+                pass
+            try:
+                return await self._mutate(deployment.namespace, deployment.name, self._set_spec(deployment.spec)), False
+            except NotFound:
+                continue
+        raise Conflict(f"deployment {deployment.name!r} kept changing; retry")
+
+    async def scale(self, namespace: str, name: str, replicas: int) -> scheduler_pb2.Deployment:
+        """Set the replica count (0 to 1000)."""
+        validate_replicas(replicas, field="replicas")
+        return await self._mutate(namespace, name, _set_spec_field("replicas", replicas))
+
+    async def set_paused(self, namespace: str, name: str, paused: bool) -> scheduler_pb2.Deployment:
+        """Pause or resume the rollout."""
+        return await self._mutate(namespace, name, _set_spec_field("paused", paused))
+
+    async def delete(
+        self, namespace: str, name: str, *, wait: bool = False, wait_for: timedelta = timedelta(seconds=60)
+    ) -> scheduler_pb2.Deployment:
+        """Mark for deletion; the leader stops every replica and removes it.
+        With `wait`, return once the deployment is gone."""
+
+        def change(d: scheduler_pb2.Deployment) -> bool:
+            if d.HasField("delete_time"):
+                return False
+            d.delete_time.GetCurrentTime()
+            return True
+
+        d = await self._mutate(namespace, name, change)
+        if wait:
+            key = keys.deployment_key(d.namespace, d.name)
+            deadline = asyncio.get_running_loop().time() + wait_for.total_seconds()
+            while await self.store.get(key) is not None:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise SutradharError(
+                        f"deployment {name!r} is still stopping after {wait_for.total_seconds():g}s; "
+                        "is a scheduler leader running?"
+                    )
+                await asyncio.sleep(0.1)
+        return d
+
+    async def undo(
+        self, namespace: str, name: str, to_revision: str = ""
+    ) -> tuple[scheduler_pb2.Deployment, registry_pb2.Agent]:
+        """Write an earlier revision's agent definition back through the registry."""
+        d = await self.get(namespace, name)
+        history = list(d.status.revisions)
+        current = d.status.current_revision
+        if to_revision:
+            matches = [r for r in history if r.revision.startswith(to_revision)]
+            if not matches:
+                known = ", ".join(f"{r.revision} ({r.version})" for r in history) or "none"
+                raise InvalidArgument(
+                    f"to_revision: {to_revision!r} is not in the history of {name!r} (known: {known})",
+                    field="to_revision",
+                )
+            target = matches[-1]
+        else:
+            older = [r for r in history if r.revision != current]
+            if not older:
+                raise InvalidArgument(f"deployment {name!r} has no earlier revision to roll back to",
+                                      field="to_revision")
+            target = older[-1]
+        agent = registry_pb2.Agent()
+        agent.CopyFrom(target.agent)
+        agent.resource_version = 0
+        # deployment-level resources were merged into the snapshot; the stored agent keeps its own
+        stored = await self.registry.get_agent(agent.id, namespace=d.namespace)
+        agent.resources.CopyFrom(stored.resources)
+        agent.routing.CopyFrom(stored.routing)
+        agent.probes.CopyFrom(stored.probes)
+        agent.description = stored.description
+        updated = await self.registry.update_agent(agent)
+        return await self.get(namespace, name), updated
+
+    # -- logs -----------------------------------------------------------------
+
+    async def replicas(self, namespace: str, name: str, replica: str = "") -> list[tuple[Replica, object]]:
+        """Runtime replicas of a deployment (with their runtime), for logs."""
+        ns = namespace or keys.DEFAULT_NAMESPACE
+        out: list[tuple[Replica, object]] = []
+        for runtime in self.runtimes.loaded():
+            try:
+                found = await runtime.list(ns)
+            except SutradharError:
+                continue
+            for r in found:
+                if r.deployment == name and (not replica or r.replica_id == replica):
+                    out.append((r, runtime))
+        return out

@@ -1,0 +1,169 @@
+"""The scheduler service: the SchedulerService API, leader election and the
+deployment controller in one process.
+
+Every replica serves the API (reads and writes go to etcd); only the elected
+leader runs replicas. The servicer is thin: decode -> `Deployments` -> encode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import grpc
+
+from sutradhar._clients import RegistryClient
+from sutradhar._errors import NotFound
+from sutradhar._hosting import GrpcHost
+from sutradhar.services.common.store import EtcdEndpoint, Store
+from sutradhar.services.scheduler.config import SchedulerConfig
+from sutradhar.services.scheduler.controller import Controller
+from sutradhar.services.scheduler.deployments import Deployments
+from sutradhar.services.scheduler.election import LeaderElection
+from sutradhar.services.scheduler.runtimes.loader import RuntimeSet
+from sutradhar.v1 import scheduler_pb2 as P
+from sutradhar.v1 import scheduler_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = "sutradhar.v1.SchedulerService"
+
+
+class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
+    """gRPC adapter over `Deployments`."""
+
+    def __init__(self, deployments: Deployments) -> None:
+        self.d = deployments
+
+    async def CreateDeployment(self, request: P.CreateDeploymentRequest, context: object) -> P.CreateDeploymentResponse:
+        return P.CreateDeploymentResponse(deployment=await self.d.create(request.deployment))
+
+    async def ApplyDeployment(self, request: P.ApplyDeploymentRequest, context: object) -> P.ApplyDeploymentResponse:
+        d, created = await self.d.apply(request.deployment)
+        return P.ApplyDeploymentResponse(deployment=d, created=created)
+
+    async def GetDeployment(self, request: P.GetDeploymentRequest, context: object) -> P.GetDeploymentResponse:
+        return P.GetDeploymentResponse(deployment=await self.d.get(request.namespace, request.name))
+
+    async def ListDeployments(self, request: P.ListDeploymentsRequest, context: object) -> P.ListDeploymentsResponse:
+        items, revision = await self.d.list(request.namespace)
+        return P.ListDeploymentsResponse(deployments=items, revision=revision)
+
+    async def UpdateDeployment(self, request: P.UpdateDeploymentRequest, context: object) -> P.UpdateDeploymentResponse:
+        return P.UpdateDeploymentResponse(deployment=await self.d.update(request.deployment))
+
+    async def ScaleDeployment(self, request: P.ScaleDeploymentRequest, context: object) -> P.ScaleDeploymentResponse:
+        return P.ScaleDeploymentResponse(
+            deployment=await self.d.scale(request.namespace, request.name, request.replicas)
+        )
+
+    async def DeleteDeployment(self, request: P.DeleteDeploymentRequest, context: object) -> P.DeleteDeploymentResponse:
+        return P.DeleteDeploymentResponse(
+            deployment=await self.d.delete(request.namespace, request.name, wait=request.wait)
+        )
+
+    async def WatchDeployments(
+        self, request: P.WatchDeploymentsRequest, context: object
+    ) -> AsyncIterator[P.WatchDeploymentsResponse]:
+        async for item in self.d.watch(request.namespace, request.name, include_initial=request.include_initial):
+            yield item
+
+    async def PauseRollout(self, request: P.PauseRolloutRequest, context: object) -> P.PauseRolloutResponse:
+        return P.PauseRolloutResponse(deployment=await self.d.set_paused(request.namespace, request.name, True))
+
+    async def ResumeRollout(self, request: P.ResumeRolloutRequest, context: object) -> P.ResumeRolloutResponse:
+        return P.ResumeRolloutResponse(deployment=await self.d.set_paused(request.namespace, request.name, False))
+
+    async def UndoRollout(self, request: P.UndoRolloutRequest, context: object) -> P.UndoRolloutResponse:
+        d, agent = await self.d.undo(request.namespace, request.name, request.to_revision)
+        return P.UndoRolloutResponse(deployment=d, agent=agent)
+
+    async def GetLogs(self, request: P.GetLogsRequest, context: object) -> AsyncIterator[P.GetLogsResponse]:
+        await self.d.get(request.namespace, request.name)
+        found = await self.d.replicas(request.namespace, request.name, request.replica)
+        if not found and request.replica:
+            raise NotFound(f"replica {request.replica!r} of {request.name!r} is not running here")
+        tail = request.tail or 100
+        if request.follow and len(found) > 1:
+            queue: asyncio.Queue[P.GetLogsResponse] = asyncio.Queue(maxsize=1000)
+
+            async def pump(replica: object, runtime: object) -> None:
+                async for line in runtime.logs(replica, tail=tail, follow=True):  # type: ignore[attr-defined]
+                    await queue.put(P.GetLogsResponse(replica=replica.replica_id, line=line))  # type: ignore[attr-defined]
+
+            async with asyncio.TaskGroup() as tg:
+                for replica, runtime in found:
+                    tg.create_task(pump(replica, runtime))
+                while True:
+                    yield await queue.get()
+        for replica, runtime in found:
+            async for line in runtime.logs(replica, tail=tail, follow=request.follow):  # type: ignore[attr-defined]
+                yield P.GetLogsResponse(replica=replica.replica_id, line=line)
+
+
+class SchedulerServer:
+    """API + election + controller; `start()` binds, `stop()` shuts down gracefully."""
+
+    def __init__(self, config: SchedulerConfig) -> None:
+        self.config = config
+        member = config.member_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.member_id = member
+        self.store = Store(EtcdEndpoint.parse(config.etcd))
+        self.registry = RegistryClient(config.registry)
+        self.runtimes = RuntimeSet(config.state_dir, log_max_bytes=config.log_max_bytes,
+                                   log_backups=config.log_backups)
+        self.deployments = Deployments(self.store, self.registry, self.runtimes)
+        self.controller = Controller(self.store, self.registry, self.runtimes, config)
+        self.election = LeaderElection(
+            self.store, name="scheduler", member_id=member, ttl=config.election_ttl,
+            on_change=self.controller.set_leader,
+        )
+        self.host = GrpcHost(service_names=[SERVICE_NAME], host=config.host, port=config.port)
+        scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server(SchedulerServicer(self.deployments), self.host.server)
+        self._runner: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int:
+        return self.host.port
+
+    @property
+    def address(self) -> str:
+        return self.host.address
+
+    @property
+    def is_leader(self) -> bool:
+        return self.election.is_leader
+
+    async def start(self) -> None:
+        """Check etcd, bind, start the controller and the campaign."""
+        await self.store.ping()
+        self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        await self.host.start()
+        self._runner = asyncio.create_task(self._run(), name="scheduler")
+        await self.host.set_serving()
+
+    async def _run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.controller.run())
+            tg.create_task(self.election.run())
+
+    async def stop(self, grace: timedelta = timedelta(seconds=5)) -> None:
+        """Stop serving and resign; replicas keep running for the next leader."""
+        await self.host.stop(grace)
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._runner
+        await self.runtimes.close()
+        await self.registry.close()
+        await self.store.close()
+
+
+def grpc_code(err: grpc.RpcError) -> grpc.StatusCode:
+    """The status code of a failed call (for tests and the CLI)."""
+    return err.code()  # type: ignore[no-any-return]

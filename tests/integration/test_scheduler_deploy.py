@@ -1,0 +1,159 @@
+"""Deployments of process replicas: deploy, scale, crash and restart, bad
+commands, undeploy, against a real etcd, registry and child processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import grpc
+import pytest
+from test_scheduler_support import (
+    api,
+    condition,
+    condition_true,
+    deployment,
+    echo_agent,
+    eventually,
+    get,
+    namespace,
+    pid_alive,
+    ready_instances,
+    registry,
+    registry_client,
+    scheduler,
+)
+
+from sutradhar._clients import AgentClient
+from sutradhar.v1 import scheduler_pb2 as P
+
+__all__ = ["api", "namespace", "registry", "registry_client", "scheduler"]  # fixtures imported for pytest
+
+
+async def test_deploy_scale_undeploy(api, registry_client, namespace):
+    await registry_client.register_agent(echo_agent(namespace))
+    created = await api.CreateDeployment(P.CreateDeploymentRequest(deployment=deployment(namespace, "web")))
+    assert created.deployment.generation == 1
+
+    instances = await eventually(lambda: _n_ready(registry_client, namespace, "web", 2))
+    endpoints = {i.endpoint for i in instances}
+    assert len(endpoints) == 2
+    for inst in instances:
+        assert inst.labels["sutradhar.deployment"] == "web"
+        assert inst.labels["sutradhar.revision"]
+        assert inst.version == "1.0.0"
+        async with AgentClient(inst.endpoint) as agent:
+            described = await agent.describe()
+            assert described.id == "echo"
+
+    await api.ScaleDeployment(P.ScaleDeploymentRequest(namespace=namespace, name="web", replicas=4))
+    await eventually(lambda: _n_ready(registry_client, namespace, "web", 4))
+    d = await eventually(lambda: _status(api, namespace, "web", ready=4))
+    assert any(e.reason == "Scaled" for e in d.status.events)
+
+    await api.ScaleDeployment(P.ScaleDeploymentRequest(namespace=namespace, name="web", replicas=1))
+    await eventually(lambda: _n_ready(registry_client, namespace, "web", 1))
+    d = await eventually(lambda: _status(api, namespace, "web", ready=1, replicas=1))
+    pids = [int(r.native_id) for r in d.status.replica_statuses]
+    assert all(pid_alive(p) for p in pids)
+
+    await api.DeleteDeployment(P.DeleteDeploymentRequest(namespace=namespace, name="web", wait=True))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await get(api, namespace, "web")
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert not any(pid_alive(p) for p in pids)
+    assert await ready_instances(registry_client, namespace, "web") == []
+
+
+async def test_killed_replica_is_restarted_with_backoff(api, registry_client, namespace):
+    await registry_client.register_agent(echo_agent(namespace))
+    await api.CreateDeployment(P.CreateDeploymentRequest(deployment=deployment(namespace, "svc", replicas=1)))
+    d = await eventually(lambda: _status(api, namespace, "svc", ready=1))
+    victim = d.status.replica_statuses[0]
+    os.kill(int(victim.native_id), signal.SIGKILL)
+
+    async def restarted():
+        d = await get(api, namespace, "svc")
+        rs = d.status.replica_statuses
+        if len(rs) == 1 and rs[0].restarts >= 1 and rs[0].phase == P.REPLICA_PHASE_RUNNING:
+            return d
+        return None
+
+    d = await eventually(restarted)
+    assert d.status.replica_statuses[0].id == victim.id
+    assert d.status.replica_statuses[0].native_id != victim.native_id
+    reasons = [e.reason for e in d.status.events]
+    assert "Crashed" in reasons and "Restarted" in reasons
+    crashed = next(e for e in d.status.events if e.reason == "Crashed")
+    assert "SIGKILL" in crashed.message
+    await eventually(lambda: _n_ready(registry_client, namespace, "svc", 1))
+
+
+async def test_crash_loop_is_reported(api, registry_client, namespace):
+    agent = echo_agent(namespace, agent_id="crasher", command=["sh", "-c", "echo boom >&2; exit 3"])
+    await registry_client.register_agent(agent)
+    await api.CreateDeployment(P.CreateDeploymentRequest(
+        deployment=deployment(namespace, "loop", agent_id="crasher", replicas=1)))
+
+    d = await eventually(lambda: condition_true(api, namespace, "loop", "CrashLoopBackOff"))
+    c = condition(d, "CrashLoopBackOff")
+    assert "exited with code 3" in c.message and "boom" in c.message
+    assert d.status.ready_replicas == 0
+    assert d.status.replica_statuses[0].phase == P.REPLICA_PHASE_BACK_OFF
+
+
+async def test_command_not_found_is_a_condition(api, registry_client, namespace):
+    agent = echo_agent(namespace, agent_id="nope", command=["nope-no-such-command"])
+    await registry_client.register_agent(agent)
+    await api.CreateDeployment(P.CreateDeploymentRequest(
+        deployment=deployment(namespace, "missing", agent_id="nope", replicas=1)))
+
+    d = await eventually(lambda: condition_true(api, namespace, "missing", "FailedToStart"))
+    assert "command 'nope-no-such-command' not found" in condition(d, "FailedToStart").message
+    assert any(e.reason == "FailedToStart" for e in d.status.events)
+
+
+async def test_bad_input(api, registry_client, namespace):
+    await registry_client.register_agent(echo_agent(namespace))
+    cases = [
+        (deployment(namespace, "x", replicas=1001), grpc.StatusCode.INVALID_ARGUMENT, "spec.replicas"),
+        (deployment(namespace, "x", replicas=-1), grpc.StatusCode.INVALID_ARGUMENT, "spec.replicas"),
+        (deployment(namespace, "Bad_Name"), grpc.StatusCode.INVALID_ARGUMENT, "deployment.name"),
+        (deployment(namespace, "x", agent_id="ghost"), grpc.StatusCode.NOT_FOUND, "ghost"),
+        (deployment(namespace, "x", resources={"memory": "1Zi"}), grpc.StatusCode.INVALID_ARGUMENT,
+         "spec.resources.memory"),
+        (deployment(namespace, "x", strategy={"max_surge": "lots"}), grpc.StatusCode.INVALID_ARGUMENT,
+         "spec.strategy.max_surge"),
+        (deployment(namespace, "x", autoscale={"min_replicas": 3, "max_replicas": 2, "target_in_flight": 1}),
+         grpc.StatusCode.INVALID_ARGUMENT, "spec.autoscale.max_replicas"),
+    ]
+    for d, code, text in cases:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await api.CreateDeployment(P.CreateDeploymentRequest(deployment=d))
+        assert err.value.code() == code, (text, err.value.details())
+        assert text in err.value.details()
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await api.ScaleDeployment(P.ScaleDeploymentRequest(namespace=namespace, name="absent", replicas=2))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    # a process agent without a command cannot be deployed
+    bare = echo_agent(namespace, agent_id="bare")
+    del bare.config.fields["command"]
+    await registry_client.register_agent(bare)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await api.CreateDeployment(P.CreateDeploymentRequest(deployment=deployment(namespace, "y", agent_id="bare")))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "agent.config.command" in err.value.details()
+
+
+async def _n_ready(client, namespace, name, n):
+    instances = await ready_instances(client, namespace, name)
+    return instances if len(instances) == n else None
+
+
+async def _status(api, namespace, name, *, ready, replicas=None):
+    d = await get(api, namespace, name)
+    if d.status.ready_replicas != ready:
+        return None
+    if replicas is not None and d.status.replicas != replicas:
+        return None
+    return d
