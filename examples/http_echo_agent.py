@@ -107,7 +107,8 @@ class Handler(BaseHTTPRequestHandler):
         sleep = options.get("sleep")
         if isinstance(sleep, int | float) and sleep > 0:
             time.sleep(float(sleep))
-        context = body.get("context") if isinstance(body.get("context"), dict) else {}
+        context = body.get("context")
+        context = context if isinstance(context, dict) else {}
         task_id = str(body.get("id") or context.get("request_id") or uuid.uuid4().hex)
         if options.get("crash"):
             self._send(500, _failure("AGENT_ERROR", "crashed on request", state, started, task_id))
@@ -174,8 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    host, port = server.server_address[:2]
-    print(f"http agent listening on {host}:{port}", file=sys.stderr, flush=True)
+    print(f"http agent listening on {args.host}:{server.server_port}", file=sys.stderr, flush=True)
     try:
         server.serve_forever(poll_interval=0.1)
     finally:

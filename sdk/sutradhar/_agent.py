@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -319,7 +319,7 @@ async def run_execute(agent: Agent, task: Task) -> Result:
         return crash_result(err)
 
 
-async def stream_events(agent: Agent, task: Task) -> AsyncIterator[StreamEvent]:
+async def stream_events(agent: Agent, task: Task) -> AsyncGenerator[StreamEvent, None]:
     """Normalize `agent.stream(task)`: Progress and Partial events, then exactly
     one final Result (never raises, except for cancellation)."""
     partials: list[JSON] = []

@@ -16,7 +16,7 @@ Every failed call raises the matching `SutradharError` (see `from_rpc_error`).
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -176,7 +176,7 @@ class AgentClient(_Client):
         task_id: str | None = None,
         context: TaskContext | None = None,
         timeout: timedelta | None = None,
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         """Run one task with streamed events: Progress, Partial, then one Result.
         Leaving the loop early cancels the task on the agent."""
         task = make_task(payload, task_type=task_type, task_id=task_id, context=context, timeout=timeout)
@@ -259,7 +259,7 @@ class RouterClient(_Client):
         task_id: str | None = None,
         context: TaskContext | None = None,
         timeout: timedelta | None = None,
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         """Route one streamed task: yields Progress, Partial, then one Result.
         Leaving the loop early cancels the agent call. Options as for `execute`."""
         task = make_task(payload, task_type=task_type, task_id=task_id, context=context, timeout=timeout)
@@ -390,7 +390,7 @@ class RegistryClient(_Client):
     async def update_instance_state(
         self,
         id: str,
-        state: registry_pb2.InstanceState.ValueType,
+        state: registry_pb2.InstanceState,
         *,
         namespace: str = "",
         timeout: timedelta | None = None,
@@ -420,7 +420,7 @@ class RegistryClient(_Client):
         *,
         namespace: str = "",
         agent_id: str = "",
-        state: registry_pb2.InstanceState.ValueType = registry_pb2.INSTANCE_STATE_UNSPECIFIED,
+        state: registry_pb2.InstanceState = registry_pb2.INSTANCE_STATE_UNSPECIFIED,
         labels: str | Mapping[str, str] | None = None,
         timeout: timedelta | None = None,
     ) -> registry_pb2.ListInstancesResponse:
@@ -444,10 +444,10 @@ class RegistryClient(_Client):
         self,
         *,
         namespace: str = "",
-        kinds: Sequence[registry_pb2.ResourceKind.ValueType] = (),
+        kinds: Sequence[registry_pb2.ResourceKind] = (),
         start_revision: int = 0,
         include_initial: bool = False,
-    ) -> AsyncIterator[registry_pb2.WatchResponse]:
+    ) -> AsyncGenerator[registry_pb2.WatchResponse, None]:
         """Stream batches of changes; resume with `start_revision` = last
         seen revision + 1 (`OutOfRange` when compacted away)."""
         call = self._stub.Watch(
