@@ -177,3 +177,60 @@ async def condition_true(api: scheduler_pb2_grpc.SchedulerServiceStub, namespace
     d = await get(api, namespace, name)
     c = condition(d, ctype)
     return d if c is not None and c.status == scheduler_pb2.CONDITION_STATUS_TRUE else None
+
+
+class SchedulerProcess:
+    """`python -m sutradhar.services.scheduler` as a child process (for SIGKILL tests)."""
+
+    def __init__(self, etcd: str, registry: str, state_dir: Path, member_id: str, election_ttl: float = 2.0) -> None:
+        import subprocess
+
+        self.member_id = member_id
+        self.log_path = state_dir.parent / f"scheduler-{member_id}.log"
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sutradhar.services.scheduler", "--port", "0", "--etcd", etcd,
+             "--registry", registry, "--state-dir", str(state_dir), "--member-id", member_id,
+             "--election-ttl", str(election_ttl), "--instance-ttl", "6", "--backoff-base", "0.3",
+             "--stop-grace", "3", "--drain-delay", "0.05", "--resync-period", "2"],
+            stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT,
+        )
+        self.address = ""
+
+    async def wait_listening(self, within: float = 20.0) -> str:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            for line in self.log_path.read_text().splitlines():
+                if "scheduler listening on " in line:
+                    self.address = line.rsplit(" ", 1)[-1]
+                    return self.address
+            assert self.proc.poll() is None, self.log_path.read_text()
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"scheduler {self.member_id} did not start:\n{self.log_path.read_text()}")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        with contextlib.suppress(Exception):
+            self.proc.wait(timeout=10)
+        self._log.close()
+
+
+async def current_leader(store: Store) -> str:
+    """Member id of the scheduler leader (lowest create revision), or ""."""
+    from sutradhar.services.scheduler.election import election_prefix
+
+    kvs, _ = await store.list(election_prefix("scheduler"))
+    if not kvs:
+        return ""
+    return min(kvs, key=lambda kv: kv.create_revision).value.decode()
+
+
+def recorded_pids(state_dir: Path, namespace: str) -> set[int]:
+    """Pids of the replica processes recorded in `namespace`."""
+    pids = set()
+    for record in state_dir.glob(f"process/{namespace}/*/record.json"):
+        with contextlib.suppress(OSError, ValueError):
+            pids.add(int(json.loads(record.read_text())["pid"]))
+    return pids
