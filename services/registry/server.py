@@ -13,7 +13,7 @@ from sutradhar.services.common.store import EtcdEndpoint, Store
 from sutradhar.services.registry.agents import Agents
 from sutradhar.services.registry.instances import Instances
 from sutradhar.services.registry.servicer import SERVICE_NAME, RegistryServicer
-from sutradhar.services.registry.watch import DEFAULT_BATCH_SIZE, Watcher
+from sutradhar.services.registry.watch import DEFAULT_BATCH_SIZE, DEFAULT_PROGRESS_INTERVAL, Watcher
 from sutradhar.v1 import registry_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,9 @@ class RegistryConfig:
     """Largest request or response; larger requests get RESOURCE_EXHAUSTED."""
     watch_batch_size: int = DEFAULT_BATCH_SIZE
     """Events per WatchResponse at most."""
+    watch_progress_interval: timedelta = DEFAULT_PROGRESS_INTERVAL
+    """Quiet time after which a watch sends an empty response with the latest
+    revision (when filtered-out changes moved it), keeping resume points recent."""
 
 
 class RegistryServer:
@@ -51,7 +54,12 @@ class RegistryServer:
         self.store = Store(EtcdEndpoint.parse(config.etcd), timeout=config.etcd_timeout)
         self.agents = Agents(self.store)
         self.instances = Instances(self.store)
-        self.watcher = Watcher(self.store, batch_size=config.watch_batch_size, closing=self._closing)
+        self.watcher = Watcher(
+            self.store,
+            batch_size=config.watch_batch_size,
+            progress_interval=config.watch_progress_interval,
+            closing=self._closing,
+        )
         self._host = GrpcHost(
             service_names=[SERVICE_NAME],
             host=config.host,

@@ -18,6 +18,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Final
 
 from google.protobuf import json_format
@@ -36,6 +37,8 @@ _KINDS_BY_NAME: Final = {name: kind for kind, name in _KIND_NAMES.items()}
 
 #: Events per WatchResponse at most.
 DEFAULT_BATCH_SIZE = 500
+#: Quiet time after which an empty progress response reports the latest revision.
+DEFAULT_PROGRESS_INTERVAL = timedelta(seconds=5)
 #: Events buffered per stream before the etcd watch is slowed down.
 _QUEUE_SIZE = 10_000
 
@@ -96,10 +99,16 @@ class Watcher:
     """Builds Watch streams over the store."""
 
     def __init__(
-        self, store: Store, *, batch_size: int = DEFAULT_BATCH_SIZE, closing: asyncio.Event | None = None
+        self,
+        store: Store,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        progress_interval: timedelta = DEFAULT_PROGRESS_INTERVAL,
+        closing: asyncio.Event | None = None,
     ) -> None:
         self._store = store
         self._batch_size = batch_size
+        self._progress_interval = progress_interval
         self._closing = closing or asyncio.Event()
 
     def _prefix(self, spec: WatchSpec, kinds: frozenset[int]) -> str:
@@ -126,29 +135,33 @@ class Watcher:
         event.revision = ev.revision
         return event
 
+    async def _initial(self, spec: WatchSpec, kinds: frozenset[int]) -> tuple[list[registry_pb2.WatchEvent], int]:
+        """Every existing object as PUT events, read at one etcd revision."""
+        # One range read, so the snapshot is consistent at one revision: the
+        # kind's prefix for one kind, the common root for both (filtered).
+        kvs, revision = await self._store.list(self._prefix(spec, kinds))
+        listed: list[registry_pb2.WatchEvent] = []
+        for kv in kvs:
+            event = self._convert(Event(EventType.PUT, kv, None, kv.mod_revision), spec, kinds)
+            if event is not None:
+                listed.append(event)
+        listed.sort(key=lambda e: (e.kind, e.namespace, e.id))
+        return listed, revision
+
     async def stream(self, spec: WatchSpec) -> AsyncIterator[registry_pb2.WatchResponse]:
         """Yield WatchResponses for `spec` until the caller stops, etcd breaks
         (Unavailable), the revision is compacted (OutOfRange) or the registry
-        shuts down (Unavailable)."""
+        shuts down (Unavailable).
+
+        While changes that the spec filters out advance etcd's revision, an
+        empty WatchResponse carrying the latest revision is sent at most every
+        `progress_interval`, so an idle client's resume point stays recent.
+        """
         spec.validate()
         kinds = spec.kinds or frozenset(_KIND_NAMES)
-        skip_upto: dict[int, int] = {}
         start = spec.start_revision
         if spec.include_initial:
-            listed: list[registry_pb2.WatchEvent] = []
-            for kind in sorted(kinds):
-                kvs, revision = await self._store.list(keys.kind_prefix(_KIND_NAMES[kind], spec.namespace))
-                skip_upto[kind] = revision
-                for kv in kvs:
-                    _, namespace, name = keys.parse_key(kv.key)
-                    event = _decode(kv, kind, namespace, name)
-                    event.type = registry_pb2.WATCH_EVENT_TYPE_PUT
-                    event.revision = kv.mod_revision
-                    listed.append(event)
-            # Lists of different kinds are read at (possibly) different
-            # revisions; resuming from the lowest one never loses a change.
-            synced = min(skip_upto.values())
-            listed.sort(key=lambda e: (e.kind, e.namespace, e.id))
+            listed, synced = await self._initial(spec, kinds)
             for i in range(0, len(listed), self._batch_size):
                 yield registry_pb2.WatchResponse(events=listed[i : i + self._batch_size], revision=synced)
             yield registry_pb2.WatchResponse(
@@ -158,16 +171,16 @@ class Watcher:
             start = synced + 1
 
         queue: asyncio.Queue[registry_pb2.WatchEvent | BaseException] = asyncio.Queue(_QUEUE_SIZE)
+        seen = 0  # highest etcd revision the reader has fully handled (matching or not)
 
         async def read() -> None:
+            nonlocal seen
             try:
                 async for ev in self._store.watch(self._prefix(spec, kinds), start_revision=start):
                     event = self._convert(ev, spec, kinds)
-                    if event is None:
-                        continue
-                    if event.revision <= skip_upto.get(event.kind, 0):
-                        continue  # already part of the initial list
-                    await queue.put(event)
+                    if event is not None:
+                        await queue.put(event)
+                    seen = max(seen, ev.revision)
                 await queue.put(Unavailable("the etcd watch ended; reconnect with start_revision = last + 1"))
             except asyncio.CancelledError:
                 raise
@@ -176,18 +189,30 @@ class Watcher:
 
         reader = asyncio.create_task(read(), name="registry-watch-reader")
         closing = asyncio.create_task(self._closing.wait(), name="registry-watch-closing")
+        sent = start - 1 if start else 0
         try:
             while True:
                 getter = asyncio.ensure_future(queue.get())
-                done, _ = await asyncio.wait({getter, closing}, return_when=asyncio.FIRST_COMPLETED)
-                if getter not in done:
+                done, _ = await asyncio.wait(
+                    {getter, closing}, timeout=self._progress_interval.total_seconds(),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if closing in done:
                     getter.cancel()
                     raise Unavailable(
                         "the registry is shutting down; reconnect with start_revision = last revision + 1"
                     )
-                first = getter.result()
+                if getter not in done:
+                    getter.cancel()
+                    # Quiet for a while: report progress if filtered-out changes moved the revision.
+                    # (The queue is empty and `seen` is read in the same step, so no matching
+                    # event at or below `seen` is still pending.)
+                    if queue.empty() and seen > sent:
+                        sent = seen
+                        yield registry_pb2.WatchResponse(revision=seen)
+                    continue
                 batch: list[registry_pb2.WatchEvent] = []
-                item: registry_pb2.WatchEvent | BaseException = first
+                item: registry_pb2.WatchEvent | BaseException = getter.result()
                 while True:
                     if isinstance(item, BaseException):
                         if batch:  # deliver what came before the failure first
@@ -199,6 +224,7 @@ class Watcher:
                     if len(batch) >= self._batch_size or queue.empty():
                         break
                     item = queue.get_nowait()
+                sent = max(sent, batch[-1].revision)
                 yield registry_pb2.WatchResponse(events=batch, revision=batch[-1].revision)
         finally:
             for task in (reader, closing):

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import grpc
 from google.protobuf import duration_pb2
 from test_registry_support import expect_code, make_agent, make_instance, next_events, registry, stub
 
+from sutradhar.services.registry import RegistryConfig, RegistryServer
 from sutradhar.v1 import registry_pb2 as pb
+from sutradhar.v1 import registry_pb2_grpc
 
 __all__ = ["registry", "stub"]  # fixtures imported for pytest
 
@@ -143,10 +146,13 @@ async def test_lease_lapse_is_a_delete_event(stub, unique):
 
 async def test_namespace_filter_and_all_namespaces(stub, unique):
     ns_a, ns_b = f"{unique}-a", f"{unique}-b"
+    await stub.RegisterAgent(pb.RegisterAgentRequest(agent=make_agent("pre", ns_a)))
+    await stub.RegisterAgent(pb.RegisterAgentRequest(agent=make_agent("pre", ns_b)))
     only_b = stub.Watch(pb.WatchRequest(namespace=ns_b, include_initial=True))
     every = stub.Watch(pb.WatchRequest(namespace="*", kinds=[AGENT]))
     try:
-        await _initial(only_b)
+        initial, _ = await _initial(only_b)
+        assert [(e.namespace, e.id) for e in initial] == [(ns_b, "pre")]
         await asyncio.sleep(0.2)  # let the all-namespaces watch start
         await stub.RegisterAgent(pb.RegisterAgentRequest(agent=make_agent("x", ns_a)))
         await stub.RegisterAgent(pb.RegisterAgentRequest(agent=make_agent("y", ns_b)))
@@ -159,6 +165,46 @@ async def test_namespace_filter_and_all_namespaces(stub, unique):
     finally:
         only_b.cancel()
         every.cancel()
+
+
+async def test_two_replicas_share_state(etcd, stub, unique):
+    """A change made through one registry replica is seen by a watch on another."""
+    other = RegistryServer(RegistryConfig(port=0, etcd=etcd))
+    await other.start()
+    try:
+        async with grpc.aio.insecure_channel(other.address) as channel:
+            stub_b = registry_pb2_grpc.RegistryServiceStub(channel)
+            stream = stub_b.Watch(pb.WatchRequest(namespace=unique, include_initial=True))
+            await _initial(stream)
+            await stub.RegisterAgent(pb.RegisterAgentRequest(agent=make_agent("shared", unique)))
+            [ev] = await _collect(stream, 1)
+            assert (ev.type, ev.id) == (PUT, "shared")
+            got = (await stub_b.GetAgent(pb.GetAgentRequest(namespace=unique, id="shared"))).agent
+            assert got.resource_version == ev.revision
+            stream.cancel()
+    finally:
+        await other.stop()
+
+
+async def test_progress_and_shutdown(etcd, stub, unique):
+    """Filtered-out changes move the revision of a quiet stream; stopping the
+    registry ends its watches with UNAVAILABLE."""
+    server = RegistryServer(RegistryConfig(port=0, etcd=etcd, watch_progress_interval=timedelta(milliseconds=200)))
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            stream = registry_pb2_grpc.RegistryServiceStub(channel).Watch(
+                pb.WatchRequest(namespace=unique, include_initial=True)
+            )
+            _, synced = await _initial(stream)
+            other = (await stub.RegisterAgent(pb.RegisterAgentRequest(agent=make_agent("p", f"{unique}-x")))).agent
+            response = await asyncio.wait_for(stream.read(), 5)
+            assert list(response.events) == [] and response.revision >= other.resource_version > synced
+            await server.stop(timedelta(seconds=5))
+            err = await expect_code(asyncio.wait_for(stream.read(), 5), grpc.StatusCode.UNAVAILABLE)
+            assert "shutting down" in err.details()
+    finally:
+        await server.stop(timedelta(seconds=1))
 
 
 async def test_bad_watch_requests(stub, unique):
