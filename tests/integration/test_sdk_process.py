@@ -57,3 +57,39 @@ def test_bad_class_exits_nonzero_with_one_line() -> None:
     assert out.returncode == 1
     assert out.stderr.startswith("error:")
     assert "NoSuchAgent" in out.stderr
+
+
+def _http(method: str, url: str, body: object = None) -> tuple[int, dict[str, object]]:
+    import json
+    import urllib.error
+    import urllib.request
+
+    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    request = urllib.request.Request(url, data=data, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_http_echo_agent_speaks_the_json_form() -> None:
+    with spawn_agent([sys.executable, str(ROOT / "examples" / "http_echo_agent.py"), "--port", "0"]) as agent:
+        assert agent.output == [f"http agent listening on {agent.address}"]
+        base = f"http://{agent.address}"
+        assert _http("GET", f"{base}/health") == (200, {"status": "SERVING"})
+
+        status, out = _http("POST", f"{base}/execute", {"type": "say", "payload": {"x": 1}, "context": {}})
+        assert status == 200
+        assert out["success"] is True
+        assert out["data"] == {"echo": {"x": 1}, "task_type": "say", "pid": agent.pid}
+        assert out["metadata"]["agent_id"] == "http-echo"  # type: ignore[index]
+
+        status, out = _http("POST", f"{base}/execute", {"payload": {"fail": "NOPE"}})
+        assert (status, out["success"], out["error"]["code"]) == (200, False, "NOPE")  # type: ignore[index]
+        status, out = _http("POST", f"{base}/execute", b"not json")
+        assert (status, out["error"]["code"]) == (400, "INVALID_INPUT")  # type: ignore[index]
+
+        assert _http("POST", f"{base}/admin/health", {"healthy": False})[0] == 200
+        assert _http("GET", f"{base}/health") == (503, {"status": "NOT_SERVING"})
+        assert agent.stop() == 0

@@ -4,6 +4,7 @@ lease keep-alive, re-registration, drain on SIGTERM, lapse on SIGKILL."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 import time
@@ -161,3 +162,36 @@ async def test_sigkill_leaves_the_instance_to_lapse_with_its_ttl(registry: str, 
 
             await eventually(gone, TTL.total_seconds() + 2, "instance lapsed")
             assert time.monotonic() - killed >= TTL.total_seconds() / 3  # it lapsed; nobody deregistered it
+
+
+async def test_watch_sees_the_instance_come_and_go(registry: str, unique: str) -> None:
+    async with RegistryClient(registry) as client:
+        events: list[tuple[int, str]] = []
+        synced = asyncio.Event()
+
+        async def watch() -> None:
+            async for batch in client.watch(
+                namespace=unique, kinds=[registry_pb2.RESOURCE_KIND_INSTANCE], include_initial=True
+            ):
+                for ev in batch.events:
+                    if ev.type == registry_pb2.WATCH_EVENT_TYPE_SYNCED:
+                        synced.set()
+                    else:
+                        events.append((ev.type, ev.id))
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await asyncio.wait_for(synced.wait(), 5)
+            server = AgentServer(EchoAgent(), registry=registry, namespace=unique, ttl=TTL)
+            await server.start()
+            await server.stop()
+
+            async def came_and_went() -> bool:
+                return (registry_pb2.WATCH_EVENT_TYPE_DELETE, server.instance_id) in events
+
+            await eventually(came_and_went, 3, "instance PUT then DELETE")
+            assert events[0] == (registry_pb2.WATCH_EVENT_TYPE_PUT, server.instance_id)
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
