@@ -1,0 +1,146 @@
+"""`sutradhar exec TYPE`: route one task through the router and print its result."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+import uuid
+from typing import Any
+
+from google.protobuf import json_format
+
+from sutradhar._errors import InvalidArgument
+from sutradhar._values import from_value, to_duration, to_value
+from sutradhar.cli._output import add_output_flag, print_table
+from sutradhar.cli._rpc import channel
+from sutradhar.v1 import agent_pb2, router_pb2, router_pb2_grpc
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m)?\s*$")
+
+
+def parse_timeout(text: str) -> float:
+    """Seconds from "5", "2.5s", "500ms" or "1m"; InvalidArgument naming --timeout otherwise."""
+    match = _DURATION.match(text or "")
+    if not match:
+        raise InvalidArgument(f"--timeout: {text!r} is not a duration (e.g. 5s, 500ms, 1m)", field="timeout")
+    value = float(match.group(1))
+    unit = match.group(2) or "s"
+    seconds = value / 1000 if unit == "ms" else value * 60 if unit == "m" else value
+    if seconds <= 0:
+        raise InvalidArgument("--timeout: must be positive", field="timeout")
+    return seconds
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("exec", help="route one task to an agent through the router")
+    p.add_argument("type", help="agent type to route to")
+    p.add_argument("--task", default="", help="task type understood by the agent (e.g. answer)")
+    p.add_argument("--payload", default="null", help="JSON payload (default null)")
+    p.add_argument("--version", default="", help="semver range the agent must satisfy, e.g. ^1.4")
+    p.add_argument("--capability", action="append", default=[], help="required capability (repeatable)")
+    p.add_argument("--label", default="", help="label selector, e.g. tier=gold,env!=dev")
+    p.add_argument("--agent-id", default="", help="route to this agent definition only")
+    p.add_argument("-n", "--namespace", default="", help="namespace (default: default)")
+    p.add_argument("--strategy", default="",
+                   help="round-robin, random, least-loaded, latency or weighted (default: the agent's)")
+    p.add_argument("--max-attempts", type=int, default=0, help="attempts in all (1 disables retries)")
+    p.add_argument("--timeout", default="30s", help="deadline, e.g. 5s or 500ms (default 30s)")
+    p.add_argument("--stream", action="store_true", help="stream progress and partial output")
+    add_output_flag(p)
+    p.set_defaults(func=run)
+
+
+def _request(args: argparse.Namespace, timeout: float) -> tuple[agent_pb2.Task, router_pb2.Selector,
+                                                                  router_pb2.RouteOptions]:
+    try:
+        payload = json.loads(args.payload)
+    except json.JSONDecodeError as err:
+        raise InvalidArgument(f"--payload: not valid JSON: {err}", field="payload") from err
+    task = agent_pb2.Task(id=uuid.uuid4().hex, type=args.task, payload=to_value(payload))
+    selector = router_pb2.Selector(
+        namespace=args.namespace, agent_type=args.type, version_range=args.version,
+        capabilities=args.capability, label_selector=args.label, agent_id=args.agent_id,
+    )
+    options = router_pb2.RouteOptions(strategy=args.strategy, max_attempts=args.max_attempts)
+    options.timeout.CopyFrom(to_duration_seconds(timeout))
+    return task, selector, options
+
+
+def to_duration_seconds(seconds: float) -> Any:
+    from datetime import timedelta
+
+    return to_duration(timedelta(seconds=seconds))
+
+
+def result_dict(result: agent_pb2.Result) -> dict[str, Any]:
+    """A Result as plain JSON (proto field names)."""
+    error = None
+    if result.HasField("error"):
+        error = json_format.MessageToDict(result.error, preserving_proto_field_name=True)
+        error.setdefault("code", "")
+        error.setdefault("message", "")
+    return {
+        "success": result.success,
+        "data": from_value(result.data) if result.HasField("data") else None,
+        "error": error,
+        "metadata": json_format.MessageToDict(result.metadata, preserving_proto_field_name=True),
+    }
+
+
+def _print_result(result: agent_pb2.Result, output: str, elapsed: float) -> None:
+    if output == "json":
+        print(json.dumps(result_dict(result), indent=2, sort_keys=True))
+        return
+    meta = result.metadata
+    rows = [
+        {"field": "success", "value": str(result.success).lower()},
+        {"field": "instance", "value": f"{meta.instance_id} (agent {meta.agent_id} {meta.agent_version})".strip()},
+        {"field": "attempts", "value": meta.attempts},
+        {"field": "task", "value": meta.task_id},
+        {"field": "latency", "value": f"{elapsed * 1000:.1f} ms round trip"},
+    ]
+    if result.HasField("error"):
+        rows.append({"field": "error", "value": f"{result.error.code}: {result.error.message}"})
+    print_table(rows, ["field", "value"])
+    if result.HasField("data"):
+        print(json.dumps(from_value(result.data), indent=2, sort_keys=True))
+
+
+async def run(args: argparse.Namespace) -> int:
+    timeout = parse_timeout(args.timeout)
+    task, selector, options = _request(args, timeout)
+    started = time.perf_counter()
+    async with channel(args.router) as ch:
+        stub = router_pb2_grpc.RouterServiceStub(ch)
+        if not args.stream:
+            response = await stub.Execute(
+                router_pb2.RouterServiceExecuteRequest(task=task, selector=selector, options=options),
+                timeout=timeout,
+            )
+            _print_result(response.result, args.output, time.perf_counter() - started)
+            return 0 if response.result.success else 1
+        final: agent_pb2.Result | None = None
+        call = stub.ExecuteStream(
+            router_pb2.RouterServiceExecuteStreamRequest(task=task, selector=selector, options=options),
+            timeout=timeout,
+        )
+        async for event in call:
+            kind = event.WhichOneof("event")
+            if kind == "result":
+                final = event.result
+                if args.output == "json":
+                    print(json.dumps({"result": result_dict(event.result)}, sort_keys=True))
+                else:
+                    _print_result(event.result, "table", time.perf_counter() - started)
+            elif args.output == "json":
+                print(json.dumps(json_format.MessageToDict(event, preserving_proto_field_name=True),
+                                 sort_keys=True))
+            elif kind == "progress":
+                print(f"progress {event.progress.fraction:5.0%}  {event.progress.message}")
+            else:
+                print(f"partial  {json.dumps(from_value(event.partial))}")
+            sys.stdout.flush()
+        return 0 if final is not None and final.success else 1

@@ -1,0 +1,69 @@
+"""`sutradhar stats`: what the router observes of every instance."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from sutradhar.cli._output import add_output_flag, print_table
+from sutradhar.cli._rpc import channel
+from sutradhar.v1 import router_pb2, router_pb2_grpc
+
+TIMEOUT = 10.0
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("stats", help="per-instance router statistics (in-flight, latency, breakers, ejections)")
+    p.add_argument("-n", "--namespace", default="", help="only this namespace (default: all)")
+    p.add_argument("--type", default="", help="only this agent type")
+    add_output_flag(p)
+    p.set_defaults(func=run)
+
+
+def _ms(duration: Any) -> float:
+    return round(duration.seconds * 1000 + duration.nanos / 1e6, 3)
+
+
+def stats_rows(response: router_pb2.GetStatsResponse) -> list[dict[str, Any]]:
+    """One plain dict per instance."""
+    return [
+        {
+            "namespace": s.namespace,
+            "instance_id": s.instance_id,
+            "agent_id": s.agent_id,
+            "agent_type": s.agent_type,
+            "version": s.version,
+            "endpoint": s.endpoint,
+            "state": s.state,
+            "in_flight": s.in_flight,
+            "requests": s.requests,
+            "errors": s.errors,
+            "p50_ms": _ms(s.latency_p50),
+            "p99_ms": _ms(s.latency_p99),
+            "breaker": router_pb2.BreakerState.Name(s.breaker).removeprefix("BREAKER_STATE_"),
+            "ejected": s.ejected,
+            "ejections": s.ejections,
+        }
+        for s in response.instances
+    ]
+
+
+async def run(args: argparse.Namespace) -> int:
+    async with channel(args.router) as ch:
+        stub = router_pb2_grpc.RouterServiceStub(ch)
+        response = await stub.GetStats(
+            router_pb2.GetStatsRequest(namespace=args.namespace, agent_type=args.type), timeout=TIMEOUT
+        )
+    rows = stats_rows(response)
+    if args.output == "json":
+        print(json.dumps({"router_id": response.router_id, "instances": rows}, indent=2, sort_keys=True))
+        return 0
+    print(f"router {response.router_id}")
+    print_table(
+        rows,
+        ["namespace", "instance_id", "agent_type", "version", "endpoint", "state", "in_flight", "requests",
+         "errors", "p50_ms", "p99_ms", "breaker", "ejected", "ejections"],
+        empty="no instances known to this router",
+    )
+    return 0

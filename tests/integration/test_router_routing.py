@@ -1,0 +1,493 @@
+"""The router end to end over real gRPC: a real registry on the session etcd,
+a real router fed by its Watch, and agents that misbehave on command.
+
+Every test works in its own namespace. The agents here are small grpc.aio
+servers speaking the Agent contract at the byte level, so they can also hang,
+fail, answer garbage and record what they saw (cancellation, deadline).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import grpc
+import pytest
+
+from sutradhar import RegistryClient, RouterClient
+from sutradhar._errors import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    ResourceExhausted,
+    Unavailable,
+)
+from sutradhar._values import to_struct, to_value
+from sutradhar.services.registry.server import RegistryConfig, RegistryServer
+from sutradhar.services.router.server import RouterConfig, RouterServer
+from sutradhar.testing import spawn_agent
+from sutradhar.v1 import agent_pb2, registry_pb2, router_pb2, router_pb2_grpc, routing_pb2
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVING = registry_pb2.INSTANCE_STATE_SERVING
+MAX_BYTES = 256 * 1024
+
+
+class FakeAgent:
+    """An AgentService at the byte level. `mode`: ok, unavailable, hang, garbage;
+    `delay` seconds before answering."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.mode = "ok"
+        self.delay = 0.0
+        self.calls = 0
+        self.cancelled = 0
+        self.seen_time_left: list[float | None] = []
+        self.seen_deadlines: list[float] = []
+        self.server = grpc.aio.server()
+        handlers = {
+            "Execute": grpc.unary_unary_rpc_method_handler(self._execute),
+            "ExecuteStream": grpc.unary_stream_rpc_method_handler(self._stream),
+        }
+        self.server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler("sutradhar.v1.AgentService", handlers),))
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.endpoint = f"127.0.0.1:{self.port}"
+
+    async def _execute(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        self.calls += 1
+        self.seen_time_left.append(context.time_remaining())
+        task = agent_pb2.ExecuteRequest.FromString(request).task
+        self.seen_deadlines.append(task.context.deadline.ToNanoseconds() / 1e9)
+        try:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            if self.mode == "hang":
+                await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        if self.mode == "unavailable":
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"{self.name} is unavailable on purpose")
+        if self.mode == "garbage":
+            return b"\xff\xff\xff garbage"
+        result = agent_pb2.Result(success=True, data=to_value({"by": self.name, "task_id": task.id}))
+        return agent_pb2.ExecuteResponse(result=result).SerializeToString()
+
+    async def _stream(self, request: bytes, context: grpc.aio.ServicerContext):
+        self.calls += 1
+        try:
+            for i in range(5):
+                await asyncio.sleep(self.delay)
+                yield agent_pb2.ExecuteStreamResponse(partial=to_value(i)).SerializeToString()
+            yield agent_pb2.ExecuteStreamResponse(result=agent_pb2.Result(success=True)).SerializeToString()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+
+
+@pytest.fixture(scope="module")
+async def mesh(etcd):
+    registry = RegistryServer(RegistryConfig(port=0, etcd=etcd))
+    await registry.start()
+    router = RouterServer(RouterConfig(
+        port=0, registry=registry.address, etcd=etcd, max_message_bytes=MAX_BYTES,
+        load_period=timedelta(milliseconds=200),
+    ))
+    await router.start()
+    assert await router.wait_synced(timedelta(seconds=10))
+    agents: list[FakeAgent] = []
+    registry_client = RegistryClient(registry.address)
+    client = RouterClient(router.address, max_message_bytes=4 * MAX_BYTES)
+    yield {"registry": registry, "router": router, "agents": agents, "reg": registry_client, "client": client}
+    await client.close()
+    await registry_client.close()
+    for a in agents:
+        await a.server.stop(0)
+    await router.stop(timedelta(seconds=1))
+    await registry.stop()
+
+
+async def start_agents(mesh, n: int) -> list[FakeAgent]:
+    out = []
+    for i in range(n):
+        agent = FakeAgent(f"fake-{len(mesh['agents'])}-{i}")
+        await agent.server.start()
+        mesh["agents"].append(agent)
+        out.append(agent)
+    return out
+
+
+async def register(mesh, ns: str, agent_id: str, fakes: list[FakeAgent] | None = None, *, type_="echo",
+                   version="1.0.0", caps=(), labels=None, routing=None, runtime="process", config=None,
+                   endpoints=None, instance_labels=None) -> list[str]:
+    reg: RegistryClient = mesh["reg"]
+    definition = registry_pb2.Agent(
+        id=agent_id, namespace=ns, type=type_, version=version, capabilities=list(caps), labels=labels or {},
+        runtime=runtime)
+    if config is not None:
+        definition.config.CopyFrom(to_struct(config))
+    if routing is not None:
+        definition.routing.CopyFrom(routing)
+    await reg.register_agent(definition)
+    endpoints = endpoints or [f.endpoint for f in fakes or []]
+    ids = []
+    for i, endpoint in enumerate(endpoints):
+        iid = f"{agent_id}-{i}"
+        await reg.register_instance(registry_pb2.Instance(
+            id=iid, namespace=ns, agent_id=agent_id, endpoint=endpoint, runtime=runtime, state=SERVING,
+            labels=(instance_labels or {}) if i == 0 else {},
+        ), ttl=timedelta(seconds=120))
+        ids.append(iid)
+    await wait_routable(mesh, ns, ids)
+    return ids
+
+
+async def wait_routable(mesh, ns: str, ids: list[str]) -> None:
+    router: RouterServer = mesh["router"]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        known = {iid for (n, iid), b in router.view.backends.items() if n == ns and router.view.routable(b)}
+        if set(ids) <= known:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"router never saw {ids} in {ns}")
+
+
+def stats(mesh, ns: str) -> dict[str, router_pb2.InstanceStats]:
+    return {s.instance_id: s for s in mesh["router"].stats(namespace=ns).instances}
+
+
+async def assert_no_in_flight(mesh, ns: str) -> None:
+    """In-flight counts return to 0 (calls cut by the caller's deadline may take a moment to unwind)."""
+    for _ in range(50):
+        if all(s.in_flight == 0 for s in stats(mesh, ns).values()):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"in-flight calls leaked: {stats(mesh, ns)}")
+
+
+def policy(**kw) -> routing_pb2.RoutingPolicy:
+    p = routing_pb2.RoutingPolicy()
+    for path, value in kw.items():
+        target = p
+        parts = path.split("__")
+        for part in parts[:-1]:
+            target = getattr(target, part)
+        field = getattr(target, parts[-1], None)
+        if isinstance(value, timedelta):
+            field.FromTimedelta(value)
+        elif isinstance(value, list):
+            field.extend(value)
+        else:
+            setattr(target, parts[-1], value)
+    return p
+
+
+# -- strategies --------------------------------------------------------------
+
+
+async def test_round_robin_random_and_least_loaded_distribute(mesh, unique):
+    fakes = await start_agents(mesh, 3)
+    ids = await register(mesh, unique, "echo", fakes)
+    client: RouterClient = mesh["client"]
+    seen = Counter()
+    for _ in range(30):
+        result = await client.execute("echo", {"n": 1}, namespace=unique)
+        assert result.success and result.metadata.attempts == 1
+        seen[result.metadata.instance_id] += 1
+    assert seen == dict.fromkeys(ids, 10)
+    rand = Counter()
+    for _ in range(60):
+        rand[(await client.execute("echo", 1, namespace=unique, strategy="random")).metadata.instance_id] += 1
+    assert set(rand) == set(ids) and max(rand.values()) < 45
+    # least-loaded: one instance is slow, so it holds in-flight calls and gets fewer new ones
+    fakes[0].delay = 0.2
+    before = fakes[0].calls
+    results = await asyncio.gather(*[
+        client.execute("echo", 1, namespace=unique, strategy="least-loaded") for _ in range(60)])
+    slow = sum(1 for r in results if r.metadata.instance_id == ids[0])
+    assert fakes[0].calls - before == slow
+    assert slow < 15, Counter(r.metadata.instance_id for r in results)
+    # latency (peak-EWMA): the slow one is avoided once measured
+    lat = Counter()
+    for _ in range(40):
+        lat[(await client.execute("echo", 1, namespace=unique, strategy="latency")).metadata.instance_id] += 1
+    assert lat[ids[0]] <= 3, lat
+    await assert_no_in_flight(mesh, unique)
+
+
+async def test_weighted_splits_traffic_between_versions(mesh, unique):
+    v1, v2 = await start_agents(mesh, 2)
+    await register(mesh, unique, "echo-v1", [v1], version="1.0.0", routing=policy(strategy="weighted", weight=90))
+    await register(mesh, unique, "echo-v2", [v2], version="2.0.0", routing=policy(strategy="weighted", weight=10))
+    client: RouterClient = mesh["client"]
+    seen = Counter()
+    for _ in range(100):
+        seen[(await client.execute("echo", 1, namespace=unique)).metadata.instance_id] += 1
+    assert seen == {"echo-v1-0": 90, "echo-v2-0": 10}
+
+
+# -- constraints and bad input -------------------------------------------------
+
+
+async def test_constraints_select_and_explain(mesh, unique):
+    a, b = await start_agents(mesh, 2)
+    await register(mesh, unique, "tutor-v1", [a], type_="tutor", version="1.4.2", caps=["answer"],
+                   labels={"tier": "gold"}, instance_labels={"zone": "z1"})
+    await register(mesh, unique, "tutor-v2", [b], type_="tutor", version="2.0.1", caps=["answer", "hint"],
+                   labels={"tier": "silver"})
+    client: RouterClient = mesh["client"]
+
+    async def served(**kw) -> str:
+        return (await client.execute("tutor", 1, namespace=unique, **kw)).metadata.instance_id
+
+    assert await served(version_range=">=2.0.0") == "tutor-v2-0"
+    assert await served(version_range="^1.4") == "tutor-v1-0"
+    assert await served(version_range=">=1.2 <2") == "tutor-v1-0"
+    assert await served(capabilities=["hint"]) == "tutor-v2-0"
+    assert await served(labels="tier=gold") == "tutor-v1-0"
+    assert await served(labels={"zone": "z1"}) == "tutor-v1-0"
+    assert await served(agent_id="tutor-v2") == "tutor-v2-0"
+
+    cases = [
+        (dict(version_range="^3"), FailedPrecondition, "version range"),
+        (dict(capabilities=["fly"]), FailedPrecondition, "capabilities"),
+        (dict(labels="tier=bronze"), FailedPrecondition, "label selector"),
+        (dict(agent_id="nobody"), FailedPrecondition, "'nobody'"),
+        (dict(version_range="banana"), InvalidArgument, "selector.version_range"),
+        (dict(labels="tier in (gold"), InvalidArgument, "selector.label_selector"),
+        (dict(strategy="fastest"), InvalidArgument, "options.strategy"),
+    ]
+    for kwargs, error, words in cases:
+        with pytest.raises(error) as info:
+            await client.execute("tutor", 1, namespace=unique, **kwargs)
+        assert words in info.value.message, (kwargs, info.value.message)
+    with pytest.raises(FailedPrecondition, match="no agent of type 'ghost'"):
+        await client.execute("ghost", 1, namespace=unique)
+    with pytest.raises(InvalidArgument, match=r"selector\.agent_type"):
+        await client.execute("", 1, namespace=unique)
+    with pytest.raises(ResourceExhausted):
+        await client.execute("tutor", "x" * (MAX_BYTES + 10), namespace=unique)
+    await assert_no_in_flight(mesh, unique)
+
+
+async def test_garbage_and_hanging_agents_get_clear_errors(mesh, unique):
+    garbage, hang = await start_agents(mesh, 2)
+    garbage.mode, hang.mode = "garbage", "hang"
+    await register(mesh, unique, "junk", [garbage], type_="junk")
+    await register(mesh, unique, "sloth", [hang], type_="sloth")
+    client: RouterClient = mesh["client"]
+    with pytest.raises(Unavailable, match="not a valid ExecuteResponse"):
+        await client.execute("junk", 1, namespace=unique)
+    assert garbage.calls == 1  # the agent may have run it: not retried
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceeded):
+        await client.execute("sloth", 1, namespace=unique, timeout=timedelta(milliseconds=300))
+    assert time.monotonic() - started < 2
+    # RouteOptions.timeout without a gRPC deadline: the router's own message
+    request = router_pb2.RouterServiceExecuteRequest(
+        task=agent_pb2.Task(type="t"), selector=router_pb2.Selector(namespace=unique, agent_type="sloth"))
+    request.options.timeout.FromTimedelta(timedelta(milliseconds=300))
+    async with grpc.aio.insecure_channel(mesh["router"].address) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await router_pb2_grpc.RouterServiceStub(channel).Execute(request)
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert "deadline of 0.300s" in info.value.details() and "sloth-0" in info.value.details()
+    await asyncio.sleep(0.1)
+    assert hang.cancelled == 2  # the agent calls were cancelled at the deadline
+    await assert_no_in_flight(mesh, unique)
+    # the router keeps serving
+    assert (await mesh["client"].get_stats(namespace=unique)).instances
+
+
+# -- resilience ----------------------------------------------------------------
+
+
+async def test_retries_land_on_another_instance_and_ejection_comes_and_goes(mesh, unique):
+    bad, good1, good2 = await start_agents(mesh, 3)
+    bad.mode = "unavailable"
+    ids = await register(mesh, unique, "echo", [bad, good1, good2], routing=policy(
+        outlier_detection__consecutive_failures=3,
+        outlier_detection__base_ejection_time=timedelta(milliseconds=600),
+        circuit_breaker__disabled=True,
+    ))
+    client: RouterClient = mesh["client"]
+    served = Counter()
+    for _ in range(30):
+        result = await client.execute("echo", 1, namespace=unique)
+        assert result.success
+        served[result.metadata.instance_id] += 1
+        if result.metadata.attempts > 1:
+            assert result.metadata.instance_id != ids[0]
+    assert ids[0] not in served
+    assert bad.calls == 3  # three consecutive failures, then ejected
+    s = stats(mesh, unique)[ids[0]]
+    assert s.ejected and s.ejections == 1 and s.errors == 3
+    await asyncio.sleep(0.7)  # ejection time over: back in the pool
+    bad.mode = "ok"
+    for _ in range(9):
+        await client.execute("echo", 1, namespace=unique)
+    assert bad.calls >= 4 and not stats(mesh, unique)[ids[0]].ejected
+    await assert_no_in_flight(mesh, unique)
+
+
+async def test_breaker_opens_half_opens_and_closes(mesh, unique):
+    (fake,) = await start_agents(mesh, 1)
+    fake.mode = "unavailable"
+    (iid,) = await register(mesh, unique, "echo", [fake], routing=policy(
+        circuit_breaker__consecutive_failures=3, circuit_breaker__timeout=timedelta(milliseconds=500),
+        retry__max_attempts=1))
+    client: RouterClient = mesh["client"]
+    for _ in range(3):
+        with pytest.raises(Unavailable, match="unavailable on purpose"):
+            await client.execute("echo", 1, namespace=unique)
+    assert stats(mesh, unique)[iid].breaker == router_pb2.BREAKER_STATE_OPEN
+    with pytest.raises(Unavailable, match="circuit breaker open"):
+        await client.execute("echo", 1, namespace=unique)
+    assert fake.calls == 3  # refused without a call
+    await asyncio.sleep(0.55)
+    assert stats(mesh, unique)[iid].breaker == router_pb2.BREAKER_STATE_HALF_OPEN
+    with pytest.raises(Unavailable):  # the trial fails: open again
+        await client.execute("echo", 1, namespace=unique)
+    assert stats(mesh, unique)[iid].breaker == router_pb2.BREAKER_STATE_OPEN
+    fake.mode = "ok"
+    await asyncio.sleep(0.55)
+    assert (await client.execute("echo", 1, namespace=unique)).success  # trial succeeds
+    assert stats(mesh, unique)[iid].breaker == router_pb2.BREAKER_STATE_CLOSED
+    assert fake.calls == 5
+
+
+async def test_retry_stops_at_the_deadline_and_the_deadline_is_propagated(mesh, unique):
+    first, second = await start_agents(mesh, 2)
+    for f in (first, second):
+        f.mode, f.delay = "unavailable", 0.4
+    await register(mesh, unique, "echo", [first, second], routing=policy(retry__max_attempts=5))
+    client: RouterClient = mesh["client"]
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceeded):
+        await client.execute("echo", 1, namespace=unique, timeout=timedelta(milliseconds=600))
+    elapsed = time.monotonic() - started
+    assert 0.55 < elapsed < 1.0, elapsed
+    assert first.calls == 1 and second.calls == 1  # the retry went to the other instance
+    later = first if first.seen_time_left[0] < second.seen_time_left[0] else second
+    assert later.seen_time_left[0] < 0.3  # it got only what was left of the deadline
+    assert later.seen_deadlines[0] - time.time() < 0.5  # and the task's context says so too
+    await assert_no_in_flight(mesh, unique)
+
+
+async def test_hedging_answers_from_the_faster_copy(mesh, unique):
+    slow, fast = await start_agents(mesh, 2)
+    slow.delay = 1.0
+    await register(mesh, unique, "echo", [slow, fast], routing=policy(
+        hedging__task_types=["lookup"], hedging__delay=timedelta(milliseconds=50)))
+    client: RouterClient = mesh["client"]
+    for _ in range(4):
+        started = time.monotonic()
+        result = await client.execute("echo", 1, namespace=unique, task_type="lookup")
+        assert result.metadata.instance_id == "echo-1"
+        assert time.monotonic() - started < 0.8
+    await asyncio.sleep(0.05)
+    assert slow.cancelled == slow.calls  # losing copies are cancelled
+    await assert_no_in_flight(mesh, unique)
+
+
+# -- transports and streaming ----------------------------------------------------
+
+
+async def test_http_and_in_process_agents_answer_like_grpc_ones(mesh, unique):
+    proc = await asyncio.to_thread(
+        spawn_agent, [sys.executable, str(ROOT / "examples" / "http_echo_agent.py"), "--port", "0"], cwd=str(ROOT))
+    with proc:
+        url = "http://" + proc.address
+        await register(mesh, unique, "web", type_="web", runtime="http", config={"urls": [url]},
+                       endpoints=[url])
+        await register(mesh, unique, "local", type_="local", runtime="in-process",
+                       config={"class": "examples.echo_agent:EchoAgent"}, endpoints=["in-process"])
+        client: RouterClient = mesh["client"]
+        for agent_type in ("web", "local"):
+            result = await client.execute(agent_type, {"hello": agent_type}, namespace=unique, task_type="t")
+            assert result.success, result
+            assert result.data["echo"] == {"hello": agent_type}
+            assert result.metadata.instance_id == f"{agent_type}-0" and result.metadata.attempts == 1
+            failed = await client.execute(agent_type, {"fail": "NOPE"}, namespace=unique)
+            assert not failed.success and failed.error.code == "NOPE"
+        events = [e async for e in client.execute_stream("local", {"text": "abcdefgh"}, namespace=unique)]
+        assert [e.data for e in events if type(e).__name__ == "Partial"] == ["abcd", "efgh"]
+        assert events[-1].success
+        await assert_no_in_flight(mesh, unique)
+
+
+async def test_stream_passes_events_through_and_cancel_reaches_the_agent(mesh, unique):
+    (fake,) = await start_agents(mesh, 1)
+    fake.delay = 0.1
+    await register(mesh, unique, "echo", [fake])
+    client: RouterClient = mesh["client"]
+    started = time.monotonic()
+    arrivals = []
+    events = []
+    async for event in client.execute_stream("echo", 1, namespace=unique):
+        arrivals.append(time.monotonic() - started)
+        events.append(event)
+    assert len(events) == 6 and events[-1].success and events[-1].metadata.instance_id == "echo-0"
+    assert arrivals[0] < 0.35 and arrivals[-1] > 0.45  # events arrive as they come, not at the end
+    fake.delay = 1.0
+    channel = grpc.aio.insecure_channel(mesh["router"].address)
+    stub = router_pb2_grpc.RouterServiceStub(channel)
+    call = stub.ExecuteStream(router_pb2.RouterServiceExecuteStreamRequest(
+        task=agent_pb2.Task(type="t"), selector=router_pb2.Selector(namespace=unique, agent_type="echo")))
+    await asyncio.sleep(0.3)
+    call.cancel()
+    for _ in range(50):
+        if fake.cancelled:
+            break
+        await asyncio.sleep(0.02)
+    assert fake.cancelled == 1
+    await assert_no_in_flight(mesh, unique)
+    await channel.close()
+
+
+# -- stats, load, CLI --------------------------------------------------------------
+
+
+async def test_load_is_published_and_cli_shows_stats(mesh, unique, store):
+    (fake,) = await start_agents(mesh, 1)
+    fake.delay = 0.05
+    (iid,) = await register(mesh, unique, "echo", [fake])
+    client: RouterClient = mesh["client"]
+    await asyncio.gather(*[client.execute("echo", 1, namespace=unique) for _ in range(20)])
+    key = f"/sutradhar/v1/load/{unique}/{iid}/{mesh['router'].router_id}"
+    for _ in range(50):
+        kv = await store.get(key)
+        if kv is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert kv is not None
+    load = json.loads(kv.value)
+    assert load["agent_id"] == "echo" and load["rps"] > 0 and load["in_flight"] > 0
+    assert abs(load["updated"] - time.time()) < 5
+    env = {**os.environ, "SUTRADHAR_ROUTER": mesh["router"].address}
+    cli = [sys.executable, "-m", "sutradhar.cli.main"]
+    out = await asyncio.to_thread(subprocess.run, [*cli, "stats", "-o", "json"], env=env, capture_output=True,
+                                  text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    mine = [s for s in json.loads(out.stdout)["instances"] if (s["namespace"], s["instance_id"]) == (unique, iid)]
+    assert mine[0]["requests"] == 20 and mine[0]["breaker"] == "CLOSED", (mine, fake.calls)
+    out = await asyncio.to_thread(
+        subprocess.run, [*cli, "exec", "echo", "--namespace", unique, "--task", "t", "--payload", '{"a": 1}',
+                         "-o", "json"], env=env, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["success"] and result["data"]["by"] == fake.name and result["metadata"]["instance_id"] == iid
+    out = await asyncio.to_thread(
+        subprocess.run, [*cli, "exec", "ghost", "--namespace", unique], env=env, capture_output=True, text=True,
+        timeout=30)
+    assert out.returncode == 1 and "FAILED_PRECONDITION" in out.stderr and "ghost" in out.stderr
