@@ -61,8 +61,8 @@ class EchoAgent(Agent):
         text = options.get("text")
         if not isinstance(text, str):
             text = "" if task.payload is None else str(task.payload)
-        size = options.get("chunk", 4)
-        size = size if isinstance(size, int) and size > 0 else 4
+        chunk = options.get("chunk", 4)  # JSON numbers arrive as floats
+        size = int(chunk) if isinstance(chunk, int | float) and chunk >= 1 else 4
         delay = options.get("delay", 0)
         delay = float(delay) if isinstance(delay, int | float) and delay > 0 else 0.0
         chunks = [text[i : i + size] for i in range(0, len(text), size)]

@@ -116,12 +116,12 @@ async def test_deadline_cancels_execute() -> None:
 
 async def test_stream_events_and_result_last() -> None:
     async with run_agent(EchoAgent()) as address, AgentClient(address) as client:
-        events = [e async for e in client.execute_stream({"text": "abcdefghij", "chunk": 4})]
-        assert [e.data for e in events if isinstance(e, Partial)] == ["abcd", "efgh", "ij"]
+        events = [e async for e in client.execute_stream({"text": "abcdefghij", "chunk": 3})]
+        assert [e.data for e in events if isinstance(e, Partial)] == ["abc", "def", "ghi", "j"]
         assert [e.fraction for e in events if isinstance(e, Progress)][-1] == 1.0
         assert isinstance(events[-1], Result)
         assert sum(isinstance(e, Result) for e in events) == 1
-        assert events[-1].data["chunks"] == 3
+        assert events[-1].data["chunks"] == 4
         assert events[-1].metadata.agent_id == "echo"
 
         failed = [e async for e in client.execute_stream({"fail": "BAD_STREAM"})]

@@ -1,0 +1,61 @@
+"""RouterClient against a real router fed by a real registry, routing to an SDK agent."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+
+from examples.echo_agent import EchoAgent
+from sutradhar import AgentServer, Partial, Result, RouterClient, SutradharError
+from sutradhar.services.registry.server import RegistryConfig, RegistryServer
+from sutradhar.services.router.server import RouterConfig, RouterServer
+
+
+@pytest.fixture
+async def mesh(etcd: str) -> AsyncIterator[tuple[str, str]]:
+    registry = RegistryServer(RegistryConfig(host="127.0.0.1", port=0, etcd=etcd))
+    await registry.start()
+    router = RouterServer(RouterConfig(host="127.0.0.1", port=0, registry=registry.address))
+    await router.start()
+    try:
+        yield registry.address, router.address
+    finally:
+        await router.stop(timedelta(seconds=1))
+        await registry.stop(timedelta(seconds=1))
+
+
+async def test_router_client_executes_and_streams(mesh: tuple[str, str], unique: str) -> None:
+    registry, router_address = mesh
+    async with (
+        AgentServer(EchoAgent(), registry=registry, namespace=unique, ttl=timedelta(seconds=2)) as agent,
+        RouterClient(router_address) as router,
+    ):
+        deadline = time.monotonic() + 5
+        while True:  # the router learns of the instance through the registry's watch
+            try:
+                result = await router.execute(
+                    "echo", {"text": "via router"}, namespace=unique, task_type="say", timeout=timedelta(seconds=2)
+                )
+                break
+            except SutradharError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.05)
+        assert result.success
+        assert result.data["echo"] == {"text": "via router"}
+        assert result.metadata.instance_id == agent.instance_id
+
+        failed = await router.execute("echo", {"fail": "NOPE"}, namespace=unique, max_attempts=1)
+        assert failed.error is not None and failed.error.code == "NOPE"
+
+        events = [e async for e in router.execute_stream("echo", {"text": "abcdef", "chunk": 3}, namespace=unique)]
+        assert [e.data for e in events if isinstance(e, Partial)] == ["abc", "def"]
+        assert isinstance(events[-1], Result) and events[-1].success
+
+        with pytest.raises(SutradharError) as err:
+            await router.execute("no-such-type", {}, namespace=unique, timeout=timedelta(seconds=2))
+        assert err.value.code.name in ("UNAVAILABLE", "FAILED_PRECONDITION", "NOT_FOUND")
