@@ -12,6 +12,24 @@ from sutradhar._errors import InvalidArgument
 from sutradhar._values import from_duration, from_struct, from_value, to_duration, to_struct, to_value
 from sutradhar.v1 import agent_pb2
 
+_EXACT = 2**53  # floats below this hold whole numbers exactly
+
+
+def _json(value: Any) -> Any:
+    """A JSON value as a Python author expects it: protobuf's Value stores every
+    number as a double, so whole numbers come back as int (1.0 -> 1)."""
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and abs(value) < _EXACT else value
+    if isinstance(value, list):
+        return [_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _json(v) for k, v in value.items()}
+    return value
+
+
+def _from_value(msg: Any) -> Any:
+    return _json(from_value(msg))
+
 
 def _timestamp(when: datetime) -> timestamp_pb2.Timestamp:
     out = timestamp_pb2.Timestamp()
@@ -55,7 +73,7 @@ def task_from_proto(msg: agent_pb2.Task, *, default_id: str = "") -> Task:
     return Task(
         id=msg.id or default_id,
         type=msg.type,
-        payload=from_value(msg.payload) if msg.HasField("payload") else None,
+        payload=_from_value(msg.payload) if msg.HasField("payload") else None,
         context=context_from_proto(msg.context),
     )
 
@@ -106,12 +124,12 @@ def result_from_proto(msg: agent_pb2.Result) -> Result:
             code=msg.error.code,
             message=msg.error.message,
             retryable=msg.error.retryable,
-            details=from_struct(msg.error.details) or None,
+            details=_json(from_struct(msg.error.details)) or None,
         )
     meta = msg.metadata
     return Result(
         success=msg.success,
-        data=from_value(msg.data) if msg.HasField("data") else None,
+        data=_from_value(msg.data) if msg.HasField("data") else None,
         error=error,
         metadata=ResultMetadata(
             latency=from_duration(meta.latency) if meta.HasField("latency") else None,
@@ -141,7 +159,7 @@ def event_from_proto(msg: Any) -> StreamEvent:
     if kind == "progress":
         return Progress(message=msg.progress.message, fraction=msg.progress.fraction)
     if kind == "partial":
-        return Partial(from_value(msg.partial))
+        return Partial(_from_value(msg.partial))
     if kind == "result":
         return result_from_proto(msg.result)
     raise InvalidArgument("stream event carries no progress, partial or result", field="event")

@@ -227,3 +227,11 @@ def test_parse_labels() -> None:
     assert parse_labels(["a=1", "b = two"]) == {"a": "1", "b": "two"}
     with pytest.raises(ValueError, match="key=value"):
         parse_labels(["novalue"])
+
+
+def test_whole_numbers_come_back_as_int() -> None:
+    task = task_from_proto(task_to_proto(Task(id="t", payload={"n": 3, "x": 2.5, "l": [1, 2.0], "big": 1e300})))
+    assert task.payload == {"n": 3, "x": 2.5, "l": [1, 2], "big": 1e300}
+    assert isinstance(task.payload["n"], int)
+    assert isinstance(task.payload["big"], float)
+    assert isinstance(result_from_proto(result_to_proto(Result.ok({"count": 7}))).data["count"], int)
