@@ -15,10 +15,11 @@ Test modules that need Docker bind the fixtures they use::
 - `agent_image` (session): the tag of the echo agent image
   (`sutradhar/agent:<version>`), built once; an up-to-date image is reused, so
   only the first run on a machine pays for the base image (about 1 minute).
-- At the end of the session every container that tests started is removed,
-  even when tests failed: containers carrying `TEST_LABEL` (add `session_labels()`
-  to a ReplicaSpec's labels) and managed containers in namespaces made by the
-  `unique` fixture (`t<N>-<hex6>`) created during this session.
+- While `docker_engine` is active, SUTRADHAR_CONTAINER_LABELS carries this
+  session's label (`TEST_LABEL`=`SESSION_ID`), so every ContainerRuntime made
+  in this process or its children labels its containers with it. At the end
+  of the session every container with that label is removed, even when tests
+  failed. Only this session's: several test sessions may share one engine.
 
 `wait_serving(endpoint)` waits for grpc.health.v1 SERVING on a 127.0.0.1 port.
 """
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import subprocess
 import time
 import uuid
@@ -37,6 +37,8 @@ from typing import Any
 
 import pytest
 
+from sutradhar.services.scheduler.runtimes.container import LABELS_ENV
+
 ROOT = Path(__file__).resolve().parents[1]
 INSTALL_SCRIPT = ROOT / "scripts" / "install-docker.sh"
 #: Per-test timeout for Docker tests: the first one may build the base image.
@@ -44,8 +46,6 @@ DOCKER_TEST_TIMEOUT = 600
 #: Label on containers started by this test session.
 TEST_LABEL = "sutradhar.test-session"
 SESSION_ID = uuid.uuid4().hex[:12]
-_UNIQUE_NAMESPACE = re.compile(r"^t\d+-[0-9a-f]{6}$")
-_SESSION_STARTED = time.time()
 
 
 def session_labels() -> dict[str, str]:
@@ -75,24 +75,14 @@ def _give_up(reason: str) -> None:
 
 
 def remove_test_containers(client: Any) -> list[str]:
-    """Remove this session's containers (see the module docstring); return their names."""
+    """Remove every container labelled with this session's id; return their names."""
     removed = []
-    seen: set[str] = set()
-    for filters in ({"label": [f"{TEST_LABEL}={SESSION_ID}"]}, {"label": ["sutradhar.managed=true"]}):
-        for summary in client.api.containers(all=True, filters=filters):
-            labels = summary.get("Labels") or {}
-            ours = labels.get(TEST_LABEL) == SESSION_ID or (
-                _UNIQUE_NAMESPACE.match(labels.get("sutradhar.namespace", ""))
-                and summary.get("Created", 0) >= int(_SESSION_STARTED) - 1
-            )
-            if not ours or summary["Id"] in seen:
-                continue
-            seen.add(summary["Id"])
-            try:
-                client.api.remove_container(summary["Id"], force=True)
-                removed.extend(n.lstrip("/") for n in summary.get("Names") or [])
-            except Exception:  # already gone
-                pass
+    for summary in client.api.containers(all=True, filters={"label": [f"{TEST_LABEL}={SESSION_ID}"]}):
+        try:
+            client.api.remove_container(summary["Id"], force=True)
+            removed.extend(n.lstrip("/") for n in summary.get("Names") or [])
+        except Exception:  # already gone
+            pass
     return removed
 
 
@@ -111,9 +101,17 @@ def docker_engine() -> Iterator[Any]:
         client, why = _connect()
         if client is None:
             _give_up(why)
+    # Every ContainerRuntime made from now on, here or in child processes (a
+    # scheduler under test), labels its containers with this session's id.
+    previous = os.environ.get(LABELS_ENV)
+    os.environ[LABELS_ENV] = ",".join(f"{k}={v}" for k, v in session_labels().items())
     try:
         yield client
     finally:
+        if previous is None:
+            os.environ.pop(LABELS_ENV, None)
+        else:
+            os.environ[LABELS_ENV] = previous
         remove_test_containers(client)
         client.close()
 

@@ -44,12 +44,12 @@ def echo_spec(image: str, namespace: str, *, replica: str = "r0", revision: str 
     )
     return ReplicaSpec(
         namespace=namespace, deployment="echo", replica_id=f"echo-{replica}", revision=revision,
-        agent=agent, env={"EXTRA_FROM_SPEC": "yes"}, labels={**session_labels(), "team": "tests"},
+        agent=agent, env={"EXTRA_FROM_SPEC": "yes"}, labels={"team": "tests"},
     )
 
 
 @pytest.fixture
-async def runtime():
+async def runtime(docker_engine):  # after docker_engine: it sets the session label for new runtimes
     rt = ContainerRuntime()
     try:
         yield rt
@@ -192,3 +192,23 @@ async def test_memory_limit_is_enforced_and_oom_kill_reported(runtime, agent_ima
         assert current.message.startswith("OOMKilled")
     finally:
         await runtime.stop(replica)
+
+
+async def test_every_container_carries_the_session_label(runtime, agent_image, docker_engine, unique):
+    # docker_support sets SUTRADHAR_CONTAINER_LABELS for runtimes made without extra_labels.
+    replica = await runtime.start(echo_spec(agent_image, unique, replica="r1"))
+    try:
+        labels = docker_engine.api.inspect_container(replica.native_id)["Config"]["Labels"]
+        assert labels[docker_support.TEST_LABEL] == docker_support.SESSION_ID
+    finally:
+        await runtime.stop(replica, grace=timedelta(0))
+    plain = ContainerRuntime(extra_labels={**session_labels(), "cost-centre": "ml"})
+    try:
+        replica = await plain.start(echo_spec(agent_image, unique, replica="r2"))
+        try:
+            labels = docker_engine.api.inspect_container(replica.native_id)["Config"]["Labels"]
+            assert labels["cost-centre"] == "ml"
+        finally:
+            await plain.stop(replica, grace=timedelta(0))
+    finally:
+        await plain.close()

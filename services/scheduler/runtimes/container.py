@@ -33,6 +33,7 @@ import contextlib
 import dataclasses
 import functools
 import math
+import os
 import re
 import shlex
 import threading
@@ -48,6 +49,7 @@ from sutradhar._errors import (
     SutradharError,
     Unavailable,
 )
+from sutradhar._registration import parse_labels
 from sutradhar._values import from_struct
 from sutradhar.services.common.validation import parse_cpu, parse_memory, validate_runtime_config
 from sutradhar.services.scheduler.runtimes.base import (
@@ -75,6 +77,8 @@ T = TypeVar("T")
 LABEL_CONTAINER_PORT = "sutradhar.container-port"
 #: The agent port inside the container when config.port is not set.
 DEFAULT_CONTAINER_PORT = 50051
+#: Environment variable with labels for every container ("key=value,key2=value2").
+LABELS_ENV = "SUTRADHAR_CONTAINER_LABELS"
 #: Docker refuses memory limits below 6 MiB.
 MIN_MEMORY_BYTES = 6 * 1024 * 1024
 
@@ -102,6 +106,14 @@ def memory_bytes(text: str) -> int:
             field="agent.resources.memory",
         )
     return value
+
+
+def parse_label_list(text: str, *, field: str = "labels") -> dict[str, str]:
+    """Labels written "key=value,key2=value2" (empty text: none)."""
+    try:
+        return parse_labels([item for item in text.split(",") if item.strip()])
+    except ValueError as err:
+        raise InvalidArgument(f"{field}: {err}", field=field) from err
 
 
 def container_name(namespace: str, deployment: str, replica_id: str) -> str:
@@ -208,16 +220,23 @@ _STATUS_EXIT = re.compile(r"Exited \((-?\d+)\)")
 class ContainerRuntime:
     """Runs replicas as Docker containers; implements `Runtime` under the name "container".
 
-    ``ContainerRuntime(base_url=None, *, timeout=..., max_workers=8)``: the engine
-    at `base_url` (default DOCKER_HOST or the local socket). Connecting is lazy,
-    on first use, so creating the runtime never fails for lack of an engine.
+    ``ContainerRuntime(base_url=None, *, extra_labels=None, timeout=..., max_workers=8)``:
+    the engine at `base_url` (default DOCKER_HOST or the local socket).
+    `extra_labels` go on every container this runtime starts (an operator's
+    cost-centre or environment tag, a test session's id); the default comes
+    from ``SUTRADHAR_CONTAINER_LABELS`` ("key=value,key2=value2"). Connecting is
+    lazy, on first use, so creating the runtime never fails for lack of an engine.
     """
 
     name = "container"
 
-    def __init__(self, base_url: str | None = None, *, timeout: timedelta = timedelta(seconds=120),
-                 max_workers: int = 8) -> None:
+    def __init__(self, base_url: str | None = None, *, extra_labels: Mapping[str, str] | None = None,
+                 timeout: timedelta = timedelta(seconds=120), max_workers: int = 8) -> None:
         self._base_url = base_url
+        self._extra_labels = dict(
+            extra_labels if extra_labels is not None
+            else parse_label_list(os.environ.get(LABELS_ENV, ""), field=LABELS_ENV)
+        )
         self._timeout = timeout
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="sutradhar-docker")
         self._max_pool = max_workers + 4
@@ -314,6 +333,7 @@ class ContainerRuntime:
         cpus = nano_cpus(spec.agent.resources.cpu)
         mem_limit = memory_bytes(spec.agent.resources.memory)
         labels = {
+            **self._extra_labels,
             **dict(spec.labels),
             LABEL_MANAGED: "true",
             LABEL_NAMESPACE: namespace,
