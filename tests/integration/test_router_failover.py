@@ -1,0 +1,87 @@
+"""Failover with real processes: a router process, three echo agent processes
+registered through the SDK, steady load, one agent SIGKILLed. No client
+call may fail, and the dead instance gets no traffic one second after its
+death — long before its 10 s lease lapses."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+from sutradhar import RouterClient
+from sutradhar.services.registry.server import RegistryConfig, RegistryServer
+from sutradhar.testing import spawn_agent
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def _stats(client: RouterClient, ns: str) -> dict[str, object]:
+    return {s.instance_id: s for s in (await client.get_stats(namespace=ns)).instances}
+
+
+async def test_sigkilled_replica_fails_no_call_and_gets_no_traffic_after_one_second(etcd, unique):
+    registry = RegistryServer(RegistryConfig(port=0, etcd=etcd))
+    await registry.start()
+    procs = []
+    try:
+        commands = [[sys.executable, "-m", "sutradhar.services.router", "--port", "0",
+                     "--registry", registry.address, "--log-level", "WARNING"]]
+        commands += [[sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent",
+                      "--registry", registry.address, "--namespace", unique,
+                      "--instance-id", f"echo-{i}", "--ttl", "10"] for i in range(3)]
+        procs.extend(await asyncio.gather(
+            *[asyncio.to_thread(spawn_agent, command, cwd=str(ROOT)) for command in commands]))
+        router = procs[0]
+        agents = {f"echo-{i}": p for i, p in enumerate(procs[1:])}
+        async with RouterClient(router.address) as client:
+            for _ in range(200):
+                if len(await _stats(client, unique)) == 3:
+                    break
+                await asyncio.sleep(0.05)
+            served: Counter[str] = Counter()
+            failures: list[BaseException] = []
+            stop = asyncio.Event()
+
+            async def worker() -> None:
+                while not stop.is_set():
+                    try:
+                        result = await client.execute("echo", {"n": 1}, namespace=unique,
+                                                      timeout=timedelta(seconds=5))
+                        assert result.success
+                        served[result.metadata.instance_id] += 1
+                    except Exception as err:  # every failure is a test failure
+                        failures.append(err)
+
+            workers = [asyncio.create_task(worker()) for _ in range(8)]
+            await asyncio.sleep(1.0)
+            assert set(served) == set(agents), served  # all three take traffic
+            victim = "echo-1"
+            os.kill(agents[victim].pid, signal.SIGKILL)
+            killed_at = time.monotonic()
+            await asyncio.sleep(1.0)
+            sent_after_1s = (await _stats(client, unique))[victim].requests
+            served_at_1s = sum(served.values())
+            await asyncio.sleep(1.5)
+            stop.set()
+            await asyncio.gather(*workers)
+            final = await _stats(client, unique)
+            assert not failures, failures[:3]
+            assert sum(served.values()) - served_at_1s > 100  # the load went on
+            assert final[victim].requests == sent_after_1s  # no traffic after the first second
+            assert final[victim].ejected or final[victim].breaker != 1
+            # the registry still lists it: its lease has not lapsed, the router found out by itself
+            assert time.monotonic() - killed_at < 9
+            assert victim in final and final[victim].state == "SERVING"
+            assert all(s.in_flight == 0 for s in final.values())
+    finally:
+        for proc in procs:
+            proc.signal(signal.SIGTERM)
+        for proc in procs:
+            await asyncio.to_thread(proc.stop, timedelta(seconds=5))
+        await registry.stop()
