@@ -85,3 +85,40 @@ async def test_sigkilled_replica_fails_no_call_and_gets_no_traffic_after_one_sec
         for proc in procs:
             await asyncio.to_thread(proc.stop, timedelta(seconds=5))
         await registry.stop()
+
+
+async def test_router_starts_without_registry_answers_unavailable_then_catches_up(etcd, unique):
+    from sutradhar._errors import Unavailable
+    from sutradhar.services.common.etcd_server import free_port
+
+    port = free_port()
+    router = await asyncio.to_thread(
+        spawn_agent, [sys.executable, "-m", "sutradhar.services.router", "--port", "0",
+                      "--registry", f"127.0.0.1:{port}", "--log-level", "ERROR"], cwd=str(ROOT))
+    registry = RegistryServer(RegistryConfig(port=port, etcd=etcd))
+    agent = None
+    try:
+        async with RouterClient(router.address) as client:
+            try:
+                await client.execute("echo", 1, namespace=unique, timeout=timedelta(seconds=2))
+            except Unavailable as err:
+                assert "registry" in err.message
+            else:
+                raise AssertionError("routed without a registry")
+            await registry.start()
+            agent = await asyncio.to_thread(
+                spawn_agent, [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent",
+                              "--registry", registry.address, "--namespace", unique], cwd=str(ROOT))
+            for _ in range(100):
+                try:
+                    result = await client.execute("echo", 1, namespace=unique, timeout=timedelta(seconds=2))
+                    break
+                except Unavailable:
+                    await asyncio.sleep(0.1)
+            assert result.success
+            assert router.proc.poll() is None
+    finally:
+        for proc in (agent, router):
+            if proc is not None:
+                await asyncio.to_thread(proc.stop, timedelta(seconds=5))
+        await registry.stop()
