@@ -217,12 +217,15 @@ class HealthManager:
         self._reconcile(ev.kv.key)
 
     def _instance_put(self, kv: KeyValue, *, publish: bool = True) -> None:
-        inst = _stored(kv)
+        target = self.targets.get(kv.key)
+        if target is not None and kv.mod_revision == target.mod_revision and kv.lease == target.lease:
+            inst = target.instance  # our own write coming back: no need to parse it
+        else:
+            inst = _stored(kv)
         old = self.instances.get(kv.key)
         self.instances[kv.key] = inst
         if publish or old is not None:
             self.bus.publish(health_events.diff(old, inst, kv.mod_revision))
-        target = self.targets.get(kv.key)
         if target is not None and kv.mod_revision > target.mod_revision:
             if kv.lease != target.lease or inst.endpoint != target.instance.endpoint:
                 # A new incarnation (registered again): start its record afresh.
@@ -307,7 +310,7 @@ class HealthManager:
         if target.instance.HasField("register_time"):
             age = datetime.now(UTC) - target.instance.register_time.ToDatetime(tzinfo=UTC)
             registered = now - max(0.0, age.total_seconds())
-        jitter = random.uniform(0, min(settings.period.total_seconds(), 0.5))
+        jitter = random.uniform(0, min(settings.period.total_seconds(), 1.0))
         due = first_due(settings, registered=registered, now=now, jitter=jitter)
         job_key = f"{target.key}#{which.value}"
 
@@ -361,7 +364,7 @@ class HealthManager:
         return self.options.flush_interval.total_seconds() * random.uniform(0.8, 1.2)
 
     async def _writer(self) -> None:
-        tick = min(1.0, self.options.flush_interval.total_seconds() / 4)
+        tick = min(0.1, self.options.flush_interval.total_seconds() / 4)
         assert self._tg is not None
         while True:
             with contextlib.suppress(TimeoutError):

@@ -12,10 +12,10 @@ Probe lag (start time - scheduled time) is recorded for every run.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -117,7 +117,8 @@ class ProbeScheduler:
         self._queue = DueQueue()
         self._jobs: dict[str, Job] = {}
         self._slots = asyncio.Semaphore(concurrency)
-        self._wake = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
+        self._sleep_until = math.inf
 
     def __len__(self) -> int:
         return len(self._jobs)
@@ -129,7 +130,7 @@ class ProbeScheduler:
             old.active = False
         self._jobs[job.key] = job
         self._queue.push(job, due)
-        self._wake.set()
+        self.wake(before=due)
 
     def remove(self, key: str) -> None:
         """Stop scheduling `key` (a run under way finishes)."""
@@ -146,23 +147,42 @@ class ProbeScheduler:
         due = min(job.due, self.clock() + period.total_seconds())
         if not job.running and due != job.due:
             self._queue.push(job, due)
-            self._wake.set()
+            self.wake(before=due)
+
+    def wake(self, before: float | None = None) -> None:
+        """Make the dispatcher look at the queue again (only if it sleeps
+        past `before`, when given)."""
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        if before is None or before < self._sleep_until:
+            waiter.set_result(None)
 
     async def run(self) -> None:
         """Dispatch forever (cancel to stop); runs are tasks of a TaskGroup."""
+        loop = asyncio.get_running_loop()
         async with asyncio.TaskGroup() as tg:
             while True:
                 due = self._queue.next_due()
                 now = self.clock()
                 if due is None or due > now:
-                    self._wake.clear()
-                    timeout = None if due is None else due - now
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), timeout)
+                    await self._sleep(loop, due, now)
                     continue
                 for job in self._queue.pop_due(now, limit=64):
                     await self._slots.acquire()
                     tg.create_task(self._run(job))
+
+    async def _sleep(self, loop: asyncio.AbstractEventLoop, due: float | None, now: float) -> None:
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiter = waiter
+        self._sleep_until = math.inf if due is None else due
+        handle = None if due is None else loop.call_later(due - now, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            if handle is not None:
+                handle.cancel()
+            self._waiter = None
 
     async def _run(self, job: Job) -> None:
         start = self.clock()
@@ -178,5 +198,11 @@ class ProbeScheduler:
             job.running = False
             self.stats.finished += 1
         if job.active and self._jobs.get(job.key) is job:
-            self._queue.push(job, next_due(job.due, job.period, self.clock()))
-            self._wake.set()
+            due = next_due(job.due, job.period, self.clock())
+            self._queue.push(job, due)
+            self.wake(before=due)
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

@@ -10,178 +10,40 @@ period x success_threshold + 1 s of recovering.
 from __future__ import annotations
 
 import asyncio
-import os
-import re
-import signal
-import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
 import httpx
 import pytest
-from grpc_health.v1 import health_pb2 as ghealth_pb2
-from grpc_health.v1 import health_pb2_grpc as ghealth_pb2_grpc
+from test_health_support import (
+    DRAINING,
+    FAIL_BOUND,
+    FAILURES,
+    NOT_SERVING,
+    PERIOD,
+    RECOVER_BOUND,
+    SERVING,
+    HealthEndpoint,
+    endpoint,
+    health,
+    health_stub,
+    is_state,
+    probe_spec,
+    put_agent,
+    put_instance,
+    readiness_passing,
+    stored,
+    wait_for,
+)
 
 from sutradhar.services.common import keys
-from sutradhar.services.common.store import Store
-from sutradhar.services.health import HealthConfig, HealthServer
-from sutradhar.services.health.probers import PROBER_HEADER
-from sutradhar.v1 import health_pb2, health_pb2_grpc, registry_pb2
+from sutradhar.testing import spawn_agent
+from sutradhar.v1 import health_pb2, registry_pb2
 
 ROOT = Path(__file__).resolve().parents[2]
-PERIOD = 0.25
-FAILURES = 3
-SUCCESSES = 2
-SERVING = registry_pb2.INSTANCE_STATE_SERVING
-NOT_SERVING = registry_pb2.INSTANCE_STATE_NOT_SERVING
-DRAINING = registry_pb2.INSTANCE_STATE_DRAINING
-
-
-# -- a gRPC health endpoint whose behaviour the test switches -------------------
-
-
-class SwitchableHealth(ghealth_pb2_grpc.HealthServicer):
-    """grpc.health.v1 with a mode: "ok", "fail", "hang" or "slow"."""
-
-    def __init__(self) -> None:
-        self.mode = "ok"
-        self.delay = 0.0
-        self.calls = 0
-        self.probers: set[str] = set()
-
-    async def Check(self, request, context):
-        self.calls += 1
-        for key, value in context.invocation_metadata():
-            if key == PROBER_HEADER:
-                self.probers.add(value)
-        if self.mode == "hang":
-            await asyncio.sleep(30)
-        if self.mode == "slow":
-            await asyncio.sleep(self.delay)
-        status = ghealth_pb2.HealthCheckResponse.NOT_SERVING if self.mode == "fail" else (
-            ghealth_pb2.HealthCheckResponse.SERVING)
-        return ghealth_pb2.HealthCheckResponse(status=status)
-
-
-class HealthEndpoint:
-    """A grpc.aio server on 127.0.0.1 that can die and come back on its port."""
-
-    def __init__(self) -> None:
-        self.servicer = SwitchableHealth()
-        self.port = 0
-        self.server: grpc.aio.Server | None = None
-
-    async def start(self) -> None:
-        self.server = grpc.aio.server()
-        ghealth_pb2_grpc.add_HealthServicer_to_server(self.servicer, self.server)
-        self.port = self.server.add_insecure_port(f"127.0.0.1:{self.port}")
-        await self.server.start()
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            await self.server.stop(0)
-            self.server = None
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-
-@pytest.fixture
-async def endpoint() -> AsyncIterator[HealthEndpoint]:
-    ep = HealthEndpoint()
-    await ep.start()
-    try:
-        yield ep
-    finally:
-        await ep.stop()
-
-
-# -- etcd fixtures: agents and leased instances written as the registry does ---
-
-
-def probe_spec(kind: str = "", **kw) -> dict:
-    spec = {"period": f"{PERIOD}s", "timeout": "0.15s", "failureThreshold": FAILURES,
-            "successThreshold": SUCCESSES}
-    if kind:
-        spec["kind"] = kind
-    spec.update(kw)
-    return spec
-
-
-async def put_agent(store: Store, ns: str, agent_id: str, *, runtime: str = "process",
-                    readiness: dict | None = None, liveness: dict | None = None) -> None:
-    from google.protobuf import json_format
-
-    body: dict = {"id": agent_id, "namespace": ns, "type": "echo", "version": "1.0.0", "runtime": runtime}
-    probes = {}
-    if readiness is not None:
-        probes["readiness"] = readiness
-    if liveness is not None:
-        probes["liveness"] = liveness
-    if probes:
-        body["probes"] = probes
-    agent = json_format.ParseDict(body, registry_pb2.Agent())
-    await store.put(keys.agent_key(ns, agent_id), keys.encode(agent))
-
-
-async def put_instance(store: Store, ns: str, instance_id: str, agent_id: str, endpoint: str, *,
-                       runtime: str = "process", ttl: int = 30) -> int:
-    lease = await store.grant_lease(timedelta(seconds=ttl))
-    inst = registry_pb2.Instance(id=instance_id, namespace=ns, agent_id=agent_id, endpoint=endpoint,
-                                 runtime=runtime, state=SERVING, lease_id=lease)
-    inst.register_time.FromDatetime(datetime.now(UTC))
-    await store.put(keys.instance_key(ns, instance_id), keys.encode(inst), lease=lease)
-    return lease
-
-
-async def stored(store: Store, ns: str, instance_id: str) -> registry_pb2.Instance | None:
-    kv = await store.get(keys.instance_key(ns, instance_id))
-    return None if kv is None else keys.decode(kv.value, registry_pb2.Instance)
-
-
-async def wait_for(store: Store, ns: str, instance_id: str,
-                   cond: Callable[[registry_pb2.Instance], bool], within: float) -> float:
-    """Poll etcd every 20 ms until `cond` holds; return the seconds it took."""
-    start = time.monotonic()
-    last = None
-    while time.monotonic() - start < within:
-        last = await stored(store, ns, instance_id)
-        if last is not None and cond(last):
-            took = time.monotonic() - start
-            print(f"waited {took:.2f}s for state {last.state} of {instance_id}")
-            return took
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"condition not met within {within}s; last stored: {last}")
-
-
-def is_state(state: int) -> Callable[[registry_pb2.Instance], bool]:
-    return lambda inst: inst.state == state
-
-
-@pytest.fixture
-async def health(etcd: str) -> AsyncIterator[HealthServer]:
-    server = HealthServer(HealthConfig(port=0, etcd=etcd, member_ttl=timedelta(seconds=2),
-                                       flush_interval=timedelta(seconds=1)))
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-
-
-@pytest.fixture
-async def health_stub(health: HealthServer) -> AsyncIterator[health_pb2_grpc.HealthServiceStub]:
-    async with grpc.aio.insecure_channel(health.address) as channel:
-        yield health_pb2_grpc.HealthServiceStub(channel)
-
-
-FAIL_BOUND = PERIOD * FAILURES + 1.0
-RECOVER_BOUND = PERIOD * SUCCESSES + 1.0
+__all__ = ["endpoint", "health", "health_stub"]  # fixtures used by name
 
 
 # -- the cases ----------------------------------------------------------------
@@ -192,8 +54,7 @@ async def test_grpc_instance_fails_and_recovers_within_bounds(store, unique, hea
     await put_agent(store, ns, "echo", readiness=probe_spec("grpc"))
     lease = await put_instance(store, ns, "i1", "echo", endpoint.address)
     try:
-        await wait_for(store, ns, "i1", lambda i: i.health.readiness.result == registry_pb2.PROBE_RESULT_SUCCESS
-                       and i.health.prober == health.member_id, 3)
+        await wait_for(store, ns, "i1", lambda i: readiness_passing(i) and i.health.prober == health.member_id, 3)
         endpoint.servicer.mode = "fail"
         took = await wait_for(store, ns, "i1", is_state(NOT_SERVING), FAIL_BOUND + 1)
         assert took <= FAIL_BOUND, f"NOT_SERVING after {took:.2f}s (bound {FAIL_BOUND}s)"
@@ -215,7 +76,7 @@ async def test_hanging_probe_times_out_and_slow_one_within_timeout_passes(store,
     await put_agent(store, ns, "echo", readiness=probe_spec("grpc"))
     lease = await put_instance(store, ns, "i1", "echo", endpoint.address)
     try:
-        await wait_for(store, ns, "i1", lambda i: i.health.readiness.result == registry_pb2.PROBE_RESULT_SUCCESS, 3)
+        await wait_for(store, ns, "i1", readiness_passing, 3)
         endpoint.servicer.mode, endpoint.servicer.delay = "slow", 0.06
         await asyncio.sleep(PERIOD * 5)
         inst = await stored(store, ns, "i1")
@@ -238,7 +99,7 @@ async def test_dead_instance_is_not_serving_and_back_when_restarted(store, uniqu
     await put_agent(store, ns, "echo", readiness=probe_spec("grpc"))
     lease = await put_instance(store, ns, "i1", "echo", endpoint.address)
     try:
-        await wait_for(store, ns, "i1", lambda i: i.health.readiness.result == registry_pb2.PROBE_RESULT_SUCCESS, 3)
+        await wait_for(store, ns, "i1", readiness_passing, 3)
         await endpoint.stop()
         took = await wait_for(store, ns, "i1", is_state(NOT_SERVING), FAIL_BOUND + 1)
         assert took <= FAIL_BOUND
@@ -251,33 +112,16 @@ async def test_dead_instance_is_not_serving_and_back_when_restarted(store, uniqu
         await store.revoke_lease(lease)
 
 
-def _start_http_agent() -> tuple[subprocess.Popen, int]:
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "examples" / "http_echo_agent.py"), "--port", "0"],
-        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        match = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-        if match:
-            return proc, int(match.group(1))
-        if not line and proc.poll() is not None:
-            break
-    proc.kill()
-    raise AssertionError("http echo agent did not start")
-
-
 async def test_http_agent_flips_unhealthy_recovers_and_dies(store, unique, health):
     ns = unique
-    proc, port = _start_http_agent()
-    url = f"http://127.0.0.1:{port}"
+    agent = spawn_agent([sys.executable, str(ROOT / "examples" / "http_echo_agent.py"), "--port", "0"])
+    url = f"http://{agent.address}"
     await put_agent(store, ns, "web", runtime="http", readiness=probe_spec())
     lease = await put_instance(store, ns, "w1", "web", url, runtime="http")
     try:
         async with httpx.AsyncClient(trust_env=False) as client:
             await wait_for(store, ns, "w1",
-                           lambda i: i.health.readiness.result == registry_pb2.PROBE_RESULT_SUCCESS, 3)
+                           readiness_passing, 3)
             await client.post(f"{url}/admin/health", json={"healthy": False})
             took = await wait_for(store, ns, "w1", is_state(NOT_SERVING), FAIL_BOUND + 1)
             assert took <= FAIL_BOUND
@@ -285,14 +129,12 @@ async def test_http_agent_flips_unhealthy_recovers_and_dies(store, unique, healt
             await client.post(f"{url}/admin/health", json={"healthy": True})
             took = await wait_for(store, ns, "w1", is_state(SERVING), RECOVER_BOUND + 1)
             assert took <= RECOVER_BOUND
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(5)
+        agent.proc.kill()
+        agent.wait()
         took = await wait_for(store, ns, "w1", is_state(NOT_SERVING), FAIL_BOUND + 1)
         assert took <= FAIL_BOUND
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
+        agent.__exit__()
         await store.revoke_lease(lease)
 
 
@@ -307,7 +149,7 @@ async def test_tcp_probe(store, unique, health):
     await put_agent(store, ns, "raw", readiness=probe_spec("tcp"))
     lease = await put_instance(store, ns, "r1", "raw", f"127.0.0.1:{port}")
     try:
-        await wait_for(store, ns, "r1", lambda i: i.health.readiness.result == registry_pb2.PROBE_RESULT_SUCCESS, 3)
+        await wait_for(store, ns, "r1", readiness_passing, 3)
         server.close()
         await server.wait_closed()
         took = await wait_for(store, ns, "r1", is_state(NOT_SERVING), FAIL_BOUND + 1)
@@ -321,7 +163,10 @@ async def test_liveness_failure_requests_restart_and_is_streamed(store, unique, 
     ns = unique
     await put_agent(store, ns, "echo", readiness=probe_spec("grpc"),
                     liveness=probe_spec("grpc", successThreshold=1, failureThreshold=2))
-    stream = health_stub.WatchHealth(health_pb2.WatchHealthRequest(namespace=ns, agent_id="echo"))
+    stream = health_stub.WatchHealth(
+        health_pb2.WatchHealthRequest(namespace=ns, agent_id="echo", include_current=True))
+    synced = await stream.read()  # nothing exists yet: SYNCED comes first
+    assert synced.event.type == health_pb2.HEALTH_EVENT_TYPE_SYNCED
     lease = await put_instance(store, ns, "i1", "echo", endpoint.address)
     try:
         await wait_for(store, ns, "i1", lambda i: i.health.liveness.result == registry_pb2.PROBE_RESULT_SUCCESS, 3)
@@ -330,7 +175,8 @@ async def test_liveness_failure_requests_restart_and_is_streamed(store, unique, 
         await wait_for(store, ns, "i1", lambda i: i.health.restart_requested, PERIOD * 2 + 1)
         seen: list[int] = []
         async with asyncio.timeout(5):
-            async for reply in stream:
+            while True:
+                reply = await stream.read()
                 seen.append(reply.event.type)
                 if reply.event.type == health_pb2.HEALTH_EVENT_TYPE_RESTART_REQUESTED:
                     assert reply.event.instance_id == "i1" and reply.event.probe == "liveness"
@@ -364,7 +210,7 @@ async def test_drain_enable_aggregate_and_watch(store, unique, health, health_st
     leases = [await put_instance(store, ns, "i1", "echo", endpoint.address),
               await put_instance(store, ns, "i2", "echo", other.address)]
     try:
-        await wait_for(store, ns, "i1", lambda i: i.health.readiness.result == registry_pb2.PROBE_RESULT_SUCCESS, 3)
+        await wait_for(store, ns, "i1", readiness_passing, 3)
         await wait_for(store, ns, "i2", is_state(NOT_SERVING), FAIL_BOUND + 1)
         reply = await health_stub.GetAgentHealth(health_pb2.GetAgentHealthRequest(namespace=ns, agent_id="echo"))
         h = reply.health

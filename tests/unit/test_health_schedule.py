@@ -79,7 +79,7 @@ async def test_scheduler_runs_jobs_on_time_with_a_fake_clock():
             now[0] = step * 0.1
             for _ in range(5):
                 await asyncio.sleep(0)
-            sched._wake.set()
+            sched.wake()
         for _ in range(5):
             await asyncio.sleep(0)
     finally:
