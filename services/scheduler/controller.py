@@ -601,15 +601,25 @@ class Controller:
         self._spawn(self._stop_slot(slot, reason))
 
     async def _stop_slot(self, slot: Slot, reason: str) -> None:
+        """Drain, stop, deregister: routers stop picking the instance (DRAINING)
+        while its connections stay open for calls in flight; after `drain_delay`
+        the replica gets SIGTERM (the SDK finishes in-flight tasks), and the
+        instance is deregistered once the process is gone."""
         was_ready = slot.ready
         slot.ready = False
         try:
+            if was_ready:
+                with contextlib.suppress(NotFound, Unavailable):
+                    await self.registry.update_instance_state(
+                        slot.id, registry_pb2.INSTANCE_STATE_DRAINING, namespace=slot.namespace,
+                        timeout=timedelta(seconds=5),
+                    )
+                if self.config.drain_delay:
+                    await asyncio.sleep(self.config.drain_delay.total_seconds())
+            if slot.replica is not None:
+                await self._runtime_of(slot).stop(slot.replica, grace=self.config.stop_grace)
             await self._deregister(slot.namespace, slot.id)
             slot.lease_id = 0
-            if slot.replica is not None:
-                if was_ready and self.config.drain_delay:
-                    await asyncio.sleep(self.config.drain_delay.total_seconds())
-                await self._runtime_of(slot).stop(slot.replica, grace=self.config.stop_grace)
             self._event(slot.key, "Stopped", f"stopped replica {slot.id}: {reason}", slot.id)
         except Exception:
             log.exception("stopping %s failed", slot.id)

@@ -43,7 +43,7 @@ def fast_config(etcd: str, registry: str, state_dir: Path, **overrides: object) 
         port=0, etcd=etcd, registry=registry, state_dir=state_dir,
         election_ttl=timedelta(seconds=2), instance_ttl=timedelta(seconds=6),
         resync_period=timedelta(seconds=2), stop_grace=timedelta(seconds=3),
-        drain_delay=timedelta(milliseconds=50), backoff_base=timedelta(milliseconds=300),
+        drain_delay=timedelta(milliseconds=100), backoff_base=timedelta(milliseconds=300),
         backoff_max=timedelta(seconds=2), autoscale_period=timedelta(milliseconds=300),
         monitor_period=timedelta(milliseconds=100),
     )

@@ -1,0 +1,182 @@
+"""Rolling updates under load through the real router: no failed call, both
+versions serve during the rollout, undo returns to the previous revision, and
+a scheduler SIGKILLed mid-rollout is succeeded by one that finishes it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import grpc
+import pytest
+from test_scheduler_support import (
+    ECHO_COMMAND,
+    SchedulerProcess,
+    api,
+    deployment,
+    echo_agent,
+    eventually,
+    fast_config,
+    get,
+    kill_recorded,
+    namespace,
+    pid_alive,
+    ready_instances,
+    recorded_pids,
+    registry,
+    registry_client,
+    scheduler,
+    wait_leader,
+)
+
+from sutradhar._clients import RouterClient
+from sutradhar.services.router.server import RouterConfig, RouterServer
+from sutradhar.services.scheduler.server import SchedulerServer
+from sutradhar.v1 import scheduler_pb2 as P
+from sutradhar.v1 import scheduler_pb2_grpc
+
+__all__ = ["api", "namespace", "registry", "registry_client", "scheduler"]  # fixtures imported for pytest
+
+STRATEGY = P.DeploymentStrategy(max_surge="1", max_unavailable="0")
+
+
+@pytest.fixture
+async def router(etcd, registry) -> AsyncIterator[RouterServer]:
+    server = RouterServer(RouterConfig(port=0, registry=registry.address, etcd=None))
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+async def _rolled(api, namespace, name, n, version):
+    d = await get(api, namespace, name)
+    s = d.status
+    if s.current_version == version and s.updated_replicas == n and s.ready_replicas == n and s.replicas == n:
+        return d
+    return None
+
+
+async def _versions(registry_client, namespace, name):
+    return sorted(i.version for i in await ready_instances(registry_client, namespace, name))
+
+
+async def test_rolling_update_under_load_and_undo(api, registry_client, router, namespace):
+    await registry_client.register_agent(echo_agent(namespace, version="1.0.0"))
+    await api.CreateDeployment(P.CreateDeploymentRequest(
+        deployment=deployment(namespace, "roll", replicas=3, strategy=STRATEGY)))
+    await eventually(lambda: _rolled(api, namespace, "roll", 3, "1.0.0"))
+    await eventually(lambda: _count(_versions(registry_client, namespace, "roll"), 3))
+
+    calls = failures = 0
+    errors: list[str] = []
+    stop = asyncio.Event()
+
+    async def load() -> None:
+        nonlocal calls, failures
+        async with RouterClient(router.address) as client:
+            while not stop.is_set():
+                calls += 1
+                try:
+                    result = await client.execute("echo", {"i": calls}, namespace=namespace,
+                                                  timeout=timedelta(seconds=5))
+                    if not result.success:
+                        failures += 1
+                        errors.append(str(result.error))
+                except Exception as err:
+                    failures += 1
+                    errors.append(f"{time.time():.3f} {err!r}")
+
+    seen: set[tuple[str, ...]] = set()
+
+    async def observe() -> None:
+        while not stop.is_set():
+            seen.add(tuple(sorted(set(await _versions(registry_client, namespace, "roll")))))
+            await asyncio.sleep(0.05)
+
+    workers = [asyncio.create_task(load()) for _ in range(4)] + [asyncio.create_task(observe())]
+    try:
+        await asyncio.sleep(0.5)
+        await registry_client.update_agent(echo_agent(namespace, version="1.1.0"))
+        await eventually(lambda: _rolled(api, namespace, "roll", 3, "1.1.0"), within=40)
+        await eventually(lambda: _equal(_versions(registry_client, namespace, "roll"), ["1.1.0"] * 3))
+        await asyncio.sleep(0.3)
+    finally:
+        stop.set()
+        await asyncio.gather(*workers)
+    assert calls > 50
+    assert failures == 0, errors[:5]
+    assert ("1.0.0", "1.1.0") in seen  # both versions served at once
+
+    d = await get(api, namespace, "roll")
+    assert [r.version for r in d.status.revisions] == ["1.0.0", "1.1.0"]
+    undone = await api.UndoRollout(P.UndoRolloutRequest(namespace=namespace, name="roll"))
+    assert undone.agent.version == "1.0.0"
+    d = await eventually(lambda: _rolled(api, namespace, "roll", 3, "1.0.0"), within=40)
+    assert d.status.current_revision == d.status.revisions[-1].revision
+    await eventually(lambda: _equal(_versions(registry_client, namespace, "roll"), ["1.0.0"] * 3))
+
+    # pause holds a rollout where it is; resume finishes it
+    await api.PauseRollout(P.PauseRolloutRequest(namespace=namespace, name="roll"))
+    await registry_client.update_agent(echo_agent(namespace, version="1.2.0"))
+    await asyncio.sleep(1.0)
+    d = await get(api, namespace, "roll")
+    assert d.status.updated_replicas <= 1  # at most the one surge replica was in flight
+    assert any(c.type == "Paused" and c.status == P.CONDITION_STATUS_TRUE for c in d.status.conditions)
+    await api.ResumeRollout(P.ResumeRolloutRequest(namespace=namespace, name="roll"))
+    await eventually(lambda: _rolled(api, namespace, "roll", 3, "1.2.0"), within=40)
+
+
+async def test_scheduler_killed_mid_rollout_resumes(etcd, store, registry, registry_client, namespace, tmp_path):
+    state = tmp_path / "state"
+    await registry_client.register_agent(echo_agent(namespace, version="1.0.0"))
+    first = SchedulerProcess(etcd, registry.address, state, f"a-{namespace}")
+    second = None
+    try:
+        await first.wait_listening()
+        async with grpc.aio.insecure_channel(first.address) as channel:
+            api1 = scheduler_pb2_grpc.SchedulerServiceStub(channel)
+            await api1.CreateDeployment(P.CreateDeploymentRequest(
+                deployment=deployment(namespace, "mid", replicas=3, strategy=STRATEGY)))
+            await eventually(lambda: _rolled(api1, namespace, "mid", 3, "1.0.0"))
+            old_pids = recorded_pids(state, namespace)
+            # the new version takes about a second to become ready, so the rollout is caught midway
+            slow = ["sh", "-c", "sleep 1; exec " + " ".join(ECHO_COMMAND)]
+            await registry_client.update_agent(echo_agent(namespace, version="2.0.0", command=slow))
+            await eventually(lambda: _midway(api1, namespace, "mid"))
+        first.kill()
+
+        second = SchedulerServer(fast_config(etcd, registry.address, state))
+        await second.start()
+        await wait_leader(second)
+        async with grpc.aio.insecure_channel(second.address) as channel:
+            api2 = scheduler_pb2_grpc.SchedulerServiceStub(channel)
+            await eventually(lambda: _rolled(api2, namespace, "mid", 3, "2.0.0"), within=40)
+            await eventually(lambda: _equal(_versions(registry_client, namespace, "mid"), ["2.0.0"] * 3))
+            assert len(recorded_pids(state, namespace)) == 3
+            assert not any(pid_alive(p) for p in old_pids)
+            await api2.DeleteDeployment(P.DeleteDeploymentRequest(namespace=namespace, name="mid", wait=True))
+    finally:
+        first.kill()
+        if second is not None:
+            await second.stop(timedelta(seconds=1))
+        kill_recorded(state)
+
+
+async def _midway(api, namespace, name):
+    d = await get(api, namespace, name)
+    revisions = {r.revision for r in d.status.replica_statuses}
+    return d if len(revisions) == 2 else None
+
+
+async def _count(values, n):
+    return len(await values) == n
+
+
+async def _equal(values, expected):
+    return (await values) == expected
+
+
