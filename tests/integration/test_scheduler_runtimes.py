@@ -1,0 +1,211 @@
+"""The process runtime on its own (ports, limits, logs, stop, adoption) and the
+http / in-process runtimes through the scheduler."""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from test_scheduler_support import (
+    api,
+    deployment,
+    eventually,
+    get,
+    namespace,
+    pid_alive,
+    registry,
+    registry_client,
+    scheduler,
+)
+
+from sutradhar._errors import InvalidArgument
+from sutradhar._values import to_struct
+from sutradhar.services.scheduler.runtimes.base import ReplicaPhase, ReplicaSpec
+from sutradhar.services.scheduler.runtimes.process import ProcessRuntime
+from sutradhar.v1 import registry_pb2
+from sutradhar.v1 import scheduler_pb2 as P
+
+__all__ = ["api", "namespace", "registry", "registry_client", "scheduler"]  # fixtures imported for pytest
+
+
+def spec(command, *, replica="r1", memory="", **config) -> ReplicaSpec:
+    agent = registry_pb2.Agent(
+        id="tool", namespace="ns", type="tool", version="1.0.0", runtime="process",
+        config=to_struct({"command": command, **config}),
+    )
+    agent.resources.memory = memory
+    return ReplicaSpec(namespace="ns", deployment="dep", replica_id=replica, revision="abc", agent=agent)
+
+
+async def test_process_runtime_port_env_logs_and_group_stop(tmp_path: Path):
+    rt = ProcessRuntime(tmp_path, log_max_bytes=200, log_backups=2)
+    script = "echo port=$SUTRADHAR_PORT arg={port} id=$SUTRADHAR_INSTANCE_ID; sleep 60 & sleep 60"
+    replica = await rt.start(spec(["sh", "-c", script]))
+    try:
+        port = int(replica.endpoint.rsplit(":", 1)[1])
+        lines = await eventually(lambda: _lines(rt, replica), within=5)
+        assert f"port={port} arg={port} id=r1" in lines
+        assert (await rt.inspect(replica)).phase is ReplicaPhase.RUNNING
+        pid = int(replica.native_id)
+        assert os.getpgid(pid) == pid  # its own process group
+        # a second runtime over the same state dir adopts it (what a new leader does)
+        adopted = await ProcessRuntime(tmp_path).list("ns")
+        assert [(r.replica_id, r.native_id, r.phase) for r in adopted] == [("r1", str(pid), ReplicaPhase.RUNNING)]
+        assert adopted[0].labels["sutradhar.deployment"] == "dep"
+        # rotation by copy-and-truncate keeps the writer's file descriptor valid
+        with rt.log_path(replica).open("a") as f:
+            f.write("x" * 500 + "\n")
+        assert rt.rotate_logs() == 1
+        assert rt.log_path(replica).with_name("output.log.1").exists()
+        children = _group(pid)
+        assert len(children) >= 2
+        await rt.stop(replica, grace=timedelta(seconds=2))
+        await eventually(lambda: _none_alive(children), within=3)  # the whole group went
+        assert (await rt.inspect(replica)).phase is ReplicaPhase.EXITED
+        assert await rt.list("ns") == []
+        await rt.stop(replica)  # idempotent
+    finally:
+        await rt.stop(replica, grace=timedelta(seconds=0))
+
+
+async def test_process_runtime_exit_code_and_message(tmp_path: Path):
+    rt = ProcessRuntime(tmp_path)
+    replica = await rt.start(spec(["sh", "-c", "echo 'cannot open model' >&2; exit 7"]))
+    exited = await eventually(lambda: _exited(rt, replica), within=5)
+    assert exited.exit_code == 7
+    assert "exited with code 7" in exited.message and "cannot open model" in exited.message
+    await rt.stop(replica)
+
+
+async def test_process_runtime_bad_input(tmp_path: Path):
+    rt = ProcessRuntime(tmp_path)
+    with pytest.raises(InvalidArgument, match="command 'no-such-binary' not found"):
+        await rt.start(spec(["no-such-binary"]))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(InvalidArgument, match=f"port {port} is already in use") as err:
+            await rt.start(spec(["sleep", "5"], port=port))
+        assert err.value.field == "agent.config.port"
+    with pytest.raises(InvalidArgument) as err:
+        await rt.start(spec(["sleep", "5"], limits={"cpu_seconds": -1}))
+    assert err.value.field == "agent.config.limits.cpu_seconds"
+    with pytest.raises(InvalidArgument) as err:
+        await rt.start(spec(["sleep", "5"], memory="2Ki"))
+    assert err.value.field == "resources.memory"
+    assert await rt.list() == []
+
+
+async def test_process_runtime_applies_rlimits(tmp_path: Path):
+    rt = ProcessRuntime(tmp_path)
+    replica = await rt.start(spec(["sleep", "30"], memory="512Mi", limits={"cpu_seconds": 100, "open_files": 64}))
+    try:
+        limits = _read(f"/proc/{replica.native_id}/limits")
+        assert _limit(limits, "Max address space") == str(512 * 1024 * 1024)
+        assert _limit(limits, "Max cpu time") == "100"
+        assert _limit(limits, "Max open files") == "64"
+    finally:
+        await rt.stop(replica, grace=timedelta(seconds=1))
+
+
+async def test_process_runtime_ignores_a_recycled_pid(tmp_path: Path):
+    rt = ProcessRuntime(tmp_path)
+    replica = await rt.start(spec(["sleep", "30"]))
+    try:
+        record = rt.log_path(replica).with_name("record.json")
+        import json
+
+        data = json.loads(record.read_text())
+        data["start_ticks"] += 1  # the same pid, but not the same process
+        record.write_text(json.dumps(data))
+        stranger = await ProcessRuntime(tmp_path).list("ns")
+        assert stranger[0].phase is ReplicaPhase.EXITED
+    finally:
+        await rt.stop(replica, grace=timedelta(seconds=1))
+
+
+async def test_http_and_in_process_deployments(api, registry_client, namespace):
+    urls = ["http://127.0.0.1:18081", "http://127.0.0.1:18082"]
+    await registry_client.register_agent(registry_pb2.Agent(
+        id="ext", namespace=namespace, type="ext", version="1.0.0", runtime="http",
+        config=to_struct({"urls": urls})))
+    await registry_client.register_agent(registry_pb2.Agent(
+        id="local", namespace=namespace, type="local", version="1.0.0", runtime="in-process",
+        config=to_struct({"class": "examples.echo_agent:EchoAgent"})))
+    await api.CreateDeployment(P.CreateDeploymentRequest(deployment=deployment(namespace, "ext", "ext", 1)))
+    await api.CreateDeployment(P.CreateDeploymentRequest(deployment=deployment(namespace, "local", "local", 2)))
+
+    async def endpoints(agent_id, n):
+        reply = await registry_client.list_instances(namespace=namespace, agent_id=agent_id)
+        found = sorted(i.endpoint for i in reply.instances)
+        return found if len(found) == n else None
+
+    assert await eventually(lambda: endpoints("ext", 2)) == urls  # one replica per URL
+    assert await eventually(lambda: endpoints("local", 2)) == ["in-process", "in-process"]
+    d = await eventually(lambda: _ready(api, namespace, "local", 2))
+    assert d.status.available_replicas == 2
+    for name in ("ext", "local"):
+        await api.DeleteDeployment(P.DeleteDeploymentRequest(namespace=namespace, name=name, wait=True))
+    assert await endpoints("ext", 0) == []
+    assert await endpoints("local", 0) == []
+
+
+async def test_get_logs(api, registry_client, namespace):
+    from test_scheduler_support import echo_agent
+
+    await registry_client.register_agent(echo_agent(namespace))
+    await api.CreateDeployment(P.CreateDeploymentRequest(deployment=deployment(namespace, "logged", replicas=1)))
+    d = await eventually(lambda: _ready(api, namespace, "logged", 1))
+    replica = d.status.replica_statuses[0].id
+    lines = [r async for r in api.GetLogs(P.GetLogsRequest(namespace=namespace, name="logged", tail=20))]
+    assert lines and all(r.replica == replica for r in lines)
+    assert any("listening on" in r.line for r in lines)
+    await api.DeleteDeployment(P.DeleteDeploymentRequest(namespace=namespace, name="logged", wait=True))
+
+
+async def _lines(rt, replica):
+    return "\n".join([line async for line in rt.logs(replica, tail=10)])
+
+
+async def _exited(rt, replica):
+    r = await rt.inspect(replica)
+    return r if r.phase is ReplicaPhase.EXITED else None
+
+
+async def _ready(api, namespace, name, n):
+    d = await get(api, namespace, name)
+    return d if d.status.ready_replicas == n else None
+
+
+def _group(pgid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            raw = stat.read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2:].split()
+        if int(fields[2]) == pgid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _limit(text: str, name: str) -> str:
+    for line in text.splitlines():
+        if line.startswith(name):
+            return line[len(name):].split()[0]
+    raise AssertionError(name)
+
+
+
+
+async def _none_alive(pids):
+    return not any(pid_alive(p) for p in pids)
+
+
+def _read(path: str) -> str:
+    return Path(path).read_text()
