@@ -25,6 +25,8 @@ if __package__ in (None, ""):  # `python examples/echo_agent.py` from anywhere
 
 from sutradhar import Agent, Partial, Progress, Result, Task, TaskFailed
 
+_PID = os.getpid()
+
 
 def _options(task: Task) -> dict[str, Any]:
     return task.payload if isinstance(task.payload, dict) else {}
@@ -53,7 +55,7 @@ class EchoAgent(Agent):
 
     async def execute(self, task: Task) -> Any:
         await _apply(_options(task))
-        return {"echo": task.payload, "task_type": task.type, "pid": os.getpid()}
+        return {"echo": task.payload, "task_type": task.type, "pid": _PID}
 
     async def stream(self, task: Task) -> AsyncIterator[Any]:
         options = _options(task)
@@ -71,7 +73,7 @@ class EchoAgent(Agent):
                 await asyncio.sleep(delay)
             yield Progress(f"chunk {n}/{len(chunks)}", n / len(chunks))
             yield Partial(chunk)
-        yield Result.ok({"echo": task.payload, "chunks": len(chunks), "pid": os.getpid()})
+        yield Result.ok({"echo": task.payload, "chunks": len(chunks), "pid": _PID})
 
 
 if __name__ == "__main__":

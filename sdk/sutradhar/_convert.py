@@ -2,33 +2,70 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from google.protobuf import timestamp_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 
 from sutradhar._agent import Partial, Progress, Result, ResultMetadata, StreamEvent, Task, TaskContext, TaskError
 from sutradhar._errors import InvalidArgument
-from sutradhar._values import from_duration, from_struct, from_value, to_duration, to_struct, to_value
+from sutradhar._values import from_duration, to_struct
 from sutradhar.v1 import agent_pb2
 
 _EXACT = 2**53  # floats below this hold whole numbers exactly
 
 
-def _json(value: Any) -> Any:
-    """A JSON value as a Python author expects it: protobuf's Value stores every
-    number as a double, so whole numbers come back as int (1.0 -> 1)."""
-    if isinstance(value, float):
-        return int(value) if value.is_integer() and abs(value) < _EXACT else value
-    if isinstance(value, list):
-        return [_json(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _json(v) for k, v in value.items()}
-    return value
+def value_to_python(msg: struct_pb2.Value) -> Any:
+    """The Python value held by a protobuf Value. Every number travels as a
+    double; whole numbers come back as int (1.0 -> 1), as a JSON parser would.
+
+    Walks the message directly: several times faster than json_format, which
+    matters on every task the agent serves.
+    """
+    kind = msg.WhichOneof("kind")
+    if kind == "string_value":
+        return msg.string_value
+    if kind == "number_value":
+        number = msg.number_value
+        return int(number) if number.is_integer() and abs(number) < _EXACT else number
+    if kind == "bool_value":
+        return msg.bool_value
+    if kind == "struct_value":
+        return {key: value_to_python(item) for key, item in msg.struct_value.fields.items()}
+    if kind == "list_value":
+        return [value_to_python(item) for item in msg.list_value.values]
+    return None
 
 
-def _from_value(msg: Any) -> Any:
-    return _json(from_value(msg))
+def python_to_value(data: Any, out: struct_pb2.Value | None = None) -> struct_pb2.Value:
+    """`data` (JSON-like) written into `out` (a new Value when None).
+    Raises TypeError for anything that is not JSON-like."""
+    if out is None:
+        out = struct_pb2.Value()
+    if data is None:
+        out.null_value = struct_pb2.NULL_VALUE
+    elif isinstance(data, bool):
+        out.bool_value = data
+    elif isinstance(data, int | float):
+        out.number_value = data
+    elif isinstance(data, str):
+        out.string_value = data
+    elif isinstance(data, dict | Mapping):
+        struct = out.struct_value
+        struct.SetInParent()
+        for key, item in data.items():
+            if not isinstance(key, str):
+                raise TypeError(f"object key {key!r} is not a string")
+            python_to_value(item, struct.fields[key])
+    elif isinstance(data, list | tuple):
+        values = out.list_value
+        values.SetInParent()
+        for item in data:
+            python_to_value(item, values.values.add())
+    else:
+        raise TypeError(f"{type(data).__name__} is not JSON-like")
+    return out
 
 
 def _timestamp(when: datetime) -> timestamp_pb2.Timestamp:
@@ -73,7 +110,7 @@ def task_from_proto(msg: agent_pb2.Task, *, default_id: str = "") -> Task:
     return Task(
         id=msg.id or default_id,
         type=msg.type,
-        payload=_from_value(msg.payload) if msg.HasField("payload") else None,
+        payload=value_to_python(msg.payload) if msg.HasField("payload") else None,
         context=context_from_proto(msg.context),
     )
 
@@ -81,7 +118,7 @@ def task_from_proto(msg: agent_pb2.Task, *, default_id: str = "") -> Task:
 def task_to_proto(task: Task) -> agent_pb2.Task:
     """The message of a Task; InvalidArgument when the payload is not JSON-like."""
     try:
-        payload = to_value(task.payload)
+        payload = python_to_value(task.payload)
     except TypeError as err:
         raise InvalidArgument(f"task payload is not JSON-like: {err}", field="payload") from err
     return agent_pb2.Task(id=task.id, type=task.type, payload=payload, context=context_to_proto(task.context))
@@ -101,9 +138,9 @@ def result_to_proto(result: Result) -> agent_pb2.Result:
         ),
     )
     if meta.latency is not None:
-        msg.metadata.latency.CopyFrom(to_duration(meta.latency))
+        msg.metadata.latency.FromTimedelta(meta.latency)
     if result.data is not None or result.success:
-        msg.data.CopyFrom(to_value(result.data))
+        python_to_value(result.data, msg.data)
     if result.error is not None:
         msg.error.CopyFrom(
             agent_pb2.TaskError(
@@ -124,12 +161,12 @@ def result_from_proto(msg: agent_pb2.Result) -> Result:
             code=msg.error.code,
             message=msg.error.message,
             retryable=msg.error.retryable,
-            details=_json(from_struct(msg.error.details)) or None,
+            details={k: value_to_python(v) for k, v in msg.error.details.fields.items()} or None,
         )
     meta = msg.metadata
     return Result(
         success=msg.success,
-        data=_from_value(msg.data) if msg.HasField("data") else None,
+        data=value_to_python(msg.data) if msg.HasField("data") else None,
         error=error,
         metadata=ResultMetadata(
             latency=from_duration(meta.latency) if meta.HasField("latency") else None,
@@ -150,7 +187,7 @@ def event_to_proto(event: StreamEvent) -> agent_pb2.ExecuteStreamResponse:
         return agent_pb2.ExecuteStreamResponse(
             progress=agent_pb2.Progress(message=event.message, fraction=event.fraction)
         )
-    return agent_pb2.ExecuteStreamResponse(partial=to_value(event.data))
+    return agent_pb2.ExecuteStreamResponse(partial=python_to_value(event.data))
 
 
 def event_from_proto(msg: Any) -> StreamEvent:
@@ -159,7 +196,7 @@ def event_from_proto(msg: Any) -> StreamEvent:
     if kind == "progress":
         return Progress(message=msg.progress.message, fraction=msg.progress.fraction)
     if kind == "partial":
-        return Partial(_from_value(msg.partial))
+        return Partial(value_to_python(msg.partial))
     if kind == "result":
         return result_from_proto(msg.result)
     raise InvalidArgument("stream event carries no progress, partial or result", field="event")

@@ -18,6 +18,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import replace
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, Self
@@ -105,7 +106,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         return asyncio.get_running_loop().time() + min(candidates)
 
     def _task(self, request: agent_pb2.ExecuteRequest | agent_pb2.ExecuteStreamRequest) -> Task:
-        return task_from_proto(request.task, default_id=uuid.uuid4().hex)
+        task = task_from_proto(request.task)
+        return task if task.id else replace(task, id=uuid.uuid4().hex)
 
     def _final(self, result: Result, task: Task, started: float) -> tuple[agent_pb2.Result, bool]:
         meta = ResultMetadata(

@@ -235,3 +235,18 @@ def test_whole_numbers_come_back_as_int() -> None:
     assert isinstance(task.payload["n"], int)
     assert isinstance(task.payload["big"], float)
     assert isinstance(result_from_proto(result_to_proto(Result.ok({"count": 7}))).data["count"], int)
+
+
+def test_value_conversion_matches_json_semantics() -> None:
+    from google.protobuf import json_format
+
+    from sutradhar._convert import python_to_value, value_to_python
+
+    data = {"s": "x", "n": None, "b": False, "f": 0.25, "i": -3, "l": [], "d": {}, "t": ("a", 1)}
+    msg = python_to_value(data)
+    assert json_format.MessageToDict(msg) == {**data, "t": ["a", 1]}  # same message json_format would build
+    assert value_to_python(msg) == {**data, "t": ["a", 1]}
+    with pytest.raises(TypeError, match="not a string"):
+        python_to_value({1: "x"})
+    with pytest.raises(TypeError, match="bytes"):
+        python_to_value([b"raw"])
