@@ -76,7 +76,7 @@ def _give_up(reason: str) -> None:
 
 def remove_test_containers(client: Any) -> list[str]:
     """Remove every container labelled with this session's id; return their names."""
-    removed = []
+    removed: list[str] = []
     for summary in client.api.containers(all=True, filters={"label": [f"{TEST_LABEL}={SESSION_ID}"]}):
         try:
             client.api.remove_container(summary["Id"], force=True)

@@ -18,6 +18,7 @@ from sutradhar.services.scheduler.runtimes.base import (
     LABEL_NAMESPACE,
     LABEL_REPLICA,
     LABEL_REVISION,
+    Replica,
     ReplicaPhase,
     ReplicaSpec,
 )
@@ -46,6 +47,19 @@ def echo_spec(image: str, namespace: str, *, replica: str = "r0", revision: str 
         namespace=namespace, deployment="echo", replica_id=f"echo-{replica}", revision=revision,
         agent=agent, env={"EXTRA_FROM_SPEC": "yes"}, labels={"team": "tests"},
     )
+
+
+async def wait_stopped(runtime: ContainerRuntime, replica: Replica, within: float = 30.0) -> Replica:
+    """The replica once it is no longer STARTING or RUNNING (fails after `within` seconds)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        current = await runtime.inspect(replica)
+        if current.phase not in (ReplicaPhase.RUNNING, ReplicaPhase.STARTING):
+            return current
+        if asyncio.get_running_loop().time() > deadline:
+            logs = [line async for line in runtime.logs(replica, tail=20)]
+            raise AssertionError(f"{replica.replica_id} still {current.phase} after {within} s; logs: {logs}")
+        await asyncio.sleep(0.1)
 
 
 @pytest.fixture
@@ -152,11 +166,7 @@ async def test_limits_out_of_range_are_refused(runtime, agent_image, unique):
 async def test_agent_that_exits_at_once_reports_exit_code_and_logs(runtime, agent_image, unique):
     replica = await runtime.start(echo_spec(agent_image, unique, command=["no_such_module:Nope"]))
     try:
-        for _ in range(100):
-            current = await runtime.inspect(replica)
-            if current.phase is not ReplicaPhase.RUNNING:
-                break
-            await asyncio.sleep(0.1)
+        current = await wait_stopped(runtime, replica)
         assert current.phase is ReplicaPhase.EXITED
         assert current.exit_code == 1
         assert "exited with code 1" in current.message
@@ -182,11 +192,7 @@ async def test_memory_limit_is_enforced_and_oom_kill_reported(runtime, agent_ima
     # 8Mi cannot hold a Python interpreter with grpc: the kernel kills it at start-up.
     replica = await runtime.start(echo_spec(agent_image, unique, memory="8Mi"))
     try:
-        for _ in range(100):
-            current = await runtime.inspect(replica)
-            if current.phase is not ReplicaPhase.RUNNING:
-                break
-            await asyncio.sleep(0.1)
+        current = await wait_stopped(runtime, replica)
         assert current.phase is ReplicaPhase.EXITED
         assert current.exit_code == 137
         assert current.message.startswith("OOMKilled")
@@ -212,3 +218,15 @@ async def test_every_container_carries_the_session_label(runtime, agent_image, d
             await plain.stop(replica, grace=timedelta(0))
     finally:
         await plain.close()
+
+
+async def test_command_missing_from_the_image_exits_127_and_says_so(runtime, agent_image, unique):
+    from sutradhar.services.scheduler.images import BASE_IMAGE
+
+    replica = await runtime.start(echo_spec(BASE_IMAGE, unique, command=["/no/such/program"]))
+    try:
+        current = await wait_stopped(runtime, replica)
+        assert (current.phase, current.exit_code) == (ReplicaPhase.EXITED, 127)
+        assert "command not found" in current.message
+    finally:
+        await runtime.stop(replica)

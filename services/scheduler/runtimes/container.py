@@ -29,6 +29,7 @@ blocks the event loop.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import dataclasses
 import functools
@@ -207,7 +208,11 @@ def _phase_from_state(state: Mapping[str, Any]) -> tuple[ReplicaPhase, int | Non
     if state.get("OOMKilled"):
         return ReplicaPhase.EXITED, exit_code, "OOMKilled: the container exceeded its memory limit"
     message = f"exited with code {exit_code}"
-    if exit_code == 137:
+    if exit_code == 127:
+        message += " (command not found in the image)"
+    elif exit_code == 126:
+        message += " (command not executable)"
+    elif exit_code == 137:
         message += " (SIGKILL)"
     elif exit_code == 143:
         message += " (SIGTERM)"
@@ -419,7 +424,7 @@ class ContainerRuntime:
                 if err.status_code != 409 or "already in progress" not in _short(err):
                     raise
 
-    def _list_sync(self, namespace: str | None) -> list[Replica]:
+    def _list_sync(self, namespace: str | None) -> builtins.list[Replica]:
         filters = [f"{LABEL_MANAGED}=true"]
         if namespace is not None:
             filters.append(f"{LABEL_NAMESPACE}={namespace or 'default'}")
