@@ -93,3 +93,29 @@ def test_http_echo_agent_speaks_the_json_form() -> None:
         assert _http("POST", f"{base}/admin/health", {"healthy": False})[0] == 200
         assert _http("GET", f"{base}/health") == (503, {"status": "NOT_SERVING"})
         assert agent.stop() == 0
+
+
+def test_grpcurl_lists_and_calls_the_agent() -> None:
+    import json
+    import shutil
+    import subprocess
+
+    grpcurl = shutil.which("grpcurl") or str(Path(sys.executable).parent / "grpcurl")
+    command = [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent"]
+    with spawn_agent(command, cwd=str(ROOT)) as agent:
+        listed = subprocess.run(
+            [grpcurl, "-plaintext", agent.address, "list"], capture_output=True, text=True, timeout=30, check=True
+        )
+        assert set(listed.stdout.split()) >= {
+            "sutradhar.v1.AgentService", "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"
+        }
+        called = subprocess.run(
+            [grpcurl, "-plaintext", "-d", '{"task": {"type": "say", "payload": {"text": "hi"}}}',
+             agent.address, "sutradhar.v1.AgentService/Execute"],
+            capture_output=True, text=True, timeout=30, check=True,
+        )
+        result = json.loads(called.stdout)["result"]
+        assert result["success"] is True
+        assert result["data"]["echo"] == {"text": "hi"}
+        assert "echo" in (result["metadata"].get("agentId"), result["metadata"].get("agent_id"))
+        assert agent.stop() == 0

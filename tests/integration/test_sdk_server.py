@@ -199,3 +199,14 @@ async def test_bad_identity_is_refused_before_serving() -> None:
 
     with pytest.raises(Exception, match="semantic version"):
         AgentServer(Bad())
+
+
+async def test_deadline_ends_a_stream() -> None:
+    agent = Probe()
+    async with run_agent(agent) as address, AgentClient(address) as client:
+        seen: list[object] = []
+        with pytest.raises(DeadlineExceeded):
+            async for event in client.execute_stream(None, timeout=timedelta(milliseconds=300)):
+                seen.append(event)
+        assert seen and all(isinstance(e, Progress) for e in seen)
+        await asyncio.wait_for(agent.cancelled.wait(), 2)
