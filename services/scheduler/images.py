@@ -278,7 +278,17 @@ def build_agent_image(*, client: Any = None, tags: Iterable[str] | None = None, 
         raise InvalidArgument("no image tag given", field="tag")
     client = client or docker_client()
     api = client.api
-    base_built = build_base_image(client=client, tag=base, progress=progress)
+    if base == BASE_IMAGE:
+        base_built = build_base_image(client=client, tag=base, progress=progress)
+    else:  # someone else's base (e.g. python:3.11-slim): use it, never make it
+        with translate_docker_errors(image=base):
+            base_attrs = _image_attrs(api, base)
+        if base_attrs is None:
+            raise FailedPrecondition(
+                f"base image {base!r} is not on this Docker engine; pull or build it first, "
+                f"or leave --base out to use {BASE_IMAGE} (built here without a registry)"
+            )
+        base_built = BuiltImage((base,), str(base_attrs["Id"]), False, 0.0)
     if agent_dir is None:
         source, app_sub = root / "examples", "examples"
     else:
