@@ -174,6 +174,12 @@ async def test_agent_that_exits_at_once_reports_exit_code_and_logs(runtime, agen
         assert [(r.phase, r.exit_code) for r in listed] == [(ReplicaPhase.EXITED, 1)]
         lines = [line async for line in runtime.logs(replica)]
         assert any("no_such_module" in line for line in lines), lines
+
+        # restarting the replica (same id) replaces the dead container of that name
+        restarted = await runtime.start(echo_spec(agent_image, unique, command=["no_such_module:Nope"]))
+        assert restarted.native_id != replica.native_id
+        assert [r.native_id for r in await runtime.list(unique)] == [restarted.native_id]
+        replica = restarted
     finally:
         await runtime.stop(replica)
     assert await runtime.list(unique) == []
