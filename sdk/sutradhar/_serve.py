@@ -330,7 +330,11 @@ class AgentServer:
             return
         self._started = True
         await self._host.start()
-        await self.agent.on_start()
+        try:
+            await self.agent.on_start()
+        except BaseException:
+            await self._host.stop(timedelta(0))
+            raise
         healthy = await self._check_health()
         await self._set_serving(healthy)
         if self._registry_address:

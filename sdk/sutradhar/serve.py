@@ -15,8 +15,10 @@ import importlib
 import logging
 import os
 import sys
+import types
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from sutradhar._agent import Agent
 from sutradhar._errors import SutradharError
@@ -91,6 +93,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     return 0
 
+
+class _CallableModule(types.ModuleType):
+    """`sutradhar.serve` names both this module and the `serve()` function the
+    package re-exports. Importing this module rebinds the package attribute to
+    the module, so the module forwards calls to the function: `sutradhar.serve(agent)`
+    works whichever of the two the attribute holds."""
+
+    def __call__(self, agent: Agent, **options: Any) -> None:
+        serve(agent, **options)
+
+
+sys.modules[__name__].__class__ = _CallableModule
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -210,3 +210,16 @@ async def test_deadline_ends_a_stream() -> None:
                 seen.append(event)
         assert seen and all(isinstance(e, Progress) for e in seen)
         await asyncio.wait_for(agent.cancelled.wait(), 2)
+
+
+async def test_a_failing_on_start_releases_the_port() -> None:
+    class Broken(EchoAgent):
+        async def on_start(self) -> None:
+            raise RuntimeError("no model file")
+
+    server = AgentServer(Broken())
+    with pytest.raises(RuntimeError, match="no model file"):
+        await server.start()
+    again = AgentServer(EchoAgent(), port=server.port)  # the port is free again
+    await again.start()
+    await again.stop()

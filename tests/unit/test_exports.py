@@ -66,3 +66,22 @@ def test_importing_the_sdk_pulls_no_mesh_dependency() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_serve_stays_callable_after_importing_the_serve_module() -> None:
+    import pytest
+
+    import sutradhar.serve as serve_module
+
+    assert callable(sutradhar.serve)
+    assert callable(serve_module)
+    with pytest.raises(sutradhar.InvalidArgument, match="semantic version"):
+
+        class Bad(sutradhar.Agent):
+            id = type = "bad"
+            version = "banana"
+
+            async def execute(self, task: sutradhar.Task) -> None:
+                return None
+
+        sutradhar.serve(Bad())
