@@ -13,7 +13,7 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -65,6 +65,8 @@ class Registration:
     ttl: timedelta = timedelta(seconds=10)
     register_agent: bool = True
     max_backoff: timedelta = timedelta(seconds=5)
+    healthy: Callable[[], bool] = lambda: True
+    """Whether the agent reports healthy now: it registers SERVING or NOT_SERVING."""
     lease_id: int = 0
 
     @property
@@ -78,7 +80,7 @@ class Registration:
             agent_id=self.agent.id,
             endpoint=self.endpoint,
             runtime="process",
-            state=registry_pb2.INSTANCE_STATE_SERVING,
+            state=registry_pb2.INSTANCE_STATE_SERVING if self.healthy() else registry_pb2.INSTANCE_STATE_NOT_SERVING,
             labels=dict(self.labels),
             version=self.agent.version,
         )

@@ -347,6 +347,7 @@ class AgentServer:
                 labels=self._labels,
                 ttl=self._ttl,
                 register_agent=self._register_agent,
+                healthy=lambda: self._serving,
             )
             try:
                 await self.registration.start()

@@ -195,3 +195,16 @@ async def test_watch_sees_the_instance_come_and_go(registry: str, unique: str) -
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+
+
+async def test_an_unhealthy_agent_registers_not_serving(registry: str, unique: str) -> None:
+    class Sick(EchoAgent):
+        async def check_health(self) -> bool:
+            return False
+
+    async with (
+        AgentServer(Sick(), registry=registry, namespace=unique, ttl=TTL) as server,
+        RegistryClient(registry) as client,
+    ):
+        instance = await client.get_instance(server.instance_id, namespace=unique)
+        assert instance.state == registry_pb2.INSTANCE_STATE_NOT_SERVING
