@@ -100,18 +100,18 @@ async def register(store, n: int, endpoints: list[str], period: float, ns: str) 
     return lease
 
 
-async def run_member(etcd: str, seconds: float, warmup: float) -> dict:
+async def run_member(etcd: str, seconds: float, warmup: float, flush: float) -> dict:
     from sutradhar.services.health import HealthConfig, HealthServer
     from sutradhar.services.health.schedule import LagStats
 
     server = HealthServer(HealthConfig(port=0, etcd=etcd, member_ttl=timedelta(seconds=5),
-                                       flush_interval=timedelta(seconds=10)))
+                                       flush_interval=timedelta(seconds=flush)))
     await server.start()
     manager = server.manager
     try:
         await asyncio.sleep(warmup)
         manager.scheduler.stats = LagStats(window=10**7)
-        writes0, cpu0, t0 = manager.writes, cpu_seconds(), time.monotonic()
+        writes0, commits0, cpu0, t0 = manager.writes, manager.commits, cpu_seconds(), time.monotonic()
         await asyncio.sleep(seconds)
         stats = manager.scheduler.stats
         elapsed = time.monotonic() - t0
@@ -129,7 +129,8 @@ async def run_member(etcd: str, seconds: float, warmup: float) -> dict:
             "lag_max_ms": round(max(lags, default=0.0) * 1000, 2),
             "lag_mean_ms": round(statistics.fmean(lags) * 1000, 2) if lags else 0.0,
             "instances_failing_last_probe": failing,
-            "etcd_writes_per_second": round((manager.writes - writes0) / elapsed, 1),
+            "instance_writes_per_second": round((manager.writes - writes0) / elapsed, 1),
+            "etcd_transactions_per_second": round((manager.commits - commits0) / elapsed, 1),
             "cpu_percent_of_one_core": round(100 * cpu / elapsed, 1),
         }
     finally:
@@ -197,7 +198,7 @@ async def main_async(args: argparse.Namespace) -> dict:
         per = -(-args.instances // args.processes)
         endpoints: list[str] = []
         for _ in range(args.processes):
-            child = subprocess.Popen(
+            child = subprocess.Popen(  # noqa: ASYNC220 - started once, before anything is measured
                 [sys.executable, __file__, "--serve-ports", str(per)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
             )
@@ -214,17 +215,20 @@ async def main_async(args: argparse.Namespace) -> dict:
         result: dict = {
             "benchmark": "health",
             "when": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                        "load_average_1m_at_start": round(os.getloadavg()[0], 2)},
             "instances": args.instances,
             "endpoint_processes": args.processes,
             "period_s": args.period,
             "measured_s": args.seconds,
             "warmup_s": args.warmup,
             "register_instances_s": round(register_s, 2),
-            "member": await run_member(etcd.endpoint, args.seconds, args.warmup),
+            "flush_interval_s": args.flush_interval,
+            "member": await run_member(etcd.endpoint, args.seconds, args.warmup, args.flush_interval),
         }
         if args.compare_tasks:
             result["tasks_per_instance"] = await run_tasks(endpoints, args.period, args.seconds, args.warmup)
+        result["machine"]["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
         return result
     finally:
         for child in children:
@@ -242,7 +246,9 @@ async def main_async(args: argparse.Namespace) -> dict:
 def print_table(result: dict) -> None:
     rows = [result["member"]] + ([result["tasks_per_instance"]] if "tasks_per_instance" in result else [])
     print(f"health bench: {result['instances']} instances, period {result['period_s']}s, "
-          f"{result['measured_s']}s measured after {result['warmup_s']}s warm-up")
+          f"{result['measured_s']}s measured after {result['warmup_s']}s warm-up "
+          f"(load average {result['machine']['load_average_1m_at_start']} -> "
+          f"{result['machine']['load_average_1m_at_end']} on {result['machine']['cpus']} cores)")
     head = f"{'design':<58} {'probes/s':>9} {'lag p50':>9} {'lag p99':>9} {'lag max':>9} {'cpu %':>7}"
     print(head)
     print("-" * len(head))
@@ -250,7 +256,8 @@ def print_table(result: dict) -> None:
         print(f"{r['design']:<58} {r['probes_per_second']:>9} {r['lag_p50_ms']:>7}ms {r['lag_p99_ms']:>7}ms "
               f"{r['lag_max_ms']:>7}ms {r['cpu_percent_of_one_core']:>7}")
     m = result["member"]
-    print(f"etcd writes/s (member): {m['etcd_writes_per_second']}; failing instances: "
+    print(f"member: {m['instance_writes_per_second']} instance writes/s in "
+          f"{m['etcd_transactions_per_second']} etcd transactions/s; failing instances: "
           f"{m['instances_failing_last_probe']}; instances probed: {m['instances_probed']}")
 
 
@@ -261,6 +268,7 @@ def main() -> int:
     parser.add_argument("--period", type=float, default=1.0)
     parser.add_argument("--seconds", type=float, default=30.0, help="measured time")
     parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--flush-interval", type=float, default=10.0, help="member's bookkeeping flush (s)")
     parser.add_argument("--compare-tasks", action="store_true")
     parser.add_argument("--serve-ports", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=RESULTS)

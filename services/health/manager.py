@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sutradhar._errors import Conflict, NotFound
+from sutradhar._errors import AlreadyExists, Conflict, NotFound
 from sutradhar.v1 import health_pb2, registry_pb2
 
 from ..common import keys
@@ -55,6 +55,9 @@ from .schedule import Job, ProbeScheduler
 log = logging.getLogger(__name__)
 
 READINESS, LIVENESS = ProbeName.READINESS, ProbeName.LIVENESS
+#: Instances whose bookkeeping is flushed in one etcd transaction (etcd
+#: allows 128 operations per transaction by default).
+FLUSH_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,7 @@ class HealthManager:
         self.instances: dict[str, registry_pb2.Instance] = {}
         self.targets: dict[str, Target] = {}
         self.writes = 0
+        self.commits = 0
         self.synced = asyncio.Event()
         self._agents_ready = asyncio.Event()
         self._urgent: set[str] = set()
@@ -365,29 +369,77 @@ class HealthManager:
 
     async def _writer(self) -> None:
         tick = min(0.1, self.options.flush_interval.total_seconds() / 4)
-        assert self._tg is not None
+        backoff = 0.0
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake_writer.wait(), tick)
             self._wake_writer.clear()
             now = self.clock()
-            due = {k for k in self._urgent if k in self.targets}
+            urgent = [self.targets[k] for k in self._urgent if k in self.targets]
             self._urgent.clear()
-            due.update(k for k, t in self.targets.items() if t.dirty and t.flush_at <= now)
-            if not due:
+            keys_urgent = {t.key for t in urgent}
+            flush = [t for k, t in self.targets.items() if t.dirty and t.flush_at <= now and k not in keys_urgent]
+            if not urgent and not flush:
                 continue
-            batch = [self.targets[k] for k in due if k in self.targets]
-            await asyncio.gather(*(self._write_bounded(t) for t in batch))
+            # Routing-relevant changes go one by one (lowest latency); probe
+            # bookkeeping goes in transactions of up to FLUSH_BATCH instances.
+            chunks = [flush[i:i + FLUSH_BATCH] for i in range(0, len(flush), FLUSH_BATCH)]
+            results = await asyncio.gather(
+                *(self._write_bounded(t) for t in urgent), *(self._flush_bounded(c) for c in chunks)
+            )
+            errors = [e for r in results for e in ([r] if isinstance(r, str) else r) if e]
+            if errors:
+                backoff = min(5.0, max(0.5, backoff * 2))
+                log.warning("could not write the health of %d instances (%s); retrying in %.1fs",
+                            len(errors), errors[0], backoff)
+                await asyncio.sleep(backoff)
+            else:
+                backoff = 0.0
 
-    async def _write_bounded(self, target: Target) -> None:
+    async def _write_bounded(self, target: Target) -> str:
+        """Write one target; return "" or why it failed (it is retried)."""
         async with self._write_slots:
             try:
                 await self._write(target)
             except asyncio.CancelledError:
                 raise
             except Exception as err:
-                log.warning("could not write health of %s: %s; will retry", target.key, err)
                 self._urgent.add(target.key)
+                return f"{type(err).__name__}: {err}"
+        return ""
+
+    async def _flush_bounded(self, chunk: list[Target]) -> list[str]:
+        """Write a chunk of bookkeeping in one transaction; when one of them
+        changed meanwhile, write each on its own. Returns failures."""
+        async with self._write_slots:
+            try:
+                await self._write_many(chunk)
+                return []
+            except (Conflict, NotFound, AlreadyExists):
+                pass
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                return [f"{type(err).__name__}: {err}"]  # still dirty: retried at the next tick
+        return [e for e in await asyncio.gather(*(self._write_bounded(t) for t in chunk)) if e]
+
+    async def _write_many(self, chunk: list[Target]) -> None:
+        live = [t for t in chunk if not t.released]
+        if not live:
+            return
+        built = [self._build(t) for t in live]
+        written_at = self.clock()
+        revision = await self.store.commit(
+            [Guard(t.key, t.mod_revision) for t in live],
+            [Op(t.key, keys.encode(new), t.lease) for t, new in zip(live, built, strict=True)],
+        )
+        self.commits += 1
+        for target, new in zip(live, built, strict=True):
+            self.writes += 1
+            new.resource_version = revision
+            target.instance, target.mod_revision = new, revision
+            target.dirty = False
+            target.flush_at = written_at + self._flush_delay()
 
     def _build(self, target: Target) -> registry_pb2.Instance:
         new = registry_pb2.Instance()
@@ -426,6 +478,7 @@ class HealthManager:
                 target.instance, target.mod_revision = _stored(kv), kv.mod_revision
                 continue
             self.writes += 1
+            self.commits += 1
             new.resource_version = revision
             target.instance, target.mod_revision = new, revision
             target.dirty = False

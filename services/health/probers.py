@@ -39,10 +39,10 @@ def split_host_port(endpoint: str) -> tuple[str, int]:
         parts = urlsplit(endpoint)
         port = parts.port or (443 if parts.scheme == "https" else 80)
         return parts.hostname or "127.0.0.1", port
-    host, sep, port = endpoint.rpartition(":")
-    if not sep or not port.isdigit():
+    host, sep, digits = endpoint.rpartition(":")
+    if not sep or not digits.isdigit():
         raise ValueError(f"endpoint {endpoint!r} is not host:port")
-    return host.strip("[]") or "127.0.0.1", int(port)
+    return host.strip("[]") or "127.0.0.1", int(digits)
 
 
 def http_url(endpoint: str, path: str) -> str:

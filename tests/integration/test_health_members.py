@@ -82,9 +82,10 @@ async def test_members_split_instances_and_take_over_a_killed_member(etcd, store
         took = time.monotonic() - killed
         print(f"takeover of {len(ids[a_id])} instances took {took:.2f}s (member TTL {TTL}s)")
         assert not pending, f"not taken over: {pending}"
-        # etcd's lease expiry runs on a 0.5 s tick, and the first probe of an
-        # adopted instance is within one period.
-        assert took <= TTL + 0.5 + PERIOD + 0.3
+        # etcd revokes expired leases on a 0.5 s tick, and the first probe of
+        # an adopted instance comes within one period; 0.5 s more for a busy
+        # 2-core machine.
+        assert took <= TTL + 0.5 + PERIOD + 0.5
         for iid in ids[a_id]:
             await wait_for(store, ns, iid, lambda i: i.health.prober == b_id, 2)
             assert (await stored(store, ns, iid)).state == 2
