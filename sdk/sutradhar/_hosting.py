@@ -104,12 +104,14 @@ class GrpcHost:
     port: int = 0
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     interceptors: list[grpc.aio.ServerInterceptor] = field(default_factory=list)
+    error_interceptor: bool = True
+    """False leaves out ErrorInterceptor (a hot path whose handlers abort by themselves)."""
     server: grpc.aio.Server = field(init=False)
     health: health.aio.HealthServicer = field(init=False)
 
     def __post_init__(self) -> None:
         self.server = grpc.aio.server(
-            interceptors=[ErrorInterceptor(), *self.interceptors],
+            interceptors=[ErrorInterceptor(), *self.interceptors] if self.error_interceptor else self.interceptors,
             options=[
                 ("grpc.max_receive_message_length", self.max_message_bytes),
                 ("grpc.max_send_message_length", self.max_message_bytes),

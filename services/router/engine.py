@@ -212,17 +212,13 @@ class Engine:
                 raise InvalidArgument("options.timeout: must be positive", field="options.timeout")
         else:
             timeout = policy.default_timeout.total_seconds()
-        request = req.task_record
-        task_id = req.task_id
-        if not task_id:
-            task_id = uuid.uuid4().hex
-            request += wire.task_id_patch(task_id)
-            req.task_id = task_id
-        else:
-            task_id = ""
+        task_id = ""
+        if not req.task_id:
+            task_id = req.task_id = uuid.uuid4().hex
+        now = time.time()
         if req.task_deadline:
-            timeout = min(timeout, req.task_deadline - time.time())
-        request += wire.task_deadline_patch(time.time() + timeout)
+            timeout = min(timeout, req.task_deadline - now)
+        request = req.task_record + wire.task_patch(task_id=task_id, deadline=now + timeout)
         if len(request) > self.max_message_bytes:
             raise ResourceExhausted(
                 f"task is {len(request)} bytes, over the router's message limit of {self.max_message_bytes} "

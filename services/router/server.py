@@ -67,6 +67,7 @@ class RouterServer:
         self.host = GrpcHost(
             service_names=[SERVICE_NAME], host=config.host, port=config.port,
             max_message_bytes=config.max_message_bytes,
+            error_interceptor=False,  # the handlers below abort with the right status themselves
         )
         self.watcher = RegistryWatcher(self.view, config.registry) if config.registry else None
         self._store: Any = None
@@ -159,7 +160,9 @@ class RouterServer:
             return await self.engine.execute(request, context.time_remaining())
         except SutradharError as err:
             await context.abort(err.code, err.message)
-            raise  # unreachable: abort raises
+        except Exception as err:  # a bug: INTERNAL with the reason, never UNKNOWN
+            await _internal(context, err)
+        raise AssertionError("unreachable: abort raises")
 
     async def _execute_stream(
         self, request: wire.RouteRequest, context: grpc.aio.ServicerContext
@@ -174,11 +177,17 @@ class RouterServer:
                 await events.aclose()
         except SutradharError as err:
             await context.abort(err.code, err.message)
+        except Exception as err:
+            await _internal(context, err)
 
     async def _get_stats(
         self, request: router_pb2.GetStatsRequest, context: grpc.aio.ServicerContext
     ) -> router_pb2.GetStatsResponse:
-        return self.stats(request.namespace, request.agent_type)
+        try:
+            return self.stats(request.namespace, request.agent_type)
+        except Exception as err:
+            await _internal(context, err)
+        raise AssertionError("unreachable: abort raises")
 
     def stats(self, namespace: str = "", agent_type: str = "") -> router_pb2.GetStatsResponse:
         """Per-instance statistics, sorted by namespace and instance id."""
@@ -209,3 +218,8 @@ class RouterServer:
                 state=b.state.removeprefix("INSTANCE_STATE_"),
             ))
         return out
+
+
+async def _internal(context: grpc.aio.ServicerContext, err: Exception) -> None:
+    log.exception("router bug while handling a call")
+    await context.abort(grpc.StatusCode.INTERNAL, f"internal router error: {type(err).__name__}: {err}")

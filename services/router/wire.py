@@ -1,10 +1,13 @@
 """The fast path: protobuf splicing so the task payload is never decoded.
 
 `RouterServiceExecuteRequest` keeps the task in field 1, exactly where
-`ExecuteRequest` keeps it, so the bytes of field 1 *are* an ExecuteRequest.
-`split_route_request` walks the top-level fields only (skipping the task by
-its length), parses the small selector and options, and peeks at the task's
-id and type. On the way back, `ExecuteResponse` and
+`ExecuteRequest` keeps it, so the field-1 record *is* an ExecuteRequest.
+`split_route_request` parses the request with private "view" messages that
+declare the task as bytes (the C parser copies it, never decodes the
+payload), parses the small selector and options, and peeks at the task's id,
+type and context deadline through a second view that skips the payload.
+Patches (a generated task id, the deadline) are appended as serialized
+fragments. On the way back, `ExecuteResponse` and
 `RouterServiceExecuteResponse` are wire-identical; the router appends a
 serialized fragment that sets ``result.metadata.instance_id`` and
 ``attempts`` (protobuf merges repeated occurrences of a message field, and
@@ -15,31 +18,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from google.protobuf.message import DecodeError
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import DecodeError, Message
 
 from sutradhar.v1 import router_pb2
 
 _EMPTY_OPTIONS = router_pb2.RouteOptions()
-
-
-class WireError(ValueError):
-    """The bytes are not a valid protobuf message of the expected shape."""
-
-
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
-    result = 0
-    shift = 0
-    while True:
-        if pos >= len(buf):
-            raise WireError("truncated varint")
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise WireError("varint too long")
 
 
 def encode_varint(value: int) -> bytes:
@@ -52,41 +36,49 @@ def encode_varint(value: int) -> bytes:
     return bytes(out)
 
 
-def _skip(buf: bytes, pos: int, wire_type: int) -> int:
-    if wire_type == 0:
-        return _varint(buf, pos)[1]
-    if wire_type == 1:
-        return pos + 8
-    if wire_type == 2:
-        length, pos = _varint(buf, pos)
-        return pos + length
-    if wire_type == 5:
-        return pos + 4
-    raise WireError(f"unsupported wire type {wire_type}")
+def _build_views() -> tuple[type[Message], type[Message], type[Message]]:
+    """Private "view" messages, wire-compatible with the public ones but
+    declaring the task as raw bytes (so the C parser copies it without decoding
+    the payload) and only the task fields the router reads. Built at runtime so
+    they never appear in the public API."""
+    fdp = descriptor_pb2.FileDescriptorProto(
+        name="sutradhar/router/_views.proto", package="sutradhar.router.views", syntax="proto3",
+        dependency=["sutradhar/v1/router.proto", "google/protobuf/timestamp.proto"],
+    )
+    field = descriptor_pb2.FieldDescriptorProto
+
+    def message(name: str, fields: list[tuple[str, int, int, str]]) -> None:
+        m = fdp.message_type.add(name=name)
+        for fname, number, ftype, type_name in fields:
+            f = m.field.add(name=fname, number=number, type=ftype, label=field.LABEL_OPTIONAL)
+            if type_name:
+                f.type_name = type_name
+
+    message("RouteRequestView", [
+        ("task", 1, field.TYPE_BYTES, ""),
+        ("selector", 2, field.TYPE_MESSAGE, ".sutradhar.v1.Selector"),
+        ("options", 3, field.TYPE_MESSAGE, ".sutradhar.v1.RouteOptions"),
+    ])
+    message("ContextView", [("deadline", 4, field.TYPE_MESSAGE, ".google.protobuf.Timestamp")])
+    message("TaskView", [
+        ("id", 1, field.TYPE_STRING, ""),
+        ("type", 2, field.TYPE_STRING, ""),
+        ("context", 4, field.TYPE_MESSAGE, ".sutradhar.router.views.ContextView"),
+    ])
+    message("ExecuteRequestPatch", [("task", 1, field.TYPE_MESSAGE, ".sutradhar.router.views.TaskView")])
+    pool = descriptor_pool.Default()
+    try:
+        pool.FindFileByName(fdp.name)
+    except KeyError:
+        pool.Add(fdp)
+
+    def cls(name: str) -> type[Message]:
+        return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"sutradhar.router.views.{name}"))
+
+    return cls("RouteRequestView"), cls("TaskView"), cls("ExecuteRequestPatch")
 
 
-def fields(buf: bytes) -> list[tuple[int, int, int, int, int]]:
-    """Top-level fields of a message: (number, wire_type, start, value_start, end).
-    For length-delimited fields value_start..end is the payload."""
-    out = []
-    pos = 0
-    n = len(buf)
-    while pos < n:
-        start = pos
-        tag, pos = _varint(buf, pos)
-        number, wire_type = tag >> 3, tag & 7
-        if number == 0:
-            raise WireError("field number 0")
-        if wire_type == 2:
-            length, pos = _varint(buf, pos)
-            value_start, end = pos, pos + length
-        else:
-            value_start, end = pos, _skip(buf, pos, wire_type)
-        if end > n:
-            raise WireError("truncated field")
-        out.append((number, wire_type, start, value_start, end))
-        pos = end
-    return out
+_RouteRequestView, _TaskView, _ExecuteRequestPatch = _build_views()
 
 
 @dataclass
@@ -94,7 +86,7 @@ class RouteRequest:
     """A routed task as the router needs it: the task still as bytes."""
 
     task_record: bytes
-    """Field 1 records, as they were: a valid ExecuteRequest on their own."""
+    """Field 1 record (tag, length, task bytes): a valid ExecuteRequest on its own."""
     selector_bytes: bytes
     """The serialized Selector (cache key for candidate selection)."""
     options: router_pb2.RouteOptions
@@ -110,74 +102,29 @@ class RouteRequest:
         return router_pb2.Selector.FromString(self.selector_bytes)
 
 
-def _timestamp(buf: bytes) -> float:
-    seconds = nanos = 0
-    for number, wire_type, _start, vs, _end in fields(buf):
-        if wire_type == 0 and number == 1:
-            seconds = _varint(buf, vs)[0]
-        elif wire_type == 0 and number == 2:
-            nanos = _varint(buf, vs)[0]
-    return seconds + nanos / 1e9
-
-
-def _context_deadline(context: bytes) -> float:
-    deadline = 0.0
-    for number, wire_type, _start, vs, end in fields(context):
-        if number == 4 and wire_type == 2:
-            deadline = _timestamp(context[vs:end]) or deadline
-    return deadline
-
-
-def _peek_task(task: bytes) -> tuple[str, str, float]:
-    task_id = task_type = ""
-    deadline = 0.0
-    for number, wire_type, _start, vs, end in fields(task):
-        if wire_type != 2:
-            continue
-        if number == 1:
-            task_id = task[vs:end].decode("utf-8")
-        elif number == 2:
-            task_type = task[vs:end].decode("utf-8")
-        elif number == 4:
-            deadline = _context_deadline(task[vs:end]) or deadline
-    return task_id, task_type, deadline
-
-
 def split_route_request(data: bytes) -> RouteRequest:
-    """Split a serialized RouterServiceExecute(Stream)Request. Never raises:
-    a malformed request comes back with `error` set."""
+    """Split a serialized RouterServiceExecute(Stream)Request without decoding
+    the task's payload. Never raises: a malformed request comes back with
+    `error` set. (Repeated occurrences of the task field follow "last one
+    wins" here rather than merging; no client library splits a task.)"""
     try:
-        task_parts = []
-        selector_parts = []
-        options_parts = []
-        task_id = task_type = ""
-        task_deadline = 0.0
-        for number, wire_type, start, vs, end in fields(data):
-            if wire_type != 2:
-                continue
-            if number == 1:
-                task_parts.append(data[start:end])
-                tid, ttype, tdeadline = _peek_task(data[vs:end])
-                task_id = tid or task_id
-                task_type = ttype or task_type
-                task_deadline = tdeadline or task_deadline
-            elif number == 2:
-                selector_parts.append(data[vs:end])
-            elif number == 3:
-                options_parts.append(data[vs:end])
-        options = (
-            router_pb2.RouteOptions.FromString(b"".join(options_parts)) if options_parts else _EMPTY_OPTIONS
-        )
-        selector_bytes = b"".join(selector_parts)
-        if len(selector_parts) > 1:
-            # Normalize so equal selectors share one cache entry.
-            selector_bytes = router_pb2.Selector.FromString(selector_bytes).SerializeToString(deterministic=True)
-        else:
-            router_pb2.Selector.FromString(selector_bytes)  # validates (upb, microseconds)
-        task_record = task_parts[0] if len(task_parts) == 1 else b"".join(task_parts)
-        return RouteRequest(task_record, selector_bytes, options, task_id, task_type, task_deadline)
-    except (WireError, DecodeError, UnicodeDecodeError) as err:
+        view = _RouteRequestView.FromString(data)
+        task = view.task
+        peek = _TaskView.FromString(task)
+    except DecodeError as err:
         return RouteRequest(b"", b"", _EMPTY_OPTIONS, "", "", error=f"malformed request: {err}")
+    deadline = 0.0
+    if peek.HasField("context") and peek.context.HasField("deadline"):
+        ts = peek.context.deadline
+        deadline = ts.seconds + ts.nanos / 1e9
+    return RouteRequest(
+        b"\x0a" + encode_varint(len(task)) + task,
+        view.selector.SerializeToString(deterministic=True),
+        view.options if view.HasField("options") else _EMPTY_OPTIONS,
+        peek.id,
+        peek.type,
+        deadline,
+    )
 
 
 def _record(number: int, payload: bytes) -> bytes:
@@ -205,19 +152,18 @@ def stream_result_tail(instance_id: str, attempts: int, task_id: str = "") -> by
     return _record(3, _record(4, meta))
 
 
-def task_id_patch(task_id: str) -> bytes:
-    """ExecuteRequest bytes that set task.id (appended to a task record)."""
-    return _record(1, _string(1, task_id))
-
-
-def task_deadline_patch(unix_seconds: float) -> bytes:
-    """ExecuteRequest bytes that set task.context.deadline (appended)."""
-    seconds = int(unix_seconds)
-    nanos = int((unix_seconds - seconds) * 1e9)
-    ts = b"\x08" + encode_varint(seconds)
-    if nanos:
-        ts += b"\x10" + encode_varint(nanos)
-    return _record(1, _record(4, _record(4, ts)))
+def task_patch(*, task_id: str = "", deadline: float = 0.0) -> bytes:
+    """ExecuteRequest bytes that set task.id and/or task.context.deadline
+    (unix seconds) when appended to a task record (protobuf merges them)."""
+    patch = _ExecuteRequestPatch()
+    if task_id:
+        patch.task.id = task_id
+    if deadline:
+        seconds = int(deadline)
+        ts = patch.task.context.deadline
+        ts.seconds = seconds
+        ts.nanos = int((deadline - seconds) * 1e9)
+    return patch.SerializeToString()
 
 
 def is_stream_result(event: bytes) -> bool:

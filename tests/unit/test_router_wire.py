@@ -40,7 +40,7 @@ def test_field_order_and_repeated_occurrences_are_handled():
 
 
 def test_garbage_is_reported_not_raised():
-    for raw in (b"\x0a\xff", b"\x0a\x05ab", b"\x07", b"\x12\x03\xff\xff\xff"):
+    for raw in (b"\x0a\xff", b"\x0a\x05ab", b"\x07", b"\x12\x03\xff\xff\xff", b"\x0a\x03\x0a\x01\xff"):
         assert wire.split_route_request(raw).error.startswith("malformed request")
 
 
@@ -52,7 +52,7 @@ def test_patches_merge_into_the_task():
     parsed = wire.split_route_request(req.SerializeToString())
     assert parsed.task_id == ""
     assert abs(parsed.task_deadline - deadline.timestamp()) < 1e-6
-    patched = parsed.task_record + wire.task_id_patch("gen-1") + wire.task_deadline_patch(1_900_000_000.5)
+    patched = parsed.task_record + wire.task_patch(task_id="gen-1", deadline=1_900_000_000.5)
     task = agent_pb2.ExecuteRequest.FromString(patched).task
     assert task.id == "gen-1" and task.type == "answer" and task.context.user_id == "u"
     assert task.payload.number_value == 1
