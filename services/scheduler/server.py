@@ -157,11 +157,15 @@ class SchedulerServer:
         await self.host.stop(grace)
         if self._runner is not None:
             self._runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._runner
-        await self.runtimes.close()
-        await self.registry.close()
-        await self.store.close()
+            done, _ = await asyncio.wait({self._runner}, timeout=5)
+            if not done:
+                stuck = [t for t in asyncio.all_tasks() if not t.done()]
+                for task in stuck:
+                    log.warning("scheduler stop: task still running: %r\n%s", task, "".join(
+                        __import__("traceback").format_stack(task.get_stack()[-1]) if task.get_stack() else ""))
+        for step in (self.runtimes.close(), self.registry.close(), self.store.close()):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(step, 5)
 
 
 def grpc_code(err: grpc.RpcError) -> grpc.StatusCode:

@@ -1,0 +1,363 @@
+"""`sutradhar deploy`, `scale`, `undeploy`, `rollout`, `deployments` and `logs`:
+the scheduler from the command line.
+
+A deployment manifest::
+
+    apiVersion: sutradhar/v1
+    kind: Deployment
+    metadata: {name: echo, namespace: default}
+    spec:
+      agent: echo                   # an agent id, or an inline agent spec (a mapping)
+      replicas: 3
+      resources: {cpu: 500m, memory: 256Mi}
+      autoscale: {min: 1, max: 10, target_in_flight: 4, scale_up_window: 0s, scale_down_window: 5m}
+      strategy: {max_surge: 25%, max_unavailable: 25%}
+      env: {LOG_LEVEL: info}
+
+`deploy -f` applies `kind: Agent` documents through the registry first, then the
+deployments through the scheduler (create or update, like `kubectl apply`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from typing import Any
+
+from google.protobuf import json_format
+
+from sutradhar._errors import InvalidArgument
+from sutradhar.cli._output import add_output_flag, print_json, print_table
+from sutradhar.cli._rpc import channel
+from sutradhar.cli.manifests import Manifest, agent_from_manifest, load_manifests, parse_duration
+from sutradhar.v1 import registry_pb2, registry_pb2_grpc, scheduler_pb2_grpc
+from sutradhar.v1 import scheduler_pb2 as P
+
+TIMEOUT = 15.0
+_SPEC_FIELDS = {"agent", "replicas", "resources", "autoscale", "strategy", "env", "labels", "paused"}
+_AUTOSCALE_FIELDS = {
+    "min": "min_replicas", "min_replicas": "min_replicas", "max": "max_replicas", "max_replicas": "max_replicas",
+    "target_in_flight": "target_in_flight", "targetInFlight": "target_in_flight",
+    "scale_up_window": "scale_up_window", "scaleUpWindow": "scale_up_window",
+    "scale_down_window": "scale_down_window", "scaleDownWindow": "scale_down_window",
+    "tolerance": "tolerance",
+}
+_STRATEGY_FIELDS = {"max_surge": "max_surge", "maxSurge": "max_surge",
+                    "max_unavailable": "max_unavailable", "maxUnavailable": "max_unavailable"}
+
+
+def _unknown(where: str, given: dict[str, Any], allowed: set[str] | dict[str, str], path: str) -> None:
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        raise InvalidArgument(
+            f"{where}: unknown field(s) in {path}: {', '.join(unknown)} (valid: {', '.join(sorted(allowed))})",
+            field=f"{path}.{unknown[0]}",
+        )
+
+
+def deployment_from_manifest(m: Manifest) -> tuple[P.Deployment, registry_pb2.Agent | None]:
+    """A `kind: Deployment` manifest as a Deployment, plus its inline agent (if any)."""
+    spec = dict(m.body.get("spec") or {})
+    _unknown(m.source, spec, _SPEC_FIELDS, "spec")
+    d = P.Deployment(name=m.name, namespace=m.namespace)
+    agent_ref = spec.get("agent")
+    inline: registry_pb2.Agent | None = None
+    if isinstance(agent_ref, dict):
+        body = dict(agent_ref)
+        agent_id = str(body.pop("id", None) or body.pop("name", None) or m.name)
+        inline = agent_from_manifest(Manifest(
+            kind="Agent", name=agent_id, namespace=m.namespace, source=f"{m.source} spec.agent",
+            body={"apiVersion": "sutradhar/v1", "kind": "Agent", "metadata": {"name": agent_id}, "spec": body},
+        ))
+        d.spec.agent_id = agent_id
+    elif isinstance(agent_ref, str) and agent_ref:
+        d.spec.agent_id = agent_ref
+    else:
+        raise InvalidArgument(f"{m.source}: spec.agent is required (an agent id or an inline agent spec)",
+                              field="spec.agent")
+    replicas = spec.get("replicas", 1)
+    if isinstance(replicas, bool) or not isinstance(replicas, int):
+        raise InvalidArgument(f"{m.source}: spec.replicas must be a whole number, got {replicas!r}",
+                              field="spec.replicas")
+    d.spec.replicas = replicas
+    resources = dict(spec.get("resources") or {})
+    _unknown(m.source, resources, {"cpu", "memory"}, "spec.resources")
+    d.spec.resources.cpu = str(resources.get("cpu", ""))
+    d.spec.resources.memory = str(resources.get("memory", ""))
+    if spec.get("autoscale") is not None:
+        auto = dict(spec["autoscale"])
+        _unknown(m.source, auto, _AUTOSCALE_FIELDS, "spec.autoscale")
+        data: dict[str, Any] = {}
+        for key, value in auto.items():
+            name = _AUTOSCALE_FIELDS[key]
+            data[name] = parse_duration(value, field=f"spec.autoscale.{key}") if name.endswith("window") else value
+        try:
+            json_format.ParseDict(data, d.spec.autoscale)
+        except json_format.ParseError as err:
+            raise InvalidArgument(f"{m.source}: spec.autoscale: {err}", field="spec.autoscale") from err
+    strategy = dict(spec.get("strategy") or {})
+    _unknown(m.source, strategy, _STRATEGY_FIELDS, "spec.strategy")
+    for key, value in strategy.items():
+        setattr(d.spec.strategy, _STRATEGY_FIELDS[key], str(value))
+    for key in ("env", "labels"):
+        for k, v in dict(spec.get(key) or {}).items():
+            getattr(d.spec, key)[str(k)] = str(v)
+    d.spec.paused = bool(spec.get("paused", False))
+    return d, inline
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("deploy", help="apply agents and deployments from a manifest")
+    p.add_argument("-f", "--file", required=True, help="YAML manifest (kind: Agent and/or Deployment documents)")
+    p.add_argument("--wait", action="store_true", help="wait until every deployment is rolled out")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait with --wait")
+    add_output_flag(p)
+    p.set_defaults(func=deploy)
+
+    p = sub.add_parser("scale", help="set a deployment's replica count")
+    p.add_argument("name")
+    p.add_argument("--replicas", type=int, required=True)
+    p.add_argument("-n", "--namespace", default="default")
+    p.set_defaults(func=scale)
+
+    p = sub.add_parser("undeploy", help="delete a deployment: stop its replicas and deregister them")
+    p.add_argument("name")
+    p.add_argument("-n", "--namespace", default="default")
+    p.add_argument("--no-wait", action="store_true", help="return before the replicas have stopped")
+    p.set_defaults(func=undeploy)
+
+    rollout = sub.add_parser("rollout", help="status, pause, resume or undo a deployment's rollout")
+    rsub = rollout.add_subparsers(dest="rollout_command", metavar="ACTION")
+    rsub.required = True
+    for action, help_text in (("status", "show (or with -w wait for) the rollout"),
+                              ("pause", "pause the rollout"), ("resume", "resume the rollout"),
+                              ("undo", "roll back to the previous (or a given) revision")):
+        r = rsub.add_parser(action, help=help_text)
+        r.add_argument("name")
+        r.add_argument("-n", "--namespace", default="default")
+        if action == "status":
+            r.add_argument("-w", "--watch", action="store_true", help="wait until the rollout completes")
+            r.add_argument("--timeout", type=float, default=120.0)
+        if action == "undo":
+            r.add_argument("--to-revision", default="", help="revision hash (prefix) to return to")
+        r.set_defaults(func=rollout_action)
+
+    deps = sub.add_parser("deployments", help="list or show deployments")
+    dsub = deps.add_subparsers(dest="deployments_command", metavar="ACTION")
+    dsub.required = True
+    p = dsub.add_parser("list", help="list deployments")
+    p.add_argument("-n", "--namespace", default="default", help='namespace ("*" for all)')
+    add_output_flag(p)
+    p.set_defaults(func=list_deployments)
+    p = dsub.add_parser("get", help="show one deployment: replicas, conditions, events")
+    p.add_argument("name")
+    p.add_argument("-n", "--namespace", default="default")
+    add_output_flag(p)
+    p.set_defaults(func=get_deployment)
+
+    p = sub.add_parser("logs", help="print a deployment's replica logs")
+    p.add_argument("name")
+    p.add_argument("-n", "--namespace", default="default")
+    p.add_argument("--replica", default="", help="only this replica")
+    p.add_argument("--tail", type=int, default=100, help="last lines per replica")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    p.set_defaults(func=logs)
+
+
+def _row(d: P.Deployment) -> dict[str, Any]:
+    s = d.status
+    return {
+        "namespace": d.namespace, "name": d.name, "agent": d.spec.agent_id, "version": s.current_version,
+        "desired": s.desired_replicas, "ready": s.ready_replicas, "updated": s.updated_replicas,
+        "available": s.available_replicas, "revision": s.current_revision,
+        "status": _summary(d),
+    }
+
+
+def _summary(d: P.Deployment) -> str:
+    if d.HasField("delete_time"):
+        return "Terminating"
+    for ctype in ("ReplicaFailure", "FailedToStart", "CrashLoopBackOff", "Paused"):
+        for c in d.status.conditions:
+            if c.type == ctype and c.status == P.CONDITION_STATUS_TRUE:
+                return ctype if ctype != "ReplicaFailure" else c.reason
+    return "Available" if _complete(d) else "Progressing"
+
+
+def _complete(d: P.Deployment) -> bool:
+    s = d.status
+    want = s.desired_replicas
+    return bool(s.current_revision) and s.observed_generation >= d.generation and \
+        s.updated_replicas == want and s.ready_replicas == want and s.replicas == want
+
+
+COLUMNS = ["namespace", "name", "agent", "version", "desired", "ready", "updated", "available", "revision", "status"]
+
+
+async def deploy(args: argparse.Namespace) -> int:
+    manifests = load_manifests(args.file)
+    agents = [agent_from_manifest(m) for m in manifests if m.kind == "Agent"]
+    deployments = []
+    for m in manifests:
+        if m.kind == "Deployment":
+            d, inline = deployment_from_manifest(m)
+            deployments.append(d)
+            if inline is not None:
+                agents.append(inline)
+    results: list[Any] = []
+    if agents:
+        async with channel(args.registry) as ch:
+            stub = registry_pb2_grpc.RegistryServiceStub(ch)
+            for agent in agents:
+                resp = await stub.UpdateAgent(registry_pb2.UpdateAgentRequest(agent=agent, allow_missing=True),
+                                              timeout=TIMEOUT)
+                results.append(resp.agent)
+                if args.output != "json":
+                    stored = resp.agent
+                    print(f"agent/{agent.id} applied in namespace {stored.namespace} (version {stored.version})")
+    async with channel(args.scheduler) as ch:
+        stub = scheduler_pb2_grpc.SchedulerServiceStub(ch)
+        for d in deployments:
+            resp = await stub.ApplyDeployment(P.ApplyDeploymentRequest(deployment=d), timeout=TIMEOUT)
+            results.append(resp.deployment)
+            if args.output != "json":
+                verb = "created" if resp.created else "configured"
+                print(f"deployment/{d.name} {verb} in namespace {resp.deployment.namespace} "
+                      f"({resp.deployment.spec.replicas} replicas of agent {d.spec.agent_id})")
+        if args.wait:
+            for d in deployments:
+                if not await _wait_rollout(stub, d.namespace, d.name, args.timeout, quiet=args.output == "json"):
+                    return 1
+    if args.output == "json":
+        print_json(results)
+    return 0
+
+
+async def _wait_rollout(stub: Any, namespace: str, name: str, within: float, *, quiet: bool = False) -> bool:
+    deadline = time.monotonic() + within
+    last = ""
+    while True:
+        request = P.GetDeploymentRequest(namespace=namespace, name=name)
+        d = (await stub.GetDeployment(request, timeout=TIMEOUT)).deployment
+        s = d.status
+        line = (f"deployment/{name}: {s.updated_replicas} of {s.desired_replicas} updated, "
+                f"{s.ready_replicas} ready ({_summary(d)})")
+        if line != last and not quiet:
+            print(line)
+            last = line
+        if _complete(d):
+            if not quiet:
+                print(f"deployment/{name} successfully rolled out (revision {s.current_revision}, "
+                      f"version {s.current_version})")
+            return True
+        if time.monotonic() > deadline:
+            for c in s.conditions:
+                if c.status == P.CONDITION_STATUS_TRUE and c.type not in ("Available", "Progressing"):
+                    print(f"  {c.type}: {c.message}")
+            print(f"deployment/{name} not rolled out after {within:g}s")
+            return False
+        await asyncio.sleep(0.5)
+
+
+async def scale(args: argparse.Namespace) -> int:
+    async with channel(args.scheduler) as ch:
+        stub = scheduler_pb2_grpc.SchedulerServiceStub(ch)
+        resp = await stub.ScaleDeployment(
+            P.ScaleDeploymentRequest(namespace=args.namespace, name=args.name, replicas=args.replicas),
+            timeout=TIMEOUT,
+        )
+    print(f"deployment/{args.name} scaled to {resp.deployment.spec.replicas} replicas")
+    return 0
+
+
+async def undeploy(args: argparse.Namespace) -> int:
+    async with channel(args.scheduler) as ch:
+        stub = scheduler_pb2_grpc.SchedulerServiceStub(ch)
+        await stub.DeleteDeployment(
+            P.DeleteDeploymentRequest(namespace=args.namespace, name=args.name, wait=not args.no_wait),
+            timeout=None if not args.no_wait else TIMEOUT,
+        )
+    print(f"deployment/{args.name} deleted from namespace {args.namespace}"
+          + (" (replicas stopping)" if args.no_wait else "; every replica stopped"))
+    return 0
+
+
+async def rollout_action(args: argparse.Namespace) -> int:
+    async with channel(args.scheduler) as ch:
+        stub = scheduler_pb2_grpc.SchedulerServiceStub(ch)
+        action = args.rollout_command
+        if action == "status":
+            if args.watch:
+                return 0 if await _wait_rollout(stub, args.namespace, args.name, args.timeout) else 1
+            d = (await stub.GetDeployment(P.GetDeploymentRequest(namespace=args.namespace, name=args.name),
+                                          timeout=TIMEOUT)).deployment
+            s = d.status
+            print(f"deployment/{d.name}: revision {s.current_revision} (version {s.current_version}), "
+                  f"{s.updated_replicas} of {s.desired_replicas} updated, {s.ready_replicas} ready: {_summary(d)}")
+            return 0
+        if action == "pause":
+            await stub.PauseRollout(P.PauseRolloutRequest(namespace=args.namespace, name=args.name), timeout=TIMEOUT)
+            print(f"deployment/{args.name} paused")
+        elif action == "resume":
+            await stub.ResumeRollout(P.ResumeRolloutRequest(namespace=args.namespace, name=args.name),
+                                     timeout=TIMEOUT)
+            print(f"deployment/{args.name} resumed")
+        else:
+            resp = await stub.UndoRollout(P.UndoRolloutRequest(namespace=args.namespace, name=args.name,
+                                                               to_revision=args.to_revision), timeout=TIMEOUT)
+            print(f"deployment/{args.name} rolled back to agent {resp.agent.id} version {resp.agent.version}")
+    return 0
+
+
+async def list_deployments(args: argparse.Namespace) -> int:
+    async with channel(args.scheduler) as ch:
+        stub = scheduler_pb2_grpc.SchedulerServiceStub(ch)
+        resp = await stub.ListDeployments(P.ListDeploymentsRequest(namespace=args.namespace), timeout=TIMEOUT)
+    if args.output == "json":
+        print_json(list(resp.deployments))
+    else:
+        print_table((_row(d) for d in resp.deployments), COLUMNS, empty="no deployments")
+    return 0
+
+
+async def get_deployment(args: argparse.Namespace) -> int:
+    async with channel(args.scheduler) as ch:
+        stub = scheduler_pb2_grpc.SchedulerServiceStub(ch)
+        d = (await stub.GetDeployment(P.GetDeploymentRequest(namespace=args.namespace, name=args.name),
+                                      timeout=TIMEOUT)).deployment
+    if args.output == "json":
+        print_json(d)
+        return 0
+    print_table([_row(d)], COLUMNS)
+    print("\nreplicas:")
+    print_table(
+        ({"id": r.id, "phase": P.ReplicaPhase.Name(r.phase).removeprefix("REPLICA_PHASE_"), "version": r.version,
+          "endpoint": r.endpoint, "pid/id": r.native_id, "restarts": r.restarts, "message": r.message}
+         for r in d.status.replica_statuses),
+        ["id", "phase", "version", "endpoint", "pid/id", "restarts", "message"], empty="  none",
+    )
+    print("\nconditions:")
+    print_table(
+        ({"type": c.type, "status": P.ConditionStatus.Name(c.status).removeprefix("CONDITION_STATUS_"),
+          "reason": c.reason, "message": c.message} for c in d.status.conditions),
+        ["type", "status", "reason", "message"], empty="  none",
+    )
+    print("\nevents:")
+    print_table(
+        ({"time": e.time.ToDatetime().strftime("%H:%M:%S"), "reason": e.reason, "message": e.message}
+         for e in d.status.events[-15:]),
+        ["time", "reason", "message"], empty="  none",
+    )
+    return 0
+
+
+async def logs(args: argparse.Namespace) -> int:
+    async with channel(args.scheduler) as ch:
+        stub = scheduler_pb2_grpc.SchedulerServiceStub(ch)
+        call = stub.GetLogs(P.GetLogsRequest(namespace=args.namespace, name=args.name, replica=args.replica,
+                                             tail=args.tail, follow=args.follow))
+        prefix = not args.replica
+        async for item in call:
+            print(f"[{item.replica}] {item.line}" if prefix else item.line, flush=True)
+    return 0

@@ -1,0 +1,121 @@
+"""`sutradhar deploy / deployments / scale / rollout / logs / undeploy` as a user
+runs them (real CLI processes against the in-test registry and scheduler), and
+a liveness restart requested by the health service."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+from test_scheduler_support import (
+    ECHO_COMMAND,
+    ROOT,
+    api,
+    deployment,
+    echo_agent,
+    eventually,
+    get,
+    namespace,
+    pid_alive,
+    registry,
+    registry_client,
+    scheduler,
+)
+
+from sutradhar.services.common import keys
+from sutradhar.v1 import registry_pb2
+from sutradhar.v1 import scheduler_pb2 as P
+
+__all__ = ["api", "namespace", "registry", "registry_client", "scheduler"]  # fixtures imported for pytest
+
+
+async def cli(registry, scheduler, *args: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sutradhar.cli.main", "--registry", registry.address,
+        "--scheduler", scheduler.address, *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=ROOT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode, out.decode()
+
+
+async def test_cli_round_trip(registry, scheduler, namespace, tmp_path):
+    manifest = tmp_path / "echo.yaml"
+    command = json.dumps(ECHO_COMMAND)
+    manifest.write_text(f"""
+apiVersion: sutradhar/v1
+kind: Agent
+metadata: {{name: echo, namespace: {namespace}}}
+spec:
+  type: echo
+  version: 1.0.0
+  runtime: process
+  capabilities: [echo]
+  config: {{command: {command}, workdir: "{ROOT}"}}
+---
+apiVersion: sutradhar/v1
+kind: Deployment
+metadata: {{name: echo, namespace: {namespace}}}
+spec:
+  agent: echo
+  replicas: 2
+  strategy: {{max_surge: 1, max_unavailable: 0}}
+""")
+    code, out = await cli(registry, scheduler, "deploy", "-f", str(manifest), "--wait", "--timeout", "30")
+    assert code == 0, out
+    assert "deployment/echo created" in out and "successfully rolled out" in out
+
+    code, out = await cli(registry, scheduler, "deployments", "list", "-n", namespace)
+    assert code == 0, out
+    row = out.splitlines()[1].split()
+    assert row[:2] == [namespace, "echo"] and row[4:6] == ["2", "2"]  # desired, ready
+
+    code, out = await cli(registry, scheduler, "scale", "echo", "--replicas", "3", "-n", namespace)
+    assert code == 0 and "scaled to 3" in out
+    code, out = await cli(registry, scheduler, "rollout", "status", "echo", "-n", namespace, "-w", "--timeout", "30")
+    assert code == 0, out
+
+    code, out = await cli(registry, scheduler, "logs", "echo", "-n", namespace, "--tail", "5")
+    assert code == 0 and "listening on" in out
+
+    code, out = await cli(registry, scheduler, "deployments", "get", "echo", "-n", namespace, "-o", "json")
+    pids = [int(r["native_id"]) for r in json.loads(out)["status"]["replica_statuses"]]
+    assert len(pids) == 3
+
+    code, out = await cli(registry, scheduler, "scale", "missing", "--replicas", "1", "-n", namespace)
+    assert code == 1 and "NOT_FOUND" in out
+    code, out = await cli(registry, scheduler, "scale", "echo", "--replicas", "5000", "-n", namespace)
+    assert code == 1 and "replicas" in out and "INVALID_ARGUMENT" in out
+
+    code, out = await cli(registry, scheduler, "undeploy", "echo", "-n", namespace)
+    assert code == 0, out
+    assert not any(pid_alive(p) for p in pids)
+
+
+async def test_liveness_restart_requested_by_health(api, store, registry_client, namespace):
+    await registry_client.register_agent(echo_agent(namespace))
+    await api.CreateDeployment(P.CreateDeploymentRequest(deployment=deployment(namespace, "live", replicas=1)))
+    d = await eventually(lambda: _running(api, namespace, "live"))
+    replica = d.status.replica_statuses[0]
+
+    # what the health service does on a liveness failure
+    kv = await store.get(keys.instance_key(namespace, replica.id))
+    inst = keys.decode(kv.value, registry_pb2.Instance)
+    inst.health.restart_requested = True
+    await store.put(kv.key, keys.encode(inst), lease=kv.lease)
+
+    async def restarted():
+        d = await _running(api, namespace, "live")
+        return d if d is not None and d.status.replica_statuses[0].native_id != replica.native_id else None
+
+    d = await eventually(restarted)
+    assert any(e.reason == "Restarted" and "liveness" in e.message for e in d.status.events)
+    assert not pid_alive(int(replica.native_id))
+    await api.DeleteDeployment(P.DeleteDeploymentRequest(namespace=namespace, name="live", wait=True))
+
+
+async def _running(api, namespace, name):
+    d = await get(api, namespace, name)
+    rs = d.status.replica_statuses
+    return d if len(rs) == 1 and rs[0].phase == P.REPLICA_PHASE_RUNNING else None
