@@ -92,8 +92,12 @@ def _instance_row(inst: registry_pb2.Instance) -> dict[str, Any]:
         "fails": r.consecutive_failures, "last_probe": _ago(r.last_probe_time),
         "latency": "-" if latency is None else f"{latency:.1f}ms",
         "restart": "requested" if inst.health.restart_requested else "",
-        "prober": inst.health.prober or "-", "message": r.last_message or lv.last_message,
+        "prober": inst.health.prober or "-", "message": _short(r.last_message or lv.last_message),
     }
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _print_agent(h: health_pb2.AgentHealth) -> None:
