@@ -58,6 +58,19 @@ async def wait_ready(endpoint: str, *, within: float = 30.0) -> float:
     raise TimeoutError(f"{endpoint} not SERVING within {within} s")
 
 
+async def _ready_or_explain(runtime: ContainerRuntime, replica: Replica) -> float:
+    """wait_ready, and on a time-out say what the container was doing."""
+    try:
+        return await wait_ready(replica.endpoint)
+    except TimeoutError:
+        now = await runtime.inspect(replica)
+        logs = [line async for line in runtime.logs(replica, tail=10)]
+        raise TimeoutError(
+            f"{replica.endpoint} ({replica.native_id[:12]}) not SERVING within 30 s: "
+            f"phase {now.phase.value}, exit {now.exit_code}, {now.message!r}, logs {logs}"
+        ) from None
+
+
 def _spec(image: str, namespace: str, index: int) -> ReplicaSpec:
     agent = registry_pb2.Agent(
         id="echo", namespace=namespace, type="echo", version="1.0.0", runtime="container",
@@ -91,7 +104,7 @@ async def measure_scale(runtime: ContainerRuntime, image: str, *, start: int = 3
     try:
         first = await asyncio.gather(*(runtime.start(_spec(image, namespace, i)) for i in range(start)))
         replicas.extend(first)
-        await asyncio.gather(*(wait_ready(r.endpoint) for r in first))
+        await asyncio.gather(*(_ready_or_explain(runtime, r) for r in first))
 
         began = time.monotonic()
 
@@ -102,7 +115,7 @@ async def measure_scale(runtime: ContainerRuntime, image: str, *, start: int = 3
 
         started = await asyncio.gather(*(one(i) for i in range(start, to)))
         in_start = max(t for _, t in started) - began
-        ready = await asyncio.gather(*(wait_ready(r.endpoint) for r, _ in started))
+        ready = await asyncio.gather(*(_ready_or_explain(runtime, r) for r, _ in started))
         return ScaleRound(
             seconds_to_ready=max(ready) - began,
             seconds_in_start=in_start,
@@ -116,7 +129,9 @@ async def _main(args: argparse.Namespace) -> int:
     from sutradhar.services.scheduler.images import build_agent_image
 
     image = build_agent_image(progress=lambda line: print(line, file=sys.stderr)).tags[0]
-    runtime = ContainerRuntime()
+    # A scope of its own: a scheduler running on this engine (an unscoped mesh)
+    # must not adopt and remove the benchmark's containers.
+    runtime = ContainerRuntime(scope=f"bench-{uuid.uuid4().hex[:8]}")
     rounds: list[ScaleRound] = []
     try:
         for n in range(args.rounds):

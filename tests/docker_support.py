@@ -15,11 +15,12 @@ Test modules that need Docker bind the fixtures they use::
 - `agent_image` (session): the tag of the echo agent image
   (`sutradhar/agent:<version>`), built once; an up-to-date image is reused, so
   only the first run on a machine pays for the base image (about 1 minute).
-- While `docker_engine` is active, SUTRADHAR_CONTAINER_LABELS carries this
-  session's label (`TEST_LABEL`=`SESSION_ID`), so every ContainerRuntime made
-  in this process or its children labels its containers with it. At the end
-  of the session every container with that label is removed, even when tests
-  failed. Only this session's: several test sessions may share one engine.
+- While `docker_engine` is active, SUTRADHAR_CONTAINER_SCOPE holds this
+  session's scope (`SESSION_SCOPE`): every ContainerRuntime made in this
+  process or its children labels its containers with it and lists no others,
+  so several test runs (and a developer's mesh) can share one engine. At the
+  end of the session every container of that scope is removed, even when
+  tests failed.
 
 `wait_serving(endpoint)` waits for grpc.health.v1 SERVING on a 127.0.0.1 port.
 """
@@ -37,20 +38,16 @@ from typing import Any
 
 import pytest
 
-from sutradhar.services.scheduler.runtimes.container import LABELS_ENV
+from sutradhar.services.scheduler.runtimes.container import LABEL_SCOPE, SCOPE_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTALL_SCRIPT = ROOT / "scripts" / "install-docker.sh"
 #: Per-test timeout for Docker tests: the first one may build the base image.
 DOCKER_TEST_TIMEOUT = 600
-#: Label on containers started by this test session.
-TEST_LABEL = "sutradhar.test-session"
-SESSION_ID = uuid.uuid4().hex[:12]
-
-
-def session_labels() -> dict[str, str]:
-    """Labels that mark a container as started by this test session."""
-    return {TEST_LABEL: SESSION_ID}
+#: This session's container scope: every ContainerRuntime made while the
+#: `docker_engine` fixture is active (here or in child processes, such as a
+#: scheduler under test) labels its containers with it and sees no others.
+SESSION_SCOPE = f"test-{uuid.uuid4().hex[:10]}"
 
 
 def _in_ci() -> bool:
@@ -75,9 +72,12 @@ def _give_up(reason: str) -> None:
 
 
 def remove_test_containers(client: Any) -> list[str]:
-    """Remove every container labelled with this session's id; return their names."""
+    """Remove every container of this session's scope (or a scope named after it,
+    as tests of several scopes make); return their names."""
     removed: list[str] = []
-    for summary in client.api.containers(all=True, filters={"label": [f"{TEST_LABEL}={SESSION_ID}"]}):
+    for summary in client.api.containers(all=True, filters={"label": [LABEL_SCOPE]}):
+        if not (summary.get("Labels") or {}).get(LABEL_SCOPE, "").startswith(SESSION_SCOPE):
+            continue
         try:
             client.api.remove_container(summary["Id"], force=True)
             removed.extend(n.lstrip("/") for n in summary.get("Names") or [])
@@ -102,16 +102,18 @@ def docker_engine() -> Iterator[Any]:
         if client is None:
             _give_up(why)
     # Every ContainerRuntime made from now on, here or in child processes (a
-    # scheduler under test), labels its containers with this session's id.
-    previous = os.environ.get(LABELS_ENV)
-    os.environ[LABELS_ENV] = ",".join(f"{k}={v}" for k, v in session_labels().items())
+    # scheduler under test), works in this session's scope: it labels its
+    # containers with it and lists no others. Other test runs and a developer's
+    # mesh on the same engine neither see nor remove ours, nor we theirs.
+    previous = os.environ.get(SCOPE_ENV)
+    os.environ[SCOPE_ENV] = SESSION_SCOPE
     try:
         yield client
     finally:
         if previous is None:
-            os.environ.pop(LABELS_ENV, None)
+            os.environ.pop(SCOPE_ENV, None)
         else:
-            os.environ[LABELS_ENV] = previous
+            os.environ[SCOPE_ENV] = previous
         remove_test_containers(client)
         client.close()
 

@@ -25,7 +25,7 @@ from sutradhar.services.scheduler.runtimes.base import (
 from sutradhar.services.scheduler.runtimes.container import ContainerRuntime
 from sutradhar.v1 import agent_pb2, agent_pb2_grpc, registry_pb2
 from tests import docker_support
-from tests.docker_support import DOCKER_TEST_TIMEOUT, session_labels, wait_serving
+from tests.docker_support import DOCKER_TEST_TIMEOUT, SESSION_SCOPE, wait_serving
 
 docker_engine = docker_support.docker_engine  # fixtures
 agent_image = docker_support.agent_image
@@ -92,7 +92,7 @@ async def test_echo_replica_serves_with_limits_labels_and_logs(runtime, agent_im
         assert from_value(answer.result.data)["echo"] == {"hello": "container"}
 
         attrs = docker_engine.api.inspect_container(replica.native_id)
-        assert attrs["Name"] == f"/sutradhar-{unique}-echo-echo-r0"
+        assert attrs["Name"] == f"/sutradhar-{SESSION_SCOPE}-{unique}-echo-echo-r0"
         host = attrs["HostConfig"]
         assert host["NanoCpus"] == 500_000_000
         assert host["Memory"] == 256 * 1024 * 1024
@@ -206,25 +206,26 @@ async def test_memory_limit_is_enforced_and_oom_kill_reported(runtime, agent_ima
         await runtime.stop(replica)
 
 
-async def test_every_container_carries_the_session_label(runtime, agent_image, docker_engine, unique):
-    # docker_support sets SUTRADHAR_CONTAINER_LABELS for runtimes made without extra_labels.
-    replica = await runtime.start(echo_spec(agent_image, unique, replica="r1"))
+async def test_scopes_partition_one_engine(runtime, agent_image, docker_engine, unique):
+    # docker_support sets SUTRADHAR_CONTAINER_SCOPE, so `runtime` works in this session's scope.
+    assert runtime.scope == SESSION_SCOPE
+    other = ContainerRuntime(scope=f"{SESSION_SCOPE}-other")  # another mesh on the same engine
     try:
-        labels = docker_engine.api.inspect_container(replica.native_id)["Config"]["Labels"]
-        assert labels[docker_support.TEST_LABEL] == docker_support.SESSION_ID
-    finally:
-        await runtime.stop(replica, grace=timedelta(0))
-    plain = ContainerRuntime(extra_labels={**session_labels(), "cost-centre": "ml"})
-    try:
-        replica = await plain.start(echo_spec(agent_image, unique, replica="r2"))
+        mine = await runtime.start(echo_spec(agent_image, unique))
+        theirs = await other.start(echo_spec(agent_image, unique))  # same ns/deployment/replica id
         try:
-            labels = docker_engine.api.inspect_container(replica.native_id)["Config"]["Labels"]
-            assert labels["cost-centre"] == "ml"
+            assert mine.native_id != theirs.native_id
+            labels = docker_engine.api.inspect_container(mine.native_id)["Config"]["Labels"]
+            assert labels["sutradhar.scope"] == SESSION_SCOPE
+            assert [r.native_id for r in await runtime.list(unique)] == [mine.native_id]
+            assert [r.native_id for r in await other.list(unique)] == [theirs.native_id]
+            assert theirs.native_id not in {r.native_id for r in await runtime.list()}
         finally:
-            await plain.stop(replica, grace=timedelta(0))
+            await other.stop(theirs, grace=timedelta(0))
+            await runtime.stop(mine, grace=timedelta(0))
     finally:
-        await plain.close()
-
+        await other.close()
+    assert await runtime.list(unique) == []
 
 async def test_command_missing_from_the_image_exits_127_and_says_so(runtime, agent_image, unique):
     from sutradhar.services.scheduler.images import BASE_IMAGE

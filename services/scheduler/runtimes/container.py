@@ -9,7 +9,9 @@ An agent with ``runtime: container`` carries in ``config``::
     env:     {KEY: value}                    # optional
 
 Each replica is one container named ``sutradhar-<namespace>-<deployment>-<replica>``
-with Sutradhar's labels (so `list()` adopts it after a scheduler restart),
+(with the runtime's scope after ``sutradhar-`` when it has one, see
+`ContainerRuntime`) and Sutradhar's labels (so `list()` adopts it after a
+scheduler restart),
 cpu/memory limits from ``agent.resources`` ("500m", "2"; "256Mi", "1Gi"), no
 restart policy (the scheduler restarts with back-off), and the agent port
 published on 127.0.0.1 only, on a host port the engine picks. The endpoint is
@@ -50,7 +52,6 @@ from sutradhar._errors import (
     SutradharError,
     Unavailable,
 )
-from sutradhar._registration import parse_labels
 from sutradhar._values import from_struct
 from sutradhar.services.common.validation import parse_cpu, parse_memory, validate_runtime_config
 from sutradhar.services.scheduler.runtimes.base import (
@@ -78,8 +79,10 @@ T = TypeVar("T")
 LABEL_CONTAINER_PORT = "sutradhar.container-port"
 #: The agent port inside the container when config.port is not set.
 DEFAULT_CONTAINER_PORT = 50051
-#: Environment variable with labels for every container ("key=value,key2=value2").
-LABELS_ENV = "SUTRADHAR_CONTAINER_LABELS"
+#: Label naming the scope a container belongs to (absent: the unscoped default).
+LABEL_SCOPE = "sutradhar.scope"
+#: Environment variable with the default scope of a ContainerRuntime.
+SCOPE_ENV = "SUTRADHAR_CONTAINER_SCOPE"
 #: Docker refuses memory limits below 6 MiB.
 MIN_MEMORY_BYTES = 6 * 1024 * 1024
 
@@ -109,17 +112,9 @@ def memory_bytes(text: str) -> int:
     return value
 
 
-def parse_label_list(text: str, *, field: str = "labels") -> dict[str, str]:
-    """Labels written "key=value,key2=value2" (empty text: none)."""
-    try:
-        return parse_labels([item for item in text.split(",") if item.strip()])
-    except ValueError as err:
-        raise InvalidArgument(f"{field}: {err}", field=field) from err
-
-
-def container_name(namespace: str, deployment: str, replica_id: str) -> str:
-    """The container's name: ``sutradhar-<ns>-<deployment>-<replica>``, Docker-safe."""
-    raw = f"sutradhar-{namespace or 'default'}-{deployment}-{replica_id}"
+def container_name(namespace: str, deployment: str, replica_id: str, scope: str = "") -> str:
+    """The container's name: ``sutradhar-[<scope>-]<ns>-<deployment>-<replica>``, Docker-safe."""
+    raw = f"sutradhar-{scope + '-' if scope else ''}{namespace or 'default'}-{deployment}-{replica_id}"
     return re.sub(r"[^a-zA-Z0-9_.-]", "-", raw)
 
 
@@ -225,23 +220,28 @@ _STATUS_EXIT = re.compile(r"Exited \((-?\d+)\)")
 class ContainerRuntime:
     """Runs replicas as Docker containers; implements `Runtime` under the name "container".
 
-    ``ContainerRuntime(base_url=None, *, extra_labels=None, timeout=..., max_workers=8)``:
+    ``ContainerRuntime(base_url=None, *, scope=None, timeout=..., max_workers=8)``:
     the engine at `base_url` (default DOCKER_HOST or the local socket).
-    `extra_labels` go on every container this runtime starts (an operator's
-    cost-centre or environment tag, a test session's id); the default comes
-    from ``SUTRADHAR_CONTAINER_LABELS`` ("key=value,key2=value2"). Connecting is
-    lazy, on first use, so creating the runtime never fails for lack of an engine.
+
+    `scope` (default: ``SUTRADHAR_CONTAINER_SCOPE``, else none) partitions one
+    engine between several meshes: containers are labelled ``sutradhar.scope``
+    with it, and `list()` returns only containers of the same scope (an
+    unscoped runtime sees only unscoped containers). Without it, a scheduler of
+    one mesh would adopt, and remove as surplus, the replicas of another mesh
+    on the same engine (a developer's `sutradhar up` beside a test run, or two
+    test runs).
+
+    Connecting is lazy, on first use, so creating the runtime never fails for
+    lack of an engine.
     """
 
     name = "container"
 
-    def __init__(self, base_url: str | None = None, *, extra_labels: Mapping[str, str] | None = None,
+    def __init__(self, base_url: str | None = None, *, scope: str | None = None,
                  timeout: timedelta = timedelta(seconds=120), max_workers: int = 8) -> None:
         self._base_url = base_url
-        self._extra_labels = dict(
-            extra_labels if extra_labels is not None
-            else parse_label_list(os.environ.get(LABELS_ENV, ""), field=LABELS_ENV)
-        )
+        self.scope = (os.environ.get(SCOPE_ENV, "") if scope is None else scope).strip()
+        """This runtime's scope ("" = unscoped)."""
         self._timeout = timeout
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="sutradhar-docker")
         self._max_pool = max_workers + 4
@@ -259,6 +259,12 @@ class ContainerRuntime:
                     base_url=self._base_url, timeout=self._timeout, max_pool_size=self._max_pool
                 )
             return self._client
+
+    def _ref(self, replica: Replica) -> str:
+        """The container's id, or its name when the id is unknown."""
+        return replica.native_id or container_name(
+            replica.namespace, replica.deployment, replica.replica_id, self.scope
+        )
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         if self._closed:
@@ -338,8 +344,8 @@ class ContainerRuntime:
         cpus = nano_cpus(spec.agent.resources.cpu)
         mem_limit = memory_bytes(spec.agent.resources.memory)
         labels = {
-            **self._extra_labels,
             **dict(spec.labels),
+            **({LABEL_SCOPE: self.scope} if self.scope else {}),
             LABEL_MANAGED: "true",
             LABEL_NAMESPACE: namespace,
             LABEL_DEPLOYMENT: spec.deployment,
@@ -348,7 +354,7 @@ class ContainerRuntime:
             LABEL_REPLICA: spec.replica_id,
             LABEL_CONTAINER_PORT: str(port),
         }
-        name = container_name(namespace, spec.deployment, spec.replica_id)
+        name = container_name(namespace, spec.deployment, spec.replica_id, self.scope)
         client = self._docker()
         api = client.api
         host_config = api.create_host_config(
@@ -391,7 +397,11 @@ class ContainerRuntime:
         api = self._docker().api
         attrs = api.inspect_container(name)
         labels = attrs["Config"].get("Labels") or {}
-        ours = labels.get(LABEL_MANAGED) == "true" and labels.get(LABEL_REPLICA) == spec.replica_id
+        ours = (
+            labels.get(LABEL_MANAGED) == "true"
+            and labels.get(LABEL_REPLICA) == spec.replica_id
+            and labels.get(LABEL_SCOPE, "") == self.scope
+        )
         if not ours:
             raise AlreadyExists(f"a container named {name!r} exists and is not this replica")
         replica = _replica_from_inspect(attrs)
@@ -407,7 +417,7 @@ class ContainerRuntime:
 
     def _stop_sync(self, replica: Replica, grace: timedelta) -> None:
         api = self._docker().api
-        ref = replica.native_id or container_name(replica.namespace, replica.deployment, replica.replica_id)
+        ref = self._ref(replica)
         with translate_docker_errors():
             try:
                 api.stop(ref, timeout=max(0, math.ceil(grace.total_seconds())))
@@ -428,12 +438,17 @@ class ContainerRuntime:
         filters = [f"{LABEL_MANAGED}=true"]
         if namespace is not None:
             filters.append(f"{LABEL_NAMESPACE}={namespace or 'default'}")
+        if self.scope:
+            filters.append(f"{LABEL_SCOPE}={self.scope}")
         with translate_docker_errors():
             summaries = self._docker().api.containers(all=True, filters={"label": filters})
-        return [_replica_from_summary(s) for s in summaries]
+        return [
+            _replica_from_summary(s) for s in summaries
+            if (s.get("Labels") or {}).get(LABEL_SCOPE, "") == self.scope
+        ]
 
     def _inspect_sync(self, replica: Replica) -> Replica:
-        ref = replica.native_id or container_name(replica.namespace, replica.deployment, replica.replica_id)
+        ref = self._ref(replica)
         with translate_docker_errors():
             try:
                 attrs = self._docker().api.inspect_container(ref)
@@ -442,7 +457,7 @@ class ContainerRuntime:
         return _replica_from_inspect(attrs)
 
     def _logs_sync(self, replica: Replica, tail: int) -> str:
-        ref = replica.native_id or container_name(replica.namespace, replica.deployment, replica.replica_id)
+        ref = self._ref(replica)
         with translate_docker_errors():
             try:
                 data = self._docker().api.logs(ref, stdout=True, stderr=True, tail=max(0, tail))
@@ -451,7 +466,7 @@ class ContainerRuntime:
         return bytes(data).decode("utf-8", "replace")
 
     async def _follow(self, replica: Replica, tail: int) -> AsyncIterator[str]:
-        ref = replica.native_id or container_name(replica.namespace, replica.deployment, replica.replica_id)
+        ref = self._ref(replica)
 
         def open_stream() -> Any:
             with translate_docker_errors():
