@@ -1,6 +1,7 @@
 """The health service against real instances: gRPC health servers written here
-(healthy, failing, hanging, slow, dead, back), the stdlib HTTP echo agent, a
-TCP listener, real etcd. Periods are 250 ms so each case takes a few seconds.
+(healthy, failing, hanging, slow, dead, back), an SDK agent whose
+check_health() flips, the stdlib HTTP echo agent as a child process, a TCP
+listener, real etcd. Periods are 250 ms so each case takes a few seconds.
 
 End-to-end bounds from issue 4: an instance that starts failing is
 NOT_SERVING within period x failure_threshold + 1 s, and SERVING again within
@@ -38,8 +39,9 @@ from test_health_support import (
     wait_for,
 )
 
+from sutradhar import Agent
 from sutradhar.services.common import keys
-from sutradhar.testing import spawn_agent
+from sutradhar.testing import run_agent, spawn_agent
 from sutradhar.v1 import health_pb2, registry_pb2
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -264,3 +266,71 @@ async def test_drain_enable_aggregate_and_watch(store, unique, health, health_st
         for lease in leases:
             await store.revoke_lease(lease)
         await other.stop()
+
+
+class FlakyAgent(Agent):
+    """An SDK agent whose check_health() answers what the test says."""
+
+    id = "flaky"
+    type = "flaky"
+    version = "1.0.0"
+
+    def __init__(self) -> None:
+        self.healthy = True
+
+    async def execute(self, task):
+        return {"ok": True}
+
+    async def check_health(self) -> bool:
+        return self.healthy
+
+
+async def test_sdk_agent_check_health_drives_readiness(store, unique, health):
+    ns = unique
+    agent = FlakyAgent()
+    poll = 0.05  # how often the SDK server calls check_health()
+    async with run_agent(agent, health_period=timedelta(seconds=poll)) as address:
+        await put_agent(store, ns, "flaky", readiness=probe_spec())
+        lease = await put_instance(store, ns, "f1", "flaky", address)
+        try:
+            await wait_for(store, ns, "f1", readiness_passing, 3)
+            agent.healthy = False
+            took = await wait_for(store, ns, "f1", is_state(NOT_SERVING), FAIL_BOUND + poll + 1)
+            assert took <= FAIL_BOUND + poll
+            agent.healthy = True
+            took = await wait_for(store, ns, "f1", is_state(SERVING), RECOVER_BOUND + poll + 1)
+            assert took <= RECOVER_BOUND + poll
+        finally:
+            await store.revoke_lease(lease)
+
+
+async def test_steady_probes_are_not_written_one_by_one(store, unique, health, endpoint):
+    """Eight passing probes in two seconds cost at most the periodic flushes
+    (flush interval 1 s in these tests), not a write per probe."""
+    ns = unique
+    await put_agent(store, ns, "echo", readiness=probe_spec("grpc"))
+    lease = await put_instance(store, ns, "i1", "echo", endpoint.address)
+    try:
+        await wait_for(store, ns, "i1", lambda i: readiness_passing(i) and i.health.prober == health.member_id, 3)
+        calls = endpoint.servicer.calls
+        start = await store.revision()
+        await asyncio.sleep(2.0)
+        probes = endpoint.servicer.calls - calls
+        end = await store.revision()
+        seen: list[int] = []
+
+        async def collect() -> None:
+            async for ev in store.watch(keys.instance_key(ns, "i1"), start_revision=start + 1):
+                seen.append(ev.revision)
+
+        replay = asyncio.create_task(collect())
+        await asyncio.sleep(0.5)  # the watch replays the past at once
+        replay.cancel()
+        await asyncio.gather(replay, return_exceptions=True)
+        writes = len([r for r in seen if r <= end])
+        assert probes >= 6
+        assert 1 <= writes <= 3, f"{writes} writes for {probes} probes"
+        inst = await stored(store, ns, "i1")
+        assert inst.health.readiness.consecutive_successes >= 4  # the flushed count keeps growing
+    finally:
+        await store.revoke_lease(lease)
