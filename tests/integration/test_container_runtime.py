@@ -9,7 +9,7 @@ from datetime import timedelta
 import grpc
 import pytest
 
-from sutradhar._errors import AlreadyExists, InvalidArgument, Unavailable
+from sutradhar._errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
 from sutradhar._values import from_value, to_struct, to_value
 from sutradhar.services.scheduler.runtimes.base import (
     LABEL_AGENT,
@@ -142,6 +142,8 @@ async def test_echo_replica_serves_with_limits_labels_and_logs(runtime, agent_im
     gone = await runtime.inspect(replica)
     assert gone.phase is ReplicaPhase.EXITED
     assert "no longer exists" in gone.message
+    with pytest.raises(NotFound):
+        [line async for line in runtime.logs(replica)]
 
 
 async def test_missing_image_names_it_and_how_to_build(runtime, docker_engine, unique):

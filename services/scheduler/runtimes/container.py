@@ -49,6 +49,7 @@ from sutradhar._errors import (
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
+    NotFound,
     SutradharError,
     Unavailable,
 )
@@ -288,7 +289,8 @@ class ContainerRuntime:
         await self._call(self._stop_sync, replica, grace)
 
     async def list(self, namespace: str | None = None) -> list[Replica]:
-        """Every container with ``sutradhar.managed=true`` (in `namespace` when given)."""
+        """Every container with ``sutradhar.managed=true`` of this runtime's scope
+        (in `namespace` when given)."""
         return await self._call(self._list_sync, namespace)
 
     async def inspect(self, replica: Replica) -> Replica:
@@ -302,7 +304,7 @@ class ContainerRuntime:
         """The container's output lines (stdout and stderr), oldest first.
 
         With `follow`, lines keep coming until the container stops or the
-        caller stops iterating.
+        caller stops iterating. NotFound when the container is gone.
         """
         if not follow:
             text = await self._call(self._logs_sync, replica, tail)
@@ -412,6 +414,8 @@ class ContainerRuntime:
                 f"container {name!r} runs revision {labels.get(LABEL_REVISION)!r}, not {spec.revision!r}; "
                 "stop it first"
             )
+        if replica.phase is ReplicaPhase.STARTING:  # another start() of this replica is under way
+            raise AlreadyExists(f"container {name!r} is being started already")
         api.remove_container(attrs["Id"], force=True)
         return None
 
@@ -462,7 +466,7 @@ class ContainerRuntime:
             try:
                 data = self._docker().api.logs(ref, stdout=True, stderr=True, tail=max(0, tail))
             except docker.errors.NotFound as err:
-                raise FailedPrecondition(f"no container {ref!r}: the replica is gone") from err
+                raise NotFound(f"no container {ref!r}: the replica is gone") from err
         return bytes(data).decode("utf-8", "replace")
 
     async def _follow(self, replica: Replica, tail: int) -> AsyncIterator[str]:
@@ -475,7 +479,7 @@ class ContainerRuntime:
                         ref, stdout=True, stderr=True, stream=True, follow=True, tail=max(0, tail)
                     )
                 except docker.errors.NotFound as err:
-                    raise FailedPrecondition(f"no container {ref!r}: the replica is gone") from err
+                    raise NotFound(f"no container {ref!r}: the replica is gone") from err
 
         stream = await self._call(open_stream)
         self._followers.add(stream)
