@@ -334,3 +334,21 @@ async def test_steady_probes_are_not_written_one_by_one(store, unique, health, e
         assert inst.health.readiness.consecutive_successes >= 4  # the flushed count keeps growing
     finally:
         await store.revoke_lease(lease)
+
+
+async def test_probe_spec_changes_apply_to_running_instances(store, unique, health, endpoint):
+    """The member follows agent definitions: a disabled readiness probe sends
+    nothing; enabling it with a short period starts probing at once."""
+    ns = unique
+    await put_agent(store, ns, "echo", readiness=probe_spec("grpc", disabled=True))
+    lease = await put_instance(store, ns, "i1", "echo", endpoint.address)
+    try:
+        await asyncio.sleep(PERIOD * 3)
+        assert endpoint.servicer.calls == 0
+        assert (await stored(store, ns, "i1")).state == SERVING  # as registered
+        await put_agent(store, ns, "echo", readiness=probe_spec("grpc"))
+        await wait_for(store, ns, "i1", readiness_passing, 2)
+        endpoint.servicer.mode = "fail"
+        await wait_for(store, ns, "i1", is_state(NOT_SERVING), FAIL_BOUND + 1)
+    finally:
+        await store.revoke_lease(lease)
