@@ -54,9 +54,15 @@ async def _run(config: HealthConfig) -> None:
     await server.start()
     print(f"health listening on {server.address}", file=sys.stderr, flush=True)
     logging.getLogger("sutradhar.services.health").info("member id %s", server.member_id)
+    stopping = asyncio.create_task(stop.wait())
+    running = asyncio.create_task(server.wait())
     try:
-        await stop.wait()
+        await asyncio.wait([stopping, running], return_when=asyncio.FIRST_COMPLETED)
+        if running.done():
+            running.result()  # the member's loops failed: say why and exit 1
     finally:
+        stopping.cancel()
+        running.cancel()
         await server.stop()
 
 
@@ -67,6 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(_run(config))
     except SutradharError as err:
         print(f"health: error: {err.message}", file=sys.stderr)
+        return 1
+    except Exception as err:
+        logging.getLogger("sutradhar.services.health").exception("health member failed")
+        print(f"health: error: {type(err).__name__}: {err}", file=sys.stderr)
         return 1
     return 0
 

@@ -131,7 +131,7 @@ class HealthManager:
         self._wake_writer = asyncio.Event()
         self._write_slots = asyncio.Semaphore(self.options.write_concurrency)
         self._tg: asyncio.TaskGroup | None = None
-        membership._on_change = self._reconcile_all
+        membership.on_change = self._reconcile_all
 
     # -- running ------------------------------------------------------------
 
@@ -160,10 +160,11 @@ class HealthManager:
         continues from the latest counts)."""
         pending = [t for t in self.targets.values() if t.dirty or t.key in self._urgent]
         self._urgent.clear()
-        if pending:
+        chunks = [pending[i:i + FLUSH_BATCH] for i in range(0, len(pending), FLUSH_BATCH)]
+        if chunks:
             try:
                 async with asyncio.timeout(within.total_seconds()):
-                    await asyncio.gather(*(self._write(t) for t in pending), return_exceptions=True)
+                    await asyncio.gather(*(self._flush_bounded(c) for c in chunks))
             except TimeoutError:
                 log.warning("gave up flushing %d instances on shutdown", len(pending))
 

@@ -75,7 +75,8 @@ class Membership:
         self.members: dict[str, dict[str, str]] = {}
         self.lease_id = 0
         self.ready = asyncio.Event()
-        self._on_change = on_change or (lambda: None)
+        self.on_change: Callable[[], None] = on_change or (lambda: None)
+        """Called whenever a member joins or leaves."""
         self._join_time = datetime.now(UTC)
 
     def live(self) -> list[str]:
@@ -125,7 +126,7 @@ class Membership:
         def reset(kvs: list) -> None:
             self.members = {kv.key.rsplit("/", 1)[-1]: _parse(kv.value) for kv in kvs}
             self.ready.set()
-            self._on_change()
+            self.on_change()
 
         def event(ev: object) -> None:
             name = ev.kv.key.rsplit("/", 1)[-1]  # type: ignore[attr-defined]
@@ -136,7 +137,7 @@ class Membership:
                     return
             elif self.members.pop(name, None) is None:
                 return
-            self._on_change()
+            self.on_change()
 
         await follow_prefix(self.store, members_prefix(), reset=reset, event=event)
 

@@ -88,14 +88,18 @@ class HealthServer:
         self.membership.address = self.host.address
         await self.membership.join()
         self._task = asyncio.create_task(self.manager.run(), name=f"health-{self.member_id}")
-        done, _ = await asyncio.wait(
-            [self._task, asyncio.create_task(self.manager.synced.wait())],
-            return_when=asyncio.FIRST_COMPLETED,
-            timeout=10,
-        )
+        synced = asyncio.create_task(self.manager.synced.wait())
+        done, _ = await asyncio.wait([self._task, synced], return_when=asyncio.FIRST_COMPLETED, timeout=10)
+        synced.cancel()
         if self._task in done:
             self._task.result()
         await self.host.set_serving()
+
+    async def wait(self) -> None:
+        """Return when the member's loops end (they only end by failing: the
+        exception is raised here)."""
+        if self._task is not None:
+            await asyncio.shield(self._task)
 
     async def stop(self, grace: timedelta = timedelta(seconds=2)) -> None:
         """Stop probing, write pending bookkeeping, leave the members, stop serving."""
