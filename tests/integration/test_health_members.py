@@ -3,7 +3,8 @@ sutradhar.services.health`): the instances are split between them by
 rendezvous hashing, no instance is probed by two members at steady state, and
 when one member is killed (SIGKILL, mid-probing) the other takes its
 instances over within one member TTL (plus etcd's lease-expiry tick and the
-first probe period).
+first probe period); a member that joins gets its share, and one that leaves
+with SIGTERM hands its instances over at once.
 """
 
 from __future__ import annotations
@@ -22,10 +23,20 @@ from sutradhar.testing import spawn_agent
 TTL = 2.0
 
 
-def _pick_ids(members: list[str], ns: str, per_member: int) -> dict[str, list[str]]:
-    """Instance ids such that each member owns `per_member` of them."""
+def _pick_ids(members: list[str], ns: str, per_member: int, *, joiner: str) -> dict[str, list[str]]:
+    """Instance ids such that each member owns `per_member` of them, and
+    `joiner` wins some of them from the last member."""
+    for start in range(0, 10_000, 100):
+        chosen = _split(members, ns, per_member, start)
+        every = [iid for ids in chosen.values() for iid in ids]
+        if any(owner([members[-1], joiner], keys.instance_key(ns, iid)) == joiner for iid in every):
+            return chosen
+    raise AssertionError("no suitable ids")
+
+
+def _split(members: list[str], ns: str, per_member: int, start: int) -> dict[str, list[str]]:
     chosen: dict[str, list[str]] = {m: [] for m in members}
-    n = 0
+    n = start
     while any(len(v) < per_member for v in chosen.values()):
         iid = f"i{n}"
         n += 1
@@ -44,12 +55,13 @@ def _spawn_member(etcd: str, member_id: str):
 
 async def test_members_split_instances_and_take_over_a_killed_member(etcd, store, unique):
     ns = unique
-    a_id, b_id = f"{unique}-a", f"{unique}-b"
-    ids = _pick_ids([a_id, b_id], ns, 3)
+    a_id, b_id, c_id = f"{unique}-a", f"{unique}-b", f"{unique}-c"
+    ids = _pick_ids([a_id, b_id], ns, 3, joiner=c_id)
     endpoints: dict[str, HealthEndpoint] = {}
     leases: list[int] = []
-    a = _spawn_member(etcd, a_id)
-    b = _spawn_member(etcd, b_id)
+    a, b = await asyncio.gather(asyncio.to_thread(_spawn_member, etcd, a_id),
+                                asyncio.to_thread(_spawn_member, etcd, b_id))
+    procs = [a, b]
     try:
         await put_agent(store, ns, "echo", readiness=probe_spec("grpc"))
         for iid in ids[a_id] + ids[b_id]:
@@ -96,8 +108,22 @@ async def test_members_split_instances_and_take_over_a_killed_member(etcd, store
             ep.servicer.probers.clear()
         await asyncio.sleep(PERIOD * 3)
         assert all(ep.servicer.probers == {b_id} for ep in endpoints.values())
+
+        # A new member joins and gets its share; B leaves gracefully (SIGTERM):
+        # its lease is revoked at once, so C takes everything well within a TTL.
+        c = await asyncio.to_thread(_spawn_member, etcd, c_id)
+        procs.append(c)
+        c_share = [iid for iid in endpoints if owner([b_id, c_id], keys.instance_key(ns, iid)) == c_id]
+        assert c_share
+        for iid in c_share:
+            await wait_for(store, ns, iid, lambda i: i.health.prober == c_id, 5)
+        left = time.monotonic()
+        assert await asyncio.to_thread(b.stop, timedelta(seconds=10)) == 0
+        for iid in endpoints:
+            await wait_for(store, ns, iid, lambda i: i.health.prober == c_id, TTL)
+        print(f"graceful handover took {time.monotonic() - left:.2f}s including B's shutdown")
     finally:
-        for proc in (a, b):
+        for proc in procs:
             proc.stop(timedelta(seconds=5))
         await store.delete(member_key(a_id))
         for lease in leases:
