@@ -26,6 +26,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -44,6 +45,7 @@ from sutradhar._errors import (
     Unavailable,
 )
 from sutradhar.services.common import keys
+from sutradhar.services.common.labelselector import validate_label_key, validate_label_value
 from sutradhar.services.common.store import Guard, Op, Store
 from sutradhar.services.scheduler import rollout
 from sutradhar.services.scheduler.autoscale import AutoscaleState, autoscale
@@ -305,16 +307,24 @@ class Controller:
             for rs in d.status.replica_statuses:
                 recorded[(key[0], rs.id)] = rs
         found: set[tuple[str, str]] = set()
-        for runtime in self.runtimes.loaded_for_adoption(r.spec.agent_id for r in deployments.values()):
+        runtime_names = set()
+        for key, d in deployments.items():
+            akv = await self.store.get(keys.agent_key(key[0], d.spec.agent_id))
+            if akv is not None:
+                runtime_names.add(keys.decode(akv.value, registry_pb2.Agent).runtime)
+            runtime_names.update(r.agent.runtime for r in d.status.revisions)
+        for runtime in self.runtimes.for_adoption(runtime_names):
             try:
-                replicas = await runtime.list()
-            except SutradharError as err:
+                replicas = await asyncio.wait_for(runtime.list(), 30)
+            except (SutradharError, TimeoutError) as err:
                 log.warning("cannot list %s replicas for adoption: %s", runtime.name, err)
                 continue
             for replica in replicas:
                 if term != self._term:
                     return
                 key = (replica.namespace, replica.deployment)
+                if key not in deployments:
+                    continue  # not ours to manage (another mesh sharing the engine, or not a deployment)
                 rs = recorded.get((replica.namespace, replica.replica_id))
                 slot = Slot(
                     id=replica.replica_id,
@@ -689,8 +699,9 @@ class Controller:
                         f"not ready within {self.config.readiness_timeout.total_seconds():g}s "
                         f"(port {replica.endpoint} not serving gRPC health)"))
                     return
-                await asyncio.sleep(min(period, 0.05 if time.monotonic() < deadline else period))
-            await self._register(slot)
+                await asyncio.sleep(min(period, 0.05))
+            if not await self._register(slot):
+                return
         while True:
             await asyncio.sleep(period)
             replica = await runtime.inspect(replica)
@@ -701,13 +712,15 @@ class Controller:
                     time.time() - slot.ready_since > self.config.backoff_reset.total_seconds():
                 slot.restarts = 0
 
-    async def _register(self, slot: Slot) -> None:
+    async def _register(self, slot: Slot) -> bool:
+        """Register the ready replica's instance; False (and the replica stopped) when
+        the registry refuses it for good."""
         assert slot.replica is not None
         replica = slot.replica
         instance = registry_pb2.Instance(
             id=slot.id, namespace=slot.namespace, agent_id=replica.agent_id, endpoint=replica.endpoint,
             runtime=slot.runtime, state=registry_pb2.INSTANCE_STATE_SERVING, version=slot.version,
-            labels={k: v for k, v in replica.labels.items() if k != "sutradhar.managed"},
+            labels=instance_labels(replica.labels),
         )
         while True:
             try:
@@ -718,6 +731,10 @@ class Controller:
             except (Unavailable, AlreadyExists) as err:
                 slot.message = f"registering instance: {err}"
                 await asyncio.sleep(0.5)
+            except SutradharError as err:
+                await self._runtime_of(slot).stop(replica, grace=self.config.stop_grace)
+                await self._on_exit(slot, replica, reason=f"was refused by the registry: {err}")
+                return False
         slot.lease_id = stored.lease_id
         slot.ready = True
         slot.ready_since = time.time()
@@ -725,6 +742,7 @@ class Controller:
         slot.message = ""
         self._event(slot.key, "Ready", f"replica {slot.id} is ready at {replica.endpoint}", slot.id)
         self.queue.add(slot.key)
+        return True
 
     async def _on_exit(self, slot: Slot, replica: Replica, *, reason: str = "") -> None:
         """A replica exited: deregister at once, clean up, back off, let reconcile restart it."""
@@ -772,7 +790,8 @@ class Controller:
             if slot.ready and slot.replica is not None:
                 log.warning("lease of instance %s lapsed; registering again", slot.id)
                 slot.ready = False
-                await self._register(slot)
+                if not await self._register(slot):
+                    return
         except SutradharError as err:
             log.warning("keep-alive of %s: %s", slot.id, err)
 
@@ -880,6 +899,22 @@ class Controller:
         d.status.CopyFrom(status)
         d.ClearField("resource_version")
         await self.store.commit([Guard(key, mod_revision)], [Op(key, keys.encode(d))])
+
+
+def instance_labels(labels: Mapping[str, str]) -> dict[str, str]:
+    """The replica labels an instance carries: valid Kubernetes labels only (a
+    container image may add digests longer than a label value may be)."""
+    out = {}
+    for key, value in labels.items():
+        if key == "sutradhar.managed":
+            continue
+        try:
+            validate_label_key(key)
+            validate_label_value(value)
+        except InvalidArgument:
+            continue
+        out[key] = value
+    return out
 
 
 async def probe_ready(replica: Replica, *, wait: float = 0.5) -> bool:

@@ -60,11 +60,12 @@ class RuntimeSet:
         """Runtimes created so far."""
         return list(self._runtimes.values())
 
-    def loaded_for_adoption(self, _agent_ids: Iterable[str]) -> list[Runtime]:
-        """Runtimes to list when adopting: the local ones, plus "container"
-        when it can be loaded (a missing engine is not an error here)."""
-        with contextlib.suppress(SutradharError):
-            self.get("container")
+    def for_adoption(self, names: Iterable[str]) -> list[Runtime]:
+        """The local runtimes plus the named ones that can be loaded (a missing
+        Docker engine is not an error here: container deployments report it)."""
+        for name in set(names) - set(self._runtimes):
+            with contextlib.suppress(SutradharError):
+                self.get(name)
         return self.loaded()
 
     def rotate_logs(self) -> int:
