@@ -17,6 +17,7 @@ from google.protobuf import json_format
 from grpc_health.v1 import health_pb2 as ghealth_pb2
 from grpc_health.v1 import health_pb2_grpc as ghealth_pb2_grpc
 
+from sutradhar._errors import Unavailable
 from sutradhar.services.common import keys
 from sutradhar.services.common.store import Store
 from sutradhar.services.health import HealthConfig, HealthServer
@@ -141,7 +142,11 @@ async def wait_for(store: Store, ns: str, instance_id: str,
     start = time.monotonic()
     last = None
     while time.monotonic() - start < within:
-        last = await stored(store, ns, instance_id)
+        try:
+            last = await stored(store, ns, instance_id)
+        except Unavailable:  # only in the etcd outage test
+            await asyncio.sleep(0.05)
+            continue
         if last is not None and cond(last):
             took = time.monotonic() - start
             print(f"waited {took:.2f}s for state {last.state} of {instance_id}")
