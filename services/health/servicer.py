@@ -7,25 +7,26 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from sutradhar._errors import InvalidArgument, ResourceExhausted
+from sutradhar._errors import ResourceExhausted
 from sutradhar.v1 import health_pb2, health_pb2_grpc
 
 from ..common import keys
-from ..common.validation import validate_dns_label
+from ..common.validation import validate_dns_label, validate_instance_id, validate_namespace
 from .manager import HealthManager
 
 
 def _namespace(value: str, *, allow_all: bool = False) -> str:
-    if allow_all and value == keys.ALL_NAMESPACES:
-        return value
-    namespace = keys.namespace_or_default(value)
-    validate_dns_label(namespace, field="namespace")
-    return namespace
+    validate_namespace(value, allow_all=allow_all)
+    return value if allow_all and value == keys.ALL_NAMESPACES else keys.namespace_or_default(value)
 
 
-def _required(value: str, field: str) -> str:
-    if not value:
-        raise InvalidArgument(f"{field}: is required", field=field)
+def _agent_id(value: str) -> str:
+    validate_dns_label(value, field="agent_id", what="agent id")
+    return value
+
+
+def _instance_id(value: str) -> str:
+    validate_instance_id(value, field="instance_id")
     return value
 
 
@@ -39,7 +40,7 @@ class HealthServicer(health_pb2_grpc.HealthServiceServicer):
         self, request: health_pb2.GetAgentHealthRequest, context: grpc.aio.ServicerContext
     ) -> health_pb2.GetAgentHealthResponse:
         health = await self.manager.agent_health(
-            _namespace(request.namespace), _required(request.agent_id, "agent_id")
+            _namespace(request.namespace), _agent_id(request.agent_id)
         )
         return health_pb2.GetAgentHealthResponse(health=health)
 
@@ -55,7 +56,7 @@ class HealthServicer(health_pb2_grpc.HealthServiceServicer):
         self, request: health_pb2.GetInstanceHealthRequest, context: grpc.aio.ServicerContext
     ) -> health_pb2.GetInstanceHealthResponse:
         inst = await self.manager.get_instance(
-            _namespace(request.namespace), _required(request.instance_id, "instance_id")
+            _namespace(request.namespace), _instance_id(request.instance_id)
         )
         return health_pb2.GetInstanceHealthResponse(instance=inst)
 
@@ -63,7 +64,7 @@ class HealthServicer(health_pb2_grpc.HealthServiceServicer):
         self, request: health_pb2.DrainInstanceRequest, context: grpc.aio.ServicerContext
     ) -> health_pb2.DrainInstanceResponse:
         inst = await self.manager.set_drained(
-            _namespace(request.namespace), _required(request.instance_id, "instance_id"), True
+            _namespace(request.namespace), _instance_id(request.instance_id), True
         )
         return health_pb2.DrainInstanceResponse(instance=inst)
 
@@ -71,7 +72,7 @@ class HealthServicer(health_pb2_grpc.HealthServiceServicer):
         self, request: health_pb2.EnableInstanceRequest, context: grpc.aio.ServicerContext
     ) -> health_pb2.EnableInstanceResponse:
         inst = await self.manager.set_drained(
-            _namespace(request.namespace), _required(request.instance_id, "instance_id"), False
+            _namespace(request.namespace), _instance_id(request.instance_id), False
         )
         return health_pb2.EnableInstanceResponse(instance=inst)
 
@@ -79,6 +80,8 @@ class HealthServicer(health_pb2_grpc.HealthServiceServicer):
         self, request: health_pb2.WatchHealthRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[health_pb2.WatchHealthResponse]:
         namespace = _namespace(request.namespace, allow_all=True)
+        if request.agent_id:
+            _agent_id(request.agent_id)
         bus = self.manager.bus
         sub = bus.subscribe(namespace, request.agent_id)
         try:

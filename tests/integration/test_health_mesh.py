@@ -232,3 +232,9 @@ async def test_health_api_rejects_missing_ids(mesh):
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stub.GetAgentHealth(health_pb2.GetAgentHealthRequest(namespace="default", agent_id="nope-x"))
         assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.DrainInstance(health_pb2.DrainInstanceRequest(instance_id="Not/An/Id"))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "instance_id" in err.value.details()
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.GetInstanceHealth(health_pb2.GetInstanceHealthRequest(namespace="*", instance_id="x"))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "namespace" in err.value.details()
