@@ -12,6 +12,9 @@ process with pre-serialized requests sent as raw bytes:
 - sequential: `--sequential` calls one after the other -> p50 / p99;
 - throughput: 64 calls in flight, `--calls` calls or `--seconds` at most -> rps.
 
+Every target is measured `--rounds` times, interleaved, and the best round
+counts (the machine is shared; the best round is the least disturbed one).
+
 "direct" goes to one replica; the proxies spread over all replicas. Prints a
 table and writes bench/results/router.json as
 ``{"direct"|"sutradhar"|"envoy"|"nginx": {"rps", "p50_ms", "p99_ms"}}``.
@@ -203,8 +206,26 @@ def requests() -> tuple[bytes, bytes]:
     return direct, routed
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) of a process and its children's
+    live processes (nginx workers), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry) == pid or int(fields[1]) == pid:  # fields[1] is the parent pid
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 async def measure(address: str, path: str, request: bytes, *, sequential: int, calls: int, seconds: float,
-                  concurrency: int, on_throughput: Any = None) -> dict[str, float]:
+                  concurrency: int, on_throughput: Any = None, proxy_pid: int = 0) -> dict[str, float]:
     async with grpc.aio.insecure_channel(address) as channel:
         call = channel.unary_unary(path)
         for _ in range(300):  # warm-up: connections, caches
@@ -230,9 +251,11 @@ async def measure(address: str, path: str, request: bytes, *, sequential: int, c
                 except grpc.RpcError:
                     errors += 1
 
+        cpu_before = cpu_seconds(proxy_pid) if proxy_pid else 0.0
         started = time.perf_counter()
         await asyncio.gather(*[worker() for _ in range(concurrency)])
         elapsed = time.perf_counter() - started
+        cpu_used = cpu_seconds(proxy_pid) - cpu_before if proxy_pid else 0.0
     n = len(latencies)
     return {
         "rps": round((done - errors) / elapsed, 1),
@@ -240,6 +263,7 @@ async def measure(address: str, path: str, request: bytes, *, sequential: int, c
         "p99_ms": round(latencies[min(n - 1, int(n * 0.99))] * 1000, 3),
         "calls": done,
         "errors": errors,
+        "proxy_cpu_us": round(cpu_used / max(1, done) * 1e6, 1),
     }
 
 
@@ -266,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=20000, help="calls in the throughput phase at most")
     parser.add_argument("--seconds", type=float, default=15.0, help="length of the throughput phase at most")
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="measure every target this many times, interleaved; report the best round")
     parser.add_argument("--targets", default="direct,sutradhar,envoy,nginx")
     parser.add_argument("--profile", action="store_true", help="py-spy record the router's throughput phase")
     parser.add_argument("--output", default=str(RESULTS))
@@ -328,25 +354,40 @@ def main(argv: list[str] | None = None) -> int:
                 wait_port(port)
                 addresses["nginx"] = f"127.0.0.1:{port}"
         direct_req, routed_req = requests()
-        for target in targets:
-            path, request = (ROUTER_PATH, routed_req) if target == "sutradhar" else (AGENT_PATH, direct_req)
-            profile = None
+        pids = {p.name if p.name != "router" else "sutradhar": p.pid for p in procs}
+        for round_no in range(args.rounds):
+            for target in targets:
+                path, request = (ROUTER_PATH, routed_req) if target == "sutradhar" else (AGENT_PATH, direct_req)
+                profile = None
 
-            def start_profile(target: str = target) -> None:
-                nonlocal profile
-                if args.profile and target == "sutradhar" and router is not None:
-                    spy = shutil.which("py-spy", path=str(Path(py).parent)) or shutil.which("py-spy")
-                    if spy:
-                        profile = subprocess.Popen(
-                            [spy, "record", "--pid", str(router.pid), "--duration", str(int(min(args.seconds, 8))),
-                             "--format", "raw", "--output", str(Path(args.output).with_suffix(".pyspy.txt")),
-                             "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                def start_profile(target: str = target, round_no: int = round_no) -> None:
+                    nonlocal profile
+                    if args.profile and target == "sutradhar" and router is not None and round_no == 0:
+                        spy = shutil.which("py-spy", path=str(Path(py).parent)) or shutil.which("py-spy")
+                        if spy:
+                            profile = subprocess.Popen(
+                                [spy, "record", "--pid", str(router.pid), "--duration",
+                                 str(int(min(args.seconds, 8))), "--format", "raw", "--output",
+                                 str(Path(args.output).with_suffix(".pyspy.txt")), "--nonblocking"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-            results[target] = asyncio.run(measure(
-                addresses[target], path, request, sequential=args.sequential, calls=args.calls,
-                seconds=args.seconds, concurrency=args.concurrency, on_throughput=start_profile))
-            if profile is not None:
-                profile.wait()
+                r = asyncio.run(measure(
+                    addresses[target], path, request, sequential=args.sequential, calls=args.calls,
+                    seconds=args.seconds, concurrency=args.concurrency, on_throughput=start_profile,
+                    proxy_pid=pids.get(target, 0)))
+                if profile is not None:
+                    profile.wait()
+                print(f"round {round_no + 1} {target:<10} {r['rps']:>8.0f} rps  p50 {r['p50_ms']:.3f} ms  "
+                      f"p99 {r['p99_ms']:.3f} ms", flush=True)
+                best = results.get(target)
+                if best is None:
+                    results[target] = r
+                else:
+                    best["rps"] = max(best["rps"], r["rps"])
+                    if r["p50_ms"] < best["p50_ms"]:
+                        best["p50_ms"], best["p99_ms"] = r["p50_ms"], r["p99_ms"]
+                    best["errors"] += r["errors"]
+                    best["proxy_cpu_us"] = min(best["proxy_cpu_us"], r["proxy_cpu_us"])
     finally:
         for proc in reversed(procs):
             proc.stop()
@@ -354,10 +395,12 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
     direct_p50 = results.get("direct", {}).get("p50_ms", 0.0)
-    print(f"\n{'target':<10} {'rps':>9} {'p50 ms':>8} {'p99 ms':>8} {'+p50 ms':>8}  errors")
+    print(f"\n{'target':<10} {'rps':>9} {'p50 ms':>8} {'p99 ms':>8} {'+p50 ms':>8} {'proxy cpu/call':>15}  errors")
     for target, r in results.items():
         added = r["p50_ms"] - direct_p50 if direct_p50 else 0.0
-        print(f"{target:<10} {r['rps']:>9.0f} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} {added:>+8.3f}  {r['errors']}")
+        cpu = f"{r['proxy_cpu_us']:.0f} us" if target != "direct" else "-"
+        print(f"{target:<10} {r['rps']:>9.0f} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} {added:>+8.3f} {cpu:>15}"
+              f"  {r['errors']}")
     out = {t: {"rps": r["rps"], "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"]} for t, r in results.items()}
     out_path = Path(args.output)
     out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -75,6 +75,18 @@ def to_duration_seconds(seconds: float) -> Any:
     return to_duration(timedelta(seconds=seconds))
 
 
+def plain(value: Any) -> Any:
+    """JSON from a protobuf Value with whole numbers shown as integers
+    (protobuf carries every number as a double)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value
+
+
 def result_dict(result: agent_pb2.Result) -> dict[str, Any]:
     """A Result as plain JSON (proto field names)."""
     error = None
@@ -84,7 +96,7 @@ def result_dict(result: agent_pb2.Result) -> dict[str, Any]:
         error.setdefault("message", "")
     return {
         "success": result.success,
-        "data": from_value(result.data) if result.HasField("data") else None,
+        "data": plain(from_value(result.data)) if result.HasField("data") else None,
         "error": error,
         "metadata": json_format.MessageToDict(result.metadata, preserving_proto_field_name=True),
     }
@@ -106,7 +118,7 @@ def _print_result(result: agent_pb2.Result, output: str, elapsed: float) -> None
         rows.append({"field": "error", "value": f"{result.error.code}: {result.error.message}"})
     print_table(rows, ["field", "value"])
     if result.HasField("data"):
-        print(json.dumps(from_value(result.data), indent=2, sort_keys=True))
+        print(json.dumps(plain(from_value(result.data)), indent=2, sort_keys=True))
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -141,6 +153,6 @@ async def run(args: argparse.Namespace) -> int:
             elif kind == "progress":
                 print(f"progress {event.progress.fraction:5.0%}  {event.progress.message}")
             else:
-                print(f"partial  {json.dumps(from_value(event.partial))}")
+                print(f"partial  {json.dumps(plain(from_value(event.partial)))}")
             sys.stdout.flush()
         return 0 if final is not None and final.success else 1
