@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from sutradhar._errors import NotFound, Unavailable
 
 from ..common import keys
-from ..common.store import Store
+from ..common.store import Event, EventType, KeyValue, Store
 from .follow import follow_prefix
 
 log = logging.getLogger(__name__)
@@ -123,16 +123,16 @@ class Membership:
     async def watch(self) -> None:
         """Keep `members` current (list, then watch with resume) forever."""
 
-        def reset(kvs: list) -> None:
+        def reset(kvs: list[KeyValue]) -> None:
             self.members = {kv.key.rsplit("/", 1)[-1]: _parse(kv.value) for kv in kvs}
             self.ready.set()
             self.on_change()
 
-        def event(ev: object) -> None:
-            name = ev.kv.key.rsplit("/", 1)[-1]  # type: ignore[attr-defined]
-            if ev.type.value == "PUT":  # type: ignore[attr-defined]
+        def event(ev: Event) -> None:
+            name = ev.kv.key.rsplit("/", 1)[-1]
+            if ev.type is EventType.PUT:
                 known = name in self.members
-                self.members[name] = _parse(ev.kv.value)  # type: ignore[attr-defined]
+                self.members[name] = _parse(ev.kv.value)
                 if known:
                     return
             elif self.members.pop(name, None) is None:

@@ -141,3 +141,27 @@ def test_aggregate_verdicts():
     assert mixed.status == S.AGENT_HEALTH_STATUS_DEGRADED
     assert (mixed.total, mixed.serving, mixed.not_serving, mixed.draining) == (3, 1, 1, 1)
     assert aggregate("ns", "a", [down, drained]).status == S.AGENT_HEALTH_STATUS_UNHEALTHY
+
+
+def test_endpoint_helpers():
+    from sutradhar.services.health.probers import http_url, split_host_port
+
+    assert split_host_port("127.0.0.1:5000") == ("127.0.0.1", 5000)
+    assert split_host_port("http://127.0.0.1:8080/base") == ("127.0.0.1", 8080)
+    assert split_host_port("https://example.invalid") == ("example.invalid", 443)
+    assert http_url("http://127.0.0.1:8080/base", "/health") == "http://127.0.0.1:8080/health"
+    assert http_url("127.0.0.1:9000", "/ready") == "http://127.0.0.1:9000/ready"
+    with pytest.raises(ValueError):
+        split_host_port("no-port")
+
+
+def test_a_member_owns_nothing_until_it_sees_itself():
+    from sutradhar.services.health.membership import Membership
+
+    m = Membership(store=None, member_id="m1")  # type: ignore[arg-type]
+    key = "/sutradhar/v1/instances/default/i1"
+    assert not m.owns(key)
+    m.members = {"m1": {}}
+    assert m.owns(key)
+    m.members = {"m1": {}, "m2": {}}
+    assert m.owns(key) == (owner(["m1", "m2"], key) == "m1")
