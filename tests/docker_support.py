@@ -34,7 +34,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -65,7 +65,7 @@ def _connect() -> tuple[Any, str]:
         return None, err.message
 
 
-def _give_up(reason: str) -> None:
+def _give_up(reason: str) -> NoReturn:
     if _in_ci():
         pytest.fail(f"no Docker engine in CI: {reason}", pytrace=False)
     pytest.skip(f"no Docker engine: {reason}")
@@ -93,9 +93,12 @@ def docker_engine() -> Iterator[Any]:
     if client is None:
         if os.geteuid() != 0:
             _give_up(f"{why} (not root, so scripts/install-docker.sh was not run)")
-        done = subprocess.run(
-            ["bash", str(INSTALL_SCRIPT)], capture_output=True, text=True, timeout=300, check=False
-        )
+        try:
+            done = subprocess.run(
+                ["bash", str(INSTALL_SCRIPT)], capture_output=True, text=True, timeout=300, check=False
+            )
+        except subprocess.TimeoutExpired:
+            _give_up("scripts/install-docker.sh did not finish within 300 s")
         if done.returncode != 0:
             _give_up(f"scripts/install-docker.sh failed: {(done.stderr or done.stdout).strip()[-800:]}")
         client, why = _connect()
