@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -136,6 +137,11 @@ def build_base_image(*, client: Any = None, tag: str = BASE_IMAGE, suite: str = 
         raise FailedPrecondition(
             "building the base image needs debootstrap: run `sudo scripts/install-docker.sh` "
             "(or apt-get install debootstrap)"
+        )
+    if os.geteuid() != 0:
+        raise FailedPrecondition(
+            f"building the base image {tag} runs debootstrap, which needs root: "
+            "run `sudo sutradhar image build --base-only` once"
         )
     workdir = Path(tempfile.mkdtemp(prefix="sutradhar-base-", dir=_scratch_dir()))
     rootfs = workdir / "rootfs"
