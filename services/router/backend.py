@@ -43,7 +43,7 @@ class Backend:
     """A routable instance with this router's observations of it."""
 
     __slots__ = (
-        "_lat", "_lat_i", "_window_area", "_window_at", "_window_requests", "_window_start",
+        "_lat", "_lat_i", "_was_busy", "_window_area", "_window_at", "_window_requests", "_window_start",
         "agent_id", "agent_type", "breaker", "endpoint", "errors", "ewma", "ewma_at", "in_flight",
         "instance_id", "labels", "namespace", "outlier", "policy", "probe_time", "requests",
         "response_tail", "runtime", "state", "transport", "version", "weight",
@@ -77,6 +77,7 @@ class Backend:
         self._window_at = 0.0
         self._window_area = 0.0
         self._window_requests = 0
+        self._was_busy = False
 
     def __repr__(self) -> str:
         return f"Backend({self.namespace}/{self.instance_id} {self.endpoint})"
@@ -170,7 +171,9 @@ class Backend:
 
     def take_load(self, now: float) -> LoadSample | None:
         """Close the load window: average in-flight and requests per second
-        since the last call; None when the window saw no traffic at all."""
+        since the last call; None when neither this window nor the one
+        before saw traffic (the first idle window reports zeros once, so
+        readers do not keep the last busy figures)."""
         start = self._window_start if self._window_start >= 0 else now
         self._window_area += self.in_flight * (now - self._window_at)
         span = now - start
@@ -178,6 +181,9 @@ class Backend:
         sample = None
         if busy and span > 0:
             sample = LoadSample(in_flight=self._window_area / span, rps=self._window_requests / span)
+        elif self._was_busy:
+            sample = LoadSample(in_flight=0.0, rps=0.0)
+        self._was_busy = busy
         self._window_start = now
         self._window_at = now
         self._window_area = 0.0

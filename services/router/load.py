@@ -1,8 +1,9 @@
 """Publishes what this router observes of each instance's load, for the
 scheduler's autoscaler.
 
-Every `period` (1 s), for each instance that had traffic in the window, the
-router writes ``/sutradhar/v1/load/<namespace>/<instance-id>/<router-id>``
+Every `period` (1 s), for each instance that had traffic in the window (and
+once more, with zeros, in the first idle window after traffic), the router
+writes ``/sutradhar/v1/load/<namespace>/<instance-id>/<router-id>``
 with the JSON value ``{"agent_id", "in_flight", "rps", "updated"}`` -
 `in_flight` is the time-weighted average of in-flight calls over the window,
 `rps` the calls sent per second, `updated` unix seconds - under this router's

@@ -184,6 +184,8 @@ def test_backend_counts_and_load_window():
     # one call over [0, 1] and another over [0.5, 1]: 1.5 call-seconds in 1 s
     assert sample.in_flight == pytest.approx(1.5)
     assert sample.rps == pytest.approx(2.0)
-    assert b.take_load(2.0) is None  # an idle window publishes nothing
+    idle = b.take_load(2.0)  # the first idle window reports zeros once ...
+    assert idle is not None and idle.in_flight == 0.0 and idle.rps == 0.0
+    assert b.take_load(3.0) is None  # ... then nothing is published
     p50, p99 = b.percentiles()
     assert 0.5 <= p50 <= 1.0 and p99 == pytest.approx(1.0)
