@@ -122,3 +122,40 @@ async def test_router_starts_without_registry_answers_unavailable_then_catches_u
             if proc is not None:
                 await asyncio.to_thread(proc.stop, timedelta(seconds=5))
         await registry.stop()
+
+
+async def test_watch_resumes_after_registry_restart(etcd, unique, store):
+    from sutradhar import RegistryClient
+    from sutradhar.services.common.etcd_server import free_port
+    from sutradhar.services.router.server import RouterConfig, RouterServer
+    from sutradhar.v1 import registry_pb2
+
+    port = free_port()
+    registry = RegistryServer(RegistryConfig(port=port, etcd=etcd))
+    await registry.start()
+    router = RouterServer(RouterConfig(port=0, registry=registry.address))
+    await router.start()
+    try:
+        assert await router.wait_synced(timedelta(seconds=10))
+        async with RegistryClient(registry.address) as reg:
+            await reg.register_agent(registry_pb2.Agent(id="echo", namespace=unique, type="echo", version="1.0.0",
+                                                        runtime="process"))
+        await registry.stop()
+        # while the registry is down, a change lands in etcd (as another registry replica would write it)
+        instance = registry_pb2.Instance(id="late-1", namespace=unique, agent_id="echo", endpoint="127.0.0.1:9",
+                                         runtime="process", state=registry_pb2.INSTANCE_STATE_SERVING)
+        from sutradhar.services.common import keys
+
+        await store.put(keys.instance_key(unique, "late-1"), keys.encode(instance))
+        seen_before = (unique, "late-1") in router.view.backends
+        registry = RegistryServer(RegistryConfig(port=port, etcd=etcd))
+        await registry.start()
+        for _ in range(100):
+            if (unique, "late-1") in router.view.backends:
+                break
+            await asyncio.sleep(0.05)
+        assert not seen_before and (unique, "late-1") in router.view.backends
+        assert router.watcher is not None and router.watcher.revision > 0
+    finally:
+        await router.stop(timedelta(seconds=1))
+        await registry.stop()
