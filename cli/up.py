@@ -200,8 +200,9 @@ async def _run_demo(router: str) -> None:
             elapsed = (time.perf_counter() - started) * 1000
             result = resp.result
             data = from_value(result.data) if result.success else result.error.message
+            shown = data.get("echo", data) if isinstance(data, dict) else data
             rows.append({"task": f"demo-{n}", "instance": result.metadata.instance_id,
-                         "ok": result.success, "ms": f"{elapsed:.2f}", "result": json.dumps(data)[:70]})
+                         "ok": result.success, "ms": f"{elapsed:.2f}", "result": json.dumps(shown)[:70]})
     print_table(rows, ["task", "instance", "ok", "ms", "result"])
     print(flush=True)
 
