@@ -142,6 +142,7 @@ class Controller:
         self.slots: dict[Key, dict[str, Slot]] = {}
         self.pending_events: dict[Key, list[scheduler_pb2.DeploymentEvent]] = {}
         self.autoscale_state: dict[Key, AutoscaleState] = {}
+        self._autoscaled_at: dict[Key, float] = {}
         self.leading = False
         self._term = 0
         self._tg: asyncio.TaskGroup | None = None
@@ -176,6 +177,7 @@ class Controller:
                         slot.monitor.cancel()
             self.slots.clear()
             self.autoscale_state.clear()
+            self._autoscaled_at.clear()
             return
         self.leading = True
         try:
@@ -421,13 +423,11 @@ class Controller:
         if d.spec.HasField("autoscale") and agent.runtime != "http":
             scaled = await self._autoscale(key, d, status)
             if scaled is not None and scaled != d.spec.replicas:
-                d.spec.replicas = scaled
-                self._event(key, "Scaled", f"autoscaler scaled {desired} -> {scaled} "
-                            f"(in-flight per replica {status.autoscale.current_in_flight:.2f}, "
+                self._event(key, "Scaled", f"autoscaler scaled {d.spec.replicas} -> {scaled} "
+                            f"(in-flight per ready replica {status.autoscale.current_in_flight:.2f}, "
                             f"target {d.spec.autoscale.target_in_flight:g})")
-                self._drain_events(key, status)
-                d.status.CopyFrom(status)
-                await self.store.commit([Guard(kv.key, kv.mod_revision)], [Op(kv.key, keys.encode(d))])
+                d.spec.replicas = scaled
+                await self._write_status(kv.key, kv.mod_revision, d, status, force=True)
                 return Result()
             requeue.append(self.config.autoscale_period.total_seconds())
 
@@ -509,12 +509,23 @@ class Controller:
     async def _autoscale(
         self, key: Key, d: scheduler_pb2.Deployment, status: scheduler_pb2.DeploymentStatus
     ) -> int | None:
+        """The HPA step, at most once per autoscale period: `ceil(ready x metric /
+        target)` where the metric is the routers' in-flight count averaged over
+        the ready replicas (replicas still starting have no load yet, so they
+        neither count nor dilute it). None when it is not time yet."""
         params = autoscale_params(d.spec.autoscale)
-        ready = {s.id for s in self.slots.get(key, {}).values() if s.ready}
         current = max(d.spec.replicas, 0)
-        if not ready:
-            # nothing observed yet: only keep within min/max
-            return max(params.min_replicas, min(params.max_replicas, current))
+        bounded = max(params.min_replicas, min(params.max_replicas, current))
+        if bounded != current:
+            return bounded
+        now = time.monotonic()
+        if now - self._autoscaled_at.get(key, -1e9) < self.config.autoscale_period.total_seconds() * 0.9:
+            return None
+        self._autoscaled_at[key] = now
+        slots = self.slots.get(key, {}).values()
+        ready = {s.id for s in slots if s.ready}
+        if not ready or (len(ready) < len(slots) and current > len(ready)):
+            return None  # a scale is still in progress: wait for it before judging the load
         kvs, _ = await self.store.list(f"{keys.ROOT}{keys.LOAD}/{key[0]}/")
         total = 0.0
         for kv in kvs:
@@ -525,7 +536,7 @@ class Controller:
                 total += float(json.loads(kv.value).get("in_flight", 0.0))
         metric = total / len(ready)
         state = self.autoscale_state.get(key, AutoscaleState())
-        wanted, state = autoscale(params, state, now=time.monotonic(), current=current, metric=metric)
+        wanted, state = autoscale(params, state, now=now, current=len(ready), metric=metric)
         self.autoscale_state[key] = state
         status.autoscale.current_in_flight = round(metric, 3)
         status.autoscale.recommended_replicas = wanted
@@ -803,12 +814,14 @@ class Controller:
         self.pending_events.setdefault(key, []).append(ev)
         log.info("%s/%s %s: %s", key[0], key[1], reason, message)
 
-    def _drain_events(self, key: Key, status: scheduler_pb2.DeploymentStatus) -> None:
+    def _drain_events(self, key: Key, status: scheduler_pb2.DeploymentStatus) -> list[scheduler_pb2.DeploymentEvent]:
+        """Move pending events into `status`; returns them (to put back if the write fails)."""
         events = self.pending_events.pop(key, [])
         if events:
             merged = [*status.events, *events][-MAX_EVENTS:]
             del status.events[:]
             status.events.extend(merged)
+        return events
 
     def _finish_status(
         self,
@@ -889,16 +902,29 @@ class Controller:
             else:
                 c.last_transition_time.GetCurrentTime()
             status.conditions.append(c)
-        self._drain_events(key, status)
 
     async def _write_status(
-        self, key: str, mod_revision: int, d: scheduler_pb2.Deployment, status: scheduler_pb2.DeploymentStatus
+        self,
+        key: str,
+        mod_revision: int,
+        d: scheduler_pb2.Deployment,
+        status: scheduler_pb2.DeploymentStatus,
+        *,
+        force: bool = False,
     ) -> None:
-        if status == d.status:
+        """Write `status` (with the pending events) guarded by `mod_revision`;
+        nothing when unchanged. On a conflict the events stay pending."""
+        dkey = (d.namespace or keys.DEFAULT_NAMESPACE, d.name)
+        events = self._drain_events(dkey, status)
+        if status == d.status and not force:
             return
         d.status.CopyFrom(status)
         d.ClearField("resource_version")
-        await self.store.commit([Guard(key, mod_revision)], [Op(key, keys.encode(d))])
+        try:
+            await self.store.commit([Guard(key, mod_revision)], [Op(key, keys.encode(d))])
+        except (Conflict, NotFound):
+            self.pending_events[dkey] = [*events, *self.pending_events.get(dkey, [])]
+            raise
 
 
 def instance_labels(labels: Mapping[str, str]) -> dict[str, str]:
