@@ -107,7 +107,13 @@ class LagStats:
 
 
 class ProbeScheduler:
-    """Runs jobs at their due times with at most `concurrency` at once."""
+    """Runs jobs at their due times with at most `concurrency` at once.
+
+    Callback-driven: one timer is armed for the earliest due job; when it
+    fires, every due job starts as a task (or waits in `ready` for a free
+    slot), and the timer is armed again. A finished job is pushed back at
+    its next tick and frees its slot for a waiting one.
+    """
 
     def __init__(
         self, *, concurrency: int = 256, clock: Callable[[], float] = time.monotonic
@@ -116,9 +122,12 @@ class ProbeScheduler:
         self.stats = LagStats()
         self._queue = DueQueue()
         self._jobs: dict[str, Job] = {}
-        self._slots = asyncio.Semaphore(concurrency)
-        self._waiter: asyncio.Future[None] | None = None
-        self._sleep_until = math.inf
+        self._concurrency = concurrency
+        self._running = 0
+        self._ready: deque[Job] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+        self._tg: asyncio.TaskGroup | None = None
 
     def __len__(self) -> int:
         return len(self._jobs)
@@ -130,7 +139,7 @@ class ProbeScheduler:
             old.active = False
         self._jobs[job.key] = job
         self._queue.push(job, due)
-        self.wake(before=due)
+        self.wake()
 
     def remove(self, key: str) -> None:
         """Stop scheduling `key` (a run under way finishes)."""
@@ -147,42 +156,47 @@ class ProbeScheduler:
         due = min(job.due, self.clock() + period.total_seconds())
         if not job.running and due != job.due:
             self._queue.push(job, due)
-            self.wake(before=due)
+            self.wake()
 
-    def wake(self, before: float | None = None) -> None:
-        """Make the dispatcher look at the queue again (only if it sleeps
-        past `before`, when given)."""
-        waiter = self._waiter
-        if waiter is None or waiter.done():
+    def wake(self) -> None:
+        """Start what is due now and arm the timer for the next due job."""
+        if self._tg is None:
             return
-        if before is None or before < self._sleep_until:
-            waiter.set_result(None)
+        self._ready.extend(self._queue.pop_due(self.clock()))
+        while self._ready and self._running < self._concurrency:
+            job = self._ready.popleft()
+            if not job.active:
+                job.running = False
+                continue
+            self._running += 1
+            self._tg.create_task(self._run(job))
+        self._arm()
+
+    def _arm(self) -> None:
+        due = self._queue.next_due()
+        if due is None or (self._timer is not None and self._timer_at <= due):
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = due
+        self._timer = asyncio.get_running_loop().call_later(max(0.0, due - self.clock()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer, self._timer_at = None, math.inf
+        self.wake()
 
     async def run(self) -> None:
-        """Dispatch forever (cancel to stop); runs are tasks of a TaskGroup."""
-        loop = asyncio.get_running_loop()
-        async with asyncio.TaskGroup() as tg:
-            while True:
-                due = self._queue.next_due()
-                now = self.clock()
-                if due is None or due > now:
-                    await self._sleep(loop, due, now)
-                    continue
-                for job in self._queue.pop_due(now, limit=64):
-                    await self._slots.acquire()
-                    tg.create_task(self._run(job))
-
-    async def _sleep(self, loop: asyncio.AbstractEventLoop, due: float | None, now: float) -> None:
-        waiter: asyncio.Future[None] = loop.create_future()
-        self._waiter = waiter
-        self._sleep_until = math.inf if due is None else due
-        handle = None if due is None else loop.call_later(due - now, _resolve, waiter)
+        """Dispatch until cancelled; runs are tasks of a TaskGroup."""
         try:
-            await waiter
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                self.wake()
+                await asyncio.get_running_loop().create_future()  # until cancelled
         finally:
-            if handle is not None:
-                handle.cancel()
-            self._waiter = None
+            self._tg = None
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer, self._timer_at = None, math.inf
 
     async def _run(self, job: Job) -> None:
         start = self.clock()
@@ -194,15 +208,9 @@ class ProbeScheduler:
         except Exception:
             log.exception("probe job %s failed", job.key)
         finally:
-            self._slots.release()
+            self._running -= 1
             job.running = False
             self.stats.finished += 1
         if job.active and self._jobs.get(job.key) is job:
-            due = next_due(job.due, job.period, self.clock())
-            self._queue.push(job, due)
-            self.wake(before=due)
-
-
-def _resolve(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
+            self._queue.push(job, next_due(job.due, job.period, self.clock()))
+        self.wake()

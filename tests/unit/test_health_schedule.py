@@ -77,11 +77,9 @@ async def test_scheduler_runs_jobs_on_time_with_a_fake_clock():
     try:
         for step in range(1, 31):
             now[0] = step * 0.1
+            sched.wake()  # the fake clock moved: what the timer would do
             for _ in range(5):
                 await asyncio.sleep(0)
-            sched.wake()
-        for _ in range(5):
-            await asyncio.sleep(0)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -165,3 +163,35 @@ def test_a_member_owns_nothing_until_it_sees_itself():
     assert m.owns(key)
     m.members = {"m1": {}, "m2": {}}
     assert m.owns(key) == (owner(["m1", "m2"], key) == "m1")
+
+
+async def test_scheduler_bounds_concurrency_and_starts_waiting_jobs_when_slots_free():
+    sched = ProbeScheduler(concurrency=2)
+    gate = asyncio.Event()
+    running: list[str] = []
+    peak = [0]
+
+    def make(key: str) -> Job:
+        async def run() -> None:
+            running.append(key)
+            peak[0] = max(peak[0], len(running))
+            await gate.wait()
+            running.remove(key)
+
+        return Job(key=key, period=timedelta(hours=1), run=run)
+
+    now = sched.clock()
+    for i in range(5):
+        sched.add(make(f"j{i}"), now)
+    task = asyncio.create_task(sched.run())
+    try:
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert len(running) == 2
+        gate.set()
+        for _ in range(30):
+            await asyncio.sleep(0)
+        assert sched.stats.finished == 5 and peak[0] == 2
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
