@@ -1,10 +1,11 @@
 """One asyncio scheduler for every probe of a health member.
 
 A heap keyed by due time (`DueQueue`, pure and clock-free) holds one entry per
-probe job; a single dispatcher coroutine sleeps until the earliest due time,
-starts every due job under a concurrency bound, and puts the job back at its
-next tick when it finishes. A thousand instances cost one sleeping coroutine
-and a heap, not a thousand timers (bench/health.py measures it).
+probe job; one event-loop timer is armed for the earliest due time; when it
+fires, every due job starts as a task under a concurrency bound, and each job
+is put back at its next tick when it finishes. A thousand instances cost one
+timer and a heap, not a thousand sleeping tasks (bench/health.py compares
+the two).
 
 Probe lag (start time - scheduled time) is recorded for every run.
 """
