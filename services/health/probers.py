@@ -55,7 +55,7 @@ def http_url(endpoint: str, path: str) -> str:
 class Probers:
     """Runs probes; owns reusable gRPC channels and an HTTP connection pool."""
 
-    def __init__(self, *, member_id: str = "", http_connections: int = 200) -> None:
+    def __init__(self, *, member_id: str = "", http_connections: int = 1024) -> None:
         self.member_id = member_id
         self._channels: dict[str, tuple[grpc.aio.Channel, health_pb2_grpc.HealthStub]] = {}
         self._http_connections = http_connections
@@ -141,10 +141,9 @@ class Probers:
             self._http = httpx.AsyncClient(
                 trust_env=False,
                 follow_redirects=False,
-                limits=httpx.Limits(
-                    max_connections=self._http_connections,
-                    max_keepalive_connections=self._http_connections,
-                ),
+                # Open connections are bounded by the scheduler's probe
+                # concurrency; keep one alive per probed endpoint.
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=self._http_connections),
                 headers={PROBER_HEADER: self.member_id or "-", "user-agent": "sutradhar-health"},
             )
         return self._http
