@@ -10,6 +10,7 @@ scheduler is down at the time of the delete.
 from __future__ import annotations
 
 import asyncio
+import builtins
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 
@@ -18,7 +19,7 @@ from sutradhar._errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from sutradhar.services.common import keys
 from sutradhar.services.common.store import EventType, Guard, Op, Store
 from sutradhar.services.common.validation import validate_namespace
-from sutradhar.services.scheduler.runtimes.base import Replica
+from sutradhar.services.scheduler.runtimes.base import Replica, Runtime
 from sutradhar.services.scheduler.runtimes.loader import RuntimeSet
 from sutradhar.services.scheduler.spec import check_deployable, validate_deployment, validate_replicas
 from sutradhar.v1 import registry_pb2, scheduler_pb2
@@ -269,10 +270,12 @@ class Deployments:
 
     # -- logs -----------------------------------------------------------------
 
-    async def replicas(self, namespace: str, name: str, replica: str = "") -> list[tuple[Replica, object]]:
+    async def replicas(
+        self, namespace: str, name: str, replica: str = ""
+    ) -> builtins.list[tuple[Replica, Runtime]]:
         """Runtime replicas of a deployment (with their runtime), for logs."""
         ns = namespace or keys.DEFAULT_NAMESPACE
-        out: list[tuple[Replica, object]] = []
+        out: builtins.list[tuple[Replica, Runtime]] = []
         for runtime in self.runtimes.loaded():
             try:
                 found = await runtime.list(ns)

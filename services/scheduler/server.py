@@ -25,6 +25,7 @@ from sutradhar.services.scheduler.config import SchedulerConfig
 from sutradhar.services.scheduler.controller import Controller
 from sutradhar.services.scheduler.deployments import Deployments
 from sutradhar.services.scheduler.election import LeaderElection
+from sutradhar.services.scheduler.runtimes.base import Replica, Runtime
 from sutradhar.services.scheduler.runtimes.loader import RuntimeSet
 from sutradhar.v1 import scheduler_pb2 as P
 from sutradhar.v1 import scheduler_pb2_grpc
@@ -92,9 +93,9 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         if request.follow and len(found) > 1:
             queue: asyncio.Queue[P.GetLogsResponse] = asyncio.Queue(maxsize=1000)
 
-            async def pump(replica: object, runtime: object) -> None:
-                async for line in runtime.logs(replica, tail=tail, follow=True):  # type: ignore[attr-defined]
-                    await queue.put(P.GetLogsResponse(replica=replica.replica_id, line=line))  # type: ignore[attr-defined]
+            async def pump(replica: Replica, runtime: Runtime) -> None:
+                async for line in runtime.logs(replica, tail=tail, follow=True):
+                    await queue.put(P.GetLogsResponse(replica=replica.replica_id, line=line))
 
             async with asyncio.TaskGroup() as tg:
                 for replica, runtime in found:
@@ -102,7 +103,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
                 while True:
                     yield await queue.get()
         for replica, runtime in found:
-            async for line in runtime.logs(replica, tail=tail, follow=request.follow):  # type: ignore[attr-defined]
+            async for line in runtime.logs(replica, tail=tail, follow=request.follow):
                 yield P.GetLogsResponse(replica=replica.replica_id, line=line)
 
 

@@ -382,9 +382,9 @@ class ProcessRuntime:
                 data = f.read()
             position += len(data)
             buffer += data
-            *lines, buffer = buffer.split(b"\n")
-            for line in lines:
-                yield line.decode(errors="replace")
+            *complete, buffer = buffer.split(b"\n")
+            for raw in complete:
+                yield raw.decode(errors="replace")
 
     async def close(self) -> None:
         """Forget child handles; the processes keep running (a successor adopts them)."""
