@@ -21,7 +21,7 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(f"SUTRADHAR_{name}", default)
 
 
-def parse_args(argv: Sequence[str] | None) -> SchedulerConfig:
+def parse_args(argv: Sequence[str] | None) -> tuple[SchedulerConfig, bool]:
     """Flags, then SUTRADHAR_* environment variables, then defaults."""
     p = argparse.ArgumentParser(prog="python -m sutradhar.services.scheduler", description="Sutradhar scheduler.")
     p.add_argument("--host", default=_env("SCHEDULER_HOST", "127.0.0.1"))
@@ -41,16 +41,19 @@ def parse_args(argv: Sequence[str] | None) -> SchedulerConfig:
     p.add_argument("--autoscale-period", type=float, default=5.0, help="autoscaler evaluation period, seconds")
     p.add_argument("--resync-period", type=float, default=10.0, help="full resync period, seconds")
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
+    p.add_argument("--stop-replicas", action="store_true",
+                   help="do not serve: stop every replica managed under --state-dir (and the containers of the "
+                        "deployments in --etcd), then exit; for `sutradhar down` after the scheduler stopped")
     a = p.parse_args(argv)
     logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return SchedulerConfig(
+    return (SchedulerConfig(
         host=a.host, port=a.port, etcd=a.etcd, registry=a.registry, state_dir=Path(a.state_dir),
         member_id=a.member_id, election_ttl=timedelta(seconds=a.election_ttl),
         instance_ttl=timedelta(seconds=a.instance_ttl), backoff_base=timedelta(seconds=a.backoff_base),
         backoff_max=timedelta(seconds=a.backoff_max), stop_grace=timedelta(seconds=a.stop_grace),
         drain_delay=timedelta(seconds=a.drain_delay), autoscale_period=timedelta(seconds=a.autoscale_period),
         resync_period=timedelta(seconds=a.resync_period),
-    )
+    ), a.stop_replicas)
 
 
 async def _serve(config: SchedulerConfig) -> int:
@@ -68,9 +71,19 @@ async def _serve(config: SchedulerConfig) -> int:
     return 0
 
 
+async def _stop_replicas(config: SchedulerConfig) -> int:
+    from sutradhar.services.scheduler.cleanup import stop_replicas
+
+    stopped = await stop_replicas(config.state_dir, etcd=config.etcd, grace=config.stop_grace)
+    print(f"scheduler: stopped {len(stopped)} replica(s) managed under {config.state_dir}", file=sys.stderr)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the scheduler until SIGTERM/SIGINT; return the exit code."""
-    return asyncio.run(_serve(parse_args(argv)))
+    """Run the scheduler until SIGTERM/SIGINT (or, with --stop-replicas, stop its
+    replicas and exit); return the exit code."""
+    config, stop_only = parse_args(argv)
+    return asyncio.run(_stop_replicas(config) if stop_only else _serve(config))
 
 
 if __name__ == "__main__":

@@ -129,3 +129,37 @@ async def _is(value, expected):
 async def _adopted(api, namespace, name, n):
     d = await _ready(api, namespace, name, n)
     return d if d is not None and sum(e.reason == "Adopted" for e in d.status.events) >= n else None
+
+
+async def test_stop_replicas_after_the_scheduler_leaves_nothing(etcd, registry, registry_client, namespace,
+                                                               tmp_path):
+    """What `sutradhar down` runs once the scheduler has stopped: no replica outlives the mesh."""
+    import subprocess
+    import sys
+
+    state = tmp_path / "state"
+    await registry_client.register_agent(echo_agent(namespace))
+    server = SchedulerServer(fast_config(etcd, registry.address, state))
+    await server.start()
+    try:
+        await wait_leader(server)
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            api = scheduler_pb2_grpc.SchedulerServiceStub(channel)
+            await api.CreateDeployment(P.CreateDeploymentRequest(deployment=deployment(namespace, "gone")))
+            await eventually(lambda: _ready(api, namespace, "gone", 2))
+    finally:
+        await server.stop(timedelta(seconds=1))
+    pids = recorded_pids(state, namespace)
+    assert len(pids) == 2 and all(pid_alive(p) for p in pids)  # a stopped scheduler leaves them for adoption
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sutradhar.services.scheduler", "--stop-replicas", "--state-dir", str(state),
+        "--etcd", etcd, "--stop-grace", "3", stderr=subprocess.PIPE)
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err
+    assert b"stopped 2 replica(s)" in err
+    await eventually(lambda: _none_alive(pids), within=5)
+    assert recorded_pids(state, namespace) == set()
+
+
+async def _none_alive(pids):
+    return not any(pid_alive(p) for p in pids)
