@@ -379,13 +379,15 @@ class Engine:
                         return task.result() + wire.result_metadata_tail(
                             backend.instance_id, len(tried), assigned_id
                         )
-                    if isinstance(err, AttemptError):
-                        failure = _Failure(err.code, err.message, err.retry_safe, backend)
-                    else:
+                    if not isinstance(err, AttemptError):
                         raise err
+                    failure = _Failure(err.code, err.message, err.retry_safe, backend)
+                    if err.code not in pool.policy.retry.retryable_codes and not running:
+                        raise self._final_error(failure, len(tried))
                 if clock() >= deadline:
                     raise DeadlineExceeded("task did not complete within its deadline (hedged)")
-                if (not done or failure is not None) and len(tried) < hedging.max_attempts:
+                retryable = failure is None or failure.code in pool.policy.retry.retryable_codes
+                if (not done or failure is not None) and retryable and len(tried) < hedging.max_attempts:
                     launch()
             raise self._final_error(failure, len(tried))
         finally:

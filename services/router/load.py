@@ -22,12 +22,13 @@ from datetime import timedelta
 
 from sutradhar._errors import NotFound, SutradharError
 from sutradhar.services.common import keys
-from sutradhar.services.common.store import Store
+from sutradhar.services.common.store import Op, Store
 from sutradhar.services.router.view import View
 
 log = logging.getLogger(__name__)
 
 LEASE_TTL = timedelta(seconds=10)
+TXN_OPS = 100
 
 
 def load_value(agent_id: str, in_flight: float, rps: float, updated: float) -> bytes:
@@ -84,10 +85,13 @@ class LoadPublisher:
             return 0
         lease = await self._ensure_lease()
         updated = time.time()
-        for backend, sample in samples:
-            key = keys.load_key(backend.namespace, backend.instance_id, self.router_id)
-            await self.store.put(key, load_value(backend.agent_id, sample.in_flight, sample.rps, updated),
-                                 lease=lease)
+        ops = [
+            Op(keys.load_key(b.namespace, b.instance_id, self.router_id),
+               load_value(b.agent_id, sample.in_flight, sample.rps, updated), lease)
+            for b, sample in samples
+        ]
+        for i in range(0, len(ops), TXN_OPS):  # one etcd transaction per chunk (etcd allows 128 ops)
+            await self.store.commit([], ops[i : i + TXN_OPS])
         return len(samples)
 
     async def run(self) -> None:

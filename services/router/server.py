@@ -73,6 +73,7 @@ class RouterServer:
         self._store: Any = None
         self.publisher: LoadPublisher | None = None
         self._tasks: asyncio.TaskGroup | None = None
+        self._background: list[asyncio.Task[None]] = []
         self._add_handlers()
 
     def _discard(self, backend: Any) -> None:
@@ -110,13 +111,13 @@ class RouterServer:
         self._tasks = asyncio.TaskGroup()
         await self._tasks.__aenter__()
         if self.watcher is not None:
-            self._tasks.create_task(self.watcher.run(), name="registry-watch")
+            self._background.append(self._tasks.create_task(self.watcher.run(), name="registry-watch"))
         if self.config.etcd:
             from sutradhar.services.common.store import EtcdEndpoint, Store
 
             self._store = Store(EtcdEndpoint.parse(self.config.etcd))
             self.publisher = LoadPublisher(self._store, self.view, self.router_id, period=self.config.load_period)
-            self._tasks.create_task(self.publisher.run(), name="load-publisher")
+            self._background.append(self._tasks.create_task(self.publisher.run(), name="load-publisher"))
         await self.host.set_serving()
 
     async def wait_synced(self, within: timedelta) -> bool:
@@ -133,7 +134,7 @@ class RouterServer:
         """Stop taking calls, let in-flight ones finish, stop background work."""
         await self.host.stop(grace)
         if self._tasks is not None:
-            for task in list(self._tasks._tasks):  # the TaskGroup's own tasks
+            for task in self._background:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._tasks.__aexit__(None, None, None)

@@ -82,16 +82,21 @@ class RegistryWatcher:
             request.start_revision = self.revision + 1
         agents: list[registry_pb2.Agent] = []
         instances: list[registry_pb2.Instance] = []
+        list_revision = 0
         call = stub.Watch(request)
         try:
             async for response in call:
                 self.connected = True
                 for event in response.events:
                     if listing:
+                        # The revision counts only once the whole list is in:
+                        # a stream broken mid-list must list again.
+                        list_revision = max(list_revision, event.revision, response.revision)
                         if event.type == SYNCED:
                             self.view.replace(agents, instances)
                             agents, instances = [], []
                             listing = False
+                            self.revision = max(self.revision, list_revision)
                             self.synced.set()
                         elif event.type == PUT and event.kind == AGENT:
                             agents.append(event.agent)
@@ -99,7 +104,7 @@ class RegistryWatcher:
                             instances.append(event.instance)
                     else:
                         self._apply(event)
-                    self.revision = max(self.revision, event.revision)
+                        self.revision = max(self.revision, event.revision)
                 if not listing:
                     self.revision = max(self.revision, response.revision)
         finally:
