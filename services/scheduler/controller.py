@@ -315,12 +315,14 @@ class Controller:
             if akv is not None:
                 runtime_names.add(keys.decode(akv.value, registry_pb2.Agent).runtime)
             runtime_names.update(r.agent.runtime for r in d.status.revisions)
+        listed: set[str] = set()
         for runtime in self.runtimes.for_adoption(runtime_names):
             try:
                 replicas = await asyncio.wait_for(runtime.list(), 30)
             except (SutradharError, TimeoutError) as err:
                 log.warning("cannot list %s replicas for adoption: %s", runtime.name, err)
                 continue
+            listed.add(runtime.name)
             for replica in replicas:
                 if term != self._term:
                     return
@@ -361,7 +363,7 @@ class Controller:
                 )
         # instances of replicas that no longer run are deregistered
         for (ns, inst_id), inst in instances.items():
-            if (ns, inst_id) not in found:
+            if (ns, inst_id) not in found and inst.runtime in listed:
                 self._spawn(self._deregister(ns, inst_id))
                 self.queue.add((ns, inst.labels[LABEL_DEPLOYMENT]))
 
