@@ -16,7 +16,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -431,7 +431,7 @@ class Engine:
 
     async def _stream_attempt(
         self, pool: Pool, backend: Backend, request: bytes, time_left: float
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         transport = backend.transport or self.transport(backend)
         clock = self.clock
         start = clock()

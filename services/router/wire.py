@@ -17,6 +17,7 @@ the last scalar wins), again without decoding the agent's data.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError, Message
@@ -36,7 +37,7 @@ def encode_varint(value: int) -> bytes:
     return bytes(out)
 
 
-def _build_views() -> tuple[type[Message], type[Message], type[Message]]:
+def _build_views() -> tuple[Any, Any, Any]:
     """Private "view" messages, wire-compatible with the public ones but
     declaring the task as raw bytes (so the C parser copies it without decoding
     the payload) and only the task fields the router reads. Built at runtime so
@@ -73,7 +74,9 @@ def _build_views() -> tuple[type[Message], type[Message], type[Message]]:
         pool.Add(fdp)
 
     def cls(name: str) -> type[Message]:
-        return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"sutradhar.router.views.{name}"))
+        found: type[Message] = message_factory.GetMessageClass(
+            pool.FindMessageTypeByName(f"sutradhar.router.views.{name}"))
+        return found
 
     return cls("RouteRequestView"), cls("TaskView"), cls("ExecuteRequestPatch")
 
