@@ -47,6 +47,7 @@ from sutradhar._errors import (
 from sutradhar.services.common import keys
 from sutradhar.services.common.labelselector import validate_label_key, validate_label_value
 from sutradhar.services.common.store import Guard, Op, Store
+from sutradhar.services.common.validation import ResolvedProbe, resolve_probe
 from sutradhar.services.scheduler import rollout
 from sutradhar.services.scheduler.autoscale import AutoscaleState, autoscale
 from sutradhar.services.scheduler.config import SchedulerConfig
@@ -111,6 +112,7 @@ class Slot:
     back_off_until: float = 0.0
     message: str = ""
     ready_since: float = 0.0
+    probe: ResolvedProbe | None = None
     monitor: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
@@ -310,10 +312,12 @@ class Controller:
                 recorded[(key[0], rs.id)] = rs
         found: set[tuple[str, str]] = set()
         runtime_names = set()
+        agents: dict[Key, registry_pb2.Agent] = {}
         for key, d in deployments.items():
             akv = await self.store.get(keys.agent_key(key[0], d.spec.agent_id))
             if akv is not None:
-                runtime_names.add(keys.decode(akv.value, registry_pb2.Agent).runtime)
+                agents[key] = keys.decode(akv.value, registry_pb2.Agent)
+                runtime_names.add(agents[key].runtime)
             runtime_names.update(r.agent.runtime for r in d.status.revisions)
         listed: set[str] = set()
         for runtime in self.runtimes.for_adoption(runtime_names):
@@ -341,6 +345,8 @@ class Controller:
                     replica=replica,
                     restarts=rs.restarts if rs else 0,
                 )
+                if key in agents:
+                    slot.probe = resolve_probe(agents[key].probes.readiness, runtime=agents[key].runtime)
                 found.add((replica.namespace, replica.replica_id))
                 inst = instances.get((replica.namespace, replica.replica_id))
                 if inst is not None and inst.endpoint == replica.endpoint:
@@ -602,6 +608,7 @@ class Controller:
             return
         slot.replica = replica
         slot.version = agent.version
+        slot.probe = resolve_probe(agent.probes.readiness, runtime=agent.runtime)
         slot.phase = P.REPLICA_PHASE_STARTING
         slot.ready = False
         slot.back_off_until = 0.0
@@ -704,7 +711,7 @@ class Controller:
                 if replica.phase in (ReplicaPhase.EXITED, ReplicaPhase.FAILED):
                     await self._on_exit(slot, replica)
                     return
-                if await probe_ready(replica):
+                if await probe_ready(replica, slot.probe):
                     break
                 if time.monotonic() > deadline:
                     await runtime.stop(replica, grace=self.config.stop_grace)
@@ -945,9 +952,11 @@ def instance_labels(labels: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
-async def probe_ready(replica: Replica, *, wait: float = 0.5) -> bool:
-    """Whether a replica serves: virtual endpoints always; others answer gRPC
-    health SERVING (after the port accepts connections)."""
+async def probe_ready(replica: Replica, probe: ResolvedProbe | None = None, *, wait: float = 0.5) -> bool:
+    """Whether a replica serves, by its readiness probe's kind: virtual
+    endpoints always; otherwise the port must accept, then "grpc" (the
+    default) needs grpc.health.v1 SERVING, "http" a 2xx from GET `http_path`,
+    "tcp" (or a disabled probe) nothing more."""
     endpoint = replica.endpoint
     if not endpoint or endpoint == "in-process" or endpoint.startswith(("http://", "https://")):
         return True
@@ -959,10 +968,23 @@ async def probe_ready(replica: Replica, *, wait: float = 0.5) -> bool:
     writer.close()
     with contextlib.suppress(Exception):
         await writer.wait_closed()
+    kind = "grpc" if probe is None else probe.kind
+    if (probe is not None and probe.disabled) or kind == "tcp":
+        return True
+    if kind == "http":
+        import httpx
+
+        path = probe.http_path if probe is not None else "/health"
+        try:
+            async with httpx.AsyncClient(timeout=wait) as client:
+                response = await client.get(f"http://{endpoint}{path}")
+        except httpx.HTTPError:
+            return False
+        return 200 <= response.status_code < 300
     async with grpc.aio.insecure_channel(endpoint) as channel:
         try:
             reply = await health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=wait
+                health_pb2.HealthCheckRequest(service=probe.grpc_service if probe else ""), timeout=wait
             )
         except grpc.RpcError:
             return False

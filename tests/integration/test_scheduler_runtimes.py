@@ -216,3 +216,27 @@ async def _contains(text, expected):
 
 async def _at_least(items, n):
     return items if len(items) >= n else None
+
+
+async def test_process_agent_with_an_http_readiness_probe(api, registry_client, namespace):
+    """Any executable can be a process agent: readiness follows its probe kind (here GET /health)."""
+    import sys
+
+    from test_scheduler_support import ROOT
+
+    from sutradhar.v1 import probe_pb2
+
+    agent = registry_pb2.Agent(
+        id="web", namespace=namespace, type="web", version="1.0.0", runtime="process",
+        config=to_struct({"command": [sys.executable, str(ROOT / "examples" / "http_echo_agent.py")]}),
+        probes=probe_pb2.Probes(readiness=probe_pb2.ProbeSpec(kind="http", http_path="/health")),
+    )
+    await registry_client.register_agent(agent)
+    await api.CreateDeployment(P.CreateDeploymentRequest(deployment=deployment(namespace, "web", "web", 1)))
+    d = await eventually(lambda: _ready(api, namespace, "web", 1))
+    import httpx
+
+    async with httpx.AsyncClient() as client:
+        reply = await client.get(f"http://{d.status.replica_statuses[0].endpoint}/health")
+    assert reply.status_code == 200
+    await api.DeleteDeployment(P.DeleteDeploymentRequest(namespace=namespace, name="web", wait=True))
