@@ -428,12 +428,15 @@ class HealthManager:
         live = [t for t in chunk if not t.released]
         if not live:
             return
-        built = [self._build(t) for t in live]
+        built: list[registry_pb2.Instance] = []
+        ops: list[Op] = []
+        for i, target in enumerate(live):
+            if i and i % 8 == 0:
+                await asyncio.sleep(0)  # encoding is CPU work: let due probes start in between
+            built.append(self._build(target))
+            ops.append(Op(target.key, keys.encode(built[-1]), target.lease))
         written_at = self.clock()
-        revision = await self.store.commit(
-            [Guard(t.key, t.mod_revision) for t in live],
-            [Op(t.key, keys.encode(new), t.lease) for t, new in zip(live, built, strict=True)],
-        )
+        revision = await self.store.commit([Guard(t.key, t.mod_revision) for t in live], ops)
         self.commits += 1
         for target, new in zip(live, built, strict=True):
             self.writes += 1
