@@ -3,6 +3,7 @@ commands, undeploy, against a real etcd, registry and child processes."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 
@@ -157,3 +158,36 @@ async def _status(api, namespace, name, *, ready, replicas=None):
     if replicas is not None and d.status.replicas != replicas:
         return None
     return d
+
+
+async def test_apply_update_watch(api, registry_client, namespace):
+    await registry_client.register_agent(echo_agent(namespace))
+    applied = await api.ApplyDeployment(P.ApplyDeploymentRequest(deployment=deployment(namespace, "w", replicas=0)))
+    assert applied.created and applied.deployment.generation == 1
+    again = await api.ApplyDeployment(P.ApplyDeploymentRequest(deployment=deployment(namespace, "w", replicas=0)))
+    assert not again.created and again.deployment.generation == 1  # unchanged spec, same generation
+
+    stream = api.WatchDeployments(P.WatchDeploymentsRequest(namespace=namespace, name="w", include_initial=True))
+    first = await stream.read()
+    assert first.type == P.DEPLOYMENT_EVENT_TYPE_PUT and first.deployment.name == "w"
+
+    current = await get(api, namespace, "w")
+    stale = deployment(namespace, "w", replicas=1)
+    stale.resource_version = current.resource_version - 1
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await api.UpdateDeployment(P.UpdateDeploymentRequest(deployment=stale))
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    fresh = deployment(namespace, "w", replicas=1)
+    fresh.resource_version = current.resource_version
+    updated = await api.UpdateDeployment(P.UpdateDeploymentRequest(deployment=fresh))
+    assert updated.deployment.generation == 2 and updated.deployment.spec.replicas == 1
+
+    async def saw_replicas():
+        while True:
+            ev = await stream.read()
+            if ev.deployment.spec.replicas == 1:
+                return ev
+    ev = await asyncio.wait_for(saw_replicas(), 10)
+    assert ev.type == P.DEPLOYMENT_EVENT_TYPE_PUT
+    stream.cancel()
+    await api.DeleteDeployment(P.DeleteDeploymentRequest(namespace=namespace, name="w", wait=True))
