@@ -1,0 +1,189 @@
+"""The engine's retry, budget, deadline, ejection-cap and accounting rules,
+driven through fake transports (no network)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import grpc
+import pytest
+
+from sutradhar._errors import InvalidArgument, ResourceExhausted, SutradharError, Unavailable
+from sutradhar._values import to_value
+from sutradhar.services.router import wire
+from sutradhar.services.router.engine import Engine
+from sutradhar.services.router.transports import AttemptError
+from sutradhar.services.router.view import View
+from sutradhar.v1 import agent_pb2, registry_pb2, router_pb2, routing_pb2
+
+OK = agent_pb2.ExecuteResponse(result=agent_pb2.Result(success=True, data=to_value("hi"))).SerializeToString()
+
+
+class FakeTransport:
+    """Answers from a script: "ok", "garbage", "hang", or a grpc.StatusCode to fail with."""
+
+    def __init__(self, outcome: object = "ok") -> None:
+        self.outcome = outcome
+        self.calls = 0
+        self.requests: list[bytes] = []
+
+    async def execute(self, request: bytes, time_left: float | None) -> bytes:
+        self.calls += 1
+        self.requests.append(request)
+        if self.outcome == "hang":
+            await asyncio.sleep(3600)
+        if self.outcome == "garbage":
+            return b"\xff\xff"
+        if isinstance(self.outcome, grpc.StatusCode):
+            raise AttemptError(self.outcome, f"failed with {self.outcome.name}")
+        return OK
+
+    async def close(self) -> None:
+        pass
+
+
+def make(n: int, policy: routing_pb2.RoutingPolicy | None = None, outcomes=None) -> tuple[Engine, list]:
+    view = View()
+    agent = registry_pb2.Agent(id="echo", namespace="default", type="echo", version="1.0.0")
+    if policy is not None:
+        agent.routing.CopyFrom(policy)
+    view.replace([agent], [
+        registry_pb2.Instance(id=f"i{k}", namespace="default", agent_id="echo", endpoint=f"127.0.0.1:{k + 1}",
+                              state=registry_pb2.INSTANCE_STATE_SERVING) for k in range(n)])
+    engine = Engine(view, max_message_bytes=64 * 1024, rng=random.Random(0))
+    fakes = []
+    for k, backend in enumerate(sorted(view.backends.values(), key=lambda b: b.instance_id)):
+        fake = FakeTransport((outcomes or {}).get(k, "ok"))
+        backend.transport = fake
+        backend.response_tail = wire.result_metadata_tail(backend.instance_id, 1)
+        fakes.append(fake)
+    return engine, fakes
+
+
+def request(payload: object = 1, *, strategy: str = "", max_attempts: int = 0, task_id: str = "t1",
+            timeout: float = 0.0) -> wire.RouteRequest:
+    req = router_pb2.RouterServiceExecuteRequest(
+        task=agent_pb2.Task(id=task_id, type="echo", payload=to_value(payload)),
+        selector=router_pb2.Selector(agent_type="echo"),
+        options=router_pb2.RouteOptions(strategy=strategy, max_attempts=max_attempts),
+    )
+    if timeout:
+        req.options.timeout.FromNanoseconds(int(timeout * 1e9))
+    return wire.split_route_request(req.SerializeToString())
+
+
+def result(data: bytes) -> agent_pb2.Result:
+    return router_pb2.RouterServiceExecuteResponse.FromString(data).result
+
+
+def in_flight(engine: Engine) -> list[int]:
+    return [b.in_flight for b in engine.view.backends.values()]
+
+
+def retry_policy(**kw) -> routing_pb2.RoutingPolicy:
+    p = routing_pb2.RoutingPolicy()
+    p.retry.initial_backoff.FromMilliseconds(1)
+    for k, v in kw.items():
+        setattr(p.retry, k, v)
+    return p
+
+
+async def test_retry_goes_to_another_instance_and_reports_attempts():
+    engine, fakes = make(3, retry_policy(), {0: grpc.StatusCode.UNAVAILABLE})
+    out = result(await engine.execute(request(), 5.0))
+    assert out.success and out.metadata.attempts == 2 and out.metadata.instance_id != "i0"
+    assert fakes[0].calls == 1 and fakes[1].calls + fakes[2].calls == 1
+    assert in_flight(engine) == [0, 0, 0]
+
+
+async def test_patches_reach_the_agent():
+    engine, fakes = make(1)
+    out = result(await engine.execute(request(task_id=""), 2.0))
+    sent = agent_pb2.ExecuteRequest.FromString(fakes[0].requests[0]).task
+    assert sent.id and out.metadata.task_id == sent.id  # generated, and reported back
+    assert sent.context.HasField("deadline") and sent.payload.number_value == 1
+
+
+async def test_non_retryable_codes_and_garbage_are_not_retried():
+    engine, fakes = make(3, retry_policy(), {0: grpc.StatusCode.INVALID_ARGUMENT})
+    with pytest.raises(InvalidArgument, match="after 1 attempt"):
+        await engine.execute(request(), 5.0)
+    engine, fakes = make(3, retry_policy(), {0: "garbage"})
+    with pytest.raises(Unavailable, match="not a valid ExecuteResponse"):
+        await engine.execute(request(), 5.0)
+    assert [f.calls for f in fakes] == [1, 0, 0]
+
+
+async def test_max_attempts_and_no_other_instance():
+    engine, fakes = make(3, retry_policy(max_attempts=2), dict.fromkeys(range(3), grpc.StatusCode.UNAVAILABLE))
+    with pytest.raises(Unavailable, match="max attempts 2 reached"):
+        await engine.execute(request(), 5.0)
+    engine, fakes = make(2, retry_policy(max_attempts=5), dict.fromkeys(range(2), grpc.StatusCode.UNAVAILABLE))
+    with pytest.raises(Unavailable, match="no other instance"):
+        await engine.execute(request(), 5.0)
+    assert [f.calls for f in fakes] == [1, 1]  # never twice on the same instance
+
+
+async def test_retry_budget_caps_retries():
+    policy = retry_policy(max_attempts=2, min_retries_per_second=1, budget_percent=1.0)
+    policy.outlier_detection.disabled = True
+    policy.circuit_breaker.disabled = True
+    engine, fakes = make(3, policy, dict.fromkeys(range(3), grpc.StatusCode.UNAVAILABLE))
+    messages = []
+    for _ in range(15):
+        with pytest.raises(Unavailable) as info:
+            await engine.execute(request(), 5.0)
+        messages.append(info.value.message)
+    # the floor allows 1 retry/s over the 10 s window: 10 retries, then the budget says no
+    assert sum("retry budget exhausted" in m for m in messages) == 5
+    assert sum(f.calls for f in fakes) == 15 + 10
+
+
+async def test_no_retry_when_the_backoff_would_pass_the_deadline():
+    policy = retry_policy()
+    policy.retry.initial_backoff.FromSeconds(10)
+    policy.retry.max_backoff.FromSeconds(10)
+    engine, _ = make(2, policy, {0: grpc.StatusCode.UNAVAILABLE})
+    engine.rng = random.Random(1)  # jitter > 0.1 of 10 s
+    with pytest.raises(Unavailable, match="no time left before the deadline"):
+        await engine.execute(request(), 0.5)
+
+
+async def test_deadline_cancels_the_attempt_and_in_flight_returns_to_zero():
+    engine, _ = make(1, None, {0: "hang"})
+    task = asyncio.ensure_future(engine.execute(request(), 30.0))
+    await asyncio.sleep(0.05)
+    assert in_flight(engine) == [1]
+    task.cancel()  # the caller went away
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert in_flight(engine) == [0]
+    backend = next(iter(engine.view.backends.values()))
+    assert backend.errors == 0 and backend.outlier.ejections == 0  # a cancel is not the instance's fault
+
+
+async def test_ejection_never_exceeds_the_pool_cap():
+    policy = routing_pb2.RoutingPolicy()
+    policy.outlier_detection.consecutive_failures = 1
+    policy.circuit_breaker.disabled = True
+    policy.retry.max_attempts = 1
+    engine, _ = make(3, policy, dict.fromkeys(range(3), grpc.StatusCode.UNAVAILABLE))
+    for _ in range(9):
+        with pytest.raises(SutradharError):
+            await engine.execute(request(), 5.0)
+    ejected = [b.instance_id for b in engine.view.backends.values() if b.outlier.ejected(engine.clock())]
+    assert len(ejected) == 1  # 10 % of 3 rounds to 0, but one of a pool of two or more may always go
+
+
+async def test_bad_options_and_oversized_tasks():
+    engine, _ = make(1)
+    with pytest.raises(InvalidArgument, match=r"options\.strategy"):
+        await engine.execute(request(strategy="fastest"), 5.0)
+    with pytest.raises(InvalidArgument, match=r"options\.max_attempts"):
+        await engine.execute(request(max_attempts=-1), 5.0)
+    with pytest.raises(ResourceExhausted, match="max-message-bytes"):
+        await engine.execute(request("x" * 70_000), 5.0)
+    with pytest.raises(InvalidArgument, match="malformed request"):
+        await engine.execute(wire.split_route_request(b"\x0a\xff"), 5.0)
+    assert in_flight(engine) == [0]
