@@ -142,8 +142,7 @@ class Mesh:
     def _start_service(self, name: str, *, timeout: float = 30.0) -> None:
         log_path = self.state_dir / "logs" / f"{name}.log"
         self.progress(f"{name}: starting")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH", "")]))
+        env = child_env()
         with open(log_path, "ab") as log:
             offset = log.tell()
             proc = subprocess.Popen(self._service_args(name), stdout=log, stderr=subprocess.STDOUT,
@@ -160,11 +159,23 @@ class Mesh:
         for name in reversed(list(self._procs)):
             stop_process_group(self._procs[name], grace=grace)
             self.progress(f"{name}: stopped")
+            if name == "scheduler":
+                self.stop_managed_replicas()
         self._procs.clear()
         if self._etcd is not None:
             self._etcd.stop()  # type: ignore[attr-defined]
             self._etcd = None
             self.progress("etcd: stopped")
+
+    def stop_managed_replicas(self, *, timeout: float = 60.0) -> None:
+        """Stop every replica the scheduler ran (processes and containers).
+
+        A scheduler leaves its replicas running when it exits, so that the
+        next leader adopts them; when the whole mesh goes down they go too.
+        """
+        etcd = self.external_etcd or (self.children["etcd"].address if "etcd" in self.children else "")
+        stop_replicas(self.state_dir, etcd=etcd, timeout=timeout)
+        self.progress("scheduler replicas: stopped")
 
     # -- state file -----------------------------------------------------------
 
@@ -181,6 +192,30 @@ class Mesh:
         tmp.write_text(json.dumps(data, indent=2))
         tmp.replace(path)
         return path
+
+
+def child_env() -> dict[str, str]:
+    """Environment for children: this interpreter's bin first on PATH (so a
+    `python3` in an agent command is the one Sutradhar is installed in) and
+    the source checkout importable (for `examples.*`)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env["PATH"] = os.pathsep.join(filter(None, [str(Path(sys.executable).parent), env.get("PATH", "")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH", "")]))
+    return env
+
+
+def stop_replicas(state_dir: Path, *, etcd: str = "", timeout: float = 60.0) -> None:
+    """Run the scheduler's replica cleanup for a mesh whose state is in `state_dir`."""
+    args = [sys.executable, "-m", "sutradhar.services.scheduler", "--stop-replicas",
+            "--state-dir", str(state_dir / "scheduler"), "--etcd", etcd]  # "" leaves containers alone
+    log_path = state_dir / "logs" / "scheduler-cleanup.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        try:
+            subprocess.run(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=timeout,
+                           cwd=REPO_ROOT, check=False)
+        except subprocess.TimeoutExpired:
+            log.write(b"replica cleanup did not finish in time\n")
 
 
 def wait_for_listening(proc: subprocess.Popen[bytes], log_path: Path, marker: str, *, offset: int = 0,

@@ -27,9 +27,11 @@ from sutradhar.cli._launcher import (
     STATE_FILE,
     Mesh,
     MeshPorts,
+    child_env,
     default_state_dir,
     pid_alive,
     stop_process_group,
+    stop_replicas,
     wait_for_listening,
 )
 from sutradhar.cli._output import print_table
@@ -141,8 +143,7 @@ def _foreground(args: argparse.Namespace, state_dir: Path) -> int:
 def _start_demo_agents(mesh: Mesh) -> list[subprocess.Popen[bytes]]:
     """Start the example echo agent replicas; they register themselves with the registry."""
     procs = []
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH", "")]))
+    env = child_env()
     if not (REPO_ROOT / "examples" / "echo_agent.py").exists():
         raise FailedPrecondition("the demo needs the examples/ folder of a source checkout; run it from the repository")
     for i in range(1, DEMO_REPLICAS + 1):
@@ -267,6 +268,8 @@ def down(args: argparse.Namespace) -> int:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(child, signal.SIGKILL)
                 killed += 1
+    if (state_dir / "scheduler").exists():
+        stop_replicas(state_dir)  # a safety net when the supervisor could not clean up itself
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
     print("Mesh stopped" + (f" ({killed} process group(s) had to be killed)" if killed else "") + ".")

@@ -132,6 +132,14 @@ def test_down_leaves_nothing_running(tmp_path: Path) -> None:
     state = json.loads((tmp_path / "mesh.json").read_text())
     pids = [state["supervisor_pid"], *(c["pid"] for c in state["children"].values())]
     assert all(pid_alive(p) for p in pids)
+    # A deployment's replicas are the scheduler's children: they must go down too.
+    sutradhar("deploy", "-f", "examples/manifests/echo-deployment.yaml", "--wait", ports=ports, timeout=120)
+    out = sutradhar("exec", "echo-deployed", "--task", "echo", "--payload", '{"x": 1}', "-o", "json", ports=ports)
+    assert json.loads(out.stdout)["success"] is True
+    records = list((tmp_path / "scheduler").rglob("record.json"))
+    replica_pids = {json.loads(r.read_text()).get("pid") for r in records} - {None}
+    assert len(replica_pids) == 2 and all(pid_alive(p) for p in replica_pids)
     sutradhar("down", "--state-dir", str(tmp_path))
     assert not any(pid_alive(p) for p in pids)
+    assert not any(pid_alive(p) for p in replica_pids)
     assert not (tmp_path / "mesh.json").exists()
