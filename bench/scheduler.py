@@ -62,6 +62,7 @@ class Mesh:
         self.etcd = LocalEtcd(workdir / "etcd", client_port=free_port(), log_path=workdir / "etcd.log")
         self.router_etcd = router_etcd
         self.scheduler_options = scheduler
+        self.scheduler_stopped = False
 
     async def __aenter__(self) -> Mesh:
         self.etcd.start()
@@ -84,7 +85,8 @@ class Mesh:
     async def __aexit__(self, *exc: object) -> None:
         await self.channel.close()
         await self.registry_client.close()
-        await self.scheduler.stop(timedelta(seconds=1))
+        if not self.scheduler_stopped:
+            await self.scheduler.stop(timedelta(seconds=1))
         await self.router.stop()
         await self.registry.stop()
         self.etcd.stop()
@@ -131,6 +133,110 @@ async def measure_scale(mesh: Mesh, agent: registry_pb2.Agent, rounds: int) -> l
     finally:
         await mesh.api.DeleteDeployment(P.DeleteDeploymentRequest(namespace=NAMESPACE, name=name, wait=True))
     return out
+
+
+class SchedulerProcess:
+    """`python -m sutradhar.services.scheduler` as a child (default settings)."""
+
+    def __init__(self, mesh: Mesh, member: str) -> None:
+        import subprocess
+
+        self.member = member
+        self.log = mesh.workdir / f"scheduler-{member}.log"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sutradhar.services.scheduler", "--port", "0", "--etcd", mesh.etcd.endpoint,
+             "--registry", mesh.registry.address, "--state-dir", str(mesh.workdir / "state"),
+             "--member-id", member],
+            stdout=self.log.open("w"), stderr=subprocess.STDOUT, cwd=ROOT)
+
+    async def address(self) -> str:
+        for _ in range(400):
+            for line in self.log.read_text().splitlines():
+                if "scheduler listening on" in line:
+                    return line.rsplit(" ", 1)[-1]
+            await asyncio.sleep(0.05)
+        raise TimeoutError(self.log.read_text())
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+async def measure_failover(mesh: Mesh, rounds: int) -> dict[str, Any]:
+    """Two scheduler processes (election TTL 5 s); SIGKILL the leader; seconds until the
+    other leads, and whether the replicas stayed the same (adopted, not duplicated)."""
+    from sutradhar.services.common import keys
+    from sutradhar.services.common.store import EtcdEndpoint, Store
+    from sutradhar.services.scheduler.election import election_prefix
+
+    await mesh.scheduler.stop(timedelta(seconds=1))  # only the two processes campaign
+    mesh.scheduler_stopped = True
+    await mesh.registry_client.update_agent(process_agent("ha"), allow_missing=True)
+    store = Store(EtcdEndpoint.parse(mesh.etcd.endpoint))
+    procs = {m: SchedulerProcess(mesh, m) for m in ("a", "b")}
+    takeovers: list[float] = []
+    same_replicas: list[bool] = []
+
+    async def leader() -> str:
+        kvs, _ = await store.list(election_prefix("scheduler"))
+        return min(kvs, key=lambda kv: kv.create_revision).value.decode() if kvs else ""
+
+    async def status() -> P.DeploymentStatus:
+        kv = await store.get(keys.deployment_key(NAMESPACE, "ha"))
+        assert kv is not None
+        return keys.decode(kv.value, P.Deployment).status
+
+    async def until(check: Any, within: float = 60.0) -> None:
+        deadline = time.monotonic() + within
+        while not await check():
+            if time.monotonic() > deadline:
+                raise TimeoutError("failover benchmark: condition not met")
+            await asyncio.sleep(0.01)
+
+    async def ready3() -> bool:
+        s = await status()
+        return s.ready_replicas == 3 and s.replicas == 3
+
+    try:
+        address = await procs["a"].address()
+        await procs["b"].address()
+        async with grpc.aio.insecure_channel(address) as channel:
+            api = scheduler_pb2_grpc.SchedulerServiceStub(channel)
+            d = P.Deployment(name="ha", namespace=NAMESPACE, spec=P.DeploymentSpec(agent_id="ha", replicas=3))
+            await api.CreateDeployment(P.CreateDeploymentRequest(deployment=d))
+        await until(ready3)
+        for n in range(rounds):
+            before = {r.native_id for r in (await status()).replica_statuses}
+            current = await leader()
+            other = next(m for m in procs if m != current)
+            killed_at = time.monotonic()
+            procs[current].kill()
+
+            async def other_leads(expected: str = other) -> bool:
+                return await leader() == expected
+
+            await until(other_leads, within=15)
+            takeovers.append(time.monotonic() - killed_at)
+            await asyncio.sleep(12)  # past the instance TTL: the new leader keeps the same instances alive
+            s = await status()
+            after = {r.native_id for r in s.replica_statuses}
+            same_replicas.append(after == before and s.ready_replicas == 3)
+            print(f"  failover {n + 1}: {current} -> {other} in {takeovers[-1]:.2f} s, replicas kept: "
+                  f"{same_replicas[-1]}", file=sys.stderr)
+            procs[current] = SchedulerProcess(mesh, current)  # back as a follower
+            address = await procs[current].address()
+        async with grpc.aio.insecure_channel(address) as channel:
+            api = scheduler_pb2_grpc.SchedulerServiceStub(channel)
+            await api.DeleteDeployment(P.DeleteDeploymentRequest(namespace=NAMESPACE, name="ha", wait=True))
+    finally:
+        for p in procs.values():
+            p.kill()
+        await store.close()
+    return {"what": "seconds from SIGKILL of the leading scheduler process to the other one leading "
+                    "(election TTL 5 s), and whether the 3 replicas stayed the same processes",
+            "election_ttl_seconds": 5.0, "seconds": _stats(takeovers), "per_round": [round(t, 3) for t in takeovers],
+            "replicas_kept": same_replicas}
 
 
 async def measure_rollouts(mesh: Mesh, rollouts: int, *, callers: int = 8, replicas: int = 4) -> dict[str, Any]:
@@ -236,6 +342,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 result["scale_container"] = {"skipped": why, "target_seconds": 3.0}
             print("rolling updates under load through the router", file=sys.stderr)
             result["rolling_update"] = await measure_rollouts(mesh, args.rollouts)
+            if args.failovers:
+                print("leader failover (two scheduler processes)", file=sys.stderr)
+                result["failover"] = await measure_failover(mesh, args.failovers)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return result
@@ -246,6 +355,7 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--rollouts", type=int, default=3)
     p.add_argument("--no-container", action="store_true", help="skip the container runtime")
+    p.add_argument("--failovers", type=int, default=3, help="leader SIGKILL rounds (0 skips)")
     args = p.parse_args()
     result = asyncio.run(run(args))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -262,6 +372,11 @@ def main() -> int:
     r = result["rolling_update"]
     print(f"{'failed calls during ' + str(r['rollouts']) + ' rolling updates':<44}"
           f"{r['failed_calls']:>8} of {r['calls']} calls  target 0")
+    if "failover" in result:
+        f = result["failover"]
+        s = f["seconds"]
+        print(f"{'leader failover after SIGKILL (s), TTL 5 s':<44}{s['min']:>8.2f}{s['median']:>8.2f}{s['max']:>8.2f}"
+              f"  <= 5; replicas kept {sum(f['replicas_kept'])}/{len(f['replicas_kept'])}")
     print(f"wrote {RESULTS.relative_to(ROOT)}")
     return 0
 
