@@ -308,7 +308,7 @@ async def test_steady_probes_are_not_written_one_by_one(store, unique, health, e
     """Eight passing probes in two seconds cost at most the periodic flushes
     (flush interval 1 s in these tests), not a write per probe."""
     ns = unique
-    await put_agent(store, ns, "echo", readiness=probe_spec("grpc"))
+    await put_agent(store, ns, "echo", readiness=probe_spec("grpc", timeout="1s"))  # no spurious flips
     lease = await put_instance(store, ns, "i1", "echo", endpoint.address)
     try:
         await wait_for(store, ns, "i1", lambda i: readiness_passing(i) and i.health.prober == health.member_id, 3)
