@@ -58,9 +58,13 @@ class RouterServiceServicer:
 
     def Execute(self, request, context):
         """Execute routes one task and returns its result. UNAVAILABLE when no
-        healthy instance matches; FAILED_PRECONDITION when a constraint excludes
-        every candidate (the message names it); DEADLINE_EXCEEDED past the
-        caller's deadline.
+        healthy instance matches (none live, none SERVING, all ejected or behind
+        open circuit breakers, or the agent failed after retries);
+        FAILED_PRECONDITION when a constraint excludes every candidate (the
+        message names it); INVALID_ARGUMENT for a malformed selector or options
+        (the message names the field); RESOURCE_EXHAUSTED over the router's
+        message size limit; DEADLINE_EXCEEDED past the caller's deadline. An
+        agent's application failure is an OK status with result.success = false.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
