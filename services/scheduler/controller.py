@@ -26,9 +26,10 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import grpc
 from google.protobuf import timestamp_pb2
@@ -477,7 +478,7 @@ class Controller:
                     requeue.append(slot.back_off_until - now)
         for _ in range(plan.start):
             slot = Slot(
-                id=f"{name}-{revision[:6]}-{uuid.uuid4().hex[:5]}",
+                id=f"{name[:50]}-{revision[:6]}-{uuid.uuid4().hex[:5]}",  # at most 63: a valid label value
                 namespace=ns, deployment=name, revision=revision, version=agent.version,
                 runtime=agent.runtime, created=time.time(),
             )
@@ -681,9 +682,20 @@ class Controller:
 
     # -- monitors -------------------------------------------------------------------
 
-    def _spawn(self, coro: object) -> asyncio.Task[None]:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run `coro` in the controller's task group; its failure is logged, never
+        fatal to the controller (a TaskGroup would cancel every sibling)."""
         assert self._tg is not None, "controller not running"
-        return self._tg.create_task(coro)  # type: ignore[arg-type]
+
+        async def guarded() -> None:
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background step of the controller failed")
+
+        return self._tg.create_task(guarded())
 
     def _spawn_monitor(self, slot: Slot) -> None:
         if slot.monitor is not None:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-from sutradhar._errors import NotFound, OutOfRange, SutradharError
+from sutradhar._errors import NotFound
 from sutradhar.services.common import keys
 from sutradhar.services.common.store import Guard, Op, Store
 
@@ -85,7 +85,7 @@ class LeaderElection:
             try:
                 async for _ev in self.store.watch(election_prefix(self.name)):
                     self._wake.set()
-            except (SutradharError, OutOfRange):
+            except Exception:  # a broken watch: poll until it works again
                 await asyncio.sleep(0.2)
             self._wake.set()
 
@@ -107,7 +107,7 @@ class LeaderElection:
                     self._lease = 0
                     await self._set(False)
                     continue
-                except SutradharError as err:
+                except Exception as err:  # etcd trouble: never let the campaign die
                     log.warning("election of %s: %s", self.name, err)
                     if time.monotonic() - self._renewed_at > self.ttl.total_seconds() * 0.8:
                         # cannot prove the lease is alive: stop acting before it may lapse
