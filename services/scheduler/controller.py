@@ -558,12 +558,13 @@ class Controller:
         ready = [s for s in slots.values() if s.ready]
         if not ready:
             return
+        found = await asyncio.gather(*(self.store.get(keys.instance_key(ns, s.id)) for s in ready))
+        flagged = {
+            inst.id for inst in (keys.decode(kv.value, registry_pb2.Instance) for kv in found if kv is not None)
+            if inst.health.restart_requested
+        }
         for slot in ready:
-            kv = await self.store.get(keys.instance_key(ns, slot.id))
-            if kv is None:
-                continue
-            inst = keys.decode(kv.value, registry_pb2.Instance)
-            if inst.health.restart_requested:
+            if slot.id in flagged:
                 self._event(key, "Restarted", f"liveness failed: restarting replica {slot.id}", slot.id)
                 if slot.monitor is not None:
                     slot.monitor.cancel()

@@ -104,9 +104,9 @@ async def test_process_runtime_applies_rlimits(tmp_path: Path):
     replica = await rt.start(spec(["sleep", "30"], memory="512Mi", limits={"cpu_seconds": 100, "open_files": 64}))
     try:
         limits = _read(f"/proc/{replica.native_id}/limits")
-        assert _limit(limits, "Max address space") == str(512 * 1024 * 1024)
-        assert _limit(limits, "Max cpu time") == "100"
-        assert _limit(limits, "Max open files") == "64"
+        assert _limit(limits, "Max address space") == str(512 * 1024 * 1024), limits
+        assert _limit(limits, "Max cpu time") == "100", limits
+        assert _limit(limits, "Max open files") == "64", limits
     finally:
         await rt.stop(replica, grace=timedelta(seconds=1))
 
@@ -163,6 +163,11 @@ async def test_get_logs(api, registry_client, namespace):
     lines = [r async for r in api.GetLogs(P.GetLogsRequest(namespace=namespace, name="logged", tail=20))]
     assert lines and all(r.replica == replica for r in lines)
     assert any("listening on" in r.line for r in lines)
+    # follow: the tail first, then new lines as the replica writes them (here: its shutdown)
+    stream = api.GetLogs(P.GetLogsRequest(namespace=namespace, name="logged", tail=1, follow=True))
+    first = await stream.read()
+    assert first.replica == replica
+    stream.cancel()
     await api.DeleteDeployment(P.DeleteDeploymentRequest(namespace=namespace, name="logged", wait=True))
 
 
