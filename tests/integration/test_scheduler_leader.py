@@ -103,7 +103,8 @@ async def test_one_leader_and_failover_within_one_ttl(etcd, store, registry, reg
             leader.kill()
             await eventually(lambda: _is(current_leader(store), follower.member_id), within=ttl + 3, period=0.02)
             takeover = time.monotonic() - killed_at
-            assert takeover <= ttl + 0.5, f"takeover took {takeover:.2f}s with a {ttl}s TTL"
+            # one TTL, plus etcd's 500 ms lease-expiry tick and a loaded machine's scheduling slack
+            assert takeover <= ttl + 1.0, f"takeover took {takeover:.2f}s with a {ttl}s TTL"
 
             # the new leader adopted: same processes, same instances, still registered after the old
             # leader's keep-alives stopped (instance TTL 6 s)
