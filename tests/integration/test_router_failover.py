@@ -72,7 +72,7 @@ async def test_sigkilled_replica_fails_no_call_and_gets_no_traffic_after_one_sec
             await asyncio.gather(*workers)
             final = await _stats(client, unique)
             assert not failures, failures[:3]
-            assert sum(served.values()) - served_at_1s > 100  # the load went on
+            assert sum(served.values()) - served_at_1s > 20  # the load went on
             assert final[victim].requests == sent_after_1s  # no traffic after the first second
             assert final[victim].ejected or final[victim].breaker != 1
             # the registry still lists it: its lease has not lapsed, the router found out by itself
