@@ -236,6 +236,33 @@ async def test_weighted_splits_traffic_between_versions(mesh, unique):
     assert seen == {"echo-v1-0": 90, "echo-v2-0": 10}
 
 
+async def test_draining_and_not_serving_instances_get_no_new_tasks(mesh, unique):
+    fakes = await start_agents(mesh, 2)
+    ids = await register(mesh, unique, "echo", fakes)
+    reg: RegistryClient = mesh["reg"]
+    client: RouterClient = mesh["client"]
+    router: RouterServer = mesh["router"]
+
+    async def wait_state(iid: str, routable: bool) -> None:
+        for _ in range(200):
+            if router.view.routable(router.view.backends[(unique, iid)]) == routable:
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"{iid} never became routable={routable}")
+
+    await reg.update_instance_state(ids[0], registry_pb2.INSTANCE_STATE_DRAINING, namespace=unique)
+    await wait_state(ids[0], False)
+    served = {(await client.execute("echo", 1, namespace=unique)).metadata.instance_id for _ in range(6)}
+    assert served == {ids[1]}
+    await reg.update_instance_state(ids[1], registry_pb2.INSTANCE_STATE_NOT_SERVING, namespace=unique)
+    await wait_state(ids[1], False)
+    with pytest.raises(Unavailable, match="1 DRAINING, 1 NOT_SERVING"):
+        await client.execute("echo", 1, namespace=unique)
+    await reg.update_instance_state(ids[0], SERVING, namespace=unique)
+    await wait_state(ids[0], True)
+    assert (await client.execute("echo", 1, namespace=unique)).metadata.instance_id == ids[0]
+
+
 # -- constraints and bad input -------------------------------------------------
 
 
