@@ -172,22 +172,30 @@ class Controller:
             return
         self._term += 1
         if not leading:
-            self.leading = False
-            self._adopted.clear()
-            for slots in self.slots.values():
-                for slot in slots.values():
-                    if slot.monitor is not None:
-                        slot.monitor.cancel()
-            self.slots.clear()
-            self.autoscale_state.clear()
-            self._autoscaled_at.clear()
+            self._forget()
             return
         self.leading = True
         try:
             await self._adopt()
-        finally:
-            self._adopted.set()
+        except BaseException:
+            # without a complete adoption the leader could start duplicates: give
+            # leadership back (the election tries again) instead of acting
+            self._forget()
+            raise
+        self._adopted.set()
         await self.enqueue_all()
+
+    def _forget(self) -> None:
+        """Leadership lost: stop acting, drop in-memory state; replicas keep running."""
+        self.leading = False
+        self._adopted.clear()
+        for slots in self.slots.values():
+            for slot in slots.values():
+                if slot.monitor is not None:
+                    slot.monitor.cancel()
+        self.slots.clear()
+        self.autoscale_state.clear()
+        self._autoscaled_at.clear()
 
     # -- watches and resync only enqueue keys -------------------------------------
 

@@ -59,10 +59,25 @@ class LeaderElection:
     async def _set(self, leading: bool) -> None:
         if leading == self.is_leader:
             return
+        if leading and self.on_change is not None:
+            try:
+                await self.on_change(True)
+            except Exception:
+                # the leader could not take over (e.g. adoption failed): resign so
+                # another member, or this one on its next campaign, tries again
+                log.exception("member %s could not take over %s; resigning", self.member_id, self.name)
+                await self._drop_lease()
+                raise
         self.is_leader = leading
         log.info("member %s %s leadership of %s", self.member_id, "won" if leading else "lost", self.name)
-        if self.on_change is not None:
-            await self.on_change(leading)
+        if not leading and self.on_change is not None:
+            await self.on_change(False)
+
+    async def _drop_lease(self) -> None:
+        if self._lease:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.store.revoke_lease(self._lease), 2)
+            self._lease = 0
 
     async def _campaign(self) -> None:
         self._lease = await self.store.grant_lease(self.ttl)
@@ -91,47 +106,45 @@ class LeaderElection:
 
     async def run(self) -> None:
         """Campaign, renew and watch until cancelled; then resign."""
-        period = max(0.2, self.ttl.total_seconds() / 3)
-        watcher = asyncio.create_task(self._watch())  # owned here and cancelled below
         try:
-            while True:
-                try:
-                    if not self._lease:
-                        await self._campaign()
-                    elif time.monotonic() - self._renewed_at >= period * 0.9:
-                        await self.store.keep_alive(self._lease)
-                        self._renewed_at = time.monotonic()
-                    await self._check()
-                except NotFound:
-                    log.warning("election lease of %s lapsed; campaigning again", self.member_id)
-                    self._lease = 0
-                    await self._set(False)
-                    continue
-                except Exception as err:  # etcd trouble: never let the campaign die
-                    log.warning("election of %s: %s", self.name, err)
-                    if time.monotonic() - self._renewed_at > self.ttl.total_seconds() * 0.8:
-                        # cannot prove the lease is alive: stop acting before it may lapse
-                        await self._set(False)
-                        self._lease = 0
-                    await asyncio.sleep(0.2)
-                    continue
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), period)
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._watch())
+                await self._campaign_loop()
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await watcher
             await self.resign()
+
+    async def _campaign_loop(self) -> None:
+        period = max(0.2, self.ttl.total_seconds() / 3)
+        while True:
+            try:
+                if not self._lease:
+                    await self._campaign()
+                elif time.monotonic() - self._renewed_at >= period * 0.9:
+                    await self.store.keep_alive(self._lease)
+                    self._renewed_at = time.monotonic()
+                await self._check()
+            except NotFound:
+                log.warning("election lease of %s lapsed; campaigning again", self.member_id)
+                self._lease = 0
+                await self._set(False)
+                continue
+            except Exception as err:  # etcd trouble: never let the campaign die
+                log.warning("election of %s: %s", self.name, err)
+                if time.monotonic() - self._renewed_at > self.ttl.total_seconds() * 0.8:
+                    # cannot prove the lease is alive: stop acting before it may lapse
+                    await self._set(False)
+                    self._lease = 0
+                await asyncio.sleep(0.2)
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), period)
 
     async def resign(self) -> None:
         """Give up leadership at once (revoke the lease) so a successor needs no TTL."""
         was = self.is_leader
         self.is_leader = False
-        if self._lease:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.store.revoke_lease(self._lease), 2)
-            self._lease = 0
+        await self._drop_lease()
         if was and self.on_change is not None:
             with contextlib.suppress(Exception):
                 await self.on_change(False)
