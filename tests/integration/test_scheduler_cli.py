@@ -119,3 +119,42 @@ async def _running(api, namespace, name):
     d = await get(api, namespace, name)
     rs = d.status.replica_statuses
     return d if len(rs) == 1 and rs[0].phase == P.REPLICA_PHASE_RUNNING else None
+
+
+async def test_liveness_failure_seen_by_the_real_health_service_restarts(etcd, api, registry_client, namespace):
+    """Health probes liveness, sets restart_requested; the scheduler restarts the replica."""
+    import httpx
+    from google.protobuf import duration_pb2
+
+    from sutradhar._values import to_struct
+    from sutradhar.services.health import HealthConfig, HealthServer
+    from sutradhar.v1 import probe_pb2
+
+    fast = {"kind": "http", "http_path": "/health", "period": duration_pb2.Duration(nanos=300_000_000),
+            "failure_threshold": 1}
+    agent = registry_pb2.Agent(
+        id="flaky", namespace=namespace, type="flaky", version="1.0.0", runtime="process",
+        config=to_struct({"command": [sys.executable, str(ROOT / "examples" / "http_echo_agent.py")]}),
+        probes=probe_pb2.Probes(readiness=probe_pb2.ProbeSpec(**fast), liveness=probe_pb2.ProbeSpec(**fast)),
+    )
+    await registry_client.register_agent(agent)
+    health = HealthServer(HealthConfig(port=0, etcd=etcd))
+    await health.start()
+    try:
+        await api.CreateDeployment(P.CreateDeploymentRequest(deployment=deployment(namespace, "flaky", "flaky", 1)))
+        d = await eventually(lambda: _running(api, namespace, "flaky"))
+        replica = d.status.replica_statuses[0]
+        async with httpx.AsyncClient() as client:
+            reply = await client.post(f"http://{replica.endpoint}/admin/health", json={"healthy": False})
+            assert reply.status_code == 200
+
+        async def restarted():
+            d = await _running(api, namespace, "flaky")
+            return d if d is not None and d.status.replica_statuses[0].native_id != replica.native_id else None
+
+        d = await eventually(restarted, within=20)
+        assert any(e.reason == "Restarted" and "liveness" in e.message for e in d.status.events)
+        assert not pid_alive(int(replica.native_id))
+        await api.DeleteDeployment(P.DeleteDeploymentRequest(namespace=namespace, name="flaky", wait=True))
+    finally:
+        await health.stop()
