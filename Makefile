@@ -36,9 +36,12 @@ proto: install
 
 bench: install
 	$(PY) -m pip install -q -e '.[mesh,dev,bench]'
+	@command -v nginx >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq nginx-light; }
 	$(PY) bench/router.py
 	$(PY) bench/health.py
 	$(PY) bench/scheduler.py
+	$(PY) bench/autoscale.py
+	$(PY) bench/container_scale.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache
