@@ -146,6 +146,7 @@ class Controller:
         self.pending_events: dict[Key, list[scheduler_pb2.DeploymentEvent]] = {}
         self.autoscale_state: dict[Key, AutoscaleState] = {}
         self._autoscaled_at: dict[Key, float] = {}
+        self._unavailable: dict[Key, set[str]] = {}
         self.leading = False
         self._term = 0
         self._tg: asyncio.TaskGroup | None = None
@@ -196,6 +197,7 @@ class Controller:
         self.slots.clear()
         self.autoscale_state.clear()
         self._autoscaled_at.clear()
+        self._unavailable.clear()
 
     # -- watches and resync only enqueue keys -------------------------------------
 
@@ -449,8 +451,7 @@ class Controller:
             requeue.append(self.config.autoscale_period.total_seconds())
 
         now = time.time()
-        # liveness failures reported by the health service restart the replica
-        await self._restart_requested(key, ns)
+        await self._observe_instances(key, ns)
 
         live = [s for s in slots.values() if s.phase != P.REPLICA_PHASE_TERMINATING]
         plan = rollout.plan(
@@ -561,15 +562,22 @@ class Controller:
             status.autoscale.last_scale_time.GetCurrentTime()
         return wanted
 
-    async def _restart_requested(self, key: Key, ns: str) -> None:
+    async def _observe_instances(self, key: Key, ns: str) -> None:
+        """Read the ready replicas' instances: restart those whose liveness failed
+        (health's `restart_requested`), note those the health service took out of
+        rotation (not available)."""
         slots = self.slots.get(key, {})
         ready = [s for s in slots.values() if s.ready]
+        self._unavailable.pop(key, None)
         if not ready:
             return
         found = await asyncio.gather(*(self.store.get(keys.instance_key(ns, s.id)) for s in ready))
-        flagged = {
-            inst.id for inst in (keys.decode(kv.value, registry_pb2.Instance) for kv in found if kv is not None)
-            if inst.health.restart_requested
+        instances = [keys.decode(kv.value, registry_pb2.Instance) for kv in found if kv is not None]
+        flagged = {inst.id for inst in instances if inst.health.restart_requested}
+        # readiness as the health service sees it: such replicas are ready but not available
+        self._unavailable[key] = {
+            inst.id for inst in instances
+            if inst.state in (registry_pb2.INSTANCE_STATE_NOT_SERVING, registry_pb2.INSTANCE_STATE_DRAINING)
         }
         for slot in ready:
             if slot.id in flagged:
@@ -870,7 +878,8 @@ class Controller:
         status.desired_replicas = want
         status.replicas = len(slots)
         status.ready_replicas = sum(1 for s in slots if s.ready)
-        status.available_replicas = status.ready_replicas
+        unavailable = self._unavailable.get(key, set())
+        status.available_replicas = sum(1 for s in slots if s.ready and s.id not in unavailable)
         status.updated_replicas = sum(1 for s in slots if s.revision == revision and revision)
         status.current_revision = revision
         status.current_version = version
