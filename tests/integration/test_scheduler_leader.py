@@ -164,3 +164,37 @@ async def test_stop_replicas_after_the_scheduler_leaves_nothing(etcd, registry, 
 
 async def _none_alive(pids):
     return not any(pid_alive(p) for p in pids)
+
+
+async def test_replicas_register_once_the_registry_comes_back(etcd, registry_client, namespace, tmp_path):
+    from sutradhar.services.common.etcd_server import free_port
+    from sutradhar.services.registry import RegistryConfig, RegistryServer
+
+    await registry_client.register_agent(echo_agent(namespace))
+    port = free_port()
+    server = SchedulerServer(fast_config(etcd, f"127.0.0.1:{port}", tmp_path / "state"))  # registry not up yet
+    await server.start()
+    late = None
+    try:
+        await wait_leader(server)
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            api = scheduler_pb2_grpc.SchedulerServiceStub(channel)
+            await api.CreateDeployment(P.CreateDeploymentRequest(deployment=deployment(namespace, "late", replicas=1)))
+
+            async def waiting():
+                d = await get(api, namespace, "late")
+                rs = d.status.replica_statuses
+                return d if rs and "registering instance" in rs[0].message else None
+
+            d = await eventually(waiting)
+            assert d.status.ready_replicas == 0 and d.status.replica_statuses[0].phase == P.REPLICA_PHASE_STARTING
+            late = RegistryServer(RegistryConfig(port=port, etcd=etcd))
+            await late.start()
+            await eventually(lambda: _ready(api, namespace, "late", 1))
+            assert len(await ready_instances(registry_client, namespace, "late")) == 1
+            await api.DeleteDeployment(P.DeleteDeploymentRequest(namespace=namespace, name="late", wait=True))
+    finally:
+        await server.stop(timedelta(seconds=1))
+        if late is not None:
+            await late.stop()
+        kill_recorded(tmp_path / "state")
