@@ -1,6 +1,6 @@
 """Scheduler benchmarks: scale-out time and failed calls during rolling updates.
 
-    .venv/bin/python bench/scheduler.py [--rounds 5] [--rollouts 3] [--no-container]
+    .venv/bin/python bench/scheduler.py [--rounds 5] [--rollouts 3] [--failovers 3] [--no-container]
 
 Runs a whole mesh in this process on loopback (a private etcd, the registry,
 one router and the scheduler, default settings), then measures:
@@ -12,7 +12,10 @@ one router and the scheduler, default settings), then measures:
    engine answers);
 2. failed client calls while rolling a 4-replica process deployment to a new
    agent version under steady load through the router (8 concurrent callers;
-   target 0), over several rollouts.
+   target 0), over several rollouts;
+3. leader failover: two scheduler processes (default 5 s election TTL) share
+   the state dir; the leader is SIGKILLed and the seconds until the other one
+   leads are measured, and whether the same replica processes keep serving.
 
 Writes bench/results/scheduler.json and prints a table.
 """
