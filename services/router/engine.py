@@ -53,6 +53,11 @@ log = logging.getLogger(__name__)
 
 _AioRpcError = grpc.aio.AioRpcError
 
+#: Seconds in-flight calls on a removed instance get before its channel closes.
+DISCARD_GRACE_S = 30.0
+#: Seconds in-flight calls get when the router itself shuts down.
+SHUTDOWN_GRACE_S = 2.0
+
 
 @dataclass
 class _Failure:
@@ -165,13 +170,18 @@ class Engine:
             )
         return self._http
 
-    def discard(self, backend: Backend) -> None:
-        """Close a removed backend's transport (called by the View)."""
+    def discard(self, backend: Backend, *, grace: float = DISCARD_GRACE_S) -> None:
+        """Close a removed backend's transport (called by the View).
+
+        Calls already in flight on it get `grace` seconds to finish: an
+        instance leaves the view when it is drained or deregistered, and its
+        last answers must still reach their callers.
+        """
         transport, backend.transport = backend.transport, None
         if transport is None:
             return
         try:
-            task = asyncio.get_running_loop().create_task(transport.close())
+            task = asyncio.get_running_loop().create_task(transport.close(grace))
         except RuntimeError:
             return
         self._closing.add(task)
@@ -180,7 +190,7 @@ class Engine:
     async def close(self) -> None:
         """Close every transport and the HTTP client."""
         for backend in list(self.view.backends.values()):
-            self.discard(backend)
+            self.discard(backend, grace=SHUTDOWN_GRACE_S)
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
         if self._http is not None:

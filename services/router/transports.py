@@ -88,8 +88,9 @@ class GrpcTransport:
         """The call, an async iterator of serialized ExecuteStreamResponse; `cancel()` ends it."""
         return self._stream(request, timeout=timeout)
 
-    async def close(self) -> None:
-        await self.channel.close()
+    async def close(self, grace: float | None = None) -> None:
+        """Close the channel; calls in flight get `grace` seconds to finish first."""
+        await self.channel.close(grace)
 
 
 def _status_for_http(status: int) -> grpc.StatusCode:
@@ -213,7 +214,7 @@ class HttpTransport:
     def stream(self, request: bytes, timeout: float | None) -> AsyncIterator[bytes]:
         return _single_result_stream(self.call(request, timeout))
 
-    async def close(self) -> None:
+    async def close(self, grace: float | None = None) -> None:
         """The pooled client is shared and closed by the router."""
 
 
@@ -320,7 +321,7 @@ class InProcessTransport:
                         retry_safe=False,
                     ) from err
 
-    async def close(self) -> None:
+    async def close(self, grace: float | None = None) -> None:
         agent, self._agent = self._agent, None
         on_stop = getattr(agent, "on_stop", None)
         if on_stop is not None:

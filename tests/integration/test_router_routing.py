@@ -518,3 +518,23 @@ async def test_load_is_published_and_cli_shows_stats(mesh, unique, store):
         subprocess.run, [*cli, "exec", "ghost", "--namespace", unique], env=env, capture_output=True, text=True,
         timeout=30)
     assert out.returncode == 1 and "FAILED_PRECONDITION" in out.stderr and "ghost" in out.stderr
+
+
+async def test_call_in_flight_on_a_deregistered_instance_still_completes(mesh, unique):
+    [fake] = await start_agents(mesh, 1)
+    fake.delay = 0.6
+    [iid] = await register(mesh, unique, "echo", [fake])
+    client: RouterClient = mesh["client"]
+    call = asyncio.ensure_future(client.execute("echo", {"n": 1}, namespace=unique, timeout=timedelta(seconds=5)))
+    for _ in range(100):
+        if fake.calls:
+            break
+        await asyncio.sleep(0.01)
+    await mesh["reg"].deregister_instance(iid, namespace=unique)
+    for _ in range(200):  # the router's view drops the instance while the call runs
+        if (unique, iid) not in mesh["router"].view.backends:
+            break
+        await asyncio.sleep(0.01)
+    assert (unique, iid) not in mesh["router"].view.backends
+    result = await call
+    assert result.success and result.data["by"] == fake.name
