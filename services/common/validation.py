@@ -277,6 +277,25 @@ def _process_config(cfg: dict[str, Any], field: str) -> None:
         _string(cfg["workdir"], f"{field}.workdir")
     if "port_env" in cfg:
         _env_name(cfg["port_env"], f"{field}.port_env")
+    if "port" in cfg:
+        _port(cfg["port"], f"{field}.port")
+    if "limits" in cfg:
+        _process_limits(cfg["limits"], f"{field}.limits")
+
+
+#: Process rlimits a process agent may set, with their allowed ranges.
+PROCESS_LIMITS: Final = {"cpu_seconds": (1, 10_000_000), "open_files": (16, 1 << 20)}
+
+
+def _process_limits(limits: Any, field: str) -> None:
+    if not isinstance(limits, dict):
+        raise _bad(field, f"must be a mapping with {', '.join(PROCESS_LIMITS)}")
+    for key, value in limits.items():
+        if key not in PROCESS_LIMITS:
+            raise _bad(f"{field}.{key}", f"is not a process limit (valid: {', '.join(PROCESS_LIMITS)})")
+        low, high = PROCESS_LIMITS[key]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+            raise _bad(f"{field}.{key}", f"{value!r} is out of range ({low} to {high})")
 
 
 def _container_config(cfg: dict[str, Any], field: str) -> None:
@@ -317,7 +336,7 @@ def _in_process_config(cfg: dict[str, Any], field: str) -> None:
 
 
 _CONFIG_KEYS: Final[dict[str, tuple[str, ...]]] = {
-    "process": ("command", "args", "env", "workdir", "port_env"),
+    "process": ("command", "args", "env", "workdir", "port_env", "port", "limits"),
     "container": ("image", "env", "port", "command"),
     "http": ("urls", "url"),
     "in-process": ("class", "kwargs"),

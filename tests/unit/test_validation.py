@@ -300,3 +300,16 @@ def test_namespace_all_only_where_allowed():
     v.validate_namespace("")
     with pytest.raises(InvalidArgument):
         v.validate_namespace("*")
+
+
+def test_process_port_and_limits_are_accepted_and_checked():
+    v.validate_agent(agent(config={"command": ["x"], "port": 7000, "limits": {"cpu_seconds": 60, "open_files": 256}}))
+    with pytest.raises(InvalidArgument) as info:
+        v.validate_agent(agent(config={"command": ["x"], "limits": {"open_files": 4}}))
+    assert info.value.field == "agent.config.limits.open_files"
+    with pytest.raises(InvalidArgument) as info:
+        v.validate_agent(agent(config={"command": ["x"], "limits": {"threads": 4}}))
+    assert info.value.field == "agent.config.limits.threads" and "cpu_seconds" in info.value.message
+    with pytest.raises(InvalidArgument) as info:
+        v.validate_agent(agent(config={"command": ["x"], "port": 70000}))
+    assert info.value.field == "agent.config.port"
