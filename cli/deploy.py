@@ -217,9 +217,9 @@ async def deploy(args: argparse.Namespace) -> int:
                     stored = resp.agent
                     print(f"agent/{agent.id} applied in namespace {stored.namespace} (version {stored.version})")
     async with channel(args.scheduler) as ch:
-        stub = scheduler_pb2_grpc.SchedulerServiceStub(ch)
+        scheduler = scheduler_pb2_grpc.SchedulerServiceStub(ch)
         for d in deployments:
-            resp = await stub.ApplyDeployment(P.ApplyDeploymentRequest(deployment=d), timeout=TIMEOUT)
+            resp = await scheduler.ApplyDeployment(P.ApplyDeploymentRequest(deployment=d), timeout=TIMEOUT)
             results.append(resp.deployment)
             if args.output != "json":
                 verb = "created" if resp.created else "configured"

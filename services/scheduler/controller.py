@@ -106,7 +106,7 @@ class Slot:
     runtime: str
     created: float
     replica: Replica | None = None
-    phase: int = P.REPLICA_PHASE_STARTING
+    phase: P.ReplicaPhase = P.REPLICA_PHASE_STARTING
     ready: bool = False
     lease_id: int = 0
     restarts: int = 0
@@ -344,7 +344,7 @@ class Controller:
                 key = (replica.namespace, replica.deployment)
                 if key not in deployments:
                     continue  # not ours to manage (another mesh sharing the engine, or not a deployment)
-                rs = recorded.get((replica.namespace, replica.replica_id))
+                previous = recorded.get((replica.namespace, replica.replica_id))
                 slot = Slot(
                     id=replica.replica_id,
                     namespace=replica.namespace,
@@ -354,7 +354,7 @@ class Controller:
                     runtime=runtime.name,
                     created=replica.started_at.timestamp() if replica.started_at else time.time(),
                     replica=replica,
-                    restarts=rs.restarts if rs else 0,
+                    restarts=previous.restarts if previous else 0,
                 )
                 if key in agents:
                     slot.probe = resolve_probe(agents[key].probes.readiness, runtime=agents[key].runtime)
