@@ -18,10 +18,11 @@ from datetime import timedelta
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from sutradhar._errors import SutradharError
+from sutradhar._errors import InvalidArgument, SutradharError
 
 log = logging.getLogger(__name__)
 
@@ -29,21 +30,67 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
-def _abort_details(err: SutradharError) -> str:
-    return err.message
+#: Largest status message (UTF-8 bytes) a server sends. gRPC percent-encodes
+#: the message into a header and a client drops a response whose headers pass
+#: 8 KiB (the caller then sees RESOURCE_EXHAUSTED "Stream removed" instead of
+#: the real status), so a message quoting a huge input must be cut.
+MAX_STATUS_DETAILS_BYTES = 1024
+
+
+def status_details(message: str) -> str:
+    """`message` cut to at most MAX_STATUS_DETAILS_BYTES UTF-8 bytes, saying so."""
+    raw = message.encode()
+    if len(raw) <= MAX_STATUS_DETAILS_BYTES:
+        return message
+    head = raw[: MAX_STATUS_DETAILS_BYTES - 48].decode(errors="ignore")
+    return f"{head}... ({len(message) - len(head)} characters cut)"
+
+
+def _internal_details(err: Exception) -> str:
+    return status_details(f"internal error: {type(err).__name__}: {err}")
+
+
+@dataclass(frozen=True)
+class UndecodableRequest:
+    """What `tolerant_deserializer` returns for bytes that are not a valid request."""
+
+    error: InvalidArgument
+
+
+def tolerant_deserializer(
+    deserializer: Callable[[bytes], Any] | None,
+) -> Callable[[bytes], Any] | None:
+    """Wrap a request deserializer so that bad bytes (corrupt wire format,
+    invalid UTF-8 in a string field) give an `UndecodableRequest` instead of
+    raising: an exception there becomes gRPC's UNKNOWN, outside any handler."""
+    if deserializer is None:
+        return None
+    owner = getattr(deserializer, "__self__", None)
+    descriptor = getattr(owner, "DESCRIPTOR", None)
+    name = getattr(descriptor, "full_name", "request message")
+
+    def parse(raw: bytes) -> Any:
+        try:
+            return deserializer(raw)
+        except DecodeError as err:
+            return UndecodableRequest(InvalidArgument(f"request is not a valid {name}: {err}", field="request"))
+
+    return parse
 
 
 def _wrap_unary(behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
+            if isinstance(request, UndecodableRequest):
+                raise request.error
             return await behavior(request, context)
         except SutradharError as err:
-            await context.abort(err.code, _abort_details(err))
+            await context.abort(err.code, status_details(err.message))
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
         except Exception as err:
             log.exception("unhandled error in %s", behavior)
-            await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(err).__name__}: {err}")
+            await context.abort(grpc.StatusCode.INTERNAL, _internal_details(err))
 
     return wrapper
 
@@ -51,22 +98,26 @@ def _wrap_unary(behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaita
 def _wrap_stream(behavior: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
     async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         try:
+            if isinstance(request, UndecodableRequest):
+                raise request.error
             async for item in behavior(request, context):
                 yield item
         except SutradharError as err:
-            await context.abort(err.code, _abort_details(err))
+            await context.abort(err.code, status_details(err.message))
         except (asyncio.CancelledError, grpc.aio.AbortError, GeneratorExit):
             raise
         except Exception as err:
             log.exception("unhandled error in %s", behavior)
-            await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(err).__name__}: {err}")
+            await context.abort(grpc.StatusCode.INTERNAL, _internal_details(err))
 
     return wrapper
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
     """Turns a `SutradharError` raised by a handler into its gRPC status, and
-    any other exception into INTERNAL with the message (never UNKNOWN)."""
+    any other exception into INTERNAL with the message (never UNKNOWN); a
+    request that does not decode gets INVALID_ARGUMENT; status messages are
+    cut to MAX_STATUS_DETAILS_BYTES."""
 
     async def intercept_service(
         self,
@@ -79,13 +130,13 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 _wrap_unary(handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=tolerant_deserializer(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
                 _wrap_stream(handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=tolerant_deserializer(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         return handler

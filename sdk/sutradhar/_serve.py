@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import grpc
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import Message
 
 from sutradhar._agent import (
     Agent,
@@ -40,8 +40,14 @@ from sutradhar._agent import (
 )
 from sutradhar._clients import RegistryClient
 from sutradhar._convert import event_to_proto, result_to_proto, task_from_proto
-from sutradhar._errors import DeadlineExceeded, InvalidArgument, Unavailable
-from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES, GrpcHost, install_signal_handlers
+from sutradhar._errors import DeadlineExceeded, Unavailable
+from sutradhar._hosting import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    GrpcHost,
+    UndecodableRequest,
+    install_signal_handlers,
+    tolerant_deserializer,
+)
 from sutradhar._metrics import TaskMetrics
 from sutradhar._registration import Registration
 from sutradhar._values import to_duration
@@ -220,13 +226,14 @@ def _decoding(request_class: type[Message], method: Callable[..., Any]) -> Calla
     """Wrap a servicer method to decode its request itself, so that bytes which
     are not a valid request get INVALID_ARGUMENT instead of gRPC's UNKNOWN."""
 
+    parse = tolerant_deserializer(request_class.FromString)
+    assert parse is not None
+
     def decode(raw: bytes) -> Message:
-        try:
-            return request_class.FromString(raw)
-        except DecodeError as err:
-            raise InvalidArgument(
-                f"request is not a valid {request_class.DESCRIPTOR.full_name}: {err}", field="request"
-            ) from None
+        request = parse(raw)
+        if isinstance(request, UndecodableRequest):
+            raise request.error
+        return request  # type: ignore[no-any-return]
 
     if inspect.isasyncgenfunction(method):
 
