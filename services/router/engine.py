@@ -204,22 +204,24 @@ class Engine:
     ) -> tuple[Pool, Strategy, int, float, bytes, str]:
         if req.error:
             raise InvalidArgument(req.error)
-        pool = self.pool(req.selector_bytes)
         options = req.options
-        policy: Policy = pool.policy
-        name = options.strategy or policy.strategy
+        # Bad options are bad input whatever the pool holds: check them first.
         if options.strategy:
             check_strategy(options.strategy, field_name="options.strategy")
-        strategy = self.strategy(req.selector_bytes, name)
         if options.max_attempts < 0:
             raise InvalidArgument("options.max_attempts: must not be negative", field="options.max_attempts")
+        option_timeout = options.timeout.seconds + options.timeout.nanos / 1e9
+        if options.HasField("timeout") and option_timeout <= 0:
+            raise InvalidArgument("options.timeout: must be positive", field="options.timeout")
+        pool = self.pool(req.selector_bytes)
+        policy: Policy = pool.policy
+        name = options.strategy or policy.strategy
+        strategy = self.strategy(req.selector_bytes, name)
         max_attempts = options.max_attempts or policy.retry.max_attempts
         if grpc_timeout is not None:
             timeout = grpc_timeout
         elif options.HasField("timeout"):
-            timeout = options.timeout.seconds + options.timeout.nanos / 1e9
-            if timeout <= 0:
-                raise InvalidArgument("options.timeout: must be positive", field="options.timeout")
+            timeout = option_timeout
         else:
             timeout = policy.default_timeout.total_seconds()
         task_id = ""

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 
 from sutradhar._errors import FailedPrecondition, InvalidArgument, Unavailable
 from sutradhar.services.common import semver
-from sutradhar.services.common.labelselector import parse_selector
+from sutradhar.services.common.labelselector import parse_selector, validate_label_name
+from sutradhar.services.common.validation import validate_dns_label, validate_namespace
 from sutradhar.services.router.backend import Backend
 from sutradhar.services.router.policy import DEFAULT_POLICY, Policy
 from sutradhar.services.router.view import AgentEntry, View
@@ -61,15 +62,20 @@ def validate(selector: router_pb2.Selector) -> None:
         raise InvalidArgument(
             "selector.agent_type: an agent type (or selector.agent_id) is required", field="selector.agent_type"
         )
+    # Names the registry would refuse can match nothing: say so (INVALID_ARGUMENT),
+    # not "none registered" (FAILED_PRECONDITION). Pools are cached, so this
+    # runs once per selector and view generation, not per call.
+    validate_namespace(selector.namespace, field="selector.namespace")
+    if selector.agent_type:
+        validate_dns_label(selector.agent_type, field="selector.agent_type", what="agent type")
+    if selector.agent_id:
+        validate_dns_label(selector.agent_id, field="selector.agent_id", what="agent id")
     if selector.version_range.strip():
         semver.parse_range(selector.version_range, field="selector.version_range")
     if selector.label_selector.strip():
         parse_selector(selector.label_selector, field="selector.label_selector")
-    for i, cap in enumerate(selector.capabilities):
-        if not cap.strip():
-            raise InvalidArgument(
-                f"selector.capabilities[{i}]: a capability must not be empty", field="selector.capabilities"
-            )
+    for cap in selector.capabilities:
+        validate_label_name(cap, field="selector.capabilities", what="capability")
 
 
 def resolve(view: View, selector: router_pb2.Selector) -> Pool:

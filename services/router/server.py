@@ -22,8 +22,15 @@ from typing import Any
 import grpc
 
 from sutradhar._errors import SutradharError, Unavailable
-from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES, GrpcHost
+from sutradhar._hosting import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    GrpcHost,
+    UndecodableRequest,
+    status_details,
+    tolerant_deserializer,
+)
 from sutradhar._values import to_duration
+from sutradhar.services.common.validation import ALL_NAMESPACES, validate_dns_label, validate_namespace
 from sutradhar.services.router import wire
 from sutradhar.services.router.engine import Engine
 from sutradhar.services.router.load import LoadPublisher
@@ -97,7 +104,7 @@ class RouterServer:
             ),
             "GetStats": grpc.unary_unary_rpc_method_handler(
                 self._get_stats,
-                request_deserializer=router_pb2.GetStatsRequest.FromString,
+                request_deserializer=tolerant_deserializer(router_pb2.GetStatsRequest.FromString),
                 response_serializer=router_pb2.GetStatsResponse.SerializeToString,
             ),
         }
@@ -160,7 +167,7 @@ class RouterServer:
                 self._check_synced()
             return await self.engine.execute(request, context.time_remaining())
         except SutradharError as err:
-            await context.abort(err.code, err.message)
+            await context.abort(err.code, status_details(err.message))
         except Exception as err:  # a bug: INTERNAL with the reason, never UNKNOWN
             await _internal(context, err)
         raise AssertionError("unreachable: abort raises")
@@ -177,21 +184,31 @@ class RouterServer:
             finally:
                 await events.aclose()
         except SutradharError as err:
-            await context.abort(err.code, err.message)
+            await context.abort(err.code, status_details(err.message))
         except Exception as err:
             await _internal(context, err)
 
     async def _get_stats(
-        self, request: router_pb2.GetStatsRequest, context: grpc.aio.ServicerContext
+        self, request: router_pb2.GetStatsRequest | UndecodableRequest, context: grpc.aio.ServicerContext
     ) -> router_pb2.GetStatsResponse:
         try:
+            if isinstance(request, UndecodableRequest):
+                raise request.error
             return self.stats(request.namespace, request.agent_type)
+        except SutradharError as err:
+            await context.abort(err.code, status_details(err.message))
         except Exception as err:
             await _internal(context, err)
         raise AssertionError("unreachable: abort raises")
 
     def stats(self, namespace: str = "", agent_type: str = "") -> router_pb2.GetStatsResponse:
-        """Per-instance statistics, sorted by namespace and instance id."""
+        """Per-instance statistics, sorted by namespace and instance id
+        (namespace "" or "*": all; InvalidArgument for a malformed filter)."""
+        validate_namespace(namespace, allow_all=True)
+        if agent_type:
+            validate_dns_label(agent_type, field="agent_type", what="agent type")
+        if namespace == ALL_NAMESPACES:
+            namespace = ""
         now = self.engine.clock()
         out = router_pb2.GetStatsResponse(router_id=self.router_id)
         for key in sorted(self.view.backends):
@@ -223,4 +240,4 @@ class RouterServer:
 
 async def _internal(context: grpc.aio.ServicerContext, err: Exception) -> None:
     log.exception("router bug while handling a call")
-    await context.abort(grpc.StatusCode.INTERNAL, f"internal router error: {type(err).__name__}: {err}")
+    await context.abort(grpc.StatusCode.INTERNAL, status_details(f"internal router error: {type(err).__name__}: {err}"))
