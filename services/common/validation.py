@@ -162,6 +162,8 @@ def _duration(d: duration_pb2.Duration, field: str, *, maximum: timedelta = _MAX
         raise _bad(field, "must not be negative")
     if d.nanos >= 1_000_000_000:
         raise _bad(field, "nanos must be below 1e9")
+    if d.seconds > maximum.total_seconds():  # before timedelta(), which overflows past ~2.7e8 years
+        raise _bad(field, f"{d.seconds}s is too long (at most {maximum.total_seconds():g}s)")
     value = timedelta(seconds=d.seconds, microseconds=d.nanos // 1000)
     if value > maximum:
         raise _bad(field, f"{value.total_seconds():g}s is too long (at most {maximum.total_seconds():g}s)")
@@ -525,7 +527,11 @@ def validate_agent(agent: registry_pb2.Agent, *, field: str = "agent") -> None:
             f"is {len(agent.description.encode())} bytes, at most {MAX_DESCRIPTION_BYTES} (4 KiB) allowed",
         )
 
-    config_bytes = len(json_format.MessageToJson(agent.config, indent=None).encode()) if agent.HasField("config") else 0
+    try:
+        config_json = json_format.MessageToJson(agent.config, indent=None) if agent.HasField("config") else ""
+    except ValueError as err:  # NaN or Infinity: JSON (and so etcd's stored form) has no such numbers
+        raise _bad(f"{field}.config", f"holds a number JSON cannot represent (NaN or Infinity): {err}") from None
+    config_bytes = len(config_json.encode())
     if config_bytes > MAX_CONFIG_BYTES:
         raise _bad(
             f"{field}.config", f"is {config_bytes} bytes serialized, at most {MAX_CONFIG_BYTES} (64 KiB) allowed"
