@@ -53,11 +53,16 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
+def _no_constant(name: str) -> object:
+    """json.loads accepts NaN and Infinity, which JSON (and agents) do not."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def _request(args: argparse.Namespace, timeout: float) -> tuple[agent_pb2.Task, router_pb2.Selector,
                                                                   router_pb2.RouteOptions]:
     try:
-        payload = json.loads(args.payload)
-    except json.JSONDecodeError as err:
+        payload = json.loads(args.payload, parse_constant=_no_constant)
+    except (json.JSONDecodeError, ValueError) as err:
         raise InvalidArgument(f"--payload: not valid JSON: {err}", field="payload") from err
     task = agent_pb2.Task(id=uuid.uuid4().hex, type=args.task, payload=to_value(payload))
     selector = router_pb2.Selector(

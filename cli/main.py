@@ -102,6 +102,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise
     except KeyboardInterrupt:
         return 130
+    except Exception as err:  # a bug: still one line and a way to see more, not a bare traceback
+        if os.environ.get("SUTRADHAR_DEBUG"):
+            raise
+        print(f"error: unexpected {type(err).__name__}: {err}\n"
+              "hint: this is a bug in sutradhar; rerun with SUTRADHAR_DEBUG=1 for the traceback and report it",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -95,10 +95,22 @@ def load_manifests(path: str | Path) -> list[Manifest]:
     """Read every document of a manifest file (``-`` is not supported; pass a path)."""
     p = Path(path)
     try:
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8")
     except OSError as err:
         raise InvalidArgument(f"cannot read manifest {p}: {err.strerror}", field="file") from err
+    except UnicodeDecodeError as err:
+        raise InvalidArgument(f"cannot read manifest {p}: it is not UTF-8 text ({err.reason} at byte {err.start})",
+                              field="file") from err
     return parse_manifests(text, source=str(p))
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """PyYAML's multi-line error as one line: "line L column C: problem"."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    if mark is None:
+        return " ".join(str(problem).split())
+    return f"line {mark.line + 1} column {mark.column + 1}: {' '.join(str(problem).split())}"
 
 
 def parse_manifests(text: str, *, source: str = "<manifest>") -> list[Manifest]:
@@ -106,7 +118,7 @@ def parse_manifests(text: str, *, source: str = "<manifest>") -> list[Manifest]:
     try:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as err:
-        raise InvalidArgument(f"{source} is not valid YAML: {err}", field="file") from err
+        raise InvalidArgument(f"{source} is not valid YAML: {_yaml_problem(err)}", field="file") from err
     if not docs:
         raise InvalidArgument(f"{source} holds no manifest", field="file")
     out = []

@@ -24,11 +24,26 @@ def to_value(data: JSON) -> struct_pb2.Value:
     return value
 
 
+def _plain(value: struct_pb2.Value) -> JSON:
+    kind = value.WhichOneof("kind")
+    if kind == "struct_value":
+        return {k: _plain(v) for k, v in value.struct_value.fields.items()}
+    if kind == "list_value":
+        return [_plain(v) for v in value.list_value.values]
+    if kind == "null_value" or kind is None:
+        return None
+    return getattr(value, kind)
+
+
 def from_value(value: struct_pb2.Value | None) -> JSON:
-    """The Python value held by a protobuf Value (None when unset)."""
+    """The Python value held by a protobuf Value (None when unset). NaN and
+    infinities, which a Value can carry but JSON cannot, come back as floats."""
     if value is None or value.WhichOneof("kind") is None:
         return None
-    return json_format.MessageToDict(value)
+    try:
+        return json_format.MessageToDict(value)
+    except ValueError:  # a non-finite number somewhere
+        return _plain(value)
 
 
 def to_struct(data: dict[str, JSON] | None) -> struct_pb2.Struct:
@@ -43,7 +58,10 @@ def from_struct(struct: struct_pb2.Struct | None) -> dict[str, JSON]:
     """The dict held by a protobuf Struct."""
     if struct is None:
         return {}
-    return json_format.MessageToDict(struct)
+    try:
+        return json_format.MessageToDict(struct)
+    except ValueError:  # a non-finite number somewhere
+        return {k: _plain(v) for k, v in struct.fields.items()}
 
 
 def to_duration(delta: timedelta) -> duration_pb2.Duration:
