@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 AGENT: Final = registry_pb2.RESOURCE_KIND_AGENT
 INSTANCE: Final = registry_pb2.RESOURCE_KIND_INSTANCE
-_KIND_NAMES: Final = {AGENT: keys.AGENTS, INSTANCE: keys.INSTANCES}
+_KIND_NAMES: Final[dict[int, str]] = {AGENT: keys.AGENTS, INSTANCE: keys.INSTANCES}
 _KINDS_BY_NAME: Final = {name: kind for kind, name in _KIND_NAMES.items()}
 
 #: Events per WatchResponse at most.
