@@ -58,6 +58,8 @@ READINESS, LIVENESS = ProbeName.READINESS, ProbeName.LIVENESS
 #: Instances whose bookkeeping is flushed in one etcd transaction (etcd
 #: allows 128 operations per transaction by default).
 FLUSH_BATCH = 64
+#: First-probe spread, in seconds, for instances taken over from another member.
+TAKEOVER_JITTER_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -276,9 +278,13 @@ class HealthManager:
         )
         self.targets[key] = target
         target.flush_at = self.clock() + self._flush_delay()
+        # An instance another member probed until now is taken over: probe it
+        # at once (a little jitter only) so a dead member's instances are not
+        # left unwatched for another period.
+        takeover = bool(inst.health.prober) and not same_member
         for which in (READINESS, LIVENESS):
             if target.settings[which].enabled:
-                self._start_job(target, which)
+                self._start_job(target, which, takeover=takeover)
         if not same_member:
             log.debug("member %s takes %s over", self.member_id, key)
         self._check_state(target)
@@ -308,14 +314,15 @@ class HealthManager:
                 self.scheduler.reschedule(job_key, target.settings[which].period)
         self._check_state(target)
 
-    def _start_job(self, target: Target, which: ProbeName) -> None:
+    def _start_job(self, target: Target, which: ProbeName, *, takeover: bool = False) -> None:
         settings = target.settings[which]
         now = self.clock()
         registered: float | None = None
         if target.instance.HasField("register_time"):
             age = datetime.now(UTC) - target.instance.register_time.ToDatetime(tzinfo=UTC)
             registered = now - max(0.0, age.total_seconds())
-        jitter = random.uniform(0, min(settings.period.total_seconds(), 1.0))
+        spread = TAKEOVER_JITTER_S if takeover else 1.0
+        jitter = random.uniform(0, min(settings.period.total_seconds(), spread))
         due = first_due(settings, registered=registered, now=now, jitter=jitter)
         job_key = f"{target.key}#{which.value}"
 
