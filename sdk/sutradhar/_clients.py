@@ -26,7 +26,7 @@ import grpc
 from sutradhar._agent import Result, StreamEvent, Task, TaskContext
 from sutradhar._convert import event_from_proto, result_from_proto, task_to_proto
 from sutradhar._errors import from_rpc_error
-from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES
+from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES, reconnect_options
 from sutradhar._values import JSON, from_duration, to_duration
 from sutradhar.v1 import (
     agent_pb2,
@@ -96,11 +96,9 @@ class _Client:
             options=[
                 ("grpc.max_receive_message_length", max_message_bytes),
                 ("grpc.max_send_message_length", max_message_bytes),
-                # Reconnect quickly after a service restarts: gRPC's default
-                # back-off grows to 120 s, far longer than an instance's lease.
-                ("grpc.initial_reconnect_backoff_ms", 200),
-                ("grpc.min_reconnect_backoff_ms", 200),
-                ("grpc.max_reconnect_backoff_ms", 1000),
+                # A restarted service is reached again within a second, well
+                # inside an instance's lease.
+                *reconnect_options(connect_timeout=timedelta(milliseconds=200)),
             ],
         )
 

@@ -30,6 +30,28 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
+def reconnect_options(
+    *,
+    initial: timedelta = timedelta(milliseconds=200),
+    maximum: timedelta = timedelta(seconds=1),
+    connect_timeout: timedelta | None = None,
+) -> list[tuple[str, int]]:
+    """Channel options that retry a lost connection at least every `maximum`.
+
+    gRPC's default reconnect back-off grows to 120 s, so a client of a service
+    (or of etcd) that restarted would stay UNAVAILABLE long after it is back.
+    `connect_timeout` (gRPC's "min reconnect back-off") bounds one attempt;
+    leave it unset for peers that may be far away.
+    """
+    options = [
+        ("grpc.initial_reconnect_backoff_ms", int(initial.total_seconds() * 1000)),
+        ("grpc.max_reconnect_backoff_ms", int(maximum.total_seconds() * 1000)),
+    ]
+    if connect_timeout is not None:
+        options.append(("grpc.min_reconnect_backoff_ms", int(connect_timeout.total_seconds() * 1000)))
+    return options
+
+
 #: Largest status message (UTF-8 bytes) a server sends. gRPC percent-encodes
 #: the message into a header and a client drops a response whose headers pass
 #: 8 KiB (the caller then sees RESOURCE_EXHAUSTED "Stream removed" instead of

@@ -13,12 +13,17 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from sutradhar._hosting import reconnect_options
+
 from .probes import IN_PROCESS, ProbeSettings
+
+_FAST_RECONNECT = timedelta(milliseconds=100)
 
 #: Metadata key / header naming the health member that probes.
 PROBER_HEADER = "x-sutradhar-prober"
@@ -91,9 +96,7 @@ class Probers:
             channel = grpc.aio.insecure_channel(
                 endpoint,
                 options=[
-                    ("grpc.initial_reconnect_backoff_ms", 100),
-                    ("grpc.min_reconnect_backoff_ms", 100),
-                    ("grpc.max_reconnect_backoff_ms", 1000),
+                    *reconnect_options(initial=_FAST_RECONNECT, connect_timeout=_FAST_RECONNECT),
                     ("grpc.enable_retries", 0),
                     ("grpc.use_local_subchannel_pool", 1),
                 ],

@@ -24,12 +24,14 @@ import importlib
 import json
 import time
 from collections.abc import AsyncIterator, Mapping
+from datetime import timedelta
 from typing import Any
 
 import grpc
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
+from sutradhar._hosting import reconnect_options
 from sutradhar._values import from_value, to_value
 from sutradhar.v1 import agent_pb2
 
@@ -72,8 +74,7 @@ class GrpcTransport:
                 ("grpc.enable_retries", 0),  # the router retries itself, on another instance
                 ("grpc.enable_channelz", 0),
                 # Reconnect fast after a restart; failures stay fast meanwhile.
-                ("grpc.initial_reconnect_backoff_ms", 100),
-                ("grpc.max_reconnect_backoff_ms", 2000),
+                *reconnect_options(initial=timedelta(milliseconds=100), maximum=timedelta(seconds=2)),
             ],
         )
         # Registered methods (as generated stubs do) spare core a per-call method lookup.

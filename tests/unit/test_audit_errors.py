@@ -12,7 +12,7 @@ import pytest
 from google.protobuf import duration_pb2, struct_pb2
 
 from sutradhar._errors import FailedPrecondition, InvalidArgument
-from sutradhar._hosting import MAX_STATUS_DETAILS_BYTES, status_details, tolerant_deserializer
+from sutradhar._hosting import MAX_STATUS_DETAILS_BYTES, reconnect_options, status_details, tolerant_deserializer
 from sutradhar._values import from_struct, from_value
 from sutradhar.cli import main as cli_main
 from sutradhar.cli.manifests import load_manifests, parse_manifests
@@ -189,3 +189,12 @@ class _Fixed:
 
     def parse_args(self, argv: object) -> object:
         return self.args
+
+
+def test_reconnect_options_cap_grpcs_back_off() -> None:
+    assert dict(reconnect_options()) == {
+        "grpc.initial_reconnect_backoff_ms": 200,
+        "grpc.max_reconnect_backoff_ms": 1000,
+    }
+    opts = dict(reconnect_options(initial=timedelta(milliseconds=100), connect_timeout=timedelta(milliseconds=150)))
+    assert opts["grpc.initial_reconnect_backoff_ms"] == 100 and opts["grpc.min_reconnect_backoff_ms"] == 150
