@@ -23,7 +23,7 @@ from typing import Final
 
 from google.protobuf import json_format
 
-from sutradhar._errors import InvalidArgument, SutradharError, Unavailable
+from sutradhar._errors import InvalidArgument, OutOfRange, SutradharError, Unavailable
 from sutradhar.services.common import keys, validation
 from sutradhar.services.common.store import Event, EventType, KeyValue, Store
 from sutradhar.v1 import registry_pb2
@@ -150,7 +150,7 @@ class Watcher:
 
     async def stream(self, spec: WatchSpec) -> AsyncIterator[registry_pb2.WatchResponse]:
         """Yield WatchResponses for `spec` until the caller stops, etcd breaks
-        (Unavailable), the revision is compacted (OutOfRange) or the registry
+        (Unavailable), the revision is compacted or ahead of etcd (OutOfRange) or the registry
         shuts down (Unavailable).
 
         While changes that the spec filters out advance etcd's revision, an
@@ -160,6 +160,15 @@ class Watcher:
         spec.validate()
         kinds = spec.kinds or frozenset(_KIND_NAMES)
         start = spec.start_revision
+        if start:
+            # etcd would wait silently for a revision that may never come; a
+            # resume point this registry handed out is never past current + 1.
+            current = await self._store.revision()
+            if start > current + 1:
+                raise OutOfRange(
+                    f"start_revision: {start} is ahead of the store's current revision {current}; "
+                    "resume from the last revision received + 1, or watch again with include_initial"
+                )
         if spec.include_initial:
             listed, synced = await self._initial(spec, kinds)
             for i in range(0, len(listed), self._batch_size):

@@ -6,6 +6,7 @@ registry recovers promptly when etcd comes back after an outage."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import shutil
 import tempfile
@@ -192,3 +193,21 @@ async def test_registry_recovers_promptly_after_an_etcd_outage() -> None:
         await registry.stop()
         await asyncio.to_thread(etcd.stop)
         shutil.rmtree(root, ignore_errors=True)
+
+
+async def test_watch_from_a_future_revision_is_out_of_range(mesh) -> None:
+    # Before: the stream hung silently (etcd waits for the revision) until the
+    # caller's deadline. OUT_OF_RANGE makes watchers list again, as after a compaction.
+    async with grpc.aio.insecure_channel(mesh["registry"]) as channel:
+        reg = registry_pb2_grpc.RegistryServiceStub(channel)
+        current = (await reg.ListAgents(registry_pb2.ListAgentsRequest())).revision
+
+        async def first(start: int) -> None:
+            async for _ in reg.Watch(registry_pb2.WatchRequest(start_revision=start), timeout=5):
+                return
+
+        code, details = await _code(first(2**62))
+        assert code == grpc.StatusCode.OUT_OF_RANGE and "start_revision" in details, (code, details)
+        # The next revision is a valid resume point: the stream opens and waits.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(first(current + 1), 0.5)
