@@ -111,6 +111,15 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             return None
         return asyncio.get_running_loop().time() + min(candidates)
 
+    def _unexpired_deadline(self, context: grpc.aio.ServicerContext, task: Task) -> float | None:
+        """`_deadline`, or DeadlineExceeded when it has passed already: asyncio
+        cancels only at an await, so an agent that never awaits would run the
+        task to completion for a caller that has given up."""
+        deadline = self._deadline(context, task)
+        if deadline is not None and deadline <= asyncio.get_running_loop().time():
+            raise DeadlineExceeded(f"task {task.id} reached agent {self.agent.id} after its deadline had passed")
+        return deadline
+
     def _task(self, request: agent_pb2.ExecuteRequest | agent_pb2.ExecuteStreamRequest) -> Task:
         task = task_from_proto(request.task)
         return task if task.id else replace(task, id=uuid.uuid4().hex)
@@ -151,11 +160,12 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     ) -> agent_pb2.ExecuteResponse:
         self._admit(context)
         task = self._task(request)
+        deadline = self._unexpired_deadline(context, task)
         started = self._begin()
         ok = False
         try:
             try:
-                async with asyncio.timeout_at(self._deadline(context, task)):
+                async with asyncio.timeout_at(deadline):
                     result = await run_execute(self.agent, task)
             except TimeoutError:
                 raise DeadlineExceeded(
@@ -171,9 +181,9 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     ) -> AsyncIterator[agent_pb2.ExecuteStreamResponse]:
         self._admit(context)
         task = self._task(request)
+        deadline = self._unexpired_deadline(context, task)
         started = self._begin()
         ok = False
-        deadline = self._deadline(context, task)
         events = stream_events(self.agent, task)
         try:
             while True:

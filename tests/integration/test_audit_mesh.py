@@ -211,3 +211,26 @@ async def test_watch_from_a_future_revision_is_out_of_range(mesh) -> None:
         # The next revision is a valid resume point: the stream opens and waits.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(first(current + 1), 0.5)
+
+
+async def test_an_agent_does_not_run_a_task_whose_deadline_has_passed() -> None:
+    # Before: a task with context.deadline in the past ran anyway when the
+    # agent's execute never awaited (asyncio cancels only at an await) and
+    # came back as a success long after its caller had given up.
+    from examples.echo_agent import EchoAgent
+    from sutradhar.testing import run_agent
+
+    async with run_agent(EchoAgent()) as address, grpc.aio.insecure_channel(address) as channel:
+        execute = channel.unary_unary(
+            "/sutradhar.v1.AgentService/Execute",
+            request_serializer=agent_pb2.ExecuteRequest.SerializeToString,
+            response_deserializer=agent_pb2.ExecuteResponse.FromString,
+        )
+        late = agent_pb2.Task(id="late", type="t")
+        late.context.deadline.FromSeconds(1)  # 1970
+        code, details = await _code(execute(agent_pb2.ExecuteRequest(task=late), timeout=5))
+        assert code == grpc.StatusCode.DEADLINE_EXCEEDED and "late" in details, (code, details)
+        on_time = agent_pb2.Task(id="on-time", type="t")
+        on_time.context.deadline.FromSeconds(int(time.time()) + 60)
+        reply = await execute(agent_pb2.ExecuteRequest(task=on_time), timeout=5)
+        assert reply.result.success
