@@ -198,3 +198,19 @@ def test_reconnect_options_cap_grpcs_back_off() -> None:
     }
     opts = dict(reconnect_options(initial=timedelta(milliseconds=100), connect_timeout=timedelta(milliseconds=150)))
     assert opts["grpc.initial_reconnect_backoff_ms"] == 100 and opts["grpc.min_reconnect_backoff_ms"] == 150
+
+
+@pytest.mark.parametrize("address", ["bad:address:x", "999.1.1.1:99999", "localhost", ":50051", "host:0", "::1:80"])
+def test_cli_names_a_malformed_service_address(address: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # Before: UNAVAILABLE "errors resolving ..." with the hint "is the mesh running?".
+    assert cli_main.main(["--registry", address, "agents", "list"]) == 1
+    err = capsys.readouterr().err
+    assert "is not a host:port address" in err and "INVALID_ARGUMENT" in err
+    assert "is the mesh running" not in err
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:50051", "localhost:1", "[::1]:50051", "dns:///localhost:1", "unix:/x"])
+def test_cli_accepts_well_formed_addresses(address: str) -> None:
+    from sutradhar.cli._rpc import check_address
+
+    check_address(address)
