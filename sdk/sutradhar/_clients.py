@@ -203,6 +203,24 @@ class RouterClient(_Client):
             opts.timeout.CopyFrom(to_duration(route_timeout))
         return opts
 
+    @staticmethod
+    def _selector(
+        namespace: str,
+        agent_type: str,
+        version_range: str,
+        capabilities: Sequence[str],
+        labels: str | Mapping[str, str] | None,
+        agent_id: str,
+    ) -> router_pb2.Selector:
+        return router_pb2.Selector(
+            namespace=namespace,
+            agent_type=agent_type,
+            version_range=version_range,
+            capabilities=list(capabilities),
+            label_selector=label_selector(labels),
+            agent_id=agent_id,
+        )
+
     async def execute(
         self,
         agent_type: str,
@@ -227,16 +245,10 @@ class RouterClient(_Client):
         instance matches; `FailedPrecondition` when a constraint excludes all.
         """
         task = make_task(payload, task_type=task_type, task_id=task_id, context=context, timeout=timeout)
-        selector = router_pb2.Selector(
-            namespace=namespace,
-            agent_type=agent_type,
-            version_range=version_range,
-            capabilities=list(capabilities),
-            label_selector=label_selector(labels),
-            agent_id=agent_id,
-        )
         request = router_pb2.RouterServiceExecuteRequest(
-            task=task_to_proto(task), selector=selector, options=self._options(strategy, max_attempts, timeout)
+            task=task_to_proto(task),
+            selector=self._selector(namespace, agent_type, version_range, capabilities, labels, agent_id),
+            options=self._options(strategy, max_attempts, timeout),
         )
         response = await self._call(self._stub.Execute(request, timeout=_grpc_timeout(task, timeout)))
         return result_from_proto(response.result)
@@ -263,14 +275,7 @@ class RouterClient(_Client):
         task = make_task(payload, task_type=task_type, task_id=task_id, context=context, timeout=timeout)
         request = router_pb2.RouterServiceExecuteStreamRequest(
             task=task_to_proto(task),
-            selector=router_pb2.Selector(
-                namespace=namespace,
-                agent_type=agent_type,
-                version_range=version_range,
-                capabilities=list(capabilities),
-                label_selector=label_selector(labels),
-                agent_id=agent_id,
-            ),
+            selector=self._selector(namespace, agent_type, version_range, capabilities, labels, agent_id),
             options=self._options(strategy, max_attempts, timeout),
         )
         call = self._stub.ExecuteStream(request, timeout=_grpc_timeout(task, timeout))
