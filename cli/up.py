@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,7 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sutradhar._errors import FailedPrecondition, SutradharError, Unavailable
+import grpc
+
+from sutradhar._errors import FailedPrecondition, SutradharError, Unavailable, error_for_code
 from sutradhar.cli._launcher import (
     REPO_ROOT,
     STATE_FILE,
@@ -46,11 +49,11 @@ def register(sub: Any) -> None:
                    help=f"where data and logs go (default: {default_state_dir()})")
     p.add_argument("--host", default="127.0.0.1", help="address every service binds (default %(default)s)")
     p.add_argument("--etcd", default=None, help="use this external etcd (host:port) instead of starting one")
-    p.add_argument("--etcd-port", type=int, default=2379)
-    p.add_argument("--registry-port", type=int, default=50051)
-    p.add_argument("--router-port", type=int, default=50052)
-    p.add_argument("--scheduler-port", type=int, default=50053)
-    p.add_argument("--health-port", type=int, default=50054)
+    p.add_argument("--etcd-port", type=_port, default=2379)
+    p.add_argument("--registry-port", type=_port, default=50051)
+    p.add_argument("--router-port", type=_port, default=50052)
+    p.add_argument("--scheduler-port", type=_port, default=50053)
+    p.add_argument("--health-port", type=_port, default=50054)
     p.add_argument("--demo", action="store_true", help="also run the echo agent and route sample tasks")
     p.add_argument("--detach", action="store_true", help="run in the background; stop with `sutradhar down`")
     p.set_defaults(func=up)
@@ -59,6 +62,28 @@ def register(sub: Any) -> None:
     p.add_argument("--state-dir", type=Path, default=None)
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait before killing")
     p.set_defaults(func=down)
+
+
+def _port(text: str) -> int:
+    """An argparse type: a TCP port, 1-65535."""
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1-65535)")
+    return int(text)
+
+
+_CHILD_ERROR = re.compile(r"^error: (?P<message>.*) \((?P<code>[A-Z_]+)\)$")
+
+
+def _failure_from_log(log_text: str, log_path: Path, exit_code: int) -> SutradharError:
+    """The error a detached `up` that exited reported (its last "error: ... (CODE)"
+    line), with its own status code; the raw log tail when there is none."""
+    lines = log_text.splitlines()
+    for line in reversed(lines):
+        m = _CHILD_ERROR.match(line.strip())
+        if m and m.group("code") in grpc.StatusCode.__members__:
+            return error_for_code(grpc.StatusCode[m.group("code")], f"{m.group('message')} (log: {log_path})")
+    tail = " | ".join(line.strip() for line in lines[-5:] if line.strip())
+    return Unavailable(f"the mesh failed to start (exit code {exit_code}); {log_path} ends with: {tail}")
 
 
 def _say(message: str) -> None:
@@ -89,6 +114,12 @@ def up(args: argparse.Namespace) -> int:
         raise FailedPrecondition(
             f"a mesh is already running from {state_dir} (supervisor pid {running}); stop it with `sutradhar down`"
         )
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise FailedPrecondition(
+            f"cannot use {state_dir} as the state directory ({err.strerror}); choose another with --state-dir"
+        ) from err
     if args.detach:
         return _detach(args, state_dir)
     return _foreground(args, state_dir)
@@ -221,6 +252,7 @@ def _detach(args: argparse.Namespace, state_dir: Path) -> int:
     log_path = state_dir / "up.log"
     with contextlib.suppress(FileNotFoundError):
         (state_dir / STATE_FILE).unlink()
+    offset = log_path.stat().st_size if log_path.exists() else 0  # the log is appended to, run after run
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, cwd=Path.cwd())
@@ -229,8 +261,10 @@ def _detach(args: argparse.Namespace, state_dir: Path) -> int:
     path = state_dir / STATE_FILE
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
-            raise Unavailable(f"the mesh failed to start (exit code {proc.returncode}); {log_path} ends with:\n{tail}")
+            with open(log_path, "rb") as log_file:
+                log_file.seek(offset)
+                this_run = log_file.read().decode(errors="replace")
+            raise _failure_from_log(this_run, log_path, proc.returncode)
         if path.exists():
             with contextlib.suppress(ValueError, OSError):
                 state = json.loads(path.read_text())
