@@ -162,7 +162,14 @@ def agent_from_manifest(manifest: Manifest) -> registry_pb2.Agent:
             f"(valid: {', '.join(sorted(allowed))})",
             field=f"spec.{sorted(unknown)[0]}",
         )
-    labels = {**(spec.pop("labels", None) or {}), **(metadata.get("labels") or {})}
+    spec_labels, meta_labels = spec.pop("labels", None) or {}, metadata.get("labels") or {}
+    for field, raw in (("spec.labels", spec_labels), ("metadata.labels", meta_labels)):
+        if not isinstance(raw, dict):
+            raise InvalidArgument(
+                f"{manifest.source}: {field} must be a mapping of label keys to values, not {type(raw).__name__}",
+                field=field,
+            )
+    labels = {**spec_labels, **meta_labels}
     data = {**spec, "id": manifest.name, "namespace": manifest.namespace,
             "labels": {str(k): str(v) for k, v in labels.items()}}
     if "version" in data:

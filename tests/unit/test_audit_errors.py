@@ -250,3 +250,17 @@ def test_up_names_an_unusable_state_dir(tmp_path, capsys: pytest.CaptureFixture[
     err = capsys.readouterr().err
     assert err.startswith(f"error: cannot use {blocker / 'state'} as the state directory")
     assert "FAILED_PRECONDITION" in err and "unexpected" not in err
+
+
+_SPEC = "type: echo, version: 1.0.0, runtime: process"
+
+
+@pytest.mark.parametrize("where", [f"metadata: {{name: x1, labels: [a]}}\nspec: {{{_SPEC}}}",
+                                   f"metadata: {{name: x1}}\nspec: {{{_SPEC}, labels: x}}"])
+def test_manifest_labels_that_are_not_a_mapping_are_named(where: str) -> None:
+    # Before: TypeError "'list' object is not a mapping" (a traceback from the CLI).
+    from sutradhar.cli.manifests import agent_from_manifest
+
+    (manifest,) = parse_manifests(f"apiVersion: sutradhar/v1\nkind: Agent\n{where}\n", source="m.yaml")
+    with pytest.raises(InvalidArgument, match=r"labels must be a mapping"):
+        agent_from_manifest(manifest)
