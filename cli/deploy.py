@@ -227,14 +227,15 @@ async def deploy(args: argparse.Namespace) -> int:
                       f"({resp.deployment.spec.replicas} replicas of agent {d.spec.agent_id})")
         if args.wait:
             for d in deployments:
-                if not await _wait_rollout(stub, d.namespace, d.name, args.timeout, quiet=args.output == "json"):
+                if not await _wait_rollout(scheduler, d.namespace, d.name, args.timeout, quiet=args.output == "json"):
                     return 1
     if args.output == "json":
         print_json(results)
     return 0
 
 
-async def _wait_rollout(stub: Any, namespace: str, name: str, within: float, *, quiet: bool = False) -> bool:
+async def _wait_rollout(stub: scheduler_pb2_grpc.SchedulerServiceStub, namespace: str, name: str, within: float,
+                        *, quiet: bool = False) -> bool:
     deadline = time.monotonic() + within
     last = ""
     while True:
