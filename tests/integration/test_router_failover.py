@@ -14,6 +14,8 @@ from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from sutradhar import RouterClient
 from sutradhar.services.registry.server import RegistryConfig, RegistryServer
 from sutradhar.testing import spawn_agent
@@ -87,14 +89,16 @@ async def test_sigkilled_replica_fails_no_call_and_gets_no_traffic_after_one_sec
         await registry.stop()
 
 
-async def test_router_starts_without_registry_answers_unavailable_then_catches_up(etcd, unique):
+@pytest.mark.parametrize("event_loop", ["uvloop", "asyncio"])
+async def test_router_starts_without_registry_answers_unavailable_then_catches_up(etcd, unique, event_loop):
     from sutradhar._errors import Unavailable
     from sutradhar.services.common.etcd_server import free_port
 
     port = free_port()
     router = await asyncio.to_thread(
-        spawn_agent, [sys.executable, "-m", "sutradhar.services.router", "--port", "0",
+        spawn_agent, [sys.executable, "-m", "sutradhar.services.router", "--port", "0", "--event-loop", event_loop,
                       "--registry", f"127.0.0.1:{port}", "--log-level", "ERROR"], cwd=str(ROOT))
+    assert any(f"(event loop: {event_loop})" in line for line in router.output), router.output
     registry = RegistryServer(RegistryConfig(port=port, etcd=etcd))
     agent = None
     try:
