@@ -7,7 +7,10 @@ writes ``/sutradhar/v1/load/<namespace>/<instance-id>/<router-id>``
 with the JSON value ``{"agent_id", "in_flight", "rps", "updated"}`` -
 `in_flight` is the time-weighted average of in-flight calls over the window,
 `rps` the calls sent per second, `updated` unix seconds - under this router's
-lease (TTL 10 s, kept alive), so the keys of a dead router disappear.
+lease (TTL 10 s, kept alive), so the keys of a dead router disappear. When
+an instance leaves the router's view (deregistered, lease lapsed), its load
+key is deleted in the next window, so instances replaced by rolling updates
+do not pile up keys under a long-lived router.
 """
 
 from __future__ import annotations
@@ -58,6 +61,8 @@ class LoadPublisher:
         self.clock = clock
         self.lease = 0
         self._last_keepalive = 0.0
+        #: (namespace, instance id) -> load key this router has written and not deleted.
+        self._published: dict[tuple[str, str], str] = {}
 
     async def _ensure_lease(self) -> int:
         now = self.clock()
@@ -74,25 +79,32 @@ class LoadPublisher:
         return self.lease
 
     async def publish_once(self) -> int:
-        """Write one window's load keys; returns how many were written."""
+        """Write one window's load keys and delete those of instances gone from
+        the view; returns how many keys were written or deleted."""
         now = self.clock()
         samples = []
+        live: set[tuple[str, str]] = set()
         for backend in list(self.view.backends.values()):
+            live.add((backend.namespace, backend.instance_id))
             sample = backend.take_load(now)
             if sample is not None:
                 samples.append((backend, sample))
-        if not samples:
-            return 0
-        lease = await self._ensure_lease()
-        updated = time.time()
-        ops = [
-            Op(keys.load_key(b.namespace, b.instance_id, self.router_id),
-               load_value(b.agent_id, sample.in_flight, sample.rps, updated), lease)
-            for b, sample in samples
-        ]
+        gone = {ident: key for ident, key in self._published.items() if ident not in live}
+        ops = [Op(key) for key in gone.values()]
+        written: dict[tuple[str, str], str] = {}
+        if samples:
+            lease = await self._ensure_lease()
+            updated = time.time()
+            for b, sample in samples:
+                key = keys.load_key(b.namespace, b.instance_id, self.router_id)
+                written[(b.namespace, b.instance_id)] = key
+                ops.append(Op(key, load_value(b.agent_id, sample.in_flight, sample.rps, updated), lease))
         for i in range(0, len(ops), TXN_OPS):  # one etcd transaction per chunk (etcd allows 128 ops)
             await self.store.commit([], ops[i : i + TXN_OPS])
-        return len(samples)
+        for ident in gone:
+            del self._published[ident]
+        self._published.update(written)
+        return len(ops)
 
     async def run(self) -> None:
         """Publish every period until cancelled; etcd trouble is logged, never fatal."""
@@ -111,3 +123,4 @@ class LoadPublisher:
             with contextlib.suppress(SutradharError):
                 await self.store.revoke_lease(self.lease)
             self.lease = 0
+            self._published.clear()

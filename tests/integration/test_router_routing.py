@@ -485,6 +485,30 @@ async def test_stream_passes_events_through_and_cancel_reaches_the_agent(mesh, u
 # -- stats, load, CLI --------------------------------------------------------------
 
 
+async def test_load_key_of_a_removed_instance_is_deleted(mesh, unique, store):
+    fakes = await start_agents(mesh, 2)
+    ids = await register(mesh, unique, "echo", fakes)
+    client: RouterClient = mesh["client"]
+    await asyncio.gather(*[client.execute("echo", 1, namespace=unique) for _ in range(10)])
+    prefix = f"/sutradhar/v1/load/{unique}/"
+
+    async def published() -> set[str]:
+        kvs, _ = await store.list(prefix)
+        return {kv.key[len(prefix):].split("/")[0] for kv in kvs}
+
+    for _ in range(50):
+        if await published() == set(ids):
+            break
+        await asyncio.sleep(0.05)
+    assert await published() == set(ids)
+    await mesh["reg"].deregister_instance(ids[0], namespace=unique)
+    for _ in range(50):  # load period 0.2 s
+        if await published() == {ids[1]}:
+            break
+        await asyncio.sleep(0.05)
+    assert await published() == {ids[1]}
+
+
 async def test_load_is_published_and_cli_shows_stats(mesh, unique, store):
     (fake,) = await start_agents(mesh, 1)
     fake.delay = 0.05
