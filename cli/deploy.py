@@ -242,8 +242,11 @@ async def _wait_rollout(stub: scheduler_pb2_grpc.SchedulerServiceStub, namespace
         request = P.GetDeploymentRequest(namespace=namespace, name=name)
         d = (await stub.GetDeployment(request, timeout=TIMEOUT)).deployment
         s = d.status
-        line = (f"deployment/{name}: {s.updated_replicas} of {s.desired_replicas} updated, "
-                f"{s.ready_replicas} ready ({_summary(d)})")
+        if s.observed_generation < d.generation:  # the scheduler has not acted on this spec yet
+            line = f"deployment/{name}: waiting for the scheduler to pick up generation {d.generation}"
+        else:
+            line = (f"deployment/{name}: {s.updated_replicas} of {s.desired_replicas} updated, "
+                    f"{s.ready_replicas} ready ({_summary(d)})")
         if line != last and not quiet:
             print(line)
             last = line

@@ -3,12 +3,17 @@ http / in-process runtimes through the scheduler."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import socket
+import sys
 from datetime import timedelta
 from pathlib import Path
 
+import grpc
 import pytest
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from test_scheduler_support import (
     api,
     deployment,
@@ -103,6 +108,8 @@ async def test_process_runtime_applies_rlimits(tmp_path: Path):
     rt = ProcessRuntime(tmp_path)
     replica = await rt.start(spec(["sleep", "30"], memory="512Mi", limits={"cpu_seconds": 100, "open_files": 64}))
     try:
+        # prlimit sets the limits, then execs the command in place (same pid)
+        await eventually(lambda: _runs(replica.native_id, "sleep"), within=5)
         limits = _read(f"/proc/{replica.native_id}/limits")
         assert _limit(limits, "Max address space") == str(512 * 1024 * 1024), limits
         assert _limit(limits, "Max cpu time") == "100", limits
@@ -111,13 +118,48 @@ async def test_process_runtime_applies_rlimits(tmp_path: Path):
         await rt.stop(replica, grace=timedelta(seconds=1))
 
 
+async def test_limited_replicas_survive_being_spawned_while_grpc_is_busy(tmp_path: Path):
+    """Regression: limits were once set by a Python preexec_fn, which runs between
+    fork and exec while gRPC's threads are mid-call (gRPC then skips its fork
+    handlers) and killed fresh replicas with SIGSEGV: 4 of 24 here, one of two
+    under `sutradhar up`."""
+    server = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    stub = health_pb2_grpc.HealthStub(channel)
+    stop = asyncio.Event()
+
+    async def load() -> None:  # keep gRPC's threads busy, as in the scheduler
+        while not stop.is_set():
+            await stub.Check(health_pb2.HealthCheckRequest())
+
+    callers = [asyncio.create_task(load()) for _ in range(8)]
+    rt = ProcessRuntime(tmp_path)
+    replicas = []
+    try:
+        for i in range(24):
+            replicas.append(await rt.start(spec([sys.executable, "-c", "import time; time.sleep(30)"],
+                                                replica=f"r{i}", memory="512Mi", limits={"open_files": 256})))
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(1.5)
+        phases = [(r.replica_id, (await rt.inspect(r)).phase) for r in replicas]
+        assert all(phase is ReplicaPhase.RUNNING for _, phase in phases), phases
+    finally:
+        stop.set()
+        await asyncio.gather(*callers, return_exceptions=True)
+        await channel.close()
+        await server.stop(0)
+        for r in replicas:
+            await rt.stop(r, grace=timedelta(seconds=1))
+
+
 async def test_process_runtime_ignores_a_recycled_pid(tmp_path: Path):
     rt = ProcessRuntime(tmp_path)
     replica = await rt.start(spec(["sleep", "30"]))
     try:
         record = rt.log_path(replica).with_name("record.json")
-        import json
-
         data = json.loads(record.read_text())
         data["start_ticks"] += 1  # the same pid, but not the same process
         record.write_text(json.dumps(data))
@@ -213,6 +255,16 @@ async def _none_alive(pids):
 
 def _read(path: str) -> str:
     return Path(path).read_text()
+
+
+async def _runs(pid: str, program: str) -> bool:
+    """Whether process `pid` has exec'd `program` (and is no longer prlimit)."""
+    try:
+        raw = await asyncio.to_thread(Path(f"/proc/{pid}/cmdline").read_bytes)
+    except OSError:
+        return False
+    argv0 = raw.split(b"\0")[0].decode()
+    return Path(argv0).name == program
 
 
 async def _contains(text, expected):

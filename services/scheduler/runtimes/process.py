@@ -29,13 +29,13 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sutradhar._errors import InvalidArgument
+from sutradhar._errors import FailedPrecondition, InvalidArgument
 from sutradhar.services.common.etcd_server import free_port, port_is_open
 from sutradhar.services.common.validation import parse_memory
 from sutradhar.services.scheduler.runtimes.base import (
@@ -141,7 +141,15 @@ class ProcessRuntime:
         return found
 
     @staticmethod
-    def _limits(spec: ReplicaSpec, config: dict[str, Any]) -> Callable[[], None] | None:
+    def _limits(spec: ReplicaSpec, config: dict[str, Any]) -> list[str]:
+        """The replica's resource limits as a ``prlimit ... --`` command prefix ([] for none).
+
+        Limits are set by util-linux's `prlimit`, which sets them and execs the
+        command in place (same pid), never by a Python ``preexec_fn``: that runs
+        Python between fork and exec in this multi-threaded (gRPC, etcd client)
+        process, which is unsafe and was measured to kill replicas with SIGSEGV
+        before they ran a line.
+        """
         memory_text = spec.agent.resources.memory
         memory = parse_memory(memory_text, field="resources.memory") if memory_text else None
         limits = config.get("limits") or {}
@@ -161,18 +169,23 @@ class ProcessRuntime:
                 field="agent.config.limits.open_files",
             )
 
-        if memory is None and cpu_seconds is None and open_files is None:
-            return None
-
-        def apply() -> None:  # runs in the child between fork and exec
-            if memory is not None:
-                resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-            if cpu_seconds is not None:
-                resource.setrlimit(resource.RLIMIT_CPU, (int(cpu_seconds), int(cpu_seconds) + 5))
-            if open_files is not None:
-                resource.setrlimit(resource.RLIMIT_NOFILE, (int(open_files), int(open_files)))
-
-        return apply
+        options = []
+        if memory is not None:
+            options.append(f"--as={memory}")
+        if cpu_seconds is not None:
+            options.append(f"--cpu={int(cpu_seconds)}:{int(cpu_seconds) + 5}")
+        if open_files is not None:
+            options.append(f"--nofile={int(open_files)}")
+        if not options:
+            return []
+        prlimit = shutil.which("prlimit") or next(
+            (p for p in ("/usr/bin/prlimit", "/bin/prlimit") if os.access(p, os.X_OK)), None)
+        if prlimit is None:
+            raise FailedPrecondition(
+                "resource limits (resources.memory, config.limits) need util-linux's prlimit, which is not "
+                "installed; apt-get install util-linux, or drop the limits"
+            )
+        return [prlimit, *options, "--"]
 
     async def start(self, spec: ReplicaSpec) -> Replica:
         """Spawn the replica; it is RUNNING once the process exists (readiness is the caller's)."""
@@ -209,7 +222,7 @@ class ProcessRuntime:
             raise InvalidArgument(f"agent.config.workdir: {workdir!r} is not a directory", field="agent.config.workdir")
         argv = self._argv(config, port)
         argv[0] = self._resolve(argv[0], env, workdir)
-        preexec = self._limits(spec, config)
+        limits = self._limits(spec, config)
 
         directory = self._dir(spec.namespace, spec.replica_id)
         directory.mkdir(parents=True, exist_ok=True)
@@ -219,14 +232,13 @@ class ProcessRuntime:
             log.flush()
             try:
                 child = subprocess.Popen(
-                    argv,
+                    [*limits, *argv],
                     env=env,
                     cwd=workdir,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
-                    preexec_fn=preexec,
                     close_fds=True,
                 )
             except OSError as err:
