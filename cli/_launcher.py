@@ -6,8 +6,10 @@ scheduler, health and router, each as `python -m sutradhar.services.<name>`
 in its own process group with its log under ``<state>/logs/``, and waits for
 each to print its "listening on" line. `stop()` takes them down in reverse
 order (SIGTERM, then SIGKILL after a grace period) and leaves no process
-behind. The state file ``<state>/mesh.json`` lets `sutradhar down` find a
-detached mesh.
+behind. While it runs, `supervise()` restarts a child that died (crash,
+OOM kill, `kill -9`) on its old port, with exponential back-off (1 s doubling
+to 30 s, reset once it stayed up for a minute), and says so. The state
+file ``<state>/mesh.json`` lets `sutradhar down` find a detached mesh.
 """
 
 from __future__ import annotations
@@ -23,12 +25,34 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sutradhar._errors import FailedPrecondition, Unavailable
+
+if TYPE_CHECKING:  # the etcd helper lives in the `mesh` extra; imported where used
+    from sutradhar.services.common.etcd_server import LocalEtcd
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICE_ORDER = ("registry", "scheduler", "health", "router")
 STATE_FILE = "mesh.json"
+
+#: Restart back-off for a child that died: first delay, cap, and how long a
+#: restarted child must stay up before its back-off starts over.
+RESTART_INITIAL = 1.0
+RESTART_MAX = 30.0
+RESTART_STABLE_AFTER = 60.0
+
+
+@dataclass
+class _Restart:
+    """Back-off bookkeeping of one supervised child."""
+
+    count: int = 0
+    due: float | None = None  # monotonic time of the next attempt, while the child is down
+    started: float = field(default_factory=time.monotonic)
+
+    def delay(self) -> float:
+        return min(RESTART_MAX, RESTART_INITIAL * 2 ** max(0, self.count - 1))
 
 
 def default_state_dir() -> Path:
@@ -74,7 +98,8 @@ class Mesh:
     progress: Callable[[str], None] = lambda _msg: None
     children: dict[str, ChildProcess] = field(default_factory=dict)
     _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    _etcd: object | None = None
+    _etcd: LocalEtcd | None = None
+    _restarts: dict[str, _Restart] = field(default_factory=dict)
 
     @property
     def etcd_address(self) -> str:
@@ -129,8 +154,8 @@ class Mesh:
         assert etcd.process is not None
         self.children["etcd"] = ChildProcess("etcd", etcd.process.pid, etcd.endpoint, str(etcd.log_path))
 
-    def _service_args(self, name: str) -> list[str]:
-        port = getattr(self.ports, name)
+    def _service_args(self, name: str, port: int | None = None) -> list[str]:
+        port = getattr(self.ports, name) if port is None else port
         args = [sys.executable, "-m", f"sutradhar.services.{name}", "--host", self.host, "--port", str(port),
                 "--etcd", self.etcd_address]
         if name in ("router", "scheduler") and "registry" in self.children:
@@ -139,18 +164,78 @@ class Mesh:
             args += ["--state-dir", str(self.state_dir / "scheduler")]
         return args
 
-    def _start_service(self, name: str, *, timeout: float = 30.0) -> None:
+    def _start_service(self, name: str, *, timeout: float = 30.0, port: int | None = None) -> None:
         log_path = self.state_dir / "logs" / f"{name}.log"
         self.progress(f"{name}: starting")
         env = child_env()
         with open(log_path, "ab") as log:
             offset = log.tell()
-            proc = subprocess.Popen(self._service_args(name), stdout=log, stderr=subprocess.STDOUT,
+            proc = subprocess.Popen(self._service_args(name, port), stdout=log, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, start_new_session=True, env=env, cwd=REPO_ROOT)
         self._procs[name] = proc
         address = wait_for_listening(proc, log_path, f"{name} listening on ", offset=offset, timeout=timeout)
         self.children[name] = ChildProcess(name, proc.pid, address, str(log_path))
         self.progress(f"{name}: listening on {address}")
+
+    # -- supervise ------------------------------------------------------------
+
+    def _exit_code(self, name: str) -> int | None:
+        """The exit code of child `name` if it has exited, else None."""
+        proc = self._etcd.process if name == "etcd" and self._etcd is not None else self._procs.get(name)
+        return None if proc is None else proc.poll()
+
+    def supervise(self) -> bool:
+        """One pass: notice children that died and restart those that are due.
+
+        Returns True when a child was restarted (its pid changed: rewrite the
+        state file). A restart that fails is retried after the next back-off.
+        """
+        now = time.monotonic()
+        changed = False
+        names = (["etcd"] if self._etcd is not None else []) + list(self._procs)
+        for name in names:
+            state = self._restarts.setdefault(name, _Restart())
+            if state.due is None:
+                code = self._exit_code(name)
+                if code is None:
+                    if state.count and now - state.started >= RESTART_STABLE_AFTER:
+                        state.count = 0
+                    continue
+                state.count += 1
+                state.due = now + state.delay()
+                how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+                self.progress(f"{name}: {how}; restarting in {state.delay():g}s (restart {state.count}, "
+                              f"log {self.children[name].log})")
+                continue
+            if now < state.due:
+                continue
+            try:
+                self._restart(name)
+            except Exception as err:  # reported, retried after the next back-off
+                state.count += 1
+                state.due = time.monotonic() + state.delay()
+                self.progress(f"{name}: restart failed: {err}; next try in {state.delay():g}s")
+                continue
+            state.due = None
+            state.started = time.monotonic()
+            changed = True
+        return changed
+
+    def _restart(self, name: str) -> None:
+        port = int(self.children[name].address.rsplit(":", 1)[1])
+        if name == "etcd" and self._etcd is not None:
+            self._etcd.start()
+            assert self._etcd.process is not None
+            pid = self._etcd.process.pid
+            self.children["etcd"] = ChildProcess("etcd", pid, self.children["etcd"].address,
+                                                 self.children["etcd"].log)
+            self.progress(f"etcd: restarted on {self.children['etcd'].address}")
+            return
+        try:
+            self._start_service(name, port=port)  # replaces the dead one in place: stop order is kept
+        except BaseException:
+            stop_process_group(self._procs[name], grace=2.0)  # one that hangs must not hold the port
+            raise
 
     # -- stop -----------------------------------------------------------------
 
@@ -163,7 +248,7 @@ class Mesh:
                 self.stop_managed_replicas()
         self._procs.clear()
         if self._etcd is not None:
-            self._etcd.stop()  # type: ignore[attr-defined]
+            self._etcd.stop()
             self._etcd = None
             self.progress("etcd: stopped")
 

@@ -158,6 +158,9 @@ def _foreground(args: argparse.Namespace, state_dir: Path) -> int:
               flush=True)
         while not stop_requested:
             time.sleep(0.2)
+            if mesh.supervise():  # a service died and was restarted: `down` must find its new pid
+                mesh.write_state(supervisor_pid=os.getpid(),
+                                 extra={"ready": True, "demo_pids": [p.pid for p in demo_procs]})
         print("\nStopping the mesh...", flush=True)
         return 0
     finally:
