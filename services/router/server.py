@@ -113,7 +113,12 @@ class RouterServer:
     # -- lifecycle --------------------------------------------------------
 
     async def start(self) -> None:
-        """Bind, start the watch and the load publisher, report SERVING."""
+        """Bind, start the watch and the load publisher. Health reports
+        NOT_SERVING (overall and for the router service) until the view has
+        synced with the registry, SERVING from then on - so readiness checks
+        and load balancers keep traffic away from a router that could only
+        answer UNAVAILABLE. Without a registry (the caller feeds the view)
+        it reports SERVING at once."""
         await self.host.start()
         self._tasks = asyncio.TaskGroup()
         await self._tasks.__aenter__()
@@ -125,6 +130,16 @@ class RouterServer:
             self._store = Store(EtcdEndpoint.parse(self.config.etcd))
             self.publisher = LoadPublisher(self._store, self.view, self.router_id, period=self.config.load_period)
             self._background.append(self._tasks.create_task(self.publisher.run(), name="load-publisher"))
+        if self.watcher is None:
+            await self.host.set_serving()
+        else:
+            self._background.append(self._tasks.create_task(self._serve_once_synced(), name="serve-once-synced"))
+
+    async def _serve_once_synced(self) -> None:
+        """Report SERVING once the watcher's first sync is in (it stays SERVING:
+        after a later registry outage the view is stale, not empty)."""
+        assert self.watcher is not None
+        await self.watcher.synced.wait()
         await self.host.set_serving()
 
     async def wait_synced(self, within: timedelta) -> bool:

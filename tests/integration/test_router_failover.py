@@ -14,6 +14,7 @@ from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
+import grpc
 import pytest
 
 from sutradhar import RouterClient
@@ -128,6 +129,49 @@ async def test_router_starts_without_registry_answers_unavailable_then_catches_u
         await registry.stop()
 
 
+async def _health(address: str, service: str) -> int:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    async with grpc.aio.insecure_channel(address) as channel:
+        reply = await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=2)
+    return reply.status
+
+
+async def test_router_is_not_serving_until_it_has_synced_with_the_registry(etcd, unique):
+    from grpc_health.v1 import health_pb2
+
+    from sutradhar.services.common.etcd_server import free_port
+    from sutradhar.services.router.server import SERVICE_NAME
+
+    port = free_port()
+    router = await asyncio.to_thread(
+        spawn_agent, [sys.executable, "-m", "sutradhar.services.router", "--port", "0",
+                      "--registry", f"127.0.0.1:{port}", "--log-level", "ERROR"], cwd=str(ROOT))
+    registry = RegistryServer(RegistryConfig(port=port, etcd=etcd))
+    try:
+        for service in ("", SERVICE_NAME):
+            assert await _health(router.address, service) == health_pb2.HealthCheckResponse.NOT_SERVING
+        await registry.start()
+        started = time.monotonic()
+        statuses = {}
+        while time.monotonic() - started < 10:
+            statuses = {s: await _health(router.address, s) for s in ("", SERVICE_NAME)}
+            if set(statuses.values()) == {health_pb2.HealthCheckResponse.SERVING}:
+                break
+            await asyncio.sleep(0.1)
+        assert set(statuses.values()) == {health_pb2.HealthCheckResponse.SERVING}, statuses
+        assert time.monotonic() - started < 5  # the watcher retries at most every 2 s
+        async with RouterClient(router.address) as client:  # and it routes: no more "not loaded" UNAVAILABLE
+            from sutradhar._errors import FailedPrecondition
+
+            with pytest.raises(FailedPrecondition):
+                await client.execute("echo", 1, namespace=unique, timeout=timedelta(seconds=2))
+    finally:
+        await asyncio.to_thread(router.stop, timedelta(seconds=5))
+        await registry.stop()
+
+
 async def test_watch_resumes_after_registry_restart(etcd, unique, store):
     from sutradhar import RegistryClient
     from sutradhar.services.common.etcd_server import free_port
@@ -163,3 +207,4 @@ async def test_watch_resumes_after_registry_restart(etcd, unique, store):
     finally:
         await router.stop(timedelta(seconds=1))
         await registry.stop()
+
