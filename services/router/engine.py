@@ -449,10 +449,13 @@ class Engine:
         start = clock()
         backend.begin(start)
         outcome = Outcome.NEUTRAL
+        failed_result = False
         call = None
         try:
             call = transport.stream(request, time_left)
             async for event in call:
+                if wire.is_stream_result(event) and not wire.stream_result_succeeded(event):
+                    failed_result = True
                 yield event
             outcome = Outcome.SUCCESS
         except (_AioRpcError, AttemptError) as err:
@@ -473,4 +476,8 @@ class Engine:
                     cancel()
                 else:
                     await call.aclose()
+            # A failed result counts as an error once, as in `_attempt`; when the
+            # call also failed afterwards, `end` counts that failure instead.
+            if failed_result and outcome is not Outcome.FAILURE:
+                backend.app_error()
             self._finish(pool, backend, start, outcome)

@@ -37,7 +37,7 @@ def encode_varint(value: int) -> bytes:
     return bytes(out)
 
 
-def _build_views() -> tuple[Any, Any, Any]:
+def _build_views() -> tuple[Any, Any, Any, Any]:
     """Private "view" messages, wire-compatible with the public ones but
     declaring the task as raw bytes (so the C parser copies it without decoding
     the payload) and only the task fields the router reads. Built at runtime so
@@ -67,6 +67,9 @@ def _build_views() -> tuple[Any, Any, Any]:
         ("context", 4, field.TYPE_MESSAGE, ".sutradhar.router.views.ContextView"),
     ])
     message("ExecuteRequestPatch", [("task", 1, field.TYPE_MESSAGE, ".sutradhar.router.views.TaskView")])
+    # A stream's final event read for `result.success` only (the data is skipped).
+    message("ResultView", [("success", 1, field.TYPE_BOOL, "")])
+    message("StreamResultView", [("result", 3, field.TYPE_MESSAGE, ".sutradhar.router.views.ResultView")])
     pool = descriptor_pool.Default()
     try:
         pool.FindFileByName(fdp.name)
@@ -78,10 +81,10 @@ def _build_views() -> tuple[Any, Any, Any]:
             pool.FindMessageTypeByName(f"sutradhar.router.views.{name}"))
         return found
 
-    return cls("RouteRequestView"), cls("TaskView"), cls("ExecuteRequestPatch")
+    return cls("RouteRequestView"), cls("TaskView"), cls("ExecuteRequestPatch"), cls("StreamResultView")
 
 
-_RouteRequestView, _TaskView, _ExecuteRequestPatch = _build_views()
+_RouteRequestView, _TaskView, _ExecuteRequestPatch, _StreamResultView = _build_views()
 
 
 @dataclass
@@ -172,3 +175,12 @@ def task_patch(*, task_id: str = "", deadline: float = 0.0) -> bytes:
 def is_stream_result(event: bytes) -> bool:
     """Is this ExecuteStreamResponse the final result event (field 3)?"""
     return bool(event) and event[0] == 0x1A
+
+
+def stream_result_succeeded(event: bytes) -> bool:
+    """`result.success` of a final stream event (see `is_stream_result`); an
+    event that does not parse counts as failed."""
+    try:
+        return bool(_StreamResultView.FromString(event).result.success)
+    except DecodeError:
+        return False

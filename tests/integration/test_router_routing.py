@@ -27,6 +27,7 @@ from sutradhar._errors import (
     FailedPrecondition,
     InvalidArgument,
     ResourceExhausted,
+    SutradharError,
     Unavailable,
 )
 from sutradhar._values import to_struct, to_value
@@ -38,10 +39,13 @@ from sutradhar.v1 import agent_pb2, registry_pb2, router_pb2, router_pb2_grpc, r
 ROOT = Path(__file__).resolve().parents[2]
 SERVING = registry_pb2.INSTANCE_STATE_SERVING
 MAX_BYTES = 256 * 1024
+FAILED = agent_pb2.Result(success=False, error=agent_pb2.TaskError(code="NOPE", message="failed on purpose"))
 
 
 class FakeAgent:
-    """An AgentService at the byte level. `mode`: ok, unavailable, hang, garbage;
+    """An AgentService at the byte level. `mode`: ok, unavailable, hang, garbage,
+    fail (a failed Result), abort (streams: INTERNAL after the partials),
+    fail-then-abort (streams: a failed Result, then INTERNAL);
     `delay` seconds before answering."""
 
     def __init__(self, name: str) -> None:
@@ -79,6 +83,8 @@ class FakeAgent:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"{self.name} is unavailable on purpose")
         if self.mode == "garbage":
             return b"\xff\xff\xff garbage"
+        if self.mode == "fail":
+            return agent_pb2.ExecuteResponse(result=FAILED).SerializeToString()
         result = agent_pb2.Result(success=True, data=to_value({"by": self.name, "task_id": task.id}))
         return agent_pb2.ExecuteResponse(result=result).SerializeToString()
 
@@ -88,6 +94,13 @@ class FakeAgent:
             for i in range(5):
                 await asyncio.sleep(self.delay)
                 yield agent_pb2.ExecuteStreamResponse(partial=to_value(i)).SerializeToString()
+            if self.mode == "abort":
+                await context.abort(grpc.StatusCode.INTERNAL, f"{self.name} broke mid-stream on purpose")
+            if self.mode in ("fail", "fail-then-abort"):
+                yield agent_pb2.ExecuteStreamResponse(result=FAILED).SerializeToString()
+                if self.mode == "fail-then-abort":
+                    await context.abort(grpc.StatusCode.INTERNAL, f"{self.name} broke after its result")
+                return
             yield agent_pb2.ExecuteStreamResponse(result=agent_pb2.Result(success=True)).SerializeToString()
         except asyncio.CancelledError:
             self.cancelled += 1
@@ -480,6 +493,30 @@ async def test_stream_passes_events_through_and_cancel_reaches_the_agent(mesh, u
     assert fake.cancelled == 1
     await assert_no_in_flight(mesh, unique)
     await channel.close()
+
+
+async def test_failed_streams_count_as_errors_once_like_unary_failures(mesh, unique):
+    (fake,) = await start_agents(mesh, 1)
+    await register(mesh, unique, "echo", [fake])
+    client: RouterClient = mesh["client"]
+    fake.mode = "fail"
+    result = await client.execute("echo", 1, namespace=unique, max_attempts=1)
+    assert not result.success and result.error.code == "NOPE"
+    assert (stats(mesh, unique)["echo-0"].requests, stats(mesh, unique)["echo-0"].errors) == (1, 1)
+    events = [e async for e in client.execute_stream("echo", 1, namespace=unique, max_attempts=1)]
+    assert not events[-1].success and events[-1].error.code == "NOPE"
+    assert (stats(mesh, unique)["echo-0"].requests, stats(mesh, unique)["echo-0"].errors) == (2, 2)
+    fake.mode = "ok"  # a good stream adds no error
+    events = [e async for e in client.execute_stream("echo", 1, namespace=unique, max_attempts=1)]
+    assert events[-1].success
+    assert (stats(mesh, unique)["echo-0"].requests, stats(mesh, unique)["echo-0"].errors) == (3, 2)
+    for mode in ("abort", "fail-then-abort"):  # a broken call counts once, failed result or not
+        fake.mode = mode
+        with pytest.raises(SutradharError):
+            async for _ in client.execute_stream("echo", 1, namespace=unique, max_attempts=1):
+                pass
+    assert (stats(mesh, unique)["echo-0"].requests, stats(mesh, unique)["echo-0"].errors) == (5, 4)
+    await assert_no_in_flight(mesh, unique)
 
 
 # -- stats, load, CLI --------------------------------------------------------------

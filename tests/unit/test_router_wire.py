@@ -77,3 +77,17 @@ def test_stream_result_tail():
     assert wire.is_stream_result(final) and not wire.is_stream_result(progress)
     out = router_pb2.RouterServiceExecuteStreamResponse.FromString(final + wire.stream_result_tail("i", 2))
     assert out.result.success and out.result.metadata.instance_id == "i" and out.result.metadata.attempts == 2
+
+
+def test_stream_result_success_is_read_without_the_data():
+    ok = agent_pb2.ExecuteStreamResponse(result=agent_pb2.Result(success=True, data=to_value({"a": [1, "x" * 100]})))
+    failed = agent_pb2.ExecuteStreamResponse(result=agent_pb2.Result(
+        success=False, error=agent_pb2.TaskError(code="NOPE", message="no")))
+    empty_failed = agent_pb2.ExecuteStreamResponse(result=agent_pb2.Result())
+    assert wire.stream_result_succeeded(ok.SerializeToString())
+    assert wire.stream_result_succeeded(ok.SerializeToString() + wire.stream_result_tail("i-1", 2))
+    assert not wire.stream_result_succeeded(failed.SerializeToString())
+    assert not wire.stream_result_succeeded(empty_failed.SerializeToString())
+    assert not wire.stream_result_succeeded(b"\x1a\x05\xff")  # garbage counts as failed
+    partial = agent_pb2.ExecuteStreamResponse(partial=to_value(1)).SerializeToString()
+    assert not wire.is_stream_result(partial)
