@@ -208,3 +208,57 @@ async def test_watch_resumes_after_registry_restart(etcd, unique, store):
         await router.stop(timedelta(seconds=1))
         await registry.stop()
 
+
+async def test_max_attempts_one_keeps_a_sigkilled_in_flight_task_from_running_twice(etcd, unique):
+    """At-least-once is the default (the task above is re-sent after a reset);
+    an agent whose RoutingPolicy says retry.max_attempts = 1 gets at-most-once:
+    the caller sees UNAVAILABLE and no other instance receives the task."""
+    from sutradhar import RegistryClient
+    from sutradhar._errors import Unavailable
+    from sutradhar.services.router.server import RouterConfig, RouterServer
+    from sutradhar.v1 import registry_pb2, routing_pb2
+
+    registry = RegistryServer(RegistryConfig(port=0, etcd=etcd))
+    await registry.start()
+    router = RouterServer(RouterConfig(port=0, registry=registry.address))
+    await router.start()
+    agents = []
+    try:
+        async with RegistryClient(registry.address) as reg:
+            await reg.register_agent(registry_pb2.Agent(
+                id="echo", namespace=unique, type="echo", version="1.0.0", runtime="process",
+                routing=routing_pb2.RoutingPolicy(retry=routing_pb2.RetryPolicy(max_attempts=1))))
+        agents = list(await asyncio.gather(*[asyncio.to_thread(
+            spawn_agent, [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent",
+                          "--registry", registry.address, "--namespace", unique,
+                          "--instance-id", f"echo-{i}", "--ttl", "10"], cwd=str(ROOT)) for i in range(2)]))
+        async with RouterClient(router.address) as client:
+            for _ in range(200):
+                if len(await _stats(client, unique)) == 2:
+                    break
+                await asyncio.sleep(0.05)
+            assert len(await _stats(client, unique)) == 2
+            assert router.view.backends[(unique, "echo-0")].policy.retry.max_attempts == 1
+            call = asyncio.create_task(client.execute("echo", {"sleep": 3}, namespace=unique,
+                                                      timeout=timedelta(seconds=10)))
+            busy = None
+            for _ in range(200):
+                busy = [iid for iid, s in (await _stats(client, unique)).items() if s.in_flight == 1]
+                if busy:
+                    break
+                await asyncio.sleep(0.02)
+            assert busy and len(busy) == 1, busy
+            victim = busy[0]
+            other = "echo-1" if victim == "echo-0" else "echo-0"
+            os.kill(agents[int(victim[-1])].pid, signal.SIGKILL)
+            with pytest.raises(Unavailable) as err:
+                await call
+            assert victim in err.value.message and "1 attempt" in err.value.message
+            final = await _stats(client, unique)
+            assert final[other].requests == 0  # never re-sent
+            assert final[victim].requests == 1 and final[victim].errors == 1
+    finally:
+        for proc in agents:
+            await asyncio.to_thread(proc.stop, timedelta(seconds=5))
+        await router.stop(timedelta(seconds=1))
+        await registry.stop()
