@@ -2,7 +2,11 @@
 
 Flags fall back to environment variables (SUTRADHAR_HOST, SUTRADHAR_PORT,
 SUTRADHAR_REGISTRY, SUTRADHAR_NAMESPACE, SUTRADHAR_INSTANCE_ID,
-SUTRADHAR_ADVERTISE), then to defaults. Without a registry the agent only
+SUTRADHAR_ADVERTISE, SUTRADHAR_AGENT_ID, SUTRADHAR_AGENT_VERSION), then to
+defaults. The scheduler sets SUTRADHAR_AGENT_ID and SUTRADHAR_AGENT_VERSION
+to the deployed agent definition's, so a replica reports (in Describe and in
+every result's metadata) the definition it was deployed as, not the class's
+defaults. Without a registry the agent only
 serves (this is how the scheduler runs managed replicas: it registers them
 itself). Once serving, one line goes to stderr:
 ``agent <id> listening on 127.0.0.1:PORT``.
@@ -58,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--namespace", default=_env("NAMESPACE", "default"), help="namespace (env SUTRADHAR_NAMESPACE)")
     p.add_argument("--instance-id", default=_env("INSTANCE_ID"), help="instance id (env SUTRADHAR_INSTANCE_ID)")
     p.add_argument("--advertise", default=_env("ADVERTISE"), help="endpoint to register (env SUTRADHAR_ADVERTISE)")
+    p.add_argument("--agent-id", default=_env("AGENT_ID"),
+                   help="agent id to report instead of the class's (env SUTRADHAR_AGENT_ID)")
+    p.add_argument("--agent-version", default=_env("AGENT_VERSION"),
+                   help="semantic version to report instead of the class's (env SUTRADHAR_AGENT_VERSION)")
     p.add_argument("--label", action="append", default=[], metavar="K=V", help="instance label (repeatable)")
     p.add_argument("--ttl", type=float, default=10.0, help="registration lease TTL in seconds (default 10)")
     p.add_argument("--grace", type=float, default=10.0, help="seconds in-flight tasks get on shutdown (default 10)")
@@ -74,7 +82,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         labels = parse_labels(args.label)
-        agent = load_agent_class(args.agent)()
+        agent_class = load_agent_class(args.agent)
+        identity = {name: value for name, value in (("id", args.agent_id), ("version", args.agent_version)) if value}
+        if identity:  # a subclass that reports the given identity (validated by serve())
+            agent_class = type(agent_class.__name__, (agent_class,), identity)
+        agent = agent_class()
         serve(
             agent,
             host=args.host,

@@ -119,3 +119,27 @@ def test_grpcurl_lists_and_calls_the_agent() -> None:
         assert result["data"]["echo"] == {"text": "hi"}
         assert "echo" in (result["metadata"].get("agentId"), result["metadata"].get("agent_id"))
         assert agent.stop() == 0
+
+
+async def test_deployed_identity_from_env_is_what_the_replica_reports() -> None:
+    """The scheduler sets SUTRADHAR_AGENT_ID/VERSION: a replica of `echo-deployed`
+    1.4.0 running the EchoAgent class (echo 1.0.0) must report the former."""
+    env = {"SUTRADHAR_AGENT_ID": "echo-deployed", "SUTRADHAR_AGENT_VERSION": "1.4.0"}
+    with spawn_agent([sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent"],
+                     cwd=str(ROOT), env=env) as agent:
+        assert agent.output == [f"agent echo-deployed listening on {agent.address}"]
+        async with AgentClient(agent.address) as client:
+            result = await client.execute({"x": 1})
+            described = await client.describe()
+        assert (result.metadata.agent_id, result.metadata.agent_version) == ("echo-deployed", "1.4.0")
+        assert (described.id, described.version, described.type) == ("echo-deployed", "1.4.0", "echo")
+
+
+def test_a_bad_deployed_version_is_refused_naming_it() -> None:
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent", "--agent-version", "banana"],
+        cwd=str(ROOT), capture_output=True, text=True, timeout=30, check=False,
+    )
+    assert out.returncode == 1 and "banana" in out.stderr and "semantic version" in out.stderr, out.stderr
