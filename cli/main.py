@@ -67,13 +67,80 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _explain(err: SutradharError) -> str:
-    hints = {
-        grpc.StatusCode.UNAVAILABLE: "is the mesh running? start it with `sutradhar up`",
-        grpc.StatusCode.DEADLINE_EXCEEDED: "raise --timeout or check the agent's load",
-    }
-    hint = hints.get(err.code)
+#: How gRPC itself words a call that never reached a server (details of the
+#: client-side UNAVAILABLE). A router relaying an instance's failure prefixes
+#: the instance ("instance X (host:port): UNAVAILABLE: failed to connect..."),
+#: so only a message that *starts* with one of these is the client's own.
+_CONNECT_FAILURES = (
+    "failed to connect to all addresses",
+    "connections to all backends failing",
+    "connection refused",
+    "connection reset",
+    "socket closed",
+    "broken pipe",
+    "no route to host",
+    "network is unreachable",
+    "empty address list",
+    "endpoint read failed",
+    "goaway received",
+)
+_RESOLVE_FAILURES = ("dns resolution failed", "errors resolving", "name resolution failure", "unable to resolve")
+
+#: The service (address flag) each command module talks to, for hints.
+_COMMAND_SERVICES = {
+    "exec_": ("router",),
+    "stats": ("router",),
+    "agents": ("registry",),
+    "health": ("health",),
+    "deploy": ("scheduler", "registry"),
+}
+_DEFAULTS = {"registry": DEFAULT_REGISTRY, "router": DEFAULT_ROUTER, "scheduler": DEFAULT_SCHEDULER,
+             "health": DEFAULT_HEALTH}
+
+
+def _services(args: argparse.Namespace | None) -> tuple[str, ...]:
+    func = getattr(args, "func", None)
+    module = getattr(func, "__module__", "") or ""
+    return _COMMAND_SERVICES.get(module.rsplit(".", 1)[-1], tuple(_DEFAULTS))
+
+
+def _flags(services: Sequence[str]) -> str:
+    return " / ".join(f"--{name} (env SUTRADHAR_{name.upper()})" for name in services)
+
+
+def _wrong_service_hint(args: argparse.Namespace | None) -> str:
+    services = _services(args)
+    hint = (f"the address probably points at another Sutradhar service; check {_flags(services)}")
+    address = getattr(args, services[0], None) if len(services) == 1 else None
+    if address:
+        port = address.rpartition(":")[2]
+        other = next((name for name, default in _DEFAULTS.items()
+                      if name != services[0] and default.rpartition(":")[2] == port), None)
+        hint += f": it is {address}" + (f", the {other}'s default port" if other else "")
+    return hint
+
+
+def _explain(err: SutradharError, args: argparse.Namespace | None = None) -> str:
+    """The error line and, where one fits, a hint line. `args` (the parsed
+    command line) lets a hint name the address flag the command used."""
     text = f"error: {err.message} ({err.code.name})"
+    hint = None
+    lowered = err.message.lower()
+    if err.code is grpc.StatusCode.UNAVAILABLE:
+        # Only when the client could not reach the service: a running service
+        # that answers UNAVAILABLE (no live instance, none SERVING, the router
+        # not synced yet) says what to do in its own message.
+        if lowered.startswith(_RESOLVE_FAILURES):
+            hint = f"the host name does not resolve; check {_flags(_services(args))}"
+        elif lowered.startswith(_CONNECT_FAILURES):
+            hint = "is the mesh running? start it with `sutradhar up`"
+    elif err.code is grpc.StatusCode.DEADLINE_EXCEEDED:
+        if args is None or hasattr(args, "timeout"):
+            hint = "raise --timeout or check the agent's load (`sutradhar stats`, `sutradhar health`)"
+        else:
+            hint = "the service did not answer in time; check that it is not overloaded or stuck"
+    elif err.code is grpc.StatusCode.UNIMPLEMENTED and ("method not found" in lowered or "unknown service" in lowered):
+        hint = _wrong_service_hint(args)
     if hint and "sutradhar up" not in err.message:
         text += f"\nhint: {hint}"
     return text
@@ -89,10 +156,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = asyncio.run(result)
         return int(result or 0)
     except SutradharError as err:
-        print(_explain(err), file=sys.stderr)
+        print(_explain(err, args), file=sys.stderr)
         return 1
     except grpc.RpcError as err:
-        print(_explain(from_rpc_error(err)), file=sys.stderr)
+        print(_explain(from_rpc_error(err), args), file=sys.stderr)
         return 1
     except ModuleNotFoundError as err:
         if err.name and err.name.split(".")[0] in MESH_MODULES:

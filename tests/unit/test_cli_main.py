@@ -43,7 +43,9 @@ def test_domain_error_prints_one_line_with_the_code(capsys, monkeypatch) -> None
 
 def test_unavailable_gets_a_hint(capsys, monkeypatch) -> None:
     def fail(args: argparse.Namespace) -> int:
-        raise Unavailable("registry at 127.0.0.1:1 is unreachable")
+        # gRPC's own wording when the client cannot connect (not a running service's UNAVAILABLE)
+        raise Unavailable("failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: "
+                          "Failed to connect to remote host: Connection refused")
 
     code, err = _run_with(fail, capsys, monkeypatch)
     assert code == 1
