@@ -10,6 +10,8 @@ from typing import Any, TextIO
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from sutradhar._errors import OutOfRange
+
 
 def add_output_flag(parser: Any) -> None:
     """Add `-o/--output {table,json}` to a command."""
@@ -21,13 +23,31 @@ def message_to_dict(message: Message) -> dict[str, Any]:
     return json_format.MessageToDict(message, preserving_proto_field_name=True)
 
 
+def to_json(data: Any, *, indent: int | None = None) -> str:
+    """`data` as strict JSON text (messages converted first). NaN and
+    infinities, which JSON cannot carry, raise OutOfRange (one error line from
+    the CLI) instead of printing the invalid tokens NaN/Infinity."""
+    try:
+        if isinstance(data, Message):
+            data = message_to_dict(data)
+        elif isinstance(data, list):
+            data = [message_to_dict(d) if isinstance(d, Message) else d for d in data]
+        return json.dumps(data, indent=indent, sort_keys=True, default=str, allow_nan=False)
+    except ValueError as err:  # json.dumps and MessageToDict both refuse non-finite numbers
+        raise OutOfRange(
+            f"cannot print JSON: the output holds NaN or an infinite number, which JSON cannot represent ({err}); "
+            "use -o table to see it"
+        ) from err
+
+
 def print_json(data: Any, *, out: TextIO = sys.stdout) -> None:
     """Print data as indented JSON; messages are converted first."""
-    if isinstance(data, Message):
-        data = message_to_dict(data)
-    elif isinstance(data, list):
-        data = [message_to_dict(d) if isinstance(d, Message) else d for d in data]
-    print(json.dumps(data, indent=2, sort_keys=True, default=str), file=out)
+    print(to_json(data, indent=2), file=out)
+
+
+def print_json_line(data: Any, *, out: TextIO = sys.stdout) -> None:
+    """Print data as one line of JSON (JSON Lines, for streams) and flush."""
+    print(to_json(data), file=out, flush=True)
 
 
 def print_table(rows: Iterable[Mapping[str, Any]], columns: Sequence[str], *, out: TextIO = sys.stdout,

@@ -9,20 +9,20 @@
     sutradhar drain INSTANCE             no new tasks to INSTANCE; in-flight ones finish
     sutradhar enable INSTANCE            take INSTANCE back (state follows readiness)
 
-All take ``-n/--namespace``; ``-o json`` prints JSON (one object per line
-for ``--watch``).
+All take ``-n/--namespace``; ``-o json`` prints JSON. With ``--watch`` it
+is JSON Lines: the snapshot's objects (one AgentHealth per line), then one
+HealthEvent per line.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from datetime import UTC, datetime
 from typing import Any
 
 from sutradhar.v1 import health_pb2, health_pb2_grpc, registry_pb2
 
-from ._output import add_output_flag, message_to_dict, print_json, print_table
+from ._output import add_output_flag, print_json, print_json_line, print_table
 from ._rpc import channel
 
 TIMEOUT = 10.0
@@ -139,7 +139,9 @@ async def health_command(args: argparse.Namespace) -> int:
             reply = await stub.GetAgentHealth(
                 health_pb2.GetAgentHealthRequest(namespace=args.namespace, agent_id=args.agent), timeout=TIMEOUT
             )
-            if args.output == "json":
+            if args.output == "json" and args.watch:
+                print_json_line(reply.health)  # --watch: JSON Lines throughout, one object per line
+            elif args.output == "json":
                 print_json(reply.health)
             else:
                 _print_agent(reply.health)
@@ -147,7 +149,10 @@ async def health_command(args: argparse.Namespace) -> int:
             listed = await stub.ListAgentHealth(
                 health_pb2.ListAgentHealthRequest(namespace=args.namespace), timeout=TIMEOUT
             )
-            if args.output == "json":
+            if args.output == "json" and args.watch:
+                for agent in listed.agents:  # --watch: JSON Lines throughout, one object per line
+                    print_json_line(agent)
+            elif args.output == "json":
                 print_json(list(listed.agents))
             else:
                 print_table((_agent_row(a) for a in listed.agents), AGENT_COLUMNS, empty="no agents")
@@ -158,7 +163,7 @@ async def health_command(args: argparse.Namespace) -> int:
         stream = stub.WatchHealth(health_pb2.WatchHealthRequest(namespace=args.namespace, agent_id=args.agent))
         async for reply in stream:
             if args.output == "json":
-                print(json.dumps(message_to_dict(reply.event), sort_keys=True), flush=True)
+                print_json_line(reply.event)
             else:
                 print(_event_line(reply.event), flush=True)
     return 0
