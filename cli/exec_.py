@@ -8,15 +8,22 @@ import re
 import sys
 import time
 import uuid
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
 
 from google.protobuf import json_format
 
 from sutradhar._errors import InvalidArgument
 from sutradhar._values import from_value, to_duration, to_value
-from sutradhar.cli._output import add_output_flag, print_table
+from sutradhar.cli._output import add_output_flag, print_json, print_json_line, print_table
 from sutradhar.cli._rpc import channel
 from sutradhar.v1 import agent_pb2, router_pb2, router_pb2_grpc
+
+#: The client's gRPC deadline is the task's deadline plus this margin, so the
+#: router's own DEADLINE_EXCEEDED (naming the instance and the attempts) comes
+#: back before the client's timer fires with a bare "Deadline Exceeded".
+DEADLINE_MARGIN = 1.0
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m)?\s*$")
 
@@ -38,7 +45,9 @@ def register(sub: Any) -> None:
     p = sub.add_parser("exec", help="route one task to an agent through the router")
     p.add_argument("type", help="agent type to route to")
     p.add_argument("--task", default="", help="task type understood by the agent (e.g. answer)")
-    p.add_argument("--payload", default="null", help="JSON payload (default null)")
+    p.add_argument("--payload", default="null", metavar="JSON|@FILE|-",
+                   help="JSON payload (default null); @FILE reads it from FILE, - from stdin "
+                        "(for payloads over the ~128 KiB a command-line argument can hold)")
     p.add_argument("--version", default="", help="semver range the agent must satisfy, e.g. ^1.4")
     p.add_argument("--capability", action="append", default=[], help="required capability (repeatable)")
     p.add_argument("--label", default="", help="label selector, e.g. tier=gold,env!=dev")
@@ -58,13 +67,63 @@ def _no_constant(name: str) -> object:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _request(args: argparse.Namespace, timeout: float) -> tuple[agent_pb2.Task, router_pb2.Selector,
-                                                                  router_pb2.RouteOptions]:
+def _finite_float(text: str) -> float:
+    """A JSON number as a double; one that overflows to infinity (1e999) is refused like NaN."""
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text} is out of range for a JSON number (a double)")
+    return value
+
+
+def _finite_int(text: str) -> int:
+    """A JSON integer; protobuf carries numbers as doubles, so one beyond the double range is refused."""
+    value = int(text)
     try:
-        payload = json.loads(args.payload, parse_constant=_no_constant)
+        float(value)
+    except OverflowError:
+        shown = text if len(text) <= 24 else f"{text[:12]}...({len(text)} digits)"
+        raise ValueError(f"{shown} is out of range for a JSON number (a double)") from None
+    return value
+
+
+def parse_payload(text: str) -> Any:
+    """The JSON value of a payload; InvalidArgument naming --payload when it is not JSON
+    or holds a number a double cannot carry (NaN, Infinity, 1e999)."""
+    try:
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float, parse_int=_finite_int)
     except (json.JSONDecodeError, ValueError) as err:
         raise InvalidArgument(f"--payload: not valid JSON: {err}", field="payload") from err
+
+
+def read_payload(spec: str, stdin: TextIO | None = None) -> str:
+    """The payload text of `--payload`: JSON as given, `@FILE` read from FILE, `-` read from stdin."""
+    if spec == "-":
+        return (stdin or sys.stdin).read()
+    if spec.startswith("@"):
+        path = spec[1:]
+        if not path:
+            raise InvalidArgument("--payload: @ needs a file name, e.g. --payload @task.json", field="payload")
+        try:
+            return Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise InvalidArgument(f"--payload: file {path!r} does not exist", field="payload") from None
+        except IsADirectoryError:
+            raise InvalidArgument(f"--payload: {path!r} is a directory, not a file", field="payload") from None
+        except UnicodeDecodeError as err:
+            raise InvalidArgument(f"--payload: file {path!r} is not UTF-8 text: {err}", field="payload") from None
+        except OSError as err:
+            raise InvalidArgument(f"--payload: cannot read file {path!r}: {err.strerror or err}",
+                                  field="payload") from None
+    return spec
+
+
+def _request(args: argparse.Namespace, timeout: float) -> tuple[agent_pb2.Task, router_pb2.Selector,
+                                                                  router_pb2.RouteOptions]:
+    payload = parse_payload(read_payload(args.payload))
     task = agent_pb2.Task(id=uuid.uuid4().hex, type=args.task, payload=to_value(payload))
+    # The task's deadline is --timeout: the router takes the earlier of this and
+    # the gRPC deadline, which run() sets DEADLINE_MARGIN later.
+    task.context.deadline.FromDatetime(datetime.now(UTC) + timedelta(seconds=timeout))
     selector = router_pb2.Selector(
         namespace=args.namespace, agent_type=args.type, version_range=args.version,
         capabilities=args.capability, label_selector=args.label, agent_id=args.agent_id,
@@ -75,8 +134,6 @@ def _request(args: argparse.Namespace, timeout: float) -> tuple[agent_pb2.Task, 
 
 
 def to_duration_seconds(seconds: float) -> Any:
-    from datetime import timedelta
-
     return to_duration(timedelta(seconds=seconds))
 
 
@@ -109,7 +166,7 @@ def result_dict(result: agent_pb2.Result) -> dict[str, Any]:
 
 def _print_result(result: agent_pb2.Result, output: str, elapsed: float) -> None:
     if output == "json":
-        print(json.dumps(result_dict(result), indent=2, sort_keys=True))
+        print_json(result_dict(result))
         return
     meta = result.metadata
     rows = [
@@ -135,26 +192,25 @@ async def run(args: argparse.Namespace) -> int:
         if not args.stream:
             response = await stub.Execute(
                 router_pb2.RouterServiceExecuteRequest(task=task, selector=selector, options=options),
-                timeout=timeout,
+                timeout=timeout + DEADLINE_MARGIN,
             )
             _print_result(response.result, args.output, time.perf_counter() - started)
             return 0 if response.result.success else 1
         final: agent_pb2.Result | None = None
         call = stub.ExecuteStream(
             router_pb2.RouterServiceExecuteStreamRequest(task=task, selector=selector, options=options),
-            timeout=timeout,
+            timeout=timeout + DEADLINE_MARGIN,
         )
         async for event in call:
             kind = event.WhichOneof("event")
             if kind == "result":
                 final = event.result
                 if args.output == "json":
-                    print(json.dumps({"result": result_dict(event.result)}, sort_keys=True))
+                    print_json_line({"result": result_dict(event.result)})
                 else:
                     _print_result(event.result, "table", time.perf_counter() - started)
             elif args.output == "json":
-                print(json.dumps(json_format.MessageToDict(event, preserving_proto_field_name=True),
-                                 sort_keys=True))
+                print_json_line(event)
             elif kind == "progress":
                 print(f"progress {event.progress.fraction:5.0%}  {event.progress.message}")
             else:
