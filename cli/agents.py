@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
+import grpc
+
+from sutradhar._errors import FailedPrecondition
 from sutradhar.cli._output import add_output_flag, print_json, print_table
 from sutradhar.cli._rpc import channel
 from sutradhar.cli.manifests import agent_from_manifest, load_manifests
@@ -119,14 +123,45 @@ async def register_agents(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Labels the scheduler puts on the replicas it runs (services/scheduler/runtimes/base.py).
+_MANAGED_LABELS = ("sutradhar.managed", "sutradhar.deployment")
+
+
+def self_registered(inst: registry_pb2.Instance) -> bool:
+    """Whether an SDK agent registered this instance itself (runtime "process",
+    not a scheduler replica): such an agent keeps re-registering, and re-creates
+    its agent definition when it is missing."""
+    return inst.runtime == "process" and not any(label in inst.labels for label in _MANAGED_LABELS)
+
+
 async def delete_agent(args: argparse.Namespace) -> int:
     async with channel(args.registry) as ch:
         stub = registry_pb2_grpc.RegistryServiceStub(ch)
-        await stub.DeregisterAgent(
-            registry_pb2.DeregisterAgentRequest(namespace=args.namespace, id=args.id, force=args.force),
-            timeout=TIMEOUT,
-        )
+        live: list[registry_pb2.Instance] = []
+        if args.force:
+            listed = await stub.ListInstances(
+                registry_pb2.ListInstancesRequest(namespace=args.namespace, agent_id=args.id), timeout=TIMEOUT
+            )
+            live = [i for i in listed.instances if self_registered(i)]
+        try:
+            await stub.DeregisterAgent(
+                registry_pb2.DeregisterAgentRequest(namespace=args.namespace, id=args.id, force=args.force),
+                timeout=TIMEOUT,
+            )
+        except grpc.aio.AioRpcError as err:
+            details = err.details() or ""
+            if err.code() is grpc.StatusCode.FAILED_PRECONDITION and "deregister with force" in details:
+                # The registry words it for any API caller; on the command line it is a flag.
+                raise FailedPrecondition(details.replace(
+                    "deregister with force", f"pass --force (`sutradhar agents delete {args.id} --force`)"
+                )) from err
+            raise
     print(f"agent/{args.id} deleted from namespace {args.namespace}")
+    if live:
+        names = ", ".join(i.id for i in live[:5]) + (f" and {len(live) - 5} more" if len(live) > 5 else "")
+        print(f"warning: {len(live)} deleted instance(s) ({names}) belong to running SDK agents; they register "
+              f"again and re-create agent/{args.id} with the defaults from their code until they are stopped",
+              file=sys.stderr)
     return 0
 
 
