@@ -107,11 +107,21 @@ def deployment_from_manifest(m: Manifest) -> tuple[P.Deployment, registry_pb2.Ag
     return d, inline
 
 
+def _tail(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0 (0 prints every line)")
+    return n
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("deploy", help="apply agents and deployments from a manifest")
     p.add_argument("-f", "--file", required=True, help="YAML manifest (kind: Agent and/or Deployment documents)")
     p.add_argument("--wait", action="store_true", help="wait until every deployment is rolled out")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait with --wait")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait with --wait (default 120)")
     add_output_flag(p)
     p.set_defaults(func=deploy)
 
@@ -119,6 +129,8 @@ def register(sub: Any) -> None:
     p.add_argument("name")
     p.add_argument("--replicas", type=int, required=True)
     p.add_argument("-n", "--namespace", default="default")
+    p.add_argument("--wait", action="store_true", help="wait until the replicas are ready")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait with --wait (default 120)")
     p.set_defaults(func=scale)
 
     p = sub.add_parser("undeploy", help="delete a deployment: stop its replicas and deregister them")
@@ -160,7 +172,7 @@ def register(sub: Any) -> None:
     p.add_argument("name")
     p.add_argument("-n", "--namespace", default="default")
     p.add_argument("--replica", default="", help="only this replica")
-    p.add_argument("--tail", type=int, default=100, help="last lines per replica")
+    p.add_argument("--tail", type=_tail, default=100, help="last lines per replica (default 100; 0 for all)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     p.set_defaults(func=logs)
 
@@ -195,16 +207,78 @@ def _complete(d: P.Deployment) -> bool:
 COLUMNS = ["namespace", "name", "agent", "version", "desired", "ready", "updated", "available", "revision", "status"]
 
 
+def _check_locally(agents: list[registry_pb2.Agent], deployments: list[P.Deployment]) -> None:
+    """Run the registry's and the scheduler's own validation on every document
+    before anything is applied: a file with one bad document changes nothing."""
+    from sutradhar.services.common.validation import validate_agent
+    from sutradhar.services.scheduler.spec import check_deployable, validate_deployment
+
+    for agent in agents:
+        try:
+            validate_agent(agent)
+        except InvalidArgument as err:
+            raise InvalidArgument(f"agent/{agent.id}: {err}; nothing was applied", field=err.field) from None
+    for d in deployments:
+        try:
+            validate_deployment(d)
+            for agent in agents:
+                if agent.id == d.spec.agent_id and agent.namespace == d.namespace:
+                    check_deployable(agent)
+        except InvalidArgument as err:
+            raise InvalidArgument(f"deployment/{d.name}: {err}; nothing was applied", field=err.field) from None
+
+
+async def _agents_not_in_file(registry: str, agents: list[registry_pb2.Agent],
+                              deployments: list[P.Deployment]) -> dict[tuple[str, str], registry_pb2.Agent]:
+    """Fetch the stored agents that deployments name but the file does not define
+    (NOT_FOUND before anything is applied when one is missing)."""
+    from sutradhar.services.scheduler.spec import check_deployable
+
+    in_file = {(a.namespace or "default", a.id) for a in agents}
+    wanted = {(d.namespace or "default", d.spec.agent_id) for d in deployments} - in_file
+    found: dict[tuple[str, str], registry_pb2.Agent] = {}
+    if not wanted:
+        return found
+    async with channel(registry) as ch:
+        stub = registry_pb2_grpc.RegistryServiceStub(ch)
+        for namespace, agent_id in sorted(wanted):
+            resp = await stub.GetAgent(registry_pb2.GetAgentRequest(namespace=namespace, id=agent_id),
+                                       timeout=TIMEOUT)
+            check_deployable(resp.agent)
+            found[(namespace, agent_id)] = resp.agent
+    return found
+
+
+async def _keep_pause(scheduler: scheduler_pb2_grpc.SchedulerServiceStub, d: P.Deployment) -> None:
+    """A manifest that does not say `paused` keeps the deployment's current pause
+    (as `kubectl apply` does): applying it must not resume a paused rollout."""
+    import grpc
+
+    try:
+        resp = await scheduler.GetDeployment(P.GetDeploymentRequest(namespace=d.namespace, name=d.name),
+                                             timeout=TIMEOUT)
+    except grpc.aio.AioRpcError as err:
+        if err.code() == grpc.StatusCode.NOT_FOUND:
+            return
+        raise
+    d.spec.paused = resp.deployment.spec.paused
+
+
 async def deploy(args: argparse.Namespace) -> int:
     manifests = load_manifests(args.file)
     agents = [agent_from_manifest(m) for m in manifests if m.kind == "Agent"]
     deployments = []
+    says_paused: set[tuple[str, str]] = set()
     for m in manifests:
         if m.kind == "Deployment":
             d, inline = deployment_from_manifest(m)
             deployments.append(d)
+            if "paused" in (m.body.get("spec") or {}):
+                says_paused.add((d.namespace, d.name))
             if inline is not None:
                 agents.append(inline)
+    _check_locally(agents, deployments)
+    stored_agents = await _agents_not_in_file(args.registry, agents, deployments)
     results: list[Any] = []
     if agents:
         async with channel(args.registry) as ch:
@@ -213,29 +287,50 @@ async def deploy(args: argparse.Namespace) -> int:
                 resp = await stub.UpdateAgent(registry_pb2.UpdateAgentRequest(agent=agent, allow_missing=True),
                                               timeout=TIMEOUT)
                 results.append(resp.agent)
+                stored_agents[(resp.agent.namespace, resp.agent.id)] = resp.agent
                 if args.output != "json":
                     stored = resp.agent
                     print(f"agent/{agent.id} applied in namespace {stored.namespace} (version {stored.version})")
+    expected: dict[tuple[str, str], str] = {}
     async with channel(args.scheduler) as ch:
         scheduler = scheduler_pb2_grpc.SchedulerServiceStub(ch)
         for d in deployments:
+            if (d.namespace, d.name) not in says_paused:
+                await _keep_pause(scheduler, d)
             resp = await scheduler.ApplyDeployment(P.ApplyDeploymentRequest(deployment=d), timeout=TIMEOUT)
-            results.append(resp.deployment)
+            stored_d = resp.deployment
+            results.append(stored_d)
+            agent = stored_agents.get((stored_d.namespace, stored_d.spec.agent_id))
+            if agent is not None:
+                expected[(stored_d.namespace, stored_d.name)] = _revision(agent, stored_d)
             if args.output != "json":
                 verb = "created" if resp.created else "configured"
-                print(f"deployment/{d.name} {verb} in namespace {resp.deployment.namespace} "
-                      f"({resp.deployment.spec.replicas} replicas of agent {d.spec.agent_id})")
+                paused = " (paused: the rollout waits for `sutradhar rollout resume`)" if stored_d.spec.paused else ""
+                print(f"deployment/{d.name} {verb} in namespace {stored_d.namespace} "
+                      f"({stored_d.spec.replicas} replicas of agent {d.spec.agent_id}){paused}")
         if args.wait:
-            for d in deployments:
-                if not await _wait_rollout(scheduler, d.namespace, d.name, args.timeout, quiet=args.output == "json"):
+            for d in results:
+                if not isinstance(d, P.Deployment):
+                    continue
+                if not await _wait_rollout(scheduler, d.namespace, d.name, args.timeout, quiet=args.output == "json",
+                                           revision=expected.get((d.namespace, d.name), "")):
                     return 1
     if args.output == "json":
         print_json(results)
     return 0
 
 
+def _revision(agent: registry_pb2.Agent, d: P.Deployment) -> str:
+    """The revision the scheduler will roll `d` out at (its own hash)."""
+    from sutradhar.services.scheduler.spec import revision_of
+
+    return revision_of(agent, d.spec)
+
+
 async def _wait_rollout(stub: scheduler_pb2_grpc.SchedulerServiceStub, namespace: str, name: str, within: float,
-                        *, quiet: bool = False) -> bool:
+                        *, quiet: bool = False, revision: str = "") -> bool:
+    """Print progress until the deployment is rolled out (at `revision`, when
+    given: a status complete at the previous revision does not count)."""
     deadline = time.monotonic() + within
     last = ""
     while True:
@@ -244,13 +339,15 @@ async def _wait_rollout(stub: scheduler_pb2_grpc.SchedulerServiceStub, namespace
         s = d.status
         if s.observed_generation < d.generation:  # the scheduler has not acted on this spec yet
             line = f"deployment/{name}: waiting for the scheduler to pick up generation {d.generation}"
+        elif revision and s.current_revision != revision:  # nor on the agent just applied
+            line = f"deployment/{name}: waiting for the scheduler to pick up revision {revision}"
         else:
             line = (f"deployment/{name}: {s.updated_replicas} of {s.desired_replicas} updated, "
                     f"{s.ready_replicas} ready ({_summary(d)})")
         if line != last and not quiet:
             print(line)
             last = line
-        if _complete(d):
+        if _complete(d) and (not revision or s.current_revision == revision):
             if not quiet:
                 print(f"deployment/{name} successfully rolled out (revision {s.current_revision}, "
                       f"version {s.current_version})")
@@ -271,7 +368,10 @@ async def scale(args: argparse.Namespace) -> int:
             P.ScaleDeploymentRequest(namespace=args.namespace, name=args.name, replicas=args.replicas),
             timeout=TIMEOUT,
         )
-    print(f"deployment/{args.name} scaled to {resp.deployment.spec.replicas} replicas")
+        n = resp.deployment.spec.replicas
+        print(f"deployment/{args.name} scaled to {n} replica{'' if n == 1 else 's'}")
+        if args.wait:
+            return 0 if await _wait_rollout(stub, args.namespace, args.name, args.timeout) else 1
     return 0
 
 

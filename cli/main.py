@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import inspect
 import os
@@ -154,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = args.func(args)
         if inspect.iscoroutine(result):
             result = asyncio.run(result)
+        sys.stdout.flush()  # a closed pipe shows up here, inside the handlers below
         return int(result or 0)
     except SutradharError as err:
         print(_explain(err, args), file=sys.stderr)
@@ -169,6 +171,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `sutradhar ... | head`: the reader left; stop quietly, as SIGPIPE would
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as err:  # a bug: still one line and a way to see more, not a bare traceback
         if os.environ.get("SUTRADHAR_DEBUG"):
             raise
