@@ -17,6 +17,7 @@ from test_scheduler_support import (
     namespace,
     registry,
     registry_client,
+    run_cli,
     scheduler,
 )
 
@@ -25,14 +26,7 @@ from sutradhar.v1 import scheduler_pb2 as P
 __all__ = ["api", "namespace", "registry", "registry_client", "scheduler"]  # fixtures imported for pytest
 
 
-async def cli(registry, scheduler, *args: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sutradhar.cli.main", "--registry", registry.address,
-        "--scheduler", scheduler.address, *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=ROOT,
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), 90)
-    return proc.returncode, out.decode()
+cli = run_cli
 
 
 def manifest(path: Path, namespace: str, *, version: str, max_surge: str = "1", paused: str = "") -> Path:
