@@ -44,6 +44,7 @@ __all__ = [
     "RUNTIMES",
     "STRATEGIES",
     "ResolvedProbe",
+    "check_process_limit",
     "is_dns_label",
     "parse_cpu",
     "parse_memory",
@@ -295,9 +296,20 @@ def _process_limits(limits: Any, field: str) -> None:
     for key, value in limits.items():
         if key not in PROCESS_LIMITS:
             raise _bad(f"{field}.{key}", f"is not a process limit (valid: {', '.join(PROCESS_LIMITS)})")
-        low, high = PROCESS_LIMITS[key]
-        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-            raise _bad(f"{field}.{key}", f"{value!r} is out of range ({low} to {high})")
+        check_process_limit(key, value, field=f"{field}.{key}")
+
+
+def check_process_limit(key: str, value: Any, *, field: str, high: int | None = None) -> int:
+    """One process limit as a whole number within its range (`high` lowers the
+    maximum, e.g. to the host's hard limit); what the process runtime applies."""
+    low, most = PROCESS_LIMITS[key]
+    high = most if high is None else min(high, most)
+    unit = " of seconds" if key == "cpu_seconds" else ""
+    if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+        raise _bad(field, f"{_quote(value)} must be a whole number{unit} ({low} to {high})")
+    if not low <= value <= high:
+        raise _bad(field, f"{int(value)} is out of range ({low} to {high})")
+    return int(value)
 
 
 def _container_config(cfg: dict[str, Any], field: str) -> None:

@@ -297,3 +297,19 @@ async def test_process_agent_with_an_http_readiness_probe(api, registry_client, 
         reply = await client.get(f"http://{d.status.replica_statuses[0].endpoint}/health")
     assert reply.status_code == 200
     await api.DeleteDeployment(P.DeleteDeploymentRequest(namespace=namespace, name="web", wait=True))
+
+
+async def test_process_runtime_limits_must_be_whole_numbers(tmp_path: Path):
+    rt = ProcessRuntime(tmp_path)
+    for limits, text in [
+        ({"cpu_seconds": -5}, "agent.config.limits.cpu_seconds: -5 is out of range (1 to 10000000)"),
+        ({"cpu_seconds": "many"}, 'agent.config.limits.cpu_seconds: "many" must be a whole number of seconds'),
+        ({"cpu_seconds": True}, "agent.config.limits.cpu_seconds: True must be a whole number of seconds"),
+        ({"cpu_seconds": 1.5}, "agent.config.limits.cpu_seconds: 1.5 must be a whole number of seconds"),
+        ({"open_files": "many"}, 'agent.config.limits.open_files: "many" must be a whole number'),
+        ({"open_files": 64.5}, "agent.config.limits.open_files: 64.5 must be a whole number"),
+    ]:
+        with pytest.raises(InvalidArgument) as err:
+            await rt.start(spec(["sleep", "5"], limits=limits))
+        assert text in err.value.message
+    assert await rt.list() == []

@@ -37,7 +37,7 @@ from typing import Any
 
 from sutradhar._errors import FailedPrecondition, InvalidArgument
 from sutradhar.services.common.etcd_server import free_port, port_is_open
-from sutradhar.services.common.validation import parse_memory
+from sutradhar.services.common.validation import check_process_limit, parse_memory
 from sutradhar.services.scheduler.runtimes.base import (
     Replica,
     ReplicaPhase,
@@ -153,29 +153,21 @@ class ProcessRuntime:
         memory_text = spec.agent.resources.memory
         memory = parse_memory(memory_text, field="resources.memory") if memory_text else None
         limits = config.get("limits") or {}
-        cpu_seconds = limits.get("cpu_seconds")
-        open_files = limits.get("open_files")
-        if cpu_seconds is not None and not (isinstance(cpu_seconds, int | float) and 1 <= cpu_seconds <= 10**7):
-            raise InvalidArgument(
-                f"agent.config.limits.cpu_seconds: {cpu_seconds!r} is out of range (1 to 10000000)",
-                field="agent.config.limits.cpu_seconds",
-            )
         hard_files = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-        if open_files is not None and not (
-            isinstance(open_files, int | float) and 16 <= open_files <= (hard_files if hard_files > 0 else 1 << 20)
-        ):
-            raise InvalidArgument(
-                f"agent.config.limits.open_files: {open_files!r} is out of range (16 to {hard_files})",
-                field="agent.config.limits.open_files",
-            )
+        cpu_seconds, open_files = (
+            None if limits.get(key) is None else check_process_limit(
+                key, limits[key], field=f"agent.config.limits.{key}",
+                high=hard_files if key == "open_files" and hard_files > 0 else None)
+            for key in ("cpu_seconds", "open_files")
+        )
 
         options = []
         if memory is not None:
             options.append(f"--as={memory}")
         if cpu_seconds is not None:
-            options.append(f"--cpu={int(cpu_seconds)}:{int(cpu_seconds) + 5}")
+            options.append(f"--cpu={cpu_seconds}:{cpu_seconds + 5}")
         if open_files is not None:
-            options.append(f"--nofile={int(open_files)}")
+            options.append(f"--nofile={open_files}")
         if not options:
             return []
         prlimit = shutil.which("prlimit") or next(
