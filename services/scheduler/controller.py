@@ -67,6 +67,9 @@ from sutradhar.services.scheduler.spec import (
     agent_config,
     autoscale_params,
     check_deployable,
+    check_fixed_port,
+    check_resources,
+    fixed_port,
     revision_of,
     template_agent,
 )
@@ -422,6 +425,7 @@ class Controller:
             try:
                 check_deployable(agent)
                 runtime = self.runtimes.get(agent.runtime)
+                check_resources(agent, d.spec)
             except (InvalidArgument, Unavailable) as err:
                 conditions["ReplicaFailure"] = (True, "InvalidAgent" if isinstance(err, InvalidArgument)
                                                 else "RuntimeUnavailable", str(err))
@@ -450,6 +454,15 @@ class Controller:
                 return Result()
             requeue.append(self.config.autoscale_period.total_seconds())
 
+        max_surge, max_unavailable = d.spec.strategy.max_surge, d.spec.strategy.max_unavailable
+        try:
+            check_fixed_port(agent, d.spec)
+        except InvalidArgument as err:
+            # the agent changed under the deployment: say so, and run what can run (one
+            # replica, the old one stopped before the new one starts) instead of deadlocking
+            conditions["ReplicaFailure"] = (True, "FixedPort", str(err))
+            desired, max_surge, max_unavailable = min(desired, 1), "0", "1"
+
         now = time.time()
         await self._observe_instances(key, ns)
 
@@ -458,8 +471,8 @@ class Controller:
             [rollout.Slot(s.id, s.revision, s.ready, s.created, s.waiting) for s in live],
             desired=desired,
             revision=revision,
-            max_surge=d.spec.strategy.max_surge,
-            max_unavailable=d.spec.strategy.max_unavailable,
+            max_surge=max_surge,
+            max_unavailable=max_unavailable,
             paused=d.spec.paused,
         )
         for slot_id in plan.stop:
@@ -467,17 +480,23 @@ class Controller:
             if slot is not None:
                 reason = "scaled down" if slot.revision == revision else f"replaced by revision {revision}"
                 self._begin_stop(slot, reason)
-        if plan.start or plan.stop:
+        # an agent with a fixed port starts nothing while a stopping replica still holds the port
+        port_held = fixed_port(agent) is not None and any(
+            s.phase == P.REPLICA_PHASE_TERMINATING and s.replica is not None for s in slots.values())
+        starts = 0 if port_held else plan.start
+        if starts or plan.stop:
             if any(s.revision != revision for s in live):
                 self._event(key, "RollingUpdate",
-                            f"rolling to revision {revision} (version {agent.version}): +{plan.start} "
+                            f"rolling to revision {revision} (version {agent.version}): +{starts} "
                             f"-{len(plan.stop)}")
-            elif plan.start or plan.stop:
-                self._event(key, "Scaled", f"scaled to {desired} replicas (+{plan.start} -{len(plan.stop)})")
+            else:
+                self._event(key, "Scaled", f"scaled to {desired} replicas (+{starts} -{len(plan.stop)})")
         # restarts that are due
         for slot in list(slots.values()):
             if slot.waiting and slot.id not in plan.stop:
-                if slot.back_off_until <= now:
+                if port_held:
+                    requeue.append(0.2)
+                elif slot.back_off_until <= now:
                     template = agent if slot.revision == revision else templates.get(slot.revision)
                     if template is None:
                         self._begin_stop(slot, "revision no longer known")
@@ -485,7 +504,7 @@ class Controller:
                     await self._start(slot, template, d, restart=True)
                 else:
                     requeue.append(slot.back_off_until - now)
-        for _ in range(plan.start):
+        for _ in range(starts):
             slot = Slot(
                 id=f"{name[:50]}-{revision[:6]}-{uuid.uuid4().hex[:5]}",  # at most 63: a valid label value
                 namespace=ns, deployment=name, revision=revision, version=agent.version,
@@ -618,6 +637,7 @@ class Controller:
         try:
             replica = await runtime.start(spec)
         except SutradharError as err:
+            err = self._explain_port_in_use(slot, agent, err)
             slot.restarts += 1 if restart or slot.phase == P.REPLICA_PHASE_FAILED else 0
             slot.phase = P.REPLICA_PHASE_FAILED
             slot.message = str(err)
@@ -635,6 +655,24 @@ class Controller:
         self._event(slot.key, verb, f"{verb.lower()} replica {slot.id} ({replica.endpoint}, revision {slot.revision})",
                     slot.id)
         self._spawn_monitor(slot)
+
+    def _explain_port_in_use(self, slot: Slot, agent: registry_pb2.Agent, err: SutradharError) -> SutradharError:
+        """Say so when the fixed port a replica could not bind is held by another
+        replica of the same deployment (its old replica, still stopping)."""
+        port = fixed_port(agent)
+        if port is None or not isinstance(err, InvalidArgument) or err.field != "agent.config.port":
+            return err
+        for other in self.slots.get(slot.key, {}).values():
+            if other is not slot and other.replica is not None and \
+                    other.replica.endpoint.rpartition(":")[2] == str(port):
+                state = "stopping" if other.phase == P.REPLICA_PHASE_TERMINATING else "running"
+                return InvalidArgument(
+                    f"port {port} is held by replica {other.id} of this deployment (revision {other.revision}, "
+                    f"{state}); a fixed config.port allows one replica at a time: replicas 1 and spec.strategy "
+                    "max_surge: 0, max_unavailable: 1, or drop config.port",
+                    field="agent.config.port",
+                )
+        return err
 
     def _backoff(self, restarts: int) -> timedelta:
         seconds = self.config.backoff_base.total_seconds() * (2 ** max(0, restarts - 1))

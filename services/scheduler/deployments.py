@@ -11,17 +11,31 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 
 from sutradhar._clients import RegistryClient
-from sutradhar._errors import AlreadyExists, Conflict, InvalidArgument, NotFound, SutradharError
+from sutradhar._errors import (
+    AlreadyExists,
+    Conflict,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    SutradharError,
+)
 from sutradhar.services.common import keys
 from sutradhar.services.common.store import EventType, Guard, Op, Store
 from sutradhar.services.common.validation import validate_namespace
 from sutradhar.services.scheduler.runtimes.base import Replica, Runtime
 from sutradhar.services.scheduler.runtimes.loader import RuntimeSet
-from sutradhar.services.scheduler.spec import check_deployable, validate_deployment, validate_replicas
+from sutradhar.services.scheduler.spec import (
+    check_deployable,
+    check_fixed_port,
+    check_resources,
+    validate_deployment,
+    validate_replicas,
+)
 from sutradhar.v1 import registry_pb2, scheduler_pb2
 
 P = scheduler_pb2
@@ -34,10 +48,32 @@ def _spec_only(d: scheduler_pb2.Deployment) -> scheduler_pb2.Deployment:
     return out
 
 
-def _set_spec_field(name: str, value: object) -> Callable[[scheduler_pb2.Deployment], bool]:
-    """A change that sets one spec field (a new generation unless it already had that value)."""
+def _refuse_if_deleting(d: scheduler_pb2.Deployment) -> None:
+    if d.HasField("delete_time"):
+        raise FailedPrecondition(
+            f"deployment {d.name!r} is being deleted; wait until it is gone, then deploy it again"
+        )
+
+
+def _refuse_if_autoscaled(d: scheduler_pb2.Deployment) -> None:
+    if d.spec.HasField("autoscale"):
+        a = d.spec.autoscale
+        raise FailedPrecondition(
+            f"deployment {d.name!r} is autoscaled between {a.min_replicas or 1} and {a.max_replicas} replicas "
+            "(spec.autoscale), so the autoscaler owns its replica count and would undo a manual scale; "
+            "change spec.autoscale.min_replicas / max_replicas, or remove spec.autoscale to scale it by hand"
+        )
+
+
+def _set_spec_field(
+    name: str, value: object, *checks: Callable[[scheduler_pb2.Deployment], None]
+) -> Callable[[scheduler_pb2.Deployment], bool]:
+    """A change that sets one spec field (a new generation unless it already had
+    that value), after `checks` (which raise to refuse it)."""
 
     def change(d: scheduler_pb2.Deployment) -> bool:
+        for check in checks:
+            check(d)
         if getattr(d.spec, name) == value:
             return False
         setattr(d.spec, name, value)
@@ -104,6 +140,14 @@ class Deployments:
     # -- writes ---------------------------------------------------------------
 
     async def _check_agent(self, d: scheduler_pb2.Deployment) -> None:
+        """The agent exists and can run this deployment."""
+        agent = await self._agent(d)
+        check_deployable(agent)
+        check_fixed_port(agent, d.spec)
+        check_resources(agent, d.spec)
+        self.runtimes.get(agent.runtime)  # unknown runtime -> InvalidArgument
+
+    async def _agent(self, d: scheduler_pb2.Deployment) -> registry_pb2.Agent:
         ns = d.namespace or keys.DEFAULT_NAMESPACE
         kv = await self.store.get(keys.agent_key(ns, d.spec.agent_id))
         if kv is None:
@@ -111,9 +155,7 @@ class Deployments:
                 f"agent {d.spec.agent_id!r} not found in namespace {ns!r}; register it first "
                 "(a manifest's kind: Agent document, or `sutradhar agents register`)"
             )
-        agent = keys.decode(kv.value, registry_pb2.Agent)
-        check_deployable(agent)
-        self.runtimes.get(agent.runtime)  # unknown runtime -> InvalidArgument
+        return keys.decode(kv.value, registry_pb2.Agent)
 
     async def create(self, deployment: scheduler_pb2.Deployment) -> scheduler_pb2.Deployment:
         """Store a new deployment (ALREADY_EXISTS when the name is taken)."""
@@ -166,8 +208,7 @@ class Deployments:
 
     def _set_spec(self, new: scheduler_pb2.DeploymentSpec) -> Callable[[scheduler_pb2.Deployment], bool]:
         def change(d: scheduler_pb2.Deployment) -> bool:
-            if d.HasField("delete_time"):
-                raise Conflict(f"deployment {d.name!r} is being deleted")
+            _refuse_if_deleting(d)
             if d.spec == new:
                 return False
             d.spec.CopyFrom(new)
@@ -201,13 +242,25 @@ class Deployments:
         raise Conflict(f"deployment {deployment.name!r} kept changing; retry")
 
     async def scale(self, namespace: str, name: str, replicas: int) -> scheduler_pb2.Deployment:
-        """Set the replica count (0 to 1000)."""
+        """Set the replica count (0 to 1000). Refused (FAILED_PRECONDITION) while the
+        deployment is being deleted or autoscaled, and for more than one replica of
+        an agent with a fixed port."""
         validate_replicas(replicas, field="replicas")
-        return await self._mutate(namespace, name, _set_spec_field("replicas", replicas))
+        current = await self.get(namespace, name)
+        _refuse_if_deleting(current)
+        _refuse_if_autoscaled(current)
+        with contextlib.suppress(NotFound):  # a missing agent is the controller's condition, not the scale's
+            scaled = scheduler_pb2.DeploymentSpec()
+            scaled.CopyFrom(current.spec)
+            scaled.replicas = replicas
+            check_fixed_port(await self._agent(current), scaled)
+        return await self._mutate(
+            namespace, name, _set_spec_field("replicas", replicas, _refuse_if_deleting, _refuse_if_autoscaled)
+        )
 
     async def set_paused(self, namespace: str, name: str, paused: bool) -> scheduler_pb2.Deployment:
         """Pause or resume the rollout."""
-        return await self._mutate(namespace, name, _set_spec_field("paused", paused))
+        return await self._mutate(namespace, name, _set_spec_field("paused", paused, _refuse_if_deleting))
 
     async def delete(
         self, namespace: str, name: str, *, wait: bool = False, wait_for: timedelta = timedelta(seconds=60)

@@ -22,7 +22,7 @@ from sutradhar.services.common.validation import (
     validate_namespace,
 )
 from sutradhar.services.scheduler.autoscale import AutoscaleParams
-from sutradhar.services.scheduler.rollout import parse_int_or_percent
+from sutradhar.services.scheduler.rollout import parse_int_or_percent, resolve_strategy
 from sutradhar.v1 import registry_pb2, scheduler_pb2
 
 #: Largest replica count a deployment may ask for.
@@ -30,6 +30,8 @@ MAX_REPLICAS = 1000
 #: Default scale-down stabilization window (Kubernetes HPA default).
 DEFAULT_SCALE_DOWN_WINDOW = timedelta(seconds=300)
 _MAX_WINDOW = timedelta(hours=1)
+#: Docker refuses memory limits below 6 MiB.
+CONTAINER_MIN_MEMORY = 6 * 1024 * 1024
 _ENV_NAME_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 
 
@@ -65,9 +67,17 @@ def validate_deployment(d: scheduler_pb2.Deployment) -> None:
         parse_memory(spec.resources.memory, field="spec.resources.memory")
     if spec.HasField("autoscale"):
         autoscale_params(spec.autoscale)
+    strategy = {}
     for name, value in (("max_surge", spec.strategy.max_surge), ("max_unavailable", spec.strategy.max_unavailable)):
         if value:
-            parse_int_or_percent(value, field=f"spec.strategy.{name}")
+            strategy[name] = parse_int_or_percent(value, field=f"spec.strategy.{name}")[0]
+    if strategy.get("max_surge") == 0 and strategy.get("max_unavailable") == 0:
+        # a rollout could then neither start a new replica nor stop an old one (Kubernetes refuses it too)
+        raise InvalidArgument(
+            "spec.strategy.max_unavailable: may not be 0 when spec.strategy.max_surge is 0 (a rollout could "
+            "neither add a new replica nor take an old one away); set max_unavailable or max_surge to at least 1",
+            field="spec.strategy.max_unavailable",
+        )
     for name in spec.env:
         if not name or name[0].isdigit() or not set(name) <= _ENV_NAME_CHARS:
             raise InvalidArgument(f"spec.env: {name!r} is not an environment variable name", field="spec.env")
@@ -125,6 +135,58 @@ def check_deployable(agent: registry_pb2.Agent) -> None:
             f"agent.config.image: agent {agent.id!r} has no image (set config.image, e.g. \"my-agent:1.0\")",
             field="agent.config.image",
         )
+
+
+def fixed_port(agent: registry_pb2.Agent) -> int | None:
+    """The host port a process agent always listens on (`config.port`), or None."""
+    if agent.runtime != "process":
+        return None  # a container's config.port is inside the container; each replica is published apart
+    port = agent_config(agent).get("port")
+    return int(port) if isinstance(port, int | float) and not isinstance(port, bool) else None
+
+
+def check_fixed_port(agent: registry_pb2.Agent, spec: scheduler_pb2.DeploymentSpec) -> None:
+    """A process agent with a fixed `config.port` can run one replica at a time:
+    replicas (and autoscale max) at most 1, and a strategy that stops the old
+    replica before starting the new one (a surge replica could never bind the
+    port its old replica holds, so the rollout would never finish)."""
+    port = fixed_port(agent)
+    if port is None:
+        return
+    field = "agent.config.port"
+    most = max(spec.replicas, spec.autoscale.max_replicas if spec.HasField("autoscale") else 0)
+    if most > 1:
+        what = (f"spec.autoscale.max_replicas is {spec.autoscale.max_replicas}"
+                if spec.HasField("autoscale") and spec.autoscale.max_replicas > 1 else f"replicas is {spec.replicas}")
+        raise InvalidArgument(
+            f"{field}: agent {agent.id!r} always listens on port {port}, so only one replica can run, but {what}; "
+            "set replicas to 1 (and autoscale max to 1, or remove autoscale), or drop config.port so that every "
+            "replica gets a free port",
+            field=field,
+        )
+    surge, unavailable = resolve_strategy(spec.strategy.max_surge, spec.strategy.max_unavailable, 1)
+    if surge or not unavailable:
+        raise InvalidArgument(
+            f"{field}: agent {agent.id!r} always listens on port {port}, so a rollout cannot start the new replica "
+            "beside the old one; set spec.strategy to max_surge: 0 and max_unavailable: 1 (the old replica stops "
+            "first), or drop config.port so that every replica gets a free port",
+            field=field,
+        )
+
+
+def check_resources(agent: registry_pb2.Agent, spec: scheduler_pb2.DeploymentSpec) -> None:
+    """Resources the agent's runtime cannot honour: a container below Docker's 6Mi minimum."""
+    if agent.runtime != "container":
+        return
+    for field, text in (("spec.resources.memory", spec.resources.memory),
+                        ("agent.resources.memory", agent.resources.memory)):
+        if text:
+            if parse_memory(text, field=field) < CONTAINER_MIN_MEMORY:
+                raise InvalidArgument(
+                    f"{field}: {text!r} is below Docker's minimum of 6Mi for a container (set at least 6Mi)",
+                    field=field,
+                )
+            return  # the deployment's memory overrides the agent's
 
 
 def template_agent(agent: registry_pb2.Agent) -> registry_pb2.Agent:

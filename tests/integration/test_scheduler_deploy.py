@@ -26,6 +26,9 @@ from test_scheduler_support import (
 )
 
 from sutradhar._clients import AgentClient
+from sutradhar._values import to_struct
+from sutradhar.services.common.etcd_server import free_port
+from sutradhar.v1 import registry_pb2
 from sutradhar.v1 import scheduler_pb2 as P
 
 __all__ = ["api", "namespace", "registry", "registry_client", "scheduler"]  # fixtures imported for pytest
@@ -191,3 +194,70 @@ async def test_apply_update_watch(api, registry_client, namespace):
     assert ev.type == P.DEPLOYMENT_EVENT_TYPE_PUT
     stream.cancel()
     await api.DeleteDeployment(P.DeleteDeploymentRequest(namespace=namespace, name="w", wait=True))
+
+
+async def _rpc_error(call) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call
+    return err.value
+
+
+async def test_scale_is_refused_while_deleting_or_autoscaled(api, registry_client, namespace):
+    # a replica that ignores SIGTERM keeps the deletion pending for the stop grace (3 s)
+    stubborn = echo_agent(namespace, agent_id="stubborn", command=["sh", "-c", "trap '' TERM; exec sleep 60"])
+    await registry_client.register_agent(stubborn)
+    await api.CreateDeployment(P.CreateDeploymentRequest(
+        deployment=deployment(namespace, "going", agent_id="stubborn", replicas=1)))
+
+    async def started():
+        d = await get(api, namespace, "going")
+        return d if any(r.native_id for r in d.status.replica_statuses) else None
+
+    await eventually(started)
+    await api.DeleteDeployment(P.DeleteDeploymentRequest(namespace=namespace, name="going"))
+    err = await _rpc_error(api.ScaleDeployment(P.ScaleDeploymentRequest(namespace=namespace, name="going",
+                                                                         replicas=3)))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION, err.details()
+    assert "is being deleted" in err.details()
+    err = await _rpc_error(api.ApplyDeployment(P.ApplyDeploymentRequest(
+        deployment=deployment(namespace, "going", agent_id="stubborn", replicas=3))))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and "is being deleted" in err.details()
+
+    await registry_client.register_agent(echo_agent(namespace))
+    await api.CreateDeployment(P.CreateDeploymentRequest(deployment=deployment(
+        namespace, "auto", replicas=1, autoscale={"min_replicas": 1, "max_replicas": 3, "target_in_flight": 2})))
+    err = await _rpc_error(api.ScaleDeployment(P.ScaleDeploymentRequest(namespace=namespace, name="auto",
+                                                                         replicas=2)))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION, err.details()
+    assert "autoscaled between 1 and 3 replicas" in err.details()
+    assert "spec.autoscale" in err.details() and "remove spec.autoscale" in err.details()
+    assert (await get(api, namespace, "auto")).spec.replicas == 1
+
+
+async def test_fixed_port_and_container_memory_are_checked_at_apply(api, registry_client, namespace):
+    await registry_client.register_agent(echo_agent(namespace, agent_id="pinned", port=free_port("127.0.0.1")))
+    no_surge = P.DeploymentStrategy(max_surge="0", max_unavailable="1")
+    for d, text in [
+        (deployment(namespace, "p", agent_id="pinned", replicas=2, strategy=no_surge), "replicas is 2"),
+        (deployment(namespace, "p", agent_id="pinned", replicas=1), "max_surge: 0 and max_unavailable: 1"),
+    ]:
+        err = await _rpc_error(api.ApplyDeployment(P.ApplyDeploymentRequest(deployment=d)))
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err.details()
+        assert "agent.config.port" in err.details() and text in err.details()
+    await api.ApplyDeployment(P.ApplyDeploymentRequest(
+        deployment=deployment(namespace, "p", agent_id="pinned", replicas=1, strategy=no_surge)))
+    err = await _rpc_error(api.ScaleDeployment(P.ScaleDeploymentRequest(namespace=namespace, name="p", replicas=2)))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "agent.config.port" in err.details()
+    assert (await get(api, namespace, "p")).spec.replicas == 1
+    err = await _rpc_error(api.ApplyDeployment(P.ApplyDeploymentRequest(
+        deployment=deployment(namespace, "p", agent_id="pinned", replicas=1, strategy={"max_surge": "0",
+                                                                                     "max_unavailable": "0"}))))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "spec.strategy" in err.details()
+
+    box = registry_pb2.Agent(id="box", namespace=namespace, type="echo", version="1.0.0", runtime="container",
+                             config=to_struct({"image": "sutradhar-echo:1"}))
+    await registry_client.register_agent(box)
+    err = await _rpc_error(api.ApplyDeployment(P.ApplyDeploymentRequest(
+        deployment=deployment(namespace, "b", agent_id="box", replicas=1, resources={"memory": "5Mi"}))))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err.details()
+    assert "spec.resources.memory" in err.details() and "6Mi" in err.details()

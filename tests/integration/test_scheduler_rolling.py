@@ -32,6 +32,7 @@ from test_scheduler_support import (
 )
 
 from sutradhar._clients import RouterClient
+from sutradhar.services.common.etcd_server import free_port
 from sutradhar.services.router.server import RouterConfig, RouterServer
 from sutradhar.services.scheduler.server import SchedulerServer
 from sutradhar.v1 import scheduler_pb2 as P
@@ -180,3 +181,36 @@ async def _equal(values, expected):
     return (await values) == expected
 
 
+
+
+async def test_fixed_port_agent_rolls_by_stopping_the_old_replica_first(api, registry_client, namespace):
+    port = free_port("127.0.0.1")
+    await registry_client.register_agent(echo_agent(namespace, version="1.0.0", port=port))
+    await api.ApplyDeployment(P.ApplyDeploymentRequest(deployment=deployment(
+        namespace, "pinned", replicas=1, strategy=P.DeploymentStrategy(max_surge="0", max_unavailable="1"))))
+    await eventually(lambda: _rolled(api, namespace, "pinned", 1, "1.0.0"))
+    await registry_client.update_agent(echo_agent(namespace, version="1.1.0", port=port))
+    d = await eventually(lambda: _rolled(api, namespace, "pinned", 1, "1.1.0"), within=30)
+    assert d.status.replica_statuses[0].endpoint == f"127.0.0.1:{port}"
+    # the new replica waited for the old one to free the port instead of failing to bind it
+    assert not [e.message for e in d.status.events if e.reason == "FailedToStart"]
+    assert [i.version for i in await ready_instances(registry_client, namespace, "pinned")] == ["1.1.0"]
+
+
+async def test_agent_gaining_a_fixed_port_is_a_condition_and_runs_one_replica(api, registry_client, namespace):
+    await registry_client.register_agent(echo_agent(namespace, version="1.0.0"))
+    await api.ApplyDeployment(P.ApplyDeploymentRequest(deployment=deployment(namespace, "grow", replicas=2)))
+    await eventually(lambda: _rolled(api, namespace, "grow", 2, "1.0.0"))
+    port = free_port("127.0.0.1")
+    await registry_client.update_agent(echo_agent(namespace, version="1.1.0", port=port))
+
+    async def failure():
+        d = await get(api, namespace, "grow")
+        c = next((c for c in d.status.conditions if c.type == "ReplicaFailure"), None)
+        return d if c is not None and c.status == P.CONDITION_STATUS_TRUE and c.reason == "FixedPort" else None
+
+    d = await eventually(failure)
+    c = next(c for c in d.status.conditions if c.type == "ReplicaFailure")
+    assert "agent.config.port" in c.message and "replicas is 2" in c.message
+    d = await eventually(lambda: _rolled(api, namespace, "grow", 1, "1.1.0"), within=30)
+    assert d.status.replica_statuses[0].endpoint == f"127.0.0.1:{port}"

@@ -66,6 +66,7 @@ from sutradhar.services.scheduler.runtimes.base import (
     ReplicaPhase,
     ReplicaSpec,
 )
+from sutradhar.services.scheduler.spec import CONTAINER_MIN_MEMORY
 
 try:  # the `docker` package comes with the mesh extra
     import docker
@@ -85,7 +86,7 @@ LABEL_SCOPE = "sutradhar.scope"
 #: Environment variable with the default scope of a ContainerRuntime.
 SCOPE_ENV = "SUTRADHAR_CONTAINER_SCOPE"
 #: Docker refuses memory limits below 6 MiB.
-MIN_MEMORY_BYTES = 6 * 1024 * 1024
+MIN_MEMORY_BYTES = CONTAINER_MIN_MEMORY
 
 _INSTALL_HINT = (
     "start one with `sudo scripts/install-docker.sh` (installs docker.io and starts dockerd), "
