@@ -14,16 +14,15 @@ from typing import Any, TextIO
 
 from google.protobuf import json_format
 
+from sutradhar._clients import ROUTER_DEADLINE_MARGIN
 from sutradhar._errors import InvalidArgument
 from sutradhar._values import from_value, to_duration, to_value
 from sutradhar.cli._output import add_output_flag, print_json, print_json_line, print_table
 from sutradhar.cli._rpc import channel
 from sutradhar.v1 import agent_pb2, router_pb2, router_pb2_grpc
 
-#: The client's gRPC deadline is the task's deadline plus this margin, so the
-#: router's own DEADLINE_EXCEEDED (naming the instance and the attempts) comes
-#: back before the client's timer fires with a bare "Deadline Exceeded".
-DEADLINE_MARGIN = 1.0
+#: The client's gRPC deadline is the task's deadline plus the SDK's margin (see ROUTER_DEADLINE_MARGIN).
+DEADLINE_MARGIN = ROUTER_DEADLINE_MARGIN.total_seconds()
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m)?\s*$")
 

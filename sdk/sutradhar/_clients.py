@@ -86,6 +86,18 @@ def _grpc_timeout(task: Task, timeout: timedelta | None) -> float | None:
     return _seconds(remaining)
 
 
+#: How much later than the task's own deadline a call through the router times
+#: out on the client: the task carries its deadline, so the router's
+#: DEADLINE_EXCEEDED (naming the instance and the attempts) arrives before the
+#: client's timer would end the call with a bare "Deadline Exceeded".
+ROUTER_DEADLINE_MARGIN = timedelta(seconds=1)
+
+
+def _router_grpc_timeout(task: Task, timeout: timedelta | None) -> float | None:
+    base = _grpc_timeout(task, timeout)
+    return None if base is None else base + ROUTER_DEADLINE_MARGIN.total_seconds()
+
+
 class _Client:
     """One insecure grpc.aio channel to `address`, closed on exit."""
 
@@ -250,7 +262,7 @@ class RouterClient(_Client):
             selector=self._selector(namespace, agent_type, version_range, capabilities, labels, agent_id),
             options=self._options(strategy, max_attempts, timeout),
         )
-        response = await self._call(self._stub.Execute(request, timeout=_grpc_timeout(task, timeout)))
+        response = await self._call(self._stub.Execute(request, timeout=_router_grpc_timeout(task, timeout)))
         return result_from_proto(response.result)
 
     async def execute_stream(
@@ -278,7 +290,7 @@ class RouterClient(_Client):
             selector=self._selector(namespace, agent_type, version_range, capabilities, labels, agent_id),
             options=self._options(strategy, max_attempts, timeout),
         )
-        call = self._stub.ExecuteStream(request, timeout=_grpc_timeout(task, timeout))
+        call = self._stub.ExecuteStream(request, timeout=_router_grpc_timeout(task, timeout))
         async for msg in self._iterate(call):
             yield event_from_proto(msg)
 

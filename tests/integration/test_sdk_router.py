@@ -59,3 +59,30 @@ async def test_router_client_executes_and_streams(mesh: tuple[str, str], unique:
         with pytest.raises(SutradharError) as err:
             await router.execute("no-such-type", {}, namespace=unique, timeout=timedelta(seconds=2))
         assert err.value.code.name in ("UNAVAILABLE", "FAILED_PRECONDITION", "NOT_FOUND")
+
+
+async def test_router_client_timeout_brings_the_routers_message(mesh: tuple[str, str], unique: str) -> None:
+    """The client's gRPC deadline trails the task's, so the router's
+    DEADLINE_EXCEEDED naming the instance arrives, not a bare one."""
+    from sutradhar import DeadlineExceeded
+
+    registry, router_address = mesh
+    async with (
+        AgentServer(EchoAgent(), registry=registry, namespace=unique, ttl=timedelta(seconds=2)) as agent,
+        RouterClient(router_address) as router,
+    ):
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                await router.execute("echo", 1, namespace=unique, timeout=timedelta(seconds=2))
+                break
+            except SutradharError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.05)
+        for _ in range(3):
+            started = time.monotonic()
+            with pytest.raises(DeadlineExceeded) as err:
+                await router.execute("echo", {"sleep": 2}, namespace=unique, timeout=timedelta(milliseconds=300))
+            assert time.monotonic() - started < 1.0  # the task's deadline holds: no margin added to it
+            assert agent.instance_id in err.value.message, err.value.message
