@@ -104,6 +104,21 @@ async def test_process_runtime_bad_input(tmp_path: Path):
     assert await rt.list() == []
 
 
+async def test_replica_env_is_its_own_not_the_schedulers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("SUTRADHAR_ROUTER", "127.0.0.1:1")  # the scheduler's own settings stay its own
+    monkeypatch.setenv("SUTRADHAR_CONTAINER_SCOPE", "scheduler-only")
+    monkeypatch.setenv("LANG_TEST_KEEP", "kept")  # the rest of the environment is inherited
+    rt = ProcessRuntime(tmp_path)
+    script = ("echo router=${SUTRADHAR_ROUTER:-unset} scope=${SUTRADHAR_CONTAINER_SCOPE:-unset} "
+              "keep=$LANG_TEST_KEEP agent=$SUTRADHAR_AGENT_ID@$SUTRADHAR_AGENT_VERSION; sleep 30")
+    replica = await rt.start(spec(["sh", "-c", script]))
+    try:
+        await eventually(lambda: _contains(_lines(rt, replica),
+                                           "router=unset scope=unset keep=kept agent=tool@1.0.0"), within=5)
+    finally:
+        await rt.stop(replica, grace=timedelta(seconds=1))
+
+
 async def test_process_runtime_applies_rlimits(tmp_path: Path):
     rt = ProcessRuntime(tmp_path)
     replica = await rt.start(spec(["sleep", "30"], memory="512Mi", limits={"cpu_seconds": 100, "open_files": 64}))

@@ -20,7 +20,8 @@ published on 127.0.0.1 only, on a host port the engine picks. The endpoint is
 The agent inside gets ``SUTRADHAR_PORT`` (the container port),
 ``SUTRADHAR_HOST=0.0.0.0`` (it must listen on the container's interface for the
 published port to reach it; the host side stays bound to loopback),
-``SUTRADHAR_INSTANCE_ID`` and ``SUTRADHAR_NAMESPACE``, then ``config.env``, then
+``SUTRADHAR_INSTANCE_ID``, ``SUTRADHAR_NAMESPACE``, ``SUTRADHAR_AGENT_ID`` and
+``SUTRADHAR_AGENT_VERSION``, then ``config.env``, then
 the spec's env (later wins).
 
 The `docker` client is blocking; every call runs on this runtime's own thread
@@ -341,6 +342,8 @@ class ContainerRuntime:
             "SUTRADHAR_HOST": "0.0.0.0",
             "SUTRADHAR_INSTANCE_ID": spec.replica_id,
             "SUTRADHAR_NAMESPACE": namespace,
+            "SUTRADHAR_AGENT_ID": spec.agent.id,
+            "SUTRADHAR_AGENT_VERSION": spec.agent.version,
         }
         env.update(config.get("env") or {})
         env.update(spec.env)

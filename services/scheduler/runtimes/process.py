@@ -47,9 +47,11 @@ from sutradhar.services.scheduler.runtimes.base import (
 )
 from sutradhar.services.scheduler.spec import agent_config
 
-#: Environment variables a replica never inherits from the scheduler (it is
-#: registered by the scheduler, not by itself).
-_SCRUBBED_ENV = ("SUTRADHAR_REGISTRY", "SUTRADHAR_REGISTRY_ADDRESS")
+#: A replica inherits the scheduler's environment (PATH, locale, ...) except
+#: the scheduler's own SUTRADHAR_* settings (its registry, router, ports,
+#: container scope): the runtime sets what a replica needs below, and users
+#: add more through config.env and the deployment's env.
+_SCRUBBED_PREFIX = "SUTRADHAR_"
 LOG_NAME = "output.log"
 RECORD_NAME = "record.json"
 
@@ -196,7 +198,7 @@ class ProcessRuntime:
                 )
         else:
             port = free_port(self.host)
-        env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUBBED_PREFIX)}
         env.update({str(k): str(v) for k, v in (config.get("env") or {}).items()})
         env.update(spec.env)
         port_env = config.get("port_env") or "SUTRADHAR_PORT"
