@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import time
 from typing import Any
 
@@ -105,6 +106,10 @@ def deployment_from_manifest(m: Manifest) -> tuple[P.Deployment, registry_pb2.Ag
             getattr(d.spec, key)[str(k)] = str(v)
     d.spec.paused = bool(spec.get("paused", False))
     return d, inline
+
+
+def _replicas(n: int) -> str:
+    return f"{n} replica" if n == 1 else f"{n} replicas"
 
 
 def _tail(text: str) -> int:
@@ -307,7 +312,7 @@ async def deploy(args: argparse.Namespace) -> int:
                 verb = "created" if resp.created else "configured"
                 paused = " (paused: the rollout waits for `sutradhar rollout resume`)" if stored_d.spec.paused else ""
                 print(f"deployment/{d.name} {verb} in namespace {stored_d.namespace} "
-                      f"({stored_d.spec.replicas} replicas of agent {d.spec.agent_id}){paused}")
+                      f"({_replicas(stored_d.spec.replicas)} of agent {d.spec.agent_id}){paused}")
         if args.wait:
             for d in results:
                 if not isinstance(d, P.Deployment):
@@ -342,8 +347,14 @@ async def _wait_rollout(stub: scheduler_pb2_grpc.SchedulerServiceStub, namespace
         elif revision and s.current_revision != revision:  # nor on the agent just applied
             line = f"deployment/{name}: waiting for the scheduler to pick up revision {revision}"
         else:
+            summary = _summary(d)
             line = (f"deployment/{name}: {s.updated_replicas} of {s.desired_replicas} updated, "
-                    f"{s.ready_replicas} ready ({_summary(d)})")
+                    f"{s.ready_replicas} ready ({summary})")
+            why = "" if summary in ("Progressing", "Available", "Paused", "Terminating") else next(
+                (c.message for c in s.conditions
+                 if summary in (c.type, c.reason) and c.status == P.CONDITION_STATUS_TRUE and c.message), "")
+            if why:  # a failing replica's reason, now rather than at the deadline (countdown left out)
+                line += f"\n  {summary}: {re.sub(r'; next restart in [0-9]+s', '', why)}"
         if line != last and not quiet:
             print(line)
             last = line
@@ -369,7 +380,7 @@ async def scale(args: argparse.Namespace) -> int:
             timeout=TIMEOUT,
         )
         n = resp.deployment.spec.replicas
-        print(f"deployment/{args.name} scaled to {n} replica{'' if n == 1 else 's'}")
+        print(f"deployment/{args.name} scaled to {_replicas(n)}")
         if args.wait:
             return 0 if await _wait_rollout(stub, args.namespace, args.name, args.timeout) else 1
     return 0

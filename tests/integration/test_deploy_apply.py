@@ -116,3 +116,30 @@ async def test_scale_waits_and_a_closed_pipe_is_quiet(registry, scheduler, api, 
     assert err.decode() == "", err.decode()
     code, out = await cli(registry, scheduler, "logs", "echo", "-n", namespace, "--tail", "-5")
     assert code == 2 and "not a whole number >= 0" in out, out
+
+
+async def test_wait_shows_a_crash_loops_reason_before_the_deadline(registry, scheduler, namespace, tmp_path):
+    path = tmp_path / "crash.yaml"
+    path.write_text(f"""
+apiVersion: sutradhar/v1
+kind: Agent
+metadata: {{name: crashy, namespace: {namespace}}}
+spec:
+  type: crashy
+  version: 1.0.0
+  runtime: process
+  config: {{command: [sh, -c, "echo dying-for-a-reason; exit 7"]}}
+---
+apiVersion: sutradhar/v1
+kind: Deployment
+metadata: {{name: crashy, namespace: {namespace}}}
+spec: {{agent: crashy, replicas: 1}}
+""")
+    code, out = await cli(registry, scheduler, "deploy", "-f", str(path), "--wait", "--timeout", "5")
+    assert code == 1 and "(1 replica of agent crashy)" in out, out
+    before_deadline = out.split("not rolled out after")[0]
+    assert "CrashLoopBackOff: replica crashy-" in before_deadline and "dying-for-a-reason" in before_deadline, out
+    progress = [line for line in before_deadline.splitlines() if line.startswith("  CrashLoopBackOff")]
+    assert any("next restart in" not in line for line in progress), out  # no countdown: no line per poll
+    code, out = await cli(registry, scheduler, "undeploy", "crashy", "-n", namespace)
+    assert code == 0, out
