@@ -149,7 +149,8 @@ def register(sub: Any) -> None:
     rsub.required = True
     for action, help_text in (("status", "show (or with -w wait for) the rollout"),
                               ("pause", "pause the rollout"), ("resume", "resume the rollout"),
-                              ("undo", "roll back to the previous (or a given) revision")):
+                              ("undo", "roll back to the previous (or a given) revision"),
+                              ("history", "list the revisions undo can return to")):
         r = rsub.add_parser(action, help=help_text)
         r.add_argument("name")
         r.add_argument("-n", "--namespace", default="default")
@@ -158,6 +159,8 @@ def register(sub: Any) -> None:
             r.add_argument("--timeout", type=float, default=120.0)
         if action == "undo":
             r.add_argument("--to-revision", default="", help="revision hash (prefix) to return to")
+        if action == "history":
+            add_output_flag(r)
         r.set_defaults(func=rollout_action)
 
     deps = sub.add_parser("deployments", help="list or show deployments")
@@ -411,6 +414,11 @@ async def rollout_action(args: argparse.Namespace) -> int:
             print(f"deployment/{d.name}: revision {s.current_revision} (version {s.current_version}), "
                   f"{s.updated_replicas} of {s.desired_replicas} updated, {s.ready_replicas} ready: {_summary(d)}")
             return 0
+        if action == "history":
+            d = (await stub.GetDeployment(P.GetDeploymentRequest(namespace=args.namespace, name=args.name),
+                                          timeout=TIMEOUT)).deployment
+            _print_history(d, args.output)
+            return 0
         if action == "pause":
             await stub.PauseRollout(P.PauseRolloutRequest(namespace=args.namespace, name=args.name), timeout=TIMEOUT)
             print(f"deployment/{args.name} paused")
@@ -419,10 +427,32 @@ async def rollout_action(args: argparse.Namespace) -> int:
                                      timeout=TIMEOUT)
             print(f"deployment/{args.name} resumed")
         else:
+            before = (await stub.GetDeployment(P.GetDeploymentRequest(namespace=args.namespace, name=args.name),
+                                               timeout=TIMEOUT)).deployment.status.current_revision
             resp = await stub.UndoRollout(P.UndoRolloutRequest(namespace=args.namespace, name=args.name,
                                                                to_revision=args.to_revision), timeout=TIMEOUT)
-            print(f"deployment/{args.name} rolled back to agent {resp.agent.id} version {resp.agent.version}")
+            target = next((r.revision for r in resp.deployment.status.revisions
+                           if args.to_revision and r.revision.startswith(args.to_revision)), "")
+            if args.to_revision and target == before:
+                print(f"deployment/{args.name} already runs revision {before} (agent {resp.agent.id} version "
+                      f"{resp.agent.version}); nothing to roll back")
+            else:
+                print(f"deployment/{args.name} rolled back to agent {resp.agent.id} version {resp.agent.version}"
+                      + (f" (revision {target})" if target else ""))
     return 0
+
+
+def _print_history(d: P.Deployment, output: str) -> None:
+    """The deployment's revisions, oldest first, the current one marked."""
+    current = d.status.current_revision
+    if output == "json":
+        print_json(list(d.status.revisions))
+        return
+    rows = [{"revision": r.revision, "version": r.version,
+             "created": r.create_time.ToDatetime().strftime("%Y-%m-%d %H:%M:%S") if r.HasField("create_time") else "",
+             "current": "*" if r.revision == current else ""}
+            for r in d.status.revisions]
+    print_table(rows, ["revision", "version", "created", "current"], empty="no revisions yet")
 
 
 async def list_deployments(args: argparse.Namespace) -> int:

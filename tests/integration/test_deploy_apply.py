@@ -143,3 +143,24 @@ spec: {{agent: crashy, replicas: 1}}
     assert any("next restart in" not in line for line in progress), out  # no countdown: no line per poll
     code, out = await cli(registry, scheduler, "undeploy", "crashy", "-n", namespace)
     assert code == 0, out
+
+
+async def test_rollout_history_lists_revisions_and_undo_to_the_current_one_says_so(registry, scheduler, namespace,
+                                                                                    tmp_path):
+    for version in ("1.0.0", "1.1.0"):
+        code, out = await cli(registry, scheduler, "deploy", "-f",
+                              str(manifest(tmp_path / f"{version}.yaml", namespace, version=version)), "--wait")
+        assert code == 0, out
+    code, out = await cli(registry, scheduler, "rollout", "history", "echo", "-n", namespace, "-o", "json")
+    assert code == 0, out
+    revisions = json.loads(out)
+    assert [r["version"] for r in revisions] == ["1.0.0", "1.1.0"], revisions
+    code, table = await cli(registry, scheduler, "rollout", "history", "echo", "-n", namespace)
+    current = revisions[1]["revision"]
+    assert code == 0 and "REVISION" in table and any(
+        line.startswith(current) and line.rstrip().endswith("*") for line in table.splitlines()), table
+    code, out = await cli(registry, scheduler, "rollout", "undo", "echo", "-n", namespace,
+                          "--to-revision", current[:6])
+    assert code == 0 and "nothing to roll back" in out, out
+    code, out = await cli(registry, scheduler, "rollout", "undo", "echo", "-n", namespace)
+    assert code == 0 and "rolled back to agent echo version 1.0.0" in out, out
