@@ -117,8 +117,8 @@ def _tail(text: str) -> int:
         n = int(text)
     except ValueError:
         n = -1
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0 (0 prints every line)")
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
     return n
 
 
@@ -180,7 +180,7 @@ def register(sub: Any) -> None:
     p.add_argument("name")
     p.add_argument("-n", "--namespace", default="default")
     p.add_argument("--replica", default="", help="only this replica")
-    p.add_argument("--tail", type=_tail, default=100, help="last lines per replica (default 100; 0 for all)")
+    p.add_argument("--tail", type=_tail, default=100, help="last lines per replica (default 100)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     p.set_defaults(func=logs)
 

@@ -18,7 +18,7 @@ from datetime import timedelta
 import grpc
 
 from sutradhar._clients import RegistryClient
-from sutradhar._errors import NotFound
+from sutradhar._errors import NotFound, SutradharError
 from sutradhar._hosting import GrpcHost
 from sutradhar.services.common.store import EtcdEndpoint, Store
 from sutradhar.services.scheduler.config import SchedulerConfig
@@ -33,6 +33,8 @@ from sutradhar.v1 import scheduler_pb2_grpc
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = "sutradhar.v1.SchedulerService"
+#: How often `GetLogs` with follow looks for replicas started since it began.
+LOG_RESCAN_PERIOD = timedelta(seconds=1)
 
 
 class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
@@ -90,21 +92,38 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         if not found and request.replica:
             raise NotFound(f"replica {request.replica!r} of {request.name!r} is not running here")
         tail = request.tail or 100
-        if request.follow and len(found) > 1:
-            queue: asyncio.Queue[P.GetLogsResponse] = asyncio.Queue(maxsize=1000)
+        if not request.follow:
+            for replica, runtime in found:
+                async for line in runtime.logs(replica, tail=tail):
+                    yield P.GetLogsResponse(replica=replica.replica_id, line=line)
+            return
+        # Follow every replica at once, and pick up replicas that start later
+        # (a scale-up, a rollout, a restart under a new id) until the caller leaves.
+        queue: asyncio.Queue[P.GetLogsResponse] = asyncio.Queue(maxsize=1000)
 
-            async def pump(replica: Replica, runtime: Runtime) -> None:
-                async for line in runtime.logs(replica, tail=tail, follow=True):
-                    await queue.put(P.GetLogsResponse(replica=replica.replica_id, line=line))
+        async def pump(replica: Replica, runtime: Runtime) -> None:
+            async for line in runtime.logs(replica, tail=tail, follow=True):
+                await queue.put(P.GetLogsResponse(replica=replica.replica_id, line=line))
 
-            async with asyncio.TaskGroup() as tg:
-                for replica, runtime in found:
-                    tg.create_task(pump(replica, runtime))
+        async with asyncio.TaskGroup() as tg:
+            followed: set[str] = set()
+
+            def follow_new(replicas: list[tuple[Replica, Runtime]]) -> None:
+                for replica, runtime in replicas:
+                    if replica.replica_id not in followed:
+                        followed.add(replica.replica_id)
+                        tg.create_task(pump(replica, runtime))
+
+            async def rescan() -> None:
                 while True:
-                    yield await queue.get()
-        for replica, runtime in found:
-            async for line in runtime.logs(replica, tail=tail, follow=request.follow):
-                yield P.GetLogsResponse(replica=replica.replica_id, line=line)
+                    await asyncio.sleep(LOG_RESCAN_PERIOD.total_seconds())
+                    with contextlib.suppress(SutradharError):
+                        follow_new(await self.d.replicas(request.namespace, request.name, request.replica))
+
+            follow_new(found)
+            tg.create_task(rescan())
+            while True:
+                yield await queue.get()
 
 
 class SchedulerServer:

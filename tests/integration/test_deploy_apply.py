@@ -115,7 +115,7 @@ async def test_scale_waits_and_a_closed_pipe_is_quiet(registry, scheduler, api, 
     _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert err.decode() == "", err.decode()
     code, out = await cli(registry, scheduler, "logs", "echo", "-n", namespace, "--tail", "-5")
-    assert code == 2 and "not a whole number >= 0" in out, out
+    assert code == 2 and "not a whole number >= 1" in out, out
 
 
 async def test_wait_shows_a_crash_loops_reason_before_the_deadline(registry, scheduler, namespace, tmp_path):
@@ -164,3 +164,30 @@ async def test_rollout_history_lists_revisions_and_undo_to_the_current_one_says_
     assert code == 0 and "nothing to roll back" in out, out
     code, out = await cli(registry, scheduler, "rollout", "undo", "echo", "-n", namespace)
     assert code == 0 and "rolled back to agent echo version 1.0.0" in out, out
+
+
+async def test_logs_follow_picks_up_replicas_started_later(registry, scheduler, api, namespace, tmp_path):
+    code, out = await cli(registry, scheduler, "deploy", "-f", str(manifest(tmp_path / "a.yaml", namespace,
+                                                                              version="1.0.0")), "--wait")
+    assert code == 0, out
+    code, out = await cli(registry, scheduler, "scale", "echo", "-n", namespace, "--replicas", "1", "--wait")
+    assert code == 0, out
+    first = {r.id for r in (await get(api, namespace, "echo")).status.replica_statuses}
+    follower = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sutradhar.cli.main", "--scheduler", scheduler.address,
+        "logs", "echo", "-n", namespace, "-f", stdout=asyncio.subprocess.PIPE, cwd=ROOT)
+    try:
+        await asyncio.sleep(1.0)
+        code, out = await cli(registry, scheduler, "scale", "echo", "-n", namespace, "--replicas", "2", "--wait")
+        assert code == 0, out
+        later = {r.id for r in (await get(api, namespace, "echo")).status.replica_statuses} - first
+        assert len(later) == 1, later
+        (new_id,) = later
+        assert follower.stdout is not None
+        seen = []
+        async with asyncio.timeout(10):
+            while not any(line.startswith(f"[{new_id}] ") and "listening on" in line for line in seen):
+                seen.append((await follower.stdout.readline()).decode())
+    finally:
+        follower.kill()
+        await follower.wait()
