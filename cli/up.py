@@ -297,8 +297,8 @@ def down(args: argparse.Namespace) -> int:
         while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
     leftovers = [c["pid"] for c in state.get("children", {}).values()] + list(state.get("demo_pids", []))
-    if pid_alive(pid):
-        leftovers.append(pid)
+    if pid_alive(pid):  # the supervisor first: it would restart the children killed before it
+        leftovers.insert(0, pid)
     killed = 0
     for child in leftovers:
         if pid_alive(child):
