@@ -120,11 +120,7 @@ def resolve(view: View, selector: router_pb2.Selector) -> Pool:
         wanted = list(dict.fromkeys(selector.capabilities))
         matching = [e for e in entries if set(wanted) <= set(e.agent.capabilities)]
         if not matching:
-            missing = sorted({c for e in entries for c in wanted if c not in e.agent.capabilities})
-            raise FailedPrecondition(
-                f"capabilities: no agent of {what} in namespace {ns!r} offers all of "
-                f"{_quote_list(wanted)} (missing somewhere: {_quote_list(missing)})"
-            )
+            raise FailedPrecondition(_capabilities_message(entries, wanted, what, ns))
         entries = matching
     agent_ids = {e.agent.id for e in entries}
     backends = view.backends_of(ns, agent_ids)
@@ -155,6 +151,30 @@ def resolve(view: View, selector: router_pb2.Selector) -> Pool:
     if selector.agent_id:
         policy = entries[0].policy
     return Pool(namespace=ns, what=what, backends=routable, policy=policy)
+
+
+def _capabilities_message(entries: list[AgentEntry], wanted: list[str], what: str, ns: str) -> str:
+    """Why no candidate offers every wanted capability: the ones no candidate
+    offers at all, or - when each is offered somewhere - who offers which."""
+    offered = {c for e in entries for c in e.agent.capabilities}
+    missing = [c for c in wanted if c not in offered]
+    if missing:
+        them = "it" if len(missing) == 1 else "them"
+        return (
+            f"capabilities: no agent of {what} in namespace {ns!r} offers {_quote_list(missing)} "
+            f"(asked for {_quote_list(wanted)}); drop {them} from selector.capabilities or register an agent "
+            f"that offers {them}"
+        )
+    shown = sorted(entries, key=lambda e: e.agent.id)
+    offers = "; ".join(
+        f"{e.agent.id!r} offers {_quote_list([c for c in wanted if c in e.agent.capabilities]) or 'none of them'}"
+        for e in shown[:5]
+    )
+    more = f"; and {len(shown) - 5} more agents" if len(shown) > 5 else ""
+    return (
+        f"capabilities: each of {_quote_list(wanted)} is offered by some agent of {what} in namespace {ns!r}, "
+        f"but no single instance offers all of them ({offers}{more}); ask for capabilities one agent offers"
+    )
 
 
 def unavailable_message(pool: Pool, now: float) -> str:

@@ -311,6 +311,16 @@ async def test_constraints_select_and_explain(mesh, unique):
         with pytest.raises(error) as info:
             await client.execute("tutor", 1, namespace=unique, **kwargs)
         assert words in info.value.message, (kwargs, info.value.message)
+    # only the capability no candidate offers is named ('hint' is tutor-v2's)
+    with pytest.raises(FailedPrecondition) as info:
+        await client.execute("tutor", 1, namespace=unique, capabilities=["hint", "fly"])
+    assert "offers 'fly' (asked for 'hint', 'fly')" in info.value.message, info.value.message
+    assert "missing" not in info.value.message and "offers 'hint'" not in info.value.message, info.value.message
+    await register(mesh, unique, "tutor-v3", [b], type_="tutor", version="3.0.0", caps=["draw"])
+    with pytest.raises(FailedPrecondition) as info:  # each is offered, by different agents
+        await client.execute("tutor", 1, namespace=unique, capabilities=["hint", "draw"])
+    assert "no single instance offers all of them" in info.value.message, info.value.message
+    assert "'tutor-v2' offers 'hint'; 'tutor-v3' offers 'draw'" in info.value.message, info.value.message
     with pytest.raises(FailedPrecondition, match="no agent of type 'ghost'"):
         await client.execute("ghost", 1, namespace=unique)
     with pytest.raises(InvalidArgument, match=r"selector\.agent_type"):

@@ -146,6 +146,30 @@ def test_the_error_names_the_constraint(selector, error, words):
         assert word in info.value.message, info.value.message
 
 
+def test_capabilities_error_names_only_what_no_candidate_offers():
+    v = make_view()
+    with pytest.raises(FailedPrecondition) as info:  # 'hint' is offered (by echo-v2), 'fly' by nobody
+        resolve(v, sel(agent_type="echo", capabilities=["hint", "fly"]))
+    message = info.value.message
+    assert "offers 'fly' (asked for 'hint', 'fly')" in message, message
+    assert "offers 'hint'" not in message and "missing somewhere" not in message, message
+    with pytest.raises(FailedPrecondition) as info:
+        resolve(v, sel(agent_type="echo", capabilities=["shout", "nope"]))
+    assert "offers 'shout', 'nope'" in info.value.message
+
+
+def test_capabilities_split_across_agents_say_no_single_instance_offers_all():
+    v = View()
+    v.replace([agent("loud", caps=["shout"]), agent("quiet", caps=["whisper"]), agent("mute")],
+              [inst("l1", "loud"), inst("q1", "quiet"), inst("m1", "mute")])
+    with pytest.raises(FailedPrecondition) as info:
+        resolve(v, sel(agent_type="echo", capabilities=["shout", "whisper"]))
+    message = info.value.message
+    assert "no single instance offers all of them" in message, message
+    assert "'loud' offers 'shout'; 'mute' offers none of them; 'quiet' offers 'whisper'" in message, message
+    assert "no agent of" not in message, message
+
+
 @pytest.mark.parametrize(("selector", "field"), [
     (sel(), "selector.agent_type"),
     (sel(agent_type="echo", version_range="banana"), "selector.version_range"),
