@@ -203,7 +203,7 @@ class Engine:
         self, req: wire.RouteRequest, grpc_timeout: float | None
     ) -> tuple[Pool, Strategy, int, float, bytes, str]:
         if req.error:
-            raise InvalidArgument(req.error)
+            raise InvalidArgument(req.error, field="request")
         options = req.options
         # Bad options are bad input whatever the pool holds: check them first.
         if options.strategy:

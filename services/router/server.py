@@ -2,7 +2,7 @@
 
 The servicer is thin and byte-oriented: `Execute` and `ExecuteStream` are
 registered with a request deserializer that only splits the request
-(`wire.split_route_request`) and an identity response serializer, so task
+(`wire.split_route_request` / `split_route_stream_request`) and an identity response serializer, so task
 payloads and results pass through as bytes. Background work - the registry
 watch and load publishing - runs in a TaskGroup owned by the server.
 """
@@ -100,7 +100,8 @@ class RouterServer:
                 self._execute, request_deserializer=wire.split_route_request, response_serializer=None
             ),
             "ExecuteStream": grpc.unary_stream_rpc_method_handler(
-                self._execute_stream, request_deserializer=wire.split_route_request, response_serializer=None
+                self._execute_stream, request_deserializer=wire.split_route_stream_request,
+                response_serializer=None,
             ),
             "GetStats": grpc.unary_unary_rpc_method_handler(
                 self._get_stats,

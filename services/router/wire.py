@@ -86,6 +86,11 @@ def _build_views() -> tuple[Any, Any, Any, Any]:
 
 _RouteRequestView, _TaskView, _ExecuteRequestPatch, _StreamResultView = _build_views()
 
+#: Public names of the requests `split_route_request` parses (error messages name
+#: these, never the private views).
+EXECUTE_REQUEST = "sutradhar.v1.RouterServiceExecuteRequest"
+EXECUTE_STREAM_REQUEST = "sutradhar.v1.RouterServiceExecuteStreamRequest"
+
 
 @dataclass
 class RouteRequest:
@@ -108,17 +113,32 @@ class RouteRequest:
         return router_pb2.Selector.FromString(self.selector_bytes)
 
 
-def split_route_request(data: bytes) -> RouteRequest:
+def _decode_reason(err: DecodeError) -> str:
+    """The parser's reason without its type name (upb says "Error parsing
+    message with type 'sutradhar.router.views.X': Wire format was corrupt",
+    and the view's name means nothing to a caller)."""
+    text = str(err)
+    head, sep, reason = text.partition("': ")
+    if sep and head.startswith("Error parsing message"):
+        text = reason
+    return text[:1].lower() + text[1:] if text else "it does not parse"
+
+
+def split_route_request(data: bytes, request_type: str = EXECUTE_REQUEST) -> RouteRequest:
     """Split a serialized RouterServiceExecute(Stream)Request without decoding
     the task's payload. Never raises: a malformed request comes back with
-    `error` set. (Repeated occurrences of the task field follow "last one
-    wins" here rather than merging; no client library splits a task.)"""
+    `error` set, naming `request_type` (the public message the caller sent).
+    (Repeated occurrences of the task field follow "last one wins" here
+    rather than merging; no client library splits a task.)"""
     try:
         view = _RouteRequestView.FromString(data)
-        task = view.task
+    except DecodeError as err:
+        return _malformed(request_type, f"the request bytes are not a valid message ({_decode_reason(err)})")
+    task = view.task
+    try:
         peek = _TaskView.FromString(task)
     except DecodeError as err:
-        return RouteRequest(b"", b"", _EMPTY_OPTIONS, "", "", error=f"malformed request: {err}")
+        return _malformed(request_type, f"its task (field 1) is not a valid sutradhar.v1.Task ({_decode_reason(err)})")
     deadline = 0.0
     if peek.HasField("context") and peek.context.HasField("deadline"):
         ts = peek.context.deadline
@@ -131,6 +151,15 @@ def split_route_request(data: bytes) -> RouteRequest:
         peek.type,
         deadline,
     )
+
+
+def split_route_stream_request(data: bytes) -> RouteRequest:
+    """`split_route_request` for ExecuteStream (errors name its request type)."""
+    return split_route_request(data, EXECUTE_STREAM_REQUEST)
+
+
+def _malformed(request_type: str, why: str) -> RouteRequest:
+    return RouteRequest(b"", b"", _EMPTY_OPTIONS, "", "", error=f"request is not a valid {request_type}: {why}")
 
 
 def _record(number: int, payload: bytes) -> bytes:

@@ -359,6 +359,32 @@ async def test_garbage_and_hanging_agents_get_clear_errors(mesh, unique):
     assert (await mesh["client"].get_stats(namespace=unique)).instances
 
 
+async def test_corrupt_request_bytes_name_the_public_request_type(mesh, unique):
+    (fake,) = await start_agents(mesh, 1)
+    await register(mesh, unique, "echo", [fake])
+    async with grpc.aio.insecure_channel(mesh["router"].address) as channel:  # no serializers: raw bytes
+        methods = [
+            ("sutradhar.v1.RouterServiceExecuteRequest", channel.unary_unary("/sutradhar.v1.RouterService/Execute")),
+            ("sutradhar.v1.RouterServiceExecuteStreamRequest",
+             channel.unary_stream("/sutradhar.v1.RouterService/ExecuteStream")),
+        ]
+        for name, method in methods:
+            for raw, why in [(b"\x0a\xff", "the request bytes are not a valid message"),
+                             (b"\x0a\x03\x12\x01\xff", "its task (field 1) is not a valid sutradhar.v1.Task")]:
+                with pytest.raises(grpc.aio.AioRpcError) as info:
+                    call = method(raw)
+                    if hasattr(call, "__aiter__"):
+                        async for _ in call:
+                            pass
+                    else:
+                        await call
+                details = info.value.details()
+                assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, details
+                assert details.startswith(f"request is not a valid {name}: {why}"), details
+                assert "views" not in details and "View" not in details, details
+    assert fake.calls == 0
+
+
 # -- resilience ----------------------------------------------------------------
 
 

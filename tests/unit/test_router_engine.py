@@ -184,6 +184,7 @@ async def test_bad_options_and_oversized_tasks():
         await engine.execute(request(max_attempts=-1), 5.0)
     with pytest.raises(ResourceExhausted, match="max-message-bytes"):
         await engine.execute(request("x" * 70_000), 5.0)
-    with pytest.raises(InvalidArgument, match="malformed request"):
+    with pytest.raises(InvalidArgument, match=r"not a valid sutradhar\.v1\.RouterServiceExecuteRequest") as info:
         await engine.execute(wire.split_route_request(b"\x0a\xff"), 5.0)
+    assert info.value.field == "request"
     assert in_flight(engine) == [0]

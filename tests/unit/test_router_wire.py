@@ -39,9 +39,17 @@ def test_field_order_and_repeated_occurrences_are_handled():
     assert agent_pb2.ExecuteRequest.FromString(parsed.task_record).task.id == "t1"
 
 
-def test_garbage_is_reported_not_raised():
+def test_garbage_is_reported_not_raised_naming_the_public_request_type():
     for raw in (b"\x0a\xff", b"\x0a\x05ab", b"\x07", b"\x12\x03\xff\xff\xff", b"\x0a\x03\x0a\x01\xff"):
-        assert wire.split_route_request(raw).error.startswith("malformed request")
+        for split, name in ((wire.split_route_request, "sutradhar.v1.RouterServiceExecuteRequest"),
+                            (wire.split_route_stream_request, "sutradhar.v1.RouterServiceExecuteStreamRequest")):
+            error = split(raw).error
+            assert error.startswith(f"request is not a valid {name}: "), error
+            assert "views" not in error and "View" not in error, error  # never the private view types
+    assert "the request bytes are not a valid message (wire format was corrupt)" in (
+        wire.split_route_request(b"\x0a\xff").error)
+    assert "its task (field 1) is not a valid sutradhar.v1.Task (string field had bad UTF-8)" in (
+        wire.split_route_request(b"\x0a\x03\x12\x01\xff").error)
 
 
 def test_patches_merge_into_the_task():
