@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -78,6 +79,23 @@ def _attempt_error(backend: Backend, err: Exception) -> AttemptError:
         return AttemptError(code, f"{_describe(backend)}: {code.name}: {err.details()}")
     assert isinstance(err, AttemptError)
     return AttemptError(err.code, f"{_describe(backend)}: {err.message}", retry_safe=err.retry_safe)
+
+
+def _iso(unix_seconds: float) -> str:
+    """A timestamp as ISO 8601 UTC (`2000-01-01T00:00:00Z`); unix seconds when out of datetime's range."""
+    try:
+        moment = datetime.fromtimestamp(unix_seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        return f"{unix_seconds:.3f} (unix seconds)"
+    return moment.isoformat(timespec="milliseconds" if unix_seconds % 1 else "seconds").replace("+00:00", "Z")
+
+
+def _past_deadline(deadline: float, now: float) -> DeadlineExceeded:
+    return DeadlineExceeded(
+        f"task.context.deadline {_iso(deadline)} is already in the past (now {_iso(now)}); no instance was "
+        "tried. Set a deadline in the future, or leave task.context.deadline unset and give the call "
+        "options.timeout (or a gRPC deadline) instead",
+    )
 
 
 class Engine:
@@ -229,6 +247,8 @@ class Engine:
             task_id = req.task_id = uuid.uuid4().hex
         now = time.time()
         if req.task_deadline:
+            if req.task_deadline <= now:
+                raise _past_deadline(req.task_deadline, now)
             timeout = min(timeout, req.task_deadline - now)
         request = req.task_record + wire.task_patch(task_id=task_id, deadline=now + timeout)
         if len(request) > self.max_message_bytes:

@@ -385,6 +385,32 @@ async def test_corrupt_request_bytes_name_the_public_request_type(mesh, unique):
     assert fake.calls == 0
 
 
+async def test_a_task_deadline_in_the_past_is_deadline_exceeded_with_its_time(mesh, unique):
+    (fake,) = await start_agents(mesh, 1)
+    await register(mesh, unique, "echo", [fake])
+    request = router_pb2.RouterServiceExecuteRequest(
+        task=agent_pb2.Task(type="t"), selector=router_pb2.Selector(namespace=unique, agent_type="echo"))
+    request.task.context.deadline.FromJsonString("2000-01-01T00:00:00Z")
+    stream_request = router_pb2.RouterServiceExecuteStreamRequest(task=request.task, selector=request.selector)
+    async with grpc.aio.insecure_channel(mesh["router"].address) as channel:
+        stub = router_pb2_grpc.RouterServiceStub(channel)
+        calls = [lambda: stub.Execute(request), lambda: stub.Execute(request, timeout=10)]
+
+        async def stream() -> None:
+            async for _ in stub.ExecuteStream(stream_request):
+                pass
+
+        for run in [*calls, stream]:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await run()
+            details = info.value.details()
+            assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED, details
+            assert details.startswith("task.context.deadline 2000-01-01T00:00:00Z is already in the past (now "), \
+                details
+            assert "options.timeout" in details and "a deadline in the future" in details, details
+    assert fake.calls == 0
+
+
 # -- resilience ----------------------------------------------------------------
 
 

@@ -9,7 +9,7 @@ import random
 import grpc
 import pytest
 
-from sutradhar._errors import InvalidArgument, ResourceExhausted, SutradharError, Unavailable
+from sutradhar._errors import DeadlineExceeded, InvalidArgument, ResourceExhausted, SutradharError, Unavailable
 from sutradhar._values import to_value
 from sutradhar.services.router import wire
 from sutradhar.services.router.engine import Engine
@@ -188,3 +188,21 @@ async def test_bad_options_and_oversized_tasks():
         await engine.execute(wire.split_route_request(b"\x0a\xff"), 5.0)
     assert info.value.field == "request"
     assert in_flight(engine) == [0]
+
+
+async def test_a_task_deadline_in_the_past_is_deadline_exceeded_naming_it():
+    engine, fakes = make(1)
+    req = router_pb2.RouterServiceExecuteRequest(
+        task=agent_pb2.Task(id="t1", type="echo"), selector=router_pb2.Selector(agent_type="echo"))
+    req.task.context.deadline.FromSeconds(946684800)  # 2000-01-01
+    for run in (engine.execute(wire.split_route_request(req.SerializeToString()), None),
+                anext(engine.execute_stream(wire.split_route_stream_request(req.SerializeToString()), None))):
+        with pytest.raises(DeadlineExceeded) as info:
+            await run
+        message = info.value.message
+        assert message.startswith("task.context.deadline 2000-01-01T00:00:00Z is already in the past"), message
+        assert "options.timeout" in message and "-8" not in message, message
+    req.task.context.deadline.seconds = -10**12  # before year 1 (invalid, but on the wire): no ISO form
+    with pytest.raises(DeadlineExceeded, match=r"task\.context\.deadline -1000000000000\.000 \(unix seconds\)"):
+        await engine.execute(wire.split_route_request(req.SerializeToString()), None)
+    assert fakes[0].calls == 0 and in_flight(engine) == [0]
