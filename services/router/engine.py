@@ -258,6 +258,17 @@ class Engine:
             )
         return pool, strategy, max_attempts, timeout, request, task_id
 
+    def _oversized(self, backend: Backend, what: str, size: int, from_agent: int, attempts: int) -> ResourceExhausted:
+        """RESOURCE_EXHAUSTED for an answer over the message limit once the
+        router has added its metadata (sending it would fail inside gRPC, with
+        a message naming neither the instance nor the fix)."""
+        plural = "s" if attempts != 1 else ""
+        return ResourceExhausted(
+            f"{_describe(backend)}: {what} is {size} bytes with the router's metadata ({from_agent} bytes from "
+            f"the agent), over the router's message limit of {self.max_message_bytes} bytes (after {attempts} "
+            f"attempt{plural}); raise the router's --max-message-bytes or make the agent's answer smaller"
+        )
+
     def _candidates(self, pool: Pool, tried: list[Backend], now: float) -> list[Backend]:
         if not tried:
             return [b for b in pool.backends if b.available(now)]
@@ -367,8 +378,12 @@ class Engine:
                 failure = _Failure(err.code, err.message, err.retry_safe, backend)
             else:
                 if attempts == 1 and not assigned_id:
-                    return data + backend.response_tail
-                return data + wire.result_metadata_tail(backend.instance_id, attempts, assigned_id)
+                    answer = data + backend.response_tail
+                else:
+                    answer = data + wire.result_metadata_tail(backend.instance_id, attempts, assigned_id)
+                if len(answer) > self.max_message_bytes:
+                    raise self._oversized(backend, "the answer", len(answer), len(data), attempts)
+                return answer
             now = clock()
             pause = self._retry_pause(pool, failure, attempts, max_attempts, now, deadline, timeout)
             tried.append(backend)
@@ -408,9 +423,11 @@ class Engine:
                     backend = running.pop(task)
                     err = task.exception()
                     if err is None:
-                        return task.result() + wire.result_metadata_tail(
-                            backend.instance_id, len(tried), assigned_id
-                        )
+                        data = task.result()
+                        answer = data + wire.result_metadata_tail(backend.instance_id, len(tried), assigned_id)
+                        if len(answer) > self.max_message_bytes:
+                            raise self._oversized(backend, "the answer", len(answer), len(data), len(tried))
+                        return answer
                     if not isinstance(err, AttemptError):
                         raise err
                     failure = _Failure(err.code, err.message, err.retry_safe, backend)
@@ -448,7 +465,11 @@ class Engine:
                 async for event in events:
                     sent_any = True
                     if wire.is_stream_result(event):
+                        from_agent = len(event)
                         event += wire.stream_result_tail(backend.instance_id, attempts, assigned_id)
+                        if len(event) > self.max_message_bytes:
+                            raise self._oversized(
+                                backend, "the stream's result event", len(event), from_agent, attempts)
                     yield event
                 return
             except AttemptError as err:

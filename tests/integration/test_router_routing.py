@@ -42,16 +42,30 @@ MAX_BYTES = 256 * 1024
 FAILED = agent_pb2.Result(success=False, error=agent_pb2.TaskError(code="NOPE", message="failed on purpose"))
 
 
+def padded(message_cls, size: int) -> bytes:
+    """A successful `message_cls` (ExecuteResponse or ExecuteStreamResponse)
+    of exactly `size` bytes: its result's data is a string of x."""
+    n = size
+    while True:
+        data = message_cls(result=agent_pb2.Result(success=True, data=to_value("x" * n))).SerializeToString()
+        if len(data) <= size:
+            assert len(data) == size, (len(data), size)
+            return data
+        n -= max(1, len(data) - size)
+
+
 class FakeAgent:
     """An AgentService at the byte level. `mode`: ok, unavailable, hang, garbage,
     fail (a failed Result), abort (streams: INTERNAL after the partials),
     fail-then-abort (streams: a failed Result, then INTERNAL);
-    `delay` seconds before answering."""
+    `delay` seconds before answering; `answer_size` (when set) pads a good
+    answer (a stream's result event) to exactly that many bytes."""
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.mode = "ok"
         self.delay = 0.0
+        self.answer_size = 0
         self.calls = 0
         self.cancelled = 0
         self.seen_time_left: list[float | None] = []
@@ -85,6 +99,8 @@ class FakeAgent:
             return b"\xff\xff\xff garbage"
         if self.mode == "fail":
             return agent_pb2.ExecuteResponse(result=FAILED).SerializeToString()
+        if self.answer_size:
+            return padded(agent_pb2.ExecuteResponse, self.answer_size)
         result = agent_pb2.Result(success=True, data=to_value({"by": self.name, "task_id": task.id}))
         return agent_pb2.ExecuteResponse(result=result).SerializeToString()
 
@@ -100,6 +116,9 @@ class FakeAgent:
                 yield agent_pb2.ExecuteStreamResponse(result=FAILED).SerializeToString()
                 if self.mode == "fail-then-abort":
                     await context.abort(grpc.StatusCode.INTERNAL, f"{self.name} broke after its result")
+                return
+            if self.answer_size:
+                yield padded(agent_pb2.ExecuteStreamResponse, self.answer_size)
                 return
             yield agent_pb2.ExecuteStreamResponse(result=agent_pb2.Result(success=True)).SerializeToString()
         except asyncio.CancelledError:
@@ -357,6 +376,32 @@ async def test_garbage_and_hanging_agents_get_clear_errors(mesh, unique):
     await assert_no_in_flight(mesh, unique)
     # the router keeps serving
     assert (await mesh["client"].get_stats(namespace=unique)).instances
+
+
+async def test_an_answer_over_the_limit_only_with_the_routers_metadata_names_instance_and_fix(mesh, unique):
+    (fake,) = await start_agents(mesh, 1)
+    await register(mesh, unique, "echo", [fake])
+    client: RouterClient = mesh["client"]  # accepts 4 x MAX_BYTES: only the router's limit is at stake
+    fake.answer_size = MAX_BYTES - 3  # the router receives it; with its metadata it is over the limit
+    with pytest.raises(ResourceExhausted) as info:
+        await client.execute("echo", 1, namespace=unique)
+    message = info.value.message
+    assert message.startswith(f"instance 'echo-0' ({fake.endpoint}) of agent 'echo': the answer is "), message
+    assert f"bytes with the router's metadata ({MAX_BYTES - 3} bytes from the agent)" in message, message
+    assert f"over the router's message limit of {MAX_BYTES} bytes (after 1 attempt)" in message, message
+    assert "--max-message-bytes" in message and "Sent message" not in message, message
+    with pytest.raises(ResourceExhausted) as info:
+        async for _ in client.execute_stream("echo", 1, namespace=unique):
+            pass
+    assert "'echo-0'" in info.value.message and "the stream's result event is" in info.value.message
+    assert "--max-message-bytes" in info.value.message, info.value.message
+    # an answer that is over the limit on its own is refused on receipt, naming the instance too
+    fake.answer_size = MAX_BYTES + 100
+    with pytest.raises(ResourceExhausted, match=r"instance 'echo-0' .*\(after 1 attempt"):
+        await client.execute("echo", 1, namespace=unique)
+    fake.answer_size = 0
+    assert (await client.execute("echo", 1, namespace=unique)).success  # the router keeps serving
+    await assert_no_in_flight(mesh, unique)
 
 
 async def test_corrupt_request_bytes_name_the_public_request_type(mesh, unique):

@@ -37,6 +37,8 @@ class FakeTransport:
             return b"\xff\xff"
         if isinstance(self.outcome, grpc.StatusCode):
             raise AttemptError(self.outcome, f"failed with {self.outcome.name}")
+        if isinstance(self.outcome, bytes):
+            return self.outcome
         return OK
 
     async def close(self) -> None:
@@ -188,6 +190,44 @@ async def test_bad_options_and_oversized_tasks():
         await engine.execute(wire.split_route_request(b"\x0a\xff"), 5.0)
     assert info.value.field == "request"
     assert in_flight(engine) == [0]
+
+
+def sized_answer(size: int) -> bytes:
+    """A valid ExecuteResponse of exactly `size` bytes (a padded string result)."""
+    n = size - len(OK)
+    while True:
+        data = agent_pb2.ExecuteResponse(result=agent_pb2.Result(
+            success=True, data=to_value("x" * n))).SerializeToString()
+        if len(data) <= size:
+            assert len(data) == size, (len(data), size)
+            return data
+        n -= 1
+
+
+async def test_answer_over_the_limit_once_the_metadata_is_added_names_the_instance():
+    engine, fakes = make(1)
+    limit = engine.max_message_bytes
+    tail = len(wire.result_metadata_tail("i0", 1))
+    fakes[0].outcome = sized_answer(limit - tail)  # fits with the metadata, exactly
+    assert len(await engine.execute(request(), 5.0)) == limit
+    fakes[0].outcome = sized_answer(limit - 3)  # the agent's answer fits; with the metadata it does not
+    with pytest.raises(ResourceExhausted) as info:
+        await engine.execute(request(), 5.0)
+    message = info.value.message
+    assert message.startswith("instance 'i0' (127.0.0.1:1) of agent 'echo': the answer is "), message
+    assert f"is {limit - 3 + tail} bytes with the router's metadata ({limit - 3} bytes from the agent)" in message
+    assert f"limit of {limit} bytes (after 1 attempt)" in message and "--max-message-bytes" in message
+    assert in_flight(engine) == [0]
+
+
+async def test_hedged_answer_over_the_limit_once_the_metadata_is_added_names_the_instance():
+    policy = routing_pb2.RoutingPolicy()
+    policy.hedging.task_types.append("echo")
+    engine, fakes = make(2, policy)
+    for fake in fakes:
+        fake.outcome = sized_answer(engine.max_message_bytes - 3)
+    with pytest.raises(ResourceExhausted, match=r"instance 'i\d' .* the answer is \d+ bytes with the router's"):
+        await engine.execute(request(), 5.0)
 
 
 async def test_a_task_deadline_in_the_past_is_deadline_exceeded_naming_it():
