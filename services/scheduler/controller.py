@@ -417,8 +417,7 @@ class Controller:
         agent: registry_pb2.Agent | None = None
         runtime: Runtime | None = None
         if akv is None:
-            conditions["ReplicaFailure"] = (True, "AgentNotFound",
-                                            f"agent {d.spec.agent_id!r} not found in namespace {ns!r}; register it")
+            return await self._without_agent(kv.key, kv.mod_revision, d, status)
         else:
             agent = keys.decode(akv.value, registry_pb2.Agent)
             agent = self._effective_agent(agent, d.spec)
@@ -431,7 +430,9 @@ class Controller:
                                                 else "RuntimeUnavailable", str(err))
                 runtime = None
         if agent is None or runtime is None:
-            self._finish_status(d, status, conditions, revision="", version="")
+            # what runs keeps running: report the revision it runs, not an empty one
+            self._finish_status(d, status, conditions, revision=status.current_revision,
+                                version=status.current_version)
             await self._write_status(kv.key, kv.mod_revision, d, status)
             return Result(requeue_after=timedelta(seconds=5))
 
@@ -520,6 +521,40 @@ class Controller:
         if any(s.phase in (P.REPLICA_PHASE_STARTING, P.REPLICA_PHASE_TERMINATING) for s in slots.values()):
             requeue.append(1.0)
         return Result(requeue_after=timedelta(seconds=max(0.05, min(requeue)))) if requeue else Result()
+
+    async def _without_agent(
+        self, dkey: str, mod_revision: int, d: scheduler_pb2.Deployment, status: scheduler_pb2.DeploymentStatus
+    ) -> Result:
+        """The deployment's agent is not registered (`agents delete --force` took it and
+        its instances): nothing starts or restarts until it is registered again. A
+        replica cannot be registered without its agent, so one whose instance is gone
+        is stopped (Stopped, not a crash: no back-off, no crash loop), and a slot
+        waiting to restart is dropped; a replica still registered is left alone.
+        Registering the agent again recovers by itself (the agent watch enqueues
+        the deployment)."""
+        ns = d.namespace or keys.DEFAULT_NAMESPACE
+        key = (ns, d.name)
+        message = agent_missing(d.spec.agent_id, ns)
+        slots = self.slots.get(key, {})
+        for slot in list(slots.values()):
+            if slot.waiting and slot.replica is None:
+                del slots[slot.id]
+                self._event(key, "Stopped", f"replica {slot.id} will not restart: {message}", slot.id)
+        ready = [s for s in slots.values() if s.ready and s.phase != P.REPLICA_PHASE_TERMINATING]
+        found = await asyncio.gather(*(self.store.get(keys.instance_key(ns, s.id)) for s in ready))
+        for slot, ikv in zip(ready, found, strict=True):
+            if ikv is None:
+                self._begin_stop(slot, message)
+        running = sum(1 for s in slots.values() if s.ready)
+        conditions = {
+            "ReplicaFailure": (True, "AgentNotFound", message),
+            "Progressing": (False, "AgentNotFound",
+                            f"nothing starts until agent {d.spec.agent_id!r} is registered again; "
+                            f"{running} ready of {d.spec.replicas}"),
+        }
+        self._finish_status(d, status, conditions, revision=status.current_revision, version=status.current_version)
+        await self._write_status(dkey, mod_revision, d, status)
+        return Result(requeue_after=timedelta(seconds=5))
 
     def _effective_agent(self, agent: registry_pb2.Agent, spec: scheduler_pb2.DeploymentSpec) -> registry_pb2.Agent:
         out = template_agent(agent)
@@ -682,7 +717,7 @@ class Controller:
         if slot.phase == P.REPLICA_PHASE_TERMINATING:
             return
         slot.phase = P.REPLICA_PHASE_TERMINATING
-        if slot.monitor is not None:
+        if slot.monitor is not None and slot.monitor is not asyncio.current_task():
             slot.monitor.cancel()
         self._spawn(self._stop_slot(slot, reason))
 
@@ -819,6 +854,13 @@ class Controller:
                 slot.message = f"registering instance: {err}"
                 await asyncio.sleep(0.5)
             except SutradharError as err:
+                if slot.monitor is not None and slot.monitor is not asyncio.current_task():
+                    slot.monitor.cancel()  # it would see the replica exit and count it again
+                if isinstance(err, NotFound) and \
+                        await self.store.get(keys.agent_key(slot.namespace, replica.agent_id)) is None:
+                    # not the replica's fault: it cannot run registered until the agent is back
+                    self._begin_stop(slot, agent_missing(replica.agent_id, slot.namespace))
+                    return False
                 await self._runtime_of(slot).stop(replica, grace=self.config.stop_grace)
                 await self._on_exit(slot, replica, reason=f"was refused by the registry: {err}")
                 return False
@@ -832,14 +874,17 @@ class Controller:
         return True
 
     async def _on_exit(self, slot: Slot, replica: Replica, *, reason: str = "") -> None:
-        """A replica exited: deregister at once, clean up, back off, let reconcile restart it."""
+        """A replica exited: deregister at once, clean up, back off, let reconcile restart it.
+        Once per exit: a replica already handled (or being stopped) is not counted again."""
+        if slot.replica is None or slot.phase == P.REPLICA_PHASE_TERMINATING:
+            return
+        slot.replica = None
         message = reason or replica.message or "exited"
         await self._deregister(slot.namespace, slot.id)
         with contextlib.suppress(Exception):
             await self._runtime_of(slot).stop(replica, grace=timedelta(seconds=1))
         slot.ready = False
         slot.lease_id = 0
-        slot.replica = None
         slot.restarts += 1
         slot.phase = P.REPLICA_PHASE_BACK_OFF
         slot.message = message
@@ -960,11 +1005,11 @@ class Controller:
             f"{status.available_replicas} of {want} replicas available",
         )
         done = status.updated_replicas == want and status.replicas == want and status.ready_replicas == want
-        conditions["Progressing"] = (
+        at = f"revision {revision} (version {version}): " if revision else ""
+        conditions.setdefault("Progressing", (
             True, "NewReplicaSetAvailable" if done else "ReplicaSetUpdating",
-            f"revision {revision} (version {version}): {status.updated_replicas} updated, "
-            f"{status.ready_replicas} ready of {want}",
-        )
+            f"{at}{status.updated_replicas} updated, {status.ready_replicas} ready of {want}",
+        ))
         old = {c.type: c for c in status.conditions}
         del status.conditions[:]
         for ctype in ("Available", "Progressing", "ReplicaFailure", "FailedToStart", "CrashLoopBackOff", "Paused"):
@@ -1002,6 +1047,12 @@ class Controller:
         except (Conflict, NotFound):
             self.pending_events[dkey] = [*events, *self.pending_events.get(dkey, [])]
             raise
+
+
+def agent_missing(agent_id: str, namespace: str) -> str:
+    """The ReplicaFailure/AgentNotFound message (also the reason replicas are stopped)."""
+    return (f"agent {agent_id!r} is not registered in namespace {namespace!r}; register it again "
+            "(sutradhar deploy -f / agents register) or undeploy")
 
 
 def instance_labels(labels: Mapping[str, str]) -> dict[str, str]:
