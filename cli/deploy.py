@@ -478,7 +478,7 @@ async def get_deployment(args: argparse.Namespace) -> int:
     print("\nreplicas:")
     print_table(
         ({"id": r.id, "phase": P.ReplicaPhase.Name(r.phase).removeprefix("REPLICA_PHASE_"), "version": r.version,
-          "endpoint": r.endpoint, "pid/id": r.native_id, "restarts": r.restarts, "message": r.message}
+          "endpoint": r.endpoint, "pid/id": _short_id(r.native_id), "restarts": r.restarts, "message": r.message}
          for r in d.status.replica_statuses),
         ["id", "phase", "version", "endpoint", "pid/id", "restarts", "message"], empty="  none",
     )
@@ -495,6 +495,12 @@ async def get_deployment(args: argparse.Namespace) -> int:
         ["time", "reason", "message"], empty="  none",
     )
     return 0
+
+
+def _short_id(native_id: str) -> str:
+    """A container id as docker prints it (its first 12 hex digits); pids and URLs as they are.
+    `-o json` keeps the full id."""
+    return native_id[:12] if re.fullmatch(r"[0-9a-f]{64}", native_id) else native_id
 
 
 async def logs(args: argparse.Namespace) -> int:

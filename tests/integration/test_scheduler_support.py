@@ -93,6 +93,24 @@ async def scheduler(etcd: str, registry: RegistryServer, tmp_path: Path) -> Asyn
         kill_recorded(tmp_path / "state")
 
 
+@contextlib.asynccontextmanager
+async def leading_scheduler(
+    etcd: str, registry_address: str, state_dir: Path
+) -> AsyncIterator[tuple[SchedulerServer, scheduler_pb2_grpc.SchedulerServiceStub]]:
+    """A SchedulerServer of the test's own (fast settings, `state_dir`), once it leads,
+    with a stub on it; stopped (its replicas left for the next leader) on exit."""
+    import grpc
+
+    server = SchedulerServer(fast_config(etcd, registry_address, state_dir))
+    await server.start()
+    try:
+        await wait_leader(server)
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            yield server, scheduler_pb2_grpc.SchedulerServiceStub(channel)
+    finally:
+        await server.stop(timedelta(seconds=1))
+
+
 @pytest.fixture
 async def api(scheduler: SchedulerServer) -> AsyncIterator[scheduler_pb2_grpc.SchedulerServiceStub]:
     import grpc

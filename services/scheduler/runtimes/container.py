@@ -8,10 +8,10 @@ An agent with ``runtime: container`` carries in ``config``::
     port:    50051                           # optional, the agent's port inside the container
     env:     {KEY: value}                    # optional
 
-Each replica is one container named ``sutradhar-<namespace>-<deployment>-<replica>``
-(with the runtime's scope after ``sutradhar-`` when it has one, see
-`ContainerRuntime`) and Sutradhar's labels (so `list()` adopts it after a
-scheduler restart),
+Each replica is one container named ``sutradhar-<namespace>-<replica>`` (the
+replica id starts with the deployment's name; the runtime's scope goes after
+``sutradhar-`` when it has one, see `ContainerRuntime`) and Sutradhar's labels
+(so `list()` adopts it after a scheduler restart, whatever its name),
 cpu/memory limits from ``agent.resources`` ("500m", "2"; "256Mi", "1Gi"), no
 restart policy (the scheduler restarts with back-off), and the agent port
 published on 127.0.0.1 only, on a host port the engine picks. The endpoint is
@@ -115,9 +115,14 @@ def memory_bytes(text: str) -> int:
     return value
 
 
-def container_name(namespace: str, deployment: str, replica_id: str, scope: str = "") -> str:
-    """The container's name: ``sutradhar-[<scope>-]<ns>-<deployment>-<replica>``, Docker-safe."""
-    raw = f"sutradhar-{scope + '-' if scope else ''}{namespace or 'default'}-{deployment}-{replica_id}"
+def container_name(namespace: str, replica_id: str, scope: str = "") -> str:
+    """The container's name: ``sutradhar-[<scope>-]<ns>-<replica>``, Docker-safe.
+
+    Unique because a replica id is unique in its namespace (it is the instance
+    id); it starts with the deployment's name already, so the name does not
+    repeat it. Containers named before (``...-<ns>-<deployment>-<replica>``)
+    are still found: listing and adoption go by labels, never by name."""
+    raw = f"sutradhar-{scope + '-' if scope else ''}{namespace or 'default'}-{replica_id}"
     return re.sub(r"[^a-zA-Z0-9_.-]", "-", raw)
 
 
@@ -264,10 +269,17 @@ class ContainerRuntime:
             return self._client
 
     def _ref(self, replica: Replica) -> str:
-        """The container's id, or its name when the id is unknown."""
-        return replica.native_id or container_name(
-            replica.namespace, replica.deployment, replica.replica_id, self.scope
-        )
+        """The container's id; when the id is unknown, the id of the container
+        labelled as this replica (whatever its name), else its name. Blocking."""
+        if replica.native_id:
+            return replica.native_id
+        filters = [f"{LABEL_MANAGED}=true", f"{LABEL_NAMESPACE}={replica.namespace or 'default'}",
+                   f"{LABEL_REPLICA}={replica.replica_id}"]
+        with contextlib.suppress(docker.errors.DockerException, requests.exceptions.RequestException):
+            for summary in self._docker().api.containers(all=True, filters={"label": filters}):
+                if (summary.get("Labels") or {}).get(LABEL_SCOPE, "") == self.scope:
+                    return str(summary["Id"])
+        return container_name(replica.namespace, replica.replica_id, self.scope)
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         if self._closed:
@@ -360,7 +372,7 @@ class ContainerRuntime:
             LABEL_REPLICA: spec.replica_id,
             LABEL_CONTAINER_PORT: str(port),
         }
-        name = container_name(namespace, spec.deployment, spec.replica_id, self.scope)
+        name = container_name(namespace, spec.replica_id, self.scope)
         client = self._docker()
         api = client.api
         host_config = api.create_host_config(
@@ -474,7 +486,7 @@ class ContainerRuntime:
         return bytes(data).decode("utf-8", "replace")
 
     async def _follow(self, replica: Replica, tail: int) -> AsyncIterator[str]:
-        ref = self._ref(replica)
+        ref = await self._call(self._ref, replica)
 
         def open_stream() -> Any:
             with translate_docker_errors():
