@@ -92,7 +92,7 @@ async def test_echo_replica_serves_with_limits_labels_and_logs(runtime, agent_im
         assert from_value(answer.result.data)["echo"] == {"hello": "container"}
 
         attrs = docker_engine.api.inspect_container(replica.native_id)
-        assert attrs["Name"] == f"/sutradhar-{SESSION_SCOPE}-{unique}-echo-echo-r0"
+        assert attrs["Name"] == f"/sutradhar-{SESSION_SCOPE}-{unique}-echo-r0"
         host = attrs["HostConfig"]
         assert host["NanoCpus"] == 500_000_000
         assert host["Memory"] == 256 * 1024 * 1024
