@@ -179,7 +179,13 @@ def test_up_restarts_a_service_or_etcd_that_dies(tmp_path: Path) -> None:
                 break
             time.sleep(1)  # services reconnect to the restarted etcd within a second or two
         assert out.returncode == 0, out.stdout + out.stderr
-        done = sutradhar("exec", "echo-deployed", "--payload", '{"x": 1}', "-o", "json", ports=ports)
+        deadline = time.monotonic() + 20
+        while True:  # the router's view catches up through the registry's watch, resumed after etcd came back
+            done = sutradhar("exec", "echo-deployed", "--payload", '{"x": 1}', "-o", "json", ports=ports, check=False)
+            if done.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert done.returncode == 0, done.stdout + done.stderr
         assert json.loads(done.stdout)["success"] is True
         state = json.loads((tmp_path / "mesh.json").read_text())
         seen.update(c["pid"] for c in state["children"].values())
