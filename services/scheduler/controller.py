@@ -635,7 +635,12 @@ class Controller:
         }
         for slot in ready:
             if slot.id in flagged:
-                self._event(key, "Restarted", f"liveness failed: restarting replica {slot.id}", slot.id)
+                # counted and backed off like a crash (as Kubernetes does): a probe that always
+                # fails ends in CrashLoopBackOff, not in a restart every few hundred milliseconds
+                slot.restarts += 1
+                delay = self._backoff(slot.restarts)
+                self._event(key, "Restarted", f"liveness failed: restarting replica {slot.id} "
+                            f"(restart {slot.restarts} in {delay.total_seconds():g}s)", slot.id)
                 if slot.monitor is not None:
                     slot.monitor.cancel()
                 await self._deregister(ns, slot.id)
@@ -645,7 +650,7 @@ class Controller:
                     await self._runtime_of(slot).stop(slot.replica, grace=self.config.stop_grace)
                 slot.replica = None
                 slot.phase = P.REPLICA_PHASE_BACK_OFF
-                slot.back_off_until = 0.0
+                slot.back_off_until = time.time() + delay.total_seconds()
                 slot.message = "restarted after a liveness failure"
 
     # -- starting and stopping -------------------------------------------------------

@@ -158,3 +158,44 @@ async def test_liveness_failure_seen_by_the_real_health_service_restarts(etcd, a
         await api.DeleteDeployment(P.DeleteDeploymentRequest(namespace=namespace, name="flaky", wait=True))
     finally:
         await health.stop()
+
+
+async def test_a_liveness_probe_that_always_fails_backs_off_into_crash_loop(etcd, api, registry_client, namespace):
+    """Liveness restarts are counted and backed off like crashes: a probe that can
+    never pass ends in CrashLoopBackOff, not in a restart every few hundred ms
+    (it was ~4 restarts a second)."""
+    import time
+
+    from google.protobuf import duration_pb2
+
+    from sutradhar.services.health import HealthConfig, HealthServer
+    from sutradhar.v1 import probe_pb2
+
+    agent = echo_agent(namespace, "never-live")
+    agent.probes.CopyFrom(probe_pb2.Probes(liveness=probe_pb2.ProbeSpec(
+        kind="grpc", grpc_service="no.such.Service", period=duration_pb2.Duration(nanos=200_000_000),
+        failure_threshold=1)))
+    await registry_client.register_agent(agent)
+    health = HealthServer(HealthConfig(port=0, etcd=etcd))
+    await health.start()
+    try:
+        await api.CreateDeployment(P.CreateDeploymentRequest(
+            deployment=deployment(namespace, "never-live", "never-live", 1)))
+        started = time.monotonic()
+        looping = None
+        while time.monotonic() - started < 20 and looping is None:
+            d = await get(api, namespace, "never-live")
+            looping = next((c for c in d.status.conditions
+                            if c.type == "CrashLoopBackOff" and c.status == P.CONDITION_STATUS_TRUE), None)
+            await asyncio.sleep(0.2)
+        assert looping is not None and "liveness" in looping.message, d.status
+        await asyncio.sleep(4.0)  # back-off base 0.3 s doubling to the 2 s cap: a handful of restarts
+        d = await get(api, namespace, "never-live")
+        restarts = d.status.replica_statuses[0].restarts
+        elapsed = time.monotonic() - started
+        assert 2 <= restarts <= elapsed / 0.5, (restarts, elapsed)  # was about 4 per second
+        restarted = [e for e in d.status.events if e.reason == "Restarted" and "liveness" in e.message]
+        assert restarted and "(restart " in restarted[-1].message
+        await api.DeleteDeployment(P.DeleteDeploymentRequest(namespace=namespace, name="never-live", wait=True))
+    finally:
+        await health.stop()
