@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from sutradhar._errors import SutradharError
 from sutradhar._hosting import install_signal_handlers
+from sutradhar.services.common.logs import configure_logging
 
 from .server import HealthConfig, HealthServer, new_member_id
 
@@ -40,7 +41,7 @@ def parse_args(argv: Sequence[str] | None) -> HealthConfig:
     parser.add_argument("--probe-concurrency", type=int, default=256)
     parser.add_argument("--log-level", default=env("SUTRADHAR_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level)
     return HealthConfig(
         host=args.host, port=args.port, etcd=args.etcd, member_id=args.member_id, member_ttl=args.member_ttl,
         flush_interval=args.flush_interval, probe_concurrency=args.probe_concurrency,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Sequence
 
 from sutradhar._errors import SutradharError
 from sutradhar._hosting import install_signal_handlers
+from sutradhar.services.common.logs import configure_logging
 from sutradhar.services.registry.server import DEFAULT_PORT, RegistryConfig, RegistryServer
 
 
@@ -25,7 +25,7 @@ def parse_args(argv: Sequence[str] | None = None) -> RegistryConfig:
     parser.add_argument("--etcd", default=env.get("SUTRADHAR_ETCD", "127.0.0.1:2379"), help="etcd host:port")
     parser.add_argument("--log-level", default=env.get("SUTRADHAR_LOG_LEVEL", "INFO"), help="logging level")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level)
     return RegistryConfig(host=args.host, port=args.port, etcd=args.etcd)
 
 

@@ -13,6 +13,7 @@ from datetime import timedelta
 from sutradhar._errors import SutradharError
 from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES, install_signal_handlers
 from sutradhar.services.common import eventloop
+from sutradhar.services.common.logs import configure_logging
 from sutradhar.services.router.server import RouterConfig, RouterServer
 
 log = logging.getLogger("sutradhar.router")
@@ -63,7 +64,7 @@ async def run(args: argparse.Namespace, loop_name: str = "asyncio") -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level)
     try:
         factory, loop_name = eventloop.loop_factory(args.event_loop)
         with asyncio.Runner(loop_factory=factory) as runner:

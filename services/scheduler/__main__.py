@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -13,6 +12,7 @@ from pathlib import Path
 
 from sutradhar._errors import SutradharError
 from sutradhar._hosting import install_signal_handlers
+from sutradhar.services.common.logs import configure_logging
 from sutradhar.services.scheduler.config import SchedulerConfig
 from sutradhar.services.scheduler.server import SchedulerServer
 
@@ -45,7 +45,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[SchedulerConfig, bool]:
                    help="do not serve: stop every replica managed under --state-dir (and the containers of the "
                         "deployments in --etcd), then exit; for `sutradhar down` after the scheduler stopped")
     a = p.parse_args(argv)
-    logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(a.log_level)
     return (SchedulerConfig(
         host=a.host, port=a.port, etcd=a.etcd, registry=a.registry, state_dir=Path(a.state_dir),
         member_id=a.member_id, election_ttl=timedelta(seconds=a.election_ttl),
