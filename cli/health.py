@@ -22,7 +22,7 @@ from typing import Any
 
 from sutradhar.v1 import health_pb2, health_pb2_grpc, registry_pb2
 
-from ._output import add_output_flag, print_json, print_json_line, print_table
+from ._output import add_output_flag, message_to_dict, print_json, print_json_line, print_table
 from ._rpc import channel
 
 TIMEOUT = 10.0
@@ -68,6 +68,23 @@ def _result(value: int) -> str:
 def _status(value: int) -> str:
     name = health_pb2.AgentHealthStatus.Name(value).removeprefix("AGENT_HEALTH_STATUS_")  # type: ignore[arg-type]
     return "NO INSTANCES" if name == "UNSPECIFIED" else name
+
+
+def agent_json(h: health_pb2.AgentHealth) -> dict[str, Any]:
+    """An AgentHealth as JSON with every top-level field, zeros included.
+
+    Protobuf's JSON drops fields at their zero value, so an agent without
+    instances would print no ``status`` at all (its status is the enum's zero,
+    ``AGENT_HEALTH_STATUS_UNSPECIFIED``, shown as NO INSTANCES in the table)
+    and no counts. Scripts reading ``status`` or ``total`` always find them.
+    """
+    data = message_to_dict(h)
+    for field in h.DESCRIPTOR.fields:
+        if field.name in data or field.message_type is not None or field.is_repeated:
+            continue
+        value = getattr(h, field.name)
+        data[field.name] = field.enum_type.values_by_number[value].name if field.enum_type is not None else value
+    return data
 
 
 def _ago(ts: Any) -> str:
@@ -140,9 +157,9 @@ async def health_command(args: argparse.Namespace) -> int:
                 health_pb2.GetAgentHealthRequest(namespace=args.namespace, agent_id=args.agent), timeout=TIMEOUT
             )
             if args.output == "json" and args.watch:
-                print_json_line(reply.health)  # --watch: JSON Lines throughout, one object per line
+                print_json_line(agent_json(reply.health))  # --watch: JSON Lines throughout, one object per line
             elif args.output == "json":
-                print_json(reply.health)
+                print_json(agent_json(reply.health))
             else:
                 _print_agent(reply.health)
         else:
@@ -151,9 +168,9 @@ async def health_command(args: argparse.Namespace) -> int:
             )
             if args.output == "json" and args.watch:
                 for agent in listed.agents:  # --watch: JSON Lines throughout, one object per line
-                    print_json_line(agent)
+                    print_json_line(agent_json(agent))
             elif args.output == "json":
-                print_json(list(listed.agents))
+                print_json([agent_json(a) for a in listed.agents])
             else:
                 print_table((_agent_row(a) for a in listed.agents), AGENT_COLUMNS, empty="no agents")
         if not args.watch:
