@@ -3,7 +3,7 @@
     sutradhar image build                      # base (once) + sutradhar/agent:<version>, :latest
     sutradhar image build --base-only          # only sutradhar/python-base:bookworm
     sutradhar image build --agent-dir ./my_agents --tag my/agent:1.0
-    sutradhar image list [-o json]
+    sutradhar image list [-o json]             # every image built here, whatever its tags
 
 See docs/containers.md.
 """
@@ -44,7 +44,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--force", action="store_true", help="rebuild even when up to date")
     build.set_defaults(func=_build)
 
-    listing = sub.add_parser("list", help="list local sutradhar/* images")
+    listing = sub.add_parser(
+        "list", help="list the images sutradhar built here (any --tag), and the base image",
+        description="List every agent image `sutradhar image build` made, found by its "
+        "sutradhar.source-digest label whatever its tags, and the base image sutradhar/python-base.",
+    )
     listing.add_argument("-o", "--output", choices=("table", "json"), default="table")
     listing.set_defaults(func=_list)
 

@@ -425,17 +425,31 @@ class ImageInfo:
 
 
 def list_images(*, client: Any = None) -> list[ImageInfo]:
-    """The engine's images in the ``sutradhar/`` namespace, newest first."""
+    """Every image Sutradhar built here, newest first.
+
+    Agent images are found by the label every build sets
+    (``sutradhar.source-digest``), whatever their tags (``--tag my/agent:1.0``
+    too), each with all its tags; base images, which ``docker import`` makes
+    without labels, by the base repository (``sutradhar/python-base``). An
+    untagged agent image (one a rebuild replaced while a container used it)
+    is listed with no tags.
+    """
     client = client or docker_client()
     with translate_docker_errors():
-        rows = client.api.images(filters={"reference": "sutradhar/*"})
-    out = [
-        ImageInfo(
-            tags=tuple(sorted(row.get("RepoTags") or [])),
-            image_id=str(row["Id"]),
+        rows = [
+            *client.api.images(filters={"label": SOURCE_DIGEST_LABEL}),
+            *client.api.images(filters={"reference": BASE_IMAGE.rpartition(":")[0]}),
+        ]
+    found: dict[str, ImageInfo] = {}
+    for row in rows:
+        image_id = str(row["Id"])
+        tags = {t for t in row.get("RepoTags") or [] if t != "<none>:<none>"}
+        if image_id in found:  # a base image that carries the label too: one row, every tag
+            tags |= set(found[image_id].tags)
+        found[image_id] = ImageInfo(
+            tags=tuple(sorted(tags)),
+            image_id=image_id,
             created=int(row.get("Created", 0)),
             size=int(row.get("Size", 0)),
         )
-        for row in rows
-    ]
-    return sorted(out, key=lambda i: (-i.created, i.tags))
+    return sorted(found.values(), key=lambda i: (-i.created, i.tags))
