@@ -9,7 +9,7 @@ the error:
 3. capabilities (all of them)                   FAILED_PRECONDITION
 4. live instances of the remaining agents       UNAVAILABLE
 5. label selector (agent + instance labels)     FAILED_PRECONDITION
-6. routable state (SERVING, not drained)        UNAVAILABLE
+6. routable state (SERVING, not drained)        UNAVAILABLE (drained ones: `sutradhar enable`)
 
 Malformed constraints (a bad range or label selector, neither type nor id)
 are INVALID_ARGUMENT naming the field. What is left after breakers and
@@ -140,17 +140,40 @@ def resolve(view: View, selector: router_pb2.Selector) -> Pool:
         backends = matching_b
     routable = [b for b in backends if view.routable(b)]
     if not routable:
-        states = Counter(b.state.removeprefix("INSTANCE_STATE_") for b in backends)
-        summary = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
-        raise Unavailable(
-            f"none of the {len(backends)} instance(s) of {what} in namespace {ns!r} is SERVING "
-            f"({summary}); wait for them to pass their readiness probes"
-        )
+        raise Unavailable(_not_serving_message(backends, what, ns))
     top = max(entries, key=_version_key)
     policy = top.policy
     if selector.agent_id:
         policy = entries[0].policy
     return Pool(namespace=ns, what=what, backends=routable, policy=policy)
+
+
+#: States of a drained instance (`DRAINED`: drained while its state still says SERVING).
+_DRAINED_STATES = ("DRAINING", "DRAINED")
+
+
+def _not_serving_message(backends: list[Backend], what: str, ns: str) -> str:
+    """Why none of the instances is routable, with the fix for each kind:
+    drained ones come back with `sutradhar enable`, the others by passing
+    their readiness probes."""
+    states = Counter(b.state.removeprefix("INSTANCE_STATE_") for b in backends)
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+    drained = [b.instance_id for b in backends if b.state.removeprefix("INSTANCE_STATE_") in _DRAINED_STATES]
+    advice = []
+    if drained:
+        shown = _quote_list(drained, limit=3)
+        flag = "" if ns == "default" else f" -n {ns}"
+        advice.append(
+            f"the drained instance(s) ({shown}) get no new tasks until they are enabled again: run "
+            f"`sutradhar enable INSTANCE{flag}` (or the health API's EnableInstance) for each; one that is "
+            "shutting down by itself will leave instead"
+        )
+    if len(drained) < len(backends):
+        advice.append("wait for the others to pass their readiness probes (`sutradhar health` shows why they fail)")
+    return (
+        f"none of the {len(backends)} instance(s) of {what} in namespace {ns!r} is SERVING "
+        f"({summary}); {'; '.join(advice)}"
+    )
 
 
 def _capabilities_message(entries: list[AgentEntry], wanted: list[str], what: str, ns: str) -> str:

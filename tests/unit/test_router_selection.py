@@ -221,3 +221,29 @@ def test_unavailable_message_names_ejections_and_breakers():
     assert not a1.available(1.0) and not a2.available(1.0)
     text = unavailable_message(pool, 1.0)
     assert "a1: ejected for" in text and "a2: circuit breaker open" in text
+
+
+def test_drained_instances_are_named_with_the_enable_command():
+    draining = registry_pb2.INSTANCE_STATE_DRAINING
+    v = View()
+    v.replace([agent("e", ns="team-a")],
+              [inst("x", "e", state=draining, drained=True, ns="team-a"),
+               inst("y", "e", drained=True, ns="team-a")])  # drained, state not updated yet
+    with pytest.raises(Unavailable) as caught:
+        resolve(v, sel(agent_type="echo", namespace="team-a"))
+    text = str(caught.value)
+    assert "1 DRAINED, 1 DRAINING" in text
+    assert "sutradhar enable INSTANCE -n team-a" in text and "'x', 'y'" in text
+    assert "readiness" not in text  # nothing here waits for a probe
+    v.put_instance(inst("z", "e", state=registry_pb2.INSTANCE_STATE_NOT_SERVING, ns="team-a"))
+    with pytest.raises(Unavailable) as caught:
+        resolve(v, sel(agent_type="echo", namespace="team-a"))
+    assert "sutradhar enable" in str(caught.value) and "readiness probes" in str(caught.value)
+
+
+def test_not_serving_instances_wait_for_readiness_without_enable_advice():
+    v = View()
+    v.replace([agent("e")], [inst("x", "e", state=registry_pb2.INSTANCE_STATE_NOT_SERVING)])
+    with pytest.raises(Unavailable, match="readiness probes") as caught:
+        resolve(v, sel(agent_type="echo"))
+    assert "enable" not in str(caught.value)
