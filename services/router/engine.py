@@ -168,9 +168,10 @@ class Engine:
         if backend.runtime == "in-process" or endpoint == "in-process":
             entry = self.view.agents.get((backend.namespace, backend.agent_id))
             config = from_struct(entry.agent.config) if entry is not None else {}
-            transport = InProcessTransport(config)
+            transport = InProcessTransport(config, owner=backend)
         elif endpoint.startswith(("http://", "https://")) or backend.runtime == "http":
-            transport = HttpTransport(endpoint, self.http_client(), max_message_bytes=self.max_message_bytes)
+            transport = HttpTransport(
+                endpoint, self.http_client(), max_message_bytes=self.max_message_bytes, owner=backend)
         else:
             transport = GrpcTransport(endpoint, max_message_bytes=self.max_message_bytes)
         backend.transport = transport

@@ -5,12 +5,16 @@ tell which one served a task.
 
 - `GrpcTransport`: one reused channel per instance; bytes in, bytes out
   (identity serializers), so the payload is never decoded in the router.
-- `HttpTransport`: the JSON form of DESIGN.md section 2,
-  ``POST {url}/execute {type, payload, context}`` ->
+- `HttpTransport`: the JSON form documented in docs/router.md ("HTTP agents"),
+  ``POST {url}/execute {id, type, payload, context}`` ->
   ``{success, data, error, metadata}``, over one pooled `httpx.AsyncClient`.
 - `InProcessTransport`: the agent class named by the agent's config
   ``{class: "module:Class", kwargs: {...}}`` is imported and called in the
   router's event loop (SDK `Agent` interface).
+
+The HTTP and in-process transports fill the result metadata a gRPC SDK agent
+fills itself (task id, agent id and version of the instance's agent
+definition, latency), keeping whatever the agent reported.
 
 Transport failures are raised as `AttemptError` (or `grpc.aio.AioRpcError`
 from the gRPC transport, which the engine reads the same way).
@@ -22,17 +26,20 @@ import asyncio
 import contextlib
 import importlib
 import json
+import os
+import sys
 import time
 from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
+from sutradhar._convert import value_to_python
 from sutradhar._hosting import reconnect_options
-from sutradhar._values import from_value, to_value
+from sutradhar._values import to_value
 from sutradhar.v1 import agent_pb2
 
 EXECUTE_PATH = "/sutradhar.v1.AgentService/Execute"
@@ -48,6 +55,18 @@ INSTANCE_FAILURE_CODES = frozenset({
     grpc.StatusCode.UNIMPLEMENTED,
     grpc.StatusCode.DATA_LOSS,
 })
+
+
+#: Where the HTTP JSON form is documented (error messages point there).
+HTTP_FORM_DOC = "docs/router.md, \"HTTP agents\""
+
+
+class Owner(Protocol):
+    """The instance a transport serves, as the router's view knows it
+    (`Backend`): the agent definition it belongs to."""
+
+    agent_id: str
+    version: str
 
 
 class AttemptError(Exception):
@@ -114,13 +133,53 @@ def _context_json(ctx: agent_pb2.TaskContext) -> dict[str, Any]:
     return json_format.MessageToDict(ctx)
 
 
+def _meta_str(meta: Mapping[str, Any], *names: str) -> str:
+    """The first non-empty string among `names` (snake_case and camelCase spellings)."""
+    for name in names:
+        value = meta.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+def _meta_latency(meta: Mapping[str, Any], into: agent_pb2.ResultMetadata) -> None:
+    """The agent's reported latency: ``latency_ms`` (a number of milliseconds)
+    or ``latency`` (protobuf JSON Duration, ``"0.012s"``); ignored when malformed."""
+    for name in ("latency_ms", "latencyMs"):
+        value = meta.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 1e15:
+            into.latency.FromNanoseconds(int(value * 1e6))
+            return
+    value = meta.get("latency")
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            into.latency.FromJsonString(value)
+
+
+def fill_metadata(
+    result: agent_pb2.Result, *, task_id: str, agent_id: str, agent_version: str, latency_s: float
+) -> agent_pb2.Result:
+    """Fill what the agent left unset of `result.metadata`, as a gRPC SDK
+    agent fills it: task id, agent id and version, latency."""
+    meta = result.metadata
+    if not meta.task_id:
+        meta.task_id = task_id
+    if not meta.agent_id:
+        meta.agent_id = agent_id
+    if not meta.agent_version:
+        meta.agent_version = agent_version
+    if not meta.HasField("latency"):
+        meta.latency.FromNanoseconds(max(0, int(latency_s * 1e9)))
+    return result
+
+
 def result_from_json(body: Any, *, source: str) -> agent_pb2.Result:
     """The Result of an HTTP agent's JSON answer; AttemptError when it is not one."""
     if not isinstance(body, Mapping) or not isinstance(body.get("success"), bool):
         raise AttemptError(
             grpc.StatusCode.UNAVAILABLE,
             f"{source} answered JSON without a boolean 'success' field; an HTTP agent must answer "
-            "{success, data, error, metadata} (DESIGN.md section 2)",
+            f"{{success, data, error, metadata}} (see {HTTP_FORM_DOC})",
             retry_safe=False,
         )
     result = agent_pb2.Result(success=body["success"])
@@ -137,8 +196,11 @@ def result_from_json(body: Any, *, source: str) -> agent_pb2.Result:
             result.error.message = error
         meta = body.get("metadata")
         if isinstance(meta, Mapping):
-            result.metadata.agent_id = str(meta.get("agent_id", ""))
-            result.metadata.agent_version = str(meta.get("agent_version", meta.get("version", "")))
+            out = result.metadata
+            out.agent_id = _meta_str(meta, "agent_id", "agentId")
+            out.agent_version = _meta_str(meta, "agent_version", "agentVersion", "version")
+            out.task_id = _meta_str(meta, "task_id", "taskId")
+            _meta_latency(meta, out)
     except TypeError as err:
         raise AttemptError(
             grpc.StatusCode.UNAVAILABLE, f"{source} answered data that is not JSON-like: {err}", retry_safe=False
@@ -146,36 +208,49 @@ def result_from_json(body: Any, *, source: str) -> agent_pb2.Result:
     return result
 
 
+def task_json(task: agent_pb2.Task) -> dict[str, Any]:
+    """The JSON body POSTed to an HTTP agent. Payload numbers are doubles in
+    protobuf; whole ones below 2**53 are written as integers (``3``, not
+    ``3.0``), as the SDK hands them to gRPC agents."""
+    return {
+        "id": task.id,
+        "type": task.type,
+        "payload": value_to_python(task.payload) if task.HasField("payload") else None,
+        "context": _context_json(task.context),
+    }
+
+
+_NOT_JSON = object()
+
+
 class HttpTransport:
     """An external HTTP agent speaking the JSON form."""
 
-    def __init__(self, url: str, client: Any, *, max_message_bytes: int) -> None:
+    def __init__(self, url: str, client: Any, *, max_message_bytes: int, owner: Owner | None = None) -> None:
         self.url = url.rstrip("/")
         self.endpoint = url
         self._client = client
         self._max = max_message_bytes
+        self._owner = owner
 
     async def call(self, request: bytes, time_left: float | None) -> agent_pb2.Result:
         """POST the task and return its Result."""
         import httpx
 
         task = agent_pb2.ExecuteRequest.FromString(request).task
-        body = {
-            "id": task.id,
-            "type": task.type,
-            "payload": from_value(task.payload) if task.HasField("payload") else None,
-            "context": _context_json(task.context),
-        }
+        body = task_json(task)
         target = f"{self.url}/execute"
+        started = time.perf_counter()
         try:
             response = await self._client.post(target, json=body, timeout=time_left)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as err:
+            # Before the TimeoutException clause: ConnectTimeout is one, but the task was never sent.
+            raise AttemptError(grpc.StatusCode.UNAVAILABLE, f"cannot connect to HTTP agent {target}: {err!r}") from err
         except httpx.TimeoutException as err:
             raise AttemptError(
                 grpc.StatusCode.DEADLINE_EXCEEDED, f"HTTP agent {target} did not answer in time ({err!r})",
                 retry_safe=False,
             ) from err
-        except (httpx.ConnectError, httpx.ConnectTimeout) as err:
-            raise AttemptError(grpc.StatusCode.UNAVAILABLE, f"cannot connect to HTTP agent {target}: {err}") from err
         except httpx.HTTPError as err:
             raise AttemptError(
                 grpc.StatusCode.UNAVAILABLE, f"HTTP agent {target} failed: {type(err).__name__}: {err}",
@@ -188,12 +263,22 @@ class HttpTransport:
                 f"message limit of {self._max} bytes",
                 retry_safe=False,
             )
+        latency = time.perf_counter() - started
         try:
             parsed = response.json()
         except (ValueError, json.JSONDecodeError):
-            parsed = None
-        if isinstance(parsed, Mapping) and "success" in parsed:
-            return result_from_json(parsed, source=f"HTTP agent {target}")
+            parsed = _NOT_JSON
+        if (isinstance(parsed, Mapping) and "success" in parsed) or (
+            parsed is not _NOT_JSON and response.status_code < 300
+        ):
+            # A result body is the answer whatever the status code; other JSON
+            # on a 2xx is a broken result form (the specific message says why).
+            result = result_from_json(parsed, source=f"HTTP agent {target}")
+            owner = self._owner
+            return fill_metadata(
+                result, task_id=task.id, agent_id=owner.agent_id if owner else "",
+                agent_version=owner.version if owner else "", latency_s=latency,
+            )
         if response.status_code >= 300:
             code = _status_for_http(response.status_code)
             text = response.text[:200].strip()
@@ -203,8 +288,8 @@ class HttpTransport:
             )
         raise AttemptError(
             grpc.StatusCode.UNAVAILABLE,
-            f"HTTP agent {target} answered HTTP {response.status_code} with a body that is not the JSON "
-            "result form {success, data, error, metadata}",
+            f"HTTP agent {target} answered HTTP {response.status_code} with a body that is not JSON; an HTTP "
+            f"agent must answer the JSON result form {{success, data, error, metadata}} (see {HTTP_FORM_DOC})",
             retry_safe=False,
         )
 
@@ -238,11 +323,21 @@ def load_agent_class(spec: str) -> type:
         obj: Any = module
         for part in attr.split("."):
             obj = getattr(obj, part)
-    except (ImportError, AttributeError) as err:
+    except ImportError as err:
         raise AttemptError(
             grpc.StatusCode.FAILED_PRECONDITION,
-            f"cannot load in-process agent class {spec!r}: {type(err).__name__}: {err}; "
-            "is its module importable by the router (PYTHONPATH)?",
+            f"cannot load in-process agent class {spec!r}: {type(err).__name__}: {err}. In-process agents "
+            f"are imported by the router process (cwd {os.getcwd()}), not by the CLI that registered them: "
+            f"install the agent's package into the mesh's Python environment (`{sys.executable} -m pip "
+            "install -e DIR`), or put the directory that holds its module on PYTHONPATH before `sutradhar up` "
+            "(or before starting the router); then restart the mesh (see docs/router.md, \"In-process agents\")",
+            retry_safe=False,
+        ) from err
+    except AttributeError as err:
+        raise AttemptError(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            f"cannot load in-process agent class {spec!r}: module {module_name!r} was imported but "
+            f"{type(err).__name__}: {err}; check the class name in the agent's config 'class'",
             retry_safe=False,
         ) from err
     if not isinstance(obj, type):
@@ -255,8 +350,9 @@ def load_agent_class(spec: str) -> type:
 class InProcessTransport:
     """An agent class instantiated and called inside the router."""
 
-    def __init__(self, config: Mapping[str, Any]) -> None:
+    def __init__(self, config: Mapping[str, Any], owner: Owner | None = None) -> None:
         self.endpoint = "in-process"
+        self._owner = owner
         self._spec = str(config.get("class", ""))
         kwargs = config.get("kwargs") or {}
         self._kwargs = dict(kwargs) if isinstance(kwargs, Mapping) else {}
@@ -281,8 +377,21 @@ class InProcessTransport:
 
         return task_from_proto(agent_pb2.ExecuteRequest.FromString(request).task)
 
+    def _metadata(self, agent: Any, task: Any, started: float) -> Any:
+        """What a gRPC SDK agent fills into its results: the agent definition
+        (what the mesh deployed) rather than the class's own id and version."""
+        from sutradhar._agent import ResultMetadata
+
+        owner = self._owner
+        return ResultMetadata(
+            latency=timedelta(seconds=time.perf_counter() - started),
+            agent_id=(owner.agent_id if owner else "") or getattr(agent, "id", ""),
+            agent_version=(owner.version if owner else "") or getattr(agent, "version", ""),
+            task_id=task.id,
+        )
+
     async def execute(self, request: bytes, time_left: float | None) -> bytes:
-        from sutradhar._agent import ResultMetadata, run_execute, with_metadata
+        from sutradhar._agent import run_execute, with_metadata
         from sutradhar._convert import result_to_proto
 
         agent = self._instance()
@@ -295,24 +404,20 @@ class InProcessTransport:
                 grpc.StatusCode.DEADLINE_EXCEEDED, f"in-process agent {self._spec!r} did not finish in time",
                 retry_safe=False,
             ) from err
-        from datetime import timedelta
-
-        result = with_metadata(result, ResultMetadata(
-            latency=timedelta(seconds=time.perf_counter() - started),
-            agent_id=getattr(agent, "id", ""),
-            agent_version=getattr(agent, "version", ""),
-            task_id=task.id,
-        ))
+        result = with_metadata(result, self._metadata(agent, task, started))
         return _serialize_result(result_to_proto, result)
 
     async def stream(self, request: bytes, time_left: float | None) -> AsyncIterator[bytes]:
-        from sutradhar._agent import stream_events
+        from sutradhar._agent import Result, stream_events, with_metadata
         from sutradhar._convert import event_to_proto
 
         agent = self._instance()
         task = self._task(request)
+        started = time.perf_counter()
         async with asyncio.timeout(time_left):
             async for event in stream_events(agent, task):
+                if isinstance(event, Result):
+                    event = with_metadata(event, self._metadata(agent, task, started))
                 try:
                     yield event_to_proto(event).SerializeToString()
                 except TypeError as err:

@@ -13,15 +13,18 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from datetime import timedelta
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import grpc
 import pytest
 
-from sutradhar import RegistryClient, RouterClient
+from examples import http_echo_agent
+from sutradhar import RegistryClient, RouterClient, TaskContext
 from sutradhar._errors import (
     DeadlineExceeded,
     FailedPrecondition,
@@ -288,8 +291,11 @@ async def test_draining_and_not_serving_instances_get_no_new_tasks(mesh, unique)
     assert served == {ids[1]}
     await reg.update_instance_state(ids[1], registry_pb2.INSTANCE_STATE_NOT_SERVING, namespace=unique)
     await wait_state(ids[1], False)
-    with pytest.raises(Unavailable, match="1 DRAINING, 1 NOT_SERVING"):
+    with pytest.raises(Unavailable, match="1 DRAINING, 1 NOT_SERVING") as caught:
         await client.execute("echo", 1, namespace=unique)
+    # The fix for each: enable the drained one, wait for the other's readiness probe.
+    assert f"sutradhar enable INSTANCE -n {unique}" in str(caught.value) and repr(ids[0]) in str(caught.value)
+    assert "readiness probes" in str(caught.value)
     await reg.update_instance_state(ids[0], SERVING, namespace=unique)
     await wait_state(ids[0], True)
     assert (await client.execute("echo", 1, namespace=unique)).metadata.instance_id == ids[0]
@@ -571,6 +577,128 @@ async def test_http_and_in_process_agents_answer_like_grpc_ones(mesh, unique):
         assert [e.data for e in events if type(e).__name__ == "Partial"] == ["abcd", "efgh"]
         assert events[-1].success
         await assert_no_in_flight(mesh, unique)
+
+
+
+class JsonServer:
+    """A tiny real HTTP agent: records each POSTed body (raw bytes) and answers
+    `answer` (status, JSON-able body) to every POST /execute."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+        self.answer: tuple[int, object] = (200, {"success": True, "data": None})
+        outer = self
+
+        class Handler(http_echo_agent.Handler):  # its quiet log and JSON `_send`, our own POST
+
+            def do_POST(self) -> None:
+                outer.bodies.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+                self._send(*outer.answer)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def __enter__(self) -> JsonServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+async def test_http_agents_get_integer_payloads_and_results_carry_task_agent_and_latency(mesh, unique):
+    with JsonServer() as bare:
+        bare.answer = (200, {"success": True, "data": {"ok": 1}})  # no metadata at all
+        await register(mesh, unique, "web-bare", type_="bare", version="2.1.0", runtime="http",
+                       config={"urls": [bare.url]}, endpoints=[bare.url])
+        client: RouterClient = mesh["client"]
+        context = TaskContext(session_id="s-1", request_id="r-1")
+        result = await client.execute("bare", {"n": 3, "half": 1.5, "list": [1, 2.0, -7], "big": 2**60},
+                                      namespace=unique, task_id="task-42", context=context)
+        assert result.success, result
+        meta = result.metadata
+        assert (meta.task_id, meta.agent_id, meta.agent_version, meta.instance_id, meta.attempts) == (
+            "task-42", "web-bare", "2.1.0", "web-bare-0", 1)
+        assert meta.latency is not None and meta.latency > timedelta(0)
+        raw = bare.bodies[-1].decode()
+        body = json.loads(raw)
+        assert body["payload"] == {"n": 3, "half": 1.5, "list": [1, 2, -7], "big": 2.0**60}
+        assert type(body["payload"]["n"]) is int and "3.0" not in raw and "2.0" not in raw
+        assert type(body["payload"]["big"]) is float  # past 2**53 a double is not an exact integer
+        assert body["id"] == "task-42"
+        assert body["context"]["sessionId"] == "s-1" and body["context"]["requestId"] == "r-1"
+        assert "deadline" in body["context"]
+    # What the agent reports itself is kept (examples/http_echo_agent.py sends its own metadata).
+    proc = await asyncio.to_thread(
+        spawn_agent, [sys.executable, str(ROOT / "examples" / "http_echo_agent.py"), "--port", "0"], cwd=str(ROOT))
+    with proc:
+        url = "http://" + proc.address
+        await register(mesh, unique, "web-echo", type_="web", version="9.9.9", runtime="http",
+                       config={"urls": [url]}, endpoints=[url])
+        result = await client.execute("web", {"n": 3}, namespace=unique, task_id="task-7")
+        assert result.success and result.data["echo"] == {"n": 3}
+        assert type(result.data["echo"]["n"]) is int
+        meta = result.metadata
+        assert (meta.task_id, meta.agent_id, meta.agent_version, meta.instance_id) == (
+            "task-7", "http-echo", "1.0.0", "web-echo-0")
+        assert meta.latency is not None and timedelta(0) < meta.latency < timedelta(seconds=5)
+    await assert_no_in_flight(mesh, unique)
+
+
+async def test_http_answers_that_are_not_the_result_form_get_the_specific_error(mesh, unique):
+    with JsonServer() as bare:
+        await register(mesh, unique, "web-odd", type_="odd", runtime="http", config={"urls": [bare.url]},
+                       endpoints=[bare.url])
+        client: RouterClient = mesh["client"]
+        # JSON that is not the result form gets the specific message, pointing at the docs.
+        bare.answer = (200, {"ok": True})
+        with pytest.raises(Unavailable, match=r"JSON without a boolean 'success' field.*docs/router\.md"):
+            await client.execute("odd", 1, namespace=unique)
+        bare.answer = (200, [1, 2])
+        with pytest.raises(Unavailable, match="JSON without a boolean 'success' field"):
+            await client.execute("odd", 1, namespace=unique)
+        bare.answer = (403, {"error": "no"})  # no result body: the status code decides
+        with pytest.raises(SutradharError, match="HTTP 403") as caught:
+            await client.execute("odd", 1, namespace=unique)
+        assert caught.value.code == grpc.StatusCode.PERMISSION_DENIED
+        bare.answer = (500, {"success": False, "error": {"code": "BOOM", "message": "x"}})  # a result body wins
+        failed = await client.execute("odd", 1, namespace=unique)
+        assert not failed.success and failed.error.code == "BOOM" and failed.metadata.agent_id == "web-odd"
+    await assert_no_in_flight(mesh, unique)
+
+
+async def test_in_process_results_name_the_agent_definition_unary_and_streamed(mesh, unique):
+    await register(mesh, unique, "echo-inproc", type_="local", version="3.2.1", runtime="in-process",
+                   config={"class": "examples.echo_agent:EchoAgent"}, endpoints=["in-process"])
+    client: RouterClient = mesh["client"]
+    result = await client.execute("local", {"n": 3}, namespace=unique, task_id="t-unary")
+    events = [e async for e in client.execute_stream("local", {"text": "abcdefgh"}, namespace=unique,
+                                                     task_id="t-stream")]
+    final = events[-1]
+    assert result.success and final.success
+    for meta, task_id in ((result.metadata, "t-unary"), (final.metadata, "t-stream")):
+        assert (meta.task_id, meta.agent_id, meta.agent_version, meta.instance_id, meta.attempts) == (
+            task_id, "echo-inproc", "3.2.1", "echo-inproc-0", 1)
+        assert meta.latency is not None and meta.latency > timedelta(0)
+    await assert_no_in_flight(mesh, unique)
+
+
+async def test_an_in_process_class_the_router_cannot_import_says_how_to_fix_it(mesh, unique):
+    await register(mesh, unique, "mine", type_="mine", runtime="in-process",
+                   config={"class": "only_in_my_cwd_xyz:MyAgent"}, endpoints=["in-process"])
+    client: RouterClient = mesh["client"]
+    with pytest.raises(FailedPrecondition) as caught:
+        await client.execute("mine", 1, namespace=unique)
+    text = str(caught.value)
+    assert "ModuleNotFoundError" in text and "only_in_my_cwd_xyz" in text
+    assert "install" in text and "PYTHONPATH before `sutradhar up`" in text
+    await register(mesh, unique, "typo", type_="typo", runtime="in-process",
+                   config={"class": "examples.echo_agent:EchoAgnet"}, endpoints=["in-process"])
+    with pytest.raises(FailedPrecondition, match="check the class name"):
+        await client.execute("typo", 1, namespace=unique)
 
 
 async def test_stream_passes_events_through_and_cancel_reaches_the_agent(mesh, unique):
