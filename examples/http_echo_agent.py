@@ -109,7 +109,7 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(float(sleep))
         context = body.get("context")
         context = context if isinstance(context, dict) else {}
-        task_id = str(body.get("id") or context.get("request_id") or uuid.uuid4().hex)
+        task_id = str(body.get("id") or context.get("requestId") or uuid.uuid4().hex)
         if options.get("crash"):
             self._send(500, _failure("AGENT_ERROR", "crashed on request", state, started, task_id))
             return
