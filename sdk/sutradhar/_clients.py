@@ -8,7 +8,8 @@ Each client owns one `grpc.aio` channel and is an async context manager::
 One rule for return types: task values (`Task`, `Result`, `Progress`,
 `Partial`) are the SDK's dataclasses; everything else (agent definitions,
 instances, list responses, describe/metrics/stats) is the protobuf message
-from `sutradhar.v1`. Options are keyword-only; durations are `timedelta`.
+from `sutradhar.v1`. Options are keyword-only; durations are `timedelta`,
+except that every `timeout` also takes a number of seconds (``timeout=5``).
 Every failed call raises the matching `SutradharError` (see `from_rpc_error`).
 """
 
@@ -42,8 +43,22 @@ T = TypeVar("T")
 DEFAULT_NAMESPACE = "default"
 
 
-def _seconds(timeout: timedelta | None) -> float | None:
-    return None if timeout is None else max(timeout.total_seconds(), 0.0)
+Timeout = timedelta | float | None
+"""A call's timeout: a `timedelta`, a number of seconds (int or float), or None for none."""
+
+
+def as_timedelta(timeout: Timeout) -> timedelta | None:
+    """`timeout` as a timedelta (numbers are seconds); TypeError for anything else."""
+    if timeout is None or isinstance(timeout, timedelta):
+        return timeout
+    if isinstance(timeout, int | float) and not isinstance(timeout, bool):
+        return timedelta(seconds=timeout)
+    raise TypeError(f"timeout must be a timedelta or seconds (int or float), not {type(timeout).__name__}")
+
+
+def _seconds(timeout: Timeout) -> float | None:
+    delta = as_timedelta(timeout)
+    return None if delta is None else max(delta.total_seconds(), 0.0)
 
 
 def label_selector(labels: str | Mapping[str, str] | None) -> str:
@@ -61,10 +76,11 @@ def make_task(
     task_type: str,
     task_id: str | None,
     context: TaskContext | None,
-    timeout: timedelta | None,
+    timeout: Timeout,
 ) -> Task:
     """A Task with an id and, when `timeout` is given and the context has no
     deadline, the absolute deadline it implies."""
+    timeout = as_timedelta(timeout)
     ctx = context or TaskContext()
     if timeout is not None and ctx.deadline is None:
         ctx = TaskContext(
@@ -79,7 +95,7 @@ def make_task(
     return Task(id=task_id or uuid.uuid4().hex, type=task_type, payload=payload, context=ctx)
 
 
-def _grpc_timeout(task: Task, timeout: timedelta | None) -> float | None:
+def _grpc_timeout(task: Task, timeout: Timeout) -> float | None:
     if timeout is not None:
         return _seconds(timeout)
     remaining = task.context.time_remaining()
@@ -93,7 +109,7 @@ def _grpc_timeout(task: Task, timeout: timedelta | None) -> float | None:
 ROUTER_DEADLINE_MARGIN = timedelta(seconds=1)
 
 
-def _router_grpc_timeout(task: Task, timeout: timedelta | None) -> float | None:
+def _router_grpc_timeout(task: Task, timeout: Timeout) -> float | None:
     base = _grpc_timeout(task, timeout)
     return None if base is None else base + ROUTER_DEADLINE_MARGIN.total_seconds()
 
@@ -156,7 +172,7 @@ class AgentClient(_Client):
         super().__init__(address, max_message_bytes=max_message_bytes)
         self._stub = agent_pb2_grpc.AgentServiceStub(self._channel)
 
-    async def describe(self, *, timeout: timedelta | None = None) -> agent_pb2.DescribeResponse:
+    async def describe(self, *, timeout: Timeout = None) -> agent_pb2.DescribeResponse:
         """The agent's identity and capabilities."""
         return await self._call(self._stub.Describe(agent_pb2.DescribeRequest(), timeout=_seconds(timeout)))
 
@@ -167,7 +183,7 @@ class AgentClient(_Client):
         task_type: str = "",
         task_id: str | None = None,
         context: TaskContext | None = None,
-        timeout: timedelta | None = None,
+        timeout: Timeout = None,
     ) -> Result:
         """Run one task; application failures come back as a failed Result."""
         task = make_task(payload, task_type=task_type, task_id=task_id, context=context, timeout=timeout)
@@ -185,7 +201,7 @@ class AgentClient(_Client):
         task_type: str = "",
         task_id: str | None = None,
         context: TaskContext | None = None,
-        timeout: timedelta | None = None,
+        timeout: Timeout = None,
     ) -> AsyncGenerator[StreamEvent, None]:
         """Run one task with streamed events: Progress, Partial, then one Result.
         Leaving the loop early cancels the task on the agent."""
@@ -196,7 +212,7 @@ class AgentClient(_Client):
         async for msg in self._iterate(call):
             yield event_from_proto(msg)
 
-    async def metrics(self, *, timeout: timedelta | None = None) -> agent_pb2.MetricsResponse:
+    async def metrics(self, *, timeout: Timeout = None) -> agent_pb2.MetricsResponse:
         """The replica's counters."""
         return await self._call(self._stub.Metrics(agent_pb2.MetricsRequest(), timeout=_seconds(timeout)))
 
@@ -209,10 +225,11 @@ class RouterClient(_Client):
         self._stub = router_pb2_grpc.RouterServiceStub(self._channel)
 
     @staticmethod
-    def _options(strategy: str, max_attempts: int, route_timeout: timedelta | None) -> router_pb2.RouteOptions:
+    def _options(strategy: str, max_attempts: int, route_timeout: Timeout) -> router_pb2.RouteOptions:
         opts = router_pb2.RouteOptions(strategy=strategy, max_attempts=max_attempts)
-        if route_timeout is not None:
-            opts.timeout.CopyFrom(to_duration(route_timeout))
+        delta = as_timedelta(route_timeout)
+        if delta is not None:
+            opts.timeout.CopyFrom(to_duration(delta))
         return opts
 
     @staticmethod
@@ -248,7 +265,7 @@ class RouterClient(_Client):
         max_attempts: int = 0,
         task_id: str | None = None,
         context: TaskContext | None = None,
-        timeout: timedelta | None = None,
+        timeout: Timeout = None,
     ) -> Result:
         """Route one task to an instance of `agent_type` and return its Result.
 
@@ -280,7 +297,7 @@ class RouterClient(_Client):
         max_attempts: int = 0,
         task_id: str | None = None,
         context: TaskContext | None = None,
-        timeout: timedelta | None = None,
+        timeout: Timeout = None,
     ) -> AsyncGenerator[StreamEvent, None]:
         """Route one streamed task: yields Progress, Partial, then one Result.
         Leaving the loop early cancels the agent call. Options as for `execute`."""
@@ -295,7 +312,7 @@ class RouterClient(_Client):
             yield event_from_proto(msg)
 
     async def get_stats(
-        self, *, namespace: str = "", agent_type: str = "", timeout: timedelta | None = None
+        self, *, namespace: str = "", agent_type: str = "", timeout: Timeout = None
     ) -> router_pb2.GetStatsResponse:
         """The router's per-instance statistics."""
         return await self._call(
@@ -313,7 +330,7 @@ class RegistryClient(_Client):
         self._stub = registry_pb2_grpc.RegistryServiceStub(self._channel)
 
     async def register_agent(
-        self, agent: registry_pb2.Agent, *, timeout: timedelta | None = None
+        self, agent: registry_pb2.Agent, *, timeout: Timeout = None
     ) -> registry_pb2.Agent:
         """Create an agent definition; `AlreadyExists` when the id is taken."""
         response = await self._call(
@@ -322,7 +339,7 @@ class RegistryClient(_Client):
         return response.agent
 
     async def update_agent(
-        self, agent: registry_pb2.Agent, *, allow_missing: bool = False, timeout: timedelta | None = None
+        self, agent: registry_pb2.Agent, *, allow_missing: bool = False, timeout: Timeout = None
     ) -> registry_pb2.Agent:
         """Replace an agent definition (`Conflict` on a stale resource_version)."""
         response = await self._call(
@@ -333,7 +350,7 @@ class RegistryClient(_Client):
         return response.agent
 
     async def get_agent(
-        self, id: str, *, namespace: str = "", timeout: timedelta | None = None
+        self, id: str, *, namespace: str = "", timeout: Timeout = None
     ) -> registry_pb2.Agent:
         """One agent definition; `NotFound` when missing."""
         response = await self._call(
@@ -350,7 +367,7 @@ class RegistryClient(_Client):
         labels: str | Mapping[str, str] | None = None,
         version_range: str = "",
         runtime: str = "",
-        timeout: timedelta | None = None,
+        timeout: Timeout = None,
     ) -> registry_pb2.ListAgentsResponse:
         """Agents matching every filter, with the revision to watch from."""
         request = registry_pb2.ListAgentsRequest(
@@ -364,7 +381,7 @@ class RegistryClient(_Client):
         return await self._call(self._stub.ListAgents(request, timeout=_seconds(timeout)))
 
     async def deregister_agent(
-        self, id: str, *, namespace: str = "", force: bool = False, timeout: timedelta | None = None
+        self, id: str, *, namespace: str = "", force: bool = False, timeout: Timeout = None
     ) -> registry_pb2.Agent:
         """Delete an agent definition (with its instances when `force`)."""
         response = await self._call(
@@ -381,7 +398,7 @@ class RegistryClient(_Client):
         *,
         ttl: timedelta = timedelta(seconds=10),
         replace: bool = False,
-        timeout: timedelta | None = None,
+        timeout: Timeout = None,
     ) -> registry_pb2.Instance:
         """Record a live replica under a new lease of `ttl`; keep it alive with
         `keep_alive_instance` within every TTL."""
@@ -390,7 +407,7 @@ class RegistryClient(_Client):
         return response.instance
 
     async def keep_alive_instance(
-        self, id: str, lease_id: int, *, namespace: str = "", timeout: timedelta | None = None
+        self, id: str, lease_id: int, *, namespace: str = "", timeout: Timeout = None
     ) -> timedelta:
         """Renew an instance's lease; returns the remaining TTL. `NotFound`
         when the lease lapsed (register again)."""
@@ -408,7 +425,7 @@ class RegistryClient(_Client):
         state: registry_pb2.InstanceState,
         *,
         namespace: str = "",
-        timeout: timedelta | None = None,
+        timeout: Timeout = None,
     ) -> registry_pb2.Instance:
         """Change an instance's routable state (e.g. INSTANCE_STATE_DRAINING)."""
         response = await self._call(
@@ -420,7 +437,7 @@ class RegistryClient(_Client):
         return response.instance
 
     async def get_instance(
-        self, id: str, *, namespace: str = "", timeout: timedelta | None = None
+        self, id: str, *, namespace: str = "", timeout: Timeout = None
     ) -> registry_pb2.Instance:
         """One instance; `NotFound` when missing (or its lease lapsed)."""
         response = await self._call(
@@ -437,7 +454,7 @@ class RegistryClient(_Client):
         agent_id: str = "",
         state: registry_pb2.InstanceState = registry_pb2.INSTANCE_STATE_UNSPECIFIED,
         labels: str | Mapping[str, str] | None = None,
-        timeout: timedelta | None = None,
+        timeout: Timeout = None,
     ) -> registry_pb2.ListInstancesResponse:
         """Instances matching every filter, with the revision read at."""
         request = registry_pb2.ListInstancesRequest(
@@ -446,7 +463,7 @@ class RegistryClient(_Client):
         return await self._call(self._stub.ListInstances(request, timeout=_seconds(timeout)))
 
     async def deregister_instance(
-        self, id: str, *, namespace: str = "", timeout: timedelta | None = None
+        self, id: str, *, namespace: str = "", timeout: Timeout = None
     ) -> None:
         """Delete an instance and revoke its lease."""
         await self._call(

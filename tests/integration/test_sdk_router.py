@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -28,23 +29,28 @@ async def mesh(etcd: str) -> AsyncIterator[tuple[str, str]]:
         await registry.stop(timedelta(seconds=1))
 
 
+async def first_routed(router: RouterClient, payload: object, **options: Any) -> Result:
+    """`router.execute("echo", payload, ...)`, retried for up to 5 s while the
+    router learns of the instance through the registry's watch."""
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            return await router.execute("echo", payload, **options)
+        except SutradharError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+
+
 async def test_router_client_executes_and_streams(mesh: tuple[str, str], unique: str) -> None:
     registry, router_address = mesh
     async with (
         AgentServer(EchoAgent(), registry=registry, namespace=unique, ttl=timedelta(seconds=2)) as agent,
         RouterClient(router_address) as router,
     ):
-        deadline = time.monotonic() + 5
-        while True:  # the router learns of the instance through the registry's watch
-            try:
-                result = await router.execute(
-                    "echo", {"text": "via router"}, namespace=unique, task_type="say", timeout=timedelta(seconds=2)
-                )
-                break
-            except SutradharError:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.05)
+        result = await first_routed(
+            router, {"text": "via router"}, namespace=unique, task_type="say", timeout=timedelta(seconds=2)
+        )
         assert result.success
         assert result.data["echo"] == {"text": "via router"}
         assert result.metadata.instance_id == agent.instance_id
@@ -71,18 +77,29 @@ async def test_router_client_timeout_brings_the_routers_message(mesh: tuple[str,
         AgentServer(EchoAgent(), registry=registry, namespace=unique, ttl=timedelta(seconds=2)) as agent,
         RouterClient(router_address) as router,
     ):
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                await router.execute("echo", 1, namespace=unique, timeout=timedelta(seconds=2))
-                break
-            except SutradharError:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.05)
+        await first_routed(router, 1, namespace=unique, timeout=timedelta(seconds=2))
         for _ in range(3):
             started = time.monotonic()
             with pytest.raises(DeadlineExceeded) as err:
                 await router.execute("echo", {"sleep": 2}, namespace=unique, timeout=timedelta(milliseconds=300))
             assert time.monotonic() - started < 1.0  # the task's deadline holds: no margin added to it
             assert agent.instance_id in err.value.message, err.value.message
+
+
+async def test_router_client_timeouts_take_seconds_as_numbers(mesh: tuple[str, str], unique: str) -> None:
+    from sutradhar import DeadlineExceeded
+
+    registry, router_address = mesh
+    async with (
+        AgentServer(EchoAgent(), registry=registry, namespace=unique, ttl=timedelta(seconds=2)),
+        RouterClient(router_address) as router,
+    ):
+        result = await first_routed(router, {"x": 1}, namespace=unique, timeout=5)
+        assert result.success
+        events = [e async for e in router.execute_stream("echo", {"text": "abcd"}, namespace=unique, timeout=5.0)]
+        assert isinstance(events[-1], Result) and events[-1].success
+        assert (await router.get_stats(namespace=unique, timeout=2)).instances
+        with pytest.raises(DeadlineExceeded):
+            await router.execute("echo", {"sleep": 2}, namespace=unique, timeout=0.3)
+        with pytest.raises(TypeError, match="timeout must be a timedelta or seconds"):
+            await router.execute("echo", {}, namespace=unique, timeout="5")  # type: ignore[arg-type]
