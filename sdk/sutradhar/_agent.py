@@ -33,6 +33,7 @@ its final result.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
@@ -284,7 +285,8 @@ def overrides(agent: Agent, method: str) -> bool:
 
 
 def validate_agent(agent: Agent) -> None:
-    """Raise InvalidArgument when the agent's identity is unusable."""
+    """Raise InvalidArgument when the agent's identity is unusable or its
+    execute/stream are not `async def` (coroutine / async generator)."""
     if not is_dns_label(agent.id):
         raise InvalidArgument(
             f"agent id {agent.id!r} is not a DNS-1123 label (lowercase letters, digits, '-')", field="id"
@@ -293,8 +295,23 @@ def validate_agent(agent: Agent) -> None:
         raise InvalidArgument(f"agent type {agent.type!r} is not a DNS-1123 label", field="type")
     if not is_semver(agent.version):
         raise InvalidArgument(f"agent version {agent.version!r} is not a semantic version", field="version")
+    name = type(agent).__name__
     if not (overrides(agent, "execute") or overrides(agent, "stream")):
-        raise InvalidArgument(f"{type(agent).__name__} implements neither execute() nor stream()")
+        raise InvalidArgument(f"{name} implements neither execute() nor stream()")
+    # The server awaits execute() and iterates stream() with `async for`: a
+    # plain `def` would fail every task (e.g. "object dict can't be used in
+    # 'await' expression"), so refuse it before serving.
+    if overrides(agent, "execute") and not inspect.iscoroutinefunction(agent.execute):
+        raise InvalidArgument(
+            f"{name}.execute must be a coroutine function: declare it with `async def execute(self, task)`",
+            field="execute",
+        )
+    if overrides(agent, "stream") and not inspect.isasyncgenfunction(agent.stream):
+        raise InvalidArgument(
+            f"{name}.stream must be an async generator function: declare it with `async def stream(self, task)` "
+            "and `yield` its events",
+            field="stream",
+        )
 
 
 def crash_result(err: BaseException) -> Result:

@@ -14,11 +14,12 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import os
 import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, Self
@@ -40,7 +41,7 @@ from sutradhar._agent import (
 )
 from sutradhar._clients import RegistryClient
 from sutradhar._convert import event_to_proto, result_to_proto, task_from_proto
-from sutradhar._errors import DeadlineExceeded, Unavailable
+from sutradhar._errors import DeadlineExceeded, InvalidArgument, Unavailable
 from sutradhar._hosting import (
     DEFAULT_MAX_MESSAGE_BYTES,
     GrpcHost,
@@ -121,7 +122,17 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         return deadline
 
     def _task(self, request: agent_pb2.ExecuteRequest | agent_pb2.ExecuteStreamRequest) -> Task:
+        """The request's task (with an id), or INVALID_ARGUMENT when the agent
+        declares `task_types` and the task's non-empty type is not one of them:
+        like an undecodable request, a task the agent cannot run at all."""
         task = task_from_proto(request.task)
+        accepted = list(self.agent.task_types)
+        if task.type and accepted and task.type not in accepted:
+            raise InvalidArgument(
+                f"agent {self.agent.id} does not accept task type {task.type!r}; "
+                f"it accepts {', '.join(repr(t) for t in accepted)} (or an empty type)",
+                field="task.type",
+            )
         return task if task.id else replace(task, id=uuid.uuid4().hex)
 
     def _final(self, result: Result, task: Task, started: float) -> tuple[agent_pb2.Result, bool]:
@@ -376,10 +387,22 @@ class AgentServer:
             self._tasks.append(asyncio.create_task(self._health_loop(), name="sutradhar-health"))
 
     async def _check_health(self) -> bool:
+        """One poll of `check_health`, with the health period as its timeout:
+        a timeout or an exception counts as unhealthy (logged with its type)."""
+        limit = self._health_period.total_seconds()
         try:
-            return bool(await asyncio.wait_for(self.agent.check_health(), self._health_period.total_seconds()))
+            return bool(await asyncio.wait_for(self.agent.check_health(), limit))
+        except TimeoutError:
+            log.warning(
+                "check_health() of agent %s failed: TimeoutError: timed out after %gs; reporting NOT_SERVING",
+                self.agent.id, limit,
+            )
+            return False
         except Exception as err:
-            log.warning("check_health() of agent %s failed: %s", self.agent.id, err)
+            log.warning(
+                "check_health() of agent %s failed: %s: %r; reporting NOT_SERVING",
+                self.agent.id, type(err).__name__, err,
+            )
             return False
 
     async def _set_serving(self, serving: bool) -> None:
@@ -447,15 +470,85 @@ class AgentServer:
         await self.stop()
 
 
+#: Prefix of the environment variables `serve()` and `python -m sutradhar.serve` read.
+ENV_PREFIX = "SUTRADHAR_"
+
+
+def env_setting(name: str, default: str | None = None) -> str | None:
+    """``SUTRADHAR_<name>`` from the environment (empty counts as unset), else `default`."""
+    return os.environ.get(ENV_PREFIX + name) or default
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Where and as what `serve()` serves, after falling back to the environment."""
+
+    host: str
+    port: int
+    registry: str | None
+    namespace: str
+    instance_id: str | None
+    advertise: str | None
+    agent_id: str | None
+    agent_version: str | None
+
+
+def serve_settings(
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    registry: str | None = None,
+    namespace: str | None = None,
+    instance_id: str | None = None,
+    advertise: str | None = None,
+    agent_id: str | None = None,
+    agent_version: str | None = None,
+) -> ServeSettings:
+    """The one place the SUTRADHAR_* serving variables are read: each setting
+    is the explicit argument when not None, else ``SUTRADHAR_<NAME>`` when set
+    and non-empty, else the default (127.0.0.1, port 0 = any, no registry,
+    namespace "default", a generated instance id, the class's id and version).
+    ValueError when SUTRADHAR_PORT is not a port number."""
+    if port is None:
+        text = env_setting("PORT", "0") or "0"
+        try:
+            port = int(text)
+        except ValueError:
+            raise ValueError(f"{ENV_PREFIX}PORT={text!r} is not a port number") from None
+    return ServeSettings(
+        host=host if host is not None else env_setting("HOST", "127.0.0.1") or "127.0.0.1",
+        port=port,
+        registry=registry if registry is not None else env_setting("REGISTRY"),
+        namespace=namespace if namespace is not None else env_setting("NAMESPACE", "default") or "default",
+        instance_id=instance_id if instance_id is not None else env_setting("INSTANCE_ID"),
+        advertise=advertise if advertise is not None else env_setting("ADVERTISE"),
+        agent_id=agent_id if agent_id is not None else env_setting("AGENT_ID"),
+        agent_version=agent_version if agent_version is not None else env_setting("AGENT_VERSION"),
+    )
+
+
+def apply_identity(agent: Agent, agent_id: str | None = None, agent_version: str | None = None) -> Agent:
+    """Make `agent` report `agent_id` / `agent_version` (when given) instead of
+    its class's `id` / `version`, in Describe, result metadata and the
+    registry. Only the instance changes: its class, and so the command that
+    starts another replica of it, stays the author's. Returns `agent`."""
+    for name, value in (("id", agent_id), ("version", agent_version)):
+        if value:
+            setattr(agent, name, value)
+    return agent
+
+
 def serve(
     agent: Agent,
     *,
-    host: str = "127.0.0.1",
-    port: int = 0,
+    host: str | None = None,
+    port: int | None = None,
     registry: str | None = None,
-    namespace: str = "default",
+    namespace: str | None = None,
     instance_id: str | None = None,
     advertise: str | None = None,
+    agent_id: str | None = None,
+    agent_version: str | None = None,
     labels: Mapping[str, str] | None = None,
     ttl: timedelta = timedelta(seconds=10),
     grace: timedelta = timedelta(seconds=10),
@@ -464,22 +557,39 @@ def serve(
     """Serve `agent` until SIGTERM/SIGINT, then drain and return.
 
     Blocks (runs its own event loop). Prints one line to stderr once serving:
-    ``agent <id> listening on HOST:PORT``. With `registry`, the instance is
-    registered under a lease of `ttl` and deregistered on shutdown. Inside a
-    running event loop use `AgentServer(...).run_until_signal()` instead.
+    ``agent <id> listening on HOST:PORT``. Options left unset fall back to the
+    same environment variables as ``python -m sutradhar.serve``
+    (SUTRADHAR_HOST, _PORT, _REGISTRY, _NAMESPACE, _INSTANCE_ID, _ADVERTISE,
+    _AGENT_ID, _AGENT_VERSION; see `serve_settings`), so ``python agent.py``
+    runs under the scheduler exactly like the module entry point.
+    `agent_id` / `agent_version` replace the class's `id` / `version` in what
+    the agent reports. With a registry, the instance is registered under a
+    lease of `ttl` and deregistered on shutdown. Inside a running event loop
+    use `AgentServer(...).run_until_signal()` instead.
     """
+    settings = serve_settings(
+        host=host,
+        port=port,
+        registry=registry,
+        namespace=namespace,
+        instance_id=instance_id,
+        advertise=advertise,
+        agent_id=agent_id,
+        agent_version=agent_version,
+    )
+    apply_identity(agent, settings.agent_id, settings.agent_version)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     async def main() -> None:
         server = AgentServer(
             agent,
-            host=host,
-            port=port,
-            registry=registry,
-            namespace=namespace,
-            instance_id=instance_id,
-            advertise=advertise,
+            host=settings.host,
+            port=settings.port,
+            registry=settings.registry,
+            namespace=settings.namespace,
+            instance_id=settings.instance_id,
+            advertise=settings.advertise,
             labels=labels,
             ttl=ttl,
             grace=grace,

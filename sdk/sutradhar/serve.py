@@ -3,12 +3,15 @@
 Flags fall back to environment variables (SUTRADHAR_HOST, SUTRADHAR_PORT,
 SUTRADHAR_REGISTRY, SUTRADHAR_NAMESPACE, SUTRADHAR_INSTANCE_ID,
 SUTRADHAR_ADVERTISE, SUTRADHAR_AGENT_ID, SUTRADHAR_AGENT_VERSION), then to
-defaults. The scheduler sets SUTRADHAR_AGENT_ID and SUTRADHAR_AGENT_VERSION
-to the deployed agent definition's, so a replica reports (in Describe and in
-every result's metadata) the definition it was deployed as, not the class's
-defaults. Without a registry the agent only
-serves (this is how the scheduler runs managed replicas: it registers them
-itself). Once serving, one line goes to stderr:
+defaults; `serve()` does the falling back (`serve_settings`), so a script
+that calls ``serve(MyAgent())`` reads the same variables. The scheduler sets
+SUTRADHAR_AGENT_ID and SUTRADHAR_AGENT_VERSION to the deployed agent
+definition's, so a replica reports (in Describe and in every result's
+metadata) the definition it was deployed as, not the class's defaults; the
+definition it registers still names the class's own command. Without a
+registry (no --registry, no SUTRADHAR_REGISTRY) the agent only serves (this
+is how the scheduler runs managed replicas: it registers them itself). Once
+serving, one line goes to stderr:
 ``agent <id> listening on 127.0.0.1:PORT``.
 """
 
@@ -27,7 +30,7 @@ from typing import Any
 from sutradhar._agent import Agent
 from sutradhar._errors import SutradharError
 from sutradhar._registration import parse_labels
-from sutradhar._serve import serve
+from sutradhar._serve import env_setting, serve
 
 
 def load_agent_class(spec: str) -> type[Agent]:
@@ -46,31 +49,30 @@ def load_agent_class(spec: str) -> type[Agent]:
     return obj
 
 
-def _env(name: str, default: str | None = None) -> str | None:
-    return os.environ.get(f"SUTRADHAR_{name}") or default
-
-
 def build_parser() -> argparse.ArgumentParser:
-    """The command's argument parser."""
+    """The command's argument parser. Serving flags default to None: `serve()`
+    fills them from SUTRADHAR_* (see `serve_settings`), then from defaults."""
     p = argparse.ArgumentParser(prog="python -m sutradhar.serve", description="Serve a Sutradhar agent.")
     p.add_argument("agent", help="the Agent class, as module:Class (e.g. examples.echo_agent:EchoAgent)")
-    p.add_argument("--host", default=_env("HOST", "127.0.0.1"), help="listen address (env SUTRADHAR_HOST)")
-    p.add_argument("--port", type=int, default=int(_env("PORT", "0") or 0), help="port, 0 = any (env SUTRADHAR_PORT)")
+    p.add_argument("--host", help="listen address (env SUTRADHAR_HOST, default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port, 0 = any (env SUTRADHAR_PORT, default 0)")
+    p.add_argument("--registry", help="registry host:port to register with (env SUTRADHAR_REGISTRY)")
+    p.add_argument("--namespace", help="namespace (env SUTRADHAR_NAMESPACE, default default)")
+    p.add_argument("--instance-id", help="instance id (env SUTRADHAR_INSTANCE_ID)")
+    p.add_argument("--advertise", help="endpoint to register (env SUTRADHAR_ADVERTISE)")
+    p.add_argument("--agent-id", help="agent id to report instead of the class's (env SUTRADHAR_AGENT_ID)")
     p.add_argument(
-        "--registry", default=_env("REGISTRY"), help="registry host:port to register with (env SUTRADHAR_REGISTRY)"
+        "--agent-version", help="semantic version to report instead of the class's (env SUTRADHAR_AGENT_VERSION)"
     )
-    p.add_argument("--namespace", default=_env("NAMESPACE", "default"), help="namespace (env SUTRADHAR_NAMESPACE)")
-    p.add_argument("--instance-id", default=_env("INSTANCE_ID"), help="instance id (env SUTRADHAR_INSTANCE_ID)")
-    p.add_argument("--advertise", default=_env("ADVERTISE"), help="endpoint to register (env SUTRADHAR_ADVERTISE)")
-    p.add_argument("--agent-id", default=_env("AGENT_ID"),
-                   help="agent id to report instead of the class's (env SUTRADHAR_AGENT_ID)")
-    p.add_argument("--agent-version", default=_env("AGENT_VERSION"),
-                   help="semantic version to report instead of the class's (env SUTRADHAR_AGENT_VERSION)")
     p.add_argument("--label", action="append", default=[], metavar="K=V", help="instance label (repeatable)")
     p.add_argument("--ttl", type=float, default=10.0, help="registration lease TTL in seconds (default 10)")
     p.add_argument("--grace", type=float, default=10.0, help="seconds in-flight tasks get on shutdown (default 10)")
     p.add_argument("--no-register-agent", action="store_true", help="do not create the agent definition when missing")
-    p.add_argument("--log-level", default=_env("LOG_LEVEL", "WARNING"), help="logging level (default WARNING)")
+    p.add_argument(
+        "--log-level",
+        default=env_setting("LOG_LEVEL", "WARNING"),
+        help="logging level (env SUTRADHAR_LOG_LEVEL, default WARNING)",
+    )
     return p
 
 
@@ -82,11 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         labels = parse_labels(args.label)
-        agent_class = load_agent_class(args.agent)
-        identity = {name: value for name, value in (("id", args.agent_id), ("version", args.agent_version)) if value}
-        if identity:  # a subclass that reports the given identity (validated by serve())
-            agent_class = type(agent_class.__name__, (agent_class,), identity)
-        agent = agent_class()
+        agent = load_agent_class(args.agent)()
         serve(
             agent,
             host=args.host,
@@ -95,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             namespace=args.namespace,
             instance_id=args.instance_id,
             advertise=args.advertise,
+            agent_id=args.agent_id,
+            agent_version=args.agent_version,
             labels=labels,
             ttl=timedelta(seconds=args.ttl),
             grace=timedelta(seconds=args.grace),

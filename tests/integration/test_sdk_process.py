@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from pathlib import Path
@@ -143,3 +144,100 @@ def test_a_bad_deployed_version_is_refused_naming_it() -> None:
         cwd=str(ROOT), capture_output=True, text=True, timeout=30, check=False,
     )
     assert out.returncode == 1 and "banana" in out.stderr and "semantic version" in out.stderr, out.stderr
+
+
+GREETER_SCRIPT = '''
+import json
+import sys
+from typing import Any
+
+from sutradhar import Agent, Task, serve
+
+
+class Greeter(Agent):
+    id = "greeter"
+    type = "greeter"
+    version = "1.0.0"
+
+    async def execute(self, task: Task) -> Any:
+        return {"greeting": f"hello {task.payload}"}
+
+
+if __name__ == "__main__":
+    serve(Greeter(), **(json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}))
+'''
+
+
+def _greeter_script(tmp_path: Path) -> Path:
+    script = tmp_path / "greeter.py"
+    script.write_text(GREETER_SCRIPT)
+    return script
+
+
+async def test_a_script_calling_serve_takes_the_scheduler_env(tmp_path: Path) -> None:
+    """`python greeter.py` (serve(agent) from a script) reads the same SUTRADHAR_*
+    variables the scheduler sets as `python -m sutradhar.serve`."""
+    from sutradhar.services.common.etcd_server import free_port
+
+    port = free_port()
+    env = {
+        "SUTRADHAR_PORT": str(port),
+        "SUTRADHAR_INSTANCE_ID": "greeter-r1",
+        "SUTRADHAR_AGENT_ID": "greeter-deployed",
+        "SUTRADHAR_AGENT_VERSION": "2.1.0",
+    }
+    with spawn_agent([sys.executable, str(_greeter_script(tmp_path))], cwd=str(tmp_path), env=env) as agent:
+        assert agent.address == f"127.0.0.1:{port}"
+        assert agent.output == [f"agent greeter-deployed listening on 127.0.0.1:{port}"]
+        async with AgentClient(agent.address) as client:
+            result = await client.execute("Ada")
+            described = await client.describe()
+        assert result.data == {"greeting": "hello Ada"}
+        meta = result.metadata
+        assert (meta.instance_id, meta.agent_id, meta.agent_version) == ("greeter-r1", "greeter-deployed", "2.1.0")
+        assert (described.id, described.version, described.type) == ("greeter-deployed", "2.1.0", "greeter")
+        assert await asyncio.to_thread(agent.stop) == 0
+
+
+async def test_explicit_serve_arguments_win_over_the_env(tmp_path: Path) -> None:
+    import json
+
+    from sutradhar.services.common.etcd_server import free_port
+
+    env_port, own_port = free_port(), free_port()
+    command = [sys.executable, str(_greeter_script(tmp_path)), json.dumps({"port": own_port, "instance_id": "mine"})]
+    env = {"SUTRADHAR_PORT": str(env_port), "SUTRADHAR_INSTANCE_ID": "from-env"}
+    with spawn_agent(command, cwd=str(tmp_path), env=env) as agent:
+        assert agent.address == f"127.0.0.1:{own_port}"
+        async with AgentClient(agent.address) as client:
+            assert (await client.execute("x")).metadata.instance_id == "mine"
+
+
+def test_a_bad_env_port_is_one_error_line() -> None:
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent"],
+        cwd=str(ROOT), capture_output=True, text=True, timeout=30, check=False,
+        env={**os.environ, "SUTRADHAR_PORT": "http"},
+    )
+    assert out.returncode == 1
+    assert out.stderr.strip() == "error: SUTRADHAR_PORT='http' is not a port number", out.stderr
+
+
+def test_a_synchronous_execute_is_refused_before_serving(tmp_path: Path) -> None:
+    import subprocess
+
+    (tmp_path / "syncagent.py").write_text(
+        "from sutradhar import Agent\n\n"
+        "class Sync(Agent):\n"
+        "    id = 'sync'\n    type = 'sync'\n    version = '1.0.0'\n\n"
+        "    def execute(self, task):\n        return {'ok': True}\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "sutradhar.serve", "syncagent:Sync"],
+        cwd=str(tmp_path), capture_output=True, text=True, timeout=30, check=False,
+    )
+    assert out.returncode == 1
+    assert out.stderr.startswith("error: Sync.execute must be a coroutine function"), out.stderr
+    assert "async def execute" in out.stderr

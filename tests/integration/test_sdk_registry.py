@@ -208,3 +208,43 @@ async def test_an_unhealthy_agent_registers_not_serving(registry: str, unique: s
     ):
         instance = await client.get_instance(server.instance_id, namespace=unique)
         assert instance.state == registry_pb2.INSTANCE_STATE_NOT_SERVING
+
+
+async def test_an_identity_override_registers_the_class_command_not_serve_py(registry: str, unique: str) -> None:
+    """--agent-id/--agent-version change what the replica reports; the definition
+    it registers must still start the original class (`-m sutradhar.serve
+    examples.echo_agent:EchoAgent`), not `.../sutradhar/serve.py` with no class."""
+    instance_id = f"echo-{unique}"
+    with await _spawn(registry, unique, instance_id, "--agent-id", "echo-x", "--agent-version", "2.0.0") as agent:
+        async with RegistryClient(registry) as client:
+            definition = await client.get_agent("echo-x", namespace=unique, timeout=5)
+            instance = await client.get_instance(instance_id, namespace=unique, timeout=5.0)
+        assert (definition.version, definition.type) == ("2.0.0", "echo")
+        command = from_struct(definition.config)["command"]
+        assert command[1:] == ["-m", "sutradhar.serve", "examples.echo_agent:EchoAgent"]
+        assert (instance.agent_id, instance.version) == ("echo-x", "2.0.0")
+        assert await asyncio.to_thread(agent.stop) == 0
+
+
+async def test_a_script_agent_registers_through_the_registry_env(
+    registry: str, unique: str, tmp_path: Path
+) -> None:
+    """SUTRADHAR_REGISTRY (and _NAMESPACE, _INSTANCE_ID) make `serve(agent)` in
+    a script register, with the script as the definition's command."""
+    script = tmp_path / "greeter.py"
+    script.write_text(
+        "from sutradhar import Agent, serve\n\n"
+        "class Greeter(Agent):\n"
+        "    id = 'greeter'\n    type = 'greeter'\n    version = '1.0.0'\n\n"
+        "    async def execute(self, task):\n        return 'hi'\n\n"
+        "serve(Greeter(), ttl=__import__('datetime').timedelta(seconds=2))\n"
+    )
+    env = {"SUTRADHAR_REGISTRY": registry, "SUTRADHAR_NAMESPACE": unique, "SUTRADHAR_INSTANCE_ID": f"g-{unique}"}
+    with await asyncio.to_thread(spawn_agent, [sys.executable, str(script)], cwd=str(tmp_path), env=env) as agent:
+        async with RegistryClient(registry) as client:
+            definition = await client.get_agent("greeter", namespace=unique)
+            instance = await client.get_instance(f"g-{unique}", namespace=unique)
+            assert from_struct(definition.config)["command"] == [sys.executable, str(script)]
+            assert instance.endpoint == agent.address
+            assert await asyncio.to_thread(agent.stop) == 0
+            assert await instance_or_none(client, unique, f"g-{unique}") is None

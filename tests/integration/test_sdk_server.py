@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -17,6 +18,7 @@ from sutradhar import (
     AgentClient,
     AgentServer,
     DeadlineExceeded,
+    InvalidArgument,
     Partial,
     Progress,
     Result,
@@ -223,3 +225,108 @@ async def test_a_failing_on_start_releases_the_port() -> None:
     again = AgentServer(EchoAgent(), port=server.port)  # the port is free again
     await again.start()
     await again.stop()
+
+
+class SlowHealth(EchoAgent):
+    id = "slowhealth"
+    failure: BaseException | None = None
+
+    async def check_health(self) -> bool:
+        if self.failure is not None:
+            raise self.failure
+        await asyncio.sleep(5)
+        return True
+
+
+async def test_a_check_health_timeout_is_logged_with_its_type_and_limit(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="sutradhar._serve"):
+        async with run_agent(SlowHealth(), health_period=timedelta(milliseconds=200)) as address:
+            assert await health_status(address) == health_pb2.HealthCheckResponse.NOT_SERVING
+    lines = [r.getMessage() for r in caplog.records if "check_health()" in r.getMessage()]
+    assert lines
+    assert lines[0] == (
+        "check_health() of agent slowhealth failed: TimeoutError: timed out after 0.2s; reporting NOT_SERVING"
+    )
+
+
+async def test_a_check_health_exception_is_logged_with_its_repr(caplog: pytest.LogCaptureFixture) -> None:
+    agent = SlowHealth()
+    agent.failure = ConnectionError()  # an empty str(), as a TimeoutError has
+    with caplog.at_level(logging.WARNING, logger="sutradhar._serve"):
+        async with run_agent(agent, health_period=timedelta(milliseconds=200)):
+            pass
+    lines = [r.getMessage() for r in caplog.records if "check_health()" in r.getMessage()]
+    assert lines[0] == (
+        "check_health() of agent slowhealth failed: ConnectionError: ConnectionError(); reporting NOT_SERVING"
+    )
+
+
+class Picky(EchoAgent):
+    id = "picky"
+    task_types = ("say", "shout")
+
+
+async def test_task_types_are_enforced_with_invalid_argument() -> None:
+    async with run_agent(Picky()) as address, AgentClient(address) as client:
+        assert (await client.execute({"x": 1}, task_type="say")).success
+        assert (await client.execute({"x": 1})).success  # an empty type is any type
+        with pytest.raises(InvalidArgument) as refused:
+            await client.execute({"x": 1}, task_type="whisper")
+        assert str(refused.value) == (
+            "agent picky does not accept task type 'whisper'; it accepts 'say', 'shout' (or an empty type)"
+        )
+        with pytest.raises(InvalidArgument, match="'whisper'"):
+            async for _ in client.execute_stream("text", task_type="whisper"):
+                pass
+        events = [e async for e in client.execute_stream("text", task_type="shout")]
+        assert isinstance(events[-1], Result) and events[-1].success
+        assert (await client.metrics()).requests_total == 3  # refused tasks never ran
+
+
+async def test_an_agent_with_task_types_passes_conformance() -> None:
+    from sutradhar.conformance import run_conformance
+
+    async with run_agent(Picky()) as address:
+        results = await run_conformance(address, task_type="say", slow_payload={"sleep": 5})
+    assert [(r.name, r.passed) for r in results if not r.passed] == []
+    malformed = next(r for r in results if r.name == "malformed-input")
+    assert "odd payload -> INVALID_ARGUMENT (unknown task type)" in malformed.detail, malformed.detail
+
+
+async def test_a_synchronous_execute_or_stream_is_refused_naming_the_method() -> None:
+    class SyncExecute(EchoAgent):
+        def execute(self, task: Task) -> Any:  # type: ignore[override]
+            return {"ok": True}
+
+    class SyncStream(Agent):
+        id = "syncstream"
+        type = "syncstream"
+
+        def stream(self, task: Task) -> Any:  # type: ignore[override]
+            yield Result.ok(1)
+
+    class ReturningStream(Agent):
+        id = "retstream"
+        type = "retstream"
+
+        async def stream(self, task: Task) -> Any:  # type: ignore[override]
+            return Result.ok(1)
+
+    with pytest.raises(InvalidArgument, match=r"SyncExecute\.execute must be a coroutine function.*async def execute"):
+        AgentServer(SyncExecute())
+    for cls in (SyncStream, ReturningStream):
+        with pytest.raises(InvalidArgument, match=rf"{cls.__name__}\.stream must be an async generator.*async def"):
+            AgentServer(cls())
+
+
+async def test_client_timeouts_take_seconds_as_numbers() -> None:
+    async with run_agent(EchoAgent()) as address, AgentClient(address) as client:
+        assert (await client.execute({"x": 1}, timeout=5)).success
+        assert (await client.describe(timeout=2.5)).id == "echo"
+        assert (await client.metrics(timeout=1)).requests_total == 1
+        events = [e async for e in client.execute_stream({"text": "abcdefgh"}, timeout=5.0)]
+        assert isinstance(events[-1], Result) and events[-1].success
+        with pytest.raises(DeadlineExceeded):
+            await client.execute({"sleep": 3}, timeout=0.3)
+        with pytest.raises(TypeError, match="timeout must be a timedelta or seconds"):
+            await client.execute({"x": 1}, timeout="5")  # type: ignore[arg-type]
