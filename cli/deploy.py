@@ -392,13 +392,39 @@ async def scale(args: argparse.Namespace) -> int:
 async def undeploy(args: argparse.Namespace) -> int:
     async with channel(args.scheduler) as ch:
         stub = scheduler_pb2_grpc.SchedulerServiceStub(ch)
-        await stub.DeleteDeployment(
-            P.DeleteDeploymentRequest(namespace=args.namespace, name=args.name, wait=not args.no_wait),
-            timeout=None if not args.no_wait else TIMEOUT,
-        )
+        request = P.DeleteDeploymentRequest(namespace=args.namespace, name=args.name, wait=not args.no_wait)
+        if args.no_wait:
+            await stub.DeleteDeployment(request, timeout=TIMEOUT)
+        else:
+            delete = asyncio.ensure_future(stub.DeleteDeployment(request, timeout=None))
+            await _report_stopping(stub, args.namespace, args.name, delete)
+            await delete
     print(f"deployment/{args.name} deleted from namespace {args.namespace}"
           + (" (replicas stopping)" if args.no_wait else "; every replica stopped"))
     return 0
+
+
+async def _report_stopping(stub: scheduler_pb2_grpc.SchedulerServiceStub, namespace: str, name: str,
+                           delete: asyncio.Future[Any]) -> None:
+    """While `delete` waits for the replicas to stop, say how many are left."""
+    import grpc
+
+    last = -1
+    while not delete.done():
+        await asyncio.wait([delete], timeout=0.5)
+        if delete.done():
+            return
+        try:
+            d = (await stub.GetDeployment(P.GetDeploymentRequest(namespace=namespace, name=name),
+                                          timeout=TIMEOUT)).deployment
+        except grpc.aio.AioRpcError as err:
+            if err.code() == grpc.StatusCode.NOT_FOUND:
+                return
+            raise
+        left = d.status.replicas
+        if left != last:
+            print(f"deployment/{name}: {_replicas(left)} stopping", flush=True)
+            last = left
 
 
 async def rollout_action(args: argparse.Namespace) -> int:

@@ -53,6 +53,26 @@ spec:
     return path
 
 
+def shell_manifest(path: Path, namespace: str, name: str, script: str, replicas: int) -> Path:
+    """An Agent running `sh -c SCRIPT` and a Deployment of it."""
+    path.write_text(f"""
+apiVersion: sutradhar/v1
+kind: Agent
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  type: {name}
+  version: 1.0.0
+  runtime: process
+  config: {{command: [sh, -c, {json.dumps(script)}]}}
+---
+apiVersion: sutradhar/v1
+kind: Deployment
+metadata: {{name: {name}, namespace: {namespace}}}
+spec: {{agent: {name}, replicas: {replicas}}}
+""")
+    return path
+
+
 async def test_a_file_with_a_bad_deployment_applies_nothing(registry, scheduler, api, namespace, tmp_path):
     code, out = await cli(registry, scheduler, "deploy", "-f", str(manifest(tmp_path / "a.yaml", namespace,
                                                                               version="1.0.0")), "--wait")
@@ -119,22 +139,7 @@ async def test_scale_waits_and_a_closed_pipe_is_quiet(registry, scheduler, api, 
 
 
 async def test_wait_shows_a_crash_loops_reason_before_the_deadline(registry, scheduler, namespace, tmp_path):
-    path = tmp_path / "crash.yaml"
-    path.write_text(f"""
-apiVersion: sutradhar/v1
-kind: Agent
-metadata: {{name: crashy, namespace: {namespace}}}
-spec:
-  type: crashy
-  version: 1.0.0
-  runtime: process
-  config: {{command: [sh, -c, "echo dying-for-a-reason; exit 7"]}}
----
-apiVersion: sutradhar/v1
-kind: Deployment
-metadata: {{name: crashy, namespace: {namespace}}}
-spec: {{agent: crashy, replicas: 1}}
-""")
+    path = shell_manifest(tmp_path / "crash.yaml", namespace, "crashy", "echo dying-for-a-reason; exit 7", 1)
     code, out = await cli(registry, scheduler, "deploy", "-f", str(path), "--wait", "--timeout", "5")
     assert code == 1 and "(1 replica of agent crashy)" in out, out
     before_deadline = out.split("not rolled out after")[0]
@@ -191,3 +196,21 @@ async def test_logs_follow_picks_up_replicas_started_later(registry, scheduler, 
     finally:
         follower.kill()
         await follower.wait()
+
+
+async def test_undeploy_reports_the_replicas_still_stopping(registry, scheduler, api, namespace, tmp_path):
+    path = shell_manifest(tmp_path / "stubborn.yaml", namespace, "stubborn", "trap '' TERM; sleep 60", 2)
+    code, out = await cli(registry, scheduler, "deploy", "-f", str(path))
+    assert code == 0, out
+
+    async def started() -> bool:
+        return (await get(api, namespace, "stubborn")).status.replicas == 2
+
+    for _ in range(50):
+        if await started():
+            break
+        await asyncio.sleep(0.1)
+    code, out = await cli(registry, scheduler, "undeploy", "stubborn", "-n", namespace)
+    # they ignore SIGTERM: the scheduler's stop grace (3 s here) passes before SIGKILL
+    assert code == 0 and "deployment/stubborn: 2 replicas stopping" in out, out
+    assert out.rstrip().endswith("every replica stopped"), out
