@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sutradhar._errors import FailedPrecondition, Unavailable
+from sutradhar.services.common.procs import proc_start_ticks
 
 if TYPE_CHECKING:  # the etcd helper lives in the `mesh` extra; imported where used
     from sutradhar.services.common.etcd_server import LocalEtcd
@@ -35,6 +36,7 @@ if TYPE_CHECKING:  # the etcd helper lives in the `mesh` extra; imported where u
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICE_ORDER = ("registry", "scheduler", "health", "router")
 STATE_FILE = "mesh.json"
+LOCK_FILE = "up.lock"  # flock()ed by the running `up`: one mesh per state directory
 
 #: Restart back-off for a child that died: first delay, cap, and how long a
 #: restarted child must stay up before its back-off starts over.
@@ -84,6 +86,7 @@ class ChildProcess:
     pid: int
     address: str
     log: str
+    ticks: int = 0  # start time (/proc clock ticks): `down` signals this pid only while it is this process
 
 
 @dataclass
@@ -152,7 +155,8 @@ class Mesh:
         etcd.start()
         self._etcd = etcd
         assert etcd.process is not None
-        self.children["etcd"] = ChildProcess("etcd", etcd.process.pid, etcd.endpoint, str(etcd.log_path))
+        self.children["etcd"] = ChildProcess("etcd", etcd.process.pid, etcd.endpoint, str(etcd.log_path),
+                                             proc_start_ticks(etcd.process.pid) or 0)
 
     def _service_args(self, name: str, port: int | None = None) -> list[str]:
         port = getattr(self.ports, name) if port is None else port
@@ -174,7 +178,7 @@ class Mesh:
                                     stdin=subprocess.DEVNULL, start_new_session=True, env=env, cwd=REPO_ROOT)
         self._procs[name] = proc
         address = wait_for_listening(proc, log_path, f"{name} listening on ", offset=offset, timeout=timeout)
-        self.children[name] = ChildProcess(name, proc.pid, address, str(log_path))
+        self.children[name] = ChildProcess(name, proc.pid, address, str(log_path), proc_start_ticks(proc.pid) or 0)
         self.progress(f"{name}: listening on {address}")
 
     # -- supervise ------------------------------------------------------------
@@ -228,7 +232,7 @@ class Mesh:
             assert self._etcd.process is not None
             pid = self._etcd.process.pid
             self.children["etcd"] = ChildProcess("etcd", pid, self.children["etcd"].address,
-                                                 self.children["etcd"].log)
+                                                 self.children["etcd"].log, proc_start_ticks(pid) or 0)
             self.progress(f"etcd: restarted on {self.children['etcd'].address}")
             return
         try:
@@ -269,6 +273,7 @@ class Mesh:
         path = self.state_dir / STATE_FILE
         data = {
             "supervisor_pid": supervisor_pid,
+            "supervisor_ticks": proc_start_ticks(supervisor_pid) or 0,
             "started": time.time(),
             "children": {name: asdict(child) for name, child in self.children.items()},
             **(extra or {}),

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
+import ipaddress
 import json
 import os
 import re
@@ -24,8 +26,9 @@ from typing import Any
 
 import grpc
 
-from sutradhar._errors import FailedPrecondition, SutradharError, Unavailable, error_for_code
+from sutradhar._errors import FailedPrecondition, InvalidArgument, SutradharError, Unavailable, error_for_code
 from sutradhar.cli._launcher import (
+    LOCK_FILE,
     REPO_ROOT,
     STATE_FILE,
     Mesh,
@@ -38,6 +41,7 @@ from sutradhar.cli._launcher import (
     wait_for_listening,
 )
 from sutradhar.cli._output import print_table
+from sutradhar.services.common.procs import same_process
 
 DEMO_REPLICAS = 2
 DEMO_TASKS = 6
@@ -47,8 +51,10 @@ def register(sub: Any) -> None:
     p = sub.add_parser("up", help="start the whole mesh on this machine (etcd + every service)")
     p.add_argument("--state-dir", type=Path, default=None,
                    help=f"where data and logs go (default: {default_state_dir()})")
-    p.add_argument("--host", default="127.0.0.1", help="address every service binds (default %(default)s)")
-    p.add_argument("--etcd", default=None, help="use this external etcd (host:port) instead of starting one")
+    p.add_argument("--host", type=_host, default="127.0.0.1",
+                   help="IPv4 address every service binds (default %(default)s)")
+    p.add_argument("--etcd", type=_endpoint, default=None,
+                   help="use this external etcd (host:port) instead of starting one")
     p.add_argument("--etcd-port", type=_port, default=2379)
     p.add_argument("--registry-port", type=_port, default=50051)
     p.add_argument("--router-port", type=_port, default=50052)
@@ -69,6 +75,27 @@ def _port(text: str) -> int:
     if not text.isdigit() or not 0 < int(text) < 65536:
         raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1-65535)")
     return int(text)
+
+
+def _host(text: str) -> str:
+    """An argparse type: an IPv4 address or `localhost` (the services and etcd bind it)."""
+    if text == "localhost":
+        return text
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IPv4 address (e.g. 127.0.0.1)") from None
+    if address.version != 4:
+        raise argparse.ArgumentTypeError(f"{text!r}: IPv6 is not supported yet; use an IPv4 address such as 127.0.0.1")
+    return text
+
+
+def _endpoint(text: str) -> str:
+    """An argparse type: host:port of an external etcd."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not host:port (e.g. 127.0.0.1:2379)")
+    return text
 
 
 _CHILD_ERROR = re.compile(r"^error: (?P<message>.*) \((?P<code>[A-Z_]+)\)$")
@@ -96,15 +123,68 @@ def _mesh_from_args(args: argparse.Namespace, state_dir: Path) -> Mesh:
     return Mesh(state_dir=state_dir, host=args.host, ports=ports, external_etcd=args.etcd, progress=_say)
 
 
+def _ours(pid: int, ticks: int) -> bool:
+    """Whether `pid` is still the process the state file recorded: same start time,
+    or, for a state file written before start times were recorded, a sutradhar or
+    etcd command line. A reused pid is never signalled."""
+    if ticks:
+        return same_process(pid, ticks)
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return pid_alive(pid) and (b"sutradhar" in cmdline or b"etcd" in cmdline)
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    try:
+        state = json.loads(path.read_text())
+        int(state["supervisor_pid"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise FailedPrecondition(
+            f"{path} is not a state file sutradhar wrote ({type(err).__name__}: {err}); nothing was stopped. "
+            "If no mesh runs from this state directory, delete the file"
+        ) from None
+    if not isinstance(state, dict):
+        raise FailedPrecondition(f"{path} is not a state file sutradhar wrote; delete it if no mesh runs from there")
+    return state
+
+
 def _running_supervisor(state_dir: Path) -> int | None:
     path = state_dir / STATE_FILE
     if not path.exists():
         return None
     try:
-        pid = int(json.loads(path.read_text())["supervisor_pid"])
-    except (ValueError, KeyError, OSError):
+        state = _read_state(path)
+    except FailedPrecondition:
         return None
-    return pid if pid_alive(pid) else None
+    pid = int(state["supervisor_pid"])
+    return pid if _ours(pid, int(state.get("supervisor_ticks") or 0)) else None
+
+
+def _lock_state_dir(state_dir: Path) -> int:
+    """Hold an exclusive lock on the state directory for this process's life: two
+    `up` on one directory would share etcd's data and the logs."""
+    fd = os.open(state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise FailedPrecondition(
+            f"another `sutradhar up` is using {state_dir}; stop it with `sutradhar down --state-dir {state_dir}` "
+            "or choose another --state-dir"
+        ) from None
+    return fd
+
+
+def _check_distinct_ports(args: argparse.Namespace) -> None:
+    names = ["registry", "router", "scheduler", "health"] + ([] if args.etcd else ["etcd"])
+    seen: dict[int, str] = {}
+    for name in names:
+        port = getattr(args, f"{name}_port")
+        if port in seen:
+            raise InvalidArgument(f"--{seen[port]}-port and --{name}-port are both {port}; give each its own port")
+        seen[port] = name
 
 
 def up(args: argparse.Namespace) -> int:
@@ -114,6 +194,7 @@ def up(args: argparse.Namespace) -> int:
         raise FailedPrecondition(
             f"a mesh is already running from {state_dir} (supervisor pid {running}); stop it with `sutradhar down`"
         )
+    _check_distinct_ports(args)
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -121,7 +202,9 @@ def up(args: argparse.Namespace) -> int:
             f"cannot use {state_dir} as the state directory ({err.strerror}); choose another with --state-dir"
         ) from err
     if args.detach:
+        os.close(_lock_state_dir(state_dir))  # fail now if taken; the background supervisor takes it for good
         return _detach(args, state_dir)
+    _lock_state_dir(state_dir)  # held until this process exits
     return _foreground(args, state_dir)
 
 
@@ -288,20 +371,24 @@ def down(args: argparse.Namespace) -> int:
     if not path.exists():
         print(f"no mesh is running from {state_dir}")
         return 0
-    state = json.loads(path.read_text())
+    state = _read_state(path)
     pid = int(state["supervisor_pid"])
-    if pid_alive(pid):
+    supervisor_ours = _ours(pid, int(state.get("supervisor_ticks") or 0))
+    if supervisor_ours:
         print(f"Stopping the mesh (supervisor pid {pid})...", flush=True)
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + args.timeout
         while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-    leftovers = [c["pid"] for c in state.get("children", {}).values()] + list(state.get("demo_pids", []))
-    if pid_alive(pid):  # the supervisor first: it would restart the children killed before it
-        leftovers.insert(0, pid)
+    else:
+        print(f"The mesh's supervisor (pid {pid}) is gone; stopping what it left behind.", flush=True)
+    leftovers = [(int(c["pid"]), int(c.get("ticks") or 0)) for c in state.get("children", {}).values()]
+    leftovers += [(int(p), 0) for p in state.get("demo_pids", [])]
+    if supervisor_ours and pid_alive(pid):  # the supervisor first: it would restart the children killed before it
+        leftovers.insert(0, (pid, int(state.get("supervisor_ticks") or 0)))
     killed = 0
-    for child in leftovers:
-        if pid_alive(child):
+    for child, ticks in leftovers:
+        if _ours(child, ticks):  # never a process that merely reuses a recorded pid
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(child, signal.SIGKILL)
                 killed += 1

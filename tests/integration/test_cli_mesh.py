@@ -192,3 +192,43 @@ def test_up_restarts_a_service_or_etcd_that_dies(tmp_path: Path) -> None:
     finally:
         sutradhar("down", "--state-dir", str(tmp_path), check=False)
     assert not any(pid_alive(p) for p in seen)
+
+
+def test_down_never_signals_a_process_that_reuses_a_recorded_pid(tmp_path: Path) -> None:
+    stranger = subprocess.Popen(["sleep", "60"], start_new_session=True)  # its own group, like a mesh child
+    try:
+        (tmp_path / "mesh.json").write_text(json.dumps({  # a stale file: a mesh that died long ago
+            "supervisor_pid": stranger.pid, "supervisor_ticks": 1,
+            "children": {"router": {"name": "router", "pid": stranger.pid, "address": "x", "log": "y", "ticks": 1}},
+        }))
+        out = sutradhar("down", "--state-dir", str(tmp_path))
+        assert "supervisor (pid" in out.stdout and "is gone" in out.stdout, out.stdout
+        assert stranger.poll() is None, "down killed a process that was not the mesh's"
+        assert not (tmp_path / "mesh.json").exists()
+        (tmp_path / "mesh.json").write_text("{not json")
+        out = sutradhar("down", "--state-dir", str(tmp_path), check=False)
+        assert out.returncode == 1 and "is not a state file sutradhar wrote" in out.stderr, out.stderr
+        assert "unexpected" not in out.stderr and stranger.poll() is None
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_one_up_per_state_dir_and_bad_flags_are_refused_before_anything_starts(tmp_path: Path) -> None:
+    import fcntl
+
+    fd = os.open(tmp_path / "up.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running `up` holds it
+    try:
+        out = sutradhar("up", "--detach", "--state-dir", str(tmp_path), check=False)
+        assert out.returncode == 1 and "another `sutradhar up` is using" in out.stderr, out.stderr
+    finally:
+        os.close(fd)
+    out = sutradhar("up", "--state-dir", str(tmp_path), "--host", "::1", check=False)
+    assert out.returncode == 2 and "IPv6 is not supported yet" in out.stderr, out.stderr
+    out = sutradhar("up", "--state-dir", str(tmp_path), "--etcd", "foo", check=False)
+    assert out.returncode == 2 and "'foo' is not host:port" in out.stderr, out.stderr
+    out = sutradhar("up", "--state-dir", str(tmp_path), "--registry-port", "56061", "--router-port", "56061",
+                    check=False)
+    assert out.returncode == 1 and "--registry-port and --router-port are both 56061" in out.stderr, out.stderr
+    assert not (tmp_path / "mesh.json").exists() and not (tmp_path / "logs").exists()  # nothing started

@@ -37,6 +37,7 @@ from typing import Any
 
 from sutradhar._errors import FailedPrecondition, InvalidArgument
 from sutradhar.services.common.etcd_server import free_port, port_is_open
+from sutradhar.services.common.procs import proc_start_ticks
 from sutradhar.services.common.validation import check_process_limit, parse_memory
 from sutradhar.services.scheduler.runtimes.base import (
     Replica,
@@ -54,20 +55,6 @@ from sutradhar.services.scheduler.spec import agent_config
 _SCRUBBED_PREFIX = "SUTRADHAR_"
 LOG_NAME = "output.log"
 RECORD_NAME = "record.json"
-
-
-def proc_start_ticks(pid: int) -> int | None:
-    """Start time of `pid` in clock ticks since boot, or None if it is gone or a zombie."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # the command name (field 2) may contain spaces and parentheses
-    rest = raw[raw.rindex(")") + 2:].split()
-    state, ticks = rest[0], rest[19]
-    if state in ("Z", "X"):
-        return None
-    return int(ticks)
 
 
 def _signal_name(code: int) -> str:
