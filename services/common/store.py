@@ -6,6 +6,13 @@ talks to it. The implementation wraps the asyncio client `aetcd`
 project's error tree: an unreachable etcd becomes `Unavailable` with a message
 that says how to fix it, a compacted watch revision becomes `OutOfRange`, and
 a failed compare-and-swap becomes `Conflict` or `AlreadyExists`.
+
+A *write* (commit, put, delete, lease grant or revoke) that times out is
+different from one that could not be sent: etcd may have received it and may
+still apply it (a hung etcd applies it when it resumes), so it raises
+`WriteOutcomeUnknown` (DEADLINE_EXCEEDED on the wire, "read before retrying")
+rather than UNAVAILABLE, which tells clients a retry is safe. Reads and lease
+renewals, which are safe to repeat, keep UNAVAILABLE.
 """
 
 from __future__ import annotations
@@ -23,12 +30,32 @@ import aetcd
 import aetcd.exceptions
 import grpc
 
-from sutradhar._errors import AlreadyExists, Conflict, InvalidArgument, NotFound, OutOfRange, Unavailable
+from sutradhar._errors import (
+    AlreadyExists,
+    Conflict,
+    DeadlineExceeded,
+    InvalidArgument,
+    NotFound,
+    OutOfRange,
+    Unavailable,
+)
 from sutradhar._hosting import reconnect_options
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+class WriteOutcomeUnknown(DeadlineExceeded, Unavailable):
+    """A write timed out after it may have reached etcd: it may or may not be
+    applied (now or later). The gRPC status is DEADLINE_EXCEEDED; callers
+    must read the key before retrying.
+
+    It is also an `Unavailable` so in-process code that treats any etcd
+    outage alike (log, back off, try again later) keeps doing so.
+    """
+
+    code = DeadlineExceeded.code
 
 
 @dataclass(frozen=True)
@@ -145,22 +172,46 @@ class Store:
         with contextlib.suppress(Exception):
             await self._client.close()
 
+    def _reason(self, err: BaseException) -> str:
+        """What went wrong, never an empty text ("TimeoutError: ")."""
+        if isinstance(err, (TimeoutError, aetcd.exceptions.ConnectionTimeoutError)):
+            return f"timed out after {self._timeout.total_seconds():g}s"
+        text = str(err).strip()
+        return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
     def _unavailable(self, err: BaseException) -> Unavailable:
         return Unavailable(
-            f"etcd at {self.endpoint} is unreachable ({type(err).__name__}: {err}); "
+            f"etcd at {self.endpoint} is unreachable ({self._reason(err)}); "
             "check that etcd is running and the --etcd address is right "
             "(`sutradhar up` starts a local one)"
         )
 
-    async def _call(self, fn: Callable[[], Awaitable[T]]) -> T:
+    def _outcome_unknown(self, err: BaseException) -> WriteOutcomeUnknown:
+        return WriteOutcomeUnknown(
+            f"etcd at {self.endpoint} did not answer a write ({self._reason(err)}); the outcome is unknown: "
+            "the write may have been applied or may still be applied, so read the current state "
+            "before retrying"
+        )
+
+    async def _call(self, fn: Callable[[], Awaitable[T]], *, write: bool = False) -> T:
+        """Run one etcd call under the store's deadline.
+
+        `write`: the call changes etcd, so a timeout (the request may have
+        reached etcd) is `WriteOutcomeUnknown`, not `Unavailable`.
+        """
         try:
             return await asyncio.wait_for(fn(), self._timeout.total_seconds())
-        except (TimeoutError, aetcd.exceptions.ConnectionFailedError,
-                aetcd.exceptions.ConnectionTimeoutError, aetcd.exceptions.InternalError) as err:
+        except (TimeoutError, aetcd.exceptions.ConnectionTimeoutError) as err:
+            if write:
+                raise self._outcome_unknown(err) from err
+            raise self._unavailable(err) from err
+        except (aetcd.exceptions.ConnectionFailedError, aetcd.exceptions.InternalError) as err:
             raise self._unavailable(err) from err
         except aetcd.exceptions.ClientError as err:
-            raise Unavailable(f"etcd at {self.endpoint} refused the request: {err}") from err
+            raise Unavailable(f"etcd at {self.endpoint} refused the request: {self._reason(err)}") from err
         except grpc.RpcError as err:
+            if write and isinstance(err, grpc.aio.AioRpcError) and err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise self._outcome_unknown(err) from err
             raise self._unavailable(err) from err
 
     async def ping(self) -> int:
@@ -211,7 +262,7 @@ class Store:
             for op in ops
         ]
         failure = [tx.get(g.key.encode()) for g in guards]
-        ok, responses = await self._call(lambda: self._client.transaction(compare, success, failure))
+        ok, responses = await self._call(lambda: self._client.transaction(compare, success, failure), write=True)
         if ok:
             rev = 0
             for r in responses:
@@ -238,12 +289,12 @@ class Store:
 
     async def delete(self, key: str) -> bool:
         """Delete one key; return whether it existed."""
-        res = await self._call(lambda: self._client.delete(key.encode()))
+        res = await self._call(lambda: self._client.delete(key.encode()), write=True)
         return res is not None and bool(getattr(res, "deleted", 1))
 
     async def delete_prefix(self, prefix: str) -> int:
         """Delete every key under `prefix`; return how many were deleted."""
-        res = await self._call(lambda: self._client.delete_prefix(prefix.encode()))
+        res = await self._call(lambda: self._client.delete_prefix(prefix.encode()), write=True)
         return len(res)
 
     # -- leases -------------------------------------------------------------
@@ -251,7 +302,7 @@ class Store:
     async def grant_lease(self, ttl: timedelta) -> int:
         """Create a lease with the given TTL (whole seconds, at least 1)."""
         seconds = max(1, round(ttl.total_seconds()))
-        lease = await self._call(lambda: self._client.lease(seconds))
+        lease = await self._call(lambda: self._client.lease(seconds), write=True)
         return int(lease.id)
 
     async def keep_alive(self, lease_id: int) -> timedelta:
@@ -271,7 +322,7 @@ class Store:
     async def revoke_lease(self, lease_id: int) -> None:
         """Revoke a lease (its keys are deleted). A lapsed lease is fine."""
         try:
-            await self._call(lambda: self._client.revoke_lease(lease_id))
+            await self._call(lambda: self._client.revoke_lease(lease_id), write=True)
         except Unavailable as err:
             if "not found" in str(err).lower():
                 return

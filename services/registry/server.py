@@ -32,7 +32,8 @@ class RegistryConfig:
     etcd: str = "127.0.0.1:2379"
     """etcd endpoint, "host:port"."""
     etcd_timeout: timedelta = timedelta(seconds=5)
-    """Deadline of one etcd call; past it the RPC fails with UNAVAILABLE."""
+    """Deadline of one etcd call; past it the RPC fails with UNAVAILABLE (a read)
+    or DEADLINE_EXCEEDED (a write, whose outcome is then unknown: read before retrying)."""
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     """Largest request or response; larger requests get RESOURCE_EXHAUSTED."""
     watch_batch_size: int = DEFAULT_BATCH_SIZE

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from sutradhar._errors import AlreadyExists, Conflict, NotFound, Unavailable
+from sutradhar._errors import AlreadyExists, Conflict, DeadlineExceeded, NotFound, Unavailable
 from sutradhar.services.common.etcd_server import LocalEtcd, free_port
 from sutradhar.services.common.store import EtcdEndpoint, EventType, Guard, Op, Store
 
@@ -90,6 +92,55 @@ async def test_dead_etcd_is_unavailable_with_a_hint(tmp_path: Path) -> None:
         with pytest.raises(Unavailable, match=r"unreachable.*check that etcd is running"):
             await store.get("/test/x")
     finally:
+        etcd.stop()
+        with contextlib.suppress(Exception):
+            await store.close()
+
+
+async def test_write_timeout_on_a_hung_etcd_is_deadline_exceeded_outcome_unknown(tmp_path: Path) -> None:
+    """A write that reached a hung (SIGSTOPped) etcd may be applied when it
+    resumes, so its timeout is DEADLINE_EXCEEDED ("read before retrying"), not
+    UNAVAILABLE (safe to retry); reads stay UNAVAILABLE. No empty "TimeoutError: "."""
+    etcd = LocalEtcd(tmp_path / "data", client_port=free_port(), log_path=tmp_path / "etcd.log")
+    etcd.start()
+    assert etcd.process is not None
+    pid = etcd.process.pid
+    store = Store(EtcdEndpoint.parse(etcd.endpoint), timeout=timedelta(seconds=1))
+    stopped = False
+    try:
+        kv_rev = await store.put("/test/hung/a", b"before")
+        os.kill(pid, signal.SIGSTOP)
+        stopped = True
+        with pytest.raises(DeadlineExceeded) as commit_err:
+            await store.commit([Guard("/test/hung/a", kv_rev)], [Op("/test/hung/a", b"during")])
+        message = str(commit_err.value)
+        assert commit_err.value.code.name == "DEADLINE_EXCEEDED"
+        assert "outcome is unknown" in message and "read" in message and "before retrying" in message
+        assert "timed out after 1s" in message and "TimeoutError: )" not in message
+        for write in (
+            lambda: store.put("/test/hung/b", b"x"),
+            lambda: store.delete("/test/hung/a"),
+            lambda: store.grant_lease(timedelta(seconds=5)),
+        ):
+            with pytest.raises(DeadlineExceeded, match="outcome is unknown"):
+                await write()
+        with pytest.raises(Unavailable) as read_err:
+            await store.get("/test/hung/a")
+        assert not isinstance(read_err.value, DeadlineExceeded)
+        assert read_err.value.code.name == "UNAVAILABLE"
+        assert "timed out after 1s" in str(read_err.value) and "TimeoutError: )" not in str(read_err.value)
+        os.kill(pid, signal.SIGCONT)
+        stopped = False
+        # Once etcd resumes, the store answers again (and may show writes that "failed").
+        for _ in range(50):
+            with contextlib.suppress(Unavailable):
+                await store.get("/test/hung/a")
+                break
+            await asyncio.sleep(0.1)
+        assert await store.revision() >= kv_rev
+    finally:
+        if stopped:
+            os.kill(pid, signal.SIGCONT)
         etcd.stop()
         with contextlib.suppress(Exception):
             await store.close()
