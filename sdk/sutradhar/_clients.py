@@ -29,6 +29,7 @@ from sutradhar._convert import event_from_proto, result_from_proto, task_to_prot
 from sutradhar._errors import from_rpc_error
 from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES, reconnect_options
 from sutradhar._values import JSON, from_duration, to_duration
+from sutradhar.services.common.labelselector import validate_label_key, validate_label_value
 from sutradhar.v1 import (
     agent_pb2,
     agent_pb2_grpc,
@@ -62,11 +63,19 @@ def _seconds(timeout: Timeout) -> float | None:
 
 
 def label_selector(labels: str | Mapping[str, str] | None) -> str:
-    """A label selector string from a selector string or an equality mapping."""
+    """A label selector string from a selector string or an equality mapping.
+
+    Mapping keys and values must be valid Kubernetes label keys and values:
+    a value such as "gold,env=dev" would otherwise change the selector
+    (``tier=gold,env=dev``), so it raises InvalidArgument naming the label.
+    """
     if labels is None:
         return ""
     if isinstance(labels, str):
         return labels
+    for key in sorted(labels):
+        validate_label_key(key, field=f"labels[{key!r}]")
+        validate_label_value(labels[key], field=f"labels[{key!r}]")
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 
