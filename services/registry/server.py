@@ -13,7 +13,12 @@ from sutradhar.services.common.store import EtcdEndpoint, Store
 from sutradhar.services.registry.agents import Agents
 from sutradhar.services.registry.instances import Instances
 from sutradhar.services.registry.servicer import SERVICE_NAME, RegistryServicer
-from sutradhar.services.registry.watch import DEFAULT_BATCH_SIZE, DEFAULT_PROGRESS_INTERVAL, Watcher
+from sutradhar.services.registry.watch import (
+    DEFAULT_BATCH_BYTES,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_PROGRESS_INTERVAL,
+    Watcher,
+)
 from sutradhar.v1 import registry_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -35,9 +40,14 @@ class RegistryConfig:
     """Deadline of one etcd call; past it the RPC fails with UNAVAILABLE (a read)
     or DEADLINE_EXCEEDED (a write, whose outcome is then unknown: read before retrying)."""
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-    """Largest request or response; larger requests get RESOURCE_EXHAUSTED."""
+    """Largest request or response; larger requests get RESOURCE_EXHAUSTED, and
+    so does a ListAgents/ListInstances whose answer would be larger (narrow
+    the filter, or Watch with include_initial)."""
     watch_batch_size: int = DEFAULT_BATCH_SIZE
     """Events per WatchResponse at most."""
+    watch_batch_bytes: int = DEFAULT_BATCH_BYTES
+    """Encoded bytes per WatchResponse at most (one larger event goes alone);
+    keep it well under `max_message_bytes`."""
     watch_progress_interval: timedelta = DEFAULT_PROGRESS_INTERVAL
     """Quiet time after which a watch sends an empty response with the latest
     revision (when filtered-out changes moved it), keeping resume points recent."""
@@ -58,6 +68,7 @@ class RegistryServer:
         self.watcher = Watcher(
             self.store,
             batch_size=config.watch_batch_size,
+            batch_bytes=min(config.watch_batch_bytes, config.max_message_bytes // 2),
             progress_interval=config.watch_progress_interval,
             closing=self._closing,
         )
@@ -68,7 +79,10 @@ class RegistryServer:
             max_message_bytes=config.max_message_bytes,
         )
         registry_pb2_grpc.add_RegistryServiceServicer_to_server(
-            RegistryServicer(self.agents, self.instances, self.watcher), self._host.server
+            RegistryServicer(
+                self.agents, self.instances, self.watcher, max_message_bytes=config.max_message_bytes
+            ),
+            self._host.server,
         )
 
     @property

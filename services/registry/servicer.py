@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from sutradhar._errors import InvalidArgument
+from sutradhar._errors import InvalidArgument, ResourceExhausted
+from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES
 from sutradhar._values import to_duration
 from sutradhar.services.registry.agents import AgentFilter, Agents
 from sutradhar.services.registry.instances import InstanceFilter, Instances
@@ -22,10 +23,46 @@ def _require(request: object, field: str) -> None:
         raise InvalidArgument(f"{field}: is required", field=field)
 
 
+def _mib(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MiB"
+
+
+def check_list_size(response: pb.ListAgentsResponse | pb.ListInstancesResponse, *, limit: int) -> None:
+    """ResourceExhausted, naming the size, the limit and a narrower filter,
+    when `response` would not fit one gRPC message of `limit` bytes.
+
+    The List RPCs have no pagination fields, so an oversized answer cannot be
+    split; without this check gRPC itself fails the call with a bare
+    "Sent message larger than max".
+    """
+    size = response.ByteSize()
+    if size <= limit:
+        return
+    if isinstance(response, pb.ListAgentsResponse):
+        rpc, what, count = "ListAgents", "agents", len(response.agents)
+        narrower = 'one namespace instead of "*", type, capabilities, label_selector, version_range or runtime'
+    else:
+        rpc, what, count = "ListInstances", "instances", len(response.instances)
+        narrower = 'one namespace instead of "*", agent_id, state or label_selector'
+    raise ResourceExhausted(
+        f"{rpc}: the {count} matching {what} take {size} bytes ({_mib(size)}), more than the registry's "
+        f"maximum message size of {limit} bytes ({_mib(limit)}); narrow the filter ({narrower}), "
+        "or use Watch with include_initial, which sends every object in batches"
+    )
+
+
 class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
     """sutradhar.v1.RegistryService over the domain classes."""
 
-    def __init__(self, agents: Agents, instances: Instances, watcher: Watcher) -> None:
+    def __init__(
+        self,
+        agents: Agents,
+        instances: Instances,
+        watcher: Watcher,
+        *,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
+        self._max_message_bytes = max_message_bytes
         self._agents = agents
         self._instances = instances
         self._watcher = watcher
@@ -50,7 +87,9 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         self, request: pb.ListAgentsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListAgentsResponse:
         found = await self._agents.list(AgentFilter.from_request(request))
-        return pb.ListAgentsResponse(agents=found.agents, revision=found.revision)
+        response = pb.ListAgentsResponse(agents=found.agents, revision=found.revision)
+        check_list_size(response, limit=self._max_message_bytes)
+        return response
 
     async def DeregisterAgent(
         self, request: pb.DeregisterAgentRequest, context: grpc.aio.ServicerContext
@@ -87,7 +126,9 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         self, request: pb.ListInstancesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListInstancesResponse:
         found = await self._instances.list(InstanceFilter.from_request(request))
-        return pb.ListInstancesResponse(instances=found.instances, revision=found.revision)
+        response = pb.ListInstancesResponse(instances=found.instances, revision=found.revision)
+        check_list_size(response, limit=self._max_message_bytes)
+        return response
 
     async def DeregisterInstance(
         self, request: pb.DeregisterInstanceRequest, context: grpc.aio.ServicerContext

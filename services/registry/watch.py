@@ -9,6 +9,11 @@ remembers it and reconnects with ``start_revision = last + 1`` receives
 exactly the changes it missed (OUT_OF_RANGE when etcd compacted them; then
 list again). When etcd breaks, the stream ends with UNAVAILABLE so the
 client reconnects, here or at another registry replica.
+
+A WatchResponse holds at most `batch_size` events and at most about
+`batch_bytes` encoded bytes (always at least one event), so a namespace of
+large agents can never push a response past the gRPC message limit (which
+made every router's `Watch("*")` fail and stop routing in all namespaces).
 """
 
 from __future__ import annotations
@@ -37,6 +42,13 @@ _KINDS_BY_NAME: Final = {name: kind for kind, name in _KIND_NAMES.items()}
 
 #: Events per WatchResponse at most.
 DEFAULT_BATCH_SIZE = 500
+#: Encoded bytes per WatchResponse at most (a single larger event goes alone);
+#: well under the default 4 MiB gRPC message limit.
+DEFAULT_BATCH_BYTES = 1024 * 1024
+#: Framing bytes of one event inside a WatchResponse (field tag and length),
+#: and of the response's own revision field, at most.
+_EVENT_OVERHEAD = 6
+_RESPONSE_OVERHEAD = 16
 #: Quiet time after which an empty progress response reports the latest revision.
 DEFAULT_PROGRESS_INTERVAL = timedelta(seconds=5)
 #: Events buffered per stream before the etcd watch is slowed down.
@@ -79,6 +91,32 @@ class WatchSpec:
             )
 
 
+def event_size(event: registry_pb2.WatchEvent) -> int:
+    """Encoded bytes `event` adds to a WatchResponse."""
+    return event.ByteSize() + _EVENT_OVERHEAD
+
+
+def batches(
+    events: list[registry_pb2.WatchEvent], *, max_count: int, max_bytes: int
+) -> list[list[registry_pb2.WatchEvent]]:
+    """Split `events`, in order, into batches of at most `max_count` events and
+    at most `max_bytes` encoded bytes each; an event larger than `max_bytes`
+    goes alone (a batch always has at least one event)."""
+    out: list[list[registry_pb2.WatchEvent]] = []
+    batch: list[registry_pb2.WatchEvent] = []
+    size = _RESPONSE_OVERHEAD
+    for event in events:
+        n = event_size(event)
+        if batch and (len(batch) >= max_count or size + n > max_bytes):
+            out.append(batch)
+            batch, size = [], _RESPONSE_OVERHEAD
+        batch.append(event)
+        size += n
+    if batch:
+        out.append(batch)
+    return out
+
+
 def _decode(kv: KeyValue | None, kind: int, namespace: str, name: str) -> registry_pb2.WatchEvent:
     event = registry_pb2.WatchEvent(kind=kind, namespace=namespace, id=name)  # type: ignore[arg-type]
     target = event.agent if kind == AGENT else event.instance
@@ -103,11 +141,13 @@ class Watcher:
         store: Store,
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_bytes: int = DEFAULT_BATCH_BYTES,
         progress_interval: timedelta = DEFAULT_PROGRESS_INTERVAL,
         closing: asyncio.Event | None = None,
     ) -> None:
         self._store = store
-        self._batch_size = batch_size
+        self._batch_size = max(1, batch_size)
+        self._batch_bytes = batch_bytes
         self._progress_interval = progress_interval
         self._closing = closing or asyncio.Event()
 
@@ -171,8 +211,8 @@ class Watcher:
                 )
         if spec.include_initial:
             listed, synced = await self._initial(spec, kinds)
-            for i in range(0, len(listed), self._batch_size):
-                yield registry_pb2.WatchResponse(events=listed[i : i + self._batch_size], revision=synced)
+            for chunk in batches(listed, max_count=self._batch_size, max_bytes=self._batch_bytes):
+                yield registry_pb2.WatchResponse(events=chunk, revision=synced)
             yield registry_pb2.WatchResponse(
                 events=[registry_pb2.WatchEvent(type=registry_pb2.WATCH_EVENT_TYPE_SYNCED, revision=synced)],
                 revision=synced,
@@ -199,29 +239,36 @@ class Watcher:
         reader = asyncio.create_task(read(), name="registry-watch-reader")
         closing = asyncio.create_task(self._closing.wait(), name="registry-watch-closing")
         sent = start - 1 if start else 0
+        # An event taken from the queue that did not fit the previous response.
+        carried: registry_pb2.WatchEvent | None = None
         try:
             while True:
-                getter = asyncio.ensure_future(queue.get())
-                done, _ = await asyncio.wait(
-                    {getter, closing}, timeout=self._progress_interval.total_seconds(),
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                if closing in done:
-                    getter.cancel()
-                    raise Unavailable(
-                        "the registry is shutting down; reconnect with start_revision = last revision + 1"
+                item: registry_pb2.WatchEvent | BaseException
+                if carried is not None:
+                    item, carried = carried, None
+                else:
+                    getter = asyncio.ensure_future(queue.get())
+                    done, _ = await asyncio.wait(
+                        {getter, closing}, timeout=self._progress_interval.total_seconds(),
+                        return_when=asyncio.FIRST_COMPLETED,
                     )
-                if getter not in done:
-                    getter.cancel()
-                    # Quiet for a while: report progress if filtered-out changes moved the revision.
-                    # (The queue is empty and `seen` is read in the same step, so no matching
-                    # event at or below `seen` is still pending.)
-                    if queue.empty() and seen > sent:
-                        sent = seen
-                        yield registry_pb2.WatchResponse(revision=seen)
-                    continue
+                    if closing in done:
+                        getter.cancel()
+                        raise Unavailable(
+                            "the registry is shutting down; reconnect with start_revision = last revision + 1"
+                        )
+                    if getter not in done:
+                        getter.cancel()
+                        # Quiet for a while: report progress if filtered-out changes moved the revision.
+                        # (The queue is empty and `seen` is read in the same step, so no matching
+                        # event at or below `seen` is still pending.)
+                        if queue.empty() and seen > sent:
+                            sent = seen
+                            yield registry_pb2.WatchResponse(revision=seen)
+                        continue
+                    item = getter.result()
                 batch: list[registry_pb2.WatchEvent] = []
-                item: registry_pb2.WatchEvent | BaseException = getter.result()
+                size = _RESPONSE_OVERHEAD
                 while True:
                     if isinstance(item, BaseException):
                         if batch:  # deliver what came before the failure first
@@ -229,12 +276,23 @@ class Watcher:
                         if isinstance(item, SutradharError):
                             raise item
                         raise Unavailable(f"the etcd watch failed ({type(item).__name__}: {item}); reconnect")
+                    n = event_size(item)
+                    if batch and (len(batch) >= self._batch_size or size + n > self._batch_bytes):
+                        carried = item  # starts the next response
+                        break
                     batch.append(item)
-                    if len(batch) >= self._batch_size or queue.empty():
+                    size += n
+                    if queue.empty():
                         break
                     item = queue.get_nowait()
-                sent = max(sent, batch[-1].revision)
-                yield registry_pb2.WatchResponse(events=batch, revision=batch[-1].revision)
+                revision = batch[-1].revision
+                if carried is not None and carried.revision == revision:
+                    # One etcd revision (a transaction) split across responses: this
+                    # one covers it only in part, so it reports the one before as
+                    # the resume point (resuming there replays the whole transaction).
+                    revision -= 1
+                sent = max(sent, revision)
+                yield registry_pb2.WatchResponse(events=batch, revision=revision)
         finally:
             for task in (reader, closing):
                 task.cancel()
