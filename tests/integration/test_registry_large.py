@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 
 import grpc
 import pytest
-from test_registry_support import expect_code, make_agent, next_events, registry, stub
+from test_registry_support import expect_code, make_agent, registry, stub
 
 from sutradhar.services.registry.watch import DEFAULT_BATCH_BYTES
+from sutradhar.services.router.server import RouterConfig, RouterServer
 from sutradhar.v1 import registry_pb2 as pb
 
 __all__ = ["registry", "stub"]  # fixtures imported for pytest
@@ -118,12 +120,13 @@ async def test_list_over_the_message_limit_is_resource_exhausted_naming_size_lim
     assert got.agent.description == "d" * 4000
 
 
-async def test_other_namespaces_keep_listing_and_watching(stub, fat, unique):
-    await stub.RegisterAgent(pb.RegisterAgentRequest(agent=make_agent("small", unique)))
-    assert [a.id for a in (await stub.ListAgents(pb.ListAgentsRequest(namespace=unique))).agents] == ["small"]
-    stream = stub.Watch(pb.WatchRequest(namespace=unique, include_initial=True))
+async def test_router_watching_all_namespaces_syncs_past_4mib(registry, fat, etcd):
+    """The router's Watch("*", include_initial) completes, so it routes again
+    (it used to retry the oversized first response forever: UNAVAILABLE everywhere)."""
+    router = RouterServer(RouterConfig(port=0, registry=registry.address, etcd=etcd))
+    await router.start()
     try:
-        first = await next_events(stream)
-        assert [e.agent.id for e in first] == ["small"]
+        assert await router.wait_synced(timedelta(seconds=10))
+        assert router.watcher is not None and router.watcher.revision > fat[1]
     finally:
-        stream.cancel()
+        await router.stop(timedelta(seconds=1))
