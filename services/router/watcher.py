@@ -104,9 +104,11 @@ class RegistryWatcher:
                             instances.append(event.instance)
                     else:
                         self._apply(event)
-                        self.revision = max(self.revision, event.revision)
                 if not listing:
-                    self.revision = max(self.revision, response.revision)
+                    # Resume only from what the response says it covers: one etcd transaction
+                    # may be split across responses, and its revision then comes with the last part.
+                    seen = max((e.revision for e in response.events), default=0)
+                    self.revision = max(self.revision, response.revision or seen)
         finally:
             call.cancel()
             self.connected = False
