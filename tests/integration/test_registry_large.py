@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import grpc
@@ -41,12 +42,16 @@ def _fat_agent(i: int, namespace: str) -> pb.Agent:
 
 
 @pytest.fixture(scope="module")
-async def fat(stub, unique_module) -> tuple[str, int]:
-    """(namespace, revision before) with COUNT ~65 KB agents, > 4 MiB in all."""
+async def fat(stub, unique_module) -> AsyncIterator[tuple[str, int]]:
+    """(namespace, revision before) with COUNT ~65 KB agents, > 4 MiB in all;
+    deleted afterwards: the etcd is shared, and later tests list namespace "*"."""
     ns = unique_module
     before = (await stub.ListAgents(pb.ListAgentsRequest(namespace=ns))).revision
-    await asyncio.gather(*(stub.RegisterAgent(pb.RegisterAgentRequest(agent=_fat_agent(i, ns))) for i in range(COUNT)))
-    return ns, before
+    agents = [_fat_agent(i, ns) for i in range(COUNT)]
+    await asyncio.gather(*(stub.RegisterAgent(pb.RegisterAgentRequest(agent=a)) for a in agents))
+    yield ns, before
+    await asyncio.gather(*(stub.DeregisterAgent(pb.DeregisterAgentRequest(namespace=ns, id=a.id, force=True))
+                           for a in agents))
 
 
 @pytest.fixture(scope="module")
