@@ -39,6 +39,7 @@ from sutradhar._clients import RegistryClient
 from sutradhar._errors import (
     AlreadyExists,
     Conflict,
+    DeadlineExceeded,
     InvalidArgument,
     NotFound,
     OutOfRange,
@@ -855,7 +856,8 @@ class Controller:
                     instance, ttl=self.config.instance_ttl, replace=True, timeout=timedelta(seconds=5)
                 )
                 break
-            except (Unavailable, AlreadyExists) as err:
+            except (Unavailable, AlreadyExists, DeadlineExceeded) as err:
+                # an etcd outage or a timed-out write: RegisterInstance with replace is safe to repeat
                 slot.message = f"registering instance: {err}"
                 await asyncio.sleep(0.5)
             except SutradharError as err:
