@@ -214,3 +214,36 @@ async def test_agent_gaining_a_fixed_port_is_a_condition_and_runs_one_replica(ap
     assert "agent.config.port" in c.message and "replicas is 2" in c.message
     d = await eventually(lambda: _rolled(api, namespace, "grow", 1, "1.1.0"), within=30)
     assert d.status.replica_statuses[0].endpoint == f"127.0.0.1:{port}"
+
+
+async def test_two_versions_serve_at_once_and_weighted_routing_splits_them(api, registry_client, router, namespace):
+    """A canary as docs/scheduler.md describes it: two agents of one type at two
+    versions, each deployed; the router's weighted strategy splits tasks 90/10."""
+    from sutradhar.v1 import routing_pb2
+
+    stable = echo_agent(namespace, "tutor", version="1.4.0")
+    stable.routing.CopyFrom(routing_pb2.RoutingPolicy(strategy="weighted", weight=90))
+    canary = echo_agent(namespace, "tutor-canary", version="1.5.0")
+    canary.routing.CopyFrom(routing_pb2.RoutingPolicy(strategy="weighted", weight=10))
+    for agent in (stable, canary):
+        await registry_client.register_agent(agent)
+        await api.CreateDeployment(P.CreateDeploymentRequest(
+            deployment=deployment(namespace, agent.id, agent.id, replicas=2)))
+    await eventually(lambda: _rolled(api, namespace, "tutor", 2, "1.4.0"))
+    await eventually(lambda: _rolled(api, namespace, "tutor-canary", 2, "1.5.0"))
+    served: dict[str, int] = {}
+    async with RouterClient(router.address) as client:
+        async def routable() -> bool:
+            try:
+                await client.execute("echo", 1, namespace=namespace, version_range="1.5.0", timeout=5)
+                await client.execute("echo", 1, namespace=namespace, version_range="1.4.0", timeout=5)
+            except Exception:
+                return False
+            return True
+
+        await eventually(routable)
+        for i in range(100):
+            result = await client.execute("echo", {"i": i}, namespace=namespace, timeout=5)
+            assert result.success
+            served[result.metadata.agent_version] = served.get(result.metadata.agent_version, 0) + 1
+    assert served == {"1.4.0": 90, "1.5.0": 10}, served  # smooth weighted round-robin: exact over 100 calls
