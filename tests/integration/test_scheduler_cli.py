@@ -20,6 +20,7 @@ from test_scheduler_support import (
     pid_alive,
     registry,
     registry_client,
+    run_cli,
     scheduler,
 )
 
@@ -31,13 +32,7 @@ __all__ = ["api", "namespace", "registry", "registry_client", "scheduler"]  # fi
 
 
 async def cli(registry, scheduler, *args: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sutradhar.cli.main", "--registry", registry.address,
-        "--scheduler", scheduler.address, *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=ROOT,
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), 60)
-    return proc.returncode, out.decode()
+    return await run_cli(registry, scheduler, *args, within=60)
 
 
 async def test_cli_round_trip(registry, scheduler, namespace, tmp_path):

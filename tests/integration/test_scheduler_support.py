@@ -254,12 +254,12 @@ def recorded_pids(state_dir: Path, namespace: str) -> set[int]:
     return pids
 
 
-async def run_cli(registry: object, scheduler: object, *args: str) -> tuple[int, str]:
+async def run_cli(registry: object, scheduler: object, *args: str, within: float = 90) -> tuple[int, str]:
     """Run `sutradhar ARGS` against these servers as a user would; (exit code, stdout+stderr)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "sutradhar.cli.main", "--registry", registry.address,  # type: ignore[attr-defined]
         "--scheduler", scheduler.address, *args,  # type: ignore[attr-defined]
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=ROOT,
     )
-    out, _ = await asyncio.wait_for(proc.communicate(), 90)
+    out, _ = await asyncio.wait_for(proc.communicate(), within)
     return proc.returncode or 0, out.decode()
