@@ -44,6 +44,7 @@ from sutradhar._convert import event_to_proto, result_to_proto, task_from_proto
 from sutradhar._errors import DeadlineExceeded, InvalidArgument, Unavailable
 from sutradhar._hosting import (
     DEFAULT_MAX_MESSAGE_BYTES,
+    LOG_FORMAT,
     GrpcHost,
     UndecodableRequest,
     install_signal_handlers,
@@ -579,7 +580,7 @@ def serve(
     )
     apply_identity(agent, settings.agent_id, settings.agent_version)
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
 
     async def main() -> None:
         server = AgentServer(

@@ -29,6 +29,7 @@ from typing import Any
 
 from sutradhar._agent import Agent
 from sutradhar._errors import SutradharError
+from sutradhar._hosting import LOG_FORMAT
 from sutradhar._registration import parse_labels
 from sutradhar._serve import env_setting, serve
 
@@ -80,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse flags, serve until SIGTERM/SIGINT, return the exit code."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        level=args.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr
     )
     try:
         labels = parse_labels(args.label)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+from sutradhar._hosting import LOG_FORMAT
+
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 #: Libraries that log every request at INFO. The health service probes
@@ -19,7 +20,7 @@ def configure_logging(level: str) -> None:
     name = level.strip().upper()
     if name not in LEVELS:
         raise SystemExit(f"error: --log-level {level!r} is not one of {', '.join(LEVELS)}")
-    logging.basicConfig(level=name, format=FORMAT)
+    logging.basicConfig(level=name, format=LOG_FORMAT)
     quiet = logging.DEBUG if name == "DEBUG" else logging.WARNING
     for library in CHATTY:
         logging.getLogger(library).setLevel(quiet)
