@@ -232,7 +232,8 @@ def _foreground(args: argparse.Namespace, state_dir: Path) -> int:
         mesh.start()
         if args.demo:
             demo_procs = _start_demo_agents(mesh)
-        mesh.write_state(supervisor_pid=os.getpid(), extra={"ready": True, "demo_pids": [p.pid for p in demo_procs]})
+        extra = {"ready": True, "demo_pids": [p.pid for p in demo_procs]}
+        mesh.write_state(supervisor_pid=os.getpid(), extra=extra)
         _print_endpoints(mesh)
         if args.demo:
             asyncio.run(_run_demo(mesh.address("router")))
@@ -242,8 +243,7 @@ def _foreground(args: argparse.Namespace, state_dir: Path) -> int:
         while not stop_requested:
             time.sleep(0.2)
             if mesh.supervise():  # a service died and was restarted: `down` must find its new pid
-                mesh.write_state(supervisor_pid=os.getpid(),
-                                 extra={"ready": True, "demo_pids": [p.pid for p in demo_procs]})
+                mesh.write_state(supervisor_pid=os.getpid(), extra=extra)
         print("\nStopping the mesh...", flush=True)
         return 0
     finally:
