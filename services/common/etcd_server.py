@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,11 +39,28 @@ def etcd_binary() -> str:
     )
 
 
+#: Ports `free_port` has handed out in this process: the kernel may offer a
+#: port again as soon as the probing socket closes, so two calls in a row
+#: (etcd, registry, router, ... of one mesh) could otherwise get the same one.
+_HANDED_OUT: set[int] = set()
+_HANDED_OUT_LOCK = threading.Lock()
+_FREE_PORT_TRIES = 64
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on `host` right now."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A TCP port that is free on `host` right now and that no earlier call in
+    this process returned."""
+    with _HANDED_OUT_LOCK:
+        for _ in range(_FREE_PORT_TRIES):
+            with socket.socket() as sock:
+                sock.bind((host, 0))
+                port = int(sock.getsockname()[1])
+            if port not in _HANDED_OUT:
+                _HANDED_OUT.add(port)
+                return port
+    raise Unavailable(
+        f"no free TCP port on {host} after {_FREE_PORT_TRIES} tries; free some ports (too many connections?)"
+    )
 
 
 def port_is_open(host: str, port: int, timeout: float = 0.2) -> bool:
