@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -26,6 +27,8 @@ from sutradhar import (
     Unavailable,
 )
 from sutradhar.testing import run_agent
+from sutradhar.v1 import agent_pb2
+from tests.support import rpc_status
 
 
 class Probe(Agent):
@@ -330,3 +333,23 @@ async def test_client_timeouts_take_seconds_as_numbers() -> None:
             await client.execute({"sleep": 3}, timeout=0.3)
         with pytest.raises(TypeError, match="timeout must be a timedelta or seconds"):
             await client.execute({"x": 1}, timeout="5")  # type: ignore[arg-type]
+
+
+async def test_an_agent_does_not_run_a_task_whose_deadline_has_passed() -> None:
+    # Before: a task with context.deadline in the past ran anyway when the
+    # agent's execute never awaited (asyncio cancels only at an await) and
+    # came back as a success long after its caller had given up.
+    async with run_agent(EchoAgent()) as address, grpc.aio.insecure_channel(address) as channel:
+        execute = channel.unary_unary(
+            "/sutradhar.v1.AgentService/Execute",
+            request_serializer=agent_pb2.ExecuteRequest.SerializeToString,
+            response_deserializer=agent_pb2.ExecuteResponse.FromString,
+        )
+        late = agent_pb2.Task(id="late", type="t")
+        late.context.deadline.FromSeconds(1)  # 1970
+        code, details = await rpc_status(execute(agent_pb2.ExecuteRequest(task=late), timeout=5))
+        assert code == grpc.StatusCode.DEADLINE_EXCEEDED and "late" in details, (code, details)
+        on_time = agent_pb2.Task(id="on-time", type="t")
+        on_time.context.deadline.FromSeconds(int(time.time()) + 60)
+        reply = await execute(agent_pb2.ExecuteRequest(task=on_time), timeout=5)
+        assert reply.result.success

@@ -1,0 +1,77 @@
+"""Helpers shared by the test suites (no tests here): polling until a condition
+holds, and the status of a gRPC call.
+
+Import as `from tests.support import eventually` (the repository root is on
+pytest's `pythonpath`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TypeVar
+
+import grpc
+
+T = TypeVar("T")
+
+
+def _attempts(within: float) -> Iterator[None]:
+    """One step per attempt, the first at once, until `within` seconds have passed."""
+    deadline = time.monotonic() + within
+    yield
+    while time.monotonic() < deadline:
+        yield
+
+
+def _not_met(what: str, within: float, last: object) -> AssertionError:
+    return AssertionError(f"{what}: not within {within}s (last: {last!r})")
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T] | T],
+    *,
+    within: float,
+    period: float = 0.05,
+    what: str = "the condition",
+) -> T:
+    """Call `check` every `period` seconds until it returns something truthy, and return that.
+
+    `check` may be a plain function or a coroutine function. After `within`
+    seconds without a truthy answer: AssertionError naming `what` and the last
+    answer. An exception from `check` is not caught: catch inside `check` what
+    may fail while waiting.
+    """
+    answer: object = None
+    for _ in _attempts(within):
+        answer = check()
+        if inspect.isawaitable(answer):
+            answer = await answer
+        if answer:
+            return answer  # type: ignore[return-value]
+        await asyncio.sleep(period)
+    raise _not_met(what, within, answer)
+
+
+def eventually_blocking(
+    check: Callable[[], T], *, within: float, period: float = 0.05, what: str = "the condition"
+) -> T:
+    """`eventually` for synchronous tests: the same contract, sleeping the thread."""
+    answer: object = None
+    for _ in _attempts(within):
+        answer = check()
+        if answer:
+            return answer  # type: ignore[return-value]
+        time.sleep(period)
+    raise _not_met(what, within, answer)
+
+
+async def rpc_status(call: Awaitable[object]) -> tuple[grpc.StatusCode, str]:
+    """Await a gRPC call: its status code and details (OK and "" when it succeeds)."""
+    try:
+        await call
+    except grpc.aio.AioRpcError as err:
+        return err.code(), err.details() or ""
+    return grpc.StatusCode.OK, ""
