@@ -1,5 +1,5 @@
 """Helpers shared by the test suites (no tests here): polling until a condition
-holds, and the status of a gRPC call.
+holds, a monotonic clock tests can move forward, and the status of a gRPC call.
 
 Import as `from tests.support import eventually` (the repository root is on
 pytest's `pythonpath`).
@@ -66,6 +66,25 @@ def eventually_blocking(
             return answer  # type: ignore[return-value]
         time.sleep(period)
     raise _not_met(what, within, answer)
+
+
+class SkippingClock:
+    """A monotonic clock (seconds) a test moves forward: real time plus what `advance` added.
+
+    For servers that take a clock, so a test skips past a timer (a breaker's
+    open timeout, an ejection) instead of sleeping through it, while deadlines
+    and timeouts measured between two readings still pass in real time.
+    """
+
+    def __init__(self) -> None:
+        self.skipped = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.skipped
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock `seconds` forward at once."""
+        self.skipped += seconds
 
 
 async def rpc_status(call: Awaitable[object]) -> tuple[grpc.StatusCode, str]:

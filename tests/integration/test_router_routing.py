@@ -38,6 +38,7 @@ from sutradhar.services.registry.server import RegistryConfig, RegistryServer
 from sutradhar.services.router.server import RouterConfig, RouterServer
 from sutradhar.testing import spawn_agent
 from sutradhar.v1 import agent_pb2, registry_pb2, router_pb2, router_pb2_grpc, routing_pb2
+from tests.support import SkippingClock
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVING = registry_pb2.INSTANCE_STATE_SERVING
@@ -133,16 +134,18 @@ class FakeAgent:
 async def mesh(etcd):
     registry = RegistryServer(RegistryConfig(port=0, etcd=etcd))
     await registry.start()
+    clock = SkippingClock()  # tests skip past breaker and ejection timers instead of sleeping
     router = RouterServer(RouterConfig(
         port=0, registry=registry.address, etcd=etcd, max_message_bytes=MAX_BYTES,
         load_period=timedelta(milliseconds=200),
-    ))
+    ), clock=clock)
     await router.start()
     assert await router.wait_synced(timedelta(seconds=10))
     agents: list[FakeAgent] = []
     registry_client = RegistryClient(registry.address)
     client = RouterClient(router.address, max_message_bytes=4 * MAX_BYTES)
-    yield {"registry": registry, "router": router, "agents": agents, "reg": registry_client, "client": client}
+    yield {"registry": registry, "router": router, "agents": agents, "reg": registry_client, "client": client,
+           "clock": clock}
     await client.close()
     await registry_client.close()
     for a in agents:
@@ -485,7 +488,7 @@ async def test_retries_land_on_another_instance_and_ejection_comes_and_goes(mesh
     assert bad.calls == 3  # three consecutive failures, then ejected
     s = stats(mesh, unique)[ids[0]]
     assert s.ejected and s.ejections == 1 and s.errors == 3
-    await asyncio.sleep(0.7)  # ejection time over: back in the pool
+    mesh["clock"].advance(0.7)  # ejection time over: back in the pool
     bad.mode = "ok"
     for _ in range(9):
         await client.execute("echo", 1, namespace=unique)
@@ -507,13 +510,13 @@ async def test_breaker_opens_half_opens_and_closes(mesh, unique):
     with pytest.raises(Unavailable, match="circuit breaker open"):
         await client.execute("echo", 1, namespace=unique)
     assert fake.calls == 3  # refused without a call
-    await asyncio.sleep(0.55)
+    mesh["clock"].advance(0.55)  # past the breaker's open timeout
     assert stats(mesh, unique)[iid].breaker == router_pb2.BREAKER_STATE_HALF_OPEN
     with pytest.raises(Unavailable):  # the trial fails: open again
         await client.execute("echo", 1, namespace=unique)
     assert stats(mesh, unique)[iid].breaker == router_pb2.BREAKER_STATE_OPEN
     fake.mode = "ok"
-    await asyncio.sleep(0.55)
+    mesh["clock"].advance(0.55)
     assert (await client.execute("echo", 1, namespace=unique)).success  # trial succeeds
     assert stats(mesh, unique)[iid].breaker == router_pb2.BREAKER_STATE_CLOSED
     assert fake.calls == 5
