@@ -26,8 +26,9 @@ def _attempts(within: float) -> Iterator[None]:
         yield
 
 
-def _not_met(what: str, within: float, last: object) -> AssertionError:
-    return AssertionError(f"{what}: not within {within}s (last: {last!r})")
+def _not_met(what: str | Callable[[], str], within: float, last: object) -> AssertionError:
+    said = what() if callable(what) else what
+    return AssertionError(f"{said}: not within {within}s (last: {last!r})")
 
 
 async def eventually(
@@ -35,30 +36,40 @@ async def eventually(
     *,
     within: float,
     period: float = 0.05,
-    what: str = "the condition",
+    what: str | Callable[[], str] = "the condition",
+    ignoring: tuple[type[BaseException], ...] = (),
 ) -> T:
     """Call `check` every `period` seconds until it returns something truthy, and return that.
 
-    `check` may be a plain function or a coroutine function. After `within`
-    seconds without a truthy answer: AssertionError naming `what` and the last
-    answer. An exception from `check` is not caught: catch inside `check` what
-    may fail while waiting.
+    `check` may be a plain function or a coroutine function. An exception of a
+    type in `ignoring` counts as "not yet"; any other goes straight through.
+    After `within` seconds: the last attempt's exception again if it raised one
+    of `ignoring`, else AssertionError naming `what` (a string, or a function
+    called then, to describe the state at the end) and the last answer.
     """
     answer: object = None
+    error: BaseException | None = None
     for _ in _attempts(within):
-        answer = check()
-        if inspect.isawaitable(answer):
-            answer = await answer
-        if answer:
-            return answer  # type: ignore[return-value]
+        try:
+            answer = check()
+            if inspect.isawaitable(answer):
+                answer = await answer
+        except ignoring as err:
+            answer, error = None, err
+        else:
+            error = None
+            if answer:
+                return answer  # type: ignore[return-value]
         await asyncio.sleep(period)
+    if error is not None:
+        raise error
     raise _not_met(what, within, answer)
 
 
 def eventually_blocking(
-    check: Callable[[], T], *, within: float, period: float = 0.05, what: str = "the condition"
+    check: Callable[[], T], *, within: float, period: float = 0.05, what: str | Callable[[], str] = "the condition"
 ) -> T:
-    """`eventually` for synchronous tests: the same contract, sleeping the thread."""
+    """`eventually` for synchronous tests (no `ignoring`): the same contract, sleeping the thread."""
     answer: object = None
     for _ in _attempts(within):
         answer = check()
