@@ -9,7 +9,6 @@ import asyncio
 import json
 import os
 import sys
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -23,6 +22,7 @@ from sutradhar.cli._launcher import REPO_ROOT
 from sutradhar.services.health import HealthConfig, HealthServer
 from sutradhar.services.registry.server import RegistryConfig, RegistryServer
 from sutradhar.services.router.server import RouterConfig, RouterServer
+from tests.support import eventually
 
 CLI = str(Path(sys.executable).parent / "sutradhar")
 
@@ -76,26 +76,18 @@ async def cli(mesh: Mesh, *args: str, stdin: bytes | None = None) -> Run:
 async def _routed(router: str, namespace: str) -> None:
     """Wait until the router routes to the namespace's echo agent."""
     async with RouterClient(router) as client:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                await client.execute("echo", {}, namespace=namespace, timeout=timedelta(seconds=2))
-                return
-            except SutradharError:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.05)
+        await eventually(lambda: client.execute("echo", {}, namespace=namespace, timeout=timedelta(seconds=2)),
+                         within=10, ignoring=(SutradharError,))
 
 
 async def test_router_unavailable_gets_no_mesh_hint_and_wrong_port_gets_a_flag_hint(mesh: Mesh, unique: str) -> None:
     async with AgentServer(EchoAgent(), registry=mesh.registry, namespace=unique, ttl=timedelta(seconds=2)):
         pass  # the definition stays, the instance is gone
-    deadline = time.monotonic() + 10
-    while True:  # until the router's view holds the definition
+    async def no_live_instance() -> Run | None:  # once the router's view holds the definition
         run = await cli(mesh, "exec", "echo", "-n", unique, "--timeout", "5s")
-        if "has no live instance" in run.err or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.1)
+        return run if "has no live instance" in run.err else None
+
+    run = await eventually(no_live_instance, within=10, period=0.1)
     assert run.code == 1
     assert "has no live instance" in run.err and "(UNAVAILABLE)" in run.err
     assert "is the mesh running" not in run.err

@@ -28,7 +28,7 @@ from sutradhar import (
 )
 from sutradhar.testing import run_agent
 from sutradhar.v1 import agent_pb2
-from tests.support import rpc_status
+from tests.support import eventually, rpc_status
 
 
 class Probe(Agent):
@@ -77,6 +77,14 @@ async def health_status(address: str, service: str = "") -> int:
         return response.status
 
 
+async def _health_is(address: str, status: int) -> bool:
+    return await health_status(address) == status
+
+
+async def _idle(client: AgentClient) -> bool:
+    return (await client.metrics()).in_flight == 0
+
+
 async def test_execute_success_failure_and_crash_keep_the_server_up() -> None:
     async with run_agent(EchoAgent()) as address, AgentClient(address) as client:
         ok = await client.execute({"text": "hi"}, task_type="say", task_id="task-1")
@@ -110,10 +118,7 @@ async def test_deadline_cancels_execute() -> None:
         with pytest.raises(DeadlineExceeded):
             await client.execute(10, timeout=timedelta(milliseconds=200))
         await asyncio.wait_for(agent.cancelled.wait(), 2)
-        for _ in range(50):
-            if (await client.metrics()).in_flight == 0:
-                break
-            await asyncio.sleep(0.02)
+        await eventually(lambda: _idle(client), within=1.0, period=0.02, what="in-flight back to 0")
         metrics = await client.metrics()
         assert metrics.in_flight == 0
         assert metrics.errors_total == 1
@@ -142,10 +147,7 @@ async def test_client_cancel_cancels_the_agent_stream() -> None:
         assert isinstance(first, Progress)
         await stream.aclose()
         await asyncio.wait_for(agent.cancelled.wait(), 2)
-        for _ in range(50):
-            if (await client.metrics()).in_flight == 0:
-                break
-            await asyncio.sleep(0.02)
+        await eventually(lambda: _idle(client), within=1.0, period=0.02, what="in-flight back to 0")
         assert (await client.metrics()).in_flight == 0
 
 
@@ -169,16 +171,10 @@ async def test_check_health_drives_grpc_health() -> None:
         assert await health_status(address) == health_pb2.HealthCheckResponse.SERVING
         assert await health_status(address, "sutradhar.v1.AgentService") == health_pb2.HealthCheckResponse.SERVING
         agent.healthy = False
-        for _ in range(40):
-            if await health_status(address) == health_pb2.HealthCheckResponse.NOT_SERVING:
-                break
-            await asyncio.sleep(0.05)
+        await eventually(lambda: _health_is(address, health_pb2.HealthCheckResponse.NOT_SERVING), within=2.0)
         assert await health_status(address) == health_pb2.HealthCheckResponse.NOT_SERVING
         agent.healthy = True
-        for _ in range(40):
-            if await health_status(address) == health_pb2.HealthCheckResponse.SERVING:
-                break
-            await asyncio.sleep(0.05)
+        await eventually(lambda: _health_is(address, health_pb2.HealthCheckResponse.SERVING), within=2.0)
         assert await health_status(address) == health_pb2.HealthCheckResponse.SERVING
 
 
