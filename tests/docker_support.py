@@ -27,10 +27,8 @@ Test modules that need Docker bind the fixtures they use::
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -145,18 +143,21 @@ async def wait_serving(endpoint: str, *, within: float = 30.0, service: str = ""
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+    from tests.support import eventually
+
     assert endpoint.startswith("127.0.0.1:"), f"tests talk to loopback only, not {endpoint}"
-    deadline = time.monotonic() + within
     last = "no answer"
     async with grpc.aio.insecure_channel(endpoint) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
+
+        async def serving() -> bool:
+            nonlocal last
             try:
                 answer = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1.0)
-                if answer.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-                last = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
             except grpc.aio.AioRpcError as err:
                 last = f"{err.code().name}: {err.details()}"
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"{endpoint} not SERVING within {within} s (last: {last})")
+                return False
+            last = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
+            return answer.status == health_pb2.HealthCheckResponse.SERVING
+
+        await eventually(serving, within=within, period=0.1, what=lambda: f"{endpoint} not SERVING (last: {last})")

@@ -13,8 +13,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -64,19 +65,26 @@ class RouterConfig:
 
 
 class RouterServer:
-    """One router: gRPC server, engine, registry watch, load publisher."""
+    """One router: gRPC server, engine, registry watch, load publisher.
 
-    def __init__(self, config: RouterConfig, *, view: View | None = None) -> None:
+    `clock` (monotonic seconds) is the router's one clock: breakers, ejections,
+    retry budgets, load windows and the watcher's probe times; tests pass one
+    they can advance.
+    """
+
+    def __init__(
+        self, config: RouterConfig, *, view: View | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.config = config
         self.router_id = config.router_id or f"router-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.view = view or View(on_removed=self._discard)
-        self.engine = Engine(self.view, max_message_bytes=config.max_message_bytes)
+        self.engine = Engine(self.view, max_message_bytes=config.max_message_bytes, clock=clock)
         self.host = GrpcHost(
             service_names=[SERVICE_NAME], host=config.host, port=config.port,
             max_message_bytes=config.max_message_bytes,
             error_interceptor=False,  # the handlers below abort with the right status themselves
         )
-        self.watcher = RegistryWatcher(self.view, config.registry) if config.registry else None
+        self.watcher = RegistryWatcher(self.view, config.registry, clock=clock) if config.registry else None
         self._store: Any = None
         self.publisher: LoadPublisher | None = None
         self._tasks: asyncio.TaskGroup | None = None
@@ -129,7 +137,9 @@ class RouterServer:
             from sutradhar.services.common.store import EtcdEndpoint, Store
 
             self._store = Store(EtcdEndpoint.parse(self.config.etcd))
-            self.publisher = LoadPublisher(self._store, self.view, self.router_id, period=self.config.load_period)
+            self.publisher = LoadPublisher(
+                self._store, self.view, self.router_id, period=self.config.load_period, clock=self.engine.clock
+            )
             self._background.append(self._tasks.create_task(self.publisher.run(), name="load-publisher"))
         if self.watcher is None:
             await self.host.set_serving()

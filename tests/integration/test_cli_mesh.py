@@ -17,6 +17,7 @@ import pytest
 
 from sutradhar.cli._launcher import REPO_ROOT, pid_alive
 from sutradhar.services.common.etcd_server import free_port
+from tests.support import eventually_blocking
 
 BIN = Path(sys.executable).parent
 
@@ -100,13 +101,13 @@ def test_killed_agent_stops_receiving_tasks_within_its_lease_ttl(mesh: tuple[Pat
     victim = demo_pids[0]  # echo-1, registered with a 5 s lease TTL
     os.kill(victim, signal.SIGKILL)
     killed_at = time.monotonic()
-    gone_at = None
-    while time.monotonic() - killed_at < 8:
-        ids = {i["id"] for i in json.loads(sutradhar("instances", "list", "-o", "json", ports=ports).stdout)}
-        if "echo-1" not in ids:
-            gone_at = time.monotonic()
-            break
-        time.sleep(0.25)
+
+    def deregistered() -> bool:
+        return "echo-1" not in {i["id"] for i in json.loads(sutradhar("instances", "list", "-o", "json",
+                                                                      ports=ports).stdout)}
+
+    eventually_blocking(deregistered, within=8, period=0.25, what="echo-1 still registered past its 5 s TTL")
+    gone_at = time.monotonic()
     assert gone_at is not None and gone_at - killed_at <= 6.5, "echo-1 still registered past its 5 s TTL"
     served = set()
     for _ in range(6):
@@ -156,14 +157,14 @@ def test_up_restarts_a_service_or_etcd_that_dies(tmp_path: Path) -> None:
             seen.update(c["pid"] for c in before["children"].values())
             old_pid = before["children"][victim]["pid"]
             os.kill(old_pid, signal.SIGKILL)
-            deadline = time.monotonic() + 30
-            new_pid = old_pid
-            while time.monotonic() < deadline:
+
+            def restarted(victim: str = victim, old_pid: int = old_pid) -> dict:
                 state = json.loads((tmp_path / "mesh.json").read_text())
                 new_pid = state["children"][victim]["pid"]
-                if new_pid != old_pid and pid_alive(new_pid):
-                    break
-                time.sleep(0.2)
+                return state if new_pid != old_pid and pid_alive(new_pid) else {}
+
+            state = eventually_blocking(restarted, within=30, period=0.2, what=f"{victim} was not restarted")
+            new_pid = state["children"][victim]["pid"]
             assert new_pid != old_pid, f"{victim} was not restarted"
             seen.add(new_pid)
             assert state["children"][victim]["address"] == before["children"][victim]["address"]  # same port
@@ -172,19 +173,19 @@ def test_up_restarts_a_service_or_etcd_that_dies(tmp_path: Path) -> None:
         # the restarted router and etcd serve: a task routes end to end through the mesh again
         manifest = tmp_path / "agent.yaml"
         manifest.write_text((REPO_ROOT / "examples/manifests/echo-deployment.yaml").read_text())
-        deadline = time.monotonic() + 30
-        while True:
-            out = sutradhar("deploy", "-f", str(manifest), "--wait", ports=ports, check=False, timeout=120)
-            if out.returncode == 0 or time.monotonic() > deadline:
-                break
-            time.sleep(1)  # services reconnect to the restarted etcd within a second or two
+        runs: list[subprocess.CompletedProcess[str]] = []
+
+        def succeeds(*args: str, **options: object) -> subprocess.CompletedProcess[str] | None:
+            runs.append(sutradhar(*args, ports=ports, check=False, **options))
+            return runs[-1] if runs[-1].returncode == 0 else None
+
+        # services reconnect to the restarted etcd within a second or two
+        out = eventually_blocking(lambda: succeeds("deploy", "-f", str(manifest), "--wait", timeout=120), within=30,
+                                  period=1, what=lambda: runs[-1].stdout + runs[-1].stderr)
         assert out.returncode == 0, out.stdout + out.stderr
-        deadline = time.monotonic() + 20
-        while True:  # the router's view catches up through the registry's watch, resumed after etcd came back
-            done = sutradhar("exec", "echo-deployed", "--payload", '{"x": 1}', "-o", "json", ports=ports, check=False)
-            if done.returncode == 0 or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
+        # the router's view catches up through the registry's watch, resumed after etcd came back
+        done = eventually_blocking(lambda: succeeds("exec", "echo-deployed", "--payload", '{"x": 1}', "-o", "json"),
+                                   within=20, period=0.5, what=lambda: runs[-1].stdout + runs[-1].stderr)
         assert done.returncode == 0, done.stdout + done.stderr
         assert json.loads(done.stdout)["success"] is True
         state = json.loads((tmp_path / "mesh.json").read_text())

@@ -3,7 +3,6 @@ echo agent image: start, serve, limits, adoption, logs, stop, bad input."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 import grpc
@@ -26,6 +25,7 @@ from sutradhar.services.scheduler.runtimes.container import ContainerRuntime
 from sutradhar.v1 import agent_pb2, agent_pb2_grpc, registry_pb2
 from tests import docker_support
 from tests.docker_support import DOCKER_TEST_TIMEOUT, SESSION_SCOPE, wait_serving
+from tests.support import eventually
 
 docker_engine = docker_support.docker_engine  # fixtures
 agent_image = docker_support.agent_image
@@ -51,15 +51,16 @@ def echo_spec(image: str, namespace: str, *, replica: str = "r0", revision: str 
 
 async def wait_stopped(runtime: ContainerRuntime, replica: Replica, within: float = 30.0) -> Replica:
     """The replica once it is no longer STARTING or RUNNING (fails after `within` seconds)."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
+    async def stopped() -> Replica | None:
         current = await runtime.inspect(replica)
-        if current.phase not in (ReplicaPhase.RUNNING, ReplicaPhase.STARTING):
-            return current
-        if asyncio.get_running_loop().time() > deadline:
-            logs = [line async for line in runtime.logs(replica, tail=20)]
-            raise AssertionError(f"{replica.replica_id} still {current.phase} after {within} s; logs: {logs}")
-        await asyncio.sleep(0.1)
+        return current if current.phase not in (ReplicaPhase.RUNNING, ReplicaPhase.STARTING) else None
+
+    try:
+        return await eventually(stopped, within=within, period=0.1)
+    except AssertionError:
+        current = await runtime.inspect(replica)
+        logs = [line async for line in runtime.logs(replica, tail=20)]
+        raise AssertionError(f"{replica.replica_id} still {current.phase} after {within} s; logs: {logs}") from None
 
 
 @pytest.fixture

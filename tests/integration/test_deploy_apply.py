@@ -13,6 +13,7 @@ from test_scheduler_support import (
     ECHO_COMMAND,
     ROOT,
     api,
+    eventually,
     get,
     namespace,
     registry,
@@ -206,10 +207,7 @@ async def test_undeploy_reports_the_replicas_still_stopping(registry, scheduler,
     async def started() -> bool:
         return (await get(api, namespace, "stubborn")).status.replicas == 2
 
-    for _ in range(50):
-        if await started():
-            break
-        await asyncio.sleep(0.1)
+    await eventually(started, within=5, what="both stubborn replicas started")
     code, out = await cli(registry, scheduler, "undeploy", "stubborn", "-n", namespace)
     # they ignore SIGTERM: the scheduler's stop grace (3 s here) passes before SIGKILL
     assert code == 0 and "deployment/stubborn: 2 replicas stopping" in out, out

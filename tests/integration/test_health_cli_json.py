@@ -1,7 +1,7 @@
-"""`sutradhar health -o json` for an agent without instances, against a real
-registry and health service: the aggregate `status` is always printed (protobuf
+"""`sutradhar health -o json` against a real registry and health service: for an
+agent without instances the aggregate `status` is always printed (protobuf
 JSON would drop it, the enum's zero), and the table calls it NO INSTANCES, as
-docs/health.md does."""
+docs/health.md does; `health --watch -o json` is JSON Lines, one object per line."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from sutradhar import RegistryClient
+from examples.echo_agent import EchoAgent
+from sutradhar import AgentServer, RegistryClient
 from sutradhar.services.health import HealthConfig, HealthServer
 from sutradhar.services.registry.server import RegistryConfig, RegistryServer
 from sutradhar.v1 import registry_pb2
@@ -34,7 +35,7 @@ async def services(etcd: str) -> AsyncIterator[dict[str, Any]]:
     await health.start()
     reg = RegistryClient(registry.address)
     try:
-        yield {"health": health, "reg": reg}
+        yield {"health": health, "reg": reg, "registry": registry.address}
     finally:
         await reg.close()
         await health.stop()
@@ -96,3 +97,30 @@ async def test_health_watch_json_lines_carry_the_status(services, unique):
     finally:
         watch.kill()
         watch.wait(5)
+
+
+async def test_health_watch_json_is_one_object_per_line(services, unique):
+    async with AgentServer(EchoAgent(), registry=services["registry"], namespace=unique,
+                           ttl=timedelta(seconds=2)) as agent:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "sutradhar.cli.main", "--health", services["health"].address,
+            "health", "--watch", "-o", "json", "-n", unique,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        )
+        assert proc.stdout is not None
+        try:
+            first = await asyncio.wait_for(proc.stdout.readline(), 30)
+            snapshot = json.loads(first)
+            assert isinstance(snapshot, dict) and snapshot["agent_id"] == "echo"
+            # an event follows the snapshot, on its own line
+            drained = await asyncio.to_thread(_cli, services, "drain", agent.instance_id, "-n", unique)
+            assert drained.returncode == 0, drained.stderr
+            lines = []
+            while not any(line.get("instance_id") == agent.instance_id for line in lines):
+                raw = await asyncio.wait_for(proc.stdout.readline(), 30)
+                assert raw, "the watch ended"
+                lines.append(json.loads(raw))
+            assert all(isinstance(line, dict) for line in lines)
+        finally:
+            proc.terminate()
+            await proc.wait()

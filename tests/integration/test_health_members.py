@@ -19,6 +19,7 @@ from test_health_support import PERIOD, HealthEndpoint, probe_spec, put_agent, p
 from sutradhar.services.common import keys
 from sutradhar.services.health.membership import member_key, owner
 from sutradhar.testing import spawn_agent
+from tests.support import eventually
 
 TTL = 2.0
 
@@ -88,9 +89,13 @@ async def test_members_split_instances_and_take_over_a_killed_member(etcd, store
         for iid in ids[a_id]:
             endpoints[iid].servicer.probers.clear()
         pending = set(ids[a_id])
-        while pending and time.monotonic() - killed < TTL + 3:
+
+        def taken_over() -> bool:
+            nonlocal pending
             pending = {iid for iid in pending if b_id not in endpoints[iid].servicer.probers}
-            await asyncio.sleep(0.02)
+            return not pending
+
+        await eventually(taken_over, within=TTL + 3, period=0.02, what=lambda: f"not taken over: {pending}")
         took = time.monotonic() - killed
         print(f"takeover of {len(ids[a_id])} instances took {took:.2f}s (member TTL {TTL}s)")
         assert not pending, f"not taken over: {pending}"

@@ -10,7 +10,6 @@ import asyncio
 import json
 import subprocess
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from sutradhar.services.registry.server import RegistryConfig, RegistryServer
 from sutradhar.services.router.server import RouterConfig, RouterServer
 from sutradhar.testing import spawn_agent
 from sutradhar.v1 import registry_pb2
+from tests.support import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -97,13 +97,12 @@ def _spawn_echo():
 
 async def _wait_router(mesh, ns: str, instance_id: str, routable: bool) -> None:
     router: RouterServer = mesh["router"]
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
+
+    def seen() -> bool:
         backend = router.view.backends.get((ns, instance_id))
-        if backend is not None and router.view.routable(backend) == routable:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"router never saw {instance_id} routable={routable}")
+        return backend is not None and router.view.routable(backend) == routable
+
+    await eventually(seen, within=5, period=0.02, what=f"router never saw {instance_id} routable={routable}")
 
 
 async def test_drained_instance_finishes_in_flight_work_and_gets_no_new_tasks(mesh, unique, store):

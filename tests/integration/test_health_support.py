@@ -23,6 +23,7 @@ from sutradhar.services.common.store import Store
 from sutradhar.services.health import HealthConfig, HealthServer
 from sutradhar.services.health.probers import PROBER_HEADER
 from sutradhar.v1 import health_pb2_grpc, registry_pb2
+from tests.support import eventually
 
 PERIOD = 0.25
 FAILURES = 3
@@ -141,18 +142,19 @@ async def wait_for(store: Store, ns: str, instance_id: str,
     """Poll etcd every 20 ms until `cond` holds; return the seconds it took."""
     start = time.monotonic()
     last = None
-    while time.monotonic() - start < within:
+
+    async def met() -> bool:
+        nonlocal last
         try:
             last = await stored(store, ns, instance_id)
         except Unavailable:  # only in the etcd outage test
-            await asyncio.sleep(0.05)
-            continue
-        if last is not None and cond(last):
-            took = time.monotonic() - start
-            print(f"waited {took:.2f}s for state {last.state} of {instance_id}")
-            return took
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"condition not met within {within}s; last stored: {last}")
+            return False
+        return last is not None and cond(last)
+
+    await eventually(met, within=within, period=0.02, what=lambda: f"{instance_id}: last stored: {last}")
+    took = time.monotonic() - start
+    print(f"waited {took:.2f}s for state {last.state} of {instance_id}")
+    return took
 
 
 def is_state(state: int) -> Callable[[registry_pb2.Instance], bool]:

@@ -20,12 +20,18 @@ import pytest
 from sutradhar import RouterClient
 from sutradhar.services.registry.server import RegistryConfig, RegistryServer
 from sutradhar.testing import spawn_agent
+from tests.support import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 async def _stats(client: RouterClient, ns: str) -> dict[str, object]:
     return {s.instance_id: s for s in (await client.get_stats(namespace=ns)).instances}
+
+
+async def _instances(client: RouterClient, ns: str, n: int) -> bool:
+    """Whether the router's stats show `n` instances in `ns`."""
+    return len(await _stats(client, ns)) == n
 
 
 async def test_sigkilled_replica_fails_no_call_and_gets_no_traffic_after_one_second(etcd, unique):
@@ -43,10 +49,7 @@ async def test_sigkilled_replica_fails_no_call_and_gets_no_traffic_after_one_sec
         router = procs[0]
         agents = {f"echo-{i}": p for i, p in enumerate(procs[1:])}
         async with RouterClient(router.address) as client:
-            for _ in range(200):
-                if len(await _stats(client, unique)) == 3:
-                    break
-                await asyncio.sleep(0.05)
+            await eventually(lambda: _instances(client, unique, 3), within=10, what="the router sees 3 instances")
             served: Counter[str] = Counter()
             failures: list[BaseException] = []
             stop = asyncio.Event()
@@ -114,12 +117,9 @@ async def test_router_starts_without_registry_answers_unavailable_then_catches_u
             agent = await asyncio.to_thread(
                 spawn_agent, [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent",
                               "--registry", registry.address, "--namespace", unique], cwd=str(ROOT))
-            for _ in range(100):
-                try:
-                    result = await client.execute("echo", 1, namespace=unique, timeout=timedelta(seconds=2))
-                    break
-                except Unavailable:
-                    await asyncio.sleep(0.1)
+            result = await eventually(
+                lambda: client.execute("echo", 1, namespace=unique, timeout=timedelta(seconds=2)),
+                within=10, period=0.1, ignoring=(Unavailable,))
             assert result.success
             assert router.proc.poll() is None
     finally:
@@ -155,11 +155,13 @@ async def test_router_is_not_serving_until_it_has_synced_with_the_registry(etcd,
         await registry.start()
         started = time.monotonic()
         statuses = {}
-        while time.monotonic() - started < 10:
+
+        async def serving() -> bool:
+            nonlocal statuses
             statuses = {s: await _health(router.address, s) for s in ("", SERVICE_NAME)}
-            if set(statuses.values()) == {health_pb2.HealthCheckResponse.SERVING}:
-                break
-            await asyncio.sleep(0.1)
+            return set(statuses.values()) == {health_pb2.HealthCheckResponse.SERVING}
+
+        await eventually(serving, within=10, period=0.1, what=lambda: f"router SERVING (last: {statuses})")
         assert set(statuses.values()) == {health_pb2.HealthCheckResponse.SERVING}, statuses
         assert time.monotonic() - started < 5  # the watcher retries at most every 2 s
         async with RouterClient(router.address) as client:  # and it routes: no more "not loaded" UNAVAILABLE
@@ -198,10 +200,7 @@ async def test_watch_resumes_after_registry_restart(etcd, unique, store):
         seen_before = (unique, "late-1") in router.view.backends
         registry = RegistryServer(RegistryConfig(port=port, etcd=etcd))
         await registry.start()
-        for _ in range(100):
-            if (unique, "late-1") in router.view.backends:
-                break
-            await asyncio.sleep(0.05)
+        await eventually(lambda: (unique, "late-1") in router.view.backends, within=5, what="late-1 in the view")
         assert not seen_before and (unique, "late-1") in router.view.backends
         assert router.watcher is not None and router.watcher.revision > 0
     finally:
@@ -233,20 +232,16 @@ async def test_max_attempts_one_keeps_a_sigkilled_in_flight_task_from_running_tw
                           "--registry", registry.address, "--namespace", unique,
                           "--instance-id", f"echo-{i}", "--ttl", "10"], cwd=str(ROOT)) for i in range(2)]))
         async with RouterClient(router.address) as client:
-            for _ in range(200):
-                if len(await _stats(client, unique)) == 2:
-                    break
-                await asyncio.sleep(0.05)
+            await eventually(lambda: _instances(client, unique, 2), within=10, what="the router sees 2 instances")
             assert len(await _stats(client, unique)) == 2
             assert router.view.backends[(unique, "echo-0")].policy.retry.max_attempts == 1
             call = asyncio.create_task(client.execute("echo", {"sleep": 3}, namespace=unique,
                                                       timeout=timedelta(seconds=10)))
-            busy = None
-            for _ in range(200):
-                busy = [iid for iid, s in (await _stats(client, unique)).items() if s.in_flight == 1]
-                if busy:
-                    break
-                await asyncio.sleep(0.02)
+
+            async def in_flight() -> list[str]:
+                return [iid for iid, s in (await _stats(client, unique)).items() if s.in_flight == 1]
+
+            busy = await eventually(in_flight, within=4, period=0.02, what="one instance has the call in flight")
             assert busy and len(busy) == 1, busy
             victim = busy[0]
             other = "echo-1" if victim == "echo-0" else "echo-0"

@@ -38,6 +38,7 @@ from sutradhar.services.registry.server import RegistryConfig, RegistryServer
 from sutradhar.services.router.server import RouterConfig, RouterServer
 from sutradhar.testing import spawn_agent
 from sutradhar.v1 import agent_pb2, registry_pb2, router_pb2, router_pb2_grpc, routing_pb2
+from tests.support import SkippingClock, eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVING = registry_pb2.INSTANCE_STATE_SERVING
@@ -133,16 +134,18 @@ class FakeAgent:
 async def mesh(etcd):
     registry = RegistryServer(RegistryConfig(port=0, etcd=etcd))
     await registry.start()
+    clock = SkippingClock()  # tests skip past breaker and ejection timers instead of sleeping
     router = RouterServer(RouterConfig(
         port=0, registry=registry.address, etcd=etcd, max_message_bytes=MAX_BYTES,
         load_period=timedelta(milliseconds=200),
-    ))
+    ), clock=clock)
     await router.start()
     assert await router.wait_synced(timedelta(seconds=10))
     agents: list[FakeAgent] = []
     registry_client = RegistryClient(registry.address)
     client = RouterClient(router.address, max_message_bytes=4 * MAX_BYTES)
-    yield {"registry": registry, "router": router, "agents": agents, "reg": registry_client, "client": client}
+    yield {"registry": registry, "router": router, "agents": agents, "reg": registry_client, "client": client,
+           "clock": clock}
     await client.close()
     await registry_client.close()
     for a in agents:
@@ -188,13 +191,11 @@ async def register(mesh, ns: str, agent_id: str, fakes: list[FakeAgent] | None =
 
 async def wait_routable(mesh, ns: str, ids: list[str]) -> None:
     router: RouterServer = mesh["router"]
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        known = {iid for (n, iid), b in router.view.backends.items() if n == ns and router.view.routable(b)}
-        if set(ids) <= known:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"router never saw {ids} in {ns}")
+
+    def known() -> bool:
+        return set(ids) <= {iid for (n, iid), b in router.view.backends.items() if n == ns and router.view.routable(b)}
+
+    await eventually(known, within=10, period=0.02, what=f"router never saw {ids} in {ns}")
 
 
 def stats(mesh, ns: str) -> dict[str, router_pb2.InstanceStats]:
@@ -203,11 +204,8 @@ def stats(mesh, ns: str) -> dict[str, router_pb2.InstanceStats]:
 
 async def assert_no_in_flight(mesh, ns: str) -> None:
     """In-flight counts return to 0 (calls cut by the caller's deadline may take a moment to unwind)."""
-    for _ in range(50):
-        if all(s.in_flight == 0 for s in stats(mesh, ns).values()):
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"in-flight calls leaked: {stats(mesh, ns)}")
+    await eventually(lambda: all(s.in_flight == 0 for s in stats(mesh, ns).values()), within=1.0, period=0.02,
+                     what=lambda: f"in-flight calls leaked: {stats(mesh, ns)}")
 
 
 def policy(**kw) -> routing_pb2.RoutingPolicy:
@@ -279,11 +277,8 @@ async def test_draining_and_not_serving_instances_get_no_new_tasks(mesh, unique)
     router: RouterServer = mesh["router"]
 
     async def wait_state(iid: str, routable: bool) -> None:
-        for _ in range(200):
-            if router.view.routable(router.view.backends[(unique, iid)]) == routable:
-                return
-            await asyncio.sleep(0.02)
-        raise AssertionError(f"{iid} never became routable={routable}")
+        await eventually(lambda: router.view.routable(router.view.backends[(unique, iid)]) == routable, within=4,
+                         period=0.02, what=f"{iid} never became routable={routable}")
 
     await reg.update_instance_state(ids[0], registry_pb2.INSTANCE_STATE_DRAINING, namespace=unique)
     await wait_state(ids[0], False)
@@ -485,7 +480,7 @@ async def test_retries_land_on_another_instance_and_ejection_comes_and_goes(mesh
     assert bad.calls == 3  # three consecutive failures, then ejected
     s = stats(mesh, unique)[ids[0]]
     assert s.ejected and s.ejections == 1 and s.errors == 3
-    await asyncio.sleep(0.7)  # ejection time over: back in the pool
+    mesh["clock"].advance(0.7)  # ejection time over: back in the pool
     bad.mode = "ok"
     for _ in range(9):
         await client.execute("echo", 1, namespace=unique)
@@ -507,13 +502,13 @@ async def test_breaker_opens_half_opens_and_closes(mesh, unique):
     with pytest.raises(Unavailable, match="circuit breaker open"):
         await client.execute("echo", 1, namespace=unique)
     assert fake.calls == 3  # refused without a call
-    await asyncio.sleep(0.55)
+    mesh["clock"].advance(0.55)  # past the breaker's open timeout
     assert stats(mesh, unique)[iid].breaker == router_pb2.BREAKER_STATE_HALF_OPEN
     with pytest.raises(Unavailable):  # the trial fails: open again
         await client.execute("echo", 1, namespace=unique)
     assert stats(mesh, unique)[iid].breaker == router_pb2.BREAKER_STATE_OPEN
     fake.mode = "ok"
-    await asyncio.sleep(0.55)
+    mesh["clock"].advance(0.55)
     assert (await client.execute("echo", 1, namespace=unique)).success  # trial succeeds
     assert stats(mesh, unique)[iid].breaker == router_pb2.BREAKER_STATE_CLOSED
     assert fake.calls == 5
@@ -721,10 +716,7 @@ async def test_stream_passes_events_through_and_cancel_reaches_the_agent(mesh, u
         task=agent_pb2.Task(type="t"), selector=router_pb2.Selector(namespace=unique, agent_type="echo")))
     await asyncio.sleep(0.3)
     call.cancel()
-    for _ in range(50):
-        if fake.cancelled:
-            break
-        await asyncio.sleep(0.02)
+    await eventually(lambda: fake.cancelled, within=1.0, period=0.02, what="the agent's stream cancelled")
     assert fake.cancelled == 1
     await assert_no_in_flight(mesh, unique)
     await channel.close()
@@ -768,17 +760,14 @@ async def test_load_key_of_a_removed_instance_is_deleted(mesh, unique, store):
         kvs, _ = await store.list(prefix)
         return {kv.key[len(prefix):].split("/")[0] for kv in kvs}
 
-    for _ in range(50):
-        if await published() == set(ids):
-            break
-        await asyncio.sleep(0.05)
+    async def published_for(expected: set[str]) -> bool:
+        return await published() == expected
+
+    await eventually(lambda: published_for(set(ids)), within=2.5, what="load keys of both instances")
     assert await published() == set(ids)
     await mesh["reg"].deregister_instance(ids[0], namespace=unique)
-    for _ in range(50):  # load period 0.2 s
-        if await published() == {ids[1]}:
-            break
-        await asyncio.sleep(0.05)
-    assert await published() == {ids[1]}
+    await eventually(lambda: published_for({ids[1]}), within=2.5, what="the removed instance's load key deleted")
+    assert await published() == {ids[1]}  # load period 0.2 s
 
 
 async def test_load_is_published_and_cli_shows_stats(mesh, unique, store):
@@ -788,11 +777,7 @@ async def test_load_is_published_and_cli_shows_stats(mesh, unique, store):
     client: RouterClient = mesh["client"]
     await asyncio.gather(*[client.execute("echo", 1, namespace=unique) for _ in range(20)])
     key = f"/sutradhar/v1/load/{unique}/{iid}/{mesh['router'].router_id}"
-    for _ in range(50):
-        kv = await store.get(key)
-        if kv is not None:
-            break
-        await asyncio.sleep(0.05)
+    kv = await eventually(lambda: store.get(key), within=2.5, what=f"load key {key}")
     assert kv is not None
     load = json.loads(kv.value)
     assert load["agent_id"] == "echo" and load["rps"] > 0 and load["in_flight"] > 0
@@ -822,15 +807,11 @@ async def test_call_in_flight_on_a_deregistered_instance_still_completes(mesh, u
     [iid] = await register(mesh, unique, "echo", [fake])
     client: RouterClient = mesh["client"]
     call = asyncio.ensure_future(client.execute("echo", {"n": 1}, namespace=unique, timeout=timedelta(seconds=5)))
-    for _ in range(100):
-        if fake.calls:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: fake.calls, within=1.0, period=0.01, what="the call reached the agent")
     await mesh["reg"].deregister_instance(iid, namespace=unique)
-    for _ in range(200):  # the router's view drops the instance while the call runs
-        if (unique, iid) not in mesh["router"].view.backends:
-            break
-        await asyncio.sleep(0.01)
+    # the router's view drops the instance while the call runs
+    await eventually(lambda: (unique, iid) not in mesh["router"].view.backends, within=2.0, period=0.01,
+                     what=f"the router's view dropped {iid}")
     assert (unique, iid) not in mesh["router"].view.backends
     result = await call
     assert result.success and result.data["by"] == fake.name

@@ -177,12 +177,15 @@ async def test_a_liveness_probe_that_always_fails_backs_off_into_crash_loop(etcd
         await api.CreateDeployment(P.CreateDeploymentRequest(
             deployment=deployment(namespace, "never-live", "never-live", 1)))
         started = time.monotonic()
-        looping = None
-        while time.monotonic() - started < 20 and looping is None:
+        d = None
+
+        async def crash_looping() -> P.DeploymentCondition | None:
+            nonlocal d
             d = await get(api, namespace, "never-live")
-            looping = next((c for c in d.status.conditions
-                            if c.type == "CrashLoopBackOff" and c.status == P.CONDITION_STATUS_TRUE), None)
-            await asyncio.sleep(0.2)
+            return next((c for c in d.status.conditions
+                         if c.type == "CrashLoopBackOff" and c.status == P.CONDITION_STATUS_TRUE), None)
+
+        looping = await eventually(crash_looping, within=20, period=0.2)
         assert looping is not None and "liveness" in looping.message, d.status
         await asyncio.sleep(4.0)  # back-off base 0.3 s doubling to the 2 s cap: a handful of restarts
         d = await get(api, namespace, "never-live")

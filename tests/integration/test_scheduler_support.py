@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import signal
 import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -30,11 +30,15 @@ from sutradhar.services.registry import RegistryServer
 from sutradhar.services.scheduler.config import SchedulerConfig
 from sutradhar.services.scheduler.server import SchedulerServer
 from sutradhar.v1 import registry_pb2, scheduler_pb2, scheduler_pb2_grpc
+from tests import support
 
 ROOT = Path(__file__).resolve().parents[2]
 __all__ = ["registry"]  # re-exported fixture
 
 ECHO_COMMAND = [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent"]
+
+eventually = functools.partial(support.eventually, within=20.0, period=0.1)
+"""`tests.support.eventually` with the scheduler suites' bounds: 20 s, every 0.1 s (a call may pass others)."""
 
 
 def fast_config(etcd: str, registry: str, state_dir: Path, **overrides: object) -> SchedulerConfig:
@@ -73,10 +77,7 @@ def kill_recorded(state_dir: Path) -> list[int]:
 
 
 async def wait_leader(server: SchedulerServer, within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not server.is_leader:
-        assert time.monotonic() < deadline, "scheduler did not become leader"
-        await asyncio.sleep(0.05)
+    await support.eventually(lambda: server.is_leader, within=within, what="scheduler did not become leader")
     await server.controller._adopted.wait()
 
 
@@ -152,18 +153,6 @@ def deployment(namespace: str, name: str, agent_id: str = "echo", replicas: int 
     )
 
 
-async def eventually(check: Callable[[], Awaitable[object]], within: float = 20.0, period: float = 0.1) -> object:
-    """Call `check` until it returns something truthy (returned) or time runs out (AssertionError)."""
-    deadline = time.monotonic() + within
-    last: object = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(period)
-    raise AssertionError(f"condition not met within {within}s (last: {last!r})")
-
-
 async def get(api: scheduler_pb2_grpc.SchedulerServiceStub, namespace: str, name: str) -> scheduler_pb2.Deployment:
     reply = await api.GetDeployment(scheduler_pb2.GetDeploymentRequest(namespace=namespace, name=name))
     return reply.deployment
@@ -217,15 +206,18 @@ class SchedulerProcess:
         self.address = ""
 
     async def wait_listening(self, within: float = 20.0) -> str:
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
+        def listening() -> str:
             for line in self.log_path.read_text().splitlines():
                 if "scheduler listening on " in line:
-                    self.address = line.rsplit(" ", 1)[-1]
-                    return self.address
+                    return line.rsplit(" ", 1)[-1]
             assert self.proc.poll() is None, self.log_path.read_text()
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"scheduler {self.member_id} did not start:\n{self.log_path.read_text()}")
+            return ""
+
+        try:
+            self.address = await support.eventually(listening, within=within)
+        except AssertionError:
+            raise AssertionError(f"scheduler {self.member_id} did not start:\n{self.log_path.read_text()}") from None
+        return self.address
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.proc.poll() is None:

@@ -8,7 +8,7 @@ import contextlib
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from sutradhar.services.common.etcd_server import free_port
 from sutradhar.services.registry.server import RegistryConfig, RegistryServer
 from sutradhar.testing import AgentProcess, spawn_agent
 from sutradhar.v1 import registry_pb2
+from tests.support import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 TTL = timedelta(seconds=2)
@@ -34,15 +35,6 @@ async def registry(etcd: str) -> AsyncIterator[str]:
         yield server.address
     finally:
         await server.stop(timedelta(seconds=1))
-
-
-async def eventually(probe: Callable[[], Awaitable[bool]], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if await probe():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"not within {within}s: {what}")
 
 
 async def instance_or_none(client: RegistryClient, namespace: str, instance_id: str) -> registry_pb2.Instance | None:
@@ -82,7 +74,7 @@ async def test_server_registers_keeps_alive_and_deregisters(registry: str, uniqu
             async def back() -> bool:
                 return await instance_or_none(client, unique, f"echo-{unique}") is not None
 
-            await eventually(back, TTL.total_seconds() + 1, "instance registered again")
+            await eventually(back, within=TTL.total_seconds() + 1, what="instance registered again")
         finally:
             await server.stop()
         assert await instance_or_none(client, unique, f"echo-{unique}") is None
@@ -105,7 +97,7 @@ async def test_unreachable_registry_is_retried_not_fatal(etcd: str, unique: str)
                 except Unavailable:  # this channel shares the agent's reconnect back-off at first
                     return False
 
-            await eventually(registered, 5, "instance registered once the registry came up")
+            await eventually(registered, within=5, what="instance registered once the registry came up")
     finally:
         await server.stop()
         await registry.stop(timedelta(seconds=1))
@@ -139,7 +131,7 @@ async def test_sigterm_drains_in_flight_work_then_deregisters(registry: str, uni
                 found = await instance_or_none(client, unique, instance_id)
                 return found is not None and found.state == registry_pb2.INSTANCE_STATE_DRAINING
 
-            await eventually(draining, 1, "instance DRAINING while the slow task runs")
+            await eventually(draining, within=1, what="instance DRAINING while the slow task runs")
             result = await slow
             assert result.success
             assert result.data["echo"] == {"sleep": 1}
@@ -160,7 +152,7 @@ async def test_sigkill_leaves_the_instance_to_lapse_with_its_ttl(registry: str, 
             async def gone() -> bool:
                 return await instance_or_none(client, unique, instance_id) is None
 
-            await eventually(gone, TTL.total_seconds() + 2, "instance lapsed")
+            await eventually(gone, within=TTL.total_seconds() + 2, what="instance lapsed")
             assert time.monotonic() - killed >= TTL.total_seconds() / 3  # it lapsed; nobody deregistered it
 
 
@@ -189,7 +181,7 @@ async def test_watch_sees_the_instance_come_and_go(registry: str, unique: str) -
             async def came_and_went() -> bool:
                 return (registry_pb2.WATCH_EVENT_TYPE_DELETE, server.instance_id) in events
 
-            await eventually(came_and_went, 3, "instance PUT then DELETE")
+            await eventually(came_and_went, within=3, what="instance PUT then DELETE")
             assert events[0] == (registry_pb2.WATCH_EVENT_TYPE_PUT, server.instance_id)
         finally:
             watcher.cancel()

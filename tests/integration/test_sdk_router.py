@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -14,6 +13,7 @@ from examples.echo_agent import EchoAgent
 from sutradhar import AgentServer, Partial, Result, RouterClient, SutradharError
 from sutradhar.services.registry.server import RegistryConfig, RegistryServer
 from sutradhar.services.router.server import RouterConfig, RouterServer
+from tests.support import eventually
 
 
 @pytest.fixture
@@ -32,14 +32,7 @@ async def mesh(etcd: str) -> AsyncIterator[tuple[str, str]]:
 async def first_routed(router: RouterClient, payload: object, **options: Any) -> Result:
     """`router.execute("echo", payload, ...)`, retried for up to 5 s while the
     router learns of the instance through the registry's watch."""
-    deadline = time.monotonic() + 5
-    while True:
-        try:
-            return await router.execute("echo", payload, **options)
-        except SutradharError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.05)
+    return await eventually(lambda: router.execute("echo", payload, **options), within=5, ignoring=(SutradharError,))
 
 
 async def test_router_client_executes_and_streams(mesh: tuple[str, str], unique: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -26,6 +27,8 @@ from sutradhar import (
     Unavailable,
 )
 from sutradhar.testing import run_agent
+from sutradhar.v1 import agent_pb2
+from tests.support import eventually, rpc_status
 
 
 class Probe(Agent):
@@ -74,6 +77,14 @@ async def health_status(address: str, service: str = "") -> int:
         return response.status
 
 
+async def _health_is(address: str, status: int) -> bool:
+    return await health_status(address) == status
+
+
+async def _idle(client: AgentClient) -> bool:
+    return (await client.metrics()).in_flight == 0
+
+
 async def test_execute_success_failure_and_crash_keep_the_server_up() -> None:
     async with run_agent(EchoAgent()) as address, AgentClient(address) as client:
         ok = await client.execute({"text": "hi"}, task_type="say", task_id="task-1")
@@ -107,10 +118,7 @@ async def test_deadline_cancels_execute() -> None:
         with pytest.raises(DeadlineExceeded):
             await client.execute(10, timeout=timedelta(milliseconds=200))
         await asyncio.wait_for(agent.cancelled.wait(), 2)
-        for _ in range(50):
-            if (await client.metrics()).in_flight == 0:
-                break
-            await asyncio.sleep(0.02)
+        await eventually(lambda: _idle(client), within=1.0, period=0.02, what="in-flight back to 0")
         metrics = await client.metrics()
         assert metrics.in_flight == 0
         assert metrics.errors_total == 1
@@ -139,10 +147,7 @@ async def test_client_cancel_cancels_the_agent_stream() -> None:
         assert isinstance(first, Progress)
         await stream.aclose()
         await asyncio.wait_for(agent.cancelled.wait(), 2)
-        for _ in range(50):
-            if (await client.metrics()).in_flight == 0:
-                break
-            await asyncio.sleep(0.02)
+        await eventually(lambda: _idle(client), within=1.0, period=0.02, what="in-flight back to 0")
         assert (await client.metrics()).in_flight == 0
 
 
@@ -166,16 +171,10 @@ async def test_check_health_drives_grpc_health() -> None:
         assert await health_status(address) == health_pb2.HealthCheckResponse.SERVING
         assert await health_status(address, "sutradhar.v1.AgentService") == health_pb2.HealthCheckResponse.SERVING
         agent.healthy = False
-        for _ in range(40):
-            if await health_status(address) == health_pb2.HealthCheckResponse.NOT_SERVING:
-                break
-            await asyncio.sleep(0.05)
+        await eventually(lambda: _health_is(address, health_pb2.HealthCheckResponse.NOT_SERVING), within=2.0)
         assert await health_status(address) == health_pb2.HealthCheckResponse.NOT_SERVING
         agent.healthy = True
-        for _ in range(40):
-            if await health_status(address) == health_pb2.HealthCheckResponse.SERVING:
-                break
-            await asyncio.sleep(0.05)
+        await eventually(lambda: _health_is(address, health_pb2.HealthCheckResponse.SERVING), within=2.0)
         assert await health_status(address) == health_pb2.HealthCheckResponse.SERVING
 
 
@@ -330,3 +329,23 @@ async def test_client_timeouts_take_seconds_as_numbers() -> None:
             await client.execute({"sleep": 3}, timeout=0.3)
         with pytest.raises(TypeError, match="timeout must be a timedelta or seconds"):
             await client.execute({"x": 1}, timeout="5")  # type: ignore[arg-type]
+
+
+async def test_an_agent_does_not_run_a_task_whose_deadline_has_passed() -> None:
+    # Before: a task with context.deadline in the past ran anyway when the
+    # agent's execute never awaited (asyncio cancels only at an await) and
+    # came back as a success long after its caller had given up.
+    async with run_agent(EchoAgent()) as address, grpc.aio.insecure_channel(address) as channel:
+        execute = channel.unary_unary(
+            "/sutradhar.v1.AgentService/Execute",
+            request_serializer=agent_pb2.ExecuteRequest.SerializeToString,
+            response_deserializer=agent_pb2.ExecuteResponse.FromString,
+        )
+        late = agent_pb2.Task(id="late", type="t")
+        late.context.deadline.FromSeconds(1)  # 1970
+        code, details = await rpc_status(execute(agent_pb2.ExecuteRequest(task=late), timeout=5))
+        assert code == grpc.StatusCode.DEADLINE_EXCEEDED and "late" in details, (code, details)
+        on_time = agent_pb2.Task(id="on-time", type="t")
+        on_time.context.deadline.FromSeconds(int(time.time()) + 60)
+        reply = await execute(agent_pb2.ExecuteRequest(task=on_time), timeout=5)
+        assert reply.result.success

@@ -14,6 +14,7 @@ import pytest
 from sutradhar._errors import AlreadyExists, Conflict, DeadlineExceeded, NotFound, Unavailable
 from sutradhar.services.common.etcd_server import LocalEtcd, free_port
 from sutradhar.services.common.store import EtcdEndpoint, EventType, Guard, Op, Store
+from tests.support import eventually
 
 
 async def test_commit_guards_create_update_and_conflict(store: Store, unique: str) -> None:
@@ -56,10 +57,10 @@ async def test_leased_key_disappears_when_the_lease_lapses(store: Store, unique:
     assert (await store.keep_alive(lease)).total_seconds() > 0
     kv = await store.get(key)
     assert kv is not None and kv.lease == lease
-    for _ in range(60):
-        if await store.get(key) is None:
-            break
-        await asyncio.sleep(0.1)
+    async def lapsed() -> bool:
+        return await store.get(key) is None
+
+    await eventually(lapsed, within=6, period=0.1, what="the leased key lapsed")
     assert await store.get(key) is None
     with pytest.raises(NotFound):
         await store.keep_alive(lease)
@@ -132,11 +133,11 @@ async def test_write_timeout_on_a_hung_etcd_is_deadline_exceeded_outcome_unknown
         os.kill(pid, signal.SIGCONT)
         stopped = False
         # Once etcd resumes, the store answers again (and may show writes that "failed").
-        for _ in range(50):
-            with contextlib.suppress(Unavailable):
-                await store.get("/test/hung/a")
-                break
-            await asyncio.sleep(0.1)
+        async def answers() -> bool:
+            await store.get("/test/hung/a")
+            return True
+
+        await eventually(answers, within=5, period=0.1, ignoring=(Unavailable,))
         assert await store.revision() >= kv_rev
     finally:
         if stopped:

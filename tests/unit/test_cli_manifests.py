@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sutradhar._errors import InvalidArgument
-from sutradhar.cli.manifests import agent_from_manifest, parse_duration, parse_manifests
+from sutradhar.cli.manifests import agent_from_manifest, load_manifests, parse_duration, parse_manifests
 
 GOOD = """
 apiVersion: sutradhar/v1
@@ -94,3 +94,32 @@ def test_banana_version_survives_parsing_for_the_registry_to_refuse() -> None:
     # Semantic checks are the registry's (it names agent.version); the CLI must pass it on intact.
     [manifest] = parse_manifests(GOOD.replace("version: 1.4.0", "version: banana"))
     assert agent_from_manifest(manifest).version == "banana"
+
+
+def test_manifest_that_is_not_utf8_is_refused(tmp_path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(b"\xff\xfe garbage")
+    with pytest.raises(InvalidArgument, match="not UTF-8"):
+        load_manifests(path)
+
+
+def test_yaml_errors_fit_on_one_line() -> None:
+    with pytest.raises(InvalidArgument) as info:
+        parse_manifests("not: [valid", source="m.yaml")
+    assert "\n" not in info.value.message
+    assert info.value.message.startswith("m.yaml is not valid YAML")
+    assert "line 1" in info.value.message
+
+
+_SPEC = "type: echo, version: 1.0.0, runtime: process"
+
+
+@pytest.mark.parametrize("where", [f"metadata: {{name: x1, labels: [a]}}\nspec: {{{_SPEC}}}",
+                                   f"metadata: {{name: x1}}\nspec: {{{_SPEC}, labels: x}}"])
+def test_manifest_labels_that_are_not_a_mapping_are_named(where: str) -> None:
+    # Before: TypeError "'list' object is not a mapping" (a traceback from the CLI).
+    from sutradhar.cli.manifests import agent_from_manifest
+
+    (manifest,) = parse_manifests(f"apiVersion: sutradhar/v1\nkind: Agent\n{where}\n", source="m.yaml")
+    with pytest.raises(InvalidArgument, match=r"labels must be a mapping"):
+        agent_from_manifest(manifest)

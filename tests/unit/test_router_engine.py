@@ -1,5 +1,6 @@
-"""The engine's retry, budget, deadline, ejection-cap and accounting rules,
-driven through fake transports (no network)."""
+"""The engine's retry, budget, deadline, ejection-cap and accounting rules, and
+its refusal of malformed selectors and options before selection, driven
+through fake transports (no network)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,14 @@ import random
 import grpc
 import pytest
 
-from sutradhar._errors import DeadlineExceeded, InvalidArgument, ResourceExhausted, SutradharError, Unavailable
+from sutradhar._errors import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    ResourceExhausted,
+    SutradharError,
+    Unavailable,
+)
 from sutradhar._values import to_value
 from sutradhar.services.router import wire
 from sutradhar.services.router.engine import Engine
@@ -246,3 +254,46 @@ async def test_a_task_deadline_in_the_past_is_deadline_exceeded_naming_it():
     with pytest.raises(DeadlineExceeded, match=r"task\.context\.deadline -1000000000000\.000 \(unix seconds\)"):
         await engine.execute(wire.split_route_request(req.SerializeToString()), None)
     assert fakes[0].calls == 0 and in_flight(engine) == [0]
+
+
+def _route(selector: router_pb2.Selector, options: router_pb2.RouteOptions | None = None) -> wire.RouteRequest:
+    req = router_pb2.RouterServiceExecuteRequest(
+        task=agent_pb2.Task(id="t", type="echo"), selector=selector, options=options
+    )
+    return wire.split_route_request(req.SerializeToString())
+
+
+@pytest.mark.parametrize(
+    ("selector", "field"),
+    [
+        (router_pb2.Selector(agent_type="echo", namespace="a/b"), "selector.namespace"),
+        (router_pb2.Selector(agent_type="echo", namespace="*"), "selector.namespace"),
+        (router_pb2.Selector(agent_type="../x"), "selector.agent_type"),
+        (router_pb2.Selector(agent_type="e" * 10_000), "selector.agent_type"),
+        (router_pb2.Selector(agent_id="A/B"), "selector.agent_id"),
+        (router_pb2.Selector(agent_type="echo", capabilities=["a b"]), "selector.capabilities"),
+    ],
+)
+async def test_malformed_selector_is_invalid_argument(selector: router_pb2.Selector, field: str) -> None:
+    # These were FAILED_PRECONDITION ("no agent of type '../x' is registered").
+    with pytest.raises(InvalidArgument) as info:
+        await make(0)[0].execute(_route(selector), 5.0)
+    assert info.value.message.startswith(f"{field}:")
+
+
+async def test_bad_options_are_refused_before_selection() -> None:
+    # With no live instance these answered UNAVAILABLE, and a negative timeout
+    # was ignored whenever the caller also set a gRPC deadline.
+    engine, _ = make(0)
+    sel = router_pb2.Selector(agent_type="echo")
+    with pytest.raises(InvalidArgument, match=r"options\.strategy"):
+        await engine.execute(_route(sel, router_pb2.RouteOptions(strategy="bogus")), 5.0)
+    with pytest.raises(InvalidArgument, match=r"options\.max_attempts"):
+        await engine.execute(_route(sel, router_pb2.RouteOptions(max_attempts=-1)), 5.0)
+    negative = router_pb2.RouteOptions()
+    negative.timeout.seconds = -5
+    for deadline in (5.0, None):
+        with pytest.raises(InvalidArgument, match=r"options\.timeout"):
+            await engine.execute(_route(sel, negative), deadline)
+    with pytest.raises(FailedPrecondition):  # a well-formed request for an unknown type
+        await engine.execute(_route(router_pb2.Selector(agent_type="other")), 5.0)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from google.protobuf import struct_pb2
 
 from sutradhar import (
     Agent,
@@ -31,7 +33,7 @@ from sutradhar._convert import (
     task_to_proto,
 )
 from sutradhar._registration import agent_definition, parse_labels, process_command
-from sutradhar._values import from_struct
+from sutradhar._values import from_struct, from_value
 
 
 class Plain(Agent):
@@ -250,3 +252,15 @@ def test_value_conversion_matches_json_semantics() -> None:
         python_to_value({1: "x"})
     with pytest.raises(TypeError, match="bytes"):
         python_to_value([b"raw"])
+
+
+def test_from_value_survives_non_finite_numbers() -> None:
+    value = struct_pb2.Value()
+    value.struct_value.fields["x"].number_value = math.nan
+    value.struct_value.fields["y"].list_value.values.add().number_value = math.inf
+    value.struct_value.fields["z"].string_value = "ok"
+    plain = from_value(value)
+    assert math.isnan(plain["x"]) and plain["y"] == [math.inf] and plain["z"] == "ok"
+    struct = struct_pb2.Struct()
+    struct.fields["n"].number_value = -math.inf
+    assert from_struct(struct) == {"n": -math.inf}

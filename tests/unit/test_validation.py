@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from datetime import timedelta
 from decimal import Decimal
 
@@ -200,6 +201,16 @@ def test_unknown_key_message_lists_valid_keys():
     assert "command, args, env, workdir, port_env" in msg
 
 
+@pytest.mark.parametrize("number", [math.nan, math.inf, -math.inf])
+def test_non_finite_config_numbers_are_refused(number: float) -> None:
+    agent = registry_pb2.Agent(id="a", type="echo", version="1.0.0", runtime="process")
+    agent.config.fields["x"].number_value = number
+    with pytest.raises(InvalidArgument) as info:
+        v.validate_agent(agent)
+    assert info.value.field == "agent.config"
+    assert "NaN" in info.value.message or "Infinity" in info.value.message
+
+
 def test_quantities():
     assert v.parse_cpu("500m") == Decimal("0.5")
     assert v.parse_cpu("0.5") == Decimal("0.5")
@@ -235,6 +246,15 @@ def test_resolve_ttl_out_of_range(seconds):
     with pytest.raises(InvalidArgument) as info:
         v.resolve_ttl(duration_pb2.Duration(seconds=seconds))
     assert info.value.field == "ttl"
+
+
+def test_absurd_ttl_is_invalid_argument_not_overflow() -> None:
+    for seconds in (2**62, 315_576_000_000):
+        ttl = duration_pb2.Duration(seconds=seconds)
+        with pytest.raises(InvalidArgument) as info:
+            v.resolve_ttl(ttl)
+        assert info.value.field == "ttl"
+    assert v.resolve_ttl(duration_pb2.Duration(seconds=30)) == timedelta(seconds=30)
 
 
 def instance(**fields) -> registry_pb2.Instance:

@@ -1,5 +1,7 @@
-"""CLI fixes against real services (registry, router, health on the session
-etcd, an SDK echo agent), the CLI run as the user runs it: a child process."""
+"""`sutradhar exec` and `sutradhar agents delete` against real services
+(registry, router, health on the session etcd, an SDK echo agent), the CLI run
+as the user runs it, a child process: hints fitting the failure, payloads from
+a file or stdin, the router's deadline message, `--force` and its warning."""
 
 from __future__ import annotations
 
@@ -7,7 +9,6 @@ import asyncio
 import json
 import os
 import sys
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -21,6 +22,7 @@ from sutradhar.cli._launcher import REPO_ROOT
 from sutradhar.services.health import HealthConfig, HealthServer
 from sutradhar.services.registry.server import RegistryConfig, RegistryServer
 from sutradhar.services.router.server import RouterConfig, RouterServer
+from tests.support import eventually
 
 CLI = str(Path(sys.executable).parent / "sutradhar")
 
@@ -74,26 +76,18 @@ async def cli(mesh: Mesh, *args: str, stdin: bytes | None = None) -> Run:
 async def _routed(router: str, namespace: str) -> None:
     """Wait until the router routes to the namespace's echo agent."""
     async with RouterClient(router) as client:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                await client.execute("echo", {}, namespace=namespace, timeout=timedelta(seconds=2))
-                return
-            except SutradharError:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.05)
+        await eventually(lambda: client.execute("echo", {}, namespace=namespace, timeout=timedelta(seconds=2)),
+                         within=10, ignoring=(SutradharError,))
 
 
 async def test_router_unavailable_gets_no_mesh_hint_and_wrong_port_gets_a_flag_hint(mesh: Mesh, unique: str) -> None:
     async with AgentServer(EchoAgent(), registry=mesh.registry, namespace=unique, ttl=timedelta(seconds=2)):
         pass  # the definition stays, the instance is gone
-    deadline = time.monotonic() + 10
-    while True:  # until the router's view holds the definition
+    async def no_live_instance() -> Run | None:  # once the router's view holds the definition
         run = await cli(mesh, "exec", "echo", "-n", unique, "--timeout", "5s")
-        if "has no live instance" in run.err or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.1)
+        return run if "has no live instance" in run.err else None
+
+    run = await eventually(no_live_instance, within=10, period=0.1)
     assert run.code == 1
     assert "has no live instance" in run.err and "(UNAVAILABLE)" in run.err
     assert "is the mesh running" not in run.err
@@ -160,26 +154,3 @@ async def test_agents_delete_force_without_live_instances_prints_no_warning(mesh
     assert "warning" not in run.err
 
 
-async def test_health_watch_json_is_one_object_per_line(mesh: Mesh, unique: str) -> None:
-    async with AgentServer(EchoAgent(), registry=mesh.registry, namespace=unique, ttl=timedelta(seconds=2)) as agent:
-        proc = await asyncio.create_subprocess_exec(
-            CLI, "health", "--watch", "-o", "json", "-n", unique, env=_env(mesh), cwd=REPO_ROOT,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )
-        assert proc.stdout is not None
-        try:
-            first = await asyncio.wait_for(proc.stdout.readline(), 30)
-            snapshot = json.loads(first)
-            assert isinstance(snapshot, dict) and snapshot["agent_id"] == "echo"
-            # an event follows the snapshot, on its own line
-            drained = await cli(mesh, "drain", agent.instance_id, "-n", unique)
-            assert drained.code == 0, drained.err
-            lines = []
-            while not any(line.get("instance_id") == agent.instance_id for line in lines):
-                raw = await asyncio.wait_for(proc.stdout.readline(), 30)
-                assert raw, "the watch ended"
-                lines.append(json.loads(raw))
-            assert all(isinstance(line, dict) for line in lines)
-        finally:
-            proc.terminate()
-            await proc.wait()

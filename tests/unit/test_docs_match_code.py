@@ -1,4 +1,4 @@
-"""The QA pass's doc fixes, held to the code: docs/health.md's probe limits and
+"""The docs held to the code: docs/health.md's probe limits and
 quoted messages come from the real validation (CLI and registry), the
 container label table names every label the runtime and scheduler set, and
 docs/scheduler.md says which version routing sees."""
