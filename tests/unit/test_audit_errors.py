@@ -17,6 +17,7 @@ from sutradhar._values import from_struct, from_value
 from sutradhar.cli import main as cli_main
 from sutradhar.cli.manifests import load_manifests, parse_manifests
 from sutradhar.services.common import validation
+from sutradhar.services.registry.agent_validation import validate_agent
 from sutradhar.services.router import wire
 from sutradhar.services.router.engine import Engine
 from sutradhar.services.router.view import View
@@ -66,7 +67,7 @@ def test_non_finite_config_numbers_are_refused(number: float) -> None:
     agent = registry_pb2.Agent(id="a", type="echo", version="1.0.0", runtime="process")
     agent.config.fields["x"].number_value = number
     with pytest.raises(InvalidArgument) as info:
-        validation.validate_agent(agent)
+        validate_agent(agent)
     assert info.value.field == "agent.config"
     assert "NaN" in info.value.message or "Infinity" in info.value.message
 

@@ -1,4 +1,4 @@
-"""services/common/labelselector: Kubernetes labels and selectors."""
+"""sutradhar._labels: Kubernetes labels and selectors."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from sutradhar._errors import InvalidArgument
-from sutradhar.services.common.labelselector import (
+from sutradhar._labels import (
     Operator,
     Selector,
     parse_selector,

@@ -1,11 +1,11 @@
-"""services/common/semver: versions and npm-style ranges."""
+"""sutradhar._semver: versions and npm-style ranges."""
 
 from __future__ import annotations
 
 import pytest
 
 from sutradhar._errors import InvalidArgument
-from sutradhar.services.common.semver import is_valid_version, matches, parse_range, parse_version
+from sutradhar._semver import is_valid_version, matches, parse_range, parse_version
 
 
 @pytest.mark.parametrize("text", ["1.4.0", "0.0.1", "10.20.30", "1.0.0-rc.1", "1.0.0-alpha+build.5", "2.0.0+meta"])

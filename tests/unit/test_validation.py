@@ -1,4 +1,4 @@
-"""services/common/validation: agent and instance input."""
+"""Agent and instance input: services/registry/agent_validation and services/common/validation."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from google.protobuf import duration_pb2, json_format
 
 from sutradhar._errors import InvalidArgument
 from sutradhar.services.common import validation as v
+from sutradhar.services.registry.agent_validation import validate_agent
 from sutradhar.v1 import probe_pb2, registry_pb2
 
 BASE = {
@@ -85,7 +86,7 @@ DELETE = object()
     ],
 )
 def test_good_agents(changes):
-    v.validate_agent(agent(**changes))
+    validate_agent(agent(**changes))
 
 
 @pytest.mark.parametrize(
@@ -186,7 +187,7 @@ def test_good_agents(changes):
 )
 def test_bad_agents(changes, field, fragment):
     with pytest.raises(InvalidArgument) as info:
-        v.validate_agent(agent(**changes))
+        validate_agent(agent(**changes))
     assert info.value.field == field
     assert str(info.value).startswith(f"{field}: ")
     assert fragment in str(info.value)
@@ -194,7 +195,7 @@ def test_bad_agents(changes, field, fragment):
 
 def test_unknown_key_message_lists_valid_keys():
     with pytest.raises(InvalidArgument) as info:
-        v.validate_agent(agent(config={"command": "x", "zz": 1, "aa": 2}))
+        validate_agent(agent(config={"command": "x", "zz": 1, "aa": 2}))
     msg = str(info.value)
     assert '"aa", "zz"' in msg
     assert "command, args, env, workdir, port_env" in msg
@@ -303,13 +304,13 @@ def test_namespace_all_only_where_allowed():
 
 
 def test_process_port_and_limits_are_accepted_and_checked():
-    v.validate_agent(agent(config={"command": ["x"], "port": 7000, "limits": {"cpu_seconds": 60, "open_files": 256}}))
+    validate_agent(agent(config={"command": ["x"], "port": 7000, "limits": {"cpu_seconds": 60, "open_files": 256}}))
     with pytest.raises(InvalidArgument) as info:
-        v.validate_agent(agent(config={"command": ["x"], "limits": {"open_files": 4}}))
+        validate_agent(agent(config={"command": ["x"], "limits": {"open_files": 4}}))
     assert info.value.field == "agent.config.limits.open_files"
     with pytest.raises(InvalidArgument) as info:
-        v.validate_agent(agent(config={"command": ["x"], "limits": {"threads": 4}}))
+        validate_agent(agent(config={"command": ["x"], "limits": {"threads": 4}}))
     assert info.value.field == "agent.config.limits.threads" and "cpu_seconds" in info.value.message
     with pytest.raises(InvalidArgument) as info:
-        v.validate_agent(agent(config={"command": ["x"], "port": 70000}))
+        validate_agent(agent(config={"command": ["x"], "port": 70000}))
     assert info.value.field == "agent.config.port"

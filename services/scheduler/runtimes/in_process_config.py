@@ -1,0 +1,31 @@
+"""The "in-process" runtime's config: the agent class to load, and its arguments.
+
+Pure (imports nothing it names): the registry checks an agent against it at
+RegisterAgent.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final
+
+from sutradhar._fields import field_error, quote
+from sutradhar.services.common.config_fields import ConfigSchema, check_string
+
+__all__ = ["SCHEMA"]
+
+_PY_DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
+_CLASS_RE = re.compile(rf"^{_PY_DOTTED}:{_PY_DOTTED}$")
+
+
+def _check(cfg: dict[str, Any], field: str) -> None:
+    if "class" not in cfg:
+        raise field_error(f"{field}.class", 'is required for runtime "in-process" (e.g. "my_pkg.agents:EchoAgent")')
+    value = check_string(cfg["class"], f"{field}.class")
+    if not _CLASS_RE.match(value):
+        raise field_error(f"{field}.class", f'{quote(value)} is not "module.path:ClassName"')
+    if "kwargs" in cfg and not isinstance(cfg["kwargs"], dict):
+        raise field_error(f"{field}.kwargs", f"must be an object, not {type(cfg['kwargs']).__name__}")
+
+
+SCHEMA: Final = ConfigSchema(runtime="in-process", keys=("class", "kwargs"), check=_check)
