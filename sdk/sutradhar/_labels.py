@@ -55,7 +55,7 @@ _NAME_HINT = "at most 63 characters from [A-Za-z0-9._-], starting and ending wit
 def _check_name(text: str, field: str, what: str) -> None:
     if not text:
         raise InvalidArgument(f"{field}: {what} must not be empty", field=field)
-    if len(text) > _MAX_NAME or not _NAME_RE.match(text):
+    if len(text) > _MAX_NAME or not _NAME_RE.fullmatch(text):
         raise InvalidArgument(f'{field}: {what} "{text}" is not valid ({_NAME_HINT})', field=field)
 
 

@@ -41,7 +41,7 @@ _DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0
 
 def is_dns_label(text: str) -> bool:
     """True for a DNS-1123 label: lowercase letters, digits and '-', at most 63."""
-    return isinstance(text, str) and 0 < len(text) <= MAX_DNS_LABEL and bool(_DNS_LABEL_RE.match(text))
+    return isinstance(text, str) and 0 < len(text) <= MAX_DNS_LABEL and bool(_DNS_LABEL_RE.fullmatch(text))
 
 
 def validate_dns_label(text: str, *, field: str, what: str = "name") -> None:
@@ -71,7 +71,7 @@ def validate_instance_id(text: str, *, field: str = "instance.id") -> None:
     """Check an instance id: a DNS-1123 subdomain (labels joined by '.'), at most 253."""
     if not text:
         raise field_error(field, "instance id is required")
-    if len(text) > MAX_DNS_SUBDOMAIN or not _DNS_SUBDOMAIN_RE.match(text):
+    if len(text) > MAX_DNS_SUBDOMAIN or not _DNS_SUBDOMAIN_RE.fullmatch(text):
         raise field_error(
             field,
             f"{quote(text)} is not a valid instance id (a DNS-1123 subdomain: lowercase letters, "

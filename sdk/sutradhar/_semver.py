@@ -40,6 +40,8 @@ _MAX_LEN = 256
 
 @lru_cache(maxsize=4096)
 def _version(text: str) -> semantic_version.Version:
+    if text.endswith("\n"):  # the library's pattern ends in `$`, which also matches before a final newline
+        raise ValueError(f"invalid version string: {text!r}")
     return semantic_version.Version(text)
 
 

@@ -101,7 +101,7 @@ def _duration(d: duration_pb2.Duration, field: str, *, maximum: timedelta = _MAX
 
 def parse_cpu(text: str, *, field: str = "resources.cpu") -> Decimal:
     """Cores in a Kubernetes CPU quantity ("500m" -> 0.5, "2" -> 2); 0 < cpu <= 64."""
-    m = _CPU_RE.match(text or "")
+    m = _CPU_RE.fullmatch(text or "")
     if m is None:
         raise field_error(field, f"{quote(text)} is not a CPU quantity (e.g. \"500m\", \"0.5\" or \"2\")")
     try:
@@ -119,7 +119,7 @@ def parse_cpu(text: str, *, field: str = "resources.cpu") -> Decimal:
 
 def parse_memory(text: str, *, field: str = "resources.memory") -> int:
     """Bytes in a Kubernetes memory quantity ("256Mi", "1Gi", "1000000"); 4Mi <= memory <= 1Ti."""
-    m = _MEMORY_RE.match(text or "")
+    m = _MEMORY_RE.fullmatch(text or "")
     if m is None:
         raise field_error(field, f"{quote(text)} is not a memory quantity (e.g. \"256Mi\", \"1Gi\" or \"1000000\")")
     size = int(Decimal(m.group("num")) * _MEMORY_UNITS[m.group("unit") or ""])

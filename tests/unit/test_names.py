@@ -127,3 +127,23 @@ def test_the_sdk_keeps_its_own_messages() -> None:
     with pytest.raises(InvalidArgument, match=r"^agent version '1.2' is not a semantic version$") as err:
         sdk_validate_agent(Bad())
     assert err.value.field == "version"
+
+
+# -- a trailing newline is not part of a name (regex `$` matches before one) ----
+
+
+@pytest.mark.parametrize("text", ["echo\n", "my-agent\n"])
+def test_a_trailing_newline_is_not_a_dns_label(text: str) -> None:
+    assert not is_dns_label(text)
+    assert not _sdk_accepts(text, "1.0.0")
+    assert not _registry_accepts(text, "1.0.0")
+
+
+def test_a_trailing_newline_is_not_an_instance_id() -> None:
+    with pytest.raises(InvalidArgument, match="is not a valid instance id"):
+        validate_instance_id("echo.1\n")
+
+
+def test_a_trailing_newline_is_not_a_version() -> None:
+    assert not _sdk_accepts("echo", "1.2.3\n")
+    assert not _registry_accepts("echo", "1.2.3\n")

@@ -91,3 +91,17 @@ def test_each_runtime_checks_its_own_fields(runtime: str, config: dict, field: s
 )
 def test_valid_configs_pass(runtime: str, config: dict) -> None:
     validate_runtime_config(runtime, config)
+
+
+@pytest.mark.parametrize(
+    ("runtime", "config", "field"),
+    [
+        ("process", {"env": {"PORT\n": "1"}}, "agent.config.env"),
+        ("process", {"port_env": "PORT\n"}, "agent.config.port_env"),
+        ("in-process", {"class": "pkg.mod:Echo\n"}, "agent.config.class"),
+    ],
+)
+def test_a_trailing_newline_is_not_part_of_a_name(runtime: str, config: dict, field: str) -> None:
+    with pytest.raises(InvalidArgument) as err:
+        validate_runtime_config(runtime, config)
+    assert err.value.field == field

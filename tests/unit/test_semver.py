@@ -80,3 +80,10 @@ def test_matches_raises_on_bad_range():
 
 def test_parse_range_is_cached_and_reusable():
     assert parse_range("^1.4") is parse_range("^1.4")
+
+
+def test_a_trailing_newline_is_not_part_of_a_version():
+    with pytest.raises(InvalidArgument, match="is not a semantic version"):
+        parse_version("1.2.3\n")
+    assert not is_valid_version("1.2.3\n")
+    assert not matches("1.2.3\n", "^1")

@@ -314,3 +314,9 @@ def test_process_port_and_limits_are_accepted_and_checked():
     with pytest.raises(InvalidArgument) as info:
         validate_agent(agent(config={"command": ["x"], "port": 70000}))
     assert info.value.field == "agent.config.port"
+
+
+@pytest.mark.parametrize(("parse", "text"), [(v.parse_cpu, "500m\n"), (v.parse_memory, "256Mi\n")])
+def test_a_trailing_newline_is_not_part_of_a_quantity(parse, text):
+    with pytest.raises(InvalidArgument, match="is not a"):
+        parse(text, field="agent.resources.x")

@@ -22,7 +22,7 @@ def _check(cfg: dict[str, Any], field: str) -> None:
     if "class" not in cfg:
         raise field_error(f"{field}.class", 'is required for runtime "in-process" (e.g. "my_pkg.agents:EchoAgent")')
     value = check_string(cfg["class"], f"{field}.class")
-    if not _CLASS_RE.match(value):
+    if not _CLASS_RE.fullmatch(value):
         raise field_error(f"{field}.class", f'{quote(value)} is not "module.path:ClassName"')
     if "kwargs" in cfg and not isinstance(cfg["kwargs"], dict):
         raise field_error(f"{field}.kwargs", f"must be an object, not {type(cfg['kwargs']).__name__}")
