@@ -11,7 +11,7 @@ Each runtime's schema is a pure module next to the runtime
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,7 +19,9 @@ from urllib.parse import urlsplit
 from sutradhar._fields import field_error, quote
 
 __all__ = [
+    "ConfigCheck",
     "ConfigSchema",
+    "FieldCheck",
     "check_command",
     "check_env",
     "check_env_name",
@@ -32,17 +34,38 @@ __all__ = [
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+#: Checks one config value: `check(value, field)` raises InvalidArgument naming
+#: `field` (what it returns is not used).
+FieldCheck = Callable[[Any, str], object]
+#: Checks a whole config (keys that depend on each other, required keys):
+#: `check(config, field)` raises InvalidArgument naming the bad field under `field`.
+ConfigCheck = Callable[[dict[str, Any], str], None]
+
+
 @dataclass(frozen=True)
 class ConfigSchema:
     """What one runtime accepts in an agent's `config`."""
 
     runtime: str
     """The runtime's name, as an agent's `runtime` gives it ("process")."""
-    keys: tuple[str, ...]
-    """Every key the config may hold, in the order error messages list them."""
-    check: Callable[[dict[str, Any], str], None]
-    """Checks a config with known keys only: `check(config, field)` raises
-    InvalidArgument naming the bad field under `field` ("agent.config")."""
+    fields: Mapping[str, FieldCheck | None]
+    """Every key the config may hold, in the order messages list them and
+    checks run, with the check of its value (None: `check` sees to it)."""
+    check: ConfigCheck | None = None
+    """Runs first, on the whole config, for what one key's check cannot say."""
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """Every key the config may hold."""
+        return tuple(self.fields)
+
+    def validate(self, config: dict[str, Any], field: str) -> None:
+        """Check a config that holds known keys only (`field` is its path, "agent.config")."""
+        if self.check is not None:
+            self.check(config, field)
+        for key, check in self.fields.items():
+            if check is not None and key in config:
+                check(config[key], f"{field}.{key}")
 
 
 def check_string(value: Any, field: str, *, required: bool = True) -> str:

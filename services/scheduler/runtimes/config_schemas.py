@@ -43,4 +43,4 @@ def validate_runtime_config(runtime: str, config: Mapping[str, Any], *, field: s
             f"unknown key(s) {', '.join(quote(k) for k in unknown)} for runtime {quote(runtime)} "
             f"(valid: {', '.join(schema.keys)})",
         )
-    schema.check(cfg, field)
+    schema.validate(cfg, field)

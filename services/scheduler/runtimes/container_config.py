@@ -14,18 +14,16 @@ from sutradhar.services.common.config_fields import ConfigSchema, check_command,
 __all__ = ["SCHEMA"]
 
 
-def _check(cfg: dict[str, Any], field: str) -> None:
+def _image(cfg: dict[str, Any], field: str) -> None:
     if "image" not in cfg:
         raise field_error(f"{field}.image", 'is required for runtime "container" (e.g. "my-agent:1.0")')
     check_string(cfg["image"], f"{field}.image")
     if any(ch.isspace() for ch in cfg["image"]):
         raise field_error(f"{field}.image", f"{quote(cfg['image'])} is not an image reference (no spaces allowed)")
-    if "env" in cfg:
-        check_env(cfg["env"], f"{field}.env")
-    if "port" in cfg:
-        check_port(cfg["port"], f"{field}.port")
-    if "command" in cfg:
-        check_command(cfg["command"], f"{field}.command")
 
 
-SCHEMA: Final = ConfigSchema(runtime="container", keys=("image", "env", "port", "command"), check=_check)
+SCHEMA: Final = ConfigSchema(
+    runtime="container",
+    fields={"image": None, "env": check_env, "port": check_port, "command": check_command},
+    check=_image,
+)

@@ -27,4 +27,4 @@ def _check(cfg: dict[str, Any], field: str) -> None:
         check_http_url(url, f"{field}.urls[{i}]")
 
 
-SCHEMA: Final = ConfigSchema(runtime="http", keys=("urls", "url"), check=_check)
+SCHEMA: Final = ConfigSchema(runtime="http", fields={"urls": None, "url": None}, check=_check)

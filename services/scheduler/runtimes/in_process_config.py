@@ -18,14 +18,17 @@ _PY_DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
 _CLASS_RE = re.compile(rf"^{_PY_DOTTED}:{_PY_DOTTED}$")
 
 
-def _check(cfg: dict[str, Any], field: str) -> None:
+def _class(cfg: dict[str, Any], field: str) -> None:
     if "class" not in cfg:
         raise field_error(f"{field}.class", 'is required for runtime "in-process" (e.g. "my_pkg.agents:EchoAgent")')
     value = check_string(cfg["class"], f"{field}.class")
     if not _CLASS_RE.fullmatch(value):
         raise field_error(f"{field}.class", f'{quote(value)} is not "module.path:ClassName"')
-    if "kwargs" in cfg and not isinstance(cfg["kwargs"], dict):
-        raise field_error(f"{field}.kwargs", f"must be an object, not {type(cfg['kwargs']).__name__}")
 
 
-SCHEMA: Final = ConfigSchema(runtime="in-process", keys=("class", "kwargs"), check=_check)
+def _kwargs(value: Any, field: str) -> None:
+    if not isinstance(value, dict):
+        raise field_error(field, f"must be an object, not {type(value).__name__}")
+
+
+SCHEMA: Final = ConfigSchema(runtime="in-process", fields={"class": None, "kwargs": _kwargs}, check=_class)

@@ -51,25 +51,19 @@ def _limits(limits: Any, field: str) -> None:
         check_process_limit(key, value, field=f"{field}.{key}")
 
 
-def _check(cfg: dict[str, Any], field: str) -> None:
-    if "command" in cfg:
-        check_command(cfg["command"], f"{field}.command")
-    if "args" in cfg:
-        check_string_list(cfg["args"], f"{field}.args", non_empty=False)
-    if "env" in cfg:
-        check_env(cfg["env"], f"{field}.env")
-    if "workdir" in cfg:
-        check_string(cfg["workdir"], f"{field}.workdir")
-    if "port_env" in cfg:
-        check_env_name(cfg["port_env"], f"{field}.port_env")
-    if "port" in cfg:
-        check_port(cfg["port"], f"{field}.port")
-    if "limits" in cfg:
-        _limits(cfg["limits"], f"{field}.limits")
+def _args(value: Any, field: str) -> None:
+    check_string_list(value, field, non_empty=False)
 
 
 SCHEMA: Final = ConfigSchema(
     runtime="process",
-    keys=("command", "args", "env", "workdir", "port_env", "port", "limits"),
-    check=_check,
+    fields={
+        "command": check_command,
+        "args": _args,
+        "env": check_env,
+        "workdir": check_string,
+        "port_env": check_env_name,
+        "port": check_port,
+        "limits": _limits,
+    },
 )
