@@ -218,7 +218,7 @@ COLUMNS = ["namespace", "name", "agent", "version", "desired", "ready", "updated
 def _check_locally(agents: list[registry_pb2.Agent], deployments: list[P.Deployment]) -> None:
     """Run the registry's and the scheduler's own validation on every document
     before anything is applied: a file with one bad document changes nothing."""
-    from sutradhar.services.common.validation import validate_agent
+    from sutradhar.services.registry.agent_validation import validate_agent
     from sutradhar.services.scheduler.spec import check_deployable, validate_deployment
 
     for agent in agents:

@@ -16,6 +16,7 @@ from google.protobuf import json_format
 
 from sutradhar._clients import ROUTER_DEADLINE_MARGIN
 from sutradhar._errors import InvalidArgument
+from sutradhar._strategy_names import STRATEGIES
 from sutradhar._values import from_value, to_duration, to_value
 from sutradhar.cli._output import add_output_flag, print_json, print_json_line, print_table
 from sutradhar.cli._rpc import channel
@@ -53,7 +54,7 @@ def register(sub: Any) -> None:
     p.add_argument("--agent-id", default="", help="route to this agent definition only")
     p.add_argument("-n", "--namespace", default="", help="namespace (default: default)")
     p.add_argument("--strategy", default="",
-                   help="round-robin, random, least-loaded, latency or weighted (default: the agent's)")
+                   help=f"{', '.join(STRATEGIES)} (default: the agent's)")
     p.add_argument("--max-attempts", type=int, default=0, help="attempts in all (1 disables retries)")
     p.add_argument("--timeout", default="30s", help="deadline, e.g. 5s or 500ms (default 30s)")
     p.add_argument("--stream", action="store_true", help="stream progress and partial output")

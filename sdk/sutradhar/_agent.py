@@ -35,38 +35,20 @@ from __future__ import annotations
 
 import inspect
 import logging
-import re
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from sutradhar._errors import InvalidArgument
+from sutradhar._names import is_dns_label
+from sutradhar._semver import is_valid_version
 from sutradhar._values import JSON
 
 log = logging.getLogger(__name__)
 
 #: The error code of a result produced from an unexpected exception.
 AGENT_ERROR = "AGENT_ERROR"
-
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-# semver.org's recommended regular expression (semver 2.0.0).
-_SEMVER = re.compile(
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
-    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
-)
-
-
-def is_dns_label(value: str) -> bool:
-    """True when `value` is a DNS-1123 label (lowercase alphanumerics and '-', at most 63)."""
-    return bool(_DNS_LABEL.match(value))
-
-
-def is_semver(value: str) -> bool:
-    """True when `value` is a semantic version (semver 2.0.0), e.g. "1.4.0"."""
-    return bool(_SEMVER.match(value))
-
 
 @dataclass(frozen=True)
 class TaskContext:
@@ -293,7 +275,7 @@ def validate_agent(agent: Agent) -> None:
         )
     if not is_dns_label(agent.type):
         raise InvalidArgument(f"agent type {agent.type!r} is not a DNS-1123 label", field="type")
-    if not is_semver(agent.version):
+    if not is_valid_version(agent.version):
         raise InvalidArgument(f"agent version {agent.version!r} is not a semantic version", field="version")
     name = type(agent).__name__
     if not (overrides(agent, "execute") or overrides(agent, "stream")):

@@ -28,8 +28,8 @@ from sutradhar._agent import Result, StreamEvent, Task, TaskContext
 from sutradhar._convert import event_from_proto, result_from_proto, task_to_proto
 from sutradhar._errors import from_rpc_error
 from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES, reconnect_options
+from sutradhar._labels import validate_label_key, validate_label_value
 from sutradhar._values import JSON, from_duration, to_duration
-from sutradhar.services.common.labelselector import validate_label_key, validate_label_value
 from sutradhar.v1 import (
     agent_pb2,
     agent_pb2_grpc,

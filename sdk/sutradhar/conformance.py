@@ -37,7 +37,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from sutradhar._agent import is_dns_label, is_semver
+from sutradhar._names import is_dns_label
+from sutradhar._semver import is_valid_version
 from sutradhar._values import JSON, to_value
 from sutradhar.v1 import agent_pb2, agent_pb2_grpc
 
@@ -112,7 +113,7 @@ async def check_describe(t: _Target) -> str:
     d = await t.agent.Describe(agent_pb2.DescribeRequest(), timeout=t.timeout)
     _expect(is_dns_label(d.id), f"id {d.id!r} is not a DNS-1123 label")
     _expect(is_dns_label(d.type), f"type {d.type!r} is not a DNS-1123 label")
-    _expect(is_semver(d.version), f"version {d.version!r} is not a semantic version")
+    _expect(is_valid_version(d.version), f"version {d.version!r} is not a semantic version")
     return f"{d.id} type={d.type} version={d.version} capabilities={list(d.capabilities)}"
 
 

@@ -24,11 +24,12 @@ from typing import Final, TypeVar
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from sutradhar._names import ALL_NAMESPACES
+
 M = TypeVar("M", bound=Message)
 
 ROOT: Final = "/sutradhar/v1/"
 DEFAULT_NAMESPACE: Final = "default"
-ALL_NAMESPACES: Final = "*"
 
 AGENTS: Final = "agents"
 INSTANCES: Final = "instances"

@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from sutradhar._names import ALL_NAMESPACES
 from sutradhar.v1 import health_pb2, registry_pb2
 
 from ..common import keys
@@ -76,7 +77,7 @@ def current(instance: registry_pb2.Instance) -> health_pb2.HealthEvent:
 
 def matches(event: health_pb2.HealthEvent, namespace: str, agent_id: str) -> bool:
     """Whether `event` passes a watcher's filter ("*" namespace: every one)."""
-    if namespace != keys.ALL_NAMESPACES and event.namespace != keys.namespace_or_default(namespace):
+    if namespace != ALL_NAMESPACES and event.namespace != keys.namespace_or_default(namespace):
         return False
     return not agent_id or event.agent_id == agent_id
 

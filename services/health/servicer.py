@@ -8,16 +8,16 @@ from collections.abc import AsyncIterator
 import grpc
 
 from sutradhar._errors import ResourceExhausted
+from sutradhar._names import ALL_NAMESPACES, validate_dns_label, validate_instance_id, validate_namespace
 from sutradhar.v1 import health_pb2, health_pb2_grpc
 
 from ..common import keys
-from ..common.validation import validate_dns_label, validate_instance_id, validate_namespace
 from .manager import HealthManager
 
 
 def _namespace(value: str, *, allow_all: bool = False) -> str:
     validate_namespace(value, allow_all=allow_all)
-    return value if allow_all and value == keys.ALL_NAMESPACES else keys.namespace_or_default(value)
+    return value if allow_all and value == ALL_NAMESPACES else keys.namespace_or_default(value)
 
 
 def _agent_id(value: str) -> str:

@@ -7,9 +7,11 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
+from sutradhar import _names as names
+from sutradhar import _semver as semver
 from sutradhar._errors import AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound, SutradharError
-from sutradhar.services.common import keys, semver, validation
-from sutradhar.services.common.labelselector import parse_selector
+from sutradhar._labels import parse_selector
+from sutradhar.services.common import keys
 from sutradhar.services.common.store import Guard, KeyValue, Op, Store
 from sutradhar.services.registry._common import (
     Clock,
@@ -20,6 +22,8 @@ from sutradhar.services.registry._common import (
     timestamp,
     utc_now,
 )
+from sutradhar.services.registry.agent_validation import validate_agent
+from sutradhar.services.scheduler.runtimes.config_schemas import RUNTIMES
 from sutradhar.v1 import registry_pb2
 
 log = logging.getLogger(__name__)
@@ -87,7 +91,7 @@ class Agents:
 
     async def register(self, agent: registry_pb2.Agent) -> registry_pb2.Agent:
         """Create an agent. InvalidArgument on bad input, AlreadyExists when the id is taken."""
-        validation.validate_agent(agent)
+        validate_agent(agent)
         stored = _normalized(agent)
         now = timestamp(self._clock())
         stored.create_time.CopyFrom(now)
@@ -106,7 +110,7 @@ class Agents:
     async def update(self, agent: registry_pb2.Agent, *, allow_missing: bool = False) -> registry_pb2.Agent:
         """Replace an agent. NotFound when missing (unless `allow_missing`);
         Conflict (FAILED_PRECONDITION) when `agent.resource_version` is set and stale."""
-        validation.validate_agent(agent)
+        validate_agent(agent)
         expected = agent.resource_version
         stored = _normalized(agent)
         key = keys.agent_key(stored.namespace, stored.id)
@@ -158,8 +162,8 @@ class Agents:
 
     async def get_kv(self, namespace: str, agent_id: str, *, field: str = "id") -> KeyValue:
         """One agent's raw key-value; NotFound when missing."""
-        validation.validate_namespace(namespace)
-        validation.validate_dns_label(agent_id, field=field, what="agent id")
+        names.validate_namespace(namespace)
+        names.validate_dns_label(agent_id, field=field, what="agent id")
         kv = await self._store.get(keys.agent_key(namespace, agent_id))
         if kv is None:
             raise NotFound(f"{_describe(namespace, agent_id)} not found", field=field)
@@ -167,12 +171,12 @@ class Agents:
 
     async def list(self, flt: AgentFilter) -> AgentList:
         """Agents matching every filter, sorted by namespace and id."""
-        validation.validate_namespace(flt.namespace, allow_all=True)
+        names.validate_namespace(flt.namespace, allow_all=True)
         selector = parse_selector(flt.label_selector, field="label_selector")
         version_range = semver.parse_range(flt.version_range) if flt.version_range.strip() else None
-        if flt.runtime and flt.runtime not in validation.RUNTIMES:
+        if flt.runtime and flt.runtime not in RUNTIMES:
             raise InvalidArgument(
-                f'runtime: "{flt.runtime}" is not a runtime (valid: {", ".join(validation.RUNTIMES)})',
+                f'runtime: "{flt.runtime}" is not a runtime (valid: {", ".join(RUNTIMES)})',
                 field="runtime",
             )
         kvs, revision = await self._store.list(keys.kind_prefix(keys.AGENTS, flt.namespace))

@@ -14,10 +14,11 @@ from datetime import timedelta
 
 from google.protobuf import duration_pb2
 
+from sutradhar import _names as names
 from sutradhar._errors import AlreadyExists, Conflict, NotFound, SutradharError
+from sutradhar._labels import parse_selector
 from sutradhar._values import to_duration
 from sutradhar.services.common import keys, validation
-from sutradhar.services.common.labelselector import parse_selector
 from sutradhar.services.common.store import Guard, KeyValue, Op, Store
 from sutradhar.services.registry._common import (
     Clock,
@@ -191,9 +192,9 @@ class Instances:
 
     async def list(self, flt: InstanceFilter) -> InstanceList:
         """Instances matching every filter, sorted by namespace and id."""
-        validation.validate_namespace(flt.namespace, allow_all=True)
+        names.validate_namespace(flt.namespace, allow_all=True)
         if flt.agent_id:
-            validation.validate_dns_label(flt.agent_id, field="agent_id", what="agent id")
+            names.validate_dns_label(flt.agent_id, field="agent_id", what="agent id")
         if flt.state not in registry_pb2.InstanceState.values():
             validation.validate_state(flt.state)
         selector = parse_selector(flt.label_selector, field="label_selector")
@@ -220,8 +221,8 @@ class Instances:
         return instance_from_kv(kv)
 
     async def _get_kv(self, namespace: str, instance_id: str) -> KeyValue:
-        validation.validate_namespace(namespace)
-        validation.validate_instance_id(instance_id, field="id")
+        names.validate_namespace(namespace)
+        names.validate_instance_id(instance_id, field="id")
         kv = await self._store.get(keys.instance_key(namespace, instance_id))
         if kv is None:
             raise NotFound(

@@ -28,8 +28,9 @@ from typing import Final
 
 from google.protobuf import json_format
 
+from sutradhar import _names as names
 from sutradhar._errors import InvalidArgument, OutOfRange, SutradharError, Unavailable
-from sutradhar.services.common import keys, validation
+from sutradhar.services.common import keys
 from sutradhar.services.common.store import Event, EventType, KeyValue, Store
 from sutradhar.v1 import registry_pb2
 
@@ -75,7 +76,7 @@ class WatchSpec:
 
     def validate(self) -> None:
         """InvalidArgument naming the field when the spec is malformed."""
-        validation.validate_namespace(self.namespace, allow_all=True)
+        names.validate_namespace(self.namespace, allow_all=True)
         for kind in self.kinds:
             if kind not in _KIND_NAMES:
                 raise InvalidArgument(
@@ -164,7 +165,7 @@ class Watcher:
         kind = _KINDS_BY_NAME.get(kind_name)
         if kind is None or kind not in kinds:
             return None
-        if spec.namespace != keys.ALL_NAMESPACES and namespace != keys.namespace_or_default(spec.namespace):
+        if spec.namespace != names.ALL_NAMESPACES and namespace != keys.namespace_or_default(spec.namespace):
             return None
         if ev.type is EventType.PUT:
             event = _decode(ev.kv, kind, namespace, name)

@@ -31,11 +31,12 @@ from sutradhar._errors import (
     Unavailable,
     error_for_code,
 )
+from sutradhar._strategy_names import check_strategy
 from sutradhar._values import from_struct
 from sutradhar.services.router import wire
 from sutradhar.services.router.backend import Backend, Outcome
 from sutradhar.services.router.outlier import max_ejected
-from sutradhar.services.router.policy import Policy, check_strategy
+from sutradhar.services.router.policy import Policy
 from sutradhar.services.router.retry import RetryBudget, backoff
 from sutradhar.services.router.selection import Pool, resolve, unavailable_message
 from sutradhar.services.router.strategies import Strategy, make_strategy

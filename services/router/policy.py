@@ -15,29 +15,11 @@ from datetime import timedelta
 
 import grpc
 
-from sutradhar._errors import InvalidArgument
+from sutradhar._strategy_names import ROUND_ROBIN, STRATEGIES
 from sutradhar._values import from_duration
 from sutradhar.v1 import routing_pb2
 
 log = logging.getLogger(__name__)
-
-ROUND_ROBIN = "round-robin"
-RANDOM = "random"
-LEAST_LOADED = "least-loaded"
-LATENCY = "latency"
-WEIGHTED = "weighted"
-#: Every strategy name a policy or a request may use.
-STRATEGIES = (ROUND_ROBIN, RANDOM, LEAST_LOADED, LATENCY, WEIGHTED)
-
-
-def check_strategy(name: str, *, field_name: str) -> str:
-    """`name` when it is a known strategy; InvalidArgument naming the field otherwise."""
-    if name not in STRATEGIES:
-        raise InvalidArgument(
-            f"{field_name}: unknown strategy {name!r}; use one of {', '.join(STRATEGIES)}",
-            field=field_name,
-        )
-    return name
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,10 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from sutradhar import _semver as semver
 from sutradhar._errors import FailedPrecondition, InvalidArgument, Unavailable
-from sutradhar.services.common import semver
-from sutradhar.services.common.labelselector import parse_selector, validate_label_name
-from sutradhar.services.common.validation import validate_dns_label, validate_namespace
+from sutradhar._labels import parse_selector, validate_label_name
+from sutradhar._names import validate_dns_label, validate_namespace
 from sutradhar.services.router.backend import Backend
 from sutradhar.services.router.policy import DEFAULT_POLICY, Policy
 from sutradhar.services.router.view import AgentEntry, View

@@ -30,8 +30,8 @@ from sutradhar._hosting import (
     status_details,
     tolerant_deserializer,
 )
+from sutradhar._names import ALL_NAMESPACES, validate_dns_label, validate_namespace
 from sutradhar._values import to_duration
-from sutradhar.services.common.validation import ALL_NAMESPACES, validate_dns_label, validate_namespace
 from sutradhar.services.router import wire
 from sutradhar.services.router.engine import Engine
 from sutradhar.services.router.load import LoadPublisher

@@ -19,8 +19,8 @@ import random
 from collections.abc import Sequence
 from typing import Protocol
 
+from sutradhar._strategy_names import LATENCY, LEAST_LOADED, RANDOM, ROUND_ROBIN, WEIGHTED
 from sutradhar.services.router.backend import Backend
-from sutradhar.services.router.policy import LATENCY, LEAST_LOADED, RANDOM, ROUND_ROBIN, WEIGHTED
 
 
 class Strategy(Protocol):
@@ -133,7 +133,7 @@ _BY_NAME: dict[str, type] = {
 
 
 def make_strategy(name: str, rng: random.Random | None = None) -> Strategy:
-    """A fresh strategy object for a known strategy name (see policy.STRATEGIES)."""
+    """A fresh strategy object for a known strategy name (see sutradhar._strategy_names.STRATEGIES)."""
     cls: type = _BY_NAME[name]
     strategy: Strategy = cls(rng)
     return strategy

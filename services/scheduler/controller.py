@@ -46,8 +46,8 @@ from sutradhar._errors import (
     SutradharError,
     Unavailable,
 )
+from sutradhar._labels import validate_label_key, validate_label_value
 from sutradhar.services.common import keys
-from sutradhar.services.common.labelselector import validate_label_key, validate_label_value
 from sutradhar.services.common.store import Guard, Op, Store
 from sutradhar.services.common.validation import ResolvedProbe, resolve_probe
 from sutradhar.services.scheduler import rollout

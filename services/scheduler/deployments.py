@@ -24,9 +24,9 @@ from sutradhar._errors import (
     NotFound,
     SutradharError,
 )
+from sutradhar._names import validate_namespace
 from sutradhar.services.common import keys
 from sutradhar.services.common.store import EventType, Guard, Op, Store
-from sutradhar.services.common.validation import validate_namespace
 from sutradhar.services.scheduler.runtimes.base import Replica, Runtime
 from sutradhar.services.scheduler.runtimes.loader import RuntimeSet
 from sutradhar.services.scheduler.spec import (

@@ -13,16 +13,12 @@ from typing import Any
 from google.protobuf import json_format
 
 from sutradhar._errors import InvalidArgument
-from sutradhar.services.common.labelselector import validate_labels
-from sutradhar.services.common.validation import (
-    RUNTIMES,
-    parse_cpu,
-    parse_memory,
-    validate_dns_label,
-    validate_namespace,
-)
+from sutradhar._labels import validate_labels
+from sutradhar._names import validate_dns_label, validate_namespace
+from sutradhar.services.common.validation import parse_cpu, parse_memory
 from sutradhar.services.scheduler.autoscale import AutoscaleParams
 from sutradhar.services.scheduler.rollout import parse_int_or_percent, resolve_strategy
+from sutradhar.services.scheduler.runtimes.config_schemas import RUNTIMES
 from sutradhar.v1 import registry_pb2, scheduler_pb2
 
 #: Largest replica count a deployment may ask for.

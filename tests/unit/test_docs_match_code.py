@@ -13,7 +13,7 @@ import pytest
 
 from sutradhar._errors import InvalidArgument
 from sutradhar.cli.manifests import agent_from_manifest, parse_manifests
-from sutradhar.services.common.validation import validate_agent
+from sutradhar.services.registry.agent_validation import validate_agent
 from sutradhar.services.scheduler import controller
 from sutradhar.services.scheduler.runtimes import base, container
 from sutradhar.v1 import registry_pb2

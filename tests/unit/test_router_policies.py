@@ -8,6 +8,7 @@ import grpc
 import pytest
 
 from sutradhar._errors import InvalidArgument
+from sutradhar._strategy_names import check_strategy
 from sutradhar.services.router.backend import Backend, Outcome
 from sutradhar.services.router.breaker import BreakerState, CircuitBreaker
 from sutradhar.services.router.outlier import OutlierDetector, max_ejected
@@ -15,7 +16,6 @@ from sutradhar.services.router.policy import (
     BreakerSettings,
     OutlierSettings,
     RetrySettings,
-    check_strategy,
     policy_from_proto,
 )
 from sutradhar.services.router.retry import RetryBudget, backoff

@@ -9,7 +9,8 @@ import pytest
 import sutradhar.services.scheduler as scheduler
 from sutradhar._errors import InvalidArgument
 from sutradhar._values import to_struct
-from sutradhar.services.common.validation import check_process_limit, validate_agent
+from sutradhar.services.registry.agent_validation import validate_agent
+from sutradhar.services.scheduler.runtimes.process_config import check_process_limit
 from sutradhar.services.scheduler.spec import (
     autoscale_params,
     check_deployable,

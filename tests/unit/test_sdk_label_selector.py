@@ -7,7 +7,7 @@ import pytest
 
 from sutradhar._clients import label_selector
 from sutradhar._errors import InvalidArgument
-from sutradhar.services.common.labelselector import parse_selector
+from sutradhar._labels import parse_selector
 
 
 def test_valid_mapping_becomes_an_equality_selector() -> None:

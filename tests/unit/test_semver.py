@@ -1,11 +1,11 @@
-"""services/common/semver: versions and npm-style ranges."""
+"""sutradhar._semver: versions and npm-style ranges."""
 
 from __future__ import annotations
 
 import pytest
 
 from sutradhar._errors import InvalidArgument
-from sutradhar.services.common.semver import is_valid_version, matches, parse_range, parse_version
+from sutradhar._semver import is_valid_version, matches, parse_range, parse_version
 
 
 @pytest.mark.parametrize("text", ["1.4.0", "0.0.1", "10.20.30", "1.0.0-rc.1", "1.0.0-alpha+build.5", "2.0.0+meta"])
@@ -80,3 +80,10 @@ def test_matches_raises_on_bad_range():
 
 def test_parse_range_is_cached_and_reusable():
     assert parse_range("^1.4") is parse_range("^1.4")
+
+
+def test_a_trailing_newline_is_not_part_of_a_version():
+    with pytest.raises(InvalidArgument, match="is not a semantic version"):
+        parse_version("1.2.3\n")
+    assert not is_valid_version("1.2.3\n")
+    assert not matches("1.2.3\n", "^1")

@@ -1,4 +1,4 @@
-"""services/common/validation: agent and instance input."""
+"""Agent and instance input: services/registry/agent_validation and services/common/validation."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from google.protobuf import duration_pb2, json_format
 
 from sutradhar._errors import InvalidArgument
 from sutradhar.services.common import validation as v
+from sutradhar.services.registry.agent_validation import validate_agent
 from sutradhar.v1 import probe_pb2, registry_pb2
 
 BASE = {
@@ -86,7 +87,7 @@ DELETE = object()
     ],
 )
 def test_good_agents(changes):
-    v.validate_agent(agent(**changes))
+    validate_agent(agent(**changes))
 
 
 @pytest.mark.parametrize(
@@ -187,7 +188,7 @@ def test_good_agents(changes):
 )
 def test_bad_agents(changes, field, fragment):
     with pytest.raises(InvalidArgument) as info:
-        v.validate_agent(agent(**changes))
+        validate_agent(agent(**changes))
     assert info.value.field == field
     assert str(info.value).startswith(f"{field}: ")
     assert fragment in str(info.value)
@@ -195,7 +196,7 @@ def test_bad_agents(changes, field, fragment):
 
 def test_unknown_key_message_lists_valid_keys():
     with pytest.raises(InvalidArgument) as info:
-        v.validate_agent(agent(config={"command": "x", "zz": 1, "aa": 2}))
+        validate_agent(agent(config={"command": "x", "zz": 1, "aa": 2}))
     msg = str(info.value)
     assert '"aa", "zz"' in msg
     assert "command, args, env, workdir, port_env" in msg
@@ -206,7 +207,7 @@ def test_non_finite_config_numbers_are_refused(number: float) -> None:
     agent = registry_pb2.Agent(id="a", type="echo", version="1.0.0", runtime="process")
     agent.config.fields["x"].number_value = number
     with pytest.raises(InvalidArgument) as info:
-        v.validate_agent(agent)
+        validate_agent(agent)
     assert info.value.field == "agent.config"
     assert "NaN" in info.value.message or "Infinity" in info.value.message
 
@@ -323,13 +324,19 @@ def test_namespace_all_only_where_allowed():
 
 
 def test_process_port_and_limits_are_accepted_and_checked():
-    v.validate_agent(agent(config={"command": ["x"], "port": 7000, "limits": {"cpu_seconds": 60, "open_files": 256}}))
+    validate_agent(agent(config={"command": ["x"], "port": 7000, "limits": {"cpu_seconds": 60, "open_files": 256}}))
     with pytest.raises(InvalidArgument) as info:
-        v.validate_agent(agent(config={"command": ["x"], "limits": {"open_files": 4}}))
+        validate_agent(agent(config={"command": ["x"], "limits": {"open_files": 4}}))
     assert info.value.field == "agent.config.limits.open_files"
     with pytest.raises(InvalidArgument) as info:
-        v.validate_agent(agent(config={"command": ["x"], "limits": {"threads": 4}}))
+        validate_agent(agent(config={"command": ["x"], "limits": {"threads": 4}}))
     assert info.value.field == "agent.config.limits.threads" and "cpu_seconds" in info.value.message
     with pytest.raises(InvalidArgument) as info:
-        v.validate_agent(agent(config={"command": ["x"], "port": 70000}))
+        validate_agent(agent(config={"command": ["x"], "port": 70000}))
     assert info.value.field == "agent.config.port"
+
+
+@pytest.mark.parametrize(("parse", "text"), [(v.parse_cpu, "500m\n"), (v.parse_memory, "256Mi\n")])
+def test_a_trailing_newline_is_not_part_of_a_quantity(parse, text):
+    with pytest.raises(InvalidArgument, match="is not a"):
+        parse(text, field="agent.resources.x")

@@ -55,7 +55,7 @@ from sutradhar._errors import (
     Unavailable,
 )
 from sutradhar._values import from_struct
-from sutradhar.services.common.validation import parse_cpu, parse_memory, validate_runtime_config
+from sutradhar.services.common.validation import parse_cpu, parse_memory
 from sutradhar.services.scheduler.runtimes.base import (
     LABEL_AGENT,
     LABEL_DEPLOYMENT,
@@ -67,6 +67,7 @@ from sutradhar.services.scheduler.runtimes.base import (
     ReplicaPhase,
     ReplicaSpec,
 )
+from sutradhar.services.scheduler.runtimes.config_schemas import validate_runtime_config
 from sutradhar.services.scheduler.spec import CONTAINER_MIN_MEMORY
 
 try:  # the `docker` package comes with the mesh extra

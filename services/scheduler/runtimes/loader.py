@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from sutradhar._errors import InvalidArgument, SutradharError, Unavailable
-from sutradhar.services.common.validation import RUNTIMES
 from sutradhar.services.scheduler.runtimes.base import Runtime
+from sutradhar.services.scheduler.runtimes.config_schemas import RUNTIMES
 from sutradhar.services.scheduler.runtimes.process import ProcessRuntime
 from sutradhar.services.scheduler.runtimes.virtual import HttpRuntime, InProcessRuntime
 

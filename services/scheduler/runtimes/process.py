@@ -38,7 +38,7 @@ from typing import Any
 from sutradhar._errors import FailedPrecondition, InvalidArgument
 from sutradhar.services.common.etcd_server import free_port, port_is_open
 from sutradhar.services.common.procs import proc_start_ticks
-from sutradhar.services.common.validation import check_process_limit, parse_memory
+from sutradhar.services.common.validation import parse_memory
 from sutradhar.services.scheduler.runtimes.base import (
     Replica,
     ReplicaPhase,
@@ -46,6 +46,7 @@ from sutradhar.services.scheduler.runtimes.base import (
     replica_from_record,
     spec_record,
 )
+from sutradhar.services.scheduler.runtimes.process_config import check_process_limit
 from sutradhar.services.scheduler.spec import agent_config
 
 #: A replica inherits the scheduler's environment (PATH, locale, ...) except

@@ -1,4 +1,4 @@
-"""Kubernetes labels and label selectors.
+"""Kubernetes labels and label selectors, for the SDK and the services.
 
 Label syntax (as in Kubernetes): a key is an optional DNS-subdomain prefix and
 a slash, then a name of at most 63 characters from ``[A-Za-z0-9._-]`` that
@@ -28,6 +28,7 @@ from enum import Enum
 from functools import lru_cache
 
 from sutradhar._errors import InvalidArgument
+from sutradhar._names import MAX_DNS_SUBDOMAIN, is_dns_label
 
 __all__ = [
     "MAX_LABELS",
@@ -43,29 +44,23 @@ __all__ = [
 
 #: Largest number of labels one object may carry.
 MAX_LABELS = 64
-_MAX_NAME = 63
-_MAX_PREFIX = 253
+_MAX_NAME = 63  # a label name, like a DNS label, has at most 63 characters
+_MAX_PREFIX = MAX_DNS_SUBDOMAIN
 _MAX_SELECTOR = 4096
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
-_DNS_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 _NAME_HINT = "at most 63 characters from [A-Za-z0-9._-], starting and ending with a letter or digit"
 
 
 def _check_name(text: str, field: str, what: str) -> None:
     if not text:
         raise InvalidArgument(f"{field}: {what} must not be empty", field=field)
-    if len(text) > _MAX_NAME or not _NAME_RE.match(text):
+    if len(text) > _MAX_NAME or not _NAME_RE.fullmatch(text):
         raise InvalidArgument(f'{field}: {what} "{text}" is not valid ({_NAME_HINT})', field=field)
 
 
 def _check_prefix(prefix: str, key: str, field: str) -> None:
-    labels = prefix.split(".")
-    if (
-        not prefix
-        or len(prefix) > _MAX_PREFIX
-        or any(len(part) > _MAX_NAME or not _DNS_LABEL_RE.match(part) for part in labels)
-    ):
+    if not prefix or len(prefix) > _MAX_PREFIX or not all(is_dns_label(part) for part in prefix.split(".")):
         raise InvalidArgument(
             f'{field}: label key "{key}" has an invalid prefix "{prefix}" '
             "(expected a lowercase DNS subdomain such as example.com, at most 253 characters)",

@@ -1,7 +1,8 @@
 """Semantic versions (semver 2.0.0) and npm-style version ranges.
 
-One thin, cached layer over the pinned `semantic_version` library so every
-service reads versions and ranges the same way::
+One thin, cached layer over the pinned `semantic_version` library (a base
+dependency of the SDK: docs/decisions/) so the SDK and every service read
+versions and ranges the same way::
 
     >>> matches("1.4.2", "^1.4")
     True
@@ -39,6 +40,8 @@ _MAX_LEN = 256
 
 @lru_cache(maxsize=4096)
 def _version(text: str) -> semantic_version.Version:
+    if text.endswith("\n"):  # the library's pattern ends in `$`, which also matches before a final newline
+        raise ValueError(f"invalid version string: {text!r}")
     return semantic_version.Version(text)
 
 
