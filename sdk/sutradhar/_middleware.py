@@ -159,7 +159,6 @@ class Method:
         return self.service in INFRASTRUCTURE_SERVICES
 
 
-
 class Middleware(Protocol):
     """One stage of the chain. Both methods run once per method at server start.
 
@@ -183,8 +182,13 @@ class Middleware(Protocol):
         ...
 
 
-def _internal_details(err: Exception) -> str:
-    return status_details(f"internal error: {type(err).__name__}: {err}")
+async def _abort(context: grpc.aio.ServicerContext, err: Exception, full_name: str) -> None:
+    """End the call with the status of `err` (call it in an `except` clause:
+    an unexpected error is logged with its traceback)."""
+    if isinstance(err, SutradharError):
+        await context.abort(err.code, status_details(err.message))
+    log.exception("unhandled error in %s", full_name)
+    await context.abort(grpc.StatusCode.INTERNAL, status_details(f"internal error: {type(err).__name__}: {err}"))
 
 
 class Errors:
@@ -207,13 +211,10 @@ class Errors:
                 if type(request) is UndecodableRequest:
                     raise request.error
                 return await call_next(request, context)
-            except SutradharError as err:
-                await context.abort(err.code, status_details(err.message))
             except grpc.aio.AbortError:
                 raise
             except Exception as err:
-                log.exception("unhandled error in %s", full_name)
-                await context.abort(grpc.StatusCode.INTERNAL, _internal_details(err))
+                await _abort(context, err, full_name)
 
         return errors
 
@@ -229,13 +230,10 @@ class Errors:
                 responses = call_next(request, context)
                 async for item in responses:
                     yield item
-            except SutradharError as err:
-                await context.abort(err.code, status_details(err.message))
             except grpc.aio.AbortError:
                 raise
             except Exception as err:
-                log.exception("unhandled error in %s", full_name)
-                await context.abort(grpc.StatusCode.INTERNAL, _internal_details(err))
+                await _abort(context, err, full_name)
             finally:
                 if isinstance(responses, AsyncGenerator):
                     await responses.aclose()
@@ -315,7 +313,7 @@ class ChainedGenericHandler(grpc.GenericRpcHandler):
     def __init__(self, inner: grpc.GenericRpcHandler, chain: Chain) -> None:
         self._inner = inner
         self._chain = chain
-        self._composed: dict[str, grpc.RpcMethodHandler | None] = {}
+        self._composed: dict[str, grpc.RpcMethodHandler] = {}
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         """The chained handler for the called method, or None when `inner` has none."""
@@ -325,9 +323,10 @@ class ChainedGenericHandler(grpc.GenericRpcHandler):
         except KeyError:
             pass
         handler = self._inner.service(handler_call_details)
+        if handler is None:
+            return None  # not kept: callers choose the names, the cache must not grow with them
         service, _, method = name.lstrip("/").rpartition("/")
-        composed = None if handler is None else self._chain.handler(service, method, handler)
-        self._composed[name] = composed
+        composed = self._composed[name] = self._chain.handler(service, method, handler)
         return composed
 
 

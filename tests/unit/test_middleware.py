@@ -343,6 +343,7 @@ def test_a_generic_handler_is_composed_on_first_call_and_kept() -> None:
         method = "/x.v1.S/Nope"
 
     assert generic.service(Unknown()) is None  # type: ignore[arg-type]
+    assert recorder.composed == ["/x.v1.S/M"] and list(generic._composed) == ["/x.v1.S/M"]  # no entry for "Nope"
 
 
 def test_every_code_maps_to_its_class_and_back() -> None:
