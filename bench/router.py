@@ -18,10 +18,19 @@ counts (the machine is shared; the best round is the least disturbed one).
 "direct" goes to one replica; the proxies spread over all replicas. Prints a
 table and writes bench/results/router.json as
 ``{"direct"|"sutradhar"|"envoy"|"nginx": {"rps", "p50_ms", "p99_ms"}}``.
+
+``--baseline DIR`` compares this tree's router with another checkout's in the
+same run: DIR's own ``.venv/bin/python`` (an editable install of DIR, e.g. a
+``git worktree add`` of the previous commit plus ``make install`` there) runs
+a second router, target "baseline", on the same registry and replicas. The two
+routers are measured in alternating order from round to round, and the table
+ends with this router's throughput and latency relative to the baseline's
+(best round of each, and the median of the per-round ratios).
 With ``--profile`` it also runs ``py-spy record`` on the router during its
 throughput phase (``pip install py-spy``; written next to the results).
 
     .venv/bin/python bench/router.py [--replicas 3] [--calls 20000] [--seconds 15]
+    .venv/bin/python bench/router.py --targets sutradhar --baseline ../base --rounds 5
 """
 
 from __future__ import annotations
@@ -280,6 +289,36 @@ async def wait_router(address: str, replicas: int) -> None:
     raise RuntimeError("the router never saw the replicas")
 
 
+def compare(best: dict[str, dict[str, float]], per_round: dict[str, list[dict[str, float]]],
+            baseline: Path) -> dict[str, Any]:
+    """Print and return this router against the baseline's: best rounds, and
+    the median of the ratios of the same round (each round runs both)."""
+    mine, base = best["sutradhar"], best["baseline"]
+    rounds = list(zip(per_round["sutradhar"], per_round["baseline"], strict=True))
+    rps_ratios = [m["rps"] / b["rps"] for m, b in rounds if b["rps"]]
+    p50_ratios = [m["p50_ms"] / b["p50_ms"] for m, b in rounds if b["p50_ms"]]
+    cpu_ratios = [m["proxy_cpu_us"] / b["proxy_cpu_us"] for m, b in rounds if b["proxy_cpu_us"]]
+    summary = {
+        "baseline": str(baseline),
+        "rps_best_ratio": round(mine["rps"] / base["rps"], 3) if base["rps"] else None,
+        "rps_median_round_ratio": round(statistics.median(rps_ratios), 3) if rps_ratios else None,
+        "p50_best_ratio": round(mine["p50_ms"] / base["p50_ms"], 3) if base["p50_ms"] else None,
+        "p50_median_round_ratio": round(statistics.median(p50_ratios), 3) if p50_ratios else None,
+        "cpu_per_call_best_ratio":
+            round(mine["proxy_cpu_us"] / base["proxy_cpu_us"], 3) if base["proxy_cpu_us"] else None,
+        "cpu_per_call_median_round_ratio": round(statistics.median(cpu_ratios), 3) if cpu_ratios else None,
+        "rounds": [{"sutradhar_rps": m["rps"], "baseline_rps": b["rps"],
+                    "sutradhar_p50_ms": m["p50_ms"], "baseline_p50_ms": b["p50_ms"],
+                    "sutradhar_cpu_us": m["proxy_cpu_us"], "baseline_cpu_us": b["proxy_cpu_us"]} for m, b in rounds],
+    }
+    print(f"\nthis router vs baseline ({baseline}): rps x{summary['rps_best_ratio']} (best rounds), "
+          f"x{summary['rps_median_round_ratio']} (median of rounds); "
+          f"p50 x{summary['p50_best_ratio']} (best), x{summary['p50_median_round_ratio']} (median); "
+          f"router CPU per call x{summary['cpu_per_call_best_ratio']} (best), "
+          f"x{summary['cpu_per_call_median_round_ratio']} (median)")
+    return summary
+
+
 # -- main ---------------------------------------------------------------------------
 
 
@@ -294,9 +333,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="measure every target this many times, interleaved; report the best round")
     parser.add_argument("--targets", default="direct,sutradhar,envoy,nginx")
     parser.add_argument("--profile", action="store_true", help="py-spy record the router's throughput phase")
+    parser.add_argument("--baseline", type=Path, default=None, metavar="DIR",
+                        help="another checkout whose .venv/bin/python runs a second router, target 'baseline'")
     parser.add_argument("--output", default=str(RESULTS))
     args = parser.parse_args(argv)
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    baseline_python = None
+    if args.baseline is not None:
+        baseline_python = args.baseline.resolve() / ".venv" / "bin" / "python"
+        if not baseline_python.exists():
+            parser.error(f"--baseline: {baseline_python} does not exist; run `make install` in {args.baseline}")
+        if "sutradhar" not in targets:
+            targets.append("sutradhar")
+        targets.append("baseline")
 
     from sutradhar.services.common.etcd_server import LocalEtcd
 
@@ -327,6 +376,15 @@ def main(argv: list[str] | None = None) -> int:
             procs.append(router)
             addresses["sutradhar"] = router.address
             asyncio.run(wait_router(router.address, args.replicas))
+        if baseline_python is not None:
+            assert args.baseline is not None
+            base = Proc("baseline", [str(baseline_python), "-m", "sutradhar.services.router", "--port", "0",
+                                     "--registry", registry.address, "--etcd", etcd.endpoint,
+                                     "--log-level", "WARNING"],
+                        ready=r"listening on (\S+)", cwd=args.baseline.resolve())
+            procs.append(base)
+            addresses["baseline"] = base.address
+            asyncio.run(wait_router(base.address, args.replicas))
         if "envoy" in targets:
             envoy_bin = shutil.which("envoy", path=str(Path(py).parent)) or shutil.which("envoy")
             if envoy_bin is None:
@@ -355,9 +413,15 @@ def main(argv: list[str] | None = None) -> int:
                 addresses["nginx"] = f"127.0.0.1:{port}"
         direct_req, routed_req = requests()
         pids = {p.name if p.name != "router" else "sutradhar": p.pid for p in procs}
+        routed = {"sutradhar", "baseline"}
+        per_round: dict[str, list[dict[str, float]]] = {t: [] for t in targets}
         for round_no in range(args.rounds):
-            for target in targets:
-                path, request = (ROUTER_PATH, routed_req) if target == "sutradhar" else (AGENT_PATH, direct_req)
+            order = list(targets)
+            if round_no % 2 and "baseline" in order:  # alternate which router goes first
+                i, j = order.index("sutradhar"), order.index("baseline")
+                order[i], order[j] = order[j], order[i]
+            for target in order:
+                path, request = (ROUTER_PATH, routed_req) if target in routed else (AGENT_PATH, direct_req)
                 profile = None
 
                 def start_profile(target: str = target, round_no: int = round_no) -> None:
@@ -379,6 +443,7 @@ def main(argv: list[str] | None = None) -> int:
                     profile.wait()
                 print(f"round {round_no + 1} {target:<10} {r['rps']:>8.0f} rps  p50 {r['p50_ms']:.3f} ms  "
                       f"p99 {r['p99_ms']:.3f} ms", flush=True)
+                per_round[target].append(dict(r))
                 best = results.get(target)
                 if best is None:
                     results[target] = r
@@ -401,7 +466,10 @@ def main(argv: list[str] | None = None) -> int:
         cpu = f"{r['proxy_cpu_us']:.0f} us" if target != "direct" else "-"
         print(f"{target:<10} {r['rps']:>9.0f} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} {added:>+8.3f} {cpu:>15}"
               f"  {r['errors']}")
-    out = {t: {"rps": r["rps"], "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"]} for t, r in results.items()}
+    out: dict[str, Any] = {t: {"rps": r["rps"], "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"]}
+                           for t, r in results.items()}
+    if "baseline" in results and "sutradhar" in results:
+        out["versus_baseline"] = compare(results, per_round, args.baseline)
     out_path = Path(args.output)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(out, indent=2) + "\n")

@@ -2,25 +2,28 @@
 
 ::
 
-    SutradharError                      (code: UNKNOWN)
-    ├── InvalidArgument                 INVALID_ARGUMENT  bad input; `field` names it
-    ├── NotFound                        NOT_FOUND
-    ├── AlreadyExists                   ALREADY_EXISTS
-    ├── FailedPrecondition              FAILED_PRECONDITION
-    │   └── Conflict                    ... stale resource_version
-    ├── Unavailable                     UNAVAILABLE       no healthy instance, store down
-    ├── DeadlineExceeded                DEADLINE_EXCEEDED
-    ├── Unauthenticated                 UNAUTHENTICATED
-    ├── PermissionDenied                PERMISSION_DENIED
-    ├── ResourceExhausted               RESOURCE_EXHAUSTED rate limits, message size
-    ├── OutOfRange                      OUT_OF_RANGE      e.g. a compacted watch revision
-    ├── Cancelled                       CANCELLED
-    └── Internal                        INTERNAL          a bug, never bad input
+    Exception
+    └── SutradharError                  UNKNOWN (or the code it was built with)
+        ├── InvalidArgument             INVALID_ARGUMENT   bad input; `field` names it
+        ├── NotFound                    NOT_FOUND
+        ├── AlreadyExists               ALREADY_EXISTS
+        ├── FailedPrecondition          FAILED_PRECONDITION the system is not in a state to do it
+        ├── Conflict                    ABORTED            stale resource_version, a lost race: read again, retry
+        ├── Unavailable                 UNAVAILABLE        no healthy instance, store down
+        ├── DeadlineExceeded            DEADLINE_EXCEEDED
+        ├── Unauthenticated             UNAUTHENTICATED
+        ├── PermissionDenied            PERMISSION_DENIED
+        ├── ResourceExhausted           RESOURCE_EXHAUSTED rate limits, message size
+        ├── OutOfRange                  OUT_OF_RANGE       e.g. a compacted watch revision
+        ├── Cancelled                   CANCELLED
+        └── Internal                    INTERNAL           a bug, never bad input
 
-Servers raise these from domain code; the server interceptor in
-`sutradhar.services.common.server` turns them into a status with the
-message. Clients turn any `grpc.RpcError` back into the matching class with
-`from_rpc_error`, so callers catch one tree whatever side failed.
+Each class's `code` is the table, read both ways: servers raise these from
+domain code and the errors stage of the middleware chain
+(`sutradhar._middleware.Errors`) sends `err.code` with the message; clients
+turn any `grpc.RpcError` back into the class of that code with
+`from_rpc_error` / `error_for_code`, so callers catch one tree whatever side
+failed, and a `Conflict` raised by a server arrives as `Conflict`.
 """
 
 from __future__ import annotations
@@ -66,8 +69,12 @@ class FailedPrecondition(SutradharError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 
 
-class Conflict(FailedPrecondition):
-    """An optimistic-concurrency check failed (stale resource_version)."""
+class Conflict(SutradharError):
+    """An optimistic-concurrency check failed (stale resource_version, a lost
+    race); read the resource again and retry. gRPC's ABORTED, as its status
+    guide prescribes for read-modify-write conflicts."""
+
+    code = grpc.StatusCode.ABORTED
 
 
 class Unavailable(SutradharError):
@@ -118,6 +125,7 @@ class Internal(SutradharError):
     code = grpc.StatusCode.INTERNAL
 
 
+#: The class of each status code: every class of the tree but the root, one per code.
 _BY_CODE: dict[grpc.StatusCode, type[SutradharError]] = {
     cls.code: cls
     for cls in (
@@ -125,6 +133,7 @@ _BY_CODE: dict[grpc.StatusCode, type[SutradharError]] = {
         NotFound,
         AlreadyExists,
         FailedPrecondition,
+        Conflict,
         Unavailable,
         DeadlineExceeded,
         Unauthenticated,

@@ -1,9 +1,11 @@
 """gRPC server scaffolding shared by agents (SDK) and the mesh services.
 
 Every server Sutradhar starts serves its own API, the standard
-`grpc.health.v1.Health` service and server reflection; turns the project's
-errors into gRPC statuses in one interceptor; and shuts down gracefully:
-health goes NOT_SERVING first, then in-flight calls get `grace` to finish.
+`grpc.health.v1.Health` service and server reflection; runs every handler
+through one middleware chain (`sutradhar._middleware`: errors to gRPC
+statuses first, then whatever middleware the server was given), composed once
+per method as it is registered; and shuts down gracefully: health goes
+NOT_SERVING first, then in-flight calls get `grace` to finish.
 """
 
 from __future__ import annotations
@@ -12,19 +14,25 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
-from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
-from sutradhar._errors import InvalidArgument, SutradharError
+from sutradhar._errors import SutradharError
+from sutradhar._middleware import MAX_STATUS_DETAILS_BYTES as MAX_STATUS_DETAILS_BYTES  # re-exported
+from sutradhar._middleware import Chain, ChainedRegistrar, Middleware
+from sutradhar._middleware import UndecodableRequest as UndecodableRequest  # re-exported
+from sutradhar._middleware import status_details as status_details  # re-exported
+from sutradhar._middleware import tolerant_deserializer as tolerant_deserializer  # re-exported
 
 log = logging.getLogger(__name__)
+
+_Servicer = TypeVar("_Servicer")
 
 #: Default largest message a server accepts or sends (4 MiB, gRPC's default).
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -55,151 +63,58 @@ def reconnect_options(
     return options
 
 
-#: Largest status message (UTF-8 bytes) a server sends. gRPC percent-encodes
-#: the message into a header and a client drops a response whose headers pass
-#: 8 KiB (the caller then sees RESOURCE_EXHAUSTED "Stream removed" instead of
-#: the real status), so a message quoting a huge input must be cut.
-MAX_STATUS_DETAILS_BYTES = 1024
-
-
-def status_details(message: str) -> str:
-    """`message` cut to at most MAX_STATUS_DETAILS_BYTES UTF-8 bytes, saying so."""
-    raw = message.encode()
-    if len(raw) <= MAX_STATUS_DETAILS_BYTES:
-        return message
-    head = raw[: MAX_STATUS_DETAILS_BYTES - 48].decode(errors="ignore")
-    return f"{head}... ({len(message) - len(head)} characters cut)"
-
-
-def _internal_details(err: Exception) -> str:
-    return status_details(f"internal error: {type(err).__name__}: {err}")
-
-
-@dataclass(frozen=True)
-class UndecodableRequest:
-    """What `tolerant_deserializer` returns for bytes that are not a valid request."""
-
-    error: InvalidArgument
-
-
-def tolerant_deserializer(
-    deserializer: Callable[[bytes], Any] | None,
-) -> Callable[[bytes], Any] | None:
-    """Wrap a request deserializer so that bad bytes (corrupt wire format,
-    invalid UTF-8 in a string field) give an `UndecodableRequest` instead of
-    raising: an exception there becomes gRPC's UNKNOWN, outside any handler."""
-    if deserializer is None:
-        return None
-    owner = getattr(deserializer, "__self__", None)
-    descriptor = getattr(owner, "DESCRIPTOR", None)
-    name = getattr(descriptor, "full_name", "request message")
-
-    def parse(raw: bytes) -> Any:
-        try:
-            return deserializer(raw)
-        except DecodeError as err:
-            return UndecodableRequest(InvalidArgument(f"request is not a valid {name}: {err}", field="request"))
-
-    return parse
-
-
-def _wrap_unary(behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        try:
-            if isinstance(request, UndecodableRequest):
-                raise request.error
-            return await behavior(request, context)
-        except SutradharError as err:
-            await context.abort(err.code, status_details(err.message))
-        except (asyncio.CancelledError, grpc.aio.AbortError):
-            raise
-        except Exception as err:
-            log.exception("unhandled error in %s", behavior)
-            await context.abort(grpc.StatusCode.INTERNAL, _internal_details(err))
-
-    return wrapper
-
-
-def _wrap_stream(behavior: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
-    async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        try:
-            if isinstance(request, UndecodableRequest):
-                raise request.error
-            async for item in behavior(request, context):
-                yield item
-        except SutradharError as err:
-            await context.abort(err.code, status_details(err.message))
-        except (asyncio.CancelledError, grpc.aio.AbortError, GeneratorExit):
-            raise
-        except Exception as err:
-            log.exception("unhandled error in %s", behavior)
-            await context.abort(grpc.StatusCode.INTERNAL, _internal_details(err))
-
-    return wrapper
-
-
-class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Turns a `SutradharError` raised by a handler into its gRPC status, and
-    any other exception into INTERNAL with the message (never UNKNOWN); a
-    request that does not decode gets INVALID_ARGUMENT; status messages are
-    cut to MAX_STATUS_DETAILS_BYTES."""
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary),
-                request_deserializer=tolerant_deserializer(handler.request_deserializer),
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream),
-                request_deserializer=tolerant_deserializer(handler.request_deserializer),
-                response_serializer=handler.response_serializer,
-            )
-        return handler
-
-
 @dataclass
 class GrpcHost:
     """One gRPC server with health and reflection, bound to `host:port`.
 
-    Build it, register servicers on `server`, then `await start()`. `port`
-    holds the bound port afterwards (pass 0 to pick a free one).
+    Build it, register servicers with `add_servicer` (or method handlers with
+    `add_method_handlers`), then `await start()`. Both send every handler
+    through `chain`, composed there and then; a handler registered on
+    `server` directly would bypass it. `port` holds the bound port afterwards
+    (pass 0 to pick a free one).
+
+    grpc.health.v1 runs through the chain too (stages see `Method.infrastructure`
+    and may skip it); reflection's bidirectional stream is registered as it is
+    (see `sutradhar._middleware`), and both keep answering grpcurl.
     """
 
     service_names: Iterable[str]
     host: str = "127.0.0.1"
     port: int = 0
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-    interceptors: list[grpc.aio.ServerInterceptor] = field(default_factory=list)
-    error_interceptor: bool = True
-    """False leaves out ErrorInterceptor (a hot path whose handlers abort by themselves)."""
+    middleware: Sequence[Middleware] = ()
+    """Stages after the built-in errors stage (authentication, ..., metrics); ordered by `Middleware.stage`."""
     server: grpc.aio.Server = field(init=False)
+    chain: Chain = field(init=False)
     health: health.aio.HealthServicer = field(init=False)
 
     def __post_init__(self) -> None:
         self.server = grpc.aio.server(
-            interceptors=[ErrorInterceptor(), *self.interceptors] if self.error_interceptor else self.interceptors,
             options=[
                 ("grpc.max_receive_message_length", self.max_message_bytes),
                 ("grpc.max_send_message_length", self.max_message_bytes),
                 ("grpc.so_reuseport", 0),
             ],
         )
+        self.chain = Chain(self.middleware)
+        self._registrar = ChainedRegistrar(self.server, self.chain)
         self.health = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        self.add_servicer(health_pb2_grpc.add_HealthServicer_to_server, self.health)
         self.service_names = list(self.service_names)
-        reflection.enable_server_reflection(
-            [*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
+        self.add_servicer(
+            reflection_pb2_grpc.add_ServerReflectionServicer_to_server,
+            reflection.aio.ReflectionServicer([*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]),
         )
+
+    def add_servicer(self, add_to_server: Callable[[_Servicer, Any], None], servicer: _Servicer) -> None:
+        """Register `servicer` with its generated ``add_XServicer_to_server``
+        function, every method through the chain."""
+        add_to_server(servicer, self._registrar)
+
+    def add_method_handlers(self, service_name: str, handlers: Mapping[str, grpc.RpcMethodHandler]) -> None:
+        """Register hand-made method handlers (method name -> handler) of
+        `service_name`, every one through the chain."""
+        self._registrar.add_registered_method_handlers(service_name, handlers)
 
     @property
     def address(self) -> str:

@@ -19,7 +19,15 @@ from datetime import timedelta
 
 from sutradhar._agent import Agent
 from sutradhar._clients import RegistryClient
-from sutradhar._errors import AlreadyExists, DeadlineExceeded, FailedPrecondition, NotFound, SutradharError, Unavailable
+from sutradhar._errors import (
+    AlreadyExists,
+    Conflict,
+    DeadlineExceeded,
+    FailedPrecondition,
+    NotFound,
+    SutradharError,
+    Unavailable,
+)
 from sutradhar._values import to_struct
 from sutradhar.v1 import registry_pb2
 
@@ -101,9 +109,10 @@ class Registration:
         await self._ensure_agent()
         try:
             stored = await self._register_instance()
-        except (NotFound, FailedPrecondition):
+        except (NotFound, FailedPrecondition, Conflict):
             # The definition vanished between the two calls (or was never
-            # created): create it and try once more.
+            # created; a Conflict when it went during the write): create it
+            # and try once more.
             await self._ensure_agent()
             stored = await self._register_instance()
         self.lease_id = stored.lease_id

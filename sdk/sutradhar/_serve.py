@@ -12,20 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import os
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 import grpc
-from google.protobuf.message import Message
 
 from sutradhar._agent import (
     Agent,
@@ -46,9 +44,7 @@ from sutradhar._hosting import (
     DEFAULT_MAX_MESSAGE_BYTES,
     LOG_FORMAT,
     GrpcHost,
-    UndecodableRequest,
     install_signal_handlers,
-    tolerant_deserializer,
 )
 from sutradhar._metrics import TaskMetrics
 from sutradhar._registration import Registration
@@ -244,53 +240,6 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         )
 
 
-def _decoding(request_class: type[Message], method: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a servicer method to decode its request itself, so that bytes which
-    are not a valid request get INVALID_ARGUMENT instead of gRPC's UNKNOWN."""
-
-    parse = tolerant_deserializer(request_class.FromString)
-    assert parse is not None
-
-    def decode(raw: bytes) -> Message:
-        request = parse(raw)
-        if isinstance(request, UndecodableRequest):
-            raise request.error
-        return request  # type: ignore[no-any-return]
-
-    if inspect.isasyncgenfunction(method):
-
-        async def stream(raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            async for item in method(decode(raw), context):
-                yield item
-
-        return stream
-
-    async def unary(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
-        return await method(decode(raw), context)
-
-    return unary
-
-
-def agent_service_handler(servicer: AgentServicer) -> grpc.GenericRpcHandler:
-    """The AgentService handler over `servicer`, decoding requests itself."""
-    unary = {
-        "Describe": agent_pb2.DescribeRequest,
-        "Execute": agent_pb2.ExecuteRequest,
-        "Metrics": agent_pb2.MetricsRequest,
-    }
-    handlers: dict[str, grpc.RpcMethodHandler] = {
-        name: grpc.unary_unary_rpc_method_handler(
-            _decoding(cls, getattr(servicer, name)), response_serializer=lambda m: m.SerializeToString()
-        )
-        for name, cls in unary.items()
-    }
-    handlers["ExecuteStream"] = grpc.unary_stream_rpc_method_handler(
-        _decoding(agent_pb2.ExecuteStreamRequest, servicer.ExecuteStream),
-        response_serializer=lambda m: m.SerializeToString(),
-    )
-    return grpc.method_handlers_generic_handler(AGENT_SERVICE, handlers)
-
-
 class AgentServer:
     """Serves one agent; registers it when given a registry address.
 
@@ -328,7 +277,7 @@ class AgentServer:
         self._health_period = health_period
         self._host = GrpcHost(service_names=[AGENT_SERVICE], host=host, port=port, max_message_bytes=max_message_bytes)
         self.servicer = AgentServicer(agent, instance_id=self.instance_id)
-        self._host.server.add_generic_rpc_handlers((agent_service_handler(self.servicer),))
+        self._host.add_servicer(agent_pb2_grpc.add_AgentServiceServicer_to_server, self.servicer)
         self.registration: Registration | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._serving = False

@@ -66,7 +66,7 @@ class HealthServer:
                 write_concurrency=config.write_concurrency,
             ),
         )
-        health_pb2_grpc.add_HealthServiceServicer_to_server(HealthServicer(self.manager), self.host.server)
+        self.host.add_servicer(health_pb2_grpc.add_HealthServiceServicer_to_server, HealthServicer(self.manager))
         self._task: asyncio.Task[None] | None = None
 
     @property

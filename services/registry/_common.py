@@ -56,7 +56,7 @@ def instance_from_kv(kv: KeyValue) -> registry_pb2.Instance:
 async def retry_on_conflict(attempt: Callable[[], Awaitable[T]], *, attempts: int = CAS_ATTEMPTS) -> T:
     """Run a read-modify-write `attempt` again while it loses a race (Conflict).
 
-    The last Conflict propagates (FAILED_PRECONDITION) when every attempt lost.
+    The last Conflict propagates (ABORTED) when every attempt lost.
     """
     for _ in range(attempts - 1):
         try:

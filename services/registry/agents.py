@@ -109,7 +109,7 @@ class Agents:
 
     async def update(self, agent: registry_pb2.Agent, *, allow_missing: bool = False) -> registry_pb2.Agent:
         """Replace an agent. NotFound when missing (unless `allow_missing`);
-        Conflict (FAILED_PRECONDITION) when `agent.resource_version` is set and stale."""
+        Conflict (ABORTED) when `agent.resource_version` is set and stale."""
         validate_agent(agent)
         expected = agent.resource_version
         stored = _normalized(agent)

@@ -78,11 +78,9 @@ class RegistryServer:
             port=config.port,
             max_message_bytes=config.max_message_bytes,
         )
-        registry_pb2_grpc.add_RegistryServiceServicer_to_server(
-            RegistryServicer(
-                self.agents, self.instances, self.watcher, max_message_bytes=config.max_message_bytes
-            ),
-            self._host.server,
+        self._host.add_servicer(
+            registry_pb2_grpc.add_RegistryServiceServicer_to_server,
+            RegistryServicer(self.agents, self.instances, self.watcher, max_message_bytes=config.max_message_bytes),
         )
 
     @property

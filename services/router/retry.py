@@ -2,7 +2,8 @@
 and driven by an explicit clock.
 
 - `backoff(n)`: the pause before retry ``n`` (1-based) is uniform in
-  ``[0, min(initial x multiplier^(n-1), max)]`` ("full jitter").
+  ``[0, min(initial x multiplier^(n-1), max)]`` ("full jitter"), computed by
+  the one `sutradhar._backoff.Backoff` with ``jitter=1``.
 - `RetryBudget`: over a sliding window of 10 s, retries may not exceed
   ``max(min_retries_per_second x 10, budget_percent % of requests)``; so a
   failing pool cannot multiply its own load.
@@ -12,16 +13,30 @@ from __future__ import annotations
 
 from collections import deque
 
+from sutradhar._backoff import Backoff
 from sutradhar.services.router.policy import RetrySettings
 
 #: Length of the budget's sliding window, in seconds.
 BUDGET_WINDOW_S = 10
 
 
+def retry_backoff(settings: RetrySettings) -> Backoff:
+    """The back-off of `settings` with full jitter (an initial back-off above
+    the cap is the cap, as it always was)."""
+    return Backoff(
+        initial=min(settings.initial_backoff, settings.max_backoff),
+        maximum=settings.max_backoff,
+        multiplier=settings.backoff_multiplier,
+        jitter=1.0,
+    )
+
+
 def backoff(retry: int, settings: RetrySettings, jitter: float) -> float:
-    """Seconds to wait before retry number `retry` (1-based); `jitter` in [0, 1)."""
-    base = settings.initial_backoff.total_seconds() * settings.backoff_multiplier ** max(0, retry - 1)
-    return min(base, settings.max_backoff.total_seconds()) * jitter
+    """Seconds to wait before retry number `retry` (1-based): the fraction
+    `jitter` (a uniform draw in [0, 1)) of the capped exponential back-off."""
+    # Backoff takes `rand()` off the delay; hand it 1 - jitter so that the
+    # same draw gives the same pause as ever.
+    return retry_backoff(settings).seconds(retry, rand=lambda: 1.0 - jitter)
 
 
 class RetryBudget:

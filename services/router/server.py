@@ -22,14 +22,8 @@ from typing import Any
 
 import grpc
 
-from sutradhar._errors import SutradharError, Unavailable
-from sutradhar._hosting import (
-    DEFAULT_MAX_MESSAGE_BYTES,
-    GrpcHost,
-    UndecodableRequest,
-    status_details,
-    tolerant_deserializer,
-)
+from sutradhar._errors import Unavailable
+from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES, GrpcHost
 from sutradhar._names import ALL_NAMESPACES, validate_dns_label, validate_namespace
 from sutradhar._values import to_duration
 from sutradhar.services.router import wire
@@ -82,7 +76,6 @@ class RouterServer:
         self.host = GrpcHost(
             service_names=[SERVICE_NAME], host=config.host, port=config.port,
             max_message_bytes=config.max_message_bytes,
-            error_interceptor=False,  # the handlers below abort with the right status themselves
         )
         self.watcher = RegistryWatcher(self.view, config.registry, clock=clock) if config.registry else None
         self._store: Any = None
@@ -113,11 +106,11 @@ class RouterServer:
             ),
             "GetStats": grpc.unary_unary_rpc_method_handler(
                 self._get_stats,
-                request_deserializer=tolerant_deserializer(router_pb2.GetStatsRequest.FromString),
+                request_deserializer=router_pb2.GetStatsRequest.FromString,
                 response_serializer=router_pb2.GetStatsResponse.SerializeToString,
             ),
         }
-        self.host.server.add_registered_method_handlers(SERVICE_NAME, handlers)
+        self.host.add_method_handlers(SERVICE_NAME, handlers)
 
     # -- lifecycle --------------------------------------------------------
 
@@ -187,45 +180,22 @@ class RouterServer:
                 "is the registry running? the router keeps retrying"
             )
 
-    async def _execute(self, request: wire.RouteRequest, context: grpc.aio.ServicerContext) -> bytes:
-        try:
-            if not self.view.synced:
-                self._check_synced()
-            return await self.engine.execute(request, context.time_remaining())
-        except SutradharError as err:
-            await context.abort(err.code, status_details(err.message))
-        except Exception as err:  # a bug: INTERNAL with the reason, never UNKNOWN
-            await _internal(context, err)
-        raise AssertionError("unreachable: abort raises")
+    # The host's middleware chain turns what these raise into statuses
+    # (SutradharError -> its code, anything else -> INTERNAL).
 
-    async def _execute_stream(
-        self, request: wire.RouteRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[bytes]:
-        try:
+    async def _execute(self, request: wire.RouteRequest, context: grpc.aio.ServicerContext) -> bytes:
+        if not self.view.synced:
             self._check_synced()
-            events = self.engine.execute_stream(request, context.time_remaining())
-            try:
-                async for event in events:
-                    yield event
-            finally:
-                await events.aclose()
-        except SutradharError as err:
-            await context.abort(err.code, status_details(err.message))
-        except Exception as err:
-            await _internal(context, err)
+        return await self.engine.execute(request, context.time_remaining())
+
+    def _execute_stream(self, request: wire.RouteRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        self._check_synced()
+        return self.engine.execute_stream(request, context.time_remaining())
 
     async def _get_stats(
-        self, request: router_pb2.GetStatsRequest | UndecodableRequest, context: grpc.aio.ServicerContext
+        self, request: router_pb2.GetStatsRequest, context: grpc.aio.ServicerContext
     ) -> router_pb2.GetStatsResponse:
-        try:
-            if isinstance(request, UndecodableRequest):
-                raise request.error
-            return self.stats(request.namespace, request.agent_type)
-        except SutradharError as err:
-            await context.abort(err.code, status_details(err.message))
-        except Exception as err:
-            await _internal(context, err)
-        raise AssertionError("unreachable: abort raises")
+        return self.stats(request.namespace, request.agent_type)
 
     def stats(self, namespace: str = "", agent_type: str = "") -> router_pb2.GetStatsResponse:
         """Per-instance statistics, sorted by namespace and instance id
@@ -263,7 +233,3 @@ class RouterServer:
             ))
         return out
 
-
-async def _internal(context: grpc.aio.ServicerContext, err: Exception) -> None:
-    log.exception("router bug while handling a call")
-    await context.abort(grpc.StatusCode.INTERNAL, status_details(f"internal router error: {type(err).__name__}: {err}"))

@@ -18,6 +18,7 @@ from datetime import timedelta
 
 import grpc
 
+from sutradhar._backoff import Backoff
 from sutradhar.services.router.view import View
 from sutradhar.v1 import registry_pb2, registry_pb2_grpc
 
@@ -30,6 +31,9 @@ AGENT = registry_pb2.RESOURCE_KIND_AGENT
 INSTANCE = registry_pb2.RESOURCE_KIND_INSTANCE
 PROBE_SUCCESS = registry_pb2.PROBE_RESULT_SUCCESS
 
+#: Pause before watching again after a failure: 200 ms doubling to 2 s, jittered.
+WATCH_BACKOFF = Backoff(initial=timedelta(milliseconds=200), maximum=timedelta(seconds=2))
+
 
 class RegistryWatcher:
     """Keeps `view` in step with the registry at `address`."""
@@ -39,8 +43,7 @@ class RegistryWatcher:
         view: View,
         address: str,
         *,
-        retry_delay: timedelta = timedelta(milliseconds=200),
-        max_retry_delay: timedelta = timedelta(seconds=2),
+        backoff: Backoff = WATCH_BACKOFF,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.view = view
@@ -48,8 +51,7 @@ class RegistryWatcher:
         self.revision = 0
         self.synced = asyncio.Event()
         self.connected = False
-        self._retry_delay = retry_delay.total_seconds()
-        self._max_retry_delay = max_retry_delay.total_seconds()
+        self._backoff = backoff
         self._clock = clock
 
     def _probe_time(self, instance: registry_pb2.Instance) -> float | None:
@@ -114,20 +116,23 @@ class RegistryWatcher:
             self.connected = False
 
     async def run(self) -> None:
-        """Watch forever (cancel to stop)."""
-        delay = self._retry_delay
+        """Watch forever (cancel to stop). Failed sessions in a row wait
+        longer each time (`backoff`); a session that ended cleanly resets it."""
+        failures = 0
         async with grpc.aio.insecure_channel(self.address) as channel:
             while True:
                 try:
                     await self._session(channel)
                     log.info("registry watch ended; resuming from revision %d", self.revision + 1)
-                    delay = self._retry_delay
+                    failures = 0
+                    delay = self._backoff.seconds(1)
                 except grpc.aio.AioRpcError as err:
                     if err.code() == grpc.StatusCode.OUT_OF_RANGE:
                         log.warning("watch revision %d was compacted; listing again", self.revision + 1)
                         self.revision = 0
                         continue
+                    failures += 1
+                    delay = self._backoff.seconds(failures)
                     log.warning("registry watch at %s failed (%s: %s); retrying in %.1fs",
                                 self.address, err.code().name, err.details(), delay)
                 await asyncio.sleep(delay)
-                delay = min(self._max_retry_delay, delay * 2)

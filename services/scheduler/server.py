@@ -144,7 +144,9 @@ class SchedulerServer:
             on_change=self.controller.set_leader,
         )
         self.host = GrpcHost(service_names=[SERVICE_NAME], host=config.host, port=config.port)
-        scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server(SchedulerServicer(self.deployments), self.host.server)
+        self.host.add_servicer(
+            scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server, SchedulerServicer(self.deployments)
+        )
         self._runner: asyncio.Task[None] | None = None
 
     @property

@@ -30,7 +30,7 @@ async def test_agent_crud(stub, unique):
 
     # a stale resource_version is refused, and nothing changes
     stale = make_agent("echo", ns, version="9.9.9", resource_version=created.resource_version)
-    err = await expect_code(stub.UpdateAgent(pb.UpdateAgentRequest(agent=stale)), grpc.StatusCode.FAILED_PRECONDITION)
+    err = await expect_code(stub.UpdateAgent(pb.UpdateAgentRequest(agent=stale)), grpc.StatusCode.ABORTED)
     assert "changed since" in err.details()
     assert (await stub.GetAgent(pb.GetAgentRequest(namespace=ns, id="echo"))).agent.version == "1.1.0"
 

@@ -179,7 +179,7 @@ async def test_apply_update_watch(api, registry_client, namespace):
     stale.resource_version = current.resource_version - 1
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await api.UpdateDeployment(P.UpdateDeploymentRequest(deployment=stale))
-    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert err.value.code() == grpc.StatusCode.ABORTED  # a stale resource_version is a Conflict
     fresh = deployment(namespace, "w", replicas=1)
     fresh.resource_version = current.resource_version
     updated = await api.UpdateDeployment(P.UpdateDeploymentRequest(deployment=fresh))

@@ -110,8 +110,8 @@ class RegistryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateAgent(self, request, context):
-        """UpdateAgent replaces an agent definition. FAILED_PRECONDITION when
-        resource_version is set and stale.
+        """UpdateAgent replaces an agent definition. ABORTED when
+        resource_version is set and stale (read again and retry).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -133,8 +133,8 @@ class SchedulerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateDeployment(self, request, context):
-        """UpdateDeployment replaces a deployment's spec. FAILED_PRECONDITION when
-        resource_version is set and stale.
+        """UpdateDeployment replaces a deployment's spec. ABORTED when
+        resource_version is set and stale (read again and retry).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
