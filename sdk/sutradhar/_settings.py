@@ -144,12 +144,13 @@ _DURATION_HELP = "seconds, or a number with a unit: 250ms, 10s, 5m, 1h"
 TEXT = Kind("text", str, "TEXT")
 INTEGER = Kind("an integer", _integer(), "N")
 COUNT = Kind("a positive integer", _integer(1), "N")
+NATURAL = Kind("an integer that is not negative", _integer(0), "N")
 NUMBER = Kind("a number", _float, "X")
 BOOLEAN = Kind(f"a boolean ({', '.join(_TRUE)} or {', '.join(_FALSE)})", _boolean, "BOOL")
 PORT = Kind("a port number (0-65535)", _integer(0, 65535), "PORT")
-DURATION = Kind(f"a duration that is not negative ({_DURATION_HELP})", parse_duration, "DURATION")
+DURATION = Kind(f"a duration of zero or more ({_DURATION_HELP})", parse_duration, "DURATION")
 POSITIVE_DURATION = Kind(
-    f"a positive duration ({_DURATION_HELP})", lambda text: parse_duration(text, positive=True), "DURATION"
+    f"a duration above zero ({_DURATION_HELP})", lambda text: parse_duration(text, positive=True), "DURATION"
 )
 PATH = Kind("a path", Path, "PATH")
 PAIRS = Kind("key=value", lambda text: parse_pairs([text]), "K=V", repeated=True,
@@ -374,8 +375,8 @@ class Settings(Generic[C]):
                 parser.add_argument(option.flag, dest=option.dest, action="append", default=None,
                                     metavar=option.kind.metavar, help=text)
             else:
-                parser.add_argument(option.flag, dest=option.dest, default=None,
-                                    metavar=option.kind.metavar, help=text)
+                metavar = option.name.upper() if option.kind is TEXT else option.kind.metavar
+                parser.add_argument(option.flag, dest=option.dest, default=None, metavar=metavar, help=text)
 
     def parser(self, prog: str, description: str | None = None) -> argparse.ArgumentParser:
         """An argument parser with every option's flag."""
