@@ -366,7 +366,7 @@ class Settings(Generic[C]):
         """Add one flag per option. Flags default to None (not given): `resolve`
         falls back to the environment, then to the field's default."""
         for option in self.options:
-            repeatable = "repeatable; " if option.kind.repeated else ""
+            repeatable = "repeatable; in the variable, separated by commas; " if option.kind.repeated else ""
             text = f"{option.help} ({repeatable}env {option.env}; default {option.shown_default})".replace("%", "%%")
             if option.kind is BOOLEAN:
                 parser.add_argument(option.flag, dest=option.dest, action=argparse.BooleanOptionalAction,
@@ -440,5 +440,10 @@ class Settings(Generic[C]):
         """The options as a Markdown table (flag, variable, default, meaning), for the docs."""
         rows = ["| flag | environment | default | meaning |", "|---|---|---|---|"]
         for option in self.options:
-            rows.append(f"| `{option.flag}` | `{option.env}` | `{option.shown_default}` | {option.help} |")
-        return "\n".join(rows)
+            flag, env = f"`{option.flag}`", f"`{option.env}`"
+            if option.kind is BOOLEAN:
+                flag += f" / `--no-{option.flag[2:]}`"
+            elif option.kind.repeated:
+                flag, env = flag + " (repeatable)", env + " (comma-separated)"
+            rows.append(f"| {flag} | {env} | `{option.shown_default}` | {option.help} |")
+        return "\n".join(rows) + "\n"

@@ -19,9 +19,9 @@ class RouterConfig:
     port: int = setting(50052, kind=PORT)
     """Port to listen on; 0 picks a free one."""
     registry: str | None = setting("127.0.0.1:50051", shared=True)
-    """Registry address whose Watch feeds the view; empty or None leaves the view to the caller (tests)."""
+    """Registry address whose Watch feeds the view; empty (or None) leaves the view to the caller, as tests do."""
     etcd: str | None = setting(None, shared=True)
-    """etcd endpoint for publishing load; empty or None turns load publishing off."""
+    """etcd endpoint for publishing load; empty (or None) turns load publishing off."""
     max_message_bytes: int = setting(DEFAULT_MAX_MESSAGE_BYTES, kind=COUNT, shared=True)
     """Largest message accepted from callers or agents (RESOURCE_EXHAUSTED above it)."""
     router_id: str = setting("", env="SUTRADHAR_ROUTER_ID")

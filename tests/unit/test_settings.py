@@ -206,7 +206,8 @@ def test_help_shows_each_flag_with_its_variable_and_default() -> None:
         "--wait DURATION A duration, 100% of it. (env SUTRADHAR_TOY_WAIT; default 2s)",
         "--where PATH A path. (env SUTRADHAR_TOY_WHERE; default state/toy)",
         "--maybe MAYBE Text or nothing. (env SUTRADHAR_TOY_MAYBE; default none)",
-        "--tag K=V Key=value pairs. (repeatable; env SUTRADHAR_TOY_TAGS; default none)",
+        "--tag K=V Key=value pairs. (repeatable; in the variable, separated by commas; env SUTRADHAR_TOY_TAGS; "
+        "default none)",
         "--etcd ETCD A setting every server reads from the same variable. (env SUTRADHAR_ETCD; default 127.0.0.1:2379)",
         '--legacy LEGACY A setting with a historical variable name. (env SUTRADHAR_OLD_NAME; default "")',
         "--mode {fast,slow} One of two. (env SUTRADHAR_TOY_MODE; default fast)",
@@ -220,6 +221,10 @@ def test_the_docs_table_lists_every_option() -> None:
     table = TOY.table().splitlines()
     assert table[0] == "| flag | environment | default | meaning |"
     assert "| `--port` | `SUTRADHAR_TOY_PORT` | `80` | A port. |" in table
+    assert "| `--enabled` / `--no-enabled` | `SUTRADHAR_TOY_ENABLED` | `false` | A switch. |" in table
+    assert (
+        "| `--tag` (repeatable) | `SUTRADHAR_TOY_TAGS` (comma-separated) | `none` | Key=value pairs. |" in table
+    )
     assert len(table) == 2 + len(TOY.options)
 
 
