@@ -545,7 +545,6 @@ def serve(
         max_message_bytes=max_message_bytes, log_level=log_level,
     )
     settings = replace(settings, **options) if settings is not None else serve_settings(**options)
-    apply_identity(agent, settings.agent_id, settings.agent_version)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=settings.log_level, format=LOG_FORMAT)
 
