@@ -3,8 +3,9 @@
 `Registration.start()` registers the agent definition when it is missing and
 then the instance under a lease of `ttl`; `run()` renews the lease every
 ttl/3, registers again when the lease lapsed (NOT_FOUND), and retries with
-capped exponential back-off while the registry is unreachable — it logs and
-never raises. `drain()` and `deregister()` are the shutdown steps.
+the shared back-off (`sutradhar._backoff.Backoff`, jittered; at most
+`max_backoff` and never longer than ttl/3) while the registry is
+unreachable — it logs and never raises. `drain()` and `deregister()` are the shutdown steps.
 """
 
 from __future__ import annotations

@@ -24,9 +24,8 @@ set --port or SUTRADHAR_PORT``.
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
-import inspect
+import functools
 import itertools
 import os
 import re
@@ -263,6 +262,9 @@ class Option:
 def _field_docs(cls: type) -> dict[str, str]:
     """The attribute docstrings of a dataclass (the string after each field),
     whitespace-folded; empty when its source is not available."""
+    import ast  # here, not at the top: `import sutradhar` need not pay for ast and inspect
+    import inspect
+
     try:
         tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
     except (OSError, TypeError):
@@ -326,10 +328,15 @@ class Settings(Generic[C]):
             raise TypeError(f"{config!r} is not a dataclass")
         self.config = config
         self.env_prefix = env_prefix
-        hints = typing.get_type_hints(config)
-        docs = _field_docs(config)
+
+    @functools.cached_property
+    def options(self) -> tuple[Option, ...]:
+        """One per init field of `config`, in field order (derived on first use:
+        importing a config costs nothing)."""
+        hints = typing.get_type_hints(self.config)
+        docs = _field_docs(self.config)
         options = []
-        for f in dataclasses.fields(config):
+        for f in dataclasses.fields(self.config):  # type: ignore[arg-type]  # checked in __init__
             if not f.init:
                 continue
             declared: _Declared = f.metadata.get(_METADATA_KEY, _Declared())
@@ -342,18 +349,17 @@ class Settings(Generic[C]):
                 shown = _show(f.default_factory())
             else:
                 shown = "required"
-            env = declared.env or ENV_PREFIX + ("" if declared.shared else env_prefix) + f.name.upper()
+            prefix = "" if declared.shared else self.env_prefix
             options.append(Option(
                 name=f.name,
                 flag=declared.flag or "--" + f.name.replace("_", "-"),
-                env=env,
+                env=declared.env or ENV_PREFIX + prefix + f.name.upper(),
                 kind=declared.kind or _kind_of(hints[f.name], f.name),
                 help=docs.get(f.name, ""),
                 default=default,
                 shown_default=shown,
             ))
-        self.options: tuple[Option, ...] = tuple(options)
-        """One per init field of `config`, in field order."""
+        return tuple(options)
 
     def option(self, name: str) -> Option:
         """The option of field `name`."""
