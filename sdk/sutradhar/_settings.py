@@ -226,26 +226,15 @@ class Option:
     """How text becomes the value."""
     help: str
     """The field's docstring."""
-    default: Any
-    """The default value (MISSING when computed by a factory)."""
     shown_default: str
     """The default as --help shows it."""
-
-    @property
-    def dest(self) -> str:
-        """The argparse attribute holding the flag's text."""
-        return self.name
 
     def parse(self, text: str | Sequence[str], origin: str) -> Any:
         """The value of `text` (a list for a repeated flag) read from `origin`
         ("--flag" or the variable); SettingError naming both and what is expected."""
-        parts: Sequence[str]
-        if self.kind.repeated:
-            parts = [text] if isinstance(text, str) else list(text)
-            if origin == self.env:
-                parts = [p for item in parts for p in item.split(",") if p.strip()]
-        else:
-            parts = [text] if isinstance(text, str) else list(text)
+        parts = [text] if isinstance(text, str) else list(text)
+        if self.kind.repeated and origin == self.env:
+            parts = [p for item in parts for p in item.split(",") if p.strip()]
         values = []
         for part in parts:
             try:
@@ -340,11 +329,10 @@ class Settings(Generic[C]):
             if not f.init:
                 continue
             declared: _Declared = f.metadata.get(_METADATA_KEY, _Declared())
-            default = f.default
             if declared.shown_default is not None:
                 shown = declared.shown_default
-            elif default is not MISSING:
-                shown = _show(default)
+            elif f.default is not MISSING:
+                shown = _show(f.default)
             elif f.default_factory is not MISSING:
                 shown = _show(f.default_factory())
             else:
@@ -356,17 +344,9 @@ class Settings(Generic[C]):
                 env=declared.env or ENV_PREFIX + prefix + f.name.upper(),
                 kind=declared.kind or _kind_of(hints[f.name], f.name),
                 help=docs.get(f.name, ""),
-                default=default,
                 shown_default=shown,
             ))
         return tuple(options)
-
-    def option(self, name: str) -> Option:
-        """The option of field `name`."""
-        for option in self.options:
-            if option.name == name:
-                return option
-        raise KeyError(name)
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         """Add one flag per option. Flags default to None (not given): `resolve`
@@ -375,14 +355,14 @@ class Settings(Generic[C]):
             repeatable = "repeatable; in the variable, separated by commas; " if option.kind.repeated else ""
             text = f"{option.help} ({repeatable}env {option.env}; default {option.shown_default})".replace("%", "%%")
             if option.kind is BOOLEAN:
-                parser.add_argument(option.flag, dest=option.dest, action=argparse.BooleanOptionalAction,
+                parser.add_argument(option.flag, dest=option.name, action=argparse.BooleanOptionalAction,
                                     default=None, help=text)
             elif option.kind.repeated:
-                parser.add_argument(option.flag, dest=option.dest, action="append", default=None,
+                parser.add_argument(option.flag, dest=option.name, action="append", default=None,
                                     metavar=option.kind.metavar, help=text)
             else:
                 metavar = option.name.upper() if option.kind is TEXT else option.kind.metavar
-                parser.add_argument(option.flag, dest=option.dest, default=None, metavar=metavar, help=text)
+                parser.add_argument(option.flag, dest=option.name, default=None, metavar=metavar, help=text)
 
     def parser(self, prog: str, description: str | None = None) -> argparse.ArgumentParser:
         """An argument parser with every option's flag."""
@@ -412,7 +392,7 @@ class Settings(Generic[C]):
             if explicit.get(option.name) is not None:
                 values[option.name] = explicit[option.name]
                 continue
-            flagged = given.get(option.dest)
+            flagged = given.get(option.name)
             if flagged is not None:
                 values[option.name] = flagged if isinstance(flagged, bool) else option.parse(flagged, option.flag)
                 continue
