@@ -3,8 +3,9 @@
 `Registration.start()` registers the agent definition when it is missing and
 then the instance under a lease of `ttl`; `run()` renews the lease every
 ttl/3, registers again when the lease lapsed (NOT_FOUND), and retries with
-capped exponential back-off while the registry is unreachable — it logs and
-never raises. `drain()` and `deregister()` are the shutdown steps.
+the shared back-off (`sutradhar._backoff.Backoff`, jittered; at most
+`max_backoff` and never longer than ttl/3) while the registry is
+unreachable — it logs and never raises. `drain()` and `deregister()` are the shutdown steps.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sutradhar._agent import Agent
+from sutradhar._backoff import Backoff
 from sutradhar._clients import RegistryClient
 from sutradhar._errors import (
     AlreadyExists,
@@ -28,10 +31,14 @@ from sutradhar._errors import (
     SutradharError,
     Unavailable,
 )
+from sutradhar._settings import parse_pairs
 from sutradhar._values import to_struct
 from sutradhar.v1 import registry_pb2
 
 log = logging.getLogger(__name__)
+
+#: First delay of the registration retry back-off.
+RETRY_INITIAL = timedelta(milliseconds=200)
 
 
 def process_command(agent: Agent) -> list[str]:
@@ -132,6 +139,14 @@ class Registration:
         except (Unavailable, DeadlineExceeded) as err:
             log.warning("registry %s unreachable, will keep trying: %s", self.client.address, err)
 
+    def retry_delay(self, failures: int, rand: Callable[[], float] = random.random) -> float:
+        """Seconds before the next try after `failures` failures in a row: the
+        shared back-off (with its jitter) from 200 ms, never longer than
+        `max_backoff` nor than the renewal period (ttl/3), so a lease is retried
+        before it can lapse."""
+        cap = min(self.max_backoff, self.ttl / 3)
+        return Backoff(initial=min(RETRY_INITIAL, cap), maximum=cap).seconds(failures, rand)
+
     async def run(self) -> None:
         """Keep the lease alive until cancelled; never raises otherwise."""
         failures = 0
@@ -155,7 +170,7 @@ class Registration:
                 delay = period
             except SutradharError as err:
                 failures += 1
-                delay = min(0.2 * 2 ** (failures - 1), self.max_backoff.total_seconds(), period)
+                delay = self.retry_delay(failures)
                 log.warning(
                     "registry %s: keep-alive of instance %s failed (%s: %s); retrying in %.1fs",
                     self.client.address, self.instance_id, type(err).__name__, err, delay,
@@ -190,10 +205,7 @@ class Registration:
 
 def parse_labels(items: Sequence[str]) -> dict[str, str]:
     """`["k=v", ...]` as a dict; ValueError naming a malformed item."""
-    out: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"label {item!r} is not key=value")
-        out[key.strip()] = value.strip()
-    return out
+    try:
+        return parse_pairs(items)
+    except ValueError as err:
+        raise ValueError(f"label {err}") from None

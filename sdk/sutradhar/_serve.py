@@ -13,15 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import timedelta
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import grpc
 
@@ -41,13 +40,13 @@ from sutradhar._clients import RegistryClient
 from sutradhar._convert import event_to_proto, result_to_proto, task_from_proto
 from sutradhar._errors import DeadlineExceeded, InvalidArgument, Unavailable
 from sutradhar._hosting import (
-    DEFAULT_MAX_MESSAGE_BYTES,
     LOG_FORMAT,
     GrpcHost,
     install_signal_handlers,
 )
 from sutradhar._metrics import TaskMetrics
 from sutradhar._registration import Registration
+from sutradhar._serve_settings import ServeSettings, serve_settings
 from sutradhar._values import to_duration
 from sutradhar.v1 import agent_pb2, agent_pb2_grpc
 
@@ -251,31 +250,47 @@ class AgentServer:
         self,
         agent: Agent,
         *,
-        host: str = "127.0.0.1",
-        port: int = 0,
+        host: str | None = None,
+        port: int | None = None,
         registry: str | None = None,
-        namespace: str = "default",
+        namespace: str | None = None,
         instance_id: str | None = None,
         advertise: str | None = None,
         labels: Mapping[str, str] | None = None,
-        ttl: timedelta = timedelta(seconds=10),
-        grace: timedelta = timedelta(seconds=10),
-        register_agent: bool = True,
-        health_period: timedelta = timedelta(seconds=1),
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        ttl: timedelta | None = None,
+        grace: timedelta | None = None,
+        register_agent: bool | None = None,
+        health_period: timedelta | None = None,
+        max_message_bytes: int | None = None,
+        settings: ServeSettings | None = None,
     ) -> None:
+        """Options left None are `settings`' (default: `ServeSettings()`, whose
+        fields document each option and its default). Unlike `serve()`, the
+        environment is not read: call `serve_settings()` for that. The
+        settings' `agent_id` / `agent_version` replace the agent's (see `apply_identity`)."""
+        settings = replace(settings or ServeSettings(), **given(
+            host=host, port=port, registry=registry, namespace=namespace, instance_id=instance_id,
+            advertise=advertise, labels=labels, ttl=ttl, grace=grace, register_agent=register_agent,
+            health_period=health_period, max_message_bytes=max_message_bytes,
+        ))
+        self.settings = settings
+        """The options this server runs with."""
+        apply_identity(agent, settings.agent_id, settings.agent_version)
         validate_agent(agent)
         self.agent = agent
-        self.instance_id = instance_id or f"{agent.id}-{uuid.uuid4().hex[:8]}"
-        self.namespace = namespace
-        self.grace = grace
-        self._advertise = advertise
-        self._registry_address = registry
-        self._labels = dict(labels or {})
-        self._ttl = ttl
-        self._register_agent = register_agent
-        self._health_period = health_period
-        self._host = GrpcHost(service_names=[AGENT_SERVICE], host=host, port=port, max_message_bytes=max_message_bytes)
+        self.instance_id = settings.instance_id or f"{agent.id}-{uuid.uuid4().hex[:8]}"
+        self.namespace = settings.namespace
+        self.grace = settings.grace
+        self._advertise = settings.advertise
+        self._registry_address = settings.registry
+        self._labels = dict(settings.labels)
+        self._ttl = settings.ttl
+        self._register_agent = settings.register_agent
+        self._health_period = settings.health_period
+        self._host = GrpcHost(
+            service_names=[AGENT_SERVICE], host=settings.host, port=settings.port,
+            max_message_bytes=settings.max_message_bytes,
+        )
         self.servicer = AgentServicer(agent, instance_id=self.instance_id)
         self._host.add_servicer(agent_pb2_grpc.add_AgentServiceServicer_to_server, self.servicer)
         self.registration: Registration | None = None
@@ -420,61 +435,9 @@ class AgentServer:
         await self.stop()
 
 
-#: Prefix of the environment variables `serve()` and `python -m sutradhar.serve` read.
-ENV_PREFIX = "SUTRADHAR_"
-
-
-def env_setting(name: str, default: str | None = None) -> str | None:
-    """``SUTRADHAR_<name>`` from the environment (empty counts as unset), else `default`."""
-    return os.environ.get(ENV_PREFIX + name) or default
-
-
-@dataclass(frozen=True)
-class ServeSettings:
-    """Where and as what `serve()` serves, after falling back to the environment."""
-
-    host: str
-    port: int
-    registry: str | None
-    namespace: str
-    instance_id: str | None
-    advertise: str | None
-    agent_id: str | None
-    agent_version: str | None
-
-
-def serve_settings(
-    *,
-    host: str | None = None,
-    port: int | None = None,
-    registry: str | None = None,
-    namespace: str | None = None,
-    instance_id: str | None = None,
-    advertise: str | None = None,
-    agent_id: str | None = None,
-    agent_version: str | None = None,
-) -> ServeSettings:
-    """The one place the SUTRADHAR_* serving variables are read: each setting
-    is the explicit argument when not None, else ``SUTRADHAR_<NAME>`` when set
-    and non-empty, else the default (127.0.0.1, port 0 = any, no registry,
-    namespace "default", a generated instance id, the class's id and version).
-    ValueError when SUTRADHAR_PORT is not a port number."""
-    if port is None:
-        text = env_setting("PORT", "0") or "0"
-        try:
-            port = int(text)
-        except ValueError:
-            raise ValueError(f"{ENV_PREFIX}PORT={text!r} is not a port number") from None
-    return ServeSettings(
-        host=host if host is not None else env_setting("HOST", "127.0.0.1") or "127.0.0.1",
-        port=port,
-        registry=registry if registry is not None else env_setting("REGISTRY"),
-        namespace=namespace if namespace is not None else env_setting("NAMESPACE", "default") or "default",
-        instance_id=instance_id if instance_id is not None else env_setting("INSTANCE_ID"),
-        advertise=advertise if advertise is not None else env_setting("ADVERTISE"),
-        agent_id=agent_id if agent_id is not None else env_setting("AGENT_ID"),
-        agent_version=agent_version if agent_version is not None else env_setting("AGENT_VERSION"),
-    )
+def given(**options: Any) -> dict[str, Any]:
+    """The keyword arguments that are not None: the options a caller set."""
+    return {name: value for name, value in options.items() if value is not None}
 
 
 def apply_identity(agent: Agent, agent_id: str | None = None, agent_version: str | None = None) -> Agent:
@@ -500,51 +463,42 @@ def serve(
     agent_id: str | None = None,
     agent_version: str | None = None,
     labels: Mapping[str, str] | None = None,
-    ttl: timedelta = timedelta(seconds=10),
-    grace: timedelta = timedelta(seconds=10),
-    register_agent: bool = True,
+    ttl: timedelta | None = None,
+    grace: timedelta | None = None,
+    register_agent: bool | None = None,
+    health_period: timedelta | None = None,
+    max_message_bytes: int | None = None,
+    log_level: str | None = None,
+    settings: ServeSettings | None = None,
 ) -> None:
     """Serve `agent` until SIGTERM/SIGINT, then drain and return.
 
     Blocks (runs its own event loop). Prints one line to stderr once serving:
-    ``agent <id> listening on HOST:PORT``. Options left unset fall back to the
-    same environment variables as ``python -m sutradhar.serve``
-    (SUTRADHAR_HOST, _PORT, _REGISTRY, _NAMESPACE, _INSTANCE_ID, _ADVERTISE,
-    _AGENT_ID, _AGENT_VERSION; see `serve_settings`), so ``python agent.py``
-    runs under the scheduler exactly like the module entry point.
-    `agent_id` / `agent_version` replace the class's `id` / `version` in what
-    the agent reports. With a registry, the instance is registered under a
-    lease of `ttl` and deregistered on shutdown. Inside a running event loop
-    use `AgentServer(...).run_until_signal()` instead.
+    ``agent <id> listening on HOST:PORT``. Each option is a field of
+    `ServeSettings` (which documents it and its default); options left None
+    fall back to the same environment variables as ``python -m
+    sutradhar.serve`` (SUTRADHAR_HOST, _PORT, _REGISTRY, _NAMESPACE,
+    _INSTANCE_ID, _ADVERTISE, _AGENT_ID, _AGENT_VERSION, _LABELS, _TTL, ...;
+    see `serve_settings`), so ``python agent.py`` runs under the scheduler
+    exactly like the module entry point. Given `settings` (complete, e.g.
+    parsed from flags), the environment is not read again and the keyword
+    arguments override it. `agent_id` / `agent_version` replace the class's
+    `id` / `version` in what the agent reports. With a registry, the instance
+    is registered under a lease of `ttl` and deregistered on shutdown. Inside
+    a running event loop use `AgentServer(...).run_until_signal()` instead.
     """
-    settings = serve_settings(
-        host=host,
-        port=port,
-        registry=registry,
-        namespace=namespace,
-        instance_id=instance_id,
-        advertise=advertise,
-        agent_id=agent_id,
-        agent_version=agent_version,
+    options = given(
+        host=host, port=port, registry=registry, namespace=namespace, instance_id=instance_id,
+        advertise=advertise, agent_id=agent_id, agent_version=agent_version, labels=labels, ttl=ttl,
+        grace=grace, register_agent=register_agent, health_period=health_period,
+        max_message_bytes=max_message_bytes, log_level=log_level,
     )
-    apply_identity(agent, settings.agent_id, settings.agent_version)
+    settings = replace(settings, **options) if settings is not None else serve_settings(**options)
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
+        logging.basicConfig(level=settings.log_level, format=LOG_FORMAT)
 
     async def main() -> None:
-        server = AgentServer(
-            agent,
-            host=settings.host,
-            port=settings.port,
-            registry=settings.registry,
-            namespace=settings.namespace,
-            instance_id=settings.instance_id,
-            advertise=settings.advertise,
-            labels=labels,
-            ttl=ttl,
-            grace=grace,
-            register_agent=register_agent,
-        )
+        server = AgentServer(agent, settings=settings)
         await server.run_until_signal()
 
     asyncio.run(main())

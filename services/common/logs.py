@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 
 from sutradhar._hosting import LOG_FORMAT
-
-LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+from sutradhar._settings import LOG_LEVELS as LEVELS
 
 #: Libraries that log every request at INFO. The health service probes
 #: thousands of HTTP endpoints a second and the router forwards to HTTP agents:

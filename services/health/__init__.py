@@ -4,6 +4,7 @@ enable, health events, and the work split across health members.
 See docs/health.md.
 """
 
-from .server import HealthConfig, HealthServer
+from .config import HealthConfig
+from .server import HealthServer
 
 __all__ = ["HealthConfig", "HealthServer"]

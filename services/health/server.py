@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
-from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sutradhar._hosting import GrpcHost
 from sutradhar.v1 import health_pb2, health_pb2_grpc
 
 from ..common.store import EtcdEndpoint, Store
+from .config import HealthConfig
 from .manager import HealthManager, ManagerOptions
 from .membership import Membership
 from .servicer import HealthServicer
@@ -20,33 +19,6 @@ from .servicer import HealthServicer
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["HealthService"].full_name
-
-
-def new_member_id() -> str:
-    """A fresh member id: "health-" and 8 hex digits."""
-    return f"health-{uuid.uuid4().hex[:8]}"
-
-
-@dataclass(frozen=True)
-class HealthConfig:
-    """How one health member runs."""
-
-    host: str = "127.0.0.1"
-    """Interface the API listens on."""
-    port: int = 50054
-    """API port; 0 picks a free one."""
-    etcd: str = "127.0.0.1:2379"
-    """etcd endpoint, host:port."""
-    member_id: str = field(default_factory=new_member_id)
-    """This member's id under /sutradhar/v1/members/health/."""
-    member_ttl: timedelta = timedelta(seconds=5)
-    """Lease TTL of the member key: a dead member's instances move within it."""
-    flush_interval: timedelta = timedelta(seconds=10)
-    """Longest time probe bookkeeping stays unwritten (state changes are immediate)."""
-    probe_concurrency: int = 256
-    """Probes in flight at once."""
-    write_concurrency: int = 32
-    """etcd writes in flight at once."""
 
 
 class HealthServer:

@@ -1,32 +1,19 @@
-"""`python -m sutradhar.services.registry`: run the registry until SIGTERM/SIGINT."""
+"""`python -m sutradhar.services.registry`: run the registry until SIGTERM/SIGINT.
+
+Every flag falls back to a SUTRADHAR_* variable, then to a default (`--help`
+lists them; see `config.RegistryConfig`)."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
 import sys
 from collections.abc import Sequence
 
 from sutradhar._errors import SutradharError
 from sutradhar._hosting import install_signal_handlers
 from sutradhar.services.common.logs import configure_logging
-from sutradhar.services.registry.server import DEFAULT_PORT, RegistryConfig, RegistryServer
-
-
-def parse_args(argv: Sequence[str] | None = None) -> RegistryConfig:
-    """Flags first, then SUTRADHAR_* environment variables, then defaults."""
-    env = os.environ
-    parser = argparse.ArgumentParser(prog="python -m sutradhar.services.registry", description=__doc__)
-    parser.add_argument("--host", default=env.get("SUTRADHAR_REGISTRY_HOST", "127.0.0.1"), help="listen address")
-    parser.add_argument(
-        "--port", type=int, default=int(env.get("SUTRADHAR_REGISTRY_PORT", DEFAULT_PORT)), help="port (0: any free)"
-    )
-    parser.add_argument("--etcd", default=env.get("SUTRADHAR_ETCD", "127.0.0.1:2379"), help="etcd host:port")
-    parser.add_argument("--log-level", default=env.get("SUTRADHAR_LOG_LEVEL", "INFO"), help="logging level")
-    args = parser.parse_args(argv)
-    configure_logging(args.log_level)
-    return RegistryConfig(host=args.host, port=args.port, etcd=args.etcd)
+from sutradhar.services.registry.config import SETTINGS, RegistryConfig
+from sutradhar.services.registry.server import RegistryServer
 
 
 async def serve(config: RegistryConfig) -> None:
@@ -44,8 +31,9 @@ async def serve(config: RegistryConfig) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
+    config = SETTINGS.load(argv, prog="python -m sutradhar.services.registry", description=__doc__)
+    configure_logging(config.log_level)
     try:
-        config = parse_args(argv)
         asyncio.run(serve(config))
     except SutradharError as err:
         print(f"registry: {err}", file=sys.stderr)

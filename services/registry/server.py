@@ -4,54 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from datetime import timedelta
 
 from sutradhar._errors import SutradharError
-from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES, GrpcHost
+from sutradhar._hosting import GrpcHost
 from sutradhar.services.common.store import EtcdEndpoint, Store
 from sutradhar.services.registry.agents import Agents
+from sutradhar.services.registry.config import RegistryConfig
 from sutradhar.services.registry.instances import Instances
 from sutradhar.services.registry.servicer import SERVICE_NAME, RegistryServicer
-from sutradhar.services.registry.watch import (
-    DEFAULT_BATCH_BYTES,
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_PROGRESS_INTERVAL,
-    Watcher,
-)
+from sutradhar.services.registry.watch import Watcher
 from sutradhar.v1 import registry_pb2_grpc
 
 log = logging.getLogger(__name__)
-
-DEFAULT_PORT = 50051
-
-
-@dataclass(frozen=True)
-class RegistryConfig:
-    """How the registry runs."""
-
-    host: str = "127.0.0.1"
-    """Address to listen on."""
-    port: int = DEFAULT_PORT
-    """Port to listen on; 0 picks a free one."""
-    etcd: str = "127.0.0.1:2379"
-    """etcd endpoint, "host:port"."""
-    etcd_timeout: timedelta = timedelta(seconds=5)
-    """Deadline of one etcd call; past it the RPC fails with UNAVAILABLE (a read)
-    or DEADLINE_EXCEEDED (a write, whose outcome is then unknown: read before retrying)."""
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-    """Largest request or response; larger requests get RESOURCE_EXHAUSTED, and
-    so does a ListAgents/ListInstances whose answer would be larger (narrow
-    the filter, or Watch with include_initial)."""
-    watch_batch_size: int = DEFAULT_BATCH_SIZE
-    """Events per WatchResponse at most."""
-    watch_batch_bytes: int = DEFAULT_BATCH_BYTES
-    """Encoded bytes per WatchResponse at most (one larger event goes alone);
-    keep it well under `max_message_bytes`."""
-    watch_progress_interval: timedelta = DEFAULT_PROGRESS_INTERVAL
-    """Quiet time after which a watch sends an empty response with the latest
-    revision (when filtered-out changes moved it), keeping resume points recent."""
-
 
 class RegistryServer:
     """The registry service: agent definitions and live instances in etcd.

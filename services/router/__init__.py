@@ -22,5 +22,6 @@ Modules, from pure to wired:
 - ``engine``      one routed call: select, attempt, retry, hedge, deadline
 - ``watcher``     registry Watch client with resume / re-list
 - ``load``        load publishing to etcd for the autoscaler
-- ``server``      RouterConfig / RouterServer (the gRPC surface)
+- ``config``      RouterConfig, its flags and SUTRADHAR_ROUTER_* variables
+- ``server``      RouterServer (the gRPC surface)
 """

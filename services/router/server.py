@@ -16,17 +16,17 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import grpc
 
 from sutradhar._errors import Unavailable
-from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES, GrpcHost
+from sutradhar._hosting import GrpcHost
 from sutradhar._names import ALL_NAMESPACES, validate_dns_label, validate_namespace
 from sutradhar._values import to_duration
 from sutradhar.services.router import wire
+from sutradhar.services.router.config import RouterConfig
 from sutradhar.services.router.engine import Engine
 from sutradhar.services.router.load import LoadPublisher
 from sutradhar.services.router.view import View
@@ -36,26 +36,6 @@ from sutradhar.v1 import router_pb2
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = "sutradhar.v1.RouterService"
-
-
-@dataclass(frozen=True)
-class RouterConfig:
-    """How one router runs."""
-
-    host: str = "127.0.0.1"
-    """Address to listen on."""
-    port: int = 50052
-    """Port to listen on; 0 picks a free one."""
-    registry: str | None = "127.0.0.1:50051"
-    """Registry address whose Watch feeds the view; None leaves the view to the caller (tests)."""
-    etcd: str | None = None
-    """etcd endpoint for publishing load; None turns load publishing off."""
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-    """Largest message accepted from callers or agents (RESOURCE_EXHAUSTED above it)."""
-    router_id: str = ""
-    """This router's identity in load keys and stats; generated when empty."""
-    load_period: timedelta = timedelta(seconds=1)
-    """How often load is published."""
 
 
 class RouterServer:

@@ -222,7 +222,9 @@ def test_a_bad_env_port_is_one_error_line() -> None:
         env={**os.environ, "SUTRADHAR_PORT": "http"},
     )
     assert out.returncode == 1
-    assert out.stderr.strip() == "error: SUTRADHAR_PORT='http' is not a port number", out.stderr
+    assert out.stderr.strip() == (
+        "error: SUTRADHAR_PORT='http' is not a port number (0-65535); set --port or SUTRADHAR_PORT"
+    ), out.stderr
 
 
 def test_a_synchronous_execute_is_refused_before_serving(tmp_path: Path) -> None:

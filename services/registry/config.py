@@ -1,0 +1,45 @@
+"""`RegistryConfig`: how the registry runs, and its flags and SUTRADHAR_* variables (`SETTINGS`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES
+from sutradhar._settings import COUNT, PORT, POSITIVE_DURATION, Settings, log_level_setting, setting
+from sutradhar.services.registry.watch import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_SIZE, DEFAULT_PROGRESS_INTERVAL
+
+DEFAULT_PORT = 50051
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    """How the registry runs."""
+
+    host: str = "127.0.0.1"
+    """Address to listen on."""
+    port: int = setting(DEFAULT_PORT, kind=PORT)
+    """Port to listen on; 0 picks a free one."""
+    etcd: str = setting("127.0.0.1:2379", shared=True)
+    """etcd endpoint, "host:port"."""
+    etcd_timeout: timedelta = setting(timedelta(seconds=5), kind=POSITIVE_DURATION)
+    """Deadline of one etcd call; past it the RPC fails with UNAVAILABLE (a read)
+    or DEADLINE_EXCEEDED (a write, whose outcome is then unknown: read before retrying)."""
+    max_message_bytes: int = setting(DEFAULT_MAX_MESSAGE_BYTES, kind=COUNT)
+    """Largest request or response; larger requests get RESOURCE_EXHAUSTED, and
+    so does a ListAgents/ListInstances whose answer would be larger (narrow
+    the filter, or Watch with include_initial)."""
+    watch_batch_size: int = setting(DEFAULT_BATCH_SIZE, kind=COUNT)
+    """Events per WatchResponse at most."""
+    watch_batch_bytes: int = setting(DEFAULT_BATCH_BYTES, kind=COUNT)
+    """Encoded bytes per WatchResponse at most (one larger event goes alone);
+    keep it well under `max_message_bytes`."""
+    watch_progress_interval: timedelta = setting(DEFAULT_PROGRESS_INTERVAL, kind=POSITIVE_DURATION)
+    """Quiet time after which a watch sends an empty response with the latest
+    revision (when filtered-out changes moved it), keeping resume points recent."""
+    log_level: str = log_level_setting("INFO")
+    """Logging level of `python -m sutradhar.services.registry`."""
+
+
+#: RegistryConfig's flags and variables: SUTRADHAR_REGISTRY_<FIELD>, or SUTRADHAR_<FIELD> where shared.
+SETTINGS = Settings(RegistryConfig, env_prefix="REGISTRY_")
