@@ -286,25 +286,18 @@ def _start_demo_agents(mesh: Mesh) -> list[subprocess.Popen[bytes]]:
 
 
 async def _run_demo(router: str) -> None:
-    import grpc
-
-    from sutradhar._values import from_value, to_value
-    from sutradhar.v1 import agent_pb2, router_pb2, router_pb2_grpc
+    from sutradhar._clients import RouterClient
 
     print(f"Routing sample tasks through the router at {router}:", flush=True)
-    async with grpc.aio.insecure_channel(router) as channel:
-        stub = router_pb2_grpc.RouterServiceStub(channel)
-        selector = router_pb2.Selector(agent_type="echo")
+    async with RouterClient(router) as client:
         # Wait until the router has seen the demo replicas.
         deadline = time.monotonic() + 20
         seen: set[str] = set()
         while len(seen) < DEMO_REPLICAS and time.monotonic() < deadline:
             try:
-                resp = await stub.Execute(router_pb2.RouterServiceExecuteRequest(
-                    selector=selector, task=agent_pb2.Task(type="echo", payload=to_value({"warmup": True}))),
-                    timeout=5)
-                seen.add(resp.result.metadata.instance_id)
-            except grpc.aio.AioRpcError:
+                warmup = await client.execute("echo", {"warmup": True}, task_type="echo", timeout=5)
+                seen.add(warmup.metadata.instance_id)
+            except SutradharError:
                 await asyncio.sleep(0.2)
         if not seen:
             raise Unavailable("the router never saw the demo agent; see the logs under the state directory")
@@ -312,12 +305,9 @@ async def _run_demo(router: str) -> None:
         for n in range(1, DEMO_TASKS + 1):
             payload = {"text": f"hello #{n} from sutradhar"}
             started = time.perf_counter()
-            resp = await stub.Execute(router_pb2.RouterServiceExecuteRequest(
-                selector=selector, task=agent_pb2.Task(id=f"demo-{n}", type="echo", payload=to_value(payload))),
-                timeout=5)
+            result = await client.execute("echo", payload, task_type="echo", task_id=f"demo-{n}", timeout=5)
             elapsed = (time.perf_counter() - started) * 1000
-            result = resp.result
-            data = from_value(result.data) if result.success else result.error.message
+            data = result.data if result.success else (result.error.message if result.error else "")
             shown = data.get("echo", data) if isinstance(data, dict) else data
             rows.append({"task": f"demo-{n}", "instance": result.metadata.instance_id,
                          "ok": result.success, "ms": f"{elapsed:.2f}", "result": json.dumps(shown)[:70]})

@@ -15,6 +15,7 @@ import grpc
 import pytest
 from google.protobuf import struct_pb2
 
+from sutradhar._clients import RouterClient, make_task
 from sutradhar._errors import DeadlineExceeded, OutOfRange, SutradharError, Unavailable, error_for_code
 from sutradhar.cli import exec_
 from sutradhar.cli import main as cli_main
@@ -185,11 +186,15 @@ def test_exec_help_documents_the_file_forms(capsys: pytest.CaptureFixture[str]) 
 
 
 def test_the_task_carries_its_own_deadline() -> None:
+    # `exec` hands these options to the SDK's RouterClient, which builds the task and the route from them.
     args = cli_main.build_parser().parse_args(["exec", "echo", "--timeout", "2s"])
     before = datetime.now(UTC)
-    task, _, options = exec_._request(args, 2.0)
+    opts = exec_.route_options(args, 2.0)
+    task = make_task(None, task_type=opts["task_type"], task_id=None, context=None, timeout=opts["timeout"])
     after = datetime.now(UTC)
-    deadline = task.context.deadline.ToDatetime(tzinfo=UTC)
+    deadline = task.context.deadline
+    assert deadline is not None
     assert before + timedelta(seconds=2) <= deadline <= after + timedelta(seconds=2)
+    options = RouterClient._options(opts["strategy"], opts["max_attempts"], opts["timeout"])
     assert options.timeout.seconds == 2
     assert exec_.DEADLINE_MARGIN >= 0.5
