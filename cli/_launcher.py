@@ -8,7 +8,8 @@ each to print its "listening on" line. `stop()` takes them down in reverse
 order (SIGTERM, then SIGKILL after a grace period) and leaves no process
 behind. While it runs, `supervise()` restarts a child that died (crash,
 OOM kill, `kill -9`) on its old port, with exponential back-off (1 s doubling
-to 30 s, reset once it stayed up for a minute), and says so. The state
+to 30 s, jittered by `sutradhar._backoff`'s default, reset once it stayed up
+for a minute), and says so. The state
 file ``<state>/mesh.json`` lets `sutradhar down` find a detached mesh.
 """
 
@@ -18,15 +19,18 @@ import contextlib
 import importlib.util
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sutradhar._backoff import Backoff
 from sutradhar._errors import FailedPrecondition, Unavailable
 from sutradhar.services.common.procs import proc_start_ticks
 
@@ -43,6 +47,7 @@ LOCK_FILE = "up.lock"  # flock()ed by the running `up`: one mesh per state direc
 RESTART_INITIAL = 1.0
 RESTART_MAX = 30.0
 RESTART_STABLE_AFTER = 60.0
+RESTART_BACKOFF = Backoff(initial=timedelta(seconds=RESTART_INITIAL), maximum=timedelta(seconds=RESTART_MAX))
 
 
 @dataclass
@@ -52,9 +57,11 @@ class _Restart:
     count: int = 0
     due: float | None = None  # monotonic time of the next attempt, while the child is down
     started: float = field(default_factory=time.monotonic)
+    rand: Callable[[], float] = random.random  # the jitter's source (tests pin it)
 
     def delay(self) -> float:
-        return min(RESTART_MAX, RESTART_INITIAL * 2 ** max(0, self.count - 1))
+        """Seconds before restart number `count`: RESTART_BACKOFF's, jittered."""
+        return RESTART_BACKOFF.seconds(self.count, self.rand)
 
 
 def default_state_dir() -> Path:
@@ -206,9 +213,10 @@ class Mesh:
                         state.count = 0
                     continue
                 state.count += 1
-                state.due = now + state.delay()
+                delay = state.delay()
+                state.due = now + delay
                 how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
-                self.progress(f"{name}: {how}; restarting in {state.delay():g}s (restart {state.count}, "
+                self.progress(f"{name}: {how}; restarting in {delay:.1f}s (restart {state.count}, "
                               f"log {self.children[name].log})")
                 continue
             if now < state.due:
@@ -217,8 +225,9 @@ class Mesh:
                 self._restart(name)
             except Exception as err:  # reported, retried after the next back-off
                 state.count += 1
-                state.due = time.monotonic() + state.delay()
-                self.progress(f"{name}: restart failed: {err}; next try in {state.delay():g}s")
+                delay = state.delay()
+                state.due = time.monotonic() + delay
+                self.progress(f"{name}: restart failed: {err}; next try in {delay:.1f}s")
                 continue
             state.due = None
             state.started = time.monotonic()
