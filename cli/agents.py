@@ -10,7 +10,7 @@ from sutradhar._clients import RegistryClient
 from sutradhar._errors import FailedPrecondition
 from sutradhar.cli._output import add_output_flag, print_json, print_table
 from sutradhar.cli._rpc import connect
-from sutradhar.cli.manifests import agent_from_manifest, load_manifests
+from sutradhar.cli.manifests import agent_from_manifest, before_applying, load_manifests
 from sutradhar.v1 import registry_pb2
 
 TIMEOUT = 10.0
@@ -96,11 +96,12 @@ async def get_agent(args: argparse.Namespace) -> int:
 
 
 async def register_agents(args: argparse.Namespace) -> int:
-    manifests = [m for m in load_manifests(args.file) if m.kind == "Agent"]
-    if not manifests:
-        print(f"{args.file} holds no `kind: Agent` document; deployments go through `sutradhar deploy -f`")
-        return 1
-    agents = [agent_from_manifest(m) for m in manifests]
+    with before_applying():  # every document is read and checked before the first is registered
+        manifests = [m for m in load_manifests(args.file) if m.kind == "Agent"]
+        if not manifests:
+            print(f"{args.file} holds no `kind: Agent` document; deployments go through `sutradhar deploy -f`")
+            return 1
+        agents = [agent_from_manifest(m) for m in manifests]
     stored = []
     async with connect(RegistryClient, args.registry) as registry:
         for agent in agents:

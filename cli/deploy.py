@@ -32,7 +32,14 @@ from sutradhar._clients import RegistryClient, SchedulerClient
 from sutradhar._errors import InvalidArgument, NotFound
 from sutradhar.cli._output import add_output_flag, print_json, print_table
 from sutradhar.cli._rpc import connect
-from sutradhar.cli.manifests import Manifest, agent_from_manifest, load_manifests, parse_duration
+from sutradhar.cli.manifests import (
+    Manifest,
+    agent_from_manifest,
+    before_applying,
+    load_manifests,
+    parse_duration,
+    unknown_fields,
+)
 from sutradhar.v1 import registry_pb2
 from sutradhar.v1 import scheduler_pb2 as P
 
@@ -49,19 +56,10 @@ _STRATEGY_FIELDS = {"max_surge": "max_surge", "maxSurge": "max_surge",
                     "max_unavailable": "max_unavailable", "maxUnavailable": "max_unavailable"}
 
 
-def _unknown(where: str, given: dict[str, Any], allowed: set[str] | dict[str, str], path: str) -> None:
-    unknown = sorted(set(given) - set(allowed))
-    if unknown:
-        raise InvalidArgument(
-            f"{where}: unknown field(s) in {path}: {', '.join(unknown)} (valid: {', '.join(sorted(allowed))})",
-            field=f"{path}.{unknown[0]}",
-        )
-
-
 def deployment_from_manifest(m: Manifest) -> tuple[P.Deployment, registry_pb2.Agent | None]:
     """A `kind: Deployment` manifest as a Deployment, plus its inline agent (if any)."""
     spec = dict(m.body.get("spec") or {})
-    _unknown(m.source, spec, _SPEC_FIELDS, "spec")
+    unknown_fields(m.source, spec, _SPEC_FIELDS, "spec")
     d = P.Deployment(name=m.name, namespace=m.namespace)
     agent_ref = spec.get("agent")
     inline: registry_pb2.Agent | None = None
@@ -84,12 +82,12 @@ def deployment_from_manifest(m: Manifest) -> tuple[P.Deployment, registry_pb2.Ag
                               field="spec.replicas")
     d.spec.replicas = replicas
     resources = dict(spec.get("resources") or {})
-    _unknown(m.source, resources, {"cpu", "memory"}, "spec.resources")
+    unknown_fields(m.source, resources, {"cpu", "memory"}, "spec.resources")
     d.spec.resources.cpu = str(resources.get("cpu", ""))
     d.spec.resources.memory = str(resources.get("memory", ""))
     if spec.get("autoscale") is not None:
         auto = dict(spec["autoscale"])
-        _unknown(m.source, auto, _AUTOSCALE_FIELDS, "spec.autoscale")
+        unknown_fields(m.source, auto, _AUTOSCALE_FIELDS, "spec.autoscale")
         data: dict[str, Any] = {}
         for key, value in auto.items():
             name = _AUTOSCALE_FIELDS[key]
@@ -99,7 +97,7 @@ def deployment_from_manifest(m: Manifest) -> tuple[P.Deployment, registry_pb2.Ag
         except json_format.ParseError as err:
             raise InvalidArgument(f"{m.source}: spec.autoscale: {err}", field="spec.autoscale") from err
     strategy = dict(spec.get("strategy") or {})
-    _unknown(m.source, strategy, _STRATEGY_FIELDS, "spec.strategy")
+    unknown_fields(m.source, strategy, _STRATEGY_FIELDS, "spec.strategy")
     for key, value in strategy.items():
         setattr(d.spec.strategy, _STRATEGY_FIELDS[key], str(value))
     for key in ("env", "labels"):
@@ -281,8 +279,9 @@ async def _keep_pause(scheduler: SchedulerClient, d: P.Deployment) -> None:
     d.spec.paused = stored.spec.paused
 
 
-async def deploy(args: argparse.Namespace) -> int:
-    manifests = load_manifests(args.file)
+def _read(path: str) -> tuple[list[registry_pb2.Agent], list[P.Deployment], set[tuple[str, str]]]:
+    """The agents and deployments of a manifest file, and which deployments say `paused`."""
+    manifests = load_manifests(path)
     agents = [agent_from_manifest(m) for m in manifests if m.kind == "Agent"]
     deployments = []
     says_paused: set[tuple[str, str]] = set()
@@ -294,8 +293,14 @@ async def deploy(args: argparse.Namespace) -> int:
                 says_paused.add((d.namespace, d.name))
             if inline is not None:
                 agents.append(inline)
-    _check_locally(agents, deployments)
-    stored_agents = await _agents_not_in_file(args.registry, agents, deployments)
+    return agents, deployments, says_paused
+
+
+async def deploy(args: argparse.Namespace) -> int:
+    with before_applying():  # every document is read and checked before the first is applied
+        agents, deployments, says_paused = _read(args.file)
+        _check_locally(agents, deployments)
+        stored_agents = await _agents_not_in_file(args.registry, agents, deployments)
     results: list[Any] = []
     if agents:
         async with connect(RegistryClient, args.registry) as registry:
