@@ -6,7 +6,8 @@ scheduler, health and router, each as `python -m sutradhar.services.<name>`
 in its own process group with its log under ``<state>/logs/``, and waits for
 each to print its "listening on" line. `stop()` takes them down in reverse
 order (SIGTERM, then SIGKILL after a grace period) and leaves no process
-behind. While it runs, `supervise()` restarts a child that died (crash,
+behind. Its data and logs go to a state directory, by default one of this
+checkout's own (`default_state_dir`). While it runs, `supervise()` restarts a child that died (crash,
 OOM kill, `kill -9`) on its old port, with exponential back-off (1 s doubling
 to 30 s, jittered by `sutradhar._backoff`'s default, reset once it stayed up
 for a minute), and says so. The state
@@ -16,10 +17,12 @@ file ``<state>/mesh.json`` lets `sutradhar down` find a detached mesh.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -64,14 +67,36 @@ class _Restart:
         return RESTART_BACKOFF.seconds(self.count, self.rand)
 
 
-def default_state_dir() -> Path:
-    """``$SUTRADHAR_STATE_DIR``, else ``$XDG_STATE_HOME/sutradhar``, else ``~/.local/state/sutradhar``."""
-    env = os.environ.get("SUTRADHAR_STATE_DIR")
-    if env:
-        return Path(env)
+def state_home() -> Path:
+    """Where every default state directory lives: ``$XDG_STATE_HOME/sutradhar``,
+    else ``~/.local/state/sutradhar``. Before state directories were per
+    checkout, this directory itself was the one every checkout shared."""
     xdg = os.environ.get("XDG_STATE_HOME")
     base = Path(xdg) if xdg else Path.home() / ".local" / "state"
     return base / "sutradhar"
+
+
+def checkout_key(root: Path) -> str:
+    """A directory name of this checkout's own: its folder name and a hash of its path."""
+    resolved = root.resolve()
+    digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:10]
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", resolved.name) or "root"
+    return f"{name}-{digest}"
+
+
+def default_state_dir(root: Path = REPO_ROOT) -> Path:
+    """``$SUTRADHAR_STATE_DIR``, else ``<state_home()>/<checkout_key(root)>``: each
+    checkout (or installation) keeps its own etcd data, logs and replicas, so
+    one never sees the agents another registered."""
+    env = os.environ.get("SUTRADHAR_STATE_DIR")
+    if env:
+        return Path(env)
+    return state_home() / checkout_key(root)
+
+
+#: What a state directory holds (a directory holding none of these is not one,
+#: and `down --purge` leaves it alone).
+STATE_ENTRIES = ("etcd", "logs", "scheduler", STATE_FILE, LOCK_FILE, "up.log")
 
 
 @dataclass(frozen=True)
