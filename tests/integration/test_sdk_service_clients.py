@@ -7,12 +7,11 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
 
 import grpc
 import pytest
+from test_health_cli_json import services  # noqa: F401 - fixture: a registry and a health service
 from test_scheduler_support import (  # noqa: F401 - fixtures
     deployment,
     echo_agent,
@@ -23,8 +22,6 @@ from test_scheduler_support import (  # noqa: F401 - fixtures
 )
 
 from sutradhar import AlreadyExists, HealthClient, InvalidArgument, NotFound, RegistryClient, SchedulerClient
-from sutradhar.services.health import HealthConfig, HealthServer
-from sutradhar.services.registry.server import RegistryConfig, RegistryServer
 from sutradhar.v1 import health_pb2, registry_pb2, scheduler_pb2
 
 
@@ -64,31 +61,15 @@ async def test_scheduler_client_manages_a_deployment(scheduler, registry_client,
             await client.get_deployment("web", namespace=namespace, timeout="5s")  # type: ignore[arg-type]
 
 
-@pytest.fixture
-async def health_services(etcd: str) -> AsyncIterator[dict[str, Any]]:
-    reg_server = RegistryServer(RegistryConfig(port=0, etcd=etcd))
-    await reg_server.start()
-    health = HealthServer(HealthConfig(port=0, etcd=etcd, member_ttl=timedelta(seconds=2),
-                                       flush_interval=timedelta(seconds=1)))
-    await health.start()
-    reg = RegistryClient(reg_server.address)
-    try:
-        yield {"health": health, "reg": reg}
-    finally:
-        await reg.close()
-        await health.stop()
-        await reg_server.stop()
-
-
-async def test_health_client_reads_drains_and_watches(health_services, unique) -> None:
-    reg: RegistryClient = health_services["reg"]
+async def test_health_client_reads_drains_and_watches(services, unique) -> None:  # noqa: F811
+    reg: RegistryClient = services["reg"]
     await reg.register_agent(registry_pb2.Agent(id="lonely", namespace=unique, type="echo", version="1.0.0",
                                                 runtime="process"))
     await reg.register_instance(registry_pb2.Instance(id="i1", namespace=unique, agent_id="lonely",
                                                       endpoint="127.0.0.1:1", runtime="process",
                                                       state=registry_pb2.INSTANCE_STATE_SERVING),
                                 ttl=timedelta(seconds=30))
-    async with HealthClient(health_services["health"].address) as client:
+    async with HealthClient(services["health"].address) as client:
         agent = await client.get_agent_health("lonely", namespace=unique, timeout=5)
         assert isinstance(agent, health_pb2.AgentHealth) and agent.total == 1
         assert [i.id for i in agent.instances] == ["i1"]
@@ -113,15 +94,15 @@ async def test_health_client_reads_drains_and_watches(health_services, unique) -
         assert members.answered_by and members.members
 
 
-async def test_cli_health_instances_shows_every_agents_instances(health_services, unique) -> None:
-    reg: RegistryClient = health_services["reg"]
+async def test_cli_health_instances_shows_every_agents_instances(services, unique) -> None:  # noqa: F811
+    reg: RegistryClient = services["reg"]
     for agent_id, instance_id in (("alpha", "a1"), ("beta", "b1")):
         await reg.register_agent(registry_pb2.Agent(id=agent_id, namespace=unique, type="echo", version="1.0.0",
                                                     runtime="process"))
         await reg.register_instance(registry_pb2.Instance(id=instance_id, namespace=unique, agent_id=agent_id,
                                                           endpoint="127.0.0.1:1", runtime="process"),
                                     ttl=timedelta(seconds=30))
-    argv = [sys.executable, "-m", "sutradhar.cli.main", "--health", health_services["health"].address, "health",
+    argv = [sys.executable, "-m", "sutradhar.cli.main", "--health", services["health"].address, "health",
             "-n", unique]
     per_instance = await asyncio.to_thread(subprocess.run, [*argv, "--instances"], capture_output=True, text=True,
                                            timeout=30)
