@@ -318,9 +318,9 @@ async def deploy(args: argparse.Namespace) -> int:
             resp = await scheduler.apply_deployment(d, timeout=TIMEOUT)
             stored_d = resp.deployment
             results.append(stored_d)
-            agent = stored_agents.get((stored_d.namespace, stored_d.spec.agent_id))
-            if agent is not None:
-                expected[(stored_d.namespace, stored_d.name)] = _revision(agent, stored_d)
+            deployed = stored_agents.get((stored_d.namespace, stored_d.spec.agent_id))
+            if deployed is not None:
+                expected[(stored_d.namespace, stored_d.name)] = _revision(deployed, stored_d)
             if args.output != "json":
                 verb = "created" if resp.created else "configured"
                 paused = " (paused: the rollout waits for `sutradhar rollout resume`)" if stored_d.spec.paused else ""

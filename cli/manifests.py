@@ -38,7 +38,7 @@ from typing import Any
 
 import yaml
 from google.protobuf import json_format
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
 
 from sutradhar._errors import InvalidArgument
 from sutradhar.v1 import registry_pb2
@@ -105,28 +105,28 @@ _OPAQUE_TYPES = frozenset({"google.protobuf.Struct", "google.protobuf.Value", "g
                            "google.protobuf.Timestamp", "google.protobuf.ListValue"})
 
 
-def check_message_fields(where: str, data: Any, descriptor: Descriptor, path: str) -> None:
-    """Refuse keys of `data` that are no field of `descriptor` (proto or JSON
+def check_message_fields(where: str, data: Any, message: Message, path: str) -> None:
+    """Refuse keys of `data` that are no field of `message`'s type (proto or JSON
     name), recursively into nested messages: the error names the field and the
-    nearest valid one, where protobuf's parser would only say "no field named"."""
+    nearest valid one, where protobuf's parser would only say "no field named".
+    `message` is a scratch instance (nested ones are created in it)."""
     if not isinstance(data, dict):
         return
-    by_name: dict[str, FieldDescriptor] = {}
-    for f in descriptor.fields:
+    by_name = {}
+    for f in message.DESCRIPTOR.fields:
         by_name[f.name] = f
         by_name[f.json_name] = f
     unknown_fields(where, (str(k) for k in data), by_name, path)
     for key, value in data.items():
         f = by_name[str(key)]
-        if f.message_type is None or f.message_type.full_name in _OPAQUE_TYPES:
-            continue
-        if f.message_type.GetOptions().map_entry:
+        nested = f.message_type
+        if nested is None or nested.full_name in _OPAQUE_TYPES or nested.GetOptions().map_entry:
             continue
         if f.is_repeated:
             for i, item in enumerate(value if isinstance(value, list) else []):
-                check_message_fields(where, item, f.message_type, f"{path}.{key}[{i}]")
+                check_message_fields(where, item, getattr(message, f.name).add(), f"{path}.{key}[{i}]")
         else:
-            check_message_fields(where, value, f.message_type, f"{path}.{key}")
+            check_message_fields(where, value, getattr(message, f.name), f"{path}.{key}")
 
 
 def parse_duration(value: Any, *, field: str) -> str:
@@ -228,9 +228,9 @@ def agent_from_manifest(manifest: Manifest) -> registry_pb2.Agent:
     metadata = manifest.body.get("metadata") or {}
     spec = _normalize_durations(dict(manifest.body.get("spec") or {}), "spec")
     unknown_fields(manifest.source, spec, AGENT_SPEC_FIELDS, "spec")
-    for key in ("resources", "probes", "routing"):
-        field = registry_pb2.Agent.DESCRIPTOR.fields_by_name[key]
-        check_message_fields(manifest.source, spec.get(key), field.message_type, f"spec.{key}")
+    scratch = registry_pb2.Agent()
+    for key in ("resources", "probes", "routing"):  # the nested messages, checked against their schema
+        check_message_fields(manifest.source, spec.get(key), getattr(scratch, key), f"spec.{key}")
     spec_labels, meta_labels = spec.pop("labels", None) or {}, metadata.get("labels") or {}
     for field, raw in (("spec.labels", spec_labels), ("metadata.labels", meta_labels)):
         if not isinstance(raw, dict):
