@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from sutradhar.cli import main as cli_main
 from sutradhar.cli._launcher import REPO_ROOT, checkout_key, default_state_dir, state_home
 from sutradhar.cli.up import _lock_state_dir
+from sutradhar.services.common.procs import proc_start_ticks
 
 
 @pytest.fixture
@@ -81,3 +83,18 @@ def test_down_purge_refuses_while_an_up_holds_the_directory(
         assert (state / "logs" / "registry.log").exists()
     finally:
         os.close(held)
+
+
+def test_down_points_at_a_mesh_still_running_from_the_old_shared_directory(
+    xdg: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    legacy = state_home()  # where every checkout's `up` kept its state before
+    legacy.mkdir(parents=True)
+    (legacy / "mesh.json").write_text(json.dumps({  # "running": this very process stands in for its supervisor
+        "supervisor_pid": os.getpid(), "supervisor_ticks": proc_start_ticks(os.getpid()), "children": {},
+    }))
+    assert cli_main.main(["down"]) == 0
+    out = capsys.readouterr().out
+    assert f"no mesh is running from {default_state_dir()}" in out
+    assert f"one runs from {legacy}: stop it with `sutradhar down --state-dir {legacy}`" in out
+    assert (legacy / "mesh.json").exists()  # nothing of it was touched
