@@ -7,11 +7,11 @@ in its own process group with its log under ``<state>/logs/``, and waits for
 each to print its "listening on" line. `stop()` takes them down in reverse
 order (SIGTERM, then SIGKILL after a grace period) and leaves no process
 behind. Its data and logs go to a state directory, by default one of this
-checkout's own (`default_state_dir`). While it runs, `supervise()` restarts a child that died (crash,
-OOM kill, `kill -9`) on its old port, with exponential back-off (1 s doubling
-to 30 s, jittered by `sutradhar._backoff`'s default, reset once it stayed up
-for a minute), and says so. The state
-file ``<state>/mesh.json`` lets `sutradhar down` find a detached mesh.
+checkout's own (`default_state_dir`). While it runs, `supervise()` restarts a
+child that died (crash, OOM kill, `kill -9`) on its old port, with
+exponential back-off (1 s doubling to 30 s, jittered by `sutradhar._backoff`'s
+default, reset once it stayed up for a minute), and says so. The state file
+``<state>/mesh.json`` lets `sutradhar down` find a detached mesh.
 """
 
 from __future__ import annotations

@@ -143,16 +143,17 @@ def plain(value: Any) -> Any:
 
 def result_dict(result: Result) -> dict[str, Any]:
     """A Result as plain JSON (proto field names; the metadata as protobuf JSON, e.g. "latency": "0.0012s")."""
+    message = result_to_proto(result)
     error = None
     if result.error is not None:
-        error = json_format.MessageToDict(result_to_proto(result).error, preserving_proto_field_name=True)
+        error = json_format.MessageToDict(message.error, preserving_proto_field_name=True)
         error.setdefault("code", "")
         error.setdefault("message", "")
     return {
         "success": result.success,
         "data": plain(result.data),
         "error": error,
-        "metadata": json_format.MessageToDict(result_to_proto(result).metadata, preserving_proto_field_name=True),
+        "metadata": json_format.MessageToDict(message.metadata, preserving_proto_field_name=True),
     }
 
 
