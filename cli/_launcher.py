@@ -6,27 +6,34 @@ scheduler, health and router, each as `python -m sutradhar.services.<name>`
 in its own process group with its log under ``<state>/logs/``, and waits for
 each to print its "listening on" line. `stop()` takes them down in reverse
 order (SIGTERM, then SIGKILL after a grace period) and leaves no process
-behind. While it runs, `supervise()` restarts a child that died (crash,
-OOM kill, `kill -9`) on its old port, with exponential back-off (1 s doubling
-to 30 s, reset once it stayed up for a minute), and says so. The state
-file ``<state>/mesh.json`` lets `sutradhar down` find a detached mesh.
+behind. Its data and logs go to a state directory, by default one of this
+checkout's own (`default_state_dir`). While it runs, `supervise()` restarts a
+child that died (crash, OOM kill, `kill -9`) on its old port, with
+exponential back-off (1 s doubling to 30 s, jittered by `sutradhar._backoff`'s
+default, reset once it stayed up for a minute), and says so. The state file
+``<state>/mesh.json`` lets `sutradhar down` find a detached mesh.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import json
 import os
+import random
+import re
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sutradhar._backoff import Backoff
 from sutradhar._errors import FailedPrecondition, Unavailable
 from sutradhar.services.common.procs import proc_start_ticks
 
@@ -43,6 +50,7 @@ LOCK_FILE = "up.lock"  # flock()ed by the running `up`: one mesh per state direc
 RESTART_INITIAL = 1.0
 RESTART_MAX = 30.0
 RESTART_STABLE_AFTER = 60.0
+RESTART_BACKOFF = Backoff(initial=timedelta(seconds=RESTART_INITIAL), maximum=timedelta(seconds=RESTART_MAX))
 
 
 @dataclass
@@ -52,19 +60,43 @@ class _Restart:
     count: int = 0
     due: float | None = None  # monotonic time of the next attempt, while the child is down
     started: float = field(default_factory=time.monotonic)
+    rand: Callable[[], float] = random.random  # the jitter's source (tests pin it)
 
     def delay(self) -> float:
-        return min(RESTART_MAX, RESTART_INITIAL * 2 ** max(0, self.count - 1))
+        """Seconds before restart number `count`: RESTART_BACKOFF's, jittered."""
+        return RESTART_BACKOFF.seconds(self.count, self.rand)
 
 
-def default_state_dir() -> Path:
-    """``$SUTRADHAR_STATE_DIR``, else ``$XDG_STATE_HOME/sutradhar``, else ``~/.local/state/sutradhar``."""
-    env = os.environ.get("SUTRADHAR_STATE_DIR")
-    if env:
-        return Path(env)
+def state_home() -> Path:
+    """Where every default state directory lives: ``$XDG_STATE_HOME/sutradhar``,
+    else ``~/.local/state/sutradhar``. Before state directories were per
+    checkout, this directory itself was the one every checkout shared."""
     xdg = os.environ.get("XDG_STATE_HOME")
     base = Path(xdg) if xdg else Path.home() / ".local" / "state"
     return base / "sutradhar"
+
+
+def checkout_key(root: Path) -> str:
+    """A directory name of this checkout's own: its folder name and a hash of its path."""
+    resolved = root.resolve()
+    digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:10]
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", resolved.name) or "root"
+    return f"{name}-{digest}"
+
+
+def default_state_dir(root: Path = REPO_ROOT) -> Path:
+    """``$SUTRADHAR_STATE_DIR``, else ``<state_home()>/<checkout_key(root)>``: each
+    checkout (or installation) keeps its own etcd data, logs and replicas, so
+    one never sees the agents another registered."""
+    env = os.environ.get("SUTRADHAR_STATE_DIR")
+    if env:
+        return Path(env)
+    return state_home() / checkout_key(root)
+
+
+#: What a state directory holds (a directory holding none of these is not one,
+#: and `down --purge` leaves it alone).
+STATE_ENTRIES = ("etcd", "logs", "scheduler", STATE_FILE, LOCK_FILE, "up.log")
 
 
 @dataclass(frozen=True)
@@ -206,9 +238,10 @@ class Mesh:
                         state.count = 0
                     continue
                 state.count += 1
-                state.due = now + state.delay()
+                delay = state.delay()
+                state.due = now + delay
                 how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
-                self.progress(f"{name}: {how}; restarting in {state.delay():g}s (restart {state.count}, "
+                self.progress(f"{name}: {how}; restarting in {delay:.1f}s (restart {state.count}, "
                               f"log {self.children[name].log})")
                 continue
             if now < state.due:
@@ -217,8 +250,9 @@ class Mesh:
                 self._restart(name)
             except Exception as err:  # reported, retried after the next back-off
                 state.count += 1
-                state.due = time.monotonic() + state.delay()
-                self.progress(f"{name}: restart failed: {err}; next try in {state.delay():g}s")
+                delay = state.delay()
+                state.due = time.monotonic() + delay
+                self.progress(f"{name}: restart failed: {err}; next try in {delay:.1f}s")
                 continue
             state.due = None
             state.started = time.monotonic()

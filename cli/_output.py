@@ -40,19 +40,20 @@ def to_json(data: Any, *, indent: int | None = None) -> str:
         ) from err
 
 
-def print_json(data: Any, *, out: TextIO = sys.stdout) -> None:
-    """Print data as indented JSON; messages are converted first."""
-    print(to_json(data, indent=2), file=out)
+def print_json(data: Any, *, out: TextIO | None = None) -> None:
+    """Print data as indented JSON to `out` (sys.stdout as it is at the call); messages are converted first."""
+    print(to_json(data, indent=2), file=out or sys.stdout)
 
 
-def print_json_line(data: Any, *, out: TextIO = sys.stdout) -> None:
-    """Print data as one line of JSON (JSON Lines, for streams) and flush."""
-    print(to_json(data), file=out, flush=True)
+def print_json_line(data: Any, *, out: TextIO | None = None) -> None:
+    """Print data as one line of JSON (JSON Lines, for streams) to `out` (sys.stdout) and flush."""
+    print(to_json(data), file=out or sys.stdout, flush=True)
 
 
-def print_table(rows: Iterable[Mapping[str, Any]], columns: Sequence[str], *, out: TextIO = sys.stdout,
+def print_table(rows: Iterable[Mapping[str, Any]], columns: Sequence[str], *, out: TextIO | None = None,
                 empty: str = "nothing found") -> None:
-    """Print rows as an aligned table with upper-case headers."""
+    """Print rows as an aligned table with upper-case headers to `out` (sys.stdout as it is at the call)."""
+    out = out or sys.stdout
     materialized = [[_cell(row.get(col, "")) for col in columns] for row in rows]
     if not materialized:
         print(empty, file=out)

@@ -1,13 +1,13 @@
-"""Channels for CLI commands: one short-lived grpc.aio channel per command."""
+"""Clients for CLI commands: one short-lived typed SDK client per command."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from typing import TypeVar
 
-import grpc
+from sutradhar._clients import HealthClient, RegistryClient, RouterClient, SchedulerClient
+from sutradhar._errors import InvalidArgument
 
-from sutradhar._errors import InvalidArgument, from_rpc_error
+C = TypeVar("C", RegistryClient, RouterClient, SchedulerClient, HealthClient)
 
 
 def check_address(address: str) -> None:
@@ -24,14 +24,8 @@ def check_address(address: str) -> None:
         )
 
 
-@asynccontextmanager
-async def channel(address: str) -> AsyncIterator[grpc.aio.Channel]:
-    """An insecure channel to `address`; failed calls raise the project's errors."""
+def connect(client: type[C], address: str) -> C:
+    """A `client` of the service at `address` (checked first); use it as
+    ``async with``. Failed calls raise the SDK's errors (`SutradharError`)."""
     check_address(address)
-    ch = grpc.aio.insecure_channel(address)
-    try:
-        yield ch
-    except grpc.RpcError as err:
-        raise from_rpc_error(err) from err
-    finally:
-        await ch.close()
+    return client(address)

@@ -6,13 +6,12 @@ import argparse
 import sys
 from typing import Any
 
-import grpc
-
+from sutradhar._clients import RegistryClient
 from sutradhar._errors import FailedPrecondition
 from sutradhar.cli._output import add_output_flag, print_json, print_table
-from sutradhar.cli._rpc import channel
-from sutradhar.cli.manifests import agent_from_manifest, load_manifests
-from sutradhar.v1 import registry_pb2, registry_pb2_grpc
+from sutradhar.cli._rpc import connect
+from sutradhar.cli.manifests import agent_from_manifest, before_applying, load_manifests
+from sutradhar.v1 import registry_pb2
 
 TIMEOUT = 10.0
 
@@ -74,14 +73,10 @@ AGENT_COLUMNS = ["namespace", "id", "type", "version", "runtime", "capabilities"
 
 
 async def list_agents(args: argparse.Namespace) -> int:
-    async with channel(args.registry) as ch:
-        stub = registry_pb2_grpc.RegistryServiceStub(ch)
-        resp = await stub.ListAgents(
-            registry_pb2.ListAgentsRequest(
-                namespace=args.namespace, type=args.type, capabilities=args.capability,
-                label_selector=args.selector, version_range=args.version,
-            ),
-            timeout=TIMEOUT,
+    async with connect(RegistryClient, args.registry) as registry:
+        resp = await registry.list_agents(
+            namespace=args.namespace, type=args.type, capabilities=args.capability, labels=args.selector,
+            version_range=args.version, timeout=TIMEOUT,
         )
     if args.output == "json":
         print_json(list(resp.agents))
@@ -91,30 +86,26 @@ async def list_agents(args: argparse.Namespace) -> int:
 
 
 async def get_agent(args: argparse.Namespace) -> int:
-    async with channel(args.registry) as ch:
-        stub = registry_pb2_grpc.RegistryServiceStub(ch)
-        resp = await stub.GetAgent(registry_pb2.GetAgentRequest(namespace=args.namespace, id=args.id), timeout=TIMEOUT)
+    async with connect(RegistryClient, args.registry) as registry:
+        agent = await registry.get_agent(args.id, namespace=args.namespace, timeout=TIMEOUT)
     if args.output == "json":
-        print_json(resp.agent)
+        print_json(agent)
     else:
-        print_table([_agent_row(resp.agent)], AGENT_COLUMNS)
+        print_table([_agent_row(agent)], AGENT_COLUMNS)
     return 0
 
 
 async def register_agents(args: argparse.Namespace) -> int:
-    manifests = [m for m in load_manifests(args.file) if m.kind == "Agent"]
-    if not manifests:
-        print(f"{args.file} holds no `kind: Agent` document; deployments go through `sutradhar deploy -f`")
-        return 1
-    agents = [agent_from_manifest(m) for m in manifests]
+    with before_applying():  # every document is read and checked before the first is registered
+        manifests = [m for m in load_manifests(args.file) if m.kind == "Agent"]
+        if not manifests:
+            print(f"{args.file} holds no `kind: Agent` document; deployments go through `sutradhar deploy -f`")
+            return 1
+        agents = [agent_from_manifest(m) for m in manifests]
     stored = []
-    async with channel(args.registry) as ch:
-        stub = registry_pb2_grpc.RegistryServiceStub(ch)
+    async with connect(RegistryClient, args.registry) as registry:
         for agent in agents:
-            resp = await stub.UpdateAgent(
-                registry_pb2.UpdateAgentRequest(agent=agent, allow_missing=True), timeout=TIMEOUT
-            )
-            stored.append(resp.agent)
+            stored.append(await registry.update_agent(agent, allow_missing=True, timeout=TIMEOUT))
     if args.output == "json":
         print_json(stored)
     else:
@@ -135,24 +126,17 @@ def self_registered(inst: registry_pb2.Instance) -> bool:
 
 
 async def delete_agent(args: argparse.Namespace) -> int:
-    async with channel(args.registry) as ch:
-        stub = registry_pb2_grpc.RegistryServiceStub(ch)
+    async with connect(RegistryClient, args.registry) as registry:
         live: list[registry_pb2.Instance] = []
         if args.force:
-            listed = await stub.ListInstances(
-                registry_pb2.ListInstancesRequest(namespace=args.namespace, agent_id=args.id), timeout=TIMEOUT
-            )
+            listed = await registry.list_instances(namespace=args.namespace, agent_id=args.id, timeout=TIMEOUT)
             live = [i for i in listed.instances if self_registered(i)]
         try:
-            await stub.DeregisterAgent(
-                registry_pb2.DeregisterAgentRequest(namespace=args.namespace, id=args.id, force=args.force),
-                timeout=TIMEOUT,
-            )
-        except grpc.aio.AioRpcError as err:
-            details = err.details() or ""
-            if err.code() is grpc.StatusCode.FAILED_PRECONDITION and "deregister with force" in details:
+            await registry.deregister_agent(args.id, namespace=args.namespace, force=args.force, timeout=TIMEOUT)
+        except FailedPrecondition as err:
+            if "deregister with force" in err.message:
                 # The registry words it for any API caller; on the command line it is a flag.
-                raise FailedPrecondition(details.replace(
+                raise FailedPrecondition(err.message.replace(
                     "deregister with force", f"pass --force (`sutradhar agents delete {args.id} --force`)"
                 )) from err
             raise
@@ -166,11 +150,8 @@ async def delete_agent(args: argparse.Namespace) -> int:
 
 
 async def list_instances(args: argparse.Namespace) -> int:
-    async with channel(args.registry) as ch:
-        stub = registry_pb2_grpc.RegistryServiceStub(ch)
-        resp = await stub.ListInstances(
-            registry_pb2.ListInstancesRequest(namespace=args.namespace, agent_id=args.agent), timeout=TIMEOUT
-        )
+    async with connect(RegistryClient, args.registry) as registry:
+        resp = await registry.list_instances(namespace=args.namespace, agent_id=args.agent, timeout=TIMEOUT)
     if args.output == "json":
         print_json(list(resp.instances))
         return 0

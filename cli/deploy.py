@@ -28,11 +28,19 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from sutradhar._errors import InvalidArgument
+from sutradhar._clients import RegistryClient, SchedulerClient
+from sutradhar._errors import InvalidArgument, NotFound
 from sutradhar.cli._output import add_output_flag, print_json, print_table
-from sutradhar.cli._rpc import channel
-from sutradhar.cli.manifests import Manifest, agent_from_manifest, load_manifests, parse_duration
-from sutradhar.v1 import registry_pb2, registry_pb2_grpc, scheduler_pb2_grpc
+from sutradhar.cli._rpc import connect
+from sutradhar.cli.manifests import (
+    Manifest,
+    agent_from_manifest,
+    before_applying,
+    load_manifests,
+    parse_duration,
+    unknown_fields,
+)
+from sutradhar.v1 import registry_pb2
 from sutradhar.v1 import scheduler_pb2 as P
 
 TIMEOUT = 15.0
@@ -48,19 +56,10 @@ _STRATEGY_FIELDS = {"max_surge": "max_surge", "maxSurge": "max_surge",
                     "max_unavailable": "max_unavailable", "maxUnavailable": "max_unavailable"}
 
 
-def _unknown(where: str, given: dict[str, Any], allowed: set[str] | dict[str, str], path: str) -> None:
-    unknown = sorted(set(given) - set(allowed))
-    if unknown:
-        raise InvalidArgument(
-            f"{where}: unknown field(s) in {path}: {', '.join(unknown)} (valid: {', '.join(sorted(allowed))})",
-            field=f"{path}.{unknown[0]}",
-        )
-
-
 def deployment_from_manifest(m: Manifest) -> tuple[P.Deployment, registry_pb2.Agent | None]:
     """A `kind: Deployment` manifest as a Deployment, plus its inline agent (if any)."""
     spec = dict(m.body.get("spec") or {})
-    _unknown(m.source, spec, _SPEC_FIELDS, "spec")
+    unknown_fields(m.source, spec, _SPEC_FIELDS, "spec")
     d = P.Deployment(name=m.name, namespace=m.namespace)
     agent_ref = spec.get("agent")
     inline: registry_pb2.Agent | None = None
@@ -83,12 +82,12 @@ def deployment_from_manifest(m: Manifest) -> tuple[P.Deployment, registry_pb2.Ag
                               field="spec.replicas")
     d.spec.replicas = replicas
     resources = dict(spec.get("resources") or {})
-    _unknown(m.source, resources, {"cpu", "memory"}, "spec.resources")
+    unknown_fields(m.source, resources, {"cpu", "memory"}, "spec.resources")
     d.spec.resources.cpu = str(resources.get("cpu", ""))
     d.spec.resources.memory = str(resources.get("memory", ""))
     if spec.get("autoscale") is not None:
         auto = dict(spec["autoscale"])
-        _unknown(m.source, auto, _AUTOSCALE_FIELDS, "spec.autoscale")
+        unknown_fields(m.source, auto, _AUTOSCALE_FIELDS, "spec.autoscale")
         data: dict[str, Any] = {}
         for key, value in auto.items():
             name = _AUTOSCALE_FIELDS[key]
@@ -98,7 +97,7 @@ def deployment_from_manifest(m: Manifest) -> tuple[P.Deployment, registry_pb2.Ag
         except json_format.ParseError as err:
             raise InvalidArgument(f"{m.source}: spec.autoscale: {err}", field="spec.autoscale") from err
     strategy = dict(spec.get("strategy") or {})
-    _unknown(m.source, strategy, _STRATEGY_FIELDS, "spec.strategy")
+    unknown_fields(m.source, strategy, _STRATEGY_FIELDS, "spec.strategy")
     for key, value in strategy.items():
         setattr(d.spec.strategy, _STRATEGY_FIELDS[key], str(value))
     for key in ("env", "labels"):
@@ -205,11 +204,26 @@ def _summary(d: P.Deployment) -> str:
     return "Available" if _complete(d) else "Progressing"
 
 
+#: The condition the scheduler publishes on every status it writes: TRUE when it
+#: observed the current generation, current_revision is set and updated == ready
+#: == replicas == desired (reasons RolloutComplete, RolloutInProgress, RolloutPaused).
+ROLLED_OUT = "RolledOut"
+
+
 def _complete(d: P.Deployment) -> bool:
+    """Whether `d` is rolled out: the scheduler's RolledOut condition, read from a
+    status it wrote after seeing the current spec (observed_generation >=
+    generation; an older status may still say TRUE of the previous spec)."""
     s = d.status
+    if s.observed_generation < d.generation:
+        return False
+    rolled_out = next((c for c in s.conditions if c.type == ROLLED_OUT), None)
+    if rolled_out is not None:
+        return rolled_out.status == P.CONDITION_STATUS_TRUE
+    # Fallback ONLY for a scheduler too old to publish RolledOut: the same rule,
+    # derived here from the counts. Drop it once no such scheduler runs.
     want = s.desired_replicas
-    return bool(s.current_revision) and s.observed_generation >= d.generation and \
-        s.updated_replicas == want and s.ready_replicas == want and s.replicas == want
+    return bool(s.current_revision) and s.updated_replicas == want and s.ready_replicas == want and s.replicas == want
 
 
 COLUMNS = ["namespace", "name", "agent", "version", "desired", "ready", "updated", "available", "revision", "status"]
@@ -247,33 +261,27 @@ async def _agents_not_in_file(registry: str, agents: list[registry_pb2.Agent],
     found: dict[tuple[str, str], registry_pb2.Agent] = {}
     if not wanted:
         return found
-    async with channel(registry) as ch:
-        stub = registry_pb2_grpc.RegistryServiceStub(ch)
+    async with connect(RegistryClient, registry) as client:
         for namespace, agent_id in sorted(wanted):
-            resp = await stub.GetAgent(registry_pb2.GetAgentRequest(namespace=namespace, id=agent_id),
-                                       timeout=TIMEOUT)
-            check_deployable(resp.agent)
-            found[(namespace, agent_id)] = resp.agent
+            agent = await client.get_agent(agent_id, namespace=namespace, timeout=TIMEOUT)
+            check_deployable(agent)
+            found[(namespace, agent_id)] = agent
     return found
 
 
-async def _keep_pause(scheduler: scheduler_pb2_grpc.SchedulerServiceStub, d: P.Deployment) -> None:
+async def _keep_pause(scheduler: SchedulerClient, d: P.Deployment) -> None:
     """A manifest that does not say `paused` keeps the deployment's current pause
     (as `kubectl apply` does): applying it must not resume a paused rollout."""
-    import grpc
-
     try:
-        resp = await scheduler.GetDeployment(P.GetDeploymentRequest(namespace=d.namespace, name=d.name),
-                                             timeout=TIMEOUT)
-    except grpc.aio.AioRpcError as err:
-        if err.code() == grpc.StatusCode.NOT_FOUND:
-            return
-        raise
-    d.spec.paused = resp.deployment.spec.paused
+        stored = await scheduler.get_deployment(d.name, namespace=d.namespace, timeout=TIMEOUT)
+    except NotFound:
+        return
+    d.spec.paused = stored.spec.paused
 
 
-async def deploy(args: argparse.Namespace) -> int:
-    manifests = load_manifests(args.file)
+def _read(path: str) -> tuple[list[registry_pb2.Agent], list[P.Deployment], set[tuple[str, str]]]:
+    """The agents and deployments of a manifest file, and which deployments say `paused`."""
+    manifests = load_manifests(path)
     agents = [agent_from_manifest(m) for m in manifests if m.kind == "Agent"]
     deployments = []
     says_paused: set[tuple[str, str]] = set()
@@ -285,32 +293,34 @@ async def deploy(args: argparse.Namespace) -> int:
                 says_paused.add((d.namespace, d.name))
             if inline is not None:
                 agents.append(inline)
-    _check_locally(agents, deployments)
-    stored_agents = await _agents_not_in_file(args.registry, agents, deployments)
+    return agents, deployments, says_paused
+
+
+async def deploy(args: argparse.Namespace) -> int:
+    with before_applying():  # every document is read and checked before the first is applied
+        agents, deployments, says_paused = _read(args.file)
+        _check_locally(agents, deployments)
+        stored_agents = await _agents_not_in_file(args.registry, agents, deployments)
     results: list[Any] = []
     if agents:
-        async with channel(args.registry) as ch:
-            stub = registry_pb2_grpc.RegistryServiceStub(ch)
+        async with connect(RegistryClient, args.registry) as registry:
             for agent in agents:
-                resp = await stub.UpdateAgent(registry_pb2.UpdateAgentRequest(agent=agent, allow_missing=True),
-                                              timeout=TIMEOUT)
-                results.append(resp.agent)
-                stored_agents[(resp.agent.namespace, resp.agent.id)] = resp.agent
+                stored = await registry.update_agent(agent, allow_missing=True, timeout=TIMEOUT)
+                results.append(stored)
+                stored_agents[(stored.namespace, stored.id)] = stored
                 if args.output != "json":
-                    stored = resp.agent
                     print(f"agent/{agent.id} applied in namespace {stored.namespace} (version {stored.version})")
     expected: dict[tuple[str, str], str] = {}
-    async with channel(args.scheduler) as ch:
-        scheduler = scheduler_pb2_grpc.SchedulerServiceStub(ch)
+    async with connect(SchedulerClient, args.scheduler) as scheduler:
         for d in deployments:
             if (d.namespace, d.name) not in says_paused:
                 await _keep_pause(scheduler, d)
-            resp = await scheduler.ApplyDeployment(P.ApplyDeploymentRequest(deployment=d), timeout=TIMEOUT)
+            resp = await scheduler.apply_deployment(d, timeout=TIMEOUT)
             stored_d = resp.deployment
             results.append(stored_d)
-            agent = stored_agents.get((stored_d.namespace, stored_d.spec.agent_id))
-            if agent is not None:
-                expected[(stored_d.namespace, stored_d.name)] = _revision(agent, stored_d)
+            deployed = stored_agents.get((stored_d.namespace, stored_d.spec.agent_id))
+            if deployed is not None:
+                expected[(stored_d.namespace, stored_d.name)] = _revision(deployed, stored_d)
             if args.output != "json":
                 verb = "created" if resp.created else "configured"
                 paused = " (paused: the rollout waits for `sutradhar rollout resume`)" if stored_d.spec.paused else ""
@@ -335,15 +345,14 @@ def _revision(agent: registry_pb2.Agent, d: P.Deployment) -> str:
     return revision_of(agent, d.spec)
 
 
-async def _wait_rollout(stub: scheduler_pb2_grpc.SchedulerServiceStub, namespace: str, name: str, within: float,
+async def _wait_rollout(scheduler: SchedulerClient, namespace: str, name: str, within: float,
                         *, quiet: bool = False, revision: str = "") -> bool:
     """Print progress until the deployment is rolled out (at `revision`, when
     given: a status complete at the previous revision does not count)."""
     deadline = time.monotonic() + within
     last = ""
     while True:
-        request = P.GetDeploymentRequest(namespace=namespace, name=name)
-        d = (await stub.GetDeployment(request, timeout=TIMEOUT)).deployment
+        d = await scheduler.get_deployment(name, namespace=namespace, timeout=TIMEOUT)
         s = d.status
         if s.observed_generation < d.generation:  # the scheduler has not acted on this spec yet
             line = f"deployment/{name}: waiting for the scheduler to pick up generation {d.generation}"
@@ -376,51 +385,40 @@ async def _wait_rollout(stub: scheduler_pb2_grpc.SchedulerServiceStub, namespace
 
 
 async def scale(args: argparse.Namespace) -> int:
-    async with channel(args.scheduler) as ch:
-        stub = scheduler_pb2_grpc.SchedulerServiceStub(ch)
-        resp = await stub.ScaleDeployment(
-            P.ScaleDeploymentRequest(namespace=args.namespace, name=args.name, replicas=args.replicas),
-            timeout=TIMEOUT,
-        )
-        n = resp.deployment.spec.replicas
-        print(f"deployment/{args.name} scaled to {_replicas(n)}")
+    async with connect(SchedulerClient, args.scheduler) as scheduler:
+        scaled = await scheduler.scale_deployment(args.name, args.replicas, namespace=args.namespace, timeout=TIMEOUT)
+        print(f"deployment/{args.name} scaled to {_replicas(scaled.spec.replicas)}")
         if args.wait:
-            return 0 if await _wait_rollout(stub, args.namespace, args.name, args.timeout) else 1
+            return 0 if await _wait_rollout(scheduler, args.namespace, args.name, args.timeout) else 1
     return 0
 
 
 async def undeploy(args: argparse.Namespace) -> int:
-    async with channel(args.scheduler) as ch:
-        stub = scheduler_pb2_grpc.SchedulerServiceStub(ch)
-        request = P.DeleteDeploymentRequest(namespace=args.namespace, name=args.name, wait=not args.no_wait)
+    async with connect(SchedulerClient, args.scheduler) as scheduler:
         if args.no_wait:
-            await stub.DeleteDeployment(request, timeout=TIMEOUT)
+            await scheduler.delete_deployment(args.name, namespace=args.namespace, timeout=TIMEOUT)
         else:
-            delete = asyncio.ensure_future(stub.DeleteDeployment(request, timeout=None))
-            await _report_stopping(stub, args.namespace, args.name, delete)
+            delete = asyncio.ensure_future(scheduler.delete_deployment(args.name, namespace=args.namespace,
+                                                                       wait=True))
+            await _report_stopping(scheduler, args.namespace, args.name, delete)
             await delete
     print(f"deployment/{args.name} deleted from namespace {args.namespace}"
           + (" (replicas stopping)" if args.no_wait else "; every replica stopped"))
     return 0
 
 
-async def _report_stopping(stub: scheduler_pb2_grpc.SchedulerServiceStub, namespace: str, name: str,
+async def _report_stopping(scheduler: SchedulerClient, namespace: str, name: str,
                            delete: asyncio.Future[Any]) -> None:
     """While `delete` waits for the replicas to stop, say how many are left."""
-    import grpc
-
     last = -1
     while not delete.done():
         await asyncio.wait([delete], timeout=0.5)
         if delete.done():
             return
         try:
-            d = (await stub.GetDeployment(P.GetDeploymentRequest(namespace=namespace, name=name),
-                                          timeout=TIMEOUT)).deployment
-        except grpc.aio.AioRpcError as err:
-            if err.code() == grpc.StatusCode.NOT_FOUND:
-                return
-            raise
+            d = await scheduler.get_deployment(name, namespace=namespace, timeout=TIMEOUT)
+        except NotFound:
+            return
         left = d.status.replicas
         if left != last:
             print(f"deployment/{name}: {_replicas(left)} stopping", flush=True)
@@ -428,35 +426,31 @@ async def _report_stopping(stub: scheduler_pb2_grpc.SchedulerServiceStub, namesp
 
 
 async def rollout_action(args: argparse.Namespace) -> int:
-    async with channel(args.scheduler) as ch:
-        stub = scheduler_pb2_grpc.SchedulerServiceStub(ch)
+    async with connect(SchedulerClient, args.scheduler) as scheduler:
         action = args.rollout_command
         if action == "status":
             if args.watch:
-                return 0 if await _wait_rollout(stub, args.namespace, args.name, args.timeout) else 1
-            d = (await stub.GetDeployment(P.GetDeploymentRequest(namespace=args.namespace, name=args.name),
-                                          timeout=TIMEOUT)).deployment
+                return 0 if await _wait_rollout(scheduler, args.namespace, args.name, args.timeout) else 1
+            d = await scheduler.get_deployment(args.name, namespace=args.namespace, timeout=TIMEOUT)
             s = d.status
             print(f"deployment/{d.name}: revision {s.current_revision} (version {s.current_version}), "
                   f"{s.updated_replicas} of {s.desired_replicas} updated, {s.ready_replicas} ready: {_summary(d)}")
             return 0
         if action == "history":
-            d = (await stub.GetDeployment(P.GetDeploymentRequest(namespace=args.namespace, name=args.name),
-                                          timeout=TIMEOUT)).deployment
+            d = await scheduler.get_deployment(args.name, namespace=args.namespace, timeout=TIMEOUT)
             _print_history(d, args.output)
             return 0
         if action == "pause":
-            await stub.PauseRollout(P.PauseRolloutRequest(namespace=args.namespace, name=args.name), timeout=TIMEOUT)
+            await scheduler.pause_rollout(args.name, namespace=args.namespace, timeout=TIMEOUT)
             print(f"deployment/{args.name} paused")
         elif action == "resume":
-            await stub.ResumeRollout(P.ResumeRolloutRequest(namespace=args.namespace, name=args.name),
-                                     timeout=TIMEOUT)
+            await scheduler.resume_rollout(args.name, namespace=args.namespace, timeout=TIMEOUT)
             print(f"deployment/{args.name} resumed")
         else:
-            before = (await stub.GetDeployment(P.GetDeploymentRequest(namespace=args.namespace, name=args.name),
-                                               timeout=TIMEOUT)).deployment.status.current_revision
-            resp = await stub.UndoRollout(P.UndoRolloutRequest(namespace=args.namespace, name=args.name,
-                                                               to_revision=args.to_revision), timeout=TIMEOUT)
+            before = (await scheduler.get_deployment(args.name, namespace=args.namespace,
+                                                     timeout=TIMEOUT)).status.current_revision
+            resp = await scheduler.undo_rollout(args.name, namespace=args.namespace, to_revision=args.to_revision,
+                                                timeout=TIMEOUT)
             target = next((r.revision for r in resp.deployment.status.revisions
                            if args.to_revision and r.revision.startswith(args.to_revision)), "")
             if args.to_revision and target == before:
@@ -482,9 +476,8 @@ def _print_history(d: P.Deployment, output: str) -> None:
 
 
 async def list_deployments(args: argparse.Namespace) -> int:
-    async with channel(args.scheduler) as ch:
-        stub = scheduler_pb2_grpc.SchedulerServiceStub(ch)
-        resp = await stub.ListDeployments(P.ListDeploymentsRequest(namespace=args.namespace), timeout=TIMEOUT)
+    async with connect(SchedulerClient, args.scheduler) as scheduler:
+        resp = await scheduler.list_deployments(namespace=args.namespace, timeout=TIMEOUT)
     if args.output == "json":
         print_json(list(resp.deployments))
     else:
@@ -493,10 +486,8 @@ async def list_deployments(args: argparse.Namespace) -> int:
 
 
 async def get_deployment(args: argparse.Namespace) -> int:
-    async with channel(args.scheduler) as ch:
-        stub = scheduler_pb2_grpc.SchedulerServiceStub(ch)
-        d = (await stub.GetDeployment(P.GetDeploymentRequest(namespace=args.namespace, name=args.name),
-                                      timeout=TIMEOUT)).deployment
+    async with connect(SchedulerClient, args.scheduler) as scheduler:
+        d = await scheduler.get_deployment(args.name, namespace=args.namespace, timeout=TIMEOUT)
     if args.output == "json":
         print_json(d)
         return 0
@@ -530,11 +521,9 @@ def _short_id(native_id: str) -> str:
 
 
 async def logs(args: argparse.Namespace) -> int:
-    async with channel(args.scheduler) as ch:
-        stub = scheduler_pb2_grpc.SchedulerServiceStub(ch)
-        call = stub.GetLogs(P.GetLogsRequest(namespace=args.namespace, name=args.name, replica=args.replica,
-                                             tail=args.tail, follow=args.follow))
+    async with connect(SchedulerClient, args.scheduler) as scheduler:
         prefix = not args.replica
-        async for item in call:
+        async for item in scheduler.get_logs(args.name, namespace=args.namespace, replica=args.replica,
+                                             tail=args.tail, follow=args.follow):
             print(f"[{item.replica}] {item.line}" if prefix else item.line, flush=True)
     return 0

@@ -7,20 +7,19 @@ import json
 import re
 import sys
 import time
-import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
 from google.protobuf import json_format
 
-from sutradhar._clients import ROUTER_DEADLINE_MARGIN
+from sutradhar._agent import Progress, Result
+from sutradhar._clients import ROUTER_DEADLINE_MARGIN, RouterClient
+from sutradhar._convert import event_to_proto, result_to_proto
 from sutradhar._errors import InvalidArgument
 from sutradhar._strategy_names import STRATEGIES
-from sutradhar._values import from_value, to_duration, to_value
 from sutradhar.cli._output import add_output_flag, print_json, print_json_line, print_table
-from sutradhar.cli._rpc import channel
-from sutradhar.v1 import agent_pb2, router_pb2, router_pb2_grpc
+from sutradhar.cli._rpc import connect
 
 #: The client's gRPC deadline is the task's deadline plus the SDK's margin (see ROUTER_DEADLINE_MARGIN).
 DEADLINE_MARGIN = ROUTER_DEADLINE_MARGIN.total_seconds()
@@ -117,24 +116,18 @@ def read_payload(spec: str, stdin: TextIO | None = None) -> str:
     return spec
 
 
-def _request(args: argparse.Namespace, timeout: float) -> tuple[agent_pb2.Task, router_pb2.Selector,
-                                                                  router_pb2.RouteOptions]:
-    payload = parse_payload(read_payload(args.payload))
-    task = agent_pb2.Task(id=uuid.uuid4().hex, type=args.task, payload=to_value(payload))
-    # The task's deadline is --timeout: the router takes the earlier of this and
-    # the gRPC deadline, which run() sets DEADLINE_MARGIN later.
-    task.context.deadline.FromDatetime(datetime.now(UTC) + timedelta(seconds=timeout))
-    selector = router_pb2.Selector(
-        namespace=args.namespace, agent_type=args.type, version_range=args.version,
-        capabilities=args.capability, label_selector=args.label, agent_id=args.agent_id,
-    )
-    options = router_pb2.RouteOptions(strategy=args.strategy, max_attempts=args.max_attempts)
-    options.timeout.CopyFrom(to_duration_seconds(timeout))
-    return task, selector, options
+def route_options(args: argparse.Namespace, timeout: float) -> dict[str, Any]:
+    """The keyword options of `RouterClient.execute` / `execute_stream` for this command line.
 
-
-def to_duration_seconds(seconds: float) -> Any:
-    return to_duration(timedelta(seconds=seconds))
+    The task's deadline is --timeout (the SDK sets it from `timeout`, as the
+    route's own timeout); the router takes the earlier of this and the gRPC
+    deadline, which the SDK sets DEADLINE_MARGIN later.
+    """
+    return {
+        "task_type": args.task, "namespace": args.namespace, "version_range": args.version,
+        "capabilities": args.capability, "labels": args.label, "agent_id": args.agent_id,
+        "strategy": args.strategy, "max_attempts": args.max_attempts, "timeout": timedelta(seconds=timeout),
+    }
 
 
 def plain(value: Any) -> Any:
@@ -149,24 +142,36 @@ def plain(value: Any) -> Any:
     return value
 
 
-def result_dict(result: agent_pb2.Result) -> dict[str, Any]:
-    """A Result as plain JSON (proto field names)."""
+def result_dict(result: Result) -> dict[str, Any]:
+    """A Result as plain JSON (proto field names; the metadata as protobuf JSON, e.g. "latency": "0.0012s")."""
+    message = result_to_proto(result)
     error = None
-    if result.HasField("error"):
-        error = json_format.MessageToDict(result.error, preserving_proto_field_name=True)
+    if result.error is not None:
+        error = json_format.MessageToDict(message.error, preserving_proto_field_name=True)
         error.setdefault("code", "")
         error.setdefault("message", "")
     return {
         "success": result.success,
-        "data": plain(from_value(result.data)) if result.HasField("data") else None,
+        "data": plain(result.data),
         "error": error,
-        "metadata": json_format.MessageToDict(result.metadata, preserving_proto_field_name=True),
+        "metadata": json_format.MessageToDict(message.metadata, preserving_proto_field_name=True),
     }
 
 
-def _print_result(result: agent_pb2.Result, output: str, elapsed: float) -> None:
+def _ms(delta: timedelta | None) -> str:
+    return "-" if delta is None else f"{delta.total_seconds() * 1000:.1f} ms"
+
+
+def _print_result(result: Result, output: str, elapsed: float) -> None:
+    """The result as a table, or as JSON (`result_dict` plus `round_trip_ms`).
+
+    Two times, named apart: the round trip is what this command measured around
+    the call (router, network, retries included); the agent's time is the
+    result's own `metadata.latency` (what the agent, or the router timing it,
+    reports).
+    """
     if output == "json":
-        print_json(result_dict(result))
+        print_json({**result_dict(result), "round_trip_ms": round(elapsed * 1000, 3)})
         return
     meta = result.metadata
     rows = [
@@ -174,46 +179,39 @@ def _print_result(result: agent_pb2.Result, output: str, elapsed: float) -> None
         {"field": "instance", "value": f"{meta.instance_id} (agent {meta.agent_id} {meta.agent_version})".strip()},
         {"field": "attempts", "value": meta.attempts},
         {"field": "task", "value": meta.task_id},
-        {"field": "latency", "value": f"{elapsed * 1000:.1f} ms round trip"},
+        {"field": "round trip", "value": f"{elapsed * 1000:.1f} ms (measured by this command; -o json: round_trip_ms)"},
+        {"field": "agent time", "value": f"{_ms(meta.latency)} (the result's metadata.latency)"},
     ]
-    if result.HasField("error"):
+    if result.error is not None:
         rows.append({"field": "error", "value": f"{result.error.code}: {result.error.message}"})
     print_table(rows, ["field", "value"])
-    if result.HasField("data"):
-        print(json.dumps(plain(from_value(result.data)), indent=2, sort_keys=True))
+    if result.data is not None or result.success:
+        print(json.dumps(plain(result.data), indent=2, sort_keys=True))
 
 
 async def run(args: argparse.Namespace) -> int:
     timeout = parse_timeout(args.timeout)
-    task, selector, options = _request(args, timeout)
+    payload = parse_payload(read_payload(args.payload))
+    options = route_options(args, timeout)
     started = time.perf_counter()
-    async with channel(args.router) as ch:
-        stub = router_pb2_grpc.RouterServiceStub(ch)
+    async with connect(RouterClient, args.router) as router:
         if not args.stream:
-            response = await stub.Execute(
-                router_pb2.RouterServiceExecuteRequest(task=task, selector=selector, options=options),
-                timeout=timeout + DEADLINE_MARGIN,
-            )
-            _print_result(response.result, args.output, time.perf_counter() - started)
-            return 0 if response.result.success else 1
-        final: agent_pb2.Result | None = None
-        call = stub.ExecuteStream(
-            router_pb2.RouterServiceExecuteStreamRequest(task=task, selector=selector, options=options),
-            timeout=timeout + DEADLINE_MARGIN,
-        )
-        async for event in call:
-            kind = event.WhichOneof("event")
-            if kind == "result":
-                final = event.result
+            result = await router.execute(args.type, payload, **options)
+            _print_result(result, args.output, time.perf_counter() - started)
+            return 0 if result.success else 1
+        final: Result | None = None
+        async for event in router.execute_stream(args.type, payload, **options):
+            if isinstance(event, Result):
+                final = event
                 if args.output == "json":
-                    print_json_line({"result": result_dict(event.result)})
+                    print_json_line({"result": result_dict(event)})
                 else:
-                    _print_result(event.result, "table", time.perf_counter() - started)
+                    _print_result(event, "table", time.perf_counter() - started)
             elif args.output == "json":
-                print_json_line(event)
-            elif kind == "progress":
-                print(f"progress {event.progress.fraction:5.0%}  {event.progress.message}")
+                print_json_line(event_to_proto(event))
+            elif isinstance(event, Progress):
+                print(f"progress {event.fraction:5.0%}  {event.message}")
             else:
-                print(f"partial  {json.dumps(plain(from_value(event.partial)))}")
+                print(f"partial  {json.dumps(plain(event.data))}")
             sys.stdout.flush()
         return 0 if final is not None and final.success else 1

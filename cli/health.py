@@ -2,8 +2,9 @@
 
 ::
 
-    sutradhar health                     every agent's aggregate health (namespace default)
-    sutradhar health AGENT               one agent: its instances with probe records
+    sutradhar health                     every agent's aggregate health (namespace default), one row each
+    sutradhar health --instances         every agent's instances with their probe records, one row each
+    sutradhar health AGENT               one agent: its aggregate, then its instances with probe records
     sutradhar health [AGENT] --watch     the table, then health events as they happen
     sutradhar health --members           the live health members and their shares
     sutradhar drain INSTANCE             no new tasks to INSTANCE; in-flight ones finish
@@ -20,10 +21,11 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any
 
-from sutradhar.v1 import health_pb2, health_pb2_grpc, registry_pb2
+from sutradhar._clients import HealthClient
+from sutradhar.v1 import health_pb2, registry_pb2
 
 from ._output import add_output_flag, message_to_dict, print_json, print_json_line, print_table
-from ._rpc import channel
+from ._rpc import connect
 
 TIMEOUT = 10.0
 
@@ -31,6 +33,8 @@ AGENT_COLUMNS = ["namespace", "agent", "status", "total", "serving", "not_servin
                  "restart"]
 INSTANCE_COLUMNS = ["instance", "state", "drained", "readiness", "liveness", "fails", "last_probe", "latency",
                     "restart", "prober", "message"]
+#: `--instances`: every agent's instances in one table, the agent first.
+ALL_INSTANCE_COLUMNS = ["namespace", "agent", *INSTANCE_COLUMNS]
 
 
 def register(sub: Any) -> None:
@@ -39,6 +43,8 @@ def register(sub: Any) -> None:
     p.add_argument("agent", nargs="?", default="", help="agent id (default: every agent)")
     p.add_argument("-n", "--namespace", default="default", help='namespace ("*" for all)')
     p.add_argument("-w", "--watch", action="store_true", help="then follow health events (Ctrl-C stops)")
+    p.add_argument("-i", "--instances", action="store_true",
+                   help="without AGENT: one row per instance (probe results, states) instead of one per agent")
     p.add_argument("--members", action="store_true", help="list the live health members instead")
     add_output_flag(p)
     p.set_defaults(func=health_command)
@@ -142,10 +148,9 @@ def _event_line(ev: health_pb2.HealthEvent) -> str:
 
 async def health_command(args: argparse.Namespace) -> int:
     """`sutradhar health`."""
-    async with channel(args.health) as ch:
-        stub = health_pb2_grpc.HealthServiceStub(ch)
+    async with connect(HealthClient, args.health) as health:
         if args.members:
-            members = await stub.ListMembers(health_pb2.ListMembersRequest(), timeout=TIMEOUT)
+            members = await health.list_members(timeout=TIMEOUT)
             if args.output == "json":
                 print_json(members)
             else:
@@ -153,51 +158,44 @@ async def health_command(args: argparse.Namespace) -> int:
                              for m in members.members), ["member", "address", "instances"], empty="no members")
             return 0
         if args.agent:
-            reply = await stub.GetAgentHealth(
-                health_pb2.GetAgentHealthRequest(namespace=args.namespace, agent_id=args.agent), timeout=TIMEOUT
-            )
+            agent = await health.get_agent_health(args.agent, namespace=args.namespace, timeout=TIMEOUT)
             if args.output == "json" and args.watch:
-                print_json_line(agent_json(reply.health))  # --watch: JSON Lines throughout, one object per line
+                print_json_line(agent_json(agent))  # --watch: JSON Lines throughout, one object per line
             elif args.output == "json":
-                print_json(agent_json(reply.health))
+                print_json(agent_json(agent))
             else:
-                _print_agent(reply.health)
+                _print_agent(agent)
         else:
-            listed = await stub.ListAgentHealth(
-                health_pb2.ListAgentHealthRequest(namespace=args.namespace), timeout=TIMEOUT
-            )
+            listed = await health.list_agent_health(namespace=args.namespace, include_instances=args.instances,
+                                                    timeout=TIMEOUT)
             if args.output == "json" and args.watch:
-                for agent in listed.agents:  # --watch: JSON Lines throughout, one object per line
-                    print_json_line(agent_json(agent))
+                for a in listed.agents:  # --watch: JSON Lines throughout, one object per line
+                    print_json_line(agent_json(a))
             elif args.output == "json":
                 print_json([agent_json(a) for a in listed.agents])
+            elif args.instances:
+                print_table(({"namespace": a.namespace, "agent": a.agent_id, **_instance_row(i)}
+                             for a in listed.agents for i in a.instances), ALL_INSTANCE_COLUMNS, empty="no instances")
             else:
                 print_table((_agent_row(a) for a in listed.agents), AGENT_COLUMNS, empty="no agents")
         if not args.watch:
             return 0
         if args.output != "json":
             print("\nwatching health events (Ctrl-C stops)", flush=True)
-        stream = stub.WatchHealth(health_pb2.WatchHealthRequest(namespace=args.namespace, agent_id=args.agent))
-        async for reply in stream:
+        async for event in health.watch_health(namespace=args.namespace, agent_id=args.agent):
             if args.output == "json":
-                print_json_line(reply.event)
+                print_json_line(event)
             else:
-                print(_event_line(reply.event), flush=True)
+                print(_event_line(event), flush=True)
     return 0
 
 
 async def _set_drained(args: argparse.Namespace, drained: bool) -> int:
-    async with channel(args.health) as ch:
-        stub = health_pb2_grpc.HealthServiceStub(ch)
+    async with connect(HealthClient, args.health) as health:
         if drained:
-            inst = (await stub.DrainInstance(
-                health_pb2.DrainInstanceRequest(namespace=args.namespace, instance_id=args.instance), timeout=TIMEOUT
-            )).instance
+            inst = await health.drain_instance(args.instance, namespace=args.namespace, timeout=TIMEOUT)
         else:
-            inst = (await stub.EnableInstance(
-                health_pb2.EnableInstanceRequest(namespace=args.namespace, instance_id=args.instance),
-                timeout=TIMEOUT,
-            )).instance
+            inst = await health.enable_instance(args.instance, namespace=args.namespace, timeout=TIMEOUT)
     if args.output == "json":
         print_json(inst)
     else:

@@ -19,26 +19,36 @@ A file holds one or more documents separated by ``---``::
       routing: {strategy: least-loaded}
 
 Structural problems (not YAML, wrong apiVersion or kind, unknown fields, a
-duration that is not one) are refused here with the document and field named;
+duration that is not one) are refused here with the document ("document 2 of
+FILE" in a file of several) and the field named, an unknown field with the
+nearest valid one ("unknown field 'metdata' (did you mean 'metadata'?)");
 semantic checks (a version that is not semver, an unknown runtime) are the
 registry's, which names the field in its INVALID_ARGUMENT.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 from google.protobuf import json_format
+from google.protobuf.message import Message
 
 from sutradhar._errors import InvalidArgument
 from sutradhar.v1 import registry_pb2
 
 API_VERSION = "sutradhar/v1"
 KINDS = ("Agent", "Deployment")
+TOP_LEVEL_FIELDS = ("apiVersion", "kind", "metadata", "spec")
+METADATA_FIELDS = ("name", "namespace", "labels")
+AGENT_SPEC_FIELDS = ("type", "version", "runtime", "capabilities", "config", "resources", "labels", "description",
+                     "probes", "routing")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _DURATION_FIELDS = {
@@ -56,7 +66,67 @@ class Manifest:
     name: str
     namespace: str
     body: dict[str, Any]
-    source: str  # "file.yaml#2" for error messages
+    source: str  # "document 2 of file.yaml" (or "file.yaml" when it holds one document), for error messages
+
+
+def unknown_fields(where: str, given: Iterable[str], valid: Iterable[str], path: str = "") -> None:
+    """InvalidArgument naming the first of `given` not in `valid` (under `path`),
+    with the nearest valid name when one is close ("did you mean ...?")."""
+    allowed = sorted(set(valid))
+    unknown = sorted(set(given) - set(allowed))
+    if not unknown:
+        return
+    first = unknown[0]
+    full = f"{path}.{first}" if path else first
+    close = difflib.get_close_matches(first, allowed, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    more = f"; also unknown: {', '.join(unknown[1:])}" if len(unknown) > 1 else ""
+    where_in = f" in {path}" if path else ""
+    raise InvalidArgument(
+        f"{where}: unknown field {full!r}{hint}{more}; valid fields{where_in}: {', '.join(allowed)}", field=full
+    )
+
+
+@contextmanager
+def before_applying() -> Iterator[None]:
+    """Say "nothing was applied" on an InvalidArgument raised while a file is
+    read and checked, before any document of it reaches the mesh."""
+    try:
+        yield
+    except InvalidArgument as err:
+        if "nothing was applied" in err.message:
+            raise
+        raise InvalidArgument(f"{err.message}; nothing was applied", field=err.field) from None
+
+
+#: Message types the manifest gives as free-form values (checked by protobuf's
+#: own JSON parser), not as mappings of named fields.
+_OPAQUE_TYPES = frozenset({"google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.Duration",
+                           "google.protobuf.Timestamp", "google.protobuf.ListValue"})
+
+
+def check_message_fields(where: str, data: Any, message: Message, path: str) -> None:
+    """Refuse keys of `data` that are no field of `message`'s type (proto or JSON
+    name), recursively into nested messages: the error names the field and the
+    nearest valid one, where protobuf's parser would only say "no field named".
+    `message` is a scratch instance (nested ones are created in it)."""
+    if not isinstance(data, dict):
+        return
+    by_name = {}
+    for f in message.DESCRIPTOR.fields:
+        by_name[f.name] = f
+        by_name[f.json_name] = f
+    unknown_fields(where, (str(k) for k in data), by_name, path)
+    for key, value in data.items():
+        f = by_name[str(key)]
+        nested = f.message_type
+        if nested is None or nested.full_name in _OPAQUE_TYPES or nested.GetOptions().map_entry:
+            continue
+        if f.is_repeated:
+            for i, item in enumerate(value if isinstance(value, list) else []):
+                check_message_fields(where, item, getattr(message, f.name).add(), f"{path}.{key}[{i}]")
+        else:
+            check_message_fields(where, value, getattr(message, f.name), f"{path}.{key}")
 
 
 def parse_duration(value: Any, *, field: str) -> str:
@@ -123,9 +193,10 @@ def parse_manifests(text: str, *, source: str = "<manifest>") -> list[Manifest]:
         raise InvalidArgument(f"{source} holds no manifest", field="file")
     out = []
     for i, doc in enumerate(docs, start=1):
-        where = f"{source}#{i}" if len(docs) > 1 else source
+        where = f"document {i} of {source}" if len(docs) > 1 else source
         if not isinstance(doc, dict):
             raise InvalidArgument(f"{where}: a manifest must be a mapping with apiVersion, kind, metadata, spec")
+        unknown_fields(where, (str(k) for k in doc), TOP_LEVEL_FIELDS)
         if doc.get("apiVersion") != API_VERSION:
             raise InvalidArgument(
                 f"{where}: apiVersion must be {API_VERSION!r}, got {doc.get('apiVersion')!r}", field="apiVersion"
@@ -134,11 +205,14 @@ def parse_manifests(text: str, *, source: str = "<manifest>") -> list[Manifest]:
         if kind not in KINDS:
             raise InvalidArgument(f"{where}: kind must be one of {', '.join(KINDS)}, got {kind!r}", field="kind")
         metadata = doc.get("metadata") or {}
-        if not isinstance(metadata, dict) or not metadata.get("name"):
-            raise InvalidArgument(f"{where}: metadata.name is required", field="metadata.name")
-        unknown = set(doc) - {"apiVersion", "kind", "metadata", "spec"}
-        if unknown:
-            raise InvalidArgument(f"{where}: unknown top-level field(s) {', '.join(sorted(unknown))}")
+        if not isinstance(metadata, dict):
+            raise InvalidArgument(f"{where}: metadata must be a mapping with name (and namespace, labels)",
+                                  field="metadata")
+        if not metadata.get("name"):
+            typo = difflib.get_close_matches("name", [str(k) for k in metadata if k not in METADATA_FIELDS], n=1)
+            hint = f" (is {typo[0]!r} a misspelling of it?)" if typo else ""
+            raise InvalidArgument(f"{where}: metadata.name is required{hint}", field="metadata.name")
+        unknown_fields(where, (str(k) for k in metadata), METADATA_FIELDS, "metadata")
         spec = doc.get("spec") or {}
         if not isinstance(spec, dict):
             raise InvalidArgument(f"{where}: spec must be a mapping", field="spec")
@@ -153,15 +227,10 @@ def agent_from_manifest(manifest: Manifest) -> registry_pb2.Agent:
         raise InvalidArgument(f"{manifest.source}: expected kind Agent, got {manifest.kind}", field="kind")
     metadata = manifest.body.get("metadata") or {}
     spec = _normalize_durations(dict(manifest.body.get("spec") or {}), "spec")
-    allowed = {"type", "version", "runtime", "capabilities", "config", "resources", "labels", "description",
-               "probes", "routing"}
-    unknown = set(spec) - allowed
-    if unknown:
-        raise InvalidArgument(
-            f"{manifest.source}: unknown field(s) in spec: {', '.join(sorted(unknown))} "
-            f"(valid: {', '.join(sorted(allowed))})",
-            field=f"spec.{sorted(unknown)[0]}",
-        )
+    unknown_fields(manifest.source, spec, AGENT_SPEC_FIELDS, "spec")
+    scratch = registry_pb2.Agent()
+    for key in ("resources", "probes", "routing"):  # the nested messages, checked against their schema
+        check_message_fields(manifest.source, spec.get(key), getattr(scratch, key), f"spec.{key}")
     spec_labels, meta_labels = spec.pop("labels", None) or {}, metadata.get("labels") or {}
     for field, raw in (("spec.labels", spec_labels), ("metadata.labels", meta_labels)):
         if not isinstance(raw, dict):

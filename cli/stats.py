@@ -6,9 +6,10 @@ import argparse
 import json
 from typing import Any
 
+from sutradhar._clients import RouterClient
 from sutradhar.cli._output import add_output_flag, print_table
-from sutradhar.cli._rpc import channel
-from sutradhar.v1 import router_pb2, router_pb2_grpc
+from sutradhar.cli._rpc import connect
+from sutradhar.v1 import router_pb2
 
 TIMEOUT = 10.0
 
@@ -50,11 +51,8 @@ def stats_rows(response: router_pb2.GetStatsResponse) -> list[dict[str, Any]]:
 
 
 async def run(args: argparse.Namespace) -> int:
-    async with channel(args.router) as ch:
-        stub = router_pb2_grpc.RouterServiceStub(ch)
-        response = await stub.GetStats(
-            router_pb2.GetStatsRequest(namespace=args.namespace, agent_type=args.type), timeout=TIMEOUT
-        )
+    async with connect(RouterClient, args.router) as router:
+        response = await router.get_stats(namespace=args.namespace, agent_type=args.type, timeout=TIMEOUT)
     rows = stats_rows(response)
     if args.output == "json":
         print(json.dumps({"router_id": response.router_id, "instances": rows}, indent=2, sort_keys=True))

@@ -5,6 +5,12 @@ scheduler, health and router services on their default ports, prints the
 endpoints, and runs until Ctrl-C or SIGTERM, when it stops everything it
 started. `--demo` also starts the example echo agent and routes sample tasks.
 `--detach` runs the same in the background; `down` stops it.
+
+Everything `up` keeps (etcd's data, so the agents and deployments registered,
+the logs, the scheduler's replica records) is in one state directory: by
+default one of this checkout's own under ``~/.local/state/sutradhar/``
+(`default_state_dir`), else ``--state-dir`` or ``$SUTRADHAR_STATE_DIR``. `up`
+prints it; `down --purge` stops the mesh and deletes it, for a fresh start.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import ipaddress
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,12 +37,14 @@ from sutradhar._errors import FailedPrecondition, InvalidArgument, SutradharErro
 from sutradhar.cli._launcher import (
     LOCK_FILE,
     REPO_ROOT,
+    STATE_ENTRIES,
     STATE_FILE,
     Mesh,
     MeshPorts,
     child_env,
     default_state_dir,
     pid_alive,
+    state_home,
     stop_process_group,
     stop_replicas,
     wait_for_listening,
@@ -50,7 +59,8 @@ DEMO_TASKS = 6
 def register(sub: Any) -> None:
     p = sub.add_parser("up", help="start the whole mesh on this machine (etcd + every service)")
     p.add_argument("--state-dir", type=Path, default=None,
-                   help=f"where data and logs go (default: {default_state_dir()})")
+                   help="where etcd's data (the agents and deployments), logs and replica records go "
+                        f"(env SUTRADHAR_STATE_DIR; default: this checkout's own, {default_state_dir()})")
     p.add_argument("--host", type=_host, default="127.0.0.1",
                    help="IPv4 address every service binds (default %(default)s)")
     p.add_argument("--etcd", type=_endpoint, default=None,
@@ -65,7 +75,10 @@ def register(sub: Any) -> None:
     p.set_defaults(func=up)
 
     p = sub.add_parser("down", help="stop a mesh started with `sutradhar up --detach`")
-    p.add_argument("--state-dir", type=Path, default=None)
+    p.add_argument("--state-dir", type=Path, default=None,
+                   help=f"the state directory `up` used (env SUTRADHAR_STATE_DIR; default {default_state_dir()})")
+    p.add_argument("--purge", action="store_true",
+                   help="then delete the state directory: etcd's data (every agent and deployment), logs, records")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait before killing")
     p.set_defaults(func=down)
 
@@ -225,7 +238,7 @@ def _foreground(args: argparse.Namespace, state_dir: Path) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    print(f"Starting the Sutradhar mesh (state in {state_dir})", flush=True)
+    print(f"Starting the Sutradhar mesh (state in {state_dir}; `sutradhar down --purge` resets it)", flush=True)
     mesh = _mesh_from_args(args, state_dir)
     demo_procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -286,25 +299,18 @@ def _start_demo_agents(mesh: Mesh) -> list[subprocess.Popen[bytes]]:
 
 
 async def _run_demo(router: str) -> None:
-    import grpc
-
-    from sutradhar._values import from_value, to_value
-    from sutradhar.v1 import agent_pb2, router_pb2, router_pb2_grpc
+    from sutradhar._clients import RouterClient
 
     print(f"Routing sample tasks through the router at {router}:", flush=True)
-    async with grpc.aio.insecure_channel(router) as channel:
-        stub = router_pb2_grpc.RouterServiceStub(channel)
-        selector = router_pb2.Selector(agent_type="echo")
+    async with RouterClient(router) as client:
         # Wait until the router has seen the demo replicas.
         deadline = time.monotonic() + 20
         seen: set[str] = set()
         while len(seen) < DEMO_REPLICAS and time.monotonic() < deadline:
             try:
-                resp = await stub.Execute(router_pb2.RouterServiceExecuteRequest(
-                    selector=selector, task=agent_pb2.Task(type="echo", payload=to_value({"warmup": True}))),
-                    timeout=5)
-                seen.add(resp.result.metadata.instance_id)
-            except grpc.aio.AioRpcError:
+                warmup = await client.execute("echo", {"warmup": True}, task_type="echo", timeout=5)
+                seen.add(warmup.metadata.instance_id)
+            except SutradharError:
                 await asyncio.sleep(0.2)
         if not seen:
             raise Unavailable("the router never saw the demo agent; see the logs under the state directory")
@@ -312,12 +318,9 @@ async def _run_demo(router: str) -> None:
         for n in range(1, DEMO_TASKS + 1):
             payload = {"text": f"hello #{n} from sutradhar"}
             started = time.perf_counter()
-            resp = await stub.Execute(router_pb2.RouterServiceExecuteRequest(
-                selector=selector, task=agent_pb2.Task(id=f"demo-{n}", type="echo", payload=to_value(payload))),
-                timeout=5)
+            result = await client.execute("echo", payload, task_type="echo", task_id=f"demo-{n}", timeout=5)
             elapsed = (time.perf_counter() - started) * 1000
-            result = resp.result
-            data = from_value(result.data) if result.success else result.error.message
+            data = result.data if result.success else (result.error.message if result.error else "")
             shown = data.get("echo", data) if isinstance(data, dict) else data
             rows.append({"task": f"demo-{n}", "instance": result.metadata.instance_id,
                          "ok": result.success, "ms": f"{elapsed:.2f}", "result": json.dumps(shown)[:70]})
@@ -342,7 +345,7 @@ def _detach(args: argparse.Namespace, state_dir: Path) -> int:
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, cwd=Path.cwd())
-    print(f"Starting the mesh in the background (pid {proc.pid}, log {log_path})", flush=True)
+    print(f"Starting the mesh in the background (pid {proc.pid}, state in {state_dir}, log {log_path})", flush=True)
     deadline = time.monotonic() + 90
     path = state_dir / STATE_FILE
     while time.monotonic() < deadline:
@@ -365,11 +368,42 @@ def _detach(args: argparse.Namespace, state_dir: Path) -> int:
     raise Unavailable(f"the mesh did not come up within 90s; see {log_path}")
 
 
+def _purge(state_dir: Path) -> None:
+    """Delete a state directory `up` made (and no other directory), once no mesh uses it."""
+    if not state_dir.exists():
+        print(f"{state_dir} does not exist; nothing to purge")
+        return
+    if not state_dir.is_dir() or not any((state_dir / entry).exists() for entry in STATE_ENTRIES):
+        raise FailedPrecondition(
+            f"{state_dir} does not look like a state directory `sutradhar up` made (none of "
+            f"{', '.join(STATE_ENTRIES)} in it); nothing was deleted"
+        )
+    os.close(_lock_state_dir(state_dir))  # FAILED_PRECONDITION while an `up` still holds it
+    shutil.rmtree(state_dir)
+    print(f"Deleted {state_dir}: the next `sutradhar up` starts with no agents, deployments or logs.")
+
+
+def _legacy_mesh_hint(state_dir: Path) -> str:
+    """Where a mesh runs from the state directory every checkout shared before
+    state directories were per checkout (an `up` of an older version), if one does."""
+    legacy = state_home()
+    if os.environ.get("SUTRADHAR_STATE_DIR") or legacy == state_dir or not _running_supervisor(legacy):
+        return ""
+    return f" (one runs from {legacy}: stop it with `sutradhar down --state-dir {legacy}`)"
+
+
 def down(args: argparse.Namespace) -> int:
     state_dir: Path = (args.state_dir or default_state_dir()).resolve()
+    code = _down(args, state_dir)
+    if args.purge:
+        _purge(state_dir)
+    return code
+
+
+def _down(args: argparse.Namespace, state_dir: Path) -> int:
     path = state_dir / STATE_FILE
     if not path.exists():
-        print(f"no mesh is running from {state_dir}")
+        print(f"no mesh is running from {state_dir}" + ("" if args.state_dir else _legacy_mesh_hint(state_dir)))
         return 0
     state = _read_state(path)
     pid = int(state["supervisor_pid"])

@@ -13,9 +13,10 @@ Write an agent::
 
     serve(Echo())
 
-Call the mesh with `RouterClient`, `RegistryClient` or `AgentClient`; test an
-agent with `sutradhar.testing.run_agent`; check any agent, in any language,
-with `python -m sutradhar.conformance HOST:PORT`.
+Call the mesh with `RouterClient`, `RegistryClient`, `SchedulerClient`,
+`HealthClient` or `AgentClient`; test an agent with
+`sutradhar.testing.run_agent`; check any agent, in any language, with
+`python -m sutradhar.conformance HOST:PORT`.
 """
 
 from sutradhar._agent import (
@@ -29,7 +30,7 @@ from sutradhar._agent import (
     TaskError,
     TaskFailed,
 )
-from sutradhar._clients import AgentClient, RegistryClient, RouterClient
+from sutradhar._clients import AgentClient, HealthClient, RegistryClient, RouterClient, SchedulerClient
 from sutradhar._errors import (
     AlreadyExists,
     Cancelled,
@@ -59,6 +60,7 @@ __all__ = [
     "Conflict",
     "DeadlineExceeded",
     "FailedPrecondition",
+    "HealthClient",
     "Internal",
     "InvalidArgument",
     "NotFound",
@@ -71,6 +73,7 @@ __all__ = [
     "Result",
     "ResultMetadata",
     "RouterClient",
+    "SchedulerClient",
     "SutradharError",
     "Task",
     "TaskContext",

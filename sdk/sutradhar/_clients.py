@@ -1,4 +1,4 @@
-"""Typed asyncio clients for the Registry, the Router and any Agent.
+"""Typed asyncio clients for the Registry, the Router, the Scheduler, the Health service and any Agent.
 
 Each client owns one `grpc.aio` channel and is an async context manager::
 
@@ -33,10 +33,14 @@ from sutradhar._values import JSON, from_duration, to_duration
 from sutradhar.v1 import (
     agent_pb2,
     agent_pb2_grpc,
+    health_pb2,
+    health_pb2_grpc,
     registry_pb2,
     registry_pb2_grpc,
     router_pb2,
     router_pb2_grpc,
+    scheduler_pb2,
+    scheduler_pb2_grpc,
 )
 
 T = TypeVar("T")
@@ -501,3 +505,233 @@ class RegistryClient(_Client):
         )
         async for response in self._iterate(call):
             yield response
+
+
+class SchedulerClient(_Client):
+    """Deployments, rollouts and replica logs (SchedulerService)."""
+
+    def __init__(self, address: str, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        super().__init__(address, max_message_bytes=max_message_bytes)
+        self._stub = scheduler_pb2_grpc.SchedulerServiceStub(self._channel)
+
+    async def create_deployment(
+        self, deployment: scheduler_pb2.Deployment, *, timeout: Timeout = None
+    ) -> scheduler_pb2.Deployment:
+        """Create a deployment; `AlreadyExists` when the name is taken."""
+        response = await self._call(
+            self._stub.CreateDeployment(
+                scheduler_pb2.CreateDeploymentRequest(deployment=deployment), timeout=_seconds(timeout)
+            )
+        )
+        return response.deployment
+
+    async def apply_deployment(
+        self, deployment: scheduler_pb2.Deployment, *, timeout: Timeout = None
+    ) -> scheduler_pb2.ApplyDeploymentResponse:
+        """Create the deployment or replace its spec (like `kubectl apply`);
+        the response says which (`created`)."""
+        return await self._call(
+            self._stub.ApplyDeployment(
+                scheduler_pb2.ApplyDeploymentRequest(deployment=deployment), timeout=_seconds(timeout)
+            )
+        )
+
+    async def get_deployment(
+        self, name: str, *, namespace: str = "", timeout: Timeout = None
+    ) -> scheduler_pb2.Deployment:
+        """One deployment with its status; `NotFound` when missing."""
+        response = await self._call(
+            self._stub.GetDeployment(
+                scheduler_pb2.GetDeploymentRequest(namespace=namespace, name=name), timeout=_seconds(timeout)
+            )
+        )
+        return response.deployment
+
+    async def list_deployments(
+        self, *, namespace: str = "", timeout: Timeout = None
+    ) -> scheduler_pb2.ListDeploymentsResponse:
+        """Deployments of `namespace` ("*" for all), with the revision read at."""
+        return await self._call(
+            self._stub.ListDeployments(
+                scheduler_pb2.ListDeploymentsRequest(namespace=namespace), timeout=_seconds(timeout)
+            )
+        )
+
+    async def update_deployment(
+        self, deployment: scheduler_pb2.Deployment, *, timeout: Timeout = None
+    ) -> scheduler_pb2.Deployment:
+        """Replace a deployment's spec (`Conflict` on a stale resource_version)."""
+        response = await self._call(
+            self._stub.UpdateDeployment(
+                scheduler_pb2.UpdateDeploymentRequest(deployment=deployment), timeout=_seconds(timeout)
+            )
+        )
+        return response.deployment
+
+    async def scale_deployment(
+        self, name: str, replicas: int, *, namespace: str = "", timeout: Timeout = None
+    ) -> scheduler_pb2.Deployment:
+        """Set a deployment's replica count."""
+        response = await self._call(
+            self._stub.ScaleDeployment(
+                scheduler_pb2.ScaleDeploymentRequest(namespace=namespace, name=name, replicas=replicas),
+                timeout=_seconds(timeout),
+            )
+        )
+        return response.deployment
+
+    async def delete_deployment(
+        self, name: str, *, namespace: str = "", wait: bool = False, timeout: Timeout = None
+    ) -> scheduler_pb2.Deployment:
+        """Delete a deployment; with `wait`, return once every replica has stopped."""
+        response = await self._call(
+            self._stub.DeleteDeployment(
+                scheduler_pb2.DeleteDeploymentRequest(namespace=namespace, name=name, wait=wait),
+                timeout=_seconds(timeout),
+            )
+        )
+        return response.deployment
+
+    async def pause_rollout(
+        self, name: str, *, namespace: str = "", timeout: Timeout = None
+    ) -> scheduler_pb2.Deployment:
+        """Pause a deployment's rollout."""
+        response = await self._call(
+            self._stub.PauseRollout(
+                scheduler_pb2.PauseRolloutRequest(namespace=namespace, name=name), timeout=_seconds(timeout)
+            )
+        )
+        return response.deployment
+
+    async def resume_rollout(
+        self, name: str, *, namespace: str = "", timeout: Timeout = None
+    ) -> scheduler_pb2.Deployment:
+        """Resume a paused rollout."""
+        response = await self._call(
+            self._stub.ResumeRollout(
+                scheduler_pb2.ResumeRolloutRequest(namespace=namespace, name=name), timeout=_seconds(timeout)
+            )
+        )
+        return response.deployment
+
+    async def undo_rollout(
+        self, name: str, *, namespace: str = "", to_revision: str = "", timeout: Timeout = None
+    ) -> scheduler_pb2.UndoRolloutResponse:
+        """Roll back to the previous revision (or `to_revision`, a hash prefix);
+        the response carries the deployment and the agent it now runs."""
+        return await self._call(
+            self._stub.UndoRollout(
+                scheduler_pb2.UndoRolloutRequest(namespace=namespace, name=name, to_revision=to_revision),
+                timeout=_seconds(timeout),
+            )
+        )
+
+    async def watch_deployments(
+        self, *, namespace: str = "", name: str = "", include_initial: bool = False
+    ) -> AsyncGenerator[scheduler_pb2.WatchDeploymentsResponse, None]:
+        """Stream deployment changes (of one deployment when `name` is given)."""
+        call = self._stub.WatchDeployments(
+            scheduler_pb2.WatchDeploymentsRequest(namespace=namespace, name=name, include_initial=include_initial)
+        )
+        async for response in self._iterate(call):
+            yield response
+
+    async def get_logs(
+        self,
+        name: str,
+        *,
+        namespace: str = "",
+        replica: str = "",
+        tail: int = 0,
+        follow: bool = False,
+        timeout: Timeout = None,
+    ) -> AsyncGenerator[scheduler_pb2.GetLogsResponse, None]:
+        """A deployment's replica log lines (the last `tail` per replica); with
+        `follow`, new lines as they are written until the loop is left."""
+        call = self._stub.GetLogs(
+            scheduler_pb2.GetLogsRequest(namespace=namespace, name=name, replica=replica, tail=tail, follow=follow),
+            timeout=_seconds(timeout),
+        )
+        async for response in self._iterate(call):
+            yield response
+
+
+class HealthClient(_Client):
+    """Probe results, drain and enable, and health events (HealthService)."""
+
+    def __init__(self, address: str, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        super().__init__(address, max_message_bytes=max_message_bytes)
+        self._stub = health_pb2_grpc.HealthServiceStub(self._channel)
+
+    async def get_agent_health(
+        self, agent_id: str, *, namespace: str = "", timeout: Timeout = None
+    ) -> health_pb2.AgentHealth:
+        """One agent's aggregate health with its instances and their probe records."""
+        response = await self._call(
+            self._stub.GetAgentHealth(
+                health_pb2.GetAgentHealthRequest(namespace=namespace, agent_id=agent_id), timeout=_seconds(timeout)
+            )
+        )
+        return response.health
+
+    async def list_agent_health(
+        self, *, namespace: str = "", include_instances: bool = False, timeout: Timeout = None
+    ) -> health_pb2.ListAgentHealthResponse:
+        """Every agent's aggregate health (with their instances when `include_instances`)."""
+        return await self._call(
+            self._stub.ListAgentHealth(
+                health_pb2.ListAgentHealthRequest(namespace=namespace, include_instances=include_instances),
+                timeout=_seconds(timeout),
+            )
+        )
+
+    async def get_instance_health(
+        self, instance_id: str, *, namespace: str = "", timeout: Timeout = None
+    ) -> registry_pb2.Instance:
+        """One instance with its probe records; `NotFound` when missing."""
+        response = await self._call(
+            self._stub.GetInstanceHealth(
+                health_pb2.GetInstanceHealthRequest(namespace=namespace, instance_id=instance_id),
+                timeout=_seconds(timeout),
+            )
+        )
+        return response.instance
+
+    async def drain_instance(
+        self, instance_id: str, *, namespace: str = "", timeout: Timeout = None
+    ) -> registry_pb2.Instance:
+        """No new tasks to the instance; tasks in flight finish."""
+        response = await self._call(
+            self._stub.DrainInstance(
+                health_pb2.DrainInstanceRequest(namespace=namespace, instance_id=instance_id),
+                timeout=_seconds(timeout),
+            )
+        )
+        return response.instance
+
+    async def enable_instance(
+        self, instance_id: str, *, namespace: str = "", timeout: Timeout = None
+    ) -> registry_pb2.Instance:
+        """Take a drained instance back (its state follows readiness again)."""
+        response = await self._call(
+            self._stub.EnableInstance(
+                health_pb2.EnableInstanceRequest(namespace=namespace, instance_id=instance_id),
+                timeout=_seconds(timeout),
+            )
+        )
+        return response.instance
+
+    async def watch_health(
+        self, *, namespace: str = "", agent_id: str = "", include_current: bool = False
+    ) -> AsyncGenerator[health_pb2.HealthEvent, None]:
+        """Stream health events (of one agent when `agent_id` is given); with
+        `include_current`, first the current instances, then SYNCED."""
+        call = self._stub.WatchHealth(
+            health_pb2.WatchHealthRequest(namespace=namespace, agent_id=agent_id, include_current=include_current)
+        )
+        async for response in self._iterate(call):
+            yield response.event
+
+    async def list_members(self, *, timeout: Timeout = None) -> health_pb2.ListMembersResponse:
+        """The live health members, how many instances each probes, and which answered."""
+        return await self._call(self._stub.ListMembers(health_pb2.ListMembersRequest(), timeout=_seconds(timeout)))

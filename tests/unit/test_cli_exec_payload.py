@@ -12,6 +12,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from sutradhar._clients import RouterClient, make_task
 from sutradhar._errors import SutradharError
 from sutradhar.cli import exec_
 from sutradhar.cli import main as cli_main
@@ -86,11 +87,15 @@ def test_exec_help_documents_the_file_forms(capsys: pytest.CaptureFixture[str]) 
 
 def test_the_task_carries_its_own_deadline() -> None:
     args = cli_main.build_parser().parse_args(["exec", "echo", "--timeout", "2s"])
+    # `exec` hands these options to the SDK's RouterClient, which builds the task and the route from them.
     before = datetime.now(UTC)
-    task, _, options = exec_._request(args, 2.0)
+    opts = exec_.route_options(args, 2.0)
+    task = make_task(None, task_type=opts["task_type"], task_id=None, context=None, timeout=opts["timeout"])
     after = datetime.now(UTC)
-    deadline = task.context.deadline.ToDatetime(tzinfo=UTC)
+    deadline = task.context.deadline
+    assert deadline is not None
     assert before + timedelta(seconds=2) <= deadline <= after + timedelta(seconds=2)
+    options = RouterClient._options(opts["strategy"], opts["max_attempts"], opts["timeout"])
     assert options.timeout.seconds == 2
     assert exec_.DEADLINE_MARGIN >= 0.5
 
