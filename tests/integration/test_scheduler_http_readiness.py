@@ -90,7 +90,13 @@ async def test_an_http_replica_is_ready_when_its_readiness_probe_passes_as_healt
                     d = await get(api, namespace, "web")
                     return d if d.status.ready_replicas == 1 else None
 
-                await eventually(ready)
+                d = await eventually(ready)
+                assert isinstance(d, P.Deployment)
+                # the scheduler says the rollout is complete itself (clients need not re-derive it)
+                rolled = next(c for c in d.status.conditions if c.type == "RolledOut")
+                assert (rolled.status, rolled.reason) == (P.CONDITION_STATUS_TRUE, "RolloutComplete")
+                assert rolled.message == (f"revision {d.status.current_revision} (version 1.0.0): "
+                                          "1 of 1 updated and ready")
                 listed = await registry_client.list_instances(namespace=namespace, agent_id="web")
                 assert [i.endpoint for i in listed.instances] == [url]
                 await api.DeleteDeployment(P.DeleteDeploymentRequest(namespace=namespace, name="web", wait=True))
