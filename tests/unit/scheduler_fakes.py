@@ -7,10 +7,13 @@ time moves only when a test (or a part's `sleep`) moves it.
 from __future__ import annotations
 
 import asyncio
+import heapq
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from sutradhar._errors import NotFound
+from sutradhar._errors import AlreadyExists, Conflict, NotFound
+from sutradhar.services.common.store import Guard, KeyValue, Op
 from sutradhar.services.common.probing import ProbeOutcome, ProbeSettings
 from sutradhar.services.scheduler.config import SchedulerConfig
 from sutradhar.services.scheduler.registration import Registrar
@@ -25,12 +28,20 @@ EPOCH = 1_800_000_000.0
 
 
 class FakeClock:
-    """Wall and monotonic time that move only when told (or slept through)."""
+    """Virtual time: wall and monotonic clocks that move only when a test moves them.
+
+    `sleep` blocks until the clock has been moved past its deadline; `advance`
+    moves it (waking the sleepers that are due) and `run_until` runs the event
+    loop, jumping from one sleeper's deadline to the next, until a condition
+    holds. Nothing waits in real time.
+    """
 
     def __init__(self, wall: float = EPOCH, mono: float = 1000.0) -> None:
         self.wall = wall
         self.mono = mono
         self.slept: list[float] = []
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._seq = 0
 
     def now(self) -> float:
         return self.wall
@@ -38,14 +49,45 @@ class FakeClock:
     def monotonic(self) -> float:
         return self.mono
 
-    def advance(self, seconds: float) -> None:
-        self.wall += seconds
-        self.mono += seconds
-
     async def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
-        self.advance(seconds)
-        await asyncio.sleep(0)
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._seq += 1
+        heapq.heappush(self._sleepers, (self.mono + seconds, self._seq, future))
+        await future
+
+    def advance(self, seconds: float) -> None:
+        """Move both clocks on by `seconds`; wake every sleeper now due."""
+        self.wall += seconds
+        self.mono += seconds
+        while self._sleepers and self._sleepers[0][0] <= self.mono:
+            _, _, future = heapq.heappop(self._sleepers)
+            if not future.done():
+                future.set_result(None)
+
+    async def settle(self) -> None:
+        """Let every runnable task run until it waits again."""
+        for _ in range(50):
+            await asyncio.sleep(0)
+
+    async def run_until(self, condition: Callable[[], bool], *, limit: float = 3600.0) -> None:
+        """Run tasks, moving time to the next sleeper's deadline whenever all
+        wait, until `condition()` holds (AssertionError past `limit` seconds)."""
+        start = self.mono
+        while True:
+            await self.settle()
+            if condition():
+                return
+            live = [entry for entry in self._sleepers if not entry[2].done()]
+            if not live:
+                raise AssertionError("nothing is sleeping and the condition does not hold")
+            deadline = min(entry[0] for entry in live)
+            if deadline - start > limit:
+                raise AssertionError(f"condition did not hold within {limit:g}s of virtual time")
+            self.advance(max(0.0, deadline - self.mono))
 
 
 class FakeRuntime:
@@ -127,6 +169,49 @@ class FakeRegistry:
         self.states[instance_id] = state
 
 
+class FakeStore:
+    """The Store seam in memory: get, list, put, delete and commits guarded by mod revision."""
+
+    def __init__(self) -> None:
+        self.kvs: dict[str, KeyValue] = {}
+        self.revision = 0
+
+    async def get(self, key: str) -> KeyValue | None:
+        return self.kvs.get(key)
+
+    async def list(self, prefix: str) -> tuple[list[KeyValue], int]:
+        return sorted((kv for k, kv in self.kvs.items() if k.startswith(prefix)), key=lambda kv: kv.key), self.revision
+
+    async def commit(self, guards: list[Guard], ops: list[Op]) -> int:
+        for guard in guards:
+            kv = self.kvs.get(guard.key)
+            if guard.mod_revision == 0 and kv is not None:
+                raise AlreadyExists(f"{guard.key} exists")
+            if guard.mod_revision and kv is None:
+                raise NotFound(f"{guard.key} not found")
+            if guard.mod_revision and kv is not None and kv.mod_revision != guard.mod_revision:
+                raise Conflict(f"{guard.key} changed")
+        self.revision += 1
+        for op in ops:
+            prev = self.kvs.get(op.key)
+            if op.value is None:
+                self.kvs.pop(op.key, None)
+                continue
+            self.kvs[op.key] = KeyValue(
+                key=op.key, value=op.value, create_revision=prev.create_revision if prev else self.revision,
+                mod_revision=self.revision, version=prev.version + 1 if prev else 1, lease=op.lease,
+            )
+        return self.revision
+
+    async def put(self, key: str, value: bytes, *, lease: int = 0) -> int:
+        return await self.commit([], [Op(key, value, lease)])
+
+    async def delete(self, key: str) -> bool:
+        existed = key in self.kvs
+        await self.commit([], [Op(key, None)])
+        return existed
+
+
 class FakeProbers:
     """The prober seam: readiness answers scripted per call (the last one repeats)."""
 
@@ -166,11 +251,12 @@ class Harness:
         self.probers = probers or FakeProbers(True)
         self.queue: WorkQueue[tuple[str, str]] = WorkQueue()
         self.events = EventLog()
-        self.registrar = Registrar(self.registry, None, self.config, clock=self.clock)  # type: ignore[arg-type]
+        self.store = FakeStore()
+        self.registrar = Registrar(self.registry, self.store, self.config, clock=self.clock)  # type: ignore[arg-type]
         self.tasks: list[asyncio.Task[None]] = []
         kwargs = {} if rand is None else {"rand": lambda: rand}
         self.supervisor = Supervisor(
-            None, FakeRuntimes(self.runtime), self.registrar, self.config,  # type: ignore[arg-type]
+            self.store, FakeRuntimes(self.runtime), self.registrar, self.config,  # type: ignore[arg-type]
             queue=self.queue, events=self.events, spawn=self._spawn, probers=self.probers,  # type: ignore[arg-type]
             clock=self.clock, **kwargs,  # type: ignore[arg-type]
         )
@@ -192,6 +278,12 @@ class Harness:
         slot = Slot(**values)  # type: ignore[arg-type]
         self.supervisor.slots.setdefault(slot.key, {})[slot.id] = slot
         return slot
+
+    async def run(self, coro) -> object:
+        """Run `coro` to its end, moving virtual time as it sleeps."""
+        task = asyncio.get_running_loop().create_task(coro)
+        await self.clock.run_until(task.done)
+        return task.result()
 
     async def close(self) -> None:
         for task in self.tasks:

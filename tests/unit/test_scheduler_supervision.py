@@ -27,15 +27,6 @@ def deployment() -> P.Deployment:
     return P.Deployment(name="web", namespace="ns", spec=P.DeploymentSpec(agent_id="echo", replicas=1))
 
 
-async def until(condition, steps: int = 100_000) -> None:
-    """Let the event loop run (no real time passes) until `condition()` holds."""
-    for _ in range(steps):
-        if condition():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("condition never held")
-
-
 async def started(h: Harness, slot_id: str = "web-1"):
     """A slot whose replica was started (its monitor not spawned: tests run it themselves)."""
     slot = h.slot(slot_id)
@@ -136,7 +127,7 @@ async def test_readiness_then_registration_then_a_crash():
     endpoint = slot.replica.endpoint
     h.probers.answers = [False, False, True]
     h.runtime.exit_at[slot.id] = h.clock.monotonic() + 30
-    await h.supervisor.monitor(slot)
+    await h.run(h.supervisor.monitor(slot))
     # probed until ready, registered (ready since then), watched until it exited at t+30
     assert len(h.probers.checked) == 3 and h.probers.forgotten == [endpoint]
     assert h.reasons() == ["Ready", "Crashed"]
@@ -152,7 +143,7 @@ async def test_a_replica_not_ready_within_the_readiness_timeout_is_stopped_and_c
     endpoint = slot.replica.endpoint
     h.probers.answers = [False]
     start = h.clock.monotonic()
-    await h.supervisor.monitor(slot)
+    await h.run(h.supervisor.monitor(slot))
     # probed every 50 ms until the deadline passed, then stopped, counted as a crash
     assert 10 < h.clock.monotonic() - start <= 10.1
     assert all(s == pytest.approx(0.05) for s in h.clock.slept)
@@ -170,7 +161,7 @@ async def test_a_replica_that_exits_while_starting_is_a_crash_not_a_timeout():
     slot = await started(h)
     h.probers.answers = [False]
     h.runtime.exit_at[slot.id] = h.clock.monotonic() + 2
-    await h.supervisor.monitor(slot)
+    await h.run(h.supervisor.monitor(slot))
     assert slot.message == "exited with code 3" and slot.restarts == 1
     assert h.clock.monotonic() - 1000 == pytest.approx(2, abs=0.06)
     await h.close()
@@ -183,9 +174,9 @@ async def test_the_back_off_resets_after_a_replica_was_ready_long_enough():
     slot.ready, slot.ready_since, slot.lease_id = True, h.clock.now(), 1
     h.runtime.exit_at[slot.id] = h.clock.monotonic() + 90
     task = asyncio.create_task(h.supervisor.monitor(slot))
-    await until(lambda: h.clock.monotonic() >= 1000 + 59)
+    await h.clock.run_until(lambda: h.clock.monotonic() >= 1000 + 59)
     assert slot.restarts == 3  # not yet: ready for less than backoff_reset
-    await task
+    await h.clock.run_until(task.done)
     # reset after 60 s of readiness, so the crash at 90 s waits only backoff_base again
     assert slot.restarts == 1
     assert slot.back_off_until - h.clock.now() == 1
@@ -221,7 +212,7 @@ async def test_a_lapsed_lease_is_registered_again():
     first = slot.lease_id
     del h.registry.instances[slot.id]  # the lease lapsed (an etcd outage longer than the TTL)
     loop = asyncio.create_task(h.registrar.keep_alive_loop(h.supervisor.ready_slots, h.supervisor.lapsed))
-    await until(lambda: slot.lease_id != first)
+    await h.clock.run_until(lambda: slot.lease_id != first)
     loop.cancel()
     assert h.clock.slept[0] == 3  # a third of the instance TTL
     assert slot.ready and slot.id in h.registry.instances and slot.lease_id != first
