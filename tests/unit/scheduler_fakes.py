@@ -13,8 +13,8 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from sutradhar._errors import AlreadyExists, Conflict, NotFound
-from sutradhar.services.common.store import Guard, KeyValue, Op
 from sutradhar.services.common.probing import ProbeOutcome, ProbeSettings
+from sutradhar.services.common.store import Guard, KeyValue, Op
 from sutradhar.services.scheduler.config import SchedulerConfig
 from sutradhar.services.scheduler.registration import Registrar
 from sutradhar.services.scheduler.runtimes.base import Replica, ReplicaPhase, ReplicaSpec
