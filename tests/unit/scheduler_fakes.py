@@ -102,6 +102,8 @@ class FakeRuntime:
         self.exit_at: dict[str, float] = {}
         """replica id -> monotonic time from which `inspect` says it exited."""
         self.exit_message = "exited with code 3"
+        self.found: list[Replica] = []
+        """What `list` finds (replicas left running by an earlier leader)."""
 
     async def start(self, spec: ReplicaSpec) -> Replica:
         self.started.append(spec)
@@ -116,7 +118,7 @@ class FakeRuntime:
         self.stopped.append(replica.replica_id)
 
     async def list(self, namespace: str | None = None) -> list[Replica]:
-        return []
+        return [r for r in self.found if namespace is None or r.namespace == namespace]
 
     async def inspect(self, replica: Replica) -> Replica:
         at = self.exit_at.get(replica.replica_id)
@@ -135,6 +137,9 @@ class FakeRuntimes:
         return self.runtime
 
     def loaded(self) -> list[FakeRuntime]:
+        return [self.runtime]
+
+    def for_adoption(self, names: object) -> list[FakeRuntime]:
         return [self.runtime]
 
 
