@@ -218,17 +218,25 @@ class FakeStore:
 
 
 class FakeProbers:
-    """The prober seam: readiness answers scripted per call (the last one repeats)."""
+    """The prober seam: a TCP check passes while `port_open`; other kinds answer
+    as scripted per call (the last answer repeats)."""
 
     def __init__(self, *answers: bool) -> None:
         self.answers = list(answers) or [True]
+        self.port_open = True
         self.checked: list[tuple[str, ProbeSettings]] = []
         self.forgotten: list[str] = []
 
     async def check(self, endpoint: str, settings: ProbeSettings) -> ProbeOutcome:
         self.checked.append((endpoint, settings))
+        if settings.kind == "tcp":
+            return ProbeOutcome(self.port_open, "" if self.port_open else "ConnectionRefusedError: refused")
         ok = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
         return ProbeOutcome(ok, "" if ok else "health status NOT_SERVING")
+
+    def kinds(self) -> list[str]:
+        """The kind of every check so far, in order."""
+        return [settings.kind for _, settings in self.checked]
 
     async def forget(self, endpoint: str) -> None:
         self.forgotten.append(endpoint)

@@ -15,6 +15,7 @@ from scheduler_fakes import Harness
 
 from sutradhar.services.scheduler.runtimes.base import ReplicaSpec
 from sutradhar.services.scheduler.slots import crash_looping, crashed, reset_if_stable, restart_backoff, restart_due
+from sutradhar.services.scheduler.supervision import probe_ready, readiness_settings
 from sutradhar.v1 import registry_pb2
 from sutradhar.v1 import scheduler_pb2 as P
 
@@ -129,7 +130,7 @@ async def test_readiness_then_registration_then_a_crash():
     h.runtime.exit_at[slot.id] = h.clock.monotonic() + 30
     await h.run(h.supervisor.monitor(slot))
     # probed until ready, registered (ready since then), watched until it exited at t+30
-    assert len(h.probers.checked) == 3 and h.probers.forgotten == [endpoint]
+    assert h.probers.kinds() == ["tcp", "grpc"] * 3 and h.probers.forgotten == [endpoint]
     assert h.reasons() == ["Ready", "Crashed"]
     assert slot.phase == P.REPLICA_PHASE_BACK_OFF and slot.restarts == 1 and not slot.ready
     assert h.registry.leases == 1 and h.registry.instances == {}
@@ -152,7 +153,7 @@ async def test_a_replica_not_ready_within_the_readiness_timeout_is_stopped_and_c
     assert slot.message == (f"not ready within 10s (grpc readiness probe of {endpoint}: "
                             "health status NOT_SERVING)")
     assert h.registry.leases == 0 and h.probers.forgotten == [endpoint]
-    assert {s.kind for _, s in h.probers.checked} == {"grpc"}
+    assert set(h.probers.kinds()) == {"tcp", "grpc"}  # the port, then the probe, each time
     await h.close()
 
 
@@ -230,4 +231,33 @@ async def test_a_stopped_replica_is_drained_stopped_and_deregistered():
     assert h.runtime.stopped == [slot.id] and h.registry.instances == {}
     assert h.supervisor.slots[("ns", "web")] == {}
     assert h.reasons() == ["Ready", "Stopped"]
+    await h.close()
+
+
+async def test_a_replica_whose_port_stays_closed_is_not_probed_and_says_why():
+    h = Harness(readiness_timeout=timedelta(seconds=1))
+    slot = await started(h)
+    endpoint = slot.replica.endpoint
+    h.probers.port_open = False
+    await h.run(h.supervisor.monitor(slot))
+    assert set(h.probers.kinds()) == {"tcp"}
+    assert slot.message == (f"not ready within 1s (grpc readiness probe of {endpoint}: "
+                            "ConnectionRefusedError: refused)")
+    await h.close()
+
+
+async def test_the_readiness_probe_kind_follows_the_agent_and_a_disabled_probe_needs_the_port():
+    h = Harness()
+    web = registry_pb2.Agent(id="web", runtime="http")
+    assert readiness_settings(web, "http://127.0.0.1:8080").kind == "http"
+    process = registry_pb2.Agent(id="p", runtime="process")
+    assert readiness_settings(process, "127.0.0.1:9").kind == "grpc"
+    process.probes.readiness.kind = "http"
+    assert readiness_settings(process, "127.0.0.1:9").kind == "http"
+    process.probes.readiness.disabled = True
+    slot = await started(h)
+    slot.probe = readiness_settings(process, slot.replica.endpoint)
+    h.probers.answers = [False]  # would fail, but a disabled probe is not run
+    assert (await probe_ready(h.probers, slot.replica, slot.probe)).ok
+    assert h.probers.kinds() == ["tcp"]
     await h.close()
