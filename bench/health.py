@@ -139,7 +139,7 @@ async def run_member(etcd: str, seconds: float, warmup: float, flush: float) -> 
 
 async def run_tasks(endpoints: list[str], period: float, seconds: float, warmup: float) -> dict:
     """The naive design: one task per instance, each sleeping its own period."""
-    from sutradhar.services.health.probers import Probers
+    from sutradhar.services.common.probing import Probers
     from sutradhar.services.health.probes import ProbeSettings
 
     probers = Probers(member_id="bench-tasks")

@@ -14,14 +14,13 @@ SDK's rules (`sutradhar._names`, `sutradhar._labels`, `sutradhar._semver`);
 a whole agent is checked by `services.registry.agent_validation`, its
 runtime's config by the runtime's schema
 (`services.scheduler.runtimes.config_schemas`). The resolved-defaults helpers
-(`resolve_probe`, `resolve_ttl`, `parse_cpu`, `parse_memory`) give the
-numbers other services act on.
+(`resolve_ttl`, `parse_cpu`, `parse_memory`) give the numbers other services
+act on; a probe's defaults are resolved by `services.common.probing`.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Final
@@ -42,10 +41,8 @@ __all__ = [
     "MAX_TTL",
     "MIN_TTL",
     "PROBE_KINDS",
-    "ResolvedProbe",
     "parse_cpu",
     "parse_memory",
-    "resolve_probe",
     "resolve_ttl",
     "validate_instance",
     "validate_probe",
@@ -131,44 +128,6 @@ def parse_memory(text: str, *, field: str = "resources.memory") -> int:
 
 
 # -- probes and routing -------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ResolvedProbe:
-    """A probe with every default applied (Kubernetes defaults)."""
-
-    kind: str
-    grpc_service: str
-    http_path: str
-    initial_delay: timedelta
-    period: timedelta
-    timeout: timedelta
-    failure_threshold: int
-    success_threshold: int
-    disabled: bool
-
-
-def resolve_probe(spec: probe_pb2.ProbeSpec | None, *, runtime: str, liveness: bool = False) -> ResolvedProbe:
-    """Apply defaults to a (validated) probe spec: period 10s, timeout 1s,
-    failure_threshold 3, success_threshold 1, kind "http" for http agents and
-    "grpc" otherwise, http_path "/health"."""
-    spec = spec or probe_pb2.ProbeSpec()
-    kind = spec.kind or ("http" if runtime == "http" else "grpc")
-
-    def dur(d: duration_pb2.Duration, default: timedelta) -> timedelta:
-        return d.ToTimedelta() if (d.seconds or d.nanos) else default
-
-    return ResolvedProbe(
-        kind=kind,
-        grpc_service=spec.grpc_service,
-        http_path=spec.http_path or "/health",
-        initial_delay=dur(spec.initial_delay, timedelta(0)),
-        period=dur(spec.period, timedelta(seconds=10)),
-        timeout=dur(spec.timeout, timedelta(seconds=1)),
-        failure_threshold=spec.failure_threshold or 3,
-        success_threshold=1 if liveness else (spec.success_threshold or 1),
-        disabled=spec.disabled,
-    )
 
 
 def _threshold(value: int, field: str) -> None:

@@ -29,16 +29,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from sutradhar._backoff import Backoff
 from sutradhar._errors import AlreadyExists, Conflict, NotFound
 from sutradhar.v1 import health_pb2, registry_pb2
 
 from ..common import keys
+from ..common.probing import Probers
 from ..common.store import Event, EventType, Guard, KeyValue, Op, Store
 from . import events as health_events
 from .events import EventBus
 from .follow import follow_prefix
 from .membership import Membership, owner
-from .probers import Probers
 from .probes import (
     FAILURE,
     IN_PROCESS,
@@ -58,6 +59,9 @@ READINESS, LIVENESS = ProbeName.READINESS, ProbeName.LIVENESS
 #: Instances whose bookkeeping is flushed in one etcd transaction (etcd
 #: allows 128 operations per transaction by default).
 FLUSH_BATCH = 64
+#: How long the writer waits after a failed write before it retries: 0.5 s,
+#: doubling per consecutive failure, capped at 5 s (jittered).
+WRITE_RETRY = Backoff(initial=timedelta(milliseconds=500), maximum=timedelta(seconds=5))
 #: First-probe spread, in seconds, for instances taken over from another member.
 TAKEOVER_JITTER_S = 0.1
 
@@ -377,7 +381,7 @@ class HealthManager:
 
     async def _writer(self) -> None:
         tick = min(0.1, self.options.flush_interval.total_seconds() / 4)
-        backoff = 0.0
+        failures = 0
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake_writer.wait(), tick)
@@ -397,12 +401,13 @@ class HealthManager:
             )
             errors = [e for r in results for e in ([r] if isinstance(r, str) else r) if e]
             if errors:
-                backoff = min(5.0, max(0.5, backoff * 2))
+                failures += 1
+                backoff = WRITE_RETRY.seconds(failures)
                 log.warning("could not write the health of %d instances (%s); retrying in %.1fs",
                             len(errors), errors[0], backoff)
                 await asyncio.sleep(backoff)
             else:
-                backoff = 0.0
+                failures = 0
 
     async def _write_bounded(self, target: Target) -> str:
         """Write one target; return "" or why it failed (it is retried)."""

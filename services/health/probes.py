@@ -3,9 +3,9 @@
 Nothing here does I/O or reads a clock: every function takes `now`, so tests
 drive time instead of sleeping.
 
-- `ProbeSettings.resolve` turns an agent's `ProbeSpec` into concrete settings
-  with the Kubernetes defaults (period 10 s, timeout 1 s, failure threshold 3,
-  success threshold 1, initial delay 0 s).
+- `ProbeSettings` (the one definition, shared with the scheduler, in
+  `services.common.probing`) turns an agent's `ProbeSpec` into concrete
+  settings with the Kubernetes defaults.
 - `ProbeTracker` counts consecutive outcomes and flips its verdict after
   `failure_threshold` failures or `success_threshold` successes.
 - `first_due` / `next_due` are the probe schedule.
@@ -18,20 +18,29 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from enum import Enum
 
-from sutradhar.v1 import probe_pb2, registry_pb2
+from sutradhar.v1 import registry_pb2
 
-from ..common.validation import resolve_probe
+from ..common.probing import IN_PROCESS, ProbeName, ProbeSettings
 
-DEFAULT_PERIOD = timedelta(seconds=10)
-DEFAULT_TIMEOUT = timedelta(seconds=1)
-DEFAULT_FAILURE_THRESHOLD = 3
-DEFAULT_SUCCESS_THRESHOLD = 1
-DEFAULT_HTTP_PATH = "/health"
-
-KINDS = ("grpc", "http", "tcp")
-IN_PROCESS = "in-process"
+__all__ = [
+    "DRAINING",
+    "FAILURE",
+    "IN_PROCESS",
+    "NOT_SERVING",
+    "NO_RESULT",
+    "SERVING",
+    "STARTING",
+    "SUCCESS",
+    "Observation",
+    "ProbeName",
+    "ProbeSettings",
+    "ProbeTracker",
+    "derive_state",
+    "enabled_state",
+    "first_due",
+    "next_due",
+]
 
 SERVING = registry_pb2.INSTANCE_STATE_SERVING
 NOT_SERVING = registry_pb2.INSTANCE_STATE_NOT_SERVING
@@ -41,83 +50,6 @@ STARTING = registry_pb2.INSTANCE_STATE_STARTING
 SUCCESS = registry_pb2.PROBE_RESULT_SUCCESS
 FAILURE = registry_pb2.PROBE_RESULT_FAILURE
 NO_RESULT = registry_pb2.PROBE_RESULT_UNSPECIFIED
-
-
-class ProbeName(Enum):
-    """Which of an instance's two probes."""
-
-    READINESS = "readiness"
-    LIVENESS = "liveness"
-
-
-def default_kind(runtime: str, endpoint: str) -> str:
-    """The probe kind used when a spec leaves `kind` empty."""
-    if runtime == "http" or endpoint.startswith(("http://", "https://")):
-        return "http"
-    return "grpc"
-
-
-@dataclass(frozen=True)
-class ProbeSettings:
-    """One probe's concrete settings, defaults applied."""
-
-    kind: str = "grpc"
-    """"grpc", "http" or "tcp"."""
-    grpc_service: str = ""
-    """Service name sent in the gRPC health check."""
-    http_path: str = DEFAULT_HTTP_PATH
-    """Path probed with GET (kind "http")."""
-    initial_delay: timedelta = timedelta(0)
-    """Wait after registration before the first probe."""
-    period: timedelta = DEFAULT_PERIOD
-    """Time between probes."""
-    timeout: timedelta = DEFAULT_TIMEOUT
-    """A probe that takes longer fails."""
-    failure_threshold: int = DEFAULT_FAILURE_THRESHOLD
-    """Consecutive failures that make the verdict FAILURE."""
-    success_threshold: int = DEFAULT_SUCCESS_THRESHOLD
-    """Consecutive successes that make the verdict SUCCESS."""
-    enabled: bool = True
-    """False when the probe is off."""
-
-    @classmethod
-    def resolve(
-        cls, spec: probe_pb2.ProbeSpec | None, *, runtime: str = "", endpoint: str = "", enabled: bool = True,
-        liveness: bool = False,
-    ) -> ProbeSettings:
-        """Settings from a spec (None: every default, see
-        `validation.resolve_probe`); `enabled` is the default when the spec is
-        absent (readiness is on by default, liveness off)."""
-        resolved = resolve_probe(spec, runtime=runtime, liveness=liveness)
-        return cls(
-            kind=(spec.kind if spec is not None and spec.kind else default_kind(runtime, endpoint)),
-            grpc_service=resolved.grpc_service,
-            http_path=resolved.http_path,
-            initial_delay=resolved.initial_delay,
-            period=resolved.period,
-            timeout=resolved.timeout,
-            failure_threshold=resolved.failure_threshold,
-            success_threshold=resolved.success_threshold,
-            enabled=enabled if spec is None else not resolved.disabled,
-        )
-
-    @classmethod
-    def for_agent(
-        cls, agent: registry_pb2.Agent | None, which: ProbeName, *, runtime: str = "", endpoint: str = ""
-    ) -> ProbeSettings:
-        """The settings of one probe of `agent` (None: an unknown agent, defaults).
-
-        Readiness is on unless disabled; liveness is on only when the agent
-        declares it (as in Kubernetes, where a missing liveness probe never
-        restarts anything).
-        """
-        runtime = runtime or (agent.runtime if agent is not None else "")
-        readiness = which is ProbeName.READINESS
-        name = which.value
-        spec = None
-        if agent is not None and agent.HasField("probes") and agent.probes.HasField(name):  # type: ignore[arg-type]
-            spec = getattr(agent.probes, name)
-        return cls.resolve(spec, runtime=runtime, endpoint=endpoint, enabled=readiness, liveness=not readiness)
 
 
 @dataclass(frozen=True)

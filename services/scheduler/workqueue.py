@@ -3,16 +3,19 @@
 Keys, never events: adding a key that is already waiting does nothing, and a
 key being processed is never handed to a second worker; if it is added again
 meanwhile it is queued once more when the first worker calls `done`. Failed
-keys come back after a per-key exponential back-off; `add_after` schedules a
-timed retry.
+keys come back after a per-key exponential back-off (`sutradhar._backoff.Backoff`,
+jittered); `add_after` schedules a timed retry.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Hashable
+import random
+from collections.abc import Callable, Hashable
 from datetime import timedelta
 from typing import Generic, TypeVar
+
+from sutradhar._backoff import Backoff
 
 K = TypeVar("K", bound=Hashable)
 
@@ -25,14 +28,15 @@ class WorkQueue(Generic[K]):
         *,
         base_delay: timedelta = timedelta(milliseconds=50),
         max_delay: timedelta = timedelta(seconds=10),
+        rand: Callable[[], float] = random.random,
     ) -> None:
         self._queue: asyncio.Queue[K] = asyncio.Queue()
         self._dirty: set[K] = set()
         self._processing: set[K] = set()
         self._timers: dict[K, asyncio.TimerHandle] = {}
         self._failures: dict[K, int] = {}
-        self._base = base_delay.total_seconds()
-        self._max = max_delay.total_seconds()
+        self._backoff = Backoff(initial=base_delay, maximum=max_delay)
+        self._rand = rand
 
     def add(self, key: K) -> None:
         """Queue `key` unless it is queued already."""
@@ -62,10 +66,10 @@ class WorkQueue(Generic[K]):
         self.add(key)
 
     def add_rate_limited(self, key: K) -> timedelta:
-        """Queue `key` after its failure back-off (doubling per failure); return the delay."""
-        failures = self._failures.get(key, 0)
-        self._failures[key] = failures + 1
-        delay = timedelta(seconds=min(self._max, self._base * (2**failures)))
+        """Queue `key` after its failure back-off (doubling per failure, jittered); return the delay."""
+        failures = self._failures.get(key, 0) + 1
+        self._failures[key] = failures
+        delay = self._backoff.delay(failures, self._rand)
         self.add_after(key, delay)
         return delay
 

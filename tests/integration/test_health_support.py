@@ -19,9 +19,9 @@ from grpc_health.v1 import health_pb2_grpc as ghealth_pb2_grpc
 
 from sutradhar._errors import Unavailable
 from sutradhar.services.common import keys
+from sutradhar.services.common.probing import PROBER_HEADER
 from sutradhar.services.common.store import Store
 from sutradhar.services.health import HealthConfig, HealthServer
-from sutradhar.services.health.probers import PROBER_HEADER
 from sutradhar.v1 import health_pb2_grpc, registry_pb2
 from tests.support import eventually
 

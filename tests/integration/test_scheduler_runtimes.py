@@ -185,7 +185,18 @@ async def test_process_runtime_ignores_a_recycled_pid(tmp_path: Path):
 
 
 async def test_http_and_in_process_deployments(api, registry_client, namespace):
-    urls = ["http://127.0.0.1:18081", "http://127.0.0.1:18082"]
+    from test_scheduler_support import ROOT
+
+    from sutradhar.testing import spawn_agent
+
+    # an http replica is ready once its URL passes the readiness probe: serve both URLs
+    command = [sys.executable, str(ROOT / "examples" / "http_echo_agent.py"), "--port", "0"]
+    with spawn_agent(command) as first, spawn_agent(command) as second:
+        await _http_and_in_process_deployments(
+            api, registry_client, namespace, sorted([f"http://{first.address}", f"http://{second.address}"]))
+
+
+async def _http_and_in_process_deployments(api, registry_client, namespace, urls):
     await registry_client.register_agent(registry_pb2.Agent(
         id="ext", namespace=namespace, type="ext", version="1.0.0", runtime="http",
         config=to_struct({"urls": urls})))

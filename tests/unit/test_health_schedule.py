@@ -142,7 +142,7 @@ def test_aggregate_verdicts():
 
 
 def test_endpoint_helpers():
-    from sutradhar.services.health.probers import http_url, split_host_port
+    from sutradhar.services.common.probing import http_url, split_host_port
 
     assert split_host_port("127.0.0.1:5000") == ("127.0.0.1", 5000)
     assert split_host_port("http://127.0.0.1:8080/base") == ("127.0.0.1", 8080)

@@ -36,7 +36,19 @@ async def test_add_after_and_rate_limit():
     assert await asyncio.wait_for(q.get(), 1) == "a"
     q.done("a")
     delays = [q.add_rate_limited("b").total_seconds() for _ in range(4)]
-    assert delays == [0.01, 0.02, 0.04, 0.04]
+    # the shared back-off's jitter takes off at most a fifth of each delay
+    for delay, nominal in zip(delays, [0.01, 0.02, 0.04, 0.04], strict=True):
+        assert nominal * 0.8 <= delay <= nominal
+    q.forget("b")
+    assert 0.008 <= q.add_rate_limited("b").total_seconds() <= 0.01
+    q.close()
+
+
+async def test_rate_limit_doubles_per_failure_up_to_the_cap_without_jitter():
+    q: WorkQueue[str] = WorkQueue(
+        base_delay=timedelta(milliseconds=10), max_delay=timedelta(milliseconds=40), rand=lambda: 0.0
+    )
+    assert [q.add_rate_limited("b").total_seconds() for _ in range(4)] == [0.01, 0.02, 0.04, 0.04]
     q.forget("b")
     assert q.add_rate_limited("b").total_seconds() == 0.01
     q.close()

@@ -13,7 +13,7 @@ from google.protobuf import duration_pb2, json_format
 from sutradhar._errors import InvalidArgument
 from sutradhar.services.common import validation as v
 from sutradhar.services.registry.agent_validation import validate_agent
-from sutradhar.v1 import probe_pb2, registry_pb2
+from sutradhar.v1 import registry_pb2
 
 BASE = {
     "id": "echo",
@@ -220,19 +220,6 @@ def test_quantities():
     assert v.parse_memory("1Gi") == 2**30
     assert v.parse_memory("1000000000") == 10**9
     assert v.parse_memory("5M") == 5 * 10**6
-
-
-def test_resolve_probe_defaults():
-    r = v.resolve_probe(None, runtime="process")
-    assert (r.kind, r.http_path, r.period, r.timeout, r.failure_threshold, r.success_threshold) == (
-        "grpc", "/health", timedelta(seconds=10), timedelta(seconds=1), 3, 1,
-    )
-    assert v.resolve_probe(probe_pb2.ProbeSpec(), runtime="http").kind == "http"
-    spec = probe_pb2.ProbeSpec(kind="tcp", failure_threshold=5, success_threshold=4)
-    spec.period.FromTimedelta(timedelta(milliseconds=200))
-    r = v.resolve_probe(spec, runtime="process")
-    assert (r.kind, r.period, r.failure_threshold, r.success_threshold) == ("tcp", timedelta(milliseconds=200), 5, 4)
-    assert v.resolve_probe(spec, runtime="process", liveness=True).success_threshold == 1
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,20 @@
-"""The three ways to probe an instance: gRPC health check, HTTP GET, TCP connect.
+"""Probing an instance, the one definition the health service and the scheduler share.
 
-`Probers.check(endpoint, settings)` runs one probe and returns a
-`ProbeOutcome`; it never raises for an unhealthy or unreachable instance.
-gRPC channels are kept per endpoint and reused (dropped after a transport
-failure so that a restarted instance is reached without waiting for gRPC's
-reconnect back-off); HTTP probes share one pooled `httpx.AsyncClient`.
+- `ProbeSettings.resolve` / `ProbeSettings.for_agent` turn an agent's
+  `ProbeSpec` into concrete settings with the Kubernetes defaults (period
+  10 s, timeout 1 s, failure threshold 3, success threshold 1, initial delay
+  0 s, path ``/health``) and the kind rule: an empty kind is ``http`` for
+  ``runtime: http`` agents and URL endpoints, else ``grpc``.
+- `Probers.check(endpoint, settings)` runs one probe (gRPC health check,
+  HTTP GET, TCP connect) and returns a `ProbeOutcome`; it never raises for
+  an unhealthy or unreachable instance. gRPC channels are kept per endpoint
+  and reused (dropped after a transport failure so that a restarted instance
+  is reached without waiting for gRPC's reconnect back-off); HTTP probes
+  share one pooled `httpx.AsyncClient`.
+
+The health service probes live instances with these (`services/health`);
+the scheduler waits for a new replica's readiness with the same settings and
+the same prober, so both judge an instance the same way.
 """
 
 from __future__ import annotations
@@ -14,19 +24,129 @@ import contextlib
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from enum import Enum
 from urllib.parse import urlsplit
 
 import grpc
+from google.protobuf import duration_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sutradhar._hosting import reconnect_options
+from sutradhar.v1 import probe_pb2, registry_pb2
 
-from .probes import IN_PROCESS, ProbeSettings
+__all__ = [
+    "DEFAULT_FAILURE_THRESHOLD",
+    "DEFAULT_HTTP_PATH",
+    "DEFAULT_INITIAL_DELAY",
+    "DEFAULT_PERIOD",
+    "DEFAULT_SUCCESS_THRESHOLD",
+    "DEFAULT_TIMEOUT",
+    "IN_PROCESS",
+    "PROBER_HEADER",
+    "ProbeName",
+    "ProbeOutcome",
+    "ProbeSettings",
+    "Probers",
+    "default_kind",
+    "http_url",
+    "split_host_port",
+]
+
+DEFAULT_PERIOD = timedelta(seconds=10)
+DEFAULT_TIMEOUT = timedelta(seconds=1)
+DEFAULT_INITIAL_DELAY = timedelta(0)
+DEFAULT_FAILURE_THRESHOLD = 3
+DEFAULT_SUCCESS_THRESHOLD = 1
+DEFAULT_HTTP_PATH = "/health"
+
+#: The endpoint of an instance that runs inside the routers: never probed, always ready.
+IN_PROCESS = "in-process"
+
+#: Metadata key / header naming the member that probes.
+PROBER_HEADER = "x-sutradhar-prober"
 
 _FAST_RECONNECT = timedelta(milliseconds=100)
 
-#: Metadata key / header naming the health member that probes.
-PROBER_HEADER = "x-sutradhar-prober"
+
+class ProbeName(Enum):
+    """Which of an instance's two probes."""
+
+    READINESS = "readiness"
+    LIVENESS = "liveness"
+
+
+def default_kind(runtime: str, endpoint: str) -> str:
+    """The probe kind used when a spec leaves `kind` empty."""
+    if runtime == "http" or endpoint.startswith(("http://", "https://")):
+        return "http"
+    return "grpc"
+
+
+def _duration(d: duration_pb2.Duration, default: timedelta) -> timedelta:
+    return d.ToTimedelta() if (d.seconds or d.nanos) else default
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """One probe's concrete settings, defaults applied."""
+
+    kind: str = "grpc"
+    """"grpc", "http" or "tcp"."""
+    grpc_service: str = ""
+    """Service name sent in the gRPC health check."""
+    http_path: str = DEFAULT_HTTP_PATH
+    """Path probed with GET (kind "http")."""
+    initial_delay: timedelta = DEFAULT_INITIAL_DELAY
+    """Wait after registration before the first probe."""
+    period: timedelta = DEFAULT_PERIOD
+    """Time between probes."""
+    timeout: timedelta = DEFAULT_TIMEOUT
+    """A probe that takes longer fails."""
+    failure_threshold: int = DEFAULT_FAILURE_THRESHOLD
+    """Consecutive failures that make the verdict FAILURE."""
+    success_threshold: int = DEFAULT_SUCCESS_THRESHOLD
+    """Consecutive successes that make the verdict SUCCESS."""
+    enabled: bool = True
+    """False when the probe is off."""
+
+    @classmethod
+    def resolve(
+        cls, spec: probe_pb2.ProbeSpec | None, *, runtime: str = "", endpoint: str = "", enabled: bool = True,
+        liveness: bool = False,
+    ) -> ProbeSettings:
+        """Settings from a (validated) spec, every unset field (or 0) taking its
+        default; `enabled` is the default when the spec is absent (readiness is
+        on by default, liveness off). A liveness probe's success threshold is 1."""
+        given = spec if spec is not None else probe_pb2.ProbeSpec()
+        return cls(
+            kind=given.kind or default_kind(runtime, endpoint),
+            grpc_service=given.grpc_service,
+            http_path=given.http_path or DEFAULT_HTTP_PATH,
+            initial_delay=_duration(given.initial_delay, DEFAULT_INITIAL_DELAY),
+            period=_duration(given.period, DEFAULT_PERIOD),
+            timeout=_duration(given.timeout, DEFAULT_TIMEOUT),
+            failure_threshold=given.failure_threshold or DEFAULT_FAILURE_THRESHOLD,
+            success_threshold=1 if liveness else (given.success_threshold or DEFAULT_SUCCESS_THRESHOLD),
+            enabled=enabled if spec is None else not given.disabled,
+        )
+
+    @classmethod
+    def for_agent(
+        cls, agent: registry_pb2.Agent | None, which: ProbeName, *, runtime: str = "", endpoint: str = ""
+    ) -> ProbeSettings:
+        """The settings of one probe of `agent` (None: an unknown agent, defaults).
+
+        Readiness is on unless disabled; liveness is on only when the agent
+        declares it (as in Kubernetes, where a missing liveness probe never
+        restarts anything).
+        """
+        runtime = runtime or (agent.runtime if agent is not None else "")
+        readiness = which is ProbeName.READINESS
+        name = which.value
+        spec = None
+        if agent is not None and agent.HasField("probes") and agent.probes.HasField(name):  # type: ignore[arg-type]
+            spec = getattr(agent.probes, name)
+        return cls.resolve(spec, runtime=runtime, endpoint=endpoint, enabled=readiness, liveness=not readiness)
 
 
 @dataclass(frozen=True)
@@ -60,10 +180,13 @@ def http_url(endpoint: str, path: str) -> str:
 class Probers:
     """Runs probes; owns reusable gRPC channels and an HTTP connection pool."""
 
-    def __init__(self, *, member_id: str = "", http_connections: int = 1024) -> None:
+    def __init__(
+        self, *, member_id: str = "", http_connections: int = 1024, user_agent: str = "sutradhar-health"
+    ) -> None:
         self.member_id = member_id
         self._channels: dict[str, tuple[grpc.aio.Channel, health_pb2_grpc.HealthStub]] = {}
         self._http_connections = http_connections
+        self._user_agent = user_agent
         self._http: object | None = None
 
     async def check(self, endpoint: str, settings: ProbeSettings) -> ProbeOutcome:
@@ -147,7 +270,7 @@ class Probers:
                 # Open connections are bounded by the scheduler's probe
                 # concurrency; keep one alive per probed endpoint.
                 limits=httpx.Limits(max_connections=None, max_keepalive_connections=self._http_connections),
-                headers={PROBER_HEADER: self.member_id or "-", "user-agent": "sutradhar-health"},
+                headers={PROBER_HEADER: self.member_id or "-", "user-agent": self._user_agent},
             )
         return self._http
 
