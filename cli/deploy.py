@@ -217,13 +217,7 @@ def _complete(d: P.Deployment) -> bool:
     s = d.status
     if s.observed_generation < d.generation:
         return False
-    rolled_out = next((c for c in s.conditions if c.type == ROLLED_OUT), None)
-    if rolled_out is not None:
-        return rolled_out.status == P.CONDITION_STATUS_TRUE
-    # Fallback ONLY for a scheduler too old to publish RolledOut: the same rule,
-    # derived here from the counts. Drop it once no such scheduler runs.
-    want = s.desired_replicas
-    return bool(s.current_revision) and s.updated_replicas == want and s.ready_replicas == want and s.replicas == want
+    return any(c.type == ROLLED_OUT and c.status == P.CONDITION_STATUS_TRUE for c in s.conditions)
 
 
 COLUMNS = ["namespace", "name", "agent", "version", "desired", "ready", "updated", "available", "revision", "status"]

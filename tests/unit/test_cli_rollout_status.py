@@ -1,6 +1,5 @@
 """The CLI's rollout completeness reads the scheduler's `RolledOut` condition
-(with `observed_generation >= generation`) instead of deriving it; the counts
-are read only when a scheduler too old to publish the condition wrote the status."""
+(with `observed_generation >= generation`) and never derives it from the counts."""
 
 from __future__ import annotations
 
@@ -45,8 +44,7 @@ def test_rolled_out_true_even_when_counts_lag_behind() -> None:
     assert _complete(d)
 
 
-def test_a_status_without_the_condition_falls_back_to_the_counts() -> None:
-    # An older scheduler (no RolledOut condition): the same rule derived from the counts.
-    assert _complete(_deployment())
-    assert not _complete(_deployment(counts=1))
-    assert not _complete(_deployment(generation=4, observed=3))
+def test_a_status_without_the_condition_is_not_complete_whatever_the_counts_say() -> None:
+    # The scheduler writes RolledOut on every status; the CLI does no arithmetic of its own.
+    assert not _complete(_deployment())
+    assert _summary(_deployment()) == "Progressing"
