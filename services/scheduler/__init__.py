@@ -20,7 +20,27 @@ updates, leader election (docs/scheduler.md).
 Run it with ``python -m sutradhar.services.scheduler --port 50053 --etcd 127.0.0.1:2379``.
 """
 
-from sutradhar.services.scheduler.config import SchedulerConfig
-from sutradhar.services.scheduler.server import SchedulerServer
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sutradhar.services.scheduler.config import SchedulerConfig
+    from sutradhar.services.scheduler.server import SchedulerServer
 
 __all__ = ["SchedulerConfig", "SchedulerServer"]
+
+
+def __getattr__(name: str) -> Any:
+    # Loaded on first use: the registry imports the runtimes' pure config schemas
+    # (runtimes/config_schemas.py), which must not pull in the scheduler's server,
+    # etcd client and controller with this package.
+    if name == "SchedulerConfig":
+        from sutradhar.services.scheduler.config import SchedulerConfig
+
+        return SchedulerConfig
+    if name == "SchedulerServer":
+        from sutradhar.services.scheduler.server import SchedulerServer
+
+        return SchedulerServer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -105,3 +105,17 @@ def test_a_trailing_newline_is_not_part_of_a_name(runtime: str, config: dict, fi
     with pytest.raises(InvalidArgument) as err:
         validate_runtime_config(runtime, config)
     assert err.value.field == field
+
+
+def test_the_schemas_load_without_the_scheduler_or_its_dependencies():
+    # The registry validates agents against these schemas: importing them must not
+    # start loading the scheduler's server, controller, etcd client or Docker.
+    import subprocess
+    import sys
+
+    heavy = ["sutradhar.services.scheduler.server", "sutradhar.services.scheduler.controller",
+             "aetcd", "docker", "httpx"]
+    code = ("import sys, sutradhar.services.scheduler.runtimes.config_schemas; "
+            f"print([m for m in {heavy!r} if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
