@@ -24,11 +24,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from sutradhar._errors import SutradharError
-from sutradhar._middleware import MAX_STATUS_DETAILS_BYTES as MAX_STATUS_DETAILS_BYTES  # re-exported
 from sutradhar._middleware import Chain, ChainedRegistrar, Middleware
-from sutradhar._middleware import UndecodableRequest as UndecodableRequest  # re-exported
-from sutradhar._middleware import status_details as status_details  # re-exported
-from sutradhar._middleware import tolerant_deserializer as tolerant_deserializer  # re-exported
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sutradhar._errors import InvalidArgument
-from sutradhar._hosting import MAX_STATUS_DETAILS_BYTES, reconnect_options, status_details, tolerant_deserializer
+from sutradhar._hosting import reconnect_options
+from sutradhar._middleware import MAX_STATUS_DETAILS_BYTES, status_details, tolerant_deserializer
 from sutradhar.v1 import registry_pb2
 
 # -- status details -----------------------------------------------------------
