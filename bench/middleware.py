@@ -72,7 +72,7 @@ class Skipping(PassThrough):
         return call_next
 
 
-LATER = [Stage.AUTHENTICATION, Stage.AUTHORIZATION, Stage.AUDIT, Stage.RATE_LIMIT, Stage.TRACING, Stage.METRICS]
+LATER = [Stage.TRACING, Stage.METRICS, Stage.AUTHENTICATION, Stage.AUDIT, Stage.AUTHORIZATION, Stage.RATE_LIMIT]
 
 
 async def handle(request: Any, context: Any) -> Any:

@@ -14,13 +14,22 @@ passed in::
                     INTERNAL with the reason (never UNKNOWN), an undecodable
                     request -> INVALID_ARGUMENT; status details are cut to
                     MAX_STATUS_DETAILS_BYTES
+    TRACING         spans around the call, refused calls included
+    METRICS         counts and latencies by status code, refused calls
+                    included (an UNAUTHENTICATED storm must show)
     AUTHENTICATION  who calls (peer certificate / SPIFFE id from
                     `context.auth_context()`, tokens from metadata)
-    AUTHORIZATION   may they call this method
-    AUDIT           record who did what
-    RATE_LIMIT      per caller / per method limits
-    TRACING         spans around the call
-    METRICS         counts and latencies, innermost, next to the handler
+    AUDIT           record who did what, and the authorization decision:
+                    it wraps AUTHORIZATION, so denials are recorded too
+                    (Kubernetes audits after authentication, around
+                    authorization)
+    AUTHORIZATION   may they call this method on this namespace
+    RATE_LIMIT      per namespace / per caller limits, after authorization,
+                    so a caller who may not call cannot drain a bucket
+
+Stages outside AUTHENTICATION (tracing, metrics) see a refused call as the
+`SutradharError` it raised (`.code` is its status), since ERRORS turns
+exceptions into statuses outermost.
 
 Why middleware and not `grpc.aio.ServerInterceptor`: an interceptor sees only
 the method name and the invocation metadata, and rebuilds the handler on every
@@ -129,12 +138,12 @@ class Stage(IntEnum):
     """Where a middleware sits in the chain; lower runs first (further out)."""
 
     ERRORS = 0
-    AUTHENTICATION = 10
-    AUTHORIZATION = 20
-    AUDIT = 30
-    RATE_LIMIT = 40
-    TRACING = 50
-    METRICS = 60
+    TRACING = 10
+    METRICS = 20
+    AUTHENTICATION = 30
+    AUDIT = 40
+    AUTHORIZATION = 50
+    RATE_LIMIT = 60
 
 
 @dataclass(frozen=True, slots=True)

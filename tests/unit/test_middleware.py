@@ -119,7 +119,9 @@ def test_stages_run_in_stage_order_whatever_order_they_are_given() -> None:
     handler = chain.handler("x.v1.S", "M", unary_handler(handle))
     assert asyncio.run(call(handler, registry_pb2.GetAgentRequest())) == "ok"
     # Same stage: the order given.
-    assert log == ["authn", "authn-2", "authz", "audit", "limits", "tracing", "metrics", "handler"]
+    # Traces and metrics see refused calls; audit wraps authorization (it records denials); rate limits
+    # come after authorization (a caller who may not call cannot drain a bucket).
+    assert log == ["tracing", "metrics", "authn", "authn-2", "audit", "authz", "limits", "handler"]
 
 
 def test_the_errors_stage_is_the_chains_own() -> None:
