@@ -79,7 +79,8 @@ class GrpcHost:
     port: int = 0
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     middleware: Sequence[Middleware] = ()
-    """Stages after the built-in errors stage (tracing, metrics, authentication, audit, authorization, rate limits); ordered by `Middleware.stage`."""
+    """Stages after the built-in errors stage (tracing, metrics, authentication, audit,
+    authorization, rate limits), ordered by `Middleware.stage`."""
     server: grpc.aio.Server = field(init=False)
     chain: Chain = field(init=False)
     health: health.aio.HealthServicer = field(init=False)
