@@ -42,8 +42,10 @@ LAYER_OF: dict[str, str] = {
     "sutradhar.services.router": "router",
     "sutradhar.services.scheduler": "scheduler",
     "sutradhar.services.health": "health",
-    **{f"sutradhar.services.scheduler.runtimes.{name}": "runtime-config"
-       for name in ("config_schemas", "process_config", "container_config", "http_config", "in_process_config")},
+    # the runtimes' config schemas: config_schemas.py and every <runtime>_config.py beside it
+    **{f"sutradhar.services.scheduler.runtimes.{path.stem}": "runtime-config"
+       for path in sorted((ROOT / "services/scheduler/runtimes").glob("*.py"))
+       if path.stem == "config_schemas" or path.stem.endswith("_config")},
     "sutradhar.cli": "cli",
 }
 
