@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import socket
+import traceback
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -169,22 +170,33 @@ class SchedulerServer:
         self._runner = asyncio.create_task(self._run(), name="scheduler")
         await self.host.set_serving()
 
+    async def _stop_runner(self) -> None:
+        if self._runner is None:
+            return
+        self._runner.cancel()
+        done, _ = await asyncio.wait({self._runner}, timeout=5)
+        if not done:
+            stuck = [t for t in asyncio.all_tasks() if not t.done()]
+            for task in stuck:
+                log.warning("scheduler stop: task still running: %r\n%s", task, "".join(
+                    traceback.format_stack(task.get_stack()[-1]) if task.get_stack() else ""))
+            # the runner did not end in time: give up leadership anyway (revoke the lease)
+            await self.election.resign()
+
     async def _run(self) -> None:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.controller.run())
             tg.create_task(self.election.run())
 
     async def stop(self, grace: timedelta = timedelta(seconds=5)) -> None:
-        """Stop serving and resign; replicas keep running for the next leader."""
-        await self.host.stop(grace)
-        if self._runner is not None:
-            self._runner.cancel()
-            done, _ = await asyncio.wait({self._runner}, timeout=5)
-            if not done:
-                stuck = [t for t in asyncio.all_tasks() if not t.done()]
-                for task in stuck:
-                    log.warning("scheduler stop: task still running: %r\n%s", task, "".join(
-                        __import__("traceback").format_stack(task.get_stack()[-1]) if task.get_stack() else ""))
+        """Stop serving and resign; replicas keep running for the next leader.
+
+        The campaign ends whatever else fails here: a scheduler that stopped
+        serving but kept leading would keep every other member from acting."""
+        try:
+            await self.host.stop(grace)
+        finally:
+            await self._stop_runner()
         for step in (self.runtimes.close(), self.registry.close(), self.store.close()):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(step, 5)
