@@ -6,6 +6,7 @@ per-request context for the handler."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -42,26 +43,27 @@ async def raw_call(address: str, method: str, payload: bytes) -> grpc.aio.AioRpc
 
 @pytest.fixture
 async def mesh(etcd: str, tmp_path: Path) -> AsyncIterator[dict[str, str]]:
-    registry = RegistryServer(RegistryConfig(port=0, etcd=etcd))
-    await registry.start()
-    router = RouterServer(RouterConfig(port=0, registry=None))
-    await router.start()
-    scheduler = SchedulerServer(SchedulerConfig(port=0, etcd=etcd, registry=registry.address, state_dir=tmp_path))
-    await scheduler.start()
-    health = HealthServer(HealthConfig(port=0, etcd=etcd, member_ttl=timedelta(seconds=2)))
-    await health.start()
-    try:
+    async with contextlib.AsyncExitStack() as stack:  # each server is stopped even if a later one fails to start
+        registry = RegistryServer(RegistryConfig(port=0, etcd=etcd))
+        await registry.start()
+        stack.push_async_callback(registry.stop, timedelta(0))
+        router = RouterServer(RouterConfig(port=0, registry=None))
+        await router.start()
+        stack.push_async_callback(router.stop, timedelta(0))
+        scheduler = SchedulerServer(SchedulerConfig(
+            port=0, etcd=etcd, registry=registry.address, state_dir=tmp_path, member_id=f"middleware-{tmp_path.name}",
+        ))
+        await scheduler.start()
+        stack.push_async_callback(scheduler.stop)
+        health = HealthServer(HealthConfig(port=0, etcd=etcd, member_ttl=timedelta(seconds=2)))
+        await health.start()
+        stack.push_async_callback(health.stop)
         yield {
             "registry": registry.address,
             "router": router.address,
             "scheduler": scheduler.address,
             "health": health.address,
         }
-    finally:
-        await health.stop()
-        await scheduler.stop()
-        await router.stop(timedelta(0))
-        await registry.stop(timedelta(0))
 
 
 async def test_every_service_maps_its_errors_through_the_chain(mesh: dict[str, str], unique: str) -> None:

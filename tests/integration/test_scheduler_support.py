@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -45,6 +46,8 @@ def fast_config(etcd: str, registry: str, state_dir: Path, **overrides: object) 
     """Scheduler settings with short periods for tests."""
     values: dict[str, object] = dict(
         port=0, etcd=etcd, registry=registry, state_dir=state_dir,
+        # named after the test (its tmp dir), so a leader that outlives its test is named in failures
+        member_id=f"{state_dir.parent.name[:40]}-{uuid.uuid4().hex[:4]}",
         election_ttl=timedelta(seconds=2), instance_ttl=timedelta(seconds=6),
         resync_period=timedelta(seconds=2), stop_grace=timedelta(seconds=3),
         drain_delay=timedelta(milliseconds=100), backoff_base=timedelta(milliseconds=300),
@@ -77,7 +80,10 @@ def kill_recorded(state_dir: Path) -> list[int]:
 
 
 async def wait_leader(server: SchedulerServer, within: float = 10.0) -> None:
-    await support.eventually(lambda: server.is_leader, within=within, what="scheduler did not become leader")
+    await support.eventually(
+        lambda: server.is_leader, within=within,
+        what=lambda: f"scheduler {server.member_id} did not become leader (the leader: {server.election.leader_id!r})",
+    )
     await server.controller._adopted.wait()
 
 
