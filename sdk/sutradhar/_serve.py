@@ -36,6 +36,7 @@ from sutradhar._agent import (
     validate_agent,
     with_metadata,
 )
+from sutradhar._aio import wait_set
 from sutradhar._clients import RegistryClient
 from sutradhar._convert import event_to_proto, result_to_proto, task_from_proto
 from sutradhar._errors import DeadlineExceeded, InvalidArgument, Unavailable
@@ -86,13 +87,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
 
     async def wait_idle(self, limit: timedelta) -> bool:
         """Wait until no task runs (at most `limit`); True when idle."""
-        if self._idle.is_set():
-            return True
-        try:
-            await asyncio.wait_for(self._idle.wait(), limit.total_seconds())
-        except TimeoutError:
-            return False
-        return True
+        return await wait_set(self._idle, limit)
 
     @staticmethod
     def _deadline(context: grpc.aio.ServicerContext, task: Task) -> float | None:

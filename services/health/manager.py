@@ -21,7 +21,6 @@ no longer probed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -29,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from sutradhar._aio import wait_set
 from sutradhar._backoff import Backoff
 from sutradhar._errors import AlreadyExists, Conflict, NotFound
 from sutradhar.v1 import health_pb2, registry_pb2
@@ -383,8 +383,7 @@ class HealthManager:
         tick = min(0.1, self.options.flush_interval.total_seconds() / 4)
         failures = 0
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake_writer.wait(), tick)
+            await wait_set(self._wake_writer, tick)
             self._wake_writer.clear()
             now = self.clock()
             urgent = [self.targets[k] for k in self._urgent if k in self.targets]

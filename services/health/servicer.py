@@ -97,7 +97,8 @@ class HealthServicer(health_pb2_grpc.HealthServiceServicer):
                 )
             while True:
                 try:
-                    ev = await asyncio.wait_for(sub.queue.get(), 1.0)
+                    async with asyncio.timeout(1.0):  # not wait_for: on 3.11 it can swallow the call's cancel
+                        ev = await sub.queue.get()
                 except TimeoutError:
                     if sub.overflowed:
                         raise ResourceExhausted(

@@ -21,6 +21,7 @@ from typing import Any
 
 import grpc
 
+from sutradhar._aio import wait_set
 from sutradhar._errors import Unavailable
 from sutradhar._hosting import GrpcHost
 from sutradhar._names import ALL_NAMESPACES, validate_dns_label, validate_namespace
@@ -130,11 +131,7 @@ class RouterServer:
         """Wait until the view holds the registry's state; False on timeout."""
         if self.watcher is None:
             return True
-        try:
-            await asyncio.wait_for(self.watcher.synced.wait(), within.total_seconds())
-        except TimeoutError:
-            return False
-        return True
+        return await wait_set(self.watcher.synced, within)
 
     async def stop(self, grace: timedelta = timedelta(seconds=5)) -> None:
         """Stop taking calls, let in-flight ones finish, stop background work."""

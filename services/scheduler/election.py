@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
+from sutradhar._aio import wait_set
 from sutradhar._errors import NotFound
 from sutradhar.services.common import keys
 from sutradhar.services.common.store import Guard, Op, Store
@@ -137,8 +138,7 @@ class LeaderElection:
                 await asyncio.sleep(0.2)
                 continue
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), period)
+            await wait_set(self._wake, period)
 
     async def resign(self) -> None:
         """Give up leadership at once (revoke the lease) so a successor needs no TTL."""

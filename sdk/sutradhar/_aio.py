@@ -1,0 +1,28 @@
+"""asyncio helpers that keep cancellation.
+
+On Python 3.11, `asyncio.wait_for` can swallow a cancellation that arrives
+just as the awaited thing completes (CPython gh-86296, fixed in 3.12 by
+rebuilding `wait_for` on `asyncio.timeout`): a loop that waits on an event
+with `wait_for` may then never see its task being cancelled, and whatever
+awaits that task on shutdown waits forever. `asyncio.timeout` has no such
+race, so waits with a time limit go through here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+
+async def wait_set(event: asyncio.Event, within: timedelta | float) -> bool:
+    """Wait until `event` is set, at most `within` (a timedelta or seconds);
+    True if it was set. A cancellation of the caller always propagates."""
+    if event.is_set():
+        return True
+    seconds = within.total_seconds() if isinstance(within, timedelta) else float(within)
+    try:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True

@@ -1,0 +1,35 @@
+"""sutradhar._aio.wait_set: a timed wait on an event that never loses a cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+from sutradhar._aio import wait_set
+
+
+async def _cancel_as_the_event_is_set(wait) -> None:  # type: ignore[no-untyped-def]
+    event = asyncio.Event()
+    task = asyncio.create_task(wait(event))
+    await asyncio.sleep(0)  # the task now waits on the event
+    event.set()
+    task.cancel()
+    await task
+
+
+def test_a_cancellation_that_races_the_event_is_kept() -> None:
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(_cancel_as_the_event_is_set(lambda e: wait_set(e, 10)))
+
+
+def test_set_before_the_limit_is_true_and_a_timeout_is_false() -> None:
+    async def main() -> tuple[bool, bool, bool]:
+        event = asyncio.Event()
+        asyncio.get_running_loop().call_later(0.01, event.set)
+        first = await wait_set(event, timedelta(seconds=5))
+        again = await wait_set(event, 0)  # already set: no wait at all
+        return first, again, await wait_set(asyncio.Event(), 0.01)
+
+    assert asyncio.run(main()) == (True, True, False)
