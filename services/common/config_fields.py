@@ -106,8 +106,7 @@ def check_env(value: Any, field: str) -> None:
     if not isinstance(value, dict):
         raise field_error(field, f"must be a map of environment variable names to strings, not {type(value).__name__}")
     for name, item in value.items():
-        if not _ENV_NAME_RE.fullmatch(name):
-            raise field_error(field, f"{quote(name)} is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)")
+        _check_env_name_pattern(name, field)
         if not isinstance(item, str):
             raise field_error(f"{field}.{name}", f"must be a string, not {type(item).__name__} (quote numbers)")
 
@@ -123,8 +122,12 @@ def check_port(value: Any, field: str) -> None:
 def check_env_name(value: Any, field: str) -> None:
     """An environment variable's name."""
     check_string(value, field)
-    if not _ENV_NAME_RE.fullmatch(value):
-        raise field_error(field, f"{quote(value)} is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)")
+    _check_env_name_pattern(value, field)
+
+
+def _check_env_name_pattern(name: str, field: str) -> None:
+    if not _ENV_NAME_RE.fullmatch(name):
+        raise field_error(field, f"{quote(name)} is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)")
 
 
 def check_http_url(value: Any, field: str) -> None:
