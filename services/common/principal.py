@@ -11,7 +11,7 @@ import contextvars
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from sutradhar._errors import Internal
+from sutradhar._errors import Internal, Unauthenticated
 from sutradhar._identity import SpiffeId
 
 CERTIFICATE: Final = "certificate"
@@ -56,6 +56,11 @@ class Principal:
 
 
 CURRENT: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("sutradhar_principal", default=None)
+
+REFUSAL: contextvars.ContextVar[Unauthenticated | None] = contextvars.ContextVar("sutradhar_refusal", default=None)
+"""Why authentication refused the call being served. AUTHENTICATION does not raise: it
+leaves CURRENT unset and puts its `Unauthenticated` here, so that AUDIT (inside it) records
+the refused call and AUTHORIZATION raises it."""
 
 
 def current() -> Principal:
