@@ -25,6 +25,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from sutradhar._errors import SutradharError
 from sutradhar._middleware import Chain, ChainedRegistrar, Middleware
+from sutradhar._tls import TlsSource, server_credentials
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,10 @@ class GrpcHost:
     host: str = "127.0.0.1"
     port: int = 0
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    tls: TlsSource | None = None
+    """The server's certificate, key and trust bundle: the port then speaks mutual TLS only,
+    requires a client certificate of the bundle, and picks up rotated files for each new
+    connection (`sutradhar._tls`). None: plaintext (development with --insecure only)."""
     middleware: Sequence[Middleware] = ()
     """Stages after the built-in errors stage (tracing, metrics, authentication, audit,
     authorization, rate limits), ordered by `Middleware.stage`."""
@@ -120,7 +125,10 @@ class GrpcHost:
     async def start(self) -> None:
         """Bind, start serving, and report NOT_SERVING until `set_serving()`."""
         try:
-            bound = self.server.add_insecure_port(self.address)
+            if self.tls is None:
+                bound = self.server.add_insecure_port(self.address)
+            else:
+                bound = self.server.add_secure_port(self.address, server_credentials(self.tls))
         except RuntimeError as err:
             bound = 0
             reason = str(err)

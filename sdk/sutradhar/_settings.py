@@ -249,16 +249,27 @@ class Option:
 
 
 def _field_docs(cls: type) -> dict[str, str]:
-    """The attribute docstrings of a dataclass (the string after each field),
-    whitespace-folded; empty when its source is not available."""
+    """The attribute docstrings of a dataclass (the string after each field), its
+    bases' included, whitespace-folded; empty when its source is not available."""
     import ast  # here, not at the top: `import sutradhar` need not pay for ast and inspect
     import inspect
 
-    try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    except (OSError, TypeError):
-        return {}
-    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    docs: dict[str, str] = {}
+    for base in reversed(cls.__mro__):
+        if base is object or not dataclasses.is_dataclass(base):
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(base)))
+        except (OSError, TypeError):
+            continue
+        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+        docs.update(_docs_of_body(body))
+    return docs
+
+
+def _docs_of_body(body: list[Any]) -> dict[str, str]:
+    import ast
+
     docs: dict[str, str] = {}
     for node, after in itertools.pairwise(body):
         if (
