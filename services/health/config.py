@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sutradhar._settings import COUNT, PORT, POSITIVE_DURATION, Settings, log_level_setting, setting
+from sutradhar.services.common.security_config import ServiceSecurity
 
 
 def new_member_id() -> str:
@@ -15,7 +16,7 @@ def new_member_id() -> str:
 
 
 @dataclass(frozen=True)
-class HealthConfig:
+class HealthConfig(ServiceSecurity):
     """How one health member runs."""
 
     host: str = "127.0.0.1"

@@ -7,13 +7,14 @@ from datetime import timedelta
 
 from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES
 from sutradhar._settings import COUNT, PORT, POSITIVE_DURATION, Settings, log_level_setting, setting
+from sutradhar.services.common.security_config import ServiceSecurity
 from sutradhar.services.registry.watch import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_SIZE, DEFAULT_PROGRESS_INTERVAL
 
 DEFAULT_PORT = 50051
 
 
 @dataclass(frozen=True)
-class RegistryConfig:
+class RegistryConfig(ServiceSecurity):
     """How the registry runs."""
 
     host: str = "127.0.0.1"

@@ -8,10 +8,11 @@ from datetime import timedelta
 from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES
 from sutradhar._settings import COUNT, PORT, POSITIVE_DURATION, Settings, choice, log_level_setting, setting
 from sutradhar.services.common import eventloop
+from sutradhar.services.common.security_config import ServiceSecurity
 
 
 @dataclass(frozen=True)
-class RouterConfig:
+class RouterConfig(ServiceSecurity):
     """How one router runs."""
 
     host: str = "127.0.0.1"

@@ -17,10 +17,11 @@ from sutradhar._settings import (
     log_level_setting,
     setting,
 )
+from sutradhar.services.common.security_config import ServiceSecurity
 
 
 @dataclass(frozen=True)
-class SchedulerConfig:
+class SchedulerConfig(ServiceSecurity):
     """Everything the scheduler can be told. Durations are timedeltas."""
 
     host: str = "127.0.0.1"
