@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sutradhar._errors import FailedPrecondition, Unavailable
+from sutradhar._tls import TlsFiles
 
 
 def etcd_binary() -> str:
@@ -72,9 +73,31 @@ def port_is_open(host: str, port: int, timeout: float = 0.2) -> bool:
         return False
 
 
+def etcd_client_name(trust_domain: str) -> str:
+    """The DNS name a certificate must hold for a secured etcd to accept it as a client.
+
+    etcd checks only one name (``--client-cert-allowed-hostname``), not SPIFFE IDs, so
+    the CA puts this name into the mesh services' certificates and into no other
+    (agents, users): a replica's certificate of the same CA does not open the data store.
+    A SPIFFE identity's DNS name has at least three labels before the trust domain,
+    so none can be this one."""
+    return f"etcd-client.{trust_domain}"
+
+
+@dataclass(frozen=True)
+class EtcdTls:
+    """How a secured etcd runs: its certificate (the identity
+    spiffe://<td>/ns/sutradhar-system/service/etcd), the CAs whose client certificates it
+    accepts, and the one DNS name (`etcd_client_name`) those must hold."""
+
+    files: TlsFiles
+    client_name: str
+
+
 @dataclass
 class LocalEtcd:
-    """A child etcd process with its data under `data_dir`."""
+    """A child etcd process with its data under `data_dir`; with `tls`, every client and
+    peer connection is TLS with a client certificate required."""
 
     data_dir: Path
     host: str = "127.0.0.1"
@@ -82,6 +105,7 @@ class LocalEtcd:
     peer_port: int = 0
     name: str = "sutradhar"
     log_path: Path | None = None
+    tls: EtcdTls | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
@@ -99,8 +123,9 @@ class LocalEtcd:
             self.peer_port = free_port(self.host)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_path or self.data_dir.parent / "etcd.log"
-        client_url = f"http://{self.host}:{self.client_port}"
-        peer_url = f"http://{self.host}:{self.peer_port}"
+        scheme = "http" if self.tls is None else "https"
+        client_url = f"{scheme}://{self.host}:{self.client_port}"
+        peer_url = f"{scheme}://{self.host}:{self.peer_port}"
         args = [
             etcd_binary(),
             "--name", self.name,
@@ -114,6 +139,7 @@ class LocalEtcd:
             "--auto-compaction-mode", "revision",
             "--auto-compaction-retention", "100000",
             "--quota-backend-bytes", str(2 * 1024**3),
+            *self._tls_flags(),
         ]
         with open(log_path, "ab") as log:
             self.process = subprocess.Popen(
@@ -128,6 +154,18 @@ class LocalEtcd:
             time.sleep(0.05)
         self.stop()
         raise Unavailable(f"etcd did not start within {timeout:.0f}s; see {log_path}")
+
+    def _tls_flags(self) -> list[str]:
+        if self.tls is None:
+            return []
+        files = self.tls.files
+        cert, key, ca = str(files.certificate), str(files.private_key), str(files.trust_bundle)
+        return [
+            "--cert-file", cert, "--key-file", key, "--trusted-ca-file", ca,
+            "--client-cert-auth", "--client-cert-allowed-hostname", self.tls.client_name,
+            "--peer-cert-file", cert, "--peer-key-file", key, "--peer-trusted-ca-file", ca,
+            "--peer-client-cert-auth", "--peer-cert-allowed-hostname", files.load().identity.dns_name(),
+        ]
 
     def stop(self, *, grace: float = 5.0) -> None:
         """Stop etcd: SIGTERM, then SIGKILL after `grace` seconds."""

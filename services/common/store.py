@@ -28,6 +28,8 @@ from typing import Any, TypeVar
 
 import aetcd
 import aetcd.exceptions
+import aetcd.rpc
+import aetcd.watcher
 import grpc
 
 from sutradhar._errors import (
@@ -40,10 +42,15 @@ from sutradhar._errors import (
     Unavailable,
 )
 from sutradhar._hosting import reconnect_options
+from sutradhar._identity import SpiffeId
+from sutradhar._tls import RotatingChannel, TlsSource, secure_channel
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: The name in etcd's own identity (spiffe://<td>/ns/sutradhar-system/service/etcd).
+ETCD_SERVICE_NAME = "etcd"
 
 
 class WriteOutcomeUnknown(DeadlineExceeded, Unavailable):
@@ -146,20 +153,72 @@ def prefix_end(prefix: str) -> bytes:
     return b"\0"
 
 
-class Store:
-    """Async access to etcd: reads, guarded writes, leases and watches."""
+class _TlsClient(aetcd.Client):
+    """aetcd's client on a mutual-TLS channel (docs/decisions/0007-etcd-over-mtls.md).
 
-    def __init__(self, endpoint: EtcdEndpoint, *, timeout: timedelta = timedelta(seconds=5)) -> None:
+    aetcd opens a plaintext channel in `connect` and offers no way to pass
+    credentials; this subclass replaces that one step: the channel is a
+    `sutradhar._tls.RotatingChannel`, which presents the service's certificate,
+    verifies etcd's identity and follows certificate rotation, and the stubs and
+    the watcher are built on it exactly as aetcd builds them. Every other method
+    (and its error handling) is aetcd's own.
+    """
+
+    def __init__(self, *, channel: Callable[[], RotatingChannel], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._make_channel = channel
+
+    async def connect(self) -> None:
+        if self._connected.is_set():
+            return
+        channel = self._make_channel()
+        self.channel = channel
+        self.kvstub = aetcd.rpc.KVStub(channel)
+        self.clusterstub = aetcd.rpc.ClusterStub(channel)
+        self.leasestub = aetcd.rpc.LeaseStub(channel)
+        self.maintenancestub = aetcd.rpc.MaintenanceStub(channel)
+        self._watcher = aetcd.watcher.Watcher(aetcd.rpc.WatchStub(channel), timeout=self._timeout, metadata=None)
+        self._connected.set()
+
+
+class Store:
+    """Async access to etcd: reads, guarded writes, leases and watches.
+
+    With `tls`, the connection is mutual TLS: the service presents its
+    certificate (etcd runs with client-certificate auth, so nothing without one
+    reaches the data) and the handshake checks that etcd holds `etcd_identity`.
+    """
+
+    def __init__(
+        self,
+        endpoint: EtcdEndpoint,
+        *,
+        timeout: timedelta = timedelta(seconds=5),
+        tls: TlsSource | None = None,
+        etcd_identity: SpiffeId | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self._timeout = timeout
-        self._client = aetcd.Client(
-            host=endpoint.host,
-            port=endpoint.port,
-            timeout=max(1, int(timeout.total_seconds())),
+        options = {
+            "grpc.max_receive_message_length": 64 * 1024 * 1024,
             # Without fast reconnects every service answered UNAVAILABLE for
             # 10-15 s after a 30 s etcd outage had ended.
-            options={"grpc.max_receive_message_length": 64 * 1024 * 1024, **dict(reconnect_options())},
-        )
+            **dict(reconnect_options()),
+        }
+        common: dict[str, Any] = {
+            "host": endpoint.host,
+            "port": endpoint.port,
+            "timeout": max(1, int(timeout.total_seconds())),
+            "options": options,
+        }
+        if tls is None:
+            self._client = aetcd.Client(**common)
+        else:
+            expected = etcd_identity or SpiffeId.service(tls.identity.trust_domain, ETCD_SERVICE_NAME)
+            self._client = _TlsClient(
+                channel=lambda: secure_channel(str(endpoint), tls, options=list(options.items()), expected=expected),
+                **common,
+            )
 
     async def __aenter__(self) -> Store:
         return self
