@@ -13,8 +13,9 @@ so grpcurl can verify a service it dials by address)::
                         rotation the old one stays until its last leaf expires)
 
 Leaf certificates: CA=false, key usage digitalSignature, EKU serverAuth and
-clientAuth, valid from 5 minutes ago (clock skew) for `lifetime` (24 h by
-default), renewed at 70 % of it (`Renewal`). Operators who bring their own CA
+clientAuth, valid from 5 minutes ago (clock skew; a quarter of the lifetime for
+short ones) for `lifetime` (24 h by default), renewed at 70 % of their validity
+(`Renewal`). Operators who bring their own CA
 (SPIRE, cert-manager, Vault) skip all this: services read certificate files
 whoever wrote them (`sutradhar._tls`).
 """
@@ -212,6 +213,9 @@ class CertificateAuthority:
         key = ec.generate_private_key(ec.SECP256R1())
         start = now()
         end = min(start + lifetime, self.certificate.not_valid_after_utc)
+        # Backdated for clocks a little behind, but never by much of a short life, whose
+        # renewal point (70 % of the whole validity) would otherwise fall before issuance.
+        skew = min(CLOCK_SKEW, lifetime / 4)
         names: list[x509.GeneralName] = [
             x509.UniformResourceIdentifier(str(identity)), x509.DNSName(identity.dns_name())
         ]
@@ -226,7 +230,7 @@ class CertificateAuthority:
             .issuer_name(self.certificate.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(start - CLOCK_SKEW)
+            .not_valid_before(start - skew)
             .not_valid_after(end)
             .add_extension(x509.SubjectAlternativeName(names), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)

@@ -21,8 +21,8 @@ TD = "sutradhar.local"
 
 
 def issue(ca: CertificateAuthority, root: Path, identity: SpiffeId, hosts: list[str]) -> TlsFiles:
-    files = TlsFiles(root / f"{identity.name.replace('/', '-')}.pem", root / f"{identity.name.replace('/', '-')}-key.pem",
-                     root / "bundle.pem")
+    stem = identity.name.replace("/", "-")
+    files = TlsFiles(root / f"{stem}.pem", root / f"{stem}-key.pem", root / "bundle.pem")
     ca.issue(identity, hosts=hosts).write(files)
     return files
 
