@@ -22,8 +22,7 @@ from pathlib import Path
 from sutradhar._identity import SpiffeId
 from sutradhar._tls import TlsFiles
 from sutradhar.services.common.authority import BUNDLE, DEFAULT_LEAF_LIFETIME, CertificateAuthority, Renewal
-from sutradhar.services.common.etcd_server import etcd_client_name
-from sutradhar.services.common.store import ETCD_SERVICE_NAME
+from sutradhar.services.common.etcd_server import ETCD_SERVICE_NAME, etcd_client_name
 
 #: The CLI's cluster admin certificate lives longer than a workload's (a person's credential).
 ADMIN_LIFETIME = timedelta(days=30)
@@ -47,6 +46,18 @@ class MeshPki:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.directory.chmod(0o700)
         self.authority = CertificateAuthority.load_or_create(self.directory, self.trust_domain)
+
+    @classmethod
+    def existing(cls, directory: Path) -> MeshPki | None:
+        """The PKI an earlier `up` made in `directory` (its CA's trust domain), None if there is none."""
+        if not (directory / BUNDLE).exists():
+            return None
+        return cls(directory, CertificateAuthority.load(directory).trust_domain)
+
+    def flags(self, name: str) -> list[str]:
+        """The flags that give service or agent `name` its certificate: --tls-cert-file, ..."""
+        files = self.ensure(name)
+        return tls_flags(files, self.trust_domain)
 
     @property
     def bundle(self) -> Path:
@@ -95,6 +106,14 @@ class MeshPki:
             renewal.renew()
         return renewal.files
 
+    def agent_flags(self, namespace: str, agent_id: str, instance_id: str) -> list[str]:
+        """The flags that give one agent replica `up` runs itself (the demo's) its certificate."""
+        name = f"agent-{namespace}-{agent_id}-{instance_id}"
+        if name not in self._renewals:
+            identity = SpiffeId.agent(self.trust_domain, namespace, agent_id, instance_id)
+            self._renewals[name] = Renewal(self.authority, identity, self.files(name), lifetime=self.lifetime)
+        return self.flags(name)
+
     def renew_due(self) -> list[str]:
         """Renew every certificate past 70 % of its life; the names renewed."""
         renewed = []
@@ -103,3 +122,9 @@ class MeshPki:
                 renewal.renew()
                 renewed.append(name)
         return renewed
+
+
+def tls_flags(files: TlsFiles, trust_domain: str) -> list[str]:
+    """The command-line flags of a server (service or agent) that serves with `files`."""
+    return ["--tls-cert-file", str(files.certificate), "--tls-key-file", str(files.private_key),
+            "--tls-ca-file", str(files.trust_bundle), "--trust-domain", trust_domain]

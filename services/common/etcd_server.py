@@ -73,6 +73,10 @@ def port_is_open(host: str, port: int, timeout: float = 0.2) -> bool:
         return False
 
 
+#: The name in etcd's own identity (spiffe://<td>/ns/sutradhar-system/service/etcd).
+ETCD_SERVICE_NAME = "etcd"
+
+
 def etcd_client_name(trust_domain: str) -> str:
     """The DNS name a certificate must hold for a secured etcd to accept it as a client.
 

@@ -44,13 +44,11 @@ from sutradhar._errors import (
 from sutradhar._hosting import reconnect_options
 from sutradhar._identity import SpiffeId
 from sutradhar._tls import RotatingChannel, TlsSource, secure_channel
+from sutradhar.services.common.etcd_server import ETCD_SERVICE_NAME
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-#: The name in etcd's own identity (spiffe://<td>/ns/sutradhar-system/service/etcd).
-ETCD_SERVICE_NAME = "etcd"
 
 
 class WriteOutcomeUnknown(DeadlineExceeded, Unavailable):

@@ -14,8 +14,8 @@ from sutradhar._errors import Unavailable
 from sutradhar._identity import SpiffeId
 from sutradhar._tls import TlsFiles, TlsSource
 from sutradhar.services.common.authority import CertificateAuthority
-from sutradhar.services.common.etcd_server import EtcdTls, LocalEtcd, etcd_client_name, free_port
-from sutradhar.services.common.store import ETCD_SERVICE_NAME, EtcdEndpoint, Store
+from sutradhar.services.common.etcd_server import ETCD_SERVICE_NAME, EtcdTls, LocalEtcd, etcd_client_name, free_port
+from sutradhar.services.common.store import EtcdEndpoint, Store
 
 TD = "sutradhar.local"
 
