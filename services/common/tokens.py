@@ -371,8 +371,8 @@ _REASONS: Final[tuple[tuple[type[Exception], str], ...]] = (
     (jwt.InvalidIssuerError, "it was not issued by this mesh (wrong iss)"),
     (jwt.InvalidAlgorithmError, "its algorithm is not allowed"),
     (jwt.InvalidKeyError, "no issuer key fits its algorithm"),
-    (jwt.InvalidSubjectError, "its sub is not a string"),
-    (jwt.InvalidJTIError, "its jti is not a string"),
+    (jwt.exceptions.InvalidSubjectError, "its sub is not a string"),
+    (jwt.exceptions.InvalidJTIError, "its jti is not a string"),
     (jwt.DecodeError, "it is not a well-formed JWT"),
 )
 
