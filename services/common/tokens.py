@@ -65,6 +65,7 @@ __all__ = [
     "load_public_keys",
     "mesh_audience",
     "mesh_issuer",
+    "new_token_id",
     "public_key_id",
     "public_keys_pem",
     "utc_now",
@@ -98,6 +99,11 @@ Clock = Callable[[], datetime]
 def utc_now() -> datetime:
     """The default clock."""
     return datetime.now(UTC)
+
+
+def new_token_id() -> str:
+    """A random token id (``jti``): 32 hex digits, 128 bits."""
+    return secrets.token_hex(16)
 
 
 def mesh_issuer(trust_domain: str) -> str:
@@ -329,8 +335,10 @@ class TokenIssuer:
         """The issuer of a mesh: `mesh_issuer` and `mesh_audience` of `trust_domain`."""
         return cls(key, mesh_issuer(trust_domain), mesh_audience(trust_domain), now, trust_domain=trust_domain)
 
-    def mint(self, subject: SpiffeId, namespace: str, role: str, ttl: timedelta, description: str = "") -> MintedToken:
-        """A new token for `subject` granting `role` in `namespace`, valid from now for `ttl`."""
+    def mint(self, subject: SpiffeId, namespace: str, role: str, ttl: timedelta, description: str = "", *,
+             jti: str | None = None) -> MintedToken:
+        """A new token for `subject` granting `role` in `namespace`, valid from now for `ttl`.
+        `jti` (default: `new_token_id()`) lets a caller name the subject after the id."""
         if subject.trust_domain != self.trust_domain:
             raise InvalidArgument(f"subject {subject} is not of trust domain {self.trust_domain}", field="subject")
         if subject.kind not in (USER, AGENT):
@@ -341,7 +349,7 @@ class TokenIssuer:
             raise InvalidArgument(f"ttl {ttl} must be positive", field="ttl")
         now = self._now().replace(microsecond=0)
         expires = now + ttl
-        jti = secrets.token_hex(16)
+        jti = jti or new_token_id()
         claims = {
             "iss": self.issuer,
             "aud": self.audience,
