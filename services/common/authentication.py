@@ -32,6 +32,7 @@ forwards invocation metadata (the router sends agents the task alone).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from typing import Any, Final
 
@@ -60,6 +61,21 @@ _AUTHORIZATION: Final = "authorization"
 _PEER_SPIFFE_ID: Final = "peer_spiffe_id"
 #: Distinct certificate identities whose parse is kept (then the cache starts over).
 _MAX_PEERS: Final = 10_000
+
+
+_Slots = tuple[contextvars.Token[Principal | None], contextvars.Token[Unauthenticated | None]]
+
+
+def _enter(found: Principal | Unauthenticated) -> _Slots:
+    """Put the caller (or the refusal) in the principal slots; the tokens to undo it."""
+    if isinstance(found, Principal):
+        return principal.CURRENT.set(found), principal.REFUSAL.set(None)
+    return principal.CURRENT.set(None), principal.REFUSAL.set(found)
+
+
+def _leave(slots: _Slots) -> None:
+    principal.REFUSAL.reset(slots[1])
+    principal.CURRENT.reset(slots[0])
 
 
 class Authentication:
@@ -165,16 +181,11 @@ class Authentication:
             return call_next
 
         async def authenticated(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            found = self.authenticate(context)
-            if isinstance(found, Principal):
-                current, refusal = principal.CURRENT.set(found), principal.REFUSAL.set(None)
-            else:
-                current, refusal = principal.CURRENT.set(None), principal.REFUSAL.set(found)
+            slots = _enter(self.authenticate(context))
             try:
                 return await call_next(request, context)
             finally:
-                principal.REFUSAL.reset(refusal)
-                principal.CURRENT.reset(current)
+                _leave(slots)
 
         return authenticated
 
@@ -184,11 +195,7 @@ class Authentication:
             return call_next
 
         async def authenticated(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            found = self.authenticate(context)
-            if isinstance(found, Principal):
-                current, refusal = principal.CURRENT.set(found), principal.REFUSAL.set(None)
-            else:
-                current, refusal = principal.CURRENT.set(None), principal.REFUSAL.set(found)
+            slots = _enter(self.authenticate(context))
             responses = call_next(request, context)
             try:
                 async for item in responses:
@@ -198,7 +205,6 @@ class Authentication:
                     await responses.aclose()
                 # A generator closed from another context cannot reset; its task ends anyway.
                 with contextlib.suppress(ValueError):
-                    principal.REFUSAL.reset(refusal)
-                    principal.CURRENT.reset(current)
+                    _leave(slots)
 
         return authenticated
