@@ -267,3 +267,42 @@ async def test_expired_and_foreign_tokens_are_refused_over_grpc(token_server, un
     foreign = TokenIssuer.for_mesh(IssuerKey.generate(), TD).mint(ADMIN, "*", "admin", timedelta(hours=1)).token
     with pytest.raises(Unauthenticated, match="signature does not verify"):
         await rpc(s.ListTokens(tokens_pb2.ListTokensRequest(namespace="*"), metadata=bearer(foreign)))
+
+
+class AllowAll:
+    def can_grant(self, caller: Principal, role: str, namespace: str) -> Decision:
+        return Decision(True)
+
+
+async def test_the_cli_creates_lists_and_revokes(store, unique):
+    """`sutradhar token` against an --insecure server (the CLI sends no credential yet)."""
+    import json
+    import subprocess
+    import sys
+
+    host = GrpcHost(service_names=[SERVICE_NAME], middleware=[Authentication.insecure(TD)])
+    add_token_service(host, store=store, issuer=TokenIssuer.for_mesh(KEY, TD), grants=AllowAll())
+    await host.start()
+
+    async def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "sutradhar.cli.main", "--registry",
+                                                        host.address, "token", *args],
+                                       capture_output=True, text=True, timeout=30)
+
+    try:
+        made = await cli("create", "--namespace", unique, "--role", "viewer", "--ttl", "2d", "--description", "x")
+        assert made.returncode == 0, made.stderr
+        token = made.stdout.strip()
+        verified = TokenVerifier.for_mesh([KEY.public_key()], TD).verify(token)
+        assert verified.expires_at - datetime.now(UTC) > timedelta(days=1, hours=23)
+        assert token not in made.stderr and verified.jti in made.stderr and "shown once" in made.stderr
+        listed = await cli("list", "-n", unique, "-o", "json")
+        rows = json.loads(listed.stdout)
+        assert [r["id"] for r in rows] == [verified.jti] and token not in listed.stdout
+        assert rows[0]["created_by"] == f"spiffe://{TD}/ns/sutradhar-system/user/anonymous"
+        gone = await cli("revoke", verified.jti, "-n", unique)
+        assert gone.returncode == 0 and "revoked at" in gone.stdout
+        bad = await cli("create", "--namespace", unique, "--role", "viewer", "--ttl", "31d")
+        assert bad.returncode == 1 and "ttl" in bad.stderr and "30 days" in bad.stderr
+    finally:
+        await host.stop(timedelta(seconds=1))
