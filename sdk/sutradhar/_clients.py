@@ -1,4 +1,4 @@
-"""Typed asyncio clients for the Registry, the Router, the Scheduler, the Health service and any Agent.
+"""Typed asyncio clients for the Registry, the Router, the Scheduler, the Health service, tokens and any Agent.
 
 Each client owns one `grpc.aio` channel and is an async context manager::
 
@@ -41,6 +41,8 @@ from sutradhar.v1 import (
     router_pb2_grpc,
     scheduler_pb2,
     scheduler_pb2_grpc,
+    tokens_pb2,
+    tokens_pb2_grpc,
 )
 
 T = TypeVar("T")
@@ -735,3 +737,44 @@ class HealthClient(_Client):
     async def list_members(self, *, timeout: Timeout = None) -> health_pb2.ListMembersResponse:
         """The live health members, how many instances each probes, and which answered."""
         return await self._call(self._stub.ListMembers(health_pb2.ListMembersRequest(), timeout=_seconds(timeout)))
+
+
+class TokenClient(_Client):
+    """Mints, revokes and lists bearer tokens (TokenService, hosted by the registry)."""
+
+    def __init__(self, address: str, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        super().__init__(address, max_message_bytes=max_message_bytes)
+        self._stub = tokens_pb2_grpc.TokenServiceStub(self._channel)
+
+    async def create_token(
+        self,
+        *,
+        namespace: str = "",
+        role: str = "",
+        ttl: timedelta | None = None,
+        agent_id: str = "",
+        subject_name: str = "",
+        description: str = "",
+        timeout: Timeout = None,
+    ) -> tokens_pb2.CreateTokenResponse:
+        """A new token granting `role` in `namespace` (with `agent_id`: an agent's
+        bootstrap token); the response holds the token, shown this once."""
+        request = tokens_pb2.CreateTokenRequest(
+            namespace=namespace, role=role, agent_id=agent_id, subject_name=subject_name, description=description
+        )
+        if ttl is not None:
+            request.ttl.CopyFrom(to_duration(ttl))
+        return await self._call(self._stub.CreateToken(request, timeout=_seconds(timeout)))
+
+    async def revoke_token(self, id: str, *, namespace: str = "", timeout: Timeout = None) -> tokens_pb2.TokenRecord:
+        """Revoke a token by id; returns its record with revoke_time set."""
+        response = await self._call(
+            self._stub.RevokeToken(tokens_pb2.RevokeTokenRequest(namespace=namespace, id=id), timeout=_seconds(timeout))
+        )
+        return response.record
+
+    async def list_tokens(self, *, namespace: str = "", timeout: Timeout = None) -> tokens_pb2.ListTokensResponse:
+        """Token records of `namespace` ("*" for all); never the tokens."""
+        return await self._call(
+            self._stub.ListTokens(tokens_pb2.ListTokensRequest(namespace=namespace), timeout=_seconds(timeout))
+        )

@@ -11,6 +11,7 @@ prefix too::
     /sutradhar/v1/members/<service>/<member-id>          live service replicas (leased)
     /sutradhar/v1/elections/<name>/<lease-id>            leader-election candidates (leased)
     /sutradhar/v1/load/<namespace>/<instance-id>/<router-id>   router-observed load (leased)
+    /sutradhar/v1/tokens/<namespace>/<jti>               TokenRecord (JSON, leased until after expiry)
 
 Values are protobuf messages in their canonical JSON form, so `etcdctl get
 --prefix /sutradhar/v1/` is readable by an operator. docs/etcd-keys.md is
@@ -37,6 +38,7 @@ DEPLOYMENTS: Final = "deployments"
 MEMBERS: Final = "members"
 ELECTIONS: Final = "elections"
 LOAD: Final = "load"
+TOKENS: Final = "tokens"
 
 
 def namespace_or_default(namespace: str) -> str:
@@ -71,6 +73,11 @@ def deployment_key(namespace: str, name: str) -> str:
 def load_key(namespace: str, instance_id: str, router_id: str) -> str:
     """Key of one router's load report for one instance (leased by the router)."""
     return f"{object_key(LOAD, namespace, instance_id)}/{router_id}"
+
+
+def token_key(namespace: str, token_id: str) -> str:
+    """Key of one token's record (never the token itself)."""
+    return object_key(TOKENS, namespace, token_id)
 
 
 def parse_key(key: str) -> tuple[str, str, str]:

@@ -34,11 +34,11 @@ from sutradhar._errors import AlreadyExists, Conflict, NotFound
 from sutradhar.v1 import health_pb2, registry_pb2
 
 from ..common import keys
+from ..common.follow import follow_prefix
 from ..common.probing import Probers
 from ..common.store import Event, EventType, Guard, KeyValue, Op, Store
 from . import events as health_events
 from .events import EventBus
-from .follow import follow_prefix
 from .membership import Membership, owner
 from .probes import (
     FAILURE,

@@ -22,8 +22,8 @@ from datetime import UTC, datetime, timedelta
 from sutradhar._errors import NotFound, Unavailable
 
 from ..common import keys
+from ..common.follow import follow_prefix
 from ..common.store import Event, EventType, KeyValue, Store
-from .follow import follow_prefix
 
 log = logging.getLogger(__name__)
 
