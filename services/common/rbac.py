@@ -76,7 +76,8 @@ VERBS: Final = (GET, LIST, WATCH, CREATE, UPDATE, DELETE, EXECUTE, DRAIN, SCALE,
 """Every verb a rule may name (besides "*")."""
 
 AGENTS, INSTANCES, DEPLOYMENTS, HEALTH, STATS = "agents", "instances", "deployments", "health", "stats"
-LOGS_RESOURCE, TOKENS, ROLEBINDINGS, AUDIT, MEMBERS, ROLES = "logs", "tokens", "rolebindings", "audit", "members", "roles"
+LOGS_RESOURCE, TOKENS, ROLEBINDINGS = "logs", "tokens", "rolebindings"
+AUDIT, MEMBERS, ROLES = "audit", "members", "roles"
 
 RESOURCES: Final = (AGENTS, INSTANCES, DEPLOYMENTS, HEALTH, STATS, LOGS_RESOURCE, TOKENS, ROLEBINDINGS, AUDIT,
                     MEMBERS, ROLES)
@@ -337,10 +338,7 @@ class Authorizer:
             return (f"{principal.name} may not {what} in all namespaces ({hint}\"*\" needs {verb} on {resource} "
                     f"bound cluster-wide); ask for one namespace instead, e.g. --namespace {own}")
         there = sorted({h.role.name for h in held if h.covers(namespace)})
-        if there:
-            why = f"its roles there ({', '.join(there)}) do not grant it"
-        else:
-            why = "no role binding grants it"
+        why = f"its roles there ({', '.join(there)}) do not grant it" if there else "no role binding grants it"
         return (f"{principal.name} may not {what} in namespace {namespace} ({hint}{why}; "
                 f"ask an admin of {namespace} to bind you a role that does)")
 

@@ -38,7 +38,7 @@ from ..common.probing import Probers
 from ..common.store import Event, EventType, Guard, KeyValue, Op, Store
 from . import events as health_events
 from .events import EventBus
-from .follow import follow_prefix
+from sutradhar.services.common.follow import follow_prefix
 from .membership import Membership, owner
 from .probes import (
     FAILURE,

@@ -23,7 +23,7 @@ from sutradhar._errors import NotFound, Unavailable
 
 from ..common import keys
 from ..common.store import Event, EventType, KeyValue, Store
-from .follow import follow_prefix
+from sutradhar.services.common.follow import follow_prefix
 
 log = logging.getLogger(__name__)
 

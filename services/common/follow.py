@@ -14,8 +14,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from sutradhar._errors import OutOfRange, Unavailable
-
-from ..common.store import Event, KeyValue, Store
+from sutradhar.services.common.store import Event, KeyValue, Store
 
 log = logging.getLogger(__name__)
 
