@@ -20,10 +20,10 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 
 from sutradhar._errors import NotFound, Unavailable
+from sutradhar.services.common.follow import follow_prefix
 
 from ..common import keys
 from ..common.store import Event, EventType, KeyValue, Store
-from sutradhar.services.common.follow import follow_prefix
 
 log = logging.getLogger(__name__)
 
