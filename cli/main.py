@@ -94,6 +94,7 @@ _COMMAND_SERVICES = {
     "agents": ("registry",),
     "health": ("health",),
     "deploy": ("scheduler", "registry"),
+    "rbac": ("registry",),
 }
 _DEFAULTS = {"registry": DEFAULT_REGISTRY, "router": DEFAULT_ROUTER, "scheduler": DEFAULT_SCHEDULER,
              "health": DEFAULT_HEALTH}
