@@ -14,7 +14,8 @@ A deployment manifest::
       strategy: {max_surge: 25%, max_unavailable: 25%}
       env: {LOG_LEVEL: info}
 
-`deploy -f` applies `kind: Agent` documents through the registry first, then the
+`deploy -f` applies `kind: RoleBinding` documents first (RbacService, on the
+registry), then `kind: Agent` documents through the registry, then the
 deployments through the scheduler (create or update, like `kubectl apply`).
 """
 
@@ -28,7 +29,7 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from sutradhar._clients import RegistryClient, SchedulerClient
+from sutradhar._clients import RbacClient, RegistryClient, SchedulerClient
 from sutradhar._errors import InvalidArgument, NotFound
 from sutradhar.cli._output import add_output_flag, print_json, print_table
 from sutradhar.cli._rpc import connect
@@ -38,9 +39,10 @@ from sutradhar.cli.manifests import (
     before_applying,
     load_manifests,
     parse_duration,
+    rolebinding_from_manifest,
     unknown_fields,
 )
-from sutradhar.v1 import registry_pb2
+from sutradhar.v1 import rbac_pb2, registry_pb2
 from sutradhar.v1 import scheduler_pb2 as P
 
 TIMEOUT = 15.0
@@ -123,7 +125,8 @@ def _tail(text: str) -> int:
 
 def register(sub: Any) -> None:
     p = sub.add_parser("deploy", help="apply agents and deployments from a manifest")
-    p.add_argument("-f", "--file", required=True, help="YAML manifest (kind: Agent and/or Deployment documents)")
+    p.add_argument("-f", "--file", required=True,
+                   help="YAML manifest (kind: Agent, Deployment and/or RoleBinding documents)")
     p.add_argument("--wait", action="store_true", help="wait until every deployment is rolled out")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait with --wait (default 120)")
     add_output_flag(p)
@@ -273,6 +276,34 @@ async def _keep_pause(scheduler: SchedulerClient, d: P.Deployment) -> None:
     d.spec.paused = stored.spec.paused
 
 
+def _read_bindings(path: str) -> list[rbac_pb2.RoleBinding]:
+    """The role bindings of a manifest file, each checked as the registry will."""
+    from sutradhar.services.common.rolebindings import validate_binding
+
+    bindings = [rolebinding_from_manifest(m) for m in load_manifests(path) if m.kind == "RoleBinding"]
+    for b in bindings:
+        try:
+            validate_binding(b)
+        except InvalidArgument as err:
+            raise InvalidArgument(f"rolebinding/{b.name}: {err}; nothing was applied", field=err.field) from None
+    return bindings
+
+
+async def _apply_bindings(args: argparse.Namespace, bindings: list[rbac_pb2.RoleBinding]) -> list[Any]:
+    """Apply the role bindings (before agents and deployments) and say so."""
+    applied: list[Any] = []
+    async with connect(RbacClient, args.registry) as client:
+        for b in bindings:
+            resp = await client.apply_role_binding(b, timeout=TIMEOUT)
+            applied.append(resp.binding)
+            if args.output != "json":
+                verb = "created" if resp.created else "configured"
+                count = len(resp.binding.subjects)
+                print(f"rolebinding/{b.name} {verb} in namespace {resp.binding.namespace} "
+                      f"(role {resp.binding.role}, {count} subject{'' if count == 1 else 's'})")
+    return applied
+
+
 def _read(path: str) -> tuple[list[registry_pb2.Agent], list[P.Deployment], set[tuple[str, str]]]:
     """The agents and deployments of a manifest file, and which deployments say `paused`."""
     manifests = load_manifests(path)
@@ -292,10 +323,11 @@ def _read(path: str) -> tuple[list[registry_pb2.Agent], list[P.Deployment], set[
 
 async def deploy(args: argparse.Namespace) -> int:
     with before_applying():  # every document is read and checked before the first is applied
+        bindings = _read_bindings(args.file)
         agents, deployments, says_paused = _read(args.file)
         _check_locally(agents, deployments)
         stored_agents = await _agents_not_in_file(args.registry, agents, deployments)
-    results: list[Any] = []
+    results: list[Any] = await _apply_bindings(args, bindings) if bindings else []
     if agents:
         async with connect(RegistryClient, args.registry) as registry:
             for agent in agents:

@@ -95,6 +95,7 @@ _COMMAND_SERVICES = {
     "health": ("health",),
     "deploy": ("scheduler", "registry"),
     "tokens": ("registry",),
+    "rbac": ("registry",),
 }
 _DEFAULTS = {"registry": DEFAULT_REGISTRY, "router": DEFAULT_ROUTER, "scheduler": DEFAULT_SCHEDULER,
              "health": DEFAULT_HEALTH}

@@ -3,7 +3,7 @@
 A file holds one or more documents separated by ``---``::
 
     apiVersion: sutradhar/v1
-    kind: Agent                     # or Deployment
+    kind: Agent                     # or Deployment, RoleBinding
     metadata:
       name: echo                    # the agent id
       namespace: default
@@ -17,6 +17,15 @@ A file holds one or more documents separated by ``---``::
       resources: {cpu: 500m, memory: 256Mi}
       probes: {readiness: {kind: grpc, period: 2s}}
       routing: {strategy: least-loaded}
+
+A role binding gives a role to principals (SPIFFE IDs) in its namespace::
+
+    apiVersion: sutradhar/v1
+    kind: RoleBinding
+    metadata: {name: ci-deployers, namespace: team-a}
+    spec:
+      role: operator
+      subjects: [spiffe://sutradhar.local/ns/team-a/user/ci]
 
 Structural problems (not YAML, wrong apiVersion or kind, unknown fields, a
 duration that is not one) are refused here with the document ("document 2 of
@@ -41,14 +50,15 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from sutradhar._errors import InvalidArgument
-from sutradhar.v1 import registry_pb2
+from sutradhar.v1 import rbac_pb2, registry_pb2
 
 API_VERSION = "sutradhar/v1"
-KINDS = ("Agent", "Deployment")
+KINDS = ("Agent", "Deployment", "RoleBinding")
 TOP_LEVEL_FIELDS = ("apiVersion", "kind", "metadata", "spec")
 METADATA_FIELDS = ("name", "namespace", "labels")
 AGENT_SPEC_FIELDS = ("type", "version", "runtime", "capabilities", "config", "resources", "labels", "description",
                      "probes", "routing")
+ROLEBINDING_SPEC_FIELDS = ("role", "subjects")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _DURATION_FIELDS = {
@@ -249,3 +259,24 @@ def agent_from_manifest(manifest: Manifest) -> registry_pb2.Agent:
     except json_format.ParseError as err:
         raise InvalidArgument(f"{manifest.source}: {err}", field="spec") from err
     return agent
+
+
+def rolebinding_from_manifest(manifest: Manifest) -> rbac_pb2.RoleBinding:
+    """Convert a `kind: RoleBinding` manifest into the RbacService's RoleBinding message
+    (the role and the subjects' form are checked by `rolebindings.validate_binding`)."""
+    if manifest.kind != "RoleBinding":
+        raise InvalidArgument(f"{manifest.source}: expected kind RoleBinding, got {manifest.kind}", field="kind")
+    spec = dict(manifest.body.get("spec") or {})
+    unknown_fields(manifest.source, spec, ROLEBINDING_SPEC_FIELDS, "spec")
+    role = spec.get("role")
+    if not isinstance(role, str) or not role:
+        raise InvalidArgument(f"{manifest.source}: spec.role is required (a role name, e.g. operator)",
+                              field="spec.role")
+    subjects = spec.get("subjects")
+    if not isinstance(subjects, list) or not all(isinstance(s, str) for s in subjects):
+        raise InvalidArgument(
+            f"{manifest.source}: spec.subjects must be a list of SPIFFE IDs "
+            "(e.g. [spiffe://sutradhar.local/ns/team-a/user/ci])",
+            field="spec.subjects",
+        )
+    return rbac_pb2.RoleBinding(namespace=manifest.namespace, name=manifest.name, role=role, subjects=subjects)

@@ -1,4 +1,5 @@
-"""Typed asyncio clients for the Registry, the Router, the Scheduler, the Health service, tokens and any Agent.
+"""Typed asyncio clients for the Registry (and its RbacService, TokenService), the Router, the Scheduler,
+the Health service and any Agent.
 
 Each client owns one `grpc.aio` channel and is an async context manager::
 
@@ -35,6 +36,8 @@ from sutradhar.v1 import (
     agent_pb2_grpc,
     health_pb2,
     health_pb2_grpc,
+    rbac_pb2,
+    rbac_pb2_grpc,
     registry_pb2,
     registry_pb2_grpc,
     router_pb2,
@@ -778,3 +781,60 @@ class TokenClient(_Client):
         return await self._call(
             self._stub.ListTokens(tokens_pb2.ListTokensRequest(namespace=namespace), timeout=_seconds(timeout))
         )
+
+
+class RbacClient(_Client):
+    """RoleBindings and the built-in roles (RbacService, served by the registry)."""
+
+    def __init__(self, address: str, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        super().__init__(address, max_message_bytes=max_message_bytes)
+        self._stub = rbac_pb2_grpc.RbacServiceStub(self._channel)
+
+    async def apply_role_binding(
+        self, binding: rbac_pb2.RoleBinding, *, timeout: Timeout = None
+    ) -> rbac_pb2.ApplyRoleBindingResponse:
+        """Create the binding or replace its role and subjects; the response says which (`created`)."""
+        return await self._call(
+            self._stub.ApplyRoleBinding(
+                rbac_pb2.ApplyRoleBindingRequest(binding=binding), timeout=_seconds(timeout)
+            )
+        )
+
+    async def get_role_binding(
+        self, name: str, *, namespace: str = "", timeout: Timeout = None
+    ) -> rbac_pb2.RoleBinding:
+        """One binding; `NotFound` when missing."""
+        response = await self._call(
+            self._stub.GetRoleBinding(
+                rbac_pb2.GetRoleBindingRequest(namespace=namespace, name=name), timeout=_seconds(timeout)
+            )
+        )
+        return response.binding
+
+    async def list_role_bindings(
+        self, *, namespace: str = "", timeout: Timeout = None
+    ) -> rbac_pb2.ListRoleBindingsResponse:
+        """Bindings of `namespace` ("*" for all), with the revision read at."""
+        return await self._call(
+            self._stub.ListRoleBindings(
+                rbac_pb2.ListRoleBindingsRequest(namespace=namespace), timeout=_seconds(timeout)
+            )
+        )
+
+    async def delete_role_binding(
+        self, name: str, *, namespace: str = "", timeout: Timeout = None
+    ) -> rbac_pb2.RoleBinding:
+        """Delete a binding and return it; `NotFound` when missing."""
+        response = await self._call(
+            self._stub.DeleteRoleBinding(
+                rbac_pb2.DeleteRoleBindingRequest(namespace=namespace, name=name), timeout=_seconds(timeout)
+            )
+        )
+        return response.binding
+
+    async def list_roles(self, *, namespace: str = "", timeout: Timeout = None) -> list[rbac_pb2.Role]:
+        """The built-in roles and their rules."""
+        response = await self._call(
+            self._stub.ListRoles(rbac_pb2.ListRolesRequest(namespace=namespace), timeout=_seconds(timeout))
+        )
+        return list(response.roles)

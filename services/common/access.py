@@ -11,6 +11,7 @@ resources and roles; this module is the one table both AUTHORIZATION and AUDIT r
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +45,33 @@ class MethodAccess:
     extra: ExtraChecks = _no_extra
     cluster: bool = field(default=False)
     """The method acts on the whole mesh, not one namespace (e.g. ListMembers)."""
+    instance_owner: bool = False
+    """The request names an instance by id only, not its agent: a grant limited to one
+    agent's name (the `agent` role) allows the call only if the instance belongs to that
+    agent, which the servicer checks after reading it (`Decision.owner`)."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What authorization decided for one call, for the audit record and the servicer.
+
+    `reason` says which binding allowed it or why it was denied (a denial's reason is
+    the PERMISSION_DENIED message). `owner` is set when the call is allowed only if the
+    object it names belongs to that agent (see `MethodAccess.instance_owner`).
+    """
+
+    allowed: bool
+    reason: str
+    verb: str = ""
+    resource: str = ""
+    namespace: str = ""
+    name: str = ""
+    owner: str = ""
+
+
+DECISION: contextvars.ContextVar[Decision | None] = contextvars.ContextVar("sutradhar_decision", default=None)
+"""The AUTHORIZATION stage's decision for the call being served (None before it ran or
+when the method is infrastructure); AUDIT, which wraps it, reads it after the call."""
 
 
 ACCESS: dict[str, MethodAccess] = {}

@@ -12,6 +12,7 @@ prefix too::
     /sutradhar/v1/elections/<name>/<lease-id>            leader-election candidates (leased)
     /sutradhar/v1/load/<namespace>/<instance-id>/<router-id>   router-observed load (leased)
     /sutradhar/v1/tokens/<namespace>/<jti>               TokenRecord (JSON, leased until after expiry)
+    /sutradhar/v1/rolebindings/<namespace>/<name>        RoleBinding (JSON)
 
 Values are protobuf messages in their canonical JSON form, so `etcdctl get
 --prefix /sutradhar/v1/` is readable by an operator. docs/etcd-keys.md is
@@ -39,6 +40,7 @@ MEMBERS: Final = "members"
 ELECTIONS: Final = "elections"
 LOAD: Final = "load"
 TOKENS: Final = "tokens"
+ROLEBINDINGS: Final = "rolebindings"
 
 
 def namespace_or_default(namespace: str) -> str:
@@ -68,6 +70,10 @@ def instance_key(namespace: str, instance_id: str) -> str:
 
 def deployment_key(namespace: str, name: str) -> str:
     return object_key(DEPLOYMENTS, namespace, name)
+
+
+def rolebinding_key(namespace: str, name: str) -> str:
+    return object_key(ROLEBINDINGS, namespace, name)
 
 
 def load_key(namespace: str, instance_id: str, router_id: str) -> str:

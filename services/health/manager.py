@@ -31,10 +31,10 @@ from datetime import UTC, datetime, timedelta
 from sutradhar._aio import wait_set
 from sutradhar._backoff import Backoff
 from sutradhar._errors import AlreadyExists, Conflict, NotFound
+from sutradhar.services.common.follow import follow_prefix
 from sutradhar.v1 import health_pb2, registry_pb2
 
 from ..common import keys
-from ..common.follow import follow_prefix
 from ..common.probing import Probers
 from ..common.store import Event, EventType, Guard, KeyValue, Op, Store
 from . import events as health_events

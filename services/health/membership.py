@@ -20,9 +20,9 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 
 from sutradhar._errors import NotFound, Unavailable
+from sutradhar.services.common.follow import follow_prefix
 
 from ..common import keys
-from ..common.follow import follow_prefix
 from ..common.store import Event, EventType, KeyValue, Store
 
 log = logging.getLogger(__name__)
