@@ -13,6 +13,7 @@ prefix too::
     /sutradhar/v1/load/<namespace>/<instance-id>/<router-id>   router-observed load (leased)
     /sutradhar/v1/tokens/<namespace>/<jti>               TokenRecord (JSON, leased until after expiry)
     /sutradhar/v1/rolebindings/<namespace>/<name>        RoleBinding (JSON)
+    /sutradhar/v1/audit/<audit-id>                       AuditEvent (JSON; append-only, ids sort by time)
 
 Values are protobuf messages in their canonical JSON form, so `etcdctl get
 --prefix /sutradhar/v1/` is readable by an operator. docs/etcd-keys.md is
@@ -41,6 +42,7 @@ ELECTIONS: Final = "elections"
 LOAD: Final = "load"
 TOKENS: Final = "tokens"
 ROLEBINDINGS: Final = "rolebindings"
+AUDIT: Final = "audit"
 
 
 def namespace_or_default(namespace: str) -> str:
@@ -84,6 +86,12 @@ def load_key(namespace: str, instance_id: str, router_id: str) -> str:
 def token_key(namespace: str, token_id: str) -> str:
     """Key of one token's record (never the token itself)."""
     return object_key(TOKENS, namespace, token_id)
+
+
+def audit_key(audit_id: str) -> str:
+    """Key of one audit record. Not per namespace: the log is one time-ordered
+    range (`audit_id` sorts by time), filtered by the record's namespace."""
+    return f"{ROOT}{AUDIT}/{audit_id}"
 
 
 def parse_key(key: str) -> tuple[str, str, str]:

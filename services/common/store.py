@@ -93,6 +93,20 @@ class Event:
 
 
 @dataclass(frozen=True)
+class Scan:
+    """One bounded read of a key range (`Store.scan`)."""
+
+    kvs: list[KeyValue]
+    """The keys read, in key order (values empty when read keys-only)."""
+    revision: int
+    """The store revision the read saw."""
+    more: bool
+    """More keys are in the range past the last one read."""
+    count: int
+    """How many keys the whole range holds."""
+
+
+@dataclass(frozen=True)
 class Op:
     """One write inside an atomic `Store.commit`: a put (value set) or a delete."""
 
@@ -297,6 +311,31 @@ class Store:
         """Return every key under `prefix`, sorted by key, and the read revision."""
         res = await self._call(lambda: self._client.get_prefix(prefix.encode(), sort_order="ascend"))
         return [_kv(r) for r in res], self._revision_of(res)
+
+    async def scan(
+        self, start: str, end: str | bytes, *, limit: int = 0, keys_only: bool = False, count_only: bool = False
+    ) -> Scan:
+        """Read keys from `start` up to (not including) `end` in key order, at
+        most `limit` of them (0: all); `end` as bytes for a computed range end
+        (`prefix_end`). With `count_only` no keys are returned, only `count`."""
+        range_end = end if isinstance(end, bytes) else end.encode()
+        request = aetcd.rpc.RangeRequest(
+            key=start.encode(),
+            range_end=range_end,
+            limit=limit,
+            sort_order=aetcd.rpc.RangeRequest.ASCEND,
+            sort_target=aetcd.rpc.RangeRequest.KEY,
+            keys_only=keys_only,
+            count_only=count_only,
+        )
+
+        async def go() -> Any:
+            # aetcd's get_range drops limit and count_only, so the range request is built here.
+            await self._client.connect()
+            return await self._client.kvstub.Range(request, metadata=self._client.metadata)
+
+        res = await self._call(go)
+        return Scan([_kv(r) for r in res.kvs], self._revision_of(res), bool(res.more), int(res.count))
 
     async def revision(self) -> int:
         """The store's current revision."""
