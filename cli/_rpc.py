@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from sutradhar._clients import HealthClient, RbacClient, RegistryClient, RouterClient, SchedulerClient, TokenClient
+from sutradhar._clients import (
+    AuditClient,
+    HealthClient,
+    RbacClient,
+    RegistryClient,
+    RouterClient,
+    SchedulerClient,
+    TokenClient,
+)
 from sutradhar._errors import InvalidArgument
 
-C = TypeVar("C", RegistryClient, RouterClient, SchedulerClient, HealthClient, RbacClient, TokenClient)
+C = TypeVar("C", RegistryClient, RouterClient, SchedulerClient, HealthClient, RbacClient, TokenClient, AuditClient)
 
 
 def check_address(address: str) -> None:

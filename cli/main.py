@@ -92,6 +92,7 @@ _COMMAND_SERVICES = {
     "exec_": ("router",),
     "stats": ("router",),
     "agents": ("registry",),
+    "audit": ("registry",),
     "health": ("health",),
     "deploy": ("scheduler", "registry"),
     "tokens": ("registry",),

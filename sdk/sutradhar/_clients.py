@@ -1,5 +1,5 @@
-"""Typed asyncio clients for the Registry (and its RbacService, TokenService), the Router, the Scheduler,
-the Health service and any Agent.
+"""Typed asyncio clients for the Registry (and its RbacService, TokenService, AuditService), the Router,
+the Scheduler, the Health service and any Agent.
 
 Each client owns one `grpc.aio` channel and is an async context manager::
 
@@ -34,6 +34,8 @@ from sutradhar._values import JSON, from_duration, to_duration
 from sutradhar.v1 import (
     agent_pb2,
     agent_pb2_grpc,
+    audit_pb2,
+    audit_pb2_grpc,
     health_pb2,
     health_pb2_grpc,
     rbac_pb2,
@@ -838,3 +840,71 @@ class RbacClient(_Client):
             self._stub.ListRoles(rbac_pb2.ListRolesRequest(namespace=namespace), timeout=_seconds(timeout))
         )
         return list(response.roles)
+
+
+def _audit_filter(
+    namespace: str, principal: str, verb: str, resource: str, decision: audit_pb2.AuditDecision,
+    since: datetime | None,
+) -> audit_pb2.AuditEventFilter:
+    flt = audit_pb2.AuditEventFilter(
+        namespace=namespace, principal=principal, verb=verb, resource=resource, decision=decision
+    )
+    if since is not None:
+        flt.since.FromDatetime(since.astimezone(UTC))
+    return flt
+
+
+class AuditClient(_Client):
+    """The audit log (AuditService, served by the registry): list and follow records.
+
+    `namespace` "" means "default", "*" every namespace; `principal` is an
+    accessor id or a SPIFFE ID (every token of it); `since` keeps calls
+    received at or after that time.
+    """
+
+    def __init__(self, address: str, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        super().__init__(address, max_message_bytes=max_message_bytes)
+        self._stub = audit_pb2_grpc.AuditServiceStub(self._channel)
+
+    async def list_audit_events(
+        self,
+        *,
+        namespace: str = "",
+        principal: str = "",
+        verb: str = "",
+        resource: str = "",
+        decision: audit_pb2.AuditDecision = audit_pb2.AUDIT_DECISION_UNSPECIFIED,
+        since: datetime | None = None,
+        page_size: int = 0,
+        page_token: str = "",
+        timeout: Timeout = None,
+    ) -> audit_pb2.ListAuditEventsResponse:
+        """One page of matching records, oldest first; page on while `next_page_token` is set."""
+        request = audit_pb2.ListAuditEventsRequest(
+            filter=_audit_filter(namespace, principal, verb, resource, decision, since),
+            page_size=page_size,
+            page_token=page_token,
+        )
+        return await self._call(self._stub.ListAuditEvents(request, timeout=_seconds(timeout)))
+
+    async def watch_audit_events(
+        self,
+        *,
+        namespace: str = "",
+        principal: str = "",
+        verb: str = "",
+        resource: str = "",
+        decision: audit_pb2.AuditDecision = audit_pb2.AUDIT_DECISION_UNSPECIFIED,
+        since: datetime | None = None,
+        include_initial: bool = False,
+    ) -> AsyncGenerator[audit_pb2.WatchAuditEventsResponse, None]:
+        """Stream matching records as they are written and completed; with
+        `include_initial`, the kept ones first, then a response with `synced`."""
+        call = self._stub.WatchAuditEvents(
+            audit_pb2.WatchAuditEventsRequest(
+                filter=_audit_filter(namespace, principal, verb, resource, decision, since),
+                include_initial=include_initial,
+            )
+        )
+        async for response in self._iterate(call):
+            yield response

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES
 from sutradhar._settings import COUNT, PORT, POSITIVE_DURATION, Settings, log_level_setting, setting
+from sutradhar.services.common.audit import DEFAULT_RETENTION_AGE, DEFAULT_RETENTION_COUNT
 from sutradhar.services.common.security_config import ServiceSecurity
 from sutradhar.services.registry.watch import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_SIZE, DEFAULT_PROGRESS_INTERVAL
 
@@ -38,6 +39,10 @@ class RegistryConfig(ServiceSecurity):
     watch_progress_interval: timedelta = setting(DEFAULT_PROGRESS_INTERVAL, kind=POSITIVE_DURATION)
     """Quiet time after which a watch sends an empty response with the latest
     revision (when filtered-out changes moved it), keeping resume points recent."""
+    audit_retention_count: int = setting(DEFAULT_RETENTION_COUNT, kind=COUNT)
+    """Audit records kept at most; past it the oldest are deleted (checked every minute)."""
+    audit_retention_age: timedelta = setting(DEFAULT_RETENTION_AGE, kind=POSITIVE_DURATION, shown_default="720h")
+    """Audit records older than this are deleted (checked every minute)."""
     log_level: str = log_level_setting("INFO")
     """Logging level of `python -m sutradhar.services.registry`."""
 
