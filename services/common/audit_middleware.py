@@ -236,12 +236,12 @@ class AuditMiddleware:
             if caller.peer is not None and caller.peer != caller.identity:
                 event.peer = str(caller.peer)
         cluster = entry is not None and entry.cluster
-        if decision is not None:
-            event.verb, event.resource, event.name = decision.verb, decision.resource, decision.name
-            event.namespace = decision.namespace if cluster else namespace_or_default(decision.namespace)
-        elif entry is not None:
+        if entry is not None:
             event.verb, event.resource, event.name = entry.verb, entry.resource, _read(entry.name, request)
             event.namespace = "" if cluster else namespace_or_default(_read(entry.namespace, request))
+        if decision is not None and decision.verb:  # what was decided (an extra check's verb, say)
+            event.verb, event.resource, event.name = decision.verb, decision.resource, decision.name
+            event.namespace = decision.namespace if cluster else namespace_or_default(decision.namespace)
         return event
 
     async def _deny(

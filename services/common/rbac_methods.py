@@ -2,7 +2,7 @@
 
 Importing this module fills the table (`install()` does it again, idempotently). One
 entry per method of RegistryService, RouterService, SchedulerService, HealthService,
-RbacService and TokenService; `tests/unit/test_rbac_methods.py` fails when a method of
+RbacService, TokenService and AuditService; `tests/unit/test_rbac_methods.py` fails when a method of
 those services has none (a method without an entry is refused by the AUTHORIZATION stage
 anyway).
 
@@ -25,7 +25,7 @@ from typing import Any, Final
 from sutradhar._names import ALL_NAMESPACES
 from sutradhar.services.common import rbac
 from sutradhar.services.common.access import ACCESS, MethodAccess
-from sutradhar.v1 import health_pb2, rbac_pb2, registry_pb2, router_pb2, scheduler_pb2, tokens_pb2
+from sutradhar.v1 import audit_pb2, health_pb2, rbac_pb2, registry_pb2, router_pb2, scheduler_pb2, tokens_pb2
 
 __all__ = ["CODE_FREE_RUNTIMES", "MESH_SERVICES", "define_code_needed", "install", "methods"]
 
@@ -44,6 +44,7 @@ MESH_SERVICES: Final = tuple(
         (health_pb2, "HealthService"),
         (rbac_pb2, "RbacService"),
         (tokens_pb2, "TokenService"),
+        (audit_pb2, "AuditService"),
     )
 )
 
@@ -131,7 +132,8 @@ def _cluster(_request: Any) -> str:
 def methods() -> dict[str, MethodAccess]:
     """Full method name -> its access, for every method of `MESH_SERVICES`."""
     r = rbac
-    registry, router, scheduler, health, rbac_service, token_service = MESH_SERVICES
+    registry, router, scheduler, health, rbac_service, token_service, audit_service = MESH_SERVICES
+    audit_ns = _of("filter", _ns)
     agent_ns, agent_id = _of("agent", _ns), _of("agent", _id)
     inst_ns, inst_agent = _of("instance", _ns), _of("instance", _agent_id)
     dep_ns, dep_name = _of("deployment", _ns), _of("deployment", _name)
@@ -189,6 +191,10 @@ def methods() -> dict[str, MethodAccess]:
         f"/{token_service}/CreateToken": MethodAccess(r.CREATE, r.TOKENS, _ns, mutation=True),
         f"/{token_service}/RevokeToken": MethodAccess(r.DELETE, r.TOKENS, _ns, _id, True),
         f"/{token_service}/ListTokens": MethodAccess(r.LIST, r.TOKENS, _ns),
+
+        # Reading the audit log is its own verb, for listing and following alike.
+        f"/{audit_service}/ListAuditEvents": MethodAccess(r.READ, r.AUDIT, audit_ns),
+        f"/{audit_service}/WatchAuditEvents": MethodAccess(r.READ, r.AUDIT, audit_ns),
     }
     return table
 
