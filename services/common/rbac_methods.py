@@ -146,7 +146,9 @@ def methods() -> dict[str, MethodAccess]:
         f"/{registry}/DeregisterAgent": MethodAccess(r.DELETE, r.AGENTS, _ns, _id, True),
         # An instance is named by its agent's id here, so `agent`'s resource_names apply.
         f"/{registry}/RegisterInstance": MethodAccess(r.CREATE, r.INSTANCES, inst_ns, inst_agent, True),
-        f"/{registry}/KeepAliveInstance": MethodAccess(r.UPDATE, r.INSTANCES, _ns, _id, True, instance_owner=True),
+        # A lease renewal is a heartbeat (every ttl/3 per instance), not a change of what the
+        # mesh runs: like Kubernetes' node lease updates it is audited only when denied.
+        f"/{registry}/KeepAliveInstance": MethodAccess(r.UPDATE, r.INSTANCES, _ns, _id, False, instance_owner=True),
         f"/{registry}/UpdateInstanceState": MethodAccess(r.UPDATE, r.INSTANCES, _ns, _id, True,
                                                          instance_owner=True),
         f"/{registry}/GetInstance": MethodAccess(r.GET, r.INSTANCES, _ns, _id),

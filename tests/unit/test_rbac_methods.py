@@ -56,7 +56,7 @@ def test_namespaces_and_names_come_from_the_request() -> None:
     req = registry_pb2.RegisterInstanceRequest(instance=registry_pb2.Instance(namespace="b", agent_id="echo", id="i"))
     assert (reg.verb, reg.resource, reg.namespace(req), reg.name(req)) == ("create", "instances", "b", "echo")
     keep = entry("/sutradhar.v1.RegistryService/KeepAliveInstance")
-    assert keep.instance_owner and keep.mutation
+    assert keep.instance_owner and not keep.mutation  # a heartbeat: audited only when denied
     dep = entry("/sutradhar.v1.SchedulerService/CreateDeployment")
     d = scheduler_pb2.CreateDeploymentRequest(deployment=scheduler_pb2.Deployment(namespace="n", name="web"))
     assert (dep.namespace(d), dep.name(d)) == ("n", "web")
