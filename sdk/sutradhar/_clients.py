@@ -28,7 +28,9 @@ from sutradhar._agent import Result, StreamEvent, Task, TaskContext
 from sutradhar._convert import event_from_proto, result_from_proto, task_to_proto
 from sutradhar._errors import from_rpc_error
 from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES, reconnect_options
+from sutradhar._identity import SpiffeId
 from sutradhar._labels import validate_label_key, validate_label_value
+from sutradhar._tls import TlsSource, secure_channel
 from sutradhar._values import JSON, from_duration, to_duration
 from sutradhar.v1 import (
     agent_pb2,
@@ -128,20 +130,35 @@ def _router_grpc_timeout(task: Task, timeout: Timeout) -> float | None:
 
 
 class _Client:
-    """One insecure grpc.aio channel to `address`, closed on exit."""
+    """One grpc.aio channel to `address`, closed on exit: mutual TLS when given `tls`
+    (the caller's certificate, key and trust bundle; with `expected`, the handshake also
+    checks that the server is that identity), plaintext otherwise (an insecure mesh)."""
 
-    def __init__(self, address: str, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+    def __init__(
+        self,
+        address: str,
+        *,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        tls: TlsSource | None = None,
+        expected: SpiffeId | None = None,
+    ) -> None:
         self.address = address
-        self._channel = grpc.aio.insecure_channel(
-            address,
-            options=[
-                ("grpc.max_receive_message_length", max_message_bytes),
-                ("grpc.max_send_message_length", max_message_bytes),
-                # A restarted service is reached again within a second, well
-                # inside an instance's lease.
-                *reconnect_options(connect_timeout=timedelta(milliseconds=200)),
-            ],
-        )
+        self.tls = tls
+        self.expected = expected
+        options = [
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+            # A restarted service is reached again within a second, well
+            # inside an instance's lease.
+            *reconnect_options(connect_timeout=timedelta(milliseconds=200)),
+        ]
+        if tls is None:
+            if expected is not None:
+                raise ValueError(f"expected={expected} needs tls: an identity is only checked over mutual TLS")
+            self._channel: grpc.aio.Channel = grpc.aio.insecure_channel(address, options=options)
+        else:
+            # A RotatingChannel: generated stubs take it like a grpc.aio.Channel.
+            self._channel = secure_channel(address, tls, options=options, expected=expected)  # type: ignore[assignment]
 
     @property
     def channel(self) -> grpc.aio.Channel:
@@ -181,8 +198,15 @@ class _Client:
 class AgentClient(_Client):
     """Talks to one agent replica directly (AgentService)."""
 
-    def __init__(self, address: str, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
-        super().__init__(address, max_message_bytes=max_message_bytes)
+    def __init__(
+        self,
+        address: str,
+        *,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        tls: TlsSource | None = None,
+        expected: SpiffeId | None = None,
+    ) -> None:
+        super().__init__(address, max_message_bytes=max_message_bytes, tls=tls, expected=expected)
         self._stub = agent_pb2_grpc.AgentServiceStub(self._channel)
 
     async def describe(self, *, timeout: Timeout = None) -> agent_pb2.DescribeResponse:
@@ -233,8 +257,15 @@ class AgentClient(_Client):
 class RouterClient(_Client):
     """Routes tasks through a Sutradhar router (RouterService)."""
 
-    def __init__(self, address: str, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
-        super().__init__(address, max_message_bytes=max_message_bytes)
+    def __init__(
+        self,
+        address: str,
+        *,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        tls: TlsSource | None = None,
+        expected: SpiffeId | None = None,
+    ) -> None:
+        super().__init__(address, max_message_bytes=max_message_bytes, tls=tls, expected=expected)
         self._stub = router_pb2_grpc.RouterServiceStub(self._channel)
 
     @staticmethod
@@ -338,8 +369,15 @@ class RouterClient(_Client):
 class RegistryClient(_Client):
     """Agent definitions and live instances (RegistryService)."""
 
-    def __init__(self, address: str, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
-        super().__init__(address, max_message_bytes=max_message_bytes)
+    def __init__(
+        self,
+        address: str,
+        *,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        tls: TlsSource | None = None,
+        expected: SpiffeId | None = None,
+    ) -> None:
+        super().__init__(address, max_message_bytes=max_message_bytes, tls=tls, expected=expected)
         self._stub = registry_pb2_grpc.RegistryServiceStub(self._channel)
 
     async def register_agent(
@@ -510,8 +548,15 @@ class RegistryClient(_Client):
 class SchedulerClient(_Client):
     """Deployments, rollouts and replica logs (SchedulerService)."""
 
-    def __init__(self, address: str, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
-        super().__init__(address, max_message_bytes=max_message_bytes)
+    def __init__(
+        self,
+        address: str,
+        *,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        tls: TlsSource | None = None,
+        expected: SpiffeId | None = None,
+    ) -> None:
+        super().__init__(address, max_message_bytes=max_message_bytes, tls=tls, expected=expected)
         self._stub = scheduler_pb2_grpc.SchedulerServiceStub(self._channel)
 
     async def create_deployment(
@@ -659,8 +704,15 @@ class SchedulerClient(_Client):
 class HealthClient(_Client):
     """Probe results, drain and enable, and health events (HealthService)."""
 
-    def __init__(self, address: str, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
-        super().__init__(address, max_message_bytes=max_message_bytes)
+    def __init__(
+        self,
+        address: str,
+        *,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        tls: TlsSource | None = None,
+        expected: SpiffeId | None = None,
+    ) -> None:
+        super().__init__(address, max_message_bytes=max_message_bytes, tls=tls, expected=expected)
         self._stub = health_pb2_grpc.HealthServiceStub(self._channel)
 
     async def get_agent_health(
