@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 async def test_module_entry_serves_until_sigterm_and_drains() -> None:
     with spawn_agent(
-        [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent", "--grace", "5"], cwd=str(ROOT)
+        [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent", "--insecure", "--grace", "5"], cwd=str(ROOT)
     ) as agent:
         assert agent.output == [f"agent echo listening on {agent.address}"]
         async with AgentClient(agent.address) as client:
@@ -52,7 +52,7 @@ def test_bad_class_exits_nonzero_with_one_line() -> None:
     import subprocess
 
     out = subprocess.run(
-        [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:NoSuchAgent"],
+        [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:NoSuchAgent", "--insecure"],
         cwd=str(ROOT), capture_output=True, text=True, timeout=30, check=False,
     )
     assert out.returncode == 1
@@ -102,7 +102,7 @@ def test_grpcurl_lists_and_calls_the_agent() -> None:
     import subprocess
 
     grpcurl = shutil.which("grpcurl") or str(Path(sys.executable).parent / "grpcurl")
-    command = [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent"]
+    command = [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent", "--insecure"]
     with spawn_agent(command, cwd=str(ROOT)) as agent:
         listed = subprocess.run(
             [grpcurl, "-plaintext", agent.address, "list"], capture_output=True, text=True, timeout=30, check=True
@@ -126,7 +126,7 @@ async def test_deployed_identity_from_env_is_what_the_replica_reports() -> None:
     """The scheduler sets SUTRADHAR_AGENT_ID/VERSION: a replica of `echo-deployed`
     1.4.0 running the EchoAgent class (echo 1.0.0) must report the former."""
     env = {"SUTRADHAR_AGENT_ID": "echo-deployed", "SUTRADHAR_AGENT_VERSION": "1.4.0"}
-    with spawn_agent([sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent"],
+    with spawn_agent([sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent", "--insecure"],
                      cwd=str(ROOT), env=env) as agent:
         assert agent.output == [f"agent echo-deployed listening on {agent.address}"]
         async with AgentClient(agent.address) as client:
@@ -140,7 +140,7 @@ def test_a_bad_deployed_version_is_refused_naming_it() -> None:
     import subprocess
 
     out = subprocess.run(
-        [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent", "--agent-version", "banana"],
+        [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent", "--insecure", "--agent-version", "banana"],
         cwd=str(ROOT), capture_output=True, text=True, timeout=30, check=False,
     )
     assert out.returncode == 1 and "banana" in out.stderr and "semantic version" in out.stderr, out.stderr
@@ -217,7 +217,7 @@ def test_a_bad_env_port_is_one_error_line() -> None:
     import subprocess
 
     out = subprocess.run(
-        [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent"],
+        [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent", "--insecure"],
         cwd=str(ROOT), capture_output=True, text=True, timeout=30, check=False,
         env={**os.environ, "SUTRADHAR_PORT": "http"},
     )
@@ -237,7 +237,7 @@ def test_a_synchronous_execute_is_refused_before_serving(tmp_path: Path) -> None
         "    def execute(self, task):\n        return {'ok': True}\n"
     )
     out = subprocess.run(
-        [sys.executable, "-m", "sutradhar.serve", "syncagent:Sync"],
+        [sys.executable, "-m", "sutradhar.serve", "syncagent:Sync", "--insecure"],
         cwd=str(tmp_path), capture_output=True, text=True, timeout=30, check=False,
     )
     assert out.returncode == 1
