@@ -378,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(wait_router(router.address, args.replicas))
         if baseline_python is not None:
             assert args.baseline is not None
-            base = Proc("baseline", [str(baseline_python), "-m", "sutradhar.services.router", "--insecure", "--port", "0",
+            base = Proc("baseline", [str(baseline_python), "-m", "sutradhar.services.router", "--insecure",
+                "--port", "0",
                                      "--registry", registry.address, "--etcd", etcd.endpoint,
                                      "--log-level", "WARNING"],
                         ready=r"listening on (\S+)", cwd=args.baseline.resolve())

@@ -71,10 +71,10 @@ class Mesh:
         self.etcd.start()
         self.registry = RegistryServer(RegistryConfig(insecure=True, port=0, etcd=self.etcd.endpoint))
         await self.registry.start()
-        self.router = RouterServer(RouterConfig(insecure=True, 
+        self.router = RouterServer(RouterConfig(insecure=True,
             port=0, registry=self.registry.address, etcd=self.etcd.endpoint if self.router_etcd else None))
         await self.router.start()
-        self.scheduler = SchedulerServer(SchedulerConfig(insecure=True, 
+        self.scheduler = SchedulerServer(SchedulerConfig(insecure=True,
             port=0, etcd=self.etcd.endpoint, registry=self.registry.address, state_dir=self.workdir / "state",
             **self.scheduler_options))
         await self.scheduler.start()
@@ -147,7 +147,8 @@ class SchedulerProcess:
         self.member = member
         self.log = mesh.workdir / f"scheduler-{member}.log"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sutradhar.services.scheduler", "--insecure", "--port", "0", "--etcd", mesh.etcd.endpoint,
+            [sys.executable, "-m", "sutradhar.services.scheduler", "--insecure", "--port", "0", "--etcd",
+                mesh.etcd.endpoint,
              "--registry", mesh.registry.address, "--state-dir", str(mesh.workdir / "state"),
              "--member-id", member],
             stdout=self.log.open("w"), stderr=subprocess.STDOUT, cwd=ROOT)

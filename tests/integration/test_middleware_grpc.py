@@ -50,7 +50,7 @@ async def mesh(etcd: str, tmp_path: Path) -> AsyncIterator[dict[str, str]]:
         router = RouterServer(RouterConfig(insecure=True, port=0, registry=None))
         await router.start()
         stack.push_async_callback(router.stop, timedelta(0))
-        scheduler = SchedulerServer(SchedulerConfig(insecure=True, 
+        scheduler = SchedulerServer(SchedulerConfig(insecure=True,
             port=0, etcd=etcd, registry=registry.address, state_dir=tmp_path, member_id=f"middleware-{tmp_path.name}",
         ))
         await scheduler.start()

@@ -88,7 +88,8 @@ async def private_etcd() -> AsyncIterator[LocalEtcd]:
 
 
 async def test_compaction_and_a_dead_etcd(private_etcd):
-    server = RegistryServer(RegistryConfig(insecure=True, port=0, etcd=private_etcd.endpoint, etcd_timeout=timedelta(seconds=2)))
+    server = RegistryServer(RegistryConfig(insecure=True, port=0, etcd=private_etcd.endpoint,
+        etcd_timeout=timedelta(seconds=2)))
     await server.start()
     try:
         async with grpc.aio.insecure_channel(server.address) as channel:

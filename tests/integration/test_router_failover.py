@@ -100,7 +100,8 @@ async def test_router_starts_without_registry_answers_unavailable_then_catches_u
 
     port = free_port()
     router = await asyncio.to_thread(
-        spawn_agent, [sys.executable, "-m", "sutradhar.services.router", "--insecure", "--port", "0", "--event-loop", event_loop,
+        spawn_agent, [sys.executable, "-m", "sutradhar.services.router", "--insecure", "--port", "0",
+            "--event-loop", event_loop,
                       "--registry", f"127.0.0.1:{port}", "--log-level", "ERROR"], cwd=str(ROOT))
     assert any(f"(event loop: {event_loop})" in line for line in router.output), router.output
     registry = RegistryServer(RegistryConfig(insecure=True, port=port, etcd=etcd))

@@ -153,7 +153,8 @@ async def test_stop_replicas_after_the_scheduler_leaves_nothing(etcd, registry, 
     pids = recorded_pids(state, namespace)
     assert len(pids) == 2 and all(pid_alive(p) for p in pids)  # a stopped scheduler leaves them for adoption
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sutradhar.services.scheduler", "--insecure", "--stop-replicas", "--state-dir", str(state),
+        sys.executable, "-m", "sutradhar.services.scheduler", "--insecure", "--stop-replicas", "--state-dir",
+            str(state),
         "--etcd", etcd, "--stop-grace", "3", stderr=subprocess.PIPE)
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err

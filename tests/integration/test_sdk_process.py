@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 async def test_module_entry_serves_until_sigterm_and_drains() -> None:
     with spawn_agent(
-        [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent", "--insecure", "--grace", "5"], cwd=str(ROOT)
+        [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent", "--insecure", "--grace",
+            "5"], cwd=str(ROOT)
     ) as agent:
         assert agent.output == [f"agent echo listening on {agent.address}"]
         async with AgentClient(agent.address) as client:
@@ -140,7 +141,8 @@ def test_a_bad_deployed_version_is_refused_naming_it() -> None:
     import subprocess
 
     out = subprocess.run(
-        [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent", "--insecure", "--agent-version", "banana"],
+        [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent", "--insecure",
+            "--agent-version", "banana"],
         cwd=str(ROOT), capture_output=True, text=True, timeout=30, check=False,
     )
     assert out.returncode == 1 and "banana" in out.stderr and "semantic version" in out.stderr, out.stderr

@@ -46,7 +46,8 @@ async def instance_or_none(client: RegistryClient, namespace: str, instance_id: 
 
 async def test_server_registers_keeps_alive_and_deregisters(registry: str, unique: str) -> None:
     server = AgentServer(
-        EchoAgent(), insecure=True, registry=registry, namespace=unique, ttl=TTL, labels={"tier": "gold"}, instance_id=f"echo-{unique}"
+        EchoAgent(), insecure=True, registry=registry, namespace=unique, ttl=TTL, labels={"tier": "gold"},
+            instance_id=f"echo-{unique}"
     )
     await server.start()
     async with RegistryClient(registry) as client:
