@@ -92,7 +92,7 @@ async def test_bad_liveness_success_threshold_is_refused(mesh, unique):
 
 
 def _spawn_echo():
-    return spawn_agent([sys.executable, str(ROOT / "examples" / "echo_agent.py"), "--port", "0"])
+    return spawn_agent([sys.executable, str(ROOT / "examples" / "echo_agent.py"), "--port", "0", "--insecure"])
 
 
 async def _wait_router(mesh, ns: str, instance_id: str, routable: bool) -> None:

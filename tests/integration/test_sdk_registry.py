@@ -232,7 +232,8 @@ async def test_a_script_agent_registers_through_the_registry_env(
         "    async def execute(self, task):\n        return 'hi'\n\n"
         "serve(Greeter(), ttl=__import__('datetime').timedelta(seconds=2))\n"
     )
-    env = {"SUTRADHAR_REGISTRY": registry, "SUTRADHAR_NAMESPACE": unique, "SUTRADHAR_INSTANCE_ID": f"g-{unique}"}
+    env = {"SUTRADHAR_REGISTRY": registry, "SUTRADHAR_NAMESPACE": unique, "SUTRADHAR_INSTANCE_ID": f"g-{unique}",
+           "SUTRADHAR_INSECURE": "1"}
     with await asyncio.to_thread(spawn_agent, [sys.executable, str(script)], cwd=str(tmp_path), env=env) as agent:
         async with RegistryClient(registry) as client:
             definition = await client.get_agent("greeter", namespace=unique)
