@@ -20,7 +20,7 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 import grpc
 
@@ -132,7 +132,10 @@ def _router_grpc_timeout(task: Task, timeout: Timeout) -> float | None:
 class _Client:
     """One grpc.aio channel to `address`, closed on exit: mutual TLS when given `tls`
     (the caller's certificate, key and trust bundle; with `expected`, the handshake also
-    checks that the server is that identity), plaintext otherwise (an insecure mesh)."""
+    checks that the server is that identity), plaintext otherwise (an insecure mesh).
+    Each client names its generated stub class (`_STUB`), made over the channel as `_stub`."""
+
+    _STUB: ClassVar[type[Any] | None] = None
 
     def __init__(
         self,
@@ -159,6 +162,8 @@ class _Client:
         else:
             # A RotatingChannel: generated stubs take it like a grpc.aio.Channel.
             self._channel = secure_channel(address, tls, options=options, expected=expected)  # type: ignore[assignment]
+        if self._STUB is not None:
+            self._stub = self._STUB(self._channel)
 
     @property
     def channel(self) -> grpc.aio.Channel:
@@ -198,16 +203,8 @@ class _Client:
 class AgentClient(_Client):
     """Talks to one agent replica directly (AgentService)."""
 
-    def __init__(
-        self,
-        address: str,
-        *,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-        tls: TlsSource | None = None,
-        expected: SpiffeId | None = None,
-    ) -> None:
-        super().__init__(address, max_message_bytes=max_message_bytes, tls=tls, expected=expected)
-        self._stub = agent_pb2_grpc.AgentServiceStub(self._channel)
+    _STUB = agent_pb2_grpc.AgentServiceStub
+    _stub: agent_pb2_grpc.AgentServiceStub
 
     async def describe(self, *, timeout: Timeout = None) -> agent_pb2.DescribeResponse:
         """The agent's identity and capabilities."""
@@ -257,16 +254,8 @@ class AgentClient(_Client):
 class RouterClient(_Client):
     """Routes tasks through a Sutradhar router (RouterService)."""
 
-    def __init__(
-        self,
-        address: str,
-        *,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-        tls: TlsSource | None = None,
-        expected: SpiffeId | None = None,
-    ) -> None:
-        super().__init__(address, max_message_bytes=max_message_bytes, tls=tls, expected=expected)
-        self._stub = router_pb2_grpc.RouterServiceStub(self._channel)
+    _STUB = router_pb2_grpc.RouterServiceStub
+    _stub: router_pb2_grpc.RouterServiceStub
 
     @staticmethod
     def _options(strategy: str, max_attempts: int, route_timeout: Timeout) -> router_pb2.RouteOptions:
@@ -369,16 +358,8 @@ class RouterClient(_Client):
 class RegistryClient(_Client):
     """Agent definitions and live instances (RegistryService)."""
 
-    def __init__(
-        self,
-        address: str,
-        *,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-        tls: TlsSource | None = None,
-        expected: SpiffeId | None = None,
-    ) -> None:
-        super().__init__(address, max_message_bytes=max_message_bytes, tls=tls, expected=expected)
-        self._stub = registry_pb2_grpc.RegistryServiceStub(self._channel)
+    _STUB = registry_pb2_grpc.RegistryServiceStub
+    _stub: registry_pb2_grpc.RegistryServiceStub
 
     async def register_agent(
         self, agent: registry_pb2.Agent, *, timeout: Timeout = None
@@ -548,16 +529,8 @@ class RegistryClient(_Client):
 class SchedulerClient(_Client):
     """Deployments, rollouts and replica logs (SchedulerService)."""
 
-    def __init__(
-        self,
-        address: str,
-        *,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-        tls: TlsSource | None = None,
-        expected: SpiffeId | None = None,
-    ) -> None:
-        super().__init__(address, max_message_bytes=max_message_bytes, tls=tls, expected=expected)
-        self._stub = scheduler_pb2_grpc.SchedulerServiceStub(self._channel)
+    _STUB = scheduler_pb2_grpc.SchedulerServiceStub
+    _stub: scheduler_pb2_grpc.SchedulerServiceStub
 
     async def create_deployment(
         self, deployment: scheduler_pb2.Deployment, *, timeout: Timeout = None
@@ -704,16 +677,8 @@ class SchedulerClient(_Client):
 class HealthClient(_Client):
     """Probe results, drain and enable, and health events (HealthService)."""
 
-    def __init__(
-        self,
-        address: str,
-        *,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-        tls: TlsSource | None = None,
-        expected: SpiffeId | None = None,
-    ) -> None:
-        super().__init__(address, max_message_bytes=max_message_bytes, tls=tls, expected=expected)
-        self._stub = health_pb2_grpc.HealthServiceStub(self._channel)
+    _STUB = health_pb2_grpc.HealthServiceStub
+    _stub: health_pb2_grpc.HealthServiceStub
 
     async def get_agent_health(
         self, agent_id: str, *, namespace: str = "", timeout: Timeout = None
