@@ -104,7 +104,7 @@ async def run_member(etcd: str, seconds: float, warmup: float, flush: float) -> 
     from sutradhar.services.health import HealthConfig, HealthServer
     from sutradhar.services.health.schedule import LagStats
 
-    server = HealthServer(HealthConfig(port=0, etcd=etcd, member_ttl=timedelta(seconds=5),
+    server = HealthServer(HealthConfig(insecure=True, port=0, etcd=etcd, member_ttl=timedelta(seconds=5),
                                        flush_interval=timedelta(seconds=flush)))
     await server.start()
     manager = server.manager

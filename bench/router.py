@@ -356,11 +356,11 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, float]] = {}
     try:
         etcd.start()
-        registry = Proc("registry", [py, "-m", "sutradhar.services.registry", "--port", "0", "--etcd",
+        registry = Proc("registry", [py, "-m", "sutradhar.services.registry", "--insecure", "--port", "0", "--etcd",
                                      etcd.endpoint, "--log-level", "WARNING"], ready=r"listening on (\S+)")
         procs.append(registry)
         agents = [
-            Proc(f"echo-{i}", [py, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent", "--registry",
+            Proc(f"echo-{i}", [py, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent", "--insecure", "--registry",
                                registry.address, "--namespace", NAMESPACE, "--instance-id", f"echo-{i}"],
                  ready=r"listening on (\S+)")
             for i in range(args.replicas)
@@ -370,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         addresses: dict[str, str] = {"direct": upstreams[0]}
         router = None
         if "sutradhar" in targets:
-            router = Proc("router", [py, "-m", "sutradhar.services.router", "--port", "0", "--registry",
+            router = Proc("router", [py, "-m", "sutradhar.services.router", "--insecure", "--port", "0", "--registry",
                                      registry.address, "--etcd", etcd.endpoint, "--log-level", "WARNING"],
                           ready=r"listening on (\S+)")
             procs.append(router)
@@ -378,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(wait_router(router.address, args.replicas))
         if baseline_python is not None:
             assert args.baseline is not None
-            base = Proc("baseline", [str(baseline_python), "-m", "sutradhar.services.router", "--port", "0",
+            base = Proc("baseline", [str(baseline_python), "-m", "sutradhar.services.router", "--insecure",
+                "--port", "0",
                                      "--registry", registry.address, "--etcd", etcd.endpoint,
                                      "--log-level", "WARNING"],
                         ready=r"listening on (\S+)", cwd=args.baseline.resolve())

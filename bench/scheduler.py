@@ -54,7 +54,7 @@ from sutradhar.v1 import scheduler_pb2 as P  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "scheduler.json"
 NAMESPACE = "bench"
-ECHO = [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent"]
+ECHO = [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent", "--insecure"]
 
 
 class Mesh:
@@ -69,12 +69,12 @@ class Mesh:
 
     async def __aenter__(self) -> Mesh:
         self.etcd.start()
-        self.registry = RegistryServer(RegistryConfig(port=0, etcd=self.etcd.endpoint))
+        self.registry = RegistryServer(RegistryConfig(insecure=True, port=0, etcd=self.etcd.endpoint))
         await self.registry.start()
-        self.router = RouterServer(RouterConfig(
+        self.router = RouterServer(RouterConfig(insecure=True,
             port=0, registry=self.registry.address, etcd=self.etcd.endpoint if self.router_etcd else None))
         await self.router.start()
-        self.scheduler = SchedulerServer(SchedulerConfig(
+        self.scheduler = SchedulerServer(SchedulerConfig(insecure=True,
             port=0, etcd=self.etcd.endpoint, registry=self.registry.address, state_dir=self.workdir / "state",
             **self.scheduler_options))
         await self.scheduler.start()
@@ -147,7 +147,8 @@ class SchedulerProcess:
         self.member = member
         self.log = mesh.workdir / f"scheduler-{member}.log"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sutradhar.services.scheduler", "--port", "0", "--etcd", mesh.etcd.endpoint,
+            [sys.executable, "-m", "sutradhar.services.scheduler", "--insecure", "--port", "0", "--etcd",
+                mesh.etcd.endpoint,
              "--registry", mesh.registry.address, "--state-dir", str(mesh.workdir / "state"),
              "--member-id", member],
             stdout=self.log.open("w"), stderr=subprocess.STDOUT, cwd=ROOT)

@@ -282,7 +282,8 @@ def _start_demo_agents(mesh: Mesh) -> list[subprocess.Popen[bytes]]:
         with open(log_path, "ab") as log:
             offset = log.tell()
             proc = subprocess.Popen(
-                [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent", "--host", mesh.host,
+                [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent", "--insecure",
+                    "--host", mesh.host,
                  "--port", "0", "--registry", mesh.address("registry"), "--instance-id", f"echo-{i}", "--ttl", "5"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env,
                 cwd=REPO_ROOT,

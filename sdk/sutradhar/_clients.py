@@ -21,7 +21,7 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 import grpc
 
@@ -29,7 +29,9 @@ from sutradhar._agent import Result, StreamEvent, Task, TaskContext
 from sutradhar._convert import event_from_proto, result_from_proto, task_to_proto
 from sutradhar._errors import from_rpc_error
 from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES, reconnect_options
+from sutradhar._identity import SpiffeId
 from sutradhar._labels import validate_label_key, validate_label_value
+from sutradhar._tls import TlsSource, secure_channel
 from sutradhar._values import JSON, from_duration, to_duration
 from sutradhar.v1 import (
     agent_pb2,
@@ -135,20 +137,40 @@ def _router_grpc_timeout(task: Task, timeout: Timeout) -> float | None:
 
 
 class _Client:
-    """One insecure grpc.aio channel to `address`, closed on exit."""
+    """One grpc.aio channel to `address`, closed on exit: mutual TLS when given `tls`
+    (the caller's certificate, key and trust bundle; with `expected`, the handshake also
+    checks that the server is that identity), plaintext otherwise (an insecure mesh).
+    Each client names its generated stub class (`_STUB`), made over the channel as `_stub`."""
 
-    def __init__(self, address: str, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+    _STUB: ClassVar[type[Any] | None] = None
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        tls: TlsSource | None = None,
+        expected: SpiffeId | None = None,
+    ) -> None:
         self.address = address
-        self._channel = grpc.aio.insecure_channel(
-            address,
-            options=[
-                ("grpc.max_receive_message_length", max_message_bytes),
-                ("grpc.max_send_message_length", max_message_bytes),
-                # A restarted service is reached again within a second, well
-                # inside an instance's lease.
-                *reconnect_options(connect_timeout=timedelta(milliseconds=200)),
-            ],
-        )
+        self.tls = tls
+        self.expected = expected
+        options = [
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+            # A restarted service is reached again within a second, well
+            # inside an instance's lease.
+            *reconnect_options(connect_timeout=timedelta(milliseconds=200)),
+        ]
+        if tls is None:
+            if expected is not None:
+                raise ValueError(f"expected={expected} needs tls: an identity is only checked over mutual TLS")
+            self._channel: grpc.aio.Channel = grpc.aio.insecure_channel(address, options=options)
+        else:
+            # A RotatingChannel: generated stubs take it like a grpc.aio.Channel.
+            self._channel = secure_channel(address, tls, options=options, expected=expected)  # type: ignore[assignment]
+        if self._STUB is not None:
+            self._stub = self._STUB(self._channel)
 
     @property
     def channel(self) -> grpc.aio.Channel:
@@ -188,9 +210,8 @@ class _Client:
 class AgentClient(_Client):
     """Talks to one agent replica directly (AgentService)."""
 
-    def __init__(self, address: str, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
-        super().__init__(address, max_message_bytes=max_message_bytes)
-        self._stub = agent_pb2_grpc.AgentServiceStub(self._channel)
+    _STUB = agent_pb2_grpc.AgentServiceStub
+    _stub: agent_pb2_grpc.AgentServiceStub
 
     async def describe(self, *, timeout: Timeout = None) -> agent_pb2.DescribeResponse:
         """The agent's identity and capabilities."""
@@ -240,9 +261,8 @@ class AgentClient(_Client):
 class RouterClient(_Client):
     """Routes tasks through a Sutradhar router (RouterService)."""
 
-    def __init__(self, address: str, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
-        super().__init__(address, max_message_bytes=max_message_bytes)
-        self._stub = router_pb2_grpc.RouterServiceStub(self._channel)
+    _STUB = router_pb2_grpc.RouterServiceStub
+    _stub: router_pb2_grpc.RouterServiceStub
 
     @staticmethod
     def _options(strategy: str, max_attempts: int, route_timeout: Timeout) -> router_pb2.RouteOptions:
@@ -345,9 +365,8 @@ class RouterClient(_Client):
 class RegistryClient(_Client):
     """Agent definitions and live instances (RegistryService)."""
 
-    def __init__(self, address: str, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
-        super().__init__(address, max_message_bytes=max_message_bytes)
-        self._stub = registry_pb2_grpc.RegistryServiceStub(self._channel)
+    _STUB = registry_pb2_grpc.RegistryServiceStub
+    _stub: registry_pb2_grpc.RegistryServiceStub
 
     async def register_agent(
         self, agent: registry_pb2.Agent, *, timeout: Timeout = None
@@ -517,9 +536,8 @@ class RegistryClient(_Client):
 class SchedulerClient(_Client):
     """Deployments, rollouts and replica logs (SchedulerService)."""
 
-    def __init__(self, address: str, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
-        super().__init__(address, max_message_bytes=max_message_bytes)
-        self._stub = scheduler_pb2_grpc.SchedulerServiceStub(self._channel)
+    _STUB = scheduler_pb2_grpc.SchedulerServiceStub
+    _stub: scheduler_pb2_grpc.SchedulerServiceStub
 
     async def create_deployment(
         self, deployment: scheduler_pb2.Deployment, *, timeout: Timeout = None
@@ -666,9 +684,8 @@ class SchedulerClient(_Client):
 class HealthClient(_Client):
     """Probe results, drain and enable, and health events (HealthService)."""
 
-    def __init__(self, address: str, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
-        super().__init__(address, max_message_bytes=max_message_bytes)
-        self._stub = health_pb2_grpc.HealthServiceStub(self._channel)
+    _STUB = health_pb2_grpc.HealthServiceStub
+    _stub: health_pb2_grpc.HealthServiceStub
 
     async def get_agent_health(
         self, agent_id: str, *, namespace: str = "", timeout: Timeout = None

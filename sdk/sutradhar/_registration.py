@@ -82,6 +82,8 @@ class Registration:
     max_backoff: timedelta = timedelta(seconds=5)
     healthy: Callable[[], bool] = lambda: True
     """Whether the agent reports healthy now: it registers SERVING or NOT_SERVING."""
+    identity: str = ""
+    """The SPIFFE ID of the agent's certificate, bound to its endpoint (empty: insecure)."""
     lease_id: int = 0
 
     @property
@@ -98,6 +100,7 @@ class Registration:
             state=registry_pb2.INSTANCE_STATE_SERVING if self.healthy() else registry_pb2.INSTANCE_STATE_NOT_SERVING,
             labels=dict(self.labels),
             version=self.agent.version,
+            identity=self.identity,
         )
 
     async def _ensure_agent(self) -> None:

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -45,6 +46,8 @@ from sutradhar._hosting import (
     GrpcHost,
     install_signal_handlers,
 )
+from sutradhar._identity import SpiffeId
+from sutradhar._mesh_callers import MeshCallers
 from sutradhar._metrics import TaskMetrics
 from sutradhar._registration import Registration
 from sutradhar._serve_settings import ServeSettings, serve_settings
@@ -257,23 +260,39 @@ class AgentServer:
         register_agent: bool | None = None,
         health_period: timedelta | None = None,
         max_message_bytes: int | None = None,
+        tls_cert_file: Path | None = None,
+        tls_key_file: Path | None = None,
+        tls_ca_file: Path | None = None,
+        trust_domain: str | None = None,
+        insecure: bool | None = None,
         settings: ServeSettings | None = None,
     ) -> None:
         """Options left None are `settings`' (default: `ServeSettings()`, whose
         fields document each option and its default). Unlike `serve()`, the
         environment is not read: call `serve_settings()` for that. The
-        settings' `agent_id` / `agent_version` replace the agent's (see `apply_identity`)."""
+        settings' `agent_id` / `agent_version` replace the agent's (see `apply_identity`).
+
+        The agent serves mutual TLS with `tls_cert_file` / `tls_key_file` / `tls_ca_file`
+        and then takes AgentService calls from the mesh's router, health and scheduler only
+        (`sutradhar._mesh_callers`); with `insecure` (loopback only) it serves plaintext.
+        One of the two is required: FailedPrecondition says how to fix it."""
         settings = replace(settings or ServeSettings(), **given(
             host=host, port=port, registry=registry, namespace=namespace, instance_id=instance_id,
             advertise=advertise, labels=labels, ttl=ttl, grace=grace, register_agent=register_agent,
-            health_period=health_period, max_message_bytes=max_message_bytes,
+            health_period=health_period, max_message_bytes=max_message_bytes, tls_cert_file=tls_cert_file,
+            tls_key_file=tls_key_file, tls_ca_file=tls_ca_file, trust_domain=trust_domain, insecure=insecure,
         ))
         self.settings = settings
         """The options this server runs with."""
         apply_identity(agent, settings.agent_id, settings.agent_version)
         validate_agent(agent)
         self.agent = agent
-        self.instance_id = settings.instance_id or f"{agent.id}-{uuid.uuid4().hex[:8]}"
+        self.tls = settings.tls_source(
+            f"agent {agent.id}", "127.0.0.1" if settings.published_on_loopback else settings.host
+        )
+        """The agent's certificate (None: insecure)."""
+        certified = self.tls.identity.instance_id if self.tls is not None else ""
+        self.instance_id = settings.instance_id or certified or f"{agent.id}-{uuid.uuid4().hex[:8]}"
         self.namespace = settings.namespace
         self.grace = settings.grace
         self._advertise = settings.advertise
@@ -284,7 +303,8 @@ class AgentServer:
         self._health_period = settings.health_period
         self._host = GrpcHost(
             service_names=[AGENT_SERVICE], host=settings.host, port=settings.port,
-            max_message_bytes=settings.max_message_bytes,
+            max_message_bytes=settings.max_message_bytes, tls=self.tls,
+            middleware=[MeshCallers(settings.trust_domain, agent=f"agent {agent.id}")] if self.tls else [],
         )
         self.servicer = AgentServicer(agent, instance_id=self.instance_id)
         self._host.add_servicer(agent_pb2_grpc.add_AgentServiceServicer_to_server, self.servicer)
@@ -326,8 +346,13 @@ class AgentServer:
         healthy = await self._check_health()
         await self._set_serving(healthy)
         if self._registry_address:
+            tls = self.tls
             self.registration = Registration(
-                client=RegistryClient(self._registry_address),
+                client=RegistryClient(
+                    self._registry_address, tls=tls,
+                    expected=SpiffeId.service(tls.identity.trust_domain, "registry") if tls is not None else None,
+                ),
+                identity=str(tls.identity) if tls is not None else "",
                 agent=self.agent,
                 instance_id=self.instance_id,
                 endpoint=self.endpoint,
@@ -464,6 +489,12 @@ def serve(
     health_period: timedelta | None = None,
     max_message_bytes: int | None = None,
     log_level: str | None = None,
+    tls_cert_file: Path | None = None,
+    tls_key_file: Path | None = None,
+    tls_ca_file: Path | None = None,
+    trust_domain: str | None = None,
+    insecure: bool | None = None,
+    published_on_loopback: bool | None = None,
     settings: ServeSettings | None = None,
 ) -> None:
     """Serve `agent` until SIGTERM/SIGINT, then drain and return.
@@ -486,7 +517,9 @@ def serve(
         host=host, port=port, registry=registry, namespace=namespace, instance_id=instance_id,
         advertise=advertise, agent_id=agent_id, agent_version=agent_version, labels=labels, ttl=ttl,
         grace=grace, register_agent=register_agent, health_period=health_period,
-        max_message_bytes=max_message_bytes, log_level=log_level,
+        max_message_bytes=max_message_bytes, log_level=log_level, tls_cert_file=tls_cert_file,
+        tls_key_file=tls_key_file, tls_ca_file=tls_ca_file, trust_domain=trust_domain, insecure=insecure,
+        published_on_loopback=published_on_loopback,
     )
     settings = replace(settings, **options) if settings is not None else serve_settings(**options)
     if not logging.getLogger().handlers:

@@ -15,12 +15,14 @@ from datetime import timedelta
 from typing import Any
 
 from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES
+from sutradhar._security_settings import SecuritySettings
 from sutradhar._settings import COUNT, PORT, POSITIVE_DURATION, Settings, log_level_setting, setting
 
 
 @dataclass(frozen=True)
-class ServeSettings:
-    """Where and as what an agent is served."""
+class ServeSettings(SecuritySettings):
+    """Where and as what an agent is served, and with which certificate (`SecuritySettings`:
+    the scheduler passes its replicas SUTRADHAR_TLS_* or SUTRADHAR_INSECURE=1)."""
 
     host: str = "127.0.0.1"
     """Address to listen on (0.0.0.0: every interface)."""
@@ -53,6 +55,9 @@ class ServeSettings:
     """Largest message accepted or sent."""
     log_level: str = log_level_setting("WARNING")
     """Logging level of ``python -m sutradhar.serve`` and of `serve()` when logging is not set up yet."""
+    published_on_loopback: bool = False
+    """Set by the scheduler's container runtime: the agent listens on 0.0.0.0 inside a container whose
+    port is published on the host's loopback only, so --insecure is allowed there."""
 
 
 #: The flags and SUTRADHAR_* variables of `ServeSettings` (no service prefix: SUTRADHAR_PORT).

@@ -22,18 +22,32 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from sutradhar._agent import Agent
+from sutradhar._identity import DEFAULT_TRUST_DOMAIN
 from sutradhar._serve import AgentServer
+from sutradhar._tls import TlsFiles
 
 __all__ = ["AgentProcess", "run_agent", "spawn_agent"]
 
 
 @asynccontextmanager
 async def run_agent(
-    agent: Agent, *, grace: timedelta = timedelta(seconds=1), health_period: timedelta = timedelta(seconds=1)
+    agent: Agent,
+    *,
+    grace: timedelta = timedelta(seconds=1),
+    health_period: timedelta = timedelta(seconds=1),
+    tls: TlsFiles | None = None,
+    trust_domain: str = DEFAULT_TRUST_DOMAIN,
 ) -> AsyncIterator[str]:
     """Serve `agent` on 127.0.0.1 on a free port; yields "127.0.0.1:PORT".
-    The server drains and stops when the block exits."""
-    server = AgentServer(agent, host="127.0.0.1", port=0, grace=grace, health_period=health_period)
+    The server drains and stops when the block exits. Without `tls` it serves
+    insecure (plaintext, loopback, as a test runs without certificates); with
+    `tls` (certificate, key, trust bundle) it serves mutual TLS like a replica."""
+    server = AgentServer(
+        agent, host="127.0.0.1", port=0, grace=grace, health_period=health_period,
+        insecure=tls is None, trust_domain=trust_domain,
+        tls_cert_file=tls.certificate if tls else None, tls_key_file=tls.private_key if tls else None,
+        tls_ca_file=tls.trust_bundle if tls else None,
+    )
     await server.start()
     try:
         yield server.address

@@ -5,9 +5,13 @@
   10 s, timeout 1 s, failure threshold 3, success threshold 1, initial delay
   0 s, path ``/health``) and the kind rule: an empty kind is ``http`` for
   ``runtime: http`` agents and URL endpoints, else ``grpc``.
-- `Probers.check(endpoint, settings)` runs one probe (gRPC health check,
+- `Probers.check(endpoint, settings, identity=...)` runs one probe (gRPC health check,
   HTTP GET, TCP connect) and returns a `ProbeOutcome`; it never raises for
-  an unhealthy or unreachable instance. gRPC channels are kept per endpoint
+  an unhealthy or unreachable instance. With TLS (`Probers(tls=...)`), a gRPC
+  probe runs over mutual TLS and requires the instance's registered identity:
+  an instance without one fails ("registered no identity"), and one whose
+  endpoint presents another identity fails with a message naming both
+  (`services.common.peer_identity`). gRPC channels are kept per endpoint
   and reused (dropped after a transport failure so that a restarted instance
   is reached without waiting for gRPC's reconnect back-off); HTTP probes
   share one pooled `httpx.AsyncClient`.
@@ -25,6 +29,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
+from typing import Any
 from urllib.parse import urlsplit
 
 import grpc
@@ -32,6 +37,8 @@ from google.protobuf import duration_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sutradhar._hosting import reconnect_options
+from sutradhar._tls import TlsSource, secure_channel
+from sutradhar.services.common.peer_identity import MeshHttps, NoIdentity, expected_identity, presented_identity
 from sutradhar.v1 import probe_pb2, registry_pb2
 
 __all__ = [
@@ -181,16 +188,24 @@ class Probers:
     """Runs probes; owns reusable gRPC channels and an HTTP connection pool."""
 
     def __init__(
-        self, *, member_id: str = "", http_connections: int = 1024, user_agent: str = "sutradhar-health"
+        self, *, member_id: str = "", http_connections: int = 1024, user_agent: str = "sutradhar-health",
+        tls: TlsSource | None = None,
     ) -> None:
         self.member_id = member_id
-        self._channels: dict[str, tuple[grpc.aio.Channel, health_pb2_grpc.HealthStub]] = {}
+        self.tls = tls
+        """With it, gRPC probes run over mutual TLS and require the instance's registered
+        identity; ``https://`` probes present this certificate (`peer_identity`)."""
+        self._https = MeshHttps(tls) if tls is not None else None
+        self._channels: dict[str, tuple[Any, health_pb2_grpc.HealthStub, str]] = {}
         self._http_connections = http_connections
         self._user_agent = user_agent
         self._http: object | None = None
 
-    async def check(self, endpoint: str, settings: ProbeSettings) -> ProbeOutcome:
-        """Probe `endpoint` once with `settings` (kind, timeout, ...)."""
+    async def check(
+        self, endpoint: str, settings: ProbeSettings, *, identity: str = "", instance_id: str = ""
+    ) -> ProbeOutcome:
+        """Probe `endpoint` once with `settings` (kind, timeout, ...). With TLS on, a gRPC
+        probe needs `identity` (the instance's registered SPIFFE ID) and fails without it."""
         start = time.perf_counter()
         if endpoint == IN_PROCESS:
             return ProbeOutcome(True, "in-process", 0.0)
@@ -198,35 +213,58 @@ class Probers:
         try:
             async with asyncio.timeout(timeout):
                 if settings.kind == "http":
-                    ok, message = await self._http_check(endpoint, settings)
+                    ok, message = await self._http_check(endpoint, settings, identity, instance_id)
                 elif settings.kind == "tcp":
                     ok, message = await self._tcp_check(endpoint)
                 else:
-                    ok, message = await self._grpc_check(endpoint, settings)
+                    ok, message = await self._grpc_check(endpoint, settings, identity, instance_id)
         except TimeoutError:
             ok, message = False, f"timed out after {timeout:g}s"
         except asyncio.CancelledError:
             raise
+        except NoIdentity as err:
+            ok, message = False, str(err)
         except Exception as err:
             ok, message = False, f"{type(err).__name__}: {err}"
         return ProbeOutcome(ok, message, time.perf_counter() - start)
 
     # -- gRPC -----------------------------------------------------------------
 
-    def _stub(self, endpoint: str) -> health_pb2_grpc.HealthStub:
+    async def _stub(self, endpoint: str, identity: str, instance_id: str) -> health_pb2_grpc.HealthStub:
         entry = self._channels.get(endpoint)
+        if entry is not None and entry[2] != identity:
+            await self._drop_channel(endpoint)  # another instance (identity) at this address now
+            entry = None
         if entry is None:
-            channel = grpc.aio.insecure_channel(
-                endpoint,
-                options=[
-                    *reconnect_options(initial=_FAST_RECONNECT, connect_timeout=_FAST_RECONNECT),
-                    ("grpc.enable_retries", 0),
-                    ("grpc.use_local_subchannel_pool", 1),
-                ],
-            )
-            entry = (channel, health_pb2_grpc.HealthStub(channel))
+            options = [
+                *reconnect_options(initial=_FAST_RECONNECT, connect_timeout=_FAST_RECONNECT),
+                ("grpc.enable_retries", 0),
+                ("grpc.use_local_subchannel_pool", 1),
+            ]
+            channel: Any
+            if self.tls is None:
+                channel = grpc.aio.insecure_channel(endpoint, options=options)
+            else:
+                expected = expected_identity(instance_id or endpoint, endpoint, identity)
+                channel = secure_channel(endpoint, self.tls, options=options, expected=expected)
+            entry = (channel, health_pb2_grpc.HealthStub(channel), identity)
             self._channels[endpoint] = entry
         return entry[1]
+
+    async def _handshake_refused(self, endpoint: str, identity: str) -> str:
+        """Why a secured gRPC probe could not connect, when the peer presents another identity
+        ("" when that is not the reason)."""
+        if self.tls is None:
+            return ""
+        with contextlib.suppress(ValueError):
+            host, port = split_host_port(endpoint)
+            presented = await presented_identity(host, port, self.tls)
+            if presented and presented != identity:
+                return (
+                    f"identity mismatch: {endpoint} presents {presented}, not the identity {identity} the instance "
+                    "registered; the handshake was refused and the instance gets no task"
+                )
+        return ""
 
     async def _drop_channel(self, endpoint: str) -> None:
         entry = self._channels.pop(endpoint, None)
@@ -234,8 +272,10 @@ class Probers:
             with contextlib.suppress(Exception):
                 await entry[0].close()
 
-    async def _grpc_check(self, endpoint: str, settings: ProbeSettings) -> tuple[bool, str]:
-        stub = self._stub(endpoint)
+    async def _grpc_check(
+        self, endpoint: str, settings: ProbeSettings, identity: str, instance_id: str
+    ) -> tuple[bool, str]:
+        stub = await self._stub(endpoint, identity, instance_id)
         timeout = settings.timeout.total_seconds()
         metadata = ((PROBER_HEADER, self.member_id),) if self.member_id else None
         try:
@@ -250,6 +290,10 @@ class Probers:
                 return False, f"timed out after {timeout:g}s"
             if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
                 await self._drop_channel(endpoint)
+            if code == grpc.StatusCode.UNAVAILABLE:
+                mismatch = await self._handshake_refused(endpoint, identity)
+                if mismatch:
+                    return False, mismatch
             if code == grpc.StatusCode.NOT_FOUND:
                 return False, f"service {settings.grpc_service!r} is unknown to the instance"
             return False, f"{code.name}: {err.details()}"
@@ -265,6 +309,7 @@ class Probers:
             import httpx  # the mesh extra; imported lazily so the module loads without it
 
             self._http = httpx.AsyncClient(
+                **({"verify": self._https.context} if self._https is not None else {}),
                 trust_env=False,
                 follow_redirects=False,
                 # Open connections are bounded by the scheduler's probe
@@ -274,10 +319,18 @@ class Probers:
             )
         return self._http
 
-    async def _http_check(self, endpoint: str, settings: ProbeSettings) -> tuple[bool, str]:
+    async def _http_check(
+        self, endpoint: str, settings: ProbeSettings, identity: str, instance_id: str
+    ) -> tuple[bool, str]:
         client = self._client()
+        url = http_url(endpoint, settings.http_path)
+        extensions: dict[str, Any] = {}
+        if self._https is not None and url.startswith("https://"):
+            self._https.refresh()
+            if identity:
+                extensions = self._https.extensions(expected_identity(instance_id or endpoint, endpoint, identity))
         reply = await client.get(  # type: ignore[attr-defined]
-            http_url(endpoint, settings.http_path), timeout=settings.timeout.total_seconds()
+            url, timeout=settings.timeout.total_seconds(), extensions=extensions
         )
         if 200 <= reply.status_code < 300:
             return True, ""

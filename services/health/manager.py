@@ -340,7 +340,10 @@ class HealthManager:
 
     async def _probe(self, target: Target, which: ProbeName) -> None:
         settings = target.settings[which]
-        outcome = await self.probers.check(target.instance.endpoint, settings)
+        instance = target.instance
+        outcome = await self.probers.check(
+            instance.endpoint, settings, identity=instance.identity, instance_id=instance.id
+        )
         if target.released:
             return
         tracker = target.trackers[which]

@@ -10,6 +10,7 @@ from datetime import timedelta
 from sutradhar._hosting import GrpcHost
 from sutradhar.v1 import health_pb2, health_pb2_grpc
 
+from ..common.probing import Probers
 from ..common.store import EtcdEndpoint, Store
 from .config import HealthConfig
 from .manager import HealthManager, ManagerOptions
@@ -27,7 +28,8 @@ class HealthServer:
     def __init__(self, config: HealthConfig) -> None:
         self.config = config
         self.store = Store(EtcdEndpoint.parse(config.etcd))
-        self.host = GrpcHost(service_names=[SERVICE_NAME], host=config.host, port=config.port)
+        self.tls = config.tls_source("health", config.host)
+        self.host = GrpcHost(service_names=[SERVICE_NAME], host=config.host, port=config.port, tls=self.tls)
         self.membership = Membership(self.store, config.member_id, ttl=config.member_ttl)
         self.manager = HealthManager(
             self.store,
@@ -37,6 +39,7 @@ class HealthServer:
                 probe_concurrency=config.probe_concurrency,
                 write_concurrency=config.write_concurrency,
             ),
+            probers=Probers(member_id=config.member_id, tls=self.tls),
         )
         self.host.add_servicer(health_pb2_grpc.add_HealthServiceServicer_to_server, HealthServicer(self.manager))
         self._task: asyncio.Task[None] | None = None

@@ -28,6 +28,7 @@ from sutradhar.services.registry._common import (
     timestamp,
     utc_now,
 )
+from sutradhar.services.registry.instance_identity import validate_instance_identity
 from sutradhar.v1 import registry_pb2
 
 log = logging.getLogger(__name__)
@@ -71,9 +72,10 @@ def _describe(namespace: str, name: str) -> str:
 class Instances:
     """Live instances in etcd, each under its own lease."""
 
-    def __init__(self, store: Store, *, clock: Clock = utc_now) -> None:
+    def __init__(self, store: Store, *, clock: Clock = utc_now, trust_domain: str | None = None) -> None:
         self._store = store
         self._clock = clock
+        self._trust_domain = trust_domain
 
     async def register(
         self,
@@ -85,10 +87,12 @@ class Instances:
         """Record a live instance under a new lease of `ttl` (default 10s, 2s-300s).
 
         NotFound when the agent does not exist; AlreadyExists when the id is
-        taken and `replace` is false. The key is written under the lease in
+        taken and `replace` is false; InvalidArgument when `instance.identity` is not an
+        agent identity of this instance (`instance_identity`). The key is written under the lease in
         one transaction guarded on the agent, so a failed call leaves nothing.
         """
         validation.validate_instance(instance)
+        validate_instance_identity(instance, trust_domain=self._trust_domain)
         lease_ttl = validation.resolve_ttl(ttl)
         namespace = keys.namespace_or_default(instance.namespace)
         agent_key = keys.agent_key(namespace, instance.agent_id)

@@ -29,7 +29,7 @@ class RegistryServer:
         self._closing = asyncio.Event()
         self.store = Store(EtcdEndpoint.parse(config.etcd), timeout=config.etcd_timeout)
         self.agents = Agents(self.store)
-        self.instances = Instances(self.store)
+        self.instances = Instances(self.store, trust_domain=config.trust_domain)
         self.watcher = Watcher(
             self.store,
             batch_size=config.watch_batch_size,
@@ -37,11 +37,13 @@ class RegistryServer:
             progress_interval=config.watch_progress_interval,
             closing=self._closing,
         )
+        self.tls = config.tls_source("registry", config.host)
         self._host = GrpcHost(
             service_names=[SERVICE_NAME],
             host=config.host,
             port=config.port,
             max_message_bytes=config.max_message_bytes,
+            tls=self.tls,
         )
         self._host.add_servicer(
             registry_pb2_grpc.add_RegistryServiceServicer_to_server,

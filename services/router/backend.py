@@ -44,7 +44,7 @@ class Backend:
 
     __slots__ = (
         "_lat", "_lat_i", "_was_busy", "_window_area", "_window_at", "_window_requests", "_window_start",
-        "agent_id", "agent_type", "breaker", "endpoint", "errors", "ewma", "ewma_at", "in_flight",
+        "agent_id", "agent_type", "breaker", "endpoint", "errors", "ewma", "ewma_at", "identity", "in_flight",
         "instance_id", "labels", "namespace", "outlier", "policy", "probe_time", "requests",
         "response_tail", "runtime", "state", "transport", "version", "weight",
     )
@@ -56,6 +56,7 @@ class Backend:
         self.agent_type = ""
         self.version = ""
         self.endpoint = ""
+        self.identity = ""  # the SPIFFE ID its endpoint must present (Instance.identity)
         self.runtime = ""
         self.state = "INSTANCE_STATE_UNSPECIFIED"
         self.labels: dict[str, str] = {}

@@ -32,7 +32,9 @@ from sutradhar._errors import (
     error_for_code,
 )
 from sutradhar._strategy_names import check_strategy
+from sutradhar._tls import TlsSource
 from sutradhar._values import from_struct
+from sutradhar.services.common.peer_identity import MeshHttps, NoIdentity, expected_identity
 from sutradhar.services.router import wire
 from sutradhar.services.router.backend import Backend, Outcome
 from sutradhar.services.router.outlier import max_ejected
@@ -46,6 +48,7 @@ from sutradhar.services.router.transports import (
     GrpcTransport,
     HttpTransport,
     InProcessTransport,
+    RefusedTransport,
     check_response,
 )
 from sutradhar.services.router.view import View
@@ -110,9 +113,12 @@ class Engine:
         max_message_bytes: int,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        tls: TlsSource | None = None,
     ) -> None:
         self.view = view
         self.max_message_bytes = max_message_bytes
+        self.tls = tls
+        self._https = MeshHttps(tls) if tls is not None else None
         self.clock = clock
         self.rng = rng or random.Random()
         self._pools: dict[bytes, tuple[int, Pool | SutradharError]] = {}
@@ -171,22 +177,48 @@ class Engine:
             config = from_struct(entry.agent.config) if entry is not None else {}
             transport = InProcessTransport(config, owner=backend)
         elif endpoint.startswith(("http://", "https://")) or backend.runtime == "http":
-            transport = HttpTransport(
-                endpoint, self.http_client(), max_message_bytes=self.max_message_bytes, owner=backend)
-        else:
+            transport = self._http_transport(backend)
+        elif self.tls is None:
             transport = GrpcTransport(endpoint, max_message_bytes=self.max_message_bytes)
+        else:
+            try:
+                expected = expected_identity(backend.instance_id, endpoint, backend.identity)
+            except NoIdentity as err:
+                transport = RefusedTransport(endpoint, str(err))
+            else:
+                transport = GrpcTransport(
+                    endpoint, max_message_bytes=self.max_message_bytes, tls=self.tls, expected=expected
+                )
         backend.transport = transport
         backend.response_tail = wire.result_metadata_tail(backend.instance_id, 1)
         return transport
 
+    def _http_transport(self, backend: Backend) -> Any:
+        """An HTTP agent's transport: with TLS on, ``https://`` presents the router's certificate
+        and, when the instance registered an identity, requires it; ``http://`` stays plaintext."""
+        https = self._https if backend.endpoint.startswith("https://") else None
+        extensions: dict[str, Any] = {}
+        if https is not None and backend.identity:
+            try:
+                extensions = https.extensions(expected_identity(backend.instance_id, backend.endpoint,
+                                                                backend.identity))
+            except NoIdentity as err:
+                return RefusedTransport(backend.endpoint, str(err))
+        return HttpTransport(
+            backend.endpoint, self.http_client(), max_message_bytes=self.max_message_bytes, owner=backend,
+            extensions=extensions, before=https.refresh if https is not None else None,
+        )
+
     def http_client(self) -> Any:
-        """The pooled HTTP client shared by every HTTP agent."""
+        """The pooled HTTP client shared by every HTTP agent (with TLS on, its ``https://``
+        connections present the router's certificate)."""
         if self._http is None:
             import httpx
 
             self._http = httpx.AsyncClient(
                 limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
                 timeout=httpx.Timeout(30.0),
+                **({"verify": self._https.context} if self._https is not None else {}),
             )
         return self._http
 

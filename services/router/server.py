@@ -53,12 +53,15 @@ class RouterServer:
         self.config = config
         self.router_id = config.router_id or f"router-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.view = view or View(on_removed=self._discard)
-        self.engine = Engine(self.view, max_message_bytes=config.max_message_bytes, clock=clock)
+        self.tls = config.tls_source("router", config.host)
+        self.engine = Engine(self.view, max_message_bytes=config.max_message_bytes, clock=clock, tls=self.tls)
         self.host = GrpcHost(
             service_names=[SERVICE_NAME], host=config.host, port=config.port,
-            max_message_bytes=config.max_message_bytes,
+            max_message_bytes=config.max_message_bytes, tls=self.tls,
         )
-        self.watcher = RegistryWatcher(self.view, config.registry, clock=clock) if config.registry else None
+        self.watcher = RegistryWatcher(
+            self.view, config.registry, clock=clock, tls=self.tls, trust_domain=config.trust_domain
+        ) if config.registry else None
         self._store: Any = None
         self.publisher: LoadPublisher | None = None
         self._tasks: asyncio.TaskGroup | None = None

@@ -8,6 +8,12 @@ tell which one served a task.
 - `HttpTransport`: the JSON form documented in docs/router.md ("HTTP agents"),
   ``POST {url}/execute {id, type, payload, context}`` ->
   ``{success, data, error, metadata}``, over one pooled `httpx.AsyncClient`.
+- `RefusedTransport`: an instance a secured router will not dial (no identity).
+
+With TLS on (docs/security.md), gRPC agents are dialed over mutual TLS and must
+present the identity they registered (`Instance.identity`); ``https://`` agents
+get the router's client certificate (`services.common.peer_identity.MeshHttps`);
+``http://`` URLs stay plaintext (an external agent an admin registered).
 - `InProcessTransport`: the agent class named by the agent's config
   ``{class: "module:Class", kwargs: {...}}`` is imported and called in the
   router's event loop (SDK `Agent` interface).
@@ -29,7 +35,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -39,6 +45,8 @@ from google.protobuf.message import DecodeError
 
 from sutradhar._convert import value_to_python
 from sutradhar._hosting import reconnect_options
+from sutradhar._identity import SpiffeId
+from sutradhar._tls import TlsSource, secure_channel
 from sutradhar._values import to_value
 from sutradhar.v1 import agent_pb2
 
@@ -81,20 +89,26 @@ class AttemptError(Exception):
 
 
 class GrpcTransport:
-    """A gRPC agent: one channel, raw bytes both ways."""
+    """A gRPC agent: one channel, raw bytes both ways. With `tls`, mutual TLS presenting the
+    router's certificate, and the handshake fails unless the agent presents `expected`."""
 
-    def __init__(self, endpoint: str, *, max_message_bytes: int) -> None:
+    def __init__(
+        self, endpoint: str, *, max_message_bytes: int, tls: TlsSource | None = None,
+        expected: SpiffeId | None = None,
+    ) -> None:
         self.endpoint = endpoint
-        self.channel = grpc.aio.insecure_channel(
-            endpoint,
-            options=[
-                ("grpc.max_receive_message_length", max_message_bytes),
-                ("grpc.max_send_message_length", max_message_bytes),
-                ("grpc.enable_retries", 0),  # the router retries itself, on another instance
-                ("grpc.enable_channelz", 0),
-                # Reconnect fast after a restart; failures stay fast meanwhile.
-                *reconnect_options(initial=timedelta(milliseconds=100), maximum=timedelta(seconds=2)),
-            ],
+        self.expected = expected
+        options = [
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.enable_retries", 0),  # the router retries itself, on another instance
+            ("grpc.enable_channelz", 0),
+            # Reconnect fast after a restart; failures stay fast meanwhile.
+            *reconnect_options(initial=timedelta(milliseconds=100), maximum=timedelta(seconds=2)),
+        ]
+        self.channel: Any = (
+            grpc.aio.insecure_channel(endpoint, options=options) if tls is None
+            else secure_channel(endpoint, tls, options=options, expected=expected)
         )
         # Registered methods (as generated stubs do) spare core a per-call method lookup.
         self._execute = self.channel.unary_unary(EXECUTE_PATH, _registered_method=True)
@@ -111,6 +125,28 @@ class GrpcTransport:
     async def close(self, grace: float | None = None) -> None:
         """Close the channel; calls in flight get `grace` seconds to finish first."""
         await self.channel.close(grace)
+
+
+class RefusedTransport:
+    """An instance the router will not dial (in a secured mesh, one that registered no
+    identity): every attempt fails at once, retry-safe, with `message` - nothing is sent."""
+
+    def __init__(self, endpoint: str, message: str) -> None:
+        self.endpoint = endpoint
+        self.message = message
+
+    def _refuse(self) -> AttemptError:
+        return AttemptError(grpc.StatusCode.UNAVAILABLE, self.message)
+
+    async def execute(self, request: bytes, time_left: float | None) -> bytes:
+        raise self._refuse()
+
+    async def stream(self, request: bytes, time_left: float | None) -> AsyncIterator[bytes]:
+        raise self._refuse()
+        yield b""  # pragma: no cover - makes this an async generator
+
+    async def close(self, grace: float | None = None) -> None:
+        """Nothing to close."""
 
 
 def _status_for_http(status: int) -> grpc.StatusCode:
@@ -226,12 +262,17 @@ _NOT_JSON = object()
 class HttpTransport:
     """An external HTTP agent speaking the JSON form."""
 
-    def __init__(self, url: str, client: Any, *, max_message_bytes: int, owner: Owner | None = None) -> None:
+    def __init__(
+        self, url: str, client: Any, *, max_message_bytes: int, owner: Owner | None = None,
+        extensions: Mapping[str, Any] | None = None, before: Callable[[], object] | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
         self.endpoint = url
         self._client = client
         self._max = max_message_bytes
         self._owner = owner
+        self._extensions = dict(extensions or {})  # e.g. sni_hostname: the identity to verify
+        self._before = before  # e.g. MeshHttps.refresh: a rotated client certificate
 
     async def call(self, request: bytes, time_left: float | None) -> agent_pb2.Result:
         """POST the task and return its Result."""
@@ -242,7 +283,9 @@ class HttpTransport:
         target = f"{self.url}/execute"
         started = time.perf_counter()
         try:
-            response = await self._client.post(target, json=body, timeout=time_left)
+            if self._before is not None:
+                self._before()
+            response = await self._client.post(target, json=body, timeout=time_left, extensions=self._extensions)
         except (httpx.ConnectError, httpx.ConnectTimeout) as err:
             # Before the TimeoutException clause: ConnectTimeout is one, but the task was never sent.
             raise AttemptError(grpc.StatusCode.UNAVAILABLE, f"cannot connect to HTTP agent {target}: {err!r}") from err

@@ -84,8 +84,9 @@ class View:
         if backend is None:
             backend = Backend(key[0], instance.id)
             self.backends[key] = backend
-        elif backend.endpoint and backend.endpoint != instance.endpoint and self._on_removed:
-            self._on_removed(backend)  # endpoint moved: drop the old transport
+        elif backend.endpoint and (backend.endpoint, backend.identity) != (instance.endpoint, instance.identity) \
+                and self._on_removed:
+            self._on_removed(backend)  # endpoint moved or identity changed: drop the old transport
             backend.transport = None
         self._join(backend)
         if probe_time is not None:
@@ -122,6 +123,7 @@ class View:
         entry = self.agents.get((backend.namespace, instance.agent_id))
         backend.agent_id = instance.agent_id
         backend.endpoint = instance.endpoint
+        backend.identity = instance.identity
         backend.runtime = instance.runtime
         backend.state = registry_pb2.InstanceState.Name(instance.state)
         if instance.drained and instance.state == SERVING:

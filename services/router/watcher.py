@@ -15,10 +15,13 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import grpc
 
 from sutradhar._backoff import Backoff
+from sutradhar._identity import DEFAULT_TRUST_DOMAIN, SpiffeId
+from sutradhar._tls import TlsSource, secure_channel
 from sutradhar.services.router.view import View
 from sutradhar.v1 import registry_pb2, registry_pb2_grpc
 
@@ -36,7 +39,8 @@ WATCH_BACKOFF = Backoff(initial=timedelta(milliseconds=200), maximum=timedelta(s
 
 
 class RegistryWatcher:
-    """Keeps `view` in step with the registry at `address`."""
+    """Keeps `view` in step with the registry at `address`; with `tls`, over mutual TLS
+    to a peer that must be the registry of `trust_domain`."""
 
     def __init__(
         self,
@@ -45,9 +49,13 @@ class RegistryWatcher:
         *,
         backoff: Backoff = WATCH_BACKOFF,
         clock: Callable[[], float] = time.monotonic,
+        tls: TlsSource | None = None,
+        trust_domain: str = DEFAULT_TRUST_DOMAIN,
     ) -> None:
         self.view = view
         self.address = address
+        self.tls = tls
+        self.trust_domain = trust_domain
         self.revision = 0
         self.synced = asyncio.Event()
         self.connected = False
@@ -74,7 +82,7 @@ class RegistryWatcher:
             elif event.type == DELETE:
                 view.delete_instance(event.namespace or event.instance.namespace, event.id or event.instance.id)
 
-    async def _session(self, channel: grpc.aio.Channel) -> None:
+    async def _session(self, channel: Any) -> None:
         stub = registry_pb2_grpc.RegistryServiceStub(channel)
         listing = self.revision == 0
         request = registry_pb2.WatchRequest(namespace="*")
@@ -115,11 +123,16 @@ class RegistryWatcher:
             call.cancel()
             self.connected = False
 
+    def _channel(self) -> Any:
+        if self.tls is None:
+            return grpc.aio.insecure_channel(self.address)
+        return secure_channel(self.address, self.tls, expected=SpiffeId.service(self.trust_domain, "registry"))
+
     async def run(self) -> None:
         """Watch forever (cancel to stop). Failed sessions in a row wait
         longer each time (`backoff`); a session that ended cleanly resets it."""
         failures = 0
-        async with grpc.aio.insecure_channel(self.address) as channel:
+        async with self._channel() as channel:
             while True:
                 try:
                     await self._session(channel)

@@ -30,8 +30,8 @@ def load_config(argv: Sequence[str] | None) -> tuple[SchedulerConfig, bool]:
 async def _serve(config: SchedulerConfig) -> int:
     stop = asyncio.Event()
     install_signal_handlers(stop)
-    server = SchedulerServer(config)
     try:
+        server = SchedulerServer(config)
         await server.start()
     except SutradharError as err:
         print(f"scheduler: {err}", file=sys.stderr)

@@ -86,6 +86,7 @@ async def adopt(store: Store, supervisor: Supervisor, *, current: Callable[[], b
             )
             if key in agents:
                 slot.probe = readiness_settings(agents[key], replica.endpoint)
+            slot.identity = supervisor.replica_identity(slot, replica.agent_id, adopt=True)
             found.add((replica.namespace, replica.replica_id))
             inst = instances.get((replica.namespace, replica.replica_id))
             if inst is not None and inst.endpoint == replica.endpoint:

@@ -66,6 +66,12 @@ class SchedulerConfig(ServiceSecurity):
     """Replica log size that triggers rotation."""
     log_backups: int = setting(3, kind=NATURAL)
     """Rotated log files kept per replica."""
+    ca_dir: Path | None = None
+    """The mesh CA the scheduler issues every replica's own certificate with: a directory holding
+    ca.pem, ca-key.pem (0600) and bundle.pem, as `sutradhar up` writes in its state directory's pki/.
+    Required with TLS on; unused with --insecure (replicas then run insecure too)."""
+    replica_cert_lifetime: timedelta = setting(timedelta(hours=24), kind=POSITIVE_DURATION)
+    """Lifetime of a replica's certificate; renewed at 70 % of it for as long as the replica runs."""
     log_level: str = log_level_setting("INFO")
     """Logging level of `python -m sutradhar.services.scheduler`."""
 

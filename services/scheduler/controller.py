@@ -32,6 +32,7 @@ from typing import Any
 
 from sutradhar._clients import RegistryClient
 from sutradhar._errors import Conflict, OutOfRange, SutradharError
+from sutradhar._tls import TlsSource
 from sutradhar.services.common import keys
 from sutradhar.services.common.probing import Probers
 from sutradhar.services.common.store import Store
@@ -39,6 +40,7 @@ from sutradhar.services.scheduler.adoption import adopt
 from sutradhar.services.scheduler.autoscale import AutoscaleState
 from sutradhar.services.scheduler.clock import SYSTEM_CLOCK, Clock
 from sutradhar.services.scheduler.config import SchedulerConfig
+from sutradhar.services.scheduler.identities import RENEW_CHECK_PERIOD, ReplicaIdentities
 from sutradhar.services.scheduler.reconciler import Reconciler, Result
 from sutradhar.services.scheduler.registration import Registrar, instance_labels
 from sutradhar.services.scheduler.runtimes.base import LABEL_DEPLOYMENT
@@ -79,6 +81,8 @@ class Controller:
         config: SchedulerConfig,
         *,
         clock: Clock = SYSTEM_CLOCK,
+        tls: TlsSource | None = None,
+        identities: ReplicaIdentities | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -87,11 +91,13 @@ class Controller:
         self.clock = clock
         self.queue: WorkQueue[Key] = WorkQueue()
         self.events = EventLog()
-        self.probers = Probers(user_agent="sutradhar-scheduler")
+        self.probers = Probers(user_agent="sutradhar-scheduler", tls=tls)
+        self.identities = identities
         self.registrar = Registrar(registry, store, config, clock=clock)
         self.supervisor = Supervisor(
             store, runtimes, self.registrar, config,
             queue=self.queue, events=self.events, spawn=self._spawn, probers=self.probers, clock=clock,
+            identities=identities,
         )
         self.reconciler = Reconciler(store, self.supervisor)
         self.leading = False
@@ -122,6 +128,8 @@ class Controller:
                 tg.create_task(self._resync_loop())
                 tg.create_task(self.registrar.keep_alive_loop(self._leased, self.supervisor.lapsed))
                 tg.create_task(self._maintenance_loop())
+                if self.identities is not None:
+                    tg.create_task(self._renewal_loop(self.identities))
                 for _ in range(max(1, self.config.workers)):
                     tg.create_task(self._worker())
         finally:
@@ -228,6 +236,12 @@ class Controller:
             await self.clock.sleep(self.config.resync_period.total_seconds())
             if self.leading:
                 await self.enqueue_all()
+
+    async def _renewal_loop(self, identities: ReplicaIdentities) -> None:
+        """Renew replica certificates at 70 % of their life, for as long as their replicas run."""
+        while True:
+            await self.clock.sleep(RENEW_CHECK_PERIOD.total_seconds())
+            identities.renew_due()
 
     async def _maintenance_loop(self) -> None:
         while True:

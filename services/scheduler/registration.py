@@ -69,7 +69,7 @@ class Registrar:
         instance = registry_pb2.Instance(
             id=slot.id, namespace=slot.namespace, agent_id=replica.agent_id, endpoint=replica.endpoint,
             runtime=slot.runtime, state=registry_pb2.INSTANCE_STATE_SERVING, version=slot.version,
-            labels=instance_labels(replica.labels),
+            labels=instance_labels(replica.labels), identity=slot.identity,
         )
         while True:
             try:

@@ -21,11 +21,13 @@ import grpc
 from sutradhar._clients import RegistryClient
 from sutradhar._errors import NotFound, SutradharError
 from sutradhar._hosting import GrpcHost
+from sutradhar._identity import SpiffeId
 from sutradhar.services.common.store import EtcdEndpoint, Store
 from sutradhar.services.scheduler.config import SchedulerConfig
 from sutradhar.services.scheduler.controller import Controller
 from sutradhar.services.scheduler.deployments import Deployments
 from sutradhar.services.scheduler.election import LeaderElection
+from sutradhar.services.scheduler.identities import ReplicaIdentities, load_authority
 from sutradhar.services.scheduler.runtimes.base import Replica, Runtime
 from sutradhar.services.scheduler.runtimes.loader import RuntimeSet
 from sutradhar.v1 import scheduler_pb2 as P
@@ -135,16 +137,26 @@ class SchedulerServer:
         member = config.member_id or f"{socket.gethostname()}-{os.getpid()}"
         self.member_id = member
         self.store = Store(EtcdEndpoint.parse(config.etcd))
-        self.registry = RegistryClient(config.registry)
+        self.tls = config.tls_source("scheduler", config.host)
+        self.identities = None if self.tls is None else ReplicaIdentities(
+            load_authority(config.ca_dir, config.trust_domain), config.state_dir / "tls",
+            lifetime=config.replica_cert_lifetime,
+        )
+        self.registry = RegistryClient(
+            config.registry, tls=self.tls,
+            expected=SpiffeId.service(config.trust_domain, "registry") if self.tls is not None else None,
+        )
         self.runtimes = RuntimeSet(config.state_dir, log_max_bytes=config.log_max_bytes,
                                    log_backups=config.log_backups)
         self.deployments = Deployments(self.store, self.registry, self.runtimes)
-        self.controller = Controller(self.store, self.registry, self.runtimes, config)
+        self.controller = Controller(
+            self.store, self.registry, self.runtimes, config, tls=self.tls, identities=self.identities
+        )
         self.election = LeaderElection(
             self.store, name="scheduler", member_id=member, ttl=config.election_ttl,
             on_change=self.controller.set_leader,
         )
-        self.host = GrpcHost(service_names=[SERVICE_NAME], host=config.host, port=config.port)
+        self.host = GrpcHost(service_names=[SERVICE_NAME], host=config.host, port=config.port, tls=self.tls)
         self.host.add_servicer(
             scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server, SchedulerServicer(self.deployments)
         )

@@ -54,6 +54,8 @@ class Slot:
     message: str = ""
     ready_since: float = 0.0
     probe: ProbeSettings | None = None
+    identity: str = ""
+    """The replica's SPIFFE ID (its certificate's; registered with the instance), "" without TLS."""
     monitor: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property

@@ -24,11 +24,13 @@ from datetime import timedelta
 from typing import Any
 
 from sutradhar._errors import InvalidArgument, NotFound, SutradharError
+from sutradhar._identity import SpiffeId
 from sutradhar.services.common import keys
 from sutradhar.services.common.probing import IN_PROCESS, ProbeName, ProbeOutcome, Probers, ProbeSettings
 from sutradhar.services.common.store import Store
 from sutradhar.services.scheduler.clock import SYSTEM_CLOCK, Clock
 from sutradhar.services.scheduler.config import SchedulerConfig
+from sutradhar.services.scheduler.identities import ReplicaIdentities, ReplicaTls
 from sutradhar.services.scheduler.registration import Registrar
 from sutradhar.services.scheduler.runtimes.base import (
     LABEL_DEPLOYMENT,
@@ -52,6 +54,8 @@ P = scheduler_pb2
 Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None]"]
 """Runs a background coroutine in the controller's task group."""
 
+#: Runtimes whose replicas are SDK agents the scheduler starts, so it issues each a certificate.
+CERTIFIED_RUNTIMES = frozenset({"process", "container"})
 #: Between readiness probes of a starting replica (at most; the monitor period if shorter).
 READINESS_RETRY = timedelta(milliseconds=50)
 
@@ -68,7 +72,9 @@ def readiness_settings(agent: registry_pb2.Agent, endpoint: str) -> ProbeSetting
     return ProbeSettings.for_agent(agent, ProbeName.READINESS, runtime=agent.runtime, endpoint=endpoint)
 
 
-async def probe_ready(probers: Probers, replica: Replica, settings: ProbeSettings | None = None) -> ProbeOutcome:
+async def probe_ready(
+    probers: Probers, replica: Replica, settings: ProbeSettings | None = None, *, identity: str = ""
+) -> ProbeOutcome:
     """Whether a replica serves, by its readiness probe: an in-process (or
     endpoint-less) replica always; otherwise the probe's kind ("grpc" needs
     grpc.health.v1 SERVING, "http" a 2xx from GET `http_path` of the endpoint,
@@ -87,7 +93,7 @@ async def probe_ready(probers: Probers, replica: Replica, settings: ProbeSetting
     opened = await probers.check(endpoint, port)
     if not opened.ok:
         return opened
-    return await probers.check(endpoint, settings)
+    return await probers.check(endpoint, settings, identity=identity, instance_id=replica.replica_id)
 
 
 class Supervisor:
@@ -106,6 +112,7 @@ class Supervisor:
         probers: Probers,
         clock: Clock = SYSTEM_CLOCK,
         rand: Callable[[], float] = random.random,
+        identities: ReplicaIdentities | None = None,
     ) -> None:
         self.store = store
         self.runtimes = runtimes
@@ -117,6 +124,8 @@ class Supervisor:
         self.probers = probers
         self.clock = clock
         self.rand = rand
+        self.identities = identities
+        """Issues every replica its certificate; None: an insecure scheduler (replicas run insecure)."""
         self.backoff = restart_backoff(config)
         self.slots: dict[Key, dict[str, Slot]] = {}
 
@@ -128,8 +137,25 @@ class Supervisor:
         """Every slot whose replica is registered (ready, with a lease)."""
         return [s for ss in self.slots.values() for s in ss.values() if s.ready and s.lease_id]
 
+    def replica_identity(self, slot: Slot, agent_id: str, *, adopt: bool = False) -> str:
+        """The identity of `slot`'s replica ("" for runtimes without certificates or without TLS):
+        a new certificate before it starts, or (`adopt`) its files kept renewed."""
+        runtime = slot.runtime or (slot.replica.runtime if slot.replica else "")
+        if self.identities is None or runtime not in CERTIFIED_RUNTIMES:
+            return ""
+        make = self.identities.adopt if adopt else self.identities.issue
+        return str(make(slot.namespace, agent_id, slot.id).identity)
+
+    def replica_tls(self, slot: Slot) -> ReplicaTls | None:
+        """The certificate directory of `slot`'s replica, once `replica_identity` issued it."""
+        if self.identities is None or not slot.identity:
+            return None
+        return ReplicaTls(SpiffeId.parse(slot.identity), self.identities.directory(slot.namespace, slot.id))
+
     def forget(self) -> None:
         """Stop every monitor and drop every slot (the replicas keep running)."""
+        if self.identities is not None:
+            self.identities.keep_only(())
         for slots in self.slots.values():
             for slot in slots.values():
                 if slot.monitor is not None:
@@ -155,11 +181,13 @@ class Supervisor:
             LABEL_REPLICA: slot.id,
             LABEL_VERSION: agent.version,
         }
-        spec = ReplicaSpec(
-            namespace=slot.namespace, deployment=slot.deployment, replica_id=slot.id,
-            revision=slot.revision, agent=agent, env=dict(d.spec.env), labels=labels,
-        )
         try:
+            slot.identity = self.replica_identity(slot, agent.id)
+            spec = ReplicaSpec(
+                namespace=slot.namespace, deployment=slot.deployment, replica_id=slot.id,
+                revision=slot.revision, agent=agent, env=dict(d.spec.env), labels=labels,
+                tls=self.replica_tls(slot), insecure=self.identities is None,
+            )
             replica = await runtime.start(spec)
         except SutradharError as err:
             err = self.explain_port_in_use(slot, agent, err)
@@ -234,6 +262,8 @@ class Supervisor:
             slots = self.slots.get(key, {})
             if slots.get(slot_id) is slot:
                 del slots[slot_id]
+                if self.identities is not None:
+                    self.identities.remove(key[0], slot_id)
             self.queue.add(key)
 
     async def stop_all(self, key: Key, reason: str) -> None:
@@ -253,6 +283,8 @@ class Supervisor:
                 if replica.deployment == name and replica.replica_id not in self.slots.get(key, {}):
                     await self.registrar.deregister(ns, replica.replica_id)
                     await runtime.stop(replica, grace=self.config.stop_grace)
+                    if self.identities is not None:
+                        self.identities.remove(ns, replica.replica_id)
         if key in self.slots and not self.slots[key]:
             del self.slots[key]
 
@@ -370,7 +402,7 @@ class Supervisor:
                 if replica.phase in (ReplicaPhase.EXITED, ReplicaPhase.FAILED):
                     await self.on_exit(slot, replica)
                     return None
-                outcome = await probe_ready(self.probers, replica, slot.probe)
+                outcome = await probe_ready(self.probers, replica, slot.probe, identity=slot.identity)
                 if outcome.ok:
                     return replica
                 if self.clock.monotonic() > deadline:

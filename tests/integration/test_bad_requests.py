@@ -35,10 +35,10 @@ LONG = "a" * 10_000
 @pytest.fixture(scope="module")
 async def mesh(etcd: str) -> AsyncIterator[dict[str, str]]:
     """Registry, health and router servers over the session etcd: their addresses."""
-    registry = RegistryServer(RegistryConfig(port=0, etcd=etcd))
+    registry = RegistryServer(RegistryConfig(insecure=True, port=0, etcd=etcd))
     await registry.start()
-    health = HealthServer(HealthConfig(port=0, etcd=etcd))
-    router = RouterServer(RouterConfig(port=0, registry=registry.address))
+    health = HealthServer(HealthConfig(insecure=True, port=0, etcd=etcd))
+    router = RouterServer(RouterConfig(insecure=True, port=0, registry=registry.address))
     try:
         await health.start()
         await router.start()

@@ -43,11 +43,11 @@ class Run:
 
 @pytest.fixture
 async def mesh(etcd: str) -> AsyncIterator[Mesh]:
-    registry = RegistryServer(RegistryConfig(host="127.0.0.1", port=0, etcd=etcd))
+    registry = RegistryServer(RegistryConfig(insecure=True, host="127.0.0.1", port=0, etcd=etcd))
     await registry.start()
-    router = RouterServer(RouterConfig(host="127.0.0.1", port=0, registry=registry.address))
+    router = RouterServer(RouterConfig(insecure=True, host="127.0.0.1", port=0, registry=registry.address))
     await router.start()
-    health = HealthServer(HealthConfig(port=0, etcd=etcd))
+    health = HealthServer(HealthConfig(insecure=True, port=0, etcd=etcd))
     await health.start()
     try:
         yield Mesh(registry.address, router.address, health.address)
@@ -81,7 +81,8 @@ async def _routed(router: str, namespace: str) -> None:
 
 
 async def test_router_unavailable_gets_no_mesh_hint_and_wrong_port_gets_a_flag_hint(mesh: Mesh, unique: str) -> None:
-    async with AgentServer(EchoAgent(), registry=mesh.registry, namespace=unique, ttl=timedelta(seconds=2)):
+    async with AgentServer(EchoAgent(), insecure=True, registry=mesh.registry, namespace=unique,
+        ttl=timedelta(seconds=2)):
         pass  # the definition stays, the instance is gone
     async def no_live_instance() -> Run | None:  # once the router's view holds the definition
         run = await cli(mesh, "exec", "echo", "-n", unique, "--timeout", "5s")
@@ -102,7 +103,8 @@ async def test_router_unavailable_gets_no_mesh_hint_and_wrong_port_gets_a_flag_h
 async def test_exec_payload_from_a_file_over_the_argv_limit_and_from_stdin(
     mesh: Mesh, unique: str, tmp_path: Path
 ) -> None:
-    async with AgentServer(EchoAgent(), registry=mesh.registry, namespace=unique, ttl=timedelta(seconds=2)):
+    async with AgentServer(EchoAgent(), insecure=True, registry=mesh.registry, namespace=unique,
+        ttl=timedelta(seconds=2)):
         await _routed(mesh.router, unique)
         big = {"text": "x" * 200_000}  # one argv string holds at most 128 KiB on Linux
         path = tmp_path / "task.json"
@@ -121,7 +123,8 @@ async def test_exec_payload_from_a_file_over_the_argv_limit_and_from_stdin(
 
 
 async def test_exec_timeout_reports_the_routers_deadline_message(mesh: Mesh, unique: str) -> None:
-    async with AgentServer(EchoAgent(), registry=mesh.registry, namespace=unique, ttl=timedelta(seconds=2)) as agent:
+    async with AgentServer(EchoAgent(), insecure=True, registry=mesh.registry, namespace=unique,
+        ttl=timedelta(seconds=2)) as agent:
         await _routed(mesh.router, unique)
         for stream in ((), ("--stream",)):
             run = await cli(mesh, "exec", "echo", "-n", unique, "--payload", '{"sleep": 5}', "--timeout", "1s",
@@ -134,7 +137,8 @@ async def test_exec_timeout_reports_the_routers_deadline_message(mesh: Mesh, uni
 
 
 async def test_agents_delete_names_the_force_flag_and_warns_about_sdk_agents(mesh: Mesh, unique: str) -> None:
-    async with AgentServer(EchoAgent(), registry=mesh.registry, namespace=unique, ttl=timedelta(seconds=2)) as agent:
+    async with AgentServer(EchoAgent(), insecure=True, registry=mesh.registry, namespace=unique,
+        ttl=timedelta(seconds=2)) as agent:
         run = await cli(mesh, "agents", "delete", "echo", "-n", unique)
         assert run.code == 1 and "(FAILED_PRECONDITION)" in run.err
         assert "--force" in run.err and "deregister with force" not in run.err
@@ -147,7 +151,8 @@ async def test_agents_delete_names_the_force_flag_and_warns_about_sdk_agents(mes
 
 
 async def test_agents_delete_force_without_live_instances_prints_no_warning(mesh: Mesh, unique: str) -> None:
-    async with AgentServer(EchoAgent(), registry=mesh.registry, namespace=unique, ttl=timedelta(seconds=2)):
+    async with AgentServer(EchoAgent(), insecure=True, registry=mesh.registry, namespace=unique,
+        ttl=timedelta(seconds=2)):
         pass  # leaves the definition behind, the instance deregistered
     run = await cli(mesh, "agents", "delete", "echo", "-n", unique, "--force")
     assert run.code == 0, run.err

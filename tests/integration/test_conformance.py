@@ -27,7 +27,7 @@ async def test_echo_agent_in_process_passes_every_check() -> None:
 
 
 def test_echo_agent_process_passes_the_cli_suite() -> None:
-    command = [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent"]
+    command = [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent", "--insecure"]
     with spawn_agent(command, cwd=str(ROOT)) as agent:
         out = subprocess.run(
             [sys.executable, "-m", "sutradhar.conformance", agent.address, "-o", "json"],

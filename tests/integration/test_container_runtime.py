@@ -45,7 +45,7 @@ def echo_spec(image: str, namespace: str, *, replica: str = "r0", revision: str 
     )
     return ReplicaSpec(
         namespace=namespace, deployment="echo", replica_id=f"echo-{replica}", revision=revision,
-        agent=agent, env={"EXTRA_FROM_SPEC": "yes"}, labels={"team": "tests"},
+        agent=agent, env={"EXTRA_FROM_SPEC": "yes"}, labels={"team": "tests"}, insecure=True,
     )
 
 

@@ -28,9 +28,9 @@ NO_INSTANCES = "AGENT_HEALTH_STATUS_UNSPECIFIED"
 
 @pytest.fixture
 async def services(etcd: str) -> AsyncIterator[dict[str, Any]]:
-    registry = RegistryServer(RegistryConfig(port=0, etcd=etcd))
+    registry = RegistryServer(RegistryConfig(insecure=True, port=0, etcd=etcd))
     await registry.start()
-    health = HealthServer(HealthConfig(port=0, etcd=etcd, member_ttl=timedelta(seconds=2),
+    health = HealthServer(HealthConfig(insecure=True, port=0, etcd=etcd, member_ttl=timedelta(seconds=2),
                                        flush_interval=timedelta(seconds=1)))
     await health.start()
     reg = RegistryClient(registry.address)
@@ -100,7 +100,7 @@ async def test_health_watch_json_lines_carry_the_status(services, unique):
 
 
 async def test_health_watch_json_is_one_object_per_line(services, unique):
-    async with AgentServer(EchoAgent(), registry=services["registry"], namespace=unique,
+    async with AgentServer(EchoAgent(), insecure=True, registry=services["registry"], namespace=unique,
                            ttl=timedelta(seconds=2)) as agent:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "sutradhar.cli.main", "--health", services["health"].address,

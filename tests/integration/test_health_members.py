@@ -49,7 +49,7 @@ def _split(members: list[str], ns: str, per_member: int, start: int) -> dict[str
 
 def _spawn_member(etcd: str, member_id: str):
     return spawn_agent([
-        sys.executable, "-m", "sutradhar.services.health", "--port", "0", "--etcd", etcd,
+        sys.executable, "-m", "sutradhar.services.health", "--insecure", "--port", "0", "--etcd", etcd,
         "--member-id", member_id, "--member-ttl", str(TTL), "--flush-interval", "1", "--log-level", "WARNING",
     ])
 

@@ -31,12 +31,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 async def mesh(etcd):
-    registry = RegistryServer(RegistryConfig(port=0, etcd=etcd))
+    registry = RegistryServer(RegistryConfig(insecure=True, port=0, etcd=etcd))
     await registry.start()
-    router = RouterServer(RouterConfig(port=0, registry=registry.address, etcd=etcd))
+    router = RouterServer(RouterConfig(insecure=True, port=0, registry=registry.address, etcd=etcd))
     await router.start()
     assert await router.wait_synced(timedelta(seconds=10))
-    health = HealthServer(HealthConfig(port=0, etcd=etcd, member_ttl=timedelta(seconds=2),
+    health = HealthServer(HealthConfig(insecure=True, port=0, etcd=etcd, member_ttl=timedelta(seconds=2),
                                        flush_interval=timedelta(seconds=1)))
     await health.start()
     reg = RegistryClient(registry.address)
@@ -92,7 +92,7 @@ async def test_bad_liveness_success_threshold_is_refused(mesh, unique):
 
 
 def _spawn_echo():
-    return spawn_agent([sys.executable, str(ROOT / "examples" / "echo_agent.py"), "--port", "0"])
+    return spawn_agent([sys.executable, str(ROOT / "examples" / "echo_agent.py"), "--port", "0", "--insecure"])
 
 
 async def _wait_router(mesh, ns: str, instance_id: str, routable: bool) -> None:

@@ -37,7 +37,7 @@ async def test_member_rides_out_an_etcd_restart():
     store = Store(EtcdEndpoint.parse(etcd.endpoint))
     endpoint = HealthEndpoint()
     await endpoint.start()
-    server = HealthServer(HealthConfig(port=0, etcd=etcd.endpoint, member_ttl=timedelta(seconds=3),
+    server = HealthServer(HealthConfig(insecure=True, port=0, etcd=etcd.endpoint, member_ttl=timedelta(seconds=3),
                                        flush_interval=timedelta(seconds=1)))
     try:
         await server.start()

@@ -163,7 +163,7 @@ def is_state(state: int) -> Callable[[registry_pb2.Instance], bool]:
 
 @pytest.fixture
 async def health(etcd: str) -> AsyncIterator[HealthServer]:
-    server = HealthServer(HealthConfig(port=0, etcd=etcd, member_ttl=timedelta(seconds=2),
+    server = HealthServer(HealthConfig(insecure=True, port=0, etcd=etcd, member_ttl=timedelta(seconds=2),
                                        flush_interval=timedelta(seconds=1)))
     await server.start()
     try:

@@ -44,18 +44,18 @@ async def raw_call(address: str, method: str, payload: bytes) -> grpc.aio.AioRpc
 @pytest.fixture
 async def mesh(etcd: str, tmp_path: Path) -> AsyncIterator[dict[str, str]]:
     async with contextlib.AsyncExitStack() as stack:  # each server is stopped even if a later one fails to start
-        registry = RegistryServer(RegistryConfig(port=0, etcd=etcd))
+        registry = RegistryServer(RegistryConfig(insecure=True, port=0, etcd=etcd))
         await registry.start()
         stack.push_async_callback(registry.stop, timedelta(0))
-        router = RouterServer(RouterConfig(port=0, registry=None))
+        router = RouterServer(RouterConfig(insecure=True, port=0, registry=None))
         await router.start()
         stack.push_async_callback(router.stop, timedelta(0))
-        scheduler = SchedulerServer(SchedulerConfig(
+        scheduler = SchedulerServer(SchedulerConfig(insecure=True,
             port=0, etcd=etcd, registry=registry.address, state_dir=tmp_path, member_id=f"middleware-{tmp_path.name}",
         ))
         await scheduler.start()
         stack.push_async_callback(scheduler.stop)
-        health = HealthServer(HealthConfig(port=0, etcd=etcd, member_ttl=timedelta(seconds=2)))
+        health = HealthServer(HealthConfig(insecure=True, port=0, etcd=etcd, member_ttl=timedelta(seconds=2)))
         await health.start()
         stack.push_async_callback(health.stop)
         yield {

@@ -128,7 +128,7 @@ async def test_list_over_the_message_limit_is_resource_exhausted_naming_size_lim
 async def test_router_watching_all_namespaces_syncs_past_4mib(registry, fat, etcd):
     """The router's Watch("*", include_initial) completes, so it routes again
     (it used to retry the oversized first response forever: UNAVAILABLE everywhere)."""
-    router = RouterServer(RouterConfig(port=0, registry=registry.address, etcd=etcd))
+    router = RouterServer(RouterConfig(insecure=True, port=0, registry=registry.address, etcd=etcd))
     await router.start()
     try:
         assert await router.wait_synced(timedelta(seconds=10))

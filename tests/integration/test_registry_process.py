@@ -33,7 +33,7 @@ GRPCURL = ROOT / ".venv" / "bin" / "grpcurl"
 
 async def test_python_dash_m_serves_health_and_reflection_and_stops_on_sigterm(etcd):
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sutradhar.services.registry", "--port", "0", "--etcd", etcd,
+        sys.executable, "-m", "sutradhar.services.registry", "--insecure", "--port", "0", "--etcd", etcd,
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     try:
@@ -88,7 +88,8 @@ async def private_etcd() -> AsyncIterator[LocalEtcd]:
 
 
 async def test_compaction_and_a_dead_etcd(private_etcd):
-    server = RegistryServer(RegistryConfig(port=0, etcd=private_etcd.endpoint, etcd_timeout=timedelta(seconds=2)))
+    server = RegistryServer(RegistryConfig(insecure=True, port=0, etcd=private_etcd.endpoint,
+        etcd_timeout=timedelta(seconds=2)))
     await server.start()
     try:
         async with grpc.aio.insecure_channel(server.address) as channel:
@@ -134,7 +135,7 @@ async def test_registry_recovers_promptly_after_an_etcd_outage() -> None:
     root = Path(tempfile.mkdtemp(prefix="sutradhar-outage-etcd-"))
     etcd = LocalEtcd(root / "data", client_port=free_port(), log_path=root / "etcd.log")
     await asyncio.to_thread(etcd.start)
-    registry = RegistryServer(RegistryConfig(port=0, etcd=etcd.endpoint))
+    registry = RegistryServer(RegistryConfig(insecure=True, port=0, etcd=etcd.endpoint))
     try:
         await registry.start()
         async with grpc.aio.insecure_channel(registry.address) as channel:

@@ -23,7 +23,7 @@ from sutradhar.v1 import registry_pb2_grpc
 @pytest.fixture(scope="module")
 async def registry(etcd: str) -> AsyncIterator[RegistryServer]:
     """A RegistryServer on a free port over the session etcd."""
-    server = RegistryServer(RegistryConfig(port=0, etcd=etcd))
+    server = RegistryServer(RegistryConfig(insecure=True, port=0, etcd=etcd))
     await server.start()
     try:
         yield server

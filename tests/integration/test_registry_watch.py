@@ -169,7 +169,7 @@ async def test_namespace_filter_and_all_namespaces(stub, unique):
 
 async def test_two_replicas_share_state(etcd, stub, unique):
     """A change made through one registry replica is seen by a watch on another."""
-    other = RegistryServer(RegistryConfig(port=0, etcd=etcd))
+    other = RegistryServer(RegistryConfig(insecure=True, port=0, etcd=etcd))
     await other.start()
     try:
         async with grpc.aio.insecure_channel(other.address) as channel:
@@ -189,7 +189,8 @@ async def test_two_replicas_share_state(etcd, stub, unique):
 async def test_progress_and_shutdown(etcd, stub, unique):
     """Filtered-out changes move the revision of a quiet stream; stopping the
     registry ends its watches with UNAVAILABLE."""
-    server = RegistryServer(RegistryConfig(port=0, etcd=etcd, watch_progress_interval=timedelta(milliseconds=200)))
+    server = RegistryServer(RegistryConfig(insecure=True, port=0, etcd=etcd,
+        watch_progress_interval=timedelta(milliseconds=200)))
     await server.start()
     try:
         async with grpc.aio.insecure_channel(server.address) as channel:

@@ -35,13 +35,13 @@ async def _instances(client: RouterClient, ns: str, n: int) -> bool:
 
 
 async def test_sigkilled_replica_fails_no_call_and_gets_no_traffic_after_one_second(etcd, unique):
-    registry = RegistryServer(RegistryConfig(port=0, etcd=etcd))
+    registry = RegistryServer(RegistryConfig(insecure=True, port=0, etcd=etcd))
     await registry.start()
     procs = []
     try:
-        commands = [[sys.executable, "-m", "sutradhar.services.router", "--port", "0",
+        commands = [[sys.executable, "-m", "sutradhar.services.router", "--insecure", "--port", "0",
                      "--registry", registry.address, "--log-level", "WARNING"]]
-        commands += [[sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent",
+        commands += [[sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent", "--insecure",
                       "--registry", registry.address, "--namespace", unique,
                       "--instance-id", f"echo-{i}", "--ttl", "10"] for i in range(3)]
         procs.extend(await asyncio.gather(
@@ -100,10 +100,11 @@ async def test_router_starts_without_registry_answers_unavailable_then_catches_u
 
     port = free_port()
     router = await asyncio.to_thread(
-        spawn_agent, [sys.executable, "-m", "sutradhar.services.router", "--port", "0", "--event-loop", event_loop,
+        spawn_agent, [sys.executable, "-m", "sutradhar.services.router", "--insecure", "--port", "0",
+            "--event-loop", event_loop,
                       "--registry", f"127.0.0.1:{port}", "--log-level", "ERROR"], cwd=str(ROOT))
     assert any(f"(event loop: {event_loop})" in line for line in router.output), router.output
-    registry = RegistryServer(RegistryConfig(port=port, etcd=etcd))
+    registry = RegistryServer(RegistryConfig(insecure=True, port=port, etcd=etcd))
     agent = None
     try:
         async with RouterClient(router.address) as client:
@@ -115,7 +116,7 @@ async def test_router_starts_without_registry_answers_unavailable_then_catches_u
                 raise AssertionError("routed without a registry")
             await registry.start()
             agent = await asyncio.to_thread(
-                spawn_agent, [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent",
+                spawn_agent, [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent", "--insecure",
                               "--registry", registry.address, "--namespace", unique], cwd=str(ROOT))
             result = await eventually(
                 lambda: client.execute("echo", 1, namespace=unique, timeout=timedelta(seconds=2)),
@@ -146,9 +147,9 @@ async def test_router_is_not_serving_until_it_has_synced_with_the_registry(etcd,
 
     port = free_port()
     router = await asyncio.to_thread(
-        spawn_agent, [sys.executable, "-m", "sutradhar.services.router", "--port", "0",
+        spawn_agent, [sys.executable, "-m", "sutradhar.services.router", "--insecure", "--port", "0",
                       "--registry", f"127.0.0.1:{port}", "--log-level", "ERROR"], cwd=str(ROOT))
-    registry = RegistryServer(RegistryConfig(port=port, etcd=etcd))
+    registry = RegistryServer(RegistryConfig(insecure=True, port=port, etcd=etcd))
     try:
         for service in ("", SERVICE_NAME):
             assert await _health(router.address, service) == health_pb2.HealthCheckResponse.NOT_SERVING
@@ -181,9 +182,9 @@ async def test_watch_resumes_after_registry_restart(etcd, unique, store):
     from sutradhar.v1 import registry_pb2
 
     port = free_port()
-    registry = RegistryServer(RegistryConfig(port=port, etcd=etcd))
+    registry = RegistryServer(RegistryConfig(insecure=True, port=port, etcd=etcd))
     await registry.start()
-    router = RouterServer(RouterConfig(port=0, registry=registry.address))
+    router = RouterServer(RouterConfig(insecure=True, port=0, registry=registry.address))
     await router.start()
     try:
         assert await router.wait_synced(timedelta(seconds=10))
@@ -198,7 +199,7 @@ async def test_watch_resumes_after_registry_restart(etcd, unique, store):
 
         await store.put(keys.instance_key(unique, "late-1"), keys.encode(instance))
         seen_before = (unique, "late-1") in router.view.backends
-        registry = RegistryServer(RegistryConfig(port=port, etcd=etcd))
+        registry = RegistryServer(RegistryConfig(insecure=True, port=port, etcd=etcd))
         await registry.start()
         await eventually(lambda: (unique, "late-1") in router.view.backends, within=5, what="late-1 in the view")
         assert not seen_before and (unique, "late-1") in router.view.backends
@@ -217,9 +218,9 @@ async def test_max_attempts_one_keeps_a_sigkilled_in_flight_task_from_running_tw
     from sutradhar.services.router.server import RouterConfig, RouterServer
     from sutradhar.v1 import registry_pb2, routing_pb2
 
-    registry = RegistryServer(RegistryConfig(port=0, etcd=etcd))
+    registry = RegistryServer(RegistryConfig(insecure=True, port=0, etcd=etcd))
     await registry.start()
-    router = RouterServer(RouterConfig(port=0, registry=registry.address))
+    router = RouterServer(RouterConfig(insecure=True, port=0, registry=registry.address))
     await router.start()
     agents = []
     try:
@@ -228,7 +229,7 @@ async def test_max_attempts_one_keeps_a_sigkilled_in_flight_task_from_running_tw
                 id="echo", namespace=unique, type="echo", version="1.0.0", runtime="process",
                 routing=routing_pb2.RoutingPolicy(retry=routing_pb2.RetryPolicy(max_attempts=1))))
         agents = list(await asyncio.gather(*[asyncio.to_thread(
-            spawn_agent, [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent",
+            spawn_agent, [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent", "--insecure",
                           "--registry", registry.address, "--namespace", unique,
                           "--instance-id", f"echo-{i}", "--ttl", "10"], cwd=str(ROOT)) for i in range(2)]))
         async with RouterClient(router.address) as client:

@@ -132,10 +132,10 @@ class FakeAgent:
 
 @pytest.fixture(scope="module")
 async def mesh(etcd):
-    registry = RegistryServer(RegistryConfig(port=0, etcd=etcd))
+    registry = RegistryServer(RegistryConfig(insecure=True, port=0, etcd=etcd))
     await registry.start()
     clock = SkippingClock()  # tests skip past breaker and ejection timers instead of sleeping
-    router = RouterServer(RouterConfig(
+    router = RouterServer(RouterConfig(insecure=True,
         port=0, registry=registry.address, etcd=etcd, max_message_bytes=MAX_BYTES,
         load_period=timedelta(milliseconds=200),
     ), clock=clock)

@@ -133,7 +133,7 @@ async def test_liveness_failure_seen_by_the_real_health_service_restarts(etcd, a
         probes=probe_pb2.Probes(readiness=probe_pb2.ProbeSpec(**fast), liveness=probe_pb2.ProbeSpec(**fast)),
     )
     await registry_client.register_agent(agent)
-    health = HealthServer(HealthConfig(port=0, etcd=etcd))
+    health = HealthServer(HealthConfig(insecure=True, port=0, etcd=etcd))
     await health.start()
     try:
         await api.CreateDeployment(P.CreateDeploymentRequest(deployment=deployment(namespace, "flaky", "flaky", 1)))
@@ -171,7 +171,7 @@ async def test_a_liveness_probe_that_always_fails_backs_off_into_crash_loop(etcd
         kind="grpc", grpc_service="no.such.Service", period=duration_pb2.Duration(nanos=200_000_000),
         failure_threshold=1)))
     await registry_client.register_agent(agent)
-    health = HealthServer(HealthConfig(port=0, etcd=etcd))
+    health = HealthServer(HealthConfig(insecure=True, port=0, etcd=etcd))
     await health.start()
     try:
         await api.CreateDeployment(P.CreateDeploymentRequest(

@@ -153,7 +153,8 @@ async def test_stop_replicas_after_the_scheduler_leaves_nothing(etcd, registry, 
     pids = recorded_pids(state, namespace)
     assert len(pids) == 2 and all(pid_alive(p) for p in pids)  # a stopped scheduler leaves them for adoption
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sutradhar.services.scheduler", "--stop-replicas", "--state-dir", str(state),
+        sys.executable, "-m", "sutradhar.services.scheduler", "--insecure", "--stop-replicas", "--state-dir",
+            str(state),
         "--etcd", etcd, "--stop-grace", "3", stderr=subprocess.PIPE)
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err
@@ -188,7 +189,7 @@ async def test_replicas_register_once_the_registry_comes_back(etcd, registry_cli
 
             d = await eventually(waiting)
             assert d.status.ready_replicas == 0 and d.status.replica_statuses[0].phase == P.REPLICA_PHASE_STARTING
-            late = RegistryServer(RegistryConfig(port=port, etcd=etcd))
+            late = RegistryServer(RegistryConfig(insecure=True, port=port, etcd=etcd))
             await late.start()
             await eventually(lambda: _ready(api, namespace, "late", 1))
             assert len(await ready_instances(registry_client, namespace, "late")) == 1

@@ -45,7 +45,7 @@ STRATEGY = P.DeploymentStrategy(max_surge="1", max_unavailable="0")
 
 @pytest.fixture
 async def router(etcd, registry) -> AsyncIterator[RouterServer]:
-    server = RouterServer(RouterConfig(port=0, registry=registry.address, etcd=None))
+    server = RouterServer(RouterConfig(insecure=True, port=0, registry=registry.address, etcd=None))
     await server.start()
     try:
         yield server

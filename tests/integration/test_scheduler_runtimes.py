@@ -42,7 +42,8 @@ def spec(command, *, replica="r1", memory="", **config) -> ReplicaSpec:
         config=to_struct({"command": command, **config}),
     )
     agent.resources.memory = memory
-    return ReplicaSpec(namespace="ns", deployment="dep", replica_id=replica, revision="abc", agent=agent)
+    return ReplicaSpec(namespace="ns", deployment="dep", replica_id=replica, revision="abc", agent=agent,
+                       insecure=True)
 
 
 async def test_process_runtime_port_env_logs_and_group_stop(tmp_path: Path):

@@ -45,7 +45,7 @@ eventually = functools.partial(support.eventually, within=20.0, period=0.1)
 def fast_config(etcd: str, registry: str, state_dir: Path, **overrides: object) -> SchedulerConfig:
     """Scheduler settings with short periods for tests."""
     values: dict[str, object] = dict(
-        port=0, etcd=etcd, registry=registry, state_dir=state_dir,
+        insecure=True, port=0, etcd=etcd, registry=registry, state_dir=state_dir,
         # named after the test (its tmp dir), so a leader that outlives its test is named in failures
         member_id=f"{state_dir.parent.name[:40]}-{uuid.uuid4().hex[:4]}",
         election_ttl=timedelta(seconds=2), instance_ttl=timedelta(seconds=6),
@@ -203,7 +203,7 @@ class SchedulerProcess:
         state_dir.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sutradhar.services.scheduler", "--port", "0", "--etcd", etcd,
+            [sys.executable, "-m", "sutradhar.services.scheduler", "--insecure", "--port", "0", "--etcd", etcd,
              "--registry", registry, "--state-dir", str(state_dir), "--member-id", member_id,
              "--election-ttl", str(election_ttl), "--instance-ttl", "6", "--backoff-base", "0.3",
              "--stop-grace", "3", "--drain-delay", "0.05", "--resync-period", "2"],

@@ -9,16 +9,22 @@ import sys
 from pathlib import Path
 
 from sutradhar import AgentClient
-from sutradhar.testing import spawn_agent
+from sutradhar.testing import AgentProcess, spawn_agent
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def served(agent: AgentProcess) -> list[str]:
+    """The agent's stderr lines but the warning an insecure agent logs on every start."""
+    return [line for line in agent.output if "runs INSECURE" not in line]
+
+
 async def test_module_entry_serves_until_sigterm_and_drains() -> None:
     with spawn_agent(
-        [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent", "--grace", "5"], cwd=str(ROOT)
+        [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent", "--insecure", "--grace",
+            "5"], cwd=str(ROOT)
     ) as agent:
-        assert agent.output == [f"agent echo listening on {agent.address}"]
+        assert served(agent) == [f"agent echo listening on {agent.address}"]
         async with AgentClient(agent.address) as client:
             slow = asyncio.create_task(client.execute({"sleep": 0.6}))
             await asyncio.sleep(0.2)
@@ -29,6 +35,7 @@ async def test_module_entry_serves_until_sigterm_and_drains() -> None:
         assert code == 0
 
 
+
 def test_env_port_and_script_entry(tmp_path: Path) -> None:
     from sutradhar.services.common.etcd_server import free_port
 
@@ -36,7 +43,7 @@ def test_env_port_and_script_entry(tmp_path: Path) -> None:
     with spawn_agent(
         [sys.executable, str(ROOT / "examples" / "echo_agent.py")],
         cwd=str(tmp_path),
-        env={"SUTRADHAR_PORT": str(port), "SUTRADHAR_INSTANCE_ID": "echo-fixed"},
+        env={"SUTRADHAR_PORT": str(port), "SUTRADHAR_INSTANCE_ID": "echo-fixed", "SUTRADHAR_INSECURE": "1"},
     ) as agent:
         assert agent.address == f"127.0.0.1:{port}"
 
@@ -52,7 +59,7 @@ def test_bad_class_exits_nonzero_with_one_line() -> None:
     import subprocess
 
     out = subprocess.run(
-        [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:NoSuchAgent"],
+        [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:NoSuchAgent", "--insecure"],
         cwd=str(ROOT), capture_output=True, text=True, timeout=30, check=False,
     )
     assert out.returncode == 1
@@ -102,7 +109,7 @@ def test_grpcurl_lists_and_calls_the_agent() -> None:
     import subprocess
 
     grpcurl = shutil.which("grpcurl") or str(Path(sys.executable).parent / "grpcurl")
-    command = [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent"]
+    command = [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent", "--insecure"]
     with spawn_agent(command, cwd=str(ROOT)) as agent:
         listed = subprocess.run(
             [grpcurl, "-plaintext", agent.address, "list"], capture_output=True, text=True, timeout=30, check=True
@@ -125,10 +132,10 @@ def test_grpcurl_lists_and_calls_the_agent() -> None:
 async def test_deployed_identity_from_env_is_what_the_replica_reports() -> None:
     """The scheduler sets SUTRADHAR_AGENT_ID/VERSION: a replica of `echo-deployed`
     1.4.0 running the EchoAgent class (echo 1.0.0) must report the former."""
-    env = {"SUTRADHAR_AGENT_ID": "echo-deployed", "SUTRADHAR_AGENT_VERSION": "1.4.0"}
-    with spawn_agent([sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent"],
+    env = {"SUTRADHAR_AGENT_ID": "echo-deployed", "SUTRADHAR_AGENT_VERSION": "1.4.0", "SUTRADHAR_INSECURE": "1"}
+    with spawn_agent([sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent", "--insecure"],
                      cwd=str(ROOT), env=env) as agent:
-        assert agent.output == [f"agent echo-deployed listening on {agent.address}"]
+        assert served(agent) == [f"agent echo-deployed listening on {agent.address}"]
         async with AgentClient(agent.address) as client:
             result = await client.execute({"x": 1})
             described = await client.describe()
@@ -140,7 +147,8 @@ def test_a_bad_deployed_version_is_refused_naming_it() -> None:
     import subprocess
 
     out = subprocess.run(
-        [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent", "--agent-version", "banana"],
+        [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent", "--insecure",
+            "--agent-version", "banana"],
         cwd=str(ROOT), capture_output=True, text=True, timeout=30, check=False,
     )
     assert out.returncode == 1 and "banana" in out.stderr and "semantic version" in out.stderr, out.stderr
@@ -181,6 +189,7 @@ async def test_a_script_calling_serve_takes_the_scheduler_env(tmp_path: Path) ->
 
     port = free_port()
     env = {
+        "SUTRADHAR_INSECURE": "1",
         "SUTRADHAR_PORT": str(port),
         "SUTRADHAR_INSTANCE_ID": "greeter-r1",
         "SUTRADHAR_AGENT_ID": "greeter-deployed",
@@ -188,7 +197,7 @@ async def test_a_script_calling_serve_takes_the_scheduler_env(tmp_path: Path) ->
     }
     with spawn_agent([sys.executable, str(_greeter_script(tmp_path))], cwd=str(tmp_path), env=env) as agent:
         assert agent.address == f"127.0.0.1:{port}"
-        assert agent.output == [f"agent greeter-deployed listening on 127.0.0.1:{port}"]
+        assert served(agent) == [f"agent greeter-deployed listening on 127.0.0.1:{port}"]
         async with AgentClient(agent.address) as client:
             result = await client.execute("Ada")
             described = await client.describe()
@@ -206,7 +215,7 @@ async def test_explicit_serve_arguments_win_over_the_env(tmp_path: Path) -> None
 
     env_port, own_port = free_port(), free_port()
     command = [sys.executable, str(_greeter_script(tmp_path)), json.dumps({"port": own_port, "instance_id": "mine"})]
-    env = {"SUTRADHAR_PORT": str(env_port), "SUTRADHAR_INSTANCE_ID": "from-env"}
+    env = {"SUTRADHAR_PORT": str(env_port), "SUTRADHAR_INSTANCE_ID": "from-env", "SUTRADHAR_INSECURE": "1"}
     with spawn_agent(command, cwd=str(tmp_path), env=env) as agent:
         assert agent.address == f"127.0.0.1:{own_port}"
         async with AgentClient(agent.address) as client:
@@ -217,7 +226,7 @@ def test_a_bad_env_port_is_one_error_line() -> None:
     import subprocess
 
     out = subprocess.run(
-        [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent"],
+        [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent", "--insecure"],
         cwd=str(ROOT), capture_output=True, text=True, timeout=30, check=False,
         env={**os.environ, "SUTRADHAR_PORT": "http"},
     )
@@ -237,7 +246,7 @@ def test_a_synchronous_execute_is_refused_before_serving(tmp_path: Path) -> None
         "    def execute(self, task):\n        return {'ok': True}\n"
     )
     out = subprocess.run(
-        [sys.executable, "-m", "sutradhar.serve", "syncagent:Sync"],
+        [sys.executable, "-m", "sutradhar.serve", "syncagent:Sync", "--insecure"],
         cwd=str(tmp_path), capture_output=True, text=True, timeout=30, check=False,
     )
     assert out.returncode == 1

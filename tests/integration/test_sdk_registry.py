@@ -29,7 +29,7 @@ TTL = timedelta(seconds=2)
 
 @pytest.fixture
 async def registry(etcd: str) -> AsyncIterator[str]:
-    server = RegistryServer(RegistryConfig(host="127.0.0.1", port=0, etcd=etcd))
+    server = RegistryServer(RegistryConfig(insecure=True, host="127.0.0.1", port=0, etcd=etcd))
     await server.start()
     try:
         yield server.address
@@ -46,7 +46,8 @@ async def instance_or_none(client: RegistryClient, namespace: str, instance_id: 
 
 async def test_server_registers_keeps_alive_and_deregisters(registry: str, unique: str) -> None:
     server = AgentServer(
-        EchoAgent(), registry=registry, namespace=unique, ttl=TTL, labels={"tier": "gold"}, instance_id=f"echo-{unique}"
+        EchoAgent(), insecure=True, registry=registry, namespace=unique, ttl=TTL, labels={"tier": "gold"},
+            instance_id=f"echo-{unique}"
     )
     await server.start()
     async with RegistryClient(registry) as client:
@@ -82,9 +83,9 @@ async def test_server_registers_keeps_alive_and_deregisters(registry: str, uniqu
 
 async def test_unreachable_registry_is_retried_not_fatal(etcd: str, unique: str) -> None:
     port = free_port()
-    server = AgentServer(EchoAgent(), registry=f"127.0.0.1:{port}", namespace=unique, ttl=TTL)
+    server = AgentServer(EchoAgent(), insecure=True, registry=f"127.0.0.1:{port}", namespace=unique, ttl=TTL)
     await server.start()
-    registry = RegistryServer(RegistryConfig(host="127.0.0.1", port=port, etcd=etcd))
+    registry = RegistryServer(RegistryConfig(insecure=True, host="127.0.0.1", port=port, etcd=etcd))
     try:
         async with AgentClient(server.address) as agent:
             assert (await agent.execute("works without a registry")).success
@@ -108,7 +109,7 @@ async def _spawn(registry: str, namespace: str, instance_id: str, *extra: str) -
     return await asyncio.to_thread(
         spawn_agent,
         [
-            sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent",
+            sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent", "--insecure",
             "--registry", registry, "--namespace", namespace, "--instance-id", instance_id,
             "--ttl", str(TTL.total_seconds()), *extra,
         ],
@@ -174,7 +175,7 @@ async def test_watch_sees_the_instance_come_and_go(registry: str, unique: str) -
         watcher = asyncio.create_task(watch())
         try:
             await asyncio.wait_for(synced.wait(), 5)
-            server = AgentServer(EchoAgent(), registry=registry, namespace=unique, ttl=TTL)
+            server = AgentServer(EchoAgent(), insecure=True, registry=registry, namespace=unique, ttl=TTL)
             await server.start()
             await server.stop()
 
@@ -195,7 +196,7 @@ async def test_an_unhealthy_agent_registers_not_serving(registry: str, unique: s
             return False
 
     async with (
-        AgentServer(Sick(), registry=registry, namespace=unique, ttl=TTL) as server,
+        AgentServer(Sick(), insecure=True, registry=registry, namespace=unique, ttl=TTL) as server,
         RegistryClient(registry) as client,
     ):
         instance = await client.get_instance(server.instance_id, namespace=unique)
@@ -231,7 +232,8 @@ async def test_a_script_agent_registers_through_the_registry_env(
         "    async def execute(self, task):\n        return 'hi'\n\n"
         "serve(Greeter(), ttl=__import__('datetime').timedelta(seconds=2))\n"
     )
-    env = {"SUTRADHAR_REGISTRY": registry, "SUTRADHAR_NAMESPACE": unique, "SUTRADHAR_INSTANCE_ID": f"g-{unique}"}
+    env = {"SUTRADHAR_REGISTRY": registry, "SUTRADHAR_NAMESPACE": unique, "SUTRADHAR_INSTANCE_ID": f"g-{unique}",
+           "SUTRADHAR_INSECURE": "1"}
     with await asyncio.to_thread(spawn_agent, [sys.executable, str(script)], cwd=str(tmp_path), env=env) as agent:
         async with RegistryClient(registry) as client:
             definition = await client.get_agent("greeter", namespace=unique)

@@ -18,9 +18,9 @@ from tests.support import eventually
 
 @pytest.fixture
 async def mesh(etcd: str) -> AsyncIterator[tuple[str, str]]:
-    registry = RegistryServer(RegistryConfig(host="127.0.0.1", port=0, etcd=etcd))
+    registry = RegistryServer(RegistryConfig(insecure=True, host="127.0.0.1", port=0, etcd=etcd))
     await registry.start()
-    router = RouterServer(RouterConfig(host="127.0.0.1", port=0, registry=registry.address))
+    router = RouterServer(RouterConfig(insecure=True, host="127.0.0.1", port=0, registry=registry.address))
     await router.start()
     try:
         yield registry.address, router.address
@@ -38,7 +38,7 @@ async def first_routed(router: RouterClient, payload: object, **options: Any) ->
 async def test_router_client_executes_and_streams(mesh: tuple[str, str], unique: str) -> None:
     registry, router_address = mesh
     async with (
-        AgentServer(EchoAgent(), registry=registry, namespace=unique, ttl=timedelta(seconds=2)) as agent,
+        AgentServer(EchoAgent(), insecure=True, registry=registry, namespace=unique, ttl=timedelta(seconds=2)) as agent,
         RouterClient(router_address) as router,
     ):
         result = await first_routed(
@@ -67,7 +67,7 @@ async def test_router_client_timeout_brings_the_routers_message(mesh: tuple[str,
 
     registry, router_address = mesh
     async with (
-        AgentServer(EchoAgent(), registry=registry, namespace=unique, ttl=timedelta(seconds=2)) as agent,
+        AgentServer(EchoAgent(), insecure=True, registry=registry, namespace=unique, ttl=timedelta(seconds=2)) as agent,
         RouterClient(router_address) as router,
     ):
         await first_routed(router, 1, namespace=unique, timeout=timedelta(seconds=2))
@@ -84,7 +84,7 @@ async def test_router_client_timeouts_take_seconds_as_numbers(mesh: tuple[str, s
 
     registry, router_address = mesh
     async with (
-        AgentServer(EchoAgent(), registry=registry, namespace=unique, ttl=timedelta(seconds=2)),
+        AgentServer(EchoAgent(), insecure=True, registry=registry, namespace=unique, ttl=timedelta(seconds=2)),
         RouterClient(router_address) as router,
     ):
         result = await first_routed(router, {"x": 1}, namespace=unique, timeout=5)

@@ -179,7 +179,7 @@ async def test_check_health_drives_grpc_health() -> None:
 
 
 async def test_stop_drains_in_flight_work_and_refuses_new_tasks() -> None:
-    server = AgentServer(EchoAgent(), grace=timedelta(seconds=5))
+    server = AgentServer(EchoAgent(), insecure=True, grace=timedelta(seconds=5))
     await server.start()
     async with AgentClient(server.address) as client:
         slow = asyncio.create_task(client.execute({"sleep": 0.5}))
@@ -199,7 +199,7 @@ async def test_bad_identity_is_refused_before_serving() -> None:
         version = "banana"
 
     with pytest.raises(Exception, match="semantic version"):
-        AgentServer(Bad())
+        AgentServer(Bad(), insecure=True)
 
 
 async def test_deadline_ends_a_stream() -> None:
@@ -218,10 +218,10 @@ async def test_a_failing_on_start_releases_the_port() -> None:
         async def on_start(self) -> None:
             raise RuntimeError("no model file")
 
-    server = AgentServer(Broken())
+    server = AgentServer(Broken(), insecure=True)
     with pytest.raises(RuntimeError, match="no model file"):
         await server.start()
-    again = AgentServer(EchoAgent(), port=server.port)  # the port is free again
+    again = AgentServer(EchoAgent(), insecure=True, port=server.port)  # the port is free again
     await again.start()
     await again.stop()
 
@@ -312,10 +312,10 @@ async def test_a_synchronous_execute_or_stream_is_refused_naming_the_method() ->
             return Result.ok(1)
 
     with pytest.raises(InvalidArgument, match=r"SyncExecute\.execute must be a coroutine function.*async def execute"):
-        AgentServer(SyncExecute())
+        AgentServer(SyncExecute(), insecure=True)
     for cls in (SyncStream, ReturningStream):
         with pytest.raises(InvalidArgument, match=rf"{cls.__name__}\.stream must be an async generator.*async def"):
-            AgentServer(cls())
+            AgentServer(cls(), insecure=True)
 
 
 async def test_client_timeouts_take_seconds_as_numbers() -> None:

@@ -227,7 +227,9 @@ class FakeProbers:
         self.checked: list[tuple[str, ProbeSettings]] = []
         self.forgotten: list[str] = []
 
-    async def check(self, endpoint: str, settings: ProbeSettings) -> ProbeOutcome:
+    async def check(
+        self, endpoint: str, settings: ProbeSettings, *, identity: str = "", instance_id: str = ""
+    ) -> ProbeOutcome:
         self.checked.append((endpoint, settings))
         if settings.kind == "tcp":
             return ProbeOutcome(self.port_open, "" if self.port_open else "ConnectionRefusedError: refused")

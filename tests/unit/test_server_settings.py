@@ -203,9 +203,9 @@ async def test_agent_server_takes_settings_and_keywords_but_not_the_env(monkeypa
 
     monkeypatch.setenv("SUTRADHAR_PORT", "7123")
     monkeypatch.setenv("SUTRADHAR_NAMESPACE", "from-env")
-    plain = AgentServer(EchoAgent())
-    assert plain.settings == ServeSettings()
-    base = ServeSettings(namespace="ns", grace=timedelta(seconds=3), agent_version="9.9.9")
+    plain = AgentServer(EchoAgent(), insecure=True)
+    assert plain.settings == ServeSettings(insecure=True)
+    base = ServeSettings(namespace="ns", grace=timedelta(seconds=3), agent_version="9.9.9", insecure=True)
     server = AgentServer(EchoAgent(), settings=base, grace=timedelta(seconds=1), labels={"a": "b"})
     assert (server.namespace, server.grace, server.settings.labels, server.agent.version) == (
         "ns", timedelta(seconds=1), {"a": "b"}, "9.9.9")

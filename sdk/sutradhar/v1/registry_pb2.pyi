@@ -106,7 +106,7 @@ class Resources(_message.Message):
     def __init__(self, cpu: _Optional[str] = ..., memory: _Optional[str] = ...) -> None: ...
 
 class Instance(_message.Message):
-    __slots__ = ("id", "namespace", "agent_id", "endpoint", "runtime", "state", "drained", "labels", "lease_id", "lease_ttl", "register_time", "health", "resource_version", "version")
+    __slots__ = ("id", "namespace", "agent_id", "endpoint", "runtime", "state", "drained", "labels", "lease_id", "lease_ttl", "register_time", "health", "resource_version", "version", "identity")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -128,6 +128,7 @@ class Instance(_message.Message):
     HEALTH_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_VERSION_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_FIELD_NUMBER: _ClassVar[int]
     id: str
     namespace: str
     agent_id: str
@@ -142,7 +143,8 @@ class Instance(_message.Message):
     health: InstanceHealth
     resource_version: int
     version: str
-    def __init__(self, id: _Optional[str] = ..., namespace: _Optional[str] = ..., agent_id: _Optional[str] = ..., endpoint: _Optional[str] = ..., runtime: _Optional[str] = ..., state: _Optional[_Union[InstanceState, str]] = ..., drained: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ..., lease_id: _Optional[int] = ..., lease_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., register_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., health: _Optional[_Union[InstanceHealth, _Mapping]] = ..., resource_version: _Optional[int] = ..., version: _Optional[str] = ...) -> None: ...
+    identity: str
+    def __init__(self, id: _Optional[str] = ..., namespace: _Optional[str] = ..., agent_id: _Optional[str] = ..., endpoint: _Optional[str] = ..., runtime: _Optional[str] = ..., state: _Optional[_Union[InstanceState, str]] = ..., drained: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ..., lease_id: _Optional[int] = ..., lease_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., register_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., health: _Optional[_Union[InstanceHealth, _Mapping]] = ..., resource_version: _Optional[int] = ..., version: _Optional[str] = ..., identity: _Optional[str] = ...) -> None: ...
 
 class ProbeStatus(_message.Message):
     __slots__ = ("result", "last_result", "last_message", "last_probe_time", "consecutive_successes", "consecutive_failures", "last_latency")

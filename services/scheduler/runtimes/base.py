@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Protocol
 
+from sutradhar.services.scheduler.identities import ReplicaTls
 from sutradhar.v1 import registry_pb2
 
 #: Labels every managed replica carries (process records and Docker labels).
@@ -47,6 +48,18 @@ class ReplicaSpec:
     agent: registry_pb2.Agent
     env: Mapping[str, str] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
+    tls: ReplicaTls | None = None
+    """The replica's own certificate (a secured scheduler issues one per replica)."""
+    insecure: bool = False
+    """No certificate: the replica serves plaintext (the scheduler itself runs --insecure)."""
+
+
+def security_env(spec: ReplicaSpec, root: str | None = None) -> dict[str, str]:
+    """The variables that tell an SDK agent how to serve: its certificate files (as seen
+    under `root` inside a container, else where they are), or SUTRADHAR_INSECURE=1."""
+    if spec.tls is not None:
+        return spec.tls.env(root)
+    return {"SUTRADHAR_INSECURE": "1"} if spec.insecure else {}
 
 
 @dataclass(frozen=True)

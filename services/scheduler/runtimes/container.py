@@ -22,7 +22,12 @@ The agent inside gets ``SUTRADHAR_PORT`` (the container port),
 published port to reach it; the host side stays bound to loopback),
 ``SUTRADHAR_INSTANCE_ID``, ``SUTRADHAR_NAMESPACE``, ``SUTRADHAR_AGENT_ID`` and
 ``SUTRADHAR_AGENT_VERSION``, then ``config.env``, then
-the spec's env (later wins).
+the spec's env (later wins), then how to serve: with a certificate (a secured
+scheduler), the replica's certificate directory mounted read-only at
+``/run/sutradhar/tls`` with ``SUTRADHAR_TLS_*`` pointing there, and the container
+runs as the scheduler's user so that it can read its 0600 key; else
+``SUTRADHAR_INSECURE=1`` (and ``SUTRADHAR_PUBLISHED_ON_LOOPBACK=1``: the agent may
+listen on 0.0.0.0 inside, as the port is published on the host's loopback only).
 
 The `docker` client is blocking; every call runs on this runtime's own thread
 pool, and `logs(follow=True)` reads on a thread of its own, so nothing here
@@ -56,6 +61,7 @@ from sutradhar._errors import (
 )
 from sutradhar._values import from_struct
 from sutradhar.services.common.validation import parse_cpu, parse_memory
+from sutradhar.services.scheduler.identities import CONTAINER_MOUNT
 from sutradhar.services.scheduler.runtimes.base import (
     LABEL_AGENT,
     LABEL_DEPLOYMENT,
@@ -66,6 +72,7 @@ from sutradhar.services.scheduler.runtimes.base import (
     Replica,
     ReplicaPhase,
     ReplicaSpec,
+    security_env,
 )
 from sutradhar.services.scheduler.runtimes.config_schemas import validate_runtime_config
 from sutradhar.services.scheduler.spec import CONTAINER_MIN_MEMORY
@@ -360,6 +367,10 @@ class ContainerRuntime:
         }
         env.update(config.get("env") or {})
         env.update(spec.env)
+        env.update(security_env(spec, CONTAINER_MOUNT))
+        if spec.insecure:
+            # inside, the agent listens on 0.0.0.0; outside, the port is published on loopback only
+            env["SUTRADHAR_PUBLISHED_ON_LOOPBACK"] = "1"
         cpus = nano_cpus(spec.agent.resources.cpu)
         mem_limit = memory_bytes(spec.agent.resources.memory)
         labels = {
@@ -382,12 +393,15 @@ class ContainerRuntime:
             mem_limit=mem_limit or None,
             memswap_limit=mem_limit or None,  # no swap beyond the limit
             init=True,  # docker-init reaps zombies and forwards SIGTERM
+            binds=({str(spec.tls.directory): {"bind": CONTAINER_MOUNT, "mode": "ro"}} if spec.tls else None),
         )
+        # A replica with a certificate runs as the scheduler's user, so it can read its 0600 key.
+        user = f"{os.getuid()}:{os.getgid()}" if spec.tls is not None else None
         with translate_docker_errors(image=image):
             try:
                 created = api.create_container(
                     image=image, command=command, environment=env, labels=labels, name=name,
-                    ports=[port], host_config=host_config, detach=True,
+                    ports=[port], host_config=host_config, detach=True, user=user,
                 )
             except docker.errors.APIError as err:
                 if err.status_code != 409:
@@ -397,7 +411,7 @@ class ContainerRuntime:
                     return adopted
                 created = api.create_container(
                     image=image, command=command, environment=env, labels=labels, name=name,
-                    ports=[port], host_config=host_config, detach=True,
+                    ports=[port], host_config=host_config, detach=True, user=user,
                 )
         container_id = created["Id"]
         try:

@@ -44,6 +44,7 @@ from sutradhar.services.scheduler.runtimes.base import (
     ReplicaPhase,
     ReplicaSpec,
     replica_from_record,
+    security_env,
     spec_record,
 )
 from sutradhar.services.scheduler.runtimes.process_config import check_process_limit
@@ -198,6 +199,7 @@ class ProcessRuntime:
             "SUTRADHAR_NAMESPACE": spec.namespace,
             "SUTRADHAR_AGENT_ID": spec.agent.id,
             "SUTRADHAR_AGENT_VERSION": spec.agent.version,
+            **security_env(spec),
         })
         workdir = config.get("workdir") or None
         if workdir and not Path(workdir).is_dir():

@@ -1,0 +1,171 @@
+"""A secured mesh for tests: a real CA in the test's tmp dir, certificates per party, and the
+four services in-process with mutual TLS (no fixture here is insecure).
+
+    pki = Pki.create(tmp_path)                       # CA in tmp_path/pki (ca.pem, ca-key.pem, bundle.pem)
+    files = pki.issue(SpiffeId.service(TD, "router"))  # a TlsFiles for one identity
+    config = RouterConfig(port=0, registry=..., **pki.settings("router"))
+
+    async with secure_mesh(etcd, tmp_path) as mesh:  # registry + router + health + scheduler
+        async with mesh.registry_client() as registry: ...   # as the admin user, over mTLS
+        async with mesh.router_client() as router: ...
+
+`mesh.client_source(identity)` makes a TlsSource of any identity of the mesh CA (a user, an
+agent, an impostor); `Pki.foreign()` a CA the mesh does not trust.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sutradhar._clients import HealthClient, RegistryClient, RouterClient, SchedulerClient
+from sutradhar._identity import SYSTEM_NAMESPACE, SpiffeId
+from sutradhar._tls import TlsFiles, TlsSource
+from sutradhar.services.common.authority import DEFAULT_LEAF_LIFETIME, CertificateAuthority
+from sutradhar.services.health import HealthConfig, HealthServer
+from sutradhar.services.registry.config import RegistryConfig
+from sutradhar.services.registry.server import RegistryServer
+from sutradhar.services.router.config import RouterConfig
+from sutradhar.services.router.server import RouterServer
+from sutradhar.services.scheduler.config import SchedulerConfig
+from sutradhar.services.scheduler.server import SchedulerServer
+
+TD = "sutradhar.local"
+SERVICES = ("registry", "router", "scheduler", "health")
+ADMIN = SpiffeId.user(TD, SYSTEM_NAMESPACE, "admin")
+HOSTS = ("127.0.0.1", "localhost")
+#: How often test parties look at their certificate files (rotation tests).
+CHECK_INTERVAL = timedelta(milliseconds=100)
+
+
+def service(name: str) -> SpiffeId:
+    return SpiffeId.service(TD, name)
+
+
+@dataclass
+class Pki:
+    """A CA in `root`/pki and the certificates issued from it into `root`/certs."""
+
+    root: Path
+    ca: CertificateAuthority
+
+    @classmethod
+    def create(cls, root: Path, trust_domain: str = TD) -> Pki:
+        return cls(root, CertificateAuthority.load_or_create(root / "pki", trust_domain))
+
+    @classmethod
+    def foreign(cls, root: Path, trust_domain: str = TD) -> Pki:
+        """Another CA of the same trust domain, which the mesh does not trust."""
+        return cls(root / "foreign", CertificateAuthority.load_or_create(root / "foreign" / "pki", trust_domain))
+
+    @property
+    def ca_dir(self) -> Path:
+        return self.root / "pki"
+
+    def issue(
+        self, identity: SpiffeId, *, lifetime: timedelta = DEFAULT_LEAF_LIFETIME, hosts: Sequence[str] = HOSTS,
+        trust_bundle: bytes | None = None,
+    ) -> TlsFiles:
+        """Issue `identity` a certificate and write its three files (key 0600); `trust_bundle`
+        replaces the CA's bundle (an impostor of another CA that trusts the mesh)."""
+        name = str(identity).removeprefix("spiffe://").replace("/", "_")
+        directory = self.root / "certs" / name
+        files = TlsFiles(directory / "cert.pem", directory / "key.pem", directory / "bundle.pem")
+        issued = self.ca.issue(identity, lifetime=lifetime, hosts=hosts)
+        if trust_bundle is not None:
+            issued = type(issued)(issued.certificate_chain, issued.private_key, trust_bundle)
+        issued.write(files)
+        return files
+
+    def source(self, identity: SpiffeId, **issue: Any) -> TlsSource:
+        return TlsSource(self.issue(identity, **issue), check_interval=CHECK_INTERVAL)
+
+    def settings(self, name: str) -> dict[str, Any]:
+        """The TLS keyword arguments of a service config (`ServiceSecurity`) for service `name`."""
+        files = self.issue(service(name))
+        return {
+            "tls_cert_file": files.certificate, "tls_key_file": files.private_key,
+            "tls_ca_file": files.trust_bundle, "trust_domain": self.ca.trust_domain,
+        }
+
+
+@dataclass
+class SecureMesh:
+    """The four services with mTLS, and clients of them."""
+
+    pki: Pki
+    registry: RegistryServer
+    router: RouterServer
+    health: HealthServer
+    scheduler: SchedulerServer | None
+    _sources: dict[SpiffeId, TlsSource] = field(default_factory=dict)
+
+    def client_source(self, identity: SpiffeId = ADMIN) -> TlsSource:
+        if identity not in self._sources:
+            self._sources[identity] = self.pki.source(identity)
+        return self._sources[identity]
+
+    def registry_client(self, identity: SpiffeId = ADMIN) -> RegistryClient:
+        return RegistryClient(self.registry.address, tls=self.client_source(identity), expected=service("registry"))
+
+    def router_client(self, identity: SpiffeId = ADMIN) -> RouterClient:
+        return RouterClient(self.router.address, tls=self.client_source(identity), expected=service("router"))
+
+    def health_client(self, identity: SpiffeId = ADMIN) -> HealthClient:
+        return HealthClient(self.health.address, tls=self.client_source(identity), expected=service("health"))
+
+    def scheduler_client(self, identity: SpiffeId = ADMIN) -> SchedulerClient:
+        assert self.scheduler is not None
+        return SchedulerClient(self.scheduler.address, tls=self.client_source(identity), expected=service("scheduler"))
+
+
+@contextlib.asynccontextmanager
+async def secure_mesh(
+    etcd: str,
+    root: Path,
+    *,
+    scheduler: bool = True,
+    replica_cert_lifetime: timedelta = DEFAULT_LEAF_LIFETIME,
+    **scheduler_options: Any,
+) -> AsyncIterator[SecureMesh]:
+    """Registry, router, health member and (with `scheduler`) a scheduler over mTLS, on port 0,
+    each with its own certificate of a new CA in `root`; the scheduler issues replica
+    certificates from it. Everything stops on exit."""
+    pki = Pki.create(root)
+    started: list[Any] = []
+    try:
+        registry = RegistryServer(RegistryConfig(port=0, etcd=etcd, **pki.settings("registry")))
+        await registry.start()
+        started.append(registry)
+        router = RouterServer(RouterConfig(port=0, registry=registry.address, etcd=None, **pki.settings("router")))
+        await router.start()
+        started.append(router)
+        health = HealthServer(HealthConfig(port=0, etcd=etcd, member_ttl=timedelta(seconds=2),
+                                           flush_interval=timedelta(milliseconds=500), **pki.settings("health")))
+        await health.start()
+        started.append(health)
+        sched = None
+        if scheduler:
+            values: dict[str, Any] = dict(
+                port=0, etcd=etcd, registry=registry.address, state_dir=root / "scheduler-state",
+                member_id=f"secure-{root.name[:40]}", election_ttl=timedelta(seconds=2),
+                instance_ttl=timedelta(seconds=6), resync_period=timedelta(seconds=2),
+                stop_grace=timedelta(seconds=3), drain_delay=timedelta(milliseconds=100),
+                backoff_base=timedelta(milliseconds=300), backoff_max=timedelta(seconds=2),
+                monitor_period=timedelta(milliseconds=100), ca_dir=pki.ca_dir,
+                replica_cert_lifetime=replica_cert_lifetime, **pki.settings("scheduler"),
+            )
+            values.update(scheduler_options)
+            sched = SchedulerServer(SchedulerConfig(**values))
+            await sched.start()
+            started.append(sched)
+        assert await router.wait_synced(timedelta(seconds=10)), "the secured router did not sync with the registry"
+        yield SecureMesh(pki, registry, router, health, sched)
+    finally:
+        for server in reversed(started):
+            with contextlib.suppress(Exception):
+                await server.stop(timedelta(seconds=1))
