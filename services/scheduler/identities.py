@@ -32,8 +32,8 @@ from pathlib import Path
 
 from sutradhar._errors import FailedPrecondition, SutradharError
 from sutradhar._identity import SpiffeId
-from sutradhar._tls import TlsFiles, renew_at
-from sutradhar.services.common.authority import CLOCK_SKEW, DEFAULT_LEAF_LIFETIME, CertificateAuthority, Renewal
+from sutradhar._tls import TlsFiles
+from sutradhar.services.common.authority import DEFAULT_LEAF_LIFETIME, CertificateAuthority, Renewal
 from sutradhar.services.scheduler.clock import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger(__name__)
@@ -123,11 +123,8 @@ class ReplicaIdentities:
         return tls
 
     def _renew(self, renewal: Renewal) -> None:
-        """Issue and write; the next renewal at 70 % of the time from now to the new expiry
-        (not of the validity window, which starts 5 minutes early for clock skew)."""
-        issued_at = self._now()
-        material = renewal.renew(now=self._now).material()
-        renewal.next_renewal = renew_at(issued_at, material.not_after)
+        """Issue and write; the next renewal at 70 % of the new certificate's validity."""
+        renewal.renew(now=self._now)
 
     def adopt(self, namespace: str, agent_id: str, replica_id: str) -> ReplicaTls:
         """Keep renewing a running replica's certificate (after a leader change): its files as
@@ -142,10 +139,8 @@ class ReplicaIdentities:
             return self.issue(namespace, agent_id, replica_id)
         if material.identity != tls.identity:
             return self.issue(namespace, agent_id, replica_id)
-        issued_at = material.not_before + CLOCK_SKEW  # the CA backdates by CLOCK_SKEW
         self.renewals[key] = Renewal(
-            self.authority, tls.identity, tls.files(), lifetime=self.lifetime,
-            next_renewal=renew_at(issued_at, material.not_after),
+            self.authority, tls.identity, tls.files(), lifetime=self.lifetime, next_renewal=material.renew_at()
         )
         return tls
 
