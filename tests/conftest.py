@@ -43,6 +43,21 @@ def etcd() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def secure_etcd() -> Iterator[object]:
+    """A real etcd with TLS and client-certificate auth for this session, and its CA
+    (`tests.secure_support.SecureEtcd`): secured meshes issue their certificates from it."""
+    from tests.secure_support import start_secure_etcd
+
+    root = Path(tempfile.mkdtemp(prefix="sutradhar-test-secure-etcd-"))
+    server, secured = start_secure_etcd(root)
+    try:
+        yield secured
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.fixture
 async def store(etcd: str) -> AsyncIterator[object]:
     """A Store connected to the session etcd."""

@@ -26,6 +26,7 @@ from sutradhar._clients import HealthClient, RegistryClient, RouterClient, Sched
 from sutradhar._identity import SYSTEM_NAMESPACE, SpiffeId
 from sutradhar._tls import TlsFiles, TlsSource
 from sutradhar.services.common.authority import DEFAULT_LEAF_LIFETIME, CertificateAuthority
+from sutradhar.services.common.etcd_server import ETCD_SERVICE_NAME, EtcdTls, LocalEtcd, etcd_client_name, free_port
 from sutradhar.services.health import HealthConfig, HealthServer
 from sutradhar.services.registry.config import RegistryConfig
 from sutradhar.services.registry.server import RegistryServer
@@ -48,23 +49,24 @@ def service(name: str) -> SpiffeId:
 
 @dataclass
 class Pki:
-    """A CA in `root`/pki and the certificates issued from it into `root`/certs."""
+    """A CA (its files in `ca_dir`) and the certificates issued from it into `root`/certs."""
 
     root: Path
     ca: CertificateAuthority
+    ca_dir: Path
 
     @classmethod
     def create(cls, root: Path, trust_domain: str = TD) -> Pki:
-        return cls(root, CertificateAuthority.load_or_create(root / "pki", trust_domain))
+        return cls(root, CertificateAuthority.load_or_create(root / "pki", trust_domain), root / "pki")
 
     @classmethod
     def foreign(cls, root: Path, trust_domain: str = TD) -> Pki:
         """Another CA of the same trust domain, which the mesh does not trust."""
-        return cls(root / "foreign", CertificateAuthority.load_or_create(root / "foreign" / "pki", trust_domain))
+        return cls.create(root / "foreign", trust_domain)
 
-    @property
-    def ca_dir(self) -> Path:
-        return self.root / "pki"
+    def at(self, root: Path) -> Pki:
+        """The same CA, issuing into `root` (a test's own directory)."""
+        return Pki(root, self.ca, self.ca_dir)
 
     def issue(
         self, identity: SpiffeId, *, lifetime: timedelta = DEFAULT_LEAF_LIFETIME, hosts: Sequence[str] = HOSTS,
@@ -85,8 +87,9 @@ class Pki:
         return TlsSource(self.issue(identity, **issue), check_interval=CHECK_INTERVAL)
 
     def settings(self, name: str) -> dict[str, Any]:
-        """The TLS keyword arguments of a service config (`ServiceSecurity`) for service `name`."""
-        files = self.issue(service(name))
+        """The TLS keyword arguments of a service config (`ServiceSecurity`) for service `name`
+        (its certificate carries the name etcd admits mesh services by)."""
+        files = self.issue(service(name), hosts=[*HOSTS, etcd_client_name(self.ca.trust_domain)])
         return {
             "tls_cert_file": files.certificate, "tls_key_file": files.private_key,
             "tls_ca_file": files.trust_bundle, "trust_domain": self.ca.trust_domain,
@@ -123,9 +126,28 @@ class SecureMesh:
         return SchedulerClient(self.scheduler.address, tls=self.client_source(identity), expected=service("scheduler"))
 
 
+@dataclass(frozen=True)
+class SecureEtcd:
+    """A real etcd with TLS and client-certificate auth, and the CA its clients' certificates
+    must come from (the session's: tests/conftest.py `secure_etcd`)."""
+
+    endpoint: str
+    pki: Pki
+
+
+def start_secure_etcd(root: Path) -> tuple[LocalEtcd, SecureEtcd]:
+    """A CA in `root` and an etcd with TLS whose certificate it issued (the caller stops it)."""
+    pki = Pki.create(root)
+    files = pki.issue(SpiffeId.service(TD, ETCD_SERVICE_NAME))
+    etcd = LocalEtcd(root / "data", client_port=free_port(), log_path=root / "etcd.log",
+                     tls=EtcdTls(files, etcd_client_name(TD)))
+    etcd.start()
+    return etcd, SecureEtcd(etcd.endpoint, pki)
+
+
 @contextlib.asynccontextmanager
 async def secure_mesh(
-    etcd: str,
+    secured: SecureEtcd,
     root: Path,
     *,
     scheduler: bool = True,
@@ -133,15 +155,16 @@ async def secure_mesh(
     **scheduler_options: Any,
 ) -> AsyncIterator[SecureMesh]:
     """Registry, router, health member and (with `scheduler`) a scheduler over mTLS, on port 0,
-    each with its own certificate of a new CA in `root`; the scheduler issues replica
-    certificates from it. Everything stops on exit."""
-    pki = Pki.create(root)
+    each with its own certificate of the secured etcd's CA (issued into `root`); the scheduler
+    issues replica certificates from it. Everything stops on exit."""
+    pki = secured.pki.at(root)
+    etcd = secured.endpoint
     started: list[Any] = []
     try:
         registry = RegistryServer(RegistryConfig(port=0, etcd=etcd, **pki.settings("registry")))
         await registry.start()
         started.append(registry)
-        router = RouterServer(RouterConfig(port=0, registry=registry.address, etcd=None, **pki.settings("router")))
+        router = RouterServer(RouterConfig(port=0, registry=registry.address, etcd=etcd, **pki.settings("router")))
         await router.start()
         started.append(router)
         health = HealthServer(HealthConfig(port=0, etcd=etcd, member_ttl=timedelta(seconds=2),

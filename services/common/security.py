@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -39,7 +40,7 @@ from sutradhar.services.common.rolebindings import RoleBindingCache
 from sutradhar.services.common.security_config import ServiceSecurity
 from sutradhar.services.common.store import Store
 from sutradhar.services.common.token_records import RevocationCache
-from sutradhar.services.common.tokens import TokenVerifier, load_public_keys
+from sutradhar.services.common.tokens import PublicKey, TokenVerifier, load_public_keys
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,10 @@ class SecurityStack:
         *,
         service: str,
         audit_log: AuditLog | None = None,
+        token_keys: Sequence[PublicKey] = (),
     ) -> None:
+        """`token_keys`: public keys bearer tokens may be signed with besides those of
+        `config.token_public_key_file` (the registry passes its own issuer's)."""
         self.service = service
         self.trust_domain = config.trust_domain
         self.insecure = config.insecure
@@ -86,10 +90,12 @@ class SecurityStack:
             )
         rbac_methods.install()
         verifier = None
+        keys = list(token_keys)
         if config.token_public_key_file is not None:
+            keys += load_public_keys(load_token_keys(config.token_public_key_file),
+                                     source=str(config.token_public_key_file))
+        if keys:
             self.revocations = RevocationCache(store)
-            keys = load_public_keys(load_token_keys(config.token_public_key_file),
-                                    source=str(config.token_public_key_file))
             verifier = TokenVerifier.for_mesh(keys, config.trust_domain, is_revoked=self.revocations.is_revoked)
         self.bindings = RoleBindingCache(store)
         self.authorizer = Authorizer(self.bindings, trust_domain=config.trust_domain)

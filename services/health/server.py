@@ -11,6 +11,7 @@ from sutradhar._hosting import GrpcHost
 from sutradhar.v1 import health_pb2, health_pb2_grpc
 
 from ..common.probing import Probers
+from ..common.security import SecurityStack
 from ..common.store import EtcdEndpoint, Store
 from .config import HealthConfig
 from .manager import HealthManager, ManagerOptions
@@ -27,9 +28,11 @@ class HealthServer:
 
     def __init__(self, config: HealthConfig) -> None:
         self.config = config
-        self.store = Store(EtcdEndpoint.parse(config.etcd))
         self.tls = config.tls_source("health", config.host)
-        self.host = GrpcHost(service_names=[SERVICE_NAME], host=config.host, port=config.port, tls=self.tls)
+        self.store = Store(EtcdEndpoint.parse(config.etcd), tls=self.tls)
+        self.security = SecurityStack(config, self.store, service="health")
+        self.host = GrpcHost(service_names=[SERVICE_NAME], host=config.host, port=config.port, tls=self.tls,
+                             middleware=self.security.middleware)
         self.membership = Membership(self.store, config.member_id, ttl=config.member_ttl)
         self.manager = HealthManager(
             self.store,
@@ -59,6 +62,7 @@ class HealthServer:
     async def start(self) -> None:
         """Bind, join the members, start probing; SERVING once the views are loaded."""
         await self.store.ping()
+        await self.security.start()
         await self.host.start()
         self.membership.address = self.host.address
         await self.membership.join()
@@ -87,4 +91,5 @@ class HealthServer:
         await self.membership.leave()
         await self.host.stop(grace)
         await self.manager.close()
+        await self.security.stop()
         await self.store.close()

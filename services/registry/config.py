@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES
 from sutradhar._settings import COUNT, PORT, POSITIVE_DURATION, Settings, log_level_setting, setting
@@ -43,6 +44,9 @@ class RegistryConfig(ServiceSecurity):
     """Audit records kept at most; past it the oldest are deleted (checked every minute)."""
     audit_retention_age: timedelta = setting(DEFAULT_RETENTION_AGE, kind=POSITIVE_DURATION, shown_default="720h")
     """Audit records older than this are deleted (checked every minute)."""
+    token_issuer_key_file: Path | None = None
+    """PEM private key (Ed25519 or P-256, 0600) that signs the bearer tokens TokenService mints;
+    created there when missing. None: the registry mints no tokens (certificates only)."""
     log_level: str = log_level_setting("INFO")
     """Logging level of `python -m sutradhar.services.registry`."""
 

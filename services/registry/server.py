@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import timedelta
 
 from sutradhar._errors import SutradharError
 from sutradhar._hosting import GrpcHost
+from sutradhar.services.common.audit import AuditLog
+from sutradhar.services.common.rolebindings import RoleBindingStore
+from sutradhar.services.common.security import SecurityStack
 from sutradhar.services.common.store import EtcdEndpoint, Store
+from sutradhar.services.common.tokens import IssuerKey, TokenIssuer
 from sutradhar.services.registry.agents import Agents
+from sutradhar.services.registry.audit_servicer import SERVICE_NAME as AUDIT_SERVICE_NAME
+from sutradhar.services.registry.audit_servicer import add_audit_service
 from sutradhar.services.registry.config import RegistryConfig
 from sutradhar.services.registry.instances import Instances
+from sutradhar.services.registry.rbac_servicer import RBAC_SERVICE_NAME, add_rbac_service
 from sutradhar.services.registry.servicer import SERVICE_NAME, RegistryServicer
+from sutradhar.services.registry.token_servicer import SERVICE_NAME as TOKEN_SERVICE_NAME
+from sutradhar.services.registry.token_servicer import add_token_service
 from sutradhar.services.registry.watch import Watcher
 from sutradhar.v1 import registry_pb2_grpc
 
@@ -27,7 +37,8 @@ class RegistryServer:
     def __init__(self, config: RegistryConfig) -> None:
         self.config = config
         self._closing = asyncio.Event()
-        self.store = Store(EtcdEndpoint.parse(config.etcd), timeout=config.etcd_timeout)
+        self.tls = config.tls_source("registry", config.host)
+        self.store = Store(EtcdEndpoint.parse(config.etcd), timeout=config.etcd_timeout, tls=self.tls)
         self.agents = Agents(self.store)
         self.instances = Instances(self.store, trust_domain=config.trust_domain)
         self.watcher = Watcher(
@@ -37,18 +48,39 @@ class RegistryServer:
             progress_interval=config.watch_progress_interval,
             closing=self._closing,
         )
-        self.tls = config.tls_source("registry", config.host)
+        issuer_key = None
+        if not config.insecure and config.token_issuer_key_file is not None:
+            issuer_key = IssuerKey.load_or_create(config.token_issuer_key_file)
+        self.audit_log = None if config.insecure else AuditLog(
+            self.store, retention_count=config.audit_retention_count, retention_age=config.audit_retention_age
+        )
+        self.security = SecurityStack(
+            config, self.store, service="registry", audit_log=self.audit_log,
+            token_keys=[issuer_key.public_key()] if issuer_key is not None else [],
+        )
+        services = [SERVICE_NAME]
+        if not config.insecure:  # the access APIs exist only where there is access control
+            services += [RBAC_SERVICE_NAME, AUDIT_SERVICE_NAME] + ([TOKEN_SERVICE_NAME] if issuer_key else [])
         self._host = GrpcHost(
-            service_names=[SERVICE_NAME],
+            service_names=services,
             host=config.host,
             port=config.port,
             max_message_bytes=config.max_message_bytes,
             tls=self.tls,
+            middleware=self.security.middleware,
         )
         self._host.add_servicer(
             registry_pb2_grpc.add_RegistryServiceServicer_to_server,
-            RegistryServicer(self.agents, self.instances, self.watcher, max_message_bytes=config.max_message_bytes),
+            RegistryServicer(self.agents, self.instances, self.watcher, max_message_bytes=config.max_message_bytes,
+                             secured=not config.insecure),
         )
+        self._retention: asyncio.Task[None] | None = None
+        if self.security.authorizer is not None and self.audit_log is not None:
+            add_rbac_service(self._host, RoleBindingStore(self.store), self.security.authorizer)
+            add_audit_service(self._host, self.audit_log)
+            if issuer_key is not None:
+                issuer = TokenIssuer.for_mesh(issuer_key, config.trust_domain)
+                add_token_service(self._host, store=self.store, issuer=issuer, grants=self.security.authorizer)
 
     @property
     def port(self) -> int:
@@ -67,6 +99,9 @@ class RegistryServer:
             await self.store.ping()
         except SutradharError as err:
             log.warning("%s", err)
+        await self.security.start()
+        if self.audit_log is not None:
+            self._retention = asyncio.create_task(self.audit_log.run_retention(), name="audit-retention")
         await self._host.start()
         await self._host.set_serving()
 
@@ -77,4 +112,9 @@ class RegistryServer:
         try:
             await self._host.stop(grace)
         finally:
+            if self._retention is not None:
+                self._retention.cancel()
+                with contextlib.suppress(BaseException):
+                    await self._retention
+            await self.security.stop()
             await self.store.close()

@@ -6,10 +6,14 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from sutradhar._errors import InvalidArgument, ResourceExhausted
+from sutradhar._errors import InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
 from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES
+from sutradhar._identity import AGENT
 from sutradhar._values import to_duration
+from sutradhar.services.common import access, principal
+from sutradhar.services.common.authorization import require_owner
 from sutradhar.services.registry.agents import AgentFilter, Agents
+from sutradhar.services.registry.instance_identity import check_instance_identity, validate_instance_identity
 from sutradhar.services.registry.instances import InstanceFilter, Instances
 from sutradhar.services.registry.watch import Watcher, WatchSpec
 from sutradhar.v1 import registry_pb2 as pb
@@ -61,11 +65,51 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         watcher: Watcher,
         *,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        secured: bool = False,
     ) -> None:
         self._max_message_bytes = max_message_bytes
         self._agents = agents
         self._instances = instances
         self._watcher = watcher
+        self._secured = secured
+
+    async def _own_instance(self, namespace: str, instance_id: str) -> None:
+        """For a caller that authorization allowed only its own agent's instances
+        (`Decision.owner`): PermissionDenied unless instance `instance_id` is its agent's."""
+        decision = access.DECISION.get()
+        if decision is None or not decision.owner:
+            return
+        require_owner((await self._instances.get(namespace, instance_id)).agent_id)
+
+    async def _no_takeover(self, instance: pb.Instance) -> None:
+        """An agent identity may not register over another agent's instance id (which would
+        take that instance's place)."""
+        if not self._secured or not instance.id:
+            return
+        caller = principal.current()
+        if caller.identity.kind != AGENT:
+            return
+        try:
+            existing = await self._instances.get(instance.namespace, instance.id)
+        except NotFound:
+            return
+        if existing.agent_id != instance.agent_id:
+            raise PermissionDenied(
+                f"{caller.name} may not register instance {instance.id!r} in namespace "
+                f"{existing.namespace or 'default'}: that id belongs to agent {existing.agent_id!r}, "
+                "and agent identities may only register their own agent's instances; choose another instance id"
+            )
+
+    def _bind_identity(self, instance: pb.Instance) -> None:
+        """Which identity the registered endpoint must present: the caller's own when an agent
+        registers itself without naming one; `check_instance_identity` says who may bind which."""
+        if not self._secured:
+            return
+        caller = principal.current().identity
+        if not instance.identity and caller.kind == AGENT:
+            instance.identity = str(caller)
+        validate_instance_identity(instance, trust_domain=caller.trust_domain)  # a bad value first: INVALID_ARGUMENT
+        check_instance_identity(caller, instance)
 
     async def RegisterAgent(
         self, request: pb.RegisterAgentRequest, context: grpc.aio.ServicerContext
@@ -102,18 +146,22 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
     ) -> pb.RegisterInstanceResponse:
         _require(request, "instance")
         ttl = request.ttl if request.HasField("ttl") else None
+        self._bind_identity(request.instance)
+        await self._no_takeover(request.instance)
         instance = await self._instances.register(request.instance, ttl=ttl, replace=request.replace)
         return pb.RegisterInstanceResponse(instance=instance)
 
     async def KeepAliveInstance(
         self, request: pb.KeepAliveInstanceRequest, context: grpc.aio.ServicerContext
     ) -> pb.KeepAliveInstanceResponse:
+        await self._own_instance(request.namespace, request.id)
         ttl = await self._instances.keep_alive(request.namespace, request.id, request.lease_id)
         return pb.KeepAliveInstanceResponse(ttl=to_duration(ttl))
 
     async def UpdateInstanceState(
         self, request: pb.UpdateInstanceStateRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpdateInstanceStateResponse:
+        await self._own_instance(request.namespace, request.id)
         instance = await self._instances.update_state(request.namespace, request.id, request.state)
         return pb.UpdateInstanceStateResponse(instance=instance)
 
@@ -133,6 +181,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
     async def DeregisterInstance(
         self, request: pb.DeregisterInstanceRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeregisterInstanceResponse:
+        await self._own_instance(request.namespace, request.id)
         await self._instances.deregister(request.namespace, request.id)
         return pb.DeregisterInstanceResponse()
 

@@ -26,6 +26,7 @@ from sutradhar._errors import Unavailable
 from sutradhar._hosting import GrpcHost
 from sutradhar._names import ALL_NAMESPACES, validate_dns_label, validate_namespace
 from sutradhar._values import to_duration
+from sutradhar.services.common.security import SecurityStack
 from sutradhar.services.router import wire
 from sutradhar.services.router.config import RouterConfig
 from sutradhar.services.router.engine import Engine
@@ -55,14 +56,19 @@ class RouterServer:
         self.view = view or View(on_removed=self._discard)
         self.tls = config.tls_source("router", config.host)
         self.engine = Engine(self.view, max_message_bytes=config.max_message_bytes, clock=clock, tls=self.tls)
+        self._store: Any = None
+        if config.etcd:
+            from sutradhar.services.common.store import EtcdEndpoint, Store
+
+            self._store = Store(EtcdEndpoint.parse(config.etcd), tls=self.tls)
+        self.security = SecurityStack(config, self._store, service="router")
         self.host = GrpcHost(
             service_names=[SERVICE_NAME], host=config.host, port=config.port,
-            max_message_bytes=config.max_message_bytes, tls=self.tls,
+            max_message_bytes=config.max_message_bytes, tls=self.tls, middleware=self.security.middleware,
         )
         self.watcher = RegistryWatcher(
             self.view, config.registry, clock=clock, tls=self.tls, trust_domain=config.trust_domain
         ) if config.registry else None
-        self._store: Any = None
         self.publisher: LoadPublisher | None = None
         self._tasks: asyncio.TaskGroup | None = None
         self._background: list[asyncio.Task[None]] = []
@@ -105,15 +111,13 @@ class RouterServer:
         and load balancers keep traffic away from a router that could only
         answer UNAVAILABLE. Without a registry (the caller feeds the view)
         it reports SERVING at once."""
+        await self.security.start()
         await self.host.start()
         self._tasks = asyncio.TaskGroup()
         await self._tasks.__aenter__()
         if self.watcher is not None:
             self._background.append(self._tasks.create_task(self.watcher.run(), name="registry-watch"))
-        if self.config.etcd:
-            from sutradhar.services.common.store import EtcdEndpoint, Store
-
-            self._store = Store(EtcdEndpoint.parse(self.config.etcd))
+        if self._store is not None:
             self.publisher = LoadPublisher(
                 self._store, self.view, self.router_id, period=self.config.load_period, clock=self.engine.clock
             )
@@ -147,6 +151,7 @@ class RouterServer:
             self._tasks = None
         if self.publisher is not None:
             await self.publisher.close()
+        await self.security.stop()
         if self._store is not None:
             await self._store.close()
         await self.engine.close()

@@ -45,7 +45,8 @@ async def _serve(config: SchedulerConfig) -> int:
 async def _stop_replicas(config: SchedulerConfig) -> int:
     from sutradhar.services.scheduler.cleanup import stop_replicas
 
-    stopped = await stop_replicas(config.state_dir, etcd=config.etcd, grace=config.stop_grace)
+    tls = config.tls_source("scheduler", config.host)
+    stopped = await stop_replicas(config.state_dir, etcd=config.etcd, grace=config.stop_grace, tls=tls)
     print(f"scheduler: stopped {len(stopped)} replica(s) managed under {config.state_dir}", file=sys.stderr)
     return 0
 

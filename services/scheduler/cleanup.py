@@ -20,6 +20,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from sutradhar._errors import SutradharError
+from sutradhar._tls import TlsSource
 from sutradhar.services.common import keys
 from sutradhar.services.common.store import EtcdEndpoint, Store
 from sutradhar.services.scheduler.runtimes.base import Replica
@@ -29,8 +30,8 @@ from sutradhar.v1 import scheduler_pb2
 log = logging.getLogger(__name__)
 
 
-async def _deployments(etcd: str) -> set[tuple[str, str]]:
-    store = Store(EtcdEndpoint.parse(etcd))
+async def _deployments(etcd: str, tls: TlsSource | None) -> set[tuple[str, str]]:
+    store = Store(EtcdEndpoint.parse(etcd), tls=tls)
     try:
         kvs, _ = await store.list(keys.kind_prefix(keys.DEPLOYMENTS))
     finally:
@@ -43,16 +44,18 @@ async def _deployments(etcd: str) -> set[tuple[str, str]]:
 
 
 async def stop_replicas(
-    state_dir: Path, *, etcd: str | None = None, grace: timedelta = timedelta(seconds=10)
+    state_dir: Path, *, etcd: str | None = None, grace: timedelta = timedelta(seconds=10),
+    tls: TlsSource | None = None,
 ) -> list[Replica]:
-    """Stop every managed replica (see the module docstring); return what was stopped."""
+    """Stop every managed replica (see the module docstring); return what was stopped.
+    `tls`: the scheduler's certificate, for a secured etcd."""
     runtimes = RuntimeSet(state_dir)
     stopped: list[Replica] = []
     try:
         owned: set[tuple[str, str]] | None = None
         if etcd:
             try:
-                owned = await _deployments(etcd)
+                owned = await _deployments(etcd, tls)
                 runtimes.get("container")
             except SutradharError as err:
                 log.warning("containers are left alone: %s", err)

@@ -22,6 +22,7 @@ from sutradhar._clients import RegistryClient
 from sutradhar._errors import NotFound, SutradharError
 from sutradhar._hosting import GrpcHost
 from sutradhar._identity import SpiffeId
+from sutradhar.services.common.security import SecurityStack
 from sutradhar.services.common.store import EtcdEndpoint, Store
 from sutradhar.services.scheduler.config import SchedulerConfig
 from sutradhar.services.scheduler.controller import Controller
@@ -136,8 +137,9 @@ class SchedulerServer:
         self.config = config
         member = config.member_id or f"{socket.gethostname()}-{os.getpid()}"
         self.member_id = member
-        self.store = Store(EtcdEndpoint.parse(config.etcd))
         self.tls = config.tls_source("scheduler", config.host)
+        self.store = Store(EtcdEndpoint.parse(config.etcd), tls=self.tls)
+        self.security = SecurityStack(config, self.store, service="scheduler")
         self.identities = None if self.tls is None else ReplicaIdentities(
             load_authority(config.ca_dir, config.trust_domain), config.state_dir / "tls",
             lifetime=config.replica_cert_lifetime,
@@ -156,7 +158,8 @@ class SchedulerServer:
             self.store, name="scheduler", member_id=member, ttl=config.election_ttl,
             on_change=self.controller.set_leader,
         )
-        self.host = GrpcHost(service_names=[SERVICE_NAME], host=config.host, port=config.port, tls=self.tls)
+        self.host = GrpcHost(service_names=[SERVICE_NAME], host=config.host, port=config.port, tls=self.tls,
+                             middleware=self.security.middleware)
         self.host.add_servicer(
             scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server, SchedulerServicer(self.deployments)
         )
@@ -178,6 +181,7 @@ class SchedulerServer:
         """Check etcd, bind, start the controller and the campaign."""
         await self.store.ping()
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        await self.security.start()
         await self.host.start()
         self._runner = asyncio.create_task(self._run(), name="scheduler")
         await self.host.set_serving()
@@ -209,7 +213,7 @@ class SchedulerServer:
             await self.host.stop(grace)
         finally:
             await self._stop_runner()
-        for step in (self.runtimes.close(), self.registry.close(), self.store.close()):
+        for step in (self.runtimes.close(), self.registry.close(), self.security.stop(), self.store.close()):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(step, 5)
 

@@ -33,7 +33,7 @@ from sutradhar._identity import SpiffeId
 from sutradhar._serve import AgentServer
 from sutradhar._tls import TlsFiles, TlsSource
 from sutradhar.v1 import registry_pb2, scheduler_pb2
-from tests.secure_support import ADMIN, TD, Pki, SecureMesh, secure_mesh, service
+from tests.secure_support import ADMIN, TD, Pki, SecureEtcd, SecureMesh, secure_mesh, service
 from tests.support import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,8 +54,8 @@ def agent_definition(namespace: str, agent_id: str = "echo") -> registry_pb2.Age
 
 
 @pytest.fixture
-async def mesh(etcd: str, tmp_path: Path) -> AsyncIterator[SecureMesh]:
-    async with secure_mesh(etcd, tmp_path) as m:
+async def mesh(secure_etcd: SecureEtcd, tmp_path: Path) -> AsyncIterator[SecureMesh]:
+    async with secure_mesh(secure_etcd, tmp_path) as m:
         yield m
 
 
@@ -121,6 +121,12 @@ class Counting(EchoAgent):
         return await super().execute(task)
 
 
+async def define_agent(mesh: SecureMesh, namespace: str) -> None:
+    """The agent's definition, written by the admin (defining what code runs is admin-only)."""
+    async with mesh.registry_client() as admin:
+        await admin.register_agent(agent_definition(namespace))
+
+
 async def test_a_hijacked_endpoint_gets_no_task_and_health_names_the_identity_mismatch(
     mesh: SecureMesh, unique: str
 ) -> None:
@@ -134,7 +140,7 @@ async def test_a_hijacked_endpoint_gets_no_task_and_health_names_the_identity_mi
         tls_ca_file=impostor_files.trust_bundle,
     )
     async with server, mesh.registry_client(service("scheduler")) as registry:
-        await registry.register_agent(agent_definition(unique))
+        await define_agent(mesh, unique)
         await registry.register_instance(registry_pb2.Instance(
             id="victim", namespace=unique, agent_id="echo", endpoint=server.address, identity=str(registered),
         ), ttl=timedelta(seconds=30))
@@ -162,7 +168,7 @@ async def test_a_hijacked_endpoint_gets_no_task_and_health_names_the_identity_mi
 
 async def test_an_instance_without_identity_gets_no_task_in_a_secured_mesh(mesh: SecureMesh, unique: str) -> None:
     async with mesh.registry_client(service("scheduler")) as registry:
-        await registry.register_agent(agent_definition(unique))
+        await define_agent(mesh, unique)
         await registry.register_instance(registry_pb2.Instance(
             id="anonymous", namespace=unique, agent_id="echo", endpoint="127.0.0.1:9",
         ), ttl=timedelta(seconds=30))
@@ -199,9 +205,9 @@ async def test_plaintext_and_untrusted_clients_are_refused_and_a_bad_identity_is
 
 
 async def test_replica_certificates_renewed_every_few_seconds_fail_no_routed_call(
-    etcd: str, tmp_path: Path, unique: str
+    secure_etcd: SecureEtcd, tmp_path: Path, unique: str
 ) -> None:
-    async with secure_mesh(etcd, tmp_path, replica_cert_lifetime=timedelta(seconds=6)) as mesh:
+    async with secure_mesh(secure_etcd, tmp_path, replica_cert_lifetime=timedelta(seconds=6)) as mesh:
         [instance] = await deploy(mesh, unique)
         assert mesh.scheduler is not None
         directory = mesh.scheduler.config.state_dir / "tls" / unique / instance.id
