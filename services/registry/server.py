@@ -67,7 +67,7 @@ class RegistryServer:
             port=config.port,
             max_message_bytes=config.max_message_bytes,
             tls=self.tls,
-            middleware=self.security.middleware,
+            middleware=self.security.middleware, token_port=config.token_port,
         )
         self._host.add_servicer(
             registry_pb2_grpc.add_RegistryServiceServicer_to_server,
@@ -91,6 +91,11 @@ class RegistryServer:
     def address(self) -> str:
         """"host:port" clients dial (after start)."""
         return self._host.address
+
+    @property
+    def token_address(self) -> str | None:
+        """"host:port" of the token port (bearer tokens, no client certificate), None without one."""
+        return self._host.token_address
 
     async def start(self) -> None:
         """Bind and serve; health turns SERVING. An unreachable etcd is logged,
