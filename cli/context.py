@@ -55,10 +55,10 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "use":
         if not args.name:
             raise InvalidArgument("`sutradhar context use` needs the name of a context (see `sutradhar context`)")
-        with locked(credentials.path) as current:
-            chosen = current.context(args.name)
+        with locked(credentials.path) as held:
+            chosen = held.context(args.name)
             assert chosen is not None
-            current.with_context(chosen).save()
+            held.with_context(chosen).save()
         print(f"context {args.name!r} is now current in {credentials.path}")
         return 0
     if args.grpcurl:
