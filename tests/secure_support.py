@@ -254,3 +254,8 @@ async def secure_mesh(
         for server in reversed(started):
             with contextlib.suppress(Exception):
                 await server.stop(timedelta(seconds=1))
+        # A scheduler leaves its replicas running for the next leader; a test's mesh must not.
+        from sutradhar.services.scheduler.cleanup import stop_replicas
+
+        with contextlib.suppress(Exception):
+            await stop_replicas(root / "scheduler-state", grace=timedelta(seconds=2))

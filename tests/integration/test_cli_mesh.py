@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,11 +21,14 @@ from sutradhar.services.common.etcd_server import free_port
 from tests.support import eventually_blocking
 
 BIN = Path(sys.executable).parent
+#: The credential file the `up`s of this module write and their CLI calls read: its own, so
+#: that the secured contexts never reach the other tests' clients of insecure meshes.
+CREDENTIALS = Path(tempfile.mkdtemp(prefix="sutradhar-cli-mesh-credentials-")) / "credentials.yaml"
 
 
 def sutradhar(*args: str, state: Path | None = None, check: bool = True, timeout: float = 120,
               ports: dict[str, int] | None = None) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
+    env = {**os.environ, "SUTRADHAR_CREDENTIALS": str(CREDENTIALS)}
     if ports:
         env["SUTRADHAR_REGISTRY"] = f"127.0.0.1:{ports['registry']}"
         env["SUTRADHAR_ROUTER"] = f"127.0.0.1:{ports['router']}"

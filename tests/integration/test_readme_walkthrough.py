@@ -62,6 +62,7 @@ def test_the_readme_commands_work_as_written(tmp_path: Path) -> None:
         **os.environ,
         "PATH": os.pathsep.join([str(BIN), os.environ.get("PATH", "")]),
         "SUTRADHAR_STATE_DIR": str(state),
+        "SUTRADHAR_CREDENTIALS": str(tmp_path / "credentials.yaml"),  # its own, not the other tests'
         **{f"SUTRADHAR_{name.upper()}": f"127.0.0.1:{ports[name]}" for name in SERVICES},
     }
 
