@@ -234,9 +234,11 @@ class TlsSource:
         return True
 
 
-def server_credentials(source: TlsSource) -> grpc.ServerCredentials:
+def server_credentials(source: TlsSource, *, require_client_auth: bool = True) -> grpc.ServerCredentials:
     """Server credentials that require a client certificate chaining to the trust bundle
-    and pick up rotated material for every new connection."""
+    and pick up rotated material for every new connection. `require_client_auth=False`
+    (the registry's bootstrap port only, where callers prove themselves with a bearer
+    token) asks for no client certificate at all."""
 
     def configuration(material: TlsMaterial) -> Any:
         return grpc.ssl_server_certificate_configuration(
@@ -253,7 +255,7 @@ def server_credentials(source: TlsSource) -> grpc.ServerCredentials:
         return configuration(material)
 
     return grpc.dynamic_ssl_server_credentials(
-        configuration(source.current()), fetch, require_client_authentication=True
+        configuration(source.current()), fetch, require_client_authentication=require_client_auth
     )
 
 
