@@ -152,16 +152,19 @@ async def secure_mesh(
     *,
     scheduler: bool = True,
     replica_cert_lifetime: timedelta = DEFAULT_LEAF_LIFETIME,
+    registry_options: dict[str, Any] | None = None,
     **scheduler_options: Any,
 ) -> AsyncIterator[SecureMesh]:
     """Registry, router, health member and (with `scheduler`) a scheduler over mTLS, on port 0,
     each with its own certificate of the secured etcd's CA (issued into `root`); the scheduler
-    issues replica certificates from it. Everything stops on exit."""
+    issues replica certificates from it. `registry_options`: more RegistryConfig fields (a
+    token issuer key, a bootstrap port). Everything stops on exit."""
     pki = secured.pki.at(root)
     etcd = secured.endpoint
     started: list[Any] = []
     try:
-        registry = RegistryServer(RegistryConfig(port=0, etcd=etcd, **pki.settings("registry")))
+        registry = RegistryServer(RegistryConfig(port=0, etcd=etcd, **pki.settings("registry"),
+                                                 **(registry_options or {})))
         await registry.start()
         started.append(registry)
         router = RouterServer(RouterConfig(port=0, registry=registry.address, etcd=etcd, **pki.settings("router")))

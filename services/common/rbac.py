@@ -365,12 +365,23 @@ class Authorizer:
         if role is None or role_name in IMPLICIT_ONLY_ROLES:
             return Decision(False, f"role {role_name!r} is not a role a binding may name (roles: {role_names()})",
                             BIND, ROLES, namespace, role_name)
+        return self._can_grant(principal, role, namespace)
+
+    def can_grant_agent(self, principal: Principal, agent_id: str, namespace: str) -> Decision:
+        """May `principal` mint a bootstrap token for agent `agent_id` in `namespace` (role
+        `agent`, which no binding may name)? Only if it holds every rule of that agent's role
+        there (an admin of the namespace does): the token can do nothing its minter cannot."""
+        return self._can_grant(principal, agent_role(agent_id), namespace or "default")
+
+    def _can_grant(self, principal: Principal, role: Role, namespace: str) -> Decision:
+        role_name = role.name
         scope = namespace
         if namespace == SYSTEM_NAMESPACE and role.cluster_scoped:
             scope = ALL_NAMESPACES
-        bind = self.check(principal, BIND, ROLES, scope, role_name)
-        if bind.allowed:
-            return bind
+        if role_name not in IMPLICIT_ONLY_ROLES:
+            bind = self.check(principal, BIND, ROLES, scope, role_name)
+            if bind.allowed:
+                return bind
         lacking: list[str] = []
         for rule in role.rules:
             for verb in rule.verbs:
