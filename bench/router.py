@@ -17,7 +17,17 @@ counts (the machine is shared; the best round is the least disturbed one).
 
 "direct" goes to one replica; the proxies spread over all replicas. Prints a
 table and writes bench/results/router.json as
-``{"direct"|"sutradhar"|"envoy"|"nginx": {"rps", "p50_ms", "p99_ms"}}``.
+``{"direct"|"sutradhar"|"envoy"|"nginx"|"secured": {"rps", "p50_ms", "p99_ms"}}``.
+
+Target "secured" is the same router in a secured mesh, beside the insecure one in
+the same run: its own etcd with TLS and client-certificate auth, a registry
+holding the token issuer key, replicas serving mutual TLS with their own agent
+identities, and a router with its certificate and the issuer's public key. The
+client calls it over mutual TLS (a user certificate of the bench CA) and sends a
+bearer token (role invoker in the bench namespace) on every call; the router
+dials the replicas over mutual TLS, checking each one's identity. The table then
+ends with the cost of security: secured against sutradhar (rps, p50, p99, router
+CPU per call), best rounds and the median of the per-round ratios.
 
 ``--baseline DIR`` compares this tree's router with another checkout's in the
 same run: DIR's own ``.venv/bin/python`` (an editable install of DIR, e.g. a
@@ -26,11 +36,13 @@ a second router, target "baseline", on the same registry and replicas. The two
 routers are measured in alternating order from round to round, and the table
 ends with this router's throughput and latency relative to the baseline's
 (best round of each, and the median of the per-round ratios).
-With ``--profile`` it also runs ``py-spy record`` on the router during its
-throughput phase (``pip install py-spy``; written next to the results).
+With ``--profile`` it also runs ``py-spy record`` on the router (and the secured
+router) during its throughput phase (``pip install py-spy``; written next to the
+results).
 
     .venv/bin/python bench/router.py [--replicas 3] [--calls 20000] [--seconds 15]
     .venv/bin/python bench/router.py --targets sutradhar --baseline ../base --rounds 5
+    .venv/bin/python bench/router.py --targets direct,sutradhar,secured --output bench/results/router-secured.json
 """
 
 from __future__ import annotations
@@ -49,6 +61,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +213,98 @@ http {{
 """
 
 
+# -- the secured mesh ---------------------------------------------------------------
+
+TRUST_DOMAIN = "sutradhar.local"
+
+
+class Secured:
+    """A CA, an etcd with TLS, and the files and token the secured processes and the
+    bench client use (all in `root`)."""
+
+    def __init__(self, root: Path) -> None:
+        from sutradhar._identity import SYSTEM_NAMESPACE, SpiffeId
+        from sutradhar.services.common.authority import CertificateAuthority
+        from sutradhar.services.common.etcd_server import ETCD_SERVICE_NAME, EtcdTls, LocalEtcd, etcd_client_name
+        from sutradhar.services.common.tokens import IssuerKey, TokenIssuer
+
+        self.root = root
+        self.ca = CertificateAuthority.load_or_create(root / "pki", TRUST_DOMAIN)
+        self.bundle = root / "pki" / "bundle.pem"
+        self.etcd_client_name = etcd_client_name(TRUST_DOMAIN)
+        etcd_files = self.issue(SpiffeId.service(TRUST_DOMAIN, ETCD_SERVICE_NAME))
+        self.etcd = LocalEtcd(root / "etcd", client_port=free_port(), log_path=root / "etcd.log",
+                              tls=EtcdTls(self.files(etcd_files), self.etcd_client_name))
+        self.issuer_key_file = root / "token-issuer.pem"
+        key = IssuerKey.load_or_create(self.issuer_key_file)
+        self.public_key_file = root / "token-issuer.pub.pem"
+        self.public_key_file.write_bytes(key.public_pem())
+        subject = SpiffeId.user(TRUST_DOMAIN, NAMESPACE, "load")
+        self.token = TokenIssuer.for_mesh(key, TRUST_DOMAIN).mint(subject, NAMESPACE, "invoker",
+                                                                   timedelta(hours=2)).token
+        self.client_cert = self.issue(subject)
+        self.admin_cert = self.issue(SpiffeId.user(TRUST_DOMAIN, SYSTEM_NAMESPACE, "admin"))
+        self.router_identity = SpiffeId.service(TRUST_DOMAIN, "router")
+
+    def issue(self, identity: Any, *extra_hosts: str) -> Path:
+        """A certificate for `identity` (loopback hosts) written into its own directory."""
+        directory = self.root / "certs" / str(identity).removeprefix("spiffe://").replace("/", "_")
+        self.ca.issue(identity, hosts=["127.0.0.1", "localhost", *extra_hosts]).write(self.files(directory))
+        return directory
+
+    @staticmethod
+    def files(directory: Path) -> Any:
+        from sutradhar._tls import TlsFiles
+
+        return TlsFiles(directory / "cert.pem", directory / "key.pem", directory / "bundle.pem")
+
+    def service_flags(self, name: str) -> list[str]:
+        from sutradhar._identity import SpiffeId
+
+        directory = self.issue(SpiffeId.service(TRUST_DOMAIN, name), self.etcd_client_name)
+        return self.tls_flags(directory)
+
+    def tls_flags(self, directory: Path) -> list[str]:
+        return ["--tls-cert-file", str(directory / "cert.pem"), "--tls-key-file", str(directory / "key.pem"),
+                "--tls-ca-file", str(directory / "bundle.pem"), "--trust-domain", TRUST_DOMAIN]
+
+    def agent_flags(self, instance_id: str) -> list[str]:
+        from sutradhar._identity import SpiffeId
+
+        return self.tls_flags(self.issue(SpiffeId.agent(TRUST_DOMAIN, NAMESPACE, "echo", instance_id)))
+
+    def channel(self, address: str, *, token: bool = True, admin: bool = False) -> grpc.aio.Channel:
+        """Mutual TLS to the router as the load user (or the admin), with the token on every call."""
+        directory = self.admin_cert if admin else self.client_cert
+        tls = grpc.ssl_channel_credentials(
+            root_certificates=(directory / "bundle.pem").read_bytes(),
+            private_key=(directory / "key.pem").read_bytes(),
+            certificate_chain=(directory / "cert.pem").read_bytes(),
+        )
+        if token:
+            tls = grpc.composite_channel_credentials(tls, grpc.access_token_call_credentials(self.token))
+        return grpc.aio.secure_channel(address, tls, options=[
+            ("grpc.ssl_target_name_override", self.router_identity.dns_name())])
+
+
+def define_echo(secured: Secured, registry: str) -> None:
+    """The echo agent's definition, written by the admin (agents may not define code)."""
+    from sutradhar._clients import RegistryClient
+    from sutradhar._identity import SpiffeId
+    from sutradhar._registration import agent_definition
+    from sutradhar._tls import TlsSource
+
+    sys.path.insert(0, str(ROOT))  # the replicas run examples.echo_agent from ROOT too
+    echo_agent = __import__("examples.echo_agent", fromlist=["EchoAgent"])
+
+    async def define() -> None:
+        async with RegistryClient(registry, tls=TlsSource(secured.files(secured.admin_cert)),
+                                  expected=SpiffeId.service(TRUST_DOMAIN, "registry")) as client:
+            await client.register_agent(agent_definition(echo_agent.EchoAgent(), NAMESPACE))
+
+    asyncio.run(define())
+
+
 # -- load -------------------------------------------------------------------------
 
 
@@ -234,8 +339,10 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def measure(address: str, path: str, request: bytes, *, sequential: int, calls: int, seconds: float,
-                  concurrency: int, on_throughput: Any = None, proxy_pid: int = 0) -> dict[str, float]:
-    async with grpc.aio.insecure_channel(address) as channel:
+                  concurrency: int, on_throughput: Any = None, proxy_pid: int = 0,
+                  channel_for: Any = None) -> dict[str, float]:
+    opened = channel_for(address) if channel_for is not None else grpc.aio.insecure_channel(address)
+    async with opened as channel:
         call = channel.unary_unary(path, _registered_method=True)
         for _ in range(300):  # warm-up: connections, caches
             await call(request, timeout=10)
@@ -276,10 +383,11 @@ async def measure(address: str, path: str, request: bytes, *, sequential: int, c
     }
 
 
-async def wait_router(address: str, replicas: int) -> None:
+async def wait_router(address: str, replicas: int, channel_for: Any = None) -> None:
     from sutradhar.v1 import router_pb2, router_pb2_grpc
 
-    async with grpc.aio.insecure_channel(address) as channel:
+    opened = channel_for(address) if channel_for is not None else grpc.aio.insecure_channel(address)
+    async with opened as channel:
         stub = router_pb2_grpc.RouterServiceStub(channel)
         for _ in range(300):
             stats = await stub.GetStats(router_pb2.GetStatsRequest(namespace=NAMESPACE), timeout=5)
@@ -287,6 +395,28 @@ async def wait_router(address: str, replicas: int) -> None:
                 return
             await asyncio.sleep(0.1)
     raise RuntimeError("the router never saw the replicas")
+
+
+def security_cost(best: dict[str, dict[str, float]], per_round: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
+    """Print and return the secured router against the insecure one of the same run."""
+    mine, base = best["secured"], best["sutradhar"]
+    rounds = list(zip(per_round["secured"], per_round["sutradhar"], strict=True))
+
+    def ratio(key: str) -> tuple[float | None, float | None]:
+        per = [m[key] / b[key] for m, b in rounds if b[key]]
+        return (round(mine[key] / base[key], 3) if base[key] else None,
+                round(statistics.median(per), 3) if per else None)
+
+    summary: dict[str, Any] = {"against": "sutradhar (insecure, same run)"}
+    for key, name in (("rps", "rps"), ("p50_ms", "p50"), ("p99_ms", "p99"), ("proxy_cpu_us", "cpu_per_call")):
+        summary[f"{name}_best_ratio"], summary[f"{name}_median_round_ratio"] = ratio(key)
+    summary["rounds"] = [{"secured_rps": m["rps"], "insecure_rps": b["rps"], "secured_p50_ms": m["p50_ms"],
+                          "insecure_p50_ms": b["p50_ms"], "secured_p99_ms": m["p99_ms"],
+                          "insecure_p99_ms": b["p99_ms"]} for m, b in rounds]
+    print(f"\ncost of security (secured vs sutradhar): rps x{summary['rps_best_ratio']} (best), "
+          f"x{summary['rps_median_round_ratio']} (median of rounds); p50 x{summary['p50_best_ratio']}, "
+          f"p99 x{summary['p99_best_ratio']}; router CPU per call x{summary['cpu_per_call_best_ratio']}")
+    return summary
 
 
 def compare(best: dict[str, dict[str, float]], per_round: dict[str, list[dict[str, float]]],
@@ -354,6 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     etcd = LocalEtcd(tmp / "etcd", client_port=free_port(), log_path=tmp / "etcd.log")
     py = sys.executable
     results: dict[str, dict[str, float]] = {}
+    secured: Secured | None = None
     try:
         etcd.start()
         registry = Proc("registry", [py, "-m", "sutradhar.services.registry", "--insecure", "--port", "0", "--etcd",
@@ -386,6 +517,30 @@ def main(argv: list[str] | None = None) -> int:
             procs.append(base)
             addresses["baseline"] = base.address
             asyncio.run(wait_router(base.address, args.replicas))
+        if "secured" in targets:
+            secured = Secured(tmp / "secured")
+            secured.etcd.start()
+            sec_etcd = secured.etcd.endpoint
+            sreg = Proc("secured-registry", [py, "-m", "sutradhar.services.registry", "--port", "0", "--etcd", sec_etcd,
+                                             "--token-issuer-key-file", str(secured.issuer_key_file),
+                                             *secured.service_flags("registry"), "--log-level", "WARNING"],
+                        ready=r"listening on (\S+)")
+            procs.append(sreg)
+            define_echo(secured, sreg.address)
+            for i in range(args.replicas):
+                procs.append(Proc(f"secured-echo-{i}", [
+                    py, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent", "--registry", sreg.address,
+                    "--namespace", NAMESPACE, "--instance-id", f"echo-{i}", "--no-register-agent",
+                    *secured.agent_flags(f"echo-{i}")], ready=r"listening on (\S+)"))
+            srouter = Proc("secured", [py, "-m", "sutradhar.services.router", "--port", "0", "--registry", sreg.address,
+                                       "--etcd", sec_etcd, "--token-public-key-file", str(secured.public_key_file),
+                                       *secured.service_flags("router"), "--log-level", "WARNING"],
+                           ready=r"listening on (\S+)")
+            procs.append(srouter)
+            addresses["secured"] = srouter.address
+            admin = secured
+            asyncio.run(wait_router(srouter.address, args.replicas,
+                                    channel_for=lambda a: admin.channel(a, token=False, admin=True)))
         if "envoy" in targets:
             envoy_bin = shutil.which("envoy", path=str(Path(py).parent)) or shutil.which("envoy")
             if envoy_bin is None:
@@ -414,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
                 addresses["nginx"] = f"127.0.0.1:{port}"
         direct_req, routed_req = requests()
         pids = {p.name if p.name != "router" else "sutradhar": p.pid for p in procs}
-        routed = {"sutradhar", "baseline"}
+        routed = {"sutradhar", "baseline", "secured"}
         per_round: dict[str, list[dict[str, float]]] = {t: [] for t in targets}
         for round_no in range(args.rounds):
             order = list(targets)
@@ -427,19 +582,21 @@ def main(argv: list[str] | None = None) -> int:
 
                 def start_profile(target: str = target, round_no: int = round_no) -> None:
                     nonlocal profile
-                    if args.profile and target == "sutradhar" and router is not None and round_no == 0:
+                    if args.profile and target in ("sutradhar", "secured") and round_no == 0:
                         spy = shutil.which("py-spy", path=str(Path(py).parent)) or shutil.which("py-spy")
-                        if spy:
+                        suffix = ".pyspy.txt" if target == "sutradhar" else ".secured.pyspy.txt"
+                        if spy and target in pids:
                             profile = subprocess.Popen(
-                                [spy, "record", "--pid", str(router.pid), "--duration",
+                                [spy, "record", "--pid", str(pids[target]), "--duration",
                                  str(int(min(args.seconds, 8))), "--format", "raw", "--output",
-                                 str(Path(args.output).with_suffix(".pyspy.txt")), "--nonblocking"],
+                                 str(Path(args.output).with_suffix(suffix)), "--nonblocking"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
                 r = asyncio.run(measure(
                     addresses[target], path, request, sequential=args.sequential, calls=args.calls,
                     seconds=args.seconds, concurrency=args.concurrency, on_throughput=start_profile,
-                    proxy_pid=pids.get(target, 0)))
+                    proxy_pid=pids.get(target, 0),
+                    channel_for=secured.channel if target == "secured" and secured is not None else None))
                 if profile is not None:
                     profile.wait()
                 print(f"round {round_no + 1} {target:<10} {r['rps']:>8.0f} rps  p50 {r['p50_ms']:.3f} ms  "
@@ -458,6 +615,8 @@ def main(argv: list[str] | None = None) -> int:
         for proc in reversed(procs):
             proc.stop()
         etcd.stop()
+        if secured is not None:
+            secured.etcd.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
     direct_p50 = results.get("direct", {}).get("p50_ms", 0.0)
@@ -469,6 +628,8 @@ def main(argv: list[str] | None = None) -> int:
               f"  {r['errors']}")
     out: dict[str, Any] = {t: {"rps": r["rps"], "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"]}
                            for t, r in results.items()}
+    if "secured" in results and "sutradhar" in results:
+        out["security_cost"] = security_cost(results, per_round)
     if "baseline" in results and "sutradhar" in results:
         out["versus_baseline"] = compare(results, per_round, args.baseline)
     out_path = Path(args.output)

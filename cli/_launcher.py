@@ -35,9 +35,11 @@ from typing import TYPE_CHECKING
 
 from sutradhar._backoff import Backoff
 from sutradhar._errors import FailedPrecondition, Unavailable
+from sutradhar._identity import DEFAULT_TRUST_DOMAIN
 from sutradhar.services.common.procs import proc_start_ticks
 
-if TYPE_CHECKING:  # the etcd helper lives in the `mesh` extra; imported where used
+if TYPE_CHECKING:  # the etcd helper and the CA live in the `mesh` extra; imported where used
+    from sutradhar.cli._pki import MeshPki
     from sutradhar.services.common.etcd_server import LocalEtcd
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -96,7 +98,7 @@ def default_state_dir(root: Path = REPO_ROOT) -> Path:
 
 #: What a state directory holds (a directory holding none of these is not one,
 #: and `down --purge` leaves it alone).
-STATE_ENTRIES = ("etcd", "logs", "scheduler", STATE_FILE, LOCK_FILE, "up.log")
+STATE_ENTRIES = ("etcd", "logs", "scheduler", "pki", STATE_FILE, LOCK_FILE, "up.log")
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,11 @@ class MeshPorts:
     router: int = 50052
     scheduler: int = 50053
     health: int = 50054
+    # Token ports (TLS without a client certificate, a bearer token on every call) of a secured mesh.
+    registry_token: int = 50061
+    router_token: int = 50062
+    scheduler_token: int = 50063
+    health_token: int = 50064
 
 
 @dataclass
@@ -131,7 +138,14 @@ class Mesh:
     external_etcd: str | None = None
     services: tuple[str, ...] = SERVICE_ORDER
     progress: Callable[[str], None] = lambda _msg: None
+    insecure: bool = False
+    """Development only: plaintext, no authentication (every service runs --insecure)."""
+    trust_domain: str = DEFAULT_TRUST_DOMAIN
+    pki: MeshPki | None = None
+    """The mesh CA and the certificates `start` issues (None when insecure)."""
     children: dict[str, ChildProcess] = field(default_factory=dict)
+    token_ports: dict[str, int] = field(default_factory=dict)
+    """Service -> the token port it listens on (a secured mesh), once started."""
     _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _etcd: LocalEtcd | None = None
     _restarts: dict[str, _Restart] = field(default_factory=dict)
@@ -152,6 +166,11 @@ class Mesh:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         (self.state_dir / "logs").mkdir(exist_ok=True)
         self._check_ports()
+        if not self.insecure and self.pki is None:
+            self.progress(f"pki: certificate authority of trust domain {self.trust_domain} in {self.state_dir}/pki")
+            from sutradhar.cli._pki import MeshPki
+
+            self.pki = MeshPki(self.state_dir / "pki", self.trust_domain, hosts=(self.host, "localhost"))
         try:
             if not self.external_etcd:
                 self._start_etcd()
@@ -168,6 +187,8 @@ class Mesh:
         from sutradhar.services.common.etcd_server import port_is_open
 
         wanted = {name: getattr(self.ports, name) for name in ("registry", "router", "scheduler", "health")}
+        if not self.insecure:
+            wanted |= {f"{name}-token": getattr(self.ports, f"{name}_token") for name in SERVICE_ORDER}
         if not self.external_etcd:
             wanted["etcd"] = self.ports.etcd
         for name, port in wanted.items():
@@ -182,8 +203,13 @@ class Mesh:
 
         port = self.ports.etcd or free_port(self.host)
         self.progress(f"etcd: starting on {self.host}:{port} (data in {self.state_dir / 'etcd'})")
+        tls = None
+        if self.pki is not None:
+            from sutradhar.services.common.etcd_server import EtcdTls, etcd_client_name
+
+            tls = EtcdTls(self.pki.ensure("etcd"), etcd_client_name(self.trust_domain))
         etcd = LocalEtcd(self.state_dir / "etcd", host=self.host, client_port=port,
-                         log_path=self.state_dir / "logs" / "etcd.log")
+                         log_path=self.state_dir / "logs" / "etcd.log", tls=tls)
         etcd.start()
         self._etcd = etcd
         assert etcd.process is not None
@@ -192,14 +218,33 @@ class Mesh:
 
     def _service_args(self, name: str, port: int | None = None) -> list[str]:
         port = getattr(self.ports, name) if port is None else port
-        # --insecure until `sutradhar up` issues certificates (the security work in progress)
         args = [sys.executable, "-m", f"sutradhar.services.{name}", "--host", self.host, "--port", str(port),
-                "--etcd", self.etcd_address, "--insecure"]
+                "--etcd", self.etcd_address]
         if name in ("router", "scheduler") and "registry" in self.children:
             args += ["--registry", self.children["registry"].address]
         if name == "scheduler":
             args += ["--state-dir", str(self.state_dir / "scheduler")]
+        return args + self.security_args(name)
+
+    def security_args(self, name: str) -> list[str]:
+        """The flags that give service `name` its certificate, the token key and its token port
+        (or --insecure)."""
+        if self.pki is None:
+            return ["--insecure"]
+        args = [*self.pki.flags(name), "--token-public-key-file", str(self.pki.issuer_public_key)]
+        if name in SERVICE_ORDER:
+            args += ["--token-port", str(self.token_ports.get(name, getattr(self.ports, f"{name}_token")))]
+        if name == "registry":
+            args += ["--token-issuer-key-file", str(self.pki.issuer_key)]
+        if name == "scheduler":
+            args += ["--ca-dir", str(self.pki.directory)]
         return args
+
+    def renew_certificates(self) -> None:
+        """Renew the certificates past 70 % of their life; the services pick up the new files."""
+        if self.pki is not None:
+            for name in self.pki.renew_due():
+                self.progress(f"{name}: certificate renewed")
 
     def _start_service(self, name: str, *, timeout: float = 30.0, port: int | None = None) -> None:
         log_path = self.state_dir / "logs" / f"{name}.log"
@@ -213,6 +258,9 @@ class Mesh:
         address = wait_for_listening(proc, log_path, f"{name} listening on ", offset=offset, timeout=timeout)
         self.children[name] = ChildProcess(name, proc.pid, address, str(log_path), proc_start_ticks(proc.pid) or 0)
         self.progress(f"{name}: listening on {address}")
+        if self.pki is not None and name in SERVICE_ORDER:
+            token = wait_for_listening(proc, log_path, f"{name} token port on ", offset=offset, timeout=timeout)
+            self.token_ports[name] = int(token.rsplit(":", 1)[1])  # a restart keeps it
 
     # -- supervise ------------------------------------------------------------
 
@@ -298,7 +346,7 @@ class Mesh:
         next leader adopts them; when the whole mesh goes down they go too.
         """
         etcd = self.external_etcd or (self.children["etcd"].address if "etcd" in self.children else "")
-        stop_replicas(self.state_dir, etcd=etcd, timeout=timeout)
+        stop_replicas(self.state_dir, etcd=etcd, timeout=timeout, security=self.security_args("scheduler"))
         self.progress("scheduler replicas: stopped")
 
     # -- state file -----------------------------------------------------------
@@ -329,11 +377,18 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def stop_replicas(state_dir: Path, *, etcd: str = "", timeout: float = 60.0) -> None:
-    """Run the scheduler's replica cleanup for a mesh whose state is in `state_dir`."""
+def stop_replicas(state_dir: Path, *, etcd: str = "", timeout: float = 60.0, security: list[str] | None = None) -> None:
+    """Run the scheduler's replica cleanup for a mesh whose state is in `state_dir`
+    (`security`: the scheduler's certificate flags, or --insecure)."""
     args = [sys.executable, "-m", "sutradhar.services.scheduler", "--stop-replicas",
             "--state-dir", str(state_dir / "scheduler"), "--etcd", etcd]  # "" leaves containers alone
+    if security is None:  # `down` without a running supervisor: the certificates `up` left, if any
+        from sutradhar.cli._pki import MeshPki
+
+        pki = MeshPki.existing(state_dir / "pki")
+        security = ["--insecure"] if pki is None else pki.flags("scheduler")
     log_path = state_dir / "logs" / "scheduler-cleanup.log"
+    args += security
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         try:

@@ -21,8 +21,15 @@ from pathlib import Path
 
 from sutradhar._identity import SpiffeId
 from sutradhar._tls import TlsFiles
-from sutradhar.services.common.authority import BUNDLE, DEFAULT_LEAF_LIFETIME, CertificateAuthority, Renewal
+from sutradhar.services.common.authority import (
+    BUNDLE,
+    DEFAULT_LEAF_LIFETIME,
+    CertificateAuthority,
+    Renewal,
+    write_private,
+)
 from sutradhar.services.common.etcd_server import ETCD_SERVICE_NAME, etcd_client_name
+from sutradhar.services.common.tokens import IssuerKey
 
 #: The CLI's cluster admin certificate lives longer than a workload's (a person's credential).
 ADMIN_LIFETIME = timedelta(days=30)
@@ -46,6 +53,9 @@ class MeshPki:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.directory.chmod(0o700)
         self.authority = CertificateAuthority.load_or_create(self.directory, self.trust_domain)
+        issuer = IssuerKey.load_or_create(self.issuer_key)
+        if not self.issuer_public_key.exists() or self.issuer_public_key.read_bytes() != issuer.public_pem():
+            write_private(self.issuer_public_key, issuer.public_pem(), mode=0o644)
 
     @classmethod
     def existing(cls, directory: Path) -> MeshPki | None:

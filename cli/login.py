@@ -45,8 +45,9 @@ def register(sub: Any) -> None:
                    help="the registry's bootstrap port (default: the current context's bootstrap)")
     p.add_argument("--ca-file", default=None, type=Path, metavar="CA",
                    help="the mesh CA bundle that verifies the registry (default: the current context's)")
-    p.add_argument("--context", default="", metavar="NAME",
-                   help="name of the context to write (default: <user>@<current context>, or <user>)")
+    p.add_argument("--context", dest="login_context", default="", metavar="NAME",
+                   help="name of the context to write (default: <user>@<base context>, or <user>); the base "
+                        "context, whose mesh this is, is the global --context or the current one")
     p.set_defaults(func=login)
 
 
@@ -63,24 +64,10 @@ def _trust_domain_of_bundle(bundle: bytes) -> str | None:
     return None
 
 
-def _endpoints(args: argparse.Namespace, base: Context | None) -> dict[str, str]:
-    """The base context's endpoints, with any address flag given explicitly on top."""
-    from sutradhar.cli.main import DEFAULT_HEALTH, DEFAULT_REGISTRY, DEFAULT_ROUTER, DEFAULT_SCHEDULER
-
-    defaults = {"registry": DEFAULT_REGISTRY, "router": DEFAULT_ROUTER, "scheduler": DEFAULT_SCHEDULER,
-                "health": DEFAULT_HEALTH}
-    out = dict(base.endpoints) if base is not None else {}
-    for service in SERVICES:
-        value = getattr(args, service, None)
-        if value and (value != defaults[service] or service not in out):
-            out[service] = value
-    return out
-
-
 def login(args: argparse.Namespace) -> int:
     path = default_path()
     with locked(path) as credentials:
-        base = credentials.context()
+        base = credentials.context(args.context or None)
         bootstrap = args.bootstrap or (base.bootstrap if base is not None else "")
         if not bootstrap:
             raise FailedPrecondition("no bootstrap address: pass --bootstrap HOST:PORT, the registry's bootstrap port "
@@ -100,7 +87,7 @@ def login(args: argparse.Namespace) -> int:
         token = read_token_file(token_file)
         material = asyncio.run(bootstrap_certificate(bootstrap, token, ca, trust_domain))
         identity = material.identity
-        name = args.context or (f"{identity.name}@{base.name}" if base is not None else identity.name)
+        name = args.login_context or (f"{identity.name}@{base.name}" if base is not None else identity.name)
         if not _CONTEXT_NAME.fullmatch(name):
             raise InvalidArgument(f"--context {name!r}: use letters, digits, '.', '_', '@' and '-' "
                                   "(at most 128, starting with a letter or digit)", field="context")
@@ -109,7 +96,8 @@ def login(args: argparse.Namespace) -> int:
         IssuedCertificate(material.certificate_chain, material.private_key, material.trust_bundle).write(files)
         context = Context(
             name=name,
-            endpoints=_endpoints(args, base),
+            # main resolved each address: flag > SUTRADHAR_<SERVICE> > the base context's > the default
+            endpoints={service: getattr(args, service) for service in SERVICES if getattr(args, service, None)},
             trust_domain=identity.trust_domain,
             certificate_authority=files.trust_bundle,
             client_certificate=files.certificate,

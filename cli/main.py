@@ -22,11 +22,12 @@ from collections.abc import Sequence
 import grpc
 
 from sutradhar._errors import SutradharError, from_rpc_error
+from sutradhar.cli._rpc import DEFAULT_ADDRESSES, use_context
 
-DEFAULT_REGISTRY = "127.0.0.1:50051"
-DEFAULT_ROUTER = "127.0.0.1:50052"
-DEFAULT_SCHEDULER = "127.0.0.1:50053"
-DEFAULT_HEALTH = "127.0.0.1:50054"
+DEFAULT_REGISTRY = DEFAULT_ADDRESSES["registry"]
+DEFAULT_ROUTER = DEFAULT_ADDRESSES["router"]
+DEFAULT_SCHEDULER = DEFAULT_ADDRESSES["scheduler"]
+DEFAULT_HEALTH = DEFAULT_ADDRESSES["health"]
 
 #: Modules that only the `mesh` extra installs; a command that needs one and
 #: finds it missing prints an install hint instead of a traceback.
@@ -39,21 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="sutradhar",
         description="Sutradhar: register, deploy, scale, probe and route to agents.",
     )
+    for service, default in DEFAULT_ADDRESSES.items():
+        parser.add_argument(
+            f"--{service}", default=None,
+            help=f"{service} address (env SUTRADHAR_{service.upper()}; else the credential context's; "
+                 f"default {default})",
+        )
     parser.add_argument(
-        "--registry", default=os.environ.get("SUTRADHAR_REGISTRY", DEFAULT_REGISTRY),
-        help="registry address (env SUTRADHAR_REGISTRY; default %(default)s)",
-    )
-    parser.add_argument(
-        "--router", default=os.environ.get("SUTRADHAR_ROUTER", DEFAULT_ROUTER),
-        help="router address (env SUTRADHAR_ROUTER; default %(default)s)",
-    )
-    parser.add_argument(
-        "--scheduler", default=os.environ.get("SUTRADHAR_SCHEDULER", DEFAULT_SCHEDULER),
-        help="scheduler address (env SUTRADHAR_SCHEDULER; default %(default)s)",
-    )
-    parser.add_argument(
-        "--health", default=os.environ.get("SUTRADHAR_HEALTH", DEFAULT_HEALTH),
-        help="health service address (env SUTRADHAR_HEALTH; default %(default)s)",
+        "--context", default=os.environ.get("SUTRADHAR_CONTEXT"),
+        help="context of the credential file to use (env SUTRADHAR_CONTEXT; default: its current context, "
+             "which `sutradhar up` sets; the file is $SUTRADHAR_CREDENTIALS or ~/.config/sutradhar/credentials.yaml)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -136,8 +132,16 @@ def _explain(err: SutradharError, args: argparse.Namespace | None = None) -> str
         # not synced yet) says what to do in its own message.
         if lowered.startswith(_RESOLVE_FAILURES):
             hint = f"the host name does not resolve; check {_flags(_services(args))}"
+        elif "handshake" in lowered or "ssl" in lowered or "certificate" in lowered:
+            hint = ("the TLS handshake failed: the mesh wants a client certificate of its CA (or a token on a "
+                    "token port); check the credential context (--context, $SUTRADHAR_CREDENTIALS) or run "
+                    "`sutradhar up`, which writes one")
         elif lowered.startswith(_CONNECT_FAILURES):
             hint = "is the mesh running? start it with `sutradhar up`"
+    elif err.code is grpc.StatusCode.UNAUTHENTICATED:
+        hint = ("the mesh did not accept who you are: `sutradhar up` writes an admin context to the credential "
+                "file; for another identity mint a token with `sutradhar token create` and use it "
+                "(`sutradhar login --token-file FILE`)")
     elif err.code is grpc.StatusCode.DEADLINE_EXCEEDED:
         if args is None or hasattr(args, "timeout"):
             hint = "raise --timeout or check the agent's load (`sutradhar stats`, `sutradhar health`)"
@@ -155,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        use_context(args)
         result = args.func(args)
         if inspect.iscoroutine(result):
             result = asyncio.run(result)

@@ -33,7 +33,9 @@ from typing import Any
 
 import grpc
 
+from sutradhar._credentials import SERVICES, Context, locked
 from sutradhar._errors import FailedPrecondition, InvalidArgument, SutradharError, Unavailable, error_for_code
+from sutradhar._identity import DEFAULT_TRUST_DOMAIN, validate_trust_domain
 from sutradhar.cli._launcher import (
     LOCK_FILE,
     REPO_ROOT,
@@ -50,6 +52,7 @@ from sutradhar.cli._launcher import (
     wait_for_listening,
 )
 from sutradhar.cli._output import print_table
+from sutradhar.cli._pki import ADMIN_NAME
 from sutradhar.services.common.procs import same_process
 
 DEMO_REPLICAS = 2
@@ -70,8 +73,16 @@ def register(sub: Any) -> None:
     p.add_argument("--router-port", type=_port, default=50052)
     p.add_argument("--scheduler-port", type=_port, default=50053)
     p.add_argument("--health-port", type=_port, default=50054)
+    for service, port in (("registry", 50061), ("router", 50062), ("scheduler", 50063), ("health", 50064)):
+        p.add_argument(f"--{service}-token-port", type=_port, default=port,
+                       help=f"the {service}'s token port: TLS without a client certificate, for callers holding "
+                            "a bearer token (default %(default)s)")
     p.add_argument("--demo", action="store_true", help="also run the echo agent and route sample tasks")
     p.add_argument("--detach", action="store_true", help="run in the background; stop with `sutradhar down`")
+    p.add_argument("--trust-domain", type=_trust_domain, default=DEFAULT_TRUST_DOMAIN,
+                   help="SPIFFE trust domain of the mesh's identities (default %(default)s)")
+    p.add_argument("--insecure", action="store_true",
+                   help="development only: plaintext, no certificates, no authentication (loopback addresses only)")
     p.set_defaults(func=up)
 
     p = sub.add_parser("down", help="stop a mesh started with `sutradhar up --detach`")
@@ -100,6 +111,15 @@ def _host(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r} is not an IPv4 address (e.g. 127.0.0.1)") from None
     if address.version != 4:
         raise argparse.ArgumentTypeError(f"{text!r}: IPv6 is not supported yet; use an IPv4 address such as 127.0.0.1")
+    return text
+
+
+def _trust_domain(text: str) -> str:
+    """An argparse type: a SPIFFE trust domain."""
+    try:
+        validate_trust_domain(text)
+    except InvalidArgument as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
     return text
 
 
@@ -132,8 +152,37 @@ def _say(message: str) -> None:
 
 def _mesh_from_args(args: argparse.Namespace, state_dir: Path) -> Mesh:
     ports = MeshPorts(etcd=args.etcd_port, registry=args.registry_port, router=args.router_port,
-                      scheduler=args.scheduler_port, health=args.health_port)
-    return Mesh(state_dir=state_dir, host=args.host, ports=ports, external_etcd=args.etcd, progress=_say)
+                      scheduler=args.scheduler_port, health=args.health_port,
+                      registry_token=args.registry_token_port, router_token=args.router_token_port,
+                      scheduler_token=args.scheduler_token_port, health_token=args.health_token_port)
+    return Mesh(state_dir=state_dir, host=args.host, ports=ports, external_etcd=args.etcd, progress=_say,
+                insecure=args.insecure, trust_domain=args.trust_domain)
+
+
+def _write_context(mesh: Mesh) -> Path:
+    """Make this mesh the current context of the credential file (the CLI's and the SDK's
+    default), with the admin certificate `up` issued; returns the file."""
+    endpoints = {name: child.address for name, child in mesh.children.items() if name in SERVICES}
+    if mesh.pki is None:
+        context = Context(mesh.state_dir.name, endpoints, trust_domain=mesh.trust_domain, insecure=True)
+    else:
+        admin = mesh.pki.ensure(ADMIN_NAME)
+        context = Context(mesh.state_dir.name, endpoints, trust_domain=mesh.trust_domain,
+                          certificate_authority=admin.trust_bundle, client_certificate=admin.certificate,
+                          client_key=admin.private_key)
+    with locked() as credentials:
+        credentials = credentials.with_context(context)
+        credentials.save()
+    return credentials.path
+
+
+def _grpcurl_hint(mesh: Mesh) -> str:
+    registry = mesh.address("registry")
+    if mesh.pki is None:
+        return f"grpcurl -plaintext {registry} list"
+    admin = mesh.pki.files(ADMIN_NAME)
+    return (f"grpcurl -cacert {admin.trust_bundle} -cert {admin.certificate} -key {admin.private_key} "
+            f"{registry} list")
 
 
 def _ours(pid: int, ticks: int) -> bool:
@@ -192,9 +241,11 @@ def _lock_state_dir(state_dir: Path) -> int:
 
 def _check_distinct_ports(args: argparse.Namespace) -> None:
     names = ["registry", "router", "scheduler", "health"] + ([] if args.etcd else ["etcd"])
+    if not args.insecure:
+        names += ["registry-token", "router-token", "scheduler-token", "health-token"]
     seen: dict[int, str] = {}
     for name in names:
-        port = getattr(args, f"{name}_port")
+        port = getattr(args, f"{name.replace('-', '_')}_port")
         if port in seen:
             raise InvalidArgument(f"--{seen[port]}-port and --{name}-port are both {port}; give each its own port")
         seen[port] = name
@@ -243,6 +294,9 @@ def _foreground(args: argparse.Namespace, state_dir: Path) -> int:
     demo_procs: list[subprocess.Popen[bytes]] = []
     try:
         mesh.start()
+        credential_file = _write_context(mesh)
+        _say(f"credentials: context {mesh.state_dir.name!r} is current in {credential_file} "
+             "(the CLI and the SDK use it)")
         if args.demo:
             demo_procs = _start_demo_agents(mesh)
         extra = {"ready": True, "demo_pids": [p.pid for p in demo_procs]}
@@ -250,13 +304,12 @@ def _foreground(args: argparse.Namespace, state_dir: Path) -> int:
         _print_endpoints(mesh)
         if args.demo:
             asyncio.run(_run_demo(mesh.address("router")))
-        registry = mesh.address("registry")
-        print(f"Mesh is up. Try: grpcurl -plaintext {registry} list   (Ctrl-C or `sutradhar down` stops it)",
-              flush=True)
+        print(f"Mesh is up. Try: {_grpcurl_hint(mesh)}\n(Ctrl-C or `sutradhar down` stops it)", flush=True)
         while not stop_requested:
             time.sleep(0.2)
             if mesh.supervise():  # a service died and was restarted: `down` must find its new pid
                 mesh.write_state(supervisor_pid=os.getpid(), extra=extra)
+            mesh.renew_certificates()
         print("\nStopping the mesh...", flush=True)
         return 0
     finally:
@@ -270,21 +323,42 @@ def _foreground(args: argparse.Namespace, state_dir: Path) -> int:
         print("Mesh stopped; nothing left running.", flush=True)
 
 
+async def _define_demo_agent(registry: str) -> None:
+    """Register the echo agent's definition as the admin: in a secured mesh a replica's own
+    identity may register its instance but not define what code runs (an admin verb)."""
+    from sutradhar._clients import RegistryClient
+    from sutradhar._errors import AlreadyExists
+    from sutradhar._registration import agent_definition
+
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    from examples.echo_agent import EchoAgent
+
+    definition = agent_definition(EchoAgent(), "default")
+    async with RegistryClient(registry) as client:
+        with contextlib.suppress(AlreadyExists):
+            await client.register_agent(definition, timeout=10)
+
+
 def _start_demo_agents(mesh: Mesh) -> list[subprocess.Popen[bytes]]:
-    """Start the example echo agent replicas; they register themselves with the registry."""
+    """Start the example echo agent replicas; they register themselves with the registry
+    (their definition is the admin's: `_define_demo_agent`)."""
     procs = []
     env = child_env()
     if not (REPO_ROOT / "examples" / "echo_agent.py").exists():
         raise FailedPrecondition("the demo needs the examples/ folder of a source checkout; run it from the repository")
+    if mesh.pki is not None:
+        asyncio.run(_define_demo_agent(mesh.address("registry")))
     for i in range(1, DEMO_REPLICAS + 1):
         log_path = mesh.state_dir / "logs" / f"demo-echo-{i}.log"
         _say(f"demo: starting echo agent replica {i}")
+        security = ["--insecure"] if mesh.pki is None else mesh.pki.agent_flags("default", "echo", f"echo-{i}")
         with open(log_path, "ab") as log:
             offset = log.tell()
             proc = subprocess.Popen(
-                [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent", "--insecure",
-                    "--host", mesh.host,
-                 "--port", "0", "--registry", mesh.address("registry"), "--instance-id", f"echo-{i}", "--ttl", "5"],
+                [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent", "--host", mesh.host,
+                 "--port", "0", "--registry", mesh.address("registry"), "--instance-id", f"echo-{i}", "--ttl", "5",
+                 *security],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env,
                 cwd=REPO_ROOT,
             )
@@ -334,7 +408,12 @@ def _detach(args: argparse.Namespace, state_dir: Path) -> int:
     argv = [sys.executable, "-m", "sutradhar.cli.main", "up", "--state-dir", str(state_dir), "--host", args.host,
             "--etcd-port", str(args.etcd_port), "--registry-port", str(args.registry_port),
             "--router-port", str(args.router_port), "--scheduler-port", str(args.scheduler_port),
-            "--health-port", str(args.health_port)]
+            "--health-port", str(args.health_port), "--trust-domain", args.trust_domain,
+            "--registry-token-port", str(args.registry_token_port), "--router-token-port", str(args.router_token_port),
+            "--scheduler-token-port", str(args.scheduler_token_port),
+            "--health-token-port", str(args.health_token_port)]
+    if args.insecure:
+        argv.append("--insecure")
     if args.etcd:
         argv += ["--etcd", args.etcd]
     if args.demo:

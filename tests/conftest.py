@@ -20,6 +20,13 @@ import pytest
 
 _counter = itertools.count()
 
+# Tests never read (or write) the developer's credential file: clients built without
+# credentials find no context and speak plaintext to the insecure test meshes, and any
+# `sutradhar up` a test starts writes its context here.
+_CREDENTIALS_DIR = Path(tempfile.mkdtemp(prefix="sutradhar-test-credentials-"))
+os.environ["SUTRADHAR_CREDENTIALS"] = str(_CREDENTIALS_DIR / "credentials.yaml")
+os.environ.pop("SUTRADHAR_CONTEXT", None)
+
 
 @pytest.fixture(scope="session")
 def etcd() -> Iterator[str]:

@@ -27,11 +27,12 @@ import grpc
 
 from sutradhar._agent import Result, StreamEvent, Task, TaskContext
 from sutradhar._convert import event_from_proto, result_from_proto, task_to_proto
+from sutradhar._credentials import Credentials, default_credentials, open_channel
 from sutradhar._errors import from_rpc_error
 from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES, reconnect_options
 from sutradhar._identity import SpiffeId
 from sutradhar._labels import validate_label_key, validate_label_value
-from sutradhar._tls import TlsSource, secure_channel
+from sutradhar._tls import TlsSource
 from sutradhar._values import JSON, from_duration, to_duration
 from sutradhar.v1 import (
     agent_pb2,
@@ -137,12 +138,22 @@ def _router_grpc_timeout(task: Task, timeout: Timeout) -> float | None:
 
 
 class _Client:
-    """One grpc.aio channel to `address`, closed on exit: mutual TLS when given `tls`
-    (the caller's certificate, key and trust bundle; with `expected`, the handshake also
-    checks that the server is that identity), plaintext otherwise (an insecure mesh).
-    Each client names its generated stub class (`_STUB`), made over the channel as `_stub`."""
+    """One grpc.aio channel to `address`, closed on exit.
+
+    What it presents: `tls` (a certificate; the channel is mutual TLS and, with
+    `expected`, the handshake checks the server is that identity) and/or `token`
+    (a bearer token sent on every call, never logged), or `credentials` holding
+    those, or by default the current context of the credential file
+    (`sutradhar._credentials`, written by `sutradhar up`), where the expected
+    identity is the mesh service this client talks to. A token without a
+    certificate goes to a service's token port over server-authenticated TLS; with
+    nothing (an insecure mesh) the channel is plaintext. Each client names its
+    generated stub class (`_STUB`), made over the channel as `_stub`, and the
+    service it talks to (`_SERVICE`).
+    """
 
     _STUB: ClassVar[type[Any] | None] = None
+    _SERVICE: ClassVar[str | None] = None
 
     def __init__(
         self,
@@ -151,9 +162,17 @@ class _Client:
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         tls: TlsSource | None = None,
         expected: SpiffeId | None = None,
+        token: str | None = None,
+        credentials: Credentials | None = None,
     ) -> None:
         self.address = address
-        self.tls = tls
+        if tls is not None or token is not None:
+            credentials = Credentials(tls=tls, token=token)
+        elif credentials is None:
+            credentials = default_credentials()
+        if expected is None and self._SERVICE is not None and not credentials.is_insecure:
+            expected = credentials.expected(self._SERVICE)
+        self.tls = credentials.tls
         self.expected = expected
         options = [
             ("grpc.max_receive_message_length", max_message_bytes),
@@ -162,13 +181,7 @@ class _Client:
             # inside an instance's lease.
             *reconnect_options(connect_timeout=timedelta(milliseconds=200)),
         ]
-        if tls is None:
-            if expected is not None:
-                raise ValueError(f"expected={expected} needs tls: an identity is only checked over mutual TLS")
-            self._channel: grpc.aio.Channel = grpc.aio.insecure_channel(address, options=options)
-        else:
-            # A RotatingChannel: generated stubs take it like a grpc.aio.Channel.
-            self._channel = secure_channel(address, tls, options=options, expected=expected)  # type: ignore[assignment]
+        self._channel: grpc.aio.Channel = open_channel(address, credentials, options=options, expected=expected)
         if self._STUB is not None:
             self._stub = self._STUB(self._channel)
 
@@ -262,6 +275,7 @@ class RouterClient(_Client):
     """Routes tasks through a Sutradhar router (RouterService)."""
 
     _STUB = router_pb2_grpc.RouterServiceStub
+    _SERVICE = "router"
     _stub: router_pb2_grpc.RouterServiceStub
 
     @staticmethod
@@ -366,6 +380,7 @@ class RegistryClient(_Client):
     """Agent definitions and live instances (RegistryService)."""
 
     _STUB = registry_pb2_grpc.RegistryServiceStub
+    _SERVICE = "registry"
     _stub: registry_pb2_grpc.RegistryServiceStub
 
     async def register_agent(
@@ -537,6 +552,7 @@ class SchedulerClient(_Client):
     """Deployments, rollouts and replica logs (SchedulerService)."""
 
     _STUB = scheduler_pb2_grpc.SchedulerServiceStub
+    _SERVICE = "scheduler"
     _stub: scheduler_pb2_grpc.SchedulerServiceStub
 
     async def create_deployment(
@@ -685,6 +701,7 @@ class HealthClient(_Client):
     """Probe results, drain and enable, and health events (HealthService)."""
 
     _STUB = health_pb2_grpc.HealthServiceStub
+    _SERVICE = "health"
     _stub: health_pb2_grpc.HealthServiceStub
 
     async def get_agent_health(
@@ -764,9 +781,8 @@ class HealthClient(_Client):
 class TokenClient(_Client):
     """Mints, revokes and lists bearer tokens (TokenService, hosted by the registry)."""
 
-    def __init__(self, address: str, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
-        super().__init__(address, max_message_bytes=max_message_bytes)
-        self._stub = tokens_pb2_grpc.TokenServiceStub(self._channel)
+    _STUB = tokens_pb2_grpc.TokenServiceStub
+    _SERVICE = "registry"
 
     async def create_token(
         self,
@@ -805,9 +821,8 @@ class TokenClient(_Client):
 class RbacClient(_Client):
     """RoleBindings and the built-in roles (RbacService, served by the registry)."""
 
-    def __init__(self, address: str, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
-        super().__init__(address, max_message_bytes=max_message_bytes)
-        self._stub = rbac_pb2_grpc.RbacServiceStub(self._channel)
+    _STUB = rbac_pb2_grpc.RbacServiceStub
+    _SERVICE = "registry"
 
     async def apply_role_binding(
         self, binding: rbac_pb2.RoleBinding, *, timeout: Timeout = None
@@ -879,9 +894,8 @@ class AuditClient(_Client):
     received at or after that time.
     """
 
-    def __init__(self, address: str, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
-        super().__init__(address, max_message_bytes=max_message_bytes)
-        self._stub = audit_pb2_grpc.AuditServiceStub(self._channel)
+    _STUB = audit_pb2_grpc.AuditServiceStub
+    _SERVICE = "registry"
 
     async def list_audit_events(
         self,

@@ -33,16 +33,17 @@ import contextlib
 import fcntl
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import grpc
 import yaml
 
 from sutradhar._errors import FailedPrecondition, InvalidArgument
 from sutradhar._identity import DEFAULT_TRUST_DOMAIN, SpiffeId
-from sutradhar._tls import TlsFiles, TlsSource
+from sutradhar._tls import TlsFiles, TlsSource, expected_peer_options, secure_channel
 
 API_VERSION = "sutradhar.dev/v1"
 KIND = "Credentials"
@@ -146,17 +147,25 @@ class Context:
                 raise FailedPrecondition(
                     f"context {self.name!r}: cannot read token-file {self.token_file} ({err.strerror})"
                 ) from None
-        return Credentials(tls=tls, token=token, trust_domain=self.trust_domain)
+        return Credentials(tls=tls, token=token, trust_domain=self.trust_domain,
+                           trust_bundle=self.certificate_authority)
 
 
 @dataclass(frozen=True)
 class Credentials:
-    """What a client presents to the mesh: a certificate (`tls`), a bearer token, or
-    nothing (`insecure`, a development mesh)."""
+    """What a client presents to the mesh: a certificate (`tls`), a bearer token (sent on
+    every call; with no certificate, to a token port, verifying the server with
+    `trust_bundle`), both, or nothing (an insecure, development mesh)."""
 
     tls: TlsSource | None = None
     token: str | None = field(default=None, repr=False)
-    trust_domain: str = DEFAULT_TRUST_DOMAIN
+    trust_domain: str = ""
+    trust_bundle: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not self.trust_domain:
+            domain = self.tls.identity.trust_domain if self.tls is not None else DEFAULT_TRUST_DOMAIN
+            object.__setattr__(self, "trust_domain", domain)
 
     @classmethod
     def insecure(cls) -> Credentials:
@@ -164,11 +173,45 @@ class Credentials:
 
     @property
     def is_insecure(self) -> bool:
-        return self.tls is None
+        return self.tls is None and self.token is None
 
     def expected(self, service: str) -> SpiffeId | None:
         """The identity a mesh service must present to these credentials."""
-        return None if self.tls is None else SpiffeId.service(self.trust_domain, service)
+        return None if self.is_insecure else SpiffeId.service(self.trust_domain, service)
+
+    def __repr__(self) -> str:  # never the token
+        held = [name for name, value in (("certificate", self.tls), ("token", self.token)) if value] or ["nothing"]
+        return f"Credentials({' + '.join(held)}, trust_domain={self.trust_domain!r})"
+
+
+def open_channel(
+    address: str, credentials: Credentials, *, options: Sequence[tuple[str, Any]] = (),
+    expected: SpiffeId | None = None,
+) -> Any:
+    """A channel to `address` presenting `credentials`: mutual TLS (a `RotatingChannel`)
+    when they hold a certificate, server-authenticated TLS to a token port when they hold
+    only a token, plaintext when they hold nothing."""
+    calls = None if credentials.token is None else grpc.access_token_call_credentials(credentials.token)
+    if credentials.tls is not None:
+        return secure_channel(address, credentials.tls, options=options, expected=expected, call_credentials=calls)
+    if calls is not None:
+        if credentials.trust_bundle is None:
+            raise FailedPrecondition(
+                "a token without a client certificate needs the mesh CA to verify the server: set "
+                "certificate-authority in the credential file's context (or pass trust_bundle)"
+            )
+        try:
+            bundle = credentials.trust_bundle.read_bytes()
+        except OSError as err:
+            raise FailedPrecondition(f"cannot read the mesh CA {credentials.trust_bundle} ({err.strerror})") from None
+        channel_credentials = grpc.composite_channel_credentials(
+            grpc.ssl_channel_credentials(root_certificates=bundle), calls
+        )
+        all_options = [*options, *expected_peer_options(expected)]
+        return grpc.aio.secure_channel(address, channel_credentials, options=all_options)
+    if expected is not None:
+        raise ValueError(f"expected={expected} needs tls: an identity is only checked over TLS")
+    return grpc.aio.insecure_channel(address, options=list(options))
 
 
 @dataclass(frozen=True)

@@ -84,8 +84,12 @@ class GrpcHost:
     requires a client certificate of the bundle, and picks up rotated files for each new
     connection (`sutradhar._tls`). None: plaintext (development with --insecure only)."""
     require_client_auth: bool = True
-    """With `tls`: require a client certificate (every port of the mesh). False only for a
-    port whose callers authenticate with a bearer token instead (the registry's bootstrap port)."""
+    """With `tls`: require a client certificate on `port` (every port of the mesh). False only
+    for a server whose callers all authenticate with a bearer token (the registry's bootstrap port)."""
+    token_port: int | None = None
+    """A second port of the same server (with `tls`) that asks for no client certificate:
+    callers that hold only a bearer token connect there, server-authenticated TLS, and
+    authentication refuses any call without a token. None: no such port; 0 picks a free one."""
     middleware: Sequence[Middleware] = ()
     """Stages after the built-in errors stage (tracing, metrics, authentication, audit,
     authorization, rate limits), ordered by `Middleware.stage`."""
@@ -125,6 +129,11 @@ class GrpcHost:
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
+    @property
+    def token_address(self) -> str | None:
+        """"host:port" of the token port (after start), None without one."""
+        return None if self.token_port is None else f"{self.host}:{self.token_port}"
+
     async def start(self) -> None:
         """Bind, start serving, and report NOT_SERVING until `set_serving()`."""
         try:
@@ -145,6 +154,20 @@ class GrpcHost:
                 + "; stop what listens there or choose another port"
             )
         self.port = bound
+        if self.token_port is not None:
+            if self.tls is None:
+                raise SutradharError("a token port needs TLS (a certificate for the server); drop --token-port")
+            token_bound = 0
+            with contextlib.suppress(RuntimeError):
+                token_bound = self.server.add_secure_port(
+                    f"{self.host}:{self.token_port}", server_credentials(self.tls, require_client_auth=False)
+                )
+            if token_bound == 0:
+                raise SutradharError(
+                    f"cannot listen on {self.host}:{self.token_port} (token port): the port is in use or not "
+                    "allowed; stop what listens there or choose another --token-port"
+                )
+            self.token_port = token_bound
         await self.server.start()
         for name in ["", *self.service_names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)

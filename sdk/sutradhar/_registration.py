@@ -28,6 +28,7 @@ from sutradhar._errors import (
     DeadlineExceeded,
     FailedPrecondition,
     NotFound,
+    PermissionDenied,
     SutradharError,
     Unavailable,
 )
@@ -113,6 +114,16 @@ class Registration:
             log.info("registered agent %s/%s", self.namespace, self.agent.id)
         except AlreadyExists:
             pass
+        except PermissionDenied as denied:
+            # A secured mesh: what code an agent runs is an admin's to define, not the agent's.
+            try:
+                await self.client.get_agent(self.agent.id, namespace=self.namespace, timeout=self._call_timeout)
+            except NotFound:
+                raise FailedPrecondition(
+                    f"agent {self.namespace}/{self.agent.id} is not defined in the registry and this replica's "
+                    f"identity may not define it ({denied.message}); ask an admin of {self.namespace} to register "
+                    "it (`sutradhar deploy -f agent.yaml`), or serve with --no-register-agent once it exists"
+                ) from None
 
     async def register(self) -> None:
         """Register the agent (when missing and allowed) and the instance."""

@@ -41,13 +41,14 @@ from sutradhar._aio import wait_set
 from sutradhar._bootstrap import Bootstrap
 from sutradhar._clients import RegistryClient
 from sutradhar._convert import event_to_proto, result_to_proto, task_from_proto
+from sutradhar._credentials import Credentials
 from sutradhar._errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, Unavailable
 from sutradhar._hosting import (
     LOG_FORMAT,
     GrpcHost,
     install_signal_handlers,
 )
-from sutradhar._identity import AGENT, SpiffeId
+from sutradhar._identity import AGENT
 from sutradhar._mesh_callers import MeshCallers
 from sutradhar._metrics import TaskMetrics
 from sutradhar._registration import Registration
@@ -360,10 +361,8 @@ class AgentServer:
         if self._registry_address:
             tls = self.tls
             self.registration = Registration(
-                client=RegistryClient(
-                    self._registry_address, tls=tls,
-                    expected=SpiffeId.service(tls.identity.trust_domain, "registry") if tls is not None else None,
-                ),
+                # its own certificate, never the credential file of whoever started it
+                client=RegistryClient(self._registry_address, credentials=Credentials(tls=tls)),
                 identity=str(tls.identity) if tls is not None else "",
                 agent=self.agent,
                 instance_id=self.instance_id,

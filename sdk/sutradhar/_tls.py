@@ -235,10 +235,10 @@ class TlsSource:
 
 
 def server_credentials(source: TlsSource, *, require_client_auth: bool = True) -> grpc.ServerCredentials:
-    """Server credentials that require a client certificate chaining to the trust bundle
-    and pick up rotated material for every new connection. `require_client_auth=False`
-    (the registry's bootstrap port only, where callers prove themselves with a bearer
-    token) asks for no client certificate at all."""
+    """Server credentials that pick up rotated material for every new connection and
+    require a client certificate chaining to the trust bundle — or, with
+    `require_client_auth=False` (a token port), ask for none: the server is
+    authenticated to the client, and the caller must bring a bearer token."""
 
     def configuration(material: TlsMaterial) -> Any:
         return grpc.ssl_server_certificate_configuration(
@@ -311,10 +311,12 @@ class RotatingChannel:
         options: Sequence[tuple[str, Any]] = (),
         expected: SpiffeId | None = None,
         grace: timedelta = DEFAULT_ROTATION_GRACE,
+        call_credentials: grpc.CallCredentials | None = None,
     ) -> None:
         self.target = target
         self.source = source
         self.expected = expected
+        self._calls = call_credentials
         self._options = [*options, *expected_peer_options(expected)]
         self._grace = grace.total_seconds()
         self._generation = source.generation
@@ -322,7 +324,10 @@ class RotatingChannel:
         self._retiring: set[asyncio.Task[None]] = set()
 
     def _open(self, material: TlsMaterial) -> grpc.aio.Channel:
-        return grpc.aio.secure_channel(self.target, channel_credentials(material), options=self._options)
+        credentials = channel_credentials(material)
+        if self._calls is not None:
+            credentials = grpc.composite_channel_credentials(credentials, self._calls)
+        return grpc.aio.secure_channel(self.target, credentials, options=self._options)
 
     def _current(self) -> tuple[grpc.aio.Channel, int]:
         material = self.source.current()
@@ -379,7 +384,9 @@ def secure_channel(
     *,
     options: Sequence[tuple[str, Any]] = (),
     expected: SpiffeId | None = None,
+    call_credentials: grpc.CallCredentials | None = None,
 ) -> RotatingChannel:
     """An mTLS channel to `target` presenting `source`'s certificate; with `expected`, the
-    handshake fails unless the server holds that identity."""
-    return RotatingChannel(target, source, options=options, expected=expected)
+    handshake fails unless the server holds that identity; `call_credentials` (a bearer
+    token) go with every call."""
+    return RotatingChannel(target, source, options=options, expected=expected, call_credentials=call_credentials)

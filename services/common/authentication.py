@@ -57,7 +57,7 @@ ANONYMOUS: Final = "anonymous"
 #: What a call without credentials is told.
 HOW_TO_AUTHENTICATE: Final = (
     "this call needs a client certificate issued by the mesh CA or a bearer token (authorization: Bearer ...); "
-    "the CLI and SDK read ~/.config/sutradhar/credentials written by `sutradhar up`; "
+    "the CLI and SDK read ~/.config/sutradhar/credentials.yaml written by `sutradhar up`; "
     "mint a token with `sutradhar token create --namespace NS --role ROLE --ttl 1h`"
 )
 
@@ -178,7 +178,7 @@ class Authentication:
             if self._verifier is None:
                 return Unauthenticated(
                     "this server takes client certificates only, not bearer tokens; call it with the "
-                    "certificate `sutradhar up` wrote (~/.config/sutradhar/credentials)")
+                    "certificate `sutradhar up` wrote (~/.config/sutradhar/credentials.yaml)")
             try:
                 verified = self._verifier.verify(bearer)
             except Unauthenticated as err:

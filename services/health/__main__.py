@@ -24,6 +24,8 @@ async def _run(config: HealthConfig) -> None:
     server = HealthServer(config)
     await server.start()
     print(f"health listening on {server.address}", file=sys.stderr, flush=True)
+    if server.token_address:
+        print(f"health token port on {server.token_address}", file=sys.stderr, flush=True)
     logging.getLogger("sutradhar.services.health").info("member id %s", server.member_id)
     stopping = asyncio.create_task(stop.wait())
     running = asyncio.create_task(server.wait())

@@ -32,7 +32,7 @@ class HealthServer:
         self.store = Store(EtcdEndpoint.parse(config.etcd), tls=self.tls)
         self.security = SecurityStack(config, self.store, service="health")
         self.host = GrpcHost(service_names=[SERVICE_NAME], host=config.host, port=config.port, tls=self.tls,
-                             middleware=self.security.middleware)
+                             middleware=self.security.middleware, token_port=config.token_port)
         self.membership = Membership(self.store, config.member_id, ttl=config.member_ttl)
         self.manager = HealthManager(
             self.store,
@@ -54,6 +54,11 @@ class HealthServer:
     @property
     def address(self) -> str:
         return self.host.address
+
+    @property
+    def token_address(self) -> str | None:
+        """"host:port" of the token port (bearer tokens, no client certificate), None without one."""
+        return self.host.token_address
 
     @property
     def member_id(self) -> str:

@@ -93,7 +93,7 @@ class RegistryServer:
             port=config.port,
             max_message_bytes=config.max_message_bytes,
             tls=self.tls,
-            middleware=self.security.middleware,
+            middleware=self.security.middleware, token_port=config.token_port,
         )
         self._host.add_servicer(
             registry_pb2_grpc.add_RegistryServiceServicer_to_server,
@@ -134,6 +134,11 @@ class RegistryServer:
     def bootstrap_address(self) -> str | None:
         """"host:port" of the bootstrap port (after start); None when there is none."""
         return self._bootstrap.address if self._bootstrap is not None else None
+
+    @property
+    def token_address(self) -> str | None:
+        """"host:port" of the token port (bearer tokens, no client certificate), None without one."""
+        return self._host.token_address
 
     async def start(self) -> None:
         """Bind and serve; health turns SERVING. An unreachable etcd is logged,

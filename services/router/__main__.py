@@ -34,6 +34,8 @@ async def run(config: RouterConfig, loop_name: str = "asyncio") -> int:
         if not await server.wait_synced(SYNC_WAIT):
             log.warning("registry at %s not reachable yet; routing answers UNAVAILABLE until it is", config.registry)
         print(f"router listening on {server.address} (event loop: {loop_name})", file=sys.stderr, flush=True)
+        if server.token_address:
+            print(f"router token port on {server.token_address}", file=sys.stderr, flush=True)
         await stop.wait()
     finally:
         await server.stop(timedelta(seconds=5))

@@ -65,6 +65,7 @@ class RouterServer:
         self.host = GrpcHost(
             service_names=[SERVICE_NAME], host=config.host, port=config.port,
             max_message_bytes=config.max_message_bytes, tls=self.tls, middleware=self.security.middleware,
+            token_port=config.token_port,
         )
         self.watcher = RegistryWatcher(
             self.view, config.registry, clock=clock, tls=self.tls, trust_domain=config.trust_domain
@@ -84,6 +85,11 @@ class RouterServer:
     @property
     def address(self) -> str:
         return self.host.address
+
+    @property
+    def token_address(self) -> str | None:
+        """"host:port" of the token port (bearer tokens, no client certificate), None without one."""
+        return self.host.token_address
 
     def _add_handlers(self) -> None:
         handlers = {

@@ -37,6 +37,8 @@ async def _serve(config: SchedulerConfig) -> int:
         print(f"scheduler: {err}", file=sys.stderr)
         return 1
     print(f"scheduler listening on {server.address}", file=sys.stderr, flush=True)
+    if server.token_address:
+        print(f"scheduler token port on {server.token_address}", file=sys.stderr, flush=True)
     await stop.wait()
     await server.stop()
     return 0

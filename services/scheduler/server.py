@@ -19,9 +19,9 @@ from datetime import timedelta
 import grpc
 
 from sutradhar._clients import RegistryClient
+from sutradhar._credentials import Credentials
 from sutradhar._errors import NotFound, SutradharError
 from sutradhar._hosting import GrpcHost
-from sutradhar._identity import SpiffeId
 from sutradhar.services.common.security import SecurityStack
 from sutradhar.services.common.store import EtcdEndpoint, Store
 from sutradhar.services.scheduler.config import SchedulerConfig
@@ -145,8 +145,7 @@ class SchedulerServer:
             lifetime=config.replica_cert_lifetime,
         )
         self.registry = RegistryClient(
-            config.registry, tls=self.tls,
-            expected=SpiffeId.service(config.trust_domain, "registry") if self.tls is not None else None,
+            config.registry, credentials=Credentials(tls=self.tls, trust_domain=config.trust_domain),
         )
         self.runtimes = RuntimeSet(config.state_dir, log_max_bytes=config.log_max_bytes,
                                    log_backups=config.log_backups)
@@ -159,7 +158,7 @@ class SchedulerServer:
             on_change=self.controller.set_leader,
         )
         self.host = GrpcHost(service_names=[SERVICE_NAME], host=config.host, port=config.port, tls=self.tls,
-                             middleware=self.security.middleware)
+                             middleware=self.security.middleware, token_port=config.token_port)
         self.host.add_servicer(
             scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server, SchedulerServicer(self.deployments)
         )
@@ -172,6 +171,11 @@ class SchedulerServer:
     @property
     def address(self) -> str:
         return self.host.address
+
+    @property
+    def token_address(self) -> str | None:
+        """"host:port" of the token port (bearer tokens, no client certificate), None without one."""
+        return self.host.token_address
 
     @property
     def is_leader(self) -> bool:

@@ -313,14 +313,27 @@ async def test_login_makes_a_context_that_may_do_what_the_token_allows(
     credentials = tmp_path / "config" / "credentials.yaml"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SUTRADHAR_")}
     env["SUTRADHAR_CREDENTIALS"] = str(credentials)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sutradhar.cli.main", "--registry", mesh.registry.address, "login",
-        "--token-file", str(token_file), "--bootstrap", bootstrap_address(mesh), "--ca-file", str(ca_file),
-        "--context", "ci", env=env, cwd=str(ROOT), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    assert f"logged in as spiffe://{TD}/ns/{unique}/user/ci (context ci)" in out.decode()
-    assert minted.token not in out.decode() + err.decode()
+
+    async def cli(*argv: str) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "sutradhar.cli.main", *argv, env=env, cwd=str(ROOT),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate()
+        assert proc.returncode is not None
+        return proc.returncode, out.decode(), err.decode()
+
+    code, out, err = await cli("--registry", mesh.registry.address, "login", "--token-file", str(token_file),
+                               "--bootstrap", bootstrap_address(mesh), "--ca-file", str(ca_file), "--context", "ci")
+    assert code == 0, err
+    assert f"logged in as spiffe://{TD}/ns/{unique}/user/ci (context ci)" in out
+    assert minted.token not in out + err
+    # the CLI, with that context (current now): the agents it may view, and nothing else
+    code, out, err = await cli("agents", "list", "-n", unique, "-o", "json")
+    assert code == 0, err
+    code, out, err = await cli("agents", "list", "-n", "default")
+    assert code == 1 and "PERMISSION_DENIED" in err and "user/ci" in err, err
+    code, out, err = await cli("agents", "delete", "echo", "-n", unique)
+    assert code == 1 and "PERMISSION_DENIED" in err, err
 
     saved = CredentialFile.load(credentials)
     context = saved.context()

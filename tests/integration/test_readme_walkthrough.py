@@ -22,7 +22,9 @@ from sutradhar.cli._launcher import REPO_ROOT, pid_alive
 from sutradhar.services.common.etcd_server import free_port
 
 BIN = Path(sys.executable).parent
-DEFAULT_PORTS = {"etcd": 2379, "registry": 50051, "router": 50052, "scheduler": 50053, "health": 50054}
+DEFAULT_PORTS = {"etcd": 2379, "registry": 50051, "router": 50052, "scheduler": 50053, "health": 50054,
+                 "registry-token": 50061, "router-token": 50062, "scheduler-token": 50063, "health-token": 50064}
+SERVICES = ("registry", "router", "scheduler", "health")
 
 
 def _block_after(text: str, heading: str) -> list[str]:
@@ -60,7 +62,8 @@ def test_the_readme_commands_work_as_written(tmp_path: Path) -> None:
         **os.environ,
         "PATH": os.pathsep.join([str(BIN), os.environ.get("PATH", "")]),
         "SUTRADHAR_STATE_DIR": str(state),
-        **{f"SUTRADHAR_{name.upper()}": f"127.0.0.1:{ports[name]}" for name in DEFAULT_PORTS if name != "etcd"},
+        "SUTRADHAR_CREDENTIALS": str(tmp_path / "credentials.yaml"),  # its own, not the other tests'
+        **{f"SUTRADHAR_{name.upper()}": f"127.0.0.1:{ports[name]}" for name in SERVICES},
     }
 
     def run(command: str) -> subprocess.CompletedProcess[str]:
@@ -92,7 +95,7 @@ def test_the_readme_commands_work_as_written(tmp_path: Path) -> None:
 
     up = output("sutradhar up --detach")
     assert f"state in {state}" in up
-    execute = output("grpcurl -plaintext -d '{\"selector\"")
+    execute = output("grpcurl $(sutradhar context --grpcurl) -d '{\"selector\"")
     assert '"success": true' in execute and '"text": "hi"' in execute
     assert "round trip" in output("sutradhar exec echo-deployed") and "agent time" in output("sutradhar exec")
     assert re.search(r"^NAMESPACE\s+AGENT\s+INSTANCE\s+STATE\s", output("sutradhar health --instances"), re.M)

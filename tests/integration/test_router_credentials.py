@@ -50,9 +50,9 @@ class RecordingAgent:
 
 
 async def test_an_agent_behind_the_router_never_sees_the_callers_authorization(etcd, unique):
-    registry = RegistryServer(RegistryConfig(port=0, etcd=etcd))
+    registry = RegistryServer(RegistryConfig(port=0, etcd=etcd, insecure=True))
     await registry.start()
-    router = RouterServer(RouterConfig(port=0, registry=registry.address))
+    router = RouterServer(RouterConfig(port=0, registry=registry.address, insecure=True))
     await router.start()
     agent = RecordingAgent()
     await agent.server.start()

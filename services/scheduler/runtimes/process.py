@@ -188,6 +188,11 @@ class ProcessRuntime:
         else:
             port = free_port(self.host)
         env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUBBED_PREFIX)}
+        if spec.agent.resources.memory:
+            # The memory limit is RLIMIT_AS (address space): glibc reserves 64 MiB of it per
+            # thread arena, so a few threads (gRPC's TLS handshakes start some) exhaust 256Mi
+            # with almost nothing in use ("cannot allocate memory for thread-local data").
+            env.setdefault("MALLOC_ARENA_MAX", "2")
         env.update({str(k): str(v) for k, v in (config.get("env") or {}).items()})
         env.update(spec.env)
         port_env = config.get("port_env") or "SUTRADHAR_PORT"
