@@ -200,13 +200,15 @@ async def secure_mesh(
     replica_cert_lifetime: timedelta = DEFAULT_LEAF_LIFETIME,
     tokens: bool = False,
     router_options: dict[str, Any] | None = None,
+    registry_options: dict[str, Any] | None = None,
     **scheduler_options: Any,
 ) -> AsyncIterator[SecureMesh]:
     """Registry, router, health member and (with `scheduler`) a scheduler over mTLS, on port 0,
     each with its own certificate of the secured etcd's CA (issued into `root`); the scheduler
     issues replica certificates from it. With `tokens`, the registry holds a token issuer key
     (root/token-issuer.pem: TokenService) and every service verifies its tokens and opens a
-    token port. `router_options` go into RouterConfig. Everything stops on exit."""
+    token port. `router_options` go into RouterConfig, `registry_options` into RegistryConfig
+    (a CA directory, a bootstrap port). Everything stops on exit."""
     pki = secured.pki.at(root)
     etcd = secured.endpoint
     started: list[Any] = []
@@ -221,7 +223,8 @@ async def secure_mesh(
         token_settings = {"token_port": 0, "token_public_key_file": public}
         registry_tokens = {"token_port": 0, "token_issuer_key_file": root / "token-issuer.pem"}
     try:
-        registry = RegistryServer(RegistryConfig(port=0, etcd=etcd, **registry_tokens, **pki.settings("registry")))
+        registry = RegistryServer(RegistryConfig(port=0, etcd=etcd, **registry_tokens, **pki.settings("registry"),
+                                                 **(registry_options or {})))
         await registry.start()
         started.append(registry)
         router = RouterServer(RouterConfig(port=0, registry=registry.address, etcd=etcd, **token_settings,

@@ -13,6 +13,7 @@ default, so no command needs a flag after `up`::
       router: 127.0.0.1:50052
       scheduler: 127.0.0.1:50053
       health: 127.0.0.1:50054
+      bootstrap: 127.0.0.1:50055    # the registry's bootstrap port (`sutradhar login`)
       trust-domain: sutradhar.local
       certificate-authority: /home/me/.local/state/sutradhar/main-1a2b3c4d5e/pki/bundle.pem
       client-certificate: /home/me/.local/state/sutradhar/main-1a2b3c4d5e/pki/admin.pem
@@ -52,7 +53,7 @@ CONTEXT_ENV = "SUTRADHAR_CONTEXT"
 
 _FIELDS = {
     "name", *SERVICES, "trust-domain", "certificate-authority", "client-certificate", "client-key",
-    "token-file", "insecure", "namespace",
+    "token-file", "insecure", "namespace", "bootstrap",
 }
 
 
@@ -78,6 +79,8 @@ class Context:
     token_file: Path | None = None
     insecure: bool = False
     namespace: str = ""
+    bootstrap: str = ""
+    """The registry's bootstrap port (host:port), where `sutradhar login` trades a token for a certificate."""
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any], where: str) -> Context:
@@ -104,10 +107,13 @@ class Context:
             token_file=path("token-file"),
             insecure=bool(raw.get("insecure", False)),
             namespace=str(raw.get("namespace") or ""),
+            bootstrap=str(raw.get("bootstrap") or ""),
         )
 
     def to_mapping(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, **dict(self.endpoints), "trust-domain": self.trust_domain}
+        if self.bootstrap:
+            out["bootstrap"] = self.bootstrap
         for key, value in (
             ("certificate-authority", self.certificate_authority),
             ("client-certificate", self.client_certificate),

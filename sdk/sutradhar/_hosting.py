@@ -83,6 +83,9 @@ class GrpcHost:
     """The server's certificate, key and trust bundle: the port then speaks mutual TLS only,
     requires a client certificate of the bundle, and picks up rotated files for each new
     connection (`sutradhar._tls`). None: plaintext (development with --insecure only)."""
+    require_client_auth: bool = True
+    """With `tls`: require a client certificate on `port` (every port of the mesh). False only
+    for a server whose callers all authenticate with a bearer token (the registry's bootstrap port)."""
     token_port: int | None = None
     """A second port of the same server (with `tls`) that asks for no client certificate:
     callers that hold only a bearer token connect there, server-authenticated TLS, and
@@ -137,7 +140,9 @@ class GrpcHost:
             if self.tls is None:
                 bound = self.server.add_insecure_port(self.address)
             else:
-                bound = self.server.add_secure_port(self.address, server_credentials(self.tls))
+                bound = self.server.add_secure_port(
+                    self.address, server_credentials(self.tls, require_client_auth=self.require_client_auth)
+                )
         except RuntimeError as err:
             bound = 0
             reason = str(err)

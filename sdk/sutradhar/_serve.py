@@ -38,19 +38,22 @@ from sutradhar._agent import (
     with_metadata,
 )
 from sutradhar._aio import wait_set
+from sutradhar._bootstrap import Bootstrap
 from sutradhar._clients import RegistryClient
 from sutradhar._convert import event_to_proto, result_to_proto, task_from_proto
 from sutradhar._credentials import Credentials
-from sutradhar._errors import DeadlineExceeded, InvalidArgument, Unavailable
+from sutradhar._errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, Unavailable
 from sutradhar._hosting import (
     LOG_FORMAT,
     GrpcHost,
     install_signal_handlers,
 )
+from sutradhar._identity import AGENT
 from sutradhar._mesh_callers import MeshCallers
 from sutradhar._metrics import TaskMetrics
 from sutradhar._registration import Registration
 from sutradhar._serve_settings import ServeSettings, serve_settings
+from sutradhar._tls import TlsSource
 from sutradhar._values import to_duration
 from sutradhar.v1 import agent_pb2, agent_pb2_grpc
 
@@ -265,6 +268,8 @@ class AgentServer:
         tls_ca_file: Path | None = None,
         trust_domain: str | None = None,
         insecure: bool | None = None,
+        bootstrap: str | None = None,
+        bootstrap_token_file: Path | None = None,
         settings: ServeSettings | None = None,
     ) -> None:
         """Options left None are `settings`' (default: `ServeSettings()`, whose
@@ -274,23 +279,29 @@ class AgentServer:
 
         The agent serves mutual TLS with `tls_cert_file` / `tls_key_file` / `tls_ca_file`
         and then takes AgentService calls from the mesh's router, health and scheduler only
-        (`sutradhar._mesh_callers`); with `insecure` (loopback only) it serves plaintext.
-        One of the two is required: FailedPrecondition says how to fix it."""
+        (`sutradhar._mesh_callers`); with `bootstrap` and `bootstrap_token_file` (and
+        `tls_ca_file`) instead of certificate files, `start()` first exchanges the token for a
+        certificate (`sutradhar._bootstrap`) and renews it while serving; with `insecure`
+        (loopback only) it serves plaintext. One of these is required: FailedPrecondition says
+        how to fix it."""
         settings = replace(settings or ServeSettings(), **given(
             host=host, port=port, registry=registry, namespace=namespace, instance_id=instance_id,
             advertise=advertise, labels=labels, ttl=ttl, grace=grace, register_agent=register_agent,
             health_period=health_period, max_message_bytes=max_message_bytes, tls_cert_file=tls_cert_file,
             tls_key_file=tls_key_file, tls_ca_file=tls_ca_file, trust_domain=trust_domain, insecure=insecure,
+            bootstrap=bootstrap, bootstrap_token_file=bootstrap_token_file,
         ))
         self.settings = settings
         """The options this server runs with."""
         apply_identity(agent, settings.agent_id, settings.agent_version)
         validate_agent(agent)
         self.agent = agent
-        self.tls = settings.tls_source(
+        self._bootstrap = settings.bootstrap_settings(f"agent {agent.id}")
+        self.tls: TlsSource | None = None if self._bootstrap is not None else settings.tls_source(
             f"agent {agent.id}", "127.0.0.1" if settings.published_on_loopback else settings.host
         )
-        """The agent's certificate (None: insecure)."""
+        """The agent's certificate (None: insecure, or not bootstrapped yet)."""
+        secured = self.tls is not None or self._bootstrap is not None
         certified = self.tls.identity.instance_id if self.tls is not None else ""
         self.instance_id = settings.instance_id or certified or f"{agent.id}-{uuid.uuid4().hex[:8]}"
         self.namespace = settings.namespace
@@ -304,7 +315,7 @@ class AgentServer:
         self._host = GrpcHost(
             service_names=[AGENT_SERVICE], host=settings.host, port=settings.port,
             max_message_bytes=settings.max_message_bytes, tls=self.tls,
-            middleware=[MeshCallers(settings.trust_domain, agent=f"agent {agent.id}")] if self.tls else [],
+            middleware=[MeshCallers(settings.trust_domain, agent=f"agent {agent.id}")] if secured else [],
         )
         self.servicer = AgentServicer(agent, instance_id=self.instance_id)
         self._host.add_servicer(agent_pb2_grpc.add_AgentServiceServicer_to_server, self.servicer)
@@ -336,6 +347,8 @@ class AgentServer:
         """Bind, run `on_start`, report SERVING, then register (when configured)."""
         if self._started:
             return
+        if self._bootstrap is not None and self.tls is None:
+            await self._obtain_certificate(self._bootstrap)
         self._started = True
         await self._host.start()
         try:
@@ -368,6 +381,21 @@ class AgentServer:
             self._tasks.append(asyncio.create_task(self.registration.run(), name="sutradhar-keepalive"))
         if overrides(self.agent, "check_health"):
             self._tasks.append(asyncio.create_task(self._health_loop(), name="sutradhar-health"))
+
+    async def _obtain_certificate(self, bootstrap: Bootstrap) -> None:
+        """Exchange the bootstrap token for this agent's certificate; keep it renewed."""
+        source = await bootstrap.source()
+        identity = source.identity
+        if identity.kind == AGENT and identity.agent_id != self.agent.id:
+            raise FailedPrecondition(
+                f"agent {self.agent.id}: the bootstrap token is for agent {identity.agent_id!r} ({identity}); "
+                f"use a token minted with `sutradhar token create --agent {self.agent.id}`"
+            )
+        self.tls = source
+        self._host.tls = source
+        self._tasks.append(asyncio.create_task(source.run(), name="sutradhar-certificate-renewal"))
+        log.info("agent %s obtained a certificate for %s, valid until %s", self.agent.id, identity,
+                 source.current().not_after.isoformat())
 
     async def _check_health(self) -> bool:
         """One poll of `check_health`, with the health period as its timeout:
@@ -493,6 +521,8 @@ def serve(
     trust_domain: str | None = None,
     insecure: bool | None = None,
     published_on_loopback: bool | None = None,
+    bootstrap: str | None = None,
+    bootstrap_token_file: Path | None = None,
     settings: ServeSettings | None = None,
 ) -> None:
     """Serve `agent` until SIGTERM/SIGINT, then drain and return.
@@ -517,7 +547,7 @@ def serve(
         grace=grace, register_agent=register_agent, health_period=health_period,
         max_message_bytes=max_message_bytes, log_level=log_level, tls_cert_file=tls_cert_file,
         tls_key_file=tls_key_file, tls_ca_file=tls_ca_file, trust_domain=trust_domain, insecure=insecure,
-        published_on_loopback=published_on_loopback,
+        published_on_loopback=published_on_loopback, bootstrap=bootstrap, bootstrap_token_file=bootstrap_token_file,
     )
     settings = replace(settings, **options) if settings is not None else serve_settings(**options)
     if not logging.getLogger().handlers:

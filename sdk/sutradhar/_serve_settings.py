@@ -12,8 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+from sutradhar._bootstrap import Bootstrap
+from sutradhar._errors import FailedPrecondition
 from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES
 from sutradhar._security_settings import SecuritySettings
 from sutradhar._settings import COUNT, PORT, POSITIVE_DURATION, Settings, log_level_setting, setting
@@ -58,6 +61,38 @@ class ServeSettings(SecuritySettings):
     published_on_loopback: bool = False
     """Set by the scheduler's container runtime: the agent listens on 0.0.0.0 inside a container whose
     port is published on the host's loopback only, so --insecure is allowed there."""
+    bootstrap: str | None = None
+    """The registry's bootstrap port, host:port: an agent without certificate files exchanges its bootstrap
+    token (bootstrap_token_file) there for a certificate of its agent identity, kept in memory and renewed
+    at 70 % over the registry's mTLS port. Needs tls_ca_file (to verify the registry) and no cert/key files."""
+    bootstrap_token_file: Path | None = None
+    """File holding the agent's bootstrap token (`sutradhar token create --agent ID`; keep it 0600).
+    A file, never the token itself on a command line or in a variable."""
+
+    def bootstrap_settings(self, what: str) -> Bootstrap | None:
+        """How this agent obtains its certificate with a token (None: from files, or insecure);
+        FailedPrecondition saying what is missing or contradictory."""
+        if self.bootstrap is None and self.bootstrap_token_file is None:
+            return None
+        problem = ""
+        if self.bootstrap is None:
+            problem = "--bootstrap-token-file needs --bootstrap HOST:PORT (the registry's bootstrap port)"
+        elif self.bootstrap_token_file is None:
+            problem = ("--bootstrap needs --bootstrap-token-file, a file holding the agent's bootstrap token "
+                       "(`sutradhar token create --agent AGENT_ID --namespace NS > FILE`)")
+        elif self.insecure:
+            problem = "--bootstrap and --insecure contradict each other; drop one"
+        elif self.tls_cert_file is not None or self.tls_key_file is not None:
+            problem = ("--bootstrap obtains the certificate, so --tls-cert-file and --tls-key-file must not be "
+                       "given; drop one or the other")
+        elif self.tls_ca_file is None:
+            problem = ("--bootstrap needs --tls-ca-file, the mesh CA (pki/bundle.pem of `sutradhar up`) that "
+                       "verifies the registry before the token is sent")
+        if problem:
+            raise FailedPrecondition(f"{what}: {problem}")
+        assert self.bootstrap is not None and self.bootstrap_token_file is not None and self.tls_ca_file is not None
+        return Bootstrap(self.bootstrap, self.bootstrap_token_file, self.tls_ca_file, self.trust_domain,
+                         renew_address=self.registry)
 
 
 #: The flags and SUTRADHAR_* variables of `ServeSettings` (no service prefix: SUTRADHAR_PORT).

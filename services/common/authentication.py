@@ -19,6 +19,10 @@ AUTHORIZATION raises the refusal. Both slots are set and reset around each
 call, so nothing leaks from one call to the next. The standard health and
 reflection services are not authenticated (the stage stays out of them).
 
+`Authentication(..., tokens_only=True)` is the registry's bootstrap port (TLS
+without client certificates, `sutradhar._bootstrap`): a bearer token is the only
+credential, and a call without one is refused with `HOW_TO_BOOTSTRAP`.
+
 `Authentication.insecure` is for a server started with ``--insecure`` on
 loopback: every call is the fixed principal
 ``spiffe://<td>/ns/sutradhar-system/user/anonymous`` with ``via="insecure"``,
@@ -45,7 +49,7 @@ from sutradhar.services.common import principal
 from sutradhar.services.common.principal import CERTIFICATE, INSECURE, TOKEN, Principal
 from sutradhar.services.common.tokens import TokenVerifier
 
-__all__ = ["ANONYMOUS", "HOW_TO_AUTHENTICATE", "Authentication"]
+__all__ = ["ANONYMOUS", "HOW_TO_AUTHENTICATE", "HOW_TO_BOOTSTRAP", "Authentication"]
 
 #: The name of the principal of every call to an --insecure server.
 ANONYMOUS: Final = "anonymous"
@@ -55,6 +59,14 @@ HOW_TO_AUTHENTICATE: Final = (
     "this call needs a client certificate issued by the mesh CA or a bearer token (authorization: Bearer ...); "
     "the CLI and SDK read ~/.config/sutradhar/credentials.yaml written by `sutradhar up`; "
     "mint a token with `sutradhar token create --namespace NS --role ROLE --ttl 1h`"
+)
+
+#: What a call without a bearer token is told on the registry's bootstrap port.
+HOW_TO_BOOTSTRAP: Final = (
+    "the bootstrap port takes a bearer token only (authorization: Bearer <token>): an agent's bootstrap token "
+    "from `sutradhar token create --agent AGENT_ID --namespace NS`, or a user's token from "
+    "`sutradhar token create --namespace NS --role ROLE`; it exchanges it for a certificate "
+    "(IdentityService/IssueCertificate, see docs/security.md)"
 )
 
 _AUTHORIZATION: Final = "authorization"
@@ -82,20 +94,24 @@ class Authentication:
     """The AUTHENTICATION middleware of a server whose mesh is `trust_domain`.
 
     `verifier` checks bearer tokens; without one, a call that sends a token
-    is refused (this server takes certificates only).
+    is refused (this server takes certificates only). With `tokens_only` a
+    bearer token is required and a certificate identity never stands in.
     """
 
     stage = Stage.AUTHENTICATION
 
     def __init__(self, trust_domain: str, verifier: TokenVerifier | None = None, *,
-                 anonymous: Principal | None = None) -> None:
+                 anonymous: Principal | None = None, tokens_only: bool = False) -> None:
         validate_trust_domain(trust_domain)
+        if tokens_only and verifier is None:
+            raise InvalidArgument("a tokens-only server needs a token verifier", field="verifier")
         if verifier is not None and verifier.trust_domain != trust_domain:
             raise InvalidArgument(f"the token verifier is for trust domain {verifier.trust_domain}, "
                                   f"this server's is {trust_domain}", field="verifier")
         self.trust_domain = trust_domain
         self._verifier = verifier
         self._anonymous = anonymous
+        self._tokens_only = tokens_only
         self._peers: dict[bytes, SpiffeId | Unauthenticated] = {}
 
     @classmethod
@@ -152,10 +168,12 @@ class Authentication:
         """The caller of the call `context` belongs to, or why there is none."""
         if self._anonymous is not None:
             return Principal(identity=self._anonymous.identity, via=INSECURE, source=context.peer())
-        peer = self._peer_identity(context.auth_context())
+        peer = None if self._tokens_only else self._peer_identity(context.auth_context())
         bearer = self._bearer(context.invocation_metadata() or ())
         if isinstance(bearer, Unauthenticated):
             return bearer
+        if bearer is None and self._tokens_only:
+            return Unauthenticated(f"no bearer token: {HOW_TO_BOOTSTRAP}")
         if bearer is not None:
             if self._verifier is None:
                 return Unauthenticated(
@@ -166,7 +184,8 @@ class Authentication:
             except Unauthenticated as err:
                 return err
             return Principal(identity=verified.subject, via=TOKEN, token_id=verified.jti, grants=verified.grants,
-                             peer=peer if isinstance(peer, SpiffeId) else None, source=context.peer())
+                             peer=peer if isinstance(peer, SpiffeId) else None, source=context.peer(),
+                             expires_at=verified.expires_at)
         if isinstance(peer, SpiffeId):
             return Principal(identity=peer, via=CERTIFICATE, peer=peer, source=context.peer())
         if isinstance(peer, Unauthenticated):

@@ -206,11 +206,25 @@ class CertificateAuthority:
         hosts: Sequence[str] = (),
     ) -> IssuedCertificate:
         """A new key and a certificate for `identity`, valid for `lifetime` (never past the CA's own end)."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        certificate = self.sign(identity, key.public_key(), now=now, lifetime=lifetime, hosts=hosts)
+        return IssuedCertificate(_pem(certificate), _key_pem(key), self.bundle_pem())
+
+    def sign(
+        self,
+        identity: SpiffeId,
+        public_key: ec.EllipticCurvePublicKey,
+        *,
+        now: Now = _utcnow,
+        lifetime: timedelta = DEFAULT_LEAF_LIFETIME,
+        hosts: Sequence[str] = (),
+    ) -> x509.Certificate:
+        """A certificate for `identity` over `public_key` (someone else holds the private key:
+        a CSR's, `sutradhar._bootstrap`), valid for `lifetime` (never past the CA's own end)."""
         if identity.trust_domain != self.trust_domain:
             raise FailedPrecondition(
                 f"this CA issues identities of trust domain {self.trust_domain!r}, not {identity}"
             )
-        key = ec.generate_private_key(ec.SECP256R1())
         start = now()
         end = min(start + lifetime, self.certificate.not_valid_after_utc)
         # Backdated for clocks a little behind, but never by much of a short life, whose
@@ -224,11 +238,11 @@ class CertificateAuthority:
                 names.append(x509.IPAddress(ipaddress.ip_address(host)))
             except ValueError:
                 names.append(x509.DNSName(host))
-        certificate = (
+        return (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, identity.dns_name()[:64])]))
             .issuer_name(self.certificate.subject)
-            .public_key(key.public_key())
+            .public_key(public_key)
             .serial_number(x509.random_serial_number())
             .not_valid_before(start - skew)
             .not_valid_after(end)
@@ -251,7 +265,25 @@ class CertificateAuthority:
             )
             .sign(self.key, hashes.SHA256())
         )
-        return IssuedCertificate(_pem(certificate), _key_pem(key), self.bundle_pem())
+
+
+def load_authority(ca_dir: Path | None, trust_domain: str, *, service: str, purpose: str) -> CertificateAuthority:
+    """The CA a secured `service` issues certificates with (`purpose` says what for, in the
+    message); FailedPrecondition saying how to fix a missing or foreign one."""
+    if ca_dir is None:
+        flag = f"SUTRADHAR_{service.upper()}_CA_DIR"
+        raise FailedPrecondition(
+            f"{service}: {purpose}, so the {service} needs the mesh CA: "
+            f"pass --ca-dir ({flag}), a directory with ca.pem, ca-key.pem and bundle.pem "
+            "(`sutradhar up` makes it in its state directory's pki/), or run with --insecure for development"
+        )
+    authority = CertificateAuthority.load(ca_dir)
+    if authority.trust_domain != trust_domain:
+        raise FailedPrecondition(
+            f"{service}: the CA in {ca_dir} issues identities of trust domain {authority.trust_domain!r}, "
+            f"but the {service}'s --trust-domain is {trust_domain!r}; use the same one"
+        )
+    return authority
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Final, Literal
 
 from sutradhar._errors import Internal, Unauthenticated
@@ -48,6 +49,8 @@ class Principal:
     peer: SpiffeId | None = None
     source: str = field(default="", compare=False)
     """The caller's address as gRPC reports it ("ipv4:127.0.0.1:52302")."""
+    expires_at: datetime | None = field(default=None, compare=False)
+    """When the credential of a `via="token"` principal expires (the token's exp); None otherwise."""
 
     @property
     def name(self) -> str:

@@ -78,9 +78,12 @@ VERBS: Final = (GET, LIST, WATCH, CREATE, UPDATE, DELETE, EXECUTE, DRAIN, SCALE,
 AGENTS, INSTANCES, DEPLOYMENTS, HEALTH, STATS = "agents", "instances", "deployments", "health", "stats"
 LOGS_RESOURCE, TOKENS, ROLEBINDINGS = "logs", "tokens", "rolebindings"
 AUDIT, MEMBERS, ROLES = "audit", "members", "roles"
+CERTIFICATES: Final = "certificates"
+"""Certificates of the mesh CA (IdentityService/IssueCertificate): always for the caller's
+own identity, so `create` on it is granted to every role a person or agent holds."""
 
 RESOURCES: Final = (AGENTS, INSTANCES, DEPLOYMENTS, HEALTH, STATS, LOGS_RESOURCE, TOKENS, ROLEBINDINGS, AUDIT,
-                    MEMBERS, ROLES)
+                    MEMBERS, ROLES, CERTIFICATES)
 """Every resource a rule may name (besides "*")."""
 
 BOOTSTRAP_ADMIN_NAME: Final = "admin"
@@ -135,12 +138,17 @@ class Role:
 
 _READ = (GET, LIST, WATCH)
 _VIEWED = (AGENTS, INSTANCES, DEPLOYMENTS, HEALTH, STATS)
+# A certificate for one's own identity (`sutradhar login`): the identity is the caller's
+# already, so holding any role is reason enough; nobody gets one for another identity.
+_OWN_CERTIFICATE: Final = Rule((CREATE,), (CERTIFICATES,))
 
 VIEWER: Final = Role("viewer", (
     Rule(_READ, _VIEWED),
     Rule((GET, LIST), (ROLES,)),  # `sutradhar roles`: the built-in roles are no secret
+    _OWN_CERTIFICATE,
 ), description="read agents, instances, deployments, health and stats")
-INVOKER: Final = Role("invoker", (Rule((EXECUTE,), (AGENTS,)),), description="route tasks to agents (nothing else)")
+INVOKER: Final = Role("invoker", (Rule((EXECUTE,), (AGENTS,)), _OWN_CERTIFICATE),
+                      description="route tasks to agents (nothing else)")
 OPERATOR: Final = Role("operator", (
     *VIEWER.rules,
     Rule((CREATE, UPDATE, DELETE, SCALE, ROLLOUT, LOGS), (DEPLOYMENTS,)),
@@ -171,11 +179,13 @@ AGENT_ROLE_NAME: Final = "agent"
 @functools.lru_cache(maxsize=4096)
 def agent_role(agent_id: str) -> Role:
     """Role `agent` for one agent: register, keep alive, update the state of and
-    deregister its own instances, and read its own definition."""
+    deregister its own instances, read its own definition, and obtain (renew) a
+    certificate for its own identity."""
     own = (agent_id,)
     return Role(AGENT_ROLE_NAME, (
         Rule((GET,), (AGENTS,), own),
         Rule((CREATE, UPDATE, DELETE), (INSTANCES,), own),
+        Rule((CREATE,), (CERTIFICATES,), own),
     ), description="an agent's own instances (given implicitly to agent identities)")
 
 
@@ -355,12 +365,23 @@ class Authorizer:
         if role is None or role_name in IMPLICIT_ONLY_ROLES:
             return Decision(False, f"role {role_name!r} is not a role a binding may name (roles: {role_names()})",
                             BIND, ROLES, namespace, role_name)
+        return self._can_grant(principal, role, namespace)
+
+    def can_grant_agent(self, principal: Principal, agent_id: str, namespace: str) -> Decision:
+        """May `principal` mint a bootstrap token for agent `agent_id` in `namespace` (role
+        `agent`, which no binding may name)? Only if it holds every rule of that agent's role
+        there (an admin of the namespace does): the token can do nothing its minter cannot."""
+        return self._can_grant(principal, agent_role(agent_id), namespace or "default")
+
+    def _can_grant(self, principal: Principal, role: Role, namespace: str) -> Decision:
+        role_name = role.name
         scope = namespace
         if namespace == SYSTEM_NAMESPACE and role.cluster_scoped:
             scope = ALL_NAMESPACES
-        bind = self.check(principal, BIND, ROLES, scope, role_name)
-        if bind.allowed:
-            return bind
+        if role_name not in IMPLICIT_ONLY_ROLES:
+            bind = self.check(principal, BIND, ROLES, scope, role_name)
+            if bind.allowed:
+                return bind
         lacking: list[str] = []
         for rule in role.rules:
             for verb in rule.verbs:

@@ -2,12 +2,14 @@
 
 Importing this module fills the table (`install()` does it again, idempotently). One
 entry per method of RegistryService, RouterService, SchedulerService, HealthService,
-RbacService, TokenService and AuditService; `tests/unit/test_rbac_methods.py` fails when a method of
+RbacService, TokenService, AuditService and IdentityService; `tests/unit/test_rbac_methods.py` fails when a method of
 those services has none (a method without an entry is refused by the AUTHORIZATION stage
 anyway).
 
 Namespaces come from the request ("" = default, "*" = every namespace); GetStats is the
-exception: its empty namespace means every namespace, so it is read as "*". The name is
+exception: its empty namespace means every namespace, so it is read as "*"; and
+IssueCertificate names nothing: its namespace and name are the caller's own (a certificate
+is only ever issued for the caller's identity). The name is
 the object's id where the request has one. Requests that name an instance only by id
 (KeepAliveInstance, UpdateInstanceState, DeregisterInstance) are `instance_owner`: the
 `agent` role, limited to one agent id, allows them only for that agent's instances
@@ -23,9 +25,18 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from sutradhar._names import ALL_NAMESPACES
-from sutradhar.services.common import rbac
+from sutradhar.services.common import principal, rbac
 from sutradhar.services.common.access import ACCESS, MethodAccess
-from sutradhar.v1 import audit_pb2, health_pb2, rbac_pb2, registry_pb2, router_pb2, scheduler_pb2, tokens_pb2
+from sutradhar.v1 import (
+    audit_pb2,
+    health_pb2,
+    identity_pb2,
+    rbac_pb2,
+    registry_pb2,
+    router_pb2,
+    scheduler_pb2,
+    tokens_pb2,
+)
 
 __all__ = ["CODE_FREE_RUNTIMES", "MESH_SERVICES", "define_code_needed", "install", "methods"]
 
@@ -45,6 +56,7 @@ MESH_SERVICES: Final = tuple(
         (rbac_pb2, "RbacService"),
         (tokens_pb2, "TokenService"),
         (audit_pb2, "AuditService"),
+        (identity_pb2, "IdentityService"),
     )
 )
 
@@ -129,10 +141,24 @@ def _cluster(_request: Any) -> str:
     return ALL_NAMESPACES
 
 
+def _own_namespace(_request: Any) -> str:
+    """The caller's own namespace ("" before authentication found a caller)."""
+    caller = principal.current_or_none()
+    return caller.identity.namespace if caller is not None else ""
+
+
+def _own_name(_request: Any) -> str:
+    """The caller's own name: an agent's id (so role `agent`'s resource names apply), else its name."""
+    caller = principal.current_or_none()
+    if caller is None:
+        return ""
+    return caller.identity.agent_id or caller.identity.name
+
+
 def methods() -> dict[str, MethodAccess]:
     """Full method name -> its access, for every method of `MESH_SERVICES`."""
     r = rbac
-    registry, router, scheduler, health, rbac_service, token_service, audit_service = MESH_SERVICES
+    registry, router, scheduler, health, rbac_service, token_service, audit_service, identity = MESH_SERVICES
     audit_ns = _of("filter", _ns)
     agent_ns, agent_id = _of("agent", _ns), _of("agent", _id)
     inst_ns, inst_agent = _of("instance", _ns), _of("instance", _agent_id)
@@ -197,6 +223,9 @@ def methods() -> dict[str, MethodAccess]:
         # Reading the audit log is its own verb, for listing and following alike.
         f"/{audit_service}/ListAuditEvents": MethodAccess(r.READ, r.AUDIT, audit_ns),
         f"/{audit_service}/WatchAuditEvents": MethodAccess(r.READ, r.AUDIT, audit_ns),
+
+        # Always the caller's own identity: every role of a person or agent grants it.
+        f"/{identity}/IssueCertificate": MethodAccess(r.CREATE, r.CERTIFICATES, _own_namespace, _own_name, True),
     }
     return table
 

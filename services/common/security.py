@@ -80,6 +80,7 @@ class SecurityStack:
         self.bindings: RoleBindingCache | None = None
         self.audit_log: AuditLog | None = None
         self.authorizer: Authorizer | None = None
+        self.verifier: TokenVerifier | None = None
         if config.insecure:
             self.middleware: list[Middleware] = [Authentication.insecure(config.trust_domain)]
             return
@@ -97,11 +98,26 @@ class SecurityStack:
         if keys:
             self.revocations = RevocationCache(store)
             verifier = TokenVerifier.for_mesh(keys, config.trust_domain, is_revoked=self.revocations.is_revoked)
+        self.verifier = verifier
         self.bindings = RoleBindingCache(store)
         self.authorizer = Authorizer(self.bindings, trust_domain=config.trust_domain)
         self.audit_log = audit_log or AuditLog(store)
         self.middleware = [
             Authentication(config.trust_domain, verifier),
+            *audit_stages(self.audit_log),
+            Authorization(self.authorizer),
+        ]
+
+    def tokens_only_middleware(self) -> list[Middleware]:
+        """The stack of a port where a bearer token is the only credential (the registry's
+        bootstrap port): authentication by token alone, the same audit log and authorization."""
+        if self.verifier is None or self.audit_log is None or self.authorizer is None:
+            raise FailedPrecondition(
+                f"the {self.service}'s bootstrap port takes bearer tokens, so it needs a token key: pass "
+                "--token-issuer-key-file or --token-public-key-file (and no --insecure)"
+            )
+        return [
+            Authentication(self.trust_domain, self.verifier, tokens_only=True),
             *audit_stages(self.audit_log),
             Authorization(self.authorizer),
         ]

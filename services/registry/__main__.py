@@ -23,6 +23,9 @@ async def serve(config: RegistryConfig) -> None:
     server = RegistryServer(config)
     await server.start()
     print(f"registry listening on {server.address}", file=sys.stderr, flush=True)
+    if server.bootstrap_address is not None:
+        print(f"registry bootstrap port (bearer token for a certificate) on {server.bootstrap_address}",
+              file=sys.stderr, flush=True)
     if server.token_address:
         print(f"registry token port on {server.token_address}", file=sys.stderr, flush=True)
     try:

@@ -47,6 +47,18 @@ class RegistryConfig(ServiceSecurity):
     token_issuer_key_file: Path | None = None
     """PEM private key (Ed25519 or P-256, 0600) that signs the bearer tokens TokenService mints;
     created there when missing. None: the registry mints no tokens (certificates only)."""
+    ca_dir: Path | None = None
+    """The mesh CA (a directory with ca.pem, ca-key.pem 0600 and bundle.pem, as `sutradhar up` writes
+    in its state directory's pki/) the registry signs certificates with: IdentityService.IssueCertificate
+    issues a caller a certificate for its own identity. None: the registry issues no certificates."""
+    bootstrap_port: int | None = setting(None, kind=PORT)
+    """Port of the bootstrap listener (on `host`): TLS with the registry's certificate but no client
+    certificate, serving only IdentityService.IssueCertificate, where a bearer token (an agent's bootstrap
+    token, a user's token) is exchanged for a certificate. Needs ca_dir and a token key; 0 picks a free
+    port; none: no bootstrap port."""
+    workload_cert_lifetime: timedelta = setting(timedelta(hours=24), kind=POSITIVE_DURATION)
+    """Lifetime of a certificate IssueCertificate gives an agent (renewed by the agent at 70 %); a user's
+    certificate lives no longer, and never past the token (or certificate) it was issued on."""
     log_level: str = log_level_setting("INFO")
     """Logging level of `python -m sutradhar.services.registry`."""
 

@@ -7,9 +7,10 @@ import contextlib
 import logging
 from datetime import timedelta
 
-from sutradhar._errors import SutradharError
+from sutradhar._errors import FailedPrecondition, SutradharError
 from sutradhar._hosting import GrpcHost
 from sutradhar.services.common.audit import AuditLog
+from sutradhar.services.common.authority import load_authority
 from sutradhar.services.common.rolebindings import RoleBindingStore
 from sutradhar.services.common.security import SecurityStack
 from sutradhar.services.common.store import EtcdEndpoint, Store
@@ -18,6 +19,8 @@ from sutradhar.services.registry.agents import Agents
 from sutradhar.services.registry.audit_servicer import SERVICE_NAME as AUDIT_SERVICE_NAME
 from sutradhar.services.registry.audit_servicer import add_audit_service
 from sutradhar.services.registry.config import RegistryConfig
+from sutradhar.services.registry.identity_servicer import SERVICE_NAME as IDENTITY_SERVICE_NAME
+from sutradhar.services.registry.identity_servicer import IdentityServicer, add_identity_service
 from sutradhar.services.registry.instances import Instances
 from sutradhar.services.registry.rbac_servicer import RBAC_SERVICE_NAME, add_rbac_service
 from sutradhar.services.registry.servicer import SERVICE_NAME, RegistryServicer
@@ -27,6 +30,22 @@ from sutradhar.services.registry.watch import Watcher
 from sutradhar.v1 import registry_pb2_grpc
 
 log = logging.getLogger(__name__)
+
+
+def _check_bootstrap(config: RegistryConfig) -> None:
+    if config.bootstrap_port is None:
+        return
+    if config.insecure:
+        raise FailedPrecondition("registry: --bootstrap-port exchanges tokens for certificates; an --insecure "
+                                 "mesh has neither: drop --bootstrap-port or --insecure")
+    if config.ca_dir is None:
+        raise FailedPrecondition("registry: --bootstrap-port issues certificates, so the registry needs the mesh CA: "
+                                 "pass --ca-dir (SUTRADHAR_REGISTRY_CA_DIR), the directory `sutradhar up` makes in "
+                                 "its state directory's pki/")
+    if config.token_issuer_key_file is None and config.token_public_key_file is None:
+        raise FailedPrecondition("registry: --bootstrap-port takes bearer tokens, so the registry needs a token key: "
+                                 "pass --token-issuer-key-file (or --token-public-key-file)")
+
 
 class RegistryServer:
     """The registry service: agent definitions and live instances in etcd.
@@ -58,9 +77,16 @@ class RegistryServer:
             config, self.store, service="registry", audit_log=self.audit_log,
             token_keys=[issuer_key.public_key()] if issuer_key is not None else [],
         )
+        _check_bootstrap(config)
+        identity = None
+        if not config.insecure and config.ca_dir is not None:
+            authority = load_authority(config.ca_dir, config.trust_domain, service="registry",
+                                       purpose="IdentityService issues certificates of the mesh CA")
+            identity = IdentityServicer(authority, lifetime=config.workload_cert_lifetime)
         services = [SERVICE_NAME]
         if not config.insecure:  # the access APIs exist only where there is access control
             services += [RBAC_SERVICE_NAME, AUDIT_SERVICE_NAME] + ([TOKEN_SERVICE_NAME] if issuer_key else [])
+            services += [IDENTITY_SERVICE_NAME] if identity is not None else []
         self._host = GrpcHost(
             service_names=services,
             host=config.host,
@@ -81,6 +107,18 @@ class RegistryServer:
             if issuer_key is not None:
                 issuer = TokenIssuer.for_mesh(issuer_key, config.trust_domain)
                 add_token_service(self._host, store=self.store, issuer=issuer, grants=self.security.authorizer)
+            if identity is not None:
+                add_identity_service(self._host, identity)
+        self._bootstrap: GrpcHost | None = None
+        if identity is not None and config.bootstrap_port is not None:
+            # TLS with the registry's certificate, no client certificate: IssueCertificate only,
+            # for a bearer token (the one credential a party without a certificate has).
+            self._bootstrap = GrpcHost(
+                service_names=[IDENTITY_SERVICE_NAME], host=config.host, port=config.bootstrap_port,
+                max_message_bytes=min(config.max_message_bytes, 1024 * 1024), tls=self.tls,
+                require_client_auth=False, middleware=self.security.tokens_only_middleware(),
+            )
+            add_identity_service(self._bootstrap, identity)
 
     @property
     def port(self) -> int:
@@ -91,6 +129,11 @@ class RegistryServer:
     def address(self) -> str:
         """"host:port" clients dial (after start)."""
         return self._host.address
+
+    @property
+    def bootstrap_address(self) -> str | None:
+        """"host:port" of the bootstrap port (after start); None when there is none."""
+        return self._bootstrap.address if self._bootstrap is not None else None
 
     @property
     def token_address(self) -> str | None:
@@ -108,6 +151,13 @@ class RegistryServer:
         if self.audit_log is not None:
             self._retention = asyncio.create_task(self.audit_log.run_retention(), name="audit-retention")
         await self._host.start()
+        if self._bootstrap is not None:
+            try:
+                await self._bootstrap.start()
+            except BaseException:
+                await self._host.stop(timedelta(0))
+                raise
+            await self._bootstrap.set_serving()
         await self._host.set_serving()
 
     async def stop(self, grace: timedelta = timedelta(seconds=5)) -> None:
@@ -115,6 +165,8 @@ class RegistryServer:
         resume elsewhere), let unary calls finish within `grace`, close etcd."""
         self._closing.set()
         try:
+            if self._bootstrap is not None:
+                await self._bootstrap.stop(grace)
             await self._host.stop(grace)
         finally:
             if self._retention is not None:

@@ -58,6 +58,13 @@ class GrantCheck(Protocol):
         self, principal: Principal, role: str, namespace: str
     ) -> GrantDecision | Awaitable[GrantDecision]: ...
 
+    def can_grant_agent(
+        self, principal: Principal, agent_id: str, namespace: str
+    ) -> GrantDecision | Awaitable[GrantDecision]:
+        """May `principal` mint a bootstrap token for agent `agent_id` (role `agent`, which no
+        binding names, so `can_grant` refuses it)? Only if it holds that agent's rules there."""
+        ...
+
 
 def token_ttl(request: pb.CreateTokenRequest) -> timedelta:
     """The lifetime asked for: DEFAULT_TTL when unset; InvalidArgument naming ``ttl`` outside (0, MAX_TTL]."""
@@ -105,8 +112,11 @@ class TokenServicer(tokens_pb2_grpc.TokenServiceServicer):
         self._issuer = issuer
         self._grants = grants
 
-    async def _check_grant(self, caller: Principal, role: str, namespace: str) -> None:
-        decision = self._grants.can_grant(caller, role, namespace)
+    async def _check_grant(self, caller: Principal, role: str, namespace: str, agent_id: str = "") -> None:
+        if agent_id:
+            decision = self._grants.can_grant_agent(caller, agent_id, namespace)
+        else:
+            decision = self._grants.can_grant(caller, role, namespace)
         if inspect.isawaitable(decision):
             decision = await decision
         if not decision.allowed:
@@ -127,7 +137,7 @@ class TokenServicer(tokens_pb2_grpc.TokenServiceServicer):
                                   field="description")
         token_id = new_token_id()
         subject, role = token_subject(request, self._issuer.trust_domain, namespace, token_id)
-        await self._check_grant(caller, role, namespace)
+        await self._check_grant(caller, role, namespace, request.agent_id)
         minted = self._issuer.mint(subject, namespace, role, ttl, request.description, jti=token_id)
         record = await self._records.create(replace(minted.record, created_by=caller.name))
         return pb.CreateTokenResponse(token=minted.token, record=record)

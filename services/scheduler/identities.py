@@ -30,10 +30,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sutradhar._errors import FailedPrecondition, SutradharError
+from sutradhar._errors import SutradharError
 from sutradhar._identity import SpiffeId
 from sutradhar._tls import TlsFiles
 from sutradhar.services.common.authority import DEFAULT_LEAF_LIFETIME, CertificateAuthority, Renewal
+from sutradhar.services.common.authority import load_authority as load_mesh_authority
 from sutradhar.services.scheduler.clock import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger(__name__)
@@ -70,21 +71,9 @@ class ReplicaTls:
 
 
 def load_authority(ca_dir: Path | None, trust_domain: str) -> CertificateAuthority:
-    """The CA a secured scheduler issues replica certificates with; FailedPrecondition saying
-    how to fix a missing or foreign one."""
-    if ca_dir is None:
-        raise FailedPrecondition(
-            "scheduler: with TLS on, every replica gets its own certificate, so the scheduler needs the mesh CA: "
-            "pass --ca-dir (SUTRADHAR_SCHEDULER_CA_DIR), a directory with ca.pem, ca-key.pem and bundle.pem "
-            "(`sutradhar up` makes it in its state directory's pki/), or run with --insecure for development"
-        )
-    authority = CertificateAuthority.load(ca_dir)
-    if authority.trust_domain != trust_domain:
-        raise FailedPrecondition(
-            f"scheduler: the CA in {ca_dir} issues identities of trust domain {authority.trust_domain!r}, "
-            f"but the scheduler's --trust-domain is {trust_domain!r}; use the same one"
-        )
-    return authority
+    """The CA a secured scheduler issues replica certificates with (`authority.load_authority`)."""
+    return load_mesh_authority(ca_dir, trust_domain, service="scheduler",
+                               purpose="with TLS on, every replica gets its own certificate")
 
 
 class ReplicaIdentities:

@@ -54,6 +54,9 @@ class HeldRolesOnly:
                 return Decision(True)
         return Decision(False, f"it holds {', '.join(f'{g.role} in {g.namespace}' for g in caller.grants)}")
 
+    def can_grant_agent(self, caller: Principal, agent_id: str, namespace: str) -> Decision:
+        return self.can_grant(caller, "admin", namespace)
+
 
 class RaiseRefusal:
     """The part of AUTHORIZATION this test needs: raise what authentication left."""
@@ -271,6 +274,9 @@ async def test_expired_and_foreign_tokens_are_refused_over_grpc(token_server, un
 
 class AllowAll:
     def can_grant(self, caller: Principal, role: str, namespace: str) -> Decision:
+        return Decision(True)
+
+    def can_grant_agent(self, caller: Principal, agent_id: str, namespace: str) -> Decision:
         return Decision(True)
 
 
