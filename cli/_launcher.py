@@ -234,8 +234,8 @@ class Mesh:
         args = [*self.pki.flags(name), "--token-public-key-file", str(self.pki.issuer_public_key)]
         if name in SERVICE_ORDER:
             args += ["--token-port", str(self.token_ports.get(name, getattr(self.ports, f"{name}_token")))]
-        if name == "registry":
-            args += ["--token-issuer-key-file", str(self.pki.issuer_key)]
+        if name == "registry":  # mints tokens; signs certificates for token holders (IdentityService)
+            args += ["--token-issuer-key-file", str(self.pki.issuer_key), "--ca-dir", str(self.pki.directory)]
         if name == "scheduler":
             args += ["--ca-dir", str(self.pki.directory)]
         return args

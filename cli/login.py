@@ -1,8 +1,9 @@
 """`sutradhar login --token-file F`: trade a user token for a certificate and a context.
 
-Every port of a secured mesh requires a client certificate, which a person handed only
-a token (`sutradhar token create --namespace NS --role viewer --subject ci`) lacks. `login`
-exchanges the token at the registry's bootstrap port (`sutradhar._bootstrap`) for a
+The main ports of a secured mesh require a client certificate, which a person handed only
+a token (`sutradhar token create --namespace NS --role viewer --subject ci`) lacks (a token
+alone reaches only the token ports). `login` exchanges the token at the registry's token
+port (or its narrower bootstrap port; `sutradhar._bootstrap`) for a
 certificate of the token's identity, lasting no longer than the token, and writes::
 
     <config>/sutradhar/<context>/cert.pem     the certificate (0644)
@@ -42,7 +43,7 @@ def register(sub: Any) -> None:
     p.add_argument("--token-file", required=True, type=Path,
                    help="file holding your token (from `sutradhar token create`); kept as the context's token-file")
     p.add_argument("--bootstrap", default="", metavar="HOST:PORT",
-                   help="the registry's bootstrap port (default: the current context's bootstrap)")
+                   help="the registry's token port or bootstrap port (default: the current context's bootstrap)")
     p.add_argument("--ca-file", default=None, type=Path, metavar="CA",
                    help="the mesh CA bundle that verifies the registry (default: the current context's)")
     p.add_argument("--context", dest="login_context", default="", metavar="NAME",
@@ -70,8 +71,8 @@ def login(args: argparse.Namespace) -> int:
         base = credentials.context(args.context or None)
         bootstrap = args.bootstrap or (base.bootstrap if base is not None else "")
         if not bootstrap:
-            raise FailedPrecondition("no bootstrap address: pass --bootstrap HOST:PORT, the registry's bootstrap port "
-                                     "(`sutradhar up` prints it; the registry's --bootstrap-port)")
+            raise FailedPrecondition("no bootstrap address: pass --bootstrap HOST:PORT, the registry's token port "
+                                     "(50061 under `sutradhar up`) or its --bootstrap-port")
         check_address(bootstrap)
         ca_file = args.ca_file or (base.certificate_authority if base is not None else None)
         if ca_file is None:

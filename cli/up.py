@@ -167,9 +167,12 @@ def _write_context(mesh: Mesh) -> Path:
         context = Context(mesh.state_dir.name, endpoints, trust_domain=mesh.trust_domain, insecure=True)
     else:
         admin = mesh.pki.ensure(ADMIN_NAME)
+        # A token holder (`sutradhar login`, an agent with a bootstrap token) trades its token
+        # for a certificate at the registry's token port.
+        bootstrap = f"{mesh.host}:{mesh.token_ports['registry']}" if "registry" in mesh.token_ports else ""
         context = Context(mesh.state_dir.name, endpoints, trust_domain=mesh.trust_domain,
                           certificate_authority=admin.trust_bundle, client_certificate=admin.certificate,
-                          client_key=admin.private_key)
+                          client_key=admin.private_key, bootstrap=bootstrap)
     with locked() as credentials:
         credentials = credentials.with_context(context)
         credentials.save()

@@ -13,7 +13,7 @@ default, so no command needs a flag after `up`::
       router: 127.0.0.1:50052
       scheduler: 127.0.0.1:50053
       health: 127.0.0.1:50054
-      bootstrap: 127.0.0.1:50055    # the registry's bootstrap port (`sutradhar login`)
+      bootstrap: 127.0.0.1:50061    # where `sutradhar login` trades a token for a certificate
       trust-domain: sutradhar.local
       certificate-authority: /home/me/.local/state/sutradhar/main-1a2b3c4d5e/pki/bundle.pem
       client-certificate: /home/me/.local/state/sutradhar/main-1a2b3c4d5e/pki/admin.pem
@@ -80,7 +80,8 @@ class Context:
     insecure: bool = False
     namespace: str = ""
     bootstrap: str = ""
-    """The registry's bootstrap port (host:port), where `sutradhar login` trades a token for a certificate."""
+    """Where `sutradhar login` trades a token for a certificate (host:port): the registry's token
+    port (`sutradhar up` writes it), or its narrower --bootstrap-port."""
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any], where: str) -> Context:
