@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from sutradhar._files import write_atomically
 from sutradhar._identity import SpiffeId
 from sutradhar._tls import TlsFiles
 from sutradhar.services.common.authority import (
@@ -26,7 +27,6 @@ from sutradhar.services.common.authority import (
     DEFAULT_LEAF_LIFETIME,
     CertificateAuthority,
     Renewal,
-    write_private,
 )
 from sutradhar.services.common.etcd_server import ETCD_SERVICE_NAME, etcd_client_name
 from sutradhar.services.common.tokens import IssuerKey
@@ -55,7 +55,7 @@ class MeshPki:
         self.authority = CertificateAuthority.load_or_create(self.directory, self.trust_domain)
         issuer = IssuerKey.load_or_create(self.issuer_key)
         if not self.issuer_public_key.exists() or self.issuer_public_key.read_bytes() != issuer.public_pem():
-            write_private(self.issuer_public_key, issuer.public_pem(), mode=0o644)
+            write_atomically(self.issuer_public_key, issuer.public_pem(), mode=0o644)
 
     @classmethod
     def existing(cls, directory: Path) -> MeshPki | None:

@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -42,6 +41,7 @@ import grpc
 import yaml
 
 from sutradhar._errors import FailedPrecondition, InvalidArgument
+from sutradhar._files import write_atomically
 from sutradhar._identity import DEFAULT_TRUST_DOMAIN, SpiffeId
 from sutradhar._tls import TlsFiles, TlsSource, expected_peer_options, secure_channel
 
@@ -268,17 +268,7 @@ class CredentialFile:
             "current-context": self.current,
             "contexts": [c.to_mapping() for c in self.contexts],
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w") as out:
-                yaml.safe_dump(data, out, sort_keys=False)
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_atomically(self.path, yaml.safe_dump(data, sort_keys=False).encode())
 
 
 @contextlib.contextmanager

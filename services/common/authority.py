@@ -22,10 +22,7 @@ whoever wrote them (`sutradhar._tls`).
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from sutradhar._errors import FailedPrecondition
+from sutradhar._files import write_atomically
 from sutradhar._identity import SpiffeId, validate_trust_domain
 from sutradhar._tls import TlsFiles, TlsMaterial, renew_at
 
@@ -68,21 +66,6 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def write_private(path: Path, data: bytes, *, mode: int = 0o600) -> None:
-    """Write `data` to `path` atomically (a reader sees the old or the new file), created with `mode`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 @dataclass(frozen=True)
 class IssuedCertificate:
     """A certificate the CA issued, its key and the trust bundle, as PEM."""
@@ -98,9 +81,9 @@ class IssuedCertificate:
         """Write the three files (key 0600, the others 0644), each atomically; the key
         first, then the certificate, so a reader never pairs a new certificate with an old key
         for long (`TlsSource` keeps the old material until the pair loads)."""
-        write_private(files.private_key, self.private_key)
-        write_private(files.certificate, self.certificate_chain, mode=0o644)
-        write_private(files.trust_bundle, self.trust_bundle, mode=0o644)
+        write_atomically(files.private_key, self.private_key)
+        write_atomically(files.certificate, self.certificate_chain, mode=0o644)
+        write_atomically(files.trust_bundle, self.trust_bundle, mode=0o644)
 
 
 class CertificateAuthority:
@@ -190,9 +173,9 @@ class CertificateAuthority:
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        write_private(directory / CA_KEY, _key_pem(self.key))
-        write_private(directory / CA_CERT, _pem(self.certificate), mode=0o644)
-        write_private(directory / BUNDLE, self.bundle_pem(), mode=0o644)
+        write_atomically(directory / CA_KEY, _key_pem(self.key))
+        write_atomically(directory / CA_CERT, _pem(self.certificate), mode=0o644)
+        write_atomically(directory / BUNDLE, self.bundle_pem(), mode=0o644)
 
     def bundle_pem(self) -> bytes:
         return b"".join(_pem(ca) for ca in self.bundle)
