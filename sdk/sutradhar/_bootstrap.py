@@ -15,7 +15,8 @@ The client verifies the bootstrap port against the mesh CA file it was given, as
 the registry's identity (``registry.service.sutradhar-system.<td>``), so the token
 goes to the mesh's registry only. `IssuedTlsSource` keeps the material in memory
 (nothing is written to disk) and renews it at 70 % of its life over the registry's
-mTLS port, presenting the current certificate (no token needed); if that fails
+mTLS port, presenting the current certificate and the token (a certificate is issued
+for a live token only, so revoking the token ends the identity); if that fails
 until the certificate has expired (the agent was stopped for long), it bootstraps
 again with the token file, read anew. docs/security.md ("Agents outside the
 scheduler") describes the exchange for other languages.
@@ -136,14 +137,15 @@ async def bootstrap_certificate(
 
 
 async def renew_certificate(
-    address: str, source: TlsSource, *, timeout: timedelta = DEFAULT_TIMEOUT
+    address: str, source: TlsSource, token: str, *, timeout: timedelta = DEFAULT_TIMEOUT
 ) -> TlsMaterial:
     """A new certificate for `source`'s identity from the registry's mTLS port `address`,
-    asked for with `source`'s current certificate."""
+    asked for with `source`'s current certificate and the token (the registry issues
+    certificates for live tokens only, so a revoked token ends the identity)."""
     trust_domain = source.identity.trust_domain
     channel = secure_channel(address, source, expected=_registry(trust_domain))
     try:
-        return _check_domain(await issue_certificate(channel, timeout=timeout), trust_domain)
+        return _check_domain(await issue_certificate(channel, token=token, timeout=timeout), trust_domain)
     finally:
         await channel.close()
 
@@ -229,7 +231,8 @@ class Bootstrap:
         """The next certificate: over the mTLS port with the current one while it is valid,
         else (or without an mTLS address) from the bootstrap port with the token."""
         if self.renew_address and not source.current().expired():
-            return await renew_certificate(self.renew_address, source, timeout=self.timeout)
+            token = read_token_file(self.token_file)
+            return await renew_certificate(self.renew_address, source, token, timeout=self.timeout)
         return await self.obtain()
 
     async def source(self) -> IssuedTlsSource:

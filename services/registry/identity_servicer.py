@@ -18,6 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from sutradhar._errors import PermissionDenied
 from sutradhar._hosting import GrpcHost
 from sutradhar.services.common import principal
 from sutradhar.services.common.authority import DEFAULT_LEAF_LIFETIME, CertificateAuthority
@@ -55,6 +56,14 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: pb.IssueCertificateRequest, context: grpc.aio.ServicerContext
     ) -> pb.IssueCertificateResponse:
         caller = principal.current()
+        if caller.via != principal.TOKEN:
+            # A certificate is only ever traded for a live token: revoking (or letting expire) the
+            # token that bootstrapped an identity ends it within one certificate's life.
+            raise PermissionDenied(
+                f"{caller.name} may not obtain a certificate with a certificate alone: IssueCertificate needs the "
+                "bearer token the identity was given (authorization: Bearer ...), which must still be valid "
+                "and not revoked; mint a new one with `sutradhar token create` if it is gone"
+            )
         key = requested_key(request.csr_pem, caller.identity)
         now = self._now()
         lifetime = certificate_lifetime(caller, now, self._lifetime, peer_not_after=peer_not_after(context))

@@ -170,7 +170,8 @@ async def test_an_agent_with_only_a_bootstrap_token_registers_and_is_routed_to(
 
 
 async def test_a_bootstrap_token_gets_its_own_identity_only(mesh: SecureMesh, unique: str) -> None:
-    token = (await mint(mesh, namespace=unique, agent_id="echo")).token
+    minted = await mint(mesh, namespace=unique, agent_id="echo")
+    token = minted.token
     echo = SpiffeId.agent(TD, unique, "echo")
     other = SpiffeId.agent(TD, unique, "other")
     for names in ([x509.UniformResourceIdentifier(str(other))], [x509.DNSName(other.dns_name())],
@@ -198,9 +199,24 @@ async def test_a_bootstrap_token_gets_its_own_identity_only(mesh: SecureMesh, un
                 namespace=unique, agent_id="other", endpoint="127.0.0.1:1", identity=str(other)),
                 ttl=timedelta(seconds=10))
         assert "other" in str(refused.value)
-        # and over the mTLS port, renewal is for the certificate's identity too
-        renewed = await renew_certificate(mesh.registry.address, TlsSource(material=material))
+        # over the mTLS port, renewal is for the certificate's identity too, and needs the live token
+        renewed = await renew_certificate(mesh.registry.address, TlsSource(material=material), token)
         assert renewed.identity == echo
+        with pytest.raises(PermissionDenied, match="certificate alone"):
+            await renew_certificate(mesh.registry.address, TlsSource(material=material), "")
+    async with mesh.registry_client() as admin:
+        await tokens_pb2_grpc.TokenServiceStub(admin.channel).RevokeToken(
+            tokens_pb2.RevokeTokenRequest(namespace=unique, id=minted.record.id), timeout=10)
+
+    async def refused_after_revocation() -> bool:
+        try:
+            await renew_certificate(mesh.registry.address, TlsSource(material=material), token)
+        except Unauthenticated as err:
+            return "revoked" in str(err)
+        return False
+
+    # revoking the bootstrap token ends the identity at its next renewal
+    await eventually(refused_after_revocation, within=10, period=0.2, what="renewal refused after revocation")
 
 
 def _b64(data: bytes) -> str:
@@ -274,7 +290,7 @@ async def test_certificate_lifetimes_are_bounded(mesh: SecureMesh, unique: str) 
     assert material.not_after >= token_end - timedelta(seconds=30)
     # the user certificate alone carries no role, so it renews nothing (its token does)
     with pytest.raises(PermissionDenied):
-        await renew_certificate(mesh.registry.address, TlsSource(material=material))
+        await renew_certificate(mesh.registry.address, TlsSource(material=material), "")
 
     agent = await mint(mesh, namespace=unique, agent_id="echo", ttl=timedelta(minutes=10))
     issued = await bootstrap_certificate(bootstrap_address(mesh), agent.token, bundle(mesh), TD)
