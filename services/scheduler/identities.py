@@ -24,6 +24,7 @@ starts replicas with ``SUTRADHAR_INSECURE=1`` instead.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -92,6 +93,9 @@ class ReplicaIdentities:
         self.lifetime = lifetime
         self.clock = clock
         self.renewals: dict[tuple[str, str], Renewal] = {}
+        self.owners: dict[tuple[str, str], tuple[int, int]] = {}
+        """(namespace, replica id) -> the uid and gid that must own its files (a container
+        replica runs as another user than the scheduler)."""
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.now(), UTC)
@@ -102,32 +106,48 @@ class ReplicaIdentities:
     def directory(self, namespace: str, replica_id: str) -> Path:
         return self.root / namespace / replica_id
 
-    def issue(self, namespace: str, agent_id: str, replica_id: str) -> ReplicaTls:
-        """A fresh certificate for the replica (before it starts), renewed from now on."""
+    def issue(
+        self, namespace: str, agent_id: str, replica_id: str, *, owner: tuple[int, int] | None = None
+    ) -> ReplicaTls:
+        """A fresh certificate for the replica (before it starts), renewed from now on; its
+        directory and files owned by `owner` (uid, gid) when given, else by this process."""
         tls = ReplicaTls(self.identity(namespace, agent_id, replica_id), self.directory(namespace, replica_id))
         tls.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        key = (namespace, replica_id)
+        if owner is not None:
+            self.owners[key] = owner
         renewal = Renewal(self.authority, tls.identity, tls.files(), lifetime=self.lifetime)
-        self._renew(renewal)
-        self.renewals[(namespace, replica_id)] = renewal
+        self._renew(key, renewal)
+        self.renewals[key] = renewal
         return tls
 
-    def _renew(self, renewal: Renewal) -> None:
-        """Issue and write; the next renewal at 70 % of the new certificate's validity."""
+    def _renew(self, key: tuple[str, str], renewal: Renewal) -> None:
+        """Issue and write (handing the files to the replica's user); the next renewal at 70 %
+        of the new certificate's validity."""
         renewal.renew(now=self._now)
+        owner = self.owners.get(key)
+        if owner is not None:
+            files = renewal.files
+            for path in (files.certificate.parent, files.certificate, files.private_key, files.trust_bundle):
+                os.chown(path, *owner)
 
-    def adopt(self, namespace: str, agent_id: str, replica_id: str) -> ReplicaTls:
+    def adopt(
+        self, namespace: str, agent_id: str, replica_id: str, *, owner: tuple[int, int] | None = None
+    ) -> ReplicaTls:
         """Keep renewing a running replica's certificate (after a leader change): its files as
         they are when they load, else a new certificate."""
         tls = ReplicaTls(self.identity(namespace, agent_id, replica_id), self.directory(namespace, replica_id))
         key = (namespace, replica_id)
         if key in self.renewals:
             return tls
+        if owner is not None:
+            self.owners[key] = owner
         try:
             material = tls.files().load()
         except SutradharError:
-            return self.issue(namespace, agent_id, replica_id)
+            return self.issue(namespace, agent_id, replica_id, owner=owner)
         if material.identity != tls.identity:
-            return self.issue(namespace, agent_id, replica_id)
+            return self.issue(namespace, agent_id, replica_id, owner=owner)
         self.renewals[key] = Renewal(
             self.authority, tls.identity, tls.files(), lifetime=self.lifetime, next_renewal=material.renew_at()
         )
@@ -141,7 +161,7 @@ class ReplicaIdentities:
             if not renewal.due(self._now):
                 continue
             try:
-                self._renew(renewal)
+                self._renew((namespace, replica_id), renewal)
             except (OSError, SutradharError) as err:
                 log.warning("renewing the certificate of replica %s/%s failed: %s", namespace, replica_id, err)
                 continue
@@ -151,6 +171,7 @@ class ReplicaIdentities:
     def remove(self, namespace: str, replica_id: str) -> None:
         """The replica is gone: stop renewing, delete its files."""
         self.renewals.pop((namespace, replica_id), None)
+        self.owners.pop((namespace, replica_id), None)
         shutil.rmtree(self.directory(namespace, replica_id), ignore_errors=True)
 
     def keep_only(self, live: Iterable[tuple[str, str]]) -> None:

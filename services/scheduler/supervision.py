@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
@@ -41,6 +42,7 @@ from sutradhar.services.scheduler.runtimes.base import (
     ReplicaSpec,
     Runtime,
 )
+from sutradhar.services.scheduler.runtimes.container_config import CONTAINER_USER
 from sutradhar.services.scheduler.runtimes.loader import RuntimeSet
 from sutradhar.services.scheduler.slots import LABEL_VERSION, Key, Slot, crashed, reset_if_stable, restart_backoff
 from sutradhar.services.scheduler.spec import fixed_port
@@ -96,6 +98,15 @@ async def probe_ready(
     return await probers.check(endpoint, settings, identity=identity, instance_id=replica.replica_id)
 
 
+def replica_files_owner(runtime: str) -> tuple[int, int] | None:
+    """Who must own a replica's certificate files: a container replica of a root scheduler runs
+    as the agent image's unprivileged user (`CONTAINER_USER`), which must read its key; any
+    other replica runs as this process's user, which owns them already."""
+    if runtime == "container" and os.geteuid() == 0:
+        return CONTAINER_USER
+    return None
+
+
 class Supervisor:
     """Starts, monitors, restarts and stops replicas; owns the slots."""
 
@@ -144,7 +155,7 @@ class Supervisor:
         if self.identities is None or runtime not in CERTIFIED_RUNTIMES:
             return ""
         make = self.identities.adopt if adopt else self.identities.issue
-        return str(make(slot.namespace, agent_id, slot.id).identity)
+        return str(make(slot.namespace, agent_id, slot.id, owner=replica_files_owner(runtime)).identity)
 
     def replica_tls(self, slot: Slot) -> ReplicaTls | None:
         """The certificate directory of `slot`'s replica, once `replica_identity` issued it."""

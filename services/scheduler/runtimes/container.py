@@ -25,7 +25,8 @@ published port to reach it; the host side stays bound to loopback),
 the spec's env (later wins), then how to serve: with a certificate (a secured
 scheduler), the replica's certificate directory mounted read-only at
 ``/run/sutradhar/tls`` with ``SUTRADHAR_TLS_*`` pointing there, and the container
-runs as the scheduler's user so that it can read its 0600 key; else
+runs as a user that can read its 0600 key: the image's unprivileged 65534 (the
+files are handed to it) under a root scheduler, else the scheduler's own user; else
 ``SUTRADHAR_INSECURE=1`` (and ``SUTRADHAR_PUBLISHED_ON_LOOPBACK=1``: the agent may
 listen on 0.0.0.0 inside, as the port is published on the host's loopback only).
 
@@ -75,6 +76,7 @@ from sutradhar.services.scheduler.runtimes.base import (
     security_env,
 )
 from sutradhar.services.scheduler.runtimes.config_schemas import validate_runtime_config
+from sutradhar.services.scheduler.runtimes.container_config import CONTAINER_USER
 from sutradhar.services.scheduler.spec import CONTAINER_MIN_MEMORY
 
 try:  # the `docker` package comes with the mesh extra
@@ -395,8 +397,12 @@ class ContainerRuntime:
             init=True,  # docker-init reaps zombies and forwards SIGTERM
             binds=({str(spec.tls.directory): {"bind": CONTAINER_MOUNT, "mode": "ro"}} if spec.tls else None),
         )
-        # A replica with a certificate runs as the scheduler's user, so it can read its 0600 key.
-        user = f"{os.getuid()}:{os.getgid()}" if spec.tls is not None else None
+        # A replica with a certificate must read its 0600 key: a root scheduler hands the files to
+        # the unprivileged CONTAINER_USER and runs it as that; another scheduler runs it as itself.
+        user = None
+        if spec.tls is not None:
+            uid, gid = CONTAINER_USER if os.geteuid() == 0 else (os.getuid(), os.getgid())
+            user = f"{uid}:{gid}"
         with translate_docker_errors(image=image):
             try:
                 created = api.create_container(

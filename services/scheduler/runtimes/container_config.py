@@ -27,3 +27,8 @@ SCHEMA: Final = ConfigSchema(
     fields={"image": None, "env": check_env, "port": check_port, "command": check_command},
     check=_image,
 )
+
+
+#: The unprivileged uid:gid every container replica with a certificate runs as when the
+#: scheduler is root (images/agent/Dockerfile's USER): its certificate files are handed to it.
+CONTAINER_USER = (65534, 65534)
