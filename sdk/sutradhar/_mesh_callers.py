@@ -26,6 +26,7 @@ import grpc
 from sutradhar._errors import InvalidArgument, PermissionDenied, Unauthenticated
 from sutradhar._identity import SERVICE, SYSTEM_NAMESPACE, SpiffeId
 from sutradhar._middleware import Method, Stage, Streaming, Unary
+from sutradhar._tls import peer_spiffe_id
 
 #: The mesh services that call agents.
 AGENT_CALLERS: Final = frozenset({"router", "health", "scheduler"})
@@ -67,13 +68,13 @@ class MeshCallers:
 
     def check(self, context: grpc.aio.ServicerContext) -> None:
         """Raise unless the peer's certificate is a mesh service that calls agents."""
-        peers = context.auth_context().get("peer_spiffe_id")
-        if not peers:
+        peer = peer_spiffe_id(context)
+        if peer is None:
             raise Unauthenticated(
                 f"{self.agent} takes calls over mutual TLS from the mesh's router, health and scheduler only; "
                 "this call presented no certificate with a SPIFFE ID (exactly one spiffe:// URI SAN)"
             )
-        verdict = self._verdict(peers[0])
+        verdict = self._verdict(peer)
         if verdict:
             raise PermissionDenied(verdict)
 

@@ -52,6 +52,7 @@ __all__ = [
     "TlsMaterial",
     "TlsSource",
     "identity_of_certificate",
+    "peer_spiffe_id",
     "renew_at",
     "secure_channel",
     "server_credentials",
@@ -257,6 +258,18 @@ def server_credentials(source: TlsSource, *, require_client_auth: bool = True) -
     return grpc.dynamic_ssl_server_credentials(
         configuration(source.current()), fetch, require_client_authentication=require_client_auth
     )
+
+
+def peer_spiffe_id(context: grpc.aio.ServicerContext) -> bytes | None:
+    """The SPIFFE ID of the calling peer's certificate (raw bytes), None when it presented none
+    or more than one (as gRPC's own ``peer_spiffe_id``). Read from `peer_identities()` (the
+    certificate's SANs, about 1.5 µs a call) rather than `auth_context()`, which rebuilds a
+    dictionary holding the whole PEM certificate on every call (about 12 µs)."""
+    identities = context.peer_identities()
+    if not identities:
+        return None
+    found = [value for value in identities if value.startswith(b"spiffe://")]
+    return found[0] if len(found) == 1 else None
 
 
 def channel_credentials(material: TlsMaterial) -> grpc.ChannelCredentials:

@@ -8,7 +8,7 @@ Per call, `Authentication` finds the caller and puts it in
    ``via="token"``, the token's id and grants, and the connection's
    certificate identity as `peer`. A token that is present but invalid is
    refused; the certificate does not stand in for it;
-2. else the peer certificate: ``peer_spiffe_id`` of `context.auth_context()`
+2. else the peer certificate: its one SPIFFE ID (`sutradhar._tls.peer_spiffe_id`)
    (gRPC sets it only for a certificate with exactly one spiffe URI SAN),
    parsed once per distinct value and kept -> ``via="certificate"``;
 3. else nobody: `principal.CURRENT` stays unset and `principal.REFUSAL` holds
@@ -45,6 +45,7 @@ import grpc
 from sutradhar._errors import InvalidArgument, Unauthenticated
 from sutradhar._identity import SYSTEM_NAMESPACE, SpiffeId, validate_trust_domain
 from sutradhar._middleware import Method, Stage, Streaming, Unary
+from sutradhar._tls import peer_spiffe_id
 from sutradhar.services.common import principal
 from sutradhar.services.common.principal import CERTIFICATE, INSECURE, TOKEN, Principal
 from sutradhar.services.common.tokens import TokenVerifier
@@ -70,7 +71,6 @@ HOW_TO_BOOTSTRAP: Final = (
 )
 
 _AUTHORIZATION: Final = "authorization"
-_PEER_SPIFFE_ID: Final = "peer_spiffe_id"
 #: Distinct certificate identities whose parse is kept (then the cache starts over).
 _MAX_PEERS: Final = 10_000
 
@@ -123,11 +123,9 @@ class Authentication:
 
     # -- finding the caller ----------------------------------------------------
 
-    def _peer_identity(self, auth_context: dict[str, list[bytes]]) -> SpiffeId | Unauthenticated | None:
-        values = auth_context.get(_PEER_SPIFFE_ID)
-        if not values:
+    def _peer_identity(self, raw: bytes | None) -> SpiffeId | Unauthenticated | None:
+        if raw is None:
             return None
-        raw = values[0]
         known = self._peers.get(raw)
         if known is not None:
             return known
@@ -168,7 +166,7 @@ class Authentication:
         """The caller of the call `context` belongs to, or why there is none."""
         if self._anonymous is not None:
             return Principal(identity=self._anonymous.identity, via=INSECURE, source=context.peer())
-        peer = None if self._tokens_only else self._peer_identity(context.auth_context())
+        peer = None if self._tokens_only else self._peer_identity(peer_spiffe_id(context))
         bearer = self._bearer(context.invocation_metadata() or ())
         if isinstance(bearer, Unauthenticated):
             return bearer

@@ -40,6 +40,9 @@ class Context:
     def auth_context(self) -> dict[str, list[bytes]]:
         return self.auth
 
+    def peer_identities(self) -> list[bytes] | None:
+        return self.auth.get("peer_spiffe_id")
+
     def peer(self) -> str:
         return "ipv4:127.0.0.1:5555"
 
@@ -77,8 +80,8 @@ def test_the_peer_certificate_makes_the_principal_and_its_parse_is_kept() -> Non
     auth = authn()
     got, refusal = asyncio.run(seen(auth, Context(spiffe=str(REPLICA).encode())))
     assert refusal is None and got == Principal(identity=REPLICA, via="certificate", peer=REPLICA)
-    first = auth._peer_identity({"peer_spiffe_id": [str(REPLICA).encode()]})
-    assert auth._peer_identity({"peer_spiffe_id": [str(REPLICA).encode()]}) is first
+    first = auth._peer_identity(str(REPLICA).encode())
+    assert auth._peer_identity(str(REPLICA).encode()) is first
 
 
 @pytest.mark.parametrize(("context", "expected"), [
