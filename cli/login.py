@@ -33,7 +33,7 @@ from sutradhar._errors import FailedPrecondition, InvalidArgument
 from sutradhar._identity import DEFAULT_TRUST_DOMAIN, SYSTEM_NAMESPACE
 from sutradhar._tls import TlsFiles
 from sutradhar.cli._rpc import check_address
-from sutradhar.services.common.authority import IssuedCertificate
+from sutradhar.services.common.authority import IssuedCertificate, ca_trust_domain
 
 _CONTEXT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
 
@@ -53,16 +53,12 @@ def register(sub: Any) -> None:
 
 
 def _trust_domain_of_bundle(bundle: bytes) -> str | None:
-    """The trust domain in the first CA certificate's spiffe:// URI SAN, if any."""
+    """The trust domain the bundle's first CA certificate names, if any."""
     try:
         first = x509.load_pem_x509_certificates(bundle)[0]
-        sans = first.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except (ValueError, IndexError, x509.ExtensionNotFound):
+    except (ValueError, IndexError):
         return None
-    for uri in sans.get_values_for_type(x509.UniformResourceIdentifier):
-        if uri.startswith("spiffe://"):
-            return uri.removeprefix("spiffe://").rstrip("/")
-    return None
+    return ca_trust_domain(first)
 
 
 def login(args: argparse.Namespace) -> int:

@@ -292,12 +292,20 @@ class Renewal:
         return self.next_renewal is None or now() >= self.next_renewal
 
 
-def _trust_domain_of(certificate: x509.Certificate) -> str:
+def ca_trust_domain(certificate: x509.Certificate) -> str | None:
+    """The trust domain a CA certificate names in its ``spiffe://<td>`` URI SAN, None when none."""
     try:
         sans = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
-        raise FailedPrecondition("the CA certificate names no trust domain (no spiffe:// URI SAN)") from None
+        return None
     for uri in sans.get_values_for_type(x509.UniformResourceIdentifier):
         if uri.startswith("spiffe://"):
             return uri.removeprefix("spiffe://").rstrip("/")
-    raise FailedPrecondition("the CA certificate names no trust domain (no spiffe:// URI SAN)")
+    return None
+
+
+def _trust_domain_of(certificate: x509.Certificate) -> str:
+    domain = ca_trust_domain(certificate)
+    if domain is None:
+        raise FailedPrecondition("the CA certificate names no trust domain (no spiffe:// URI SAN)")
+    return domain
