@@ -26,6 +26,9 @@ passed in::
     AUTHORIZATION   may they call this method on this namespace
     RATE_LIMIT      per namespace / per caller limits, after authorization,
                     so a caller who may not call cannot drain a bucket
+    AUDIT_GATE      writes an allowed mutation's audit record before its
+                    handler runs (inside RATE_LIMIT: a refused flood writes
+                    nothing to etcd)
 
 Stages outside AUTHENTICATION (tracing, metrics) see a refused call as the
 `SutradharError` it raised (`.code` is its status), since ERRORS turns
@@ -144,6 +147,7 @@ class Stage(IntEnum):
     AUDIT = 40
     AUTHORIZATION = 50
     RATE_LIMIT = 60
+    AUDIT_GATE = 70
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ It comes as two middleware made together, `AuditMiddleware.stages`:
   raised inside it) gets one record: RESPONSE_COMPLETE, decision DENY, the
   reason. A mutation whose record was written before its handler is
   completed here with its status.
-- `AuditGate` (``Stage.RATE_LIMIT``, so inside AUTHORIZATION: only calls it
+- `AuditGate` (``Stage.AUDIT_GATE``, so inside AUTHORIZATION and RATE_LIMIT: only calls it
   allowed get there) writes a mutation's record, REQUEST_RECEIVED with
   decision ALLOW, *before* the handler runs. When that write fails the call
   fails UNAVAILABLE and the handler never runs (Nomad's "enforced"
@@ -339,12 +339,12 @@ def _status(err: BaseException | None, context: grpc.aio.ServicerContext) -> tup
 
 
 class AuditGate:
-    """``Stage.RATE_LIMIT``: writes an allowed mutation's record before its handler runs.
+    """``Stage.AUDIT_GATE``: writes an allowed mutation's record before its handler runs.
 
     Made by `AuditMiddleware` (use its `stages`); on its own it does nothing.
     """
 
-    stage = Stage.RATE_LIMIT
+    stage = Stage.AUDIT_GATE
 
     def __init__(self, outer: AuditMiddleware) -> None:
         self._outer = outer

@@ -43,6 +43,10 @@ LOAD: Final = "load"
 TOKENS: Final = "tokens"
 ROLEBINDINGS: Final = "rolebindings"
 AUDIT: Final = "audit"
+SECRETS: Final = "secrets"
+CONFIGMAPS: Final = "configmaps"
+RESOURCEQUOTAS: Final = "resourcequotas"
+RATELIMITS: Final = "ratelimits"
 
 
 def namespace_or_default(namespace: str) -> str:

@@ -48,7 +48,9 @@ __all__ = [
     "BOOTSTRAP_ADMIN_NAME",
     "BUILTIN_ROLES",
     "DEFINE_CODE",
+    "GOVERNANCE",
     "IMPLICIT_ONLY_ROLES",
+    "READ_VALUE",
     "RESOURCES",
     "VERBS",
     "Authorizer",
@@ -70,9 +72,13 @@ EXECUTE, DRAIN, SCALE, ROLLOUT, LOGS, READ, BIND = "execute", "drain", "scale", 
 DEFINE_CODE: Final = "define-code"
 """The admin-only verb on agents: register or change an agent whose runtime runs code on
 the host (a process command, a container image, an in-process class)."""
+READ_VALUE: Final = "read-value"
+"""The verb on secrets that reveals their values; `get` and `list` show only names and
+keys. Admins of the namespace and the mesh services (the scheduler hands values to
+replicas) hold it; operators write secrets without it."""
 
 VERBS: Final = (GET, LIST, WATCH, CREATE, UPDATE, DELETE, EXECUTE, DRAIN, SCALE, ROLLOUT, LOGS, READ,
-                DEFINE_CODE, BIND)
+                DEFINE_CODE, BIND, READ_VALUE)
 """Every verb a rule may name (besides "*")."""
 
 AGENTS, INSTANCES, DEPLOYMENTS, HEALTH, STATS = "agents", "instances", "deployments", "health", "stats"
@@ -82,8 +88,14 @@ CERTIFICATES: Final = "certificates"
 """Certificates of the mesh CA (IdentityService/IssueCertificate): always for the caller's
 own identity, so `create` on it is granted to every role a person or agent holds."""
 
+SECRETS, CONFIGMAPS, RESOURCEQUOTAS, RATELIMITS = "secrets", "configmaps", "resourcequotas", "ratelimits"
+GOVERNANCE: Final = (RESOURCEQUOTAS, RATELIMITS)
+"""What bounds a namespace (its quotas and its namespace and per-caller rate limits): an
+admin of the namespace reads them, only a cluster-admin writes them (as in Kubernetes,
+where a namespace admin cannot raise its own ResourceQuota)."""
+
 RESOURCES: Final = (AGENTS, INSTANCES, DEPLOYMENTS, HEALTH, STATS, LOGS_RESOURCE, TOKENS, ROLEBINDINGS, AUDIT,
-                    MEMBERS, ROLES, CERTIFICATES)
+                    MEMBERS, ROLES, CERTIFICATES, SECRETS, CONFIGMAPS, RESOURCEQUOTAS, RATELIMITS)
 """Every resource a rule may name (besides "*")."""
 
 BOOTSTRAP_ADMIN_NAME: Final = "admin"
@@ -137,7 +149,7 @@ class Role:
 
 
 _READ = (GET, LIST, WATCH)
-_VIEWED = (AGENTS, INSTANCES, DEPLOYMENTS, HEALTH, STATS)
+_VIEWED = (AGENTS, INSTANCES, DEPLOYMENTS, HEALTH, STATS, CONFIGMAPS, RESOURCEQUOTAS, RATELIMITS)
 # A certificate for one's own identity (`sutradhar login`): the identity is the caller's
 # already, so holding any role is reason enough; nobody gets one for another identity.
 _OWN_CERTIFICATE: Final = Rule((CREATE,), (CERTIFICATES,))
@@ -146,7 +158,7 @@ VIEWER: Final = Role("viewer", (
     Rule(_READ, _VIEWED),
     Rule((GET, LIST), (ROLES,)),  # `sutradhar roles`: the built-in roles are no secret
     _OWN_CERTIFICATE,
-), description="read agents, instances, deployments, health and stats")
+), description="read agents, instances, deployments, health, stats, configmaps, quotas and rate limits")
 INVOKER: Final = Role("invoker", (Rule((EXECUTE,), (AGENTS,)), _OWN_CERTIFICATE),
                       description="route tasks to agents (nothing else)")
 OPERATOR: Final = Role("operator", (
@@ -154,10 +166,19 @@ OPERATOR: Final = Role("operator", (
     Rule((CREATE, UPDATE, DELETE, SCALE, ROLLOUT, LOGS), (DEPLOYMENTS,)),
     Rule((DRAIN,), (INSTANCES, HEALTH)),
     Rule((EXECUTE,), (AGENTS,)),
-), description="viewer + deploy, scale, roll out, drain, read logs, execute")
-ADMIN: Final = Role("admin", (Rule((ALL,), (ALL,)),), description=(
+    # secrets: write them and see their names and keys, never their values (read-value)
+    Rule((GET, LIST, WATCH, CREATE, UPDATE, DELETE), (SECRETS,)),
+    Rule((CREATE, UPDATE, DELETE), (CONFIGMAPS,)),
+), description="viewer + deploy, scale, roll out, drain, read logs, execute, write secrets and configmaps")
+ADMIN: Final = Role("admin", (
+    Rule((ALL,), tuple(resource for resource in RESOURCES if resource not in (*GOVERNANCE, ROLES))),
+    # not `bind` on roles: that would let it bind cluster-admin in its namespace, which
+    # writes the namespace's quotas and rate limits (it grants the roles whose rules it holds)
+    Rule((GET, LIST), (ROLES,)),
+    Rule(_READ, GOVERNANCE),
+), description=(
     "everything in the namespace: agents (with define-code: runtimes that run code), "
-    "rolebindings, tokens, audit"))
+    "rolebindings, tokens, audit, secret values; reads (not writes) its quotas and rate limits"))
 CLUSTER_ADMIN: Final = Role("cluster-admin", (Rule((ALL,), (ALL,)),), cluster_scoped=True,
                             description="everything in every namespace, and the mesh itself (members)")
 MESH_SERVICE: Final = Role("mesh-service", (
@@ -171,6 +192,10 @@ MESH_SERVICE: Final = Role("mesh-service", (
     # scheduler: UndoRollout writes back an earlier agent definition (UpdateAgent), code
     # included. The scheduler already runs every agent's code, so this adds no power.
     Rule((UPDATE, DEFINE_CODE), (AGENTS,)),
+    # scheduler: resolves the secrets and configmaps replicas reference and checks
+    # quotas; router: watches rate limits.
+    Rule((GET, LIST, WATCH, READ_VALUE), (SECRETS,)),
+    Rule(_READ, (CONFIGMAPS, *GOVERNANCE)),
 ), cluster_scoped=True, description="what the registry, router, scheduler and health services need of each other")
 
 AGENT_ROLE_NAME: Final = "agent"

@@ -9,6 +9,7 @@ from sutradhar._identity import SpiffeId
 from sutradhar.services.common.principal import CERTIFICATE, TOKEN, Grant, Principal
 from sutradhar.services.common.rbac import (
     BUILTIN_ROLES,
+    GOVERNANCE,
     RESOURCES,
     VERBS,
     Authorizer,
@@ -93,10 +94,36 @@ def test_admin_has_everything_in_its_namespace_only() -> None:
     a = bound(binding("team-a", "admin", adm))
     for verb in VERBS:
         for resource in RESOURCES:
+            if resource in GOVERNANCE and verb not in ("get", "list", "watch"):
+                continue
+            if resource == "roles" and verb not in ("get", "list"):
+                continue
             assert allowed(a, adm, verb, resource), (verb, resource)
+    assert allowed(a, adm, "read-value", "secrets")
     assert not allowed(a, adm, "get", "agents", "team-b")
     assert not allowed(a, adm, "list", "agents", "*")
     assert not allowed(a, adm, "list", "members", "*")
+
+
+def test_only_a_cluster_admin_writes_a_namespace_s_quotas_and_rate_limits() -> None:
+    adm, root = user("team-a", "adm"), user("ops", "root")
+    a = bound(binding("team-a", "admin", adm), binding("sutradhar-system", "cluster-admin", root))
+    for resource in GOVERNANCE:
+        assert allowed(a, adm, "get", resource)
+        for verb in ("create", "update", "delete"):
+            assert not allowed(a, adm, verb, resource), (verb, resource)
+            assert allowed(a, root, verb, resource, "team-a"), (verb, resource)
+    assert a.can_grant(adm, "admin", "team-a").allowed  # admin still grants admin
+
+
+def test_operators_write_secrets_without_reading_their_values() -> None:
+    o = user("team-a", "op")
+    a = bound(binding("team-a", "operator", o))
+    for verb in ("get", "list", "create", "update", "delete"):
+        assert allowed(a, o, verb, "secrets"), verb
+    assert not allowed(a, o, "read-value", "secrets")
+    assert "read-value secrets" in a.check(o, "read-value", "secrets", "team-a").reason
+    assert not allowed(a, user("team-a", "v"), "read-value", "secrets")
 
 
 def test_cluster_admin_bound_in_the_system_namespace_is_cluster_wide() -> None:
@@ -228,10 +255,12 @@ def test_escalation_one_grants_only_what_one_holds() -> None:
     refused = a.can_grant(op, "admin", "team-a")
     assert not refused.allowed
     assert "may not grant role admin in namespace team-a" in refused.reason
-    assert "lacks every verb on every resource" in refused.reason
+    assert "lacks every verb on agents" in refused.reason
     assert not a.can_grant(op, "viewer", "team-b").allowed
     assert a.can_grant(adm, "admin", "team-a").allowed
-    assert a.can_grant(adm, "cluster-admin", "team-a").allowed  # bound there it grants team-a only
+    # cluster-admin bound in team-a would write team-a's quotas and rate limits: more than admin holds
+    refused = a.can_grant(adm, "cluster-admin", "team-a")
+    assert not refused.allowed and "lacks every verb on every resource" in refused.reason
     cluster = a.can_grant(adm, "cluster-admin", "sutradhar-system")
     assert not cluster.allowed and "cluster-wide" in cluster.reason
     assert not a.can_grant(adm, "agent", "team-a").allowed
