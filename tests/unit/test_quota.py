@@ -51,7 +51,7 @@ def test_validate_quota_names_what_is_wrong() -> None:
     with pytest.raises(InvalidArgument, match="at least one limit is required") as err:
         quota.validate_quota(_quota())
     assert err.value.field == "quota.spec.hard"
-    with pytest.raises(InvalidArgument, match='"pods" is not a quota resource .valid: agents, deployments') as err:
+    with pytest.raises(InvalidArgument, match=r'"pods" is not a quota resource \(valid: agents, deployments') as err:
         quota.validate_quota(_quota(pods="10"))
     assert err.value.field == "quota.spec.hard.pods"
     with pytest.raises(InvalidArgument, match="is not a CPU quantity") as err:
@@ -103,7 +103,8 @@ def test_admit_names_quota_resource_requested_used_and_hard() -> None:
     before = _objects().with_replicas({"web": 6})  # 8 used
     quota.admit(quotas, before, before.with_replicas({"web": 8}), what="ok")  # exactly at hard: fits
     with pytest.raises(ResourceExhausted) as err:
-        quota.admit(quotas, before, before.with_replicas({"web": 10}), what='deployment "web" scaled (6 -> 10 replicas)')
+        quota.admit(quotas, before, before.with_replicas({"web": 10}),
+                    what='deployment "web" scaled (6 -> 10 replicas)')
     message = err.value.message
     assert message.startswith("exceeded quota team-a/compute: requested replicas=4, used 8, hard 10 "
                               '(deployment "web" scaled (6 -> 10 replicas))')
