@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 from google.protobuf import json_format
@@ -280,17 +281,24 @@ async def _keep_pause(scheduler: SchedulerClient, d: P.Deployment) -> None:
     d.spec.paused = stored.spec.paused
 
 
+def _read_checked(path: str, kind: str, convert: Callable[[Manifest], Any], check: Callable[[Any], None],
+                  label: str) -> list[Any]:
+    """The `kind` documents of a manifest file, converted and each checked as its service
+    will, a refusal naming the object ("rolebinding/ci: ...; nothing was applied")."""
+    found = [convert(m) for m in load_manifests(path) if m.kind == kind]
+    for item in found:
+        try:
+            check(item)
+        except InvalidArgument as err:
+            raise InvalidArgument(f"{label}/{item.name}: {err}; nothing was applied", field=err.field) from None
+    return found
+
+
 def _read_bindings(path: str) -> list[rbac_pb2.RoleBinding]:
     """The role bindings of a manifest file, each checked as the registry will."""
     from sutradhar.services.common.rolebindings import validate_binding
 
-    bindings = [rolebinding_from_manifest(m) for m in load_manifests(path) if m.kind == "RoleBinding"]
-    for b in bindings:
-        try:
-            validate_binding(b)
-        except InvalidArgument as err:
-            raise InvalidArgument(f"rolebinding/{b.name}: {err}; nothing was applied", field=err.field) from None
-    return bindings
+    return _read_checked(path, "RoleBinding", rolebinding_from_manifest, validate_binding, "rolebinding")
 
 
 async def _apply_bindings(args: argparse.Namespace, bindings: list[rbac_pb2.RoleBinding]) -> list[Any]:
@@ -312,13 +320,7 @@ def _read_quotas(path: str) -> list[quota_pb2.ResourceQuota]:
     """The resource quotas of a manifest file, each checked as the registry will."""
     from sutradhar.services.common.quota import validate_quota
 
-    quotas = [resourcequota_from_manifest(m) for m in load_manifests(path) if m.kind == "ResourceQuota"]
-    for q in quotas:
-        try:
-            validate_quota(q)
-        except InvalidArgument as err:
-            raise InvalidArgument(f"resourcequota/{q.name}: {err}; nothing was applied", field=err.field) from None
-    return quotas
+    return _read_checked(path, "ResourceQuota", resourcequota_from_manifest, validate_quota, "resourcequota")
 
 
 async def _apply_quotas(args: argparse.Namespace, quotas: list[quota_pb2.ResourceQuota]) -> list[Any]:

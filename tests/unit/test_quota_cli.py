@@ -65,3 +65,10 @@ def test_rows_follow_the_usual_resource_order() -> None:
         hard={"memory": "1Gi", "cpu": "2", "agents": "3"}, used={"memory": "0", "cpu": "500m", "agents": "1"}))
     assert [(r["resource"], r["used"], r["hard"]) for r in rows([q])] == [
         ("agents", "1", "3"), ("cpu", "500m", "2"), ("memory", "0", "1Gi")]
+
+
+def test_the_example_quota_manifest_is_valid() -> None:
+    from pathlib import Path
+
+    (q,) = _read_quotas(str(Path(__file__).resolve().parents[2] / "examples/manifests/team-quota.yaml"))
+    assert (q.namespace, q.name, q.spec.hard["memory"]) == ("team-a", "compute", "8Gi")
