@@ -184,3 +184,21 @@ def test_room_is_zero_without_a_limit_on_a_bounded_resource() -> None:
     got = quota.room([Quota("team-a", "mem", {"memory": 2**30})], objects, "raw")
     assert got.extra == 0 and got.missing_limit
     assert got.describe() == "quota team-a/mem limits memory and the replicas have no memory limit"
+
+
+def test_docs_quote_the_real_messages() -> None:
+    from pathlib import Path
+
+    docs = " ".join((Path(__file__).resolve().parents[2] / "docs" / "quotas.md").read_text().split())
+    objects = Objects(agents={"echo": AgentFootprint()},
+                      deployments={"web": DeploymentFootprint("echo", 6), "b": DeploymentFootprint("echo", 2)})
+    with pytest.raises(ResourceExhausted) as exhausted:
+        quota.admit([Quota("team-a", "compute", {"replicas": 10})], objects, objects.with_replicas({"web": 10}),
+                    what='deployment "web" scaled (6 -> 10 replicas)')
+    assert exhausted.value.message in docs
+    empty = Objects(agents={"echo": AgentFootprint()})
+    with pytest.raises(FailedPrecondition) as unlimited:
+        quota.admit([Quota("team-a", "compute", {"cpu": 4000})], empty,
+                    empty.with_deployment("raw", DeploymentFootprint("echo", 1)),
+                    what='deployment "raw" created with 1 replica')
+    assert unlimited.value.message in docs
