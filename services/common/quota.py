@@ -59,7 +59,9 @@ __all__ = [
     "Room",
     "admit",
     "agent_footprint",
+    "agent_footprint_json",
     "deployment_footprint",
+    "deployment_footprint_json",
     "format_amount",
     "parse_amount",
     "quota_from_proto",
@@ -243,18 +245,57 @@ def agent_footprint(agent: registry_pb2.Agent) -> AgentFootprint:
     return AgentFootprint(cpu=_amount(CPU, agent.resources.cpu), memory=_amount(MEMORY, agent.resources.memory))
 
 
+def _footprint(agent_id: str, replicas: int, autoscale_min: int | None, deleting: bool, cpu: str,
+               memory: str) -> DeploymentFootprint:
+    """The one rule of what a deployment counts for: its desired replicas, at least the
+    autoscaler's minimum (`autoscale_min`, None without autoscale), none while it is being
+    deleted; and its per-replica overrides."""
+    counted = max(replicas, 0)
+    if autoscale_min is not None:
+        counted = max(counted, autoscale_min or 1)
+    if deleting:
+        counted = 0
+    return DeploymentFootprint(agent_id=agent_id, replicas=counted, cpu=_amount(CPU, cpu),
+                               memory=_amount(MEMORY, memory))
+
+
 def deployment_footprint(d: scheduler_pb2.Deployment) -> DeploymentFootprint:
-    """What a deployment counts for: its desired replicas (at least the
-    autoscaler's minimum; none while it is being deleted) and its overrides."""
-    replicas = max(d.spec.replicas, 0)
-    if d.spec.HasField("autoscale"):
-        replicas = max(replicas, d.spec.autoscale.min_replicas or 1)
-    if d.HasField("delete_time"):
-        replicas = 0
-    return DeploymentFootprint(
-        agent_id=d.spec.agent_id, replicas=replicas,
-        cpu=_amount(CPU, d.spec.resources.cpu), memory=_amount(MEMORY, d.spec.resources.memory),
-    )
+    """What a deployment counts for (see `_footprint`)."""
+    spec = d.spec
+    autoscale_min = spec.autoscale.min_replicas if spec.HasField("autoscale") else None
+    return _footprint(spec.agent_id, spec.replicas, autoscale_min, d.HasField("delete_time"),
+                      spec.resources.cpu, spec.resources.memory)
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _mapping(value: object) -> Mapping[str, object]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def agent_footprint_json(stored: Mapping[str, object]) -> AgentFootprint:
+    """`agent_footprint` of a stored agent's JSON (`keys.encode`), read without building the
+    message: a namespace's agents are read on every admission."""
+    resources = _mapping(stored.get("resources"))
+    return AgentFootprint(cpu=_amount(CPU, _text(resources.get("cpu"))),
+                          memory=_amount(MEMORY, _text(resources.get("memory"))))
+
+
+def deployment_footprint_json(stored: Mapping[str, object]) -> DeploymentFootprint:
+    """`deployment_footprint` of a stored deployment's JSON (`keys.encode`: protobuf JSON
+    names), read without building the message (a deployment's status can be large)."""
+    spec = _mapping(stored.get("spec"))
+    resources = _mapping(spec.get("resources"))
+    autoscale = spec.get("autoscale")
+    autoscale_min = _int(_mapping(autoscale).get("minReplicas")) if isinstance(autoscale, Mapping) else None
+    return _footprint(_text(spec.get("agentId")), _int(spec.get("replicas")), autoscale_min,
+                      "deleteTime" in stored, _text(resources.get("cpu")), _text(resources.get("memory")))
 
 
 def usage(objects: Objects) -> dict[str, int]:

@@ -40,10 +40,10 @@ from google.protobuf import timestamp_pb2
 from sutradhar._errors import AlreadyExists, Conflict, NotFound
 from sutradhar._names import validate_dns_label, validate_namespace
 from sutradhar.services.common import keys, quota
-from sutradhar.services.common.store import Guard, KeyValue, Op, Store
-from sutradhar.v1 import quota_pb2, registry_pb2, scheduler_pb2
+from sutradhar.services.common.store import Guard, KeyValue, Op, Store, prefix_end
+from sutradhar.v1 import quota_pb2
 
-__all__ = ["QuotaAdmission", "QuotaRace", "QuotaStore", "Snapshot", "objects_of", "retry_on_race"]
+__all__ = ["QuotaAdmission", "QuotaRace", "QuotaStore", "Snapshot", "retry_on_race"]
 
 T = TypeVar("T")
 
@@ -129,21 +129,45 @@ class QuotaAdmission:
         kvs, revision = await self._store.list(keys.kind_prefix(keys.RESOURCEQUOTAS, namespace))
         return [quota.quota_from_proto(_from_kv(kv)) for kv in kvs], revision
 
-    async def objects(self, namespace: str) -> quota.Objects:
-        """What the quotas of `namespace` count: its agents and deployments."""
-        agent_kvs, _ = await self._store.list(keys.kind_prefix(keys.AGENTS, namespace))
-        deployment_kvs, _ = await self._store.list(keys.kind_prefix(keys.DEPLOYMENTS, namespace))
-        return objects_of(
-            (keys.decode(kv.value, registry_pb2.Agent) for kv in agent_kvs),
-            (keys.decode(kv.value, scheduler_pb2.Deployment) for kv in deployment_kvs),
+    async def objects(self, namespace: str, *, bounded: Iterable[str] = quota.RESOURCES) -> quota.Objects:
+        """What the quotas of `namespace` count: its agents and deployments. Only what
+        the `bounded` resources need is read: keys alone for counts, deployment specs for
+        replicas, agents' resources too for cpu and memory (values are read as plain JSON,
+        not decoded into messages: this runs on every admission)."""
+        wanted = set(bounded)
+        compute = bool(wanted & set(quota.COMPUTE))
+        agents = await self._read(keys.AGENTS, namespace, decode=compute)
+        deployments = await self._read(keys.DEPLOYMENTS, namespace, decode=compute or quota.REPLICAS in wanted)
+        return quota.Objects(
+            agents={name: quota.agent_footprint_json(value) if value is not None else quota.AgentFootprint()
+                    for name, value in agents.items()},
+            deployments={name: quota.deployment_footprint_json(value) if value is not None
+                         else quota.DeploymentFootprint(agent_id="", replicas=0)
+                         for name, value in deployments.items()},
         )
+
+    async def _read(self, kind: str, namespace: str, *, decode: bool) -> dict[str, dict[str, object] | None]:
+        """Name -> stored JSON (None when only the keys are read) of every `kind` object of a namespace."""
+        prefix = keys.kind_prefix(kind, namespace)
+        if not decode:
+            scan = await self._store.scan(prefix, prefix_end(prefix), keys_only=True)
+            return {kv.key[len(prefix):]: None for kv in scan.kvs}
+        kvs, _ = await self._store.list(prefix)
+        out: dict[str, dict[str, object] | None] = {}
+        for kv in kvs:
+            try:
+                value = json.loads(kv.value)
+            except ValueError:  # a value no service wrote: counted, with nothing per replica
+                value = {}
+            out[kv.key[len(prefix):]] = value if isinstance(value, dict) else {}
+        return out
 
     async def snapshot(self, namespace: str) -> Snapshot:
         """The namespace's guard revision (read first), quotas and, when there are quotas, objects."""
         ns = keys.namespace_or_default(namespace)
         guard = await self._store.get(keys.quota_guard_key(ns))
         found, _ = await self.quotas(ns)
-        objects = await self.objects(ns) if found else quota.Objects()
+        objects = await self.objects(ns, bounded={r for q in found for r in q.hard}) if found else quota.Objects()
         return Snapshot(ns, tuple(found), objects, guard.mod_revision if guard is not None else 0)
 
     async def commit(self, snap: Snapshot, guards: Sequence[Guard], ops: Sequence[Op], *, note: str) -> int:
@@ -163,14 +187,6 @@ class QuotaAdmission:
                     "its quota usage changed: retry"
                 ) from None
             raise
-
-
-def objects_of(agents: Iterable[registry_pb2.Agent], deployments: Iterable[scheduler_pb2.Deployment]) -> quota.Objects:
-    """The quota view of one namespace's agents and deployments."""
-    return quota.Objects(
-        agents={a.id: quota.agent_footprint(a) for a in agents},
-        deployments={d.name: quota.deployment_footprint(d) for d in deployments},
-    )
 
 
 class QuotaStore:
@@ -267,6 +283,7 @@ class QuotaStore:
         for q in quotas:
             by_namespace[keys.namespace_or_default(q.namespace)].append(q)
         for namespace, members in by_namespace.items():
-            used = quota.usage(await self._admission.objects(namespace))
+            bounded = {r for q in members for r in q.spec.hard}
+            used = quota.usage(await self._admission.objects(namespace, bounded=bounded))
             for q in members:
                 q.status.CopyFrom(quota.status_of(quota.quota_from_proto(q), used))

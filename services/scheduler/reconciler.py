@@ -401,7 +401,7 @@ class Reconciler:
                 self._surge_limited.pop(key, None)
                 self._surge_totals[key] = desired + surge
                 return max_surge
-            objects = self._counted(await self.quotas.objects(ns), ns, name)
+            objects = self._counted(await self.quotas.objects(ns, bounded={r for q in found for r in q.hard}), ns, name)
             if name not in objects.deployments:
                 return max_surge
             objects = objects.with_replicas({name: desired})

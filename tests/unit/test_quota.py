@@ -202,3 +202,28 @@ def test_docs_quote_the_real_messages() -> None:
                     empty.with_deployment("raw", DeploymentFootprint("echo", 1)),
                     what='deployment "raw" created with 1 replica')
     assert unlimited.value.message in docs
+
+
+@pytest.mark.parametrize("spec", [
+    scheduler_pb2.DeploymentSpec(agent_id="echo", replicas=3),
+    scheduler_pb2.DeploymentSpec(agent_id="echo", replicas=2, resources={"cpu": "1500m", "memory": "1Gi"}),
+    scheduler_pb2.DeploymentSpec(agent_id="echo", replicas=0, autoscale=scheduler_pb2.AutoscalePolicy()),
+    scheduler_pb2.DeploymentSpec(agent_id="echo", replicas=1,
+                                 autoscale=scheduler_pb2.AutoscalePolicy(min_replicas=4, max_replicas=8)),
+    scheduler_pb2.DeploymentSpec(agent_id="echo"),
+])
+@pytest.mark.parametrize("deleting", [False, True])
+def test_stored_json_counts_as_the_message_does(spec: scheduler_pb2.DeploymentSpec, deleting: bool) -> None:
+    import json
+
+    from sutradhar.services.common import keys
+    from sutradhar.v1 import registry_pb2
+
+    d = scheduler_pb2.Deployment(name="d", namespace="team-a", spec=spec)
+    d.status.revisions.add(revision="abc", agent=registry_pb2.Agent(id="echo", resources={"cpu": "9"}))
+    if deleting:
+        d.delete_time.GetCurrentTime()
+    assert quota.deployment_footprint_json(json.loads(keys.encode(d))) == quota.deployment_footprint(d)
+    for resources in ({}, {"cpu": "250m"}, {"cpu": "2", "memory": "64Mi"}):
+        agent = registry_pb2.Agent(id="echo", resources=resources)
+        assert quota.agent_footprint_json(json.loads(keys.encode(agent))) == quota.agent_footprint(agent)
