@@ -5,9 +5,11 @@ RegisterAgent + DeregisterAgent pairs (the register is the quota-checked write) 
 namespaces that differ only in their quotas:
 
 - ``no quota``: the guard key is read and compared, the quota prefix listed (empty);
-- ``quota, N agents``: one ResourceQuota (agents: 1000000) in a namespace that already
-  holds N agents: the admission also lists the namespace's agents and deployments and
-  bumps the guard in the write's transaction.
+- ``agents quota, N agents``: one ResourceQuota (agents: 1000000) in a namespace that
+  already holds N agents: the admission also reads the namespace's agent and deployment
+  *keys* and bumps the guard in the write's transaction;
+- ``cpu quota, N agents``: a quota on cpu (100000 cores): the agents' and deployments'
+  values are read as well (the most an admission reads).
 
 Every variant runs `--rounds` times interleaved; the best round's median counts. Prints
 a table and writes bench/results/quotas.json as ``{variant: {"p50_ms", "mean_ms",
@@ -65,18 +67,21 @@ async def run(calls: int, rounds: int) -> dict[str, dict[str, float]]:
     server = RegistryServer(RegistryConfig(insecure=True, port=0, etcd=etcd.endpoint))
     try:
         await server.start()
-        variants = {"no quota": ("bench-free", 0), "quota, 10 agents": ("bench-q10", 10),
-                    "quota, 200 agents": ("bench-q200", 200)}
+        variants = {"no quota": ("bench-free", 0, {}),
+                    "agents quota, 10 agents": ("bench-a10", 10, {"agents": "1000000"}),
+                    "agents quota, 200 agents": ("bench-a200", 200, {"agents": "1000000"}),
+                    "cpu quota, 10 agents": ("bench-c10", 10, {"cpu": "100000"}),
+                    "cpu quota, 200 agents": ("bench-c200", 200, {"cpu": "100000"})}
         async with RegistryClient(server.address) as registry, QuotaClient(server.address) as quotas:
-            for namespace, existing in variants.values():
+            for namespace, existing, hard in variants.values():
                 for i in range(existing):
                     await registry.register_agent(agent(f"held-{i}", namespace))
-                if namespace != "bench-free":
+                if hard:
                     await quotas.apply_quota(quota_pb2.ResourceQuota(
-                        namespace=namespace, name="q", spec=quota_pb2.ResourceQuotaSpec(hard={"agents": "1000000"})))
+                        namespace=namespace, name="q", spec=quota_pb2.ResourceQuotaSpec(hard=hard)))
             best: dict[str, list[float]] = {}
             for _ in range(rounds):
-                for name, (namespace, _existing) in variants.items():
+                for name, (namespace, _existing, _hard) in variants.items():
                     times = await one_round(registry, namespace, calls)
                     if name not in best or statistics.median(times) < statistics.median(best[name]):
                         best[name] = times
@@ -96,9 +101,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     results = asyncio.run(run(args.calls, args.rounds))
-    print(f"{'variant':<20} {'p50 ms':>8} {'mean ms':>8} {'added p50':>10}")
+    print(f"{'variant':<26} {'p50 ms':>8} {'mean ms':>8} {'added p50':>10}")
     for name, r in results.items():
-        print(f"{name:<20} {r['p50_ms']:>8.3f} {r['mean_ms']:>8.3f} {r['added_p50_ms']:>+10.3f}")
+        print(f"{name:<26} {r['p50_ms']:>8.3f} {r['mean_ms']:>8.3f} {r['added_p50_ms']:>+10.3f}")
     RESULTS.write_text(json.dumps({
         "calls": args.calls, "rounds": args.rounds, "cpus": os.cpu_count(), "python": platform.python_version(),
         "results": results,
