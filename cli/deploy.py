@@ -17,6 +17,9 @@ A deployment manifest::
 `deploy -f` applies `kind: RoleBinding` documents first (RbacService, on the
 registry), then `kind: Agent` documents through the registry, then the
 deployments through the scheduler (create or update, like `kubectl apply`).
+`kind: ResourceQuota` documents (QuotaService, on the registry) go before all of
+them, so a quota is in force before what it bounds is written. `sutradhar apply -f`
+is the same command.
 """
 
 from __future__ import annotations
@@ -25,11 +28,12 @@ import argparse
 import asyncio
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 from google.protobuf import json_format
 
-from sutradhar._clients import RbacClient, RegistryClient, SchedulerClient
+from sutradhar._clients import QuotaClient, RbacClient, RegistryClient, SchedulerClient
 from sutradhar._errors import InvalidArgument, NotFound
 from sutradhar.cli._output import add_output_flag, print_json, print_table
 from sutradhar.cli._rpc import connect
@@ -39,10 +43,11 @@ from sutradhar.cli.manifests import (
     before_applying,
     load_manifests,
     parse_duration,
+    resourcequota_from_manifest,
     rolebinding_from_manifest,
     unknown_fields,
 )
-from sutradhar.v1 import rbac_pb2, registry_pb2
+from sutradhar.v1 import quota_pb2, rbac_pb2, registry_pb2
 from sutradhar.v1 import scheduler_pb2 as P
 
 TIMEOUT = 15.0
@@ -124,9 +129,9 @@ def _tail(text: str) -> int:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("deploy", help="apply agents and deployments from a manifest")
+    p = sub.add_parser("deploy", aliases=["apply"], help="apply agents and deployments from a manifest")
     p.add_argument("-f", "--file", required=True,
-                   help="YAML manifest (kind: Agent, Deployment and/or RoleBinding documents)")
+                   help="YAML manifest (kind: Agent, Deployment, RoleBinding and/or ResourceQuota documents)")
     p.add_argument("--wait", action="store_true", help="wait until every deployment is rolled out")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait with --wait (default 120)")
     add_output_flag(p)
@@ -276,17 +281,24 @@ async def _keep_pause(scheduler: SchedulerClient, d: P.Deployment) -> None:
     d.spec.paused = stored.spec.paused
 
 
+def _read_checked(path: str, kind: str, convert: Callable[[Manifest], Any], check: Callable[[Any], None],
+                  label: str) -> list[Any]:
+    """The `kind` documents of a manifest file, converted and each checked as its service
+    will, a refusal naming the object ("rolebinding/ci: ...; nothing was applied")."""
+    found = [convert(m) for m in load_manifests(path) if m.kind == kind]
+    for item in found:
+        try:
+            check(item)
+        except InvalidArgument as err:
+            raise InvalidArgument(f"{label}/{item.name}: {err}; nothing was applied", field=err.field) from None
+    return found
+
+
 def _read_bindings(path: str) -> list[rbac_pb2.RoleBinding]:
     """The role bindings of a manifest file, each checked as the registry will."""
     from sutradhar.services.common.rolebindings import validate_binding
 
-    bindings = [rolebinding_from_manifest(m) for m in load_manifests(path) if m.kind == "RoleBinding"]
-    for b in bindings:
-        try:
-            validate_binding(b)
-        except InvalidArgument as err:
-            raise InvalidArgument(f"rolebinding/{b.name}: {err}; nothing was applied", field=err.field) from None
-    return bindings
+    return _read_checked(path, "RoleBinding", rolebinding_from_manifest, validate_binding, "rolebinding")
 
 
 async def _apply_bindings(args: argparse.Namespace, bindings: list[rbac_pb2.RoleBinding]) -> list[Any]:
@@ -301,6 +313,27 @@ async def _apply_bindings(args: argparse.Namespace, bindings: list[rbac_pb2.Role
                 count = len(resp.binding.subjects)
                 print(f"rolebinding/{b.name} {verb} in namespace {resp.binding.namespace} "
                       f"(role {resp.binding.role}, {count} subject{'' if count == 1 else 's'})")
+    return applied
+
+
+def _read_quotas(path: str) -> list[quota_pb2.ResourceQuota]:
+    """The resource quotas of a manifest file, each checked as the registry will."""
+    from sutradhar.services.common.quota import validate_quota
+
+    return _read_checked(path, "ResourceQuota", resourcequota_from_manifest, validate_quota, "resourcequota")
+
+
+async def _apply_quotas(args: argparse.Namespace, quotas: list[quota_pb2.ResourceQuota]) -> list[Any]:
+    """Apply the resource quotas (before everything they bound) and say so."""
+    applied: list[Any] = []
+    async with connect(QuotaClient, args.registry) as client:
+        for q in quotas:
+            resp = await client.apply_quota(q, timeout=TIMEOUT)
+            applied.append(resp.quota)
+            if args.output != "json":
+                verb = "created" if resp.created else "configured"
+                hard = ", ".join(f"{r} {v}" for r, v in sorted(resp.quota.status.hard.items()))
+                print(f"resourcequota/{q.name} {verb} in namespace {resp.quota.namespace} ({hard})")
     return applied
 
 
@@ -323,11 +356,13 @@ def _read(path: str) -> tuple[list[registry_pb2.Agent], list[P.Deployment], set[
 
 async def deploy(args: argparse.Namespace) -> int:
     with before_applying():  # every document is read and checked before the first is applied
+        quotas = _read_quotas(args.file)
         bindings = _read_bindings(args.file)
         agents, deployments, says_paused = _read(args.file)
         _check_locally(agents, deployments)
         stored_agents = await _agents_not_in_file(args.registry, agents, deployments)
-    results: list[Any] = await _apply_bindings(args, bindings) if bindings else []
+    results: list[Any] = await _apply_quotas(args, quotas) if quotas else []
+    results += await _apply_bindings(args, bindings) if bindings else []
     if agents:
         async with connect(RegistryClient, args.registry) as registry:
             for agent in agents:

@@ -3,7 +3,7 @@
 A file holds one or more documents separated by ``---``::
 
     apiVersion: sutradhar/v1
-    kind: Agent                     # or Deployment, RoleBinding
+    kind: Agent                     # or Deployment, RoleBinding, ResourceQuota
     metadata:
       name: echo                    # the agent id
       namespace: default
@@ -26,6 +26,14 @@ A role binding gives a role to principals (SPIFFE IDs) in its namespace::
     spec:
       role: operator
       subjects: [spiffe://sutradhar.local/ns/team-a/user/ci]
+
+A resource quota bounds a namespace (docs/quotas.md; only a cluster-admin writes one)::
+
+    apiVersion: sutradhar/v1
+    kind: ResourceQuota
+    metadata: {name: compute, namespace: team-a}
+    spec:
+      hard: {agents: 20, deployments: 10, replicas: 10, cpu: "4", memory: 8Gi}
 
 Structural problems (not YAML, wrong apiVersion or kind, unknown fields, a
 duration that is not one) are refused here with the document ("document 2 of
@@ -50,15 +58,16 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from sutradhar._errors import InvalidArgument
-from sutradhar.v1 import rbac_pb2, registry_pb2
+from sutradhar.v1 import quota_pb2, rbac_pb2, registry_pb2
 
 API_VERSION = "sutradhar/v1"
-KINDS = ("Agent", "Deployment", "RoleBinding")
+KINDS = ("Agent", "Deployment", "RoleBinding", "ResourceQuota")
 TOP_LEVEL_FIELDS = ("apiVersion", "kind", "metadata", "spec")
 METADATA_FIELDS = ("name", "namespace", "labels")
 AGENT_SPEC_FIELDS = ("type", "version", "runtime", "capabilities", "config", "resources", "labels", "description",
                      "probes", "routing")
 ROLEBINDING_SPEC_FIELDS = ("role", "subjects")
+RESOURCEQUOTA_SPEC_FIELDS = ("hard",)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _DURATION_FIELDS = {
@@ -280,3 +289,31 @@ def rolebinding_from_manifest(manifest: Manifest) -> rbac_pb2.RoleBinding:
             field="spec.subjects",
         )
     return rbac_pb2.RoleBinding(namespace=manifest.namespace, name=manifest.name, role=role, subjects=subjects)
+
+
+def resourcequota_from_manifest(manifest: Manifest) -> quota_pb2.ResourceQuota:
+    """Convert a `kind: ResourceQuota` manifest into the QuotaService's ResourceQuota message
+    (resource names and quantities are checked by `quota.validate_quota`). Numbers may be
+    written bare (`replicas: 10`, `cpu: 4`)."""
+    if manifest.kind != "ResourceQuota":
+        raise InvalidArgument(f"{manifest.source}: expected kind ResourceQuota, got {manifest.kind}", field="kind")
+    spec = dict(manifest.body.get("spec") or {})
+    unknown_fields(manifest.source, spec, RESOURCEQUOTA_SPEC_FIELDS, "spec")
+    hard = spec.get("hard")
+    if not isinstance(hard, dict) or not hard:
+        raise InvalidArgument(
+            f"{manifest.source}: spec.hard must be a mapping of resources to limits "
+            "(e.g. {replicas: 10, cpu: \"4\", memory: 8Gi})",
+            field="spec.hard",
+        )
+    limits: dict[str, str] = {}
+    for resource, value in hard.items():
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise InvalidArgument(
+                f"{manifest.source}: spec.hard.{resource} must be a number or a quantity such as \"500m\" or "
+                f"\"8Gi\", not {type(value).__name__}",
+                field=f"spec.hard.{resource}",
+            )
+        limits[str(resource)] = str(value)
+    return quota_pb2.ResourceQuota(namespace=manifest.namespace, name=manifest.name,
+                                   spec=quota_pb2.ResourceQuotaSpec(hard=limits))

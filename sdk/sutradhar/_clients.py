@@ -1,4 +1,4 @@
-"""Typed asyncio clients for the Registry (and its RbacService, TokenService, AuditService), the Router,
+"""Typed asyncio clients for the Registry (and its RbacService, TokenService, AuditService, QuotaService), the Router,
 the Scheduler, the Health service and any Agent.
 
 Each client owns one `grpc.aio` channel and is an async context manager::
@@ -41,6 +41,8 @@ from sutradhar.v1 import (
     audit_pb2_grpc,
     health_pb2,
     health_pb2_grpc,
+    quota_pb2,
+    quota_pb2_grpc,
     rbac_pb2,
     rbac_pb2_grpc,
     registry_pb2,
@@ -939,3 +941,42 @@ class AuditClient(_Client):
         )
         async for response in self._iterate(call):
             yield response
+
+
+class QuotaClient(_Client):
+    """ResourceQuotas of namespaces (QuotaService, served by the registry)."""
+
+    _STUB = quota_pb2_grpc.QuotaServiceStub
+    _SERVICE = "registry"
+
+    async def apply_quota(
+        self, quota: quota_pb2.ResourceQuota, *, timeout: Timeout = None
+    ) -> quota_pb2.ApplyQuotaResponse:
+        """Create the quota or replace its hard limits; the response says which (`created`)."""
+        return await self._call(
+            self._stub.ApplyQuota(quota_pb2.ApplyQuotaRequest(quota=quota), timeout=_seconds(timeout))
+        )
+
+    async def get_quota(self, name: str, *, namespace: str = "", timeout: Timeout = None) -> quota_pb2.ResourceQuota:
+        """One quota with its live usage (`status.used`); `NotFound` when missing."""
+        response = await self._call(
+            self._stub.GetQuota(quota_pb2.GetQuotaRequest(namespace=namespace, name=name), timeout=_seconds(timeout))
+        )
+        return response.quota
+
+    async def list_quotas(self, *, namespace: str = "", timeout: Timeout = None) -> quota_pb2.ListQuotasResponse:
+        """Quotas of `namespace` ("*" for all), each with its live usage."""
+        return await self._call(
+            self._stub.ListQuotas(quota_pb2.ListQuotasRequest(namespace=namespace), timeout=_seconds(timeout))
+        )
+
+    async def delete_quota(
+        self, name: str, *, namespace: str = "", timeout: Timeout = None
+    ) -> quota_pb2.ResourceQuota:
+        """Delete a quota and return it; `NotFound` when missing."""
+        response = await self._call(
+            self._stub.DeleteQuota(
+                quota_pb2.DeleteQuotaRequest(namespace=namespace, name=name), timeout=_seconds(timeout)
+            )
+        )
+        return response.quota

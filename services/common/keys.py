@@ -14,6 +14,9 @@ prefix too::
     /sutradhar/v1/tokens/<namespace>/<jti>               TokenRecord (JSON, leased until after expiry)
     /sutradhar/v1/rolebindings/<namespace>/<name>        RoleBinding (JSON)
     /sutradhar/v1/audit/<audit-id>                       AuditEvent (JSON; append-only, ids sort by time)
+    /sutradhar/v1/resourcequotas/<namespace>/<name>      ResourceQuota (JSON)
+    /sutradhar/v1/quotaguards/<namespace>                quota admission guard (its mod revision is compared
+                                                         and bumped by every quota-checked write)
 
 Values are protobuf messages in their canonical JSON form, so `etcdctl get
 --prefix /sutradhar/v1/` is readable by an operator. docs/etcd-keys.md is
@@ -47,6 +50,7 @@ SECRETS: Final = "secrets"
 CONFIGMAPS: Final = "configmaps"
 RESOURCEQUOTAS: Final = "resourcequotas"
 RATELIMITS: Final = "ratelimits"
+QUOTA_GUARDS: Final = "quotaguards"
 
 
 def namespace_or_default(namespace: str) -> str:
@@ -80,6 +84,17 @@ def deployment_key(namespace: str, name: str) -> str:
 
 def rolebinding_key(namespace: str, name: str) -> str:
     return object_key(ROLEBINDINGS, namespace, name)
+
+
+def resourcequota_key(namespace: str, name: str) -> str:
+    """Key of one ResourceQuota."""
+    return object_key(RESOURCEQUOTAS, namespace, name)
+
+
+def quota_guard_key(namespace: str) -> str:
+    """Key every quota-checked admission in `namespace` compares and bumps in its
+    write's transaction, so two admissions that read the same usage cannot both pass."""
+    return f"{ROOT}{QUOTA_GUARDS}/{namespace_or_default(namespace)}"
 
 
 def load_key(namespace: str, instance_id: str, router_id: str) -> str:

@@ -2,9 +2,9 @@
 
 Importing this module fills the table (`install()` does it again, idempotently). One
 entry per method of RegistryService, RouterService, SchedulerService, HealthService,
-RbacService, TokenService, AuditService and IdentityService; `tests/unit/test_rbac_methods.py` fails when a method of
-those services has none (a method without an entry is refused by the AUTHORIZATION stage
-anyway).
+RbacService, TokenService, AuditService, IdentityService and QuotaService;
+`tests/unit/test_rbac_methods.py` fails when a method of those services has none (a
+method without an entry is refused by the AUTHORIZATION stage anyway).
 
 Namespaces come from the request ("" = default, "*" = every namespace); GetStats is the
 exception: its empty namespace means every namespace, so it is read as "*"; and
@@ -31,6 +31,7 @@ from sutradhar.v1 import (
     audit_pb2,
     health_pb2,
     identity_pb2,
+    quota_pb2,
     rbac_pb2,
     registry_pb2,
     router_pb2,
@@ -57,6 +58,7 @@ MESH_SERVICES: Final = tuple(
         (tokens_pb2, "TokenService"),
         (audit_pb2, "AuditService"),
         (identity_pb2, "IdentityService"),
+        (quota_pb2, "QuotaService"),
     )
 )
 
@@ -158,7 +160,9 @@ def _own_name(_request: Any) -> str:
 def methods() -> dict[str, MethodAccess]:
     """Full method name -> its access, for every method of `MESH_SERVICES`."""
     r = rbac
-    registry, router, scheduler, health, rbac_service, token_service, audit_service, identity = MESH_SERVICES
+    registry, router, scheduler, health, rbac_service, token_service, audit_service, identity, *_ = MESH_SERVICES
+    quota_service = quota_pb2.DESCRIPTOR.services_by_name["QuotaService"].full_name
+    quota_ns, quota_name = _of("quota", _ns), _of("quota", _name)
     audit_ns = _of("filter", _ns)
     agent_ns, agent_id = _of("agent", _ns), _of("agent", _id)
     inst_ns, inst_agent = _of("instance", _ns), _of("instance", _agent_id)
@@ -226,6 +230,13 @@ def methods() -> dict[str, MethodAccess]:
 
         # Always the caller's own identity: every role of a person or agent grants it.
         f"/{identity}/IssueCertificate": MethodAccess(r.CREATE, r.CERTIFICATES, _own_namespace, _own_name, True),
+
+        # Writing a quota is cluster-admin's (no namespace role writes resourcequotas).
+        f"/{quota_service}/ApplyQuota": MethodAccess(r.UPDATE, r.RESOURCEQUOTAS, quota_ns, quota_name, True,
+                                                     lambda _req: ((r.CREATE, r.RESOURCEQUOTAS),)),
+        f"/{quota_service}/GetQuota": MethodAccess(r.GET, r.RESOURCEQUOTAS, _ns, _name),
+        f"/{quota_service}/ListQuotas": MethodAccess(r.LIST, r.RESOURCEQUOTAS, _ns),
+        f"/{quota_service}/DeleteQuota": MethodAccess(r.DELETE, r.RESOURCEQUOTAS, _ns, _name, True),
     }
     return table
 

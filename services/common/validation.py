@@ -41,6 +41,8 @@ __all__ = [
     "MAX_TTL",
     "MIN_TTL",
     "PROBE_KINDS",
+    "cpu_quantity",
+    "memory_quantity",
     "parse_cpu",
     "parse_memory",
     "resolve_ttl",
@@ -96,8 +98,8 @@ def _duration(d: duration_pb2.Duration, field: str, *, maximum: timedelta = _MAX
     return value
 
 
-def parse_cpu(text: str, *, field: str = "resources.cpu") -> Decimal:
-    """Cores in a Kubernetes CPU quantity ("500m" -> 0.5, "2" -> 2); 0 < cpu <= 64."""
+def cpu_quantity(text: str, *, field: str = "resources.cpu") -> Decimal:
+    """Cores in a Kubernetes CPU quantity ("500m" -> 0.5, "2" -> 2, "0" -> 0), unbounded."""
     m = _CPU_RE.fullmatch(text or "")
     if m is None:
         raise field_error(field, f"{quote(text)} is not a CPU quantity (e.g. \"500m\", \"0.5\" or \"2\")")
@@ -107,6 +109,12 @@ def parse_cpu(text: str, *, field: str = "resources.cpu") -> Decimal:
         raise field_error(field, f"{quote(text)} is not a CPU quantity") from None
     if m.group("unit") == "m":
         cores /= 1000
+    return cores
+
+
+def parse_cpu(text: str, *, field: str = "resources.cpu") -> Decimal:
+    """Cores in a Kubernetes CPU quantity ("500m" -> 0.5, "2" -> 2); 0 < cpu <= 64."""
+    cores = cpu_quantity(text, field=field)
     if cores < MIN_CPU:
         raise field_error(field, f"{quote(text)} must be more than 0 (at least \"1m\")")
     if cores > MAX_CPU:
@@ -114,12 +122,17 @@ def parse_cpu(text: str, *, field: str = "resources.cpu") -> Decimal:
     return cores
 
 
-def parse_memory(text: str, *, field: str = "resources.memory") -> int:
-    """Bytes in a Kubernetes memory quantity ("256Mi", "1Gi", "1000000"); 4Mi <= memory <= 1Ti."""
+def memory_quantity(text: str, *, field: str = "resources.memory") -> int:
+    """Bytes in a Kubernetes memory quantity ("256Mi", "1Gi", "1000000", "0"), unbounded."""
     m = _MEMORY_RE.fullmatch(text or "")
     if m is None:
         raise field_error(field, f"{quote(text)} is not a memory quantity (e.g. \"256Mi\", \"1Gi\" or \"1000000\")")
-    size = int(Decimal(m.group("num")) * _MEMORY_UNITS[m.group("unit") or ""])
+    return int(Decimal(m.group("num")) * _MEMORY_UNITS[m.group("unit") or ""])
+
+
+def parse_memory(text: str, *, field: str = "resources.memory") -> int:
+    """Bytes in a Kubernetes memory quantity ("256Mi", "1Gi", "1000000"); 4Mi <= memory <= 1Ti."""
+    size = memory_quantity(text, field=field)
     if size < MIN_MEMORY:
         raise field_error(field, f"{quote(text)} is less than the minimum 4Mi")
     if size > MAX_MEMORY:

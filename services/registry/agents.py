@@ -11,7 +11,8 @@ from sutradhar import _names as names
 from sutradhar import _semver as semver
 from sutradhar._errors import AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound, SutradharError
 from sutradhar._labels import parse_selector
-from sutradhar.services.common import keys
+from sutradhar.services.common import keys, quota
+from sutradhar.services.common.quota_store import QuotaAdmission, retry_on_race
 from sutradhar.services.common.store import Guard, KeyValue, Op, Store
 from sutradhar.services.registry._common import (
     Clock,
@@ -83,22 +84,42 @@ def _normalized(agent: registry_pb2.Agent) -> registry_pb2.Agent:
 
 
 class Agents:
-    """Agent definitions in etcd (state lives in etcd only; safe across replicas)."""
+    """Agent definitions in etcd (state lives in etcd only; safe across replicas).
 
-    def __init__(self, store: Store, *, clock: Clock = utc_now) -> None:
+    With `quotas`, every write is a quota admission (docs/quotas.md): creating an
+    agent counts against a quota's `agents`, and changing an agent's resources
+    changes the cpu and memory of the deployments that run it with its defaults.
+    """
+
+    def __init__(self, store: Store, *, clock: Clock = utc_now, quotas: QuotaAdmission | None = None) -> None:
         self._store = store
         self._clock = clock
+        self._quotas = quotas
+
+    async def _commit(self, agent: registry_pb2.Agent, guard: Guard, op: Op, *, what: str) -> int:
+        """Write one agent, admitted against its namespace's quotas when they are checked."""
+        if self._quotas is None:
+            return await self._store.commit([guard], [op])
+        snap = await self._quotas.snapshot(agent.namespace)
+        snap.admit(snap.objects.with_agent(agent.id, quota.agent_footprint(agent)), what=what)
+        return await self._quotas.commit(snap, [guard], [op], note=what)
 
     async def register(self, agent: registry_pb2.Agent) -> registry_pb2.Agent:
-        """Create an agent. InvalidArgument on bad input, AlreadyExists when the id is taken."""
+        """Create an agent. InvalidArgument on bad input, AlreadyExists when the id is taken,
+        ResourceExhausted past a quota's `agents`."""
         validate_agent(agent)
         stored = _normalized(agent)
         now = timestamp(self._clock())
         stored.create_time.CopyFrom(now)
         stored.update_time.CopyFrom(now)
         key = keys.agent_key(stored.namespace, stored.id)
+        what = f"{_describe(stored.namespace, stored.id)} registered"
+
+        async def attempt() -> int:
+            return await self._commit(stored, Guard(key, 0), Op(key, keys.encode(stored)), what=what)
+
         try:
-            rev = await self._store.commit([Guard(key, 0)], [Op(key, keys.encode(stored))])
+            rev = await retry_on_race(attempt)
         except AlreadyExists:
             raise AlreadyExists(
                 f"{_describe(stored.namespace, stored.id)} exists already; use UpdateAgent to change it",
@@ -145,15 +166,16 @@ class Agents:
                 out.create_time.CopyFrom(agent_from_kv(current).create_time)
                 guard = Guard(key, current.mod_revision)
             out.update_time.CopyFrom(now)
+            what = f"{_describe(stored.namespace, stored.id)} {'registered' if current is None else 'updated'}"
             try:
-                rev = await self._store.commit([guard], [Op(key, keys.encode(out))])
+                rev = await self._commit(out, guard, Op(key, keys.encode(out)), what=what)
             except (AlreadyExists, NotFound) as err:
                 raise Conflict(f"{_describe(stored.namespace, stored.id)} changed concurrently: {err}") from err
             out.resource_version = rev
             return out
 
         if expected:
-            return await attempt()
+            return await retry_on_race(attempt)
         return await retry_on_conflict(attempt)
 
     async def get(self, namespace: str, agent_id: str) -> registry_pb2.Agent:

@@ -11,6 +11,7 @@ from sutradhar._errors import FailedPrecondition, SutradharError
 from sutradhar._hosting import GrpcHost
 from sutradhar.services.common.audit import AuditLog
 from sutradhar.services.common.authority import load_authority
+from sutradhar.services.common.quota_store import QuotaAdmission, QuotaStore
 from sutradhar.services.common.rolebindings import RoleBindingStore
 from sutradhar.services.common.security import SecurityStack
 from sutradhar.services.common.store import EtcdEndpoint, Store
@@ -22,6 +23,7 @@ from sutradhar.services.registry.config import RegistryConfig
 from sutradhar.services.registry.identity_servicer import SERVICE_NAME as IDENTITY_SERVICE_NAME
 from sutradhar.services.registry.identity_servicer import IdentityServicer, add_identity_service
 from sutradhar.services.registry.instances import Instances
+from sutradhar.services.registry.quota_servicer import QUOTA_SERVICE_NAME, add_quota_service
 from sutradhar.services.registry.rbac_servicer import RBAC_SERVICE_NAME, add_rbac_service
 from sutradhar.services.registry.servicer import SERVICE_NAME, RegistryServicer
 from sutradhar.services.registry.token_servicer import SERVICE_NAME as TOKEN_SERVICE_NAME
@@ -58,7 +60,7 @@ class RegistryServer:
         self._closing = asyncio.Event()
         self.tls = config.tls_source("registry", config.host)
         self.store = Store(EtcdEndpoint.parse(config.etcd), timeout=config.etcd_timeout, tls=self.tls)
-        self.agents = Agents(self.store)
+        self.agents = Agents(self.store, quotas=QuotaAdmission(self.store))
         self.instances = Instances(self.store, trust_domain=config.trust_domain)
         self.watcher = Watcher(
             self.store,
@@ -83,7 +85,7 @@ class RegistryServer:
             authority = load_authority(config.ca_dir, config.trust_domain, service="registry",
                                        purpose="IdentityService issues certificates of the mesh CA")
             identity = IdentityServicer(authority, lifetime=config.workload_cert_lifetime)
-        services = [SERVICE_NAME]
+        services = [SERVICE_NAME, QUOTA_SERVICE_NAME]
         if not config.insecure:  # the access APIs exist only where there is access control
             services += [RBAC_SERVICE_NAME, AUDIT_SERVICE_NAME] + ([TOKEN_SERVICE_NAME] if issuer_key else [])
             services += [IDENTITY_SERVICE_NAME] if identity is not None else []
@@ -100,6 +102,7 @@ class RegistryServer:
             RegistryServicer(self.agents, self.instances, self.watcher, max_message_bytes=config.max_message_bytes,
                              secured=not config.insecure),
         )
+        add_quota_service(self._host, QuotaStore(self.store))
         self._retention: asyncio.Task[None] | None = None
         if self.security.authorizer is not None and self.audit_log is not None:
             add_rbac_service(self._host, RoleBindingStore(self.store), self.security.authorizer)

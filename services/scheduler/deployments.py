@@ -1,7 +1,11 @@
 """The deployments API as plain async domain code over the store.
 
 Every write is a compare-and-swap on the deployment's mod revision; writes
-that change the spec bump `generation`. Deleting sets `delete_time` (like a
+that change the spec bump `generation`. Writes that can grow what the
+namespace uses (create, apply, update, scale) are quota admissions
+(`services.common.quota_store`): checked against every ResourceQuota of the
+namespace and committed with a compare on its guard key, so two of them that
+read the same usage cannot both pass (docs/quotas.md). Deleting sets `delete_time` (like a
 Kubernetes finalizer): the leading scheduler stops every replica, deregisters
 their instances and then removes the key, so nothing is leaked even when the
 scheduler is down at the time of the delete.
@@ -25,7 +29,8 @@ from sutradhar._errors import (
     SutradharError,
 )
 from sutradhar._names import validate_namespace
-from sutradhar.services.common import keys
+from sutradhar.services.common import keys, quota
+from sutradhar.services.common.quota_store import QuotaAdmission, QuotaRace, Snapshot, retry_on_race
 from sutradhar.services.common.store import EventType, Guard, Op, Store
 from sutradhar.services.scheduler.runtimes.base import Replica, Runtime
 from sutradhar.services.scheduler.runtimes.loader import RuntimeSet
@@ -83,6 +88,24 @@ def _set_spec_field(
     return change
 
 
+def _what(name: str, verb: str, before: quota.DeploymentFootprint | None, after: quota.DeploymentFootprint) -> str:
+    """How a quota message names a change: 'deployment "web" scaled (6 -> 10 replicas)'."""
+    if before is None:
+        return f'deployment "{name}" {verb} with {after.replicas} replica{"" if after.replicas == 1 else "s"}'
+    if before.replicas != after.replicas:
+        return f'deployment "{name}" {verb} ({before.replicas} -> {after.replicas} replicas)'
+    return f'deployment "{name}" {verb}'
+
+
+def _admit(snap: Snapshot, d: scheduler_pb2.Deployment, verb: str) -> str:
+    """Check deployment `d` (as it will be written) against the snapshot's quotas;
+    returns how the admission is noted on the guard key."""
+    after = quota.deployment_footprint(d)
+    what = _what(d.name, verb, snap.objects.deployments.get(d.name), after)
+    snap.admit(snap.objects.with_deployment(d.name, after), what=what)
+    return what
+
+
 class Deployments:
     """Create, read, change and delete deployments; undo rollouts; read logs."""
 
@@ -90,6 +113,7 @@ class Deployments:
         self.store = store
         self.registry = registry
         self.runtimes = runtimes
+        self.quotas = QuotaAdmission(store)
 
     # -- reads ----------------------------------------------------------------
 
@@ -166,8 +190,14 @@ class Deployments:
         d.create_time.GetCurrentTime()
         d.update_time.CopyFrom(d.create_time)
         key = keys.deployment_key(d.namespace, d.name)
+
+        async def attempt() -> int:
+            snap = await self.quotas.snapshot(d.namespace)
+            note = _admit(snap, d, "created")
+            return await self.quotas.commit(snap, [Guard(key, 0)], [Op(key, keys.encode(d))], note=note)
+
         try:
-            revision = await self.store.commit([Guard(key, 0)], [Op(key, keys.encode(d))])
+            revision = await retry_on_race(attempt)
         except AlreadyExists:
             raise AlreadyExists(f"deployment {d.name!r} exists already in namespace {d.namespace!r}") from None
         d.resource_version = revision
@@ -180,9 +210,12 @@ class Deployments:
         change: Callable[[scheduler_pb2.Deployment], bool],
         *,
         resource_version: int = 0,
+        admit: str = "",
     ) -> scheduler_pb2.Deployment:
-        """Read, change (return False for "no change"), write guarded; retry on races."""
+        """Read, change (return False for "no change"), write guarded; retry on races.
+        With `admit` (the change's verb, e.g. "scaled"), the write is a quota admission."""
         for _ in range(_RETRIES):
+            snap = await self.quotas.snapshot(namespace) if admit else None
             d = await self.get(namespace, name)
             if resource_version and d.resource_version != resource_version:
                 raise Conflict(
@@ -196,8 +229,15 @@ class Deployments:
             d.ClearField("resource_version")
             key = keys.deployment_key(d.namespace, d.name)
             try:
-                d.resource_version = await self.store.commit([Guard(key, current)], [Op(key, keys.encode(d))])
+                if snap is None:
+                    d.resource_version = await self.store.commit([Guard(key, current)], [Op(key, keys.encode(d))])
+                else:
+                    note = _admit(snap, d, admit)
+                    d.resource_version = await self.quotas.commit(
+                        snap, [Guard(key, current)], [Op(key, keys.encode(d))], note=note)
                 return d
+            except QuotaRace:
+                continue
             except Conflict:
                 if resource_version:
                     raise
@@ -223,7 +263,7 @@ class Deployments:
         await self._check_agent(deployment)
         return await self._mutate(
             deployment.namespace, deployment.name, self._set_spec(deployment.spec),
-            resource_version=deployment.resource_version,
+            resource_version=deployment.resource_version, admit="updated",
         )
 
     async def apply(self, deployment: scheduler_pb2.Deployment) -> tuple[scheduler_pb2.Deployment, bool]:
@@ -236,7 +276,8 @@ class Deployments:
             except AlreadyExists:
                 pass
             try:
-                return await self._mutate(deployment.namespace, deployment.name, self._set_spec(deployment.spec)), False
+                return await self._mutate(deployment.namespace, deployment.name, self._set_spec(deployment.spec),
+                                          admit="applied"), False
             except NotFound:
                 continue
         raise Conflict(f"deployment {deployment.name!r} kept changing; retry")
@@ -244,7 +285,7 @@ class Deployments:
     async def scale(self, namespace: str, name: str, replicas: int) -> scheduler_pb2.Deployment:
         """Set the replica count (0 to 1000). Refused (FAILED_PRECONDITION) while the
         deployment is being deleted or autoscaled, and for more than one replica of
-        an agent with a fixed port."""
+        an agent with a fixed port; RESOURCE_EXHAUSTED past a quota."""
         validate_replicas(replicas, field="replicas")
         current = await self.get(namespace, name)
         _refuse_if_deleting(current)
@@ -255,7 +296,8 @@ class Deployments:
             scaled.replicas = replicas
             check_fixed_port(await self._agent(current), scaled)
         return await self._mutate(
-            namespace, name, _set_spec_field("replicas", replicas, _refuse_if_deleting, _refuse_if_autoscaled)
+            namespace, name, _set_spec_field("replicas", replicas, _refuse_if_deleting, _refuse_if_autoscaled),
+            admit="scaled",
         )
 
     async def set_paused(self, namespace: str, name: str, paused: bool) -> scheduler_pb2.Deployment:

@@ -5,6 +5,12 @@ deployment, its agent and what runs, and acts (start, restart after back-off,
 stop, roll, scale), then writes the status guarded by the deployment's
 ``mod_revision``. It returns a `Result` saying when to look again; the
 controller's outcome handler turns that (or an error) into the next step.
+
+Quotas (docs/quotas.md): the autoscaler never scales past what the
+namespace's ResourceQuotas leave (its write is a quota admission), and a
+rolling update's surge is reduced to what they leave (down to 0, when the
+rollout proceeds by max_unavailable, at least one replica at a time); either
+is reported as the ``QuotaLimited`` condition while it holds.
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sutradhar._errors import Conflict, InvalidArgument, NotFound, Unavailable
-from sutradhar.services.common import keys
+from sutradhar.services.common import keys, quota
+from sutradhar.services.common.quota_store import QuotaAdmission, Snapshot
 from sutradhar.services.common.store import Guard, Op, Store
 from sutradhar.services.scheduler import rollout
 from sutradhar.services.scheduler.autoscale import AutoscaleState, autoscale
@@ -63,12 +70,23 @@ class Reconciler:
         self.autoscale_state: dict[Key, AutoscaleState] = {}
         self._autoscaled_at: dict[Key, float] = {}
         self._unavailable: dict[Key, set[str]] = {}
+        self.quotas = QuotaAdmission(store)
+        self._capped: dict[Key, str] = {}
+        """Deployments whose autoscaler the quota caps -> why (QuotaLimited)."""
+        self._surge_limited: dict[Key, str] = {}
+        """Deployments whose rollout surge the quota reduces -> why (QuotaLimited)."""
+        self._surge_totals: dict[Key, int] = {}
+        """Most replicas a rolling deployment may run now (desired + the surge it was given)."""
+        self._surge_locks: dict[str, asyncio.Lock] = {}
 
     def forget(self) -> None:
         """Drop the per-deployment memory (leadership lost)."""
         self.autoscale_state.clear()
         self._autoscaled_at.clear()
         self._unavailable.clear()
+        self._capped.clear()
+        self._surge_limited.clear()
+        self._surge_totals.clear()
 
     def _event(self, key: Key, reason: str, message: str, replica: str = "") -> None:
         self.supervisor.event(key, reason, message, replica)
@@ -81,6 +99,7 @@ class Reconciler:
         slots = sup.slots.setdefault(key, {})
         if kv is None:
             await sup.stop_all(key, "deployment deleted")
+            self._forget_quota(key)
             return Result()
         d = keys.decode(kv.value, P.Deployment)
         d.resource_version = kv.mod_revision
@@ -131,14 +150,21 @@ class Reconciler:
             desired = http_replica_count(agent_config(agent)) if d.spec.replicas > 0 else 0
         if d.spec.HasField("autoscale") and agent.runtime != "http":
             scaled = await self._autoscale(key, d, status)
+            admission: tuple[Snapshot, str] | None = None
+            if scaled is not None and scaled > d.spec.replicas:
+                scaled, admission = await self._cap_to_quota(key, d, scaled)
+            elif scaled is not None:
+                self._capped.pop(key, None)
             if scaled is not None and scaled != d.spec.replicas:
                 self._event(key, "Scaled", f"autoscaler scaled {d.spec.replicas} -> {scaled} "
                             f"(in-flight per ready replica {status.autoscale.current_in_flight:.2f}, "
                             f"target {d.spec.autoscale.target_in_flight:g})")
                 d.spec.replicas = scaled
-                await self._write_status(kv.key, kv.mod_revision, d, status, force=True)
+                await self._write_status(kv.key, kv.mod_revision, d, status, force=True, admission=admission)
                 return Result()
             requeue.append(self.config.autoscale_period.total_seconds())
+        else:
+            self._capped.pop(key, None)
 
         max_surge, max_unavailable = d.spec.strategy.max_surge, d.spec.strategy.max_unavailable
         try:
@@ -153,6 +179,11 @@ class Reconciler:
         await self._observe_instances(key, ns)
 
         live = [s for s in slots.values() if s.phase != P.REPLICA_PHASE_TERMINATING]
+        if any(s.revision != revision for s in live) and not d.spec.paused:
+            max_surge = await self._quota_surge(key, d, desired, max_surge, max_unavailable)
+        else:
+            self._surge_limited.pop(key, None)
+            self._surge_totals.pop(key, None)
         plan = rollout.plan(
             [rollout.Slot(s.id, s.revision, s.ready, s.created, s.waiting) for s in live],
             desired=desired,
@@ -201,6 +232,7 @@ class Reconciler:
 
         if d.spec.paused and any(s.revision != revision for s in slots.values()):
             conditions["Paused"] = (True, "DeploymentPaused", "the rollout is paused; resume it to continue")
+        conditions["QuotaLimited"] = self._quota_condition(key)
         self._finish_status(d, status, conditions, revision=revision, version=agent.version, desired=desired)
         await self._write_status(kv.key, kv.mod_revision, d, status)
         if any(s.phase in (P.REPLICA_PHASE_STARTING, P.REPLICA_PHASE_TERMINATING) for s in slots.values()):
@@ -301,6 +333,90 @@ class Reconciler:
             status.autoscale.last_scale_time.CopyFrom(timestamp(self.clock.now()))
         return wanted
 
+    # -- quotas -----------------------------------------------------------------
+
+    def _forget_quota(self, key: Key) -> None:
+        self._capped.pop(key, None)
+        self._surge_limited.pop(key, None)
+        self._surge_totals.pop(key, None)
+
+    def _quota_condition(self, key: Key) -> tuple[bool, str, str]:
+        """QuotaLimited: true while the autoscaler is capped or a rollout's surge reduced by a quota."""
+        capped, surge = self._capped.get(key), self._surge_limited.get(key)
+        if capped is None and surge is None:
+            return False, "WithinQuota", ""
+        reason = "AutoscalerCapped" if capped is not None else "SurgeLimited"
+        return True, reason, "; ".join(m for m in (capped, surge) if m)
+
+    def _live(self, key: Key) -> int:
+        """Replicas of deployment `key` that run or are starting (not stopping)."""
+        return sum(1 for s in self.supervisor.slots.get(key, {}).values() if s.phase != P.REPLICA_PHASE_TERMINATING)
+
+    def _counted(self, snap_objects: quota.Objects, ns: str, but: str) -> quota.Objects:
+        """The namespace's objects with every other deployment counted at what it may
+        run now: its desired replicas, what runs, or the surge it was given."""
+        replicas = {}
+        for name, fp in snap_objects.deployments.items():
+            if name == but:
+                continue
+            key = (ns, name)
+            replicas[name] = max(fp.replicas, self._live(key), self._surge_totals.get(key, 0))
+        return snap_objects.with_replicas(replicas)
+
+    async def _cap_to_quota(
+        self, key: Key, d: scheduler_pb2.Deployment, wanted: int
+    ) -> tuple[int, tuple[Snapshot, str]]:
+        """The autoscaler's scale-up to `wanted`, capped at what the quotas leave (never
+        below the replicas it has); and the admission its write commits with."""
+        ns, name = key
+        snap = await self.quotas.snapshot(ns)
+        current = d.spec.replicas
+        note = f'deployment "{name}" autoscaled ({current} -> {wanted} replicas)'
+        if not snap.bounded or name not in snap.objects.deployments:
+            self._capped.pop(key, None)
+            return wanted, (snap, note)
+        objects = self._counted(snap.objects, ns, name)
+        room = quota.room(snap.quotas, objects, name)
+        counted = objects.deployments[name].replicas
+        allowed = wanted if room.extra is None else counted + room.extra
+        capped = max(current, min(wanted, allowed))
+        if capped < wanted:
+            self._capped[key] = f"the autoscaler recommends {wanted} replicas; capped at {capped} by {room.describe()}"
+        else:
+            self._capped.pop(key, None)
+        return capped, (snap, f'deployment "{name}" autoscaled ({current} -> {capped} replicas)')
+
+    async def _quota_surge(
+        self, key: Key, d: scheduler_pb2.Deployment, desired: int, max_surge: str, max_unavailable: str
+    ) -> str:
+        """A rolling update's max_surge reduced to the replicas the quotas leave above
+        `desired` (every other deployment counted at what it may run now). At 0 the
+        rollout still progresses by max_unavailable (at least 1: `resolve_strategy`)."""
+        ns, name = key
+        lock = self._surge_locks.setdefault(ns, asyncio.Lock())
+        async with lock:  # two rollouts in a namespace must not both take the same room
+            found, _ = await self.quotas.quotas(ns)
+            surge, _unavailable = rollout.resolve_strategy(max_surge, max_unavailable, desired)
+            if not found or surge == 0:
+                self._surge_limited.pop(key, None)
+                self._surge_totals[key] = desired + surge
+                return max_surge
+            objects = self._counted(await self.quotas.objects(ns, bounded={r for q in found for r in q.hard}), ns, name)
+            if name not in objects.deployments:
+                return max_surge
+            objects = objects.with_replicas({name: desired})
+            room = quota.room(found, objects, name)
+            allowed = surge if room.extra is None else min(surge, room.extra)
+            self._surge_totals[key] = desired + allowed
+            if allowed >= surge:
+                self._surge_limited.pop(key, None)
+                return max_surge
+            fallback = ("" if allowed else
+                        "; old replicas are replaced as max_unavailable allows (at least one at a time)")
+            self._surge_limited[key] = (f"rolling update surge reduced from {surge} to {allowed} replicas by "
+                                        f"{room.describe()}{fallback}")
+            return str(allowed)
+
     async def _observe_instances(self, key: Key, ns: str) -> None:
         """Read the ready replicas' instances: restart those whose liveness failed
         (health's `restart_requested`), note those the health service took out of
@@ -347,9 +463,11 @@ class Reconciler:
         status: scheduler_pb2.DeploymentStatus,
         *,
         force: bool = False,
+        admission: tuple[Snapshot, str] | None = None,
     ) -> None:
         """Write `status` (with the pending events) guarded by `mod_revision`;
-        nothing when unchanged. On a conflict the events stay pending."""
+        nothing when unchanged. On a conflict the events stay pending. With
+        `admission` (a snapshot and a note), the write is a quota admission."""
         dkey = (d.namespace or keys.DEFAULT_NAMESPACE, d.name)
         events = self.events.drain(dkey, status)
         if status == d.status and not force:
@@ -357,7 +475,11 @@ class Reconciler:
         d.status.CopyFrom(status)
         d.ClearField("resource_version")
         try:
-            await self.store.commit([Guard(key, mod_revision)], [Op(key, keys.encode(d))])
+            if admission is None:
+                await self.store.commit([Guard(key, mod_revision)], [Op(key, keys.encode(d))])
+            else:
+                snap, note = admission
+                await self.quotas.commit(snap, [Guard(key, mod_revision)], [Op(key, keys.encode(d))], note=note)
         except (Conflict, NotFound):
             self.events.restore(dkey, events)
             raise

@@ -12,6 +12,8 @@ it. Conditions, in the order they are written:
 - ``FailedToStart``: a replica's runtime could not start it;
 - ``CrashLoopBackOff``: a replica crashed ``crash_loop_restarts`` times or more;
 - ``Paused``: the rollout is paused with replicas of another revision left;
+- ``QuotaLimited``: a ResourceQuota caps the autoscaler (``AutoscalerCapped``)
+  or reduces a rolling update's surge (``SurgeLimited``); ``WithinQuota`` else;
 - ``RolledOut``: the current revision runs everywhere: the generation is
   observed, ``current_revision`` is set and updated == ready == replicas ==
   desired (``RolloutComplete``; else ``RolloutInProgress`` or ``RolloutPaused``).
@@ -37,7 +39,8 @@ MAX_EVENTS = 50
 """Events kept in a deployment's status (the newest)."""
 
 CONDITION_TYPES = (
-    "Available", "Progressing", "ReplicaFailure", "FailedToStart", "CrashLoopBackOff", "Paused", "RolledOut",
+    "Available", "Progressing", "ReplicaFailure", "FailedToStart", "CrashLoopBackOff", "Paused", "QuotaLimited",
+    "RolledOut",
 )
 """Every condition the controller writes, in the order it writes them."""
 
@@ -130,6 +133,7 @@ def finish_status(
         conditions.setdefault("CrashLoopBackOff", (False, "NoCrashLoop", ""))
     conditions.setdefault("ReplicaFailure", (False, "NoFailure", ""))
     conditions.setdefault("Paused", (False, "NotPaused", ""))
+    conditions.setdefault("QuotaLimited", (False, "WithinQuota", ""))
     surge_unavail = (0, 0)
     with contextlib.suppress(InvalidArgument):
         surge_unavail = rollout.resolve_strategy(d.spec.strategy.max_surge, d.spec.strategy.max_unavailable, want)

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from sutradhar._errors import AlreadyExists, Conflict, NotFound
 from sutradhar.services.common.probing import ProbeOutcome, ProbeSettings
-from sutradhar.services.common.store import Guard, KeyValue, Op
+from sutradhar.services.common.store import Guard, KeyValue, Op, Scan
 from sutradhar.services.scheduler.config import SchedulerConfig
 from sutradhar.services.scheduler.registration import Registrar
 from sutradhar.services.scheduler.runtimes.base import Replica, ReplicaPhase, ReplicaSpec
@@ -186,6 +186,13 @@ class FakeStore:
 
     async def list(self, prefix: str) -> tuple[list[KeyValue], int]:
         return sorted((kv for k, kv in self.kvs.items() if k.startswith(prefix)), key=lambda kv: kv.key), self.revision
+
+    async def scan(self, start: str, end: str | bytes, *, keys_only: bool = False, **_: object) -> Scan:
+        stop = end.decode() if isinstance(end, bytes) else end
+        found = sorted((kv for k, kv in self.kvs.items() if start <= k < stop), key=lambda kv: kv.key)
+        if keys_only:
+            found = [replace(kv, value=b"") for kv in found]
+        return Scan(found, self.revision, False, len(found))
 
     async def commit(self, guards: list[Guard], ops: list[Op]) -> int:
         for guard in guards:
