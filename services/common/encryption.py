@@ -100,7 +100,7 @@ class EncryptionKey:
         return cls(name, _random.token_bytes(KEY_BYTES))
 
 
-def check_key_name(name: str, *, field: str = "name") -> None:
+def check_key_name(name: object, *, field: str = "name") -> None:
     """A key name: a DNS label ([a-z0-9-], at most 63), so it fits the envelope's prefix."""
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InvalidArgument(
@@ -254,6 +254,9 @@ def _parse_key(item: Any, index: int, source: str) -> EncryptionKey:
         raise InvalidArgument(f"{source}: {where}: unknown field {unknown[0]!r} (valid: name, secret)",
                               field=f"{where}.{unknown[0]}")
     name = item.get("name")
+    if not isinstance(name, str):
+        raise InvalidArgument(f"{source}: {where}.name is required (a key name, e.g. key-20260101)",
+                              field=f"{where}.name")
     check_key_name(name, field=f"{source}: {where}.name")
     raw = item.get("secret")
     if not isinstance(raw, str) or not raw.strip():

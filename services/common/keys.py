@@ -14,6 +14,8 @@ prefix too::
     /sutradhar/v1/tokens/<namespace>/<jti>               TokenRecord (JSON, leased until after expiry)
     /sutradhar/v1/rolebindings/<namespace>/<name>        RoleBinding (JSON)
     /sutradhar/v1/audit/<audit-id>                       AuditEvent (JSON; append-only, ids sort by time)
+    /sutradhar/v1/secrets/<namespace>/<name>             StoredSecret (JSON; data AES-GCM sealed, docs/secrets.md)
+    /sutradhar/v1/configmaps/<namespace>/<name>          ConfigMap (JSON)
 
 Values are protobuf messages in their canonical JSON form, so `etcdctl get
 --prefix /sutradhar/v1/` is readable by an operator. docs/etcd-keys.md is
@@ -80,6 +82,15 @@ def deployment_key(namespace: str, name: str) -> str:
 
 def rolebinding_key(namespace: str, name: str) -> str:
     return object_key(ROLEBINDINGS, namespace, name)
+
+
+def secret_key(namespace: str, name: str) -> str:
+    """Key of one secret (its data sealed with the registry's encryption key)."""
+    return object_key(SECRETS, namespace, name)
+
+
+def configmap_key(namespace: str, name: str) -> str:
+    return object_key(CONFIGMAPS, namespace, name)
 
 
 def load_key(namespace: str, instance_id: str, router_id: str) -> str:
