@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
+from pathlib import Path
 from typing import Protocol
 
 from sutradhar.services.scheduler.identities import ReplicaTls
@@ -52,6 +53,11 @@ class ReplicaSpec:
     """The replica's own certificate (a secured scheduler issues one per replica)."""
     insecure: bool = False
     """No certificate: the replica serves plaintext (the scheduler itself runs --insecure)."""
+    files_dir: Path | None = None
+    """The replica's private directory of Secret and ConfigMap files (`replica_files`): a process
+    replica finds it in SUTRADHAR_FILES_DIR, each mount under it at its mount path."""
+    mounts: tuple[tuple[str, str], ...] = ()
+    """(host directory, mount path) of each file mount: read-only binds of a container replica."""
 
 
 def security_env(spec: ReplicaSpec, root: str | None = None) -> dict[str, str]:
