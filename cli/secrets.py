@@ -207,11 +207,14 @@ async def reencrypt_secrets(args: argparse.Namespace) -> int:
             if step.done:
                 print(f"re-encrypted {step.rewritten} of {step.total} secrets with key {step.key} "
                       f"({step.unchanged} already were)")
+                if step.failed:
+                    print(f"{step.failed} secrets are sealed with a key the registry's encryption config no longer "
+                          "holds: add that key back (after the current one), restart the registry and run again")
             else:
                 print(f"[{step.examined}/{step.total}] {step.secret}", flush=True)
     if args.output == "json" and last is not None:
         print_json(last)
-    return 0
+    return 1 if last is not None and last.failed else 0
 
 
 def _verb(created: bool, changed: bool) -> str:

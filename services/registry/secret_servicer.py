@@ -77,7 +77,8 @@ class SecretServicer(secrets_pb2_grpc.SecretServiceServicer):
         last = pb.ReencryptSecretsResponse(key=self._secrets.encryption.current.name)
         async for step in self._secrets.reencrypt(request.namespace):
             last = pb.ReencryptSecretsResponse(examined=step.examined, total=step.total, rewritten=step.rewritten,
-                                               unchanged=step.unchanged, secret=step.secret, key=step.key)
+                                               unchanged=step.unchanged, secret=step.secret, key=step.key,
+                                               failed=step.failed)
             yield last
         last.secret = ""
         last.done = True

@@ -69,6 +69,8 @@ class ReencryptProgress:
     unchanged: int
     secret: str
     key: str
+    failed: int = 0
+    """Secrets sealed with a key the config no longer holds (left as they are)."""
 
 
 class SecretStore:
@@ -129,7 +131,12 @@ class SecretStore:
         wanted = dict(data)
         for attempt in range(_CAS_ATTEMPTS):
             current = await self._store.get(key)
-            old = self._open(current) if current is not None else None
+            old, lost_version = None, 0
+            if current is not None:
+                try:
+                    old = self._open(current)
+                except DecryptionFailed:  # sealed with a key no longer held: replace it outright
+                    lost_version = keys.decode(current.value, pb.StoredSecret).version
             self._check_expected(expected, current, namespace, secret.name)
             stale_key = current is not None and encryption.needs_rewrite(
                 keys.decode(current.value, pb.StoredSecret).sealed)
@@ -141,7 +148,7 @@ class SecretStore:
             meta.keys.extend(pb.SecretKey(name=k, size=len(v)) for k, v in sorted(wanted.items()))
             changed = old is None or dict(old.data) != wanted
             if old is None:
-                meta.version = 1
+                meta.version = lost_version + 1
                 meta.create_time.CopyFrom(now)
             else:
                 meta.version = old.secret.version + (1 if changed else 0)
@@ -164,7 +171,7 @@ class SecretStore:
             meta.resource_version = revision
             meta.create_revision = current.create_revision if current is not None else revision
             meta.encryption_key = encryption.current.name
-            return meta, old is None, changed
+            return meta, current is None, changed
         raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
@@ -236,14 +243,18 @@ class SecretStore:
         scope = namespace or "*"
         validate_namespace(scope, allow_all=True)
         kvs, _ = await self._store.list(keys.kind_prefix(keys.SECRETS, scope))
-        rewritten = unchanged = 0
+        rewritten = unchanged = failed = 0
         current_key = encryption.current.name
         for i, kv in enumerate(kvs, start=1):
-            did = await self._reencrypt_one(kv)
-            rewritten += did
-            unchanged += not did
+            try:
+                did = await self._reencrypt_one(kv)
+            except DecryptionFailed:
+                failed += 1
+            else:
+                rewritten += did
+                unchanged += not did
             _, ns, name = keys.parse_key(kv.key)
-            yield ReencryptProgress(i, len(kvs), rewritten, unchanged, f"{ns}/{name}", current_key)
+            yield ReencryptProgress(i, len(kvs), rewritten, unchanged, f"{ns}/{name}", current_key, failed)
 
     async def _reencrypt_one(self, kv: KeyValue | None) -> bool:
         for _ in range(_CAS_ATTEMPTS):

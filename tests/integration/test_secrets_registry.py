@@ -152,3 +152,37 @@ async def test_a_registry_without_encryption_config_refuses_secrets(etcd: str, u
             assert (await client.apply_config_map("c", {"k": "v"}, namespace=unique)).created
     finally:
         await server.stop(timedelta(seconds=1))
+
+
+async def test_a_secret_whose_key_was_dropped_is_listed_replaceable_and_deletable(
+    etcd: str, tmp_path: Path, unique: str
+) -> None:
+    path = tmp_path / "encryption.yaml"
+    old = ensure_config_file(path)
+    settings = dict(port=0, etcd=etcd, insecure=True, encryption_config=path)
+    server = RegistryServer(RegistryConfig(**settings))
+    await server.start()
+    try:
+        async with SecretClient(server.address) as client:
+            await client.apply_secret("lost", {"v": VALUE}, namespace=unique)
+            await client.apply_secret("kept", {"v": VALUE}, namespace=unique)
+    finally:
+        await server.stop(timedelta(seconds=1))
+    add_key(path, "key-only", keep=[])  # the old key is gone: its secrets cannot be opened
+    server = RegistryServer(RegistryConfig(**settings))
+    await server.start()
+    try:
+        async with SecretClient(server.address) as client:
+            listed = {s.name: s for s in (await client.list_secrets(namespace=unique)).secrets}
+            assert listed["lost"].encryption_key == old.current.name and not listed["lost"].keys
+            with pytest.raises(FailedPrecondition, match=old.current.name) as err:
+                await client.reveal_secret("lost", namespace=unique)
+            assert VALUE.decode() not in str(err.value)
+            steps = [s async for s in client.reencrypt_secrets(namespace=unique)]
+            assert steps[-1].failed == 2 and steps[-1].rewritten == 0
+            replaced = await client.apply_secret("kept", {"v": b"new"}, namespace=unique)
+            assert not replaced.created and replaced.secret.version == 2
+            assert (await client.reveal_secret("kept", namespace=unique)).data["v"] == b"new"
+            assert (await client.delete_secret("lost", namespace=unique)).name == "lost"
+    finally:
+        await server.stop(timedelta(seconds=1))

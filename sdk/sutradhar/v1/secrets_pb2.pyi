@@ -174,7 +174,7 @@ class ReencryptSecretsRequest(_message.Message):
     def __init__(self, namespace: _Optional[str] = ...) -> None: ...
 
 class ReencryptSecretsResponse(_message.Message):
-    __slots__ = ("examined", "total", "rewritten", "unchanged", "secret", "key", "done")
+    __slots__ = ("examined", "total", "rewritten", "unchanged", "secret", "key", "done", "failed")
     EXAMINED_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     REWRITTEN_FIELD_NUMBER: _ClassVar[int]
@@ -182,6 +182,7 @@ class ReencryptSecretsResponse(_message.Message):
     SECRET_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
     examined: int
     total: int
     rewritten: int
@@ -189,7 +190,8 @@ class ReencryptSecretsResponse(_message.Message):
     secret: str
     key: str
     done: bool
-    def __init__(self, examined: _Optional[int] = ..., total: _Optional[int] = ..., rewritten: _Optional[int] = ..., unchanged: _Optional[int] = ..., secret: _Optional[str] = ..., key: _Optional[str] = ..., done: _Optional[bool] = ...) -> None: ...
+    failed: int
+    def __init__(self, examined: _Optional[int] = ..., total: _Optional[int] = ..., rewritten: _Optional[int] = ..., unchanged: _Optional[int] = ..., secret: _Optional[str] = ..., key: _Optional[str] = ..., done: _Optional[bool] = ..., failed: _Optional[int] = ...) -> None: ...
 
 class ConfigMap(_message.Message):
     __slots__ = ("namespace", "name", "data", "version", "resource_version", "create_time", "update_time", "updated_by", "labels", "create_revision")
