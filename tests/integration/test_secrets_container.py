@@ -5,9 +5,6 @@ runs as; the value is on no command line and in no CLI output."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,11 +18,10 @@ from test_scheduler_support import (
     run_cli,
     scheduler,
 )
+from test_secrets_support import registry
 
 from sutradhar._secret_clients import SecretClient
 from sutradhar._values import to_struct
-from sutradhar.services.common.encryption import ensure_config_file
-from sutradhar.services.registry.config import RegistryConfig
 from sutradhar.services.registry.server import RegistryServer
 from sutradhar.services.scheduler.runtimes.base import LABEL_REPLICA
 from sutradhar.v1 import registry_pb2
@@ -36,22 +32,10 @@ from tests.docker_support import DOCKER_TEST_TIMEOUT
 docker_engine = docker_support.docker_engine  # fixtures
 agent_image = docker_support.agent_image
 
-__all__ = ["api", "namespace", "registry_client", "scheduler"]
+__all__ = ["api", "namespace", "registry", "registry_client", "scheduler"]
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(DOCKER_TEST_TIMEOUT)]
 
 VALUE = "sk-container-51b0e2f7aa"
-
-
-@pytest.fixture
-async def registry(etcd: str, tmp_path: Path) -> AsyncIterator[RegistryServer]:
-    ensure_config_file(tmp_path / "encryption.yaml")
-    server = RegistryServer(RegistryConfig(port=0, etcd=etcd, insecure=True,
-                                           encryption_config=tmp_path / "encryption.yaml"))
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop(timedelta(seconds=1))
 
 
 def _exec(container: Any, *argv: str) -> str:

@@ -5,48 +5,32 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
-import aetcd
 import pytest
+from test_secrets_support import raw_etcd_values, registry
 
 from sutradhar._errors import Conflict, FailedPrecondition, InvalidArgument, NotFound
 from sutradhar._secret_clients import ConfigMapClient, SecretClient
 from sutradhar.services.common import keys
 from sutradhar.services.common.encryption import PREFIX, add_key, ensure_config_file
-from sutradhar.services.common.store import EtcdEndpoint
 from sutradhar.services.registry.config import RegistryConfig
 from sutradhar.services.registry.server import RegistryServer
+
+__all__ = ["registry"]  # fixture
 
 VALUE = b"sk-test-5f2c8e1d9a7b"
 
 
 async def raw_etcd_bytes(etcd: str, prefix: str) -> bytes:
-    """Every value under `prefix`, as etcd holds it, read with aetcd directly."""
-    endpoint = EtcdEndpoint.parse(etcd)
-    async with aetcd.Client(host=endpoint.host, port=endpoint.port) as client:
-        found = await client.get_prefix(prefix.encode())
-        return b"\n".join(bytes(kv.value) for kv in found)
+    """Every value under `prefix`, one a line."""
+    return b"\n".join(value for _, value in await raw_etcd_values(etcd, prefix))
 
 
 def sealed_envelopes(raw: bytes) -> list[bytes]:
     """The `sealed` envelopes of the StoredSecret values in `raw` (one a line)."""
     return [base64.b64decode(json.loads(line)["sealed"]) for line in raw.splitlines()]
-
-
-@pytest.fixture
-async def registry(etcd: str, tmp_path: Path) -> AsyncIterator[RegistryServer]:
-    config = ensure_config_file(tmp_path / "encryption.yaml")
-    assert config.names
-    server = RegistryServer(RegistryConfig(port=0, etcd=etcd, insecure=True,
-                                           encryption_config=tmp_path / "encryption.yaml"))
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop(timedelta(seconds=1))
 
 
 async def test_values_are_sealed_in_etcd_and_never_in_metadata(registry: RegistryServer, etcd: str,

@@ -7,11 +7,8 @@ from __future__ import annotations
 import json
 import logging
 import stat
-from collections.abc import AsyncIterator
-from datetime import timedelta
 from pathlib import Path
 
-import aetcd
 import pytest
 from google.protobuf import json_format
 from test_scheduler_support import (
@@ -27,16 +24,14 @@ from test_scheduler_support import (
     run_cli,
     scheduler,
 )
+from test_secrets_support import raw_etcd_values, registry
 
 from sutradhar._secret_clients import ConfigMapClient, SecretClient
-from sutradhar.services.common.encryption import ensure_config_file
-from sutradhar.services.common.store import EtcdEndpoint
-from sutradhar.services.registry.config import RegistryConfig
 from sutradhar.services.registry.server import RegistryServer
 from sutradhar.services.scheduler.server import SchedulerServer
 from sutradhar.v1 import scheduler_pb2, scheduler_pb2_grpc
 
-__all__ = ["api", "namespace", "registry_client", "scheduler"]
+__all__ = ["api", "namespace", "registry", "registry_client", "scheduler"]
 
 VALUE = "sk-process-7c1e0b94d2"
 NEW_VALUE = "sk-process-rotated-33aa"
@@ -47,19 +42,6 @@ REFS = {
     ],
     "files": [{"secret": "llm", "mountPath": "/etc/agent/keys", "items": [{"key": "openai", "path": "openai.key"}]}],
 }
-
-
-@pytest.fixture
-async def registry(etcd: str, tmp_path: Path) -> AsyncIterator[RegistryServer]:
-    """An insecure registry that holds an encryption config (so it stores secrets)."""
-    ensure_config_file(tmp_path / "encryption.yaml")
-    server = RegistryServer(RegistryConfig(port=0, etcd=etcd, insecure=True,
-                                           encryption_config=tmp_path / "encryption.yaml"))
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop(timedelta(seconds=1))
 
 
 def records(state: Path, ns: str) -> list[dict[str, object]]:
@@ -85,9 +67,7 @@ def check_replica(pid: int) -> Path:
 
 
 async def raw_etcd(etcd: str) -> bytes:
-    endpoint = EtcdEndpoint.parse(etcd)
-    async with aetcd.Client(host=endpoint.host, port=endpoint.port) as client:
-        return b"\n".join(bytes(kv.key) + b"=" + bytes(kv.value) for kv in await client.get_prefix(b"/sutradhar/"))
+    return b"\n".join(key + b"=" + value for key, value in await raw_etcd_values(etcd, "/sutradhar/"))
 
 
 async def test_secret_reaches_a_process_replica_and_nothing_else(
