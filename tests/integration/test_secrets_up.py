@@ -4,6 +4,7 @@ no service log of the state directory."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -48,3 +49,18 @@ def test_up_makes_a_private_encryption_config_and_secrets_work(mesh: Path) -> No
 
 def _env() -> dict[str, str]:
     return {**os.environ, "SUTRADHAR_CREDENTIALS": str(CREDENTIALS)}
+
+
+def test_the_example_deploys_with_a_secret_in_a_secured_up_mesh(mesh: Path) -> None:
+    created = subprocess.run([str(BIN / "sutradhar"), "secrets", "create", "echo-keys", "--from-stdin", "token"],
+                             input=VALUE, capture_output=True, text=True, timeout=60, cwd=REPO_ROOT, env=_env())
+    assert created.returncode == 0, created.stderr
+    out = sutradhar("deploy", "-f", "examples/manifests/echo-with-secrets.yaml", "--wait", timeout=120).stdout
+    assert "configmap/echo-settings created" in out and "successfully rolled out" in out, out
+    described = sutradhar("deployments", "get", "echo-configured", "-o", "json").stdout
+    assert "echo-keys" in described and VALUE not in out + described
+    [record] = (mesh / "scheduler" / "process" / "default").glob("echo-configured-*/record.json")
+    pid = json.loads(record.read_text())["pid"]
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    assert f"ECHO_TOKEN={VALUE}".encode() in environ and b"ECHO_GREETING=hello from a config map" in environ
+    sutradhar("undeploy", "echo-configured", timeout=60)
