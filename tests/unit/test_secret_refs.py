@@ -185,3 +185,11 @@ def test_replica_files_are_private_and_removed(tmp_path: Path) -> None:
     files.remove("ns", "r1")
     assert not written.directory.exists()
     assert files.write("ns", "r2", resolve(references(ENV), objects())) is None
+
+
+def test_a_replica_spec_repr_never_shows_its_environment() -> None:
+    from sutradhar.services.scheduler.runtimes.base import ReplicaSpec
+
+    spec = ReplicaSpec(namespace="ns", deployment="d", replica_id="r", revision="x", agent=agent(),
+                       env={"API_KEY": VALUE.decode()})
+    assert VALUE.decode() not in repr(spec)

@@ -47,7 +47,8 @@ class ReplicaSpec:
     replica_id: str
     revision: str
     agent: registry_pb2.Agent
-    env: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """The replica's extra environment; it may hold values of Secrets, so it is never in a repr."""
     labels: Mapping[str, str] = field(default_factory=dict)
     tls: ReplicaTls | None = None
     """The replica's own certificate (a secured scheduler issues one per replica)."""
