@@ -8,6 +8,7 @@
     sutradhar secrets get llm-keys -n team-a    # key names and sizes, never values
     sutradhar secrets reveal llm-keys -n team-a --key openai   # the value (verb read-value)
     sutradhar secrets delete llm-keys -n team-a
+    sutradhar secrets add-key                   # rotate: a new first key in up's encryption config
     sutradhar secrets reencrypt                 # rewrite every secret with the current key
     sutradhar configmaps create llm-settings -n team-a --from-file model=./model.txt
     sutradhar configmaps list|get|delete ...
@@ -32,6 +33,7 @@ from sutradhar._secret_clients import ConfigMapClient, SecretClient
 from sutradhar.cli._output import add_output_flag, message_to_dict, print_json, print_table
 from sutradhar.cli._rpc import connect
 from sutradhar.cli.manifests import before_applying, configmap_from_manifest, load_manifests, secret_from_manifest
+from sutradhar.services.common.encryption import add_key, check_key_name
 from sutradhar.services.common.secret_refs import check_data
 from sutradhar.v1 import secrets_pb2
 
@@ -55,6 +57,17 @@ def register(sub: Any) -> None:
                                     description=f"Create or replace a secret. {_NO_LITERAL}."), func=create_secret)
     _add_sources(p)
     _add_common(ssub.add_parser("delete", help="delete a secret"), output=False, func=delete_secret)
+    p = ssub.add_parser("add-key", help="rotate: put a new random key first in an encryption config file",
+                        description="Put a new random AES-256 key first in the encryption config (the old keys stay "
+                                    "and still decrypt). Then restart the registry and run `sutradhar secrets "
+                                    "reencrypt`. Edits the file locally; no call to the mesh.")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--encryption-config", type=Path, default=None, metavar="FILE",
+                       help="the config file (default: the one in the state directory of `sutradhar up`)")
+    where.add_argument("--state-dir", type=Path, default=None,
+                       help="the state directory `sutradhar up` uses (env SUTRADHAR_STATE_DIR)")
+    p.add_argument("--name", default="", help="the new key's name (default: key-<date>-<random>)")
+    p.set_defaults(func=add_encryption_key)
     p = ssub.add_parser("reencrypt", help="rewrite every secret with the registry's current encryption key")
     p.add_argument("-n", "--namespace", default="", help="only this namespace (default: every namespace)")
     add_output_flag(p)
@@ -215,6 +228,19 @@ async def reencrypt_secrets(args: argparse.Namespace) -> int:
     if args.output == "json" and last is not None:
         print_json(last)
     return 1 if last is not None and last.failed else 0
+
+
+async def add_encryption_key(args: argparse.Namespace) -> int:
+    from sutradhar.cli._launcher import ENCRYPTION_CONFIG, default_state_dir
+
+    path = args.encryption_config or (args.state_dir or default_state_dir()) / ENCRYPTION_CONFIG
+    if args.name:
+        check_key_name(args.name, field="--name")
+    rotated = add_key(path, args.name or None)
+    print(f"{path}: key {rotated.current.name} added first (it encrypts; {', '.join(rotated.names[1:])} still "
+          "decrypt). Restart the registry (`sutradhar down` and `sutradhar up` for a local mesh), then run "
+          "`sutradhar secrets reencrypt`.")
+    return 0
 
 
 def _verb(created: bool, changed: bool) -> str:

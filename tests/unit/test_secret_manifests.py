@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 import pytest
 
@@ -82,3 +83,17 @@ def test_cli_has_no_from_literal_and_says_why(capsys: pytest.CaptureFixture[str]
     with pytest.raises(SystemExit):
         parser.parse_args(["secrets", "create", "--help"])
     assert "process list" in capsys.readouterr().out
+
+
+def test_add_key_rotates_the_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from sutradhar.cli.main import main
+    from sutradhar.services.common.encryption import EncryptionConfig, ensure_config_file
+
+    path = tmp_path / "encryption-config.yaml"
+    old = ensure_config_file(path).current.name
+    assert main(["secrets", "add-key", "--encryption-config", str(path), "--name", "key-next"]) == 0
+    assert EncryptionConfig.load(path).names == ("key-next", old)
+    assert "reencrypt" in capsys.readouterr().out
+    assert main(["secrets", "add-key", "--state-dir", str(tmp_path)]) == 0
+    assert EncryptionConfig.load(path).names[1:] == ("key-next", old)
+    assert main(["secrets", "add-key", "--encryption-config", str(path), "--name", "Bad:Name"]) != 0
