@@ -551,6 +551,10 @@ async def get_deployment(args: argparse.Namespace) -> int:
          for r in d.status.replica_statuses),
         ["id", "phase", "version", "endpoint", "pid/id", "restarts", "message"], empty="  none",
     )
+    references = _references(d.spec)
+    if references:
+        print("\nfrom secrets and config maps (names only):")
+        print_table(references, ["kind", "name", "key", "as"])
     print("\nconditions:")
     print_table(
         ({"type": c.type, "status": P.ConditionStatus.Name(c.status).removeprefix("CONDITION_STATUS_"),
@@ -564,6 +568,21 @@ async def get_deployment(args: argparse.Namespace) -> int:
         ["time", "reason", "message"], empty="  none",
     )
     return 0
+
+
+def _references(spec: P.DeploymentSpec) -> list[dict[str, str]]:
+    """The deployment's Secret and ConfigMap references as rows: object, key and where it goes."""
+    rows = []
+    for var in spec.env_vars:
+        source = var.value_from
+        for kind, ref in (("secret", source.secret_key_ref), ("configmap", source.config_map_key_ref)):
+            if ref.name:
+                rows.append({"kind": kind, "name": ref.name, "key": ref.key, "as": f"env {var.name}"})
+    for mount in spec.files:
+        kind, name = ("secret", mount.secret) if mount.secret else ("configmap", mount.config_map)
+        keys = ", ".join(f"{i.key}->{i.path}" for i in mount.items) or "(every key)"
+        rows.append({"kind": kind, "name": name, "key": keys, "as": f"files in {mount.mount_path}"})
+    return rows
 
 
 def _short_id(native_id: str) -> str:

@@ -97,3 +97,17 @@ def test_add_key_rotates_the_config_file(tmp_path: Path, capsys: pytest.CaptureF
     assert main(["secrets", "add-key", "--state-dir", str(tmp_path)]) == 0
     assert EncryptionConfig.load(path).names[1:] == ("key-next", old)
     assert main(["secrets", "add-key", "--encryption-config", str(path), "--name", "Bad:Name"]) != 0
+
+
+def test_describe_lists_references_by_name_only() -> None:
+    from sutradhar.cli.deploy import _references
+    from sutradhar.v1 import scheduler_pb2, secrets_pb2
+
+    spec = scheduler_pb2.DeploymentSpec(agent_id="echo")
+    spec.env_vars.add(name="KEY").value_from.secret_key_ref.CopyFrom(secrets_pb2.KeyReference(name="llm",
+                                                                                                key="openai"))
+    spec.files.add(config_map="settings", mount_path="/etc/s")
+    assert _references(spec) == [
+        {"kind": "secret", "name": "llm", "key": "openai", "as": "env KEY"},
+        {"kind": "configmap", "name": "settings", "key": "(every key)", "as": "files in /etc/s"},
+    ]
