@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import getpass
 import sys
 from pathlib import Path
 from typing import Any
@@ -100,7 +101,8 @@ def _add_common(p: argparse.ArgumentParser, *, name: bool = True, all_namespaces
 def _add_sources(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from-file", action="append", default=[], metavar="[KEY=]PATH",
                    help="a key from a file (KEY defaults to the file's name); repeat for more keys")
-    p.add_argument("--from-stdin", default="", metavar="KEY", help="a key whose value is read from standard input")
+    p.add_argument("--from-stdin", default="", metavar="KEY",
+                   help="a key whose value is read from standard input (typed without echo on a terminal)")
 
 
 def _read_sources(args: argparse.Namespace) -> dict[str, bytes]:
@@ -120,7 +122,10 @@ def _read_sources(args: argparse.Namespace) -> dict[str, bytes]:
         if args.from_stdin in data:
             raise InvalidArgument(f"--from-stdin: key {args.from_stdin!r} is also given by --from-file",
                                   field="from_stdin")
-        data[args.from_stdin] = sys.stdin.buffer.read()
+        if sys.stdin.isatty():  # typed by a person: not echoed to the terminal
+            data[args.from_stdin] = getpass.getpass(f"value of {args.from_stdin!r} (not echoed): ").encode()
+        else:
+            data[args.from_stdin] = sys.stdin.buffer.read()
     if not data:
         raise InvalidArgument(f"give at least one --from-file or --from-stdin ({_NO_LITERAL})", field="from_file")
     check_data(data, field="data", what=f"{args.name!r}")
