@@ -96,9 +96,11 @@ def default_state_dir(root: Path = REPO_ROOT) -> Path:
     return state_home() / checkout_key(root)
 
 
+#: The registry's encryption config in the state directory (0600): the key that seals Secrets.
+ENCRYPTION_CONFIG = "encryption-config.yaml"
 #: What a state directory holds (a directory holding none of these is not one,
 #: and `down --purge` leaves it alone).
-STATE_ENTRIES = ("etcd", "logs", "scheduler", "pki", STATE_FILE, LOCK_FILE, "up.log")
+STATE_ENTRIES = ("etcd", "logs", "scheduler", "pki", STATE_FILE, LOCK_FILE, "up.log", ENCRYPTION_CONFIG)
 
 
 @dataclass(frozen=True)
@@ -171,6 +173,9 @@ class Mesh:
             from sutradhar.cli._pki import MeshPki
 
             self.pki = MeshPki(self.state_dir / "pki", self.trust_domain, hosts=(self.host, "localhost"))
+        from sutradhar.services.common.encryption import ensure_config_file
+
+        ensure_config_file(self.state_dir / ENCRYPTION_CONFIG)  # kept across restarts: the secrets need it
         try:
             if not self.external_etcd:
                 self._start_etcd()
@@ -224,6 +229,8 @@ class Mesh:
             args += ["--registry", self.children["registry"].address]
         if name == "scheduler":
             args += ["--state-dir", str(self.state_dir / "scheduler")]
+        if name == "registry":  # seals Secrets at rest, secured mesh or not
+            args += ["--encryption-config", str(self.state_dir / ENCRYPTION_CONFIG)]
         return args + self.security_args(name)
 
     def security_args(self, name: str) -> list[str]:

@@ -12,14 +12,17 @@ A deployment manifest::
       resources: {cpu: 500m, memory: 256Mi}
       autoscale: {min: 1, max: 10, target_in_flight: 4, scale_up_window: 0s, scale_down_window: 5m}
       strategy: {max_surge: 25%, max_unavailable: 25%}
-      env: {LOG_LEVEL: info}
+      env: {LOG_LEVEL: info}        # or a list: [{name, value}, {name, valueFrom: {secretKeyRef: {name, key}}}]
+      files: [{secret: llm-keys, mountPath: /etc/agent/keys}]   # Secret/ConfigMap keys as files
 
 `deploy -f` applies `kind: RoleBinding` documents first (RbacService, on the
 registry), then `kind: Agent` documents through the registry, then the
 deployments through the scheduler (create or update, like `kubectl apply`).
 `kind: ResourceQuota` documents (QuotaService, on the registry) go before all of
-them, so a quota is in force before what it bounds is written. `sutradhar apply -f`
-is the same command.
+them, so a quota is in force before what it bounds is written. `kind: Secret`
+and `kind: ConfigMap` documents (on the registry; the output names keys and
+sizes, never values) go after the RoleBindings, before the agents that reference
+them. `sutradhar apply -f` is the same command.
 """
 
 from __future__ import annotations
@@ -47,11 +50,12 @@ from sutradhar.cli.manifests import (
     rolebinding_from_manifest,
     unknown_fields,
 )
+from sutradhar.cli.secrets import apply_config_objects, read_config_objects
 from sutradhar.v1 import quota_pb2, rbac_pb2, registry_pb2
 from sutradhar.v1 import scheduler_pb2 as P
 
 TIMEOUT = 15.0
-_SPEC_FIELDS = {"agent", "replicas", "resources", "autoscale", "strategy", "env", "labels", "paused"}
+_SPEC_FIELDS = {"agent", "replicas", "resources", "autoscale", "strategy", "env", "labels", "paused", "files"}
 _AUTOSCALE_FIELDS = {
     "min": "min_replicas", "min_replicas": "min_replicas", "max": "max_replicas", "max_replicas": "max_replicas",
     "target_in_flight": "target_in_flight", "targetInFlight": "target_in_flight",
@@ -107,11 +111,28 @@ def deployment_from_manifest(m: Manifest) -> tuple[P.Deployment, registry_pb2.Ag
     unknown_fields(m.source, strategy, _STRATEGY_FIELDS, "spec.strategy")
     for key, value in strategy.items():
         setattr(d.spec.strategy, _STRATEGY_FIELDS[key], str(value))
-    for key in ("env", "labels"):
-        for k, v in dict(spec.get(key) or {}).items():
-            getattr(d.spec, key)[str(k)] = str(v)
+    env = spec.get("env")
+    if isinstance(env, list):  # the list form: literal values and Secret/ConfigMap references
+        _parse_into(m, {"env_vars": env}, d.spec, "spec.env")
+    else:
+        for k, v in dict(env or {}).items():
+            d.spec.env[str(k)] = str(v)
+    if spec.get("files") is not None:
+        _parse_into(m, {"files": spec["files"]}, d.spec, "spec.files")
+    for k, v in dict(spec.get("labels") or {}).items():
+        d.spec.labels[str(k)] = str(v)
     d.spec.paused = bool(spec.get("paused", False))
     return d, inline
+
+
+def _parse_into(m: Manifest, data: dict[str, Any], spec: P.DeploymentSpec, field: str) -> None:
+    """Parse the list form of env or files into `spec` (names the field, never a value)."""
+    scratch = P.DeploymentSpec()
+    try:
+        json_format.ParseDict(data, scratch)
+    except json_format.ParseError as err:
+        raise InvalidArgument(f"{m.source}: {field}: {str(err).split(':', 1)[0]}", field=field) from None
+    spec.MergeFrom(scratch)
 
 
 def _replicas(n: int) -> str:
@@ -131,7 +152,8 @@ def _tail(text: str) -> int:
 def register(sub: Any) -> None:
     p = sub.add_parser("deploy", aliases=["apply"], help="apply agents and deployments from a manifest")
     p.add_argument("-f", "--file", required=True,
-                   help="YAML manifest (kind: Agent, Deployment, RoleBinding and/or ResourceQuota documents)")
+                   help="YAML manifest (kind: Agent, Deployment, RoleBinding, ResourceQuota, Secret and/or "
+                        "ConfigMap documents)")
     p.add_argument("--wait", action="store_true", help="wait until every deployment is rolled out")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait with --wait (default 120)")
     add_output_flag(p)
@@ -358,11 +380,14 @@ async def deploy(args: argparse.Namespace) -> int:
     with before_applying():  # every document is read and checked before the first is applied
         quotas = _read_quotas(args.file)
         bindings = _read_bindings(args.file)
+        secrets, config_maps = read_config_objects(args.file)
         agents, deployments, says_paused = _read(args.file)
         _check_locally(agents, deployments)
         stored_agents = await _agents_not_in_file(args.registry, agents, deployments)
     results: list[Any] = await _apply_quotas(args, quotas) if quotas else []
     results += await _apply_bindings(args, bindings) if bindings else []
+    if secrets or config_maps:
+        results += await apply_config_objects(args, secrets, config_maps)
     if agents:
         async with connect(RegistryClient, args.registry) as registry:
             for agent in agents:
@@ -401,8 +426,10 @@ async def deploy(args: argparse.Namespace) -> int:
 
 def _revision(agent: registry_pb2.Agent, d: P.Deployment) -> str:
     """The revision the scheduler will roll `d` out at (its own hash)."""
-    from sutradhar.services.scheduler.spec import revision_of
+    from sutradhar.services.scheduler.spec import revision_of, spec_references
 
+    if spec_references(agent, d.spec):
+        return ""  # it hashes the versions of the referenced Secrets/ConfigMaps, which only the scheduler reads
     return revision_of(agent, d.spec)
 
 
@@ -560,6 +587,10 @@ async def get_deployment(args: argparse.Namespace) -> int:
          for r in d.status.replica_statuses),
         ["id", "phase", "version", "endpoint", "pid/id", "restarts", "message"], empty="  none",
     )
+    references = _references(d.spec)
+    if references:
+        print("\nfrom secrets and config maps (names only):")
+        print_table(references, ["kind", "name", "key", "as"])
     print("\nconditions:")
     print_table(
         ({"type": c.type, "status": P.ConditionStatus.Name(c.status).removeprefix("CONDITION_STATUS_"),
@@ -573,6 +604,21 @@ async def get_deployment(args: argparse.Namespace) -> int:
         ["time", "reason", "message"], empty="  none",
     )
     return 0
+
+
+def _references(spec: P.DeploymentSpec) -> list[dict[str, str]]:
+    """The deployment's Secret and ConfigMap references as rows: object, key and where it goes."""
+    rows = []
+    for var in spec.env_vars:
+        source = var.value_from
+        for kind, ref in (("secret", source.secret_key_ref), ("configmap", source.config_map_key_ref)):
+            if ref.name:
+                rows.append({"kind": kind, "name": ref.name, "key": ref.key, "as": f"env {var.name}"})
+    for mount in spec.files:
+        kind, name = ("secret", mount.secret) if mount.secret else ("configmap", mount.config_map)
+        keys = ", ".join(f"{i.key}->{i.path}" for i in mount.items) or "(every key)"
+        rows.append({"kind": kind, "name": name, "key": keys, "as": f"files in {mount.mount_path}"})
+    return rows
 
 
 def _short_id(native_id: str) -> str:

@@ -35,6 +35,20 @@ A resource quota bounds a namespace (docs/quotas.md; only a cluster-admin writes
     spec:
       hard: {agents: 20, deployments: 10, replicas: 10, cpu: "4", memory: 8Gi}
 
+A secret (values base64 in `data`, or text in `stringData`) and a config map
+(see docs/secrets.md; nothing here or in any error quotes a value)::
+
+    apiVersion: sutradhar/v1
+    kind: Secret
+    metadata: {name: llm-keys, namespace: team-a}
+    stringData: {openai: sk-...}
+    data: {cert: LS0tLS1CRUdJTi...}
+    ---
+    apiVersion: sutradhar/v1
+    kind: ConfigMap
+    metadata: {name: llm-settings, namespace: team-a}
+    data: {model: gpt-4o, temperature: "0.2"}
+
 Structural problems (not YAML, wrong apiVersion or kind, unknown fields, a
 duration that is not one) are refused here with the document ("document 2 of
 FILE" in a file of several) and the field named, an unknown field with the
@@ -45,6 +59,8 @@ registry's, which names the field in its INVALID_ARGUMENT.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import difflib
 import re
 from collections.abc import Iterable, Iterator
@@ -58,11 +74,14 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from sutradhar._errors import InvalidArgument
-from sutradhar.v1 import quota_pb2, rbac_pb2, registry_pb2
+from sutradhar.v1 import quota_pb2, rbac_pb2, registry_pb2, secrets_pb2
 
 API_VERSION = "sutradhar/v1"
-KINDS = ("Agent", "Deployment", "RoleBinding", "ResourceQuota")
+KINDS = ("Agent", "Deployment", "RoleBinding", "ResourceQuota", "Secret", "ConfigMap")
 TOP_LEVEL_FIELDS = ("apiVersion", "kind", "metadata", "spec")
+#: Top-level fields of the kinds that hold data instead of a spec (as in Kubernetes).
+DATA_KIND_FIELDS = {"Secret": ("apiVersion", "kind", "metadata", "data", "stringData"),
+                    "ConfigMap": ("apiVersion", "kind", "metadata", "data")}
 METADATA_FIELDS = ("name", "namespace", "labels")
 AGENT_SPEC_FIELDS = ("type", "version", "runtime", "capabilities", "config", "resources", "labels", "description",
                      "probes", "routing")
@@ -215,7 +234,7 @@ def parse_manifests(text: str, *, source: str = "<manifest>") -> list[Manifest]:
         where = f"document {i} of {source}" if len(docs) > 1 else source
         if not isinstance(doc, dict):
             raise InvalidArgument(f"{where}: a manifest must be a mapping with apiVersion, kind, metadata, spec")
-        unknown_fields(where, (str(k) for k in doc), TOP_LEVEL_FIELDS)
+        unknown_fields(where, (str(k) for k in doc), DATA_KIND_FIELDS.get(str(doc.get("kind")), TOP_LEVEL_FIELDS))
         if doc.get("apiVersion") != API_VERSION:
             raise InvalidArgument(
                 f"{where}: apiVersion must be {API_VERSION!r}, got {doc.get('apiVersion')!r}", field="apiVersion"
@@ -317,3 +336,50 @@ def resourcequota_from_manifest(manifest: Manifest) -> quota_pb2.ResourceQuota:
         limits[str(resource)] = str(value)
     return quota_pb2.ResourceQuota(namespace=manifest.namespace, name=manifest.name,
                                    spec=quota_pb2.ResourceQuotaSpec(hard=limits))
+def _data_map(manifest: Manifest, name: str) -> dict[str, Any]:
+    raw = manifest.body.get(name)
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise InvalidArgument(f"{manifest.source}: {name} must be a mapping of keys to values", field=name)
+    for key, value in raw.items():
+        if not isinstance(value, str):
+            # the value itself is never quoted: it may be a secret
+            raise InvalidArgument(f"{manifest.source}: {name}.{key} must be a string (quote numbers and booleans), "
+                                  f"not {type(value).__name__}", field=f"{name}.{key}")
+    return {str(k): v for k, v in raw.items()}
+
+
+def _labels(manifest: Manifest) -> dict[str, str]:
+    labels = (manifest.body.get("metadata") or {}).get("labels") or {}
+    if not isinstance(labels, dict):
+        raise InvalidArgument(f"{manifest.source}: metadata.labels must be a mapping", field="metadata.labels")
+    return {str(k): str(v) for k, v in labels.items()}
+
+
+def secret_from_manifest(manifest: Manifest) -> tuple[secrets_pb2.Secret, dict[str, bytes]]:
+    """A `kind: Secret` manifest as the secret's metadata and its values (`data` is base64,
+    `stringData` text and wins on a key in both, as in Kubernetes). Errors never quote a value."""
+    if manifest.kind != "Secret":
+        raise InvalidArgument(f"{manifest.source}: expected kind Secret, got {manifest.kind}", field="kind")
+    values: dict[str, bytes] = {}
+    for key, text in _data_map(manifest, "data").items():
+        try:
+            values[key] = base64.b64decode("".join(text.split()), validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidArgument(f"{manifest.source}: data.{key} is not base64 (put text in stringData instead)",
+                                  field=f"data.{key}") from None
+    values.update({key: text.encode() for key, text in _data_map(manifest, "stringData").items()})
+    if not values:
+        raise InvalidArgument(f"{manifest.source}: a Secret needs data or stringData (at least one key)",
+                              field="data")
+    secret = secrets_pb2.Secret(namespace=manifest.namespace, name=manifest.name, labels=_labels(manifest))
+    return secret, values
+
+
+def configmap_from_manifest(manifest: Manifest) -> secrets_pb2.ConfigMap:
+    """A `kind: ConfigMap` manifest as the ConfigMap message."""
+    if manifest.kind != "ConfigMap":
+        raise InvalidArgument(f"{manifest.source}: expected kind ConfigMap, got {manifest.kind}", field="kind")
+    return secrets_pb2.ConfigMap(namespace=manifest.namespace, name=manifest.name,
+                                 data=_data_map(manifest, "data"), labels=_labels(manifest))

@@ -11,6 +11,10 @@ the logs, the scheduler's replica records) is in one state directory: by
 default one of this checkout's own under ``~/.local/state/sutradhar/``
 (`default_state_dir`), else ``--state-dir`` or ``$SUTRADHAR_STATE_DIR``. `up`
 prints it; `down --purge` stops the mesh and deletes it, for a fresh start.
+The first `up` also writes the registry's encryption config there
+(``encryption-config.yaml``, 0600: one random AES-256 key that seals every
+Secret at rest) and every `up` passes it to the registry; rotate it as
+docs/secrets.md says.
 """
 
 from __future__ import annotations

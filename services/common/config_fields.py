@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sutradhar._fields import field_error, quote
+from sutradhar.services.common.secret_refs import env_vars_from_config, files_from_config
 
 __all__ = [
     "ConfigCheck",
@@ -25,6 +26,8 @@ __all__ = [
     "check_command",
     "check_env",
     "check_env_name",
+    "check_env_or_references",
+    "check_file_mounts",
     "check_http_url",
     "check_port",
     "check_string",
@@ -105,6 +108,24 @@ def check_env(value: Any, field: str) -> None:
     """An environment: a map of variable names to strings."""
     if not isinstance(value, dict):
         raise field_error(field, f"must be a map of environment variable names to strings, not {type(value).__name__}")
+    _check_env_map(value, field)
+
+
+def check_env_or_references(value: Any, field: str) -> None:
+    """An environment: a map of variable names to strings, or a list of {name, value} and
+    {name, valueFrom: {secretKeyRef|configMapKeyRef: {name, key}}} (`secret_refs`)."""
+    if isinstance(value, dict):
+        _check_env_map(value, field)
+        return
+    env_vars_from_config(value, field=field)
+
+
+def check_file_mounts(value: Any, field: str) -> None:
+    """Files from Secrets and ConfigMaps: a list of {secret|configMap, mountPath, items?}."""
+    files_from_config(value, field=field)
+
+
+def _check_env_map(value: dict[str, Any], field: str) -> None:
     for name, item in value.items():
         _check_env_name_pattern(name, field)
         if not isinstance(item, str):

@@ -2,9 +2,9 @@
 
 Importing this module fills the table (`install()` does it again, idempotently). One
 entry per method of RegistryService, RouterService, SchedulerService, HealthService,
-RbacService, TokenService, AuditService, IdentityService and QuotaService;
-`tests/unit/test_rbac_methods.py` fails when a method of those services has none (a
-method without an entry is refused by the AUTHORIZATION stage anyway).
+RbacService, TokenService, AuditService, IdentityService, QuotaService, SecretService and
+ConfigMapService; `tests/unit/test_rbac_methods.py` fails when a method of those services
+has none (a method without an entry is refused by the AUTHORIZATION stage anyway).
 
 Namespaces come from the request ("" = default, "*" = every namespace); GetStats is the
 exception: its empty namespace means every namespace, so it is read as "*"; and
@@ -36,6 +36,7 @@ from sutradhar.v1 import (
     registry_pb2,
     router_pb2,
     scheduler_pb2,
+    secrets_pb2,
     tokens_pb2,
 )
 
@@ -59,6 +60,8 @@ MESH_SERVICES: Final = tuple(
         (audit_pb2, "AuditService"),
         (identity_pb2, "IdentityService"),
         (quota_pb2, "QuotaService"),
+        (secrets_pb2, "SecretService"),
+        (secrets_pb2, "ConfigMapService"),
     )
 )
 
@@ -160,9 +163,9 @@ def _own_name(_request: Any) -> str:
 def methods() -> dict[str, MethodAccess]:
     """Full method name -> its access, for every method of `MESH_SERVICES`."""
     r = rbac
-    registry, router, scheduler, health, rbac_service, token_service, audit_service, identity, *_ = MESH_SERVICES
     quota_service = quota_pb2.DESCRIPTOR.services_by_name["QuotaService"].full_name
     quota_ns, quota_name = _of("quota", _ns), _of("quota", _name)
+    registry, router, scheduler, health, rbac_service, token_service, audit_service, identity = MESH_SERVICES[:8]
     audit_ns = _of("filter", _ns)
     agent_ns, agent_id = _of("agent", _ns), _of("agent", _id)
     inst_ns, inst_agent = _of("instance", _ns), _of("instance", _agent_id)
@@ -238,7 +241,38 @@ def methods() -> dict[str, MethodAccess]:
         f"/{quota_service}/ListQuotas": MethodAccess(r.LIST, r.RESOURCEQUOTAS, _ns),
         f"/{quota_service}/DeleteQuota": MethodAccess(r.DELETE, r.RESOURCEQUOTAS, _ns, _name, True),
     }
+    table.update(_secret_methods())
     return table
+
+
+def _reencrypt_namespace(request: secrets_pb2.ReencryptSecretsRequest) -> str:
+    """ReencryptSecrets' empty namespace means every namespace (only a cluster-wide grant)."""
+    return request.namespace or ALL_NAMESPACES
+
+
+def _secret_methods() -> dict[str, MethodAccess]:
+    """SecretService and ConfigMapService (secrets.proto, served by the registry)."""
+    r = rbac
+    secrets, configmaps = (f"sutradhar.v1.{name}" for name in ("SecretService", "ConfigMapService"))
+    secret_ns, secret_name = _of("secret", _ns), _of("secret", _name)
+    cm_ns, cm_name = _of("config_map", _ns), _of("config_map", _name)
+    return {
+        f"/{secrets}/ApplySecret": MethodAccess(r.UPDATE, r.SECRETS, secret_ns, secret_name, True,
+                                                lambda _req: ((r.CREATE, r.SECRETS),)),
+        f"/{secrets}/GetSecret": MethodAccess(r.GET, r.SECRETS, _ns, _name),
+        f"/{secrets}/ListSecrets": MethodAccess(r.LIST, r.SECRETS, _ns),
+        # Reading a value is its own verb, and audited like a mutation: who read which
+        # secret is what an audit of secrets is for (the record never holds a value).
+        f"/{secrets}/RevealSecret": MethodAccess(r.READ_VALUE, r.SECRETS, _ns, _name, True),
+        f"/{secrets}/DeleteSecret": MethodAccess(r.DELETE, r.SECRETS, _ns, _name, True),
+        # Rewrites values without reading them out: update on every secret in scope.
+        f"/{secrets}/ReencryptSecrets": MethodAccess(r.UPDATE, r.SECRETS, _reencrypt_namespace, mutation=True),
+        f"/{configmaps}/ApplyConfigMap": MethodAccess(r.UPDATE, r.CONFIGMAPS, cm_ns, cm_name, True,
+                                                      lambda _req: ((r.CREATE, r.CONFIGMAPS),)),
+        f"/{configmaps}/GetConfigMap": MethodAccess(r.GET, r.CONFIGMAPS, _ns, _name),
+        f"/{configmaps}/ListConfigMaps": MethodAccess(r.LIST, r.CONFIGMAPS, _ns),
+        f"/{configmaps}/DeleteConfigMap": MethodAccess(r.DELETE, r.CONFIGMAPS, _ns, _name, True),
+    }
 
 
 def install() -> None:

@@ -59,6 +59,10 @@ class RegistryConfig(ServiceSecurity):
     workload_cert_lifetime: timedelta = setting(timedelta(hours=24), kind=POSITIVE_DURATION)
     """Lifetime of a certificate IssueCertificate gives an agent (renewed by the agent at 70 %); a user's
     certificate lives no longer, and never past the token (or certificate) it was issued on."""
+    encryption_config: Path | None = None
+    """Encryption config (YAML, 0600: named 32-byte keys, the first encrypts, all decrypt; docs/secrets.md)
+    that seals Secrets at rest; `sutradhar up` writes one in its state directory. None: the registry
+    stores no secrets (SecretService answers FAILED_PRECONDITION); ConfigMaps work either way."""
     log_level: str = log_level_setting("INFO")
     """Logging level of `python -m sutradhar.services.registry`."""
 

@@ -11,6 +11,7 @@ from sutradhar._errors import FailedPrecondition, SutradharError
 from sutradhar._hosting import GrpcHost
 from sutradhar.services.common.audit import AuditLog
 from sutradhar.services.common.authority import load_authority
+from sutradhar.services.common.encryption import EncryptionConfig
 from sutradhar.services.common.quota_store import QuotaAdmission, QuotaStore
 from sutradhar.services.common.rolebindings import RoleBindingStore
 from sutradhar.services.common.security import SecurityStack
@@ -20,11 +21,14 @@ from sutradhar.services.registry.agents import Agents
 from sutradhar.services.registry.audit_servicer import SERVICE_NAME as AUDIT_SERVICE_NAME
 from sutradhar.services.registry.audit_servicer import add_audit_service
 from sutradhar.services.registry.config import RegistryConfig
+from sutradhar.services.registry.configmap_servicer import CONFIGMAP_SERVICE_NAME, add_configmap_service
 from sutradhar.services.registry.identity_servicer import SERVICE_NAME as IDENTITY_SERVICE_NAME
 from sutradhar.services.registry.identity_servicer import IdentityServicer, add_identity_service
 from sutradhar.services.registry.instances import Instances
 from sutradhar.services.registry.quota_servicer import QUOTA_SERVICE_NAME, add_quota_service
 from sutradhar.services.registry.rbac_servicer import RBAC_SERVICE_NAME, add_rbac_service
+from sutradhar.services.registry.secret_servicer import SECRET_SERVICE_NAME, add_secret_service
+from sutradhar.services.registry.secrets import ConfigMapStore, SecretStore
 from sutradhar.services.registry.servicer import SERVICE_NAME, RegistryServicer
 from sutradhar.services.registry.token_servicer import SERVICE_NAME as TOKEN_SERVICE_NAME
 from sutradhar.services.registry.token_servicer import add_token_service
@@ -85,7 +89,9 @@ class RegistryServer:
             authority = load_authority(config.ca_dir, config.trust_domain, service="registry",
                                        purpose="IdentityService issues certificates of the mesh CA")
             identity = IdentityServicer(authority, lifetime=config.workload_cert_lifetime)
-        services = [SERVICE_NAME, QUOTA_SERVICE_NAME]
+        # Secrets and ConfigMaps exist in an insecure mesh too (still sealed at rest).
+        encryption = EncryptionConfig.load(config.encryption_config) if config.encryption_config else None
+        services = [SERVICE_NAME, QUOTA_SERVICE_NAME, SECRET_SERVICE_NAME, CONFIGMAP_SERVICE_NAME]
         if not config.insecure:  # the access APIs exist only where there is access control
             services += [RBAC_SERVICE_NAME, AUDIT_SERVICE_NAME] + ([TOKEN_SERVICE_NAME] if issuer_key else [])
             services += [IDENTITY_SERVICE_NAME] if identity is not None else []
@@ -103,6 +109,9 @@ class RegistryServer:
                              secured=not config.insecure),
         )
         add_quota_service(self._host, QuotaStore(self.store))
+        self.secrets = SecretStore(self.store, encryption)
+        add_secret_service(self._host, self.secrets)
+        add_configmap_service(self._host, ConfigMapStore(self.store))
         self._retention: asyncio.Task[None] | None = None
         if self.security.authorizer is not None and self.audit_log is not None:
             add_rbac_service(self._host, RoleBindingStore(self.store), self.security.authorizer)

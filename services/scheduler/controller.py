@@ -1,6 +1,6 @@
 """The deployment controller: a level-triggered, idempotent reconcile loop.
 
-Watches (deployments, agents, instances) and a periodic resync only enqueue
+Watches (deployments, agents, instances, secrets, configmaps) and a periodic resync only enqueue
 deployment keys; workers pull keys from a deduplicating `WorkQueue` and call
 `reconcile(key)`. `_process` is the one place that maps the outcome to the
 next step (error -> back-off retry, `requeue_after` -> timed retry, done ->
@@ -45,6 +45,7 @@ from sutradhar.services.scheduler.reconciler import Reconciler, Result
 from sutradhar.services.scheduler.registration import Registrar, instance_labels
 from sutradhar.services.scheduler.runtimes.base import LABEL_DEPLOYMENT
 from sutradhar.services.scheduler.runtimes.loader import RuntimeSet
+from sutradhar.services.scheduler.secret_resolution import SecretResolver
 from sutradhar.services.scheduler.slots import LABEL_VERSION, Key, Slot
 from sutradhar.services.scheduler.status import EventLog
 from sutradhar.services.scheduler.supervision import Supervisor, agent_missing
@@ -83,6 +84,7 @@ class Controller:
         clock: Clock = SYSTEM_CLOCK,
         tls: TlsSource | None = None,
         identities: ReplicaIdentities | None = None,
+        resolver: SecretResolver | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -99,7 +101,7 @@ class Controller:
             queue=self.queue, events=self.events, spawn=self._spawn, probers=self.probers, clock=clock,
             identities=identities,
         )
-        self.reconciler = Reconciler(store, self.supervisor)
+        self.reconciler = Reconciler(store, self.supervisor, resolver=resolver)
         self.leading = False
         self._term = 0
         self._tg: asyncio.TaskGroup | None = None
@@ -125,6 +127,8 @@ class Controller:
                 tg.create_task(self._watch(keys.kind_prefix(keys.DEPLOYMENTS), self._on_deployment_event))
                 tg.create_task(self._watch(keys.kind_prefix(keys.AGENTS), self._on_agent_event))
                 tg.create_task(self._watch(keys.kind_prefix(keys.INSTANCES), self._on_instance_event))
+                for kind in (keys.SECRETS, keys.CONFIGMAPS):  # a changed secret rolls its deployments
+                    tg.create_task(self._watch(keys.kind_prefix(kind), self._on_referenced_event))
                 tg.create_task(self._resync_loop())
                 tg.create_task(self.registrar.keep_alive_loop(self._leased, self.supervisor.lapsed))
                 tg.create_task(self._maintenance_loop())
@@ -205,6 +209,17 @@ class Controller:
             d = keys.decode(kv.value, P.Deployment)
             if d.spec.agent_id == agent_id:
                 self.queue.add((ns, d.name))
+
+    async def _on_referenced_event(self, ev: object) -> None:
+        """A Secret or ConfigMap changed: reconcile the deployments of its namespace (each
+        compares the versions of what it references; the unaffected change nothing)."""
+        _, ns, _name = keys.parse_key(ev.kv.key)  # type: ignore[attr-defined]
+        if not self.leading:
+            return
+        kvs, _ = await self.store.list(keys.kind_prefix(keys.DEPLOYMENTS, ns))
+        for kv in kvs:
+            _, _, name = keys.parse_key(kv.key)
+            self.queue.add((ns, name))
 
     async def _on_instance_event(self, ev: object) -> None:
         kv = ev.prev if ev.type.value == "DELETE" and ev.prev is not None else ev.kv  # type: ignore[attr-defined]

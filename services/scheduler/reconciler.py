@@ -22,15 +22,17 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sutradhar._errors import Conflict, InvalidArgument, NotFound, Unavailable
+from sutradhar._errors import Conflict, InvalidArgument, NotFound, SutradharError, Unavailable
 from sutradhar.services.common import keys, quota
 from sutradhar.services.common.quota_store import QuotaAdmission, Snapshot
+from sutradhar.services.common.secret_refs import MissingReference, References, Resolution
 from sutradhar.services.common.store import Guard, Op, Store
 from sutradhar.services.scheduler import rollout
 from sutradhar.services.scheduler.autoscale import AutoscaleState, autoscale
 from sutradhar.services.scheduler.clock import timestamp
 from sutradhar.services.scheduler.runtimes.base import Runtime
 from sutradhar.services.scheduler.runtimes.virtual import http_replica_count
+from sutradhar.services.scheduler.secret_resolution import SecretResolver
 from sutradhar.services.scheduler.slots import Key, Slot, restart_due
 from sutradhar.services.scheduler.spec import (
     agent_config,
@@ -40,6 +42,7 @@ from sutradhar.services.scheduler.spec import (
     check_resources,
     fixed_port,
     revision_of,
+    spec_references,
     template_agent,
 )
 from sutradhar.services.scheduler.status import Conditions, finish_status
@@ -61,9 +64,11 @@ class Result:
 class Reconciler:
     """Reconciles one deployment at a time onto the supervisor's slots."""
 
-    def __init__(self, store: Store, supervisor: Supervisor) -> None:
+    def __init__(self, store: Store, supervisor: Supervisor, *, resolver: SecretResolver | None = None) -> None:
         self.store = store
         self.supervisor = supervisor
+        self.resolver = resolver
+        """Resolves Secret/ConfigMap references (None: a deployment that has any cannot start)."""
         self.config = supervisor.config
         self.clock = supervisor.clock
         self.events = supervisor.events
@@ -140,7 +145,17 @@ class Reconciler:
             await self._write_status(kv.key, kv.mod_revision, d, status)
             return Result(requeue_after=timedelta(seconds=5))
 
-        revision = revision_of(agent, d.spec)
+        try:
+            refs = spec_references(agent, d.spec)
+            objects = await self._object_versions(ns, refs)
+        except SutradharError as err:
+            # what runs keeps running; nothing new starts until the references resolve
+            conditions["ReplicaFailure"] = (True, _reference_reason(err), str(err))
+            self._finish_status(d, status, conditions, revision=status.current_revision,
+                                version=status.current_version)
+            await self._write_status(kv.key, kv.mod_revision, d, status)
+            return Result(requeue_after=timedelta(seconds=5))
+        revision = revision_of(agent, d.spec, objects)
         history = self._record_revision(status, revision, agent)
         templates = {r.revision: r.agent for r in history}
 
@@ -201,6 +216,17 @@ class Reconciler:
         port_held = fixed_port(agent) is not None and any(
             s.phase == P.REPLICA_PHASE_TERMINATING and s.replica is not None for s in slots.values())
         starts = 0 if port_held else plan.start
+        resolutions: dict[str, Resolution | None] = {}
+        due = any(sl.waiting and sl.id not in plan.stop and restart_due(sl, now) for sl in slots.values())
+        if refs and (starts or due):  # values are read (and the read audited) only to start a replica
+            try:
+                resolutions[revision] = await self._resolve(ns, refs)
+            except SutradharError as err:
+                conditions["ReplicaFailure"] = (True, _reference_reason(err), f"replicas cannot start: {err}")
+                starts = 0
+                requeue.append(5.0)
+        elif not refs:
+            resolutions[revision] = None
         if starts or plan.stop:
             if any(s.revision != revision for s in live):
                 self._event(key, "RollingUpdate",
@@ -218,7 +244,18 @@ class Reconciler:
                     if template is None:
                         sup.begin_stop(slot, "revision no longer known")
                         continue
-                    await sup.start(slot, template, d, restart=True)
+                    if slot.revision not in resolutions:
+                        if slot.revision == revision:  # the references of this revision did not resolve
+                            requeue.append(5.0)
+                            continue
+                        try:
+                            resolutions[slot.revision] = await self._resolve(ns, spec_references(template, d.spec))
+                        except SutradharError as err:
+                            conditions["ReplicaFailure"] = (True, _reference_reason(err),
+                                                            f"replica {slot.id} cannot restart: {err}")
+                            requeue.append(5.0)
+                            continue
+                    await sup.start(slot, template, d, restart=True, resolution=resolutions[slot.revision])
                 else:
                     requeue.append(slot.back_off_until - now)
         for _ in range(starts):
@@ -228,7 +265,7 @@ class Reconciler:
                 runtime=agent.runtime, created=self.clock.now(),
             )
             slots[slot.id] = slot
-            await sup.start(slot, agent, d, restart=False)
+            await sup.start(slot, agent, d, restart=False, resolution=resolutions.get(revision))
 
         if d.spec.paused and any(s.revision != revision for s in slots.values()):
             conditions["Paused"] = (True, "DeploymentPaused", "the rollout is paused; resume it to continue")
@@ -238,6 +275,24 @@ class Reconciler:
         if any(s.phase in (P.REPLICA_PHASE_STARTING, P.REPLICA_PHASE_TERMINATING) for s in slots.values()):
             requeue.append(1.0)
         return Result(requeue_after=timedelta(seconds=max(0.05, min(requeue)))) if requeue else Result()
+
+    async def _object_versions(self, ns: str, refs: References) -> dict[str, str]:
+        """The versions of the Secrets and ConfigMaps `refs` names (for the revision hash)."""
+        if not refs:
+            return {}
+        if self.resolver is None:
+            raise MissingReference("this scheduler cannot resolve Secret and ConfigMap references (it has no "
+                                   "registry client)", ())
+        return await self.resolver.versions(ns, refs)
+
+    async def _resolve(self, ns: str, refs: References) -> Resolution | None:
+        """What `refs` resolve to now (None when there are none)."""
+        if not refs:
+            return None
+        if self.resolver is None:
+            raise MissingReference("this scheduler cannot resolve Secret and ConfigMap references (it has no "
+                                   "registry client)", ())
+        return await self.resolver.resolve(ns, refs)
 
     async def _without_agent(
         self, dkey: str, mod_revision: int, d: scheduler_pb2.Deployment, status: scheduler_pb2.DeploymentStatus
@@ -483,3 +538,12 @@ class Reconciler:
         except (Conflict, NotFound):
             self.events.restore(dkey, events)
             raise
+
+
+def _reference_reason(err: SutradharError) -> str:
+    """The ReplicaFailure reason for references that do not resolve."""
+    if isinstance(err, MissingReference):
+        return "MissingReference"
+    if isinstance(err, InvalidArgument):
+        return "InvalidReference"
+    return "ReferenceUnavailable"

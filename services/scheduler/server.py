@@ -13,7 +13,7 @@ import logging
 import os
 import socket
 import traceback
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
 
 import grpc
@@ -22,6 +22,7 @@ from sutradhar._clients import RegistryClient
 from sutradhar._credentials import Credentials
 from sutradhar._errors import NotFound, SutradharError
 from sutradhar._hosting import GrpcHost
+from sutradhar._secret_clients import SecretClient
 from sutradhar.services.common.security import SecurityStack
 from sutradhar.services.common.store import EtcdEndpoint, Store
 from sutradhar.services.scheduler.config import SchedulerConfig
@@ -31,6 +32,7 @@ from sutradhar.services.scheduler.election import LeaderElection
 from sutradhar.services.scheduler.identities import ReplicaIdentities, load_authority
 from sutradhar.services.scheduler.runtimes.base import Replica, Runtime
 from sutradhar.services.scheduler.runtimes.loader import RuntimeSet
+from sutradhar.services.scheduler.secret_resolution import SecretResolver
 from sutradhar.v1 import scheduler_pb2 as P
 from sutradhar.v1 import scheduler_pb2_grpc
 
@@ -150,8 +152,14 @@ class SchedulerServer:
         self.runtimes = RuntimeSet(config.state_dir, log_max_bytes=config.log_max_bytes,
                                    log_backups=config.log_backups)
         self.deployments = Deployments(self.store, self.registry, self.runtimes)
+        # Secret values come from the registry (RevealSecret, as this scheduler's identity): the
+        # scheduler never holds the encryption key.
+        self.secrets = SecretClient(
+            config.registry, credentials=Credentials(tls=self.tls, trust_domain=config.trust_domain),
+        )
         self.controller = Controller(
-            self.store, self.registry, self.runtimes, config, tls=self.tls, identities=self.identities
+            self.store, self.registry, self.runtimes, config, tls=self.tls, identities=self.identities,
+            resolver=SecretResolver(self.store, self._reveal),
         )
         self.election = LeaderElection(
             self.store, name="scheduler", member_id=member, ttl=config.election_ttl,
@@ -163,6 +171,9 @@ class SchedulerServer:
             scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server, SchedulerServicer(self.deployments)
         )
         self._runner: asyncio.Task[None] | None = None
+
+    async def _reveal(self, namespace: str, name: str) -> Mapping[str, bytes]:
+        return dict((await self.secrets.reveal_secret(name, namespace=namespace, timeout=10)).data)
 
     @property
     def port(self) -> int:
@@ -217,7 +228,8 @@ class SchedulerServer:
             await self.host.stop(grace)
         finally:
             await self._stop_runner()
-        for step in (self.runtimes.close(), self.registry.close(), self.security.stop(), self.store.close()):
+        for step in (self.runtimes.close(), self.registry.close(), self.secrets.close(), self.security.stop(),
+                     self.store.close()):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(step, 5)
 

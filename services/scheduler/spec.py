@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -15,6 +16,7 @@ from google.protobuf import json_format
 from sutradhar._errors import InvalidArgument
 from sutradhar._labels import validate_labels
 from sutradhar._names import validate_dns_label, validate_namespace
+from sutradhar.services.common.secret_refs import References, references, validate_env_vars, validate_files
 from sutradhar.services.common.validation import parse_cpu, parse_memory
 from sutradhar.services.scheduler.autoscale import AutoscaleParams
 from sutradhar.services.scheduler.rollout import parse_int_or_percent, resolve_strategy
@@ -78,6 +80,15 @@ def validate_deployment(d: scheduler_pb2.Deployment) -> None:
         if not name or name[0].isdigit() or not set(name) <= _ENV_NAME_CHARS:
             raise InvalidArgument(f"spec.env: {name!r} is not an environment variable name", field="spec.env")
     validate_labels(dict(spec.labels), field="spec.labels")
+    validate_env_vars(spec.env_vars, field="spec.env_vars")
+    validate_files(spec.files, field="spec.files")
+
+
+def spec_references(agent: registry_pb2.Agent, spec: scheduler_pb2.DeploymentSpec) -> References:
+    """What a replica of `agent` under `spec` takes from Secrets and ConfigMaps: the agent
+    config's list-form `env` and `files`, then the deployment's `env_vars` and `files`."""
+    config = agent_config(agent) if agent.runtime in ("process", "container") else {}
+    return references(config.get("env"), config.get("files"), spec.env_vars, spec.files)
 
 
 def autoscale_params(policy: scheduler_pb2.AutoscalePolicy) -> AutoscaleParams:
@@ -194,13 +205,20 @@ def template_agent(agent: registry_pb2.Agent) -> registry_pb2.Agent:
     return out
 
 
-def revision_of(agent: registry_pb2.Agent, spec: scheduler_pb2.DeploymentSpec) -> str:
+def revision_of(
+    agent: registry_pb2.Agent, spec: scheduler_pb2.DeploymentSpec, objects: Mapping[str, str] | None = None
+) -> str:
     """Hash of everything that changes what a replica runs (10 hex digits).
 
     Routing policy, description and probes do not restart replicas; the
-    version, runtime, config, resources, env and labels do.
+    version, runtime, config, resources, env and labels do, and so do the
+    versions of the Secrets and ConfigMaps the replicas reference (`objects`:
+    "secret/NAME" -> version, `secret_refs.object_versions`; never values), so a
+    changed secret rolls the deployment like a changed spec. What only a newer
+    spec has (env_vars, files, objects) enters the hash only when set, so the
+    revisions of deployments without them are what they were.
     """
-    material = {
+    material: dict[str, Any] = {
         "type": agent.type,
         "version": agent.version,
         "capabilities": list(agent.capabilities),
@@ -212,5 +230,11 @@ def revision_of(agent: registry_pb2.Agent, spec: scheduler_pb2.DeploymentSpec) -
         "env": dict(spec.env),
         "labels": dict(spec.labels),
     }
+    if spec.env_vars:
+        material["env_vars"] = [json_format.MessageToDict(v) for v in spec.env_vars]
+    if spec.files:
+        material["files"] = [json_format.MessageToDict(f) for f in spec.files]
+    if objects:
+        material["objects"] = dict(objects)
     raw = json.dumps(material, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(raw).hexdigest()[:10]

@@ -28,11 +28,13 @@ from sutradhar._errors import InvalidArgument, NotFound, SutradharError
 from sutradhar._identity import SpiffeId
 from sutradhar.services.common import keys
 from sutradhar.services.common.probing import IN_PROCESS, ProbeName, ProbeOutcome, Probers, ProbeSettings
+from sutradhar.services.common.secret_refs import Resolution
 from sutradhar.services.common.store import Store
 from sutradhar.services.scheduler.clock import SYSTEM_CLOCK, Clock
 from sutradhar.services.scheduler.config import SchedulerConfig
 from sutradhar.services.scheduler.identities import ReplicaIdentities, ReplicaTls
 from sutradhar.services.scheduler.registration import Registrar
+from sutradhar.services.scheduler.replica_files import ReplicaFiles
 from sutradhar.services.scheduler.runtimes.base import (
     LABEL_DEPLOYMENT,
     LABEL_REPLICA,
@@ -139,6 +141,8 @@ class Supervisor:
         """Issues every replica its certificate; None: an insecure scheduler (replicas run insecure)."""
         self.backoff = restart_backoff(config)
         self.slots: dict[Key, dict[str, Slot]] = {}
+        self.files = ReplicaFiles(config.state_dir / "files")
+        """The replicas' Secret and ConfigMap files (written at start, removed after)."""
 
     def event(self, key: Key, reason: str, message: str, replica: str = "") -> None:
         """Record an event of deployment `key` now."""
@@ -180,9 +184,12 @@ class Supervisor:
     # -- starting ---------------------------------------------------------------
 
     async def start(
-        self, slot: Slot, agent: registry_pb2.Agent, d: scheduler_pb2.Deployment, *, restart: bool
+        self, slot: Slot, agent: registry_pb2.Agent, d: scheduler_pb2.Deployment, *, restart: bool,
+        resolution: Resolution | None = None,
     ) -> None:
-        """Start `slot`'s replica of `agent` (FAILED with a back-off when the runtime refuses)."""
+        """Start `slot`'s replica of `agent` (FAILED with a back-off when the runtime refuses), with
+        the values and files its Secret/ConfigMap references resolved to (`resolution`): values in
+        its environment, never on its command line; files in its private directory."""
         runtime = self.runtimes.get(agent.runtime)
         slot.runtime = runtime.name
         labels = {
@@ -194,13 +201,24 @@ class Supervisor:
         }
         try:
             slot.identity = self.replica_identity(slot, agent.id)
+            env = dict(d.spec.env)
+            written = None
+            if resolution is not None:
+                env.update(resolution.env)
+                written = self.files.write(slot.namespace, slot.id, resolution,
+                                           owner=replica_files_owner(runtime.name))
             spec = ReplicaSpec(
                 namespace=slot.namespace, deployment=slot.deployment, replica_id=slot.id,
-                revision=slot.revision, agent=agent, env=dict(d.spec.env), labels=labels,
+                revision=slot.revision, agent=agent, env=env, labels=labels,
                 tls=self.replica_tls(slot), insecure=self.identities is None,
+                files_dir=written.directory if written is not None else None,
+                mounts=written.mounts if written is not None else (),
             )
             replica = await runtime.start(spec)
-        except SutradharError as err:
+        except (SutradharError, OSError) as err:
+            self.files.remove(slot.namespace, slot.id)
+            if isinstance(err, OSError):
+                err = SutradharError(f"writing the replica's secret files failed: {err.strerror}")
             err = self.explain_port_in_use(slot, agent, err)
             slot.restarts += 1 if restart or slot.phase == P.REPLICA_PHASE_FAILED else 0
             slot.phase = P.REPLICA_PHASE_FAILED
@@ -273,6 +291,7 @@ class Supervisor:
             slots = self.slots.get(key, {})
             if slots.get(slot_id) is slot:
                 del slots[slot_id]
+                self.files.remove(key[0], slot_id)
                 if self.identities is not None:
                     self.identities.remove(key[0], slot_id)
             self.queue.add(key)
@@ -294,6 +313,7 @@ class Supervisor:
                 if replica.deployment == name and replica.replica_id not in self.slots.get(key, {}):
                     await self.registrar.deregister(ns, replica.replica_id)
                     await runtime.stop(replica, grace=self.config.stop_grace)
+                    self.files.remove(ns, replica.replica_id)
                     if self.identities is not None:
                         self.identities.remove(ns, replica.replica_id)
         if key in self.slots and not self.slots[key]:
@@ -311,6 +331,7 @@ class Supervisor:
         await self.registrar.deregister(slot.namespace, slot.id)
         with contextlib.suppress(Exception):
             await self.runtime_of(slot).stop(replica, grace=timedelta(seconds=1))
+        self.files.remove(slot.namespace, slot.id)  # a restart writes them afresh
         slot.ready = False
         slot.lease_id = 0
         delay = crashed(slot, message, now=self.clock.now(), backoff=self.backoff, rand=self.rand)
@@ -329,6 +350,7 @@ class Supervisor:
         slot.lease_id = 0
         if slot.replica is not None:
             await self.runtime_of(slot).stop(slot.replica, grace=self.config.stop_grace)
+        self.files.remove(slot.namespace, slot.id)
         slot.replica = None
         delay = crashed(slot, "restarted after a liveness failure", now=self.clock.now(), backoff=self.backoff,
                         rand=self.rand)

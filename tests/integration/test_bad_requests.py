@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import math
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import grpc
 import pytest
@@ -42,6 +43,8 @@ async def mesh(etcd: str) -> AsyncIterator[dict[str, str]]:
     try:
         await health.start()
         await router.start()
+        # Execute answers UNAVAILABLE until the router has the registry's state: wait for it
+        assert await router.wait_synced(timedelta(seconds=10)), "the router did not sync with the registry"
         yield {"registry": registry.address, "health": health.address, "router": router.address}
     finally:
         await router.stop()

@@ -56,7 +56,8 @@ def test_unknown_keys_are_named_with_the_valid_ones() -> None:
         validate_runtime_config("container", {"image": "x:1", "imgae": "y", "zzz": 1})
     assert err.value.field == "agent.config.imgae"
     assert str(err.value) == (
-        'agent.config.imgae: unknown key(s) "imgae", "zzz" for runtime "container" (valid: image, env, port, command)'
+        'agent.config.imgae: unknown key(s) "imgae", "zzz" for runtime "container" '
+        '(valid: image, env, port, command, files)'
     )
 
 

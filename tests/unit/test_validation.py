@@ -126,7 +126,7 @@ def test_good_agents(changes):
         ({"config": {"command": "x", "args": "y"}}, "agent.config.args", "list"),
         ({"config": {"command": "x", "env": {"A": 1}}}, "agent.config.env.A", "string"),
         ({"config": {"command": "x", "env": {"1A": "x"}}}, "agent.config.env", "environment variable"),
-        ({"config": {"command": "x", "env": ["A=1"]}}, "agent.config.env", "map"),
+        ({"config": {"command": "x", "env": ["A=1"]}}, "agent.config.env[0]", "mapping"),
         ({"config": {"command": "x", "workdir": 3}}, "agent.config.workdir", "string"),
         ({"config": {"command": "x", "port_env": "my port"}}, "agent.config.port_env", "environment variable"),
         ({"runtime": "container", "config": {}}, "agent.config.image", "required"),

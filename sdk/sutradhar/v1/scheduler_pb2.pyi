@@ -3,6 +3,7 @@ import datetime
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from sutradhar.v1 import registry_pb2 as _registry_pb2
+from sutradhar.v1 import secrets_pb2 as _secrets_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -68,7 +69,7 @@ class Deployment(_message.Message):
     def __init__(self, name: _Optional[str] = ..., namespace: _Optional[str] = ..., spec: _Optional[_Union[DeploymentSpec, _Mapping]] = ..., status: _Optional[_Union[DeploymentStatus, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resource_version: _Optional[int] = ..., generation: _Optional[int] = ..., delete_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class DeploymentSpec(_message.Message):
-    __slots__ = ("agent_id", "replicas", "resources", "autoscale", "strategy", "paused", "env", "labels")
+    __slots__ = ("agent_id", "replicas", "resources", "autoscale", "strategy", "paused", "env", "labels", "env_vars", "files")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -91,6 +92,8 @@ class DeploymentSpec(_message.Message):
     PAUSED_FIELD_NUMBER: _ClassVar[int]
     ENV_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    ENV_VARS_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     replicas: int
     resources: _registry_pb2.Resources
@@ -99,7 +102,9 @@ class DeploymentSpec(_message.Message):
     paused: bool
     env: _containers.ScalarMap[str, str]
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, agent_id: _Optional[str] = ..., replicas: _Optional[int] = ..., resources: _Optional[_Union[_registry_pb2.Resources, _Mapping]] = ..., autoscale: _Optional[_Union[AutoscalePolicy, _Mapping]] = ..., strategy: _Optional[_Union[DeploymentStrategy, _Mapping]] = ..., paused: _Optional[bool] = ..., env: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    env_vars: _containers.RepeatedCompositeFieldContainer[_secrets_pb2.EnvVar]
+    files: _containers.RepeatedCompositeFieldContainer[_secrets_pb2.FileMount]
+    def __init__(self, agent_id: _Optional[str] = ..., replicas: _Optional[int] = ..., resources: _Optional[_Union[_registry_pb2.Resources, _Mapping]] = ..., autoscale: _Optional[_Union[AutoscalePolicy, _Mapping]] = ..., strategy: _Optional[_Union[DeploymentStrategy, _Mapping]] = ..., paused: _Optional[bool] = ..., env: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., env_vars: _Optional[_Iterable[_Union[_secrets_pb2.EnvVar, _Mapping]]] = ..., files: _Optional[_Iterable[_Union[_secrets_pb2.FileMount, _Mapping]]] = ...) -> None: ...
 
 class AutoscalePolicy(_message.Message):
     __slots__ = ("min_replicas", "max_replicas", "target_in_flight", "scale_up_window", "scale_down_window", "tolerance")

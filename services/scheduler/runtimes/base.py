@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
+from pathlib import Path
 from typing import Protocol
 
 from sutradhar.services.scheduler.identities import ReplicaTls
@@ -46,12 +47,18 @@ class ReplicaSpec:
     replica_id: str
     revision: str
     agent: registry_pb2.Agent
-    env: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """The replica's extra environment; it may hold values of Secrets, so it is never in a repr."""
     labels: Mapping[str, str] = field(default_factory=dict)
     tls: ReplicaTls | None = None
     """The replica's own certificate (a secured scheduler issues one per replica)."""
     insecure: bool = False
     """No certificate: the replica serves plaintext (the scheduler itself runs --insecure)."""
+    files_dir: Path | None = None
+    """The replica's private directory of Secret and ConfigMap files (`replica_files`): a process
+    replica finds it in SUTRADHAR_FILES_DIR, each mount under it at its mount path."""
+    mounts: tuple[tuple[str, str], ...] = ()
+    """(host directory, mount path) of each file mount: read-only binds of a container replica."""
 
 
 def security_env(spec: ReplicaSpec, root: str | None = None) -> dict[str, str]:

@@ -29,6 +29,9 @@ runs as a user that can read its 0600 key: the image's unprivileged 65534 (the
 files are handed to it) under a root scheduler, else the scheduler's own user; else
 ``SUTRADHAR_INSECURE=1`` (and ``SUTRADHAR_PUBLISHED_ON_LOOPBACK=1``: the agent may
 listen on 0.0.0.0 inside, as the port is published on the host's loopback only).
+Values from Secrets and ConfigMaps (resolved by the scheduler) arrive in the
+environment, and file mounts as read-only binds at their mount paths, the files
+0400 and owned by the user the container runs as (`replica_files`).
 
 The `docker` client is blocking; every call runs on this runtime's own thread
 pool, and `logs(follow=True)` reads on a thread of its own, so nothing here
@@ -367,7 +370,9 @@ class ContainerRuntime:
             "SUTRADHAR_AGENT_ID": spec.agent.id,
             "SUTRADHAR_AGENT_VERSION": spec.agent.version,
         }
-        env.update(config.get("env") or {})
+        config_env = config.get("env")
+        if isinstance(config_env, dict):  # a list (with references) is resolved into spec.env by the scheduler
+            env.update(config_env)
         env.update(spec.env)
         env.update(security_env(spec, CONTAINER_MOUNT))
         if spec.insecure:
@@ -395,12 +400,12 @@ class ContainerRuntime:
             mem_limit=mem_limit or None,
             memswap_limit=mem_limit or None,  # no swap beyond the limit
             init=True,  # docker-init reaps zombies and forwards SIGTERM
-            binds=({str(spec.tls.directory): {"bind": CONTAINER_MOUNT, "mode": "ro"}} if spec.tls else None),
+            binds=_binds(spec),
         )
         # A replica with a certificate must read its 0600 key: a root scheduler hands the files to
         # the unprivileged CONTAINER_USER and runs it as that; another scheduler runs it as itself.
         user = None
-        if spec.tls is not None:
+        if spec.tls is not None or spec.mounts:  # the 0400 files are the container user's
             uid, gid = CONTAINER_USER if os.geteuid() == 0 else (os.getuid(), os.getgid())
             user = f"{uid}:{gid}"
         with translate_docker_errors(image=image):
@@ -554,6 +559,14 @@ class ContainerRuntime:
 
 
 # -- helpers ------------------------------------------------------------------
+
+
+def _binds(spec: ReplicaSpec) -> dict[str, dict[str, str]] | None:
+    """Read-only binds: the certificate directory, and each Secret/ConfigMap file mount."""
+    binds = {host: {"bind": path, "mode": "ro"} for host, path in spec.mounts}
+    if spec.tls is not None:
+        binds[str(spec.tls.directory)] = {"bind": CONTAINER_MOUNT, "mode": "ro"}
+    return binds or None
 
 
 def _command(value: Any) -> list[str] | None:

@@ -9,7 +9,14 @@ from __future__ import annotations
 from typing import Any, Final
 
 from sutradhar._fields import field_error, quote
-from sutradhar.services.common.config_fields import ConfigSchema, check_command, check_env, check_port, check_string
+from sutradhar.services.common.config_fields import (
+    ConfigSchema,
+    check_command,
+    check_env_or_references,
+    check_file_mounts,
+    check_port,
+    check_string,
+)
 
 __all__ = ["SCHEMA"]
 
@@ -24,7 +31,8 @@ def _image(cfg: dict[str, Any], field: str) -> None:
 
 SCHEMA: Final = ConfigSchema(
     runtime="container",
-    fields={"image": None, "env": check_env, "port": check_port, "command": check_command},
+    fields={"image": None, "env": check_env_or_references, "port": check_port, "command": check_command,
+            "files": check_file_mounts},
     check=_image,
 )
 

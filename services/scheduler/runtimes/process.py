@@ -6,7 +6,9 @@ session and process group (so a signal reaches everything it spawned, and it
 outlives a scheduler that dies), resource limits as rlimits (memory ->
 RLIMIT_AS, ``limits.cpu_seconds`` -> RLIMIT_CPU, ``limits.open_files`` ->
 RLIMIT_NOFILE), and stdout/stderr appended to a log file that the scheduler
-rotates by copy-and-truncate.
+rotates by copy-and-truncate. Values from Secrets and ConfigMaps (resolved by the
+scheduler) arrive in the environment, never on the command line, and files in a
+private directory named by ``SUTRADHAR_FILES_DIR`` (`replica_files`).
 
 Everything needed to adopt a replica after a scheduler restart is on disk::
 
@@ -38,6 +40,7 @@ from typing import Any
 from sutradhar._errors import FailedPrecondition, InvalidArgument
 from sutradhar.services.common.etcd_server import free_port, port_is_open
 from sutradhar.services.common.procs import proc_start_ticks
+from sutradhar.services.common.secret_refs import FILES_DIR_ENV
 from sutradhar.services.common.validation import parse_memory
 from sutradhar.services.scheduler.runtimes.base import (
     Replica,
@@ -193,7 +196,9 @@ class ProcessRuntime:
             # thread arena, so a few threads (gRPC's TLS handshakes start some) exhaust 256Mi
             # with almost nothing in use ("cannot allocate memory for thread-local data").
             env.setdefault("MALLOC_ARENA_MAX", "2")
-        env.update({str(k): str(v) for k, v in (config.get("env") or {}).items()})
+        config_env = config.get("env")
+        if isinstance(config_env, dict):  # a list (with references) is resolved into spec.env by the scheduler
+            env.update({str(k): str(v) for k, v in config_env.items()})
         env.update(spec.env)
         port_env = config.get("port_env") or "SUTRADHAR_PORT"
         env.update({
@@ -205,6 +210,7 @@ class ProcessRuntime:
             "SUTRADHAR_AGENT_ID": spec.agent.id,
             "SUTRADHAR_AGENT_VERSION": spec.agent.version,
             **security_env(spec),
+            **({FILES_DIR_ENV: str(spec.files_dir)} if spec.files_dir is not None else {}),
         })
         workdir = config.get("workdir") or None
         if workdir and not Path(workdir).is_dir():

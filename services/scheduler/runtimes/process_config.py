@@ -16,8 +16,9 @@ from sutradhar._fields import field_error, quote
 from sutradhar.services.common.config_fields import (
     ConfigSchema,
     check_command,
-    check_env,
     check_env_name,
+    check_env_or_references,
+    check_file_mounts,
     check_port,
     check_string,
     check_string_list,
@@ -60,10 +61,11 @@ SCHEMA: Final = ConfigSchema(
     fields={
         "command": check_command,
         "args": _args,
-        "env": check_env,
+        "env": check_env_or_references,
         "workdir": check_string,
         "port_env": check_env_name,
         "port": check_port,
         "limits": _limits,
+        "files": check_file_mounts,
     },
 )
