@@ -11,6 +11,7 @@ from typing import TypeVar
 from sutradhar._clients import (
     AuditClient,
     HealthClient,
+    RateLimitClient,
     RbacClient,
     RegistryClient,
     RouterClient,
@@ -20,7 +21,8 @@ from sutradhar._clients import (
 from sutradhar._credentials import Context, CredentialFile, Credentials
 from sutradhar._errors import InvalidArgument
 
-C = TypeVar("C", RegistryClient, RouterClient, SchedulerClient, HealthClient, RbacClient, TokenClient, AuditClient)
+C = TypeVar("C", RegistryClient, RouterClient, SchedulerClient, HealthClient, RbacClient, TokenClient, AuditClient,
+            RateLimitClient)
 
 
 def check_address(address: str) -> None:

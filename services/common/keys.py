@@ -14,6 +14,7 @@ prefix too::
     /sutradhar/v1/tokens/<namespace>/<jti>               TokenRecord (JSON, leased until after expiry)
     /sutradhar/v1/rolebindings/<namespace>/<name>        RoleBinding (JSON)
     /sutradhar/v1/audit/<audit-id>                       AuditEvent (JSON; append-only, ids sort by time)
+    /sutradhar/v1/ratelimits/<namespace>/<name>          RateLimit (JSON; routers watch them)
 
 Values are protobuf messages in their canonical JSON form, so `etcdctl get
 --prefix /sutradhar/v1/` is readable by an operator. docs/etcd-keys.md is
@@ -80,6 +81,10 @@ def deployment_key(namespace: str, name: str) -> str:
 
 def rolebinding_key(namespace: str, name: str) -> str:
     return object_key(ROLEBINDINGS, namespace, name)
+
+
+def ratelimit_key(namespace: str, name: str) -> str:
+    return object_key(RATELIMITS, namespace, name)
 
 
 def load_key(namespace: str, instance_id: str, router_id: str) -> str:

@@ -22,6 +22,11 @@ from sutradhar.services.registry.config import RegistryConfig
 from sutradhar.services.registry.identity_servicer import SERVICE_NAME as IDENTITY_SERVICE_NAME
 from sutradhar.services.registry.identity_servicer import IdentityServicer, add_identity_service
 from sutradhar.services.registry.instances import Instances
+from sutradhar.services.registry.ratelimit_servicer import (
+    RATELIMIT_SERVICE_NAME,
+    RateLimitStore,
+    add_ratelimit_service,
+)
 from sutradhar.services.registry.rbac_servicer import RBAC_SERVICE_NAME, add_rbac_service
 from sutradhar.services.registry.servicer import SERVICE_NAME, RegistryServicer
 from sutradhar.services.registry.token_servicer import SERVICE_NAME as TOKEN_SERVICE_NAME
@@ -83,7 +88,7 @@ class RegistryServer:
             authority = load_authority(config.ca_dir, config.trust_domain, service="registry",
                                        purpose="IdentityService issues certificates of the mesh CA")
             identity = IdentityServicer(authority, lifetime=config.workload_cert_lifetime)
-        services = [SERVICE_NAME]
+        services = [SERVICE_NAME, RATELIMIT_SERVICE_NAME]
         if not config.insecure:  # the access APIs exist only where there is access control
             services += [RBAC_SERVICE_NAME, AUDIT_SERVICE_NAME] + ([TOKEN_SERVICE_NAME] if issuer_key else [])
             services += [IDENTITY_SERVICE_NAME] if identity is not None else []
@@ -100,6 +105,7 @@ class RegistryServer:
             RegistryServicer(self.agents, self.instances, self.watcher, max_message_bytes=config.max_message_bytes,
                              secured=not config.insecure),
         )
+        add_ratelimit_service(self._host, RateLimitStore(self.store))
         self._retention: asyncio.Task[None] | None = None
         if self.security.authorizer is not None and self.audit_log is not None:
             add_rbac_service(self._host, RoleBindingStore(self.store), self.security.authorizer)
