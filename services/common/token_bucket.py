@@ -19,6 +19,9 @@ arrives: the pushback a refused caller is told (`RateLimited.trailer`, the
 
 `validate_bucket` checks the numbers with Envoy's bounds (all positive, a fill
 interval of at least 50 ms) and is used wherever a bucket comes from a user.
+
+`KeyedBuckets` is one bucket per caller, bounded in number (idle ones are evicted):
+the router's per-caller limits and the control plane's per-principal mutation limit.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from sutradhar._errors import InvalidArgument, ResourceExhausted
 __all__ = [
     "MIN_FILL_INTERVAL",
     "PUSHBACK_TRAILER",
+    "KeyedBuckets",
     "RateLimited",
     "TokenBucket",
     "describe_rate",
@@ -171,3 +175,57 @@ class RateLimited(ResourceExhausted):
     def trailer(self) -> tuple[tuple[str, str]]:
         """The ``grpc-retry-pushback-ms`` trailing metadata."""
         return ((PUSHBACK_TRAILER, str(self.retry_after_ms)),)
+
+
+class KeyedBuckets:
+    """One bucket per key (a caller), at most `max_keys` of them.
+
+    A key's bucket is made full on first use. At the cap, buckets that have filled up
+    again are dropped first (a full bucket is the same as a new one, so nothing changes),
+    then the least recently used, down to three quarters of the cap (a caller dropped
+    while not full starts again with a full bucket: the cap trades that leniency for
+    bounded memory).
+    """
+
+    __slots__ = ("buckets", "evicted", "max_keys", "numbers")
+
+    def __init__(self, max_tokens: int, tokens_per_fill: int, fill_interval: float, *, max_keys: int) -> None:
+        if max_keys <= 0:
+            raise ValueError(f"max_keys must be positive, got {max_keys}")
+        self.numbers = (max_tokens, tokens_per_fill, fill_interval)
+        self.max_keys = max_keys
+        self.buckets: dict[object, TokenBucket] = {}
+        self.evicted = 0
+
+    def get(self, key: object, now: float) -> TokenBucket:
+        """The bucket of `key` (one dict lookup when it exists)."""
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            if len(self.buckets) >= self.max_keys:
+                self.evict(now)
+            bucket = self.buckets[key] = TokenBucket(*self.numbers, now=now)
+        return bucket
+
+    def reconfigure(self, max_tokens: int, tokens_per_fill: int, fill_interval: float, now: float) -> None:
+        """New numbers for every bucket, keeping what each caller used."""
+        numbers = (max_tokens, tokens_per_fill, fill_interval)
+        if numbers == self.numbers:
+            return
+        self.numbers = numbers
+        for bucket in self.buckets.values():
+            bucket.reconfigure(max_tokens, tokens_per_fill, fill_interval, now)
+
+    def evict(self, now: float) -> int:
+        """Drop refilled buckets, then the least recently used, down to 3/4 of `max_keys`; how many went."""
+        keep = (self.max_keys * 3) // 4
+        full = [k for k, b in self.buckets.items() if b.full(now)]
+        for k in full:
+            del self.buckets[k]
+        dropped = len(full)
+        if len(self.buckets) > keep:
+            by_age = sorted(self.buckets.items(), key=lambda item: item[1].last_used)
+            for k, _ in by_age[: len(self.buckets) - keep]:
+                del self.buckets[k]
+                dropped += 1
+        self.evicted += dropped
+        return dropped

@@ -4,7 +4,13 @@ The servicer is thin and byte-oriented: `Execute` and `ExecuteStream` are
 registered with a request deserializer that only splits the request
 (`wire.split_route_request` / `split_route_stream_request`) and an identity response serializer, so task
 payloads and results pass through as bytes. Background work - the registry
-watch and load publishing - runs in a TaskGroup owned by the server.
+watch, load publishing and router membership - runs in a TaskGroup owned by the server.
+
+Rate limits (`ratelimits.RateLimiter`) are taken by the engine before an instance is
+picked; a refusal leaves as RESOURCE_EXHAUSTED with the ``grpc-retry-pushback-ms``
+trailer, set here. With etcd the router is a member under
+``/sutradhar/v1/members/router/<router-id>`` (leased), and the number of live members
+sizes the shared RateLimits' buckets.
 """
 
 from __future__ import annotations
@@ -26,11 +32,14 @@ from sutradhar._errors import Unavailable
 from sutradhar._hosting import GrpcHost
 from sutradhar._names import ALL_NAMESPACES, validate_dns_label, validate_namespace
 from sutradhar._values import to_duration
+from sutradhar.services.common.membership import Membership
 from sutradhar.services.common.security import SecurityStack
+from sutradhar.services.common.token_bucket import RateLimited
 from sutradhar.services.router import wire
 from sutradhar.services.router.config import RouterConfig
 from sutradhar.services.router.engine import Engine
 from sutradhar.services.router.load import LoadPublisher
+from sutradhar.services.router.ratelimits import RateLimiter
 from sutradhar.services.router.view import View
 from sutradhar.services.router.watcher import RegistryWatcher
 from sutradhar.v1 import router_pb2
@@ -55,21 +64,27 @@ class RouterServer:
         self.router_id = config.router_id or f"router-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.view = view or View(on_removed=self._discard)
         self.tls = config.tls_source("router", config.host)
-        self.engine = Engine(self.view, max_message_bytes=config.max_message_bytes, clock=clock, tls=self.tls)
+        self.limiter = RateLimiter(max_callers=config.rate_limit_max_callers)
+        self.engine = Engine(self.view, max_message_bytes=config.max_message_bytes, clock=clock, tls=self.tls,
+                             limits=self.limiter)
         self._store: Any = None
         if config.etcd:
             from sutradhar.services.common.store import EtcdEndpoint, Store
 
             self._store = Store(EtcdEndpoint.parse(config.etcd), tls=self.tls)
-        self.security = SecurityStack(config, self._store, service="router")
+        self.security = SecurityStack(config, self._store, service="router", mutation_limits=False)
         self.host = GrpcHost(
             service_names=[SERVICE_NAME], host=config.host, port=config.port,
             max_message_bytes=config.max_message_bytes, tls=self.tls, middleware=self.security.middleware,
             token_port=config.token_port,
         )
         self.watcher = RegistryWatcher(
-            self.view, config.registry, clock=clock, tls=self.tls, trust_domain=config.trust_domain
+            self.view, config.registry, clock=clock, tls=self.tls, trust_domain=config.trust_domain,
+            limiter=self.limiter,
         ) if config.registry else None
+        self.membership = Membership(
+            self._store, self.router_id, ttl=config.membership_ttl, on_change=self._routers_changed, service="router",
+        ) if self._store is not None else None
         self.publisher: LoadPublisher | None = None
         self._tasks: asyncio.TaskGroup | None = None
         self._background: list[asyncio.Task[None]] = []
@@ -77,6 +92,10 @@ class RouterServer:
 
     def _discard(self, backend: Any) -> None:
         self.engine.discard(backend)
+
+    def _routers_changed(self) -> None:
+        assert self.membership is not None
+        self.limiter.set_routers(len(self.membership.members), self.engine.clock())
 
     @property
     def port(self) -> int:
@@ -123,6 +142,11 @@ class RouterServer:
         await self._tasks.__aenter__()
         if self.watcher is not None:
             self._background.append(self._tasks.create_task(self.watcher.run(), name="registry-watch"))
+        if self.membership is not None:
+            self.membership.address = self.host.address
+            await self.membership.join()
+            self._background.append(self._tasks.create_task(self.membership.keep_alive(), name="router-membership"))
+            self._background.append(self._tasks.create_task(self.membership.watch(), name="router-members"))
         if self._store is not None:
             self.publisher = LoadPublisher(
                 self._store, self.view, self.router_id, period=self.config.load_period, clock=self.engine.clock
@@ -157,6 +181,8 @@ class RouterServer:
             self._tasks = None
         if self.publisher is not None:
             await self.publisher.close()
+        if self.membership is not None:
+            await self.membership.leave()
         await self.security.stop()
         if self._store is not None:
             await self._store.close()
@@ -177,11 +203,26 @@ class RouterServer:
     async def _execute(self, request: wire.RouteRequest, context: grpc.aio.ServicerContext) -> bytes:
         if not self.view.synced:
             self._check_synced()
-        return await self.engine.execute(request, context.time_remaining())
+        try:
+            return await self.engine.execute(request, context.time_remaining())
+        except RateLimited as err:
+            context.set_trailing_metadata(err.trailer())  # kept by the abort that sends the status
+            raise
 
     def _execute_stream(self, request: wire.RouteRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
         self._check_synced()
-        return self.engine.execute_stream(request, context.time_remaining())
+        return self._stream(request, context)
+
+    async def _stream(self, request: wire.RouteRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        events = self.engine.execute_stream(request, context.time_remaining())
+        try:
+            async for event in events:
+                yield event
+        except RateLimited as err:
+            context.set_trailing_metadata(err.trailer())
+            raise
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
 
     async def _get_stats(
         self, request: router_pb2.GetStatsRequest, context: grpc.aio.ServicerContext
@@ -198,6 +239,8 @@ class RouterServer:
             namespace = ""
         now = self.engine.clock()
         out = router_pb2.GetStatsResponse(router_id=self.router_id)
+        self.limiter.forget_agents(key for key, entry in self.view.agents.items() if entry.policy.rate_limit)
+        out.buckets.extend(self.limiter.stats(now, namespace))
         for key in sorted(self.view.backends):
             b = self.view.backends[key]
             if namespace and b.namespace != namespace:
