@@ -169,8 +169,9 @@ class RateLimited(ResourceExhausted):
 
     @property
     def retry_after_ms(self) -> int:
-        """`retry_after` in whole milliseconds, rounded up (at least 1: "now" would invite a spin)."""
-        return max(1, math.ceil(self.retry_after * 1000))
+        """`retry_after` in whole milliseconds, rounded up (at least 1: "now" would invite a spin);
+        a float error of under a microsecond does not round up a whole millisecond."""
+        return max(1, math.ceil(self.retry_after * 1000 - 1e-3))
 
     def trailer(self) -> tuple[tuple[str, str]]:
         """The ``grpc-retry-pushback-ms`` trailing metadata."""
