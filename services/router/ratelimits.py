@@ -192,6 +192,10 @@ class RateLimiter:
             if limit.shared:
                 limit.configure(routers, now)
 
+    def knows(self, namespace: str, name: str) -> bool:
+        """Whether RateLimit `namespace`/`name` is enforced here."""
+        return (namespace or "default", name) in self._by_key
+
     def _index(self) -> None:
         by_ns: dict[str, list[NamespaceLimit]] = {}
         for key in sorted(self._by_key):
@@ -246,8 +250,8 @@ class RateLimiter:
         rate = bucket.describe()
         if level == AGENT_LEVEL:
             message = (
-                f"rate limit exceeded: agent {pool.limit_agent!r} in namespace {pool.namespace!r} allows {rate} "
-                f"calls on this router (routing.rate_limit of its routing policy); retry in {_ms(wait)}, or raise "
+                f"rate limit exceeded: agent {pool.limit_agent!r} in namespace {pool.namespace!r} allows calls at "
+                f"{rate} on this router (routing.rate_limit of its routing policy); retry in {_ms(wait)}, or raise "
                 "routing.rate_limit in the agent's manifest"
             )
         else:
@@ -257,7 +261,7 @@ class RateLimiter:
             share = f" (this router's share of {self.routers} live routers)" if limit.shared else " on this router"
             part = "namespace_limit" if level == NAMESPACE_LEVEL else "per_caller"
             message = (
-                f"rate limit exceeded: {limit.where()} allows {rate} calls {who}{share}; retry in {_ms(wait)}, "
+                f"rate limit exceeded: {limit.where()} allows calls at {rate} {who}{share}; retry in {_ms(wait)}, "
                 f"or ask a cluster-admin to raise its {part} (`sutradhar ratelimits -n {pool.namespace}`)"
             )
         return RateLimited(message, retry_after=wait)
