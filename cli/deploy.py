@@ -15,7 +15,8 @@ A deployment manifest::
       env: {LOG_LEVEL: info}
 
 `deploy -f` applies `kind: RoleBinding` documents first (RbacService, on the
-registry), then `kind: Agent` documents through the registry, then the
+registry), then `kind: RateLimit` documents (RateLimitService, on the registry),
+then `kind: Agent` documents through the registry, then the
 deployments through the scheduler (create or update, like `kubectl apply`).
 """
 
@@ -29,7 +30,7 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from sutradhar._clients import RbacClient, RegistryClient, SchedulerClient
+from sutradhar._clients import RateLimitClient, RbacClient, RegistryClient, SchedulerClient
 from sutradhar._errors import InvalidArgument, NotFound
 from sutradhar.cli._output import add_output_flag, print_json, print_table
 from sutradhar.cli._rpc import connect
@@ -39,10 +40,11 @@ from sutradhar.cli.manifests import (
     before_applying,
     load_manifests,
     parse_duration,
+    ratelimit_from_manifest,
     rolebinding_from_manifest,
     unknown_fields,
 )
-from sutradhar.v1 import rbac_pb2, registry_pb2
+from sutradhar.v1 import ratelimit_pb2, rbac_pb2, registry_pb2
 from sutradhar.v1 import scheduler_pb2 as P
 
 TIMEOUT = 15.0
@@ -289,6 +291,35 @@ def _read_bindings(path: str) -> list[rbac_pb2.RoleBinding]:
     return bindings
 
 
+def _read_rate_limits(path: str) -> list[ratelimit_pb2.RateLimit]:
+    """The rate limits of a manifest file, each checked as the registry will."""
+    from sutradhar.services.common.ratelimit_spec import validate_rate_limit
+
+    limits = [ratelimit_from_manifest(m) for m in load_manifests(path) if m.kind == "RateLimit"]
+    for limit in limits:
+        try:
+            validate_rate_limit(limit, field="spec")
+        except InvalidArgument as err:
+            raise InvalidArgument(f"ratelimit/{limit.name}: {err}; nothing was applied", field=err.field) from None
+    return limits
+
+
+async def _apply_rate_limits(args: argparse.Namespace, limits: list[ratelimit_pb2.RateLimit]) -> list[Any]:
+    """Apply the rate limits and say so."""
+    from sutradhar.services.common.ratelimit_spec import describe_limit
+
+    applied: list[Any] = []
+    async with connect(RateLimitClient, args.registry) as client:
+        for limit in limits:
+            resp = await client.apply_rate_limit(limit, timeout=TIMEOUT)
+            applied.append(resp.rate_limit)
+            if args.output != "json":
+                verb = "created" if resp.created else "configured"
+                print(f"ratelimit/{limit.name} {verb} in namespace {resp.rate_limit.namespace} "
+                      f"({describe_limit(resp.rate_limit)})")
+    return applied
+
+
 async def _apply_bindings(args: argparse.Namespace, bindings: list[rbac_pb2.RoleBinding]) -> list[Any]:
     """Apply the role bindings (before agents and deployments) and say so."""
     applied: list[Any] = []
@@ -324,10 +355,13 @@ def _read(path: str) -> tuple[list[registry_pb2.Agent], list[P.Deployment], set[
 async def deploy(args: argparse.Namespace) -> int:
     with before_applying():  # every document is read and checked before the first is applied
         bindings = _read_bindings(args.file)
+        rate_limits = _read_rate_limits(args.file)
         agents, deployments, says_paused = _read(args.file)
         _check_locally(agents, deployments)
         stored_agents = await _agents_not_in_file(args.registry, agents, deployments)
     results: list[Any] = await _apply_bindings(args, bindings) if bindings else []
+    if rate_limits:
+        results += await _apply_rate_limits(args, rate_limits)
     if agents:
         async with connect(RegistryClient, args.registry) as registry:
             for agent in agents:

@@ -16,10 +16,11 @@ from typing import Final
 
 from sutradhar._fields import field_error
 from sutradhar._names import validate_dns_label, validate_namespace
-from sutradhar.services.common.token_bucket import validate_bucket
+from sutradhar.services.common.token_bucket import describe_rate, validate_bucket
 from sutradhar.v1 import ratelimit_pb2
 
-__all__ = ["DEFAULT_TOKENS_PER_FILL", "Numbers", "bucket_numbers", "shared_share", "validate_rate_limit"]
+__all__ = ["DEFAULT_TOKENS_PER_FILL", "Numbers", "as_bucket", "bucket_numbers", "describe_limit", "shared_share",
+           "validate_rate_limit"]
 
 #: Envoy's default tokens_per_fill.
 DEFAULT_TOKENS_PER_FILL: Final = 1
@@ -70,3 +71,16 @@ def as_bucket(numbers: Numbers) -> ratelimit_pb2.TokenBucket:
     out = ratelimit_pb2.TokenBucket(max_tokens=numbers[0], tokens_per_fill=numbers[1])
     out.fill_interval.FromTimedelta(timedelta(seconds=numbers[2]))
     return out
+
+
+def describe_limit(limit: ratelimit_pb2.RateLimit) -> str:
+    """ "namespace 10 per 1s (burst 20); per caller 1 per 1s (burst 5); shared" for listings."""
+    parts = []
+    for label, which in (("namespace", "namespace_limit"), ("per caller", "per_caller")):
+        if limit.HasField(which):
+            bucket = getattr(limit, which)
+            interval = bucket.fill_interval.ToTimedelta().total_seconds()
+            parts.append(f"{label} {describe_rate(bucket.max_tokens, bucket.tokens_per_fill or 1, interval)}")
+    if limit.shared:
+        parts.append("shared")
+    return "; ".join(parts)

@@ -40,13 +40,13 @@ from typing import Any, Final
 
 from sutradhar.services.common import principal
 from sutradhar.services.common.ratelimit_spec import Numbers, as_bucket, bucket_numbers, shared_share
-from sutradhar.services.common.token_bucket import KeyedBuckets, RateLimited, TokenBucket, describe_rate
+from sutradhar.services.common.token_bucket import KeyedBuckets, RateLimited, TokenBucket
 from sutradhar.services.router.selection import Pool
 from sutradhar.v1 import ratelimit_pb2, router_pb2
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_MAX_CALLERS", "NamespaceLimit", "RateLimiter", "caller_key", "describe_limit"]
+__all__ = ["DEFAULT_MAX_CALLERS", "NamespaceLimit", "RateLimiter", "caller_key"]
 
 #: Per-caller buckets one RateLimit keeps at most (per router).
 DEFAULT_MAX_CALLERS: Final = 10_000
@@ -295,15 +295,3 @@ class RateLimiter:
                 add(CALLER_LEVEL, ns, name, bucket, caller=str(key), shared=limit.shared)
         return out
 
-
-def describe_limit(limit: ratelimit_pb2.RateLimit) -> str:
-    """ "namespace 10 per 1s (burst 20); per caller 1 per 1s (burst 5); shared" for listings."""
-    parts = []
-    for label, which in (("namespace", "namespace_limit"), ("per caller", "per_caller")):
-        if limit.HasField(which):
-            bucket = getattr(limit, which)
-            interval = bucket.fill_interval.ToTimedelta().total_seconds()
-            parts.append(f"{label} {describe_rate(bucket.max_tokens, bucket.tokens_per_fill or 1, interval)}")
-    if limit.shared:
-        parts.append("shared")
-    return "; ".join(parts)

@@ -7,9 +7,13 @@ for the bucket's own interval (polled, never a sleep that asserts).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
+import sys
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -27,6 +31,7 @@ from sutradhar.testing import run_agent
 from sutradhar.v1 import agent_pb2, ratelimit_pb2, registry_pb2, router_pb2, router_pb2_grpc, routing_pb2
 from tests.support import eventually
 
+ROOT = Path(__file__).resolve().parents[2]
 SERVING = registry_pb2.INSTANCE_STATE_SERVING
 LEVEL = ratelimit_pb2.RateLimitLevel
 
@@ -242,3 +247,55 @@ async def test_streams_are_limited_too(mesh: dict[str, Any], caller: Caller, uni
         async for _ in call:
             pass
     assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and pushback(err.value) > 0
+
+
+async def cli(mesh: dict[str, Any], *args: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sutradhar.cli.main", "--registry", mesh["registry"].address,
+        "--router", mesh["router"].address, "--scheduler", "127.0.0.1:9", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=ROOT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode or 0, out.decode()
+
+
+async def test_cli_applies_lists_shows_and_deletes_rate_limits(
+        mesh: dict[str, Any], caller: Caller, unique: str, tmp_path: Path) -> None:
+    manifest = tmp_path / "limits.yaml"
+    manifest.write_text(f"""
+apiVersion: sutradhar/v1
+kind: RateLimit
+metadata: {{name: team, namespace: {unique}}}
+spec:
+  namespaceLimit: {{maxTokens: 5, tokensPerFill: 5, fillInterval: 1m}}
+  perCaller: {{maxTokens: 1, fillInterval: 1m}}
+""")
+    code, out = await cli(mesh, "deploy", "-f", str(manifest))
+    assert code == 0, out
+    assert f"ratelimit/team created in namespace {unique} (namespace 5 per 1m (burst 5); per caller 1 per 1m" in out
+    code, out = await cli(mesh, "ratelimits", "-n", unique)
+    assert code == 0 and "team" in out and "5 per 1m (burst 5)" in out and "no (per router)" in out, out
+    code, out = await cli(mesh, "ratelimits", "-n", unique, "-o", "json")
+    assert json.loads(out)[0]["per_caller"]["max_tokens"] == 1
+    await register(mesh, unique, "echo")
+    await eventually(lambda: mesh["router"].limiter.knows(unique, "team"), within=10, period=0.02)
+    assert await caller.call(unique) is None
+    assert await caller.call(unique) is not None  # the caller's one token is used
+    code, out = await cli(mesh, "stats", "-n", unique, "-o", "json")
+    rows = {(b["level"], b["name"]): b for b in json.loads(out)["buckets"]}
+    assert rows[("namespace", "team")]["tokens"] == 4
+    assert rows[("caller", "team")]["refused"] == 1 and rows[("caller", "team")]["allowed"] == 1
+    code, out = await cli(mesh, "stats", "-n", unique)
+    assert code == 0 and "4/5" in out and "caller" in out, out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"""
+apiVersion: sutradhar/v1
+kind: RateLimit
+metadata: {{name: bad, namespace: {unique}}}
+spec:
+  perCaller: {{maxTokens: 1, fillInterval: 10ms}}
+""")
+    code, out = await cli(mesh, "deploy", "-f", str(bad))
+    assert code != 0 and "ratelimit/bad: spec.per_caller.fill_interval: must be at least 50ms" in out, out
+    code, out = await cli(mesh, "ratelimits", "delete", "team", "-n", unique)
+    assert code == 0 and f"ratelimit/team deleted from namespace {unique}" in out, out
