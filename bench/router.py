@@ -29,6 +29,14 @@ dials the replicas over mutual TLS, checking each one's identity. The table then
 ends with the cost of security: secured against sutradhar (rps, p50, p99, router
 CPU per call), best rounds and the median of the per-round ratios.
 
+Target "ratelimited" is the same router process routing to the same echo agent (its own
+replicas, in namespace ``bench-limited``) with rate limits at all three levels: the agent's
+``routing.rate_limit``, and a RateLimit with a ``namespace_limit`` and a ``per_caller``
+bucket, all set high enough never to refuse. It alternates with "sutradhar" from round to
+round, and the table ends with its cost (rps, p50, p99, router CPU per call against
+"sutradhar", best rounds and the median of the per-round ratios); the goal is throughput
+within 3 %.
+
 ``--baseline DIR`` compares this tree's router with another checkout's in the
 same run: DIR's own ``.venv/bin/python`` (an editable install of DIR, e.g. a
 ``git worktree add`` of the previous commit plus ``make install`` there) runs
@@ -43,6 +51,8 @@ results).
     .venv/bin/python bench/router.py [--replicas 3] [--calls 20000] [--seconds 15]
     .venv/bin/python bench/router.py --targets sutradhar --baseline ../base --rounds 5
     .venv/bin/python bench/router.py --targets direct,sutradhar,secured --output bench/results/router-secured.json
+    .venv/bin/python bench/router.py --targets sutradhar,ratelimited --rounds 3 \
+        --output bench/results/router-ratelimited.json
 """
 
 from __future__ import annotations
@@ -70,6 +80,9 @@ import grpc
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "router.json"
 NAMESPACE = "bench"
+LIMITED_NAMESPACE = "bench-limited"
+#: Buckets that never refuse at bench rates (uint32 fields: at most about 4.29e9).
+NEVER_REFUSING = {"max_tokens": 2_000_000_000, "tokens_per_fill": 1_000_000_000, "fill_interval": "1s"}
 AGENT_PATH = "/sutradhar.v1.AgentService/Execute"
 ROUTER_PATH = "/sutradhar.v1.RouterService/Execute"
 
@@ -308,16 +321,51 @@ def define_echo(secured: Secured, registry: str) -> None:
 # -- load -------------------------------------------------------------------------
 
 
-def requests() -> tuple[bytes, bytes]:
+def requests(namespace: str = NAMESPACE) -> tuple[bytes, bytes]:
     from sutradhar._values import to_value
     from sutradhar.v1 import agent_pb2, router_pb2
 
     task = agent_pb2.Task(id="bench-task", type="echo", payload=to_value({"message": "hello", "n": 42}))
     direct = agent_pb2.ExecuteRequest(task=task).SerializeToString()
     routed = router_pb2.RouterServiceExecuteRequest(
-        task=task, selector=router_pb2.Selector(namespace=NAMESPACE, agent_type="echo")
+        task=task, selector=router_pb2.Selector(namespace=namespace, agent_type="echo")
     ).SerializeToString()
     return direct, routed
+
+
+def limit_echo(registry: str) -> None:
+    """Put never-refusing buckets at all three levels on the echo agent of LIMITED_NAMESPACE."""
+    from google.protobuf import json_format
+
+    from sutradhar._clients import RateLimitClient, RegistryClient
+    from sutradhar.v1 import ratelimit_pb2
+
+    async def apply() -> None:
+        async with RegistryClient(registry) as client:
+            agent = await client.get_agent("echo", namespace=LIMITED_NAMESPACE)
+            json_format.ParseDict(NEVER_REFUSING, agent.routing.rate_limit)
+            await client.update_agent(agent)
+        limit = json_format.ParseDict({"namespace": LIMITED_NAMESPACE, "name": "bench", "namespace_limit":
+                                       NEVER_REFUSING, "per_caller": NEVER_REFUSING}, ratelimit_pb2.RateLimit())
+        async with RateLimitClient(registry) as limits:
+            await limits.apply_rate_limit(limit)
+
+    asyncio.run(apply())
+
+
+async def wait_limited(address: str) -> None:
+    """Until the router holds the three buckets of LIMITED_NAMESPACE (the per-caller one appears on use)."""
+    from sutradhar.v1 import ratelimit_pb2, router_pb2, router_pb2_grpc
+
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = router_pb2_grpc.RouterServiceStub(channel)
+        for _ in range(300):
+            stats = await stub.GetStats(router_pb2.GetStatsRequest(namespace=LIMITED_NAMESPACE), timeout=5)
+            levels = {b.level for b in stats.buckets}
+            if {ratelimit_pb2.RATE_LIMIT_LEVEL_AGENT, ratelimit_pb2.RATE_LIMIT_LEVEL_NAMESPACE} <= levels:
+                return
+            await asyncio.sleep(0.1)
+    raise RuntimeError("the router never loaded the bench rate limits")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -383,14 +431,14 @@ async def measure(address: str, path: str, request: bytes, *, sequential: int, c
     }
 
 
-async def wait_router(address: str, replicas: int, channel_for: Any = None) -> None:
+async def wait_router(address: str, replicas: int, channel_for: Any = None, namespace: str = NAMESPACE) -> None:
     from sutradhar.v1 import router_pb2, router_pb2_grpc
 
     opened = channel_for(address) if channel_for is not None else grpc.aio.insecure_channel(address)
     async with opened as channel:
         stub = router_pb2_grpc.RouterServiceStub(channel)
         for _ in range(300):
-            stats = await stub.GetStats(router_pb2.GetStatsRequest(namespace=NAMESPACE), timeout=5)
+            stats = await stub.GetStats(router_pb2.GetStatsRequest(namespace=namespace), timeout=5)
             if sum(1 for s in stats.instances if s.state == "SERVING") >= replicas:
                 return
             await asyncio.sleep(0.1)
@@ -414,6 +462,25 @@ def security_cost(best: dict[str, dict[str, float]], per_round: dict[str, list[d
                           "insecure_p50_ms": b["p50_ms"], "secured_p99_ms": m["p99_ms"],
                           "insecure_p99_ms": b["p99_ms"]} for m, b in rounds]
     print(f"\ncost of security (secured vs sutradhar): rps x{summary['rps_best_ratio']} (best), "
+          f"x{summary['rps_median_round_ratio']} (median of rounds); p50 x{summary['p50_best_ratio']}, "
+          f"p99 x{summary['p99_best_ratio']}; router CPU per call x{summary['cpu_per_call_best_ratio']}")
+    return summary
+
+
+def ratelimit_cost(best: dict[str, dict[str, float]], per_round: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
+    """Print and return the rate-limited target against the plain router of the same run."""
+    rounds = list(zip(per_round["ratelimited"], per_round["sutradhar"], strict=True))
+    summary: dict[str, Any] = {"against": "sutradhar (same router, no limits, same run)",
+                               "limits": {"agent": NEVER_REFUSING, "namespace": NEVER_REFUSING,
+                                          "per_caller": NEVER_REFUSING}}
+    for key, name in (("rps", "rps"), ("p50_ms", "p50"), ("p99_ms", "p99"), ("proxy_cpu_us", "cpu_per_call")):
+        base = best["sutradhar"][key]
+        per = [m[key] / b[key] for m, b in rounds if b[key]]
+        summary[f"{name}_best_ratio"] = round(best["ratelimited"][key] / base, 3) if base else None
+        summary[f"{name}_median_round_ratio"] = round(statistics.median(per), 3) if per else None
+    summary["rounds"] = [{"ratelimited_rps": m["rps"], "plain_rps": b["rps"], "ratelimited_p50_ms": m["p50_ms"],
+                          "plain_p50_ms": b["p50_ms"], "ratelimited_errors": m["errors"]} for m, b in rounds]
+    print(f"\ncost of rate limiting (ratelimited vs sutradhar): rps x{summary['rps_best_ratio']} (best), "
           f"x{summary['rps_median_round_ratio']} (median of rounds); p50 x{summary['p50_best_ratio']}, "
           f"p99 x{summary['p99_best_ratio']}; router CPU per call x{summary['cpu_per_call_best_ratio']}")
     return summary
@@ -507,6 +574,18 @@ def main(argv: list[str] | None = None) -> int:
             procs.append(router)
             addresses["sutradhar"] = router.address
             asyncio.run(wait_router(router.address, args.replicas))
+        if "ratelimited" in targets:
+            if router is None:
+                parser.error("target ratelimited needs target sutradhar (the same router, plain, in the same run)")
+            procs.extend(
+                Proc(f"echo-limited-{i}", [py, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent", "--insecure",
+                                           "--registry", registry.address, "--namespace", LIMITED_NAMESPACE,
+                                           "--instance-id", f"echo-{i}"], ready=r"listening on (\S+)")
+                for i in range(args.replicas))
+            limit_echo(registry.address)
+            addresses["ratelimited"] = router.address
+            asyncio.run(wait_router(router.address, args.replicas, namespace=LIMITED_NAMESPACE))
+            asyncio.run(wait_limited(router.address))
         if baseline_python is not None:
             assert args.baseline is not None
             base = Proc("baseline", [str(baseline_python), "-m", "sutradhar.services.router", "--insecure",
@@ -568,16 +647,22 @@ def main(argv: list[str] | None = None) -> int:
                 wait_port(port)
                 addresses["nginx"] = f"127.0.0.1:{port}"
         direct_req, routed_req = requests()
+        limited_req = requests(LIMITED_NAMESPACE)[1]
         pids = {p.name if p.name != "router" else "sutradhar": p.pid for p in procs}
-        routed = {"sutradhar", "baseline", "secured"}
+        if router is not None:
+            pids["ratelimited"] = router.pid
+        routed = {"sutradhar", "baseline", "secured", "ratelimited"}
         per_round: dict[str, list[dict[str, float]]] = {t: [] for t in targets}
         for round_no in range(args.rounds):
             order = list(targets)
-            if round_no % 2 and "baseline" in order:  # alternate which router goes first
-                i, j = order.index("sutradhar"), order.index("baseline")
-                order[i], order[j] = order[j], order[i]
+            for other in ("baseline", "ratelimited"):
+                if round_no % 2 and other in order:  # alternate which router goes first
+                    i, j = order.index("sutradhar"), order.index(other)
+                    order[i], order[j] = order[j], order[i]
             for target in order:
                 path, request = (ROUTER_PATH, routed_req) if target in routed else (AGENT_PATH, direct_req)
+                if target == "ratelimited":
+                    request = limited_req
                 profile = None
 
                 def start_profile(target: str = target, round_no: int = round_no) -> None:
@@ -630,6 +715,8 @@ def main(argv: list[str] | None = None) -> int:
                            for t, r in results.items()}
     if "secured" in results and "sutradhar" in results:
         out["security_cost"] = security_cost(results, per_round)
+    if "ratelimited" in results and "sutradhar" in results:
+        out["ratelimit_cost"] = ratelimit_cost(results, per_round)
     if "baseline" in results and "sutradhar" in results:
         out["versus_baseline"] = compare(results, per_round, args.baseline)
     out_path = Path(args.output)

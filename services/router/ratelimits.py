@@ -140,11 +140,13 @@ class RateLimiter:
             bucket.reconfigure(*numbers, now=now)
         return bucket
 
-    def forget_agents(self, live: Iterable[tuple[str, str]]) -> None:
-        """Drop the buckets of agents no longer in `live` ((namespace, agent id) pairs)."""
-        keep = set(live)
-        for key in [k for k in self._agents if k not in keep]:
+    def sync_agents(self, limited: dict[tuple[str, str], Numbers], now: float) -> None:
+        """Match the agent buckets to `limited` ((namespace, agent id) -> its routing.rate_limit): make the
+        missing ones (a pool resolved later takes the same bucket), resize changed ones, drop the others."""
+        for key in [k for k in self._agents if k not in limited]:
             del self._agents[key]
+        for (namespace, agent_id), numbers in limited.items():
+            self.agent_bucket(namespace, agent_id, numbers, now)
 
     def put(self, limit: ratelimit_pb2.RateLimit, now: float) -> None:
         """A RateLimit was created or changed (a stored one that does not validate limits nothing)."""

@@ -239,7 +239,8 @@ class RouterServer:
             namespace = ""
         now = self.engine.clock()
         out = router_pb2.GetStatsResponse(router_id=self.router_id)
-        self.limiter.forget_agents(key for key, entry in self.view.agents.items() if entry.policy.rate_limit)
+        self.limiter.sync_agents({key: entry.policy.rate_limit for key, entry in self.view.agents.items()
+                                  if entry.policy.rate_limit is not None}, now)
         out.buckets.extend(self.limiter.stats(now, namespace))
         for key in sorted(self.view.backends):
             b = self.view.backends[key]

@@ -189,12 +189,13 @@ def test_keyed_buckets_evict_refilled_then_least_recently_used() -> None:
     assert set(buckets.buckets) == {"c", "d", "e", "f"} and buckets.evicted == 2
 
 
-def test_stats_forget_agents_that_left() -> None:
+def test_sync_agents_keeps_used_buckets_adds_new_and_drops_gone() -> None:
     limiter = RateLimiter()
-    pool(limiter, numbers=(3, 1, 1.0))
+    p = pool(limiter, numbers=(3, 1, 1.0))
+    limiter.admit(p, 0.0)
     pool(limiter, agent="gone", numbers=(3, 1, 1.0))
-    limiter.forget_agents([("team-a", "echo")])
-    assert [s.name for s in limiter.stats(0.0)] == ["echo"]
+    limiter.sync_agents({("team-a", "echo"): (3, 1, 1.0), ("team-a", "new"): (5, 1, 1.0)}, 0.5)
+    assert [(s.name, s.tokens) for s in limiter.stats(0.5)] == [("echo", 2), ("new", 5)]
     assert limiter.stats(0.0, namespace="team-b") == []
 
 
