@@ -24,8 +24,8 @@ from sutradhar.services.registry.identity_servicer import IdentityServicer, add_
 from sutradhar.services.registry.instances import Instances
 from sutradhar.services.registry.ratelimit_servicer import (
     RATELIMIT_SERVICE_NAME,
-    RateLimitStore,
     add_ratelimit_service,
+    rate_limit_store,
 )
 from sutradhar.services.registry.rbac_servicer import RBAC_SERVICE_NAME, add_rbac_service
 from sutradhar.services.registry.servicer import SERVICE_NAME, RegistryServicer
@@ -105,7 +105,7 @@ class RegistryServer:
             RegistryServicer(self.agents, self.instances, self.watcher, max_message_bytes=config.max_message_bytes,
                              secured=not config.insecure),
         )
-        add_ratelimit_service(self._host, RateLimitStore(self.store))
+        add_ratelimit_service(self._host, rate_limit_store(self.store))
         self._retention: asyncio.Task[None] | None = None
         if self.security.authorizer is not None and self.audit_log is not None:
             add_rbac_service(self._host, RoleBindingStore(self.store), self.security.authorizer)
