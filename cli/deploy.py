@@ -26,7 +26,8 @@ import argparse
 import asyncio
 import re
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from google.protobuf import json_format
 
@@ -46,6 +47,8 @@ from sutradhar.cli.manifests import (
 )
 from sutradhar.v1 import ratelimit_pb2, rbac_pb2, registry_pb2
 from sutradhar.v1 import scheduler_pb2 as P
+
+M = TypeVar("M")
 
 TIMEOUT = 15.0
 _SPEC_FIELDS = {"agent", "replicas", "resources", "autoscale", "strategy", "env", "labels", "paused"}
@@ -278,30 +281,32 @@ async def _keep_pause(scheduler: SchedulerClient, d: P.Deployment) -> None:
     d.spec.paused = stored.spec.paused
 
 
+def _read_checked(path: str, kind: str, convert: Callable[[Manifest], M], check: Callable[[M], None]) -> list[M]:
+    """The documents of `kind` in a manifest file, converted and each checked as the registry will
+    (InvalidArgument naming ``<kind>/<name>`` and that nothing was applied)."""
+    found = [convert(m) for m in load_manifests(path) if m.kind == kind]
+    for obj in found:
+        try:
+            check(obj)
+        except InvalidArgument as err:
+            name = getattr(obj, "name", "")
+            raise InvalidArgument(f"{kind.lower()}/{name}: {err}; nothing was applied", field=err.field) from None
+    return found
+
+
 def _read_bindings(path: str) -> list[rbac_pb2.RoleBinding]:
     """The role bindings of a manifest file, each checked as the registry will."""
     from sutradhar.services.common.rolebindings import validate_binding
 
-    bindings = [rolebinding_from_manifest(m) for m in load_manifests(path) if m.kind == "RoleBinding"]
-    for b in bindings:
-        try:
-            validate_binding(b)
-        except InvalidArgument as err:
-            raise InvalidArgument(f"rolebinding/{b.name}: {err}; nothing was applied", field=err.field) from None
-    return bindings
+    return _read_checked(path, "RoleBinding", rolebinding_from_manifest, validate_binding)
 
 
 def _read_rate_limits(path: str) -> list[ratelimit_pb2.RateLimit]:
     """The rate limits of a manifest file, each checked as the registry will."""
     from sutradhar.services.common.ratelimit_spec import validate_rate_limit
 
-    limits = [ratelimit_from_manifest(m) for m in load_manifests(path) if m.kind == "RateLimit"]
-    for limit in limits:
-        try:
-            validate_rate_limit(limit, field="spec")
-        except InvalidArgument as err:
-            raise InvalidArgument(f"ratelimit/{limit.name}: {err}; nothing was applied", field=err.field) from None
-    return limits
+    return _read_checked(path, "RateLimit", ratelimit_from_manifest,
+                         lambda limit: validate_rate_limit(limit, field="spec"))
 
 
 async def _apply_rate_limits(args: argparse.Namespace, limits: list[ratelimit_pb2.RateLimit]) -> list[Any]:
