@@ -29,13 +29,15 @@ dials the replicas over mutual TLS, checking each one's identity. The table then
 ends with the cost of security: secured against sutradhar (rps, p50, p99, router
 CPU per call), best rounds and the median of the per-round ratios.
 
-Target "ratelimited" is the same router process routing to the same echo agent (its own
-replicas, in namespace ``bench-limited``) with rate limits at all three levels: the agent's
-``routing.rate_limit``, and a RateLimit with a ``namespace_limit`` and a ``per_caller``
-bucket, all set high enough never to refuse. It alternates with "sutradhar" from round to
-round, and the table ends with its cost (rps, p50, p99, router CPU per call against
-"sutradhar", best rounds and the median of the per-round ratios); the goal is throughput
-within 3 %.
+Target "ratelimited" is the same router process, the same replicas, the same namespace
+and the same request as target "sutradhar", measured with rate limits at all three levels
+switched on: the agent's ``routing.rate_limit``, and a RateLimit with a ``namespace_limit``
+and a ``per_caller`` bucket, all set high enough never to refuse. Before each measurement
+the limits are put in place (for "ratelimited") or taken away (for "sutradhar") through the
+registry, and the router is waited for until its buckets say so. The two alternate which
+goes first from round to round, and the table ends with the cost (rps, p50, p99, router CPU
+per call against "sutradhar", best rounds and the median of the per-round ratios); the
+goal is throughput within 3 %.
 
 ``--baseline DIR`` compares this tree's router with another checkout's in the
 same run: DIR's own ``.venv/bin/python`` (an editable install of DIR, e.g. a
@@ -59,6 +61,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -80,7 +83,6 @@ import grpc
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "router.json"
 NAMESPACE = "bench"
-LIMITED_NAMESPACE = "bench-limited"
 #: Buckets that never refuse at bench rates (uint32 fields: at most about 4.29e9).
 NEVER_REFUSING = {"max_tokens": 2_000_000_000, "tokens_per_fill": 1_000_000_000, "fill_interval": "1s"}
 AGENT_PATH = "/sutradhar.v1.AgentService/Execute"
@@ -321,51 +323,54 @@ def define_echo(secured: Secured, registry: str) -> None:
 # -- load -------------------------------------------------------------------------
 
 
-def requests(namespace: str = NAMESPACE) -> tuple[bytes, bytes]:
+def requests() -> tuple[bytes, bytes]:
     from sutradhar._values import to_value
     from sutradhar.v1 import agent_pb2, router_pb2
 
     task = agent_pb2.Task(id="bench-task", type="echo", payload=to_value({"message": "hello", "n": 42}))
     direct = agent_pb2.ExecuteRequest(task=task).SerializeToString()
     routed = router_pb2.RouterServiceExecuteRequest(
-        task=task, selector=router_pb2.Selector(namespace=namespace, agent_type="echo")
+        task=task, selector=router_pb2.Selector(namespace=NAMESPACE, agent_type="echo")
     ).SerializeToString()
     return direct, routed
 
 
-def limit_echo(registry: str) -> None:
-    """Put never-refusing buckets at all three levels on the echo agent of LIMITED_NAMESPACE."""
+def set_limits(registry: str, router: str, on: bool) -> None:
+    """Put never-refusing buckets at all three levels on the bench namespace's echo agent (`on`),
+    or take them away, and wait until the router's buckets say so."""
     from google.protobuf import json_format
 
     from sutradhar._clients import RateLimitClient, RegistryClient
-    from sutradhar.v1 import ratelimit_pb2
+    from sutradhar._errors import NotFound
+    from sutradhar.v1 import ratelimit_pb2, router_pb2, router_pb2_grpc
 
     async def apply() -> None:
         async with RegistryClient(registry) as client:
-            agent = await client.get_agent("echo", namespace=LIMITED_NAMESPACE)
-            json_format.ParseDict(NEVER_REFUSING, agent.routing.rate_limit)
+            agent = await client.get_agent("echo", namespace=NAMESPACE)
+            if on:
+                json_format.ParseDict(NEVER_REFUSING, agent.routing.rate_limit)
+            else:
+                agent.routing.ClearField("rate_limit")
             await client.update_agent(agent)
-        limit = json_format.ParseDict({"namespace": LIMITED_NAMESPACE, "name": "bench", "namespace_limit":
-                                       NEVER_REFUSING, "per_caller": NEVER_REFUSING}, ratelimit_pb2.RateLimit())
         async with RateLimitClient(registry) as limits:
-            await limits.apply_rate_limit(limit)
+            if on:
+                await limits.apply_rate_limit(json_format.ParseDict(
+                    {"namespace": NAMESPACE, "name": "bench", "namespace_limit": NEVER_REFUSING,
+                     "per_caller": NEVER_REFUSING}, ratelimit_pb2.RateLimit()))
+            else:
+                with contextlib.suppress(NotFound):
+                    await limits.delete_rate_limit("bench", namespace=NAMESPACE)
+        async with grpc.aio.insecure_channel(router) as channel:
+            stub = router_pb2_grpc.RouterServiceStub(channel)
+            want = {ratelimit_pb2.RATE_LIMIT_LEVEL_AGENT, ratelimit_pb2.RATE_LIMIT_LEVEL_NAMESPACE} if on else set()
+            for _ in range(300):
+                stats = await stub.GetStats(router_pb2.GetStatsRequest(namespace=NAMESPACE), timeout=5)
+                if want <= {b.level for b in stats.buckets} and (on or not stats.buckets):
+                    return
+                await asyncio.sleep(0.05)
+        raise RuntimeError(f"the router never {'loaded' if on else 'dropped'} the bench rate limits")
 
     asyncio.run(apply())
-
-
-async def wait_limited(address: str) -> None:
-    """Until the router holds the three buckets of LIMITED_NAMESPACE (the per-caller one appears on use)."""
-    from sutradhar.v1 import ratelimit_pb2, router_pb2, router_pb2_grpc
-
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = router_pb2_grpc.RouterServiceStub(channel)
-        for _ in range(300):
-            stats = await stub.GetStats(router_pb2.GetStatsRequest(namespace=LIMITED_NAMESPACE), timeout=5)
-            levels = {b.level for b in stats.buckets}
-            if {ratelimit_pb2.RATE_LIMIT_LEVEL_AGENT, ratelimit_pb2.RATE_LIMIT_LEVEL_NAMESPACE} <= levels:
-                return
-            await asyncio.sleep(0.1)
-    raise RuntimeError("the router never loaded the bench rate limits")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -431,14 +436,14 @@ async def measure(address: str, path: str, request: bytes, *, sequential: int, c
     }
 
 
-async def wait_router(address: str, replicas: int, channel_for: Any = None, namespace: str = NAMESPACE) -> None:
+async def wait_router(address: str, replicas: int, channel_for: Any = None) -> None:
     from sutradhar.v1 import router_pb2, router_pb2_grpc
 
     opened = channel_for(address) if channel_for is not None else grpc.aio.insecure_channel(address)
     async with opened as channel:
         stub = router_pb2_grpc.RouterServiceStub(channel)
         for _ in range(300):
-            stats = await stub.GetStats(router_pb2.GetStatsRequest(namespace=namespace), timeout=5)
+            stats = await stub.GetStats(router_pb2.GetStatsRequest(namespace=NAMESPACE), timeout=5)
             if sum(1 for s in stats.instances if s.state == "SERVING") >= replicas:
                 return
             await asyncio.sleep(0.1)
@@ -470,7 +475,7 @@ def security_cost(best: dict[str, dict[str, float]], per_round: dict[str, list[d
 def ratelimit_cost(best: dict[str, dict[str, float]], per_round: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
     """Print and return the rate-limited target against the plain router of the same run."""
     rounds = list(zip(per_round["ratelimited"], per_round["sutradhar"], strict=True))
-    summary: dict[str, Any] = {"against": "sutradhar (same router, no limits, same run)",
+    summary: dict[str, Any] = {"against": "sutradhar (same router, replicas and request, limits off, same run)",
                                "limits": {"agent": NEVER_REFUSING, "namespace": NEVER_REFUSING,
                                           "per_caller": NEVER_REFUSING}}
     for key, name in (("rps", "rps"), ("p50_ms", "p50"), ("p99_ms", "p99"), ("proxy_cpu_us", "cpu_per_call")):
@@ -577,15 +582,7 @@ def main(argv: list[str] | None = None) -> int:
         if "ratelimited" in targets:
             if router is None:
                 parser.error("target ratelimited needs target sutradhar (the same router, plain, in the same run)")
-            procs.extend(
-                Proc(f"echo-limited-{i}", [py, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent", "--insecure",
-                                           "--registry", registry.address, "--namespace", LIMITED_NAMESPACE,
-                                           "--instance-id", f"echo-{i}"], ready=r"listening on (\S+)")
-                for i in range(args.replicas))
-            limit_echo(registry.address)
             addresses["ratelimited"] = router.address
-            asyncio.run(wait_router(router.address, args.replicas, namespace=LIMITED_NAMESPACE))
-            asyncio.run(wait_limited(router.address))
         if baseline_python is not None:
             assert args.baseline is not None
             base = Proc("baseline", [str(baseline_python), "-m", "sutradhar.services.router", "--insecure",
@@ -647,7 +644,6 @@ def main(argv: list[str] | None = None) -> int:
                 wait_port(port)
                 addresses["nginx"] = f"127.0.0.1:{port}"
         direct_req, routed_req = requests()
-        limited_req = requests(LIMITED_NAMESPACE)[1]
         pids = {p.name if p.name != "router" else "sutradhar": p.pid for p in procs}
         if router is not None:
             pids["ratelimited"] = router.pid
@@ -661,8 +657,8 @@ def main(argv: list[str] | None = None) -> int:
                     order[i], order[j] = order[j], order[i]
             for target in order:
                 path, request = (ROUTER_PATH, routed_req) if target in routed else (AGENT_PATH, direct_req)
-                if target == "ratelimited":
-                    request = limited_req
+                if "ratelimited" in targets and target in ("sutradhar", "ratelimited"):
+                    set_limits(registry.address, addresses[target], on=target == "ratelimited")
                 profile = None
 
                 def start_profile(target: str = target, round_no: int = round_no) -> None:

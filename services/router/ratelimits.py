@@ -38,6 +38,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from sutradhar._errors import InvalidArgument
 from sutradhar.services.common import principal
 from sutradhar.services.common.ratelimit_spec import Numbers, as_bucket, bucket_numbers, shared_share
 from sutradhar.services.common.token_bucket import KeyedBuckets, RateLimited, TokenBucket
@@ -156,7 +157,7 @@ class RateLimiter:
             spec_ns = bucket_numbers(limit.namespace_limit, field="namespace_limit") \
                 if limit.HasField("namespace_limit") else None
             spec_caller = bucket_numbers(limit.per_caller, field="per_caller") if limit.HasField("per_caller") else None
-        except Exception as err:
+        except InvalidArgument as err:
             log.warning("RateLimit %s/%s does not validate (%s); not enforcing it", namespace, limit.name, err)
             self.delete(namespace, limit.name)
             return
