@@ -21,14 +21,14 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 import grpc
 
 from sutradhar._aio import wait_set
-from sutradhar._errors import Unavailable
+from sutradhar._errors import SutradharError, Unavailable
 from sutradhar._hosting import GrpcHost
 from sutradhar._names import ALL_NAMESPACES, validate_dns_label, validate_namespace
 from sutradhar._values import to_duration
@@ -47,6 +47,8 @@ from sutradhar.v1 import router_pb2
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = "sutradhar.v1.RouterService"
+#: Seconds between attempts to join, renew or follow the router members after a failure.
+MEMBERSHIP_RETRY_S = 1.0
 
 
 class RouterServer:
@@ -144,9 +146,7 @@ class RouterServer:
             self._background.append(self._tasks.create_task(self.watcher.run(), name="registry-watch"))
         if self.membership is not None:
             self.membership.address = self.host.address
-            await self.membership.join()
-            self._background.append(self._tasks.create_task(self.membership.keep_alive(), name="router-membership"))
-            self._background.append(self._tasks.create_task(self.membership.watch(), name="router-members"))
+            self._background.append(self._tasks.create_task(self._run_membership(), name="router-membership"))
         if self._store is not None:
             self.publisher = LoadPublisher(
                 self._store, self.view, self.router_id, period=self.config.load_period, clock=self.engine.clock
@@ -156,6 +156,34 @@ class RouterServer:
             await self.host.set_serving()
         else:
             self._background.append(self._tasks.create_task(self._serve_once_synced(), name="serve-once-synced"))
+
+    async def _run_membership(self) -> None:
+        """Join the router members (trying again while etcd does not answer), then renew the lease and
+        follow the others. Neither stops the router: a failure is logged and tried again, and shared
+        rate limits meanwhile count the members last seen (the router alone before it first saw any)."""
+        membership = self.membership
+        assert membership is not None
+        while True:
+            try:
+                await membership.join()
+                break
+            except SutradharError as err:
+                log.warning("router %s cannot join the router members in etcd yet (%s); trying again in %gs",
+                            self.router_id, err, MEMBERSHIP_RETRY_S)
+                await asyncio.sleep(MEMBERSHIP_RETRY_S)
+
+        async def forever(step: Callable[[], Awaitable[None]], what: str) -> None:
+            while True:
+                try:
+                    await step()
+                except SutradharError as err:
+                    log.warning("router membership: %s failed (%s); trying again in %gs", what, err,
+                                MEMBERSHIP_RETRY_S)
+                await asyncio.sleep(MEMBERSHIP_RETRY_S)
+
+        async with asyncio.TaskGroup() as group:
+            group.create_task(forever(membership.keep_alive, "renewing the member lease"))
+            group.create_task(forever(membership.watch, "following the members"))
 
     async def _serve_once_synced(self) -> None:
         """Report SERVING once the watcher's first sync is in (it stays SERVING:
@@ -174,8 +202,13 @@ class RouterServer:
         """Stop taking calls, let in-flight ones finish, stop background work."""
         await self.host.stop(grace)
         if self._tasks is not None:
-            for task in self._background:
-                task.cancel()
+            pending = set(self._background)
+            while pending:
+                # Cancel until done: on Python < 3.12 a cancellation that lands as an inner
+                # asyncio.wait_for times out (an etcd call under the store's deadline) is lost.
+                for task in pending:
+                    task.cancel()
+                _, pending = await asyncio.wait(pending, timeout=1.0)
             with contextlib.suppress(asyncio.CancelledError):
                 await self._tasks.__aexit__(None, None, None)
             self._tasks = None
