@@ -29,6 +29,16 @@ dials the replicas over mutual TLS, checking each one's identity. The table then
 ends with the cost of security: secured against sutradhar (rps, p50, p99, router
 CPU per call), best rounds and the median of the per-round ratios.
 
+Target "ratelimited" is the same router process, the same replicas, the same namespace
+and the same request as target "sutradhar", measured with rate limits at all three levels
+switched on: the agent's ``routing.rate_limit``, and a RateLimit with a ``namespace_limit``
+and a ``per_caller`` bucket, all set high enough never to refuse. Before each measurement
+the limits are put in place (for "ratelimited") or taken away (for "sutradhar") through the
+registry, and the router is waited for until its buckets say so. The two alternate which
+goes first from round to round, and the table ends with the cost (rps, p50, p99, router CPU
+per call against "sutradhar", best rounds and the median of the per-round ratios); the
+goal is throughput within 3 %.
+
 ``--baseline DIR`` compares this tree's router with another checkout's in the
 same run: DIR's own ``.venv/bin/python`` (an editable install of DIR, e.g. a
 ``git worktree add`` of the previous commit plus ``make install`` there) runs
@@ -43,12 +53,15 @@ results).
     .venv/bin/python bench/router.py [--replicas 3] [--calls 20000] [--seconds 15]
     .venv/bin/python bench/router.py --targets sutradhar --baseline ../base --rounds 5
     .venv/bin/python bench/router.py --targets direct,sutradhar,secured --output bench/results/router-secured.json
+    .venv/bin/python bench/router.py --targets sutradhar,ratelimited --rounds 3 \
+        --output bench/results/router-ratelimited.json
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -70,6 +83,8 @@ import grpc
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "router.json"
 NAMESPACE = "bench"
+#: Buckets that never refuse at bench rates (uint32 fields: at most about 4.29e9).
+NEVER_REFUSING = {"max_tokens": 2_000_000_000, "tokens_per_fill": 1_000_000_000, "fill_interval": "1s"}
 AGENT_PATH = "/sutradhar.v1.AgentService/Execute"
 ROUTER_PATH = "/sutradhar.v1.RouterService/Execute"
 
@@ -320,6 +335,44 @@ def requests() -> tuple[bytes, bytes]:
     return direct, routed
 
 
+def set_limits(registry: str, router: str, on: bool) -> None:
+    """Put never-refusing buckets at all three levels on the bench namespace's echo agent (`on`),
+    or take them away, and wait until the router's buckets say so."""
+    from google.protobuf import json_format
+
+    from sutradhar._clients import RateLimitClient, RegistryClient
+    from sutradhar._errors import NotFound
+    from sutradhar.v1 import ratelimit_pb2, router_pb2, router_pb2_grpc
+
+    async def apply() -> None:
+        async with RegistryClient(registry) as client:
+            agent = await client.get_agent("echo", namespace=NAMESPACE)
+            if on:
+                json_format.ParseDict(NEVER_REFUSING, agent.routing.rate_limit)
+            else:
+                agent.routing.ClearField("rate_limit")
+            await client.update_agent(agent)
+        async with RateLimitClient(registry) as limits:
+            if on:
+                await limits.apply_rate_limit(json_format.ParseDict(
+                    {"namespace": NAMESPACE, "name": "bench", "namespace_limit": NEVER_REFUSING,
+                     "per_caller": NEVER_REFUSING}, ratelimit_pb2.RateLimit()))
+            else:
+                with contextlib.suppress(NotFound):
+                    await limits.delete_rate_limit("bench", namespace=NAMESPACE)
+        async with grpc.aio.insecure_channel(router) as channel:
+            stub = router_pb2_grpc.RouterServiceStub(channel)
+            want = {ratelimit_pb2.RATE_LIMIT_LEVEL_AGENT, ratelimit_pb2.RATE_LIMIT_LEVEL_NAMESPACE} if on else set()
+            for _ in range(300):
+                stats = await stub.GetStats(router_pb2.GetStatsRequest(namespace=NAMESPACE), timeout=5)
+                if want <= {b.level for b in stats.buckets} and (on or not stats.buckets):
+                    return
+                await asyncio.sleep(0.05)
+        raise RuntimeError(f"the router never {'loaded' if on else 'dropped'} the bench rate limits")
+
+    asyncio.run(apply())
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU time (user + system, all threads) of a process and its children's
     live processes (nginx workers), from /proc."""
@@ -419,6 +472,25 @@ def security_cost(best: dict[str, dict[str, float]], per_round: dict[str, list[d
     return summary
 
 
+def ratelimit_cost(best: dict[str, dict[str, float]], per_round: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
+    """Print and return the rate-limited target against the plain router of the same run."""
+    rounds = list(zip(per_round["ratelimited"], per_round["sutradhar"], strict=True))
+    summary: dict[str, Any] = {"against": "sutradhar (same router, replicas and request, limits off, same run)",
+                               "limits": {"agent": NEVER_REFUSING, "namespace": NEVER_REFUSING,
+                                          "per_caller": NEVER_REFUSING}}
+    for key, name in (("rps", "rps"), ("p50_ms", "p50"), ("p99_ms", "p99"), ("proxy_cpu_us", "cpu_per_call")):
+        base = best["sutradhar"][key]
+        per = [m[key] / b[key] for m, b in rounds if b[key]]
+        summary[f"{name}_best_ratio"] = round(best["ratelimited"][key] / base, 3) if base else None
+        summary[f"{name}_median_round_ratio"] = round(statistics.median(per), 3) if per else None
+    summary["rounds"] = [{"ratelimited_rps": m["rps"], "plain_rps": b["rps"], "ratelimited_p50_ms": m["p50_ms"],
+                          "plain_p50_ms": b["p50_ms"], "ratelimited_errors": m["errors"]} for m, b in rounds]
+    print(f"\ncost of rate limiting (ratelimited vs sutradhar): rps x{summary['rps_best_ratio']} (best), "
+          f"x{summary['rps_median_round_ratio']} (median of rounds); p50 x{summary['p50_best_ratio']}, "
+          f"p99 x{summary['p99_best_ratio']}; router CPU per call x{summary['cpu_per_call_best_ratio']}")
+    return summary
+
+
 def compare(best: dict[str, dict[str, float]], per_round: dict[str, list[dict[str, float]]],
             baseline: Path) -> dict[str, Any]:
     """Print and return this router against the baseline's: best rounds, and
@@ -507,6 +579,10 @@ def main(argv: list[str] | None = None) -> int:
             procs.append(router)
             addresses["sutradhar"] = router.address
             asyncio.run(wait_router(router.address, args.replicas))
+        if "ratelimited" in targets:
+            if router is None:
+                parser.error("target ratelimited needs target sutradhar (the same router, plain, in the same run)")
+            addresses["ratelimited"] = router.address
         if baseline_python is not None:
             assert args.baseline is not None
             base = Proc("baseline", [str(baseline_python), "-m", "sutradhar.services.router", "--insecure",
@@ -569,15 +645,20 @@ def main(argv: list[str] | None = None) -> int:
                 addresses["nginx"] = f"127.0.0.1:{port}"
         direct_req, routed_req = requests()
         pids = {p.name if p.name != "router" else "sutradhar": p.pid for p in procs}
-        routed = {"sutradhar", "baseline", "secured"}
+        if router is not None:
+            pids["ratelimited"] = router.pid
+        routed = {"sutradhar", "baseline", "secured", "ratelimited"}
         per_round: dict[str, list[dict[str, float]]] = {t: [] for t in targets}
         for round_no in range(args.rounds):
             order = list(targets)
-            if round_no % 2 and "baseline" in order:  # alternate which router goes first
-                i, j = order.index("sutradhar"), order.index("baseline")
-                order[i], order[j] = order[j], order[i]
+            for other in ("baseline", "ratelimited"):
+                if round_no % 2 and other in order:  # alternate which router goes first
+                    i, j = order.index("sutradhar"), order.index(other)
+                    order[i], order[j] = order[j], order[i]
             for target in order:
                 path, request = (ROUTER_PATH, routed_req) if target in routed else (AGENT_PATH, direct_req)
+                if "ratelimited" in targets and target in ("sutradhar", "ratelimited"):
+                    set_limits(registry.address, addresses[target], on=target == "ratelimited")
                 profile = None
 
                 def start_profile(target: str = target, round_no: int = round_no) -> None:
@@ -630,6 +711,8 @@ def main(argv: list[str] | None = None) -> int:
                            for t, r in results.items()}
     if "secured" in results and "sutradhar" in results:
         out["security_cost"] = security_cost(results, per_round)
+    if "ratelimited" in results and "sutradhar" in results:
+        out["ratelimit_cost"] = ratelimit_cost(results, per_round)
     if "baseline" in results and "sutradhar" in results:
         out["versus_baseline"] = compare(results, per_round, args.baseline)
     out_path = Path(args.output)

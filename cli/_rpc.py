@@ -12,6 +12,7 @@ from sutradhar._clients import (
     AuditClient,
     HealthClient,
     QuotaClient,
+    RateLimitClient,
     RbacClient,
     RegistryClient,
     RouterClient,
@@ -22,7 +23,7 @@ from sutradhar._credentials import Context, CredentialFile, Credentials
 from sutradhar._errors import InvalidArgument
 
 C = TypeVar("C", RegistryClient, RouterClient, SchedulerClient, HealthClient, RbacClient, TokenClient, AuditClient,
-            QuotaClient)
+            QuotaClient, RateLimitClient)
 
 
 def check_address(address: str) -> None:

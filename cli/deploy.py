@@ -16,7 +16,8 @@ A deployment manifest::
       files: [{secret: llm-keys, mountPath: /etc/agent/keys}]   # Secret/ConfigMap keys as files
 
 `deploy -f` applies `kind: RoleBinding` documents first (RbacService, on the
-registry), then `kind: Agent` documents through the registry, then the
+registry), then `kind: RateLimit` documents (RateLimitService, on the registry),
+then `kind: Agent` documents through the registry, then the
 deployments through the scheduler (create or update, like `kubectl apply`).
 `kind: ResourceQuota` documents (QuotaService, on the registry) go before all of
 them, so a quota is in force before what it bounds is written. `kind: Secret`
@@ -32,11 +33,11 @@ import asyncio
 import re
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf import json_format
 
-from sutradhar._clients import QuotaClient, RbacClient, RegistryClient, SchedulerClient
+from sutradhar._clients import QuotaClient, RateLimitClient, RbacClient, RegistryClient, SchedulerClient
 from sutradhar._errors import InvalidArgument, NotFound
 from sutradhar.cli._output import add_output_flag, print_json, print_table
 from sutradhar.cli._rpc import connect
@@ -46,13 +47,16 @@ from sutradhar.cli.manifests import (
     before_applying,
     load_manifests,
     parse_duration,
+    ratelimit_from_manifest,
     resourcequota_from_manifest,
     rolebinding_from_manifest,
     unknown_fields,
 )
 from sutradhar.cli.secrets import apply_config_objects, read_config_objects
-from sutradhar.v1 import quota_pb2, rbac_pb2, registry_pb2
+from sutradhar.v1 import quota_pb2, ratelimit_pb2, rbac_pb2, registry_pb2
 from sutradhar.v1 import scheduler_pb2 as P
+
+M = TypeVar("M")
 
 TIMEOUT = 15.0
 _SPEC_FIELDS = {"agent", "replicas", "resources", "autoscale", "strategy", "env", "labels", "paused", "files"}
@@ -303,16 +307,16 @@ async def _keep_pause(scheduler: SchedulerClient, d: P.Deployment) -> None:
     d.spec.paused = stored.spec.paused
 
 
-def _read_checked(path: str, kind: str, convert: Callable[[Manifest], Any], check: Callable[[Any], None],
-                  label: str) -> list[Any]:
-    """The `kind` documents of a manifest file, converted and each checked as its service
-    will, a refusal naming the object ("rolebinding/ci: ...; nothing was applied")."""
+def _read_checked(path: str, kind: str, convert: Callable[[Manifest], M], check: Callable[[M], None]) -> list[M]:
+    """The documents of `kind` in a manifest file, converted and each checked as the registry will
+    (InvalidArgument naming ``<kind>/<name>`` and that nothing was applied)."""
     found = [convert(m) for m in load_manifests(path) if m.kind == kind]
-    for item in found:
+    for obj in found:
         try:
-            check(item)
+            check(obj)
         except InvalidArgument as err:
-            raise InvalidArgument(f"{label}/{item.name}: {err}; nothing was applied", field=err.field) from None
+            name = getattr(obj, "name", "")
+            raise InvalidArgument(f"{kind.lower()}/{name}: {err}; nothing was applied", field=err.field) from None
     return found
 
 
@@ -320,7 +324,31 @@ def _read_bindings(path: str) -> list[rbac_pb2.RoleBinding]:
     """The role bindings of a manifest file, each checked as the registry will."""
     from sutradhar.services.common.rolebindings import validate_binding
 
-    return _read_checked(path, "RoleBinding", rolebinding_from_manifest, validate_binding, "rolebinding")
+    return _read_checked(path, "RoleBinding", rolebinding_from_manifest, validate_binding)
+
+
+def _read_rate_limits(path: str) -> list[ratelimit_pb2.RateLimit]:
+    """The rate limits of a manifest file, each checked as the registry will."""
+    from sutradhar.services.common.ratelimit_spec import validate_rate_limit
+
+    return _read_checked(path, "RateLimit", ratelimit_from_manifest,
+                         lambda limit: validate_rate_limit(limit, field="spec"))
+
+
+async def _apply_rate_limits(args: argparse.Namespace, limits: list[ratelimit_pb2.RateLimit]) -> list[Any]:
+    """Apply the rate limits and say so."""
+    from sutradhar.services.common.ratelimit_spec import describe_limit
+
+    applied: list[Any] = []
+    async with connect(RateLimitClient, args.registry) as client:
+        for limit in limits:
+            resp = await client.apply_rate_limit(limit, timeout=TIMEOUT)
+            applied.append(resp.rate_limit)
+            if args.output != "json":
+                verb = "created" if resp.created else "configured"
+                print(f"ratelimit/{limit.name} {verb} in namespace {resp.rate_limit.namespace} "
+                      f"({describe_limit(resp.rate_limit)})")
+    return applied
 
 
 async def _apply_bindings(args: argparse.Namespace, bindings: list[rbac_pb2.RoleBinding]) -> list[Any]:
@@ -342,7 +370,7 @@ def _read_quotas(path: str) -> list[quota_pb2.ResourceQuota]:
     """The resource quotas of a manifest file, each checked as the registry will."""
     from sutradhar.services.common.quota import validate_quota
 
-    return _read_checked(path, "ResourceQuota", resourcequota_from_manifest, validate_quota, "resourcequota")
+    return _read_checked(path, "ResourceQuota", resourcequota_from_manifest, validate_quota)
 
 
 async def _apply_quotas(args: argparse.Namespace, quotas: list[quota_pb2.ResourceQuota]) -> list[Any]:
@@ -381,11 +409,14 @@ async def deploy(args: argparse.Namespace) -> int:
         quotas = _read_quotas(args.file)
         bindings = _read_bindings(args.file)
         secrets, config_maps = read_config_objects(args.file)
+        rate_limits = _read_rate_limits(args.file)
         agents, deployments, says_paused = _read(args.file)
         _check_locally(agents, deployments)
         stored_agents = await _agents_not_in_file(args.registry, agents, deployments)
     results: list[Any] = await _apply_quotas(args, quotas) if quotas else []
     results += await _apply_bindings(args, bindings) if bindings else []
+    if rate_limits:
+        results += await _apply_rate_limits(args, rate_limits)
     if secrets or config_maps:
         results += await apply_config_objects(args, secrets, config_maps)
     if agents:

@@ -18,6 +18,17 @@ A file holds one or more documents separated by ``---``::
       probes: {readiness: {kind: grpc, period: 2s}}
       routing: {strategy: least-loaded}
 
+A rate limit (cluster-admin only) limits the calls routed into its namespace, all of them
+and each caller's (token buckets, Envoy semantics; docs/ratelimits.md)::
+
+    apiVersion: sutradhar/v1
+    kind: RateLimit
+    metadata: {name: team-a, namespace: team-a}
+    spec:
+      namespaceLimit: {maxTokens: 200, tokensPerFill: 100, fillInterval: 1s}
+      perCaller: {maxTokens: 20, tokensPerFill: 10, fillInterval: 1s}
+      shared: false                 # true: the rates are mesh-wide, split among the live routers
+
 A role binding gives a role to principals (SPIFFE IDs) in its namespace::
 
     apiVersion: sutradhar/v1
@@ -74,10 +85,10 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from sutradhar._errors import InvalidArgument
-from sutradhar.v1 import quota_pb2, rbac_pb2, registry_pb2, secrets_pb2
+from sutradhar.v1 import quota_pb2, ratelimit_pb2, rbac_pb2, registry_pb2, secrets_pb2
 
 API_VERSION = "sutradhar/v1"
-KINDS = ("Agent", "Deployment", "RoleBinding", "ResourceQuota", "Secret", "ConfigMap")
+KINDS = ("Agent", "Deployment", "RoleBinding", "ResourceQuota", "RateLimit", "Secret", "ConfigMap")
 TOP_LEVEL_FIELDS = ("apiVersion", "kind", "metadata", "spec")
 #: Top-level fields of the kinds that hold data instead of a spec (as in Kubernetes).
 DATA_KIND_FIELDS = {"Secret": ("apiVersion", "kind", "metadata", "data", "stringData"),
@@ -87,12 +98,13 @@ AGENT_SPEC_FIELDS = ("type", "version", "runtime", "capabilities", "config", "re
                      "probes", "routing")
 ROLEBINDING_SPEC_FIELDS = ("role", "subjects")
 RESOURCEQUOTA_SPEC_FIELDS = ("hard",)
+RATELIMIT_SPEC_FIELDS = ("namespaceLimit", "namespace_limit", "perCaller", "per_caller", "shared")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _DURATION_FIELDS = {
     "initial_delay", "initialDelay", "period", "timeout", "default_timeout", "defaultTimeout",
     "base_ejection_time", "baseEjectionTime", "max_ejection_time", "maxEjectionTime",
-    "initial_backoff", "initialBackoff", "max_backoff", "maxBackoff", "delay",
+    "initial_backoff", "initialBackoff", "max_backoff", "maxBackoff", "delay", "fill_interval", "fillInterval",
 }
 
 
@@ -336,6 +348,8 @@ def resourcequota_from_manifest(manifest: Manifest) -> quota_pb2.ResourceQuota:
         limits[str(resource)] = str(value)
     return quota_pb2.ResourceQuota(namespace=manifest.namespace, name=manifest.name,
                                    spec=quota_pb2.ResourceQuotaSpec(hard=limits))
+
+
 def _data_map(manifest: Manifest, name: str) -> dict[str, Any]:
     raw = manifest.body.get(name)
     if raw is None:
@@ -383,3 +397,22 @@ def configmap_from_manifest(manifest: Manifest) -> secrets_pb2.ConfigMap:
         raise InvalidArgument(f"{manifest.source}: expected kind ConfigMap, got {manifest.kind}", field="kind")
     return secrets_pb2.ConfigMap(namespace=manifest.namespace, name=manifest.name,
                                  data=_data_map(manifest, "data"), labels=_labels(manifest))
+
+
+def ratelimit_from_manifest(manifest: Manifest) -> ratelimit_pb2.RateLimit:
+    """Convert a `kind: RateLimit` manifest into the RateLimitService's RateLimit message
+    (its buckets are checked by `ratelimit_spec.validate_rate_limit`)."""
+    if manifest.kind != "RateLimit":
+        raise InvalidArgument(f"{manifest.source}: expected kind RateLimit, got {manifest.kind}", field="kind")
+    spec = _normalize_durations(dict(manifest.body.get("spec") or {}), "spec")
+    unknown_fields(manifest.source, spec, RATELIMIT_SPEC_FIELDS, "spec")
+    scratch = ratelimit_pb2.RateLimit()
+    for key in ("namespaceLimit", "namespace_limit", "perCaller", "per_caller"):
+        if key in spec:
+            check_message_fields(manifest.source, spec[key], scratch.namespace_limit, f"spec.{key}")
+    limit = ratelimit_pb2.RateLimit()
+    try:
+        json_format.ParseDict({**spec, "name": manifest.name, "namespace": manifest.namespace}, limit)
+    except json_format.ParseError as err:
+        raise InvalidArgument(f"{manifest.source}: {err}", field="spec") from err
+    return limit

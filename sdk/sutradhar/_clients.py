@@ -43,6 +43,8 @@ from sutradhar.v1 import (
     health_pb2_grpc,
     quota_pb2,
     quota_pb2_grpc,
+    ratelimit_pb2,
+    ratelimit_pb2_grpc,
     rbac_pb2,
     rbac_pb2_grpc,
     registry_pb2,
@@ -874,6 +876,41 @@ class RbacClient(_Client):
             self._stub.ListRoles(rbac_pb2.ListRolesRequest(namespace=namespace), timeout=_seconds(timeout))
         )
         return list(response.roles)
+
+
+class RateLimitClient(_Client):
+    """RateLimit objects (RateLimitService, served by the registry; routers enforce them)."""
+
+    _STUB = ratelimit_pb2_grpc.RateLimitServiceStub
+    _SERVICE = "registry"
+
+    async def apply_rate_limit(
+        self, rate_limit: ratelimit_pb2.RateLimit, *, timeout: Timeout = None
+    ) -> ratelimit_pb2.ApplyRateLimitResponse:
+        """Create the rate limit or replace its spec; the response says which (`created`)."""
+        request = ratelimit_pb2.ApplyRateLimitRequest(rate_limit=rate_limit)
+        return await self._call(self._stub.ApplyRateLimit(request, timeout=_seconds(timeout)))
+
+    async def get_rate_limit(
+        self, name: str, *, namespace: str = "", timeout: Timeout = None
+    ) -> ratelimit_pb2.RateLimit:
+        """One rate limit; `NotFound` when missing."""
+        request = ratelimit_pb2.GetRateLimitRequest(namespace=namespace, name=name)
+        return (await self._call(self._stub.GetRateLimit(request, timeout=_seconds(timeout)))).rate_limit
+
+    async def list_rate_limits(
+        self, *, namespace: str = "", timeout: Timeout = None
+    ) -> ratelimit_pb2.ListRateLimitsResponse:
+        """Rate limits of `namespace` ("*" for all), with the revision read at."""
+        request = ratelimit_pb2.ListRateLimitsRequest(namespace=namespace)
+        return await self._call(self._stub.ListRateLimits(request, timeout=_seconds(timeout)))
+
+    async def delete_rate_limit(
+        self, name: str, *, namespace: str = "", timeout: Timeout = None
+    ) -> ratelimit_pb2.RateLimit:
+        """Delete a rate limit and return it; `NotFound` when missing."""
+        request = ratelimit_pb2.DeleteRateLimitRequest(namespace=namespace, name=name)
+        return (await self._call(self._stub.DeleteRateLimit(request, timeout=_seconds(timeout)))).rate_limit
 
 
 def _audit_filter(

@@ -19,6 +19,7 @@ prefix too::
                                                          and bumped by every quota-checked write)
     /sutradhar/v1/secrets/<namespace>/<name>             StoredSecret (JSON; data AES-GCM sealed, docs/secrets.md)
     /sutradhar/v1/configmaps/<namespace>/<name>          ConfigMap (JSON)
+    /sutradhar/v1/ratelimits/<namespace>/<name>          RateLimit (JSON; routers watch them)
 
 Values are protobuf messages in their canonical JSON form, so `etcdctl get
 --prefix /sutradhar/v1/` is readable by an operator. docs/etcd-keys.md is
@@ -97,6 +98,8 @@ def quota_guard_key(namespace: str) -> str:
     """Key every quota-checked admission in `namespace` compares and bumps in its
     write's transaction, so two admissions that read the same usage cannot both pass."""
     return f"{ROOT}{QUOTA_GUARDS}/{namespace_or_default(namespace)}"
+
+
 def secret_key(namespace: str, name: str) -> str:
     """Key of one secret (its data sealed with the registry's encryption key)."""
     return object_key(SECRETS, namespace, name)
@@ -104,6 +107,10 @@ def secret_key(namespace: str, name: str) -> str:
 
 def configmap_key(namespace: str, name: str) -> str:
     return object_key(CONFIGMAPS, namespace, name)
+
+
+def ratelimit_key(namespace: str, name: str) -> str:
+    return object_key(RATELIMITS, namespace, name)
 
 
 def load_key(namespace: str, instance_id: str, router_id: str) -> str:

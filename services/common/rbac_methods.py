@@ -2,9 +2,10 @@
 
 Importing this module fills the table (`install()` does it again, idempotently). One
 entry per method of RegistryService, RouterService, SchedulerService, HealthService,
-RbacService, TokenService, AuditService, IdentityService, QuotaService, SecretService and
-ConfigMapService; `tests/unit/test_rbac_methods.py` fails when a method of those services
-has none (a method without an entry is refused by the AUTHORIZATION stage anyway).
+RbacService, TokenService, AuditService, IdentityService, QuotaService, SecretService,
+ConfigMapService and RateLimitService; `tests/unit/test_rbac_methods.py` fails when a method
+of those services has none (a method without an entry is refused by the AUTHORIZATION stage
+anyway).
 
 Namespaces come from the request ("" = default, "*" = every namespace); GetStats is the
 exception: its empty namespace means every namespace, so it is read as "*"; and
@@ -32,6 +33,7 @@ from sutradhar.v1 import (
     health_pb2,
     identity_pb2,
     quota_pb2,
+    ratelimit_pb2,
     rbac_pb2,
     registry_pb2,
     router_pb2,
@@ -62,11 +64,13 @@ MESH_SERVICES: Final = tuple(
         (quota_pb2, "QuotaService"),
         (secrets_pb2, "SecretService"),
         (secrets_pb2, "ConfigMapService"),
+        (ratelimit_pb2, "RateLimitService"),
     )
 )
 
 _DEFINE_CODE: Final = ((rbac.DEFINE_CODE, rbac.AGENTS),)
 _WATCH_INSTANCES: Final = ((rbac.WATCH, rbac.INSTANCES),)
+_WATCH_RATELIMITS: Final = ((rbac.WATCH, rbac.RATELIMITS),)
 
 
 def define_code_needed(agent: registry_pb2.Agent) -> bool:
@@ -80,7 +84,12 @@ def _agent_extra(request: Any) -> tuple[tuple[str, str], ...]:
 
 def _watch_extra(request: registry_pb2.WatchRequest) -> tuple[tuple[str, str], ...]:
     kinds = set(request.kinds)
-    return _WATCH_INSTANCES if not kinds or registry_pb2.RESOURCE_KIND_INSTANCE in kinds else ()
+    extra: tuple[tuple[str, str], ...] = ()
+    if not kinds or registry_pb2.RESOURCE_KIND_INSTANCE in kinds:
+        extra = _WATCH_INSTANCES
+    if registry_pb2.RESOURCE_KIND_RATE_LIMIT in kinds:
+        extra += _WATCH_RATELIMITS
+    return extra
 
 
 def _ns(request: Any) -> str:
@@ -166,11 +175,13 @@ def methods() -> dict[str, MethodAccess]:
     quota_service = quota_pb2.DESCRIPTOR.services_by_name["QuotaService"].full_name
     quota_ns, quota_name = _of("quota", _ns), _of("quota", _name)
     registry, router, scheduler, health, rbac_service, token_service, audit_service, identity = MESH_SERVICES[:8]
+    ratelimits = ratelimit_pb2.DESCRIPTOR.services_by_name["RateLimitService"].full_name
     audit_ns = _of("filter", _ns)
     agent_ns, agent_id = _of("agent", _ns), _of("agent", _id)
     inst_ns, inst_agent = _of("instance", _ns), _of("instance", _agent_id)
     dep_ns, dep_name = _of("deployment", _ns), _of("deployment", _name)
     bind_ns, bind_name = _of("binding", _ns), _of("binding", _name)
+    limit_ns, limit_name = _of("rate_limit", _ns), _of("rate_limit", _name)
     table = {
         f"/{registry}/RegisterAgent": MethodAccess(r.CREATE, r.AGENTS, agent_ns, agent_id, True, _agent_extra),
         f"/{registry}/UpdateAgent": MethodAccess(r.UPDATE, r.AGENTS, agent_ns, agent_id, True, _agent_extra),
@@ -230,6 +241,13 @@ def methods() -> dict[str, MethodAccess]:
         # Reading the audit log is its own verb, for listing and following alike.
         f"/{audit_service}/ListAuditEvents": MethodAccess(r.READ, r.AUDIT, audit_ns),
         f"/{audit_service}/WatchAuditEvents": MethodAccess(r.READ, r.AUDIT, audit_ns),
+
+        # Only a cluster-admin writes rate limits (rbac.py); readers of a namespace read them.
+        f"/{ratelimits}/ApplyRateLimit": MethodAccess(r.UPDATE, r.RATELIMITS, limit_ns, limit_name, True,
+                                                      lambda _req: ((r.CREATE, r.RATELIMITS),)),
+        f"/{ratelimits}/GetRateLimit": MethodAccess(r.GET, r.RATELIMITS, _ns, _name),
+        f"/{ratelimits}/ListRateLimits": MethodAccess(r.LIST, r.RATELIMITS, _ns),
+        f"/{ratelimits}/DeleteRateLimit": MethodAccess(r.DELETE, r.RATELIMITS, _ns, _name, True),
 
         # Always the caller's own identity: every role of a person or agent grants it.
         f"/{identity}/IssueCertificate": MethodAccess(r.CREATE, r.CERTIFICATES, _own_namespace, _own_name, True),

@@ -12,22 +12,20 @@ awaits `wait_ready()` before it answers, so no call is decided on a cache not ye
 from __future__ import annotations
 
 import asyncio
-import builtins
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from google.protobuf import timestamp_pb2
-
 from sutradhar._aio import wait_set
-from sutradhar._errors import AlreadyExists, Conflict, InvalidArgument, NotFound, Unavailable
+from sutradhar._errors import InvalidArgument, Unavailable
 from sutradhar._fields import field_error
 from sutradhar._identity import SpiffeId
 from sutradhar._names import validate_dns_label, validate_namespace
 from sutradhar.services.common import keys, rbac
 from sutradhar.services.common.follow import follow_prefix
-from sutradhar.services.common.store import Event, EventType, Guard, KeyValue, Op, Store
+from sutradhar.services.common.objects import NamespacedObjects
+from sutradhar.services.common.store import Event, EventType, KeyValue, Store
 from sutradhar.v1 import rbac_pb2
 
 __all__ = ["MAX_SUBJECTS", "RoleBindingCache", "RoleBindingStore", "binding_from_proto", "validate_binding"]
@@ -38,8 +36,6 @@ Clock = Callable[[], datetime]
 """Returns the current wall-clock time (UTC); injected so tests can pin it."""
 
 MAX_SUBJECTS: Final = 256
-#: How often a write is tried again when a concurrent writer wins (no resource_version given).
-_CAS_ATTEMPTS: Final = 8
 
 
 def _utc_now() -> datetime:
@@ -82,91 +78,13 @@ def binding_from_proto(binding: rbac_pb2.RoleBinding) -> rbac.Binding:
                         tuple(binding.subjects))
 
 
-def _from_kv(kv: KeyValue) -> rbac_pb2.RoleBinding:
-    binding = keys.decode(kv.value, rbac_pb2.RoleBinding)
-    binding.resource_version = kv.mod_revision
-    return binding
-
-
-def _describe(namespace: str, name: str) -> str:
-    return f'role binding "{name}" in namespace "{keys.namespace_or_default(namespace)}"'
-
-
-class RoleBindingStore:
-    """RoleBindings in etcd (no state of its own; safe across registry replicas)."""
+class RoleBindingStore(NamespacedObjects[rbac_pb2.RoleBinding]):
+    """RoleBindings in etcd (no state of its own; safe across registry replicas): `apply` creates
+    a binding or replaces its role and subjects, `get`, `list`, `delete` (`objects.NamespacedObjects`)."""
 
     def __init__(self, store: Store, *, clock: Clock = _utc_now) -> None:
-        self._store = store
-        self._clock = clock
-
-    async def apply(self, binding: rbac_pb2.RoleBinding, *, created_by: str) -> tuple[rbac_pb2.RoleBinding, bool]:
-        """Create `binding` or replace its role and subjects; (stored, created).
-        InvalidArgument on bad input; Conflict when `resource_version` is set and stale."""
-        validate_binding(binding)
-        expected = binding.resource_version
-        namespace = keys.namespace_or_default(binding.namespace)
-        key = keys.rolebinding_key(namespace, binding.name)
-        for attempt in range(_CAS_ATTEMPTS):
-            current = await self._store.get(key)
-            out = rbac_pb2.RoleBinding(namespace=namespace, name=binding.name, role=binding.role,
-                                       subjects=list(binding.subjects), created_by=created_by)
-            if current is None:
-                if expected:
-                    raise Conflict(f"{_describe(namespace, binding.name)} no longer exists "
-                                   f"(resource_version {expected} is stale)", field="binding.resource_version")
-                out.create_time.CopyFrom(_timestamp(self._clock()))
-                guard = Guard(key, 0)
-            else:
-                if expected and expected != current.mod_revision:
-                    raise Conflict(f"{_describe(namespace, binding.name)} changed since resource_version {expected} "
-                                   f"(now {current.mod_revision}); read it again and retry",
-                                   field="binding.resource_version")
-                out.create_time.CopyFrom(_from_kv(current).create_time)
-                guard = Guard(key, current.mod_revision)
-            try:
-                out.resource_version = await self._store.commit([guard], [Op(key, keys.encode(out))])
-            except (AlreadyExists, NotFound, Conflict) as err:
-                if expected or attempt == _CAS_ATTEMPTS - 1:
-                    raise Conflict(f"{_describe(namespace, binding.name)} changed concurrently: {err}") from err
-                continue
-            return out, current is None
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def get(self, namespace: str, name: str) -> rbac_pb2.RoleBinding:
-        """One binding; NotFound when missing."""
-        validate_namespace(namespace)
-        validate_dns_label(name, field="name", what="role binding name")
-        kv = await self._store.get(keys.rolebinding_key(namespace, name))
-        if kv is None:
-            raise NotFound(f"{_describe(namespace, name)} not found", field="name")
-        return _from_kv(kv)
-
-    async def list(self, namespace: str) -> tuple[builtins.list[rbac_pb2.RoleBinding], int]:
-        """Bindings of `namespace` ("*": all), sorted by namespace and name, and the read revision."""
-        validate_namespace(namespace, allow_all=True)
-        kvs, revision = await self._store.list(keys.kind_prefix(keys.ROLEBINDINGS, namespace))
-        found = sorted((_from_kv(kv) for kv in kvs), key=lambda b: (b.namespace, b.name))
-        return found, revision
-
-    async def delete(self, namespace: str, name: str) -> rbac_pb2.RoleBinding:
-        """Delete a binding and return it; NotFound when missing."""
-        key = keys.rolebinding_key(namespace, name)
-        for attempt in range(_CAS_ATTEMPTS):
-            current = await self.get(namespace, name)
-            try:
-                await self._store.commit([Guard(key, current.resource_version)], [Op(key)])
-            except (NotFound, Conflict):
-                if attempt == _CAS_ATTEMPTS - 1:
-                    raise
-                continue
-            return current
-        raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _timestamp(now: datetime) -> timestamp_pb2.Timestamp:
-    out = timestamp_pb2.Timestamp()
-    out.FromDatetime(now)
-    return out
+        super().__init__(store, kind=keys.ROLEBINDINGS, message=rbac_pb2.RoleBinding, what="role binding",
+                         field="binding", validate=validate_binding, clock=clock)
 
 
 class RoleBindingCache:

@@ -8,14 +8,17 @@ Every service (registry, router, scheduler, health) builds one from its config
                     it expires, revocations followed) or else the peer certificate
     AUDIT           AuditMiddleware: one record per mutation and per denied call
     AUTHORIZATION   Authorization: RBAC over the role bindings (in memory, followed)
-    (inside)        AuditGate: a mutation's record is written before its handler runs
+    RATE_LIMIT      MutationLimits: mutations per principal (registry, scheduler, health;
+                    not the router, whose calls RateLimit objects limit)
+    AUDIT_GATE      AuditGate: a mutation's record is written before its handler runs
 
 The caches (`RevocationCache`, `RoleBindingCache`) are loaded before `start`
 returns, so the first call is decided on the current bindings; they follow etcd
 while the service runs.
 
 With ``--insecure`` the stack is one stage, `Authentication.insecure`: every call
-runs as the anonymous principal, nothing is authorized or audited (development).
+runs as the anonymous principal, nothing is authorized, audited or mutation-limited
+(development).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from sutradhar.services.common.audit import AuditLog
 from sutradhar.services.common.audit_middleware import audit_stages
 from sutradhar.services.common.authentication import Authentication
 from sutradhar.services.common.authorization import Authorization
+from sutradhar.services.common.mutation_limits import MutationLimits
 from sutradhar.services.common.rbac import Authorizer
 from sutradhar.services.common.rolebindings import RoleBindingCache
 from sutradhar.services.common.security_config import ServiceSecurity
@@ -69,9 +73,12 @@ class SecurityStack:
         service: str,
         audit_log: AuditLog | None = None,
         token_keys: Sequence[PublicKey] = (),
+        mutation_limits: bool = True,
     ) -> None:
         """`token_keys`: public keys bearer tokens may be signed with besides those of
-        `config.token_public_key_file` (the registry passes its own issuer's)."""
+        `config.token_public_key_file` (the registry passes its own issuer's). `mutation_limits`:
+        add the per-principal mutation limit (`config.mutation_rate`/`mutation_burst`; the router
+        passes False)."""
         self.service = service
         self.trust_domain = config.trust_domain
         self.insecure = config.insecure
@@ -81,6 +88,7 @@ class SecurityStack:
         self.audit_log: AuditLog | None = None
         self.authorizer: Authorizer | None = None
         self.verifier: TokenVerifier | None = None
+        self.mutation_limits: MutationLimits | None = None
         if config.insecure:
             self.middleware: list[Middleware] = [Authentication.insecure(config.trust_domain)]
             return
@@ -102,10 +110,14 @@ class SecurityStack:
         self.bindings = RoleBindingCache(store)
         self.authorizer = Authorizer(self.bindings, trust_domain=config.trust_domain)
         self.audit_log = audit_log or AuditLog(store)
+        if mutation_limits and config.mutation_rate > 0 and config.mutation_burst > 0:
+            self.mutation_limits = MutationLimits(rate=config.mutation_rate, burst=config.mutation_burst,
+                                                  service=service)
         self.middleware = [
             Authentication(config.trust_domain, verifier),
             *audit_stages(self.audit_log),
             Authorization(self.authorizer),
+            *([self.mutation_limits] if self.mutation_limits is not None else []),
         ]
 
     def tokens_only_middleware(self) -> list[Middleware]:
@@ -120,6 +132,7 @@ class SecurityStack:
             Authentication(self.trust_domain, self.verifier, tokens_only=True),
             *audit_stages(self.audit_log),
             Authorization(self.authorizer),
+            *([self.mutation_limits] if self.mutation_limits is not None else []),
         ]
 
     async def start(self) -> None:

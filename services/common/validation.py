@@ -34,6 +34,7 @@ from sutradhar._names import validate_dns_label, validate_instance_id, validate_
 from sutradhar._semver import parse_version
 from sutradhar._strategy_names import STRATEGIES
 from sutradhar.services.common.config_fields import check_http_url
+from sutradhar.services.common.ratelimit_spec import bucket_numbers
 from sutradhar.v1 import probe_pb2, registry_pb2, routing_pb2
 
 __all__ = [
@@ -183,6 +184,8 @@ def validate_routing(policy: routing_pb2.RoutingPolicy, field: str) -> None:
     if not 0 <= policy.weight <= _MAX_WEIGHT:
         raise field_error(f"{field}.weight", f"{policy.weight} is out of range (0-{_MAX_WEIGHT}; 0 means 100)")
     _duration(policy.default_timeout, f"{field}.default_timeout")
+    if policy.HasField("rate_limit"):
+        bucket_numbers(policy.rate_limit, field=f"{field}.rate_limit")
 
     cb = policy.circuit_breaker
     _threshold(cb.consecutive_failures, f"{field}.circuit_breaker.consecutive_failures")

@@ -32,6 +32,7 @@ from sutradhar._aio import wait_set
 from sutradhar._backoff import Backoff
 from sutradhar._errors import AlreadyExists, Conflict, NotFound
 from sutradhar.services.common.follow import follow_prefix
+from sutradhar.services.common.membership import Membership, owner
 from sutradhar.v1 import health_pb2, registry_pb2
 
 from ..common import keys
@@ -39,7 +40,6 @@ from ..common.probing import Probers
 from ..common.store import Event, EventType, Guard, KeyValue, Op, Store
 from . import events as health_events
 from .events import EventBus
-from .membership import Membership, owner
 from .probes import (
     FAILURE,
     IN_PROCESS,

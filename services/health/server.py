@@ -8,6 +8,7 @@ import logging
 from datetime import timedelta
 
 from sutradhar._hosting import GrpcHost
+from sutradhar.services.common.membership import Membership
 from sutradhar.v1 import health_pb2, health_pb2_grpc
 
 from ..common.probing import Probers
@@ -15,7 +16,6 @@ from ..common.security import SecurityStack
 from ..common.store import EtcdEndpoint, Store
 from .config import HealthConfig
 from .manager import HealthManager, ManagerOptions
-from .membership import Membership
 from .servicer import HealthServicer
 
 log = logging.getLogger(__name__)

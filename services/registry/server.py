@@ -26,6 +26,11 @@ from sutradhar.services.registry.identity_servicer import SERVICE_NAME as IDENTI
 from sutradhar.services.registry.identity_servicer import IdentityServicer, add_identity_service
 from sutradhar.services.registry.instances import Instances
 from sutradhar.services.registry.quota_servicer import QUOTA_SERVICE_NAME, add_quota_service
+from sutradhar.services.registry.ratelimit_servicer import (
+    RATELIMIT_SERVICE_NAME,
+    add_ratelimit_service,
+    rate_limit_store,
+)
 from sutradhar.services.registry.rbac_servicer import RBAC_SERVICE_NAME, add_rbac_service
 from sutradhar.services.registry.secret_servicer import SECRET_SERVICE_NAME, add_secret_service
 from sutradhar.services.registry.secrets import ConfigMapStore, SecretStore
@@ -91,7 +96,8 @@ class RegistryServer:
             identity = IdentityServicer(authority, lifetime=config.workload_cert_lifetime)
         # Secrets and ConfigMaps exist in an insecure mesh too (still sealed at rest).
         encryption = EncryptionConfig.load(config.encryption_config) if config.encryption_config else None
-        services = [SERVICE_NAME, QUOTA_SERVICE_NAME, SECRET_SERVICE_NAME, CONFIGMAP_SERVICE_NAME]
+        services = [SERVICE_NAME, QUOTA_SERVICE_NAME, SECRET_SERVICE_NAME, CONFIGMAP_SERVICE_NAME,
+                    RATELIMIT_SERVICE_NAME]
         if not config.insecure:  # the access APIs exist only where there is access control
             services += [RBAC_SERVICE_NAME, AUDIT_SERVICE_NAME] + ([TOKEN_SERVICE_NAME] if issuer_key else [])
             services += [IDENTITY_SERVICE_NAME] if identity is not None else []
@@ -112,6 +118,7 @@ class RegistryServer:
         self.secrets = SecretStore(self.store, encryption)
         add_secret_service(self._host, self.secrets)
         add_configmap_service(self._host, ConfigMapStore(self.store))
+        add_ratelimit_service(self._host, rate_limit_store(self.store))
         self._retention: asyncio.Task[None] | None = None
         if self.security.authorizer is not None and self.audit_log is not None:
             add_rbac_service(self._host, RoleBindingStore(self.store), self.security.authorizer)

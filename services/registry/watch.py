@@ -1,4 +1,4 @@
-"""Watch: stream changes to agents and instances, resumable by revision.
+"""Watch: stream changes to agents, instances and rate limits, resumable by revision.
 
 One etcd watch feeds each stream. With `include_initial` the stream first
 sends every existing object as PUT events (in batches), then one SYNCED
@@ -9,6 +9,10 @@ remembers it and reconnects with ``start_revision = last + 1`` receives
 exactly the changes it missed (OUT_OF_RANGE when etcd compacted them; then
 list again). When etcd breaks, the stream ends with UNAVAILABLE so the
 client reconnects, here or at another registry replica.
+
+Kinds: an empty `kinds` means agents and instances (what every watcher asked
+for before rate limits existed); RateLimits (`RESOURCE_KIND_RATE_LIMIT`) come
+only to a client that lists them, as routers do.
 
 A WatchResponse holds at most `batch_size` events and at most about
 `batch_bytes` encoded bytes (always at least one event), so a namespace of
@@ -24,7 +28,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Final
+from typing import Any, Final
 
 from google.protobuf import json_format
 
@@ -38,8 +42,13 @@ log = logging.getLogger(__name__)
 
 AGENT: Final = registry_pb2.RESOURCE_KIND_AGENT
 INSTANCE: Final = registry_pb2.RESOURCE_KIND_INSTANCE
-_KIND_NAMES: Final[dict[int, str]] = {AGENT: keys.AGENTS, INSTANCE: keys.INSTANCES}
+RATE_LIMIT: Final = registry_pb2.RESOURCE_KIND_RATE_LIMIT
+_KIND_NAMES: Final[dict[int, str]] = {AGENT: keys.AGENTS, INSTANCE: keys.INSTANCES, RATE_LIMIT: keys.RATELIMITS}
 _KINDS_BY_NAME: Final = {name: kind for kind, name in _KIND_NAMES.items()}
+#: What an empty `kinds` means.
+DEFAULT_KINDS: Final = frozenset({AGENT, INSTANCE})
+#: The WatchEvent field that holds an object of each kind.
+_TARGETS: Final[dict[int, str]] = {AGENT: "agent", INSTANCE: "instance", RATE_LIMIT: "rate_limit"}
 
 #: Events per WatchResponse at most.
 DEFAULT_BATCH_SIZE = 500
@@ -63,7 +72,7 @@ class WatchSpec:
     namespace: str = ""
     """Namespace; empty means "default", "*" means all."""
     kinds: frozenset[int] = frozenset()
-    """ResourceKind values to watch; empty means agents and instances."""
+    """ResourceKind values to watch; empty means agents and instances (`DEFAULT_KINDS`)."""
     start_revision: int = 0
     """Resume from this revision (the last seen + 1); 0 means from now."""
     include_initial: bool = False
@@ -80,7 +89,8 @@ class WatchSpec:
         for kind in self.kinds:
             if kind not in _KIND_NAMES:
                 raise InvalidArgument(
-                    f"kinds: {kind} is not a watchable kind (RESOURCE_KIND_AGENT or RESOURCE_KIND_INSTANCE)",
+                    f"kinds: {kind} is not a watchable kind (RESOURCE_KIND_AGENT, RESOURCE_KIND_INSTANCE or "
+                    "RESOURCE_KIND_RATE_LIMIT)",
                     field="kinds",
                 )
         if self.start_revision < 0:
@@ -120,7 +130,7 @@ def batches(
 
 def _decode(kv: KeyValue | None, kind: int, namespace: str, name: str) -> registry_pb2.WatchEvent:
     event = registry_pb2.WatchEvent(kind=kind, namespace=namespace, id=name)  # type: ignore[arg-type]
-    target = event.agent if kind == AGENT else event.instance
+    target: Any = getattr(event, _TARGETS[kind])
     if kv is not None and kv.value:
         try:
             json_format.Parse(kv.value, target, ignore_unknown_fields=True)
@@ -128,7 +138,11 @@ def _decode(kv: KeyValue | None, kind: int, namespace: str, name: str) -> regist
             log.warning("cannot decode %s: %s", kv.key, err)
             target.Clear()
         target.resource_version = kv.mod_revision
-    if not target.id:
+    if kind == RATE_LIMIT:
+        if not target.name:
+            target.name = name
+            target.namespace = namespace
+    elif not target.id:
         target.id = name
         target.namespace = namespace
     return event
@@ -179,7 +193,7 @@ class Watcher:
     async def _initial(self, spec: WatchSpec, kinds: frozenset[int]) -> tuple[list[registry_pb2.WatchEvent], int]:
         """Every existing object as PUT events, read at one etcd revision."""
         # One range read, so the snapshot is consistent at one revision: the
-        # kind's prefix for one kind, the common root for both (filtered).
+        # kind's prefix for one kind, the common root for several (filtered).
         kvs, revision = await self._store.list(self._prefix(spec, kinds))
         listed: list[registry_pb2.WatchEvent] = []
         for kv in kvs:
@@ -199,7 +213,7 @@ class Watcher:
         `progress_interval`, so an idle client's resume point stays recent.
         """
         spec.validate()
-        kinds = spec.kinds or frozenset(_KIND_NAMES)
+        kinds = spec.kinds or DEFAULT_KINDS
         start = spec.start_revision
         if start:
             # etcd would wait silently for a revision that may never come; a

@@ -9,6 +9,7 @@ from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES
 from sutradhar._settings import COUNT, PORT, POSITIVE_DURATION, Settings, choice, log_level_setting, setting
 from sutradhar.services.common import eventloop
 from sutradhar.services.common.security_config import ServiceSecurity
+from sutradhar.services.router.ratelimits import DEFAULT_MAX_CALLERS
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,12 @@ class RouterConfig(ServiceSecurity):
     """This router's identity in load keys and stats; generated when empty."""
     load_period: timedelta = setting(timedelta(seconds=1), kind=POSITIVE_DURATION)
     """How often load is published."""
+    membership_ttl: timedelta = setting(timedelta(seconds=10), kind=POSITIVE_DURATION)
+    """Lease TTL of this router's member key (with etcd): a router that dies stops counting for shared rate
+    limits at most this long after, and until then the others keep their smaller shares."""
+    rate_limit_max_callers: int = setting(DEFAULT_MAX_CALLERS, kind=COUNT)
+    """Per-caller rate-limit buckets one RateLimit keeps at most on this router (refilled, then least recently
+    used ones are evicted past it)."""
     event_loop: str = setting("auto", kind=choice(*eventloop.CHOICES))
     """Event loop of `python -m sutradhar.services.router`: auto (uvloop when installed, about 8% less CPU
     per call), uvloop or asyncio."""

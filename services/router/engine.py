@@ -1,4 +1,4 @@
-"""One routed call: resolve the pool, pick an instance, send, and on failure
+"""One routed call: resolve the pool, take from its rate-limit buckets, pick an instance, send, and on failure
 retry on another instance within the retry budget and the deadline; hedge
 idempotent task types; stream events through.
 
@@ -39,6 +39,7 @@ from sutradhar.services.router import wire
 from sutradhar.services.router.backend import Backend, Outcome
 from sutradhar.services.router.outlier import max_ejected
 from sutradhar.services.router.policy import Policy
+from sutradhar.services.router.ratelimits import RateLimiter
 from sutradhar.services.router.retry import RetryBudget, backoff
 from sutradhar.services.router.selection import Pool, resolve, unavailable_message
 from sutradhar.services.router.strategies import Strategy, make_strategy
@@ -114,8 +115,10 @@ class Engine:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         tls: TlsSource | None = None,
+        limits: RateLimiter | None = None,
     ) -> None:
         self.view = view
+        self.limits = limits or RateLimiter()
         self.max_message_bytes = max_message_bytes
         self.tls = tls
         self._https = MeshHttps(tls) if tls is not None else None
@@ -139,6 +142,8 @@ class Engine:
         else:
             try:
                 found = resolve(self.view, router_pb2.Selector.FromString(selector_bytes))
+                found.agent_bucket = self.limits.agent_bucket(
+                    found.namespace, found.limit_agent, found.policy.rate_limit, self.clock())
             except SutradharError as err:
                 found = err
             if len(self._pools) > 4096:
@@ -266,6 +271,8 @@ class Engine:
         if options.HasField("timeout") and option_timeout <= 0:
             raise InvalidArgument("options.timeout: must be positive", field="options.timeout")
         pool = self.pool(req.selector_bytes)
+        # Over a limit: RateLimited before any instance, budget or breaker is touched.
+        self.limits.admit(pool, self.clock())
         policy: Policy = pool.policy
         name = options.strategy or policy.strategy
         strategy = self.strategy(req.selector_bytes, name)

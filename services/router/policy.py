@@ -15,8 +15,10 @@ from datetime import timedelta
 
 import grpc
 
+from sutradhar._errors import InvalidArgument
 from sutradhar._strategy_names import ROUND_ROBIN, STRATEGIES
 from sutradhar._values import from_duration
+from sutradhar.services.common.ratelimit_spec import Numbers, bucket_numbers
 from sutradhar.v1 import routing_pb2
 
 log = logging.getLogger(__name__)
@@ -114,6 +116,8 @@ class Policy:
     """Hedging settings."""
     weight: int = 100
     """Traffic weight among agents of the same type for the weighted strategy."""
+    rate_limit: Numbers | None = None
+    """This agent's token bucket per router (max_tokens, tokens_per_fill, fill_interval seconds); None: no limit."""
 
 
 DEFAULT_POLICY = Policy()
@@ -186,4 +190,16 @@ def policy_from_proto(proto: routing_pb2.RoutingPolicy | None) -> Policy:
         default_timeout=from_duration(proto.default_timeout, d.default_timeout) or d.default_timeout,
         hedging=hedging,
         weight=_positive(proto.weight, d.weight),
+        rate_limit=_rate_limit(proto),
     )
+
+
+def _rate_limit(proto: routing_pb2.RoutingPolicy) -> Numbers | None:
+    """The agent's bucket; None when unset or (in a stored agent no registry validated) invalid."""
+    if not proto.HasField("rate_limit"):
+        return None
+    try:
+        return bucket_numbers(proto.rate_limit, field="routing.rate_limit")
+    except InvalidArgument as err:
+        log.warning("agent routing policy has an invalid rate_limit (%s); not limiting", err)
+        return None

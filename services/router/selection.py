@@ -26,6 +26,7 @@ from sutradhar import _semver as semver
 from sutradhar._errors import FailedPrecondition, InvalidArgument, Unavailable
 from sutradhar._labels import parse_selector, validate_label_name
 from sutradhar._names import validate_dns_label, validate_namespace
+from sutradhar.services.common.token_bucket import TokenBucket
 from sutradhar.services.router.backend import Backend
 from sutradhar.services.router.policy import DEFAULT_POLICY, Policy
 from sutradhar.services.router.view import AgentEntry, View
@@ -42,6 +43,10 @@ class Pool:
     backends: list[Backend]
     policy: Policy = DEFAULT_POLICY
     strategies: dict[str, object] = field(default_factory=dict)
+    limit_agent: str = ""
+    """The agent whose policy the pool uses: its routing.rate_limit is the pool's agent-level limit."""
+    agent_bucket: TokenBucket | None = None
+    """That limit's bucket (set by the engine when the pool is resolved; None: no agent-level limit)."""
 
 
 def _quote_list(items: Sequence[str], limit: int = 8) -> str:
@@ -141,11 +146,8 @@ def resolve(view: View, selector: router_pb2.Selector) -> Pool:
     routable = [b for b in backends if view.routable(b)]
     if not routable:
         raise Unavailable(_not_serving_message(backends, what, ns))
-    top = max(entries, key=_version_key)
-    policy = top.policy
-    if selector.agent_id:
-        policy = entries[0].policy
-    return Pool(namespace=ns, what=what, backends=routable, policy=policy)
+    owner = entries[0] if selector.agent_id else max(entries, key=_version_key)
+    return Pool(namespace=ns, what=what, backends=routable, policy=owner.policy, limit_agent=owner.agent.id)
 
 
 #: States of a drained instance (`DRAINED`: drained while its state still says SERVING).

@@ -4,7 +4,13 @@ The servicer is thin and byte-oriented: `Execute` and `ExecuteStream` are
 registered with a request deserializer that only splits the request
 (`wire.split_route_request` / `split_route_stream_request`) and an identity response serializer, so task
 payloads and results pass through as bytes. Background work - the registry
-watch and load publishing - runs in a TaskGroup owned by the server.
+watch, load publishing and router membership - runs in a TaskGroup owned by the server.
+
+Rate limits (`ratelimits.RateLimiter`) are taken by the engine before an instance is
+picked; a refusal leaves as RESOURCE_EXHAUSTED with the ``grpc-retry-pushback-ms``
+trailer, set here. With etcd the router is a member under
+``/sutradhar/v1/members/router/<router-id>`` (leased), and the number of live members
+sizes the shared RateLimits' buckets.
 """
 
 from __future__ import annotations
@@ -15,22 +21,25 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 import grpc
 
 from sutradhar._aio import wait_set
-from sutradhar._errors import Unavailable
+from sutradhar._errors import SutradharError, Unavailable
 from sutradhar._hosting import GrpcHost
 from sutradhar._names import ALL_NAMESPACES, validate_dns_label, validate_namespace
 from sutradhar._values import to_duration
+from sutradhar.services.common.membership import Membership
 from sutradhar.services.common.security import SecurityStack
+from sutradhar.services.common.token_bucket import RateLimited
 from sutradhar.services.router import wire
 from sutradhar.services.router.config import RouterConfig
 from sutradhar.services.router.engine import Engine
 from sutradhar.services.router.load import LoadPublisher
+from sutradhar.services.router.ratelimits import RateLimiter
 from sutradhar.services.router.view import View
 from sutradhar.services.router.watcher import RegistryWatcher
 from sutradhar.v1 import router_pb2
@@ -38,6 +47,8 @@ from sutradhar.v1 import router_pb2
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = "sutradhar.v1.RouterService"
+#: Seconds between attempts to join, renew or follow the router members after a failure.
+MEMBERSHIP_RETRY_S = 1.0
 
 
 class RouterServer:
@@ -55,21 +66,27 @@ class RouterServer:
         self.router_id = config.router_id or f"router-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.view = view or View(on_removed=self._discard)
         self.tls = config.tls_source("router", config.host)
-        self.engine = Engine(self.view, max_message_bytes=config.max_message_bytes, clock=clock, tls=self.tls)
+        self.limiter = RateLimiter(max_callers=config.rate_limit_max_callers)
+        self.engine = Engine(self.view, max_message_bytes=config.max_message_bytes, clock=clock, tls=self.tls,
+                             limits=self.limiter)
         self._store: Any = None
         if config.etcd:
             from sutradhar.services.common.store import EtcdEndpoint, Store
 
             self._store = Store(EtcdEndpoint.parse(config.etcd), tls=self.tls)
-        self.security = SecurityStack(config, self._store, service="router")
+        self.security = SecurityStack(config, self._store, service="router", mutation_limits=False)
         self.host = GrpcHost(
             service_names=[SERVICE_NAME], host=config.host, port=config.port,
             max_message_bytes=config.max_message_bytes, tls=self.tls, middleware=self.security.middleware,
             token_port=config.token_port,
         )
         self.watcher = RegistryWatcher(
-            self.view, config.registry, clock=clock, tls=self.tls, trust_domain=config.trust_domain
+            self.view, config.registry, clock=clock, tls=self.tls, trust_domain=config.trust_domain,
+            limiter=self.limiter,
         ) if config.registry else None
+        self.membership = Membership(
+            self._store, self.router_id, ttl=config.membership_ttl, on_change=self._routers_changed, service="router",
+        ) if self._store is not None else None
         self.publisher: LoadPublisher | None = None
         self._tasks: asyncio.TaskGroup | None = None
         self._background: list[asyncio.Task[None]] = []
@@ -77,6 +94,10 @@ class RouterServer:
 
     def _discard(self, backend: Any) -> None:
         self.engine.discard(backend)
+
+    def _routers_changed(self) -> None:
+        assert self.membership is not None
+        self.limiter.set_routers(len(self.membership.members), self.engine.clock())
 
     @property
     def port(self) -> int:
@@ -123,6 +144,9 @@ class RouterServer:
         await self._tasks.__aenter__()
         if self.watcher is not None:
             self._background.append(self._tasks.create_task(self.watcher.run(), name="registry-watch"))
+        if self.membership is not None:
+            self.membership.address = self.host.address
+            self._background.append(self._tasks.create_task(self._run_membership(), name="router-membership"))
         if self._store is not None:
             self.publisher = LoadPublisher(
                 self._store, self.view, self.router_id, period=self.config.load_period, clock=self.engine.clock
@@ -132,6 +156,34 @@ class RouterServer:
             await self.host.set_serving()
         else:
             self._background.append(self._tasks.create_task(self._serve_once_synced(), name="serve-once-synced"))
+
+    async def _run_membership(self) -> None:
+        """Join the router members (trying again while etcd does not answer), then renew the lease and
+        follow the others. Neither stops the router: a failure is logged and tried again, and shared
+        rate limits meanwhile count the members last seen (the router alone before it first saw any)."""
+        membership = self.membership
+        assert membership is not None
+        while True:
+            try:
+                await membership.join()
+                break
+            except SutradharError as err:
+                log.warning("router %s cannot join the router members in etcd yet (%s); trying again in %gs",
+                            self.router_id, err, MEMBERSHIP_RETRY_S)
+                await asyncio.sleep(MEMBERSHIP_RETRY_S)
+
+        async def forever(step: Callable[[], Awaitable[None]], what: str) -> None:
+            while True:
+                try:
+                    await step()
+                except SutradharError as err:
+                    log.warning("router membership: %s failed (%s); trying again in %gs", what, err,
+                                MEMBERSHIP_RETRY_S)
+                await asyncio.sleep(MEMBERSHIP_RETRY_S)
+
+        async with asyncio.TaskGroup() as group:
+            group.create_task(forever(membership.keep_alive, "renewing the member lease"))
+            group.create_task(forever(membership.watch, "following the members"))
 
     async def _serve_once_synced(self) -> None:
         """Report SERVING once the watcher's first sync is in (it stays SERVING:
@@ -150,13 +202,20 @@ class RouterServer:
         """Stop taking calls, let in-flight ones finish, stop background work."""
         await self.host.stop(grace)
         if self._tasks is not None:
-            for task in self._background:
-                task.cancel()
+            pending = set(self._background)
+            while pending:
+                # Cancel until done: on Python < 3.12 a cancellation that lands as an inner
+                # asyncio.wait_for times out (an etcd call under the store's deadline) is lost.
+                for task in pending:
+                    task.cancel()
+                _, pending = await asyncio.wait(pending, timeout=1.0)
             with contextlib.suppress(asyncio.CancelledError):
                 await self._tasks.__aexit__(None, None, None)
             self._tasks = None
         if self.publisher is not None:
             await self.publisher.close()
+        if self.membership is not None:
+            await self.membership.leave()
         await self.security.stop()
         if self._store is not None:
             await self._store.close()
@@ -177,11 +236,26 @@ class RouterServer:
     async def _execute(self, request: wire.RouteRequest, context: grpc.aio.ServicerContext) -> bytes:
         if not self.view.synced:
             self._check_synced()
-        return await self.engine.execute(request, context.time_remaining())
+        try:
+            return await self.engine.execute(request, context.time_remaining())
+        except RateLimited as err:
+            context.set_trailing_metadata(err.trailer())  # kept by the abort that sends the status
+            raise
 
     def _execute_stream(self, request: wire.RouteRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
         self._check_synced()
-        return self.engine.execute_stream(request, context.time_remaining())
+        return self._stream(request, context)
+
+    async def _stream(self, request: wire.RouteRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        events = self.engine.execute_stream(request, context.time_remaining())
+        try:
+            async for event in events:
+                yield event
+        except RateLimited as err:
+            context.set_trailing_metadata(err.trailer())
+            raise
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
 
     async def _get_stats(
         self, request: router_pb2.GetStatsRequest, context: grpc.aio.ServicerContext
@@ -198,6 +272,9 @@ class RouterServer:
             namespace = ""
         now = self.engine.clock()
         out = router_pb2.GetStatsResponse(router_id=self.router_id)
+        self.limiter.sync_agents({key: entry.policy.rate_limit for key, entry in self.view.agents.items()
+                                  if entry.policy.rate_limit is not None}, now)
+        out.buckets.extend(self.limiter.stats(now, namespace))
         for key in sorted(self.view.backends):
             b = self.view.backends[key]
             if namespace and b.namespace != namespace:

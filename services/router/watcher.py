@@ -1,4 +1,4 @@
-"""Feeds the View from the registry's `Watch` stream.
+"""Feeds the View (and the rate limiter's RateLimits) from the registry's `Watch` stream.
 
 First a list (``include_initial``: every object, then SYNCED) that replaces
 the view as a whole, then live events applied one by one. On a disconnect it
@@ -22,8 +22,9 @@ import grpc
 from sutradhar._backoff import Backoff
 from sutradhar._identity import DEFAULT_TRUST_DOMAIN, SpiffeId
 from sutradhar._tls import TlsSource, secure_channel
+from sutradhar.services.router.ratelimits import RateLimiter
 from sutradhar.services.router.view import View
-from sutradhar.v1 import registry_pb2, registry_pb2_grpc
+from sutradhar.v1 import ratelimit_pb2, registry_pb2, registry_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,9 @@ DELETE = registry_pb2.WATCH_EVENT_TYPE_DELETE
 SYNCED = registry_pb2.WATCH_EVENT_TYPE_SYNCED
 AGENT = registry_pb2.RESOURCE_KIND_AGENT
 INSTANCE = registry_pb2.RESOURCE_KIND_INSTANCE
+RATE_LIMIT = registry_pb2.RESOURCE_KIND_RATE_LIMIT
+#: What a router watches (rate limits only come to a watcher that names them).
+KINDS = (AGENT, INSTANCE, RATE_LIMIT)
 PROBE_SUCCESS = registry_pb2.PROBE_RESULT_SUCCESS
 
 #: Pause before watching again after a failure: 200 ms doubling to 2 s, jittered.
@@ -51,8 +55,10 @@ class RegistryWatcher:
         clock: Callable[[], float] = time.monotonic,
         tls: TlsSource | None = None,
         trust_domain: str = DEFAULT_TRUST_DOMAIN,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.view = view
+        self.limiter = limiter or RateLimiter()
         self.address = address
         self.tls = tls
         self.trust_domain = trust_domain
@@ -81,17 +87,23 @@ class RegistryWatcher:
                 view.put_instance(event.instance, probe_time=self._probe_time(event.instance))
             elif event.type == DELETE:
                 view.delete_instance(event.namespace or event.instance.namespace, event.id or event.instance.id)
+        elif event.kind == RATE_LIMIT:
+            if event.type == PUT:
+                self.limiter.put(event.rate_limit, self._clock())
+            elif event.type == DELETE:
+                self.limiter.delete(event.namespace or event.rate_limit.namespace, event.id or event.rate_limit.name)
 
     async def _session(self, channel: Any) -> None:
         stub = registry_pb2_grpc.RegistryServiceStub(channel)
         listing = self.revision == 0
-        request = registry_pb2.WatchRequest(namespace="*")
+        request = registry_pb2.WatchRequest(namespace="*", kinds=KINDS)
         if listing:
             request.include_initial = True
         else:
             request.start_revision = self.revision + 1
         agents: list[registry_pb2.Agent] = []
         instances: list[registry_pb2.Instance] = []
+        limits: list[ratelimit_pb2.RateLimit] = []
         list_revision = 0
         call = stub.Watch(request)
         try:
@@ -103,8 +115,9 @@ class RegistryWatcher:
                         # a stream broken mid-list must list again.
                         list_revision = max(list_revision, event.revision, response.revision)
                         if event.type == SYNCED:
+                            self.limiter.replace(limits, self._clock())
                             self.view.replace(agents, instances)
-                            agents, instances = [], []
+                            agents, instances, limits = [], [], []
                             listing = False
                             self.revision = max(self.revision, list_revision)
                             self.synced.set()
@@ -112,6 +125,8 @@ class RegistryWatcher:
                             agents.append(event.agent)
                         elif event.type == PUT and event.kind == INSTANCE:
                             instances.append(event.instance)
+                        elif event.type == PUT and event.kind == RATE_LIMIT:
+                            limits.append(event.rate_limit)
                     else:
                         self._apply(event)
                 if not listing:

@@ -17,7 +17,7 @@ from datetime import timedelta
 from test_health_support import PERIOD, HealthEndpoint, probe_spec, put_agent, put_instance, stored, wait_for
 
 from sutradhar.services.common import keys
-from sutradhar.services.health.membership import member_key, owner
+from sutradhar.services.common.membership import member_key, owner
 from sutradhar.testing import spawn_agent
 from tests.support import eventually
 

@@ -9,8 +9,8 @@ from datetime import timedelta
 
 import pytest
 
+from sutradhar.services.common.membership import owner
 from sutradhar.services.health import events
-from sutradhar.services.health.membership import owner
 from sutradhar.services.health.report import aggregate
 from sutradhar.services.health.schedule import DueQueue, Job, ProbeScheduler
 from sutradhar.v1 import health_pb2, registry_pb2
@@ -154,7 +154,7 @@ def test_endpoint_helpers():
 
 
 def test_a_member_owns_nothing_until_it_sees_itself():
-    from sutradhar.services.health.membership import Membership
+    from sutradhar.services.common.membership import Membership
 
     m = Membership(store=None, member_id="m1")  # type: ignore[arg-type]
     key = "/sutradhar/v1/instances/default/i1"

@@ -4,6 +4,7 @@ from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from sutradhar.v1 import probe_pb2 as _probe_pb2
+from sutradhar.v1 import ratelimit_pb2 as _ratelimit_pb2
 from sutradhar.v1 import routing_pb2 as _routing_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -33,6 +34,7 @@ class ResourceKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RESOURCE_KIND_UNSPECIFIED: _ClassVar[ResourceKind]
     RESOURCE_KIND_AGENT: _ClassVar[ResourceKind]
     RESOURCE_KIND_INSTANCE: _ClassVar[ResourceKind]
+    RESOURCE_KIND_RATE_LIMIT: _ClassVar[ResourceKind]
 
 class WatchEventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -51,6 +53,7 @@ PROBE_RESULT_FAILURE: ProbeResult
 RESOURCE_KIND_UNSPECIFIED: ResourceKind
 RESOURCE_KIND_AGENT: ResourceKind
 RESOURCE_KIND_INSTANCE: ResourceKind
+RESOURCE_KIND_RATE_LIMIT: ResourceKind
 WATCH_EVENT_TYPE_UNSPECIFIED: WatchEventType
 WATCH_EVENT_TYPE_PUT: WatchEventType
 WATCH_EVENT_TYPE_DELETE: WatchEventType
@@ -363,7 +366,7 @@ class WatchRequest(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., kinds: _Optional[_Iterable[_Union[ResourceKind, str]]] = ..., start_revision: _Optional[int] = ..., include_initial: _Optional[bool] = ...) -> None: ...
 
 class WatchEvent(_message.Message):
-    __slots__ = ("type", "kind", "agent", "instance", "revision", "namespace", "id")
+    __slots__ = ("type", "kind", "agent", "instance", "revision", "namespace", "id", "rate_limit")
     TYPE_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     AGENT_FIELD_NUMBER: _ClassVar[int]
@@ -371,6 +374,7 @@ class WatchEvent(_message.Message):
     REVISION_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
     type: WatchEventType
     kind: ResourceKind
     agent: Agent
@@ -378,7 +382,8 @@ class WatchEvent(_message.Message):
     revision: int
     namespace: str
     id: str
-    def __init__(self, type: _Optional[_Union[WatchEventType, str]] = ..., kind: _Optional[_Union[ResourceKind, str]] = ..., agent: _Optional[_Union[Agent, _Mapping]] = ..., instance: _Optional[_Union[Instance, _Mapping]] = ..., revision: _Optional[int] = ..., namespace: _Optional[str] = ..., id: _Optional[str] = ...) -> None: ...
+    rate_limit: _ratelimit_pb2.RateLimit
+    def __init__(self, type: _Optional[_Union[WatchEventType, str]] = ..., kind: _Optional[_Union[ResourceKind, str]] = ..., agent: _Optional[_Union[Agent, _Mapping]] = ..., instance: _Optional[_Union[Instance, _Mapping]] = ..., revision: _Optional[int] = ..., namespace: _Optional[str] = ..., id: _Optional[str] = ..., rate_limit: _Optional[_Union[_ratelimit_pb2.RateLimit, _Mapping]] = ...) -> None: ...
 
 class WatchResponse(_message.Message):
     __slots__ = ("events", "revision")

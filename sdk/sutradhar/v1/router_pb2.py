@@ -25,35 +25,38 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from sutradhar.v1 import agent_pb2 as sutradhar_dot_v1_dot_agent__pb2
+from sutradhar.v1 import ratelimit_pb2 as sutradhar_dot_v1_dot_ratelimit__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19sutradhar/v1/router.proto\x12\x0csutradhar.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x18sutradhar/v1/agent.proto\"\x88\x01\n\x08Selector\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x12\n\nagent_type\x18\x02 \x01(\t\x12\x15\n\rversion_range\x18\x03 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x04 \x03(\t\x12\x16\n\x0elabel_selector\x18\x05 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x06 \x01(\t\"b\n\x0cRouteOptions\x12\x10\n\x08strategy\x18\x01 \x01(\t\x12\x14\n\x0cmax_attempts\x18\x02 \x01(\x05\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x96\x01\n\x1bRouterServiceExecuteRequest\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.sutradhar.v1.Task\x12(\n\x08selector\x18\x02 \x01(\x0b\x32\x16.sutradhar.v1.Selector\x12+\n\x07options\x18\x03 \x01(\x0b\x32\x1a.sutradhar.v1.RouteOptions\"D\n\x1cRouterServiceExecuteResponse\x12$\n\x06result\x18\x01 \x01(\x0b\x32\x14.sutradhar.v1.Result\"\x9c\x01\n!RouterServiceExecuteStreamRequest\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.sutradhar.v1.Task\x12(\n\x08selector\x18\x02 \x01(\x0b\x32\x16.sutradhar.v1.Selector\x12+\n\x07options\x18\x03 \x01(\x0b\x32\x1a.sutradhar.v1.RouteOptions\"\xac\x01\n\"RouterServiceExecuteStreamResponse\x12*\n\x08progress\x18\x01 \x01(\x0b\x32\x16.sutradhar.v1.ProgressH\x00\x12)\n\x07partial\x18\x02 \x01(\x0b\x32\x16.google.protobuf.ValueH\x00\x12&\n\x06result\x18\x03 \x01(\x0b\x32\x14.sutradhar.v1.ResultH\x00\x42\x07\n\x05\x65vent\"8\n\x0fGetStatsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x12\n\nagent_type\x18\x02 \x01(\t\"\xf5\x02\n\rInstanceStats\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12\x12\n\nagent_type\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x06 \x01(\t\x12\x11\n\tin_flight\x18\x07 \x01(\x03\x12\x10\n\x08requests\x18\x08 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\t \x01(\x03\x12.\n\x0blatency_p50\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0blatency_p99\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x07\x62reaker\x18\x0c \x01(\x0e\x32\x1a.sutradhar.v1.BreakerState\x12\x0f\n\x07\x65jected\x18\r \x01(\x08\x12\x11\n\tejections\x18\x0e \x01(\x05\x12\r\n\x05state\x18\x0f \x01(\t\"U\n\x10GetStatsResponse\x12.\n\tinstances\x18\x01 \x03(\x0b\x32\x1b.sutradhar.v1.InstanceStats\x12\x11\n\trouter_id\x18\x02 \x01(\t*|\n\x0c\x42reakerState\x12\x1d\n\x19\x42REAKER_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x42REAKER_STATE_CLOSED\x10\x01\x12\x16\n\x12\x42REAKER_STATE_OPEN\x10\x02\x12\x1b\n\x17\x42REAKER_STATE_HALF_OPEN\x10\x03\x32\xb2\x02\n\rRouterService\x12`\n\x07\x45xecute\x12).sutradhar.v1.RouterServiceExecuteRequest\x1a*.sutradhar.v1.RouterServiceExecuteResponse\x12t\n\rExecuteStream\x12/.sutradhar.v1.RouterServiceExecuteStreamRequest\x1a\x30.sutradhar.v1.RouterServiceExecuteStreamResponse0\x01\x12I\n\x08GetStats\x12\x1d.sutradhar.v1.GetStatsRequest\x1a\x1e.sutradhar.v1.GetStatsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19sutradhar/v1/router.proto\x12\x0csutradhar.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x18sutradhar/v1/agent.proto\x1a\x1csutradhar/v1/ratelimit.proto\"\x88\x01\n\x08Selector\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x12\n\nagent_type\x18\x02 \x01(\t\x12\x15\n\rversion_range\x18\x03 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x04 \x03(\t\x12\x16\n\x0elabel_selector\x18\x05 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x06 \x01(\t\"b\n\x0cRouteOptions\x12\x10\n\x08strategy\x18\x01 \x01(\t\x12\x14\n\x0cmax_attempts\x18\x02 \x01(\x05\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x96\x01\n\x1bRouterServiceExecuteRequest\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.sutradhar.v1.Task\x12(\n\x08selector\x18\x02 \x01(\x0b\x32\x16.sutradhar.v1.Selector\x12+\n\x07options\x18\x03 \x01(\x0b\x32\x1a.sutradhar.v1.RouteOptions\"D\n\x1cRouterServiceExecuteResponse\x12$\n\x06result\x18\x01 \x01(\x0b\x32\x14.sutradhar.v1.Result\"\x9c\x01\n!RouterServiceExecuteStreamRequest\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.sutradhar.v1.Task\x12(\n\x08selector\x18\x02 \x01(\x0b\x32\x16.sutradhar.v1.Selector\x12+\n\x07options\x18\x03 \x01(\x0b\x32\x1a.sutradhar.v1.RouteOptions\"\xac\x01\n\"RouterServiceExecuteStreamResponse\x12*\n\x08progress\x18\x01 \x01(\x0b\x32\x16.sutradhar.v1.ProgressH\x00\x12)\n\x07partial\x18\x02 \x01(\x0b\x32\x16.google.protobuf.ValueH\x00\x12&\n\x06result\x18\x03 \x01(\x0b\x32\x14.sutradhar.v1.ResultH\x00\x42\x07\n\x05\x65vent\"8\n\x0fGetStatsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x12\n\nagent_type\x18\x02 \x01(\t\"\xf5\x02\n\rInstanceStats\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12\x12\n\nagent_type\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x06 \x01(\t\x12\x11\n\tin_flight\x18\x07 \x01(\x03\x12\x10\n\x08requests\x18\x08 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\t \x01(\x03\x12.\n\x0blatency_p50\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0blatency_p99\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x07\x62reaker\x18\x0c \x01(\x0e\x32\x1a.sutradhar.v1.BreakerState\x12\x0f\n\x07\x65jected\x18\r \x01(\x08\x12\x11\n\tejections\x18\x0e \x01(\x05\x12\r\n\x05state\x18\x0f \x01(\t\"\x81\x01\n\x10GetStatsResponse\x12.\n\tinstances\x18\x01 \x03(\x0b\x32\x1b.sutradhar.v1.InstanceStats\x12\x11\n\trouter_id\x18\x02 \x01(\t\x12*\n\x07\x62uckets\x18\x03 \x03(\x0b\x32\x19.sutradhar.v1.BucketStats\"\xe9\x01\n\x0b\x42ucketStats\x12+\n\x05level\x18\x01 \x01(\x0e\x32\x1c.sutradhar.v1.RateLimitLevel\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06\x63\x61ller\x18\x04 \x01(\t\x12\x0e\n\x06tokens\x18\x05 \x01(\r\x12)\n\x06\x62ucket\x18\x06 \x01(\x0b\x32\x19.sutradhar.v1.TokenBucket\x12\x0f\n\x07\x61llowed\x18\x07 \x01(\x03\x12\x0f\n\x07refused\x18\x08 \x01(\x03\x12\x0e\n\x06shared\x18\t \x01(\x08\x12\x0f\n\x07routers\x18\n \x01(\x05*|\n\x0c\x42reakerState\x12\x1d\n\x19\x42REAKER_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x42REAKER_STATE_CLOSED\x10\x01\x12\x16\n\x12\x42REAKER_STATE_OPEN\x10\x02\x12\x1b\n\x17\x42REAKER_STATE_HALF_OPEN\x10\x03\x32\xb2\x02\n\rRouterService\x12`\n\x07\x45xecute\x12).sutradhar.v1.RouterServiceExecuteRequest\x1a*.sutradhar.v1.RouterServiceExecuteResponse\x12t\n\rExecuteStream\x12/.sutradhar.v1.RouterServiceExecuteStreamRequest\x1a\x30.sutradhar.v1.RouterServiceExecuteStreamResponse0\x01\x12I\n\x08GetStats\x12\x1d.sutradhar.v1.GetStatsRequest\x1a\x1e.sutradhar.v1.GetStatsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sutradhar.v1.router_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_BREAKERSTATE']._serialized_start=1448
-  _globals['_BREAKERSTATE']._serialized_end=1572
-  _globals['_SELECTOR']._serialized_start=132
-  _globals['_SELECTOR']._serialized_end=268
-  _globals['_ROUTEOPTIONS']._serialized_start=270
-  _globals['_ROUTEOPTIONS']._serialized_end=368
-  _globals['_ROUTERSERVICEEXECUTEREQUEST']._serialized_start=371
-  _globals['_ROUTERSERVICEEXECUTEREQUEST']._serialized_end=521
-  _globals['_ROUTERSERVICEEXECUTERESPONSE']._serialized_start=523
-  _globals['_ROUTERSERVICEEXECUTERESPONSE']._serialized_end=591
-  _globals['_ROUTERSERVICEEXECUTESTREAMREQUEST']._serialized_start=594
-  _globals['_ROUTERSERVICEEXECUTESTREAMREQUEST']._serialized_end=750
-  _globals['_ROUTERSERVICEEXECUTESTREAMRESPONSE']._serialized_start=753
-  _globals['_ROUTERSERVICEEXECUTESTREAMRESPONSE']._serialized_end=925
-  _globals['_GETSTATSREQUEST']._serialized_start=927
-  _globals['_GETSTATSREQUEST']._serialized_end=983
-  _globals['_INSTANCESTATS']._serialized_start=986
-  _globals['_INSTANCESTATS']._serialized_end=1359
-  _globals['_GETSTATSRESPONSE']._serialized_start=1361
-  _globals['_GETSTATSRESPONSE']._serialized_end=1446
-  _globals['_ROUTERSERVICE']._serialized_start=1575
-  _globals['_ROUTERSERVICE']._serialized_end=1881
+  _globals['_BREAKERSTATE']._serialized_start=1759
+  _globals['_BREAKERSTATE']._serialized_end=1883
+  _globals['_SELECTOR']._serialized_start=162
+  _globals['_SELECTOR']._serialized_end=298
+  _globals['_ROUTEOPTIONS']._serialized_start=300
+  _globals['_ROUTEOPTIONS']._serialized_end=398
+  _globals['_ROUTERSERVICEEXECUTEREQUEST']._serialized_start=401
+  _globals['_ROUTERSERVICEEXECUTEREQUEST']._serialized_end=551
+  _globals['_ROUTERSERVICEEXECUTERESPONSE']._serialized_start=553
+  _globals['_ROUTERSERVICEEXECUTERESPONSE']._serialized_end=621
+  _globals['_ROUTERSERVICEEXECUTESTREAMREQUEST']._serialized_start=624
+  _globals['_ROUTERSERVICEEXECUTESTREAMREQUEST']._serialized_end=780
+  _globals['_ROUTERSERVICEEXECUTESTREAMRESPONSE']._serialized_start=783
+  _globals['_ROUTERSERVICEEXECUTESTREAMRESPONSE']._serialized_end=955
+  _globals['_GETSTATSREQUEST']._serialized_start=957
+  _globals['_GETSTATSREQUEST']._serialized_end=1013
+  _globals['_INSTANCESTATS']._serialized_start=1016
+  _globals['_INSTANCESTATS']._serialized_end=1389
+  _globals['_GETSTATSRESPONSE']._serialized_start=1392
+  _globals['_GETSTATSRESPONSE']._serialized_end=1521
+  _globals['_BUCKETSTATS']._serialized_start=1524
+  _globals['_BUCKETSTATS']._serialized_end=1757
+  _globals['_ROUTERSERVICE']._serialized_start=1886
+  _globals['_ROUTERSERVICE']._serialized_end=2192
 # @@protoc_insertion_point(module_scope)

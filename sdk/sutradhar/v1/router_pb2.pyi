@@ -3,6 +3,7 @@ import datetime
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from sutradhar.v1 import agent_pb2 as _agent_pb2
+from sutradhar.v1 import ratelimit_pb2 as _ratelimit_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -128,9 +129,35 @@ class InstanceStats(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., instance_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., agent_type: _Optional[str] = ..., version: _Optional[str] = ..., endpoint: _Optional[str] = ..., in_flight: _Optional[int] = ..., requests: _Optional[int] = ..., errors: _Optional[int] = ..., latency_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., latency_p99: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., breaker: _Optional[_Union[BreakerState, str]] = ..., ejected: _Optional[bool] = ..., ejections: _Optional[int] = ..., state: _Optional[str] = ...) -> None: ...
 
 class GetStatsResponse(_message.Message):
-    __slots__ = ("instances", "router_id")
+    __slots__ = ("instances", "router_id", "buckets")
     INSTANCES_FIELD_NUMBER: _ClassVar[int]
     ROUTER_ID_FIELD_NUMBER: _ClassVar[int]
+    BUCKETS_FIELD_NUMBER: _ClassVar[int]
     instances: _containers.RepeatedCompositeFieldContainer[InstanceStats]
     router_id: str
-    def __init__(self, instances: _Optional[_Iterable[_Union[InstanceStats, _Mapping]]] = ..., router_id: _Optional[str] = ...) -> None: ...
+    buckets: _containers.RepeatedCompositeFieldContainer[BucketStats]
+    def __init__(self, instances: _Optional[_Iterable[_Union[InstanceStats, _Mapping]]] = ..., router_id: _Optional[str] = ..., buckets: _Optional[_Iterable[_Union[BucketStats, _Mapping]]] = ...) -> None: ...
+
+class BucketStats(_message.Message):
+    __slots__ = ("level", "namespace", "name", "caller", "tokens", "bucket", "allowed", "refused", "shared", "routers")
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CALLER_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
+    SHARED_FIELD_NUMBER: _ClassVar[int]
+    ROUTERS_FIELD_NUMBER: _ClassVar[int]
+    level: _ratelimit_pb2.RateLimitLevel
+    namespace: str
+    name: str
+    caller: str
+    tokens: int
+    bucket: _ratelimit_pb2.TokenBucket
+    allowed: int
+    refused: int
+    shared: bool
+    routers: int
+    def __init__(self, level: _Optional[_Union[_ratelimit_pb2.RateLimitLevel, str]] = ..., namespace: _Optional[str] = ..., name: _Optional[str] = ..., caller: _Optional[str] = ..., tokens: _Optional[int] = ..., bucket: _Optional[_Union[_ratelimit_pb2.TokenBucket, _Mapping]] = ..., allowed: _Optional[int] = ..., refused: _Optional[int] = ..., shared: _Optional[bool] = ..., routers: _Optional[int] = ...) -> None: ...

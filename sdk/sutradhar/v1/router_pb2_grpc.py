@@ -63,7 +63,10 @@ class RouterServiceServicer:
         FAILED_PRECONDITION when a constraint excludes every candidate (the
         message names it); INVALID_ARGUMENT for a malformed selector or options
         (the message names the field); RESOURCE_EXHAUSTED over the router's
-        message size limit; DEADLINE_EXCEEDED past the caller's deadline. An
+        message size limit, or over a rate limit (the message names the limit,
+        its rate and when to retry; the grpc-retry-pushback-ms trailer says the
+        same in milliseconds; no instance was touched); DEADLINE_EXCEEDED past
+        the caller's deadline. An
         agent's application failure is an OK status with result.success = false.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -79,7 +82,8 @@ class RouterServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetStats(self, request, context):
-        """GetStats returns the router's per-instance statistics.
+        """GetStats returns the router's per-instance statistics and its rate-limit
+        buckets.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -23,23 +23,24 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from sutradhar.v1 import ratelimit_pb2 as sutradhar_dot_v1_dot_ratelimit__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asutradhar/v1/routing.proto\x12\x0csutradhar.v1\x1a\x1egoogle/protobuf/duration.proto\"\xbb\x02\n\rRoutingPolicy\x12\x10\n\x08strategy\x18\x01 \x01(\t\x12;\n\x0f\x63ircuit_breaker\x18\x02 \x01(\x0b\x32\".sutradhar.v1.CircuitBreakerPolicy\x12?\n\x11outlier_detection\x18\x03 \x01(\x0b\x32$.sutradhar.v1.OutlierDetectionPolicy\x12(\n\x05retry\x18\x04 \x01(\x0b\x32\x19.sutradhar.v1.RetryPolicy\x12\x32\n\x0f\x64\x65\x66\x61ult_timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\x07hedging\x18\x06 \x01(\x0b\x32\x1b.sutradhar.v1.HedgingPolicy\x12\x0e\n\x06weight\x18\x07 \x01(\x05\"\x88\x01\n\x14\x43ircuitBreakerPolicy\x12\x1c\n\x14\x63onsecutive_failures\x18\x01 \x01(\x05\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0cmax_requests\x18\x03 \x01(\x05\x12\x10\n\x08\x64isabled\x18\x04 \x01(\x08\"\xd3\x01\n\x16OutlierDetectionPolicy\x12\x1c\n\x14\x63onsecutive_failures\x18\x01 \x01(\x05\x12\x35\n\x12\x62\x61se_ejection_time\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x34\n\x11max_ejection_time\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1c\n\x14max_ejection_percent\x18\x04 \x01(\x05\x12\x10\n\x08\x64isabled\x18\x05 \x01(\x08\"\xfb\x01\n\x0bRetryPolicy\x12\x14\n\x0cmax_attempts\x18\x01 \x01(\x05\x12\x32\n\x0finitial_backoff\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0bmax_backoff\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1a\n\x12\x62\x61\x63koff_multiplier\x18\x04 \x01(\x01\x12\x1e\n\x16retryable_status_codes\x18\x05 \x03(\t\x12\x16\n\x0e\x62udget_percent\x18\x06 \x01(\x01\x12\x1e\n\x16min_retries_per_second\x18\x07 \x01(\x05\"c\n\rHedgingPolicy\x12\x12\n\ntask_types\x18\x01 \x03(\t\x12(\n\x05\x64\x65lay\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0cmax_attempts\x18\x03 \x01(\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asutradhar/v1/routing.proto\x12\x0csutradhar.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1csutradhar/v1/ratelimit.proto\"\xea\x02\n\rRoutingPolicy\x12\x10\n\x08strategy\x18\x01 \x01(\t\x12;\n\x0f\x63ircuit_breaker\x18\x02 \x01(\x0b\x32\".sutradhar.v1.CircuitBreakerPolicy\x12?\n\x11outlier_detection\x18\x03 \x01(\x0b\x32$.sutradhar.v1.OutlierDetectionPolicy\x12(\n\x05retry\x18\x04 \x01(\x0b\x32\x19.sutradhar.v1.RetryPolicy\x12\x32\n\x0f\x64\x65\x66\x61ult_timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\x07hedging\x18\x06 \x01(\x0b\x32\x1b.sutradhar.v1.HedgingPolicy\x12\x0e\n\x06weight\x18\x07 \x01(\x05\x12-\n\nrate_limit\x18\x08 \x01(\x0b\x32\x19.sutradhar.v1.TokenBucket\"\x88\x01\n\x14\x43ircuitBreakerPolicy\x12\x1c\n\x14\x63onsecutive_failures\x18\x01 \x01(\x05\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0cmax_requests\x18\x03 \x01(\x05\x12\x10\n\x08\x64isabled\x18\x04 \x01(\x08\"\xd3\x01\n\x16OutlierDetectionPolicy\x12\x1c\n\x14\x63onsecutive_failures\x18\x01 \x01(\x05\x12\x35\n\x12\x62\x61se_ejection_time\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x34\n\x11max_ejection_time\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1c\n\x14max_ejection_percent\x18\x04 \x01(\x05\x12\x10\n\x08\x64isabled\x18\x05 \x01(\x08\"\xfb\x01\n\x0bRetryPolicy\x12\x14\n\x0cmax_attempts\x18\x01 \x01(\x05\x12\x32\n\x0finitial_backoff\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0bmax_backoff\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1a\n\x12\x62\x61\x63koff_multiplier\x18\x04 \x01(\x01\x12\x1e\n\x16retryable_status_codes\x18\x05 \x03(\t\x12\x16\n\x0e\x62udget_percent\x18\x06 \x01(\x01\x12\x1e\n\x16min_retries_per_second\x18\x07 \x01(\x05\"c\n\rHedgingPolicy\x12\x12\n\ntask_types\x18\x01 \x03(\t\x12(\n\x05\x64\x65lay\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0cmax_attempts\x18\x03 \x01(\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sutradhar.v1.routing_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROUTINGPOLICY']._serialized_start=77
-  _globals['_ROUTINGPOLICY']._serialized_end=392
-  _globals['_CIRCUITBREAKERPOLICY']._serialized_start=395
-  _globals['_CIRCUITBREAKERPOLICY']._serialized_end=531
-  _globals['_OUTLIERDETECTIONPOLICY']._serialized_start=534
-  _globals['_OUTLIERDETECTIONPOLICY']._serialized_end=745
-  _globals['_RETRYPOLICY']._serialized_start=748
-  _globals['_RETRYPOLICY']._serialized_end=999
-  _globals['_HEDGINGPOLICY']._serialized_start=1001
-  _globals['_HEDGINGPOLICY']._serialized_end=1100
+  _globals['_ROUTINGPOLICY']._serialized_start=107
+  _globals['_ROUTINGPOLICY']._serialized_end=469
+  _globals['_CIRCUITBREAKERPOLICY']._serialized_start=472
+  _globals['_CIRCUITBREAKERPOLICY']._serialized_end=608
+  _globals['_OUTLIERDETECTIONPOLICY']._serialized_start=611
+  _globals['_OUTLIERDETECTIONPOLICY']._serialized_end=822
+  _globals['_RETRYPOLICY']._serialized_start=825
+  _globals['_RETRYPOLICY']._serialized_end=1076
+  _globals['_HEDGINGPOLICY']._serialized_start=1078
+  _globals['_HEDGINGPOLICY']._serialized_end=1177
 # @@protoc_insertion_point(module_scope)

@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import duration_pb2 as _duration_pb2
+from sutradhar.v1 import ratelimit_pb2 as _ratelimit_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -10,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RoutingPolicy(_message.Message):
-    __slots__ = ("strategy", "circuit_breaker", "outlier_detection", "retry", "default_timeout", "hedging", "weight")
+    __slots__ = ("strategy", "circuit_breaker", "outlier_detection", "retry", "default_timeout", "hedging", "weight", "rate_limit")
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     CIRCUIT_BREAKER_FIELD_NUMBER: _ClassVar[int]
     OUTLIER_DETECTION_FIELD_NUMBER: _ClassVar[int]
@@ -18,6 +19,7 @@ class RoutingPolicy(_message.Message):
     DEFAULT_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     HEDGING_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
     strategy: str
     circuit_breaker: CircuitBreakerPolicy
     outlier_detection: OutlierDetectionPolicy
@@ -25,7 +27,8 @@ class RoutingPolicy(_message.Message):
     default_timeout: _duration_pb2.Duration
     hedging: HedgingPolicy
     weight: int
-    def __init__(self, strategy: _Optional[str] = ..., circuit_breaker: _Optional[_Union[CircuitBreakerPolicy, _Mapping]] = ..., outlier_detection: _Optional[_Union[OutlierDetectionPolicy, _Mapping]] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., default_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., hedging: _Optional[_Union[HedgingPolicy, _Mapping]] = ..., weight: _Optional[int] = ...) -> None: ...
+    rate_limit: _ratelimit_pb2.TokenBucket
+    def __init__(self, strategy: _Optional[str] = ..., circuit_breaker: _Optional[_Union[CircuitBreakerPolicy, _Mapping]] = ..., outlier_detection: _Optional[_Union[OutlierDetectionPolicy, _Mapping]] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., default_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., hedging: _Optional[_Union[HedgingPolicy, _Mapping]] = ..., weight: _Optional[int] = ..., rate_limit: _Optional[_Union[_ratelimit_pb2.TokenBucket, _Mapping]] = ...) -> None: ...
 
 class CircuitBreakerPolicy(_message.Message):
     __slots__ = ("consecutive_failures", "timeout", "max_requests", "disabled")

@@ -1,13 +1,14 @@
-"""Health members: who is alive, and which of them probes which instance.
+"""Service members: who is alive, and (for health) which of them probes which instance.
 
-Each member keeps a key ``/sutradhar/v1/members/health/<member-id>`` under an
+Each member keeps a key ``/sutradhar/v1/members/<service>/<member-id>`` under an
 etcd lease it renews every third of the TTL. Every member watches the member
 set; an instance belongs to the live member with the highest rendezvous
 (highest-random-weight) score for the instance's key, so every member computes
 the same split without talking to the others, and when a member joins or
 leaves only the instances it wins or loses move. A member whose lease lapses
 disappears from the set at most one TTL after it died, and the survivors take
-its instances over.
+its instances over. Routers are members too (``service="router"``): shared rate limits
+are split among the live ones.
 """
 
 from __future__ import annotations
@@ -20,24 +21,23 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 
 from sutradhar._errors import NotFound, Unavailable
+from sutradhar.services.common import keys
 from sutradhar.services.common.follow import follow_prefix
-
-from ..common import keys
-from ..common.store import Event, EventType, KeyValue, Store
+from sutradhar.services.common.store import Event, EventType, KeyValue, Store
 
 log = logging.getLogger(__name__)
 
 SERVICE = "health"
 
 
-def members_prefix() -> str:
-    """The etcd prefix of live health members."""
-    return f"{keys.ROOT}{keys.MEMBERS}/{SERVICE}/"
+def members_prefix(service: str = SERVICE) -> str:
+    """The etcd prefix of the live members of `service` (health members by default)."""
+    return f"{keys.ROOT}{keys.MEMBERS}/{service}/"
 
 
-def member_key(member_id: str) -> str:
-    """The etcd key of one health member."""
-    return members_prefix() + member_id
+def member_key(member_id: str, service: str = SERVICE) -> str:
+    """The etcd key of one member of `service`."""
+    return members_prefix(service) + member_id
 
 
 def score(member_id: str, key: str) -> int:
@@ -57,7 +57,8 @@ def owner(members: Iterable[str], key: str) -> str | None:
 
 
 class Membership:
-    """This member's lease and key, and a live view of every member."""
+    """This member's lease and key, and a live view of every member of `service` (routers use it
+    too: shared rate limits are split among the live routers)."""
 
     def __init__(
         self,
@@ -67,8 +68,10 @@ class Membership:
         address: str = "",
         ttl: timedelta = timedelta(seconds=5),
         on_change: Callable[[], None] | None = None,
+        service: str = SERVICE,
     ) -> None:
         self.store = store
+        self.service = service
         self.member_id = member_id
         self.address = address
         self.ttl = ttl
@@ -93,7 +96,7 @@ class Membership:
         value = json.dumps(
             {"id": self.member_id, "address": self.address, "join_time": self._join_time.isoformat()}
         ).encode()
-        await self.store.put(member_key(self.member_id), value, lease=self.lease_id)
+        await self.store.put(member_key(self.member_id, self.service), value, lease=self.lease_id)
 
     async def leave(self) -> None:
         """Revoke the lease: the others take this member's instances at once."""
@@ -112,7 +115,7 @@ class Membership:
             try:
                 await self.store.keep_alive(self.lease_id)
             except NotFound:
-                log.warning("health member %s lost its lease; joining again", self.member_id)
+                log.warning("%s member %s lost its lease; joining again", self.service, self.member_id)
                 try:
                     await self.join()
                 except Unavailable as err:
@@ -139,7 +142,7 @@ class Membership:
                 return
             self.on_change()
 
-        await follow_prefix(self.store, members_prefix(), reset=reset, event=event)
+        await follow_prefix(self.store, members_prefix(self.service), reset=reset, event=event)
 
 
 def _parse(raw: bytes) -> dict[str, str]:
