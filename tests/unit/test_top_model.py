@@ -144,3 +144,17 @@ def test_flags() -> None:
         with pytest.raises(SystemExit):
             build_parser().parse_args(["top", "--interval", bad])
     assert isinstance(args, argparse.Namespace)
+
+
+def test_without_rich_top_says_which_extra_to_install(monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+
+    from sutradhar.cli.main import main
+
+    for name in [m for m in sys.modules if m == "rich" or m.startswith("rich.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "rich", None)  # import rich -> ModuleNotFoundError
+    assert main(["--router", "127.0.0.1:1", "--scheduler", "127.0.0.1:1", "top"]) == 1
+    err = capsys.readouterr().err
+    assert "missing module 'rich" in err and "hint: pip install 'sutradhar[cli]'" in err
