@@ -407,7 +407,8 @@ def stop_replicas(state_dir: Path, *, etcd: str = "", timeout: float = 60.0, sec
 
 def wait_for_listening(proc: subprocess.Popen[bytes], log_path: Path, marker: str, *, offset: int = 0,
                        timeout: float = 30.0) -> str:
-    """Wait until `proc` writes `marker` + address to its log; return the address."""
+    """Wait until `proc` writes `marker` + address to its log; return the address.
+    The line may be text or a JSON log line (``--log-format json``), where a quote ends the address."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with open(log_path, "rb") as f:
@@ -415,7 +416,7 @@ def wait_for_listening(proc: subprocess.Popen[bytes], log_path: Path, marker: st
             text = f.read().decode(errors="replace")
         for line in text.splitlines():
             if marker in line:
-                return line.split(marker, 1)[1].split()[0]
+                return line.split(marker, 1)[1].split()[0].split('"')[0]
         if proc.poll() is not None:
             tail = "\n".join(text.splitlines()[-15:])
             raise Unavailable(f"{marker.split()[0]} exited with code {proc.returncode} while starting; "

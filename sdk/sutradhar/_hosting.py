@@ -34,9 +34,6 @@ _Servicer = TypeVar("_Servicer")
 #: Default largest message a server accepts or sends (4 MiB, gRPC's default).
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
-#: The one log line format of agents served by the SDK and of the mesh services.
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
 
 def reconnect_options(
     *,

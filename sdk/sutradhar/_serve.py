@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -44,11 +43,12 @@ from sutradhar._convert import event_to_proto, result_to_proto, task_from_proto
 from sutradhar._credentials import Credentials
 from sutradhar._errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, Unavailable
 from sutradhar._hosting import (
-    LOG_FORMAT,
     GrpcHost,
     install_signal_handlers,
 )
 from sutradhar._identity import AGENT
+from sutradhar._log_context import LogContext, set_context, trace_from_traceparent, traceparent_of
+from sutradhar._logs import announce, configure_logging
 from sutradhar._mesh_callers import MeshCallers
 from sutradhar._metrics import TaskMetrics
 from sutradhar._registration import Registration
@@ -65,9 +65,11 @@ AGENT_SERVICE = agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     """AgentService over one `Agent`: decode, run, count, encode."""
 
-    def __init__(self, agent: Agent, *, instance_id: str, metrics: TaskMetrics | None = None) -> None:
+    def __init__(self, agent: Agent, *, instance_id: str, metrics: TaskMetrics | None = None,
+                 namespace: str = "") -> None:
         self.agent = agent
         self.instance_id = instance_id
+        self.namespace = namespace
         self.metrics = metrics or TaskMetrics()
         self.draining = False
         self._idle = asyncio.Event()
@@ -132,6 +134,18 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             )
         return task if task.id else replace(task, id=uuid.uuid4().hex)
 
+    def _log_context(self, task: Task, context: grpc.aio.ServicerContext) -> None:
+        """Name the task in every log line written while it runs (`sutradhar._log_context`):
+        its request id (the caller's, else the task id), the agent, instance and namespace, and
+        the trace of the task's traceparent or else the call's ``traceparent`` metadata. The call
+        runs in a task of its own, so the context ends with it."""
+        traceparent = task.context.traceparent or traceparent_of(context.invocation_metadata())
+        trace_id, span_id = trace_from_traceparent(traceparent)
+        set_context(LogContext(
+            request_id=task.context.request_id or task.id, task_id=task.id, trace_id=trace_id, span_id=span_id,
+            namespace=self.namespace, agent=self.agent.id, instance=self.instance_id,
+        ))
+
     def _final(self, result: Result, task: Task, started: float) -> tuple[agent_pb2.Result, bool]:
         meta = ResultMetadata(
             latency=timedelta(seconds=time.perf_counter() - started),
@@ -168,6 +182,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     ) -> agent_pb2.ExecuteResponse:
         self._admit(context)
         task = self._task(request)
+        self._log_context(task, context)
         deadline = self._unexpired_deadline(context, task)
         started = self._begin()
         ok = False
@@ -189,6 +204,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     ) -> AsyncIterator[agent_pb2.ExecuteStreamResponse]:
         self._admit(context)
         task = self._task(request)
+        self._log_context(task, context)
         deadline = self._unexpired_deadline(context, task)
         started = self._begin()
         ok = False
@@ -317,7 +333,7 @@ class AgentServer:
             max_message_bytes=settings.max_message_bytes, tls=self.tls,
             middleware=[MeshCallers(settings.trust_domain, agent=f"agent {agent.id}")] if secured else [],
         )
-        self.servicer = AgentServicer(agent, instance_id=self.instance_id)
+        self.servicer = AgentServicer(agent, instance_id=self.instance_id, namespace=self.namespace)
         self._host.add_servicer(agent_pb2_grpc.add_AgentServiceServicer_to_server, self.servicer)
         self.registration: Registration | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -465,7 +481,8 @@ class AgentServer:
         stop = asyncio.Event()
         install_signal_handlers(stop)
         await self.start()
-        print(f"agent {self.agent.id} listening on {self.address}", file=sys.stderr, flush=True)
+        announce(__name__, f"agent {self.agent.id} listening on {self.address}", address=self.address,
+                 agent=self.agent.id, instance=self.instance_id, namespace=self.namespace)
         try:
             await stop.wait()
         finally:
@@ -515,6 +532,7 @@ def serve(
     health_period: timedelta | None = None,
     max_message_bytes: int | None = None,
     log_level: str | None = None,
+    log_format: str | None = None,
     tls_cert_file: Path | None = None,
     tls_key_file: Path | None = None,
     tls_ca_file: Path | None = None,
@@ -545,13 +563,14 @@ def serve(
         host=host, port=port, registry=registry, namespace=namespace, instance_id=instance_id,
         advertise=advertise, agent_id=agent_id, agent_version=agent_version, labels=labels, ttl=ttl,
         grace=grace, register_agent=register_agent, health_period=health_period,
-        max_message_bytes=max_message_bytes, log_level=log_level, tls_cert_file=tls_cert_file,
+        max_message_bytes=max_message_bytes, log_level=log_level, log_format=log_format, tls_cert_file=tls_cert_file,
         tls_key_file=tls_key_file, tls_ca_file=tls_ca_file, trust_domain=trust_domain, insecure=insecure,
         published_on_loopback=published_on_loopback, bootstrap=bootstrap, bootstrap_token_file=bootstrap_token_file,
     )
     settings = replace(settings, **options) if settings is not None else serve_settings(**options)
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=settings.log_level, format=LOG_FORMAT)
+        configure_logging(settings.log_level, settings.log_format, service=settings.agent_id or agent.id,
+                          quiet_libraries=False)
 
     async def main() -> None:
         server = AgentServer(agent, settings=settings)

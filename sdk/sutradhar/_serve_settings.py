@@ -19,7 +19,7 @@ from sutradhar._bootstrap import Bootstrap
 from sutradhar._errors import FailedPrecondition
 from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES
 from sutradhar._security_settings import SecuritySettings
-from sutradhar._settings import COUNT, PORT, POSITIVE_DURATION, Settings, log_level_setting, setting
+from sutradhar._settings import COUNT, PORT, POSITIVE_DURATION, Settings, log_format_setting, log_level_setting, setting
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,9 @@ class ServeSettings(SecuritySettings):
     """Largest message accepted or sent."""
     log_level: str = log_level_setting("WARNING")
     """Logging level of ``python -m sutradhar.serve`` and of `serve()` when logging is not set up yet."""
+    log_format: str = log_format_setting()
+    """Log line format: text, or json (one object per line with time, level, service, logger, message and the call's
+    request_id, trace_id, namespace, agent, instance where known; docs/observability.md)."""
     published_on_loopback: bool = False
     """Set by the scheduler's container runtime: the agent listens on 0.0.0.0 inside a container whose
     port is published on the host's loopback only, so --insecure is allowed there."""

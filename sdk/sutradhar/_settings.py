@@ -44,6 +44,9 @@ ENV_PREFIX = "SUTRADHAR_"
 #: Logging levels, as `logging` names them.
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
+#: Log line formats (`sutradhar._logs`): text as it always was, or one JSON object per line.
+LOG_FORMATS = ("text", "json")
+
 _METADATA_KEY = "sutradhar.setting"
 
 C = TypeVar("C")
@@ -169,6 +172,7 @@ def choice(*values: str, fold: Callable[[str], str] = str) -> Kind:
 
 
 LOG_LEVEL = dataclasses.replace(choice(*LOG_LEVELS, fold=str.upper), metavar="LEVEL")
+LOG_FORMAT_KIND = dataclasses.replace(choice(*LOG_FORMATS, fold=str.lower), metavar="FORMAT")
 
 
 @dataclass(frozen=True)
@@ -210,6 +214,13 @@ def setting(
 def log_level_setting(default: str) -> Any:
     """The ``log_level`` field every server has: SUTRADHAR_LOG_LEVEL, one of `LOG_LEVELS`."""
     return setting(default, kind=LOG_LEVEL, shared=True)
+
+
+def log_format_setting() -> Any:
+    """The ``log_format`` field every server has: text (default) or json, one of `LOG_FORMATS`.
+    Not shared: a service reads SUTRADHAR_<SVC>_LOG_FORMAT, an SDK agent SUTRADHAR_LOG_FORMAT,
+    so a mesh can log JSON from its services while `up`'s own agents stay in text, or the reverse."""
+    return setting("text", kind=LOG_FORMAT_KIND)
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from typing import Any
 
 from sutradhar._agent import Agent
 from sutradhar._errors import SutradharError
-from sutradhar._hosting import LOG_FORMAT
+from sutradhar._logs import announce, configure_logging
 from sutradhar._serve import serve
 from sutradhar._serve_settings import SERVE_SETTINGS
 
@@ -65,11 +65,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = SERVE_SETTINGS.resolve(args)
-        logging.basicConfig(level=settings.log_level, format=LOG_FORMAT, stream=sys.stderr)
-        agent = load_agent_class(args.agent)()
-        serve(agent, settings=settings)
+        agent_class = load_agent_class(args.agent)
+        configure_logging(settings.log_level, settings.log_format, service=settings.agent_id or agent_class.id,
+                          quiet_libraries=False)
+        serve(agent_class(), settings=settings)
     except (SutradharError, ValueError, ImportError, AttributeError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        announce(__name__, f"error: {err}", level=logging.ERROR)
         return 1
     return 0
 

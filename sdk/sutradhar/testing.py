@@ -100,12 +100,13 @@ def spawn_agent(
     *,
     cwd: str | None = None,
     env: Mapping[str, str] | None = None,
-    ready_pattern: str = r"listening on (\S+)",
+    ready_pattern: str = r'listening on ([^\s"]+)',
     startup_timeout: timedelta = timedelta(seconds=15),
 ) -> AgentProcess:
     """Start `command` (e.g. ``[sys.executable, "-m", "sutradhar.serve",
     "pkg.mod:MyAgent"]``) and wait for its ``... listening on HOST:PORT`` line
-    on stderr. Raises RuntimeError (with its output) when it exits or stays
+    on stderr (in text, or inside a JSON log line under ``--log-format json``).
+    Raises RuntimeError (with its output) when it exits or stays
     silent past `startup_timeout`."""
     full_env = {**os.environ, **(env or {})}
     proc = subprocess.Popen(

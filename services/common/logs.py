@@ -1,25 +1,22 @@
-"""One logging setup for the four services (`--log-level`, SUTRADHAR_LOG_LEVEL)."""
+"""One logging setup for the four services (`--log-level`, SUTRADHAR_LOG_LEVEL;
+`--log-format text|json`, SUTRADHAR_<SVC>_LOG_FORMAT). The formats are
+`sutradhar._logs`'s, shared with SDK agents."""
 
 from __future__ import annotations
 
-import logging
-
-from sutradhar._hosting import LOG_FORMAT
+from sutradhar._logs import CHATTY, LOG_FORMATS
+from sutradhar._logs import configure_logging as _configure
 from sutradhar._settings import LOG_LEVELS as LEVELS
 
-#: Libraries that log every request at INFO. The health service probes
-#: thousands of HTTP endpoints a second and the router forwards to HTTP agents:
-#: at INFO, httpx alone wrote one line per probe (6,631 lines in 5 minutes
-#: for 30 instances). They speak at WARNING unless the services are at DEBUG.
-CHATTY = ("httpx", "httpcore", "docker", "urllib3")
+__all__ = ["CHATTY", "configure_logging"]
 
 
-def configure_logging(level: str) -> None:
-    """Log to stderr at `level`; SystemExit with one line for an unknown level."""
+def configure_logging(level: str, log_format: str = "text", *, service: str = "sutradhar") -> None:
+    """Log to stderr at `level` in `log_format`, each JSON line naming `service`;
+    SystemExit with one line for an unknown level or format."""
     name = level.strip().upper()
     if name not in LEVELS:
         raise SystemExit(f"error: --log-level {level!r} is not one of {', '.join(LEVELS)}")
-    logging.basicConfig(level=name, format=LOG_FORMAT)
-    quiet = logging.DEBUG if name == "DEBUG" else logging.WARNING
-    for library in CHATTY:
-        logging.getLogger(library).setLevel(quiet)
+    if log_format.strip().lower() not in LOG_FORMATS:
+        raise SystemExit(f"error: --log-format {log_format!r} is not one of {', '.join(LOG_FORMATS)}")
+    _configure(name, log_format, service=service)

@@ -12,10 +12,14 @@ from collections.abc import Sequence
 
 from sutradhar._errors import SutradharError
 from sutradhar._hosting import install_signal_handlers
+from sutradhar._logs import announce
 from sutradhar.services.common.logs import configure_logging
 
 from .config import SETTINGS, HealthConfig
 from .server import HealthServer
+
+#: The logger that start-up lines and start-up errors are written as.
+LOGGER = "sutradhar.services.health"
 
 
 async def _run(config: HealthConfig) -> None:
@@ -23,9 +27,9 @@ async def _run(config: HealthConfig) -> None:
     install_signal_handlers(stop)
     server = HealthServer(config)
     await server.start()
-    print(f"health listening on {server.address}", file=sys.stderr, flush=True)
+    announce(LOGGER, f"health listening on {server.address}", address=server.address)
     if server.token_address:
-        print(f"health token port on {server.token_address}", file=sys.stderr, flush=True)
+        announce(LOGGER, f"health token port on {server.token_address}")
     logging.getLogger("sutradhar.services.health").info("member id %s", server.member_id)
     stopping = asyncio.create_task(stop.wait())
     running = asyncio.create_task(server.wait())
@@ -42,15 +46,15 @@ async def _run(config: HealthConfig) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run until SIGTERM/SIGINT; return the exit code."""
     config = SETTINGS.load(argv, prog="python -m sutradhar.services.health", description=__doc__)
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, config.log_format, service="health")
     try:
         asyncio.run(_run(config))
     except SutradharError as err:
-        print(f"health: error: {err.message}", file=sys.stderr)
+        announce(LOGGER, f"health: error: {err.message}", level=logging.ERROR)
         return 1
     except Exception as err:
         logging.getLogger("sutradhar.services.health").exception("health member failed")
-        print(f"health: error: {type(err).__name__}: {err}", file=sys.stderr)
+        announce(LOGGER, f"health: error: {type(err).__name__}: {err}", level=logging.ERROR)
         return 1
     return 0
 

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sutradhar._settings import COUNT, PORT, POSITIVE_DURATION, Settings, log_level_setting, setting
+from sutradhar._settings import COUNT, PORT, POSITIVE_DURATION, Settings, log_format_setting, log_level_setting, setting
 from sutradhar.services.common.security_config import ServiceSecurity
 
 
@@ -37,6 +37,9 @@ class HealthConfig(ServiceSecurity):
     """etcd writes in flight at once."""
     log_level: str = log_level_setting("INFO")
     """Logging level of `python -m sutradhar.services.health`."""
+    log_format: str = log_format_setting()
+    """Log line format: text, or json (one object per line with time, level, service, logger, message and the call's
+    request_id, trace_id, namespace, agent, instance where known; docs/observability.md)."""
 
 
 #: HealthConfig's flags and variables: SUTRADHAR_HEALTH_<FIELD>, or SUTRADHAR_<FIELD> where shared.

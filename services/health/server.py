@@ -11,6 +11,7 @@ from sutradhar._hosting import GrpcHost
 from sutradhar.services.common.membership import Membership
 from sutradhar.v1 import health_pb2, health_pb2_grpc
 
+from ..common.log_context import LogContextMiddleware
 from ..common.probing import Probers
 from ..common.security import SecurityStack
 from ..common.store import EtcdEndpoint, Store
@@ -32,7 +33,8 @@ class HealthServer:
         self.store = Store(EtcdEndpoint.parse(config.etcd), tls=self.tls)
         self.security = SecurityStack(config, self.store, service="health")
         self.host = GrpcHost(service_names=[SERVICE_NAME], host=config.host, port=config.port, tls=self.tls,
-                             middleware=self.security.middleware, token_port=config.token_port)
+                             middleware=[LogContextMiddleware(), *self.security.middleware],
+                             token_port=config.token_port)
         self.membership = Membership(self.store, config.member_id, ttl=config.member_ttl)
         self.manager = HealthManager(
             self.store,

@@ -6,14 +6,19 @@ lists them; see `config.RegistryConfig`)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from collections.abc import Sequence
 
 from sutradhar._errors import SutradharError
 from sutradhar._hosting import install_signal_handlers
+from sutradhar._logs import announce
 from sutradhar.services.common.logs import configure_logging
 from sutradhar.services.registry.config import SETTINGS, RegistryConfig
 from sutradhar.services.registry.server import RegistryServer
+
+#: The logger that start-up lines and start-up errors are written as.
+LOGGER = "sutradhar.services.registry"
 
 
 async def serve(config: RegistryConfig) -> None:
@@ -22,12 +27,11 @@ async def serve(config: RegistryConfig) -> None:
     install_signal_handlers(stop)
     server = RegistryServer(config)
     await server.start()
-    print(f"registry listening on {server.address}", file=sys.stderr, flush=True)
+    announce(LOGGER, f"registry listening on {server.address}", address=server.address)
     if server.bootstrap_address is not None:
-        print(f"registry bootstrap port (bearer token for a certificate) on {server.bootstrap_address}",
-              file=sys.stderr, flush=True)
+        announce(LOGGER, f"registry bootstrap port (bearer token for a certificate) on {server.bootstrap_address}")
     if server.token_address:
-        print(f"registry token port on {server.token_address}", file=sys.stderr, flush=True)
+        announce(LOGGER, f"registry token port on {server.token_address}")
     try:
         await stop.wait()
     finally:
@@ -37,11 +41,11 @@ async def serve(config: RegistryConfig) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     config = SETTINGS.load(argv, prog="python -m sutradhar.services.registry", description=__doc__)
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, config.log_format, service="registry")
     try:
         asyncio.run(serve(config))
     except SutradharError as err:
-        print(f"registry: {err}", file=sys.stderr)
+        announce(LOGGER, f"registry: {err}", level=logging.ERROR)
         return 1
     except KeyboardInterrupt:
         return 0

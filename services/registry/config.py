@@ -7,7 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES
-from sutradhar._settings import COUNT, PORT, POSITIVE_DURATION, Settings, log_level_setting, setting
+from sutradhar._settings import COUNT, PORT, POSITIVE_DURATION, Settings, log_format_setting, log_level_setting, setting
 from sutradhar.services.common.audit import DEFAULT_RETENTION_AGE, DEFAULT_RETENTION_COUNT
 from sutradhar.services.common.security_config import ServiceSecurity
 from sutradhar.services.registry.watch import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_SIZE, DEFAULT_PROGRESS_INTERVAL
@@ -65,6 +65,9 @@ class RegistryConfig(ServiceSecurity):
     stores no secrets (SecretService answers FAILED_PRECONDITION); ConfigMaps work either way."""
     log_level: str = log_level_setting("INFO")
     """Logging level of `python -m sutradhar.services.registry`."""
+    log_format: str = log_format_setting()
+    """Log line format: text, or json (one object per line with time, level, service, logger, message and the call's
+    request_id, trace_id, namespace, agent, instance where known; docs/observability.md)."""
 
 
 #: RegistryConfig's flags and variables: SUTRADHAR_REGISTRY_<FIELD>, or SUTRADHAR_<FIELD> where shared.

@@ -12,6 +12,7 @@ from sutradhar._hosting import GrpcHost
 from sutradhar.services.common.audit import AuditLog
 from sutradhar.services.common.authority import load_authority
 from sutradhar.services.common.encryption import EncryptionConfig
+from sutradhar.services.common.log_context import LogContextMiddleware
 from sutradhar.services.common.quota_store import QuotaAdmission, QuotaStore
 from sutradhar.services.common.rolebindings import RoleBindingStore
 from sutradhar.services.common.security import SecurityStack
@@ -107,7 +108,7 @@ class RegistryServer:
             port=config.port,
             max_message_bytes=config.max_message_bytes,
             tls=self.tls,
-            middleware=self.security.middleware, token_port=config.token_port,
+            middleware=[LogContextMiddleware(), *self.security.middleware], token_port=config.token_port,
         )
         self._host.add_servicer(
             registry_pb2_grpc.add_RegistryServiceServicer_to_server,

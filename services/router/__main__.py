@@ -13,6 +13,7 @@ from datetime import timedelta
 
 from sutradhar._errors import SutradharError
 from sutradhar._hosting import install_signal_handlers
+from sutradhar._logs import announce
 from sutradhar.services.common import eventloop
 from sutradhar.services.common.logs import configure_logging
 from sutradhar.services.router.config import SETTINGS, RouterConfig
@@ -22,6 +23,9 @@ log = logging.getLogger("sutradhar.router")
 
 #: How long to wait for the first registry sync before announcing the port anyway.
 SYNC_WAIT = timedelta(seconds=3)
+
+#: The logger that start-up lines and start-up errors are written as.
+LOGGER = "sutradhar.services.router"
 
 
 async def run(config: RouterConfig, loop_name: str = "asyncio") -> int:
@@ -33,9 +37,9 @@ async def run(config: RouterConfig, loop_name: str = "asyncio") -> int:
     try:
         if not await server.wait_synced(SYNC_WAIT):
             log.warning("registry at %s not reachable yet; routing answers UNAVAILABLE until it is", config.registry)
-        print(f"router listening on {server.address} (event loop: {loop_name})", file=sys.stderr, flush=True)
+        announce(LOGGER, f"router listening on {server.address} (event loop: {loop_name})", address=server.address)
         if server.token_address:
-            print(f"router token port on {server.token_address}", file=sys.stderr, flush=True)
+            announce(LOGGER, f"router token port on {server.token_address}")
         await stop.wait()
     finally:
         await server.stop(timedelta(seconds=5))
@@ -45,13 +49,13 @@ async def run(config: RouterConfig, loop_name: str = "asyncio") -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     config = SETTINGS.load(argv, prog="python -m sutradhar.services.router", description=__doc__)
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, config.log_format, service="router")
     try:
         factory, loop_name = eventloop.loop_factory(config.event_loop)
         with asyncio.Runner(loop_factory=factory) as runner:
             return runner.run(run(config, loop_name))
     except SutradharError as err:
-        print(f"error: {err}", file=sys.stderr)
+        announce(LOGGER, f"error: {err}", level=logging.ERROR)
         return 1
 
 

@@ -6,7 +6,16 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES
-from sutradhar._settings import COUNT, PORT, POSITIVE_DURATION, Settings, choice, log_level_setting, setting
+from sutradhar._settings import (
+    COUNT,
+    PORT,
+    POSITIVE_DURATION,
+    Settings,
+    choice,
+    log_format_setting,
+    log_level_setting,
+    setting,
+)
 from sutradhar.services.common import eventloop
 from sutradhar.services.common.security_config import ServiceSecurity
 from sutradhar.services.router.ratelimits import DEFAULT_MAX_CALLERS
@@ -41,6 +50,9 @@ class RouterConfig(ServiceSecurity):
     per call), uvloop or asyncio."""
     log_level: str = log_level_setting("INFO")
     """Logging level of `python -m sutradhar.services.router`."""
+    log_format: str = log_format_setting()
+    """Log line format: text, or json (one object per line with time, level, service, logger, message and the call's
+    request_id, trace_id, namespace, agent, instance where known; docs/observability.md)."""
 
 
 #: RouterConfig's flags and variables: SUTRADHAR_ROUTER_<FIELD>, or SUTRADHAR_<FIELD> where shared.

@@ -346,7 +346,9 @@ class Engine:
         may_eject = outcome is Outcome.FAILURE and self._may_eject(pool, backend, end)
         if backend.end(end, end - start, outcome, may_eject=may_eject):
             log.warning("ejected %s for %.0fs after consecutive failures",
-                        _describe(backend), backend.outlier.remaining(end))
+                        _describe(backend), backend.outlier.remaining(end),
+                        extra={"namespace": backend.namespace, "agent": backend.agent_id,
+                               "instance": backend.instance_id})
 
     def _final_error(self, failure: _Failure | None, attempts: int, why: str = "") -> SutradharError:
         if failure is None:

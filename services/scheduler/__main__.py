@@ -6,14 +6,19 @@ lists them; see `config.SchedulerConfig`)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from collections.abc import Sequence
 
 from sutradhar._errors import SutradharError
 from sutradhar._hosting import install_signal_handlers
+from sutradhar._logs import announce
 from sutradhar.services.common.logs import configure_logging
 from sutradhar.services.scheduler.config import SETTINGS, SchedulerConfig
 from sutradhar.services.scheduler.server import SchedulerServer
+
+#: The logger that start-up lines and start-up errors are written as.
+LOGGER = "sutradhar.services.scheduler"
 
 
 def load_config(argv: Sequence[str] | None) -> tuple[SchedulerConfig, bool]:
@@ -34,11 +39,11 @@ async def _serve(config: SchedulerConfig) -> int:
         server = SchedulerServer(config)
         await server.start()
     except SutradharError as err:
-        print(f"scheduler: {err}", file=sys.stderr)
+        announce(LOGGER, f"scheduler: {err}", level=logging.ERROR)
         return 1
-    print(f"scheduler listening on {server.address}", file=sys.stderr, flush=True)
+    announce(LOGGER, f"scheduler listening on {server.address}", address=server.address)
     if server.token_address:
-        print(f"scheduler token port on {server.token_address}", file=sys.stderr, flush=True)
+        announce(LOGGER, f"scheduler token port on {server.token_address}")
     await stop.wait()
     await server.stop()
     return 0
@@ -49,7 +54,7 @@ async def _stop_replicas(config: SchedulerConfig) -> int:
 
     tls = config.tls_source("scheduler", config.host)
     stopped = await stop_replicas(config.state_dir, etcd=config.etcd, grace=config.stop_grace, tls=tls)
-    print(f"scheduler: stopped {len(stopped)} replica(s) managed under {config.state_dir}", file=sys.stderr)
+    announce(LOGGER, f"scheduler: stopped {len(stopped)} replica(s) managed under {config.state_dir}")
     return 0
 
 
@@ -57,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the scheduler until SIGTERM/SIGINT (or, with --stop-replicas, stop its
     replicas and exit); return the exit code."""
     config, stop_only = load_config(argv)
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, config.log_format, service="scheduler")
     return asyncio.run(_stop_replicas(config) if stop_only else _serve(config))
 
 

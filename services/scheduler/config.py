@@ -14,6 +14,7 @@ from sutradhar._settings import (
     PORT,
     POSITIVE_DURATION,
     Settings,
+    log_format_setting,
     log_level_setting,
     setting,
 )
@@ -74,6 +75,9 @@ class SchedulerConfig(ServiceSecurity):
     """Lifetime of a replica's certificate; renewed at 70 % of it for as long as the replica runs."""
     log_level: str = log_level_setting("INFO")
     """Logging level of `python -m sutradhar.services.scheduler`."""
+    log_format: str = log_format_setting()
+    """Log line format: text, or json (one object per line with time, level, service, logger, message and the call's
+    request_id, trace_id, namespace, agent, instance where known; docs/observability.md)."""
 
 
 #: SchedulerConfig's flags and variables: SUTRADHAR_SCHEDULER_<FIELD>, or SUTRADHAR_<FIELD> where shared.

@@ -23,6 +23,7 @@ from sutradhar._credentials import Credentials
 from sutradhar._errors import NotFound, SutradharError
 from sutradhar._hosting import GrpcHost
 from sutradhar._secret_clients import SecretClient
+from sutradhar.services.common.log_context import LogContextMiddleware
 from sutradhar.services.common.security import SecurityStack
 from sutradhar.services.common.store import EtcdEndpoint, Store
 from sutradhar.services.scheduler.config import SchedulerConfig
@@ -166,7 +167,8 @@ class SchedulerServer:
             on_change=self.controller.set_leader,
         )
         self.host = GrpcHost(service_names=[SERVICE_NAME], host=config.host, port=config.port, tls=self.tls,
-                             middleware=self.security.middleware, token_port=config.token_port)
+                             middleware=[LogContextMiddleware(), *self.security.middleware],
+                             token_port=config.token_port)
         self.host.add_servicer(
             scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server, SchedulerServicer(self.deployments)
         )

@@ -1,0 +1,134 @@
+"""The per-call logging context: what a log line says about the call it was written in.
+
+One `contextvars.ContextVar` holds a `LogContext` for the call being served.
+Code sets it where it knows the fields, once per call:
+
+- an SDK agent's servicer around `execute` (request id, task id, agent,
+  instance, namespace, the trace of the task's ``traceparent``);
+- the control plane's `LogContextMiddleware` (namespace and method of the
+  request, the trace of the call's ``traceparent`` metadata);
+- the router passes fields with ``extra=`` on its warning and error lines
+  instead (setting a context per routed call would cost on the hot path).
+
+The JSON log formatter (`sutradhar._logs.JsonFormatter`) reads it for every
+record. gRPC aio runs each call in its own asyncio task with its own copy of
+the context, so a value set while serving one call is seen by that call's
+code (and by the tasks it starts) and by no other call.
+
+Tracing (issue 11, item 1) will fill `trace_id` / `span_id` through `bind`
+in the same places; until then they come from the W3C ``traceparent`` the
+call carried (`trace_from_traceparent`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, fields, replace
+from typing import Any, Final
+
+#: The fields of a `LogContext`, in the order a JSON log line shows them.
+FIELDS: Final = ("request_id", "task_id", "trace_id", "span_id", "namespace", "agent", "instance", "method")
+
+
+@dataclass(frozen=True, slots=True)
+class LogContext:
+    """What is known of the call a log record is written in; empty: not known or not applicable."""
+
+    request_id: str = ""
+    """The caller's request id (a task's ``context.request_id``), else the task id."""
+    task_id: str = ""
+    """The task being executed (SDK agents)."""
+    trace_id: str = ""
+    """W3C trace id, 32 lower-case hex digits."""
+    span_id: str = ""
+    """W3C span (parent) id, 16 lower-case hex digits."""
+    namespace: str = ""
+    """Namespace the call is about."""
+    agent: str = ""
+    """Agent id."""
+    instance: str = ""
+    """Instance id."""
+    method: str = ""
+    """gRPC method, ``/package.Service/Method``."""
+
+    def items(self) -> Iterator[tuple[str, str]]:
+        """The non-empty fields as (name, value), in `FIELDS` order."""
+        for name in FIELDS:
+            value = getattr(self, name)
+            if value:
+                yield name, value
+
+
+assert tuple(f.name for f in fields(LogContext)) == FIELDS
+
+EMPTY: Final = LogContext()
+
+_CONTEXT: ContextVar[LogContext] = ContextVar("sutradhar_log_context", default=EMPTY)
+
+
+def current() -> LogContext:
+    """The context of the call this code runs in (`EMPTY` outside any)."""
+    return _CONTEXT.get()
+
+
+def set_context(context: LogContext) -> None:
+    """Make `context` the current one for the rest of this task (and the tasks it starts).
+
+    Used where a call runs in a task of its own (every gRPC aio call does), so
+    the value ends with the call; elsewhere use `bind`."""
+    _CONTEXT.set(context)
+
+
+@contextlib.contextmanager
+def bind(**values: str) -> Iterator[LogContext]:
+    """Add `values` (fields of `LogContext`; empty strings leave a field as it
+    is) to the current context inside the ``with`` block, then restore it."""
+    base = _CONTEXT.get()
+    token = _CONTEXT.set(replace(base, **{k: v for k, v in values.items() if v}))
+    try:
+        yield _CONTEXT.get()
+    finally:
+        _CONTEXT.reset(token)
+
+
+_TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(?:-.*)?$")
+_INVALID_TRACE = "0" * 32
+_INVALID_SPAN = "0" * 16
+
+
+def trace_from_traceparent(value: str) -> tuple[str, str]:
+    """(trace id, parent span id) of a W3C ``traceparent`` header value, or
+    ("", "") when it is missing or malformed (version ff, an all-zero id, a
+    version 00 header with extra fields) as the W3C Trace Context spec says."""
+    match = _TRACEPARENT.match(value.strip().lower()) if value else None
+    if match is None:
+        return "", ""
+    version, trace_id, span_id, _flags = match.groups()
+    if version == "ff" or trace_id == _INVALID_TRACE or span_id == _INVALID_SPAN:
+        return "", ""
+    if version == "00" and len(value.strip()) != 55:
+        return "", ""
+    return trace_id, span_id
+
+
+def traceparent_of(metadata: Any) -> str:
+    """The ``traceparent`` value in gRPC invocation metadata (pairs of key and value), or ""."""
+    for key, value in metadata or ():
+        if key == "traceparent":
+            return value if isinstance(value, str) else value.decode(errors="replace")
+    return ""
+
+
+__all__ = [
+    "EMPTY",
+    "FIELDS",
+    "LogContext",
+    "bind",
+    "current",
+    "set_context",
+    "trace_from_traceparent",
+    "traceparent_of",
+]
