@@ -14,7 +14,7 @@ registry replicas.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, Generic, TypeVar, cast
 
@@ -40,12 +40,16 @@ class NamespacedObjects(Generic[M]):
     `what` names the kind in messages ("role binding"); `field` is the request field that
     holds an object ("binding"), for error fields such as ``binding.resource_version``;
     `validate` checks an object before it is written; `not_found_hint` ends a NotFound
-    message (e.g. the command that lists them)."""
+    message (e.g. the command that lists them); `output_only` names the kind's further
+    output-only fields, cleared from what a caller sends (e.g. a computed ``status``). A
+    kind with an ``update_time`` field gets it set on every write."""
 
     def __init__(self, store: Store, *, kind: str, message: type[M], what: str, field: str,
-                 validate: Callable[[M], None], not_found_hint: str = "",
+                 validate: Callable[[M], None], not_found_hint: str = "", output_only: Sequence[str] = (),
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._store = store
+        self._output_only = (*_OUTPUT_ONLY, *output_only)
+        self._has_update_time = "update_time" in message.DESCRIPTOR.fields_by_name
         self._kind = kind
         self._message = message
         self._what = what
@@ -64,9 +68,10 @@ class NamespacedObjects(Generic[M]):
         out.resource_version = kv.mod_revision
         return cast(M, out)
 
-    async def apply(self, obj: M, *, created_by: str) -> tuple[M, bool]:
+    async def apply(self, obj: M, *, created_by: str, also: Sequence[Op] = ()) -> tuple[M, bool]:
         """Create `obj` or replace it; (stored, created). InvalidArgument on bad input; Conflict
-        when its `resource_version` is set and stale."""
+        when its `resource_version` is set and stale. `also` are further writes made in the
+        same transaction (e.g. the quota admission guard)."""
         self._validate(obj)
         given: Any = obj  # the fields every namespaced object has (see the module docstring)
         expected: int = given.resource_version
@@ -78,14 +83,17 @@ class NamespacedObjects(Generic[M]):
             current = await self._store.get(key)
             out: Any = self._message()
             out.CopyFrom(obj)
-            for output_only in _OUTPUT_ONLY:
+            for output_only in self._output_only:
                 out.ClearField(output_only)
             out.namespace, out.created_by = namespace, created_by
+            now = self._clock()
+            if self._has_update_time:
+                out.update_time.FromDatetime(now)
             if current is None:
                 if expected:
                     raise Conflict(f"{self.describe(namespace, name)} no longer exists "
                                    f"(resource_version {expected} is stale)", field=stale)
-                out.create_time.FromDatetime(self._clock())
+                out.create_time.FromDatetime(now)
                 guard = Guard(key, 0)
             else:
                 if expected and expected != current.mod_revision:
@@ -95,7 +103,7 @@ class NamespacedObjects(Generic[M]):
                 out.create_time.CopyFrom(stored.create_time)
                 guard = Guard(key, current.mod_revision)
             try:
-                out.resource_version = await self._store.commit([guard], [Op(key, keys.encode(out))])
+                out.resource_version = await self._store.commit([guard], [Op(key, keys.encode(out)), *also])
             except (AlreadyExists, NotFound, Conflict) as err:
                 if expected or attempt == CAS_ATTEMPTS - 1:
                     raise Conflict(f"{self.describe(namespace, name)} changed concurrently: {err}") from err

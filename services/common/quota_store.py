@@ -33,13 +33,11 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final, TypeVar
-
-from google.protobuf import timestamp_pb2
+from typing import TypeVar
 
 from sutradhar._errors import AlreadyExists, Conflict, NotFound
-from sutradhar._names import validate_dns_label, validate_namespace
 from sutradhar.services.common import keys, quota
+from sutradhar.services.common.objects import CAS_ATTEMPTS, NamespacedObjects
 from sutradhar.services.common.store import Guard, KeyValue, Op, Store, prefix_end
 from sutradhar.v1 import quota_pb2
 
@@ -49,10 +47,6 @@ T = TypeVar("T")
 
 Clock = Callable[[], datetime]
 """Returns the current wall-clock time (UTC); injected so tests can pin it."""
-
-#: How often a write is tried again when a concurrent writer wins.
-CAS_ATTEMPTS: Final = 8
-
 
 class QuotaRace(Conflict):
     """Another quota-checked write (or a quota change) committed in the namespace
@@ -68,20 +62,6 @@ async def retry_on_race(attempt: Callable[[], Awaitable[T]], *, attempts: int = 
         except QuotaRace:
             continue
     return await attempt()
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _timestamp(now: datetime) -> timestamp_pb2.Timestamp:
-    out = timestamp_pb2.Timestamp()
-    out.FromDatetime(now)
-    return out
-
-
-def _describe(namespace: str, name: str) -> str:
-    return f'quota "{name}" in namespace "{keys.namespace_or_default(namespace)}"'
 
 
 def _from_kv(kv: KeyValue) -> quota_pb2.ResourceQuota:
@@ -190,12 +170,17 @@ class QuotaAdmission:
 
 
 class QuotaStore:
-    """ResourceQuotas in etcd (no state of its own; safe across registry replicas)."""
+    """ResourceQuotas in etcd (no state of its own; safe across registry replicas): a
+    `NamespacedObjects` store whose writes also bump the namespace's admission guard, and
+    whose reads fill `status.used` live."""
 
-    def __init__(self, store: Store, *, clock: Clock = _utc_now) -> None:
+    def __init__(self, store: Store, *, clock: Clock = lambda: datetime.now(UTC)) -> None:
         self._store = store
-        self._clock = clock
         self._admission = QuotaAdmission(store)
+        self._objects: NamespacedObjects[quota_pb2.ResourceQuota] = NamespacedObjects(
+            store, kind=keys.RESOURCEQUOTAS, message=quota_pb2.ResourceQuota, what="quota", field="quota",
+            validate=quota.validate_quota, output_only=("status",), clock=clock,
+            not_found_hint=" (sutradhar quota lists them)")
 
     async def apply(
         self, wanted: quota_pb2.ResourceQuota, *, created_by: str
@@ -203,79 +188,29 @@ class QuotaStore:
         """Create a quota or replace its hard limits; (stored with status, created).
         InvalidArgument on bad input; Conflict when `resource_version` is set and stale.
         Bumps the namespace's guard key in the same transaction."""
-        quota.validate_quota(wanted)
-        expected = wanted.resource_version
         namespace = keys.namespace_or_default(wanted.namespace)
-        key = keys.resourcequota_key(namespace, wanted.name)
-        guard_key = keys.quota_guard_key(namespace)
-        for attempt in range(CAS_ATTEMPTS):
-            current = await self._store.get(key)
-            now = _timestamp(self._clock())
-            out = quota_pb2.ResourceQuota(namespace=namespace, name=wanted.name, created_by=created_by)
-            out.spec.hard.update(wanted.spec.hard)
-            out.update_time.CopyFrom(now)
-            if current is None:
-                if expected:
-                    raise Conflict(f"{_describe(namespace, wanted.name)} no longer exists "
-                                   f"(resource_version {expected} is stale)", field="quota.resource_version")
-                out.create_time.CopyFrom(now)
-                guard = Guard(key, 0)
-            else:
-                if expected and expected != current.mod_revision:
-                    raise Conflict(f"{_describe(namespace, wanted.name)} changed since resource_version {expected} "
-                                   f"(now {current.mod_revision}); read it again and retry",
-                                   field="quota.resource_version")
-                out.create_time.CopyFrom(_from_kv(current).create_time)
-                guard = Guard(key, current.mod_revision)
-            note = f"quota {namespace}/{wanted.name} applied by {created_by}"
-            try:
-                revision = await self._store.commit(
-                    [guard], [Op(key, keys.encode(out)), Op(guard_key, _guard_value(note))])
-            except (AlreadyExists, NotFound, Conflict) as err:
-                if expected or attempt == CAS_ATTEMPTS - 1:
-                    raise Conflict(f"{_describe(namespace, wanted.name)} changed concurrently: {err}") from err
-                continue
-            out.resource_version = revision
-            await self._fill_status([out])
-            return out, current is None
-        raise AssertionError("unreachable")  # pragma: no cover
+        note = f"quota {namespace}/{wanted.name} applied by {created_by}"
+        bump = Op(keys.quota_guard_key(namespace), _guard_value(note))
+        out, created = await self._objects.apply(wanted, created_by=created_by, also=[bump])
+        await self._fill_status([out])
+        return out, created
 
     async def get(self, namespace: str, name: str) -> quota_pb2.ResourceQuota:
         """One quota with its live status; NotFound when missing."""
-        stored = await self._get(namespace, name)
+        stored = await self._objects.get(namespace, name)
         await self._fill_status([stored])
         return stored
-
-    async def _get(self, namespace: str, name: str) -> quota_pb2.ResourceQuota:
-        validate_namespace(namespace)
-        validate_dns_label(name, field="name", what="quota name")
-        kv = await self._store.get(keys.resourcequota_key(namespace, name))
-        if kv is None:
-            raise NotFound(f"{_describe(namespace, name)} not found", field="name")
-        return _from_kv(kv)
 
     async def list(self, namespace: str) -> tuple[builtins.list[quota_pb2.ResourceQuota], int]:
         """Quotas of `namespace` ("*": all) with their live status, sorted by namespace
         and name, and the read revision."""
-        validate_namespace(namespace, allow_all=True)
-        kvs, revision = await self._store.list(keys.kind_prefix(keys.RESOURCEQUOTAS, namespace))
-        found = sorted((_from_kv(kv) for kv in kvs), key=lambda q: (q.namespace, q.name))
+        found, revision = await self._objects.list(namespace)
         await self._fill_status(found)
         return found, revision
 
     async def delete(self, namespace: str, name: str) -> quota_pb2.ResourceQuota:
         """Delete a quota and return it; NotFound when missing."""
-        key = keys.resourcequota_key(namespace, name)
-        for attempt in range(CAS_ATTEMPTS):
-            current = await self._get(namespace, name)
-            try:
-                await self._store.commit([Guard(key, current.resource_version)], [Op(key)])
-            except (NotFound, Conflict):
-                if attempt == CAS_ATTEMPTS - 1:
-                    raise
-                continue
-            return current
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await self._objects.delete(namespace, name)
 
     async def _fill_status(self, quotas: Sequence[quota_pb2.ResourceQuota]) -> None:
         """Set each quota's status from its namespace's usage now (one read per namespace)."""

@@ -18,10 +18,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Final
-
-from google.protobuf import timestamp_pb2
+from datetime import datetime
 
 from sutradhar._errors import AlreadyExists, Conflict, FailedPrecondition, NotFound
 from sutradhar._labels import validate_labels
@@ -30,26 +27,12 @@ from sutradhar.services.common import keys
 from sutradhar.services.common.encryption import DecryptionFailed, EncryptionConfig, envelope_key_name
 from sutradhar.services.common.secret_refs import check_data
 from sutradhar.services.common.store import Guard, KeyValue, Op, Store
+from sutradhar.services.registry._common import CAS_ATTEMPTS, describe, timestamp, utc_now
 from sutradhar.v1 import secrets_pb2 as pb
 
 __all__ = ["ConfigMapStore", "ReencryptProgress", "SecretStore"]
 
 Clock = Callable[[], datetime]
-_CAS_ATTEMPTS: Final = 8
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _timestamp(now: datetime) -> timestamp_pb2.Timestamp:
-    out = timestamp_pb2.Timestamp()
-    out.FromDatetime(now)
-    return out
-
-
-def _describe(kind: str, namespace: str, name: str) -> str:
-    return f'{kind} "{name}" in namespace "{keys.namespace_or_default(namespace)}"'
 
 
 def no_encryption_config() -> FailedPrecondition:
@@ -76,7 +59,7 @@ class ReencryptProgress:
 class SecretStore:
     """Secrets in etcd, sealed with the current key of `encryption` (None: secrets are refused)."""
 
-    def __init__(self, store: Store, encryption: EncryptionConfig | None, *, clock: Clock = _utc_now) -> None:
+    def __init__(self, store: Store, encryption: EncryptionConfig | None, *, clock: Clock = utc_now) -> None:
         self._store = store
         self._encryption = encryption
         self._clock = clock
@@ -129,7 +112,7 @@ class SecretStore:
         key = keys.secret_key(namespace, secret.name)
         expected = secret.resource_version
         wanted = dict(data)
-        for attempt in range(_CAS_ATTEMPTS):
+        for attempt in range(CAS_ATTEMPTS):
             current = await self._store.get(key)
             old, lost_version = None, 0
             if current is not None:
@@ -143,7 +126,7 @@ class SecretStore:
             if old is not None and dict(old.data) == wanted and dict(old.secret.labels) == dict(secret.labels) \
                     and not stale_key:
                 return old.secret, False, False
-            now = _timestamp(self._clock())
+            now = timestamp(self._clock())
             meta = pb.Secret(namespace=namespace, name=secret.name, labels=dict(secret.labels))
             meta.keys.extend(pb.SecretKey(name=k, size=len(v)) for k, v in sorted(wanted.items()))
             changed = old is None or dict(old.data) != wanted
@@ -164,8 +147,8 @@ class SecretStore:
             try:
                 revision = await self._store.commit([guard], [Op(key, self._seal(key, record))])
             except (AlreadyExists, NotFound, Conflict) as err:
-                if expected or attempt == _CAS_ATTEMPTS - 1:
-                    raise Conflict(f"{_describe('secret', namespace, secret.name)} changed concurrently: {err}") \
+                if expected or attempt == CAS_ATTEMPTS - 1:
+                    raise Conflict(f"{describe('secret', namespace, secret.name)} changed concurrently: {err}") \
                         from err
                 continue
             meta.resource_version = revision
@@ -179,17 +162,17 @@ class SecretStore:
         if not expected:
             return
         if current is None:
-            raise Conflict(f"{_describe('secret', namespace, name)} no longer exists (resource_version {expected} is "
+            raise Conflict(f"{describe('secret', namespace, name)} no longer exists (resource_version {expected} is "
                            "stale)", field="secret.resource_version")
         if current.mod_revision != expected:
-            raise Conflict(f"{_describe('secret', namespace, name)} changed since resource_version {expected} (now "
+            raise Conflict(f"{describe('secret', namespace, name)} changed since resource_version {expected} (now "
                            f"{current.mod_revision}); read it again and retry", field="secret.resource_version")
 
     async def _get_kv(self, namespace: str, name: str) -> KeyValue:
         self._validate(namespace, name)
         kv = await self._store.get(keys.secret_key(namespace, name))
         if kv is None:
-            raise NotFound(f"{_describe('secret', namespace, name)} not found", field="name")
+            raise NotFound(f"{describe('secret', namespace, name)} not found", field="name")
         return kv
 
     async def get(self, namespace: str, name: str) -> pb.Secret:
@@ -219,7 +202,7 @@ class SecretStore:
 
     async def delete(self, namespace: str, name: str) -> pb.Secret:
         """Delete and return the metadata; NotFound when missing."""
-        for attempt in range(_CAS_ATTEMPTS):
+        for attempt in range(CAS_ATTEMPTS):
             kv = await self._get_kv(namespace, name)
             try:
                 meta = self._open(kv).secret
@@ -229,7 +212,7 @@ class SecretStore:
             try:
                 await self._store.commit([Guard(kv.key, kv.mod_revision)], [Op(kv.key)])
             except (NotFound, Conflict):
-                if attempt == _CAS_ATTEMPTS - 1:
+                if attempt == CAS_ATTEMPTS - 1:
                     raise
                 continue
             return meta
@@ -257,7 +240,7 @@ class SecretStore:
             yield ReencryptProgress(i, len(kvs), rewritten, unchanged, f"{ns}/{name}", current_key, failed)
 
     async def _reencrypt_one(self, kv: KeyValue | None) -> bool:
-        for _ in range(_CAS_ATTEMPTS):
+        for _ in range(CAS_ATTEMPTS):
             if kv is None:
                 return False  # deleted meanwhile
             if not self.encryption.needs_rewrite(keys.decode(kv.value, pb.StoredSecret).sealed):
@@ -284,7 +267,7 @@ def _key_name_or_unknown(sealed: bytes) -> str:
 class ConfigMapStore:
     """ConfigMaps in etcd, plain protobuf JSON (no state of its own)."""
 
-    def __init__(self, store: Store, *, clock: Clock = _utc_now) -> None:
+    def __init__(self, store: Store, *, clock: Clock = utc_now) -> None:
         self._store = store
         self._clock = clock
 
@@ -304,17 +287,17 @@ class ConfigMapStore:
         namespace = keys.namespace_or_default(config_map.namespace)
         key = keys.configmap_key(namespace, config_map.name)
         expected = config_map.resource_version
-        for attempt in range(_CAS_ATTEMPTS):
+        for attempt in range(CAS_ATTEMPTS):
             current = await self._store.get(key)
             old = self._from_kv(current) if current is not None else None
             if expected and (current is None or current.mod_revision != expected):
-                raise Conflict(f"{_describe('config map', namespace, config_map.name)} changed since "
+                raise Conflict(f"{describe('config map', namespace, config_map.name)} changed since "
                                f"resource_version {expected}; read it again and retry",
                                field="config_map.resource_version")
             if old is not None and dict(old.data) == dict(config_map.data) and \
                     dict(old.labels) == dict(config_map.labels):
                 return old, False, False
-            now = _timestamp(self._clock())
+            now = timestamp(self._clock())
             out = pb.ConfigMap(namespace=namespace, name=config_map.name, data=dict(config_map.data),
                                labels=dict(config_map.labels))
             changed = old is None or dict(old.data) != dict(config_map.data)
@@ -330,8 +313,8 @@ class ConfigMapStore:
             try:
                 revision = await self._store.commit([guard], [Op(key, keys.encode(out))])
             except (AlreadyExists, NotFound, Conflict) as err:
-                if expected or attempt == _CAS_ATTEMPTS - 1:
-                    raise Conflict(f"{_describe('config map', namespace, config_map.name)} changed concurrently: "
+                if expected or attempt == CAS_ATTEMPTS - 1:
+                    raise Conflict(f"{describe('config map', namespace, config_map.name)} changed concurrently: "
                                    f"{err}") from err
                 continue
             out.resource_version = revision
@@ -345,7 +328,7 @@ class ConfigMapStore:
         validate_dns_label(name, field="name", what="config map name")
         kv = await self._store.get(keys.configmap_key(namespace, name))
         if kv is None:
-            raise NotFound(f"{_describe('config map', namespace, name)} not found", field="name")
+            raise NotFound(f"{describe('config map', namespace, name)} not found", field="name")
         return self._from_kv(kv)
 
     async def list(self, namespace: str) -> tuple[builtins.list[pb.ConfigMap], int]:
@@ -356,13 +339,13 @@ class ConfigMapStore:
 
     async def delete(self, namespace: str, name: str) -> pb.ConfigMap:
         """Delete and return it; NotFound when missing."""
-        for attempt in range(_CAS_ATTEMPTS):
+        for attempt in range(CAS_ATTEMPTS):
             current = await self.get(namespace, name)
             key = keys.configmap_key(namespace, name)
             try:
                 await self._store.commit([Guard(key, current.resource_version)], [Op(key)])
             except (NotFound, Conflict):
-                if attempt == _CAS_ATTEMPTS - 1:
+                if attempt == CAS_ATTEMPTS - 1:
                     raise
                 continue
             return current
