@@ -358,7 +358,7 @@ class Engine:
         finally:
             ejected = self._finish(pool, backend, start, outcome)
             if span is not None:
-                trace.attempt_end(span, failure, breaker=backend.breaker_state(self.clock()).value,
+                trace.attempt_end(span, failure, breaker=backend.breaker_state(self.clock()).name.lower(),
                                   ejected=ejected, task_failed=task_failed)
 
     def _finish(self, pool: Pool, backend: Backend, start: float, outcome: Outcome) -> bool:
@@ -607,5 +607,5 @@ class Engine:
                 backend.app_error()
             ejected = self._finish(pool, backend, start, outcome)
             if span is not None:
-                trace.attempt_end(span, failure, breaker=backend.breaker_state(self.clock()).value,
+                trace.attempt_end(span, failure, breaker=backend.breaker_state(self.clock()).name.lower(),
                                   ejected=ejected, task_failed=failed_result)

@@ -121,7 +121,7 @@ async def test_a_retried_routed_call_is_one_trace_from_client_to_agent_and_unsam
     assert second.attributes["sutradhar.instance"] == f"echo-{unique}"
     assert second.attributes["rpc.response.status_code"] == "OK"
     assert second.attributes["sutradhar.task.success"] is False  # the echo agent crashed on request
-    assert "sutradhar.breaker.state" in second.attributes and "server.port" in second.attributes
+    assert second.attributes["sutradhar.breaker.state"] == "closed" and "server.port" in second.attributes
 
     (served,) = by_kind[("echo", "SERVER")]
     assert served.name == "sutradhar.v1.AgentService/Execute"
