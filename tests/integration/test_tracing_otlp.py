@@ -4,9 +4,10 @@ receiver in the test (the collector's TraceService on 127.0.0.1).
 One routed call that is retried (its first attempt goes to a registered instance nobody
 listens at) is one trace from the client to the agent: the router's SERVER span under the
 client's span, two CLIENT attempt spans under it, the agent's SERVER span under the second,
-and the agent's JSON log line of the task carries the trace id and the agent's span id. An
-unsampled call exports nothing yet still hands its trace id to the agent. Control-plane RPCs
-get a SERVER span with their etcd calls under it."""
+the agent code's own span under that, and the agent's JSON log line of the task carries the
+trace id and the agent's span id. A streamed call is traced the same way. An unsampled call
+exports nothing yet still hands its trace id to the agent. Control-plane RPCs get a SERVER
+span with their etcd calls under it, and their JSON log lines name it."""
 
 from __future__ import annotations
 
@@ -40,13 +41,13 @@ async def test_a_retried_routed_call_is_one_trace_from_client_to_agent_and_unsam
     try:
         with children() as started:
             started.append(registry := start(
-                "registry", ["-m", "sutradhar.services.registry", "--insecure", "--port", "0", "--etcd", etcd],
-                tmp_path, env=env))
+                "registry", ["-m", "sutradhar.services.registry", "--insecure", "--port", "0", "--etcd", etcd,
+                             "--log-format", "json", "--log-level", "DEBUG"], tmp_path, env=env))
             started.append(router := start(
                 "router", ["-m", "sutradhar.services.router", "--insecure", "--port", "0", "--registry",
                            registry.address], tmp_path, env=env))
             started.append(agent := start(
-                "agent", ["-m", "sutradhar.serve", "examples.echo_agent:EchoAgent", "--insecure", "--registry",
+                "agent", ["-m", "sutradhar.serve", "examples.traced_agent:TracedEchoAgent", "--insecure", "--registry",
                           registry.address, "--namespace", unique, "--instance-id", f"echo-{unique}"],
                 tmp_path, env={**env, "SUTRADHAR_LOG_FORMAT": "json"}))
             dead = f"dead-{unique}"
@@ -74,6 +75,12 @@ async def test_a_retried_routed_call_is_one_trace_from_client_to_agent_and_unsam
                         break
                 assert retried is not None, "no call was retried"
 
+                stream_id, stream_parent = _traceparent(sampled=True)
+                events = [e async for e in client.execute_stream(
+                    "echo", {"text": "abcdefgh"}, namespace=unique, context=TaskContext(traceparent=stream_parent),
+                    timeout=timedelta(seconds=5))]
+                assert events and events[-1].success
+
                 unsampled_id, unsampled = _traceparent(sampled=False)
                 quiet = await client.execute("echo", {"crash": True}, namespace=unique,
                                              context=TaskContext(traceparent=unsampled),
@@ -88,19 +95,22 @@ async def test_a_retried_routed_call_is_one_trace_from_client_to_agent_and_unsam
                         registry_pb2.ListAgentsRequest(namespace=unique), timeout=5,
                         metadata=(("traceparent", cp_parent),))
 
-                spans = await receiver.wait_for(retried, 4)
+                spans = await receiver.wait_for(retried, 5)
+                await receiver.wait_for(stream_id, 3)
                 cp_spans = await receiver.wait_for(cp_id, 2)
             await asyncio.sleep(0.3)  # the unsampled call's spans, were there any, left with the first batch
             for child in reversed(started):  # in a thread: the receiver in this loop takes their last spans
                 assert await asyncio.to_thread(child.stop) == 0, child.lines()
             agent_records = agent.records()
+            registry_records = registry.records()
     finally:
         await receiver.stop()
 
     by_kind: dict[tuple[str, str], list] = {}
     for span in spans:
         by_kind.setdefault((span.service, span.kind), []).append(span)
-    assert sorted(by_kind) == [("echo", "SERVER"), ("router", "CLIENT"), ("router", "SERVER")], spans
+    assert sorted(by_kind) == [("echo", "INTERNAL"), ("echo", "SERVER"), ("router", "CLIENT"),
+                               ("router", "SERVER")], spans
     (routed,) = by_kind[("router", "SERVER")]
     assert routed.name == "sutradhar.v1.RouterService/Execute"
     assert routed.parent_span_id == CLIENT_SPAN
@@ -128,6 +138,18 @@ async def test_a_retried_routed_call_is_one_trace_from_client_to_agent_and_unsam
     assert served.parent_span_id == second.span_id
     assert served.attributes["sutradhar.instance"] == f"echo-{unique}"
     assert served.attributes["sutradhar.task.success"] is False
+    (own,) = by_kind[("echo", "INTERNAL")]  # the agent code's span (examples/traced_agent.py)
+    assert own.name == "echo work" and own.parent_span_id == served.span_id
+
+    streamed = receiver.of_trace(stream_id)  # all of them: the processes flushed their spans at stop
+    stream_server = [s for s in streamed if s.service == "router" and s.kind == "SERVER"]
+    assert [s.name for s in stream_server] == ["sutradhar.v1.RouterService/ExecuteStream"]
+    stream_attempts = [s for s in streamed if s.service == "router" and s.kind == "CLIENT"]
+    assert stream_attempts and all(a.parent_span_id == stream_server[0].span_id for a in stream_attempts)
+    last = max(stream_attempts, key=lambda s: s.attributes["sutradhar.attempt"])
+    (stream_served,) = [s for s in streamed if s.service == "echo" and s.kind == "SERVER"]
+    assert stream_served.name == "sutradhar.v1.AgentService/ExecuteStream"
+    assert stream_served.parent_span_id == last.span_id
 
     # No span of the unsampled call left any process, yet the agent saw its trace id.
     assert receiver.of_trace(unsampled_id) == []
@@ -144,3 +166,7 @@ async def test_a_retried_routed_call_is_one_trace_from_client_to_agent_and_unsam
     etcd_calls = [s for s in cp_spans if s.kind == "CLIENT"]
     assert etcd_calls and all(s.parent_span_id == listed.span_id for s in etcd_calls)
     assert {s.attributes["db.system.name"] for s in etcd_calls} == {"etcd"}
+    call_lines = [r for r in registry_records if r.get("method") == "/sutradhar.v1.RegistryService/ListAgents"
+                  and r.get("trace_id") == cp_id]
+    assert call_lines and all(r["span_id"] == listed.span_id for r in call_lines), registry_records
+
