@@ -39,6 +39,17 @@ goes first from round to round, and the table ends with the cost (rps, p50, p99,
 per call against "sutradhar", best rounds and the median of the per-round ratios); the
 goal is throughput within 3 %.
 
+Targets "unsampled" and "sampled" are routers of this tree with tracing on (exporting by
+OTLP gRPC to ``bench/otlp_sink.py``, a TraceService that counts and drops spans), on the same
+registry and replicas: "unsampled" samples no call (``OTEL_TRACES_SAMPLER_ARG=0``: every
+call only gets a new unsampled ``traceparent`` forwarded to the agent), "sampled" every call
+(ratio 1: a SERVER and a CLIENT span per call, and the agents' SERVER spans, since they
+export to the same sink). Tracing is off in "sutradhar". The three rotate which goes first from
+round to round, and the table ends with the cost of each against "sutradhar" (goal for
+"unsampled": throughput within 3 %). The agents trace only when "sampled" is among the
+targets (then, for every target, the agents' unsampled/untraced work is the same: calls
+without a sampled parent make no span there either).
+
 ``--baseline DIR`` compares this tree's router with another checkout's in the
 same run: DIR's own ``.venv/bin/python`` (an editable install of DIR, e.g. a
 ``git worktree add`` of the previous commit plus ``make install`` there) runs
@@ -55,6 +66,8 @@ results).
     .venv/bin/python bench/router.py --targets direct,sutradhar,secured --output bench/results/router-secured.json
     .venv/bin/python bench/router.py --targets sutradhar,ratelimited --rounds 3 \
         --output bench/results/router-ratelimited.json
+    .venv/bin/python bench/router.py --targets sutradhar,unsampled,sampled --rounds 3 \
+        --output bench/results/router-tracing.json
 """
 
 from __future__ import annotations
@@ -96,11 +109,12 @@ class Proc:
     """A child process whose stderr is collected; `address` from its ready line."""
 
     def __init__(self, name: str, command: list[str], *, ready: str | None, cwd: Path = ROOT,
-                 timeout: float = 30) -> None:
+                 timeout: float = 30, env: dict[str, str] | None = None) -> None:
         self.name = name
         self.lines: list[str] = []
         self.proc = subprocess.Popen(command, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True, start_new_session=True)
+                                     stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                     env={**os.environ, **env} if env else None)
         self.address = ""
         found = threading.Event()
         pattern = re.compile(ready) if ready else None
@@ -491,6 +505,35 @@ def ratelimit_cost(best: dict[str, dict[str, float]], per_round: dict[str, list[
     return summary
 
 
+TRACED = ("unsampled", "sampled")
+
+
+def tracing_cost(best: dict[str, dict[str, float]], per_round: dict[str, list[dict[str, float]]],
+                 spans: int | None) -> dict[str, Any]:
+    """Print and return the traced routers against the untraced one of the same run."""
+    summary: dict[str, Any] = {"against": "sutradhar (tracing off; same registry, replicas and request, same run)",
+                               "spans_received_by_the_sink": spans}
+    for target in TRACED:
+        if target not in best:
+            continue
+        rounds = list(zip(per_round[target], per_round["sutradhar"], strict=True))
+        cost: dict[str, Any] = {}
+        for key, name in (("rps", "rps"), ("p50_ms", "p50"), ("p99_ms", "p99"), ("proxy_cpu_us", "cpu_per_call")):
+            base = best["sutradhar"][key]
+            per = [m[key] / b[key] for m, b in rounds if b[key]]
+            cost[f"{name}_best_ratio"] = round(best[target][key] / base, 3) if base else None
+            cost[f"{name}_median_round_ratio"] = round(statistics.median(per), 3) if per else None
+        cost["rounds"] = [{f"{target}_rps": m["rps"], "off_rps": b["rps"], f"{target}_p50_ms": m["p50_ms"],
+                           "off_p50_ms": b["p50_ms"]} for m, b in rounds]
+        summary[target] = cost
+        print(f"\ncost of tracing, {target} vs sutradhar (off): rps x{cost['rps_best_ratio']} (best), "
+              f"x{cost['rps_median_round_ratio']} (median of rounds); p50 x{cost['p50_best_ratio']}, "
+              f"p99 x{cost['p99_best_ratio']}; router CPU per call x{cost['cpu_per_call_best_ratio']}")
+    if spans is not None:
+        print(f"spans received by the OTLP sink: {spans}")
+    return summary
+
+
 def compare(best: dict[str, dict[str, float]], per_round: dict[str, list[dict[str, float]]],
             baseline: Path) -> dict[str, Any]:
     """Print and return this router against the baseline's: best rounds, and
@@ -557,15 +600,26 @@ def main(argv: list[str] | None = None) -> int:
     py = sys.executable
     results: dict[str, dict[str, float]] = {}
     secured: Secured | None = None
+    sink: Proc | None = None
+    agent_env: dict[str, str] | None = None
+    traced = [t for t in TRACED if t in targets]
+    if traced and "sutradhar" not in targets:
+        parser.error("targets unsampled and sampled need target sutradhar (tracing off, in the same run)")
     try:
         etcd.start()
+        if traced:
+            sink = Proc("otlp-sink", [py, str(ROOT / "bench" / "otlp_sink.py")], ready=r"listening on (\S+)")
+            procs.append(sink)
+            otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{sink.address}", "OTEL_TRACES_EXPORTER": "otlp"}
+            if "sampled" in targets:
+                agent_env = otel
         registry = Proc("registry", [py, "-m", "sutradhar.services.registry", "--insecure", "--port", "0", "--etcd",
                                      etcd.endpoint, "--log-level", "WARNING"], ready=r"listening on (\S+)")
         procs.append(registry)
         agents = [
             Proc(f"echo-{i}", [py, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent", "--insecure", "--registry",
                                registry.address, "--namespace", NAMESPACE, "--instance-id", f"echo-{i}"],
-                 ready=r"listening on (\S+)")
+                 ready=r"listening on (\S+)", env=agent_env)
             for i in range(args.replicas)
         ]
         procs.extend(agents)
@@ -579,6 +633,16 @@ def main(argv: list[str] | None = None) -> int:
             procs.append(router)
             addresses["sutradhar"] = router.address
             asyncio.run(wait_router(router.address, args.replicas))
+        for target in traced:
+            ratio = "0" if target == "unsampled" else "1"
+            traced_router = Proc(target, [py, "-m", "sutradhar.services.router", "--insecure", "--port", "0",
+                                          "--registry", registry.address, "--log-level", "WARNING"],
+                                 ready=r"listening on (\S+)",
+                                 env={**otel, "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                                      "OTEL_TRACES_SAMPLER_ARG": ratio, "OTEL_SERVICE_NAME": f"router-{target}"})
+            procs.append(traced_router)
+            addresses[target] = traced_router.address
+            asyncio.run(wait_router(traced_router.address, args.replicas))
         if "ratelimited" in targets:
             if router is None:
                 parser.error("target ratelimited needs target sutradhar (the same router, plain, in the same run)")
@@ -647,7 +711,7 @@ def main(argv: list[str] | None = None) -> int:
         pids = {p.name if p.name != "router" else "sutradhar": p.pid for p in procs}
         if router is not None:
             pids["ratelimited"] = router.pid
-        routed = {"sutradhar", "baseline", "secured", "ratelimited"}
+        routed = {"sutradhar", "baseline", "secured", "ratelimited", *TRACED}
         per_round: dict[str, list[dict[str, float]]] = {t: [] for t in targets}
         for round_no in range(args.rounds):
             order = list(targets)
@@ -655,6 +719,12 @@ def main(argv: list[str] | None = None) -> int:
                 if round_no % 2 and other in order:  # alternate which router goes first
                     i, j = order.index("sutradhar"), order.index(other)
                     order[i], order[j] = order[j], order[i]
+            if traced:  # rotate which of off / unsampled / sampled goes first
+                group = ["sutradhar", *traced]
+                turn = group[round_no % len(group):] + group[:round_no % len(group)]
+                slots = [i for i, t in enumerate(order) if t in group]
+                for slot, name in zip(slots, turn, strict=True):
+                    order[slot] = name
             for target in order:
                 path, request = (ROUTER_PATH, routed_req) if target in routed else (AGENT_PATH, direct_req)
                 if "ratelimited" in targets and target in ("sutradhar", "ratelimited"):
@@ -696,6 +766,11 @@ def main(argv: list[str] | None = None) -> int:
         for proc in reversed(procs):
             proc.stop()
         etcd.stop()
+        spans_received = None
+        if sink is not None:
+            for line in sink.lines:
+                if line.startswith("spans received:"):
+                    spans_received = int(line.split(":")[1])
         if secured is not None:
             secured.etcd.stop()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -713,6 +788,8 @@ def main(argv: list[str] | None = None) -> int:
         out["security_cost"] = security_cost(results, per_round)
     if "ratelimited" in results and "sutradhar" in results:
         out["ratelimit_cost"] = ratelimit_cost(results, per_round)
+    if "sutradhar" in results and any(t in results for t in TRACED):
+        out["tracing_cost"] = tracing_cost(results, per_round, spans_received)
     if "baseline" in results and "sutradhar" in results:
         out["versus_baseline"] = compare(results, per_round, args.baseline)
     out_path = Path(args.output)

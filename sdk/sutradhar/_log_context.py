@@ -15,9 +15,10 @@ record. gRPC aio runs each call in its own asyncio task with its own copy of
 the context, so a value set while serving one call is seen by that call's
 code (and by the tasks it starts) and by no other call.
 
-Tracing (issue 11, item 1) will fill `trace_id` / `span_id` through `bind`
-in the same places; until then they come from the W3C ``traceparent`` the
-call carried (`trace_from_traceparent`).
+Where tracing is on (`sutradhar._tracing`) and the call has a span, `trace_id` /
+`span_id` are that span's (set through `bind` / `set_context` by the code that
+starts it: the agent servicer, `TracingMiddleware`); otherwise they come from
+the W3C ``traceparent`` the call carried (`trace_from_traceparent`).
 """
 
 from __future__ import annotations
@@ -99,19 +100,26 @@ _INVALID_TRACE = "0" * 32
 _INVALID_SPAN = "0" * 16
 
 
-def trace_from_traceparent(value: str) -> tuple[str, str]:
-    """(trace id, parent span id) of a W3C ``traceparent`` header value, or
-    ("", "") when it is missing or malformed (version ff, an all-zero id, a
-    version 00 header with extra fields) as the W3C Trace Context spec says."""
+def traceparent_parts(value: str) -> tuple[str, str, str] | None:
+    """(trace id, parent span id, flags) in lower-case hex of a W3C ``traceparent``
+    header value, or None when it is missing or malformed (version ff, an all-zero
+    id, a version 00 header with extra fields) as the W3C Trace Context spec says."""
     match = _TRACEPARENT.match(value.strip().lower()) if value else None
     if match is None:
-        return "", ""
-    version, trace_id, span_id, _flags = match.groups()
+        return None
+    version, trace_id, span_id, flags = match.groups()
     if version == "ff" or trace_id == _INVALID_TRACE or span_id == _INVALID_SPAN:
-        return "", ""
+        return None
     if version == "00" and len(value.strip()) != 55:
-        return "", ""
-    return trace_id, span_id
+        return None
+    return trace_id, span_id, flags
+
+
+def trace_from_traceparent(value: str) -> tuple[str, str]:
+    """(trace id, parent span id) of a W3C ``traceparent`` header value, or
+    ("", "") when it is missing or malformed (`traceparent_parts`)."""
+    parts = traceparent_parts(value)
+    return ("", "") if parts is None else (parts[0], parts[1])
 
 
 def traceparent_of(metadata: Any) -> str:
@@ -131,4 +139,5 @@ __all__ = [
     "set_context",
     "trace_from_traceparent",
     "traceparent_of",
+    "traceparent_parts",
 ]

@@ -24,6 +24,7 @@ from typing import Any, Self
 
 import grpc
 
+from sutradhar import _tracing
 from sutradhar._agent import (
     Agent,
     Result,
@@ -60,6 +61,27 @@ from sutradhar.v1 import agent_pb2, agent_pb2_grpc
 log = logging.getLogger(__name__)
 
 AGENT_SERVICE = agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name
+#: The traced methods, named as the RPC semantic conventions name spans (``rpc.method``).
+EXECUTE_METHOD = f"{AGENT_SERVICE}/Execute"
+EXECUTE_STREAM_METHOD = f"{AGENT_SERVICE}/ExecuteStream"
+
+
+def _start_tracing(service: str) -> None:
+    """Turn tracing on when ``OTEL_*`` asks for it (`sutradhar._tracing.setup`). A malformed
+    ``OTEL_*`` value stops the agent (FailedPrecondition); without OpenTelemetry installed
+    (the ``tracing`` extra) the agent serves untraced and says why once."""
+    try:
+        _tracing.setup(service)
+    except ValueError as err:
+        raise FailedPrecondition(str(err)) from None
+    except ImportError as err:
+        log.warning("serving without tracing: %s", err)
+
+
+def _end_task_span(span: Any, failure: BaseException | None, ok: bool) -> None:
+    """End an agent's SERVER span: the call's status, and whether the task's result succeeded."""
+    span.set_attribute("sutradhar.task.success", ok)
+    _tracing.end_span(span, _tracing.code_of(failure), failure, server=True)
 
 
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
@@ -120,6 +142,15 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             raise DeadlineExceeded(f"task {task.id} reached agent {self.agent.id} after its deadline had passed")
         return deadline
 
+    def _traced_deadline(self, context: grpc.aio.ServicerContext, task: Task, span: Any) -> float | None:
+        """`_unexpired_deadline`, ending the call's span (if any) when the deadline has passed already."""
+        try:
+            return self._unexpired_deadline(context, task)
+        except DeadlineExceeded as err:
+            if span is not None:
+                _end_task_span(span, err, False)
+            raise
+
     def _task(self, request: agent_pb2.ExecuteRequest | agent_pb2.ExecuteStreamRequest) -> Task:
         """The request's task (with an id), or INVALID_ARGUMENT when the agent
         declares `task_types` and the task's non-empty type is not one of them:
@@ -134,17 +165,24 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             )
         return task if task.id else replace(task, id=uuid.uuid4().hex)
 
-    def _log_context(self, task: Task, context: grpc.aio.ServicerContext) -> None:
-        """Name the task in every log line written while it runs (`sutradhar._log_context`):
+    def _log_context(self, task: Task, context: grpc.aio.ServicerContext, method: str) -> Any:
+        """Start the call's SERVER span when tracing is on (`sutradhar._tracing`; None when off)
+        and name the task in every log line written while it runs (`sutradhar._log_context`):
         its request id (the caller's, else the task id), the agent, instance and namespace, and
-        the trace of the task's traceparent or else the call's ``traceparent`` metadata. The call
-        runs in a task of its own, so the context ends with it."""
-        traceparent = task.context.traceparent or traceparent_of(context.invocation_metadata())
-        trace_id, span_id = trace_from_traceparent(traceparent)
+        the trace: the span's, else that of the call's ``traceparent`` metadata (the router's
+        attempt) or else the task's traceparent. The call runs in a task of its own, so both
+        end with it."""
+        traceparent = traceparent_of(context.invocation_metadata()) or task.context.traceparent
+        span = _tracing.start_server_span(method, traceparent, {
+            "sutradhar.namespace": self.namespace, "sutradhar.agent": self.agent.id,
+            "sutradhar.instance": self.instance_id, "sutradhar.task.type": task.type,
+        })
+        trace_id, span_id = _tracing.current_ids() if span is not None else trace_from_traceparent(traceparent)
         set_context(LogContext(
             request_id=task.context.request_id or task.id, task_id=task.id, trace_id=trace_id, span_id=span_id,
             namespace=self.namespace, agent=self.agent.id, instance=self.instance_id,
         ))
+        return span
 
     def _final(self, result: Result, task: Task, started: float) -> tuple[agent_pb2.Result, bool]:
         meta = ResultMetadata(
@@ -182,10 +220,11 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     ) -> agent_pb2.ExecuteResponse:
         self._admit(context)
         task = self._task(request)
-        self._log_context(task, context)
-        deadline = self._unexpired_deadline(context, task)
+        span = self._log_context(task, context, EXECUTE_METHOD)
+        deadline = self._traced_deadline(context, task, span)
         started = self._begin()
         ok = False
+        failure: BaseException | None = None
         try:
             try:
                 async with asyncio.timeout_at(deadline):
@@ -196,18 +235,24 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 ) from None
             msg, ok = self._final(result, task, started)
             return agent_pb2.ExecuteResponse(result=msg)
+        except BaseException as err:
+            failure = err
+            raise
         finally:
             self._end(started, ok)
+            if span is not None:
+                _end_task_span(span, failure, ok)
 
     async def ExecuteStream(
         self, request: agent_pb2.ExecuteStreamRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[agent_pb2.ExecuteStreamResponse]:
         self._admit(context)
         task = self._task(request)
-        self._log_context(task, context)
-        deadline = self._unexpired_deadline(context, task)
+        span = self._log_context(task, context, EXECUTE_STREAM_METHOD)
+        deadline = self._traced_deadline(context, task, span)
         started = self._begin()
         ok = False
+        failure: BaseException | None = None
         events = stream_events(self.agent, task)
         try:
             while True:
@@ -232,9 +277,14 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                     yield agent_pb2.ExecuteStreamResponse(result=msg)
                     return
                 yield out
+        except BaseException as err:
+            failure = err
+            raise
         finally:
             await events.aclose()
             self._end(started, ok)
+            if span is not None:
+                _end_task_span(span, failure, ok)
 
     async def Metrics(
         self, request: agent_pb2.MetricsRequest, context: grpc.aio.ServicerContext
@@ -366,6 +416,7 @@ class AgentServer:
         if self._bootstrap is not None and self.tls is None:
             await self._obtain_certificate(self._bootstrap)
         self._started = True
+        _start_tracing(self.agent.id)
         await self._host.start()
         try:
             await self.agent.on_start()

@@ -5,9 +5,9 @@ The registry, scheduler and health services put it in their middleware chain
 error lines carry their fields with ``extra=``). Per call it sets the
 `sutradhar._log_context.LogContext` of that call: the gRPC method, the
 request's ``namespace`` field where the request has one, and the trace of the
-call's ``traceparent`` metadata. It sits at `Stage.TRACING`, where the spans
-of issue 11's tracing will also start, so trace and span ids can be filled in
-there later; it stays out of grpc.health.v1 and reflection.
+call's ``traceparent`` metadata, or, where tracing is on, the ids of the call's
+SERVER span (`services.common.tracing.TracingMiddleware`, at the same stage and
+before this one in the list). It stays out of grpc.health.v1 and reflection.
 
 At DEBUG (``--log-level DEBUG``) it also writes one line per finished call,
 logger ``sutradhar.services.calls``: method, status code and duration (the
@@ -32,6 +32,7 @@ import grpc
 from sutradhar._errors import SutradharError
 from sutradhar._log_context import LogContext, set_context, trace_from_traceparent, traceparent_of
 from sutradhar._middleware import Method, Stage, Streaming, Unary
+from sutradhar._tracing import current_ids
 
 #: The per-call DEBUG lines.
 calls_log = logging.getLogger("sutradhar.services.calls")
@@ -40,7 +41,9 @@ calls_log = logging.getLogger("sutradhar.services.calls")
 def call_context(method: str, request: Any, context: grpc.aio.ServicerContext) -> LogContext:
     """The log context of one call of `method` (``/pkg.Service/Method``)."""
     namespace = getattr(request, "namespace", "")
-    trace_id, span_id = trace_from_traceparent(traceparent_of(context.invocation_metadata()))
+    trace_id, span_id = current_ids()  # the call's span (`TracingMiddleware`, before this one), if any
+    if not trace_id:
+        trace_id, span_id = trace_from_traceparent(traceparent_of(context.invocation_metadata()))
     return LogContext(method=method, namespace=namespace if isinstance(namespace, str) else "",
                       trace_id=trace_id, span_id=span_id)
 

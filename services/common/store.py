@@ -45,6 +45,7 @@ from sutradhar._hosting import reconnect_options
 from sutradhar._identity import SpiffeId
 from sutradhar._tls import RotatingChannel, TlsSource, secure_channel
 from sutradhar.services.common.etcd_server import ETCD_SERVICE_NAME
+from sutradhar.services.common.tracing import etcd_span
 
 log = logging.getLogger(__name__)
 
@@ -264,14 +265,17 @@ class Store:
             "before retrying"
         )
 
-    async def _call(self, fn: Callable[[], Awaitable[T]], *, write: bool = False) -> T:
+    async def _call(self, fn: Callable[[], Awaitable[T]], *, write: bool = False, op: str = "") -> T:
         """Run one etcd call under the store's deadline.
 
         `write`: the call changes etcd, so a timeout (the request may have
-        reached etcd) is `WriteOutcomeUnknown`, not `Unavailable`.
+        reached etcd) is `WriteOutcomeUnknown`, not `Unavailable`. `op`: the
+        etcd RPC, naming the call's span when it runs inside a traced RPC
+        (`tracing.etcd_span`).
         """
         try:
-            return await asyncio.wait_for(fn(), self._timeout.total_seconds())
+            with etcd_span(op):
+                return await asyncio.wait_for(fn(), self._timeout.total_seconds())
         except (TimeoutError, aetcd.exceptions.ConnectionTimeoutError) as err:
             if write:
                 raise self._outcome_unknown(err) from err
@@ -295,7 +299,7 @@ class Store:
             res = await self._client.get_prefix(b"/sutradhar/ping/", keys_only=True)
             return self._revision_of(res)
 
-        return await self._call(go)
+        return await self._call(go, op="Range")
 
     @staticmethod
     def _revision_of(res: Any) -> int:
@@ -304,12 +308,12 @@ class Store:
 
     async def get(self, key: str) -> KeyValue | None:
         """Return one key, or None when absent."""
-        raw = await self._call(lambda: self._client.get(key.encode()))
+        raw = await self._call(lambda: self._client.get(key.encode()), op="Range")
         return None if raw is None else _kv(raw)
 
     async def list(self, prefix: str) -> tuple[list[KeyValue], int]:
         """Return every key under `prefix`, sorted by key, and the read revision."""
-        res = await self._call(lambda: self._client.get_prefix(prefix.encode(), sort_order="ascend"))
+        res = await self._call(lambda: self._client.get_prefix(prefix.encode(), sort_order="ascend"), op="Range")
         return [_kv(r) for r in res], self._revision_of(res)
 
     async def scan(
@@ -334,12 +338,12 @@ class Store:
             await self._client.connect()
             return await self._client.kvstub.Range(request, metadata=self._client.metadata)
 
-        res = await self._call(go)
+        res = await self._call(go, op="Range")
         return Scan([_kv(r) for r in res.kvs], self._revision_of(res), bool(res.more), int(res.count))
 
     async def revision(self) -> int:
         """The store's current revision."""
-        res = await self._call(lambda: self._client.get_prefix(b"/sutradhar/\xff", keys_only=True))
+        res = await self._call(lambda: self._client.get_prefix(b"/sutradhar/\xff", keys_only=True), op="Range")
         return self._revision_of(res)
 
     async def commit(self, guards: Sequence[Guard], ops: Sequence[Op]) -> int:
@@ -358,7 +362,8 @@ class Store:
             for op in ops
         ]
         failure = [tx.get(g.key.encode()) for g in guards]
-        ok, responses = await self._call(lambda: self._client.transaction(compare, success, failure), write=True)
+        ok, responses = await self._call(
+            lambda: self._client.transaction(compare, success, failure), write=True, op="Txn")
         if ok:
             rev = 0
             for r in responses:
@@ -385,12 +390,12 @@ class Store:
 
     async def delete(self, key: str) -> bool:
         """Delete one key; return whether it existed."""
-        res = await self._call(lambda: self._client.delete(key.encode()), write=True)
+        res = await self._call(lambda: self._client.delete(key.encode()), write=True, op="DeleteRange")
         return res is not None and bool(getattr(res, "deleted", 1))
 
     async def delete_prefix(self, prefix: str) -> int:
         """Delete every key under `prefix`; return how many were deleted."""
-        res = await self._call(lambda: self._client.delete_prefix(prefix.encode()), write=True)
+        res = await self._call(lambda: self._client.delete_prefix(prefix.encode()), write=True, op="DeleteRange")
         return len(res)
 
     # -- leases -------------------------------------------------------------
@@ -398,12 +403,12 @@ class Store:
     async def grant_lease(self, ttl: timedelta) -> int:
         """Create a lease with the given TTL (whole seconds, at least 1)."""
         seconds = max(1, round(ttl.total_seconds()))
-        lease = await self._call(lambda: self._client.lease(seconds), write=True)
+        lease = await self._call(lambda: self._client.lease(seconds), write=True, op="LeaseGrant")
         return int(lease.id)
 
     async def keep_alive(self, lease_id: int) -> timedelta:
         """Renew a lease; return its TTL. NotFound when it has lapsed."""
-        reply = await self._call(lambda: self._client.refresh_lease(lease_id))
+        reply = await self._call(lambda: self._client.refresh_lease(lease_id), op="LeaseKeepAlive")
         ttl = int(getattr(reply, "TTL", 0)) if reply is not None else 0
         if ttl <= 0:
             raise NotFound(f"lease {lease_id:x} has expired")
@@ -411,14 +416,14 @@ class Store:
 
     async def lease_ttl(self, lease_id: int) -> timedelta | None:
         """Remaining TTL of a lease, or None when it has lapsed."""
-        info = await self._call(lambda: self._client.get_lease_info(lease_id, keys=False))
+        info = await self._call(lambda: self._client.get_lease_info(lease_id, keys=False), op="LeaseTimeToLive")
         ttl = int(getattr(info, "TTL", -1))
         return None if ttl <= 0 else timedelta(seconds=ttl)
 
     async def revoke_lease(self, lease_id: int) -> None:
         """Revoke a lease (its keys are deleted). A lapsed lease is fine."""
         try:
-            await self._call(lambda: self._client.revoke_lease(lease_id), write=True)
+            await self._call(lambda: self._client.revoke_lease(lease_id), write=True, op="LeaseRevoke")
         except Unavailable as err:
             if "not found" in str(err).lower():
                 return
@@ -437,7 +442,7 @@ class Store:
         if start_revision > 0:
             kwargs["start_revision"] = start_revision
         try:
-            stream = await self._call(lambda: self._client.watch(prefix.encode(), **kwargs))
+            stream = await self._call(lambda: self._client.watch(prefix.encode(), **kwargs), op="Watch")
         except aetcd.exceptions.RevisionCompactedError as err:
             raise OutOfRange(
                 f"revision {start_revision} was compacted (oldest kept: {err.compacted_revision}); "

@@ -14,6 +14,7 @@ from sutradhar._errors import SutradharError
 from sutradhar._hosting import install_signal_handlers
 from sutradhar._logs import announce
 from sutradhar.services.common.logs import configure_logging
+from sutradhar.services.common.tracing import configure_tracing
 
 from .config import SETTINGS, HealthConfig
 from .server import HealthServer
@@ -47,6 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run until SIGTERM/SIGINT; return the exit code."""
     config = SETTINGS.load(argv, prog="python -m sutradhar.services.health", description=__doc__)
     configure_logging(config.log_level, config.log_format, service="health")
+    configure_tracing("health")
     try:
         asyncio.run(_run(config))
     except SutradharError as err:

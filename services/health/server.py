@@ -15,6 +15,7 @@ from ..common.log_context import LogContextMiddleware
 from ..common.probing import Probers
 from ..common.security import SecurityStack
 from ..common.store import EtcdEndpoint, Store
+from ..common.tracing import TracingMiddleware
 from .config import HealthConfig
 from .manager import HealthManager, ManagerOptions
 from .servicer import HealthServicer
@@ -33,7 +34,8 @@ class HealthServer:
         self.store = Store(EtcdEndpoint.parse(config.etcd), tls=self.tls)
         self.security = SecurityStack(config, self.store, service="health")
         self.host = GrpcHost(service_names=[SERVICE_NAME], host=config.host, port=config.port, tls=self.tls,
-                             middleware=[LogContextMiddleware(), *self.security.middleware],
+                             middleware=[TracingMiddleware("health"), LogContextMiddleware(),
+                                         *self.security.middleware],
                              token_port=config.token_port)
         self.membership = Membership(self.store, config.member_id, ttl=config.member_ttl)
         self.manager = HealthManager(

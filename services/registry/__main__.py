@@ -14,6 +14,7 @@ from sutradhar._errors import SutradharError
 from sutradhar._hosting import install_signal_handlers
 from sutradhar._logs import announce
 from sutradhar.services.common.logs import configure_logging
+from sutradhar.services.common.tracing import configure_tracing
 from sutradhar.services.registry.config import SETTINGS, RegistryConfig
 from sutradhar.services.registry.server import RegistryServer
 
@@ -42,6 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     config = SETTINGS.load(argv, prog="python -m sutradhar.services.registry", description=__doc__)
     configure_logging(config.log_level, config.log_format, service="registry")
+    configure_tracing("registry")
     try:
         asyncio.run(serve(config))
     except SutradharError as err:

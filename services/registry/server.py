@@ -18,6 +18,7 @@ from sutradhar.services.common.rolebindings import RoleBindingStore
 from sutradhar.services.common.security import SecurityStack
 from sutradhar.services.common.store import EtcdEndpoint, Store
 from sutradhar.services.common.tokens import IssuerKey, TokenIssuer
+from sutradhar.services.common.tracing import TracingMiddleware
 from sutradhar.services.registry.agents import Agents
 from sutradhar.services.registry.audit_servicer import SERVICE_NAME as AUDIT_SERVICE_NAME
 from sutradhar.services.registry.audit_servicer import add_audit_service
@@ -108,7 +109,8 @@ class RegistryServer:
             port=config.port,
             max_message_bytes=config.max_message_bytes,
             tls=self.tls,
-            middleware=[LogContextMiddleware(), *self.security.middleware], token_port=config.token_port,
+            middleware=[TracingMiddleware("registry"), LogContextMiddleware(), *self.security.middleware],
+            token_port=config.token_port,
         )
         self._host.add_servicer(
             registry_pb2_grpc.add_RegistryServiceServicer_to_server,

@@ -16,6 +16,7 @@ from sutradhar._hosting import install_signal_handlers
 from sutradhar._logs import announce
 from sutradhar.services.common import eventloop
 from sutradhar.services.common.logs import configure_logging
+from sutradhar.services.common.tracing import configure_tracing
 from sutradhar.services.router.config import SETTINGS, RouterConfig
 from sutradhar.services.router.server import RouterServer
 
@@ -50,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     config = SETTINGS.load(argv, prog="python -m sutradhar.services.router", description=__doc__)
     configure_logging(config.log_level, config.log_format, service="router")
+    configure_tracing("router")
     try:
         factory, loop_name = eventloop.loop_factory(config.event_loop)
         with asyncio.Runner(loop_factory=factory) as runner:

@@ -320,28 +320,49 @@ class Engine:
         ejected = sum(1 for b in pool.backends if b is not backend and b.outlier.ejected(now))
         return ejected < limit
 
-    async def _attempt(self, pool: Pool, backend: Backend, request: bytes, time_left: float) -> bytes:
+    async def _attempt(
+        self, pool: Pool, backend: Backend, request: bytes, time_left: float, trace: Any = None, number: int = 1,
+        hedge: bool = False,
+    ) -> bytes:
+        """One attempt on `backend`. `trace` (tracing on: a `tracing.Forward` or `tracing.CallTrace`)
+        gives the attempt's span and the ``traceparent`` metadata sent with it."""
         transport = backend.transport or self.transport(backend)
         clock = self.clock
         start = clock()
         backend.begin(start)
         outcome = Outcome.NEUTRAL
+        span = None
+        failure: BaseException | None = None
+        task_failed = False
         try:
-            data = await transport.execute(request, time_left)
+            if trace is None:
+                data = await transport.execute(request, time_left)
+            else:
+                span, metadata = trace.attempt(backend, number, hedge)
+                data = await transport.execute(request, time_left, metadata)
             response = check_response(data, source=_describe(backend))
             if not response.result.success:
                 backend.app_error()
+                task_failed = True
             outcome = Outcome.SUCCESS
             return data
         except (_AioRpcError, AttemptError) as err:
             failed = _attempt_error(backend, err)
             if failed.code in INSTANCE_FAILURE_CODES:
                 outcome = Outcome.FAILURE
+            failure = failed
             raise failed from None
+        except BaseException as err:
+            failure = err
+            raise
         finally:
-            self._finish(pool, backend, start, outcome)
+            ejected = self._finish(pool, backend, start, outcome)
+            if span is not None:
+                trace.attempt_end(span, failure, breaker=backend.breaker_state(self.clock()).name.lower(),
+                                  ejected=ejected, task_failed=task_failed)
 
-    def _finish(self, pool: Pool, backend: Backend, start: float, outcome: Outcome) -> None:
+    def _finish(self, pool: Pool, backend: Backend, start: float, outcome: Outcome) -> bool:
+        """Record an attempt's end on its backend; whether that ejected the instance."""
         end = self.clock()
         may_eject = outcome is Outcome.FAILURE and self._may_eject(pool, backend, end)
         if backend.end(end, end - start, outcome, may_eject=may_eject):
@@ -349,6 +370,8 @@ class Engine:
                         _describe(backend), backend.outlier.remaining(end),
                         extra={"namespace": backend.namespace, "agent": backend.agent_id,
                                "instance": backend.instance_id})
+            return True
+        return False
 
     def _final_error(self, failure: _Failure | None, attempts: int, why: str = "") -> SutradharError:
         if failure is None:
@@ -393,15 +416,15 @@ class Engine:
         budget.record_retry(now)
         return pause
 
-    async def execute(self, req: wire.RouteRequest, grpc_timeout: float | None) -> bytes:
-        """Route one unary task; the serialized response with metadata appended."""
+    async def execute(self, req: wire.RouteRequest, grpc_timeout: float | None, trace: Any = None) -> bytes:
+        """Route one unary task; the serialized response with metadata appended. `trace`: see `_attempt`."""
         pool, strategy, max_attempts, timeout, request, assigned_id = self._plan(req, grpc_timeout)
         clock = self.clock
         now = clock()
         deadline = now + timeout
         hedging = pool.policy.hedging
         if hedging.task_types and req.task_type in hedging.task_types and hedging.max_attempts > 1:
-            return await self._hedged(pool, strategy, request, deadline, assigned_id)
+            return await self._hedged(pool, strategy, request, deadline, assigned_id, trace)
         self.budget(pool).record_request(now)
         tried: list[Backend] = []
         failure: _Failure | None = None
@@ -416,7 +439,7 @@ class Engine:
                 )
             attempts += 1
             try:
-                data = await self._attempt(pool, backend, request, remaining)
+                data = await self._attempt(pool, backend, request, remaining, trace, attempts)
             except AttemptError as err:
                 failure = _Failure(err.code, err.message, err.retry_safe, backend)
             else:
@@ -429,13 +452,15 @@ class Engine:
                 return answer
             now = clock()
             pause = self._retry_pause(pool, failure, attempts, max_attempts, now, deadline, timeout)
+            if trace is not None and trace.sampled:
+                trace.retry(failure.code.name, pause, attempts)
             tried.append(backend)
             if pause > 0:
                 await asyncio.sleep(pause)
                 now = clock()
 
     async def _hedged(
-        self, pool: Pool, strategy: Strategy, request: bytes, deadline: float, assigned_id: str
+        self, pool: Pool, strategy: Strategy, request: bytes, deadline: float, assigned_id: str, trace: Any = None
     ) -> bytes:
         hedging = pool.policy.hedging
         delay = hedging.delay.total_seconds()
@@ -451,7 +476,8 @@ class Engine:
                 return False
             backend = strategy.pick(candidates)
             tried.append(backend)
-            task = asyncio.ensure_future(self._attempt(pool, backend, request, deadline - now))
+            task = asyncio.ensure_future(
+                self._attempt(pool, backend, request, deadline - now, trace, len(tried), len(tried) > 1))
             running[task] = backend
             return True
 
@@ -488,9 +514,11 @@ class Engine:
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
 
-    async def execute_stream(self, req: wire.RouteRequest, grpc_timeout: float | None) -> AsyncIterator[bytes]:
+    async def execute_stream(
+        self, req: wire.RouteRequest, grpc_timeout: float | None, trace: Any = None
+    ) -> AsyncIterator[bytes]:
         """Route one streaming task; yields serialized stream events. Retries
-        happen only before the first event has been passed on."""
+        happen only before the first event has been passed on. `trace`: see `_attempt`."""
         pool, strategy, max_attempts, timeout, request, assigned_id = self._plan(req, grpc_timeout)
         clock = self.clock
         now = clock()
@@ -503,7 +531,7 @@ class Engine:
             backend = self._next_backend(pool, strategy, tried, failure, attempts, now)
             attempts += 1
             sent_any = False
-            events = self._stream_attempt(pool, backend, request, deadline - now)
+            events = self._stream_attempt(pool, backend, request, deadline - now, trace, attempts)
             try:
                 async for event in events:
                     sent_any = True
@@ -521,12 +549,14 @@ class Engine:
                 await events.aclose()
             now = clock()
             pause = self._retry_pause(pool, failure, attempts, max_attempts, now, deadline, timeout)
+            if trace is not None and trace.sampled:
+                trace.retry(failure.code.name, pause, attempts)
             tried.append(backend)
             await asyncio.sleep(pause)
             now = clock()
 
     async def _stream_attempt(
-        self, pool: Pool, backend: Backend, request: bytes, time_left: float
+        self, pool: Pool, backend: Backend, request: bytes, time_left: float, trace: Any = None, number: int = 1,
     ) -> AsyncGenerator[bytes, None]:
         transport = backend.transport or self.transport(backend)
         clock = self.clock
@@ -535,8 +565,14 @@ class Engine:
         outcome = Outcome.NEUTRAL
         failed_result = False
         call = None
+        span = None
+        failure: BaseException | None = None
         try:
-            call = transport.stream(request, time_left)
+            if trace is None:
+                call = transport.stream(request, time_left)
+            else:
+                span, metadata = trace.attempt(backend, number)
+                call = transport.stream(request, time_left, metadata)
             async for event in call:
                 if wire.is_stream_result(event) and not wire.stream_result_succeeded(event):
                     failed_result = True
@@ -546,13 +582,18 @@ class Engine:
             failed = _attempt_error(backend, err)
             if failed.code in INSTANCE_FAILURE_CODES:
                 outcome = Outcome.FAILURE
+            failure = failed
             raise failed from None
         except TimeoutError:
             outcome = Outcome.FAILURE
-            raise AttemptError(
+            failure = AttemptError(
                 grpc.StatusCode.DEADLINE_EXCEEDED, f"{_describe(backend)}: stream passed its deadline",
                 retry_safe=False,
-            ) from None
+            )
+            raise failure from None
+        except BaseException as err:
+            failure = err
+            raise
         finally:
             if call is not None:
                 cancel = getattr(call, "cancel", None)
@@ -564,4 +605,7 @@ class Engine:
             # call also failed afterwards, `end` counts that failure instead.
             if failed_result and outcome is not Outcome.FAILURE:
                 backend.app_error()
-            self._finish(pool, backend, start, outcome)
+            ejected = self._finish(pool, backend, start, outcome)
+            if span is not None:
+                trace.attempt_end(span, failure, breaker=backend.breaker_state(self.clock()).name.lower(),
+                                  ejected=ejected, task_failed=failed_result)

@@ -35,6 +35,7 @@ from sutradhar._values import to_duration
 from sutradhar.services.common.membership import Membership
 from sutradhar.services.common.security import SecurityStack
 from sutradhar.services.common.token_bucket import RateLimited
+from sutradhar.services.common.tracing import RouterTracing
 from sutradhar.services.router import wire
 from sutradhar.services.router.config import RouterConfig
 from sutradhar.services.router.engine import Engine
@@ -88,6 +89,8 @@ class RouterServer:
             self._store, self.router_id, ttl=config.membership_ttl, on_change=self._routers_changed, service="router",
         ) if self._store is not None else None
         self.publisher: LoadPublisher | None = None
+        #: Spans of routed calls; None while tracing is off (`sutradhar._tracing.setup`), set at `start`.
+        self.tracing: RouterTracing | None = None
         self._tasks: asyncio.TaskGroup | None = None
         self._background: list[asyncio.Task[None]] = []
         self._add_handlers()
@@ -140,6 +143,7 @@ class RouterServer:
         it reports SERVING at once."""
         await self.security.start()
         await self.host.start()
+        self.tracing = RouterTracing.create(self.host.address)
         self._tasks = asyncio.TaskGroup()
         await self._tasks.__aenter__()
         if self.watcher is not None:
@@ -236,26 +240,59 @@ class RouterServer:
     async def _execute(self, request: wire.RouteRequest, context: grpc.aio.ServicerContext) -> bytes:
         if not self.view.synced:
             self._check_synced()
+        tracing = self.tracing
+        if tracing is not None:
+            return await self._execute_traced(tracing, request, context)
         try:
             return await self.engine.execute(request, context.time_remaining())
         except RateLimited as err:
             context.set_trailing_metadata(err.trailer())  # kept by the abort that sends the status
             raise
 
+    async def _execute_traced(
+        self, tracing: RouterTracing, request: wire.RouteRequest, context: grpc.aio.ServicerContext
+    ) -> bytes:
+        """`_execute` with tracing on: unsampled, the caller's context is forwarded; sampled,
+        the call's SERVER span wraps the engine's attempt spans."""
+        trace = tracing.start(context.invocation_metadata(), request.task_traceparent)
+        failure: BaseException | None = None
+        try:
+            return await self.engine.execute(request, context.time_remaining(), trace)
+        except RateLimited as err:
+            context.set_trailing_metadata(err.trailer())
+            failure = err
+            raise
+        except BaseException as err:
+            failure = err
+            raise
+        finally:
+            if trace.sampled:
+                trace.end(failure)
+
     def _execute_stream(self, request: wire.RouteRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
         self._check_synced()
         return self._stream(request, context)
 
     async def _stream(self, request: wire.RouteRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
-        events = self.engine.execute_stream(request, context.time_remaining())
+        tracing = self.tracing
+        trace = None if tracing is None else tracing.start(
+            context.invocation_metadata(), request.task_traceparent, stream=True)
+        events = self.engine.execute_stream(request, context.time_remaining(), trace)
+        failure: BaseException | None = None
         try:
             async for event in events:
                 yield event
         except RateLimited as err:
             context.set_trailing_metadata(err.trailer())
+            failure = err
+            raise
+        except BaseException as err:
+            failure = err
             raise
         finally:
             await events.aclose()  # type: ignore[attr-defined]
+            if trace is not None and trace.sampled:
+                trace.end(failure)
 
     async def _get_stats(
         self, request: router_pb2.GetStatsRequest, context: grpc.aio.ServicerContext

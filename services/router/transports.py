@@ -53,6 +53,10 @@ from sutradhar.v1 import agent_pb2
 EXECUTE_PATH = "/sutradhar.v1.AgentService/Execute"
 EXECUTE_STREAM_PATH = "/sutradhar.v1.AgentService/ExecuteStream"
 
+#: gRPC metadata sent with an attempt: the attempt's ``traceparent`` when tracing is on
+#: (gRPC agents get it; HTTP and in-process agents have no metadata and ignore it).
+Metadata = tuple[tuple[str, str], ...]
+
 # Codes that say the instance, not the task, is at fault (they count against
 # it for circuit breaking and outlier ejection), as Envoy's "gateway errors".
 INSTANCE_FAILURE_CODES = frozenset({
@@ -114,13 +118,14 @@ class GrpcTransport:
         self._execute = self.channel.unary_unary(EXECUTE_PATH, _registered_method=True)
         self._stream = self.channel.unary_stream(EXECUTE_STREAM_PATH, _registered_method=True)
 
-    def execute(self, request: bytes, timeout: float | None) -> Any:
-        """Await the serialized ExecuteResponse (an awaitable call)."""
-        return self._execute(request, timeout=timeout)
+    def execute(self, request: bytes, timeout: float | None, metadata: Metadata | None = None) -> Any:
+        """Await the serialized ExecuteResponse (an awaitable call); `metadata` is sent with it
+        (the ``traceparent`` of the attempt when tracing is on)."""
+        return self._execute(request, timeout=timeout, metadata=metadata)
 
-    def stream(self, request: bytes, timeout: float | None) -> Any:
+    def stream(self, request: bytes, timeout: float | None, metadata: Metadata | None = None) -> Any:
         """The call, an async iterator of serialized ExecuteStreamResponse; `cancel()` ends it."""
-        return self._stream(request, timeout=timeout)
+        return self._stream(request, timeout=timeout, metadata=metadata)
 
     async def close(self, grace: float | None = None) -> None:
         """Close the channel; calls in flight get `grace` seconds to finish first."""
@@ -138,10 +143,12 @@ class RefusedTransport:
     def _refuse(self) -> AttemptError:
         return AttemptError(grpc.StatusCode.UNAVAILABLE, self.message)
 
-    async def execute(self, request: bytes, time_left: float | None) -> bytes:
+    async def execute(self, request: bytes, time_left: float | None, metadata: Metadata | None = None) -> bytes:
         raise self._refuse()
 
-    async def stream(self, request: bytes, time_left: float | None) -> AsyncIterator[bytes]:
+    async def stream(
+        self, request: bytes, time_left: float | None, metadata: Metadata | None = None
+    ) -> AsyncIterator[bytes]:
         raise self._refuse()
         yield b""  # pragma: no cover - makes this an async generator
 
@@ -336,11 +343,11 @@ class HttpTransport:
             retry_safe=False,
         )
 
-    async def execute(self, request: bytes, time_left: float | None) -> bytes:
+    async def execute(self, request: bytes, time_left: float | None, metadata: Metadata | None = None) -> bytes:
         result = await self.call(request, time_left)
         return agent_pb2.ExecuteResponse(result=result).SerializeToString()
 
-    def stream(self, request: bytes, timeout: float | None) -> AsyncIterator[bytes]:
+    def stream(self, request: bytes, timeout: float | None, metadata: Metadata | None = None) -> AsyncIterator[bytes]:
         return _single_result_stream(self.call(request, timeout))
 
     async def close(self, grace: float | None = None) -> None:
@@ -433,7 +440,7 @@ class InProcessTransport:
             task_id=task.id,
         )
 
-    async def execute(self, request: bytes, time_left: float | None) -> bytes:
+    async def execute(self, request: bytes, time_left: float | None, metadata: Metadata | None = None) -> bytes:
         from sutradhar._agent import run_execute, with_metadata
         from sutradhar._convert import result_to_proto
 
@@ -450,7 +457,9 @@ class InProcessTransport:
         result = with_metadata(result, self._metadata(agent, task, started))
         return _serialize_result(result_to_proto, result)
 
-    async def stream(self, request: bytes, time_left: float | None) -> AsyncIterator[bytes]:
+    async def stream(
+        self, request: bytes, time_left: float | None, metadata: Metadata | None = None
+    ) -> AsyncIterator[bytes]:
         from sutradhar._agent import Result, stream_events, with_metadata
         from sutradhar._convert import event_to_proto
 

@@ -60,7 +60,10 @@ def _build_views() -> tuple[Any, Any, Any, Any]:
         ("selector", 2, field.TYPE_MESSAGE, ".sutradhar.v1.Selector"),
         ("options", 3, field.TYPE_MESSAGE, ".sutradhar.v1.RouteOptions"),
     ])
-    message("ContextView", [("deadline", 4, field.TYPE_MESSAGE, ".google.protobuf.Timestamp")])
+    message("ContextView", [
+        ("deadline", 4, field.TYPE_MESSAGE, ".google.protobuf.Timestamp"),
+        ("traceparent", 5, field.TYPE_STRING, ""),
+    ])
     message("TaskView", [
         ("id", 1, field.TYPE_STRING, ""),
         ("type", 2, field.TYPE_STRING, ""),
@@ -105,6 +108,8 @@ class RouteRequest:
     task_type: str
     task_deadline: float = 0.0
     """task.context.deadline as unix seconds; 0 when unset."""
+    task_traceparent: str = ""
+    """task.context.traceparent (W3C trace context of the caller), "" when unset."""
     error: str = ""
     """Non-empty when the request could not be parsed; the handler reports it."""
 
@@ -140,9 +145,13 @@ def split_route_request(data: bytes, request_type: str = EXECUTE_REQUEST) -> Rou
     except DecodeError as err:
         return _malformed(request_type, f"its task (field 1) is not a valid sutradhar.v1.Task ({_decode_reason(err)})")
     deadline = 0.0
-    if peek.HasField("context") and peek.context.HasField("deadline"):
-        ts = peek.context.deadline
-        deadline = ts.seconds + ts.nanos / 1e9
+    traceparent = ""
+    if peek.HasField("context"):
+        context = peek.context
+        if context.HasField("deadline"):
+            ts = context.deadline
+            deadline = ts.seconds + ts.nanos / 1e9
+        traceparent = context.traceparent
     return RouteRequest(
         b"\x0a" + encode_varint(len(task)) + task,
         view.selector.SerializeToString(deterministic=True),
@@ -150,6 +159,7 @@ def split_route_request(data: bytes, request_type: str = EXECUTE_REQUEST) -> Rou
         peek.id,
         peek.type,
         deadline,
+        traceparent,
     )
 
 

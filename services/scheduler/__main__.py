@@ -14,6 +14,7 @@ from sutradhar._errors import SutradharError
 from sutradhar._hosting import install_signal_handlers
 from sutradhar._logs import announce
 from sutradhar.services.common.logs import configure_logging
+from sutradhar.services.common.tracing import configure_tracing
 from sutradhar.services.scheduler.config import SETTINGS, SchedulerConfig
 from sutradhar.services.scheduler.server import SchedulerServer
 
@@ -63,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     replicas and exit); return the exit code."""
     config, stop_only = load_config(argv)
     configure_logging(config.log_level, config.log_format, service="scheduler")
+    configure_tracing("scheduler")
     return asyncio.run(_stop_replicas(config) if stop_only else _serve(config))
 
 

@@ -26,6 +26,7 @@ from sutradhar._secret_clients import SecretClient
 from sutradhar.services.common.log_context import LogContextMiddleware
 from sutradhar.services.common.security import SecurityStack
 from sutradhar.services.common.store import EtcdEndpoint, Store
+from sutradhar.services.common.tracing import TracingMiddleware
 from sutradhar.services.scheduler.config import SchedulerConfig
 from sutradhar.services.scheduler.controller import Controller
 from sutradhar.services.scheduler.deployments import Deployments
@@ -167,7 +168,8 @@ class SchedulerServer:
             on_change=self.controller.set_leader,
         )
         self.host = GrpcHost(service_names=[SERVICE_NAME], host=config.host, port=config.port, tls=self.tls,
-                             middleware=[LogContextMiddleware(), *self.security.middleware],
+                             middleware=[TracingMiddleware("scheduler"), LogContextMiddleware(),
+                                         *self.security.middleware],
                              token_port=config.token_port)
         self.host.add_servicer(
             scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server, SchedulerServicer(self.deployments)

@@ -1,0 +1,339 @@
+"""OpenTelemetry tracing for SDK agents and the mesh services, configured by the standard ``OTEL_*`` variables.
+
+Tracing is off unless the environment asks for an exporter (`exporter_names`):
+``OTEL_TRACES_EXPORTER=otlp`` (or ``console``), or an OTLP endpoint
+(``OTEL_EXPORTER_OTLP_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) with
+``OTEL_TRACES_EXPORTER`` unset. ``OTEL_TRACES_EXPORTER=none`` or
+``OTEL_SDK_DISABLED=true`` keep it off. Off, nothing of OpenTelemetry is
+imported and no span is made: the OpenTelemetry packages are the ``tracing``
+extra (the ``mesh`` extra includes them), not part of the SDK's base install.
+
+`setup` installs the process's global tracer provider once: a batch span
+processor sending to the OTLP gRPC exporter (``OTEL_EXPORTER_OTLP_*``,
+``OTEL_BSP_*`` as the OpenTelemetry SDK reads them), the resource's
+``service.name`` from ``OTEL_SERVICE_NAME`` (else the service or agent id), and
+the sampler of ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG`` (default
+``parentbased_traceidratio`` with ratio 1.0). Agent code then makes its own
+spans with ``opentelemetry.trace.get_tracer(__name__)``: they are children of
+the agent's SERVER span around ``execute``.
+
+`Sampling` is that sampler's decision taken by hand for the router's hot path
+(the six standard samplers): an unsampled call never reaches the OpenTelemetry
+SDK, so it makes no span object. `traceparent` formats a W3C header value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from sutradhar._log_context import traceparent_parts
+
+log = logging.getLogger(__name__)
+
+#: The exporters `setup` knows (``OTEL_TRACES_EXPORTER`` values besides ``none``).
+EXPORTERS: Final = ("otlp", "console")
+#: The sampler used when ``OTEL_TRACES_SAMPLER`` is unset.
+DEFAULT_SAMPLER: Final = "parentbased_traceidratio"
+#: W3C trace flags: sampled.
+SAMPLED: Final = 0x01
+_ID_MASK_64: Final = (1 << 64) - 1
+
+
+def exporter_names(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """The span exporters the environment asks for; () when tracing is off.
+
+    ValueError names an exporter `setup` does not have."""
+    env = os.environ if environ is None else environ
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return ()
+    raw = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if not raw:
+        endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        return ("otlp",) if endpoint else ()
+    names = tuple(n.strip() for n in raw.split(",") if n.strip() and n.strip() != "none")
+    for name in names:
+        if name not in EXPORTERS:
+            raise ValueError(
+                f"OTEL_TRACES_EXPORTER={raw!r}: {name!r} is not one of {', '.join(EXPORTERS)} or none "
+                "(the OTLP exporter speaks gRPC; point OTEL_EXPORTER_OTLP_ENDPOINT at a collector)"
+            )
+    return names
+
+
+def enabled(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the environment turns tracing on (see `exporter_names`)."""
+    return bool(exporter_names(environ))
+
+
+def _sampler_from_env(env: Mapping[str, str]) -> Any:
+    """The OpenTelemetry sampler of ``OTEL_TRACES_SAMPLER`` (default `DEFAULT_SAMPLER`) and its argument."""
+    from opentelemetry.sdk.trace import sampling
+
+    name = env.get("OTEL_TRACES_SAMPLER", "").strip().lower() or DEFAULT_SAMPLER
+    raw_arg = env.get("OTEL_TRACES_SAMPLER_ARG", "").strip()
+    try:
+        rate = float(raw_arg) if raw_arg else 1.0
+    except ValueError:
+        raise ValueError(f"OTEL_TRACES_SAMPLER_ARG={raw_arg!r} is not a number between 0 and 1") from None
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"OTEL_TRACES_SAMPLER_ARG={raw_arg!r} is not a number between 0 and 1")
+    samplers: dict[str, Any] = {
+        "always_on": sampling.ALWAYS_ON,
+        "always_off": sampling.ALWAYS_OFF,
+        "traceidratio": sampling.TraceIdRatioBased(rate),
+        "parentbased_always_on": sampling.ParentBased(sampling.ALWAYS_ON),
+        "parentbased_always_off": sampling.ParentBased(sampling.ALWAYS_OFF),
+        "parentbased_traceidratio": sampling.ParentBased(sampling.TraceIdRatioBased(rate)),
+    }
+    sampler = samplers.get(name)
+    if sampler is None:
+        raise ValueError(f"OTEL_TRACES_SAMPLER={name!r} is not one of {', '.join(samplers)}")
+    return sampler
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    """A standard sampler's decision by hand: `root_bound` against the low 64 bits of a
+    new trace id (``TraceIdRatioBased``'s rule; 0 never, 2**64 always), and whether
+    a parent's sampled flag decides instead (the ``parentbased_*`` samplers)."""
+
+    root_bound: int
+    parent_based: bool
+
+    @classmethod
+    def of(cls, sampler: Any) -> Sampling:
+        """The decision of one of `_sampler_from_env`'s samplers."""
+        from opentelemetry.sdk.trace import sampling
+
+        parent_based = isinstance(sampler, sampling.ParentBased)
+        root = sampler._root if parent_based else sampler
+        if isinstance(root, sampling.TraceIdRatioBased):
+            bound = root.bound
+        elif root is sampling.ALWAYS_OFF:
+            bound = 0
+        else:
+            bound = 1 << 64
+        return cls(root_bound=bound, parent_based=parent_based)
+
+    def sample(self, trace_id: int, parent_sampled: bool | None) -> bool:
+        """Whether a span of `trace_id` is sampled; `parent_sampled` None: a root (no parent)."""
+        if parent_sampled is not None and self.parent_based:
+            return parent_sampled
+        return (trace_id & _ID_MASK_64) < self.root_bound
+
+
+def traceparent(trace_id: int, span_id: int, flags: int) -> str:
+    """The W3C ``traceparent`` value (version 00) of a span context."""
+    return f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"
+
+
+def parse_traceparent(value: str) -> tuple[int, int, int] | None:
+    """(trace id, parent span id, flags) of a valid ``traceparent`` value, else None."""
+    parts = traceparent_parts(value)
+    if parts is None:
+        return None
+    trace_id, span_id, flags = parts
+    return int(trace_id, 16), int(span_id, 16), int(flags, 16)
+
+
+def new_trace_id() -> int:
+    """A random, valid (non-zero) 128-bit trace id."""
+    return random.getrandbits(128) or 1
+
+
+def new_span_id() -> int:
+    """A random, valid (non-zero) 64-bit span id."""
+    return random.getrandbits(64) or 1
+
+
+class _Tracing:
+    """The process's tracing once `setup` turned it on."""
+
+    def __init__(self, provider: Any, sampling: Sampling, ids: Any) -> None:
+        self.provider = provider
+        self.sampling = sampling
+        self.ids = ids
+
+    def tracer(self, name: str) -> Any:
+        return self.provider.get_tracer(name)
+
+
+_state: _Tracing | None = None
+
+
+def _make_id_generator() -> Any:
+    """An id generator that hands out a trace id chosen just before (`next_trace_id`), else a random one:
+    the router samples a new trace by hand, then starts the root span with that same id."""
+    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+
+    class ChosenIdGenerator(RandomIdGenerator):
+        next_trace_id = 0
+
+        def generate_trace_id(self) -> int:
+            chosen, self.next_trace_id = self.next_trace_id, 0
+            return chosen or super().generate_trace_id()
+
+    return ChosenIdGenerator()
+
+
+def setup(service: str, environ: Mapping[str, str] | None = None) -> bool:
+    """Turn tracing on for this process when the environment asks for it (idempotent); whether it is on.
+
+    `service` is ``service.name`` unless ``OTEL_SERVICE_NAME`` is set. ValueError for a
+    malformed ``OTEL_*`` value; ImportError naming the extra when OpenTelemetry is not installed."""
+    global _state
+    if _state is not None:
+        return True
+    env = os.environ if environ is None else environ
+    names = exporter_names(env)
+    if not names:
+        return False
+    try:
+        from opentelemetry import trace
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+    except ImportError as err:
+        raise ImportError(
+            f"OTEL_* turns tracing on but OpenTelemetry is not installed ({err}); "
+            "install the tracing extra: pip install 'sutradhar[tracing]'"
+        ) from None
+    sampler = _sampler_from_env(env)
+    resource = Resource.create({"service.name": env.get("OTEL_SERVICE_NAME") or service})
+    ids = _make_id_generator()
+    provider = TracerProvider(resource=resource, sampler=sampler, id_generator=ids)
+    for name in names:
+        if name == "otlp":
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        else:
+            provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+    trace.set_tracer_provider(provider)
+    _state = _Tracing(provider, Sampling.of(sampler), ids)
+    log.info("tracing on: exporter %s, sampler %s, service.name %s", ",".join(names),
+             sampler.get_description(), resource.attributes.get("service.name"))
+    return True
+
+
+def active() -> _Tracing | None:
+    """The process's tracing, None while it is off."""
+    return _state
+
+
+def shutdown() -> None:
+    """Export the spans still queued and turn tracing off (at process stop)."""
+    global _state
+    state, _state = _state, None
+    if state is not None:
+        state.provider.shutdown()
+
+
+#: Status codes that mark a SERVER span as an error (the RPC conventions: the server's fault).
+SERVER_ERROR_CODES: Final = frozenset({
+    "UNKNOWN", "DEADLINE_EXCEEDED", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+})
+
+
+def code_of(err: BaseException | None) -> str:
+    """The gRPC status name a call ends with when its handler ends with `err` (None: OK),
+    as the middleware chain's `Errors` stage maps it."""
+    if err is None:
+        return "OK"
+    code = getattr(err, "code", None)
+    if callable(code):  # grpc.aio.AioRpcError
+        code = code()
+    name = getattr(code, "name", None)
+    if isinstance(name, str):
+        return name
+    if isinstance(err, asyncio.CancelledError):
+        return "CANCELLED"
+    return "INTERNAL"
+
+
+def end_span(span: Any, code: str, err: BaseException | None, *, server: bool) -> None:
+    """Set an RPC span's ``rpc.response.status_code`` (and ``error.type`` and an error status when
+    `code` is one for its side: any non-OK code for a client, `SERVER_ERROR_CODES` for a server) and end it."""
+    from opentelemetry.trace import Status, StatusCode
+
+    span.set_attribute("rpc.response.status_code", code)
+    if code != "OK":
+        span.set_attribute("error.type", code)
+        if not server or code in SERVER_ERROR_CODES:
+            message = str(err) if err is not None else code
+            span.set_status(Status(StatusCode.ERROR, message[:512]))
+    span.end()
+
+
+def remote_parent(traceparent_value: str) -> Any:
+    """An OpenTelemetry context whose span is the remote parent `traceparent_value` names; None
+    (a root) when it is empty or malformed."""
+    parent = parse_traceparent(traceparent_value) if traceparent_value else None
+    if parent is None:
+        return None
+    from opentelemetry import trace
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+    remote = SpanContext(parent[0], parent[1], is_remote=True, trace_flags=TraceFlags(parent[2] & 0xFF))
+    return trace.set_span_in_context(NonRecordingSpan(remote))
+
+
+def start_server_span(name: str, traceparent_value: str, attributes: Mapping[str, Any]) -> Any:
+    """Start the SERVER span of one served RPC `name` (``pkg.Service/Method``) under the caller's
+    `traceparent_value` and make it current for the rest of the call's task (gRPC aio serves each
+    call in a task of its own, so it ends with the call), so spans the handler starts with
+    ``opentelemetry.trace.get_tracer(...)`` are its children. None while tracing is off; end it
+    with `end_span`."""
+    state = _state
+    if state is None:
+        return None
+    from opentelemetry import context as otel_context
+    from opentelemetry import trace
+    from opentelemetry.trace import SpanKind
+
+    span = state.tracer("sutradhar.agent").start_span(
+        name, context=remote_parent(traceparent_value), kind=SpanKind.SERVER,
+        attributes={"rpc.system.name": "grpc", "rpc.method": name, **attributes})
+    otel_context.attach(trace.set_span_in_context(span))
+    return span
+
+
+def current_ids() -> tuple[str, str]:
+    """(trace id, span id) in hex of the active recording span, ("", "") when there is none."""
+    if _state is None:
+        return "", ""
+    from opentelemetry import trace
+
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return "", ""
+    return f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}"
+
+
+__all__ = [
+    "DEFAULT_SAMPLER",
+    "EXPORTERS",
+    "SAMPLED",
+    "SERVER_ERROR_CODES",
+    "Sampling",
+    "active",
+    "code_of",
+    "current_ids",
+    "enabled",
+    "end_span",
+    "exporter_names",
+    "new_span_id",
+    "new_trace_id",
+    "parse_traceparent",
+    "remote_parent",
+    "setup",
+    "shutdown",
+    "start_server_span",
+    "traceparent",
+]
