@@ -75,9 +75,10 @@ def mesh(etcd: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
             "router", ["-m", "sutradhar.services.router", "--insecure", "--port", "0", "--registry",
                        registry.address, "--metrics-port", str(metrics_port)], logs))
         agents = []
-        for i in range(2):
+        agent_ports = [free_port() for _ in range(2)]
+        for i, port in enumerate(agent_ports):
             agent = start(f"echo-{i}", [*ECHO, "--registry", registry.address, "--namespace", namespace,
-                                        "--agent-id", "echo"], logs)
+                                        "--agent-id", "echo", "--metrics-port", str(port)], logs)
             started.append(agent)
             agents.append(agent)
         rules = logs / "alerts.yml"
@@ -91,6 +92,8 @@ rule_files: [{json.dumps(str(rules))}]
 scrape_configs:
   - job_name: sutradhar-router
     static_configs: [{{targets: ["127.0.0.1:{metrics_port}"]}}]
+  - job_name: sutradhar-agents
+    static_configs: [{{targets: {json.dumps([f"127.0.0.1:{p}" for p in agent_ports])}}}]
 """)
         with open(logs / "prometheus.log", "wb") as sink:
             prom = subprocess.Popen(
@@ -149,6 +152,12 @@ async def test_prometheus_counts_every_routed_call_by_instance_and_code(mesh: Me
     assert total(mesh, f"sum(sutradhar_router_request_duration_seconds_count{{{ns}}})") == ok + failing
     assert query(mesh, f'sutradhar_router_request_duration_seconds_bucket{{{ns},le="0.00025"}}')
     assert total(mesh, f"sum(sutradhar_router_in_flight{{{ns}}})") == 0
+    # The agents' own view of the same calls: every task counted once, by outcome, with its latency.
+    await eventually(lambda: total(mesh, f"sum(sutradhar_agent_task_duration_seconds_count{{{ns}}})") == ok + failing,
+                     within=15)
+    by_outcome = query(mesh, f'sum by (outcome) (sutradhar_agent_tasks_total{{{ns},agent="echo"}})')
+    assert {r["metric"]["outcome"]: float(r["value"][1]) for r in by_outcome} == {"success": ok, "failure": failing}
+    assert total(mesh, f'sum(sutradhar_agent_in_flight{{{ns}}})') == 0
 
 
 def dashboard_queries() -> list[tuple[str, str]]:
