@@ -12,6 +12,7 @@ from sutradhar.services.common.membership import Membership
 from sutradhar.v1 import health_pb2, health_pb2_grpc
 
 from ..common.log_context import LogContextMiddleware
+from ..common.metrics_rpc import ServiceMetrics
 from ..common.probing import Probers
 from ..common.security import SecurityStack
 from ..common.store import EtcdEndpoint, Store
@@ -32,8 +33,10 @@ class HealthServer:
         self.tls = config.tls_source("health", config.host)
         self.store = Store(EtcdEndpoint.parse(config.etcd), tls=self.tls)
         self.security = SecurityStack(config, self.store, service="health")
+        self.metrics = ServiceMetrics.of(config)
         self.host = GrpcHost(service_names=[SERVICE_NAME], host=config.host, port=config.port, tls=self.tls,
-                             middleware=[LogContextMiddleware(), *self.security.middleware],
+                             middleware=[LogContextMiddleware(), *self.security.middleware,
+                                         *([self.metrics.rpc] if self.metrics else [])],
                              token_port=config.token_port)
         self.membership = Membership(self.store, config.member_id, ttl=config.member_ttl)
         self.manager = HealthManager(
@@ -71,6 +74,8 @@ class HealthServer:
         await self.store.ping()
         await self.security.start()
         await self.host.start()
+        if self.metrics is not None:
+            self.metrics.start()
         self.membership.address = self.host.address
         await self.membership.join()
         self._task = asyncio.create_task(self.manager.run(), name=f"health-{self.member_id}")
@@ -100,3 +105,5 @@ class HealthServer:
         await self.manager.close()
         await self.security.stop()
         await self.store.close()
+        if self.metrics is not None:
+            self.metrics.stop()
