@@ -72,6 +72,7 @@ class RouterMetrics:
             "instance was tried.", ("namespace", "agent"), registry=self.registry,
         )
         self._children: dict[Any, _Children] = {}
+        self._view = view
         self.registry.register(_ViewCollector(view, clock))
 
     # -- hot path ---------------------------------------------------------
@@ -80,6 +81,8 @@ class RouterMetrics:
         """One attempt to `backend` ended with `code` after `seconds`."""
         children = self._children.get(backend)
         if children is None:
+            if self._view.backends.get(backend.key) is not backend:
+                return  # an attempt that outlived its instance's removal: no series for a gone instance
             children = self._children[backend] = _Children(
                 self.requests, self.latency, (backend.namespace, backend.agent_id, backend.instance_id)
             )
@@ -160,7 +163,7 @@ class _ViewCollector(Collector):
             "a registered agent without any).",
             labels=("namespace", "agent", "state"))
         # Every registered agent has a "serving" series, 0 without serving instances (alerts need the zero).
-        by_state: dict[tuple[str, str, str], int] = {(ns, agent, "serving"): 0 for ns, agent in self.view.agents}
+        by_state: dict[tuple[str, str, str], int] = {(ns, agent, "serving"): 0 for ns, agent in list(self.view.agents)}
         for backend in list(self.view.backends.values()):
             values = (backend.namespace, backend.agent_id, backend.instance_id)
             in_flight.add_metric(values, backend.in_flight)

@@ -51,6 +51,9 @@ def test_a_forgotten_instance_leaves_no_series() -> None:
     metrics.forget(a)
     metrics.forget(a)  # twice is harmless
     assert 'instance_id="a"' not in generate_latest(metrics.registry).decode()
+    # An attempt still running when the instance left ends later: it brings no series back.
+    metrics.attempt(a, grpc.StatusCode.OK, 0.001)
+    assert 'instance_id="a"' not in generate_latest(metrics.registry).decode()
 
 
 def test_a_registered_agent_without_instances_shows_zero_serving() -> None:
