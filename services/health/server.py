@@ -49,6 +49,10 @@ class HealthServer:
             ),
             probers=Probers(member_id=config.member_id, tls=self.tls),
         )
+        if self.metrics is not None:
+            from ..common.metrics_health import HealthMetrics
+
+            self.manager.metrics = HealthMetrics(self.metrics.registry, self.manager)
         self.host.add_servicer(health_pb2_grpc.add_HealthServiceServicer_to_server, HealthServicer(self.manager))
         self._task: asyncio.Task[None] | None = None
 

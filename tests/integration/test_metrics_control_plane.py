@@ -157,6 +157,13 @@ async def test_scheduler_replica_gauges_and_rpc_counts_reach_prometheus(plane: P
         "registry timings": lambda: (value(plane, 'sum(grpc_server_handling_seconds_count{job="registry"})')
                                      or 0) > 0,
         "health scraped": lambda: value(plane, 'up{job="health"}') == 1,
+        "echo serving (health)": lambda: value(
+            plane, f'sutradhar_health_instances{{namespace="{plane.namespace}",state="serving"}}') == 1,
+        "readiness probes": lambda: (value(
+            plane, 'sum(sutradhar_health_probes_total{job="health",probe="readiness",result="success"})') or 0) > 0,
+        "probe lag": lambda: value(plane, 'sutradhar_health_probe_lag_seconds{job="health",quantile="0.99"}')
+        is not None,
+        "probed instances": lambda: (value(plane, 'sutradhar_health_probed_instances{job="health"}') or 0) >= 1,
     }
 
     def failing() -> list[str]:

@@ -196,7 +196,7 @@ def rules_of(mesh: Mesh) -> list[dict[str, Any]]:
 async def test_every_alert_loads_and_no_serving_instances_fires_when_the_agents_die(mesh: Mesh) -> None:
     await wait_serving(mesh, 2)
     rules = await eventually(lambda: rules_of(mesh) or None, within=10)
-    assert len(rules) == 8 and all(rule["health"] == "ok" for rule in rules), rules
+    assert len(rules) == 9 and all(rule["health"] == "ok" for rule in rules), rules
     # Every expression parses and evaluates against the live data.
     for rule in rules:
         query(mesh, rule["query"])
