@@ -49,6 +49,11 @@ round to round, and the table ends with the cost of each against "sutradhar" (go
 "unsampled": throughput within 3 %). The agents trace only when "sampled" is among the
 targets (then, for every target, the agents' unsampled/untraced work is the same: calls
 without a sampled parent make no span there either).
+Target "metrics" is a second router on the same registry and replicas with Prometheus metrics
+on (docs/observability.md, "Metrics"), its ``/metrics`` fetched every second through the run as a
+Prometheus would; with it in the run, target "sutradhar" runs with ``--no-metrics``. The two
+alternate which goes first from round to round, and the table ends with the cost of metrics
+(rps, p50, p99, router CPU per call against "sutradhar"); the goal is throughput within 3 %.
 
 ``--baseline DIR`` compares this tree's router with another checkout's in the
 same run: DIR's own ``.venv/bin/python`` (an editable install of DIR, e.g. a
@@ -68,6 +73,7 @@ results).
         --output bench/results/router-ratelimited.json
     .venv/bin/python bench/router.py --targets sutradhar,unsampled,sampled --rounds 3 \
         --output bench/results/router-tracing.json
+    .venv/bin/python bench/router.py --targets sutradhar,metrics --rounds 4 --output bench/results/router-metrics.json
 """
 
 from __future__ import annotations
@@ -87,6 +93,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -486,6 +493,37 @@ def security_cost(best: dict[str, dict[str, float]], per_round: dict[str, list[d
     return summary
 
 
+def metrics_cost(best: dict[str, dict[str, float]], per_round: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
+    """Print and return the router with metrics on (scraped every second) against the one with them off."""
+    rounds = list(zip(per_round["metrics"], per_round["sutradhar"], strict=True))
+    summary: dict[str, Any] = {"against": "sutradhar (--no-metrics; same replicas and request, same run)",
+                               "scrapes": SCRAPES[0]}
+    for key, name in (("rps", "rps"), ("p50_ms", "p50"), ("p99_ms", "p99"), ("proxy_cpu_us", "cpu_per_call")):
+        base = best["sutradhar"][key]
+        per = [m[key] / b[key] for m, b in rounds if b[key]]
+        summary[f"{name}_best_ratio"] = round(best["metrics"][key] / base, 3) if base else None
+        summary[f"{name}_median_round_ratio"] = round(statistics.median(per), 3) if per else None
+    summary["rounds"] = [{"metrics_rps": m["rps"], "plain_rps": b["rps"], "metrics_p50_ms": m["p50_ms"],
+                          "plain_p50_ms": b["p50_ms"]} for m, b in rounds]
+    print(f"\ncost of metrics (metrics vs sutradhar): rps x{summary['rps_best_ratio']} (best), "
+          f"x{summary['rps_median_round_ratio']} (median of rounds); p50 x{summary['p50_best_ratio']}, "
+          f"p99 x{summary['p99_best_ratio']}; router CPU per call x{summary['cpu_per_call_best_ratio']} "
+          f"({SCRAPES[0]} scrapes)")
+    return summary
+
+
+#: Scrapes of the "metrics" router's /metrics during the run (one element, counted by the scraper thread).
+SCRAPES = [0]
+
+
+def scrape_every_second(url: str, stop: threading.Event) -> None:
+    """GET `url` every second until `stop`, as a Prometheus scraping the router would."""
+    while not stop.wait(1.0):
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            answer.read()
+        SCRAPES[0] += 1
+
+
 def ratelimit_cost(best: dict[str, dict[str, float]], per_round: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
     """Print and return the rate-limited target against the plain router of the same run."""
     rounds = list(zip(per_round["ratelimited"], per_round["sutradhar"], strict=True))
@@ -605,6 +643,7 @@ def main(argv: list[str] | None = None) -> int:
     traced = [t for t in TRACED if t in targets]
     if traced and "sutradhar" not in targets:
         parser.error("targets unsampled and sampled need target sutradhar (tracing off, in the same run)")
+    scraping = threading.Event()  # set: the metrics scraper stops
     try:
         etcd.start()
         if traced:
@@ -628,7 +667,8 @@ def main(argv: list[str] | None = None) -> int:
         router = None
         if "sutradhar" in targets:
             router = Proc("router", [py, "-m", "sutradhar.services.router", "--insecure", "--port", "0", "--registry",
-                                     registry.address, "--etcd", etcd.endpoint, "--log-level", "WARNING"],
+                                     registry.address, "--etcd", etcd.endpoint, "--log-level", "WARNING",
+                                     *(["--no-metrics"] if "metrics" in targets else [])],
                           ready=r"listening on (\S+)")
             procs.append(router)
             addresses["sutradhar"] = router.address
@@ -643,6 +683,18 @@ def main(argv: list[str] | None = None) -> int:
             procs.append(traced_router)
             addresses[target] = traced_router.address
             asyncio.run(wait_router(traced_router.address, args.replicas))
+        if "metrics" in targets:
+            if router is None:
+                parser.error("target metrics needs target sutradhar (the router without metrics, in the same run)")
+            metrics_port = free_port()
+            metered = Proc("metrics", [py, "-m", "sutradhar.services.router", "--insecure", "--port", "0",
+                                       "--registry", registry.address, "--etcd", etcd.endpoint, "--log-level",
+                                       "WARNING", "--metrics-port", str(metrics_port)], ready=r"listening on (\S+)")
+            procs.append(metered)
+            addresses["metrics"] = metered.address
+            asyncio.run(wait_router(metered.address, args.replicas))
+            threading.Thread(target=scrape_every_second, args=(f"http://127.0.0.1:{metrics_port}/metrics", scraping),
+                             daemon=True).start()
         if "ratelimited" in targets:
             if router is None:
                 parser.error("target ratelimited needs target sutradhar (the same router, plain, in the same run)")
@@ -711,11 +763,11 @@ def main(argv: list[str] | None = None) -> int:
         pids = {p.name if p.name != "router" else "sutradhar": p.pid for p in procs}
         if router is not None:
             pids["ratelimited"] = router.pid
-        routed = {"sutradhar", "baseline", "secured", "ratelimited", *TRACED}
+        routed = {"sutradhar", "baseline", "secured", "ratelimited", "metrics", *TRACED}
         per_round: dict[str, list[dict[str, float]]] = {t: [] for t in targets}
         for round_no in range(args.rounds):
             order = list(targets)
-            for other in ("baseline", "ratelimited"):
+            for other in ("baseline", "ratelimited", "metrics"):
                 if round_no % 2 and other in order:  # alternate which router goes first
                     i, j = order.index("sutradhar"), order.index(other)
                     order[i], order[j] = order[j], order[i]
@@ -763,6 +815,7 @@ def main(argv: list[str] | None = None) -> int:
                     best["errors"] += r["errors"]
                     best["proxy_cpu_us"] = min(best["proxy_cpu_us"], r["proxy_cpu_us"])
     finally:
+        scraping.set()
         for proc in reversed(procs):
             proc.stop()
         etcd.stop()
@@ -790,6 +843,8 @@ def main(argv: list[str] | None = None) -> int:
         out["ratelimit_cost"] = ratelimit_cost(results, per_round)
     if "sutradhar" in results and any(t in results for t in TRACED):
         out["tracing_cost"] = tracing_cost(results, per_round, spans_received)
+    if "metrics" in results and "sutradhar" in results:
+        out["metrics_cost"] = metrics_cost(results, per_round)
     if "baseline" in results and "sutradhar" in results:
         out["versus_baseline"] = compare(results, per_round, args.baseline)
     out_path = Path(args.output)

@@ -148,6 +148,8 @@ class Mesh:
     children: dict[str, ChildProcess] = field(default_factory=dict)
     token_ports: dict[str, int] = field(default_factory=dict)
     """Service -> the token port it listens on (a secured mesh), once started."""
+    metrics_urls: dict[str, str] = field(default_factory=dict)
+    """Service -> its Prometheus /metrics URL (a free port per start, printed as it starts)."""
     _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _etcd: LocalEtcd | None = None
     _restarts: dict[str, _Restart] = field(default_factory=dict)
@@ -265,6 +267,9 @@ class Mesh:
         address = wait_for_listening(proc, log_path, f"{name} listening on ", offset=offset, timeout=timeout)
         self.children[name] = ChildProcess(name, proc.pid, address, str(log_path), proc_start_ticks(proc.pid) or 0)
         self.progress(f"{name}: listening on {address}")
+        metrics = wait_for_listening(proc, log_path, f"{name} metrics on ", offset=offset, timeout=timeout)
+        self.metrics_urls[name] = metrics
+        self.progress(f"{name}: metrics on {metrics}")
         if self.pki is not None and name in SERVICE_ORDER:
             token = wait_for_listening(proc, log_path, f"{name} token port on ", offset=offset, timeout=timeout)
             self.token_ports[name] = int(token.rsplit(":", 1)[1])  # a restart keeps it

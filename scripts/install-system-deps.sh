@@ -10,3 +10,18 @@ fi
 if ! command -v prlimit >/dev/null 2>&1; then
   apt-get update -qq && apt-get install -y -qq util-linux
 fi
+# The metrics tests start their own Prometheus server (tests/integration/test_metrics_prometheus.py): Debian's
+# package provides prometheus and promtool. Its own service is not started here (no init system in CI containers;
+# where there is one, policy-rc.d keeps the package's postinst from starting it).
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+  apt-get update -qq
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d.sutradhar
+  chmod +x /usr/sbin/policy-rc.d.sutradhar
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    mv /usr/sbin/policy-rc.d.sutradhar /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  else
+    rm -f /usr/sbin/policy-rc.d.sutradhar
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus
+fi

@@ -93,6 +93,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         self.instance_id = instance_id
         self.namespace = namespace
         self.metrics = metrics or TaskMetrics()
+        self.prometheus: Any = None
+        """The agent's AgentPrometheus (sutradhar._prometheus) when it serves /metrics."""
         self.draining = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -110,8 +112,11 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         self._idle.clear()
         return time.perf_counter()
 
-    def _end(self, started: float, ok: bool) -> None:
-        self.metrics.end(timedelta(seconds=time.perf_counter() - started), ok=ok)
+    def _end(self, started: float, ok: bool, task_type: str = "") -> None:
+        seconds = time.perf_counter() - started
+        self.metrics.end(timedelta(seconds=seconds), ok=ok)
+        if self.prometheus is not None:
+            self.prometheus.task_done(task_type, ok, seconds)
         if self.metrics.in_flight == 0:
             self._idle.set()
 
@@ -239,7 +244,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             failure = err
             raise
         finally:
-            self._end(started, ok)
+            self._end(started, ok, task.type)
             if span is not None:
                 _end_task_span(span, failure, ok)
 
@@ -282,7 +287,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             raise
         finally:
             await events.aclose()
-            self._end(started, ok)
+            self._end(started, ok, task.type)
             if span is not None:
                 _end_task_span(span, failure, ok)
 
@@ -319,6 +324,7 @@ class AgentServer:
         *,
         host: str | None = None,
         port: int | None = None,
+        metrics_port: int | None = None,
         registry: str | None = None,
         namespace: str | None = None,
         instance_id: str | None = None,
@@ -351,7 +357,8 @@ class AgentServer:
         (loopback only) it serves plaintext. One of these is required: FailedPrecondition says
         how to fix it."""
         settings = replace(settings or ServeSettings(), **given(
-            host=host, port=port, registry=registry, namespace=namespace, instance_id=instance_id,
+            host=host, port=port, metrics_port=metrics_port, registry=registry, namespace=namespace,
+            instance_id=instance_id,
             advertise=advertise, labels=labels, ttl=ttl, grace=grace, register_agent=register_agent,
             health_period=health_period, max_message_bytes=max_message_bytes, tls_cert_file=tls_cert_file,
             tls_key_file=tls_key_file, tls_ca_file=tls_ca_file, trust_domain=trust_domain, insecure=insecure,
@@ -384,6 +391,9 @@ class AgentServer:
             middleware=[MeshCallers(settings.trust_domain, agent=f"agent {agent.id}")] if secured else [],
         )
         self.servicer = AgentServicer(agent, instance_id=self.instance_id, namespace=self.namespace)
+        self._metrics_port = settings.metrics_port
+        self.metrics_url: str | None = None
+        """URL of the agent's /metrics once started with a metrics port, else None."""
         self._host.add_servicer(agent_pb2_grpc.add_AgentServiceServicer_to_server, self.servicer)
         self.registration: Registration | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -418,6 +428,21 @@ class AgentServer:
         self._started = True
         _start_tracing(self.agent.id)
         await self._host.start()
+        if self._metrics_port is not None:
+            from sutradhar._prometheus import AgentPrometheus
+
+            servicer = self.servicer
+            host = self.settings.host
+            try:
+                prometheus = AgentPrometheus(agent=self.agent.id, namespace=self.namespace,
+                                             task_types=list(self.agent.task_types),
+                                             in_flight=lambda: servicer.metrics.in_flight)
+                port = prometheus.serve(host, self._metrics_port)
+            except BaseException:
+                await self._host.stop(timedelta(0))
+                raise
+            self.metrics_url = f"http://{f'[{host}]' if ':' in host else host}:{port}/metrics"
+            servicer.prometheus = prometheus
         try:
             await self.agent.on_start()
         except BaseException:
@@ -522,6 +547,8 @@ class AgentServer:
             await self.registration.deregister()
             await self.registration.client.close()
         await self._host.stop(timedelta(seconds=0.2))
+        if self.servicer.prometheus is not None:
+            self.servicer.prometheus.close()
         try:
             await self.agent.on_stop()
         except Exception:
@@ -534,6 +561,8 @@ class AgentServer:
         await self.start()
         announce(__name__, f"agent {self.agent.id} listening on {self.address}", address=self.address,
                  agent=self.agent.id, instance=self.instance_id, namespace=self.namespace)
+        if self.metrics_url:
+            announce(__name__, f"agent {self.agent.id} metrics on {self.metrics_url}")
         try:
             await stop.wait()
         finally:
@@ -570,6 +599,7 @@ def serve(
     *,
     host: str | None = None,
     port: int | None = None,
+    metrics_port: int | None = None,
     registry: str | None = None,
     namespace: str | None = None,
     instance_id: str | None = None,
@@ -611,7 +641,8 @@ def serve(
     a running event loop use `AgentServer(...).run_until_signal()` instead.
     """
     options = given(
-        host=host, port=port, registry=registry, namespace=namespace, instance_id=instance_id,
+        host=host, port=port, metrics_port=metrics_port, registry=registry, namespace=namespace,
+        instance_id=instance_id,
         advertise=advertise, agent_id=agent_id, agent_version=agent_version, labels=labels, ttl=ttl,
         grace=grace, register_agent=register_agent, health_period=health_period,
         max_message_bytes=max_message_bytes, log_level=log_level, log_format=log_format, tls_cert_file=tls_cert_file,

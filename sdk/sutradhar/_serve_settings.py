@@ -31,6 +31,9 @@ class ServeSettings(SecuritySettings):
     """Address to listen on (0.0.0.0: every interface)."""
     port: int = setting(0, kind=PORT)
     """Port to listen on; 0 picks a free one."""
+    metrics_port: int | None = setting(None, kind=PORT)
+    """HTTP port of the agent's Prometheus /metrics, on `host` (docs/observability.md, "Metrics"); 0 picks a free
+    one; none: no endpoint. Needs prometheus-client (pip install 'sutradhar[metrics]')."""
     registry: str | None = None
     """Registry host:port to register with; none: only serve (so the scheduler runs its replicas:
     it registers them itself)."""

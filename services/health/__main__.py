@@ -29,6 +29,8 @@ async def _run(config: HealthConfig) -> None:
     server = HealthServer(config)
     await server.start()
     announce(LOGGER, f"health listening on {server.address}", address=server.address)
+    if server.metrics is not None:
+        announce(LOGGER, f"health metrics on {server.metrics.url}")
     if server.token_address:
         announce(LOGGER, f"health token port on {server.token_address}")
     logging.getLogger("sutradhar.services.health").info("member id %s", server.member_id)

@@ -6,7 +6,16 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sutradhar._settings import COUNT, PORT, POSITIVE_DURATION, Settings, log_format_setting, log_level_setting, setting
+from sutradhar._settings import (
+    BOOLEAN,
+    COUNT,
+    PORT,
+    POSITIVE_DURATION,
+    Settings,
+    log_format_setting,
+    log_level_setting,
+    setting,
+)
 from sutradhar.services.common.security_config import ServiceSecurity
 
 
@@ -23,6 +32,10 @@ class HealthConfig(ServiceSecurity):
     """Interface the API listens on."""
     port: int = setting(50054, kind=PORT)
     """API port; 0 picks a free one."""
+    metrics: bool = setting(True, kind=BOOLEAN)
+    """Serve Prometheus metrics over HTTP at /metrics (docs/observability.md, "Metrics")."""
+    metrics_port: int = setting(0, kind=PORT)
+    """HTTP port of /metrics, on `host`; 0 picks a free one (announced at start)."""
     etcd: str = setting("127.0.0.1:2379", shared=True)
     """etcd endpoint, host:port."""
     member_id: str = setting(default_factory=new_member_id, shown_default="health-<8 hex digits>, new per start")

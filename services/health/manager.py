@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sutradhar._aio import wait_set
 from sutradhar._backoff import Backoff
@@ -131,6 +132,8 @@ class HealthManager:
         self.targets: dict[str, Target] = {}
         self.writes = 0
         self.commits = 0
+        self.metrics: Any = None
+        """The member's HealthMetrics (services/common/metrics_health.py) when metrics are on."""
         self.synced = asyncio.Event()
         self._agents_ready = asyncio.Event()
         self._urgent: set[str] = set()
@@ -344,6 +347,8 @@ class HealthManager:
         outcome = await self.probers.check(
             instance.endpoint, settings, identity=instance.identity, instance_id=instance.id
         )
+        if self.metrics is not None:
+            self.metrics.probe(which, outcome.ok, outcome.latency)
         if target.released:
             return
         tracker = target.trackers[which]

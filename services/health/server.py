@@ -12,6 +12,7 @@ from sutradhar.services.common.membership import Membership
 from sutradhar.v1 import health_pb2, health_pb2_grpc
 
 from ..common.log_context import LogContextMiddleware
+from ..common.metrics_rpc import ServiceMetrics
 from ..common.probing import Probers
 from ..common.security import SecurityStack
 from ..common.store import EtcdEndpoint, Store
@@ -33,9 +34,11 @@ class HealthServer:
         self.tls = config.tls_source("health", config.host)
         self.store = Store(EtcdEndpoint.parse(config.etcd), tls=self.tls)
         self.security = SecurityStack(config, self.store, service="health")
+        self.metrics = ServiceMetrics.of(config)
         self.host = GrpcHost(service_names=[SERVICE_NAME], host=config.host, port=config.port, tls=self.tls,
                              middleware=[TracingMiddleware("health"), LogContextMiddleware(),
-                                         *self.security.middleware],
+                                         *self.security.middleware,
+                                         *([self.metrics.rpc] if self.metrics else [])],
                              token_port=config.token_port)
         self.membership = Membership(self.store, config.member_id, ttl=config.member_ttl)
         self.manager = HealthManager(
@@ -48,6 +51,10 @@ class HealthServer:
             ),
             probers=Probers(member_id=config.member_id, tls=self.tls),
         )
+        if self.metrics is not None:
+            from ..common.metrics_health import HealthMetrics
+
+            self.manager.metrics = HealthMetrics(self.metrics.registry, self.manager)
         self.host.add_servicer(health_pb2_grpc.add_HealthServiceServicer_to_server, HealthServicer(self.manager))
         self._task: asyncio.Task[None] | None = None
 
@@ -73,6 +80,8 @@ class HealthServer:
         await self.store.ping()
         await self.security.start()
         await self.host.start()
+        if self.metrics is not None:
+            self.metrics.start()
         self.membership.address = self.host.address
         await self.membership.join()
         self._task = asyncio.create_task(self.manager.run(), name=f"health-{self.member_id}")
@@ -102,3 +111,5 @@ class HealthServer:
         await self.manager.close()
         await self.security.stop()
         await self.store.close()
+        if self.metrics is not None:
+            self.metrics.stop()

@@ -29,6 +29,8 @@ async def serve(config: RegistryConfig) -> None:
     server = RegistryServer(config)
     await server.start()
     announce(LOGGER, f"registry listening on {server.address}", address=server.address)
+    if server.metrics is not None:
+        announce(LOGGER, f"registry metrics on {server.metrics.url}")
     if server.bootstrap_address is not None:
         announce(LOGGER, f"registry bootstrap port (bearer token for a certificate) on {server.bootstrap_address}")
     if server.token_address:

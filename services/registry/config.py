@@ -7,7 +7,16 @@ from datetime import timedelta
 from pathlib import Path
 
 from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES
-from sutradhar._settings import COUNT, PORT, POSITIVE_DURATION, Settings, log_format_setting, log_level_setting, setting
+from sutradhar._settings import (
+    BOOLEAN,
+    COUNT,
+    PORT,
+    POSITIVE_DURATION,
+    Settings,
+    log_format_setting,
+    log_level_setting,
+    setting,
+)
 from sutradhar.services.common.audit import DEFAULT_RETENTION_AGE, DEFAULT_RETENTION_COUNT
 from sutradhar.services.common.security_config import ServiceSecurity
 from sutradhar.services.registry.watch import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_SIZE, DEFAULT_PROGRESS_INTERVAL
@@ -23,6 +32,10 @@ class RegistryConfig(ServiceSecurity):
     """Address to listen on."""
     port: int = setting(DEFAULT_PORT, kind=PORT)
     """Port to listen on; 0 picks a free one."""
+    metrics: bool = setting(True, kind=BOOLEAN)
+    """Serve Prometheus metrics over HTTP at /metrics (docs/observability.md, "Metrics")."""
+    metrics_port: int = setting(0, kind=PORT)
+    """HTTP port of /metrics, on `host`; 0 picks a free one (announced at start)."""
     etcd: str = setting("127.0.0.1:2379", shared=True)
     """etcd endpoint, "host:port"."""
     etcd_timeout: timedelta = setting(timedelta(seconds=5), kind=POSITIVE_DURATION)

@@ -13,6 +13,7 @@ from sutradhar.services.common.audit import AuditLog
 from sutradhar.services.common.authority import load_authority
 from sutradhar.services.common.encryption import EncryptionConfig
 from sutradhar.services.common.log_context import LogContextMiddleware
+from sutradhar.services.common.metrics_rpc import ServiceMetrics
 from sutradhar.services.common.quota_store import QuotaAdmission, QuotaStore
 from sutradhar.services.common.rolebindings import RoleBindingStore
 from sutradhar.services.common.security import SecurityStack
@@ -103,13 +104,15 @@ class RegistryServer:
         if not config.insecure:  # the access APIs exist only where there is access control
             services += [RBAC_SERVICE_NAME, AUDIT_SERVICE_NAME] + ([TOKEN_SERVICE_NAME] if issuer_key else [])
             services += [IDENTITY_SERVICE_NAME] if identity is not None else []
+        self.metrics = ServiceMetrics.of(config)
         self._host = GrpcHost(
             service_names=services,
             host=config.host,
             port=config.port,
             max_message_bytes=config.max_message_bytes,
             tls=self.tls,
-            middleware=[TracingMiddleware("registry"), LogContextMiddleware(), *self.security.middleware],
+            middleware=[TracingMiddleware("registry"), LogContextMiddleware(), *self.security.middleware,
+                        *([self.metrics.rpc] if self.metrics else [])],
             token_port=config.token_port,
         )
         self._host.add_servicer(
@@ -173,6 +176,8 @@ class RegistryServer:
         if self.audit_log is not None:
             self._retention = asyncio.create_task(self.audit_log.run_retention(), name="audit-retention")
         await self._host.start()
+        if self.metrics is not None:
+            self.metrics.start()
         if self._bootstrap is not None:
             try:
                 await self._bootstrap.start()
@@ -197,3 +202,5 @@ class RegistryServer:
                     await self._retention
             await self.security.stop()
             await self.store.close()
+            if self.metrics is not None:
+                self.metrics.stop()

@@ -41,6 +41,8 @@ async def run(config: RouterConfig, loop_name: str = "asyncio") -> int:
         announce(LOGGER, f"router listening on {server.address} (event loop: {loop_name})", address=server.address)
         if server.token_address:
             announce(LOGGER, f"router token port on {server.token_address}")
+        if server.metrics_url:
+            announce(LOGGER, f"router metrics on {server.metrics_url}")
         await stop.wait()
     finally:
         await server.stop(timedelta(seconds=5))

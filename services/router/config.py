@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES
 from sutradhar._settings import (
+    BOOLEAN,
     COUNT,
     PORT,
     POSITIVE_DURATION,
@@ -29,6 +30,10 @@ class RouterConfig(ServiceSecurity):
     """Address to listen on."""
     port: int = setting(50052, kind=PORT)
     """Port to listen on; 0 picks a free one."""
+    metrics: bool = setting(True, kind=BOOLEAN)
+    """Serve Prometheus metrics over HTTP at /metrics (docs/observability.md, "Metrics")."""
+    metrics_port: int = setting(0, kind=PORT)
+    """HTTP port of /metrics, on `host`; 0 picks a free one (announced at start)."""
     registry: str | None = setting("127.0.0.1:50051", shared=True)
     """Registry address whose Watch feeds the view; empty (or None) leaves the view to the caller, as tests do."""
     etcd: str | None = setting(None, shared=True)

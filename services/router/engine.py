@@ -35,6 +35,7 @@ from sutradhar._strategy_names import check_strategy
 from sutradhar._tls import TlsSource
 from sutradhar._values import from_struct
 from sutradhar.services.common.peer_identity import MeshHttps, NoIdentity, expected_identity
+from sutradhar.services.common.token_bucket import RateLimited
 from sutradhar.services.router import wire
 from sutradhar.services.router.backend import Backend, Outcome
 from sutradhar.services.router.outlier import max_ejected
@@ -129,6 +130,8 @@ class Engine:
         self._budgets: dict[tuple[str, str], RetryBudget] = {}
         self._http: Any = None
         self._closing: set[asyncio.Task[None]] = set()
+        #: The router's RouterMetrics (services/common/metrics_router.py) when metrics are on, else None.
+        self.metrics: Any = None
 
     # -- pools and transports ---------------------------------------------
 
@@ -144,6 +147,8 @@ class Engine:
                 found = resolve(self.view, router_pb2.Selector.FromString(selector_bytes))
                 found.agent_bucket = self.limits.agent_bucket(
                     found.namespace, found.limit_agent, found.policy.rate_limit, self.clock())
+                if self.metrics is not None:
+                    self.metrics.pool(found)
             except SutradharError as err:
                 found = err
             if len(self._pools) > 4096:
@@ -272,7 +277,12 @@ class Engine:
             raise InvalidArgument("options.timeout: must be positive", field="options.timeout")
         pool = self.pool(req.selector_bytes)
         # Over a limit: RateLimited before any instance, budget or breaker is touched.
-        self.limits.admit(pool, self.clock())
+        try:
+            self.limits.admit(pool, self.clock())
+        except RateLimited:
+            if self.metrics is not None:
+                self.metrics.refused(pool)
+            raise
         policy: Policy = pool.policy
         name = options.strategy or policy.strategy
         strategy = self.strategy(req.selector_bytes, name)
@@ -334,6 +344,7 @@ class Engine:
         span = None
         failure: BaseException | None = None
         task_failed = False
+        code = grpc.StatusCode.CANCELLED  # unless it ends otherwise: a lost hedge, a caller gone
         try:
             if trace is None:
                 data = await transport.execute(request, time_left)
@@ -345,9 +356,11 @@ class Engine:
                 backend.app_error()
                 task_failed = True
             outcome = Outcome.SUCCESS
+            code = grpc.StatusCode.OK
             return data
         except (_AioRpcError, AttemptError) as err:
             failed = _attempt_error(backend, err)
+            code = failed.code
             if failed.code in INSTANCE_FAILURE_CODES:
                 outcome = Outcome.FAILURE
             failure = failed
@@ -360,6 +373,8 @@ class Engine:
             if span is not None:
                 trace.attempt_end(span, failure, breaker=backend.breaker_state(self.clock()).name.lower(),
                                   ejected=ejected, task_failed=task_failed)
+            if self.metrics is not None:
+                self.metrics.attempt(backend, code, clock() - start)
 
     def _finish(self, pool: Pool, backend: Backend, start: float, outcome: Outcome) -> bool:
         """Record an attempt's end on its backend; whether that ejected the instance."""
@@ -414,6 +429,8 @@ class Engine:
         if now + pause >= deadline:
             raise self._final_error(failure, attempts, "no time left before the deadline for a retry")
         budget.record_retry(now)
+        if self.metrics is not None:
+            self.metrics.retry(pool)
         return pause
 
     async def execute(self, req: wire.RouteRequest, grpc_timeout: float | None, trace: Any = None) -> bytes:
@@ -475,6 +492,8 @@ class Engine:
             if not candidates or deadline - now <= 0:
                 return False
             backend = strategy.pick(candidates)
+            if tried and self.metrics is not None:
+                self.metrics.hedge(pool)
             tried.append(backend)
             task = asyncio.ensure_future(
                 self._attempt(pool, backend, request, deadline - now, trace, len(tried), len(tried) > 1))
@@ -563,6 +582,7 @@ class Engine:
         start = clock()
         backend.begin(start)
         outcome = Outcome.NEUTRAL
+        code = grpc.StatusCode.CANCELLED
         failed_result = False
         call = None
         span = None
@@ -578,14 +598,17 @@ class Engine:
                     failed_result = True
                 yield event
             outcome = Outcome.SUCCESS
+            code = grpc.StatusCode.OK
         except (_AioRpcError, AttemptError) as err:
             failed = _attempt_error(backend, err)
+            code = failed.code
             if failed.code in INSTANCE_FAILURE_CODES:
                 outcome = Outcome.FAILURE
             failure = failed
             raise failed from None
         except TimeoutError:
             outcome = Outcome.FAILURE
+            code = grpc.StatusCode.DEADLINE_EXCEEDED
             failure = AttemptError(
                 grpc.StatusCode.DEADLINE_EXCEEDED, f"{_describe(backend)}: stream passed its deadline",
                 retry_safe=False,
@@ -609,3 +632,5 @@ class Engine:
             if span is not None:
                 trace.attempt_end(span, failure, breaker=backend.breaker_state(self.clock()).name.lower(),
                                   ejected=ejected, task_failed=failed_result)
+            if self.metrics is not None:
+                self.metrics.attempt(backend, code, clock() - start)

@@ -93,10 +93,25 @@ class RouterServer:
         self.tracing: RouterTracing | None = None
         self._tasks: asyncio.TaskGroup | None = None
         self._background: list[asyncio.Task[None]] = []
+        self.metrics: Any = None
+        self.metrics_endpoint: Any = None
+        if config.metrics:
+            from sutradhar.services.common.metrics import MetricsEndpoint
+            from sutradhar.services.common.metrics_router import RouterMetrics
+
+            self.metrics = self.engine.metrics = RouterMetrics(self.view, clock=clock)
+            self.metrics_endpoint = MetricsEndpoint(self.metrics.registry, config.host, config.metrics_port)
         self._add_handlers()
 
     def _discard(self, backend: Any) -> None:
         self.engine.discard(backend)
+        if self.metrics is not None:
+            self.metrics.forget(backend)
+
+    @property
+    def metrics_url(self) -> str | None:
+        """URL of /metrics once started, None with metrics off."""
+        return self.metrics_endpoint.url if self.metrics_endpoint is not None else None
 
     def _routers_changed(self) -> None:
         assert self.membership is not None
@@ -144,6 +159,8 @@ class RouterServer:
         await self.security.start()
         await self.host.start()
         self.tracing = RouterTracing.create(self.host.address)
+        if self.metrics_endpoint is not None:
+            self.metrics_endpoint.start()
         self._tasks = asyncio.TaskGroup()
         await self._tasks.__aenter__()
         if self.watcher is not None:
@@ -224,6 +241,8 @@ class RouterServer:
         if self._store is not None:
             await self._store.close()
         await self.engine.close()
+        if self.metrics_endpoint is not None:
+            self.metrics_endpoint.stop()
 
     # -- handlers ---------------------------------------------------------
 

@@ -43,6 +43,8 @@ async def _serve(config: SchedulerConfig) -> int:
         announce(LOGGER, f"scheduler: {err}", level=logging.ERROR)
         return 1
     announce(LOGGER, f"scheduler listening on {server.address}", address=server.address)
+    if server.metrics is not None:
+        announce(LOGGER, f"scheduler metrics on {server.metrics.url}")
     if server.token_address:
         announce(LOGGER, f"scheduler token port on {server.token_address}")
     await stop.wait()

@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from sutradhar._settings import (
+    BOOLEAN,
     COUNT,
     DURATION,
     NATURAL,
@@ -29,6 +30,10 @@ class SchedulerConfig(ServiceSecurity):
     """Address to listen on."""
     port: int = setting(50053, kind=PORT)
     """Port to listen on (0 picks a free one)."""
+    metrics: bool = setting(True, kind=BOOLEAN)
+    """Serve Prometheus metrics over HTTP at /metrics (docs/observability.md, "Metrics")."""
+    metrics_port: int = setting(0, kind=PORT)
+    """HTTP port of /metrics, on `host`; 0 picks a free one (announced at start)."""
     etcd: str = setting("127.0.0.1:2379", shared=True)
     """etcd endpoint, host:port."""
     registry: str = setting("127.0.0.1:50051", shared=True)

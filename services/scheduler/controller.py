@@ -103,6 +103,8 @@ class Controller:
         )
         self.reconciler = Reconciler(store, self.supervisor, resolver=resolver)
         self.leading = False
+        self.metrics: Any = None
+        """The scheduler's SchedulerMetrics (services/common/metrics_scheduler.py) when metrics are on."""
         self._term = 0
         self._tg: asyncio.TaskGroup | None = None
         self._adopted = asyncio.Event()
@@ -175,6 +177,8 @@ class Controller:
 
     async def reconcile(self, key: Key) -> Result:
         """Make what runs for deployment `key` match its spec (idempotent)."""
+        if self.metrics is not None:
+            return await self.metrics.reconcile(lambda: self.reconciler.reconcile(key))
         return await self.reconciler.reconcile(key)
 
     # -- watches and resync only enqueue keys -------------------------------------

@@ -83,9 +83,12 @@ class Reconciler:
         self._surge_totals: dict[Key, int] = {}
         """Most replicas a rolling deployment may run now (desired + the surge it was given)."""
         self._surge_locks: dict[str, asyncio.Lock] = {}
+        self.statuses: dict[Key, P.DeploymentStatus] = {}
+        """The status each deployment's last reconcile computed (read by the scheduler's metrics)."""
 
     def forget(self) -> None:
         """Drop the per-deployment memory (leadership lost)."""
+        self.statuses.clear()
         self.autoscale_state.clear()
         self._autoscaled_at.clear()
         self._unavailable.clear()
@@ -105,6 +108,7 @@ class Reconciler:
         if kv is None:
             await sup.stop_all(key, "deployment deleted")
             self._forget_quota(key)
+            self.statuses.pop(key, None)
             return Result()
         d = keys.decode(kv.value, P.Deployment)
         d.resource_version = kv.mod_revision
@@ -117,6 +121,7 @@ class Reconciler:
                     await self.store.commit([Guard(kv.key, kv.mod_revision)], [Op(kv.key, None)])
                 sup.slots.pop(key, None)
                 self.events.forget(key)
+                self.statuses.pop(key, None)
                 return Result()
             return Result(requeue_after=timedelta(milliseconds=200))
 
@@ -524,6 +529,7 @@ class Reconciler:
         nothing when unchanged. On a conflict the events stay pending. With
         `admission` (a snapshot and a note), the write is a quota admission."""
         dkey = (d.namespace or keys.DEFAULT_NAMESPACE, d.name)
+        self.statuses[dkey] = status  # what the metrics show (services/common/metrics_scheduler.py)
         events = self.events.drain(dkey, status)
         if status == d.status and not force:
             return

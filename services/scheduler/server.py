@@ -24,6 +24,7 @@ from sutradhar._errors import NotFound, SutradharError
 from sutradhar._hosting import GrpcHost
 from sutradhar._secret_clients import SecretClient
 from sutradhar.services.common.log_context import LogContextMiddleware
+from sutradhar.services.common.metrics_rpc import ServiceMetrics
 from sutradhar.services.common.security import SecurityStack
 from sutradhar.services.common.store import EtcdEndpoint, Store
 from sutradhar.services.common.tracing import TracingMiddleware
@@ -167,9 +168,15 @@ class SchedulerServer:
             self.store, name="scheduler", member_id=member, ttl=config.election_ttl,
             on_change=self.controller.set_leader,
         )
+        self.metrics = ServiceMetrics.of(config)
+        if self.metrics is not None:
+            from sutradhar.services.common.metrics_scheduler import SchedulerMetrics
+
+            self.controller.metrics = SchedulerMetrics(self.metrics.registry, self.controller)
         self.host = GrpcHost(service_names=[SERVICE_NAME], host=config.host, port=config.port, tls=self.tls,
                              middleware=[TracingMiddleware("scheduler"), LogContextMiddleware(),
-                                         *self.security.middleware],
+                                         *self.security.middleware,
+                                         *([self.metrics.rpc] if self.metrics else [])],
                              token_port=config.token_port)
         self.host.add_servicer(
             scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server, SchedulerServicer(self.deployments)
@@ -202,6 +209,8 @@ class SchedulerServer:
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
         await self.security.start()
         await self.host.start()
+        if self.metrics is not None:
+            self.metrics.start()
         self._runner = asyncio.create_task(self._run(), name="scheduler")
         await self.host.set_serving()
 
@@ -236,6 +245,8 @@ class SchedulerServer:
                      self.store.close()):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(step, 5)
+        if self.metrics is not None:
+            self.metrics.stop()
 
 
 def grpc_code(err: grpc.RpcError) -> grpc.StatusCode:

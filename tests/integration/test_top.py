@@ -150,7 +150,9 @@ async def test_top_json_reports_rates_errors_and_replicas_of_a_loaded_mesh(mesh:
     assert snap["scheduler_error"] == ""
 
 
-def _read(fd: int, seconds: float) -> bytes:
+def _read(fd: int, seconds: float, *, until: bytes = b"", count: int = 0) -> bytes:
+    """What the terminal shows within `seconds`, stopping early once `until` appeared
+    `count` times, or when the child closes the terminal."""
     out = b""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -163,6 +165,8 @@ def _read(fd: int, seconds: float) -> bytes:
             if not chunk:
                 break
             out += chunk
+            if until and out.count(until) >= count:
+                break
     return out
 
 
@@ -175,10 +179,13 @@ async def test_the_live_view_refreshes_in_a_terminal_and_ctrl_c_ends_it_with_0(m
             start_new_session=True)
         os.close(terminal)
         try:
-            screen = await asyncio.to_thread(_read, controller, 4.0)
+            # the first frame and at least two refreshes (a loaded machine may take a while to start the CLI)
+            screen = await asyncio.to_thread(_read, controller, 30.0, until=b"sutradhar top", count=3)
             proc.send_signal(signal.SIGINT)
-            code = await asyncio.wait_for(proc.wait(), 15)
-            screen += await asyncio.to_thread(_read, controller, 0.5)
+            # keep draining the terminal while it stops: a full pty buffer would block its last writes
+            drained = asyncio.create_task(asyncio.to_thread(_read, controller, 20.0))
+            code = await asyncio.wait_for(proc.wait(), 20)
+            screen += await drained
         finally:
             if proc.returncode is None:
                 os.killpg(proc.pid, signal.SIGKILL)
