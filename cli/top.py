@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+from sutradhar._aio import wait_set
 from sutradhar._clients import RouterClient, SchedulerClient
 from sutradhar._errors import InvalidArgument, SutradharError, Unavailable
 from sutradhar._settings import parse_duration
@@ -196,8 +197,7 @@ def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
+    await wait_set(stop, seconds)
 
 
 async def snapshot_json(reader: Reader, interval: timedelta, address: str) -> dict[str, Any]:

@@ -494,7 +494,8 @@ class AgentServer:
         a timeout or an exception counts as unhealthy (logged with its type)."""
         limit = self._health_period.total_seconds()
         try:
-            return bool(await asyncio.wait_for(self.agent.check_health(), limit))
+            async with asyncio.timeout(limit):
+                return bool(await self.agent.check_health())
         except TimeoutError:
             log.warning(
                 "check_health() of agent %s failed: TimeoutError: timed out after %gs; reporting NOT_SERVING",

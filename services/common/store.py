@@ -275,7 +275,9 @@ class Store:
         """
         try:
             with etcd_span(op):
-                return await asyncio.wait_for(fn(), self._timeout.total_seconds())
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can lose a cancellation (sutradhar._aio)
+                async with asyncio.timeout(self._timeout.total_seconds()):
+                    return await fn()
         except (TimeoutError, aetcd.exceptions.ConnectionTimeoutError) as err:
             if write:
                 raise self._outcome_unknown(err) from err
@@ -463,4 +465,5 @@ class Store:
             raise self._unavailable(err) from err
         finally:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(stream.cancel(), 1.0)
+                async with asyncio.timeout(1.0):
+                    await stream.cancel()

@@ -202,9 +202,11 @@ class RouterServer:
                                 MEMBERSHIP_RETRY_S)
                 await asyncio.sleep(MEMBERSHIP_RETRY_S)
 
-        async with asyncio.TaskGroup() as group:
-            group.create_task(forever(membership.keep_alive, "renewing the member lease"))
-            group.create_task(forever(membership.watch, "following the members"))
+        # Both in the server's own task group, so stop() cancels them like the others.
+        assert self._tasks is not None
+        for step, what, name in ((membership.keep_alive, "renewing the member lease", "router-member-lease"),
+                                 (membership.watch, "following the members", "router-members-watch")):
+            self._background.append(self._tasks.create_task(forever(step, what), name=name))
 
     async def _serve_once_synced(self) -> None:
         """Report SERVING once the watcher's first sync is in (it stays SERVING:
@@ -223,16 +225,18 @@ class RouterServer:
         """Stop taking calls, let in-flight ones finish, stop background work."""
         await self.host.stop(grace)
         if self._tasks is not None:
-            pending = set(self._background)
+            pending = {task for task in self._background if not task.done()}
             while pending:
-                # Cancel until done: on Python < 3.12 a cancellation that lands as an inner
-                # asyncio.wait_for times out (an etcd call under the store's deadline) is lost.
+                # Cancel until done: a cancellation can still be lost in code we do not own
+                # (asyncio.wait_for on Python 3.11, gh-86296; ours uses asyncio.timeout).
                 for task in pending:
                     task.cancel()
-                _, pending = await asyncio.wait(pending, timeout=1.0)
+                await asyncio.wait(pending, timeout=1.0)
+                pending = {task for task in self._background if not task.done()}
             with contextlib.suppress(asyncio.CancelledError):
                 await self._tasks.__aexit__(None, None, None)
             self._tasks = None
+            self._background = []
         if self.publisher is not None:
             await self.publisher.close()
         if self.membership is not None:

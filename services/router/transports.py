@@ -448,7 +448,8 @@ class InProcessTransport:
         task = self._task(request)
         started = time.perf_counter()
         try:
-            result = await asyncio.wait_for(run_execute(agent, task), time_left)
+            async with asyncio.timeout(time_left):
+                result = await run_execute(agent, task)
         except TimeoutError as err:
             raise AttemptError(
                 grpc.StatusCode.DEADLINE_EXCEEDED, f"in-process agent {self._spec!r} did not finish in time",

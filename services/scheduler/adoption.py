@@ -61,7 +61,8 @@ async def adopt(store: Store, supervisor: Supervisor, *, current: Callable[[], b
     listed: set[str] = set()
     for runtime in supervisor.runtimes.for_adoption(runtime_names):
         try:
-            replicas = await asyncio.wait_for(runtime.list(), LIST_TIMEOUT)
+            async with asyncio.timeout(LIST_TIMEOUT):
+                replicas = await runtime.list()
         except (SutradharError, TimeoutError) as err:
             log.warning("cannot list %s replicas for adoption: %s", runtime.name, err)
             continue

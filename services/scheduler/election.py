@@ -77,7 +77,8 @@ class LeaderElection:
     async def _drop_lease(self) -> None:
         if self._lease:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.store.revoke_lease(self._lease), 2)
+                async with asyncio.timeout(2):
+                    await self.store.revoke_lease(self._lease)
             self._lease = 0
 
     async def _campaign(self) -> None:

@@ -244,7 +244,8 @@ class SchedulerServer:
         for step in (self.runtimes.close(), self.registry.close(), self.secrets.close(), self.security.stop(),
                      self.store.close()):
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(step, 5)
+                async with asyncio.timeout(5):
+                    await step
         if self.metrics is not None:
             self.metrics.stop()
 

@@ -33,3 +33,38 @@ def test_set_before_the_limit_is_true_and_a_timeout_is_false() -> None:
         return first, again, await wait_set(asyncio.Event(), 0.01)
 
     assert asyncio.run(main()) == (True, True, False)
+
+
+def test_an_etcd_call_cancelled_as_it_completes_stays_cancelled() -> None:
+    """The store's deadline once used wait_for: a router's member-lease loop then
+    lost its cancellation and the router's stop() waited forever (a CI timeout)."""
+    from sutradhar.services.common.store import EtcdEndpoint, Store
+
+    async def main() -> None:
+        store = Store(EtcdEndpoint(port=1))  # never connects: the call below does not reach etcd
+
+        async def call(event: asyncio.Event) -> None:
+            async def answer() -> None:
+                await event.wait()
+
+            await store._call(answer)
+
+        await _cancel_as_the_event_is_set(call)
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(main())
+
+
+def test_no_module_uses_wait_for() -> None:
+    """One rule for timed waits: asyncio.timeout or wait_set, never asyncio.wait_for (gh-86296 on 3.11)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    offenders = [
+        f"{path.relative_to(root)}:{n}"
+        for top in ("sdk/sutradhar", "services", "cli")
+        for path in (root / top).rglob("*.py")
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if "asyncio.wait_for(" in line and not line.lstrip().startswith("#")
+    ]
+    assert not offenders, offenders
