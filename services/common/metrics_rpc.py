@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from sutradhar._middleware import Method, Stage, Streaming, Unary
 from sutradhar.services.common.log_context import status_of
 from sutradhar.services.common.metrics import LATENCY_BUCKETS, MetricsEndpoint
+from sutradhar.services.common.metrics_etcd import EtcdMetrics
 
 _RPC_LABELS = ("grpc_service", "grpc_method")
 
@@ -99,6 +100,7 @@ class ServiceMetrics:
     def __init__(self, host: str, port: int) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.rpc = RpcMetrics(self.registry)
+        self.etcd = EtcdMetrics(self.registry)
         self.endpoint = MetricsEndpoint(self.registry, host, port)
 
     @classmethod

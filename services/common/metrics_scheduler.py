@@ -33,7 +33,15 @@ class SchedulerMetrics:
                                   "deployment.", buckets=LATENCY_BUCKETS, registry=registry)
         self.errors = Counter("sutradhar_scheduler_reconcile_errors", "Reconciles that raised (retried with backoff).",
                               registry=registry)
+        self.decisions = Counter("sutradhar_scheduler_autoscaler_decisions", "Autoscaler steps by decision: up, "
+                                 "down, unchanged, capped (a scale-up a quota cut short).",
+                                 ("namespace", "deployment", "decision"), registry=registry)
         registry.register(_Deployments(controller))
+        controller.reconciler.on_autoscale = self.autoscaled
+
+    def autoscaled(self, key: tuple[str, str], decision: str) -> None:
+        """Count one autoscaler decision of deployment `key` (namespace, name)."""
+        self.decisions.labels(key[0], key[1], decision).inc()
 
     async def reconcile(self, run: Callable[[], Awaitable[T]]) -> T:
         """`run()` (one reconcile), timed and its failure counted."""

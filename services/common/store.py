@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -212,6 +213,9 @@ class Store:
     ) -> None:
         self.endpoint = endpoint
         self._timeout = timeout
+        self.on_call: Callable[[str, float, bool], None] | None = None
+        """Told each etcd call's RPC name, seconds taken and whether it succeeded, when set
+        (the services' etcd latency metric, services/common/metrics_etcd.py)."""
         options = {
             "grpc.max_receive_message_length": 64 * 1024 * 1024,
             # Without fast reconnects every service answered UNAVAILABLE for
@@ -273,6 +277,19 @@ class Store:
         etcd RPC, naming the call's span when it runs inside a traced RPC
         (`tracing.etcd_span`).
         """
+        observe = self.on_call
+        if observe is None:
+            return await self._attempt(fn, write=write, op=op)
+        begin = time.perf_counter()
+        ok = False
+        try:
+            result = await self._attempt(fn, write=write, op=op)
+            ok = True
+            return result
+        finally:
+            observe(op or "Other", time.perf_counter() - begin, ok)
+
+    async def _attempt(self, fn: Callable[[], Awaitable[T]], *, write: bool, op: str) -> T:
         try:
             with etcd_span(op):
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can lose a cancellation (sutradhar._aio)

@@ -35,6 +35,8 @@ class HealthServer:
         self.store = Store(EtcdEndpoint.parse(config.etcd), tls=self.tls)
         self.security = SecurityStack(config, self.store, service="health")
         self.metrics = ServiceMetrics.of(config)
+        if self.metrics is not None:
+            self.metrics.etcd.instrument(self.store)
         self.host = GrpcHost(service_names=[SERVICE_NAME], host=config.host, port=config.port, tls=self.tls,
                              middleware=[TracingMiddleware("health"), LogContextMiddleware(),
                                          *self.security.middleware,

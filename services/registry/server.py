@@ -13,6 +13,7 @@ from sutradhar.services.common.audit import AuditLog
 from sutradhar.services.common.authority import load_authority
 from sutradhar.services.common.encryption import EncryptionConfig
 from sutradhar.services.common.log_context import LogContextMiddleware
+from sutradhar.services.common.metrics_etcd import RegistryObjects
 from sutradhar.services.common.metrics_rpc import ServiceMetrics
 from sutradhar.services.common.quota_store import QuotaAdmission, QuotaStore
 from sutradhar.services.common.rolebindings import RoleBindingStore
@@ -105,6 +106,11 @@ class RegistryServer:
             services += [RBAC_SERVICE_NAME, AUDIT_SERVICE_NAME] + ([TOKEN_SERVICE_NAME] if issuer_key else [])
             services += [IDENTITY_SERVICE_NAME] if identity is not None else []
         self.metrics = ServiceMetrics.of(config)
+        self._objects: RegistryObjects | None = None
+        self._counting: asyncio.Task[None] | None = None
+        if self.metrics is not None:
+            self.metrics.etcd.instrument(self.store)
+            self._objects = RegistryObjects(self.metrics.registry, self.store)
         self._host = GrpcHost(
             service_names=services,
             host=config.host,
@@ -178,6 +184,8 @@ class RegistryServer:
         await self._host.start()
         if self.metrics is not None:
             self.metrics.start()
+        if self._objects is not None:
+            self._counting = asyncio.create_task(self._objects.run(), name="registry-object-counts")
         if self._bootstrap is not None:
             try:
                 await self._bootstrap.start()
@@ -196,10 +204,11 @@ class RegistryServer:
                 await self._bootstrap.stop(grace)
             await self._host.stop(grace)
         finally:
-            if self._retention is not None:
-                self._retention.cancel()
-                with contextlib.suppress(BaseException):
-                    await self._retention
+            for task in (self._retention, self._counting):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await task
             await self.security.stop()
             await self.store.close()
             if self.metrics is not None:

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -83,8 +84,11 @@ class Reconciler:
         self._surge_totals: dict[Key, int] = {}
         """Most replicas a rolling deployment may run now (desired + the surge it was given)."""
         self._surge_locks: dict[str, asyncio.Lock] = {}
-        self.statuses: dict[Key, P.DeploymentStatus] = {}
+        self.statuses: dict[Key, scheduler_pb2.DeploymentStatus] = {}
         """The status each deployment's last reconcile computed (read by the scheduler's metrics)."""
+        self.on_autoscale: Callable[[Key, str], None] | None = None
+        """Told each autoscaler decision ("up", "down", "unchanged", "capped": a scale-up the
+        quota cut short) when metrics are on (services/common/metrics_scheduler.py)."""
 
     def forget(self) -> None:
         """Drop the per-deployment memory (leadership lost)."""
@@ -171,10 +175,13 @@ class Reconciler:
         if d.spec.HasField("autoscale") and agent.runtime != "http":
             scaled = await self._autoscale(key, d, status)
             admission: tuple[Snapshot, str] | None = None
+            recommended = scaled
             if scaled is not None and scaled > d.spec.replicas:
                 scaled, admission = await self._cap_to_quota(key, d, scaled)
             elif scaled is not None:
                 self._capped.pop(key, None)
+            if scaled is not None and self.on_autoscale is not None:
+                self.on_autoscale(key, autoscale_decision(d.spec.replicas, recommended or 0, scaled))
             if scaled is not None and scaled != d.spec.replicas:
                 self._event(key, "Scaled", f"autoscaler scaled {d.spec.replicas} -> {scaled} "
                             f"(in-flight per ready replica {status.autoscale.current_in_flight:.2f}, "
@@ -553,3 +560,13 @@ def _reference_reason(err: SutradharError) -> str:
     if isinstance(err, InvalidArgument):
         return "InvalidReference"
     return "ReferenceUnavailable"
+
+
+def autoscale_decision(current: int, recommended: int, scaled: int) -> str:
+    """What one autoscaler step decided, for its metric: "capped" when a quota cut the
+    recommended scale-up short, else "up", "down" or "unchanged"."""
+    if scaled < recommended and scaled >= current:
+        return "capped"
+    if scaled > current:
+        return "up"
+    return "down" if scaled < current else "unchanged"

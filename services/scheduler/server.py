@@ -170,6 +170,8 @@ class SchedulerServer:
         )
         self.metrics = ServiceMetrics.of(config)
         if self.metrics is not None:
+            self.metrics.etcd.instrument(self.store)
+        if self.metrics is not None:
             from sutradhar.services.common.metrics_scheduler import SchedulerMetrics
 
             self.controller.metrics = SchedulerMetrics(self.metrics.registry, self.controller)

@@ -164,6 +164,15 @@ async def test_scheduler_replica_gauges_and_rpc_counts_reach_prometheus(plane: P
         "probe lag": lambda: value(plane, 'sutradhar_health_probe_lag_seconds{job="health",quantile="0.99"}')
         is not None,
         "probed instances": lambda: (value(plane, 'sutradhar_health_probed_instances{job="health"}') or 0) >= 1,
+        # etcd latency, by service and RPC, and the registry's objects by kind (count-only reads)
+        "registry etcd ranges": lambda: (value(plane, 'sum(sutradhar_etcd_request_duration_seconds_count{'
+                                         'job="registry",op="Range",outcome="ok"})') or 0) > 0,
+        "scheduler etcd txns": lambda: (value(plane, 'sum(sutradhar_etcd_request_duration_seconds_count{'
+                                        'job="scheduler",op="Txn"})') or 0) > 0,
+        "agents counted": lambda: (value(plane, 'sutradhar_registry_objects{job="registry",kind="agents"}')
+                                   or 0) >= 2,
+        "instances counted": lambda: (value(plane, 'sutradhar_registry_objects{job="registry",kind="instances"}')
+                                      or 0) >= 1,
     }
 
     def failing() -> list[str]:
@@ -186,3 +195,17 @@ async def test_no_ready_replicas_and_crash_loop_fire_for_the_crashing_deployment
                               what=lambda: f"alerts firing: {firing()}")
     assert alerts["SutradharDeploymentNoReadyReplicas"] == {"crasher"}
     assert alerts["SutradharDeploymentCrashLoop"] == {"crasher"}
+
+
+async def test_every_control_plane_dashboard_query_returns_data(plane: Plane) -> None:
+    board = json.loads((ROOT / "deploy" / "grafana" / "control-plane.json").read_text())
+    queries = [(panel["title"], target["expr"].replace("$namespace", plane.namespace))
+               for panel in board["panels"] for target in panel["targets"]]
+    assert len(queries) >= 9
+
+    def empty() -> list[str]:
+        return [f"{title}: {expr}" for title, expr in queries if not query(plane, expr)]
+
+    # rate() needs two scrapes: poll until every query has data.
+    await eventually(lambda: not empty(), within=40, what=lambda: f"queries without data: {empty()}")
+

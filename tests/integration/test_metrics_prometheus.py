@@ -160,9 +160,15 @@ async def test_prometheus_counts_every_routed_call_by_instance_and_code(mesh: Me
     assert total(mesh, f'sum(sutradhar_agent_in_flight{{{ns}}})') == 0
 
 
-def dashboard_queries() -> list[tuple[str, str]]:
+#: The dashboards of the data plane (routers and agents); control-plane.json is queried by
+#: test_metrics_control_plane.py, against a mesh with a scheduler and a health member.
+DATA_PLANE_BOARDS = ("agent.json", "mesh-overview.json")
+
+
+def dashboard_queries(names: tuple[str, ...] = DATA_PLANE_BOARDS) -> list[tuple[str, str]]:
     out = []
-    for path in sorted((DEPLOY / "grafana").glob("*.json")):
+    for name in names:
+        path = DEPLOY / "grafana" / name
         board = json.loads(path.read_text())
         for panel in board["panels"]:
             for target in panel["targets"]:
@@ -224,8 +230,15 @@ def test_promtool_accepts_the_rules_and_the_example_config() -> None:
         assert out.returncode == 0, out.stdout + out.stderr
 
 
-def test_dashboards_name_only_metrics_the_router_serves() -> None:
-    served = {"sutradhar_router_requests_total", "sutradhar_router_request_duration_seconds_bucket",
+def test_every_dashboard_is_tested_somewhere() -> None:
+    boards = {path.name for path in (DEPLOY / "grafana").glob("*.json")}
+    assert boards == {*DATA_PLANE_BOARDS, "control-plane.json"}, boards
+
+
+def test_data_plane_dashboards_name_only_metrics_routers_and_agents_serve() -> None:
+    served = {"sutradhar_agent_tasks_total", "sutradhar_agent_task_duration_seconds_bucket",
+              "sutradhar_agent_in_flight",
+              "sutradhar_router_requests_total", "sutradhar_router_request_duration_seconds_bucket",
               "sutradhar_router_in_flight", "sutradhar_router_instances", "sutradhar_router_retries_total",
               "sutradhar_router_hedges_total", "sutradhar_router_ratelimit_refusals_total",
               "sutradhar_router_breaker_state", "sutradhar_router_instance_ejected",
