@@ -11,7 +11,9 @@ race, so waits with a time limit go through here.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from datetime import timedelta
+from typing import Any
 
 
 async def wait_set(event: asyncio.Event, within: timedelta | float) -> bool:
@@ -26,3 +28,17 @@ async def wait_set(event: asyncio.Event, within: timedelta | float) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+async def cancel_until_done(tasks: Iterable[asyncio.Task[Any]], *, every: float = 1.0) -> None:
+    """Cancel `tasks` and wait until each has ended, cancelling again every `every` seconds:
+    a cancellation can still be lost inside code we do not own (aetcd's connect and watch
+    use `wait_for`), and one lost cancellation must not make a stop wait forever."""
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        done, pending = await asyncio.wait(pending, timeout=every)
+        for task in done:
+            if not task.cancelled():
+                task.exception()  # retrieved: a task that failed while stopping is not logged as never awaited

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import timedelta
 
+from sutradhar._aio import cancel_until_done
 from sutradhar._errors import FailedPrecondition, SutradharError
 from sutradhar._hosting import GrpcHost
 from sutradhar.services.common.audit import AuditLog
@@ -204,11 +204,7 @@ class RegistryServer:
                 await self._bootstrap.stop(grace)
             await self._host.stop(grace)
         finally:
-            for task in (self._retention, self._counting):
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(BaseException):
-                        await task
+            await cancel_until_done(task for task in (self._retention, self._counting) if task is not None)
             await self.security.stop()
             await self.store.close()
             if self.metrics is not None:

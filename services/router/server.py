@@ -27,7 +27,7 @@ from typing import Any
 
 import grpc
 
-from sutradhar._aio import wait_set
+from sutradhar._aio import cancel_until_done, wait_set
 from sutradhar._errors import SutradharError, Unavailable
 from sutradhar._hosting import GrpcHost
 from sutradhar._names import ALL_NAMESPACES, validate_dns_label, validate_namespace
@@ -225,14 +225,10 @@ class RouterServer:
         """Stop taking calls, let in-flight ones finish, stop background work."""
         await self.host.stop(grace)
         if self._tasks is not None:
-            pending = {task for task in self._background if not task.done()}
-            while pending:
-                # Cancel until done: a cancellation can still be lost in code we do not own
-                # (asyncio.wait_for on Python 3.11, gh-86296; ours uses asyncio.timeout).
-                for task in pending:
-                    task.cancel()
-                await asyncio.wait(pending, timeout=1.0)
-                pending = {task for task in self._background if not task.done()}
+            # Again while any is left: a membership task can start the lease and watch loops
+            # after the first pass, if its cancellation was lost.
+            while not all(task.done() for task in self._background):
+                await cancel_until_done(list(self._background))
             with contextlib.suppress(asyncio.CancelledError):
                 await self._tasks.__aexit__(None, None, None)
             self._tasks = None

@@ -68,3 +68,30 @@ def test_no_module_uses_wait_for() -> None:
         if "asyncio.wait_for(" in line and not line.lstrip().startswith("#")
     ]
     assert not offenders, offenders
+
+
+def test_cancel_until_done_cancels_again_a_task_that_swallowed_its_cancellation() -> None:
+    from sutradhar._aio import cancel_until_done
+
+    async def main() -> int:
+        swallowed = 0
+
+        async def stubborn() -> None:
+            nonlocal swallowed
+            while True:
+                try:
+                    await asyncio.sleep(10)
+                except asyncio.CancelledError:
+                    swallowed += 1
+                    if swallowed == 1:
+                        continue  # as a lost cancellation looks to the task: it goes on
+                    raise
+
+        task = asyncio.create_task(stubborn())
+        await asyncio.sleep(0)
+        async with asyncio.timeout(5):
+            await cancel_until_done([task], every=0.01)
+        assert task.cancelled()
+        return swallowed
+
+    assert asyncio.run(main()) == 2
