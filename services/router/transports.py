@@ -93,7 +93,7 @@ HTTP_FORM_DOC = "docs/router.md, \"HTTP agents\""
 
 class Owner(Protocol):
     """The instance a transport serves, as the router's view knows it
-    (`Backend`): the agent definition it belongs to."""
+    (`Backend`): the agent definition it belongs to, its namespace and id."""
 
     agent_id: str
     version: str
@@ -548,7 +548,7 @@ class InProcessTransport:
         started = time.perf_counter()
         events = stream_events(agent, task)
         failure: BaseException | None = None
-        ok = False
+        ok = finished = False
         try:
             async with asyncio.timeout(time_left):
                 while True:
@@ -574,14 +574,16 @@ class InProcessTransport:
                             f"in-process agent {self._spec!r} produced data that is not JSON-like: {err}",
                             retry_safe=False,
                         ) from err
+                    finished = isinstance(event, Result)
                     yield out
-                    if isinstance(event, Result):
+                    if finished:
                         return
         except TimeoutError:
             failure = self._late()  # the span's status; the engine reads the TimeoutError itself
             raise
         except GeneratorExit:
-            failure = asyncio.CancelledError("the stream was closed before its end")
+            if not finished:  # closed before its result: the caller went away
+                failure = asyncio.CancelledError("the stream was closed before its end")
             raise
         except BaseException as err:
             failure = err

@@ -140,6 +140,7 @@ async def test_http_and_in_process_agents_get_the_trace_context(etcd: str, uniqu
     per_event = kinds[("router", "INTERNAL", "echo event")]
     assert stream_served.parent_span_id == stream_attempt.span_id
     assert stream_served.attributes["sutradhar.task.success"] is True
+    assert stream_served.attributes["rpc.response.status_code"] == "OK"
     assert whole.parent_span_id == stream_served.span_id
     assert len(per_event) == 5 and all(s.parent_span_id == whole.span_id for s in per_event)
     assert {s.trace_id for s in stream_spans} == {stream_id}

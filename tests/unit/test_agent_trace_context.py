@@ -172,3 +172,12 @@ async def test_a_stream_closed_early_ends_its_spans_cancelled(state: _State) -> 
     assert served.attributes["rpc.response.status_code"] == "CANCELLED"
     assert served.attributes["sutradhar.task.success"] is False
     assert spans["whole stream"].parent.span_id == served.context.span_id  # the agent's own span ended too
+
+
+async def test_a_stream_closed_right_after_its_result_ends_its_span_ok(state: _State) -> None:
+    stream = transport(state).stream(request(), 5.0, (("traceparent", SAMPLED),))
+    while not agent_pb2.ExecuteStreamResponse.FromString(await anext(stream)).HasField("result"):
+        pass
+    await stream.aclose()
+    served = by_name(state)["sutradhar.v1.AgentService/ExecuteStream"]
+    assert served.attributes["rpc.response.status_code"] == "OK" and served.attributes["sutradhar.task.success"]
