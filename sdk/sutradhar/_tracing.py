@@ -298,10 +298,10 @@ AGENT_TRACER: Final = "sutradhar.agent"
 
 def task_span(method: str, parent: Any, *, namespace: str, agent: str, instance: str, task_type: str) -> Any:
     """Start the SERVER span of one task an agent runs, `method` (``sutradhar.v1.AgentService/Execute``
-    or ``.../ExecuteStream``), under the OpenTelemetry context `parent` (None: a root); not made
-    current. The one definition of the agent's span: SDK agents (`start_task_span`) and the router's
-    in-process agents (`task_scope`) both start it here, and end it with `end_task_span`. Tracing
-    must be on (`active`)."""
+    or ``.../ExecuteStream``), under the OpenTelemetry context `parent` (None: the current one, a
+    root when no span is current); not made current. The one definition of the agent's span: SDK
+    agents (`start_task_span`) and the router's in-process agents (`task_scope`) both start it
+    here, and end it with `end_task_span`. Tracing must be on (`active`)."""
     from opentelemetry.trace import SpanKind
 
     state = _state
@@ -382,12 +382,14 @@ def task_scope(method: str, traceparent_value: str, *, namespace: str, agent: st
     if state is None:
         return None
     from opentelemetry import trace
+    from opentelemetry.context import Context
 
     parent = parse_traceparent(traceparent_value) if traceparent_value else None
     attributes = {"namespace": namespace, "agent": agent, "instance": instance, "task_type": task_type}
     if parent is None:
-        span = task_span(method, None, **attributes)
-        return TaskScope(span, trace.set_span_in_context(span))
+        root = Context()  # nothing of the router's own context
+        span = task_span(method, root, **attributes)
+        return TaskScope(span, trace.set_span_in_context(span, root))
     context = _remote_context(parent)
     if not state.sampling.sample(parent[0], bool(parent[2] & SAMPLED)):
         return TaskScope(None, context)

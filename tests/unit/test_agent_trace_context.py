@@ -181,3 +181,10 @@ async def test_a_stream_closed_right_after_its_result_ends_its_span_ok(state: _S
     await stream.aclose()
     served = by_name(state)["sutradhar.v1.AgentService/ExecuteStream"]
     assert served.attributes["rpc.response.status_code"] == "OK" and served.attributes["sutradhar.task.success"]
+
+
+async def test_without_a_traceparent_an_in_process_task_span_is_a_root(state: _State) -> None:
+    await transport(state).execute(request(), 5.0)
+    spans = by_name(state)
+    served = spans["sutradhar.v1.AgentService/Execute"]
+    assert served.parent is None and spans["work"].parent.span_id == served.context.span_id
