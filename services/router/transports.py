@@ -35,7 +35,9 @@ W3C trace context reaches every kind of agent (docs/observability.md, "Tracing")
 - In-process agents run under a SERVER span made as an SDK agent makes its own
   (`sutradhar._tracing.task_span`), parented on the attempt and current only
   while the agent's code runs (`sutradhar._tracing.TaskScope`), so spans the
-  agent starts nest under it; unsampled or with tracing off, no span is made.
+  agent starts nest under it; with tracing off no span is made, and unsampled
+  none is started either (the agent's code runs under the caller's unsampled
+  context, so its own spans are not sampled).
 
 Transport failures are raised as `AttemptError` (or `grpc.aio.AioRpcError`
 from the gRPC transport, which the engine reads the same way).
