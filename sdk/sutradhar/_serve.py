@@ -78,12 +78,6 @@ def _start_tracing(service: str) -> None:
         log.warning("serving without tracing: %s", err)
 
 
-def _end_task_span(span: Any, failure: BaseException | None, ok: bool) -> None:
-    """End an agent's SERVER span: the call's status, and whether the task's result succeeded."""
-    span.set_attribute("sutradhar.task.success", ok)
-    _tracing.end_span(span, _tracing.code_of(failure), failure, server=True)
-
-
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     """AgentService over one `Agent`: decode, run, count, encode."""
 
@@ -153,7 +147,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             return self._unexpired_deadline(context, task)
         except DeadlineExceeded as err:
             if span is not None:
-                _end_task_span(span, err, False)
+                _tracing.end_task_span(span, err, False)
             raise
 
     def _task(self, request: agent_pb2.ExecuteRequest | agent_pb2.ExecuteStreamRequest) -> Task:
@@ -178,10 +172,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         attempt) or else the task's traceparent. The call runs in a task of its own, so both
         end with it."""
         traceparent = traceparent_of(context.invocation_metadata()) or task.context.traceparent
-        span = _tracing.start_server_span(method, traceparent, {
-            "sutradhar.namespace": self.namespace, "sutradhar.agent": self.agent.id,
-            "sutradhar.instance": self.instance_id, "sutradhar.task.type": task.type,
-        })
+        span = _tracing.start_task_span(method, traceparent, namespace=self.namespace, agent=self.agent.id,
+                                        instance=self.instance_id, task_type=task.type)
         trace_id, span_id = _tracing.current_ids() if span is not None else trace_from_traceparent(traceparent)
         set_context(LogContext(
             request_id=task.context.request_id or task.id, task_id=task.id, trace_id=trace_id, span_id=span_id,
@@ -246,7 +238,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         finally:
             self._end(started, ok, task.type)
             if span is not None:
-                _end_task_span(span, failure, ok)
+                _tracing.end_task_span(span, failure, ok)
 
     async def ExecuteStream(
         self, request: agent_pb2.ExecuteStreamRequest, context: grpc.aio.ServicerContext
@@ -289,7 +281,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             await events.aclose()
             self._end(started, ok, task.type)
             if span is not None:
-                _end_task_span(span, failure, ok)
+                _tracing.end_task_span(span, failure, ok)
 
     async def Metrics(
         self, request: agent_pb2.MetricsRequest, context: grpc.aio.ServicerContext

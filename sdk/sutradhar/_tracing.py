@@ -20,6 +20,11 @@ the agent's SERVER span around ``execute``.
 `Sampling` is that sampler's decision taken by hand for the router's hot path
 (the six standard samplers): an unsampled call never reaches the OpenTelemetry
 SDK, so it makes no span object. `traceparent` formats a W3C header value.
+
+An agent's SERVER span around a task has one definition, `task_span`, ended by
+`end_task_span`: an SDK agent starts it with `start_task_span` (current for the
+rest of the call's task), the router's in-process agents with `task_scope`
+(current only while the agent's own code runs; see `TaskScope`).
 """
 
 from __future__ import annotations
@@ -271,12 +276,8 @@ def end_span(span: Any, code: str, err: BaseException | None, *, server: bool) -
     span.end()
 
 
-def remote_parent(traceparent_value: str) -> Any:
-    """An OpenTelemetry context whose span is the remote parent `traceparent_value` names; None
-    (a root) when it is empty or malformed."""
-    parent = parse_traceparent(traceparent_value) if traceparent_value else None
-    if parent is None:
-        return None
+def _remote_context(parent: tuple[int, int, int]) -> Any:
+    """An OpenTelemetry context whose span is the remote parent (trace id, span id, flags)."""
     from opentelemetry import trace
     from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
@@ -284,24 +285,116 @@ def remote_parent(traceparent_value: str) -> Any:
     return trace.set_span_in_context(NonRecordingSpan(remote))
 
 
-def start_server_span(name: str, traceparent_value: str, attributes: Mapping[str, Any]) -> Any:
-    """Start the SERVER span of one served RPC `name` (``pkg.Service/Method``) under the caller's
-    `traceparent_value` and make it current for the rest of the call's task (gRPC aio serves each
-    call in a task of its own, so it ends with the call), so spans the handler starts with
-    ``opentelemetry.trace.get_tracer(...)`` are its children. None while tracing is off; end it
-    with `end_span`."""
+def remote_parent(traceparent_value: str) -> Any:
+    """An OpenTelemetry context whose span is the remote parent `traceparent_value` names; None
+    (a root) when it is empty or malformed."""
+    parent = parse_traceparent(traceparent_value) if traceparent_value else None
+    return None if parent is None else _remote_context(parent)
+
+
+#: The instrumentation scope of the agents' task spans.
+AGENT_TRACER: Final = "sutradhar.agent"
+
+
+def task_span(method: str, parent: Any, *, namespace: str, agent: str, instance: str, task_type: str) -> Any:
+    """Start the SERVER span of one task an agent runs, `method` (``sutradhar.v1.AgentService/Execute``
+    or ``.../ExecuteStream``), under the OpenTelemetry context `parent` (None: the current one, a
+    root when no span is current); not made current. The one definition of the agent's span: SDK
+    agents (`start_task_span`) and the router's in-process agents (`task_scope`) both start it
+    here, and end it with `end_task_span`. Tracing must be on (`active`)."""
+    from opentelemetry.trace import SpanKind
+
     state = _state
     if state is None:
+        raise RuntimeError("task_span needs tracing on (sutradhar._tracing.setup)")
+    return state.tracer(AGENT_TRACER).start_span(method, context=parent, kind=SpanKind.SERVER, attributes={
+        "rpc.system.name": "grpc", "rpc.method": method, "sutradhar.namespace": namespace,
+        "sutradhar.agent": agent, "sutradhar.instance": instance, "sutradhar.task.type": task_type,
+    })
+
+
+def end_task_span(span: Any, failure: BaseException | None, ok: bool) -> None:
+    """End an agent's task span: the call's status (`failure`: what the call ended with, None: OK)
+    and whether the task's result succeeded."""
+    span.set_attribute("sutradhar.task.success", ok)
+    end_span(span, code_of(failure), failure, server=True)
+
+
+def start_task_span(method: str, traceparent_value: str, *, namespace: str, agent: str, instance: str,
+                    task_type: str) -> Any:
+    """Start an SDK agent's task span (`task_span`) under the caller's `traceparent_value` and make
+    it current for the rest of the call's task (gRPC aio serves each call in a task of its own, so
+    it ends with the call), so spans the handler starts with ``opentelemetry.trace.get_tracer(...)``
+    are its children. None while tracing is off; end it with `end_task_span`."""
+    if _state is None:
         return None
     from opentelemetry import context as otel_context
     from opentelemetry import trace
-    from opentelemetry.trace import SpanKind
 
-    span = state.tracer("sutradhar.agent").start_span(
-        name, context=remote_parent(traceparent_value), kind=SpanKind.SERVER,
-        attributes={"rpc.system.name": "grpc", "rpc.method": name, **attributes})
+    span = task_span(method, remote_parent(traceparent_value), namespace=namespace, agent=agent,
+                     instance=instance, task_type=task_type)
     otel_context.attach(trace.set_span_in_context(span))
     return span
+
+
+class TaskScope:
+    """What an in-process agent's code runs under inside the router: its task span (`span`), or, for
+    an unsampled call, only the caller's context (`span` None: no span is started, yet spans the
+    agent's code starts stay unsampled in the caller's trace instead of starting traces of their
+    own). `enter` makes it current and `leave` puts back what was current before, around each step
+    of the agent: the router's own code never runs under it, though a streamed task's generator is
+    resumed by the router's handler in the same asyncio task. `leave` keeps what the agent's code
+    left current (a span it holds open across a ``yield``) for the next `enter`."""
+
+    __slots__ = ("_context", "span")
+
+    def __init__(self, span: Any, context: Any) -> None:
+        self.span = span
+        self._context = context
+
+    def enter(self) -> Any:
+        """Make the scope current; the token to hand to `leave`."""
+        from opentelemetry import context as otel_context
+
+        return otel_context.attach(self._context)
+
+    def leave(self, token: Any) -> None:
+        """Keep what is current now for the next `enter` and put back what was current before it."""
+        from opentelemetry import context as otel_context
+
+        self._context = otel_context.get_current()
+        otel_context.detach(token)
+
+    def end(self, failure: BaseException | None, ok: bool) -> None:
+        """End the task span, if there is one (`end_task_span`)."""
+        if self.span is not None:
+            end_task_span(self.span, failure, ok)
+
+
+def task_scope(method: str, traceparent_value: str, *, namespace: str, agent: str, instance: str,
+               task_type: str) -> TaskScope | None:
+    """The `TaskScope` of one task of an in-process agent under `traceparent_value` (the router's
+    attempt); None while tracing is off. The sampler's decision is taken by hand (`Sampling`, the
+    router's hot-path rule): unsampled, no span is started; sampled, the task span (`task_span`)
+    under the attempt. Without a valid `traceparent_value` the task span is a root the sampler
+    decides on."""
+    state = _state
+    if state is None:
+        return None
+    from opentelemetry import trace
+    from opentelemetry.context import Context
+
+    parent = parse_traceparent(traceparent_value) if traceparent_value else None
+    attributes = {"namespace": namespace, "agent": agent, "instance": instance, "task_type": task_type}
+    if parent is None:
+        root = Context()  # nothing of the router's own context
+        span = task_span(method, root, **attributes)
+        return TaskScope(span, trace.set_span_in_context(span, root))
+    context = _remote_context(parent)
+    if not state.sampling.sample(parent[0], bool(parent[2] & SAMPLED)):
+        return TaskScope(None, context)
+    span = task_span(method, context, **attributes)
+    return TaskScope(span, trace.set_span_in_context(span, context))
 
 
 def current_ids() -> tuple[str, str]:
@@ -317,16 +410,19 @@ def current_ids() -> tuple[str, str]:
 
 
 __all__ = [
+    "AGENT_TRACER",
     "DEFAULT_SAMPLER",
     "EXPORTERS",
     "SAMPLED",
     "SERVER_ERROR_CODES",
     "Sampling",
+    "TaskScope",
     "active",
     "code_of",
     "current_ids",
     "enabled",
     "end_span",
+    "end_task_span",
     "exporter_names",
     "new_span_id",
     "new_trace_id",
@@ -334,6 +430,8 @@ __all__ = [
     "remote_parent",
     "setup",
     "shutdown",
-    "start_server_span",
+    "start_task_span",
+    "task_scope",
+    "task_span",
     "traceparent",
 ]

@@ -22,6 +22,23 @@ The HTTP and in-process transports fill the result metadata a gRPC SDK agent
 fills itself (task id, agent id and version of the instance's agent
 definition, latency), keeping whatever the agent reported.
 
+W3C trace context reaches every kind of agent (docs/observability.md, "Tracing"):
+
+- gRPC agents get the attempt's ``traceparent`` as gRPC metadata when the
+  router traces (`Metadata`); with router tracing off no metadata is sent and an
+  SDK agent reads the caller's ``task.context.traceparent`` from the task.
+- HTTP agents get the standard ``traceparent`` HTTP header (`trace_headers`):
+  the attempt's when the router traces, else the caller's own
+  ``task.context.traceparent`` unchanged (when it is a valid one); and
+  ``tracestate`` with it from ``task.context.tracestate``, which the router
+  passes through untouched (a ``tracestate`` sent as gRPC metadata is not kept).
+- In-process agents run under a SERVER span made as an SDK agent makes its own
+  (`sutradhar._tracing.task_span`), parented on the attempt and current only
+  while the agent's code runs (`sutradhar._tracing.TaskScope`), so spans the
+  agent starts nest under it; with tracing off no span is made, and unsampled
+  none is started either (the agent's code runs under the caller's unsampled
+  context, so its own spans are not sampled).
+
 Transport failures are raised as `AttemptError` (or `grpc.aio.AioRpcError`
 from the gRPC transport, which the engine reads the same way).
 """
@@ -43,9 +60,11 @@ import grpc
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
+from sutradhar import _tracing
 from sutradhar._convert import value_to_python
 from sutradhar._hosting import reconnect_options
 from sutradhar._identity import SpiffeId
+from sutradhar._log_context import traceparent_of, traceparent_parts
 from sutradhar._tls import TlsSource, secure_channel
 from sutradhar._values import to_value
 from sutradhar.v1 import agent_pb2
@@ -53,8 +72,9 @@ from sutradhar.v1 import agent_pb2
 EXECUTE_PATH = "/sutradhar.v1.AgentService/Execute"
 EXECUTE_STREAM_PATH = "/sutradhar.v1.AgentService/ExecuteStream"
 
-#: gRPC metadata sent with an attempt: the attempt's ``traceparent`` when tracing is on
-#: (gRPC agents get it; HTTP and in-process agents have no metadata and ignore it).
+#: The trace context the engine hands an attempt when the router traces: its ``traceparent``
+#: (gRPC agents get it as metadata, HTTP agents as a header, in-process agents as their span's
+#: parent); None while router tracing is off.
 Metadata = tuple[tuple[str, str], ...]
 
 # Codes that say the instance, not the task, is at fault (they count against
@@ -75,10 +95,12 @@ HTTP_FORM_DOC = "docs/router.md, \"HTTP agents\""
 
 class Owner(Protocol):
     """The instance a transport serves, as the router's view knows it
-    (`Backend`): the agent definition it belongs to."""
+    (`Backend`): the agent definition it belongs to, its namespace and id."""
 
     agent_id: str
     version: str
+    namespace: str
+    instance_id: str
 
 
 class AttemptError(Exception):
@@ -263,6 +285,32 @@ def task_json(task: agent_pb2.Task) -> dict[str, Any]:
     }
 
 
+def _header_safe(value: str) -> bool:
+    """Whether `value` can be an HTTP header value as it is: printable ASCII (W3C ``tracestate``
+    is nothing else), so a malformed one is dropped instead of failing the request."""
+    return value.isascii() and value.isprintable()
+
+
+def trace_headers(metadata: Metadata | None, context: agent_pb2.TaskContext) -> dict[str, str] | None:
+    """The W3C trace context headers of an HTTP agent's request; None when there is none to send.
+
+    ``traceparent``: the attempt's (`metadata`, when the router traces), else the caller's own
+    ``context.traceparent`` when it is a valid one (stripped and lower-cased, as the router
+    forwards it to gRPC agents); ``tracestate``: the caller's ``context.tracestate`` along
+    with it, when printable ASCII (the spec's alphabet; anything else is dropped)."""
+    value = traceparent_of(metadata)
+    if not value:
+        caller = context.traceparent
+        if not caller or traceparent_parts(caller) is None:
+            return None
+        value = caller.strip().lower()
+    headers = {"traceparent": value}
+    state = context.tracestate.strip()
+    if state and _header_safe(state):
+        headers["tracestate"] = state
+    return headers
+
+
 _NOT_JSON = object()
 
 
@@ -281,18 +329,20 @@ class HttpTransport:
         self._extensions = dict(extensions or {})  # e.g. sni_hostname: the identity to verify
         self._before = before  # e.g. MeshHttps.refresh: a rotated client certificate
 
-    async def call(self, request: bytes, time_left: float | None) -> agent_pb2.Result:
-        """POST the task and return its Result."""
+    async def call(self, request: bytes, time_left: float | None, metadata: Metadata | None = None) -> agent_pb2.Result:
+        """POST the task (with its trace context headers, `trace_headers`) and return its Result."""
         import httpx
 
         task = agent_pb2.ExecuteRequest.FromString(request).task
         body = task_json(task)
+        headers = trace_headers(metadata, task.context)
         target = f"{self.url}/execute"
         started = time.perf_counter()
         try:
             if self._before is not None:
                 self._before()
-            response = await self._client.post(target, json=body, timeout=time_left, extensions=self._extensions)
+            response = await self._client.post(target, json=body, headers=headers, timeout=time_left,
+                                               extensions=self._extensions)
         except (httpx.ConnectError, httpx.ConnectTimeout) as err:
             # Before the TimeoutException clause: ConnectTimeout is one, but the task was never sent.
             raise AttemptError(grpc.StatusCode.UNAVAILABLE, f"cannot connect to HTTP agent {target}: {err!r}") from err
@@ -344,11 +394,11 @@ class HttpTransport:
         )
 
     async def execute(self, request: bytes, time_left: float | None, metadata: Metadata | None = None) -> bytes:
-        result = await self.call(request, time_left)
+        result = await self.call(request, time_left, metadata)
         return agent_pb2.ExecuteResponse(result=result).SerializeToString()
 
     def stream(self, request: bytes, timeout: float | None, metadata: Metadata | None = None) -> AsyncIterator[bytes]:
-        return _single_result_stream(self.call(request, timeout))
+        return _single_result_stream(self.call(request, timeout, metadata))
 
     async def close(self, grace: float | None = None) -> None:
         """The pooled client is shared and closed by the router."""
@@ -427,6 +477,19 @@ class InProcessTransport:
 
         return task_from_proto(agent_pb2.ExecuteRequest.FromString(request).task)
 
+    def _scope(self, path: str, agent: Any, task: Any, metadata: Metadata | None) -> _tracing.TaskScope | None:
+        """The task's `TaskScope` under the attempt's ``traceparent`` (else the task's own); None
+        while tracing is off (`sutradhar._tracing.task_scope`)."""
+        if _tracing.active() is None:
+            return None
+        owner = self._owner
+        return _tracing.task_scope(
+            path.lstrip("/"), traceparent_of(metadata) or task.context.traceparent,
+            namespace=owner.namespace if owner else "",
+            agent=(owner.agent_id if owner else "") or getattr(agent, "id", ""),
+            instance=owner.instance_id if owner else "", task_type=task.type,
+        )
+
     def _metadata(self, agent: Any, task: Any, started: float) -> Any:
         """What a gRPC SDK agent fills into its results: the agent definition
         (what the mesh deployed) rather than the class's own id and version."""
@@ -446,17 +509,34 @@ class InProcessTransport:
 
         agent = self._instance()
         task = self._task(request)
+        scope = self._scope(EXECUTE_PATH, agent, task, metadata)
         started = time.perf_counter()
+        failure: BaseException | None = None
+        ok = False
+        token = None if scope is None else scope.enter()
         try:
             async with asyncio.timeout(time_left):
                 result = await run_execute(agent, task)
+            data = _serialize_result(result_to_proto, with_metadata(result, self._metadata(agent, task, started)))
+            ok = result.success
+            return data
         except TimeoutError as err:
-            raise AttemptError(
-                grpc.StatusCode.DEADLINE_EXCEEDED, f"in-process agent {self._spec!r} did not finish in time",
-                retry_safe=False,
-            ) from err
-        result = with_metadata(result, self._metadata(agent, task, started))
-        return _serialize_result(result_to_proto, result)
+            failure = self._late()
+            raise failure from err
+        except BaseException as err:
+            failure = err
+            raise
+        finally:
+            if scope is not None:
+                scope.leave(token)
+                scope.end(failure, ok)
+
+    def _late(self) -> AttemptError:
+        """The failure of a task that passed its deadline."""
+        return AttemptError(
+            grpc.StatusCode.DEADLINE_EXCEEDED, f"in-process agent {self._spec!r} did not finish in time",
+            retry_safe=False,
+        )
 
     async def stream(
         self, request: bytes, time_left: float | None, metadata: Metadata | None = None
@@ -466,19 +546,58 @@ class InProcessTransport:
 
         agent = self._instance()
         task = self._task(request)
+        scope = self._scope(EXECUTE_STREAM_PATH, agent, task, metadata)
         started = time.perf_counter()
-        async with asyncio.timeout(time_left):
-            async for event in stream_events(agent, task):
-                if isinstance(event, Result):
-                    event = with_metadata(event, self._metadata(agent, task, started))
-                try:
-                    yield event_to_proto(event).SerializeToString()
-                except TypeError as err:
-                    raise AttemptError(
-                        grpc.StatusCode.UNAVAILABLE,
-                        f"in-process agent {self._spec!r} produced data that is not JSON-like: {err}",
-                        retry_safe=False,
-                    ) from err
+        events = stream_events(agent, task)
+        failure: BaseException | None = None
+        ok = finished = False
+        try:
+            async with asyncio.timeout(time_left):
+                while True:
+                    # The agent's generator runs under its scope; the router's code between its
+                    # steps (the yield below) does not.
+                    token = None if scope is None else scope.enter()
+                    try:
+                        event = await anext(events)
+                    except StopAsyncIteration:  # pragma: no cover - stream_events always ends with a Result
+                        return
+                    finally:
+                        if scope is not None:
+                            scope.leave(token)
+                    if isinstance(event, Result):
+                        ok = event.success
+                        event = with_metadata(event, self._metadata(agent, task, started))
+                    try:
+                        out = event_to_proto(event).SerializeToString()
+                    except TypeError as err:
+                        ok = False
+                        raise AttemptError(
+                            grpc.StatusCode.UNAVAILABLE,
+                            f"in-process agent {self._spec!r} produced data that is not JSON-like: {err}",
+                            retry_safe=False,
+                        ) from err
+                    finished = isinstance(event, Result)
+                    yield out
+                    if finished:
+                        return
+        except TimeoutError:
+            failure = self._late()  # the span's status; the engine reads the TimeoutError itself
+            raise
+        except GeneratorExit:
+            if not finished:  # closed before its result: the caller went away
+                failure = asyncio.CancelledError("the stream was closed before its end")
+            raise
+        except BaseException as err:
+            failure = err
+            raise
+        finally:
+            token = None if scope is None else scope.enter()
+            try:
+                await events.aclose()  # the agent's own clean-up (and the spans it ends) under its scope
+            finally:
+                if scope is not None:
+                    scope.leave(token)
+                    scope.end(failure, ok)
 
     async def close(self, grace: float | None = None) -> None:
         agent, self._agent = self._agent, None

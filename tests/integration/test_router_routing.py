@@ -17,6 +17,7 @@ import threading
 import time
 from collections import Counter
 from datetime import timedelta
+from email.message import Message
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
@@ -576,17 +577,19 @@ async def test_http_and_in_process_agents_answer_like_grpc_ones(mesh, unique):
 
 
 class JsonServer:
-    """A tiny real HTTP agent: records each POSTed body (raw bytes) and answers
-    `answer` (status, JSON-able body) to every POST /execute."""
+    """A tiny real HTTP agent: records each POSTed body (raw bytes) and its headers and
+    answers `answer` (status, JSON-able body) to every POST /execute."""
 
     def __init__(self) -> None:
         self.bodies: list[bytes] = []
+        self.headers: list[Message] = []
         self.answer: tuple[int, object] = (200, {"success": True, "data": None})
         outer = self
 
         class Handler(http_echo_agent.Handler):  # its quiet log and JSON `_send`, our own POST
 
             def do_POST(self) -> None:
+                outer.headers.append(self.headers)
                 outer.bodies.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
                 self._send(*outer.answer)
 
