@@ -20,7 +20,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
 from typing import Any, Final
 
@@ -91,15 +91,20 @@ class ScrapeTargets:
     """The discovery document, read on demand and kept for `min_interval` (a burst of requests, or
     several Prometheus servers, costs one etcd read)."""
 
-    def __init__(self, store: Store, *, min_interval: timedelta = timedelta(seconds=2),
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
-        self.store = store
+    def __init__(self, read: Callable[[], Awaitable[Iterable[registry_pb2.Instance]]], *,
+                 min_interval: timedelta = timedelta(seconds=2), monotonic: Callable[[], float] = time.monotonic,
+                 timeout: float = READ_TIMEOUT) -> None:
+        self._read = read
+        self.timeout = timeout
         self.min_interval = min_interval.total_seconds()
         self._monotonic = monotonic
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
         self._body: bytes | None = None
         self._read_at = 0.0
+
+    async def _instances(self) -> list[registry_pb2.Instance]:
+        return list(await self._read())
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """The event loop the store runs on (the registry's, at start)."""
@@ -114,12 +119,12 @@ class ScrapeTargets:
                 return self._body
             if self._loop is None:
                 raise RuntimeError("the registry is not serving yet")
-            future = asyncio.run_coroutine_threadsafe(read_instances(self.store), self._loop)
+            future = asyncio.run_coroutine_threadsafe(self._instances(), self._loop)
             try:
-                instances = future.result(timeout=READ_TIMEOUT)
+                instances = future.result(timeout=self.timeout)
             except TimeoutError as err:
                 future.cancel()
-                raise RuntimeError(f"reading the instances from etcd took over {READ_TIMEOUT:g}s") from err
+                raise RuntimeError(f"reading the instances from etcd took over {self.timeout:g}s") from err
             except Exception as err:
                 raise RuntimeError(f"reading the instances from etcd failed: {err}") from err
             self._body = json.dumps(target_groups(instances), separators=(",", ":")).encode()

@@ -37,7 +37,7 @@ from sutradhar.services.registry.ratelimit_servicer import (
 )
 from sutradhar.services.registry.rbac_servicer import RBAC_SERVICE_NAME, add_rbac_service
 from sutradhar.services.registry.scrape_targets import PATH as SCRAPE_TARGETS_PATH
-from sutradhar.services.registry.scrape_targets import ScrapeTargets
+from sutradhar.services.registry.scrape_targets import ScrapeTargets, read_instances
 from sutradhar.services.registry.secret_servicer import SECRET_SERVICE_NAME, add_secret_service
 from sutradhar.services.registry.secrets import ConfigMapStore, SecretStore
 from sutradhar.services.registry.servicer import SERVICE_NAME, RegistryServicer
@@ -116,7 +116,7 @@ class RegistryServer:
         if self.metrics is not None:
             self.metrics.etcd.instrument(self.store)
             self._objects = RegistryObjects(self.metrics.registry, self.store)
-            self.scrape_targets = ScrapeTargets(self.store)
+            self.scrape_targets = ScrapeTargets(lambda: read_instances(self.store))
             self.metrics.endpoint.documents[SCRAPE_TARGETS_PATH] = self.scrape_targets.document
         self._host = GrpcHost(
             service_names=services,
