@@ -326,6 +326,7 @@ class AgentServer:
         host: str | None = None,
         port: int | None = None,
         metrics_port: int | None = None,
+        metrics_optional: bool | None = None,
         registry: str | None = None,
         namespace: str | None = None,
         instance_id: str | None = None,
@@ -358,8 +359,8 @@ class AgentServer:
         (loopback only) it serves plaintext. One of these is required: FailedPrecondition says
         how to fix it."""
         settings = replace(settings or ServeSettings(), **given(
-            host=host, port=port, metrics_port=metrics_port, registry=registry, namespace=namespace,
-            instance_id=instance_id,
+            host=host, port=port, metrics_port=metrics_port, metrics_optional=metrics_optional, registry=registry,
+            namespace=namespace, instance_id=instance_id,
             advertise=advertise, labels=labels, ttl=ttl, grace=grace, register_agent=register_agent,
             health_period=health_period, max_message_bytes=max_message_bytes, tls_cert_file=tls_cert_file,
             tls_key_file=tls_key_file, tls_ca_file=tls_ca_file, trust_domain=trust_domain, insecure=insecure,
@@ -618,6 +619,7 @@ def serve(
     host: str | None = None,
     port: int | None = None,
     metrics_port: int | None = None,
+    metrics_optional: bool | None = None,
     registry: str | None = None,
     namespace: str | None = None,
     instance_id: str | None = None,
@@ -659,8 +661,8 @@ def serve(
     a running event loop use `AgentServer(...).run_until_signal()` instead.
     """
     options = given(
-        host=host, port=port, metrics_port=metrics_port, registry=registry, namespace=namespace,
-        instance_id=instance_id,
+        host=host, port=port, metrics_port=metrics_port, metrics_optional=metrics_optional, registry=registry,
+        namespace=namespace, instance_id=instance_id,
         advertise=advertise, agent_id=agent_id, agent_version=agent_version, labels=labels, ttl=ttl,
         grace=grace, register_agent=register_agent, health_period=health_period,
         max_message_bytes=max_message_bytes, log_level=log_level, log_format=log_format, tls_cert_file=tls_cert_file,
