@@ -150,6 +150,8 @@ class Mesh:
     """Service -> the token port it listens on (a secured mesh), once started."""
     metrics_urls: dict[str, str] = field(default_factory=dict)
     """Service -> its Prometheus /metrics URL (a free port per start, printed as it starts)."""
+    scrape_targets_url: str = ""
+    """The registry's Prometheus HTTP service discovery URL of the agents' own /metrics (`up` prints it)."""
     _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _etcd: LocalEtcd | None = None
     _restarts: dict[str, _Restart] = field(default_factory=dict)
@@ -270,6 +272,10 @@ class Mesh:
         metrics = wait_for_listening(proc, log_path, f"{name} metrics on ", offset=offset, timeout=timeout)
         self.metrics_urls[name] = metrics
         self.progress(f"{name}: metrics on {metrics}")
+        if name == "registry":
+            targets = wait_for_listening(proc, log_path, "registry scrape targets on ", offset=offset, timeout=timeout)
+            self.scrape_targets_url = targets
+            self.progress(f"registry: Prometheus scrape targets (http_sd_configs) on {targets}")
         if self.pki is not None and name in SERVICE_ORDER:
             token = wait_for_listening(proc, log_path, f"{name} token port on ", offset=offset, timeout=timeout)
             self.token_ports[name] = int(token.rsplit(":", 1)[1])  # a restart keeps it

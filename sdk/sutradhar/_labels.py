@@ -31,7 +31,9 @@ from sutradhar._errors import InvalidArgument
 from sutradhar._names import MAX_DNS_SUBDOMAIN, is_dns_label
 
 __all__ = [
+    "DEPLOYMENT_LABEL",
     "MAX_LABELS",
+    "METRICS_PORT_LABEL",
     "Operator",
     "Requirement",
     "Selector",
@@ -44,6 +46,12 @@ __all__ = [
 
 #: Largest number of labels one object may carry.
 MAX_LABELS = 64
+#: Instance label with the port of the instance's Prometheus /metrics, on its endpoint's host: set by the
+#: scheduler for replicas whose metrics endpoint answered, and by an SDK agent that registers itself with a
+#: metrics port. The registry's scrape-target discovery reads it (docs/observability.md, "Discovery").
+METRICS_PORT_LABEL = "sutradhar.metrics-port"
+#: Label of a replica (and of the instance it registers) naming its deployment, set by the scheduler.
+DEPLOYMENT_LABEL = "sutradhar.deployment"
 _MAX_NAME = 63  # a label name, like a DNS label, has at most 63 characters
 _MAX_PREFIX = MAX_DNS_SUBDOMAIN
 _MAX_SELECTOR = 4096

@@ -48,6 +48,7 @@ from sutradhar._hosting import (
     install_signal_handlers,
 )
 from sutradhar._identity import AGENT
+from sutradhar._labels import METRICS_PORT_LABEL
 from sutradhar._log_context import LogContext, set_context, trace_from_traceparent, traceparent_of
 from sutradhar._logs import announce, configure_logging
 from sutradhar._mesh_callers import MeshCallers
@@ -317,6 +318,7 @@ class AgentServer:
         host: str | None = None,
         port: int | None = None,
         metrics_port: int | None = None,
+        metrics_optional: bool | None = None,
         registry: str | None = None,
         namespace: str | None = None,
         instance_id: str | None = None,
@@ -349,8 +351,8 @@ class AgentServer:
         (loopback only) it serves plaintext. One of these is required: FailedPrecondition says
         how to fix it."""
         settings = replace(settings or ServeSettings(), **given(
-            host=host, port=port, metrics_port=metrics_port, registry=registry, namespace=namespace,
-            instance_id=instance_id,
+            host=host, port=port, metrics_port=metrics_port, metrics_optional=metrics_optional, registry=registry,
+            namespace=namespace, instance_id=instance_id,
             advertise=advertise, labels=labels, ttl=ttl, grace=grace, register_agent=register_agent,
             health_period=health_period, max_message_bytes=max_message_bytes, tls_cert_file=tls_cert_file,
             tls_key_file=tls_key_file, tls_ca_file=tls_ca_file, trust_domain=trust_domain, insecure=insecure,
@@ -386,6 +388,8 @@ class AgentServer:
         self._metrics_port = settings.metrics_port
         self.metrics_url: str | None = None
         """URL of the agent's /metrics once started with a metrics port, else None."""
+        self.metrics_port: int | None = None
+        """The bound port of the agent's /metrics once it serves one, else None."""
         self._host.add_servicer(agent_pb2_grpc.add_AgentServiceServicer_to_server, self.servicer)
         self.registration: Registration | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -421,20 +425,11 @@ class AgentServer:
         _start_tracing(self.agent.id)
         await self._host.start()
         if self._metrics_port is not None:
-            from sutradhar._prometheus import AgentPrometheus
-
-            servicer = self.servicer
-            host = self.settings.host
             try:
-                prometheus = AgentPrometheus(agent=self.agent.id, namespace=self.namespace,
-                                             task_types=list(self.agent.task_types),
-                                             in_flight=lambda: servicer.metrics.in_flight)
-                port = prometheus.serve(host, self._metrics_port)
+                self._start_metrics(self._metrics_port)
             except BaseException:
                 await self._host.stop(timedelta(0))
                 raise
-            self.metrics_url = f"http://{f'[{host}]' if ':' in host else host}:{port}/metrics"
-            servicer.prometheus = prometheus
         try:
             await self.agent.on_start()
         except BaseException:
@@ -452,7 +447,8 @@ class AgentServer:
                 instance_id=self.instance_id,
                 endpoint=self.endpoint,
                 namespace=self.namespace,
-                labels=self._labels,
+                labels={**self._labels, **({METRICS_PORT_LABEL: str(self.metrics_port)}
+                                           if self.metrics_port is not None else {})},
                 ttl=self._ttl,
                 register_agent=self._register_agent,
                 healthy=lambda: self._serving,
@@ -465,6 +461,28 @@ class AgentServer:
             self._tasks.append(asyncio.create_task(self.registration.run(), name="sutradhar-keepalive"))
         if overrides(self.agent, "check_health"):
             self._tasks.append(asyncio.create_task(self._health_loop(), name="sutradhar-health"))
+
+    def _start_metrics(self, port: int) -> None:
+        """Serve the agent's /metrics on `port`; with `metrics_optional`, a missing prometheus-client or a
+        port that cannot be bound is logged and the agent serves without it."""
+        from sutradhar._prometheus import AgentPrometheus
+
+        servicer = self.servicer
+        host = self.settings.host
+        try:
+            prometheus = AgentPrometheus(agent=self.agent.id, namespace=self.namespace,
+                                         task_types=list(self.agent.task_types),
+                                         in_flight=lambda: servicer.metrics.in_flight)
+            bound = prometheus.serve(host, port)
+        except (FailedPrecondition, OSError) as err:
+            if not self.settings.metrics_optional:
+                raise
+            reason = err.strerror if isinstance(err, OSError) else str(err)
+            log.warning("agent %s serves no /metrics: %s", self.agent.id, reason)
+            return
+        self.metrics_url = f"http://{f'[{host}]' if ':' in host else host}:{bound}/metrics"
+        self.metrics_port = bound
+        servicer.prometheus = prometheus
 
     async def _obtain_certificate(self, bootstrap: Bootstrap) -> None:
         """Exchange the bootstrap token for this agent's certificate; keep it renewed."""
@@ -593,6 +611,7 @@ def serve(
     host: str | None = None,
     port: int | None = None,
     metrics_port: int | None = None,
+    metrics_optional: bool | None = None,
     registry: str | None = None,
     namespace: str | None = None,
     instance_id: str | None = None,
@@ -634,8 +653,8 @@ def serve(
     a running event loop use `AgentServer(...).run_until_signal()` instead.
     """
     options = given(
-        host=host, port=port, metrics_port=metrics_port, registry=registry, namespace=namespace,
-        instance_id=instance_id,
+        host=host, port=port, metrics_port=metrics_port, metrics_optional=metrics_optional, registry=registry,
+        namespace=namespace, instance_id=instance_id,
         advertise=advertise, agent_id=agent_id, agent_version=agent_version, labels=labels, ttl=ttl,
         grace=grace, register_agent=register_agent, health_period=health_period,
         max_message_bytes=max_message_bytes, log_level=log_level, log_format=log_format, tls_cert_file=tls_cert_file,

@@ -34,6 +34,9 @@ class ServeSettings(SecuritySettings):
     metrics_port: int | None = setting(None, kind=PORT)
     """HTTP port of the agent's Prometheus /metrics, on `host` (docs/observability.md, "Metrics"); 0 picks a free
     one; none: no endpoint. Needs prometheus-client (pip install 'sutradhar[metrics]')."""
+    metrics_optional: bool = False
+    """A metrics port that cannot be served (prometheus-client missing, the port taken) is a warning, not a
+    start-up error: the agent serves without /metrics. The scheduler sets it for the replicas it gives a port."""
     registry: str | None = None
     """Registry host:port to register with; none: only serve (so the scheduler runs its replicas:
     it registers them itself)."""

@@ -23,6 +23,7 @@ __all__ = [
     "ConfigCheck",
     "ConfigSchema",
     "FieldCheck",
+    "check_bool",
     "check_command",
     "check_env",
     "check_env_name",
@@ -130,6 +131,12 @@ def _check_env_map(value: dict[str, Any], field: str) -> None:
         _check_env_name_pattern(name, field)
         if not isinstance(item, str):
             raise field_error(f"{field}.{name}", f"must be a string, not {type(item).__name__} (quote numbers)")
+
+
+def check_bool(value: Any, field: str) -> None:
+    """true or false (not a string or a number)."""
+    if not isinstance(value, bool):
+        raise field_error(field, f"{quote(value)} must be true or false")
 
 
 def check_port(value: Any, field: str) -> None:

@@ -16,6 +16,7 @@ from sutradhar._logs import announce
 from sutradhar.services.common.logs import configure_logging
 from sutradhar.services.common.tracing import configure_tracing
 from sutradhar.services.registry.config import SETTINGS, RegistryConfig
+from sutradhar.services.registry.scrape_targets import PATH as SCRAPE_TARGETS_PATH
 from sutradhar.services.registry.server import RegistryServer
 
 #: The logger that start-up lines and start-up errors are written as.
@@ -31,6 +32,7 @@ async def serve(config: RegistryConfig) -> None:
     announce(LOGGER, f"registry listening on {server.address}", address=server.address)
     if server.metrics is not None:
         announce(LOGGER, f"registry metrics on {server.metrics.url}")
+        announce(LOGGER, f"registry scrape targets on {server.metrics.endpoint.url_of(SCRAPE_TARGETS_PATH)}")
     if server.bootstrap_address is not None:
         announce(LOGGER, f"registry bootstrap port (bearer token for a certificate) on {server.bootstrap_address}")
     if server.token_address:

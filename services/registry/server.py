@@ -36,6 +36,8 @@ from sutradhar.services.registry.ratelimit_servicer import (
     rate_limit_store,
 )
 from sutradhar.services.registry.rbac_servicer import RBAC_SERVICE_NAME, add_rbac_service
+from sutradhar.services.registry.scrape_targets import PATH as SCRAPE_TARGETS_PATH
+from sutradhar.services.registry.scrape_targets import ScrapeTargets, read_instances
 from sutradhar.services.registry.secret_servicer import SECRET_SERVICE_NAME, add_secret_service
 from sutradhar.services.registry.secrets import ConfigMapStore, SecretStore
 from sutradhar.services.registry.servicer import SERVICE_NAME, RegistryServicer
@@ -108,9 +110,14 @@ class RegistryServer:
         self.metrics = ServiceMetrics.of(config)
         self._objects: RegistryObjects | None = None
         self._counting: asyncio.Task[None] | None = None
+        self.scrape_targets: ScrapeTargets | None = None
+        """The agents' /metrics for Prometheus's HTTP discovery, served on the metrics port at
+        `scrape_targets.PATH` (None: metrics off)."""
         if self.metrics is not None:
             self.metrics.etcd.instrument(self.store)
             self._objects = RegistryObjects(self.metrics.registry, self.store)
+            self.scrape_targets = ScrapeTargets(lambda: read_instances(self.store))
+            self.metrics.endpoint.documents[SCRAPE_TARGETS_PATH] = self.scrape_targets.document
         self._host = GrpcHost(
             service_names=services,
             host=config.host,
@@ -182,6 +189,8 @@ class RegistryServer:
         if self.audit_log is not None:
             self._retention = asyncio.create_task(self.audit_log.run_retention(), name="audit-retention")
         await self._host.start()
+        if self.scrape_targets is not None:
+            self.scrape_targets.bind(asyncio.get_running_loop())
         if self.metrics is not None:
             self.metrics.start()
         if self._objects is not None:

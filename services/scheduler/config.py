@@ -34,6 +34,10 @@ class SchedulerConfig(ServiceSecurity):
     """Serve Prometheus metrics over HTTP at /metrics (docs/observability.md, "Metrics")."""
     metrics_port: int = setting(0, kind=PORT)
     """HTTP port of /metrics, on `host`; 0 picks a free one (announced at start)."""
+    replica_metrics: bool = setting(True, kind=BOOLEAN)
+    """Give every process and container replica a port for its own Prometheus /metrics
+    (SUTRADHAR_METRICS_PORT); an agent opts out with `config.metrics: false` (docs/observability.md,
+    "Replicas started by the scheduler")."""
     etcd: str = setting("127.0.0.1:2379", shared=True)
     """etcd endpoint, host:port."""
     registry: str = setting("127.0.0.1:50051", shared=True)

@@ -60,16 +60,16 @@ class Registrar:
         self.config = config
         self.clock = clock
 
-    async def register(self, slot: Slot) -> registry_pb2.Instance:
-        """Register the ready replica of `slot` as a SERVING instance, retrying
-        while the registry is unavailable (the reason goes in `slot.message`).
+    async def register(self, slot: Slot, labels: Mapping[str, str] | None = None) -> registry_pb2.Instance:
+        """Register the ready replica of `slot` as a SERVING instance, with the replica's labels and
+        `labels`, retrying while the registry is unavailable (the reason goes in `slot.message`).
         Raises the registry's error when it refuses the instance for good."""
         assert slot.replica is not None
         replica = slot.replica
         instance = registry_pb2.Instance(
             id=slot.id, namespace=slot.namespace, agent_id=replica.agent_id, endpoint=replica.endpoint,
             runtime=slot.runtime, state=registry_pb2.INSTANCE_STATE_SERVING, version=slot.version,
-            labels=instance_labels(replica.labels), identity=slot.identity,
+            labels={**instance_labels(replica.labels), **(labels or {})}, identity=slot.identity,
         )
         while True:
             try:

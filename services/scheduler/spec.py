@@ -123,6 +123,13 @@ def agent_config(agent: registry_pb2.Agent) -> dict[str, Any]:
     return json_format.MessageToDict(agent.config) if agent.HasField("config") else {}
 
 
+def serves_metrics(agent: registry_pb2.Agent, *, replica_metrics: bool) -> bool:
+    """Whether the scheduler gives replicas of `agent` a metrics port: process and container
+    replicas, when the scheduler's `replica_metrics` is on and the agent does not say `metrics: false`."""
+    return replica_metrics and agent.runtime in ("process", "container") and \
+        agent_config(agent).get("metrics", True) is not False
+
+
 def check_deployable(agent: registry_pb2.Agent) -> None:
     """What a deployment needs beyond a valid agent: a known runtime and, for
     "process", a command; for "container", an image."""

@@ -26,8 +26,16 @@ from typing import Any
 
 from sutradhar._errors import InvalidArgument, NotFound, SutradharError
 from sutradhar._identity import SpiffeId
+from sutradhar._labels import METRICS_PORT_LABEL
 from sutradhar.services.common import keys
-from sutradhar.services.common.probing import IN_PROCESS, ProbeName, ProbeOutcome, Probers, ProbeSettings
+from sutradhar.services.common.probing import (
+    IN_PROCESS,
+    ProbeName,
+    ProbeOutcome,
+    Probers,
+    ProbeSettings,
+    split_host_port,
+)
 from sutradhar.services.common.secret_refs import Resolution
 from sutradhar.services.common.store import Store
 from sutradhar.services.scheduler.clock import SYSTEM_CLOCK, Clock
@@ -47,7 +55,7 @@ from sutradhar.services.scheduler.runtimes.base import (
 from sutradhar.services.scheduler.runtimes.container_config import CONTAINER_USER
 from sutradhar.services.scheduler.runtimes.loader import RuntimeSet
 from sutradhar.services.scheduler.slots import LABEL_VERSION, Key, Slot, crashed, reset_if_stable, restart_backoff
-from sutradhar.services.scheduler.spec import fixed_port
+from sutradhar.services.scheduler.spec import fixed_port, serves_metrics
 from sutradhar.services.scheduler.status import EventLog
 from sutradhar.services.scheduler.workqueue import WorkQueue
 from sutradhar.v1 import registry_pb2, scheduler_pb2
@@ -60,6 +68,8 @@ Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None]"]
 
 #: Runtimes whose replicas are SDK agents the scheduler starts, so it issues each a certificate.
 CERTIFIED_RUNTIMES = frozenset({"process", "container"})
+#: How the scheduler checks that a replica serves the /metrics it was given a port for.
+METRICS_CHECK = ProbeSettings(kind="http", http_path="/metrics", timeout=timedelta(seconds=1))
 #: Between readiness probes of a starting replica (at most; the monitor period if shorter).
 READINESS_RETRY = timedelta(milliseconds=50)
 
@@ -213,6 +223,7 @@ class Supervisor:
                 tls=self.replica_tls(slot), insecure=self.identities is None,
                 files_dir=written.directory if written is not None else None,
                 mounts=written.mounts if written is not None else (),
+                metrics=serves_metrics(agent, replica_metrics=self.config.replica_metrics),
             )
             replica = await runtime.start(spec)
         except (SutradharError, OSError) as err:
@@ -365,7 +376,7 @@ class Supervisor:
         assert slot.replica is not None
         replica = slot.replica
         try:
-            stored = await self.registrar.register(slot)
+            stored = await self.registrar.register(slot, await self.metrics_labels(replica))
         except SutradharError as err:
             if slot.monitor is not None and slot.monitor is not asyncio.current_task():
                 slot.monitor.cancel()  # it would see the replica exit and count it again
@@ -385,6 +396,19 @@ class Supervisor:
         self.event(slot.key, "Ready", f"replica {slot.id} is ready at {replica.endpoint}", slot.id)
         self.queue.add(slot.key)
         return True
+
+    async def metrics_labels(self, replica: Replica) -> dict[str, str]:
+        """The instance label that makes the replica a scrape target (`METRICS_PORT_LABEL`), when it was
+        given a metrics port and GET /metrics answers there; none when the agent serves no metrics (a
+        non-SDK agent, or an SDK agent without prometheus-client), so discovery lists live endpoints only."""
+        if not replica.metrics_endpoint:
+            return {}
+        outcome = await self.probers.check(replica.metrics_endpoint, METRICS_CHECK)
+        if not outcome.ok:
+            log.info("replica %s serves no /metrics on %s (%s): it is not a scrape target",
+                     replica.replica_id, replica.metrics_endpoint, outcome.message)
+            return {}
+        return {METRICS_PORT_LABEL: str(split_host_port(replica.metrics_endpoint)[1])}
 
     # -- monitors ---------------------------------------------------------------
 

@@ -2,7 +2,9 @@
 registry, a health member and a scheduler (real processes) running one healthy deployment of the echo
 agent and one whose replicas crash at start. Prometheus's HTTP API shows the RPC counts, the
 deployments' replica gauges, and the "no ready replicas" and "crash loop" alerts firing for the
-crashing one only."""
+crashing one only. The echo replica's own /metrics (a port the scheduler gave it) is found through the
+registry's HTTP service discovery, with the example config's relabelling, and counts the tasks sent to it; a
+deployment whose agent says `metrics: false` gets no port and is no target."""
 
 from __future__ import annotations
 
@@ -20,8 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import yaml
 from obs_support import ROOT, children, start
 
+from sutradhar import AgentClient, RegistryClient
+from sutradhar._labels import METRICS_PORT_LABEL
 from sutradhar.services.common.etcd_server import free_port
 from tests.support import eventually
 
@@ -38,6 +43,16 @@ CRASH_COMMAND = [sys.executable, "-c", "raise SystemExit(3)"]
 class Plane:
     namespace: str
     prometheus: str
+    registry: str
+    registry_metrics: str
+
+
+def agents_job(targets_url: str) -> dict[str, Any]:
+    """The example config's agents job (deploy/prometheus/prometheus.yml), discovering from `targets_url`."""
+    example = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    (job,) = [job for job in example["scrape_configs"] if job["job_name"] == "sutradhar-agents"]
+    job["http_sd_configs"] = [{"url": targets_url, "refresh_interval": "1s"}]
+    return dict(job)
 
 
 def http_get(url: str) -> bytes:
@@ -55,7 +70,7 @@ def query(plane: Plane, expr: str) -> list[dict[str, Any]]:
     return list(body["data"]["result"])
 
 
-def manifest(namespace: str, name: str, command: list[str], replicas: int) -> str:
+def manifest(namespace: str, name: str, command: list[str], replicas: int, *, metrics: bool = True) -> str:
     return f"""
 apiVersion: sutradhar/v1
 kind: Agent
@@ -64,7 +79,7 @@ spec:
   type: {name}
   version: 1.0.0
   runtime: process
-  config: {{command: {json.dumps(command)}, workdir: "{ROOT}"}}
+  config: {{command: {json.dumps(command)}, workdir: "{ROOT}"{"" if metrics else ", metrics: false"}}}
 ---
 apiVersion: sutradhar/v1
 kind: Deployment
@@ -103,23 +118,27 @@ rule_files: [{json.dumps(str(rules))}]
 scrape_configs:
 """ + "".join(f"""  - job_name: {name}
     static_configs: [{{targets: ["127.0.0.1:{port}"]}}]
-""" for name, port in ports.items()))
+""" for name, port in ports.items()) + "  - " + json.dumps(agents_job(
+            f"http://127.0.0.1:{ports['registry']}/scrape-targets")) + "\n")
         with open(logs / "prometheus.log", "wb") as sink:
             prom = subprocess.Popen(
                 [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={logs / 'tsdb'}",
                  f"--web.listen-address=127.0.0.1:{web_port}"],
                 stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            for name, command, replicas in (("echo", ECHO_COMMAND, 1), ("crasher", CRASH_COMMAND, 1)):
+            for name, command, replicas, metrics in (("echo", ECHO_COMMAND, 1, True),
+                                                     ("crasher", CRASH_COMMAND, 1, True),
+                                                     ("quiet", ECHO_COMMAND, 1, False)):
                 path = logs / f"{name}.yaml"
-                path.write_text(manifest(namespace, name, command, replicas))
+                path.write_text(manifest(namespace, name, command, replicas, metrics=metrics))
                 out = subprocess.run([*CLI, "deploy", "-f", str(path)], env=env, cwd=ROOT, capture_output=True,
                                      text=True, timeout=60)
                 assert out.returncode == 0, out.stdout + out.stderr
             try:
-                yield Plane(namespace, f"http://127.0.0.1:{web_port}")
+                yield Plane(namespace, f"http://127.0.0.1:{web_port}", registry.address,
+                            f"http://127.0.0.1:{ports['registry']}")
             finally:
-                for name in ("echo", "crasher"):
+                for name in ("echo", "crasher", "quiet"):
                     subprocess.run([*CLI, "undeploy", name, "-n", namespace], env=env, cwd=ROOT,
                                    capture_output=True, timeout=60)
         finally:
@@ -157,8 +176,8 @@ async def test_scheduler_replica_gauges_and_rpc_counts_reach_prometheus(plane: P
         "registry timings": lambda: (value(plane, 'sum(grpc_server_handling_seconds_count{job="registry"})')
                                      or 0) > 0,
         "health scraped": lambda: value(plane, 'up{job="health"}') == 1,
-        "echo serving (health)": lambda: value(
-            plane, f'sutradhar_health_instances{{namespace="{plane.namespace}",state="serving"}}') == 1,
+        "echo and quiet serving (health)": lambda: value(
+            plane, f'sutradhar_health_instances{{namespace="{plane.namespace}",state="serving"}}') == 2,
         "readiness probes": lambda: (value(
             plane, 'sum(sutradhar_health_probes_total{job="health",probe="readiness",result="success"})') or 0) > 0,
         "probe lag": lambda: value(plane, 'sutradhar_health_probe_lag_seconds{job="health",quantile="0.99"}')
@@ -209,3 +228,33 @@ async def test_every_control_plane_dashboard_query_returns_data(plane: Plane) ->
     # rate() needs two scrapes: poll until every query has data.
     await eventually(lambda: not empty(), within=40, what=lambda: f"queries without data: {empty()}")
 
+
+
+async def test_a_scheduled_replica_serves_metrics_prometheus_finds_through_the_registry(plane: Plane) -> None:
+    async with RegistryClient(plane.registry) as registry:
+        async def ready(agent: str) -> Any:
+            listed = (await registry.list_instances(namespace=plane.namespace, agent_id=agent)).instances
+            return listed[0] if listed else None
+
+        echo = await eventually(lambda: ready("echo"), within=40, what="the echo replica registered")
+        quiet = await eventually(lambda: ready("quiet"), within=40, what="the quiet replica registered")
+    port = echo.labels[METRICS_PORT_LABEL]
+    assert METRICS_PORT_LABEL not in quiet.labels, quiet.labels
+    # the registry's discovery document: the echo replica, on its endpoint's host, with the labels to relabel
+    groups = json.loads(http_get(f"{plane.registry_metrics}/scrape-targets"))
+    ours = {g["labels"]["__meta_sutradhar_instance_id"]: g for g in groups
+            if g["labels"]["__meta_sutradhar_namespace"] == plane.namespace}
+    assert set(ours) == {echo.id}, groups
+    assert ours[echo.id]["targets"] == [f"{echo.endpoint.rsplit(':', 1)[0]}:{port}"]
+    assert ours[echo.id]["labels"]["__meta_sutradhar_deployment"] == "echo"
+    calls = 5
+    async with AgentClient(echo.endpoint) as agent:
+        for i in range(calls):
+            assert (await agent.execute({"n": i})).success
+    job = f'job="sutradhar-agents",namespace="{plane.namespace}",agent="echo"'
+    await eventually(
+        lambda: value(plane, f"sum(sutradhar_agent_tasks_total{{{job},outcome=\"success\"}})") == calls, within=30,
+        what=lambda: f"the echo replica's task count; targets: {http_get(plane.prometheus + '/api/v1/targets')!r}")
+    (series,) = query(plane, f"sutradhar_agent_in_flight{{{job}}}")
+    assert series["metric"]["instance_id"] == echo.id and series["metric"]["deployment"] == "echo", series
+    assert value(plane, f'up{{job="sutradhar-agents",instance_id="{echo.id}"}}') == 1

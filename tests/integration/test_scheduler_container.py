@@ -4,7 +4,9 @@ undeploy."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import urllib.request
 
 import pytest
 from test_scheduler_support import (
@@ -22,6 +24,7 @@ from test_scheduler_support import (
 )
 
 from sutradhar._clients import AgentClient
+from sutradhar._labels import METRICS_PORT_LABEL
 from sutradhar._values import to_struct
 from sutradhar.services.scheduler.runtimes.container import ContainerRuntime
 from sutradhar.v1 import registry_pb2
@@ -48,6 +51,12 @@ async def test_container_deployment(docker_engine, agent_image, api, registry_cl
         assert inst.endpoint.startswith("127.0.0.1:") and inst.runtime == "container"
         async with AgentClient(inst.endpoint) as agent:
             assert (await agent.describe()).type == "echo"
+            assert (await agent.execute({"hello": "box"})).success
+        # the /metrics port the scheduler gave the container, published on loopback, found by its label
+        metrics = await asyncio.to_thread(_get, f"http://127.0.0.1:{inst.labels[METRICS_PORT_LABEL]}/metrics")
+        counted = [line for line in metrics.splitlines() if line.startswith("sutradhar_agent_tasks_total{")
+                   and 'agent="boxed"' in line and 'outcome="success"' in line and not line.endswith(" 0.0")]
+        assert len(counted) == 1 and counted[0].endswith(" 1.0"), metrics
 
     await api.ScaleDeployment(P.ScaleDeploymentRequest(namespace=namespace, name="boxed", replicas=3))
     await eventually(lambda: _n(ready_instances(registry_client, namespace, "boxed"), 3), within=60)
@@ -61,6 +70,11 @@ async def test_container_deployment(docker_engine, agent_image, api, registry_cl
     finally:
         await runtime.close()
     assert await ready_instances(registry_client, namespace, "boxed") == []
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        return str(answer.read().decode())
 
 
 async def test_missing_image_is_a_condition(docker_engine, api, registry_client, namespace):

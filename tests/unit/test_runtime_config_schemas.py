@@ -57,7 +57,7 @@ def test_unknown_keys_are_named_with_the_valid_ones() -> None:
     assert err.value.field == "agent.config.imgae"
     assert str(err.value) == (
         'agent.config.imgae: unknown key(s) "imgae", "zzz" for runtime "container" '
-        '(valid: image, env, port, command, files)'
+        '(valid: image, env, port, metrics, command, files)'
     )
 
 
@@ -67,6 +67,8 @@ def test_unknown_keys_are_named_with_the_valid_ones() -> None:
         ("process", {"command": []}, "agent.config.command", "must not be empty"),
         ("process", {"limits": {"open_files": 8}}, "agent.config.limits.open_files", "8 is out of range (16 to"),
         ("container", {}, "agent.config.image", 'is required for runtime "container"'),
+        ("process", {"metrics": "no"}, "agent.config.metrics", '"no" must be true or false'),
+        ("container", {"image": "x:1", "metrics": 0}, "agent.config.metrics", "0 must be true or false"),
         ("http", {"url": "ftp://x"}, "agent.config.url", '"ftp://x" is not an http(s) URL'),
         ("http", {}, "agent.config.urls", 'is required for runtime "http"'),
         ("in-process", {"class": "nocolon"}, "agent.config.class", '"nocolon" is not "module.path:ClassName"'),
@@ -86,6 +88,8 @@ def test_each_runtime_checks_its_own_fields(runtime: str, config: dict, field: s
         ("process", {"command": ["python", "-m", "x"], "env": {"A": "1"}, "port": 8080.0,
                      "limits": {"cpu_seconds": 5}}),
         ("container", {"image": "my-agent:1.0", "port": 50051}),
+        ("container", {"image": "my-agent:1.0", "metrics": False}),
+        ("process", {"command": ["python"], "metrics": True}),
         ("http", {"urls": ["http://127.0.0.1:8080", "https://example.com"]}),
         ("in-process", {"class": "pkg.mod:Echo", "kwargs": {}}),
     ],

@@ -17,13 +17,14 @@ from enum import Enum
 from pathlib import Path
 from typing import Protocol
 
+from sutradhar._labels import DEPLOYMENT_LABEL
 from sutradhar.services.scheduler.identities import ReplicaTls
 from sutradhar.v1 import registry_pb2
 
 #: Labels every managed replica carries (process records and Docker labels).
 LABEL_MANAGED = "sutradhar.managed"
 LABEL_NAMESPACE = "sutradhar.namespace"
-LABEL_DEPLOYMENT = "sutradhar.deployment"
+LABEL_DEPLOYMENT = DEPLOYMENT_LABEL
 LABEL_AGENT = "sutradhar.agent"
 LABEL_REVISION = "sutradhar.revision"
 LABEL_REPLICA = "sutradhar.replica"
@@ -59,6 +60,15 @@ class ReplicaSpec:
     replica finds it in SUTRADHAR_FILES_DIR, each mount under it at its mount path."""
     mounts: tuple[tuple[str, str], ...] = ()
     """(host directory, mount path) of each file mount: read-only binds of a container replica."""
+    metrics: bool = False
+    """Give the replica a port for its Prometheus /metrics (SUTRADHAR_METRICS_PORT, with
+    SUTRADHAR_METRICS_OPTIONAL=1: an agent that cannot serve one still starts)."""
+
+
+def metrics_env(port: int) -> dict[str, str]:
+    """The variables that give an agent its metrics port: an SDK agent serves /metrics there, and starts
+    without it when it cannot (prometheus-client not installed), so the scheduler's default never breaks one."""
+    return {"SUTRADHAR_METRICS_PORT": str(port), "SUTRADHAR_METRICS_OPTIONAL": "1"}
 
 
 def security_env(spec: ReplicaSpec, root: str | None = None) -> dict[str, str]:
@@ -86,6 +96,7 @@ class Replica:
     started_at: datetime | None = None
     exit_code: int | None = None
     message: str = ""  # why it failed or exited, for status conditions and events
+    metrics_endpoint: str = ""  # "127.0.0.1:port" of the replica's /metrics when it was given a port
 
 
 class Runtime(Protocol):
@@ -165,4 +176,5 @@ def replica_from_record(record: Mapping[str, object], runtime: str) -> Replica:
         native_id=str(record["native_id"]),
         labels=dict(record.get("labels") or {}),  # type: ignore[call-overload]
         started_at=datetime.fromisoformat(str(record["started_at"])),
+        metrics_endpoint=str(record.get("metrics_endpoint") or ""),
     )

@@ -76,6 +76,7 @@ from sutradhar.services.scheduler.runtimes.base import (
     Replica,
     ReplicaPhase,
     ReplicaSpec,
+    metrics_env,
     security_env,
 )
 from sutradhar.services.scheduler.runtimes.config_schemas import validate_runtime_config
@@ -95,6 +96,10 @@ T = TypeVar("T")
 LABEL_CONTAINER_PORT = "sutradhar.container-port"
 #: The agent port inside the container when config.port is not set.
 DEFAULT_CONTAINER_PORT = 50051
+#: Label holding the port of the agent's /metrics inside the container, when it was given one.
+LABEL_CONTAINER_METRICS_PORT = "sutradhar.container-metrics-port"
+#: The /metrics port inside the container (the next one when the agent's own port is this one).
+CONTAINER_METRICS_PORT = 9464
 #: Label naming the scope a container belongs to (absent: the unscoped default).
 LABEL_SCOPE = "sutradhar.scope"
 #: Environment variable with the default scope of a ContainerRuntime.
@@ -375,6 +380,9 @@ class ContainerRuntime:
             env.update(config_env)
         env.update(spec.env)
         env.update(security_env(spec, CONTAINER_MOUNT))
+        metrics_port = (CONTAINER_METRICS_PORT + (port == CONTAINER_METRICS_PORT)) if spec.metrics else None
+        if metrics_port is not None:
+            env.update(metrics_env(metrics_port))
         if spec.insecure:
             # inside, the agent listens on 0.0.0.0; outside, the port is published on loopback only
             env["SUTRADHAR_PUBLISHED_ON_LOOPBACK"] = "1"
@@ -390,12 +398,14 @@ class ContainerRuntime:
             LABEL_REVISION: spec.revision,
             LABEL_REPLICA: spec.replica_id,
             LABEL_CONTAINER_PORT: str(port),
+            **({LABEL_CONTAINER_METRICS_PORT: str(metrics_port)} if metrics_port is not None else {}),
         }
+        published = [port] + ([metrics_port] if metrics_port is not None else [])
         name = container_name(namespace, spec.replica_id, self.scope)
         client = self._docker()
         api = client.api
         host_config = api.create_host_config(
-            port_bindings={f"{port}/tcp": ("127.0.0.1", None)},
+            port_bindings={f"{p}/tcp": ("127.0.0.1", None) for p in published},
             nano_cpus=cpus or None,
             mem_limit=mem_limit or None,
             memswap_limit=mem_limit or None,  # no swap beyond the limit
@@ -412,7 +422,7 @@ class ContainerRuntime:
             try:
                 created = api.create_container(
                     image=image, command=command, environment=env, labels=labels, name=name,
-                    ports=[port], host_config=host_config, detach=True, user=user,
+                    ports=published, host_config=host_config, detach=True, user=user,
                 )
             except docker.errors.APIError as err:
                 if err.status_code != 409:
@@ -422,7 +432,7 @@ class ContainerRuntime:
                     return adopted
                 created = api.create_container(
                     image=image, command=command, environment=env, labels=labels, name=name,
-                    ports=[port], host_config=host_config, detach=True, user=user,
+                    ports=published, host_config=host_config, detach=True, user=user,
                 )
         container_id = created["Id"]
         try:
@@ -583,8 +593,16 @@ def _endpoint(ports: Mapping[str, Any] | None, port: str) -> str:
     return ""
 
 
+def _published(ports: list[Mapping[str, Any]], port: int) -> str:
+    """"127.0.0.1:<host port>" where a `docker ps` entry publishes container `port` (empty: nowhere)."""
+    for entry in ports:
+        if entry.get("PrivatePort") == port and entry.get("PublicPort") and entry.get("Type") == "tcp":
+            return f"127.0.0.1:{entry['PublicPort']}"
+    return ""
+
+
 def _replica(labels: dict[str, str], *, phase: ReplicaPhase, endpoint: str, native_id: str,
-             started_at: datetime | None, exit_code: int | None, message: str) -> Replica:
+             started_at: datetime | None, exit_code: int | None, message: str, metrics_endpoint: str = "") -> Replica:
     """A Replica whose identity comes from the container's labels."""
     return Replica(
         replica_id=labels.get(LABEL_REPLICA, ""),
@@ -600,6 +618,7 @@ def _replica(labels: dict[str, str], *, phase: ReplicaPhase, endpoint: str, nati
         started_at=started_at,
         exit_code=exit_code,
         message=message,
+        metrics_endpoint=metrics_endpoint,
     )
 
 
@@ -607,14 +626,14 @@ def _replica_from_inspect(attrs: Mapping[str, Any]) -> Replica:
     labels = dict(attrs["Config"].get("Labels") or {})
     state = attrs.get("State") or {}
     phase, exit_code, message = _phase_from_state(state)
-    endpoint = ""
+    endpoint = metrics_endpoint = ""
     if phase is ReplicaPhase.RUNNING:
-        endpoint = _endpoint(
-            (attrs.get("NetworkSettings") or {}).get("Ports"),
-            labels.get(LABEL_CONTAINER_PORT, str(DEFAULT_CONTAINER_PORT)),
-        )
+        ports = (attrs.get("NetworkSettings") or {}).get("Ports")
+        endpoint = _endpoint(ports, labels.get(LABEL_CONTAINER_PORT, str(DEFAULT_CONTAINER_PORT)))
+        if LABEL_CONTAINER_METRICS_PORT in labels:
+            metrics_endpoint = _endpoint(ports, labels[LABEL_CONTAINER_METRICS_PORT])
     return _replica(
-        labels, phase=phase, endpoint=endpoint, native_id=str(attrs["Id"]),
+        labels, phase=phase, endpoint=endpoint, metrics_endpoint=metrics_endpoint, native_id=str(attrs["Id"]),
         started_at=_parse_time(state.get("StartedAt")) or _parse_time(attrs.get("Created")),
         exit_code=exit_code, message=message,
     )
@@ -630,14 +649,13 @@ def _replica_from_summary(summary: Mapping[str, Any]) -> Replica:
     state = str(summary.get("State", ""))
     exit_code: int | None = None
     message = ""
-    endpoint = ""
+    endpoint = metrics_endpoint = ""
     if state in ("running", "paused"):
         phase = ReplicaPhase.RUNNING
-        port = int(labels.get(LABEL_CONTAINER_PORT, DEFAULT_CONTAINER_PORT))
-        for entry in summary.get("Ports") or []:
-            if entry.get("PrivatePort") == port and entry.get("PublicPort") and entry.get("Type") == "tcp":
-                endpoint = f"127.0.0.1:{entry['PublicPort']}"
-                break
+        ports = summary.get("Ports") or []
+        endpoint = _published(ports, int(labels.get(LABEL_CONTAINER_PORT, DEFAULT_CONTAINER_PORT)))
+        if LABEL_CONTAINER_METRICS_PORT in labels:
+            metrics_endpoint = _published(ports, int(labels[LABEL_CONTAINER_METRICS_PORT]))
     elif state in ("created", "restarting"):
         phase = ReplicaPhase.STARTING
     else:
@@ -647,7 +665,7 @@ def _replica_from_summary(summary: Mapping[str, Any]) -> Replica:
         message = str(summary.get("Status", state))
     created = summary.get("Created")
     return _replica(
-        labels, phase=phase, endpoint=endpoint, native_id=str(summary["Id"]),
+        labels, phase=phase, endpoint=endpoint, metrics_endpoint=metrics_endpoint, native_id=str(summary["Id"]),
         started_at=datetime.fromtimestamp(created, UTC) if isinstance(created, int | float) else None,
         exit_code=exit_code, message=message,
     )

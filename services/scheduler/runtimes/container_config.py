@@ -11,6 +11,7 @@ from typing import Any, Final
 from sutradhar._fields import field_error, quote
 from sutradhar.services.common.config_fields import (
     ConfigSchema,
+    check_bool,
     check_command,
     check_env_or_references,
     check_file_mounts,
@@ -31,7 +32,8 @@ def _image(cfg: dict[str, Any], field: str) -> None:
 
 SCHEMA: Final = ConfigSchema(
     runtime="container",
-    fields={"image": None, "env": check_env_or_references, "port": check_port, "command": check_command,
+    fields={"image": None, "env": check_env_or_references, "port": check_port, "metrics": check_bool,
+            "command": check_command,
             "files": check_file_mounts},
     check=_image,
 )

@@ -46,6 +46,7 @@ from sutradhar.services.scheduler.runtimes.base import (
     Replica,
     ReplicaPhase,
     ReplicaSpec,
+    metrics_env,
     replica_from_record,
     security_env,
     spec_record,
@@ -190,6 +191,7 @@ class ProcessRuntime:
                 )
         else:
             port = free_port(self.host)
+        metrics_port = free_port(self.host) if spec.metrics else None
         env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUBBED_PREFIX)}
         if spec.agent.resources.memory:
             # The memory limit is RLIMIT_AS (address space): glibc reserves 64 MiB of it per
@@ -210,6 +212,7 @@ class ProcessRuntime:
             "SUTRADHAR_AGENT_ID": spec.agent.id,
             "SUTRADHAR_AGENT_VERSION": spec.agent.version,
             **security_env(spec),
+            **(metrics_env(metrics_port) if metrics_port is not None else {}),
             **({FILES_DIR_ENV: str(spec.files_dir)} if spec.files_dir is not None else {}),
         })
         workdir = config.get("workdir") or None
@@ -244,7 +247,8 @@ class ProcessRuntime:
         started = datetime.now(UTC)
         ticks = proc_start_ticks(child.pid) or 0
         record = spec_record(spec, endpoint=f"{self.host}:{port}", native_id=str(child.pid), started_at=started)
-        record.update(pid=child.pid, start_ticks=ticks, port=port, argv=argv)
+        record.update(pid=child.pid, start_ticks=ticks, port=port, argv=argv,
+                      metrics_endpoint=f"{self.host}:{metrics_port}" if metrics_port is not None else "")
         tmp = directory / (RECORD_NAME + ".tmp")
         tmp.write_text(json.dumps(record))
         tmp.replace(directory / RECORD_NAME)

@@ -15,6 +15,7 @@ from typing import Any, Final
 from sutradhar._fields import field_error, quote
 from sutradhar.services.common.config_fields import (
     ConfigSchema,
+    check_bool,
     check_command,
     check_env_name,
     check_env_or_references,
@@ -65,6 +66,7 @@ SCHEMA: Final = ConfigSchema(
         "workdir": check_string,
         "port_env": check_env_name,
         "port": check_port,
+        "metrics": check_bool,
         "limits": _limits,
         "files": check_file_mounts,
     },
