@@ -17,7 +17,8 @@ each attempt's context sent to the agent as its ``traceparent``.
 Names and attributes follow the OpenTelemetry RPC semantic conventions: the span
 name is the fully qualified method (``sutradhar.v1.RouterService/Execute``),
 ``rpc.system.name`` ``grpc``, ``rpc.method``, ``rpc.response.status_code`` (the
-status name), ``error.type`` on failures, ``server.address`` / ``server.port``.
+status name), ``error.type`` on failures, ``server.address`` / ``server.port``; an
+attempt on an HTTP agent has the HTTP client attributes instead (`attempt_attributes`).
 The mesh's own attributes are under ``sutradhar.``: namespace, agent, instance,
 attempt number, breaker state; ejections and retries are span events.
 """
@@ -27,6 +28,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import grpc
 
@@ -35,6 +37,7 @@ from sutradhar._log_context import traceparent_of
 from sutradhar._middleware import Method, Stage, Streaming, Unary
 from sutradhar._tracing import code_of, end_span, remote_parent
 from sutradhar.services.common.log_context import status_of
+from sutradhar.services.common.probing import IN_PROCESS
 
 ROUTER_EXECUTE: Final = "sutradhar.v1.RouterService/Execute"
 ROUTER_EXECUTE_STREAM: Final = "sutradhar.v1.RouterService/ExecuteStream"
@@ -47,6 +50,23 @@ def split_address(address: str) -> tuple[str, int | None]:
     if not sep or not port.isdigit():
         return address, None
     return host.strip("[]"), int(port)
+
+
+def attempt_attributes(endpoint: str, method: str) -> dict[str, Any]:
+    """The semantic-convention attributes of an attempt's CLIENT span by the instance's kind: a gRPC
+    agent (``host:port``) gets ``rpc.system.name``/``rpc.method`` and ``server.*``; an HTTP agent (a
+    URL, JSON over HTTP) ``http.request.method``, ``url.full`` (its ``/execute``) and ``server.*``; an
+    in-process agent (no peer: the router runs it) ``rpc.method`` only."""
+    if "://" in endpoint:
+        parts = urlsplit(endpoint)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return {"http.request.method": "POST", "url.full": f"{endpoint.rstrip('/')}/execute",
+                "server.address": parts.hostname or "", "server.port": port}
+    if endpoint == IN_PROCESS:
+        return {"rpc.method": method}
+    host, port = split_address(endpoint)
+    return {"rpc.system.name": "grpc", "rpc.method": method, "server.address": host,
+            **({"server.port": port} if port is not None else {})}
 
 
 def configure_tracing(service: str) -> bool:
@@ -93,18 +113,13 @@ class CallTrace:
         """Start the CLIENT span of attempt `number` on `backend`; (span, metadata to send)."""
         from opentelemetry.trace import SpanKind
 
-        host, port = split_address(backend.endpoint)
         attributes: dict[str, Any] = {
-            "rpc.system.name": "grpc",
-            "rpc.method": self._attempt_name,
-            "server.address": host,
+            **attempt_attributes(backend.endpoint, self._attempt_name),
             "sutradhar.namespace": backend.namespace,
             "sutradhar.agent": backend.agent_id,
             "sutradhar.instance": backend.instance_id,
             "sutradhar.attempt": number,
         }
-        if port is not None:
-            attributes["server.port"] = port
         if hedge:
             attributes["sutradhar.hedge"] = True
         span = self._tracer.start_span(self._attempt_name, context=self._context, kind=SpanKind.CLIENT,

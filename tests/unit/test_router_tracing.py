@@ -11,7 +11,7 @@ from test_tracing_propagation import _State
 
 from sutradhar import _tracing
 from sutradhar._errors import DeadlineExceeded
-from sutradhar.services.common.tracing import Forward, RouterTracing
+from sutradhar.services.common.tracing import Forward, RouterTracing, attempt_attributes
 from sutradhar.v1 import routing_pb2
 
 CALLER = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -92,3 +92,17 @@ async def test_an_unsampled_call_hands_every_attempt_the_same_context_and_makes_
     assert out.success and out.metadata.attempts == 2
     assert fakes[0].metadata == fakes[1].metadata == [(("traceparent", unsampled),)]
     assert state.exporter.get_finished_spans() == ()
+
+
+@pytest.mark.parametrize(("endpoint", "want"), [
+    ("127.0.0.1:50051", {"rpc.system.name": "grpc", "rpc.method": "m", "server.address": "127.0.0.1",
+                         "server.port": 50051}),
+    ("[::1]:7000", {"rpc.system.name": "grpc", "rpc.method": "m", "server.address": "::1", "server.port": 7000}),
+    ("http://127.0.0.1:8080", {"http.request.method": "POST", "url.full": "http://127.0.0.1:8080/execute",
+                               "server.address": "127.0.0.1", "server.port": 8080}),
+    ("https://agents.example/", {"http.request.method": "POST", "url.full": "https://agents.example/execute",
+                                 "server.address": "agents.example", "server.port": 443}),
+    ("in-process", {"rpc.method": "m"}),
+])
+def test_attempt_attributes_follow_the_instance_kind(endpoint: str, want: dict[str, object]) -> None:
+    assert attempt_attributes(endpoint, "m") == want
