@@ -31,19 +31,20 @@ from sutradhar._errors import (
     Unavailable,
     error_for_code,
 )
+from sutradhar._routing.backend import Backend, Outcome
+from sutradhar._routing.outlier import max_ejected
+from sutradhar._routing.policy import Policy
+from sutradhar._routing.retry import RetryBudget, backoff
+from sutradhar._routing.selection import Pool, resolve, unavailable_message
+from sutradhar._routing.strategies import Strategy, make_strategy
+from sutradhar._routing.view import View
 from sutradhar._strategy_names import check_strategy
 from sutradhar._tls import TlsSource
+from sutradhar._token_bucket import RateLimited
 from sutradhar._values import from_struct
 from sutradhar.services.common.peer_identity import MeshHttps, NoIdentity, expected_identity
-from sutradhar.services.common.token_bucket import RateLimited
 from sutradhar.services.router import wire
-from sutradhar.services.router.backend import Backend, Outcome
-from sutradhar.services.router.outlier import max_ejected
-from sutradhar.services.router.policy import Policy
 from sutradhar.services.router.ratelimits import RateLimiter
-from sutradhar.services.router.retry import RetryBudget, backoff
-from sutradhar.services.router.selection import Pool, resolve, unavailable_message
-from sutradhar.services.router.strategies import Strategy, make_strategy
 from sutradhar.services.router.transports import (
     INSTANCE_FAILURE_CODES,
     AttemptError,
@@ -53,7 +54,6 @@ from sutradhar.services.router.transports import (
     RefusedTransport,
     check_response,
 )
-from sutradhar.services.router.view import View
 from sutradhar.v1 import router_pb2
 
 log = logging.getLogger(__name__)
