@@ -15,6 +15,8 @@ Modules, from the settings up:
 - ``strategies``  round-robin, random, least-loaded, latency, weighted
 - ``view``        agents + instances joined, fed by watch events
 - ``selection``   candidates by constraints, with the constraint that removed them
+- ``attempts``    one call's decisions: its timeout, each attempt's time, the next
+                  instance, whether and when to retry, when to hedge again
 
 Not public API yet: import the submodules (``from sutradhar._routing.view import View``).
 """
