@@ -33,6 +33,7 @@ from sutradhar._routing.attempts import (
     Failure,
     call_timeout,
     candidates,
+    check_options,
     final_error,
     hedge_again,
     hedge_wait,
@@ -48,7 +49,6 @@ from sutradhar._routing.retry import RetryBudget
 from sutradhar._routing.selection import Pool, resolve, unavailable_message
 from sutradhar._routing.strategies import Strategy, make_strategy
 from sutradhar._routing.view import View
-from sutradhar._strategy_names import check_strategy
 from sutradhar._tls import TlsSource
 from sutradhar._token_bucket import RateLimited
 from sutradhar._values import from_struct
@@ -252,14 +252,7 @@ class Engine:
         if req.error:
             raise InvalidArgument(req.error, field="request")
         options = req.options
-        # Bad options are bad input whatever the pool holds: check them first.
-        if options.strategy:
-            check_strategy(options.strategy, field_name="options.strategy")
-        if options.max_attempts < 0:
-            raise InvalidArgument("options.max_attempts: must not be negative", field="options.max_attempts")
-        option_timeout = options.timeout.seconds + options.timeout.nanos / 1e9 if options.HasField("timeout") else None
-        if option_timeout is not None and option_timeout <= 0:
-            raise InvalidArgument("options.timeout: must be positive", field="options.timeout")
+        option_timeout = check_options(options)  # bad options are bad input whatever the pool holds
         pool = self.pool(req.selector_bytes)
         # Over a limit: RateLimited before any instance, budget or breaker is touched.
         try:

@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import pytest
 
-from sutradhar._errors import DeadlineExceeded, FailedPrecondition, ResourceExhausted, SutradharError, Unavailable
+from sutradhar import _errors as errors
+from sutradhar._errors import DeadlineExceeded, InvalidArgument, SutradharError, Unavailable
 from sutradhar._routing import attempts
 from sutradhar._routing.attempts import Failure
 from sutradhar._routing.backend import Backend
@@ -24,6 +25,7 @@ from sutradhar._routing.policy import (
 from sutradhar._routing.retry import RetryBudget, backoff
 from sutradhar._routing.selection import Pool
 from sutradhar._routing.strategies import make_strategy
+from sutradhar.v1 import router_pb2
 
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
 POLICY = Policy(breaker=BreakerSettings(consecutive_failures=2), outlier=OutlierSettings(consecutive_failures=2))
@@ -50,7 +52,24 @@ def eject(backend: Backend, now: float) -> None:
         backend.outlier.failure(now, may_eject=True)
 
 
-# -- the call's timeout and each attempt's time ---------------------------------------------------
+# -- the call's options, timeout and each attempt's time --------------------------------------------
+
+
+def test_bad_options_are_refused_naming_the_field_and_a_set_timeout_is_read() -> None:
+    assert attempts.check_options(router_pb2.RouteOptions()) is None
+    assert attempts.check_options(router_pb2.RouteOptions(strategy="latency", max_attempts=2)) is None
+    with pytest.raises(InvalidArgument, match=r"^options\.strategy: unknown strategy 'bogus'; use one of "):
+        attempts.check_options(router_pb2.RouteOptions(strategy="bogus"))
+    with pytest.raises(InvalidArgument, match=r"^options\.max_attempts: must not be negative$"):
+        attempts.check_options(router_pb2.RouteOptions(max_attempts=-1))
+    timed = router_pb2.RouteOptions()
+    timed.timeout.FromMilliseconds(1500)
+    assert attempts.check_options(timed) == 1.5
+    for seconds in (0, -5):
+        timed.timeout.seconds, timed.timeout.nanos = seconds, 0
+        with pytest.raises(InvalidArgument, match=r"^options\.timeout: must be positive$") as refused:
+            attempts.check_options(timed)
+        assert refused.value.field == "options.timeout"
 
 
 def test_the_grpc_deadline_wins_then_the_option_then_the_policy_default() -> None:
@@ -133,10 +152,11 @@ def test_a_failure_may_eject_until_the_pools_cap_is_reached() -> None:
 def test_the_final_error_keeps_the_code_and_says_how_many_attempts_and_why() -> None:
     backend = pool_of(1).backends[0]
     err = attempts.final_error(failed(backend, grpc.StatusCode.RESOURCE_EXHAUSTED), 1)
-    assert isinstance(err, ResourceExhausted)
+    assert isinstance(err, errors.ResourceExhausted)
     assert err.message == "instance 'i0': RESOURCE_EXHAUSTED: down (after 1 attempt)"
     err = attempts.final_error(failed(backend, grpc.StatusCode.FAILED_PRECONDITION), 2, "retry budget exhausted")
-    assert isinstance(err, FailedPrecondition) and err.message.endswith("(after 2 attempts; retry budget exhausted)")
+    assert isinstance(err, errors.FailedPrecondition)
+    assert err.message.endswith("(after 2 attempts; retry budget exhausted)")
     assert isinstance(attempts.final_error(None, 0), Unavailable)
 
 

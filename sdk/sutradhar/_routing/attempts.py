@@ -1,6 +1,7 @@
-"""One call's attempts, decided without I/O: how long the call may take, which
-instance is tried next, whether (and after what pause) a failed attempt is
-retried, and when a hedged call sends another copy.
+"""One call's attempts, decided without I/O: whether its options are valid,
+how long the call may take, which instance is tried next, whether (and after
+what pause) a failed attempt is retried, and when a hedged call sends another
+copy.
 
 The router's engine is the I/O loop around these decisions (transports,
 asyncio, the wire format); a caller that routes itself runs the same rules.
@@ -21,13 +22,15 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 
-from sutradhar._errors import DeadlineExceeded, SutradharError, Unavailable, error_for_code
+from sutradhar._errors import DeadlineExceeded, InvalidArgument, SutradharError, Unavailable, error_for_code
 from sutradhar._routing.backend import Backend
 from sutradhar._routing.outlier import max_ejected
 from sutradhar._routing.policy import HedgingSettings, RetrySettings
 from sutradhar._routing.retry import RetryBudget, backoff
 from sutradhar._routing.selection import Pool, unavailable_message
 from sutradhar._routing.strategies import Strategy
+from sutradhar._strategy_names import check_strategy
+from sutradhar.v1 import router_pb2
 
 
 @dataclass(slots=True)
@@ -41,7 +44,23 @@ class Failure:
     backend: Backend
 
 
-# -- the call's deadline ---------------------------------------------------------------------
+# -- the call's options and deadline ---------------------------------------------------------
+
+
+def check_options(options: router_pb2.RouteOptions) -> float | None:
+    """INVALID_ARGUMENT naming the field for a bad option (unknown strategy, negative
+    `max_attempts`, a timeout not positive); the `options.timeout` in seconds, None when unset.
+    Bad options are bad input whatever the pool holds: check them before selection."""
+    if options.strategy:
+        check_strategy(options.strategy, field_name="options.strategy")
+    if options.max_attempts < 0:
+        raise InvalidArgument("options.max_attempts: must not be negative", field="options.max_attempts")
+    if not options.HasField("timeout"):
+        return None
+    timeout = options.timeout.seconds + options.timeout.nanos / 1e9
+    if timeout <= 0:
+        raise InvalidArgument("options.timeout: must be positive", field="options.timeout")
+    return timeout
 
 
 def _iso(unix_seconds: float) -> str:
