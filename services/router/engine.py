@@ -1,6 +1,9 @@
 """One routed call: resolve the pool, take from its rate-limit buckets, pick an instance, send, and on failure
 retry on another instance within the retry budget and the deadline; hedge
-idempotent task types; stream events through.
+idempotent task types; stream events through. What to do at each step (the
+call's timeout, the next instance, whether and when to retry, when to hedge)
+is decided by the routing core, `sutradhar._routing.attempts`, shared with
+callers that route themselves; this is the I/O loop around those decisions.
 
 The engine works on bytes: the task goes out as the caller's field-1 record
 (plus tiny appended patches for a generated task id and the deadline), the
