@@ -329,7 +329,7 @@ def _read_bindings(path: str) -> list[rbac_pb2.RoleBinding]:
 
 def _read_rate_limits(path: str) -> list[ratelimit_pb2.RateLimit]:
     """The rate limits of a manifest file, each checked as the registry will."""
-    from sutradhar.services.common.ratelimit_spec import validate_rate_limit
+    from sutradhar._ratelimit_spec import validate_rate_limit
 
     return _read_checked(path, "RateLimit", ratelimit_from_manifest,
                          lambda limit: validate_rate_limit(limit, field="spec"))
@@ -337,7 +337,7 @@ def _read_rate_limits(path: str) -> list[ratelimit_pb2.RateLimit]:
 
 async def _apply_rate_limits(args: argparse.Namespace, limits: list[ratelimit_pb2.RateLimit]) -> list[Any]:
     """Apply the rate limits and say so."""
-    from sutradhar.services.common.ratelimit_spec import describe_limit
+    from sutradhar._ratelimit_spec import describe_limit
 
     applied: list[Any] = []
     async with connect(RateLimitClient, args.registry) as client:

@@ -16,9 +16,9 @@ import argparse
 from typing import Any
 
 from sutradhar._clients import RateLimitClient
+from sutradhar._token_bucket import describe_rate
 from sutradhar.cli._output import add_output_flag, print_json, print_table
 from sutradhar.cli._rpc import connect
-from sutradhar.services.common.token_bucket import describe_rate
 from sutradhar.v1 import ratelimit_pb2
 
 TIMEOUT = 15.0

@@ -35,9 +35,9 @@ import grpc
 
 from sutradhar._identity import SERVICE, SYSTEM_NAMESPACE
 from sutradhar._middleware import Method, Stage, Streaming, Unary
+from sutradhar._token_bucket import KeyedBuckets, RateLimited
 from sutradhar.services.common import principal, rbac, rbac_methods
 from sutradhar.services.common.access import ACCESS, MethodAccess
-from sutradhar.services.common.token_bucket import KeyedBuckets, RateLimited
 
 __all__ = ["DEFAULT_BURST", "DEFAULT_RATE", "MAX_PRINCIPALS", "READ_VERBS", "MutationLimits", "is_mutation"]
 

@@ -31,10 +31,10 @@ from google.protobuf import duration_pb2
 from sutradhar._fields import field_error, one_of, quote
 from sutradhar._labels import validate_label_name, validate_labels
 from sutradhar._names import validate_dns_label, validate_instance_id, validate_namespace
+from sutradhar._ratelimit_spec import bucket_numbers
 from sutradhar._semver import parse_version
 from sutradhar._strategy_names import STRATEGIES
 from sutradhar.services.common.config_fields import check_http_url
-from sutradhar.services.common.ratelimit_spec import bucket_numbers
 from sutradhar.v1 import probe_pb2, registry_pb2, routing_pb2
 
 __all__ = [

@@ -23,9 +23,9 @@ import grpc
 
 from sutradhar._errors import InvalidArgument
 from sutradhar._hosting import GrpcHost
+from sutradhar._ratelimit_spec import validate_rate_limit
 from sutradhar.services.common import keys, principal
 from sutradhar.services.common.objects import NamespacedObjects
-from sutradhar.services.common.ratelimit_spec import validate_rate_limit
 from sutradhar.services.common.store import Store
 from sutradhar.v1 import ratelimit_pb2 as pb
 from sutradhar.v1 import ratelimit_pb2_grpc

@@ -7,17 +7,12 @@ circuit breaker and passive outlier ejection, retries on another instance
 within a budget and the caller's deadline, and forwards the task over the
 instance's transport (gRPC, HTTP or in-process).
 
-Modules, from pure to wired:
+The pure routing code (policy, breaker, outlier, retry, strategies, backend,
+view, selection) is the SDK's routing core, ``sutradhar._routing``, shared
+with the SDK's callers. This package wires it up:
 
-- ``policy``      RoutingPolicy proto -> frozen settings with the documented defaults
-- ``breaker``     per-instance circuit breaker (Dapr semantics)
-- ``outlier``     passive outlier ejection (Envoy semantics)
-- ``retry``       back-off and the retry budget (gRPC A6 semantics)
-- ``strategies``  round-robin, random, least-loaded, latency, weighted
-- ``backend``     one routable instance: counters, breaker, ejection, EWMA
-- ``selection``   candidates by constraints, with the constraint that removed them
-- ``view``        agents + instances joined, fed by watch events
 - ``wire``        fast-path protobuf splicing (no payload decode)
+- ``ratelimits``  the data plane's rate limits (agent, namespace, caller)
 - ``transports``  gRPC (raw bytes), HTTP (JSON) and in-process agents
 - ``engine``      one routed call: select, attempt, retry, hedge, deadline
 - ``watcher``     registry Watch client with resume / re-list

@@ -1,6 +1,9 @@
 """One routed call: resolve the pool, take from its rate-limit buckets, pick an instance, send, and on failure
 retry on another instance within the retry budget and the deadline; hedge
-idempotent task types; stream events through.
+idempotent task types; stream events through. What to do at each step (the
+call's timeout, the next instance, whether and when to retry, when to hedge)
+is decided by the routing core, `sutradhar._routing.attempts`, shared with
+callers that route themselves; this is the I/O loop around those decisions.
 
 The engine works on bytes: the task goes out as the caller's field-1 record
 (plus tiny appended patches for a generated task id and the deadline), the
@@ -17,8 +20,6 @@ import random
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -31,19 +32,32 @@ from sutradhar._errors import (
     Unavailable,
     error_for_code,
 )
-from sutradhar._strategy_names import check_strategy
+from sutradhar._routing.attempts import (
+    Failure,
+    call_timeout,
+    candidates,
+    check_options,
+    final_error,
+    hedge_again,
+    hedge_wait,
+    hedges,
+    may_eject,
+    next_backend,
+    retry_pause,
+    time_for_attempt,
+)
+from sutradhar._routing.backend import Backend, Outcome
+from sutradhar._routing.policy import Policy
+from sutradhar._routing.retry import RetryBudget
+from sutradhar._routing.selection import Pool, resolve, unavailable_message
+from sutradhar._routing.strategies import Strategy, make_strategy
+from sutradhar._routing.view import View
 from sutradhar._tls import TlsSource
+from sutradhar._token_bucket import RateLimited
 from sutradhar._values import from_struct
 from sutradhar.services.common.peer_identity import MeshHttps, NoIdentity, expected_identity
-from sutradhar.services.common.token_bucket import RateLimited
 from sutradhar.services.router import wire
-from sutradhar.services.router.backend import Backend, Outcome
-from sutradhar.services.router.outlier import max_ejected
-from sutradhar.services.router.policy import Policy
 from sutradhar.services.router.ratelimits import RateLimiter
-from sutradhar.services.router.retry import RetryBudget, backoff
-from sutradhar.services.router.selection import Pool, resolve, unavailable_message
-from sutradhar.services.router.strategies import Strategy, make_strategy
 from sutradhar.services.router.transports import (
     INSTANCE_FAILURE_CODES,
     AttemptError,
@@ -53,7 +67,6 @@ from sutradhar.services.router.transports import (
     RefusedTransport,
     check_response,
 )
-from sutradhar.services.router.view import View
 from sutradhar.v1 import router_pb2
 
 log = logging.getLogger(__name__)
@@ -64,14 +77,6 @@ _AioRpcError = grpc.aio.AioRpcError
 DISCARD_GRACE_S = 30.0
 #: Seconds in-flight calls get when the router itself shuts down.
 SHUTDOWN_GRACE_S = 2.0
-
-
-@dataclass
-class _Failure:
-    code: grpc.StatusCode
-    message: str
-    retry_safe: bool
-    backend: Backend
 
 
 def _describe(backend: Backend) -> str:
@@ -85,23 +90,6 @@ def _attempt_error(backend: Backend, err: Exception) -> AttemptError:
         return AttemptError(code, f"{_describe(backend)}: {code.name}: {err.details()}")
     assert isinstance(err, AttemptError)
     return AttemptError(err.code, f"{_describe(backend)}: {err.message}", retry_safe=err.retry_safe)
-
-
-def _iso(unix_seconds: float) -> str:
-    """A timestamp as ISO 8601 UTC (`2000-01-01T00:00:00Z`); unix seconds when out of datetime's range."""
-    try:
-        moment = datetime.fromtimestamp(unix_seconds, UTC)
-    except (OverflowError, OSError, ValueError):
-        return f"{unix_seconds:.3f} (unix seconds)"
-    return moment.isoformat(timespec="milliseconds" if unix_seconds % 1 else "seconds").replace("+00:00", "Z")
-
-
-def _past_deadline(deadline: float, now: float) -> DeadlineExceeded:
-    return DeadlineExceeded(
-        f"task.context.deadline {_iso(deadline)} is already in the past (now {_iso(now)}); no instance was "
-        "tried. Set a deadline in the future, or leave task.context.deadline unset and give the call "
-        "options.timeout (or a gRPC deadline) instead",
-    )
 
 
 class Engine:
@@ -267,14 +255,7 @@ class Engine:
         if req.error:
             raise InvalidArgument(req.error, field="request")
         options = req.options
-        # Bad options are bad input whatever the pool holds: check them first.
-        if options.strategy:
-            check_strategy(options.strategy, field_name="options.strategy")
-        if options.max_attempts < 0:
-            raise InvalidArgument("options.max_attempts: must not be negative", field="options.max_attempts")
-        option_timeout = options.timeout.seconds + options.timeout.nanos / 1e9
-        if options.HasField("timeout") and option_timeout <= 0:
-            raise InvalidArgument("options.timeout: must be positive", field="options.timeout")
+        option_timeout = check_options(options)  # bad options are bad input whatever the pool holds
         pool = self.pool(req.selector_bytes)
         # Over a limit: RateLimited before any instance, budget or breaker is touched.
         try:
@@ -287,20 +268,11 @@ class Engine:
         name = options.strategy or policy.strategy
         strategy = self.strategy(req.selector_bytes, name)
         max_attempts = options.max_attempts or policy.retry.max_attempts
-        if grpc_timeout is not None:
-            timeout = grpc_timeout
-        elif options.HasField("timeout"):
-            timeout = option_timeout
-        else:
-            timeout = policy.default_timeout.total_seconds()
         task_id = ""
         if not req.task_id:
             task_id = req.task_id = uuid.uuid4().hex
         now = time.time()
-        if req.task_deadline:
-            if req.task_deadline <= now:
-                raise _past_deadline(req.task_deadline, now)
-            timeout = min(timeout, req.task_deadline - now)
+        timeout = call_timeout(policy.default_timeout, grpc_timeout, option_timeout, req.task_deadline, now)
         request = req.task_record + wire.task_patch(task_id=task_id, deadline=now + timeout)
         if len(request) > self.max_message_bytes:
             raise ResourceExhausted(
@@ -319,16 +291,6 @@ class Engine:
             f"the agent), over the router's message limit of {self.max_message_bytes} bytes (after {attempts} "
             f"attempt{plural}); raise the router's --max-message-bytes or make the agent's answer smaller"
         )
-
-    def _candidates(self, pool: Pool, tried: list[Backend], now: float) -> list[Backend]:
-        if not tried:
-            return [b for b in pool.backends if b.available(now)]
-        return [b for b in pool.backends if b not in tried and b.available(now)]
-
-    def _may_eject(self, pool: Pool, backend: Backend, now: float) -> bool:
-        limit = max_ejected(len(pool.backends), backend.policy.outlier.max_ejection_percent)
-        ejected = sum(1 for b in pool.backends if b is not backend and b.outlier.ejected(now))
-        return ejected < limit
 
     async def _attempt(
         self, pool: Pool, backend: Backend, request: bytes, time_left: float, trace: Any = None, number: int = 1,
@@ -379,8 +341,8 @@ class Engine:
     def _finish(self, pool: Pool, backend: Backend, start: float, outcome: Outcome) -> bool:
         """Record an attempt's end on its backend; whether that ejected the instance."""
         end = self.clock()
-        may_eject = outcome is Outcome.FAILURE and self._may_eject(pool, backend, end)
-        if backend.end(end, end - start, outcome, may_eject=may_eject):
+        ejects = outcome is Outcome.FAILURE and may_eject(pool, backend, end)
+        if backend.end(end, end - start, outcome, may_eject=ejects):
             log.warning("ejected %s for %.0fs after consecutive failures",
                         _describe(backend), backend.outlier.remaining(end),
                         extra={"namespace": backend.namespace, "agent": backend.agent_id,
@@ -388,47 +350,14 @@ class Engine:
             return True
         return False
 
-    def _final_error(self, failure: _Failure | None, attempts: int, why: str = "") -> SutradharError:
-        if failure is None:
-            return Unavailable("no attempt could be made")
-        suffix = f" (after {attempts} attempt{'s' if attempts != 1 else ''}{'; ' + why if why else ''})"
-        return error_for_code(failure.code, failure.message + suffix)
-
-    def _next_backend(
-        self, pool: Pool, strategy: Strategy, tried: list[Backend], failure: _Failure | None,
-        attempts: int, now: float,
-    ) -> Backend:
-        candidates = self._candidates(pool, tried, now)
-        if not candidates:
-            if failure is None:
-                raise Unavailable(unavailable_message(pool, now))
-            raise self._final_error(failure, attempts, "no other instance is available")
-        return strategy.pick(candidates)
-
     def _retry_pause(
-        self, pool: Pool, failure: _Failure, attempts: int, max_attempts: int, now: float, deadline: float,
+        self, pool: Pool, failure: Failure, attempts: int, max_attempts: int, now: float, deadline: float,
         timeout: float,
     ) -> float:
-        """Seconds to wait before the next attempt; raises the final error when
-        there must be none (A6: retryable code, attempts, budget, deadline)."""
-        retry = pool.policy.retry
-        plural = "s" if attempts != 1 else ""
-        if failure.code is grpc.StatusCode.DEADLINE_EXCEEDED and now >= deadline:
-            raise DeadlineExceeded(
-                f"task did not complete within its deadline of {timeout:.3f}s: {failure.message} "
-                f"(after {attempts} attempt{plural})"
-            )
-        if failure.code not in retry.retryable_codes or not failure.retry_safe:
-            raise self._final_error(failure, attempts)
-        if attempts >= max_attempts:
-            raise self._final_error(failure, attempts, f"max attempts {max_attempts} reached")
-        budget = self.budget(pool)
-        if not budget.allows_retry(now):
-            raise self._final_error(failure, attempts, "retry budget exhausted")
-        pause = backoff(attempts, retry, self.rng.random())
-        if now + pause >= deadline:
-            raise self._final_error(failure, attempts, "no time left before the deadline for a retry")
-        budget.record_retry(now)
+        """Seconds to wait before the next attempt, counted in the pool's budget and metrics; raises
+        the final error when there must be none (`sutradhar._routing.attempts.retry_pause`)."""
+        pause = retry_pause(pool.policy.retry, self.budget(pool), failure, attempts, max_attempts, now, deadline,
+                            timeout, self.rng)
         if self.metrics is not None:
             self.metrics.retry(pool)
         return pause
@@ -439,26 +368,20 @@ class Engine:
         clock = self.clock
         now = clock()
         deadline = now + timeout
-        hedging = pool.policy.hedging
-        if hedging.task_types and req.task_type in hedging.task_types and hedging.max_attempts > 1:
+        if hedges(pool.policy.hedging, req.task_type):
             return await self._hedged(pool, strategy, request, deadline, assigned_id, trace)
         self.budget(pool).record_request(now)
         tried: list[Backend] = []
-        failure: _Failure | None = None
+        failure: Failure | None = None
         attempts = 0
         while True:
-            backend = self._next_backend(pool, strategy, tried, failure, attempts, now)
-            remaining = deadline - now
-            if remaining <= 0:
-                raise DeadlineExceeded(
-                    f"deadline of {timeout:.3f}s passed before the task could be sent"
-                    + (f"; last failure: {failure.message}" if failure else "")
-                )
+            backend = next_backend(pool, strategy, tried, failure, attempts, now)
+            remaining = time_for_attempt(deadline, now, timeout, failure)
             attempts += 1
             try:
                 data = await self._attempt(pool, backend, request, remaining, trace, attempts)
             except AttemptError as err:
-                failure = _Failure(err.code, err.message, err.retry_safe, backend)
+                failure = Failure(err.code, err.message, err.retry_safe, backend)
             else:
                 if attempts == 1 and not assigned_id:
                     answer = data + backend.response_tail
@@ -480,18 +403,18 @@ class Engine:
         self, pool: Pool, strategy: Strategy, request: bytes, deadline: float, assigned_id: str, trace: Any = None
     ) -> bytes:
         hedging = pool.policy.hedging
-        delay = hedging.delay.total_seconds()
+        retry = pool.policy.retry
         tried: list[Backend] = []
         running: dict[asyncio.Task[bytes], Backend] = {}
-        failure: _Failure | None = None
+        failure: Failure | None = None
         clock = self.clock
 
         def launch() -> bool:
             now = clock()
-            candidates = self._candidates(pool, tried, now)
-            if not candidates or deadline - now <= 0:
+            found = candidates(pool, tried, now)
+            if not found or deadline - now <= 0:
                 return False
-            backend = strategy.pick(candidates)
+            backend = strategy.pick(found)
             if tried and self.metrics is not None:
                 self.metrics.hedge(pool)
             tried.append(backend)
@@ -504,9 +427,8 @@ class Engine:
             raise Unavailable(unavailable_message(pool, clock()))
         try:
             while running:
-                can_hedge = len(tried) < hedging.max_attempts
-                wait = min(delay, deadline - clock()) if can_hedge else deadline - clock()
-                done, _ = await asyncio.wait(running, timeout=max(0.0, wait), return_when=asyncio.FIRST_COMPLETED)
+                wait = hedge_wait(hedging, len(tried), deadline, clock())
+                done, _ = await asyncio.wait(running, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     backend = running.pop(task)
                     err = task.exception()
@@ -518,15 +440,14 @@ class Engine:
                         return answer
                     if not isinstance(err, AttemptError):
                         raise err
-                    failure = _Failure(err.code, err.message, err.retry_safe, backend)
-                    if err.code not in pool.policy.retry.retryable_codes and not running:
-                        raise self._final_error(failure, len(tried))
+                    failure = Failure(err.code, err.message, err.retry_safe, backend)
+                    if err.code not in retry.retryable_codes and not running:
+                        raise final_error(failure, len(tried))
                 if clock() >= deadline:
                     raise DeadlineExceeded("task did not complete within its deadline (hedged)")
-                retryable = failure is None or failure.code in pool.policy.retry.retryable_codes
-                if (not done or failure is not None) and retryable and len(tried) < hedging.max_attempts:
+                if hedge_again(hedging, retry, len(tried), not done, failure):
                     launch()
-            raise self._final_error(failure, len(tried))
+            raise final_error(failure, len(tried))
         finally:
             for task in running:
                 task.cancel()
@@ -544,10 +465,10 @@ class Engine:
         deadline = now + timeout
         self.budget(pool).record_request(now)
         tried: list[Backend] = []
-        failure: _Failure | None = None
+        failure: Failure | None = None
         attempts = 0
         while True:
-            backend = self._next_backend(pool, strategy, tried, failure, attempts, now)
+            backend = next_backend(pool, strategy, tried, failure, attempts, now)
             attempts += 1
             sent_any = False
             events = self._stream_attempt(pool, backend, request, deadline - now, trace, attempts)
@@ -563,7 +484,7 @@ class Engine:
                     yield event
                 return
             except AttemptError as err:
-                failure = _Failure(err.code, err.message, err.retry_safe and not sent_any, backend)
+                failure = Failure(err.code, err.message, err.retry_safe and not sent_any, backend)
             finally:
                 await events.aclose()
             now = clock()

@@ -24,9 +24,9 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from sutradhar._errors import NotFound, SutradharError
+from sutradhar._routing.view import View
 from sutradhar.services.common import keys
 from sutradhar.services.common.store import Op, Store
-from sutradhar.services.router.view import View
 
 log = logging.getLogger(__name__)
 

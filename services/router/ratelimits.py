@@ -39,10 +39,10 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from sutradhar._errors import InvalidArgument
+from sutradhar._ratelimit_spec import Numbers, as_bucket, bucket_numbers, shared_share
+from sutradhar._routing.selection import Pool
+from sutradhar._token_bucket import KeyedBuckets, RateLimited, TokenBucket
 from sutradhar.services.common import principal
-from sutradhar.services.common.ratelimit_spec import Numbers, as_bucket, bucket_numbers, shared_share
-from sutradhar.services.common.token_bucket import KeyedBuckets, RateLimited, TokenBucket
-from sutradhar.services.router.selection import Pool
 from sutradhar.v1 import ratelimit_pb2, router_pb2
 
 log = logging.getLogger(__name__)

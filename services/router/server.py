@@ -31,17 +31,17 @@ from sutradhar._aio import cancel_until_done, wait_set
 from sutradhar._errors import SutradharError, Unavailable
 from sutradhar._hosting import GrpcHost
 from sutradhar._names import ALL_NAMESPACES, validate_dns_label, validate_namespace
+from sutradhar._routing.view import View
+from sutradhar._token_bucket import RateLimited
 from sutradhar._values import to_duration
 from sutradhar.services.common.membership import Membership
 from sutradhar.services.common.security import SecurityStack
-from sutradhar.services.common.token_bucket import RateLimited
 from sutradhar.services.common.tracing import RouterTracing
 from sutradhar.services.router import wire
 from sutradhar.services.router.config import RouterConfig
 from sutradhar.services.router.engine import Engine
 from sutradhar.services.router.load import LoadPublisher
 from sutradhar.services.router.ratelimits import RateLimiter
-from sutradhar.services.router.view import View
 from sutradhar.services.router.watcher import RegistryWatcher
 from sutradhar.v1 import router_pb2
 
@@ -350,7 +350,7 @@ class RouterServer:
                 errors=b.errors,
                 latency_p50=to_duration(timedelta(seconds=p50)),
                 latency_p99=to_duration(timedelta(seconds=p99)),
-                breaker=b.breaker_state(now).value,
+                breaker=f"BREAKER_STATE_{b.breaker_state(now).name}",
                 ejected=b.outlier.ejected(now),
                 ejections=b.outlier.ejections,
                 state=b.state.removeprefix("INSTANCE_STATE_"),

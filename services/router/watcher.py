@@ -21,9 +21,9 @@ import grpc
 
 from sutradhar._backoff import Backoff
 from sutradhar._identity import DEFAULT_TRUST_DOMAIN, SpiffeId
+from sutradhar._routing.view import View
 from sutradhar._tls import TlsSource, secure_channel
 from sutradhar.services.router.ratelimits import RateLimiter
-from sutradhar.services.router.view import View
 from sutradhar.v1 import ratelimit_pb2, registry_pb2, registry_pb2_grpc
 
 log = logging.getLogger(__name__)

@@ -13,10 +13,10 @@ import pytest
 from sutradhar._clients import RateLimitClient, RbacClient
 from sutradhar._errors import PermissionDenied, ResourceExhausted
 from sutradhar._identity import SpiffeId
+from sutradhar._ratelimit_spec import shared_share
 from sutradhar._tls import secure_channel
+from sutradhar._token_bucket import PUSHBACK_TRAILER
 from sutradhar._values import to_struct
-from sutradhar.services.common.ratelimit_spec import shared_share
-from sutradhar.services.common.token_bucket import PUSHBACK_TRAILER
 from sutradhar.services.router.config import RouterConfig
 from sutradhar.services.router.server import RouterServer
 from sutradhar.v1 import ratelimit_pb2, rbac_pb2, registry_pb2, registry_pb2_grpc

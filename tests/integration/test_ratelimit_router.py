@@ -23,8 +23,8 @@ from examples.echo_agent import EchoAgent
 from sutradhar import RegistryClient, RouterClient
 from sutradhar._clients import RateLimitClient
 from sutradhar._errors import InvalidArgument, NotFound
+from sutradhar._token_bucket import PUSHBACK_TRAILER
 from sutradhar._values import to_value
-from sutradhar.services.common.token_bucket import PUSHBACK_TRAILER
 from sutradhar.services.registry.server import RegistryConfig, RegistryServer
 from sutradhar.services.router.server import RouterConfig, RouterServer
 from sutradhar.testing import run_agent

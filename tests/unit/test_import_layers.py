@@ -2,8 +2,14 @@
 
 The layers, lowest first:
 
-1. the SDK (`sutradhar`, `sutradhar._*`, `sutradhar.testing`, `sutradhar.conformance`,
-   `sutradhar.serve`) and the generated `sutradhar.v1`: only the SDK;
+1. the SDK, in three tiers:
+   a. its pure rules (`SDK_RULES`: errors, names, labels, versions, strategy names, values,
+      back-off, token buckets, rate-limit specs) and the generated `sutradhar.v1`: only each other;
+   b. the routing core (`sutradhar._routing`), which the router service and the SDK's callers
+      both route with: the rules and itself, so it never reaches the SDK's I/O (clients,
+      hosting, TLS) and stays free of everything the base install lacks;
+   c. the rest of the SDK (`sutradhar`, `sutradhar._*`, `sutradhar.testing`,
+      `sutradhar.conformance`, `sutradhar.serve`): the whole SDK;
 2. `sutradhar.services.common`: the SDK and common;
 3. the runtimes' config schemas (`sutradhar.services.scheduler.runtimes.config_schemas`
    and one pure `<runtime>_config` module per runtime): the SDK, common and each other.
@@ -33,9 +39,16 @@ SOURCES: dict[str, str] = {
 }
 GENERATED = "sutradhar.v1"  # not scanned (generated), but a layer others import
 
+# The SDK's pure rules: no I/O, nothing beyond grpcio, protobuf and semantic-version.
+SDK_RULES = ("_backoff", "_errors", "_fields", "_labels", "_names", "_ratelimit_spec", "_semver",
+             "_strategy_names", "_token_bucket", "_values")
+
 # Module prefix -> layer; the longest matching prefix wins.
 LAYER_OF: dict[str, str] = {
     "sutradhar": "sdk",
+    **{f"sutradhar.{name}": "sdk-rules" for name in SDK_RULES},
+    GENERATED: "sdk-rules",
+    "sutradhar._routing": "routing",
     "sutradhar.services": "common",  # the services' namespace package (a docstring only)
     "sutradhar.services.common": "common",
     "sutradhar.services.registry": "registry",
@@ -52,12 +65,15 @@ LAYER_OF: dict[str, str] = {
 SERVICES = ("registry", "router", "scheduler", "health")
 
 # Layer -> the layers it may import. THE rule table.
+SDK = ("sdk-rules", "routing", "sdk")  # the SDK's tiers: a layer that may import the SDK may import all three
 MAY_IMPORT: dict[str, frozenset[str]] = {
-    "sdk": frozenset({"sdk"}),
-    "common": frozenset({"sdk", "common"}),
-    "runtime-config": frozenset({"sdk", "common", "runtime-config"}),
-    **{service: frozenset({"sdk", "common", "runtime-config", service}) for service in SERVICES},
-    "cli": frozenset({"sdk", "common", "runtime-config", *SERVICES, "cli"}),
+    "sdk-rules": frozenset({"sdk-rules"}),
+    "routing": frozenset({"sdk-rules", "routing"}),
+    "sdk": frozenset(SDK),
+    "common": frozenset({*SDK, "common"}),
+    "runtime-config": frozenset({*SDK, "common", "runtime-config"}),
+    **{service: frozenset({*SDK, "common", "runtime-config", service}) for service in SERVICES},
+    "cli": frozenset({*SDK, "common", "runtime-config", *SERVICES, "cli"}),
 }
 
 # Known violations being removed on other branches of issue 8 (importer module,
@@ -166,3 +182,21 @@ def test_a_violation_names_the_file_line_and_the_rule() -> None:
     edge = Import("sutradhar._clients", "sdk/sutradhar/_clients.py", 7, "sutradhar.services.router.engine")
     assert str(edge) == ("sutradhar._clients (sdk/sutradhar/_clients.py:7) imports sutradhar.services.router.engine: "
                          "layer sdk may not import layer router")
+
+
+def test_the_sdk_tiers_keep_the_routing_core_off_the_sdks_io() -> None:
+    modules = _sources()
+    missing = [name for name in SDK_RULES if f"sutradhar.{name}" not in modules]
+    assert not missing, f"SDK_RULES names modules that do not exist: {missing}"
+    assert {m for m in modules if m.startswith("sutradhar._routing.")} >= {
+        "sutradhar._routing.policy", "sutradhar._routing.selection", "sutradhar._routing.view"}
+    assert layer_of("sutradhar._routing.view") == "routing"
+    assert layer_of("sutradhar._semver") == layer_of("sutradhar.v1.routing_pb2") == "sdk-rules"
+    assert layer_of("sutradhar._clients") == "sdk"
+    edge = Import("sutradhar._routing.view", "sdk/sutradhar/_routing/view.py", 3, "sutradhar._clients")
+    assert layer_of(edge.target) not in MAY_IMPORT[layer_of(edge.module)]
+    assert edge.rule == "layer routing may not import layer sdk"
+    rules = Import("sutradhar._semver", "sdk/sutradhar/_semver.py", 3, "sutradhar._routing.policy")
+    assert layer_of(rules.target) not in MAY_IMPORT[layer_of(rules.module)]
+    for user in ("sdk", "common", "router", "cli"):
+        assert {"sdk-rules", "routing", "sdk"} <= MAY_IMPORT[user]

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import grpc
 from prometheus_client import generate_latest
 
+from sutradhar._routing.backend import Backend
 from sutradhar.services.common.metrics_router import RouterMetrics
-from sutradhar.services.router.backend import Backend
 
 
 def backend(instance_id: str, agent: str = "echo", namespace: str = "ns") -> Backend:

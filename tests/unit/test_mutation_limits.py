@@ -10,13 +10,13 @@ import pytest
 
 from sutradhar._identity import SpiffeId
 from sutradhar._middleware import Method
+from sutradhar._token_bucket import PUSHBACK_TRAILER, RateLimited
 from sutradhar.services.common import principal
 from sutradhar.services.common.access import ACCESS
 from sutradhar.services.common.mutation_limits import MutationLimits, is_mutation
 from sutradhar.services.common.principal import CERTIFICATE, Principal
 from sutradhar.services.common.security import SecurityStack
 from sutradhar.services.common.security_config import ServiceSecurity
-from sutradhar.services.common.token_bucket import PUSHBACK_TRAILER, RateLimited
 
 TD = "sutradhar.local"
 REGISTRY = "sutradhar.v1.RegistryService"

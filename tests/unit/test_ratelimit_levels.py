@@ -8,12 +8,12 @@ import pytest
 
 from sutradhar._errors import InvalidArgument
 from sutradhar._identity import SpiffeId
+from sutradhar._ratelimit_spec import bucket_numbers, describe_limit, shared_share, validate_rate_limit
+from sutradhar._routing.selection import Pool
+from sutradhar._token_bucket import KeyedBuckets, RateLimited
 from sutradhar.services.common import principal
 from sutradhar.services.common.principal import CERTIFICATE, INSECURE, Principal
-from sutradhar.services.common.ratelimit_spec import bucket_numbers, describe_limit, shared_share, validate_rate_limit
-from sutradhar.services.common.token_bucket import KeyedBuckets, RateLimited
 from sutradhar.services.router.ratelimits import RateLimiter, caller_key
-from sutradhar.services.router.selection import Pool
 from sutradhar.v1 import ratelimit_pb2
 
 TD = "sutradhar.local"

@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 
 from sutradhar._backoff import Backoff
-from sutradhar.services.router.policy import RetrySettings
-from sutradhar.services.router.retry import backoff, retry_backoff
+from sutradhar._routing.policy import RetrySettings
+from sutradhar._routing.retry import backoff, retry_backoff
 from sutradhar.services.router.watcher import WATCH_BACKOFF
 
 

@@ -8,17 +8,17 @@ import grpc
 import pytest
 
 from sutradhar._errors import InvalidArgument
-from sutradhar._strategy_names import check_strategy
-from sutradhar.services.router.backend import Backend, Outcome
-from sutradhar.services.router.breaker import BreakerState, CircuitBreaker
-from sutradhar.services.router.outlier import OutlierDetector, max_ejected
-from sutradhar.services.router.policy import (
+from sutradhar._routing.backend import Backend, Outcome
+from sutradhar._routing.breaker import BreakerState, CircuitBreaker
+from sutradhar._routing.outlier import OutlierDetector, max_ejected
+from sutradhar._routing.policy import (
     BreakerSettings,
     OutlierSettings,
     RetrySettings,
     policy_from_proto,
 )
-from sutradhar.services.router.retry import RetryBudget, backoff
+from sutradhar._routing.retry import RetryBudget, backoff
+from sutradhar._strategy_names import check_strategy
 from sutradhar.v1 import routing_pb2
 
 

@@ -9,10 +9,10 @@ from collections import Counter
 import pytest
 
 from sutradhar._errors import FailedPrecondition, InvalidArgument, Unavailable
-from sutradhar.services.router.backend import Backend, Outcome
-from sutradhar.services.router.selection import resolve, unavailable_message
-from sutradhar.services.router.strategies import make_strategy
-from sutradhar.services.router.view import View
+from sutradhar._routing.backend import Backend, Outcome
+from sutradhar._routing.selection import resolve, unavailable_message
+from sutradhar._routing.strategies import make_strategy
+from sutradhar._routing.view import View
 from sutradhar.v1 import registry_pb2, router_pb2, routing_pb2
 
 SERVING = registry_pb2.INSTANCE_STATE_SERVING

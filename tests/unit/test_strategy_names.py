@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from sutradhar._errors import InvalidArgument
+from sutradhar._routing.policy import policy_from_proto
+from sutradhar._routing.strategies import make_strategy
 from sutradhar._strategy_names import STRATEGIES, check_strategy
 from sutradhar.services.common.validation import validate_routing
-from sutradhar.services.router.policy import policy_from_proto
-from sutradhar.services.router.strategies import make_strategy
 from sutradhar.v1 import routing_pb2
 
 

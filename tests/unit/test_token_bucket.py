@@ -8,7 +8,7 @@ import grpc
 import pytest
 
 from sutradhar._errors import InvalidArgument
-from sutradhar.services.common.token_bucket import (
+from sutradhar._token_bucket import (
     PUSHBACK_TRAILER,
     RateLimited,
     TokenBucket,

@@ -19,8 +19,8 @@ import random
 from collections.abc import Sequence
 from typing import Protocol
 
+from sutradhar._routing.backend import Backend
 from sutradhar._strategy_names import LATENCY, LEAST_LOADED, RANDOM, ROUND_ROBIN, WEIGHTED
-from sutradhar.services.router.backend import Backend
 
 
 class Strategy(Protocol):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from sutradhar.services.router.policy import BreakerSettings
+from sutradhar._routing.policy import BreakerSettings
 
 
 class BreakerState(Enum):

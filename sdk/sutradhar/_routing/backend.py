@@ -1,5 +1,5 @@
-"""One routable instance as the router sees it: identity from the registry,
-plus what this router observed (in-flight, counters, latency, peak-EWMA,
+"""One routable instance as a router (or a caller routing itself) sees it: identity from
+the registry, plus what this router observed (in-flight, counters, latency, peak-EWMA,
 circuit breaker, ejection record, load window).
 
 A Backend outlives view updates: the watch refreshes its identity fields and
@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from sutradhar.services.router.breaker import BreakerState, CircuitBreaker
-from sutradhar.services.router.outlier import OutlierDetector
-from sutradhar.services.router.policy import DEFAULT_POLICY, Policy
+from sutradhar._routing.breaker import BreakerState, CircuitBreaker
+from sutradhar._routing.outlier import OutlierDetector
+from sutradhar._routing.policy import DEFAULT_POLICY, Policy
 
 #: Latency samples kept per instance for p50/p99.
 LATENCY_SAMPLES = 1024

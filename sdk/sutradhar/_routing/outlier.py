@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 
-from sutradhar.services.router.policy import OutlierSettings
+from sutradhar._routing.policy import OutlierSettings
 
 
 def max_ejected(pool_size: int, percent: int) -> int:

@@ -16,7 +16,7 @@ from typing import Final
 
 from sutradhar._fields import field_error
 from sutradhar._names import validate_dns_label, validate_namespace
-from sutradhar.services.common.token_bucket import describe_rate, validate_bucket
+from sutradhar._token_bucket import describe_rate, validate_bucket
 from sutradhar.v1 import ratelimit_pb2
 
 __all__ = ["DEFAULT_TOKENS_PER_FILL", "Numbers", "as_bucket", "bucket_numbers", "describe_limit", "shared_share",

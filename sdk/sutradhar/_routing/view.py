@@ -1,4 +1,4 @@
-"""The router's in-memory view: agents and instances joined into Backends.
+"""A router's in-memory view: agents and instances joined into Backends.
 
 Fed only by registry watch events (`put_agent`, `put_instance`, deletes, and
 `replace` after a (re-)list), never by a read per request. Every change bumps
@@ -12,8 +12,8 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from sutradhar.services.router.backend import Backend
-from sutradhar.services.router.policy import Policy, policy_from_proto
+from sutradhar._routing.backend import Backend
+from sutradhar._routing.policy import Policy, policy_from_proto
 from sutradhar.v1 import registry_pb2
 
 log = logging.getLogger(__name__)

@@ -26,10 +26,10 @@ from sutradhar import _semver as semver
 from sutradhar._errors import FailedPrecondition, InvalidArgument, Unavailable
 from sutradhar._labels import parse_selector, validate_label_name
 from sutradhar._names import validate_dns_label, validate_namespace
-from sutradhar.services.common.token_bucket import TokenBucket
-from sutradhar.services.router.backend import Backend
-from sutradhar.services.router.policy import DEFAULT_POLICY, Policy
-from sutradhar.services.router.view import AgentEntry, View
+from sutradhar._routing.backend import Backend
+from sutradhar._routing.policy import DEFAULT_POLICY, Policy
+from sutradhar._routing.view import AgentEntry, View
+from sutradhar._token_bucket import TokenBucket
 from sutradhar.v1 import router_pb2
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import deque
 
 from sutradhar._backoff import Backoff
-from sutradhar.services.router.policy import RetrySettings
+from sutradhar._routing.policy import RetrySettings
 
 #: Length of the budget's sliding window, in seconds.
 BUDGET_WINDOW_S = 10

@@ -16,9 +16,9 @@ from datetime import timedelta
 import grpc
 
 from sutradhar._errors import InvalidArgument
+from sutradhar._ratelimit_spec import Numbers, bucket_numbers
 from sutradhar._strategy_names import ROUND_ROBIN, STRATEGIES
 from sutradhar._values import from_duration
-from sutradhar.services.common.ratelimit_spec import Numbers, bucket_numbers
 from sutradhar.v1 import routing_pb2
 
 log = logging.getLogger(__name__)
