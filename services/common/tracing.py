@@ -64,9 +64,9 @@ def attempt_attributes(endpoint: str, method: str) -> dict[str, Any]:
                 "server.address": parts.hostname or "", "server.port": port}
     if endpoint == IN_PROCESS:
         return {"rpc.method": method}
-    host, port = split_address(endpoint)
+    host, grpc_port = split_address(endpoint)
     return {"rpc.system.name": "grpc", "rpc.method": method, "server.address": host,
-            **({"server.port": port} if port is not None else {})}
+            **({"server.port": grpc_port} if grpc_port is not None else {})}
 
 
 def configure_tracing(service: str) -> bool:
