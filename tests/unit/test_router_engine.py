@@ -66,7 +66,7 @@ def make(n: int, policy: routing_pb2.RoutingPolicy | None = None, outcomes=None)
     for k, backend in enumerate(sorted(view.backends.values(), key=lambda b: b.instance_id)):
         fake = FakeTransport((outcomes or {}).get(k, "ok"))
         backend.transport = fake
-        backend.response_tail = wire.result_metadata_tail(backend.instance_id, 1)
+        backend.response_tail = wire.result_metadata_fields(backend.instance_id, 1)
         fakes.append(fake)
     return engine, fakes
 
@@ -215,7 +215,7 @@ def sized_answer(size: int) -> bytes:
 async def test_answer_over_the_limit_once_the_metadata_is_added_names_the_instance():
     engine, fakes = make(1)
     limit = engine.max_message_bytes
-    tail = len(wire.result_metadata_tail("i0", 1))
+    tail = len(wire.set_result_metadata(OK, wire.result_metadata_fields("i0", 1))) - len(OK)
     fakes[0].outcome = sized_answer(limit - tail)  # fits with the metadata, exactly
     assert len(await engine.execute(request(), 5.0)) == limit
     fakes[0].outcome = sized_answer(limit - 3)  # the agent's answer fits; with the metadata it does not
