@@ -47,6 +47,9 @@ PAYLOAD: dict[str, Any] = {
     "text": "héllo, wörld", "n": [1, 2.5, None, True, "s"], "nested": {"deep": {"x": "y", "empty": {}}},
     "big": "x" * 5000,
 }
+#: Over wire.SPLICE_VIEWS_UP_TO: the router splices it in Python rather than through its upb views.
+LARGE_PAYLOAD: dict[str, Any] = {**PAYLOAD, "big": "y" * 100_000}
+SIZES = pytest.mark.parametrize("payload", [PAYLOAD, LARGE_PAYLOAD], ids=["small", "large"])
 HEX_ID = re.compile(r"[0-9a-f]{32}")
 
 
@@ -227,10 +230,12 @@ def check_metadata(result: dict[str, Any], result_es: dict[str, Any], agent: dic
     assert result_es["data"] == result["data"]
 
 
-async def test_execute_through_the_router_keeps_every_field_both_ways(mesh, node_peers, descriptor_set, node_agent):
+@SIZES
+async def test_execute_through_the_router_keeps_every_field_both_ways(
+        mesh, node_peers, descriptor_set, node_agent, payload):
     ns = node_agent["namespace"]
     deadline = time.time() + 20
-    sent = {"id": "t-node-1", "type": "echo.full", "payload": PAYLOAD, "context": full_context(deadline)}
+    sent = {"id": "t-node-1", "type": "echo.full", "payload": payload, "context": full_context(deadline)}
     answer = await node_call(mesh, node_peers, descriptor_set, "execute", routed(ns, sent))
     result, result_es = answer["protobufjs"], answer["protobuf_es"]["result"]
     assert result["success"] is True and result["error"] is None, result
@@ -256,12 +261,13 @@ async def test_execute_with_a_router_assigned_id_and_deadline_and_a_failed_resul
     check_metadata(result, result_es, node_agent, task_id)
 
 
+@SIZES
 @pytest.mark.parametrize("with_id", [True, False], ids=["caller-id-and-deadline", "router-id-and-deadline"])
 async def test_execute_stream_through_the_router_keeps_every_field(
-        mesh, node_peers, descriptor_set, node_agent, with_id):
+        mesh, node_peers, descriptor_set, node_agent, with_id, payload):
     ns = node_agent["namespace"]
     deadline = time.time() + 10  # sooner than the options' timeout: the router keeps it
-    sent: dict[str, Any] = {"type": "echo.stream", "payload": PAYLOAD}
+    sent: dict[str, Any] = {"type": "echo.stream", "payload": payload}
     if with_id:
         sent.update(id="t-node-stream", context=full_context(deadline))
     before = time.time()
@@ -270,8 +276,8 @@ async def test_execute_stream_through_the_router_keeps_every_field(
     events, events_es = answer["protobufjs"], answer["protobuf_es"]
     assert [next(iter(e)) for e in events] == ["progress", "partial", "result"], events
     assert events[0]["progress"] == {"message": "working", "fraction": 0.5}
-    assert events[1]["partial"] == PAYLOAD
-    assert events_es[:2] == [{"progress": {"message": "working", "fraction": 0.5}}, {"partial": PAYLOAD}]
+    assert events[1]["partial"] == payload
+    assert events_es[:2] == [{"progress": {"message": "working", "fraction": 0.5}}, {"partial": payload}]
     result, result_es = events[2]["result"], events_es[2]["result"]
     assert result["success"] is True and result["error"] is None, result
     window = ((rfc3339(sent["context"]["deadline"]),) * 2 if with_id else (before + 15, after + 15))
