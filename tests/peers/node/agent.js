@@ -26,7 +26,7 @@ const LATENCY = { seconds: 0, nanos: 1234000 };
 function answer(request) {
   const task = request.task;
   const echo = { task: taskView(task), task_es: esJson(es, "sutradhar.v1.ExecuteRequest", request.__raw).task ?? null };
-  const payload = echo.task.payload;
+  const payload = echo.task ? echo.task.payload : null;
   const fail = payload && typeof payload === "object" && !Array.isArray(payload) ? payload.fail : undefined;
   return {
     success: fail === undefined,
