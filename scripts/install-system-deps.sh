@@ -25,3 +25,13 @@ if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2
   fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus
 fi
+# The wire tests' Node peers (tests/peers/node, run by tests/integration/test_router_node_peers.py, which runs
+# `npm ci` there from the lock file): Debian's nodejs and npm, each only where it is missing (a Node install from
+# elsewhere that ships its own npm is left alone).
+node_packages=()
+command -v node >/dev/null 2>&1 || node_packages+=(nodejs)
+command -v npm >/dev/null 2>&1 || node_packages+=(npm)
+if [ "${#node_packages[@]}" -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${node_packages[@]}"
+fi

@@ -188,7 +188,7 @@ class Engine:
                     endpoint, max_message_bytes=self.max_message_bytes, tls=self.tls, expected=expected
                 )
         backend.transport = transport
-        backend.response_tail = wire.result_metadata_tail(backend.instance_id, 1)
+        backend.result_metadata = wire.result_metadata_fields(backend.instance_id, 1)
         return transport
 
     def _http_transport(self, backend: Backend) -> Any:
@@ -273,7 +273,7 @@ class Engine:
             task_id = req.task_id = uuid.uuid4().hex
         now = time.time()
         timeout = call_timeout(policy.default_timeout, grpc_timeout, option_timeout, req.task_deadline, now)
-        request = req.task_record + wire.task_patch(task_id=task_id, deadline=now + timeout)
+        request = wire.patch_task(req.task_record, task_id=task_id, deadline=now + timeout)
         if len(request) > self.max_message_bytes:
             raise ResourceExhausted(
                 f"task is {len(request)} bytes, over the router's message limit of {self.max_message_bytes} "
@@ -384,9 +384,10 @@ class Engine:
                 failure = Failure(err.code, err.message, err.retry_safe, backend)
             else:
                 if attempts == 1 and not assigned_id:
-                    answer = data + backend.response_tail
+                    answer = wire.set_result_metadata(data, backend.result_metadata)
                 else:
-                    answer = data + wire.result_metadata_tail(backend.instance_id, attempts, assigned_id)
+                    answer = wire.set_result_metadata(
+                        data, wire.result_metadata_fields(backend.instance_id, attempts, assigned_id))
                 if len(answer) > self.max_message_bytes:
                     raise self._oversized(backend, "the answer", len(answer), len(data), attempts)
                 return answer
@@ -434,7 +435,8 @@ class Engine:
                     err = task.exception()
                     if err is None:
                         data = task.result()
-                        answer = data + wire.result_metadata_tail(backend.instance_id, len(tried), assigned_id)
+                        answer = wire.set_result_metadata(
+                            data, wire.result_metadata_fields(backend.instance_id, len(tried), assigned_id))
                         if len(answer) > self.max_message_bytes:
                             raise self._oversized(backend, "the answer", len(answer), len(data), len(tried))
                         return answer
@@ -477,7 +479,15 @@ class Engine:
                     sent_any = True
                     if wire.is_stream_result(event):
                         from_agent = len(event)
-                        event += wire.stream_result_tail(backend.instance_id, attempts, assigned_id)
+                        try:
+                            event = wire.set_stream_result_metadata(
+                                event, wire.result_metadata_fields(backend.instance_id, attempts, assigned_id))
+                        except wire.MalformedMessage as err:
+                            raise AttemptError(
+                                grpc.StatusCode.UNAVAILABLE,
+                                f"{_describe(backend)}: its result event is not a valid ExecuteStreamResponse ({err})",
+                                retry_safe=False,
+                            ) from None
                         if len(event) > self.max_message_bytes:
                             raise self._oversized(
                                 backend, "the stream's result event", len(event), from_agent, attempts)

@@ -66,7 +66,7 @@ def make(n: int, policy: routing_pb2.RoutingPolicy | None = None, outcomes=None)
     for k, backend in enumerate(sorted(view.backends.values(), key=lambda b: b.instance_id)):
         fake = FakeTransport((outcomes or {}).get(k, "ok"))
         backend.transport = fake
-        backend.response_tail = wire.result_metadata_tail(backend.instance_id, 1)
+        backend.result_metadata = wire.result_metadata_fields(backend.instance_id, 1)
         fakes.append(fake)
     return engine, fakes
 
@@ -215,7 +215,7 @@ def sized_answer(size: int) -> bytes:
 async def test_answer_over_the_limit_once_the_metadata_is_added_names_the_instance():
     engine, fakes = make(1)
     limit = engine.max_message_bytes
-    tail = len(wire.result_metadata_tail("i0", 1))
+    tail = len(wire.set_result_metadata(OK, wire.result_metadata_fields("i0", 1))) - len(OK)
     fakes[0].outcome = sized_answer(limit - tail)  # fits with the metadata, exactly
     assert len(await engine.execute(request(), 5.0)) == limit
     fakes[0].outcome = sized_answer(limit - 3)  # the agent's answer fits; with the metadata it does not
@@ -297,3 +297,39 @@ async def test_bad_options_are_refused_before_selection() -> None:
             await engine.execute(_route(sel, negative), deadline)
     with pytest.raises(FailedPrecondition):  # a well-formed request for an unknown type
         await engine.execute(_route(router_pb2.Selector(agent_type="other")), 5.0)
+
+
+class StreamingFake(FakeTransport):
+    """Streams a partial, then `final` as the result event."""
+
+    def __init__(self, final: bytes) -> None:
+        super().__init__()
+        self.final = final
+
+    async def stream(self, request: bytes, time_left: float | None, metadata: object = None):
+        self.calls += 1
+        yield agent_pb2.ExecuteStreamResponse(partial=to_value(1)).SerializeToString()
+        yield self.final
+
+
+async def test_a_stream_result_event_the_splice_cannot_walk_is_unavailable_naming_the_instance():
+    engine, _ = make(1)
+    backend = next(iter(engine.view.backends.values()))
+    req = router_pb2.RouterServiceExecuteStreamRequest(
+        task=agent_pb2.Task(id="t1", type="echo"), selector=router_pb2.Selector(agent_type="echo"))
+    good = agent_pb2.ExecuteStreamResponse(result=agent_pb2.Result(success=True)).SerializeToString()
+    backend.transport = StreamingFake(good)
+    events = [e async for e in engine.execute_stream(wire.split_route_stream_request(req.SerializeToString()), 5.0)]
+    final = router_pb2.RouterServiceExecuteStreamResponse.FromString(events[-1])
+    assert final.result.success and final.result.metadata.instance_id == "i0"
+    backend.transport = StreamingFake(b"\x1a\x05\xff")  # a result event cut short
+    seen: list[bytes] = []
+    with pytest.raises(Unavailable) as info:
+        async for event in engine.execute_stream(wire.split_route_stream_request(req.SerializeToString()), 5.0):
+            seen.append(event)
+    assert len(seen) == 1  # the partial went out; the broken result did not
+    message = info.value.message
+    assert message.startswith("instance 'i0' (127.0.0.1:1) of agent 'echo': its result event is not a valid "
+                              "ExecuteStreamResponse ("), message
+    assert "(after 1 attempt)" in message
+    assert in_flight(engine) == [0]

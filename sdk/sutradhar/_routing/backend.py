@@ -46,7 +46,7 @@ class Backend:
         "_lat", "_lat_i", "_was_busy", "_window_area", "_window_at", "_window_requests", "_window_start",
         "agent_id", "agent_type", "breaker", "endpoint", "errors", "ewma", "ewma_at", "identity", "in_flight",
         "instance_id", "labels", "namespace", "outlier", "policy", "probe_time", "requests",
-        "response_tail", "runtime", "state", "transport", "version", "weight",
+        "result_metadata", "runtime", "state", "transport", "version", "weight",
     )
 
     def __init__(self, namespace: str, instance_id: str, *, policy: Policy = DEFAULT_POLICY) -> None:
@@ -65,7 +65,7 @@ class Backend:
         self.breaker = CircuitBreaker(policy.breaker)
         self.outlier = OutlierDetector(policy.outlier)
         self.transport: Any = None
-        self.response_tail = b""
+        self.result_metadata = b""  # the ResultMetadata fields set on a first-attempt answer (router wire.py)
         self.probe_time = 0.0
         self.in_flight = 0
         self.requests = 0
