@@ -495,6 +495,7 @@ async def check_drain(t: _Target) -> str:
         closed = await _wait_closed(t, within=t.timeout)
         _expect(closed is not None, f"NOT_SERVING and the in-flight task finished ({finished}), but the agent still "
                                     f"answers {t.timeout:g}s later; stop serving once the in-flight tasks are done")
+        assert closed is not None
         return (f"NOT_SERVING after SIGTERM; the in-flight task finished ({finished}); "
                 f"port closed {closed * 1000:.0f} ms later")
     finally:
