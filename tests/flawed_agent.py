@@ -7,9 +7,9 @@
 Without a flaw it keeps the contract the way an agent in another language would:
 it echoes the payload, honours ``{"sleep": S}`` (until the call ends) and fails
 with a failed Result on ``{"fail": "CODE"}``, streams progress and partials then
-one result, and on SIGTERM reports NOT_SERVING, finishes its in-flight tasks and
-stops. Each flaw breaks one rule (`FLAWS`), so a test can check that the suite
-fails the right rows and only those.
+one result, and on SIGTERM reports NOT_SERVING, refuses new tasks with
+UNAVAILABLE, finishes its in-flight tasks and stops. Each flaw breaks one rule
+(`FLAWS`), so a test can check that the suite fails the right rows and only those.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ FLAWS = {
     "one-at-a-time": "tasks run one after another, never at once",
     "bad-version": "Describe's version is not a semantic version",
     "stops-at-once": "SIGTERM closes the port at once, without NOT_SERVING or finishing in-flight tasks",
+    "works-while-draining": "after SIGTERM new tasks are still taken",
 }
 
 
@@ -55,6 +56,7 @@ class FlawedAgent(agent_pb2_grpc.AgentServiceServicer):
         self.idle = asyncio.Event()
         self.idle.set()
         self.one_at_a_time = asyncio.Lock()
+        self.draining = False
 
     async def Describe(self, request: agent_pb2.DescribeRequest, context: Any) -> agent_pb2.DescribeResponse:
         version = "one" if "bad-version" in self.flaws else "0.1.0"
@@ -86,7 +88,9 @@ class FlawedAgent(agent_pb2_grpc.AgentServiceServicer):
             if self.in_flight == 0:
                 self.idle.set()
 
-    async def _run(self, task: agent_pb2.Task) -> agent_pb2.Result:
+    async def _run(self, task: agent_pb2.Task, context: Any) -> agent_pb2.Result:
+        if self.draining and "works-while-draining" not in self.flaws:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "draining; send the task to another instance")
         if "one-at-a-time" in self.flaws:
             async with self.one_at_a_time:
                 return await self._work(task)
@@ -96,7 +100,7 @@ class FlawedAgent(agent_pb2_grpc.AgentServiceServicer):
         return await self._work(task)
 
     async def Execute(self, request: agent_pb2.ExecuteRequest, context: Any) -> agent_pb2.ExecuteResponse:
-        result = await self._run(request.task)
+        result = await self._run(request.task, context)
         if not result.success and "failure-as-status" in self.flaws:
             await context.abort(grpc.StatusCode.INTERNAL, f"task failed: {result.error.code}")
         return agent_pb2.ExecuteResponse(result=result)
@@ -106,7 +110,7 @@ class FlawedAgent(agent_pb2_grpc.AgentServiceServicer):
     ) -> AsyncIterator[agent_pb2.ExecuteStreamResponse]:
         yield agent_pb2.ExecuteStreamResponse(progress=agent_pb2.Progress(message="started", fraction=0.0))
         yield agent_pb2.ExecuteStreamResponse(partial=to_value("part"))
-        result = await self._run(request.task)
+        result = await self._run(request.task, context)
         yield agent_pb2.ExecuteStreamResponse(result=result)
         if "two-results" in self.flaws:
             yield agent_pb2.ExecuteStreamResponse(result=result)
@@ -133,6 +137,7 @@ async def serve(flaws: Sequence[str]) -> None:
     if "stops-at-once" in agent.flaws:
         await host.server.stop(0)
         return
+    agent.draining = True
     await host.set_serving(False)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(agent.idle.wait(), 10)

@@ -22,8 +22,9 @@ that the agent honours the deadline or the cancel *when* it is still working,
 by watching its in-flight count go back down, so they test deadlines and
 cancels only when the agent is kept busy by the slow payload. The drain check
 runs only with `--drain-pid PID` (the agent's process, on this machine): it
-sends SIGTERM and expects health NOT_SERVING before the port closes, the
-in-flight task finished; it runs last, since it stops the agent. Only gRPC
+sends SIGTERM and expects health NOT_SERVING before the port closes, new
+tasks refused with UNAVAILABLE and the in-flight task finished; it runs last,
+since it stops the agent. Only gRPC
 agents can be checked; agents that speak the HTTP JSON form cannot.
 """
 
@@ -47,7 +48,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from sutradhar._credentials import Credentials, open_channel
-from sutradhar._errors import Unavailable
+from sutradhar._errors import SutradharError, Unavailable
 from sutradhar._identity import SpiffeId
 from sutradhar._names import is_dns_label
 from sutradhar._semver import is_valid_version
@@ -486,6 +487,10 @@ async def check_drain(t: _Target) -> str:
             await asyncio.sleep(0.02)
         _expect(status == health_pb2.HealthCheckResponse.NOT_SERVING,
                 f"health still {_status_name(status)} {t.timeout:g}s after SIGTERM")
+        code = await _call_code(t.execute(t.task(t.options.payload, "conformance-during-drain")))
+        _expect(code == grpc.StatusCode.UNAVAILABLE,
+                f"while draining a new task ended with {code.name}; refuse new tasks with UNAVAILABLE, "
+                "so that callers send them to another instance")
         try:
             result = await in_flight
         except grpc.RpcError as err:
@@ -496,8 +501,8 @@ async def check_drain(t: _Target) -> str:
         _expect(closed is not None, f"NOT_SERVING and the in-flight task finished ({finished}), but the agent still "
                                     f"answers {t.timeout:g}s later; stop serving once the in-flight tasks are done")
         assert closed is not None
-        return (f"NOT_SERVING after SIGTERM; the in-flight task finished ({finished}); "
-                f"port closed {closed * 1000:.0f} ms later")
+        return (f"NOT_SERVING after SIGTERM; a new task refused (UNAVAILABLE); the in-flight task finished "
+                f"({finished}); port closed {closed * 1000:.0f} ms later")
     finally:
         await _cancel([in_flight])
 
@@ -697,7 +702,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_suite_arguments(parser)
     parser.add_argument("-o", "--output", choices=["table", "json"], default="table")
     args = parser.parse_args(argv)
-    results = asyncio.run(run_conformance(args.address, **suite_arguments(args)))
+    try:
+        results = asyncio.run(run_conformance(args.address, **suite_arguments(args)))
+    except SutradharError as err:
+        print(f"error: {err.message} ({err.code.name})", file=sys.stderr)
+        return 1
     if args.output == "json":
         print(json.dumps(report(args.address, results), indent=2))
     else:

@@ -20,6 +20,7 @@ from sutradhar._identity import SpiffeId
 from sutradhar._tls import TlsSource
 from sutradhar.cli.main import main as cli_main
 from sutradhar.conformance import CHECKS, FAIL, PASS, SKIP, run_conformance
+from sutradhar.conformance import main as conformance_main
 from sutradhar.testing import run_agent, spawn_agent
 from tests.secure_support import TD, Pki
 
@@ -77,7 +78,9 @@ def test_the_echo_agent_process_passes_the_cli_suite_and_drains_on_sigterm(tmp_p
         assert report["passed"] is True
         assert _statuses(report) == dict.fromkeys(NAMES, PASS)
         drain = report["checks"][-1]
-        assert drain["detail"].startswith("NOT_SERVING after SIGTERM; the in-flight task finished (success")
+        assert drain["detail"].startswith(
+            "NOT_SERVING after SIGTERM; a new task refused (UNAVAILABLE); the in-flight task finished (success"
+        )
         assert agent.wait() == 0  # the suite's SIGTERM stopped it, cleanly
 
 
@@ -91,6 +94,7 @@ FLAWED_ROWS = {
     "one-at-a-time": ({"concurrency"}, "run calls concurrently instead of one after another"),
     "bad-version": ({"describe", "task-metadata"}, "version 'one' is not a semantic version"),
     "stops-at-once": ({"drain"}, "before it reported NOT_SERVING"),
+    "works-while-draining": ({"drain"}, "while draining a new task ended with OK; refuse new tasks with UNAVAILABLE"),
 }
 
 
@@ -99,7 +103,7 @@ def test_an_agent_on_the_wire_contract_alone_passes_and_each_flaw_fails_its_rows
     command = [sys.executable, "-m", "tests.flawed_agent", *(["--flaw", flaw] if flaw else [])]
     failing, message = FLAWED_ROWS.get(flaw, (set(), ""))
     with spawn_agent(command, cwd=str(ROOT)) as agent:
-        drain = ["--drain-pid", str(agent.proc.pid)] if flaw in ("", "stops-at-once") else []
+        drain = ["--drain-pid", str(agent.proc.pid)] if flaw in ("", "stops-at-once", "works-while-draining") else []
         out = _cli(agent.address, "--insecure", "-o", "json", *drain, tmp_path=tmp_path)
     report = json.loads(out.stdout)
     statuses = _statuses(report)
@@ -182,6 +186,8 @@ def test_cli_usage_errors_say_what_to_fix(tmp_path: Path, capsys: pytest.Capture
     assert "--insecure and --tls-*/--identity contradict each other" in capsys.readouterr().err
     assert cli_main(["conformance", "127.0.0.1:1", "--insecure", "--timeout", "0.5"]) == 1
     assert "no connection to 127.0.0.1:1 within 0.5s: is an agent listening there" in capsys.readouterr().err
+    assert conformance_main(["127.0.0.1:1", "--timeout", "0.5"]) == 1
+    assert capsys.readouterr().err.startswith("error: no connection to 127.0.0.1:1 within 0.5s")
     with pytest.raises(SystemExit) as usage:
         cli_main(["conformance", "127.0.0.1:1", "--insecure", "--concurrency", "0"])
     assert usage.value.code == 2
