@@ -594,7 +594,8 @@ async def run_conformance(
 async def _connect(channel: Any, address: str, within: timedelta, *, secure: bool) -> None:
     """Wait for the connection; Unavailable saying what to check when there is none in time."""
     try:
-        await asyncio.wait_for(channel.channel_ready(), within.total_seconds())
+        async with asyncio.timeout(within.total_seconds()):  # not wait_for: it can lose a cancellation (_aio)
+            await channel.channel_ready()
     except TimeoutError:
         why = ("is an agent listening there? does it serve TLS, and do --identity and the certificates match it?"
                if secure else "is an agent listening there, serving plaintext (not TLS)?")
