@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from sutradhar._routing import wire
 from sutradhar._values import to_value
-from sutradhar.services.router import wire
 from sutradhar.v1 import agent_pb2, router_pb2
 
 
