@@ -31,6 +31,7 @@ from sutradhar._agent import (
     TaskFailed,
 )
 from sutradhar._clients import AgentClient, HealthClient, RegistryClient, RouterClient, SchedulerClient
+from sutradhar._direct import DirectClient, DirectStats
 from sutradhar._errors import (
     AlreadyExists,
     Cancelled,
@@ -59,6 +60,8 @@ __all__ = [
     "Cancelled",
     "Conflict",
     "DeadlineExceeded",
+    "DirectClient",
+    "DirectStats",
     "FailedPrecondition",
     "HealthClient",
     "Internal",

@@ -19,7 +19,8 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
+from datetime import timedelta
 from typing import Any, Protocol
 
 import grpc
@@ -63,7 +64,7 @@ from sutradhar._routing.selection import Pool, resolve, unavailable_message
 from sutradhar._routing.strategies import Strategy, make_strategy
 from sutradhar._routing.view import View
 from sutradhar._token_bucket import RateLimited, TokenBucket
-from sutradhar._values import from_struct
+from sutradhar._values import from_struct, to_duration
 from sutradhar.v1 import router_pb2
 
 log = logging.getLogger(__name__)
@@ -168,6 +169,37 @@ class PlainDialer:
         if self._http is not None:
             await self._http.aclose()
             self._http = None
+
+
+def instance_stats(view: View, now: float, namespace: str = "", agent_type: str = "") -> list[router_pb2.InstanceStats]:
+    """What this view's router (or direct client) observed of each instance, sorted by namespace
+    and instance id; `namespace` and `agent_type` filter when set."""
+    out = []
+    for key in sorted(view.backends):
+        b = view.backends[key]
+        if namespace and b.namespace != namespace:
+            continue
+        if agent_type and b.agent_type != agent_type:
+            continue
+        p50, p99 = b.percentiles()
+        out.append(router_pb2.InstanceStats(
+            namespace=b.namespace,
+            instance_id=b.instance_id,
+            agent_id=b.agent_id,
+            agent_type=b.agent_type,
+            version=b.version,
+            endpoint=b.endpoint,
+            in_flight=b.in_flight,
+            requests=b.requests,
+            errors=b.errors,
+            latency_p50=to_duration(timedelta(seconds=p50)),
+            latency_p99=to_duration(timedelta(seconds=p99)),
+            breaker=f"BREAKER_STATE_{b.breaker_state(now).name}",
+            ejected=b.outlier.ejected(now),
+            ejections=b.outlier.ejections,
+            state=b.state.removeprefix("INSTANCE_STATE_"),
+        ))
+    return out
 
 
 def is_http(backend: Backend) -> bool:
@@ -490,7 +522,7 @@ class Engine:
 
     async def execute_stream(
         self, req: wire.RouteRequest, grpc_timeout: float | None, trace: Any = None
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """Route one streaming task; yields serialized stream events. Retries
         happen only before the first event has been passed on. `trace`: see `_attempt`."""
         pool, strategy, max_attempts, timeout, request, assigned_id = self._plan(req, grpc_timeout)
