@@ -604,6 +604,43 @@ async def test_http_and_in_process_agents_answer_like_grpc_ones(mesh, unique):
 
 
 
+
+async def test_direct_client_leaves_to_the_router_what_it_cannot_route_itself(mesh, unique):
+    """HTTP agents are called directly (httpx is installed here); in-process and rate-limited
+    agents, and every call before the first sync, go to the router and are counted by reason."""
+    from sutradhar.services.common.etcd_server import free_port
+
+    direct: DirectClient = mesh["direct"]
+    (fake,) = await start_agents(mesh, 1)
+    proc = await asyncio.to_thread(
+        spawn_agent, [sys.executable, str(ROOT / "examples" / "http_echo_agent.py"), "--port", "0"], cwd=str(ROOT))
+    with proc:
+        url = "http://" + proc.address
+        await register(mesh, unique, "web", type_="web", runtime="http", config={"urls": [url]}, endpoints=[url])
+        await register(mesh, unique, "local", type_="local", runtime="in-process",
+                       config={"class": "examples.echo_agent:EchoAgent"}, endpoints=["in-process"])
+        await register(mesh, unique, "capped", [fake], type_="capped", routing=policy(
+            rate_limit__max_tokens=100, rate_limit__fill_interval=timedelta(seconds=1)))
+        before = direct.stats()
+        for agent_type in ("web", "local", "capped"):
+            result = await direct.execute(agent_type, {"hello": agent_type}, namespace=unique)
+            assert result.success and result.metadata.instance_id == f"{agent_type}-0", result
+        events = [e async for e in direct.execute_stream("local", {"text": "abcd"}, namespace=unique)]
+        assert events[-1].success and events[-1].metadata.instance_id == "local-0"
+        after = direct.stats()
+    assert after.direct - before.direct == 1  # the HTTP agent
+    grew = {reason: n - before.fallbacks.get(reason, 0) for reason, n in after.fallbacks.items()}
+    assert {k: v for k, v in grew.items() if v} == {"in-process": 2, "rate-limited": 1}, grew
+    assert [s.requests for s in after.instances if s.namespace == unique and s.agent_id == "web"] == [1]
+    # a client whose registry cannot be reached never syncs: the router serves it meanwhile
+    async with DirectClient(mesh["router"].address, registry=f"127.0.0.1:{free_port()}") as unsynced:
+        assert not await unsynced.wait_synced(timeout=0.3)
+        result = await unsynced.execute("capped", 1, namespace=unique)
+        assert result.success and result.metadata.instance_id == "capped-0"
+        assert unsynced.stats().fallbacks == {"not-synced": 1} and unsynced.stats().direct == 0
+    await assert_no_in_flight(mesh, unique)
+
+
 class JsonServer:
     """A tiny real HTTP agent: records each POSTed body (raw bytes) and its headers and
     answers `answer` (status, JSON-able body) to every POST /execute."""
