@@ -13,7 +13,8 @@ Write an agent::
 
     serve(Echo())
 
-Call the mesh with `RouterClient`, `RegistryClient`, `SchedulerClient`,
+Call the mesh with `RouterClient` (or `DirectClient`, which routes each call
+itself), `RegistryClient`, `SchedulerClient`,
 `HealthClient` or `AgentClient`; test an agent with
 `sutradhar.testing.run_agent`; check any agent, in any language, with
 `python -m sutradhar.conformance HOST:PORT`.

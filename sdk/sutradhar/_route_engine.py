@@ -2,8 +2,11 @@
 retry on another instance within the retry budget and the deadline; hedge
 idempotent task types; stream events through. What to do at each step (the
 call's timeout, the next instance, whether and when to retry, when to hedge)
-is decided by the routing core, `sutradhar._routing.attempts`, shared with
-callers that route themselves; this is the I/O loop around those decisions.
+is decided by the routing core, `sutradhar._routing.attempts`; this is the I/O
+loop around those decisions, run by the router service and by the SDK's
+`DirectClient` (decision 0020): each brings its `Dialer` (how a backend is
+reached: the router's speaks the mesh's TLS) and its `Limits` (the router's
+rate limiter; a direct caller leaves rate-limited pools to the router).
 
 The engine works on bytes: the task goes out as the caller's field-1 record
 (plus tiny appended patches for a generated task id and the deadline), the
