@@ -1,6 +1,6 @@
 """How the router, or a `DirectClient`, reaches an instance (made by the engine's
-`Dialer`). Every transport takes a serialized `ExecuteRequest` and answers a serialized `ExecuteResponse` (or a stream of
-serialized `ExecuteStreamResponse`), so the engine - and the caller - cannot
+`Dialer`). Every transport takes a serialized `ExecuteRequest` and answers a
+serialized `ExecuteResponse` (or a stream of serialized `ExecuteStreamResponse`), so the engine - and the caller - cannot
 tell which one served a task.
 
 - `GrpcTransport`: one reused channel per instance; bytes in, bytes out
