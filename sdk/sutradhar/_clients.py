@@ -547,6 +547,19 @@ class RegistryClient(_Client):
             )
         )
 
+    async def report_load(
+        self, reporter_id: str, loads: Sequence[registry_pb2.InstanceLoad], *, namespace: str = "",
+        timeout: Timeout = None,
+    ) -> timedelta:
+        """Record the load this caller observed of instances of `namespace` (what a
+        `DirectClient` does every second while it sends calls); how long the records last
+        without another report. `ResourceExhausted` when reported again within 500 ms."""
+        response = await self._call(self._stub.ReportLoad(
+            registry_pb2.ReportLoadRequest(namespace=namespace, reporter_id=reporter_id, loads=list(loads)),
+            timeout=_seconds(timeout)))
+        ttl: timedelta = response.ttl.ToTimedelta()
+        return ttl
+
     async def watch(
         self,
         *,

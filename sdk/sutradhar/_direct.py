@@ -20,6 +20,12 @@ client cannot route it with the router's semantics:
 - ``http-without-httpx``: an HTTP agent, and httpx (the ``mesh`` extra) is not installed;
 - ``rate-limited``: the agent's policy or a RateLimit of its namespace limits it (the
   router holds the shared buckets).
+
+The rest of the mesh still sees the direct calls: every `REPORT_PERIOD` the client
+reports each instance's load window (average in flight, calls per second; the router's
+`Backend.take_load`) to the registry (`ReportLoad`), which writes it beside the routers'
+under a lease that lapses shortly after the client's last report, so the autoscaler
+counts it.
 """
 
 from __future__ import annotations
@@ -27,21 +33,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import logging
+import re
+import socket
+import uuid
 from collections import Counter
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Self
 
-from sutradhar._clients import RouterClient, Timeout, _seconds
+from sutradhar._aio import cancel_until_done
+from sutradhar._clients import RegistryClient, RouterClient, Timeout, _seconds
 from sutradhar._credentials import open_channel
-from sutradhar._errors import InvalidArgument
+from sutradhar._errors import InvalidArgument, SutradharError
 from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES
 from sutradhar._route_engine import Engine, PlainDialer, instance_stats, is_http
 from sutradhar._route_watch import RegistryWatcher
 from sutradhar._routing import wire
 from sutradhar._routing.selection import Pool
 from sutradhar._routing.view import View
-from sutradhar.v1 import ratelimit_pb2, router_pb2
+from sutradhar.v1 import ratelimit_pb2, registry_pb2, router_pb2
+
+log = logging.getLogger(__name__)
+
+#: How often the load of direct calls is reported to the registry.
+REPORT_PERIOD = timedelta(seconds=1)
 
 #: Why a call went to the router (the keys of `DirectStats.fallbacks`).
 NOT_SYNCED = "not-synced"
@@ -62,11 +79,21 @@ class DirectStats:
     fallbacks: dict[str, int] = field(default_factory=dict)
     synced: bool = False
     instances: list[router_pb2.InstanceStats] = field(default_factory=list)
+    load_reports: int = 0
+    """Load reports the registry accepted."""
+    load_report_error: str = ""
+    """Why the last load report failed ("" after a good one)."""
 
     @property
     def routed(self) -> int:
         """Calls that went through the router."""
         return sum(self.fallbacks.values())
+
+
+def reporter_id() -> str:
+    """A DNS-1123 label naming this client in its load records: host name and a random suffix."""
+    host = re.sub(r"[^a-z0-9-]+", "-", socket.gethostname().split(".")[0].lower()).strip("-")[:40]
+    return f"{host or 'client'}-{uuid.uuid4().hex[:12]}"
 
 
 class _LimitedNamespaces:
@@ -121,7 +148,12 @@ class DirectClient(RouterClient):
                 self.view, registry, limiter=self._limited,
                 channel=lambda: open_channel(registry, self.credentials, expected=expected),
             )
+        self.reporter_id = reporter_id()
+        self._registry = RegistryClient(registry, credentials=self.credentials) if self.watcher is not None else None
+        self._reports = 0
+        self._report_error = ""
         self._watch: asyncio.Task[None] | None = None
+        self._report: asyncio.Task[None] | None = None
         self._direct = 0
         self._fallbacks: Counter[str] = Counter()
         self._httpx = importlib.util.find_spec("httpx") is not None
@@ -131,7 +163,39 @@ class DirectClient(RouterClient):
 
     def _start(self) -> None:
         if self.watcher is not None and self._watch is None:
-            self._watch = asyncio.get_running_loop().create_task(self.watcher.run(), name="direct-client-watch")
+            loop = asyncio.get_running_loop()
+            self._watch = loop.create_task(self.watcher.run(), name="direct-client-watch")
+            self._report = loop.create_task(self._report_loop(), name="direct-client-load")
+
+    async def report_load(self) -> int:
+        """Report one load window of every instance this client called (one `ReportLoad` per
+        namespace); how many instances were reported. Run every `REPORT_PERIOD` by the client."""
+        if self._registry is None:
+            return 0
+        now = self.engine.clock()
+        by_namespace: dict[str, list[registry_pb2.InstanceLoad]] = {}
+        for backend in list(self.view.backends.values()):
+            sample = backend.take_load(now)
+            if sample is not None:
+                by_namespace.setdefault(backend.namespace, []).append(registry_pb2.InstanceLoad(
+                    instance_id=backend.instance_id, agent_id=backend.agent_id, in_flight=sample.in_flight,
+                    rps=sample.rps))
+        for namespace, loads in by_namespace.items():
+            await self._registry.report_load(self.reporter_id, loads, namespace=namespace, timeout=5)
+            self._reports += 1
+        return sum(len(loads) for loads in by_namespace.values())
+
+    async def _report_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REPORT_PERIOD.total_seconds())
+            try:
+                await self.report_load()
+                self._report_error = ""
+            except SutradharError as err:  # the registry's trouble never fails a call
+                if not self._report_error:
+                    log.warning("cannot report the load of direct calls to the registry at %s: %s",
+                                self.registry, err)
+                self._report_error = str(err)
 
     async def __aenter__(self) -> Self:
         self._start()
@@ -153,16 +217,16 @@ class DirectClient(RouterClient):
         """Calls routed directly, calls sent to the router by reason, whether the view is synced,
         and the instances (of `namespace` and `agent_type`, when given) as this client sees them."""
         return DirectStats(direct=self._direct, fallbacks=dict(self._fallbacks), synced=self.view.synced,
-                           instances=instance_stats(self.view, self.engine.clock(), namespace, agent_type))
+                           instances=instance_stats(self.view, self.engine.clock(), namespace, agent_type),
+                           load_reports=self._reports, load_report_error=self._report_error)
 
     async def close(self) -> None:
         """Stop watching, close the channels to agents and to the router."""
-        if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
-            self._watch = None
+        await cancel_until_done(task for task in (self._watch, self._report) if task is not None)
+        self._watch = self._report = None
         await self.engine.close()
+        if self._registry is not None:
+            await self._registry.close()
         await super().close()
 
     # -- routing ----------------------------------------------------------

@@ -845,6 +845,53 @@ async def test_load_key_of_a_removed_instance_is_deleted(mesh, unique, store):
     assert await published() == {ids[1]}  # load period 0.2 s
 
 
+async def test_direct_calls_are_reported_where_the_routers_load_goes(mesh, unique, store):
+    """A DirectClient's calls reach the load records the autoscaler sums (beside the routers'),
+    under the registry's lease for the client; ReportLoad refuses bad or too frequent reports."""
+    fakes = await start_agents(mesh, 2)
+    ids = await register(mesh, unique, "echo", fakes)
+    direct: DirectClient = mesh["direct"]
+    for fake in fakes:
+        fake.delay = 0.05
+    await asyncio.gather(*[direct.execute("echo", 1, namespace=unique) for _ in range(20)])
+    prefix = f"/sutradhar/v1/load/{unique}/"
+    mine = f"client-{direct.reporter_id}"
+
+    async def reported() -> dict[str, dict]:
+        kvs, _ = await store.list(prefix)
+        return {kv.key[len(prefix):].split("/")[0]: (json.loads(kv.value), kv.lease) for kv in kvs
+                if kv.key.endswith("/" + mine)}
+
+    found = await eventually(lambda: _all_of(reported(), ids), within=3, what="the direct client's load records")
+    for iid in ids:
+        value, lease = found[iid]
+        assert value["agent_id"] == "echo" and value["rps"] > 0 and value["in_flight"] > 0, value
+        assert lease, "load records of a direct client are leased"
+    assert await _router_keys(store, prefix) == []  # the router saw none of these calls: only the report counts
+    assert direct.stats().load_reports >= 1 and not direct.stats().load_report_error
+    reg: RegistryClient = mesh["reg"]
+    load = registry_pb2.InstanceLoad(instance_id=ids[0], agent_id="echo", in_flight=1, rps=2)
+    assert await reg.report_load("probe-reporter", [load], namespace=unique) == timedelta(seconds=10)
+    with pytest.raises(ResourceExhausted, match=r"at most every 0\.5s"):
+        await reg.report_load("probe-reporter", [load], namespace=unique)
+    bad = registry_pb2.InstanceLoad(instance_id=ids[0], agent_id="echo", in_flight=-1)
+    with pytest.raises(InvalidArgument, match=r"loads\[0\]\.in_flight: must be a finite number >= 0"):
+        await reg.report_load("other-reporter", [bad], namespace=unique)
+    with pytest.raises(InvalidArgument, match="reporter_id"):
+        await reg.report_load("Not A Label", [load], namespace=unique)
+
+
+async def _all_of(found, ids: list[str]):
+    """`found` (awaited) when it holds every id, else None (for `eventually`)."""
+    got = await found
+    return got if set(ids) <= set(got) else None
+
+
+async def _router_keys(store, prefix: str) -> list[str]:
+    kvs, _ = await store.list(prefix)
+    return [kv.key for kv in kvs if "/client-" not in kv.key]
+
+
 async def test_load_is_published_and_cli_shows_stats(mesh, unique, store):
     (fake,) = await start_agents(mesh, 1)
     fake.delay = 0.05
