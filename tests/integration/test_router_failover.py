@@ -183,7 +183,8 @@ async def test_router_is_not_serving_until_it_has_synced_with_the_registry(etcd,
         await registry.stop()
 
 
-async def test_watch_resumes_after_registry_restart(etcd, unique, store):
+@pytest.mark.parametrize("path", ["router", "direct"])
+async def test_watch_resumes_after_registry_restart(etcd, unique, store, path):
     from sutradhar import RegistryClient
     from sutradhar.services.common.etcd_server import free_port
     from sutradhar.services.router.server import RouterConfig, RouterServer
@@ -192,10 +193,16 @@ async def test_watch_resumes_after_registry_restart(etcd, unique, store):
     port = free_port()
     registry = RegistryServer(RegistryConfig(insecure=True, port=port, etcd=etcd))
     await registry.start()
-    router = RouterServer(RouterConfig(insecure=True, port=0, registry=registry.address))
-    await router.start()
+    server = RouterServer(RouterConfig(insecure=True, port=0, registry=registry.address))
+    await server.start()
+    # the watcher under test: the router's, or a DirectClient's (the same code over the client's channel)
+    direct = DirectClient(server.address, registry=registry.address) if path == "direct" else None
+    router = server if direct is None else direct
     try:
-        assert await router.wait_synced(timedelta(seconds=10))
+        if direct is None:
+            assert await server.wait_synced(timedelta(seconds=10))
+        else:
+            assert await direct.wait_synced(timeout=10)
         async with RegistryClient(registry.address) as reg:
             await reg.register_agent(registry_pb2.Agent(id="echo", namespace=unique, type="echo", version="1.0.0",
                                                         runtime="process"))
@@ -213,7 +220,9 @@ async def test_watch_resumes_after_registry_restart(etcd, unique, store):
         assert not seen_before and (unique, "late-1") in router.view.backends
         assert router.watcher is not None and router.watcher.revision > 0
     finally:
-        await router.stop(timedelta(seconds=1))
+        if direct is not None:
+            await direct.close()
+        await server.stop(timedelta(seconds=1))
         await registry.stop()
 
 
