@@ -17,7 +17,14 @@ counts (the machine is shared; the best round is the least disturbed one).
 
 "direct" goes to one replica; the proxies spread over all replicas. Prints a
 table and writes bench/results/router.json as
-``{"direct"|"sutradhar"|"envoy"|"nginx"|"secured": {"rps", "p50_ms", "p99_ms"}}``.
+``{"direct"|"sdk-direct"|"sutradhar"|"envoy"|"nginx"|"secured": {"rps", "p50_ms", "p99_ms", "client_cpu_us"}}``.
+
+Target "sdk-direct" is the SDK's `DirectClient` (issue 12) in this bench process: it
+watches the registry, keeps its own view and sends each call straight to a replica with
+the router's engine (round-robin over all replicas, as the proxies do), through its public
+``execute`` (a task built and a Result decoded per call, which the raw-bytes targets do not
+pay). The router of target "sutradhar" is its fallback; the run fails if it used it. Its
+"client cpu/call" column is the CPU this process spent per call (for every target).
 
 Target "secured" is the same router in a secured mesh, beside the insecure one in
 the same run: its own etcd with TLS and client-certificate auth, a registry
@@ -418,34 +425,69 @@ async def measure(address: str, path: str, request: bytes, *, sequential: int, c
     opened = channel_for(address) if channel_for is not None else grpc.aio.insecure_channel(address)
     async with opened as channel:
         call = channel.unary_unary(path, _registered_method=True)
-        for _ in range(300):  # warm-up: connections, caches
-            await call(request, timeout=10)
-        latencies = []
-        for _ in range(sequential):
-            t = time.perf_counter()
-            await call(request, timeout=10)
-            latencies.append(time.perf_counter() - t)
-        latencies.sort()
-        if on_throughput is not None:
-            on_throughput()
-        done = 0
-        errors = 0
-        stop_at = time.perf_counter() + seconds
+        return await load(lambda: call(request, timeout=10), grpc.RpcError, sequential=sequential, calls=calls,
+                          seconds=seconds, concurrency=concurrency, on_throughput=on_throughput, proxy_pid=proxy_pid)
 
-        async def worker() -> None:
-            nonlocal done, errors
-            while done < calls and time.perf_counter() < stop_at:
-                done += 1
-                try:
-                    await call(request, timeout=10)
-                except grpc.RpcError:
-                    errors += 1
 
-        cpu_before = cpu_seconds(proxy_pid) if proxy_pid else 0.0
-        started = time.perf_counter()
-        await asyncio.gather(*[worker() for _ in range(concurrency)])
-        elapsed = time.perf_counter() - started
-        cpu_used = cpu_seconds(proxy_pid) - cpu_before if proxy_pid else 0.0
+async def measure_sdk_direct(router: str, registry: str, replicas: int, *, sequential: int, calls: int,
+                             seconds: float, concurrency: int, proxy_pid: int = 0) -> dict[str, float]:
+    """Target "sdk-direct": the SDK's `DirectClient` (watching `registry`, falling back to
+    `router`) routing each call itself, through its public `execute` (the task built and the
+    result decoded as for any SDK caller). Fails when it sent any call to the router."""
+    from sutradhar import DirectClient
+    from sutradhar._errors import SutradharError
+
+    async with DirectClient(router, registry=registry) as client:
+        if not await client.wait_synced(timeout=10):
+            raise RuntimeError("the direct client never synced with the registry")
+        for _ in range(300):
+            if sum(1 for s in client.stats(namespace=NAMESPACE).instances if s.state == "SERVING") >= replicas:
+                break
+            await asyncio.sleep(0.05)
+        payload = {"message": "hello", "n": 42}
+        result = await load(lambda: client.execute("echo", payload, namespace=NAMESPACE, timeout=10),
+                            SutradharError, sequential=sequential, calls=calls, seconds=seconds,
+                            concurrency=concurrency, proxy_pid=proxy_pid)
+        if client.stats().fallbacks:
+            raise RuntimeError(f"the direct client sent calls to the router: {client.stats().fallbacks}")
+    return result
+
+
+async def load(send: Any, failure: Any, *, sequential: int, calls: int, seconds: float, concurrency: int,
+               on_throughput: Any = None, proxy_pid: int = 0) -> dict[str, float]:
+    """Warm up, then `sequential` calls of `send()` one by one (p50, p99), then `concurrency` in
+    flight (rps); `failure` is the exception a failed call raises. CPU per call of the proxy
+    (`proxy_pid`) and of this client process, in the throughput phase."""
+    for _ in range(300):  # warm-up: connections, caches
+        await send()
+    latencies = []
+    for _ in range(sequential):
+        t = time.perf_counter()
+        await send()
+        latencies.append(time.perf_counter() - t)
+    latencies.sort()
+    if on_throughput is not None:
+        on_throughput()
+    done = 0
+    errors = 0
+    stop_at = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal done, errors
+        while done < calls and time.perf_counter() < stop_at:
+            done += 1
+            try:
+                await send()
+            except failure:
+                errors += 1
+
+    cpu_before = cpu_seconds(proxy_pid) if proxy_pid else 0.0
+    client_before = time.process_time()
+    started = time.perf_counter()
+    await asyncio.gather(*[worker() for _ in range(concurrency)])
+    elapsed = time.perf_counter() - started
+    client_used = time.process_time() - client_before
+    cpu_used = cpu_seconds(proxy_pid) - cpu_before if proxy_pid else 0.0
     n = len(latencies)
     return {
         "rps": round((done - errors) / elapsed, 1),
@@ -454,6 +496,7 @@ async def measure(address: str, path: str, request: bytes, *, sequential: int, c
         "calls": done,
         "errors": errors,
         "proxy_cpu_us": round(cpu_used / max(1, done) * 1e6, 1),
+        "client_cpu_us": round(client_used / max(1, done) * 1e6, 1),
     }
 
 
@@ -614,7 +657,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2,
                         help="measure every target this many times, interleaved; report the best round")
-    parser.add_argument("--targets", default="direct,sutradhar,envoy,nginx")
+    parser.add_argument("--targets", default="direct,sdk-direct,sutradhar,envoy,nginx")
     parser.add_argument("--profile", action="store_true", help="py-spy record the router's throughput phase")
     parser.add_argument("--baseline", type=Path, default=None, metavar="DIR",
                         help="another checkout whose .venv/bin/python runs a second router, target 'baseline'")
@@ -665,6 +708,8 @@ def main(argv: list[str] | None = None) -> int:
         upstreams = [a.address for a in agents]
         addresses: dict[str, str] = {"direct": upstreams[0]}
         router = None
+        if "sdk-direct" in targets and "sutradhar" not in targets:
+            parser.error("target sdk-direct needs target sutradhar (its fallback router, in the same run)")
         if "sutradhar" in targets:
             router = Proc("router", [py, "-m", "sutradhar.services.router", "--insecure", "--port", "0", "--registry",
                                      registry.address, "--etcd", etcd.endpoint, "--log-level", "WARNING",
@@ -795,11 +840,16 @@ def main(argv: list[str] | None = None) -> int:
                                  str(Path(args.output).with_suffix(suffix)), "--nonblocking"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-                r = asyncio.run(measure(
-                    addresses[target], path, request, sequential=args.sequential, calls=args.calls,
-                    seconds=args.seconds, concurrency=args.concurrency, on_throughput=start_profile,
-                    proxy_pid=pids.get(target, 0),
-                    channel_for=secured.channel if target == "secured" and secured is not None else None))
+                if target == "sdk-direct":
+                    r = asyncio.run(measure_sdk_direct(
+                        addresses["sutradhar"], registry.address, args.replicas, sequential=args.sequential,
+                        calls=args.calls, seconds=args.seconds, concurrency=args.concurrency))
+                else:
+                    r = asyncio.run(measure(
+                        addresses[target], path, request, sequential=args.sequential, calls=args.calls,
+                        seconds=args.seconds, concurrency=args.concurrency, on_throughput=start_profile,
+                        proxy_pid=pids.get(target, 0),
+                        channel_for=secured.channel if target == "secured" and secured is not None else None))
                 if profile is not None:
                     profile.wait()
                 print(f"round {round_no + 1} {target:<10} {r['rps']:>8.0f} rps  p50 {r['p50_ms']:.3f} ms  "
@@ -814,6 +864,7 @@ def main(argv: list[str] | None = None) -> int:
                         best["p50_ms"], best["p99_ms"] = r["p50_ms"], r["p99_ms"]
                     best["errors"] += r["errors"]
                     best["proxy_cpu_us"] = min(best["proxy_cpu_us"], r["proxy_cpu_us"])
+                    best["client_cpu_us"] = min(best["client_cpu_us"], r["client_cpu_us"])
     finally:
         scraping.set()
         for proc in reversed(procs):
@@ -829,13 +880,15 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
     direct_p50 = results.get("direct", {}).get("p50_ms", 0.0)
-    print(f"\n{'target':<10} {'rps':>9} {'p50 ms':>8} {'p99 ms':>8} {'+p50 ms':>8} {'proxy cpu/call':>15}  errors")
+    print(f"\n{'target':<10} {'rps':>9} {'p50 ms':>8} {'p99 ms':>8} {'+p50 ms':>8} {'proxy cpu/call':>15} "
+          f"{'client cpu/call':>16}  errors")
     for target, r in results.items():
         added = r["p50_ms"] - direct_p50 if direct_p50 else 0.0
-        cpu = f"{r['proxy_cpu_us']:.0f} us" if target != "direct" else "-"
+        cpu = f"{r['proxy_cpu_us']:.0f} us" if target not in ("direct", "sdk-direct") else "-"
         print(f"{target:<10} {r['rps']:>9.0f} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} {added:>+8.3f} {cpu:>15}"
-              f"  {r['errors']}")
-    out: dict[str, Any] = {t: {"rps": r["rps"], "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"]}
+              f" {r['client_cpu_us']:>13.0f} us  {r['errors']}")
+    out: dict[str, Any] = {t: {"rps": r["rps"], "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"],
+                               "client_cpu_us": r["client_cpu_us"]}
                            for t, r in results.items()}
     if "secured" in results and "sutradhar" in results:
         out["security_cost"] = security_cost(results, per_round)

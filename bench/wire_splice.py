@@ -1,4 +1,4 @@
-"""Micro-benchmark: the CPU cost per call of the router's fast-path splice (services/router/wire.py).
+"""Micro-benchmark: the CPU cost per call of the router's fast-path splice (sutradhar/_routing/wire.py).
 
 In one process, without a network, it times the two splices of every routed
 call, old and new, on messages whose payload (the task's) or data (the
@@ -39,8 +39,8 @@ from pathlib import Path
 import google.protobuf
 from google.protobuf.message import Message
 
+from sutradhar._routing import wire
 from sutradhar._values import to_value
-from sutradhar.services.router import wire
 from sutradhar.v1 import agent_pb2, router_pb2
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,7 +13,8 @@ Write an agent::
 
     serve(Echo())
 
-Call the mesh with `RouterClient`, `RegistryClient`, `SchedulerClient`,
+Call the mesh with `RouterClient` (or `DirectClient`, which routes each call
+itself), `RegistryClient`, `SchedulerClient`,
 `HealthClient` or `AgentClient`; test an agent with
 `sutradhar.testing.run_agent`; check any agent, in any language, with
 `python -m sutradhar.conformance HOST:PORT`.
@@ -31,6 +32,7 @@ from sutradhar._agent import (
     TaskFailed,
 )
 from sutradhar._clients import AgentClient, HealthClient, RegistryClient, RouterClient, SchedulerClient
+from sutradhar._direct import DirectClient, DirectStats
 from sutradhar._errors import (
     AlreadyExists,
     Cancelled,
@@ -59,6 +61,8 @@ __all__ = [
     "Cancelled",
     "Conflict",
     "DeadlineExceeded",
+    "DirectClient",
+    "DirectStats",
     "FailedPrecondition",
     "HealthClient",
     "Internal",

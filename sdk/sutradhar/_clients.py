@@ -176,6 +176,7 @@ class _Client:
             credentials = default_credentials()
         if expected is None and self._SERVICE is not None and not credentials.is_insecure:
             expected = credentials.expected(self._SERVICE)
+        self.credentials = credentials
         self.tls = credentials.tls
         self.expected = expected
         options = [
@@ -337,7 +338,7 @@ class RouterClient(_Client):
             selector=self._selector(namespace, agent_type, version_range, capabilities, labels, agent_id),
             options=self._options(strategy, max_attempts, timeout),
         )
-        response = await self._call(self._stub.Execute(request, timeout=_router_grpc_timeout(task, timeout)))
+        response = await self._send(request, _router_grpc_timeout(task, timeout))
         return result_from_proto(response.result)
 
     async def execute_stream(
@@ -365,9 +366,25 @@ class RouterClient(_Client):
             selector=self._selector(namespace, agent_type, version_range, capabilities, labels, agent_id),
             options=self._options(strategy, max_attempts, timeout),
         )
-        call = self._stub.ExecuteStream(request, timeout=_router_grpc_timeout(task, timeout))
-        async for msg in self._iterate(call):
-            yield event_from_proto(msg)
+        events = self._send_stream(request, _router_grpc_timeout(task, timeout))
+        try:
+            async for msg in events:
+                yield event_from_proto(msg)
+        finally:
+            await events.aclose()
+
+    async def _send(
+        self, request: router_pb2.RouterServiceExecuteRequest, grpc_timeout: float | None
+    ) -> router_pb2.RouterServiceExecuteResponse:
+        """Send one routed task to the router (`DirectClient` routes it itself when it can)."""
+        return await self._call(self._stub.Execute(request, timeout=grpc_timeout))
+
+    async def _send_stream(
+        self, request: router_pb2.RouterServiceExecuteStreamRequest, grpc_timeout: float | None
+    ) -> AsyncGenerator[router_pb2.RouterServiceExecuteStreamResponse, None]:
+        """Send one routed stream to the router; its events (`DirectClient` routes it itself when it can)."""
+        async for msg in self._iterate(self._stub.ExecuteStream(request, timeout=grpc_timeout)):
+            yield msg
 
     async def get_stats(
         self, *, namespace: str = "", agent_type: str = "", timeout: Timeout = None
@@ -529,6 +546,19 @@ class RegistryClient(_Client):
                 registry_pb2.DeregisterInstanceRequest(namespace=namespace, id=id), timeout=_seconds(timeout)
             )
         )
+
+    async def report_load(
+        self, reporter_id: str, loads: Sequence[registry_pb2.InstanceLoad], *, namespace: str = "",
+        timeout: Timeout = None,
+    ) -> timedelta:
+        """Record the load this caller observed of instances of `namespace` (what a
+        `DirectClient` does every second while it sends calls); how long the records last
+        without another report. `ResourceExhausted` when reported again within 500 ms."""
+        response = await self._call(self._stub.ReportLoad(
+            registry_pb2.ReportLoadRequest(namespace=namespace, reporter_id=reporter_id, loads=list(loads)),
+            timeout=_seconds(timeout)))
+        ttl: timedelta = response.ttl.ToTimedelta()
+        return ttl
 
     async def watch(
         self,

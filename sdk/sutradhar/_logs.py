@@ -5,7 +5,7 @@
 SUTRADHAR_LOG_FORMAT). In JSON one record is one line::
 
     {"time": "2026-12-02T04:00:00.123Z", "level": "WARNING", "service": "router",
-     "logger": "sutradhar.services.router.engine", "message": "ejected ...",
+     "logger": "sutradhar._route_engine", "message": "ejected ...",
      "namespace": "team-a", "agent": "echo", "instance": "echo-1f2e3d4c"}
 
 ``time`` is RFC 3339 in UTC with milliseconds; ``exception`` holds the

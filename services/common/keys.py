@@ -10,7 +10,7 @@ prefix too::
     /sutradhar/v1/deployments/<namespace>/<name>         Deployment (JSON)
     /sutradhar/v1/members/<service>/<member-id>          live service replicas (leased)
     /sutradhar/v1/elections/<name>/<lease-id>            leader-election candidates (leased)
-    /sutradhar/v1/load/<namespace>/<instance-id>/<router-id>   router-observed load (leased)
+    /sutradhar/v1/load/<namespace>/<instance-id>/<router-id>   observed load (leased; router or client-<id>)
     /sutradhar/v1/tokens/<namespace>/<jti>               TokenRecord (JSON, leased until after expiry)
     /sutradhar/v1/rolebindings/<namespace>/<name>        RoleBinding (JSON)
     /sutradhar/v1/audit/<audit-id>                       AuditEvent (JSON; append-only, ids sort by time)
@@ -28,6 +28,7 @@ generated from this docstring's table.
 
 from __future__ import annotations
 
+import json
 from typing import Final, TypeVar
 
 from google.protobuf import json_format
@@ -114,8 +115,17 @@ def ratelimit_key(namespace: str, name: str) -> str:
 
 
 def load_key(namespace: str, instance_id: str, router_id: str) -> str:
-    """Key of one router's load report for one instance (leased by the router)."""
+    """Key of one router's load report for one instance (leased by the router); a caller
+    routing itself (`ReportLoad`) is named ``client-<reporter id>`` here."""
     return f"{object_key(LOAD, namespace, instance_id)}/{router_id}"
+
+
+def load_value(agent_id: str, in_flight: float, rps: float, updated: float) -> bytes:
+    """The JSON value of one load key."""
+    return json.dumps(
+        {"agent_id": agent_id, "in_flight": round(in_flight, 4), "rps": round(rps, 4), "updated": updated},
+        separators=(",", ":"),
+    ).encode()
 
 
 def token_key(namespace: str, token_id: str) -> str:

@@ -199,6 +199,9 @@ def methods() -> dict[str, MethodAccess]:
         f"/{registry}/ListInstances": MethodAccess(r.LIST, r.INSTANCES, _ns),
         f"/{registry}/DeregisterInstance": MethodAccess(r.DELETE, r.INSTANCES, _ns, _id, True, instance_owner=True),
         f"/{registry}/Watch": MethodAccess(r.WATCH, r.AGENTS, _ns, extra=_watch_extra),
+        # The load of one's own calls to a namespace's agents: whoever may execute them may report
+        # it (a DirectClient, every second while it sends calls); a heartbeat, audited only when denied.
+        f"/{registry}/ReportLoad": MethodAccess(r.EXECUTE, r.AGENTS, _ns),
 
         f"/{router}/Execute": MethodAccess(r.EXECUTE, r.AGENTS, _route_namespace, _route_agent),
         f"/{router}/ExecuteStream": MethodAccess(r.EXECUTE, r.AGENTS, _route_namespace, _route_agent),

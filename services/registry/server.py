@@ -29,6 +29,7 @@ from sutradhar.services.registry.configmap_servicer import CONFIGMAP_SERVICE_NAM
 from sutradhar.services.registry.identity_servicer import SERVICE_NAME as IDENTITY_SERVICE_NAME
 from sutradhar.services.registry.identity_servicer import IdentityServicer, add_identity_service
 from sutradhar.services.registry.instances import Instances
+from sutradhar.services.registry.load_reports import LoadReports
 from sutradhar.services.registry.quota_servicer import QUOTA_SERVICE_NAME, add_quota_service
 from sutradhar.services.registry.ratelimit_servicer import (
     RATELIMIT_SERVICE_NAME,
@@ -130,8 +131,8 @@ class RegistryServer:
         )
         self._host.add_servicer(
             registry_pb2_grpc.add_RegistryServiceServicer_to_server,
-            RegistryServicer(self.agents, self.instances, self.watcher, max_message_bytes=config.max_message_bytes,
-                             secured=not config.insecure),
+            RegistryServicer(self.agents, self.instances, self.watcher, LoadReports(self.store),
+                             max_message_bytes=config.max_message_bytes, secured=not config.insecure),
         )
         add_quota_service(self._host, QuotaStore(self.store))
         self.secrets = SecretStore(self.store, encryption)

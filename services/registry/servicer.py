@@ -15,6 +15,7 @@ from sutradhar.services.common.authorization import require_owner
 from sutradhar.services.registry.agents import AgentFilter, Agents
 from sutradhar.services.registry.instance_identity import check_instance_identity, validate_instance_identity
 from sutradhar.services.registry.instances import InstanceFilter, Instances
+from sutradhar.services.registry.load_reports import LoadReports
 from sutradhar.services.registry.watch import Watcher, WatchSpec
 from sutradhar.v1 import registry_pb2 as pb
 from sutradhar.v1 import registry_pb2_grpc
@@ -63,10 +64,12 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         agents: Agents,
         instances: Instances,
         watcher: Watcher,
+        loads: LoadReports,
         *,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         secured: bool = False,
     ) -> None:
+        self._loads = loads
         self._max_message_bytes = max_message_bytes
         self._agents = agents
         self._instances = instances
@@ -190,3 +193,8 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
     ) -> AsyncIterator[pb.WatchResponse]:
         async for response in self._watcher.stream(WatchSpec.from_request(request)):
             yield response
+
+    async def ReportLoad(
+        self, request: pb.ReportLoadRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReportLoadResponse:
+        return await self._loads.report(request)

@@ -16,30 +16,20 @@ do not pile up keys under a long-lived router.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable
 from datetime import timedelta
 
-from sutradhar._errors import NotFound, SutradharError
+from sutradhar._errors import SutradharError
 from sutradhar._routing.view import View
 from sutradhar.services.common import keys
+from sutradhar.services.common.load_records import RenewedLease, commit_in_chunks
 from sutradhar.services.common.store import Op, Store
 
 log = logging.getLogger(__name__)
 
 LEASE_TTL = timedelta(seconds=10)
-TXN_OPS = 100
-
-
-def load_value(agent_id: str, in_flight: float, rps: float, updated: float) -> bytes:
-    """The JSON value of one load key."""
-    return json.dumps(
-        {"agent_id": agent_id, "in_flight": round(in_flight, 4), "rps": round(rps, 4), "updated": updated},
-        separators=(",", ":"),
-    ).encode()
 
 
 class LoadPublisher:
@@ -59,24 +49,14 @@ class LoadPublisher:
         self.router_id = router_id
         self.period = period.total_seconds()
         self.clock = clock
-        self.lease = 0
-        self._last_keepalive = 0.0
+        self._lease = RenewedLease(store, LEASE_TTL, what="router")
         #: (namespace, instance id) -> load key this router has written and not deleted.
         self._published: dict[tuple[str, str], str] = {}
 
-    async def _ensure_lease(self) -> int:
-        now = self.clock()
-        if self.lease and now - self._last_keepalive >= LEASE_TTL.total_seconds() / 3:
-            try:
-                await self.store.keep_alive(self.lease)
-                self._last_keepalive = now
-            except NotFound:
-                log.warning("router lease %x lapsed; granting a new one", self.lease)
-                self.lease = 0
-        if not self.lease:
-            self.lease = await self.store.grant_lease(LEASE_TTL)
-            self._last_keepalive = now
-        return self.lease
+    @property
+    def lease(self) -> int:
+        """This router's lease id (0 before the first write)."""
+        return self._lease.id
 
     async def publish_once(self) -> int:
         """Write one window's load keys and delete those of instances gone from
@@ -93,14 +73,13 @@ class LoadPublisher:
         ops = [Op(key) for key in gone.values()]
         written: dict[tuple[str, str], str] = {}
         if samples:
-            lease = await self._ensure_lease()
+            lease = await self._lease.get(now)
             updated = time.time()
             for b, sample in samples:
                 key = keys.load_key(b.namespace, b.instance_id, self.router_id)
                 written[(b.namespace, b.instance_id)] = key
-                ops.append(Op(key, load_value(b.agent_id, sample.in_flight, sample.rps, updated), lease))
-        for i in range(0, len(ops), TXN_OPS):  # one etcd transaction per chunk (etcd allows 128 ops)
-            await self.store.commit([], ops[i : i + TXN_OPS])
+                ops.append(Op(key, keys.load_value(b.agent_id, sample.in_flight, sample.rps, updated), lease))
+        await commit_in_chunks(self.store, ops)
         for ident in gone:
             del self._published[ident]
         self._published.update(written)
@@ -113,14 +92,12 @@ class LoadPublisher:
             try:
                 await self.publish_once()
                 if self.lease:
-                    await self._ensure_lease()
+                    await self._lease.get(self.clock())
             except SutradharError as err:
                 log.warning("cannot publish load to etcd: %s", err)
 
     async def close(self) -> None:
         """Revoke the lease: this router's load keys go at once."""
         if self.lease:
-            with contextlib.suppress(SutradharError):
-                await self.store.revoke_lease(self.lease)
-            self.lease = 0
+            await self._lease.revoke()
             self._published.clear()

@@ -31,18 +31,18 @@ from sutradhar._aio import cancel_until_done, wait_set
 from sutradhar._errors import SutradharError, Unavailable
 from sutradhar._hosting import GrpcHost
 from sutradhar._names import ALL_NAMESPACES, validate_dns_label, validate_namespace
+from sutradhar._route_engine import Engine, PlainDialer, instance_stats
+from sutradhar._route_watch import RegistryWatcher
+from sutradhar._routing import wire
 from sutradhar._routing.view import View
 from sutradhar._token_bucket import RateLimited
-from sutradhar._values import to_duration
 from sutradhar.services.common.membership import Membership
 from sutradhar.services.common.security import SecurityStack
 from sutradhar.services.common.tracing import RouterTracing
-from sutradhar.services.router import wire
 from sutradhar.services.router.config import RouterConfig
-from sutradhar.services.router.engine import Engine
+from sutradhar.services.router.dial import MeshDialer
 from sutradhar.services.router.load import LoadPublisher
 from sutradhar.services.router.ratelimits import RateLimiter
-from sutradhar.services.router.watcher import RegistryWatcher
 from sutradhar.v1 import router_pb2
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,9 @@ class RouterServer:
         self.view = view or View(on_removed=self._discard)
         self.tls = config.tls_source("router", config.host)
         self.limiter = RateLimiter(max_callers=config.rate_limit_max_callers)
-        self.engine = Engine(self.view, max_message_bytes=config.max_message_bytes, clock=clock, tls=self.tls,
+        dial = PlainDialer(self.view, config.max_message_bytes) if self.tls is None \
+            else MeshDialer(self.view, config.max_message_bytes, self.tls)
+        self.engine = Engine(self.view, max_message_bytes=config.max_message_bytes, clock=clock, dial=dial,
                              limits=self.limiter)
         self._store: Any = None
         if config.etcd:
@@ -331,29 +333,6 @@ class RouterServer:
         self.limiter.sync_agents({key: entry.policy.rate_limit for key, entry in self.view.agents.items()
                                   if entry.policy.rate_limit is not None}, now)
         out.buckets.extend(self.limiter.stats(now, namespace))
-        for key in sorted(self.view.backends):
-            b = self.view.backends[key]
-            if namespace and b.namespace != namespace:
-                continue
-            if agent_type and b.agent_type != agent_type:
-                continue
-            p50, p99 = b.percentiles()
-            out.instances.append(router_pb2.InstanceStats(
-                namespace=b.namespace,
-                instance_id=b.instance_id,
-                agent_id=b.agent_id,
-                agent_type=b.agent_type,
-                version=b.version,
-                endpoint=b.endpoint,
-                in_flight=b.in_flight,
-                requests=b.requests,
-                errors=b.errors,
-                latency_p50=to_duration(timedelta(seconds=p50)),
-                latency_p99=to_duration(timedelta(seconds=p99)),
-                breaker=f"BREAKER_STATE_{b.breaker_state(now).name}",
-                ejected=b.outlier.ejected(now),
-                ejections=b.outlier.ejections,
-                state=b.state.removeprefix("INSTANCE_STATE_"),
-            ))
+        out.instances.extend(instance_stats(self.view, now, namespace, agent_type))
         return out
 

@@ -47,6 +47,7 @@ from sutradhar.services.common.store import EtcdEndpoint, Store
 from sutradhar.services.registry import audit_servicer
 from sutradhar.services.registry.agents import Agents
 from sutradhar.services.registry.instances import Instances
+from sutradhar.services.registry.load_reports import LoadReports
 from sutradhar.services.registry.servicer import SERVICE_NAME, RegistryServicer
 from sutradhar.services.registry.watch import Watcher
 from sutradhar.v1 import audit_pb2 as pb
@@ -172,7 +173,7 @@ async def serve(store: Store, audit_log: AuditLog) -> GrpcHost:
     )
     host.add_servicer(
         registry_pb2_grpc.add_RegistryServiceServicer_to_server,
-        RegistryServicer(Agents(store), Instances(store), Watcher(store)),
+        RegistryServicer(Agents(store), Instances(store), Watcher(store), LoadReports(store)),
     )
     audit_servicer.add_audit_service(host, audit_log)
     await host.start()

@@ -24,6 +24,7 @@ from sutradhar.services.common.rolebindings import RoleBindingCache, RoleBinding
 from sutradhar.services.common.store import Store
 from sutradhar.services.registry.agents import Agents
 from sutradhar.services.registry.instances import Instances
+from sutradhar.services.registry.load_reports import LoadReports
 from sutradhar.services.registry.rbac_servicer import RBAC_SERVICE_NAME, add_rbac_service
 from sutradhar.services.registry.servicer import SERVICE_NAME, RegistryServicer
 from sutradhar.services.registry.watch import Watcher
@@ -54,7 +55,7 @@ async def mesh(store: Store) -> AsyncIterator[Mesh]:
     host = GrpcHost(service_names=[SERVICE_NAME, RBAC_SERVICE_NAME], port=0,
                     middleware=[Authorization(authorizer), HeaderAuthentication()])
     host.add_servicer(registry_pb2_grpc.add_RegistryServiceServicer_to_server,
-                      RegistryServicer(Agents(store), Instances(store), Watcher(store)))
+                      RegistryServicer(Agents(store), Instances(store), Watcher(store), LoadReports(store)))
     bindings = RoleBindingStore(store)
     add_rbac_service(host, bindings, authorizer)
     await host.start()

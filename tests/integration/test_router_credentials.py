@@ -3,7 +3,7 @@ caller's authorization header (nor any other invocation metadata the caller sent
 
 The router hands its engine the task bytes and the deadline only
 (services/router/server.py `_execute`, `_execute_stream`), and its transports
-call agents with the task alone (services/router/transports.py); this test
+call agents with the task alone (sdk/sutradhar/_route_transports.py); this test
 holds that over real gRPC with an insecure mesh as the other router tests use.
 """
 

@@ -1,7 +1,8 @@
 """Failover with real processes: a router process, three echo agent processes
 registered through the SDK, steady load, one agent SIGKILLed. No client
 call may fail, and the dead instance gets no traffic one second after its
-death — long before its 10 s lease lapses."""
+death — long before its 10 s lease lapses. The load runs through the router and,
+as a parity test, routed by the caller itself (`DirectClient`)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from sutradhar import RouterClient
+from sutradhar import DirectClient, RouterClient
 from sutradhar.services.registry.server import RegistryConfig, RegistryServer
 from sutradhar.testing import spawn_agent
 from tests.support import eventually
@@ -26,7 +27,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 async def _stats(client: RouterClient, ns: str) -> dict[str, object]:
-    return {s.instance_id: s for s in (await client.get_stats(namespace=ns)).instances}
+    """Per-instance stats as the router sees them, or as a DirectClient does (its own calls)."""
+    found = client.stats(namespace=ns) if isinstance(client, DirectClient) else await client.get_stats(namespace=ns)
+    return {s.instance_id: s for s in found.instances}
 
 
 async def _instances(client: RouterClient, ns: str, n: int) -> bool:
@@ -34,7 +37,8 @@ async def _instances(client: RouterClient, ns: str, n: int) -> bool:
     return len(await _stats(client, ns)) == n
 
 
-async def test_sigkilled_replica_fails_no_call_and_gets_no_traffic_after_one_second(etcd, unique):
+@pytest.mark.parametrize("path", ["router", "direct"])
+async def test_sigkilled_replica_fails_no_call_and_gets_no_traffic_after_one_second(etcd, unique, path):
     registry = RegistryServer(RegistryConfig(insecure=True, port=0, etcd=etcd))
     await registry.start()
     procs = []
@@ -48,8 +52,10 @@ async def test_sigkilled_replica_fails_no_call_and_gets_no_traffic_after_one_sec
             *[asyncio.to_thread(spawn_agent, command, cwd=str(ROOT)) for command in commands]))
         router = procs[0]
         agents = {f"echo-{i}": p for i, p in enumerate(procs[1:])}
-        async with RouterClient(router.address) as client:
-            await eventually(lambda: _instances(client, unique, 3), within=10, what="the router sees 3 instances")
+        client = RouterClient(router.address) if path == "router" else \
+            DirectClient(router.address, registry=registry.address)
+        async with client:
+            await eventually(lambda: _instances(client, unique, 3), within=10, what=f"the {path} sees 3 instances")
             served: Counter[str] = Counter()
             failures: list[BaseException] = []
             stop = asyncio.Event()
@@ -85,6 +91,8 @@ async def test_sigkilled_replica_fails_no_call_and_gets_no_traffic_after_one_sec
             assert time.monotonic() - killed_at < 9
             assert victim in final and final[victim].state == "SERVING"
             assert all(s.in_flight == 0 for s in final.values())
+            if isinstance(client, DirectClient):
+                assert client.stats().fallbacks == {} and client.stats().direct == sum(served.values())
     finally:
         for proc in procs:
             proc.signal(signal.SIGTERM)
@@ -175,7 +183,8 @@ async def test_router_is_not_serving_until_it_has_synced_with_the_registry(etcd,
         await registry.stop()
 
 
-async def test_watch_resumes_after_registry_restart(etcd, unique, store):
+@pytest.mark.parametrize("path", ["router", "direct"])
+async def test_watch_resumes_after_registry_restart(etcd, unique, store, path):
     from sutradhar import RegistryClient
     from sutradhar.services.common.etcd_server import free_port
     from sutradhar.services.router.server import RouterConfig, RouterServer
@@ -184,10 +193,16 @@ async def test_watch_resumes_after_registry_restart(etcd, unique, store):
     port = free_port()
     registry = RegistryServer(RegistryConfig(insecure=True, port=port, etcd=etcd))
     await registry.start()
-    router = RouterServer(RouterConfig(insecure=True, port=0, registry=registry.address))
-    await router.start()
+    server = RouterServer(RouterConfig(insecure=True, port=0, registry=registry.address))
+    await server.start()
+    # the watcher under test: the router's, or a DirectClient's (the same code over the client's channel)
+    direct = DirectClient(server.address, registry=registry.address) if path == "direct" else None
+    router = server if direct is None else direct
     try:
-        assert await router.wait_synced(timedelta(seconds=10))
+        if direct is None:
+            assert await server.wait_synced(timedelta(seconds=10))
+        else:
+            assert await direct.wait_synced(timeout=10)
         async with RegistryClient(registry.address) as reg:
             await reg.register_agent(registry_pb2.Agent(id="echo", namespace=unique, type="echo", version="1.0.0",
                                                         runtime="process"))
@@ -205,7 +220,9 @@ async def test_watch_resumes_after_registry_restart(etcd, unique, store):
         assert not seen_before and (unique, "late-1") in router.view.backends
         assert router.watcher is not None and router.watcher.revision > 0
     finally:
-        await router.stop(timedelta(seconds=1))
+        if direct is not None:
+            await direct.close()
+        await server.stop(timedelta(seconds=1))
         await registry.stop()
 
 

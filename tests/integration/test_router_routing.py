@@ -1,6 +1,11 @@
 """The router end to end over real gRPC: a real registry on the session etcd,
 a real router fed by its Watch, and agents that misbehave on command.
 
+The routing tests take a `client` fixture and run twice: through the router
+(`RouterClient`) and routed by the caller itself (`DirectClient`, issue 12), which
+must then have sent none of their calls to the router - so a behaviour change in
+one path fails the other.
+
 Every test works in its own namespace. The agents here are small grpc.aio
 servers speaking the Agent contract at the byte level, so they can also hang,
 fail, answer garbage and record what they saw (cancellation, deadline).
@@ -25,7 +30,7 @@ import grpc
 import pytest
 
 from examples import http_echo_agent
-from sutradhar import RegistryClient, RouterClient, TaskContext
+from sutradhar import DirectClient, RegistryClient, RouterClient, TaskContext
 from sutradhar._errors import (
     DeadlineExceeded,
     FailedPrecondition,
@@ -145,14 +150,36 @@ async def mesh(etcd):
     agents: list[FakeAgent] = []
     registry_client = RegistryClient(registry.address)
     client = RouterClient(router.address, max_message_bytes=4 * MAX_BYTES)
+    direct = DirectClient(router.address, registry=registry.address, max_message_bytes=4 * MAX_BYTES)
+    direct.engine.clock = clock  # skips with the router's, for the same breaker and ejection timers
+    assert await direct.wait_synced(timeout=10)
     yield {"registry": registry, "router": router, "agents": agents, "reg": registry_client, "client": client,
-           "clock": clock}
+           "clock": clock, "direct": direct}
+    await direct.close()
     await client.close()
     await registry_client.close()
     for a in agents:
         await a.server.stop(0)
     await router.stop(timedelta(seconds=1))
     await registry.stop()
+
+
+@pytest.fixture(params=["router", "direct"])
+async def client(request, mesh):
+    """The caller of a parity test: `RouterClient` through the router, or `DirectClient`
+    routing itself (which must then have left none of the test's calls to the router)."""
+    if request.param == "router":
+        yield mesh["client"]
+        return
+    direct: DirectClient = mesh["direct"]
+    before = direct.stats().fallbacks
+    yield direct
+    assert direct.stats().fallbacks == before, "the direct client sent some of the test's calls to the router"
+
+
+def view_of(mesh, client) -> object:
+    """The view `client`'s calls are routed over: the router's, or the direct client's own."""
+    return client.view if isinstance(client, DirectClient) else mesh["router"].view
 
 
 async def start_agents(mesh, n: int) -> list[FakeAgent]:
@@ -191,22 +218,27 @@ async def register(mesh, ns: str, agent_id: str, fakes: list[FakeAgent] | None =
 
 
 async def wait_routable(mesh, ns: str, ids: list[str]) -> None:
-    router: RouterServer = mesh["router"]
+    """Until the router and the direct client both see `ids` routable."""
+    for view in (mesh["router"].view, mesh["direct"].view):
 
-    def known() -> bool:
-        return set(ids) <= {iid for (n, iid), b in router.view.backends.items() if n == ns and router.view.routable(b)}
+        def known(view=view) -> bool:
+            return set(ids) <= {iid for (n, iid), b in view.backends.items() if n == ns and view.routable(b)}
 
-    await eventually(known, within=10, period=0.02, what=f"router never saw {ids} in {ns}")
+        await eventually(known, within=10, period=0.02, what=f"{view} never saw {ids} in {ns}")
 
 
-def stats(mesh, ns: str) -> dict[str, router_pb2.InstanceStats]:
-    return {s.instance_id: s for s in mesh["router"].stats(namespace=ns).instances}
+def stats(mesh, ns: str, client=None) -> dict[str, router_pb2.InstanceStats]:
+    """Per-instance stats as the router sees them, or as `client` does when it routes itself."""
+    found = client.stats(namespace=ns) if isinstance(client, DirectClient) else mesh["router"].stats(namespace=ns)
+    return {s.instance_id: s for s in found.instances}
 
 
 async def assert_no_in_flight(mesh, ns: str) -> None:
-    """In-flight counts return to 0 (calls cut by the caller's deadline may take a moment to unwind)."""
-    await eventually(lambda: all(s.in_flight == 0 for s in stats(mesh, ns).values()), within=1.0, period=0.02,
-                     what=lambda: f"in-flight calls leaked: {stats(mesh, ns)}")
+    """In-flight counts return to 0 on both paths (calls cut by the caller's deadline may take
+    a moment to unwind)."""
+    for client in (mesh["client"], mesh["direct"]):
+        await eventually(lambda c=client: all(s.in_flight == 0 for s in stats(mesh, ns, c).values()), within=1.0,
+                         period=0.02, what=lambda c=client: f"in-flight calls leaked: {stats(mesh, ns, c)}")
 
 
 def policy(**kw) -> routing_pb2.RoutingPolicy:
@@ -229,10 +261,9 @@ def policy(**kw) -> routing_pb2.RoutingPolicy:
 # -- strategies --------------------------------------------------------------
 
 
-async def test_round_robin_random_and_least_loaded_distribute(mesh, unique):
+async def test_round_robin_random_and_least_loaded_distribute(mesh, unique, client):
     fakes = await start_agents(mesh, 3)
     ids = await register(mesh, unique, "echo", fakes)
-    client: RouterClient = mesh["client"]
     seen = Counter()
     for _ in range(30):
         result = await client.execute("echo", {"n": 1}, namespace=unique)
@@ -246,8 +277,12 @@ async def test_round_robin_random_and_least_loaded_distribute(mesh, unique):
     # least-loaded: one instance is slow, so it holds in-flight calls and gets fewer new ones
     fakes[0].delay = 0.2
     before = fakes[0].calls
-    results = await asyncio.gather(*[
-        client.execute("echo", 1, namespace=unique, strategy="least-loaded") for _ in range(60)])
+
+    async def call(k: int):  # spread over 0.3 s, as callers arrive: the fast ones answer meanwhile
+        await asyncio.sleep(k * 0.005)
+        return await client.execute("echo", 1, namespace=unique, strategy="least-loaded")
+
+    results = await asyncio.gather(*[call(k) for k in range(60)])
     slow = sum(1 for r in results if r.metadata.instance_id == ids[0])
     assert fakes[0].calls - before == slow
     assert slow < 15, Counter(r.metadata.instance_id for r in results)
@@ -259,26 +294,24 @@ async def test_round_robin_random_and_least_loaded_distribute(mesh, unique):
     await assert_no_in_flight(mesh, unique)
 
 
-async def test_weighted_splits_traffic_between_versions(mesh, unique):
+async def test_weighted_splits_traffic_between_versions(mesh, unique, client):
     v1, v2 = await start_agents(mesh, 2)
     await register(mesh, unique, "echo-v1", [v1], version="1.0.0", routing=policy(strategy="weighted", weight=90))
     await register(mesh, unique, "echo-v2", [v2], version="2.0.0", routing=policy(strategy="weighted", weight=10))
-    client: RouterClient = mesh["client"]
     seen = Counter()
     for _ in range(100):
         seen[(await client.execute("echo", 1, namespace=unique)).metadata.instance_id] += 1
     assert seen == {"echo-v1-0": 90, "echo-v2-0": 10}
 
 
-async def test_draining_and_not_serving_instances_get_no_new_tasks(mesh, unique):
+async def test_draining_and_not_serving_instances_get_no_new_tasks(mesh, unique, client):
     fakes = await start_agents(mesh, 2)
     ids = await register(mesh, unique, "echo", fakes)
     reg: RegistryClient = mesh["reg"]
-    client: RouterClient = mesh["client"]
-    router: RouterServer = mesh["router"]
+    view = view_of(mesh, client)
 
     async def wait_state(iid: str, routable: bool) -> None:
-        await eventually(lambda: router.view.routable(router.view.backends[(unique, iid)]) == routable, within=4,
+        await eventually(lambda: view.routable(view.backends[(unique, iid)]) == routable, within=4,
                          period=0.02, what=f"{iid} never became routable={routable}")
 
     await reg.update_instance_state(ids[0], registry_pb2.INSTANCE_STATE_DRAINING, namespace=unique)
@@ -300,13 +333,12 @@ async def test_draining_and_not_serving_instances_get_no_new_tasks(mesh, unique)
 # -- constraints and bad input -------------------------------------------------
 
 
-async def test_constraints_select_and_explain(mesh, unique):
+async def test_constraints_select_and_explain(mesh, unique, client):
     a, b = await start_agents(mesh, 2)
     await register(mesh, unique, "tutor-v1", [a], type_="tutor", version="1.4.2", caps=["answer"],
                    labels={"tier": "gold"}, instance_labels={"zone": "z1"})
     await register(mesh, unique, "tutor-v2", [b], type_="tutor", version="2.0.1", caps=["answer", "hint"],
                    labels={"tier": "silver"})
-    client: RouterClient = mesh["client"]
 
     async def served(**kw) -> str:
         return (await client.execute("tutor", 1, namespace=unique, **kw)).metadata.instance_id
@@ -346,17 +378,17 @@ async def test_constraints_select_and_explain(mesh, unique):
         await client.execute("ghost", 1, namespace=unique)
     with pytest.raises(InvalidArgument, match=r"selector\.agent_type"):
         await client.execute("", 1, namespace=unique)
-    with pytest.raises(ResourceExhausted):
-        await client.execute("tutor", "x" * (MAX_BYTES + 10), namespace=unique)
+    if not isinstance(client, DirectClient):  # the router's message limit (a direct caller has its own)
+        with pytest.raises(ResourceExhausted):
+            await client.execute("tutor", "x" * (MAX_BYTES + 10), namespace=unique)
     await assert_no_in_flight(mesh, unique)
 
 
-async def test_garbage_and_hanging_agents_get_clear_errors(mesh, unique):
+async def test_garbage_and_hanging_agents_get_clear_errors(mesh, unique, client):
     garbage, hang = await start_agents(mesh, 2)
     garbage.mode, hang.mode = "garbage", "hang"
     await register(mesh, unique, "junk", [garbage], type_="junk")
     await register(mesh, unique, "sloth", [hang], type_="sloth")
-    client: RouterClient = mesh["client"]
     with pytest.raises(Unavailable, match="not a valid ExecuteResponse"):
         await client.execute("junk", 1, namespace=unique)
     assert garbage.calls == 1  # the agent may have run it: not retried
@@ -461,7 +493,7 @@ async def test_a_task_deadline_in_the_past_is_deadline_exceeded_with_its_time(me
 # -- resilience ----------------------------------------------------------------
 
 
-async def test_retries_land_on_another_instance_and_ejection_comes_and_goes(mesh, unique):
+async def test_retries_land_on_another_instance_and_ejection_comes_and_goes(mesh, unique, client):
     bad, good1, good2 = await start_agents(mesh, 3)
     bad.mode = "unavailable"
     ids = await register(mesh, unique, "echo", [bad, good1, good2], routing=policy(
@@ -469,7 +501,6 @@ async def test_retries_land_on_another_instance_and_ejection_comes_and_goes(mesh
         outlier_detection__base_ejection_time=timedelta(milliseconds=600),
         circuit_breaker__disabled=True,
     ))
-    client: RouterClient = mesh["client"]
     served = Counter()
     for _ in range(30):
         result = await client.execute("echo", 1, namespace=unique)
@@ -479,48 +510,46 @@ async def test_retries_land_on_another_instance_and_ejection_comes_and_goes(mesh
             assert result.metadata.instance_id != ids[0]
     assert ids[0] not in served
     assert bad.calls == 3  # three consecutive failures, then ejected
-    s = stats(mesh, unique)[ids[0]]
+    s = stats(mesh, unique, client)[ids[0]]
     assert s.ejected and s.ejections == 1 and s.errors == 3
     mesh["clock"].advance(0.7)  # ejection time over: back in the pool
     bad.mode = "ok"
     for _ in range(9):
         await client.execute("echo", 1, namespace=unique)
-    assert bad.calls >= 4 and not stats(mesh, unique)[ids[0]].ejected
+    assert bad.calls >= 4 and not stats(mesh, unique, client)[ids[0]].ejected
     await assert_no_in_flight(mesh, unique)
 
 
-async def test_breaker_opens_half_opens_and_closes(mesh, unique):
+async def test_breaker_opens_half_opens_and_closes(mesh, unique, client):
     (fake,) = await start_agents(mesh, 1)
     fake.mode = "unavailable"
     (iid,) = await register(mesh, unique, "echo", [fake], routing=policy(
         circuit_breaker__consecutive_failures=3, circuit_breaker__timeout=timedelta(milliseconds=500),
         retry__max_attempts=1))
-    client: RouterClient = mesh["client"]
     for _ in range(3):
         with pytest.raises(Unavailable, match="unavailable on purpose"):
             await client.execute("echo", 1, namespace=unique)
-    assert stats(mesh, unique)[iid].breaker == router_pb2.BREAKER_STATE_OPEN
+    assert stats(mesh, unique, client)[iid].breaker == router_pb2.BREAKER_STATE_OPEN
     with pytest.raises(Unavailable, match="circuit breaker open"):
         await client.execute("echo", 1, namespace=unique)
     assert fake.calls == 3  # refused without a call
     mesh["clock"].advance(0.55)  # past the breaker's open timeout
-    assert stats(mesh, unique)[iid].breaker == router_pb2.BREAKER_STATE_HALF_OPEN
+    assert stats(mesh, unique, client)[iid].breaker == router_pb2.BREAKER_STATE_HALF_OPEN
     with pytest.raises(Unavailable):  # the trial fails: open again
         await client.execute("echo", 1, namespace=unique)
-    assert stats(mesh, unique)[iid].breaker == router_pb2.BREAKER_STATE_OPEN
+    assert stats(mesh, unique, client)[iid].breaker == router_pb2.BREAKER_STATE_OPEN
     fake.mode = "ok"
     mesh["clock"].advance(0.55)
     assert (await client.execute("echo", 1, namespace=unique)).success  # trial succeeds
-    assert stats(mesh, unique)[iid].breaker == router_pb2.BREAKER_STATE_CLOSED
+    assert stats(mesh, unique, client)[iid].breaker == router_pb2.BREAKER_STATE_CLOSED
     assert fake.calls == 5
 
 
-async def test_retry_stops_at_the_deadline_and_the_deadline_is_propagated(mesh, unique):
+async def test_retry_stops_at_the_deadline_and_the_deadline_is_propagated(mesh, unique, client):
     first, second = await start_agents(mesh, 2)
     for f in (first, second):
         f.mode, f.delay = "unavailable", 0.4
     await register(mesh, unique, "echo", [first, second], routing=policy(retry__max_attempts=5))
-    client: RouterClient = mesh["client"]
     started = time.monotonic()
     with pytest.raises(DeadlineExceeded):
         await client.execute("echo", 1, namespace=unique, timeout=timedelta(milliseconds=600))
@@ -533,12 +562,11 @@ async def test_retry_stops_at_the_deadline_and_the_deadline_is_propagated(mesh, 
     await assert_no_in_flight(mesh, unique)
 
 
-async def test_hedging_answers_from_the_faster_copy(mesh, unique):
+async def test_hedging_answers_from_the_faster_copy(mesh, unique, client):
     slow, fast = await start_agents(mesh, 2)
     slow.delay = 1.0
     await register(mesh, unique, "echo", [slow, fast], routing=policy(
         hedging__task_types=["lookup"], hedging__delay=timedelta(milliseconds=50)))
-    client: RouterClient = mesh["client"]
     for _ in range(4):
         started = time.monotonic()
         result = await client.execute("echo", 1, namespace=unique, task_type="lookup")
@@ -574,6 +602,43 @@ async def test_http_and_in_process_agents_answer_like_grpc_ones(mesh, unique):
         assert events[-1].success
         await assert_no_in_flight(mesh, unique)
 
+
+
+
+async def test_direct_client_leaves_to_the_router_what_it_cannot_route_itself(mesh, unique):
+    """HTTP agents are called directly (httpx is installed here); in-process and rate-limited
+    agents, and every call before the first sync, go to the router and are counted by reason."""
+    from sutradhar.services.common.etcd_server import free_port
+
+    direct: DirectClient = mesh["direct"]
+    (fake,) = await start_agents(mesh, 1)
+    proc = await asyncio.to_thread(
+        spawn_agent, [sys.executable, str(ROOT / "examples" / "http_echo_agent.py"), "--port", "0"], cwd=str(ROOT))
+    with proc:
+        url = "http://" + proc.address
+        await register(mesh, unique, "web", type_="web", runtime="http", config={"urls": [url]}, endpoints=[url])
+        await register(mesh, unique, "local", type_="local", runtime="in-process",
+                       config={"class": "examples.echo_agent:EchoAgent"}, endpoints=["in-process"])
+        await register(mesh, unique, "capped", [fake], type_="capped", routing=policy(
+            rate_limit__max_tokens=100, rate_limit__fill_interval=timedelta(seconds=1)))
+        before = direct.stats()
+        for agent_type in ("web", "local", "capped"):
+            result = await direct.execute(agent_type, {"hello": agent_type}, namespace=unique)
+            assert result.success and result.metadata.instance_id == f"{agent_type}-0", result
+        events = [e async for e in direct.execute_stream("local", {"text": "abcd"}, namespace=unique)]
+        assert events[-1].success and events[-1].metadata.instance_id == "local-0"
+        after = direct.stats()
+    assert after.direct - before.direct == 1  # the HTTP agent
+    grew = {reason: n - before.fallbacks.get(reason, 0) for reason, n in after.fallbacks.items()}
+    assert {k: v for k, v in grew.items() if v} == {"in-process": 2, "rate-limited": 1}, grew
+    assert [s.requests for s in after.instances if s.namespace == unique and s.agent_id == "web"] == [1]
+    # a client whose registry cannot be reached never syncs: the router serves it meanwhile
+    async with DirectClient(mesh["router"].address, registry=f"127.0.0.1:{free_port()}") as unsynced:
+        assert not await unsynced.wait_synced(timeout=0.3)
+        result = await unsynced.execute("capped", 1, namespace=unique)
+        assert result.success and result.metadata.instance_id == "capped-0"
+        assert unsynced.stats().fallbacks == {"not-synced": 1} and unsynced.stats().direct == 0
+    await assert_no_in_flight(mesh, unique)
 
 
 class JsonServer:
@@ -699,11 +764,10 @@ async def test_an_in_process_class_the_router_cannot_import_says_how_to_fix_it(m
         await client.execute("typo", 1, namespace=unique)
 
 
-async def test_stream_passes_events_through_and_cancel_reaches_the_agent(mesh, unique):
+async def test_stream_passes_events_through_and_cancel_reaches_the_agent(mesh, unique, client):
     (fake,) = await start_agents(mesh, 1)
     fake.delay = 0.1
     await register(mesh, unique, "echo", [fake])
-    client: RouterClient = mesh["client"]
     started = time.monotonic()
     arrivals = []
     events = []
@@ -713,39 +777,47 @@ async def test_stream_passes_events_through_and_cancel_reaches_the_agent(mesh, u
     assert len(events) == 6 and events[-1].success and events[-1].metadata.instance_id == "echo-0"
     assert arrivals[-1] - arrivals[0] > 0.3  # events arrive as they come (0.1 s apart), not all at the end
     fake.delay = 1.0
-    channel = grpc.aio.insecure_channel(mesh["router"].address)
-    stub = router_pb2_grpc.RouterServiceStub(channel)
-    call = stub.ExecuteStream(router_pb2.RouterServiceExecuteStreamRequest(
-        task=agent_pb2.Task(type="t"), selector=router_pb2.Selector(namespace=unique, agent_type="echo")))
+
+    async def consume() -> None:
+        async for _ in client.execute_stream("echo", 1, namespace=unique):
+            pass
+
+    caller = asyncio.ensure_future(consume())
     await asyncio.sleep(0.3)
-    call.cancel()
+    caller.cancel()  # the caller goes away mid-stream
     await eventually(lambda: fake.cancelled, within=1.0, period=0.02, what="the agent's stream cancelled")
     assert fake.cancelled == 1
+    if not isinstance(client, DirectClient):  # a bare gRPC caller cancelling its call to the router
+        async with grpc.aio.insecure_channel(mesh["router"].address) as channel:
+            stub = router_pb2_grpc.RouterServiceStub(channel)
+            call = stub.ExecuteStream(router_pb2.RouterServiceExecuteStreamRequest(
+                task=agent_pb2.Task(type="t"), selector=router_pb2.Selector(namespace=unique, agent_type="echo")))
+            await asyncio.sleep(0.3)
+            call.cancel()
+            await eventually(lambda: fake.cancelled == 2, within=1.0, period=0.02, what="the agent's stream cancelled")
     await assert_no_in_flight(mesh, unique)
-    await channel.close()
 
 
-async def test_failed_streams_count_as_errors_once_like_unary_failures(mesh, unique):
+async def test_failed_streams_count_as_errors_once_like_unary_failures(mesh, unique, client):
     (fake,) = await start_agents(mesh, 1)
     await register(mesh, unique, "echo", [fake])
-    client: RouterClient = mesh["client"]
     fake.mode = "fail"
     result = await client.execute("echo", 1, namespace=unique, max_attempts=1)
     assert not result.success and result.error.code == "NOPE"
-    assert (stats(mesh, unique)["echo-0"].requests, stats(mesh, unique)["echo-0"].errors) == (1, 1)
+    assert (stats(mesh, unique, client)["echo-0"].requests, stats(mesh, unique, client)["echo-0"].errors) == (1, 1)
     events = [e async for e in client.execute_stream("echo", 1, namespace=unique, max_attempts=1)]
     assert not events[-1].success and events[-1].error.code == "NOPE"
-    assert (stats(mesh, unique)["echo-0"].requests, stats(mesh, unique)["echo-0"].errors) == (2, 2)
+    assert (stats(mesh, unique, client)["echo-0"].requests, stats(mesh, unique, client)["echo-0"].errors) == (2, 2)
     fake.mode = "ok"  # a good stream adds no error
     events = [e async for e in client.execute_stream("echo", 1, namespace=unique, max_attempts=1)]
     assert events[-1].success
-    assert (stats(mesh, unique)["echo-0"].requests, stats(mesh, unique)["echo-0"].errors) == (3, 2)
+    assert (stats(mesh, unique, client)["echo-0"].requests, stats(mesh, unique, client)["echo-0"].errors) == (3, 2)
     for mode in ("abort", "fail-then-abort"):  # a broken call counts once, failed result or not
         fake.mode = mode
         with pytest.raises(SutradharError):
             async for _ in client.execute_stream("echo", 1, namespace=unique, max_attempts=1):
                 pass
-    assert (stats(mesh, unique)["echo-0"].requests, stats(mesh, unique)["echo-0"].errors) == (5, 4)
+    assert (stats(mesh, unique, client)["echo-0"].requests, stats(mesh, unique, client)["echo-0"].errors) == (5, 4)
     await assert_no_in_flight(mesh, unique)
 
 
@@ -771,6 +843,53 @@ async def test_load_key_of_a_removed_instance_is_deleted(mesh, unique, store):
     await mesh["reg"].deregister_instance(ids[0], namespace=unique)
     await eventually(lambda: published_for({ids[1]}), within=2.5, what="the removed instance's load key deleted")
     assert await published() == {ids[1]}  # load period 0.2 s
+
+
+async def test_direct_calls_are_reported_where_the_routers_load_goes(mesh, unique, store):
+    """A DirectClient's calls reach the load records the autoscaler sums (beside the routers'),
+    under the registry's lease for the client; ReportLoad refuses bad or too frequent reports."""
+    fakes = await start_agents(mesh, 2)
+    ids = await register(mesh, unique, "echo", fakes)
+    direct: DirectClient = mesh["direct"]
+    for fake in fakes:
+        fake.delay = 0.05
+    await asyncio.gather(*[direct.execute("echo", 1, namespace=unique) for _ in range(20)])
+    prefix = f"/sutradhar/v1/load/{unique}/"
+    mine = f"client-{direct.reporter_id}"
+
+    async def reported() -> dict[str, dict]:
+        kvs, _ = await store.list(prefix)
+        return {kv.key[len(prefix):].split("/")[0]: (json.loads(kv.value), kv.lease) for kv in kvs
+                if kv.key.endswith("/" + mine)}
+
+    found = await eventually(lambda: _all_of(reported(), ids), within=3, what="the direct client's load records")
+    for iid in ids:
+        value, lease = found[iid]
+        assert value["agent_id"] == "echo" and value["rps"] > 0 and value["in_flight"] > 0, value
+        assert lease, "load records of a direct client are leased"
+    assert await _router_keys(store, prefix) == []  # the router saw none of these calls: only the report counts
+    assert direct.stats().load_reports >= 1 and not direct.stats().load_report_error
+    reg: RegistryClient = mesh["reg"]
+    load = registry_pb2.InstanceLoad(instance_id=ids[0], agent_id="echo", in_flight=1, rps=2)
+    assert await reg.report_load("probe-reporter", [load], namespace=unique) == timedelta(seconds=10)
+    with pytest.raises(ResourceExhausted, match=r"at most every 0\.5s"):
+        await reg.report_load("probe-reporter", [load], namespace=unique)
+    bad = registry_pb2.InstanceLoad(instance_id=ids[0], agent_id="echo", in_flight=-1)
+    with pytest.raises(InvalidArgument, match=r"loads\[0\]\.in_flight: must be a finite number >= 0"):
+        await reg.report_load("other-reporter", [bad], namespace=unique)
+    with pytest.raises(InvalidArgument, match="reporter_id"):
+        await reg.report_load("Not A Label", [load], namespace=unique)
+
+
+async def _all_of(found, ids: list[str]):
+    """`found` (awaited) when it holds every id, else None (for `eventually`)."""
+    got = await found
+    return got if set(ids) <= set(got) else None
+
+
+async def _router_keys(store, prefix: str) -> list[str]:
+    kvs, _ = await store.list(prefix)
+    return [kv.key for kv in kvs if "/client-" not in kv.key]
 
 
 async def test_load_is_published_and_cli_shows_stats(mesh, unique, store):

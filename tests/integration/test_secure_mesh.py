@@ -28,6 +28,7 @@ from google.protobuf import json_format
 from examples.echo_agent import EchoAgent
 from sutradhar._agent import Result, Task
 from sutradhar._clients import AgentClient, RegistryClient
+from sutradhar._direct import DirectClient
 from sutradhar._errors import InvalidArgument, PermissionDenied, Unavailable
 from sutradhar._identity import SpiffeId
 from sutradhar._serve import AgentServer
@@ -87,6 +88,13 @@ async def test_a_replica_serves_with_its_own_identity_and_is_reached_through_the
         result = await router.execute("echo", {"text": "hi"}, namespace=unique, timeout=10)
     assert result.success and result.data["echo"] == {"text": "hi"}
     assert result.metadata.instance_id == instance.id
+    # a DirectClient with a certificate leaves every call to the router (agents take mesh callers only)
+    async with DirectClient(mesh.router.address, registry=mesh.registry.address, tls=mesh.client_source(ADMIN),
+                            expected=service("router")) as caller:
+        assert not await caller.wait_synced(timeout=0.1)
+        result = await caller.execute("echo", {"text": "hi"}, namespace=unique, timeout=10)
+        assert result.success and result.metadata.instance_id == instance.id
+        assert caller.stats().fallbacks == {"secured-mesh": 1} and caller.stats().direct == 0
 
     assert mesh.scheduler is not None
     directory = mesh.scheduler.config.state_dir / "tls" / unique / instance.id

@@ -17,7 +17,7 @@ from opentelemetry import trace
 from test_tracing_propagation import _State
 
 from sutradhar import Agent, Partial, Task, _tracing
-from sutradhar.services.router.transports import AttemptError, InProcessTransport, trace_headers
+from sutradhar._route_transports import AttemptError, InProcessTransport, trace_headers
 from sutradhar.v1 import agent_pb2
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -18,6 +18,8 @@ EXPECTED = {
     "Cancelled",
     "Conflict",
     "DeadlineExceeded",
+    "DirectClient",
+    "DirectStats",
     "FailedPrecondition",
     "HealthClient",
     "Internal",

@@ -80,7 +80,7 @@ def test_get_stats_without_a_namespace_is_every_namespace() -> None:
 
 
 def test_router_execute_reads_the_selector_of_a_split_request() -> None:
-    from sutradhar.services.router import wire
+    from sutradhar._routing import wire
 
     request = router_pb2.RouterServiceExecuteRequest(
         task=router_pb2.RouterServiceExecuteRequest().task, selector=router_pb2.Selector(namespace="t", agent_id="e"))

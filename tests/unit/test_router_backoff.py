@@ -8,9 +8,9 @@ from datetime import timedelta
 import pytest
 
 from sutradhar._backoff import Backoff
+from sutradhar._route_watch import WATCH_BACKOFF
 from sutradhar._routing.policy import RetrySettings
 from sutradhar._routing.retry import backoff, retry_backoff
-from sutradhar.services.router.watcher import WATCH_BACKOFF
 
 
 def a6_pause(retry: int, s: RetrySettings, draw: float) -> float:

@@ -18,11 +18,11 @@ from sutradhar._errors import (
     SutradharError,
     Unavailable,
 )
+from sutradhar._route_engine import Engine
+from sutradhar._route_transports import AttemptError
+from sutradhar._routing import wire
 from sutradhar._routing.view import View
 from sutradhar._values import to_value
-from sutradhar.services.router import wire
-from sutradhar.services.router.engine import Engine
-from sutradhar.services.router.transports import AttemptError
 from sutradhar.v1 import agent_pb2, registry_pb2, router_pb2, routing_pb2
 
 OK = agent_pb2.ExecuteResponse(result=agent_pb2.Result(success=True, data=to_value("hi"))).SerializeToString()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from sutradhar.services.router.transports import AttemptError, fill_metadata, load_agent_class, result_from_json
+from sutradhar._route_transports import AttemptError, fill_metadata, load_agent_class, result_from_json
 
 
 def test_what_an_http_agent_reports_is_kept_and_the_rest_filled():

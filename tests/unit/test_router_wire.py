@@ -11,8 +11,8 @@ from google.protobuf.descriptor import Descriptor
 from google.protobuf.internal.decoder import _DecodeVarint as _varint  # type: ignore[attr-defined]
 from google.protobuf.message import Message
 
+from sutradhar._routing import wire
 from sutradhar._values import to_value
-from sutradhar.services.router import wire
 from sutradhar.v1 import agent_pb2, router_pb2
 
 

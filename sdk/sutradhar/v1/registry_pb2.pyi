@@ -353,6 +353,34 @@ class DeregisterInstanceResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class ReportLoadRequest(_message.Message):
+    __slots__ = ("namespace", "reporter_id", "loads")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    REPORTER_ID_FIELD_NUMBER: _ClassVar[int]
+    LOADS_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    reporter_id: str
+    loads: _containers.RepeatedCompositeFieldContainer[InstanceLoad]
+    def __init__(self, namespace: _Optional[str] = ..., reporter_id: _Optional[str] = ..., loads: _Optional[_Iterable[_Union[InstanceLoad, _Mapping]]] = ...) -> None: ...
+
+class InstanceLoad(_message.Message):
+    __slots__ = ("instance_id", "agent_id", "in_flight", "rps")
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    RPS_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    agent_id: str
+    in_flight: float
+    rps: float
+    def __init__(self, instance_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., in_flight: _Optional[float] = ..., rps: _Optional[float] = ...) -> None: ...
+
+class ReportLoadResponse(_message.Message):
+    __slots__ = ("ttl",)
+    TTL_FIELD_NUMBER: _ClassVar[int]
+    ttl: _duration_pb2.Duration
+    def __init__(self, ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
 class WatchRequest(_message.Message):
     __slots__ = ("namespace", "kinds", "start_revision", "include_initial")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]

@@ -95,6 +95,11 @@ class RegistryServiceStub:
                 request_serializer=sutradhar_dot_v1_dot_registry__pb2.WatchRequest.SerializeToString,
                 response_deserializer=sutradhar_dot_v1_dot_registry__pb2.WatchResponse.FromString,
                 _registered_method=True)
+        self.ReportLoad = channel.unary_unary(
+                '/sutradhar.v1.RegistryService/ReportLoad',
+                request_serializer=sutradhar_dot_v1_dot_registry__pb2.ReportLoadRequest.SerializeToString,
+                response_deserializer=sutradhar_dot_v1_dot_registry__pb2.ReportLoadResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryServiceServicer:
@@ -192,6 +197,17 @@ class RegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportLoad(self, request, context):
+        """ReportLoad records the load a caller that routes its own calls (the SDK's
+        DirectClient) observed of instances of one namespace, where routers write
+        theirs, so the autoscaler counts it. The records are leased per reporter and
+        expire `ttl` after its last report. A reporter may report each namespace at
+        most every 500ms (RESOURCE_EXHAUSTED otherwise).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -254,6 +270,11 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.Watch,
                     request_deserializer=sutradhar_dot_v1_dot_registry__pb2.WatchRequest.FromString,
                     response_serializer=sutradhar_dot_v1_dot_registry__pb2.WatchResponse.SerializeToString,
+            ),
+            'ReportLoad': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportLoad,
+                    request_deserializer=sutradhar_dot_v1_dot_registry__pb2.ReportLoadRequest.FromString,
+                    response_serializer=sutradhar_dot_v1_dot_registry__pb2.ReportLoadResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -581,6 +602,33 @@ class RegistryService:
             '/sutradhar.v1.RegistryService/Watch',
             sutradhar_dot_v1_dot_registry__pb2.WatchRequest.SerializeToString,
             sutradhar_dot_v1_dot_registry__pb2.WatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportLoad(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sutradhar.v1.RegistryService/ReportLoad',
+            sutradhar_dot_v1_dot_registry__pb2.ReportLoadRequest.SerializeToString,
+            sutradhar_dot_v1_dot_registry__pb2.ReportLoadResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,7 +1,7 @@
-"""How the router reaches an instance. Every transport takes a serialized
-`ExecuteRequest` and answers a serialized `ExecuteResponse` (or a stream of
-serialized `ExecuteStreamResponse`), so the engine - and the caller - cannot
-tell which one served a task.
+"""How the router, or a `DirectClient`, reaches an instance (made by the engine's
+`Dialer`). Every transport takes a serialized `ExecuteRequest` and answers a
+serialized `ExecuteResponse` (or a stream of serialized `ExecuteStreamResponse`),
+so the engine - and the caller - cannot tell which one served a task.
 
 - `GrpcTransport`: one reused channel per instance; bytes in, bytes out
   (identity serializers), so the payload is never decoded in the router.

@@ -2,8 +2,11 @@
 retry on another instance within the retry budget and the deadline; hedge
 idempotent task types; stream events through. What to do at each step (the
 call's timeout, the next instance, whether and when to retry, when to hedge)
-is decided by the routing core, `sutradhar._routing.attempts`, shared with
-callers that route themselves; this is the I/O loop around those decisions.
+is decided by the routing core, `sutradhar._routing.attempts`; this is the I/O
+loop around those decisions, run by the router service and by the SDK's
+`DirectClient` (decision 0020): each brings its `Dialer` (how a backend is
+reached: the router's speaks the mesh's TLS) and its `Limits` (the router's
+rate limiter; a direct caller leaves rate-limited pools to the router).
 
 The engine works on bytes: the task goes out as the caller's field-1 record
 (plus tiny appended patches for a generated task id and the deadline), the
@@ -19,8 +22,9 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncGenerator, Callable
+from datetime import timedelta
+from typing import Any, Protocol
 
 import grpc
 
@@ -32,6 +36,16 @@ from sutradhar._errors import (
     Unavailable,
     error_for_code,
 )
+from sutradhar._ratelimit_spec import Numbers
+from sutradhar._route_transports import (
+    INSTANCE_FAILURE_CODES,
+    AttemptError,
+    GrpcTransport,
+    HttpTransport,
+    InProcessTransport,
+    check_response,
+)
+from sutradhar._routing import wire
 from sutradhar._routing.attempts import (
     Failure,
     call_timeout,
@@ -52,21 +66,8 @@ from sutradhar._routing.retry import RetryBudget
 from sutradhar._routing.selection import Pool, resolve, unavailable_message
 from sutradhar._routing.strategies import Strategy, make_strategy
 from sutradhar._routing.view import View
-from sutradhar._tls import TlsSource
-from sutradhar._token_bucket import RateLimited
-from sutradhar._values import from_struct
-from sutradhar.services.common.peer_identity import MeshHttps, NoIdentity, expected_identity
-from sutradhar.services.router import wire
-from sutradhar.services.router.ratelimits import RateLimiter
-from sutradhar.services.router.transports import (
-    INSTANCE_FAILURE_CODES,
-    AttemptError,
-    GrpcTransport,
-    HttpTransport,
-    InProcessTransport,
-    RefusedTransport,
-    check_response,
-)
+from sutradhar._token_bucket import RateLimited, TokenBucket
+from sutradhar._values import from_struct, to_duration
 from sutradhar.v1 import router_pb2
 
 log = logging.getLogger(__name__)
@@ -92,9 +93,128 @@ def _attempt_error(backend: Backend, err: Exception) -> AttemptError:
     return AttemptError(err.code, f"{_describe(backend)}: {err.message}", retry_safe=err.retry_safe)
 
 
+class Limits(Protocol):
+    """The rate limits a call is admitted by (the router's `services.router.ratelimits.RateLimiter`)."""
+
+    def agent_bucket(self, namespace: str, agent_id: str, numbers: Numbers | None, now: float) -> TokenBucket | None:
+        """The bucket of one agent's routing policy; None without one."""
+
+    def admit(self, pool: Pool, now: float) -> None:
+        """Take a token from every bucket of `pool`, or raise RateLimited."""
+
+
+class Unlimited:
+    """No rate limits: what a caller routing itself uses (it leaves rate-limited pools to
+    the router, which holds the shared buckets)."""
+
+    def agent_bucket(self, namespace: str, agent_id: str, numbers: Numbers | None, now: float) -> TokenBucket | None:
+        return None
+
+    def admit(self, pool: Pool, now: float) -> None:
+        return None
+
+
+class Dialer(Protocol):
+    """Makes the transport of a backend and owns what transports share (the pooled HTTP client)."""
+
+    def transport(self, backend: Backend) -> Any:
+        """A new transport to `backend`."""
+
+    async def close(self) -> None:
+        """Close what the transports share (each transport is closed by the engine)."""
+
+
+class PlainDialer:
+    """Transports with no TLS: a gRPC channel per instance, one pooled ``httpx`` client for
+    every HTTP agent (imported on first use: the SDK's base install has no httpx), and
+    in-process agents loaded from their agent's config."""
+
+    def __init__(self, view: View, max_message_bytes: int) -> None:
+        self.view = view
+        self.max_message_bytes = max_message_bytes
+        self._http: Any = None
+
+    def transport(self, backend: Backend) -> Any:
+        if backend.runtime == "in-process" or backend.endpoint == "in-process":
+            entry = self.view.agents.get((backend.namespace, backend.agent_id))
+            config = from_struct(entry.agent.config) if entry is not None else {}
+            return InProcessTransport(config, owner=backend)
+        if is_http(backend):
+            return self.http_transport(backend)
+        return self.grpc_transport(backend)
+
+    def grpc_transport(self, backend: Backend) -> Any:
+        """A gRPC agent's transport."""
+        return GrpcTransport(backend.endpoint, max_message_bytes=self.max_message_bytes)
+
+    def http_transport(self, backend: Backend) -> Any:
+        """An HTTP agent's transport over the pooled client."""
+        return HttpTransport(backend.endpoint, self.http_client(), max_message_bytes=self.max_message_bytes,
+                             owner=backend)
+
+    def http_options(self) -> dict[str, Any]:
+        """Extra keyword arguments of the pooled ``httpx.AsyncClient`` (a TLS context, for one)."""
+        return {}
+
+    def http_client(self) -> Any:
+        """The pooled HTTP client shared by every HTTP agent."""
+        if self._http is None:
+            import httpx
+
+            self._http = httpx.AsyncClient(
+                limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+                timeout=httpx.Timeout(30.0),
+                **self.http_options(),
+            )
+        return self._http
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+
+def instance_stats(view: View, now: float, namespace: str = "", agent_type: str = "") -> list[router_pb2.InstanceStats]:
+    """What this view's router (or direct client) observed of each instance, sorted by namespace
+    and instance id; `namespace` and `agent_type` filter when set."""
+    out = []
+    for key in sorted(view.backends):
+        b = view.backends[key]
+        if namespace and b.namespace != namespace:
+            continue
+        if agent_type and b.agent_type != agent_type:
+            continue
+        p50, p99 = b.percentiles()
+        out.append(router_pb2.InstanceStats(
+            namespace=b.namespace,
+            instance_id=b.instance_id,
+            agent_id=b.agent_id,
+            agent_type=b.agent_type,
+            version=b.version,
+            endpoint=b.endpoint,
+            in_flight=b.in_flight,
+            requests=b.requests,
+            errors=b.errors,
+            latency_p50=to_duration(timedelta(seconds=p50)),
+            latency_p99=to_duration(timedelta(seconds=p99)),
+            breaker=f"BREAKER_STATE_{b.breaker_state(now).name}",
+            ejected=b.outlier.ejected(now),
+            ejections=b.outlier.ejections,
+            state=b.state.removeprefix("INSTANCE_STATE_"),
+        ))
+    return out
+
+
+def is_http(backend: Backend) -> bool:
+    """Whether `backend` is an HTTP agent (an http(s) URL or the http runtime)."""
+    return backend.endpoint.startswith(("http://", "https://")) or backend.runtime == "http"
+
+
 class Engine:
     """Routes calls over a View. `clock` is monotonic seconds; `rng` drives
-    strategies and back-off jitter (both injectable for tests)."""
+    strategies and back-off jitter (both injectable for tests); `dial` makes each
+    backend's transport (`PlainDialer` unless given: the router passes one that
+    speaks the mesh's TLS); `limits` admits each call (`Unlimited` unless given)."""
 
     def __init__(
         self,
@@ -103,20 +223,18 @@ class Engine:
         max_message_bytes: int,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
-        tls: TlsSource | None = None,
-        limits: RateLimiter | None = None,
+        dial: Dialer | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.view = view
-        self.limits = limits or RateLimiter()
+        self.limits: Limits = limits or Unlimited()
         self.max_message_bytes = max_message_bytes
-        self.tls = tls
-        self._https = MeshHttps(tls) if tls is not None else None
+        self.dial: Dialer = dial or PlainDialer(view, max_message_bytes)
         self.clock = clock
         self.rng = rng or random.Random()
         self._pools: dict[bytes, tuple[int, Pool | SutradharError]] = {}
         self._strategies: dict[tuple[bytes, str], Strategy] = {}
         self._budgets: dict[tuple[str, str], RetryBudget] = {}
-        self._http: Any = None
         self._closing: set[asyncio.Task[None]] = set()
         #: The router's RouterMetrics (services/common/metrics_router.py) when metrics are on, else None.
         self.metrics: Any = None
@@ -165,60 +283,13 @@ class Engine:
         return budget
 
     def transport(self, backend: Backend) -> Any:
-        """The backend's transport, created on first use."""
+        """The backend's transport, made by the dialer on first use."""
         transport = backend.transport
         if transport is not None:
             return transport
-        endpoint = backend.endpoint
-        if backend.runtime == "in-process" or endpoint == "in-process":
-            entry = self.view.agents.get((backend.namespace, backend.agent_id))
-            config = from_struct(entry.agent.config) if entry is not None else {}
-            transport = InProcessTransport(config, owner=backend)
-        elif endpoint.startswith(("http://", "https://")) or backend.runtime == "http":
-            transport = self._http_transport(backend)
-        elif self.tls is None:
-            transport = GrpcTransport(endpoint, max_message_bytes=self.max_message_bytes)
-        else:
-            try:
-                expected = expected_identity(backend.instance_id, endpoint, backend.identity)
-            except NoIdentity as err:
-                transport = RefusedTransport(endpoint, str(err))
-            else:
-                transport = GrpcTransport(
-                    endpoint, max_message_bytes=self.max_message_bytes, tls=self.tls, expected=expected
-                )
-        backend.transport = transport
+        transport = backend.transport = self.dial.transport(backend)
         backend.result_metadata = wire.result_metadata_fields(backend.instance_id, 1)
         return transport
-
-    def _http_transport(self, backend: Backend) -> Any:
-        """An HTTP agent's transport: with TLS on, ``https://`` presents the router's certificate
-        and, when the instance registered an identity, requires it; ``http://`` stays plaintext."""
-        https = self._https if backend.endpoint.startswith("https://") else None
-        extensions: dict[str, Any] = {}
-        if https is not None and backend.identity:
-            try:
-                extensions = https.extensions(expected_identity(backend.instance_id, backend.endpoint,
-                                                                backend.identity))
-            except NoIdentity as err:
-                return RefusedTransport(backend.endpoint, str(err))
-        return HttpTransport(
-            backend.endpoint, self.http_client(), max_message_bytes=self.max_message_bytes, owner=backend,
-            extensions=extensions, before=https.refresh if https is not None else None,
-        )
-
-    def http_client(self) -> Any:
-        """The pooled HTTP client shared by every HTTP agent (with TLS on, its ``https://``
-        connections present the router's certificate)."""
-        if self._http is None:
-            import httpx
-
-            self._http = httpx.AsyncClient(
-                limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
-                timeout=httpx.Timeout(30.0),
-                **({"verify": self._https.context} if self._https is not None else {}),
-            )
-        return self._http
 
     def discard(self, backend: Backend, *, grace: float = DISCARD_GRACE_S) -> None:
         """Close a removed backend's transport (called by the View).
@@ -238,14 +309,12 @@ class Engine:
         task.add_done_callback(self._closing.discard)
 
     async def close(self) -> None:
-        """Close every transport and the HTTP client."""
+        """Close every transport, then the dialer (its pooled HTTP client)."""
         for backend in list(self.view.backends.values()):
             self.discard(backend, grace=SHUTDOWN_GRACE_S)
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        await self.dial.close()
 
     # -- one call ---------------------------------------------------------
 
@@ -458,7 +527,7 @@ class Engine:
 
     async def execute_stream(
         self, req: wire.RouteRequest, grpc_timeout: float | None, trace: Any = None
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """Route one streaming task; yields serialized stream events. Retries
         happen only before the first event has been passed on. `trace`: see `_attempt`."""
         pool, strategy, max_attempts, timeout, request, assigned_id = self._plan(req, grpc_timeout)

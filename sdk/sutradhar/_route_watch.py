@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 
@@ -23,7 +23,6 @@ from sutradhar._backoff import Backoff
 from sutradhar._identity import DEFAULT_TRUST_DOMAIN, SpiffeId
 from sutradhar._routing.view import View
 from sutradhar._tls import TlsSource, secure_channel
-from sutradhar.services.router.ratelimits import RateLimiter
 from sutradhar.v1 import ratelimit_pb2, registry_pb2, registry_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -36,15 +35,29 @@ INSTANCE = registry_pb2.RESOURCE_KIND_INSTANCE
 RATE_LIMIT = registry_pb2.RESOURCE_KIND_RATE_LIMIT
 #: What a router watches (rate limits only come to a watcher that names them).
 KINDS = (AGENT, INSTANCE, RATE_LIMIT)
+#: What a watcher with no rate-limit sink watches.
+ROUTING_KINDS = (AGENT, INSTANCE)
 PROBE_SUCCESS = registry_pb2.PROBE_RESULT_SUCCESS
 
 #: Pause before watching again after a failure: 200 ms doubling to 2 s, jittered.
 WATCH_BACKOFF = Backoff(initial=timedelta(milliseconds=200), maximum=timedelta(seconds=2))
 
 
+class RateLimitSink(Protocol):
+    """Where watched RateLimits go (the router's `services.router.ratelimits.RateLimiter`)."""
+
+    def put(self, limit: ratelimit_pb2.RateLimit, now: float) -> None: ...
+
+    def delete(self, namespace: str, name: str) -> None: ...
+
+    def replace(self, limits: list[ratelimit_pb2.RateLimit], now: float) -> None: ...
+
+
 class RegistryWatcher:
     """Keeps `view` in step with the registry at `address`; with `tls`, over mutual TLS
-    to a peer that must be the registry of `trust_domain`."""
+    to a peer that must be the registry of `trust_domain`; `channel`, when given, makes
+    the channel instead (an SDK caller's, presenting its `Credentials`). RateLimits are
+    watched only with a `limiter` to feed."""
 
     def __init__(
         self,
@@ -55,10 +68,13 @@ class RegistryWatcher:
         clock: Callable[[], float] = time.monotonic,
         tls: TlsSource | None = None,
         trust_domain: str = DEFAULT_TRUST_DOMAIN,
-        limiter: RateLimiter | None = None,
+        limiter: RateLimitSink | None = None,
+        channel: Callable[[], Any] | None = None,
     ) -> None:
         self.view = view
-        self.limiter = limiter or RateLimiter()
+        self.limiter = limiter
+        self.kinds = KINDS if limiter is not None else ROUTING_KINDS
+        self._make_channel = channel
         self.address = address
         self.tls = tls
         self.trust_domain = trust_domain
@@ -87,7 +103,7 @@ class RegistryWatcher:
                 view.put_instance(event.instance, probe_time=self._probe_time(event.instance))
             elif event.type == DELETE:
                 view.delete_instance(event.namespace or event.instance.namespace, event.id or event.instance.id)
-        elif event.kind == RATE_LIMIT:
+        elif event.kind == RATE_LIMIT and self.limiter is not None:
             if event.type == PUT:
                 self.limiter.put(event.rate_limit, self._clock())
             elif event.type == DELETE:
@@ -96,7 +112,7 @@ class RegistryWatcher:
     async def _session(self, channel: Any) -> None:
         stub = registry_pb2_grpc.RegistryServiceStub(channel)
         listing = self.revision == 0
-        request = registry_pb2.WatchRequest(namespace="*", kinds=KINDS)
+        request = registry_pb2.WatchRequest(namespace="*", kinds=self.kinds)
         if listing:
             request.include_initial = True
         else:
@@ -115,7 +131,8 @@ class RegistryWatcher:
                         # a stream broken mid-list must list again.
                         list_revision = max(list_revision, event.revision, response.revision)
                         if event.type == SYNCED:
-                            self.limiter.replace(limits, self._clock())
+                            if self.limiter is not None:
+                                self.limiter.replace(limits, self._clock())
                             self.view.replace(agents, instances)
                             agents, instances, limits = [], [], []
                             listing = False
@@ -139,6 +156,8 @@ class RegistryWatcher:
             self.connected = False
 
     def _channel(self) -> Any:
+        if self._make_channel is not None:
+            return self._make_channel()
         if self.tls is None:
             return grpc.aio.insecure_channel(self.address)
         return secure_channel(self.address, self.tls, expected=SpiffeId.service(self.trust_domain, "registry"))

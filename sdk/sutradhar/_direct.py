@@ -1,0 +1,285 @@
+"""`DirectClient`: a `RouterClient` that routes each call itself, with no router hop.
+
+It watches the registry over gRPC (`RegistryService.Watch`, resumed after a
+disconnect, listed again after a compaction) into its own `View` of agents, their
+routing policies and instances, and sends each task straight to the instance the
+router would have picked, through the router's own engine (`sutradhar._route_engine`):
+the same selector, per-agent policy, strategies, circuit breakers, outlier ejection,
+retries on another instance within the deadline and the retry budget, hedging and
+streaming with cancellation. Results carry the same metadata (instance id,
+attempts) as routed ones; errors are the same `SutradharError`s with the same
+messages.
+
+A call goes to the router instead (counted in `stats()` under its reason) when the
+client cannot route it with the router's semantics:
+
+- ``not-synced``: the view has not had its first full list from the registry yet;
+- ``secured-mesh``: the credentials hold a certificate or token: agents of a secured
+  mesh take tasks from the mesh's router only (`sutradhar._mesh_callers`);
+- ``in-process``: an instance of the pool runs inside the router;
+- ``http-without-httpx``: an HTTP agent, and httpx (the ``mesh`` extra) is not installed;
+- ``rate-limited``: the agent's policy or a RateLimit of its namespace limits it (the
+  router holds the shared buckets).
+
+The rest of the mesh still sees the direct calls: every `REPORT_PERIOD` the client
+reports each instance's load window (average in flight, calls per second; the router's
+`Backend.take_load`) to the registry (`ReportLoad`), which writes it beside the routers'
+under a lease that lapses shortly after the client's last report, so the autoscaler
+counts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import logging
+import re
+import socket
+import uuid
+from collections import Counter
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Self
+
+from sutradhar._aio import cancel_until_done
+from sutradhar._clients import RegistryClient, RouterClient, Timeout, _seconds
+from sutradhar._credentials import open_channel
+from sutradhar._errors import InvalidArgument, SutradharError
+from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES
+from sutradhar._route_engine import Engine, PlainDialer, instance_stats, is_http
+from sutradhar._route_watch import RegistryWatcher
+from sutradhar._routing import wire
+from sutradhar._routing.selection import Pool
+from sutradhar._routing.view import View
+from sutradhar.v1 import ratelimit_pb2, registry_pb2, router_pb2
+
+log = logging.getLogger(__name__)
+
+#: How often the load of direct calls is reported to the registry.
+REPORT_PERIOD = timedelta(seconds=1)
+
+#: Why a call went to the router (the keys of `DirectStats.fallbacks`).
+NOT_SYNCED = "not-synced"
+SECURED_MESH = "secured-mesh"
+IN_PROCESS = "in-process"
+HTTP_WITHOUT_HTTPX = "http-without-httpx"
+RATE_LIMITED = "rate-limited"
+
+
+@dataclass(frozen=True)
+class DirectStats:
+    """What a `DirectClient` did: calls it routed itself, calls it left to the router by
+    reason, whether its view is synced with the registry, and what it observed of each
+    instance it knows (the router's `GetStats` form: in-flight, requests, errors, latency,
+    breaker, ejection)."""
+
+    direct: int
+    fallbacks: dict[str, int] = field(default_factory=dict)
+    synced: bool = False
+    instances: list[router_pb2.InstanceStats] = field(default_factory=list)
+    load_reports: int = 0
+    """Load reports the registry accepted."""
+    load_report_error: str = ""
+    """Why the last load report failed ("" after a good one)."""
+
+    @property
+    def routed(self) -> int:
+        """Calls that went through the router."""
+        return sum(self.fallbacks.values())
+
+
+def reporter_id() -> str:
+    """A DNS-1123 label naming this client in its load records: host name and a random suffix."""
+    host = re.sub(r"[^a-z0-9-]+", "-", socket.gethostname().split(".")[0].lower()).strip("-")[:40]
+    return f"{host or 'client'}-{uuid.uuid4().hex[:12]}"
+
+
+class _LimitedNamespaces:
+    """The namespaces that hold a RateLimit (fed by the watch): their calls go to the router."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, set[str]] = {}
+
+    def put(self, limit: ratelimit_pb2.RateLimit, now: float) -> None:
+        self.names.setdefault(limit.namespace or "default", set()).add(limit.name)
+
+    def delete(self, namespace: str, name: str) -> None:
+        held = self.names.get(namespace or "default")
+        if held is not None:
+            held.discard(name)
+            if not held:
+                del self.names[namespace or "default"]
+
+    def replace(self, limits: list[ratelimit_pb2.RateLimit], now: float) -> None:
+        self.names.clear()
+        for limit in limits:
+            self.put(limit, now)
+
+
+class DirectClient(RouterClient):
+    """Routes tasks itself, straight to agent instances, with the router's semantics::
+
+        async with DirectClient("127.0.0.1:50052", registry="127.0.0.1:50051") as client:
+            await client.wait_synced(timeout=5)
+            result = await client.execute("echo", {"text": "hi"}, timeout=2)
+
+    `address` is the router, used for what the client cannot route itself (see the
+    module's docstring and `stats()`); `registry` is the registry it watches, with the
+    same credentials. `execute`, `execute_stream` and `get_stats` (the router's) are
+    `RouterClient`'s. Gives up nothing a routed call has: a call it cannot route with
+    the router's semantics goes to the router.
+    """
+
+    def __init__(self, address: str, *, registry: str, **options: Any) -> None:
+        super().__init__(address, **options)
+        self.registry = registry
+        self._max_message_bytes = int(options.get("max_message_bytes") or DEFAULT_MAX_MESSAGE_BYTES)
+        self.view = View(on_removed=self._discard)
+        self.engine = Engine(self.view, max_message_bytes=self._max_message_bytes,
+                             dial=PlainDialer(self.view, self._max_message_bytes))
+        self._limited = _LimitedNamespaces()
+        self._refusal = "" if self.credentials.is_insecure else SECURED_MESH
+        self.watcher: RegistryWatcher | None = None
+        if not self._refusal:
+            expected = self.credentials.expected("registry")
+            self.watcher = RegistryWatcher(
+                self.view, registry, limiter=self._limited,
+                channel=lambda: open_channel(registry, self.credentials, expected=expected),
+            )
+        self.reporter_id = reporter_id()
+        self._registry = RegistryClient(registry, credentials=self.credentials) if self.watcher is not None else None
+        self._reports = 0
+        self._report_error = ""
+        self._watch: asyncio.Task[None] | None = None
+        self._report: asyncio.Task[None] | None = None
+        self._direct = 0
+        self._fallbacks: Counter[str] = Counter()
+        self._httpx = importlib.util.find_spec("httpx") is not None
+
+    def _discard(self, backend: Any) -> None:
+        self.engine.discard(backend)
+
+    def _start(self) -> None:
+        if self.watcher is not None and self._watch is None:
+            loop = asyncio.get_running_loop()
+            self._watch = loop.create_task(self.watcher.run(), name="direct-client-watch")
+            self._report = loop.create_task(self._report_loop(), name="direct-client-load")
+
+    async def report_load(self) -> int:
+        """Report one load window of every instance this client called (one `ReportLoad` per
+        namespace); how many instances were reported. Run every `REPORT_PERIOD` by the client."""
+        if self._registry is None:
+            return 0
+        now = self.engine.clock()
+        by_namespace: dict[str, list[registry_pb2.InstanceLoad]] = {}
+        for backend in list(self.view.backends.values()):
+            sample = backend.take_load(now)
+            if sample is not None:
+                by_namespace.setdefault(backend.namespace, []).append(registry_pb2.InstanceLoad(
+                    instance_id=backend.instance_id, agent_id=backend.agent_id, in_flight=sample.in_flight,
+                    rps=sample.rps))
+        for namespace, loads in by_namespace.items():
+            await self._registry.report_load(self.reporter_id, loads, namespace=namespace, timeout=5)
+            self._reports += 1
+        return sum(len(loads) for loads in by_namespace.values())
+
+    async def _report_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REPORT_PERIOD.total_seconds())
+            try:
+                await self.report_load()
+                self._report_error = ""
+            except SutradharError as err:  # the registry's trouble never fails a call
+                if not self._report_error:
+                    log.warning("cannot report the load of direct calls to the registry at %s: %s",
+                                self.registry, err)
+                self._report_error = str(err)
+
+    async def __aenter__(self) -> Self:
+        self._start()
+        return self
+
+    async def wait_synced(self, *, timeout: Timeout = None) -> bool:  # noqa: ASYNC109 - a bound, as elsewhere
+        """Wait until the view holds the registry's full list (True), or for `timeout`
+        (a timedelta or seconds; False when it passes). Calls made before go to the router. False at once when the
+        client never routes itself (a secured mesh)."""
+        if self.watcher is None:
+            return False
+        self._start()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_seconds(timeout)):
+                await self.watcher.synced.wait()
+        return self.watcher.synced.is_set()
+
+    def stats(self, *, namespace: str = "", agent_type: str = "") -> DirectStats:
+        """Calls routed directly, calls sent to the router by reason, whether the view is synced,
+        and the instances (of `namespace` and `agent_type`, when given) as this client sees them."""
+        return DirectStats(direct=self._direct, fallbacks=dict(self._fallbacks), synced=self.view.synced,
+                           instances=instance_stats(self.view, self.engine.clock(), namespace, agent_type),
+                           load_reports=self._reports, load_report_error=self._report_error)
+
+    async def close(self) -> None:
+        """Stop watching, close the channels to agents and to the router."""
+        await cancel_until_done(task for task in (self._watch, self._report) if task is not None)
+        self._watch = self._report = None
+        await self.engine.close()
+        if self._registry is not None:
+            await self._registry.close()
+        await super().close()
+
+    # -- routing ----------------------------------------------------------
+
+    def _fallback_reason(self, pool: Pool) -> str:
+        if pool.policy.rate_limit is not None or pool.namespace in self._limited.names:
+            return RATE_LIMITED
+        for backend in pool.backends:
+            if backend.runtime == "in-process" or backend.endpoint == "in-process":
+                return IN_PROCESS
+            if not self._httpx and is_http(backend):
+                return HTTP_WITHOUT_HTTPX
+        return ""
+
+    def _route(self, request: Any, request_type: str) -> wire.RouteRequest | None:
+        """The request split for the engine, or None (counted) when the router must take it."""
+        self._start()
+        reason = self._refusal or ("" if self.view.synced else NOT_SYNCED)
+        route = None
+        if not reason:
+            route = wire.split_route_request(request.SerializeToString(), request_type)
+            if route.error:
+                raise InvalidArgument(route.error, field="request")
+            reason = self._fallback_reason(self.engine.pool(route.selector_bytes))
+        if reason:
+            self._fallbacks[reason] += 1
+            return None
+        self._direct += 1
+        return route
+
+    async def _send(
+        self, request: router_pb2.RouterServiceExecuteRequest, grpc_timeout: float | None
+    ) -> router_pb2.RouterServiceExecuteResponse:
+        route = self._route(request, wire.EXECUTE_REQUEST)
+        if route is None:
+            return await super()._send(request, grpc_timeout)
+        return router_pb2.RouterServiceExecuteResponse.FromString(await self.engine.execute(route, grpc_timeout))
+
+    async def _send_stream(
+        self, request: router_pb2.RouterServiceExecuteStreamRequest, grpc_timeout: float | None
+    ) -> AsyncGenerator[router_pb2.RouterServiceExecuteStreamResponse, None]:
+        route = self._route(request, wire.EXECUTE_STREAM_REQUEST)
+        if route is None:
+            events = super()._send_stream(request, grpc_timeout)
+            try:
+                async for msg in events:
+                    yield msg
+            finally:
+                await events.aclose()
+            return
+        stream = self.engine.execute_stream(route, grpc_timeout)
+        try:
+            async for event in stream:
+                yield router_pb2.RouterServiceExecuteStreamResponse.FromString(event)
+        finally:
+            await stream.aclose()  # leaving early cancels the agent call
