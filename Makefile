@@ -27,7 +27,7 @@ system-deps:
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/buf lint
-	$(VENV)/bin/mypy sdk/sutradhar cli services
+	$(PY) scripts/typecheck.py
 
 test: install system-deps lint
 	$(VENV)/bin/pytest -q -p no:cacheprovider

@@ -20,10 +20,11 @@ from sutradhar._clients import (
     TokenClient,
 )
 from sutradhar._credentials import Context, CredentialFile, Credentials
+from sutradhar._secret_clients import ConfigMapClient, SecretClient
 from sutradhar._errors import InvalidArgument
 
 C = TypeVar("C", RegistryClient, RouterClient, SchedulerClient, HealthClient, RbacClient, TokenClient, AuditClient,
-            QuotaClient, RateLimitClient)
+            QuotaClient, RateLimitClient, SecretClient, ConfigMapClient)
 
 
 def check_address(address: str) -> None:

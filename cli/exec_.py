@@ -174,7 +174,7 @@ def _print_result(result: Result, output: str, elapsed: float) -> None:
         print_json({**result_dict(result), "round_trip_ms": round(elapsed * 1000, 3)})
         return
     meta = result.metadata
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"field": "success", "value": str(result.success).lower()},
         {"field": "instance", "value": f"{meta.instance_id} (agent {meta.agent_id} {meta.agent_version})".strip()},
         {"field": "attempts", "value": meta.attempts},

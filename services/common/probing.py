@@ -309,7 +309,7 @@ class Probers:
             import httpx  # the mesh extra; imported lazily so the module loads without it
 
             self._http = httpx.AsyncClient(
-                **({"verify": self._https.context} if self._https is not None else {}),
+                verify=self._https.context if self._https is not None else True,
                 trust_env=False,
                 follow_redirects=False,
                 # Open connections are bounded by the scheduler's probe

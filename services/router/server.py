@@ -38,7 +38,7 @@ from sutradhar._routing.view import View
 from sutradhar._token_bucket import RateLimited
 from sutradhar.services.common.membership import Membership
 from sutradhar.services.common.security import SecurityStack
-from sutradhar.services.common.tracing import RouterTracing
+from sutradhar.services.common.tracing import CallTrace, RouterTracing
 from sutradhar.services.router.config import RouterConfig
 from sutradhar.services.router.dial import MeshDialer
 from sutradhar.services.router.load import LoadPublisher
@@ -287,7 +287,7 @@ class RouterServer:
             failure = err
             raise
         finally:
-            if trace.sampled:
+            if isinstance(trace, CallTrace):
                 trace.end(failure)
 
     def _execute_stream(self, request: wire.RouteRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
@@ -312,7 +312,7 @@ class RouterServer:
             raise
         finally:
             await events.aclose()  # type: ignore[attr-defined]
-            if trace is not None and trace.sampled:
+            if isinstance(trace, CallTrace):
                 trace.end(failure)
 
     async def _get_stats(

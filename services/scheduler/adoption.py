@@ -89,9 +89,9 @@ async def adopt(store: Store, supervisor: Supervisor, *, current: Callable[[], b
                 slot.probe = readiness_settings(agents[key], replica.endpoint)
             slot.identity = supervisor.replica_identity(slot, replica.agent_id, adopt=True)
             found.add((replica.namespace, replica.replica_id))
-            inst = instances.get((replica.namespace, replica.replica_id))
-            if inst is not None and inst.endpoint == replica.endpoint:
-                slot.lease_id = inst.lease_id
+            registered = instances.get((replica.namespace, replica.replica_id))
+            if registered is not None and registered.endpoint == replica.endpoint:
+                slot.lease_id = registered.lease_id
             supervisor.slots.setdefault(key, {})[slot.id] = slot
             supervisor.event(key, "Adopted", f"adopted {runtime.name} replica {slot.id} ({replica.endpoint})", slot.id)
             if replica.phase is ReplicaPhase.RUNNING:

@@ -439,6 +439,7 @@ class Supervisor:
                 return
         while True:
             await self.clock.sleep(period)
+            assert replica is not None  # _await_ready's None returned above
             replica = await runtime.inspect(replica)
             if replica.phase in (ReplicaPhase.EXITED, ReplicaPhase.FAILED):
                 await self.on_exit(slot, replica)
