@@ -1,0 +1,122 @@
+"""Access reviews: an agent asks the registry whether a caller that reached it directly may call it.
+
+In a secured mesh a `DirectClient` with a certificate calls agents itself, with no router
+to check its credentials. The agent does it instead, as Kubernetes' kubelet does with a
+SubjectAccessReview: `AccessReviews.refusal(caller)` asks the registry
+(`RbacService/ReviewAccess`, over mutual TLS with the agent's own certificate) whether the
+caller's SPIFFE ID may ``execute`` this agent, and the registry answers with the rule the
+router applies to `RouterService/Execute` (docs/rbac.md, "Access reviews").
+
+Answers, allowed and denied alike, are kept for `REVIEW_TTL` (10 s, by an injected clock),
+for at most `CACHE_SIZE` callers (the oldest answer goes first), so a revoked binding stops
+direct calls within the TTL and a busy caller costs one review per TTL; concurrent first
+calls of one caller share one review. A registry that cannot be asked (unreachable, no
+certificate yet, refusing the review) fails the call UNAVAILABLE, with what to do: nothing
+is ever allowed without an answer (fail closed), and failures are not cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Final
+
+from sutradhar._clients import RbacClient
+from sutradhar._credentials import Credentials
+from sutradhar._errors import SutradharError, Unavailable
+from sutradhar._identity import SpiffeId
+from sutradhar._tls import TlsSource
+
+__all__ = ["CACHE_SIZE", "REVIEW_TIMEOUT", "REVIEW_TTL", "AccessReviews"]
+
+#: How long an answer is kept.
+REVIEW_TTL: Final = timedelta(seconds=10)
+#: How many callers' answers are kept.
+CACHE_SIZE: Final = 4096
+#: How long one review may take.
+REVIEW_TIMEOUT: Final = timedelta(seconds=5)
+
+
+class AccessReviews:
+    """The answers of the registry at `address` about this agent's callers.
+
+    `tls` gives the agent's certificate when a review is made (a bootstrapped agent has it
+    only once started); its identity names the namespace and agent id reviewed. `clock`
+    (seconds, monotonic) times the cache.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        tls: Callable[[], TlsSource | None],
+        *,
+        agent: str = "this agent",
+        ttl: timedelta = REVIEW_TTL,
+        size: int = CACHE_SIZE,
+        clock: Callable[[], float] = time.monotonic,
+        timeout: timedelta = REVIEW_TIMEOUT,
+    ) -> None:
+        if size < 1:
+            raise ValueError(f"an access review cache holds at least 1 answer, not {size}")
+        self.address = address
+        self.agent = agent
+        self.ttl = ttl.total_seconds()
+        self.size = size
+        self.clock = clock
+        self.timeout = timeout
+        self.reviews = 0
+        """Reviews the registry answered (cache misses)."""
+        self._tls = tls
+        self._answers: OrderedDict[str, tuple[float, str]] = OrderedDict()  # caller -> (expiry, refusal or "")
+        self._pending: dict[str, asyncio.Future[str]] = {}
+        self._client: RbacClient | None = None
+
+    async def refusal(self, caller: SpiffeId) -> str:
+        """"" when `caller` may execute this agent, else why not (the registry's reason, naming
+        who, what and where). `Unavailable` when the registry cannot answer."""
+        key = str(caller)
+        answer = self._answers.get(key)
+        if answer is not None:
+            if answer[0] > self.clock():
+                return answer[1]
+            del self._answers[key]
+        pending = self._pending.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._review(caller))
+            self._pending[key] = pending
+            pending.add_done_callback(lambda _done: self._pending.pop(key, None))
+        return await asyncio.shield(pending)  # one caller's cancelled call leaves the others' review
+
+    async def _review(self, caller: SpiffeId) -> str:
+        tls = self._tls()
+        if tls is None:
+            raise Unavailable(f"{self.agent} has no certificate yet to ask the registry whether {caller} may call it; "
+                              "retry in a moment, or call through the router")
+        if self._client is None:
+            self._client = RbacClient(self.address, credentials=Credentials(tls=tls))
+        own = tls.identity
+        try:
+            response = await self._client.review_access(str(caller), namespace=own.namespace, name=own.agent_id,
+                                                        timeout=self.timeout)
+        except SutradharError as err:
+            raise Unavailable(
+                f"{self.agent} cannot check whether {caller} may call it: the access review at the registry "
+                f"{self.address} failed ({err.code.name}: {err.message}); retry when the registry is reachable, "
+                "or call through the router"
+            ) from None
+        self.reviews += 1
+        refusal = "" if response.allowed else response.reason or f"{caller} may not execute {self.agent}"
+        self._answers[key := str(caller)] = (self.clock() + self.ttl, refusal)
+        self._answers.move_to_end(key)
+        while len(self._answers) > self.size:
+            self._answers.popitem(last=False)
+        return refusal
+
+    async def close(self) -> None:
+        """Close the channel to the registry."""
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
