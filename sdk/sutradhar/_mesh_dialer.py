@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from sutradhar._peer_identity import MeshHttps, NoIdentity, expected_identity
 from sutradhar._route_engine import PlainDialer
 from sutradhar._route_transports import GrpcTransport, HttpTransport, RefusedTransport
 from sutradhar._routing.backend import Backend
 from sutradhar._routing.view import View
 from sutradhar._tls import TlsSource
-from sutradhar._peer_identity import MeshHttps, NoIdentity, expected_identity
 
 
 class MeshDialer(PlainDialer):

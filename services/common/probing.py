@@ -37,8 +37,8 @@ from google.protobuf import duration_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sutradhar._hosting import reconnect_options
-from sutradhar._tls import TlsSource, secure_channel
 from sutradhar._peer_identity import MeshHttps, NoIdentity, expected_identity, presented_identity
+from sutradhar._tls import TlsSource, secure_channel
 from sutradhar.v1 import probe_pb2, registry_pb2
 
 __all__ = [
@@ -308,8 +308,9 @@ class Probers:
         if self._http is None:
             import httpx  # the mesh extra; imported lazily so the module loads without it
 
+            verify: dict[str, Any] = {"verify": self._https.context} if self._https is not None else {}
             self._http = httpx.AsyncClient(
-                **({"verify": self._https.context} if self._https is not None else {}),
+                **verify,
                 trust_env=False,
                 follow_redirects=False,
                 # Open connections are bounded by the scheduler's probe
