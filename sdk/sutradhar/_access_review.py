@@ -30,7 +30,7 @@ from sutradhar._errors import SutradharError, Unavailable
 from sutradhar._identity import SpiffeId
 from sutradhar._tls import TlsSource
 
-__all__ = ["CACHE_SIZE", "REVIEW_TIMEOUT", "REVIEW_TTL", "AccessReviews"]
+__all__ = ["CACHE_SIZE", "REVIEW_TIMEOUT", "REVIEW_TTL", "AccessReviews", "ReviewCache"]
 
 #: How long an answer is kept.
 REVIEW_TTL: Final = timedelta(seconds=10)
@@ -38,6 +38,40 @@ REVIEW_TTL: Final = timedelta(seconds=10)
 CACHE_SIZE: Final = 4096
 #: How long one review may take.
 REVIEW_TIMEOUT: Final = timedelta(seconds=5)
+
+
+class ReviewCache:
+    """Answers by caller, each kept `ttl` from when it was stored, at most `size` of them
+    (storing one more drops the oldest). Times are the caller's clock's (seconds)."""
+
+    def __init__(self, *, ttl: timedelta = REVIEW_TTL, size: int = CACHE_SIZE) -> None:
+        if size < 1:
+            raise ValueError(f"an access review cache holds at least 1 answer, not {size}")
+        if ttl <= timedelta(0):
+            raise ValueError(f"an access review answer is kept for a positive time, not {ttl}")
+        self.ttl = ttl.total_seconds()
+        self.size = size
+        self._answers: OrderedDict[str, tuple[float, str]] = OrderedDict()  # caller -> (expiry, refusal or "")
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+    def get(self, caller: str, now: float) -> str | None:
+        """The answer about `caller` ("" allowed, else the refusal), or None when none is kept (or it expired)."""
+        answer = self._answers.get(caller)
+        if answer is None:
+            return None
+        if answer[0] <= now:
+            del self._answers[caller]
+            return None
+        return answer[1]
+
+    def put(self, caller: str, refusal: str, now: float) -> None:
+        """Keep the answer about `caller` until `now` + ttl."""
+        self._answers[caller] = (now + self.ttl, refusal)
+        self._answers.move_to_end(caller)
+        while len(self._answers) > self.size:
+            self._answers.popitem(last=False)
 
 
 class AccessReviews:
@@ -59,18 +93,14 @@ class AccessReviews:
         clock: Callable[[], float] = time.monotonic,
         timeout: timedelta = REVIEW_TIMEOUT,
     ) -> None:
-        if size < 1:
-            raise ValueError(f"an access review cache holds at least 1 answer, not {size}")
         self.address = address
         self.agent = agent
-        self.ttl = ttl.total_seconds()
-        self.size = size
+        self.cache = ReviewCache(ttl=ttl, size=size)
         self.clock = clock
         self.timeout = timeout
         self.reviews = 0
         """Reviews the registry answered (cache misses)."""
         self._tls = tls
-        self._answers: OrderedDict[str, tuple[float, str]] = OrderedDict()  # caller -> (expiry, refusal or "")
         self._pending: dict[str, asyncio.Future[str]] = {}
         self._client: RbacClient | None = None
 
@@ -78,11 +108,9 @@ class AccessReviews:
         """"" when `caller` may execute this agent, else why not (the registry's reason, naming
         who, what and where). `Unavailable` when the registry cannot answer."""
         key = str(caller)
-        answer = self._answers.get(key)
+        answer = self.cache.get(key, self.clock())
         if answer is not None:
-            if answer[0] > self.clock():
-                return answer[1]
-            del self._answers[key]
+            return answer
         pending = self._pending.get(key)
         if pending is None:
             pending = asyncio.ensure_future(self._review(caller))
@@ -109,10 +137,7 @@ class AccessReviews:
             ) from None
         self.reviews += 1
         refusal = "" if response.allowed else response.reason or f"{caller} may not execute {self.agent}"
-        self._answers[key := str(caller)] = (self.clock() + self.ttl, refusal)
-        self._answers.move_to_end(key)
-        while len(self._answers) > self.size:
-            self._answers.popitem(last=False)
+        self.cache.put(str(caller), refusal, self.clock())
         return refusal
 
     async def close(self) -> None:
