@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from sutradhar._access_review import REVIEW_TTL
+from sutradhar._agent import Result
 from sutradhar._clients import AuditClient, RbacClient
 from sutradhar._direct import DirectClient
 from sutradhar._errors import PermissionDenied
@@ -60,14 +61,19 @@ async def test_a_user_with_execute_calls_directly_and_one_without_is_refused_by_
             result = await caller.execute("echo", {"n": i}, namespace=unique, timeout=10)
             assert result.success and result.data["echo"] == {"n": i}
             assert result.metadata.instance_id == instance.id
+        events = [e async for e in caller.execute_stream("echo", {"text": "abcdefgh"}, namespace=unique, timeout=10)]
+        assert [e.data for e in events if type(e).__name__ == "Partial"] == ["abcd", "efgh"]
+        assert isinstance(events[-1], Result) and events[-1].success
         stats = caller.stats()
-        assert stats.direct == 5 and stats.fallbacks == {}
+        assert stats.direct == 6 and stats.fallbacks == {}
 
     async with direct(mesh, viewer, unique) as refused:
         assert await refused.wait_synced(timeout=10), refused.stats().watch_error
         with pytest.raises(PermissionDenied) as denied:
             await refused.execute("echo", {"n": 0}, namespace=unique, timeout=10)
-        assert refused.stats().direct == 1 and refused.stats().fallbacks == {}  # the agent refused it
+        with pytest.raises(PermissionDenied):  # streams are reviewed too (the answer is cached by now)
+            [e async for e in refused.execute_stream("echo", {"text": "ab"}, namespace=unique, timeout=10)]
+        assert refused.stats().direct == 2 and refused.stats().fallbacks == {}  # the agent refused them
     message = str(denied.value)
     assert str(viewer) in message and "execute agents 'echo'" in message and f"namespace {unique}" in message
     assert "access review" in message
