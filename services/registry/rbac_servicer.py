@@ -35,6 +35,7 @@ from sutradhar._identity import AGENT, SpiffeId
 from sutradhar.services.common import audit_records, principal, rbac
 from sutradhar.services.common.access import Decision
 from sutradhar.services.common.audit import AuditLog, timestamp
+from sutradhar.services.common.audit_middleware import request_id_of
 from sutradhar.services.common.keys import namespace_or_default
 from sutradhar.services.common.rbac import Authorizer
 from sutradhar.services.common.rolebindings import RoleBindingStore, validate_binding
@@ -136,7 +137,7 @@ class RbacServicer(rbac_pb2_grpc.RbacServiceServicer):
         now = audit_log.now()
         event = audit_pb2.AuditEvent(
             audit_id=audit_log.new_id(now), request_received_time=timestamp(now), method=REVIEWED_METHOD,
-            request_id=audit_log.new_id(now), principal=reviewed.name, peer=str(asker.identity),
+            request_id=request_id_of(context), principal=reviewed.name, peer=str(asker.identity),
             source=asker.source or str(context.peer() or ""), verb=decision.verb, resource=decision.resource,
             namespace=decision.namespace, name=decision.name, stage=audit_pb2.AUDIT_STAGE_RESPONSE_COMPLETE,
             decision=audit_pb2.AUDIT_DECISION_DENY, reason=audit_records.cut(decision.reason),

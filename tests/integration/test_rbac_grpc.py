@@ -239,7 +239,8 @@ async def test_an_agent_reviews_its_callers_with_the_routers_rule_and_denials_ar
     await bind(mesh, unique, "app", "invoker", invoker)
     allowed = await mesh.rbac.ReviewAccess(review(invoker, unique), metadata=metadata(echo), timeout=10)
     assert allowed.allowed and "role invoker" in allowed.reason
-    denied = await mesh.rbac.ReviewAccess(review(stranger, unique), metadata=metadata(echo), timeout=10)
+    denied = await mesh.rbac.ReviewAccess(review(stranger, unique),
+                                          metadata=(*metadata(echo), ("x-request-id", "req-42")), timeout=10)
     assert not denied.allowed
     assert str(stranger) in denied.reason and "execute agents 'echo'" in denied.reason
     assert f"namespace {unique}" in denied.reason
@@ -247,6 +248,7 @@ async def test_an_agent_reviews_its_callers_with_the_routers_rule_and_denials_ar
     [event] = [e for e in events if e.method.endswith("AgentService/Execute")]
     assert (event.principal, event.peer, event.verb, event.resource, event.name) == (
         str(stranger), str(echo), "execute", "agents", "echo")
+    assert event.request_id == "req-42" and event.namespace == unique and str(stranger) in event.reason
     assert event.decision == audit_pb2.AUDIT_DECISION_DENY and event.status_code == "PERMISSION_DENIED"
     assert not [e for e in events if e.principal == str(invoker)]  # an allowed review leaves no record, as Execute
 
