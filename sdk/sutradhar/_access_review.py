@@ -115,8 +115,13 @@ class AccessReviews:
         if pending is None:
             pending = asyncio.ensure_future(self._review(caller))
             self._pending[key] = pending
-            pending.add_done_callback(lambda _done: self._pending.pop(key, None))
+            pending.add_done_callback(lambda done: self._finished(key, done))
         return await asyncio.shield(pending)  # one caller's cancelled call leaves the others' review
+
+    def _finished(self, key: str, done: asyncio.Future[str]) -> None:
+        self._pending.pop(key, None)
+        if not done.cancelled():
+            done.exception()  # retrieved: every waiter raises it itself, and none may be left
 
     async def _review(self, caller: SpiffeId) -> str:
         tls = self._tls()

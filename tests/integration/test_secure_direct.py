@@ -9,20 +9,23 @@ CA (`tests.secure_support`), process replicas with their own identities.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from examples.echo_agent import EchoAgent
 from sutradhar._access_review import REVIEW_TTL
 from sutradhar._agent import Result
 from sutradhar._clients import AuditClient, RbacClient
 from sutradhar._direct import DirectClient
 from sutradhar._errors import PermissionDenied
 from sutradhar._identity import SpiffeId
+from sutradhar._serve import AgentServer
 from sutradhar.v1 import audit_pb2, rbac_pb2
-from tests.integration.test_secure_mesh import deploy
+from tests.integration.test_secure_mesh import define_agent, deploy
 from tests.secure_support import TD, SecureEtcd, SecureMesh, secure_mesh, service
 from tests.support import eventually
 
@@ -139,3 +142,37 @@ async def test_calls_to_a_namespace_the_client_does_not_watch_go_to_the_router(m
         result = await caller.execute("echo", {}, namespace=f"{unique}-b", timeout=10)
         assert result.success and result.metadata.instance_id == instance.id
         assert caller.stats().fallbacks == {"other-namespace": 1}
+
+
+async def test_a_self_registering_agent_reviews_each_caller_once_per_ttl(mesh: SecureMesh, unique: str) -> None:
+    await define_agent(mesh, unique)
+    identity = SpiffeId.agent(TD, unique, "echo", "self-1")
+    files = mesh.pki.issue(identity)
+    server = AgentServer(EchoAgent(), host="127.0.0.1", port=0, registry=mesh.registry.address, namespace=unique,
+                         register_agent=False, trust_domain=TD, tls_cert_file=files.certificate,
+                         tls_key_file=files.private_key, tls_ca_file=files.trust_bundle)
+    app = SpiffeId.user(TD, unique, "app")
+    await bind(mesh, unique, "app-view", "viewer", app)
+    await bind(mesh, unique, "app-run", "invoker", app)
+    async with server, direct(mesh, app, unique) as caller:
+        reviews = server.access_reviews
+        assert reviews is not None and reviews.address == mesh.registry.address  # the registry it registers with
+        now = [1000.0]
+        reviews.clock = lambda: now[0]
+        assert await caller.wait_synced(timeout=10), caller.stats().watch_error
+
+        async def served() -> bool:
+            return any(b.instance_id == "self-1" for b in caller.view.backends.values())
+
+        await eventually(served, within=10, what="the self-registered instance in the client's view")
+        results = await asyncio.gather(*(caller.execute("echo", {"n": i}, namespace=unique, timeout=10)
+                                         for i in range(20)))
+        assert all(r.success and r.metadata.instance_id == "self-1" for r in results)
+        assert reviews.reviews == 1  # twenty concurrent first calls, one review
+        now[0] += REVIEW_TTL.total_seconds() - 0.5
+        assert (await caller.execute("echo", {}, namespace=unique, timeout=10)).success
+        assert reviews.reviews == 1
+        now[0] += 1.0  # past the TTL: asked again
+        assert (await caller.execute("echo", {}, namespace=unique, timeout=10)).success
+        assert reviews.reviews == 2
+        assert caller.stats().direct == 22 and caller.stats().fallbacks == {}
