@@ -100,3 +100,35 @@ def test_only_an_agent_may_ask_and_only_about_itself() -> None:
     # the cluster admin holds "*" (the registry's servicer still refuses it: it is no agent)
     assert authorizer.check(Principal(bootstrap_admin(TD), CERTIFICATE), "create", ACCESSREVIEWS, "team-a",
                             "echo").allowed
+
+
+async def test_a_certified_direct_client_leaves_container_replicas_and_other_namespaces_to_the_router(
+    tmp_path: Path,
+) -> None:
+    from sutradhar._direct import DirectClient
+    from sutradhar._routing import wire
+    from sutradhar.v1 import registry_pb2, router_pb2
+
+    source = Pki.create(tmp_path).source(APP)
+    client = DirectClient("127.0.0.1:1", registry="127.0.0.1:1", namespace="team-a", tls=source)
+    try:
+        serving = registry_pb2.INSTANCE_STATE_SERVING
+        client.view.replace(
+            [registry_pb2.Agent(id=agent_id, namespace="team-a", type=agent_id, version="1.0.0", runtime=runtime)
+             for agent_id, runtime in (("boxed", "container"), ("proc", "process"))],
+            [registry_pb2.Instance(id=f"{agent_id}-1", agent_id=agent_id, namespace="team-a", endpoint="127.0.0.1:9",
+                                   state=serving, identity=str(SpiffeId.agent(TD, "team-a", agent_id, f"{agent_id}-1")))
+             for agent_id in ("boxed", "proc")],
+        )
+
+        def route(agent_type: str, namespace: str = "team-a") -> wire.RouteRequest | None:
+            request = router_pb2.RouterServiceExecuteRequest(
+                selector=router_pb2.Selector(namespace=namespace, agent_type=agent_type))
+            return client._route(request, wire.EXECUTE_REQUEST)
+
+        assert route("boxed") is None and route("proc", "team-b") is None
+        assert route("proc") is not None  # a process replica: direct
+        assert client.stats().fallbacks == {"container-replica": 1, "other-namespace": 1}
+        assert client.stats().direct == 1
+    finally:
+        await client.close()
