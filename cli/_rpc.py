@@ -20,8 +20,8 @@ from sutradhar._clients import (
     TokenClient,
 )
 from sutradhar._credentials import Context, CredentialFile, Credentials
-from sutradhar._secret_clients import ConfigMapClient, SecretClient
 from sutradhar._errors import InvalidArgument
+from sutradhar._secret_clients import ConfigMapClient, SecretClient
 
 C = TypeVar("C", RegistryClient, RouterClient, SchedulerClient, HealthClient, RbacClient, TokenClient, AuditClient,
             QuotaClient, RateLimitClient, SecretClient, ConfigMapClient)

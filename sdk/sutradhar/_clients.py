@@ -907,6 +907,18 @@ class RbacClient(_Client):
         )
         return list(response.roles)
 
+    async def review_access(
+        self, principal: str, *, namespace: str, name: str, verb: str = "execute", resource: str = "agents",
+        timeout: Timeout = None,
+    ) -> rbac_pb2.ReviewAccessResponse:
+        """Whether `principal` (a SPIFFE ID) may `verb` `resource` `name` in `namespace`, as the router
+        decides it: asked by an agent, about calls to itself (docs/rbac.md, "Access reviews")."""
+        return await self._call(self._stub.ReviewAccess(
+            rbac_pb2.ReviewAccessRequest(principal=principal, verb=verb, resource=resource, namespace=namespace,
+                                         name=name),
+            timeout=_seconds(timeout),
+        ))
+
 
 class RateLimitClient(_Client):
     """RateLimit objects (RateLimitService, served by the registry; routers enforce them)."""

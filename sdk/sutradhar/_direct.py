@@ -13,13 +13,28 @@ messages.
 A call goes to the router instead (counted in `stats()` under its reason) when the
 client cannot route it with the router's semantics:
 
-- ``not-synced``: the view has not had its first full list from the registry yet;
-- ``secured-mesh``: the credentials hold a certificate or token: agents of a secured
-  mesh take tasks from the mesh's router only (`sutradhar._mesh_callers`);
+- ``not-synced``: the view has not had its first full list from the registry yet (or
+  the watch is refused: `DirectStats.watch_error` says why);
+- ``token-only``: the credentials hold a bearer token and no certificate: an agent
+  authenticates its callers by their certificates (mutual TLS), so only the router,
+  which checks tokens, takes the call;
+- ``other-namespace``: the client watches one namespace (`namespace=`) and the call
+  names another;
+- ``container-replica``: in a secured mesh, an instance of the pool is a container
+  replica, which cannot reach the registry to review a direct caller and so takes
+  calls from the mesh's services only (docs/security.md, "Who may call an agent");
 - ``in-process``: an instance of the pool runs inside the router;
 - ``http-without-httpx``: an HTTP agent, and httpx (the ``mesh`` extra) is not installed;
 - ``rate-limited``: the agent's policy or a RateLimit of its namespace limits it (the
   router holds the shared buckets).
+
+In a secured mesh the client calls agents over mutual TLS with its own certificate
+(`Credentials.tls`), requiring each instance to present the identity it registered, as
+the router does (`sutradhar._mesh_dialer.MeshDialer`); the agent asks the registry
+whether the certificate's identity may ``execute`` it (an access review, the router's
+own rule, cached 10 s by the agent: `sutradhar._access_review`), so a caller without
+the binding gets PERMISSION_DENIED from the agent, naming it, as the router would
+answer, and a revoked binding takes effect within 10 s.
 
 The rest of the mesh still sees the direct calls: every `REPORT_PERIOD` the client
 reports each instance's load window (average in flight, calls per second; the router's
@@ -32,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib.util
 import logging
 import re
@@ -43,11 +59,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Self
 
+from google.protobuf.message import DecodeError
+
 from sutradhar._aio import cancel_until_done
 from sutradhar._clients import RegistryClient, RouterClient, Timeout, _seconds
 from sutradhar._credentials import open_channel
 from sutradhar._errors import InvalidArgument, SutradharError
 from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES
+from sutradhar._mesh_dialer import MeshDialer
+from sutradhar._names import ALL_NAMESPACES
 from sutradhar._route_engine import Engine, PlainDialer, instance_stats, is_http
 from sutradhar._route_watch import RegistryWatcher
 from sutradhar._routing import wire
@@ -62,7 +82,9 @@ REPORT_PERIOD = timedelta(seconds=1)
 
 #: Why a call went to the router (the keys of `DirectStats.fallbacks`).
 NOT_SYNCED = "not-synced"
-SECURED_MESH = "secured-mesh"
+TOKEN_ONLY = "token-only"
+OTHER_NAMESPACE = "other-namespace"
+CONTAINER_REPLICA = "container-replica"
 IN_PROCESS = "in-process"
 HTTP_WITHOUT_HTTPX = "http-without-httpx"
 RATE_LIMITED = "rate-limited"
@@ -83,6 +105,8 @@ class DirectStats:
     """Load reports the registry accepted."""
     load_report_error: str = ""
     """Why the last load report failed ("" after a good one)."""
+    watch_error: str = ""
+    """Why the last watch of the registry failed ("" while it runs), e.g. PERMISSION_DENIED."""
 
     @property
     def routed(self) -> int:
@@ -94,6 +118,16 @@ def reporter_id() -> str:
     """A DNS-1123 label naming this client in its load records: host name and a random suffix."""
     host = re.sub(r"[^a-z0-9-]+", "-", socket.gethostname().split(".")[0].lower()).strip("-")[:40]
     return f"{host or 'client'}-{uuid.uuid4().hex[:12]}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _namespace_of(selector_bytes: bytes) -> str:
+    """The namespace a serialized Selector names ("default" when empty); cached, as callers
+    send the same few selectors again and again."""
+    try:
+        return router_pb2.Selector.FromString(selector_bytes).namespace or "default"
+    except DecodeError:  # not ours to report: the router answers INVALID_ARGUMENT for it
+        return ""
 
 
 class _LimitedNamespaces:
@@ -127,25 +161,32 @@ class DirectClient(RouterClient):
 
     `address` is the router, used for what the client cannot route itself (see the
     module's docstring and `stats()`); `registry` is the registry it watches, with the
-    same credentials. `execute`, `execute_stream` and `get_stats` (the router's) are
-    `RouterClient`'s. Gives up nothing a routed call has: a call it cannot route with
-    the router's semantics goes to the router.
+    same credentials; `namespace` what it watches: "*" (every namespace, which needs
+    `watch` cluster-wide) or the one namespace a caller may watch, whose agents it then
+    calls directly (calls to other namespaces go to the router). `execute`,
+    `execute_stream` and `get_stats` (the router's) are `RouterClient`'s. Gives up
+    nothing a routed call has: a call it cannot route with the router's semantics goes
+    to the router.
     """
 
-    def __init__(self, address: str, *, registry: str, **options: Any) -> None:
+    def __init__(self, address: str, *, registry: str, namespace: str = ALL_NAMESPACES, **options: Any) -> None:
         super().__init__(address, **options)
         self.registry = registry
+        self.namespace = namespace
         self._max_message_bytes = int(options.get("max_message_bytes") or DEFAULT_MAX_MESSAGE_BYTES)
         self.view = View(on_removed=self._discard)
-        self.engine = Engine(self.view, max_message_bytes=self._max_message_bytes,
-                             dial=PlainDialer(self.view, self._max_message_bytes))
+        tls = self.credentials.tls
+        self._secured = not self.credentials.is_insecure
+        dial = PlainDialer(self.view, self._max_message_bytes) if tls is None else \
+            MeshDialer(self.view, self._max_message_bytes, tls)
+        self.engine = Engine(self.view, max_message_bytes=self._max_message_bytes, dial=dial)
         self._limited = _LimitedNamespaces()
-        self._refusal = "" if self.credentials.is_insecure else SECURED_MESH
+        self._refusal = TOKEN_ONLY if self._secured and tls is None else ""
         self.watcher: RegistryWatcher | None = None
         if not self._refusal:
             expected = self.credentials.expected("registry")
             self.watcher = RegistryWatcher(
-                self.view, registry, limiter=self._limited,
+                self.view, registry, limiter=self._limited, namespace=namespace,
                 channel=lambda: open_channel(registry, self.credentials, expected=expected),
             )
         self.reporter_id = reporter_id()
@@ -204,7 +245,7 @@ class DirectClient(RouterClient):
     async def wait_synced(self, *, timeout: Timeout = None) -> bool:  # noqa: ASYNC109 - a bound, as elsewhere
         """Wait until the view holds the registry's full list (True), or for `timeout`
         (a timedelta or seconds; False when it passes). Calls made before go to the router. False at once when the
-        client never routes itself (a secured mesh)."""
+        client never routes itself (a token without a certificate)."""
         if self.watcher is None:
             return False
         self._start()
@@ -218,7 +259,8 @@ class DirectClient(RouterClient):
         and the instances (of `namespace` and `agent_type`, when given) as this client sees them."""
         return DirectStats(direct=self._direct, fallbacks=dict(self._fallbacks), synced=self.view.synced,
                            instances=instance_stats(self.view, self.engine.clock(), namespace, agent_type),
-                           load_reports=self._reports, load_report_error=self._report_error)
+                           load_reports=self._reports, load_report_error=self._report_error,
+                           watch_error=self.watcher.error if self.watcher is not None else "")
 
     async def close(self) -> None:
         """Stop watching, close the channels to agents and to the router."""
@@ -237,6 +279,8 @@ class DirectClient(RouterClient):
         for backend in pool.backends:
             if backend.runtime == "in-process" or backend.endpoint == "in-process":
                 return IN_PROCESS
+            if self._secured and backend.runtime == "container":
+                return CONTAINER_REPLICA
             if not self._httpx and is_http(backend):
                 return HTTP_WITHOUT_HTTPX
         return ""
@@ -250,7 +294,10 @@ class DirectClient(RouterClient):
             route = wire.split_route_request(request.SerializeToString(), request_type)
             if route.error:
                 raise InvalidArgument(route.error, field="request")
-            reason = self._fallback_reason(self.engine.pool(route.selector_bytes))
+            if self.namespace != ALL_NAMESPACES and _namespace_of(route.selector_bytes) != self.namespace:
+                reason = OTHER_NAMESPACE
+            else:
+                reason = self._fallback_reason(self.engine.pool(route.selector_bytes))
         if reason:
             self._fallbacks[reason] += 1
             return None

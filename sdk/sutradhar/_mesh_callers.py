@@ -9,11 +9,20 @@ trust domain::
 
     spiffe://<trust-domain>/ns/sutradhar-system/service/{router,health,scheduler}
 
+With `reviews` (`sutradhar._access_review.AccessReviews`: the agent knows the
+registry), a user or agent identity of the trust domain may call too, when the
+registry says it may ``execute`` this agent (an access review, cached a few
+seconds): that is how a `DirectClient` with its own certificate reaches agents
+without the router, authorized by the router's own rule. A denial is
+PERMISSION_DENIED naming who, what and where; a registry that cannot answer is
+UNAVAILABLE (fail closed). The mesh services pass without a review.
+
 Anything else is refused: no SPIFFE ID at all is UNAUTHENTICATED, another
-identity (a user, another agent, the registry, another trust domain) is
-PERMISSION_DENIED; both messages say who may call. grpc.health.v1 and reflection
-stay open (to any holder of a certificate of the bundle). Callers reach an agent
-through the router, which checks their own credentials.
+identity (without reviews: a user, another agent; always: the registry, a
+service of another trust domain) is PERMISSION_DENIED; both messages say who may
+call. grpc.health.v1 and reflection stay open (to any holder of a certificate of
+the bundle). Other callers reach an agent through the router, which checks their
+own credentials.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from typing import Any, Final
 
 import grpc
 
+from sutradhar._access_review import AccessReviews
 from sutradhar._errors import InvalidArgument, PermissionDenied, Unauthenticated
 from sutradhar._identity import SERVICE, SYSTEM_NAMESPACE, SpiffeId
 from sutradhar._middleware import Method, Stage, Streaming, Unary
@@ -34,17 +44,25 @@ _CACHE_LIMIT = 1024
 
 
 class MeshCallers:
-    """Authentication of an agent's callers: mesh services of `trust_domain` only."""
+    """Authentication of an agent's callers: mesh services of `trust_domain`, and, with
+    `reviews`, whoever the registry says may execute the agent."""
 
     stage = Stage.AUTHENTICATION
 
-    def __init__(self, trust_domain: str, *, agent: str = "this agent") -> None:
+    def __init__(self, trust_domain: str, *, agent: str = "this agent", reviews: AccessReviews | None = None) -> None:
         self.trust_domain = trust_domain
         self.agent = agent
+        self.reviews = reviews
         self._allowed = {SpiffeId.service(trust_domain, name) for name in AGENT_CALLERS}
-        self._verdicts: dict[bytes, str] = {}  # peer_spiffe_id -> "" (allowed) or the refusal
+        # peer_spiffe_id -> "" (allowed), the identity to review, or the refusal
+        self._verdicts: dict[bytes, str | SpiffeId] = {}
 
-    def _verdict(self, peer: bytes) -> str:
+    def _reviewable(self, identity: SpiffeId | None) -> bool:
+        """A user or agent of this trust domain, when the registry can be asked about it."""
+        return (self.reviews is not None and identity is not None and identity.trust_domain == self.trust_domain
+                and identity.kind != SERVICE)
+
+    def _verdict(self, peer: bytes) -> str | SpiffeId:
         verdict = self._verdicts.get(peer)
         if verdict is None:
             try:
@@ -53,6 +71,8 @@ class MeshCallers:
                 identity = None
             if identity in self._allowed:
                 verdict = ""
+            elif identity is not None and self._reviewable(identity):
+                verdict = identity
             else:
                 who = str(identity) if identity is not None else repr(peer.decode(errors="replace"))
                 verdict = (
@@ -66,25 +86,40 @@ class MeshCallers:
             self._verdicts[peer] = verdict
         return verdict
 
-    def check(self, context: grpc.aio.ServicerContext) -> None:
-        """Raise unless the peer's certificate is a mesh service that calls agents."""
+    def check(self, context: grpc.aio.ServicerContext) -> SpiffeId | None:
+        """Raise unless the peer's certificate is a mesh service that calls agents, or a caller
+        to review (returned: `review` decides it)."""
         peer = peer_spiffe_id(context)
         if peer is None:
             raise Unauthenticated(
-                f"{self.agent} takes calls over mutual TLS from the mesh's router, health and scheduler only; "
-                "this call presented no certificate with a SPIFFE ID (exactly one spiffe:// URI SAN)"
+                f"{self.agent} takes calls over mutual TLS, from the mesh's router, health and scheduler"
+                + (" and from callers the registry allows to execute it" if self.reviews is not None else " only")
+                + "; this call presented no certificate with a SPIFFE ID (exactly one spiffe:// URI SAN)"
             )
         verdict = self._verdict(peer)
+        if isinstance(verdict, SpiffeId):
+            return verdict
         if verdict:
             raise PermissionDenied(verdict)
+        return None
+
+    async def review(self, caller: SpiffeId) -> None:
+        """Raise unless the registry says `caller` may execute this agent (`check` returned it)."""
+        assert self.reviews is not None
+        refusal = await self.reviews.refusal(caller)
+        if refusal:
+            raise PermissionDenied(f"{refusal} (the access review {self.agent} asked the registry for this direct "
+                                   "call; the router decides a routed call the same way)")
 
     def unary(self, method: Method, call_next: Unary) -> Unary:
         if method.infrastructure:
             return call_next
-        check = self.check
+        check, review = self.check, self.review
 
         async def authenticated(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            check(context)
+            caller = check(context)
+            if caller is not None:
+                await review(caller)
             return await call_next(request, context)
 
         return authenticated
@@ -92,10 +127,12 @@ class MeshCallers:
     def stream(self, method: Method, call_next: Streaming) -> Streaming:
         if method.infrastructure:
             return call_next
-        check = self.check
+        check, review = self.check, self.review
 
         async def authenticated(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            check(context)
+            caller = check(context)
+            if caller is not None:
+                await review(caller)
             async for item in call_next(request, context):
                 yield item
 

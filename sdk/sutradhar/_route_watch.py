@@ -57,7 +57,8 @@ class RegistryWatcher:
     """Keeps `view` in step with the registry at `address`; with `tls`, over mutual TLS
     to a peer that must be the registry of `trust_domain`; `channel`, when given, makes
     the channel instead (an SDK caller's, presenting its `Credentials`). RateLimits are
-    watched only with a `limiter` to feed."""
+    watched only with a `limiter` to feed. `namespace` is what is watched: "*" (every
+    namespace, a router's), or one namespace (a caller allowed to watch only its own)."""
 
     def __init__(
         self,
@@ -70,8 +71,12 @@ class RegistryWatcher:
         trust_domain: str = DEFAULT_TRUST_DOMAIN,
         limiter: RateLimitSink | None = None,
         channel: Callable[[], Any] | None = None,
+        namespace: str = "*",
     ) -> None:
         self.view = view
+        self.namespace = namespace
+        self.error = ""
+        """Why the last watch session failed ("" once one ran)."""
         self.limiter = limiter
         self.kinds = KINDS if limiter is not None else ROUTING_KINDS
         self._make_channel = channel
@@ -112,7 +117,7 @@ class RegistryWatcher:
     async def _session(self, channel: Any) -> None:
         stub = registry_pb2_grpc.RegistryServiceStub(channel)
         listing = self.revision == 0
-        request = registry_pb2.WatchRequest(namespace="*", kinds=self.kinds)
+        request = registry_pb2.WatchRequest(namespace=self.namespace, kinds=self.kinds)
         if listing:
             request.include_initial = True
         else:
@@ -125,6 +130,7 @@ class RegistryWatcher:
         try:
             async for response in call:
                 self.connected = True
+                self.error = ""
                 for event in response.events:
                     if listing:
                         # The revision counts only once the whole list is in:
@@ -180,6 +186,7 @@ class RegistryWatcher:
                         continue
                     failures += 1
                     delay = self._backoff.seconds(failures)
+                    self.error = f"{err.code().name}: {err.details()}"
                     log.warning("registry watch at %s failed (%s: %s); retrying in %.1fs",
                                 self.address, err.code().name, err.details(), delay)
                 await asyncio.sleep(delay)

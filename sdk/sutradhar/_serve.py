@@ -25,6 +25,7 @@ from typing import Any, Self
 import grpc
 
 from sutradhar import _tracing
+from sutradhar._access_review import AccessReviews
 from sutradhar._agent import (
     Agent,
     Result,
@@ -379,10 +380,15 @@ class AgentServer:
         self._ttl = settings.ttl
         self._register_agent = settings.register_agent
         self._health_period = settings.health_period
+        review_at = settings.access_review or settings.registry
+        self.access_reviews: AccessReviews | None = AccessReviews(
+            review_at, lambda: self.tls, agent=f"agent {agent.id}") if secured and review_at else None
+        """Who answers about callers that are not mesh services (None: they are refused)."""
         self._host = GrpcHost(
             service_names=[AGENT_SERVICE], host=settings.host, port=settings.port,
             max_message_bytes=settings.max_message_bytes, tls=self.tls,
-            middleware=[MeshCallers(settings.trust_domain, agent=f"agent {agent.id}")] if secured else [],
+            middleware=[MeshCallers(settings.trust_domain, agent=f"agent {agent.id}", reviews=self.access_reviews)]
+            if secured else [],
         )
         self.servicer = AgentServicer(agent, instance_id=self.instance_id, namespace=self.namespace)
         self._metrics_port = settings.metrics_port
@@ -558,6 +564,8 @@ class AgentServer:
             await self.registration.deregister()
             await self.registration.client.close()
         await self._host.stop(timedelta(seconds=0.2))
+        if self.access_reviews is not None:
+            await self.access_reviews.close()
         if self.servicer.prometheus is not None:
             self.servicer.prometheus.close()
         try:
@@ -634,6 +642,7 @@ def serve(
     published_on_loopback: bool | None = None,
     bootstrap: str | None = None,
     bootstrap_token_file: Path | None = None,
+    access_review: str | None = None,
     settings: ServeSettings | None = None,
 ) -> None:
     """Serve `agent` until SIGTERM/SIGINT, then drain and return.
@@ -660,6 +669,7 @@ def serve(
         max_message_bytes=max_message_bytes, log_level=log_level, log_format=log_format, tls_cert_file=tls_cert_file,
         tls_key_file=tls_key_file, tls_ca_file=tls_ca_file, trust_domain=trust_domain, insecure=insecure,
         published_on_loopback=published_on_loopback, bootstrap=bootstrap, bootstrap_token_file=bootstrap_token_file,
+        access_review=access_review,
     )
     settings = replace(settings, **options) if settings is not None else serve_settings(**options)
     if not logging.getLogger().handlers:

@@ -40,6 +40,11 @@ class ServeSettings(SecuritySettings):
     registry: str | None = None
     """Registry host:port to register with; none: only serve (so the scheduler runs its replicas:
     it registers them itself)."""
+    access_review: str | None = None
+    """Registry host:port that decides callers which are not mesh services (a DirectClient's user): it answers
+    whether they may execute this agent (RbacService/ReviewAccess, docs/security.md, "Who may call an agent").
+    None: the registry this agent registers with, if any; with neither, only the mesh's router, health and
+    scheduler may call it. The scheduler sets it for the replicas it runs, which do not register themselves."""
     namespace: str = "default"
     """Namespace of the agent and its instance."""
     instance_id: str | None = None

@@ -73,7 +73,8 @@ class _Call:
 _CALL: contextvars.ContextVar[_Call | None] = contextvars.ContextVar("sutradhar_audit_call", default=None)
 
 
-def _request_id(context: grpc.aio.ServicerContext) -> str:
+def request_id_of(context: grpc.aio.ServicerContext) -> str:
+    """The call's request id for its audit record: the caller's ``x-request-id``, else a new one."""
     for key, value in context.invocation_metadata() or ():
         if key == REQUEST_ID_HEADER and isinstance(value, str):
             kept = records.request_id_from(value)
@@ -228,7 +229,7 @@ class AuditMiddleware:
             audit_id=self.log.new_id(received),
             request_received_time=timestamp(received),
             method=method.full_name,
-            request_id=_request_id(context),
+            request_id=request_id_of(context),
             source=(caller.source if caller is not None and caller.source else "") or str(context.peer() or ""),
         )
         if caller is not None:
@@ -405,4 +406,4 @@ def audit_stages(audit_log: AuditLog, **options: Any) -> tuple[AuditMiddleware, 
     return AuditMiddleware(audit_log, **options).stages
 
 
-__all__ = ["REQUEST_ID_HEADER", "AuditGate", "AuditMiddleware", "audit_stages"]
+__all__ = ["REQUEST_ID_HEADER", "AuditGate", "AuditMiddleware", "audit_stages", "request_id_of"]

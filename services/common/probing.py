@@ -11,7 +11,7 @@
   probe runs over mutual TLS and requires the instance's registered identity:
   an instance without one fails ("registered no identity"), and one whose
   endpoint presents another identity fails with a message naming both
-  (`services.common.peer_identity`). gRPC channels are kept per endpoint
+  (`sutradhar._peer_identity`). gRPC channels are kept per endpoint
   and reused (dropped after a transport failure so that a restarted instance
   is reached without waiting for gRPC's reconnect back-off); HTTP probes
   share one pooled `httpx.AsyncClient`.
@@ -37,8 +37,8 @@ from google.protobuf import duration_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sutradhar._hosting import reconnect_options
+from sutradhar._peer_identity import MeshHttps, NoIdentity, expected_identity, presented_identity
 from sutradhar._tls import TlsSource, secure_channel
-from sutradhar.services.common.peer_identity import MeshHttps, NoIdentity, expected_identity, presented_identity
 from sutradhar.v1 import probe_pb2, registry_pb2
 
 __all__ = [

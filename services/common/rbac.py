@@ -89,13 +89,17 @@ CERTIFICATES: Final = "certificates"
 own identity, so `create` on it is granted to every role a person or agent holds."""
 
 SECRETS, CONFIGMAPS, RESOURCEQUOTAS, RATELIMITS = "secrets", "configmaps", "resourcequotas", "ratelimits"
+ACCESSREVIEWS: Final = "accessreviews"
+"""Access reviews (RbacService/ReviewAccess): an agent a caller reached directly asks whether
+that caller may execute it. `create` on it, limited to its own agent id, is in role `agent`;
+the registry answers agent identities only, about themselves."""
 GOVERNANCE: Final = (RESOURCEQUOTAS, RATELIMITS)
 """What bounds a namespace (its quotas and its namespace and per-caller rate limits): an
 admin of the namespace reads them, only a cluster-admin writes them (as in Kubernetes,
 where a namespace admin cannot raise its own ResourceQuota)."""
 
 RESOURCES: Final = (AGENTS, INSTANCES, DEPLOYMENTS, HEALTH, STATS, LOGS_RESOURCE, TOKENS, ROLEBINDINGS, AUDIT,
-                    MEMBERS, ROLES, CERTIFICATES, SECRETS, CONFIGMAPS, RESOURCEQUOTAS, RATELIMITS)
+                    MEMBERS, ROLES, CERTIFICATES, SECRETS, CONFIGMAPS, RESOURCEQUOTAS, RATELIMITS, ACCESSREVIEWS)
 """Every resource a rule may name (besides "*")."""
 
 BOOTSTRAP_ADMIN_NAME: Final = "admin"
@@ -205,12 +209,14 @@ AGENT_ROLE_NAME: Final = "agent"
 def agent_role(agent_id: str) -> Role:
     """Role `agent` for one agent: register, keep alive, update the state of and
     deregister its own instances, read its own definition, and obtain (renew) a
-    certificate for its own identity."""
+    certificate for its own identity, and ask whether a caller that reached it directly
+    may execute it (an access review about itself)."""
     own = (agent_id,)
     return Role(AGENT_ROLE_NAME, (
         Rule((GET,), (AGENTS,), own),
         Rule((CREATE, UPDATE, DELETE), (INSTANCES,), own),
         Rule((CREATE,), (CERTIFICATES,), own),
+        Rule((CREATE,), (ACCESSREVIEWS,), own),
     ), description="an agent's own instances (given implicitly to agent identities)")
 
 

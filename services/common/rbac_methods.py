@@ -235,6 +235,9 @@ def methods() -> dict[str, MethodAccess]:
         f"/{rbac_service}/ListRoleBindings": MethodAccess(r.LIST, r.ROLEBINDINGS, _ns),
         f"/{rbac_service}/DeleteRoleBinding": MethodAccess(r.DELETE, r.ROLEBINDINGS, _ns, _name, True),
         f"/{rbac_service}/ListRoles": MethodAccess(r.LIST, r.ROLES, _ns),
+        # An agent asking about a caller of its own (role `agent`: its own agent id, in its own
+        # namespace); a read, audited when denied; the reviewed decision is audited by the servicer.
+        f"/{rbac_service}/ReviewAccess": MethodAccess(r.CREATE, r.ACCESSREVIEWS, _ns, _name),
 
         # Minting a token is also a grant: the servicer checks `can_grant` for its role.
         f"/{token_service}/CreateToken": MethodAccess(r.CREATE, r.TOKENS, _ns, mutation=True),

@@ -141,7 +141,7 @@ class RegistryServer:
         add_ratelimit_service(self._host, rate_limit_store(self.store))
         self._retention: asyncio.Task[None] | None = None
         if self.security.authorizer is not None and self.audit_log is not None:
-            add_rbac_service(self._host, RoleBindingStore(self.store), self.security.authorizer)
+            add_rbac_service(self._host, RoleBindingStore(self.store), self.security.authorizer, self.audit_log)
             add_audit_service(self._host, self.audit_log)
             if issuer_key is not None:
                 issuer = TokenIssuer.for_mesh(issuer_key, config.trust_domain)

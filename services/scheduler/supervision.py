@@ -221,6 +221,7 @@ class Supervisor:
                 namespace=slot.namespace, deployment=slot.deployment, replica_id=slot.id,
                 revision=slot.revision, agent=agent, env=env, labels=labels,
                 tls=self.replica_tls(slot), insecure=self.identities is None,
+                access_review=self.config.registry if self.identities is not None else "",
                 files_dir=written.directory if written is not None else None,
                 mounts=written.mounts if written is not None else (),
                 metrics=serves_metrics(agent, replica_metrics=self.config.replica_metrics),

@@ -18,6 +18,8 @@ import pytest
 from sutradhar._hosting import GrpcHost
 from sutradhar._identity import SpiffeId
 from sutradhar.services.common import rbac_methods  # noqa: F401 - fills access.ACCESS
+from sutradhar.services.common.audit import AuditLog
+from sutradhar.services.common.audit_records import AuditFilter
 from sutradhar.services.common.authorization import Authorization
 from sutradhar.services.common.rbac import Authorizer, bootstrap_admin
 from sutradhar.services.common.rolebindings import RoleBindingCache, RoleBindingStore
@@ -28,7 +30,7 @@ from sutradhar.services.registry.load_reports import LoadReports
 from sutradhar.services.registry.rbac_servicer import RBAC_SERVICE_NAME, add_rbac_service
 from sutradhar.services.registry.servicer import SERVICE_NAME, RegistryServicer
 from sutradhar.services.registry.watch import Watcher
-from sutradhar.v1 import rbac_pb2, rbac_pb2_grpc, registry_pb2, registry_pb2_grpc
+from sutradhar.v1 import audit_pb2, rbac_pb2, rbac_pb2_grpc, registry_pb2, registry_pb2_grpc
 from tests.fake_authentication import HeaderAuthentication, metadata
 from tests.integration.test_registry_support import make_agent, make_instance
 from tests.support import eventually
@@ -44,6 +46,7 @@ class Mesh:
     rbac: rbac_pb2_grpc.RbacServiceStub
     bindings: RoleBindingStore
     cache: RoleBindingCache
+    audit: AuditLog
 
 
 @pytest.fixture
@@ -57,13 +60,14 @@ async def mesh(store: Store) -> AsyncIterator[Mesh]:
     host.add_servicer(registry_pb2_grpc.add_RegistryServiceServicer_to_server,
                       RegistryServicer(Agents(store), Instances(store), Watcher(store), LoadReports(store)))
     bindings = RoleBindingStore(store)
-    add_rbac_service(host, bindings, authorizer)
+    audit = AuditLog(store)
+    add_rbac_service(host, bindings, authorizer, audit)
     await host.start()
     await host.set_serving()
     try:
         async with grpc.aio.insecure_channel(host.address) as channel:
             yield Mesh(channel, registry_pb2_grpc.RegistryServiceStub(channel),
-                       rbac_pb2_grpc.RbacServiceStub(channel), bindings, cache)
+                       rbac_pb2_grpc.RbacServiceStub(channel), bindings, cache, audit)
     finally:
         await host.stop(timedelta(0))
         task.cancel()
@@ -218,3 +222,54 @@ async def test_bad_bindings_are_invalid_argument_and_roles_are_listed(mesh: Mesh
     err = await refused(mesh.rbac.GetRoleBinding(rbac_pb2.GetRoleBindingRequest(namespace=unique, name="nope"),
                                                  metadata=ADMIN, timeout=10))
     assert err.code() == grpc.StatusCode.NOT_FOUND
+
+
+def review(
+    principal: SpiffeId, namespace: str, name: str = "echo", verb: str = "execute"
+) -> rbac_pb2.ReviewAccessRequest:
+    return rbac_pb2.ReviewAccessRequest(principal=str(principal), verb=verb, resource="agents", namespace=namespace,
+                                        name=name)
+
+
+async def test_an_agent_reviews_its_callers_with_the_routers_rule_and_denials_are_audited(
+    mesh: Mesh, unique: str
+) -> None:
+    echo = SpiffeId.agent(TD, unique, "echo", "echo-1")
+    invoker, stranger = SpiffeId.user(TD, unique, "app"), SpiffeId.user(TD, unique, "stranger")
+    await bind(mesh, unique, "app", "invoker", invoker)
+    allowed = await mesh.rbac.ReviewAccess(review(invoker, unique), metadata=metadata(echo), timeout=10)
+    assert allowed.allowed and "role invoker" in allowed.reason
+    denied = await mesh.rbac.ReviewAccess(review(stranger, unique),
+                                          metadata=(*metadata(echo), ("x-request-id", "req-42")), timeout=10)
+    assert not denied.allowed
+    assert str(stranger) in denied.reason and "execute agents 'echo'" in denied.reason
+    assert f"namespace {unique}" in denied.reason
+    events = (await mesh.audit.list(AuditFilter(namespace=unique))).events
+    [event] = [e for e in events if e.method.endswith("AgentService/Execute")]
+    assert (event.principal, event.peer, event.verb, event.resource, event.name) == (
+        str(stranger), str(echo), "execute", "agents", "echo")
+    assert event.request_id == "req-42" and event.namespace == unique and str(stranger) in event.reason
+    assert event.decision == audit_pb2.AUDIT_DECISION_DENY and event.status_code == "PERMISSION_DENIED"
+    assert not [e for e in events if e.principal == str(invoker)]  # an allowed review leaves no record, as Execute
+
+
+async def test_only_an_agent_reviews_and_only_calls_to_itself(mesh: Mesh, unique: str) -> None:
+    echo = SpiffeId.agent(TD, unique, "echo", "echo-1")
+    app = SpiffeId.user(TD, unique, "app")
+    adm = SpiffeId.user(TD, unique, "adm")
+    await bind(mesh, unique, "adm", "admin", adm)
+    for who, request in (
+        (echo, review(app, unique, name="other")),       # another agent of its namespace
+        (echo, review(app, f"{unique}-b")),              # its agent id in another namespace
+        (adm, review(app, unique)),                      # an admin (holds "*") is no agent
+        (bootstrap_admin(TD), review(app, unique)),      # nor is the cluster admin
+    ):
+        err = await refused(mesh.rbac.ReviewAccess(request, metadata=metadata(who), timeout=10))
+        assert err.code() == grpc.StatusCode.PERMISSION_DENIED, (who, request, err.details())
+        assert str(who) in (err.details() or "")
+    err = await refused(mesh.rbac.ReviewAccess(review(app, unique, verb="delete"), metadata=metadata(echo), timeout=10))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "only verb 'execute'" in (err.details() or "")
+    bad = rbac_pb2.ReviewAccessRequest(principal="app", verb="execute", resource="agents", namespace=unique,
+                                       name="echo")
+    err = await refused(mesh.rbac.ReviewAccess(bad, metadata=metadata(echo), timeout=10))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "principal" in (err.details() or "")

@@ -3,7 +3,8 @@ certificates of a real CA, replicas the scheduler starts with identities of thei
 what an attacker on the network gets: nothing.
 
 - a process replica serves with its own identity (bound to namespace, agent id and instance
-  id) and is reached through the router; it refuses callers that are not mesh services;
+  id) and is reached through the router, or directly by a DirectClient with a certificate
+  the registry allows; it refuses other callers;
 - a hijacked endpoint (an instance registered with identity X, then a holder of a valid
   certificate of identity Y answering on its port) gets no task, and health reports it not
   serving with a message naming both identities;
@@ -88,13 +89,13 @@ async def test_a_replica_serves_with_its_own_identity_and_is_reached_through_the
         result = await router.execute("echo", {"text": "hi"}, namespace=unique, timeout=10)
     assert result.success and result.data["echo"] == {"text": "hi"}
     assert result.metadata.instance_id == instance.id
-    # a DirectClient with a certificate leaves every call to the router (agents take mesh callers only)
+    # a DirectClient with a certificate calls the replica itself (the replica reviews its access)
     async with DirectClient(mesh.router.address, registry=mesh.registry.address, tls=mesh.client_source(ADMIN),
                             expected=service("router")) as caller:
-        assert not await caller.wait_synced(timeout=0.1)
+        assert await caller.wait_synced(timeout=10)
         result = await caller.execute("echo", {"text": "hi"}, namespace=unique, timeout=10)
         assert result.success and result.metadata.instance_id == instance.id
-        assert caller.stats().fallbacks == {"secured-mesh": 1} and caller.stats().direct == 0
+        assert caller.stats().fallbacks == {} and caller.stats().direct == 1
 
     assert mesh.scheduler is not None
     directory = mesh.scheduler.config.state_dir / "tls" / unique / instance.id
@@ -102,11 +103,12 @@ async def test_a_replica_serves_with_its_own_identity_and_is_reached_through_the
     assert material.identity == expected
     assert stat.S_IMODE(os.stat(directory / "key.pem").st_mode) == 0o600
 
-    # the replica itself takes calls from mesh services only
-    async with AgentClient(instance.endpoint, tls=mesh.client_source(ADMIN), expected=expected) as direct:
+    # the replica itself takes calls from mesh services, and from callers the registry allows only
+    stranger = SpiffeId.user(TD, unique, "stranger")
+    async with AgentClient(instance.endpoint, tls=mesh.client_source(stranger), expected=expected) as direct:
         with pytest.raises(PermissionDenied) as refused:
             await direct.execute({"text": "hi"}, timeout=5)
-    assert str(ADMIN) in str(refused.value) and "route tasks through the router" in str(refused.value)
+    assert str(stranger) in str(refused.value) and "access review" in str(refused.value)
     async with AgentClient(instance.endpoint) as plaintext:
         with pytest.raises(Unavailable):
             await plaintext.describe(timeout=3)

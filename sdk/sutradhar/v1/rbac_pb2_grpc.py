@@ -60,6 +60,11 @@ class RbacServiceStub:
                 request_serializer=sutradhar_dot_v1_dot_rbac__pb2.ListRolesRequest.SerializeToString,
                 response_deserializer=sutradhar_dot_v1_dot_rbac__pb2.ListRolesResponse.FromString,
                 _registered_method=True)
+        self.ReviewAccess = channel.unary_unary(
+                '/sutradhar.v1.RbacService/ReviewAccess',
+                request_serializer=sutradhar_dot_v1_dot_rbac__pb2.ReviewAccessRequest.SerializeToString,
+                response_deserializer=sutradhar_dot_v1_dot_rbac__pb2.ReviewAccessResponse.FromString,
+                _registered_method=True)
 
 
 class RbacServiceServicer:
@@ -103,6 +108,17 @@ class RbacServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReviewAccess(self, request, context):
+        """ReviewAccess answers whether a principal may do a verb on an agent, as the
+        router would decide it (Kubernetes' SubjectAccessReview). Asked by an agent
+        that a caller reached directly (a DirectClient), about calls to itself
+        only: the caller must be an agent identity of `namespace` and `name` must
+        be its own agent id. Only verb "execute" on resource "agents" is reviewed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RbacServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -130,6 +146,11 @@ def add_RbacServiceServicer_to_server(servicer, server):
                     servicer.ListRoles,
                     request_deserializer=sutradhar_dot_v1_dot_rbac__pb2.ListRolesRequest.FromString,
                     response_serializer=sutradhar_dot_v1_dot_rbac__pb2.ListRolesResponse.SerializeToString,
+            ),
+            'ReviewAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReviewAccess,
+                    request_deserializer=sutradhar_dot_v1_dot_rbac__pb2.ReviewAccessRequest.FromString,
+                    response_serializer=sutradhar_dot_v1_dot_rbac__pb2.ReviewAccessResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -268,6 +289,33 @@ class RbacService:
             '/sutradhar.v1.RbacService/ListRoles',
             sutradhar_dot_v1_dot_rbac__pb2.ListRolesRequest.SerializeToString,
             sutradhar_dot_v1_dot_rbac__pb2.ListRolesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReviewAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sutradhar.v1.RbacService/ReviewAccess',
+            sutradhar_dot_v1_dot_rbac__pb2.ReviewAccessRequest.SerializeToString,
+            sutradhar_dot_v1_dot_rbac__pb2.ReviewAccessResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -60,6 +60,11 @@ class ReplicaSpec:
     replica finds it in SUTRADHAR_FILES_DIR, each mount under it at its mount path."""
     mounts: tuple[tuple[str, str], ...] = ()
     """(host directory, mount path) of each file mount: read-only binds of a container replica."""
+    access_review: str = ""
+    """Registry host:port the replica asks whether a caller that is not a mesh service (a DirectClient's
+    user) may execute it (SUTRADHAR_ACCESS_REVIEW; a secured scheduler sets its registry address). The
+    process runtime passes it on; a container cannot reach the host's loopback, so its replicas go without
+    and take calls from the mesh's services only."""
     metrics: bool = False
     """Give the replica a port for its Prometheus /metrics (SUTRADHAR_METRICS_PORT, with
     SUTRADHAR_METRICS_OPTIONAL=1: an agent that cannot serve one still starts)."""
@@ -69,6 +74,11 @@ def metrics_env(port: int) -> dict[str, str]:
     """The variables that give an agent its metrics port: an SDK agent serves /metrics there, and starts
     without it when it cannot (prometheus-client not installed), so the scheduler's default never breaks one."""
     return {"SUTRADHAR_METRICS_PORT": str(port), "SUTRADHAR_METRICS_OPTIONAL": "1"}
+
+
+def access_review_env(spec: ReplicaSpec) -> dict[str, str]:
+    """The variable that tells a replica where to ask about its direct callers (none: it refuses them)."""
+    return {"SUTRADHAR_ACCESS_REVIEW": spec.access_review} if spec.access_review and spec.tls is not None else {}
 
 
 def security_env(spec: ReplicaSpec, root: str | None = None) -> dict[str, str]:

@@ -28,7 +28,10 @@ scheduler), the replica's certificate directory mounted read-only at
 runs as a user that can read its 0600 key: the image's unprivileged 65534 (the
 files are handed to it) under a root scheduler, else the scheduler's own user; else
 ``SUTRADHAR_INSECURE=1`` (and ``SUTRADHAR_PUBLISHED_ON_LOOPBACK=1``: the agent may
-listen on 0.0.0.0 inside, as the port is published on the host's loopback only).
+listen on 0.0.0.0 inside, as the port is published on the host's loopback only). No
+``SUTRADHAR_ACCESS_REVIEW``: the registry listens on the host's loopback, which a container on
+Docker's bridge network cannot reach, so container replicas take calls from the mesh's router,
+health and scheduler only, and a DirectClient leaves their calls to the router (``container-replica``).
 Values from Secrets and ConfigMaps (resolved by the scheduler) arrive in the
 environment, and file mounts as read-only binds at their mount paths, the files
 0400 and owned by the user the container runs as (`replica_files`).

@@ -8,7 +8,9 @@ RLIMIT_AS, ``limits.cpu_seconds`` -> RLIMIT_CPU, ``limits.open_files`` ->
 RLIMIT_NOFILE), and stdout/stderr appended to a log file that the scheduler
 rotates by copy-and-truncate. Values from Secrets and ConfigMaps (resolved by the
 scheduler) arrive in the environment, never on the command line, and files in a
-private directory named by ``SUTRADHAR_FILES_DIR`` (`replica_files`).
+private directory named by ``SUTRADHAR_FILES_DIR`` (`replica_files`). A replica with a
+certificate also gets ``SUTRADHAR_ACCESS_REVIEW``, the scheduler's registry address, where it
+asks whether a direct caller (a DirectClient's user) may execute it.
 
 Everything needed to adopt a replica after a scheduler restart is on disk::
 
@@ -46,6 +48,7 @@ from sutradhar.services.scheduler.runtimes.base import (
     Replica,
     ReplicaPhase,
     ReplicaSpec,
+    access_review_env,
     metrics_env,
     replica_from_record,
     security_env,
@@ -212,6 +215,7 @@ class ProcessRuntime:
             "SUTRADHAR_AGENT_ID": spec.agent.id,
             "SUTRADHAR_AGENT_VERSION": spec.agent.version,
             **security_env(spec),
+            **access_review_env(spec),
             **(metrics_env(metrics_port) if metrics_port is not None else {}),
             **({FILES_DIR_ENV: str(spec.files_dir)} if spec.files_dir is not None else {}),
         })
