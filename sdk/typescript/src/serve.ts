@@ -1,0 +1,524 @@
+// Serving an Agent (mirrors sdk/sutradhar/_serve.py): `AgentServer` hosts one agent on a grpc-js Server
+// (sutradhar.v1.AgentService, grpc.health.v1.Health, server reflection). With a registry address it also registers
+// the instance under a kept-alive lease. `stop()` drains: health NOT_SERVING, the registry hears DRAINING, new tasks
+// get UNAVAILABLE "draining", in-flight tasks get up to the grace to finish (then their signals abort and their
+// callers get UNAVAILABLE), the instance is deregistered and the server stops. `serve()` reads the SUTRADHAR_*
+// variables and does all of that until SIGTERM / SIGINT.
+import { randomBytes, randomUUID } from "node:crypto";
+
+import { create, toBinary, type DescFile } from "@bufbuild/protobuf";
+import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
+import {
+  Metadata,
+  Server,
+  status,
+  type sendUnaryData,
+  type ServerUnaryCall,
+  type ServerWritableStream,
+  type ServiceError,
+} from "@grpc/grpc-js";
+import { ReflectionService } from "@grpc/reflection";
+import { HealthImplementation } from "grpc-health-check";
+
+import {
+  Agent,
+  Result,
+  crashResult,
+  overrides,
+  runExecute,
+  streamEvents,
+  validateAgent,
+  type Task,
+} from "./agent.js";
+import { RegistryClient } from "./clients.js";
+import { eventToProto, resultToProto, taskFromProto } from "./convert.js";
+import { Credentials } from "./credentials.js";
+import { SutradharError } from "./errors.js";
+import {
+  AgentService,
+  DescribeResponseSchema,
+  ExecuteResponseSchema,
+  ExecuteStreamResponseSchema,
+  MetricsResponseSchema,
+  file_sutradhar_v1_agent,
+  type DescribeResponse,
+  type ExecuteRequest,
+  type ExecuteResponse,
+  type ExecuteStreamRequest,
+  type ExecuteStreamResponse,
+  type MetricsResponse,
+} from "./gen/sutradhar/v1/agent_pb.js";
+import { serviceDefinition } from "./grpc.js";
+import { TaskMetrics } from "./metrics.js";
+import { Registration } from "./registration.js";
+import { DEFAULT_SETTINGS, serveSettings, type ServeSettings } from "./settings.js";
+import { instanceOfIdentity, meshCallerRefusal, serverSecurity, type ServerSecurity } from "./tls.js";
+import { durationFromMs } from "./values.js";
+
+/** The full name of the Agent service. */
+export const AGENT_SERVICE = AgentService.typeName;
+
+function fail(code: status, message: string): Partial<ServiceError> {
+  return { code, details: message, metadata: new Metadata() };
+}
+
+/** `file` and every file it imports, each once, as serialized FileDescriptorProtos (what reflection serves). */
+function fileDescriptors(file: DescFile, seen = new Set<string>()): Buffer[] {
+  if (seen.has(file.name)) return [];
+  seen.add(file.name);
+  const own = Buffer.from(toBinary(FileDescriptorProtoSchema, file.proto));
+  return [own, ...file.dependencies.flatMap((dep) => fileDescriptors(dep, seen))];
+}
+
+/** A task being run: its abort controller and whether its call has been answered. */
+interface Running {
+  controller: AbortController;
+}
+
+/** AgentService over one Agent: decode, check, run, count, encode. */
+export class AgentServicer {
+  readonly metrics = new TaskMetrics();
+  draining = false;
+  private readonly running = new Set<Running>();
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(
+    readonly agent: Agent,
+    readonly instanceId: string,
+    /** Why an AgentService caller is refused (mTLS: mesh services only); undefined when insecure. */
+    private readonly authorize?: (call: ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>) => [status, string] | undefined,
+  ) {}
+
+  /** Resolves once no task runs, or after `limitMs`; true when idle. */
+  waitIdle(limitMs: number): Promise<boolean> {
+    if (this.metrics.inFlight === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), limitMs);
+      this.idleWaiters.push(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+  }
+
+  /** Abort every running task (the shutdown grace ended). */
+  abortAll(reason: SutradharError): void {
+    for (const run of this.running) run.controller.abort(reason);
+  }
+
+  private begin(controller: AbortController): [Running, number] {
+    const run: Running = { controller };
+    this.running.add(run);
+    this.metrics.begin();
+    return [run, performance.now()];
+  }
+
+  private end(run: Running, started: number, ok: boolean): void {
+    this.running.delete(run);
+    this.metrics.end(performance.now() - started, ok);
+    if (this.metrics.inFlight === 0) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const wake of waiters) wake();
+    }
+  }
+
+  /** The call's task, or the status that refuses it (draining, caller, task type, a passed deadline). */
+  private admit(
+    call: ServerUnaryCall<ExecuteRequest, ExecuteResponse> | ServerWritableStream<ExecuteStreamRequest, ExecuteStreamResponse>,
+    signal: AbortSignal,
+  ): [Task, number | undefined] {
+    const agent = this.agent;
+    if (this.draining) {
+      throw new SutradharError(status.UNAVAILABLE,
+        `agent ${agent.id} instance ${this.instanceId} is draining; send the task to another instance`);
+    }
+    const refusal = this.authorize?.(call as never);
+    if (refusal) throw new SutradharError(refusal[0], refusal[1]);
+    let task = taskFromProto(call.request.task, signal);
+    const accepted = agent.taskTypes;
+    if (task.type && accepted.length && !accepted.includes(task.type)) {
+      throw new SutradharError(status.INVALID_ARGUMENT,
+        `agent ${agent.id} does not accept task type '${task.type}'; it accepts ` +
+        `${accepted.map((t) => `'${t}'`).join(", ")} (or an empty type)`, "task.type");
+    }
+    if (!task.id) task = { ...task, id: randomUUID().replaceAll("-", "") };
+    const candidates: number[] = [];
+    const grpcDeadline = call.getDeadline();
+    const grpcMs = grpcDeadline instanceof Date ? grpcDeadline.getTime() : grpcDeadline;
+    if (Number.isFinite(grpcMs)) candidates.push(grpcMs);
+    if (task.context.deadline) candidates.push(task.context.deadline.getTime());
+    const deadline = candidates.length ? Math.min(...candidates) : undefined;
+    if (deadline !== undefined && deadline <= Date.now()) {
+      throw new SutradharError(status.DEADLINE_EXCEEDED,
+        `task ${task.id} reached agent ${agent.id} after its deadline had passed`);
+    }
+    return [task, deadline];
+  }
+
+  /** `result` with the SDK's metadata, as a message (a result whose data is not JSON-like becomes AGENT_ERROR). */
+  private final(result: Result, task: Task, started: number): [ReturnType<typeof resultToProto>, boolean] {
+    const meta = {
+      latencyMs: performance.now() - started, agentId: this.agent.id, agentVersion: this.agent.version,
+      instanceId: this.instanceId, taskId: task.id,
+    };
+    const full = result.withMetadata(meta);
+    try {
+      return [resultToProto(full), full.success];
+    } catch (err) {
+      return [resultToProto(crashResult(new TypeError(`result data is not JSON-like: ${(err as Error).message}`)).withMetadata(meta)), false];
+    }
+  }
+
+  /** Abort `controller` when the deadline passes or the caller cancels; returns the cleanup. */
+  private watch(call: { on(event: "cancelled", listener: () => void): unknown; removeListener(event: "cancelled", listener: () => void): unknown },
+    controller: AbortController, task: Task, deadline: number | undefined, streamed: boolean): () => void {
+    const onCancel = (): void => controller.abort(new SutradharError(status.CANCELLED, `task ${task.id} was cancelled by its caller`));
+    call.on("cancelled", onCancel);
+    const timer = deadline === undefined ? undefined : setTimeout(() => controller.abort(new SutradharError(
+      status.DEADLINE_EXCEEDED,
+      `${streamed ? "streamed task" : "task"} ${task.id} on agent ${this.agent.id} did not finish before its deadline`,
+    )), Math.max(0, deadline - Date.now()));
+    return () => {
+      clearTimeout(timer);
+      call.removeListener("cancelled", onCancel);
+    };
+  }
+
+  describe(_call: ServerUnaryCall<unknown, DescribeResponse>, callback: sendUnaryData<DescribeResponse>): void {
+    const agent = this.agent;
+    callback(null, create(DescribeResponseSchema, {
+      id: agent.id, type: agent.type, version: agent.version, capabilities: [...agent.capabilities],
+      description: agent.description, taskTypes: [...agent.taskTypes], streaming: overrides(agent, "stream"),
+    }));
+  }
+
+  execute(call: ServerUnaryCall<ExecuteRequest, ExecuteResponse>, callback: sendUnaryData<ExecuteResponse>): void {
+    const controller = new AbortController();
+    let task: Task;
+    let deadline: number | undefined;
+    try {
+      [task, deadline] = this.admit(call, controller.signal);
+    } catch (err) {
+      callback(fromError(err));
+      return;
+    }
+    const [run, started] = this.begin(controller);
+    const unwatch = this.watch(call, controller, task, deadline, false);
+    let answered = false;
+    const aborted = (): void => {
+      if (answered) return;
+      answered = true;
+      callback(fromError(controller.signal.reason));
+    };
+    controller.signal.addEventListener("abort", aborted, { once: true });
+    void runExecute(this.agent, task).then((result) => {
+      unwatch();
+      controller.signal.removeEventListener("abort", aborted);
+      const [message, ok] = this.final(result, task, started);
+      this.end(run, started, ok && !answered);
+      if (answered) return;
+      answered = true;
+      callback(null, create(ExecuteResponseSchema, { result: message }));
+    });
+  }
+
+  executeStream(call: ServerWritableStream<ExecuteStreamRequest, ExecuteStreamResponse>): void {
+    const controller = new AbortController();
+    let task: Task;
+    let deadline: number | undefined;
+    try {
+      [task, deadline] = this.admit(call, controller.signal);
+    } catch (err) {
+      call.destroy(fromError(err) as Error);
+      return;
+    }
+    const [run, started] = this.begin(controller);
+    const unwatch = this.watch(call, controller, task, deadline, true);
+    const events = streamEvents(this.agent, task);
+    let ended = false;
+    const aborted = (): void => {
+      if (ended) return;
+      ended = true;
+      void events.return(undefined); // the agent's generator is closed once its pending step settles
+      call.destroy(fromError(controller.signal.reason) as Error);
+    };
+    controller.signal.addEventListener("abort", aborted, { once: true });
+    const pump = async (): Promise<boolean> => {
+      for (;;) {
+        const step = await events.next();
+        if (ended || step.done) return false;
+        const event = step.value;
+        if (event instanceof Result) {
+          const [message, ok] = this.final(event, task, started);
+          call.write(create(ExecuteStreamResponseSchema, { event: { case: "result", value: message } }));
+          return ok;
+        }
+        let out: ReturnType<typeof eventToProto>;
+        try {
+          out = eventToProto(event);
+        } catch (err) {
+          const bad = crashResult(new TypeError(`partial data is not JSON-like: ${(err as Error).message}`));
+          const [message] = this.final(bad, task, started);
+          call.write(create(ExecuteStreamResponseSchema, { event: { case: "result", value: message } }));
+          await events.return(undefined);
+          return false;
+        }
+        call.write(create(ExecuteStreamResponseSchema, { event: out }));
+      }
+    };
+    void pump().then((ok) => {
+      unwatch();
+      controller.signal.removeEventListener("abort", aborted);
+      this.end(run, started, ok && !ended);
+      if (ended) return;
+      ended = true;
+      call.end();
+    });
+  }
+
+  metricsRpc(_call: ServerUnaryCall<unknown, MetricsResponse>, callback: sendUnaryData<MetricsResponse>): void {
+    const snap = this.metrics.snapshot();
+    let custom: Record<string, number> = {};
+    try {
+      custom = Object.fromEntries(Object.entries(this.agent.customMetrics()).map(([k, v]) => [String(k), Number(v)]));
+    } catch (err) {
+      console.error(`customMetrics() of agent ${this.agent.id} failed:`, err);
+    }
+    callback(null, create(MetricsResponseSchema, {
+      requestsTotal: BigInt(snap.requestsTotal), errorsTotal: BigInt(snap.errorsTotal), inFlight: BigInt(snap.inFlight),
+      uptime: durationFromMs(snap.uptimeMs), latencyP50: durationFromMs(snap.latencyP50Ms),
+      latencyP99: durationFromMs(snap.latencyP99Ms), custom,
+    }));
+  }
+}
+
+function fromError(err: unknown): Partial<ServiceError> {
+  if (err instanceof SutradharError) return err.toServiceError();
+  return fail(status.UNKNOWN, err instanceof Error ? err.message : String(err));
+}
+
+/** Options of AgentServer: any ServeSettings field (the rest are the defaults; no variable is read). */
+export type AgentServerOptions = Partial<ServeSettings>;
+
+/** Serves one agent; registers it when given a registry address. */
+export class AgentServer {
+  readonly settings: ServeSettings;
+  readonly agent: Agent;
+  readonly instanceId: string;
+  readonly servicer: AgentServicer;
+  readonly security: ServerSecurity;
+  registration: Registration | undefined;
+  private readonly server: Server;
+  private readonly health = new HealthImplementation({ "": "NOT_SERVING", [AGENT_SERVICE]: "NOT_SERVING" });
+  private boundPort = 0;
+  private serving = false;
+  private started = false;
+  private stopped = false;
+  private healthTimer: NodeJS.Timeout | undefined;
+
+  /**
+   * The agent serves mutual TLS with tlsCertFile / tlsKeyFile / tlsCaFile (taking AgentService calls from the mesh's
+   * router, health and scheduler only) or, with `insecure` (loopback only), plaintext; one is required
+   * (FAILED_PRECONDITION says how to fix it). agentId / agentVersion replace the agent's id and version.
+   */
+  constructor(agent: Agent, options: AgentServerOptions = {}) {
+    const settings: ServeSettings = { ...DEFAULT_SETTINGS, ...definedOnly(options) };
+    this.settings = settings;
+    if (settings.agentId) agent.id = settings.agentId;
+    if (settings.agentVersion) agent.version = settings.agentVersion;
+    validateAgent(agent);
+    this.agent = agent;
+    this.security = serverSecurity({
+      what: `agent ${agent.id}`, host: settings.publishedOnLoopback ? "127.0.0.1" : settings.host,
+      insecure: settings.insecure, certFile: settings.tlsCertFile, keyFile: settings.tlsKeyFile, caFile: settings.tlsCaFile,
+    });
+    const certified = this.security.identity ? instanceOfIdentity(this.security.identity) : "";
+    this.instanceId = settings.instanceId || certified || `${agent.id}-${randomBytes(4).toString("hex")}`;
+    const secured = this.security.files !== undefined;
+    const who = `agent ${agent.id}`;
+    this.servicer = new AgentServicer(agent, this.instanceId, secured
+      ? (call) => meshCallerRefusal(call.getAuthContext()?.sslPeerCertificate, settings.trustDomain, who)
+      : undefined);
+    this.server = new Server({
+      "grpc.max_receive_message_length": settings.maxMessageBytes,
+      "grpc.max_send_message_length": settings.maxMessageBytes,
+    });
+    const servicer = this.servicer;
+    this.server.addService(serviceDefinition(AgentService), {
+      describe: servicer.describe.bind(servicer),
+      execute: servicer.execute.bind(servicer),
+      executeStream: servicer.executeStream.bind(servicer),
+      metrics: servicer.metricsRpc.bind(servicer),
+    });
+    this.health.addToServer(this.server);
+    new ReflectionService({ [AGENT_SERVICE]: { fileDescriptorProtos: fileDescriptors(file_sutradhar_v1_agent) } } as never)
+      .addToServer(this.server);
+  }
+
+  /** The bound port (after start()). */
+  get port(): number {
+    return this.boundPort;
+  }
+
+  /** "host:port" the server listens on (after start()). */
+  get address(): string {
+    return joinHostPort(this.settings.host, this.boundPort);
+  }
+
+  /** The endpoint registered for this instance: `advertise`, or the address (127.0.0.1 for every interface). */
+  get endpoint(): string {
+    if (this.settings.advertise) return this.settings.advertise;
+    const host = ["0.0.0.0", "", "[::]", "::"].includes(this.settings.host) ? "127.0.0.1" : this.settings.host;
+    return joinHostPort(host, this.boundPort);
+  }
+
+  /** Bind, run onStart, report SERVING (when healthy), then register (when configured). */
+  async start(): Promise<void> {
+    if (this.started) return;
+    this.started = true;
+    this.boundPort = await new Promise<number>((resolve, reject) => {
+      const listen = joinHostPort(this.settings.host, this.settings.port);
+      this.server.bindAsync(listen, this.security.credentials, (err, port) => (err ? reject(
+        new SutradharError(status.FAILED_PRECONDITION, `agent ${this.agent.id} cannot listen on ${listen}: ${err.message}`),
+      ) : resolve(port)));
+    });
+    try {
+      await this.agent.onStart();
+    } catch (err) {
+      this.server.forceShutdown();
+      throw err;
+    }
+    this.setServing(await this.checkHealth());
+    if (this.settings.registry) {
+      const files = this.security.files;
+      this.registration = new Registration({
+        // its own certificate, never the credential file of whoever started it
+        client: new RegistryClient(this.settings.registry, {
+          credentials: files ? Credentials.mtls(files, this.settings.trustDomain) : Credentials.insecure(),
+        }),
+        identity: this.security.identity, agent: this.agent, instanceId: this.instanceId, endpoint: this.endpoint,
+        namespace: this.settings.namespace, labels: this.settings.labels, ttlMs: this.settings.ttlMs,
+        registerAgent: this.settings.registerAgent, healthy: () => this.serving,
+      });
+      try {
+        await this.registration.start();
+      } catch (err) {
+        await this.stop(0);
+        throw err;
+      }
+    }
+    if (overrides(this.agent, "checkHealth")) this.scheduleHealth();
+  }
+
+  private scheduleHealth(): void {
+    this.healthTimer = setTimeout(async () => {
+      const healthy = await this.checkHealth();
+      if (this.servicer.draining) return;
+      this.setServing(healthy);
+      this.scheduleHealth();
+    }, this.settings.healthPeriodMs);
+  }
+
+  /** One poll of checkHealth, with the health period as its timeout: a timeout or an error counts as unhealthy. */
+  private async checkHealth(): Promise<boolean> {
+    const limit = this.settings.healthPeriodMs;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`TimeoutError: timed out after ${limit / 1000}s`)), limit);
+    });
+    try {
+      return Boolean(await Promise.race([this.agent.checkHealth(), timeout]));
+    } catch (err) {
+      console.warn(`checkHealth() of agent ${this.agent.id} failed: ${(err as Error).message}; reporting NOT_SERVING`);
+      return false;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private setServing(serving: boolean): void {
+    this.serving = serving;
+    const state = serving ? "SERVING" : "NOT_SERVING";
+    this.health.setStatus("", state);
+    this.health.setStatus(AGENT_SERVICE, state);
+  }
+
+  /** Drain and stop: NOT_SERVING, DRAINING in the registry, refuse new tasks, wait up to `graceMs` for in-flight ones
+   * (then abort them: their callers get UNAVAILABLE), deregister, stop. */
+  async stop(graceMs: number = this.settings.graceMs): Promise<void> {
+    if (this.stopped || !this.started) return;
+    this.stopped = true;
+    this.servicer.draining = true;
+    clearTimeout(this.healthTimer);
+    this.setServing(false);
+    await this.registration?.drain();
+    if (!(await this.servicer.waitIdle(graceMs))) {
+      console.warn(`agent ${this.agent.id}: ${this.servicer.metrics.inFlight} task(s) still running after ` +
+        `${(graceMs / 1000).toFixed(1)}s grace; cancelling them`);
+      this.servicer.abortAll(new SutradharError(status.UNAVAILABLE,
+        `agent ${this.agent.id} instance ${this.instanceId} shut down before the task finished; retry it elsewhere`));
+    }
+    if (this.registration) {
+      await this.registration.deregister();
+      this.registration.options.client.close();
+    }
+    await new Promise<void>((resolve) => {
+      const force = setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, 200);
+      this.server.tryShutdown(() => {
+        clearTimeout(force);
+        resolve();
+      });
+    });
+    try {
+      await this.agent.onStop();
+    } catch (err) {
+      console.error(`onStop() of agent ${this.agent.id} failed:`, err);
+    }
+  }
+
+  /** Start, announce ("agent ID listening on HOST:PORT" on stderr), serve until SIGTERM/SIGINT, then drain and stop. */
+  async runUntilSignal(): Promise<void> {
+    let wake: () => void = () => {};
+    const signalled = new Promise<void>((resolve) => (wake = resolve));
+    process.once("SIGTERM", wake);
+    process.once("SIGINT", wake);
+    await this.start();
+    process.stderr.write(`agent ${this.agent.id} listening on ${this.address}\n`);
+    await signalled;
+    await this.stop();
+  }
+}
+
+function joinHostPort(host: string, port: number): string {
+  return `${host.includes(":") && !host.startsWith("[") ? `[${host}]` : host}:${port}`;
+}
+
+function definedOnly<T extends object>(options: T): Partial<T> {
+  return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/**
+ * Serve `agent` until SIGTERM/SIGINT, then drain and exit 0. Options left undefined fall back to the SUTRADHAR_*
+ * variables (SUTRADHAR_PORT, HOST, REGISTRY, NAMESPACE, INSTANCE_ID, AGENT_ID, AGENT_VERSION, INSECURE,
+ * TLS_CERT_FILE, ...), so `node agent.js` runs under the scheduler exactly like a Python agent. A configuration
+ * error is printed and the process exits 2.
+ */
+export async function serve(agent: Agent, options: AgentServerOptions = {}): Promise<void> {
+  let server: AgentServer;
+  try {
+    const settings = serveSettings(options);
+    if (process.env.SUTRADHAR_METRICS_PORT) {
+      console.warn(`agent ${agent.id}: the TypeScript SDK serves no Prometheus /metrics; ignoring SUTRADHAR_METRICS_PORT`);
+    }
+    server = new AgentServer(agent, settings);
+    await server.runUntilSignal();
+  } catch (err) {
+    process.stderr.write(`agent ${agent.id}: ${err instanceof SutradharError ? `${err.errorName}: ` : ""}${(err as Error).message}\n`);
+    process.exit(2);
+  }
+  process.exit(0);
+}
