@@ -103,8 +103,9 @@ export function serverSecurity(options: {
     return { credentials: ServerCredentials.createInsecure(), files: undefined, identity: "" };
   }
   if (!given.length) {
-    fail("needs a certificate: set SUTRADHAR_TLS_CERT_FILE, SUTRADHAR_TLS_KEY_FILE and SUTRADHAR_TLS_CA_FILE " +
-      "(`sutradhar up` issues them from its CA), or SUTRADHAR_INSECURE=1 on a loopback address for development");
+    throw new SutradharError(status.FAILED_PRECONDITION, `${what} needs a certificate: set SUTRADHAR_TLS_CERT_FILE, ` +
+      "SUTRADHAR_TLS_KEY_FILE and SUTRADHAR_TLS_CA_FILE (`sutradhar up` issues them from its CA), or " +
+      "SUTRADHAR_INSECURE=1 on a loopback address for development");
   }
   const files: TlsFiles = { certFile: options.certFile!, keyFile: options.keyFile!, caFile: options.caFile! };
   read(files.keyFile, "private key");
