@@ -1,0 +1,236 @@
+"""The TypeScript SDK (sdk/typescript) against the real mesh: a TypeScript echo agent served as a real
+process and called with the Python AgentClient, registered in a real registry and routed to, deployed by
+the scheduler on the process runtime and scaled 1 -> 3, and a TypeScript RouterClient script routing to
+a Python agent through a real router.
+
+The session fixture installs the SDK's and the examples' dependencies from their lock files (`npm ci`)
+and builds both once; without node and npm the tests are skipped, saying so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from test_scheduler_support import (
+    api,
+    deployment,
+    eventually,
+    namespace,
+    ready_instances,
+    registry,
+    registry_client,
+    scheduler,
+)
+
+from examples.echo_agent import EchoAgent
+from sutradhar import AgentServer, DeadlineExceeded, Partial, Progress, Result, RouterClient
+from sutradhar._clients import AgentClient, RegistryClient
+from sutradhar._values import from_struct, to_struct
+from sutradhar.services.registry import RegistryServer
+from sutradhar.services.router.server import RouterConfig, RouterServer
+from sutradhar.testing import AgentProcess, spawn_agent
+from sutradhar.v1 import registry_pb2
+from sutradhar.v1 import scheduler_pb2 as P
+
+__all__ = ["api", "namespace", "registry", "registry_client", "scheduler"]  # fixtures imported for pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SDK = ROOT / "sdk" / "typescript"
+EXAMPLES = ROOT / "examples" / "typescript"
+ECHO = "examples/typescript/dist/echo/agent.js"
+
+
+def _run(command: list[str], cwd: Path) -> None:
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} in {cwd} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+
+
+@pytest.fixture(scope="session")
+def node() -> Iterator[str]:
+    """The node binary, once the SDK and the examples are installed from their lock files and built."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.skip("node and npm are needed for the TypeScript SDK tests (apt-get install nodejs npm)")
+    for where in (SDK, EXAMPLES):
+        _run([npm, "ci", "--no-audit", "--no-fund"], where)
+        _run([npm, "run", "build"], where)
+    yield node
+
+
+async def _spawn(node: str, env: dict[str, str], script: str = ECHO) -> AgentProcess:
+    """Start a TypeScript agent; in a thread, so services of this process answer it while it starts."""
+    return await asyncio.to_thread(spawn_agent, [node, script], cwd=str(ROOT), env={"SUTRADHAR_INSECURE": "1", **env})
+
+
+async def test_typescript_agent_called_by_the_python_client(node: str) -> None:
+    with await _spawn(node, {"SUTRADHAR_PORT": "0", "SUTRADHAR_INSTANCE_ID": "ts-echo-1"}) as proc:
+        async with AgentClient(proc.address) as client:
+            described = await client.describe()
+            assert (described.id, described.version, described.streaming) == ("echo", "1.0.0", True)
+            assert list(described.capabilities) == ["echo", "stream"]
+
+            result = await client.execute({"hello": [1, 2.5, None, True]}, task_type="say", task_id="task-1")
+            assert result.success
+            assert result.data["echo"] == {"hello": [1, 2.5, None, True]}
+            assert result.data["task_type"] == "say" and result.data["pid"] == proc.pid
+            meta = result.metadata
+            assert (meta.agent_id, meta.agent_version, meta.instance_id, meta.task_id) == (
+                "echo", "1.0.0", "ts-echo-1", "task-1")
+            assert meta.latency is not None
+
+            failed = await client.execute({"fail": "INVALID_INPUT", "retryable": True})
+            assert failed.error is not None and not failed.success
+            assert (failed.error.code, failed.error.message, failed.error.retryable) == (
+                "INVALID_INPUT", "failed on request", True)
+            crashed = await client.execute({"crash": True})
+            assert crashed.error is not None
+            assert (crashed.error.code, crashed.error.message) == ("AGENT_ERROR", "Error: crashed on request")
+
+            events = [e async for e in client.execute_stream({"text": "abcdefg", "chunk": 3})]
+            assert [type(e) for e in events] == [Progress, Partial] * 3 + [Result]
+            assert [e.data for e in events if isinstance(e, Partial)] == ["abc", "def", "g"]
+            assert [e.message for e in events if isinstance(e, Progress)] == ["chunk 1/3", "chunk 2/3", "chunk 3/3"]
+            final = events[-1]
+            assert isinstance(final, Result) and final.success and final.data["chunks"] == 3
+            streamed_failure = [e async for e in client.execute_stream({"fail": "NOPE"})]
+            assert len(streamed_failure) == 1 and isinstance(streamed_failure[0], Result)
+            assert streamed_failure[0].error is not None and streamed_failure[0].error.code == "NOPE"
+
+            with pytest.raises(DeadlineExceeded):
+                await client.execute({"sleep": 5}, timeout=0.3)
+
+            async def idle() -> bool:
+                return (await client.metrics()).in_flight == 0
+
+            await eventually(idle, within=3)  # the sleep was cancelled, not left running
+            metrics = await client.metrics()
+            assert metrics.requests_total == 6 and metrics.errors_total == 4
+        assert proc.stop() == 0
+
+
+async def _instances(client: RegistryClient, namespace: str, agent_id: str) -> list[registry_pb2.Instance]:
+    return list((await client.list_instances(namespace=namespace, agent_id=agent_id)).instances)
+
+
+@pytest.fixture
+async def router(registry: RegistryServer) -> AsyncIterator[RouterServer]:
+    server = RouterServer(RouterConfig(insecure=True, host="127.0.0.1", port=0, registry=registry.address))
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop(timedelta(seconds=1))
+
+
+async def test_typescript_agent_registers_is_routed_to_and_deregisters_on_sigterm(
+    node: str, registry: RegistryServer, registry_client: RegistryClient, router: RouterServer, namespace: str
+) -> None:
+    env = {"SUTRADHAR_REGISTRY": registry.address, "SUTRADHAR_NAMESPACE": namespace, "SUTRADHAR_TTL": "2s",
+           "SUTRADHAR_LABELS": "lang=typescript", "SUTRADHAR_GRACE": "5s"}
+    with await _spawn(node, env) as proc:
+        definition = await registry_client.get_agent("echo", namespace=namespace)
+        assert definition.runtime == "process" and definition.type == "echo"
+        config = from_struct(definition.config)
+        assert config["command"][0] == node and config["command"][-1].endswith("echo/agent.js")
+        [instance] = await eventually(lambda: _instances(registry_client, namespace, "echo"))
+        assert instance.state == registry_pb2.INSTANCE_STATE_SERVING
+        assert instance.endpoint == proc.address and instance.labels["lang"] == "typescript"
+        await asyncio.sleep(2.5)  # longer than the TTL: the lease is kept alive
+        assert [i.id for i in await _instances(registry_client, namespace, "echo")] == [instance.id]
+
+        async with RouterClient(router.address) as client:
+            routed = await eventually(lambda: _routed(client, namespace, {"text": "via router"}))
+            assert routed.data["echo"] == {"text": "via router"} and routed.data["task_type"] == "say"
+            assert routed.metadata.instance_id == instance.id and routed.metadata.attempts == 1
+            events = [e async for e in client.execute_stream("echo", {"text": "abcdef", "chunk": 3},
+                                                             namespace=namespace)]
+            assert [e.data for e in events if isinstance(e, Partial)] == ["abc", "def"]
+            assert isinstance(events[-1], Result) and events[-1].success
+
+            slow = asyncio.create_task(client.execute("echo", {"sleep": 1}, namespace=namespace, max_attempts=1))
+            await asyncio.sleep(0.3)
+            proc.signal(signal.SIGTERM)  # drains: the task in flight finishes, then it deregisters and exits 0
+            assert (await slow).success
+        assert await asyncio.to_thread(proc.wait) == 0
+    assert await _instances(registry_client, namespace, "echo") == []
+
+
+async def _routed(client: RouterClient, namespace: str, payload: object) -> Result | None:
+    try:
+        result = await client.execute("echo", payload, namespace=namespace, task_type="say", timeout=2)
+    except Exception:  # the router learns of the instance through the registry's watch
+        return None
+    return result if result.success else None
+
+
+def _typescript_agent(namespace: str) -> registry_pb2.Agent:
+    return registry_pb2.Agent(
+        id="ts-echo", namespace=namespace, type="echo", version="1.2.0", runtime="process", capabilities=["echo"],
+        config=to_struct({"command": ["node", ECHO], "workdir": str(ROOT)}),
+    )
+
+
+async def test_scheduler_deploys_and_scales_a_typescript_agent(api, registry_client, namespace, node: str) -> None:
+    await registry_client.register_agent(_typescript_agent(namespace))
+    await api.CreateDeployment(P.CreateDeploymentRequest(deployment=deployment(
+        namespace, "ts", agent_id="ts-echo", replicas=1)))
+    [first] = await eventually(lambda: _ready(registry_client, namespace, "ts", 1))
+    async with AgentClient(first.endpoint) as agent:
+        described = await agent.describe()
+        # the scheduler's SUTRADHAR_AGENT_ID / _AGENT_VERSION replace the class's identity
+        assert (described.id, described.version) == ("ts-echo", "1.2.0")
+        result = await agent.execute({"n": 1})
+        assert result.success and result.metadata.instance_id == first.id
+
+    await api.ScaleDeployment(P.ScaleDeploymentRequest(namespace=namespace, name="ts", replicas=3))
+    instances = await eventually(lambda: _ready(registry_client, namespace, "ts", 3))
+    pids = set()
+    for instance in instances:
+        async with AgentClient(instance.endpoint) as agent:
+            result = await agent.execute({"n": 2})
+            assert result.success and result.metadata.instance_id == instance.id
+            pids.add(result.data["pid"])
+    assert len(pids) == 3
+    await api.DeleteDeployment(P.DeleteDeploymentRequest(namespace=namespace, name="ts", wait=True))
+    assert await ready_instances(registry_client, namespace, "ts") == []
+
+
+async def _ready(client: RegistryClient, namespace: str, name: str, n: int) -> list[registry_pb2.Instance] | None:
+    instances = await ready_instances(client, namespace, name)
+    return instances if len(instances) == n else None
+
+
+async def test_typescript_router_client_calls_a_python_agent(
+    node: str, registry: RegistryServer, router: RouterServer, namespace: str
+) -> None:
+    async with (
+        AgentServer(EchoAgent(), insecure=True, registry=registry.address, namespace=namespace,
+                    ttl=timedelta(seconds=2)) as agent,
+        RouterClient(router.address) as client,
+    ):
+        await eventually(lambda: _routed(client, namespace, 1))  # the router knows the instance
+        done = await asyncio.to_thread(
+            subprocess.run, [node, "examples/typescript/dist/client/route.js", router.address, namespace],
+            cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+            env={**os.environ},
+        )
+        assert done.returncode == 0, done.stderr
+        out = json.loads(done.stdout)
+    ok = out["ok"]
+    assert ok["success"] is True and ok["error"] is None
+    assert ok["data"]["echo"] == {"text": "from typescript", "n": 42} and ok["data"]["task_type"] == "say"
+    assert ok["metadata"]["instanceId"] == agent.instance_id and ok["metadata"]["attempts"] == 1
+    assert out["failed"]["success"] is False and out["failed"]["error"]["code"] == "NOPE"
+    assert [e["partial"] for e in out["events"] if "partial" in e] == ["abc", "def"]
+    assert out["events"][-1]["result"]["success"] is True and len(out["events"]) == 5
+    assert out["missing"]["errorName"] in ("Unavailable", "FailedPrecondition", "NotFound"), out["missing"]
