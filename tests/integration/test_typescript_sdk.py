@@ -32,9 +32,10 @@ from test_scheduler_support import (
 )
 
 from examples.echo_agent import EchoAgent
-from sutradhar import AgentServer, DeadlineExceeded, Partial, Progress, Result, RouterClient
+from sutradhar import AgentServer, DeadlineExceeded, InvalidArgument, Partial, Progress, Result, RouterClient
 from sutradhar._clients import AgentClient, RegistryClient
 from sutradhar._values import from_struct, to_struct
+from sutradhar.conformance import run_conformance
 from sutradhar.services.registry import RegistryServer
 from sutradhar.services.router.server import RouterConfig, RouterServer
 from sutradhar.testing import AgentProcess, spawn_agent
@@ -115,6 +116,37 @@ async def test_typescript_agent_called_by_the_python_client(node: str) -> None:
             await eventually(idle, within=3)  # the sleep was cancelled, not left running
             metrics = await client.metrics()
             assert metrics.requests_total == 6 and metrics.errors_total == 4
+
+        results = await run_conformance(proc.address)
+        assert [r.name for r in results if not r.passed] == [], results
+        by_name = {r.name: r for r in results}
+        assert "INVALID_ARGUMENT" in by_name["malformed-input"].detail  # undecodable bytes are bad input
+        assert "in-flight back to 0" in by_name["deadline"].detail
+        assert proc.stop() == 0
+
+
+async def test_typescript_tutor_agent(node: str) -> None:
+    with await _spawn(node, {}, script="examples/typescript/dist/tutor/agent.js") as proc:
+        async with AgentClient(proc.address) as client:
+            described = await client.describe()
+            assert (described.id, list(described.task_types)) == ("tutor", ["answer", "hint"])
+            answer = await client.execute({"question": "12 * 7"}, task_type="answer")
+            assert answer.data == {"answer": 84}
+            hint = await client.execute({"question": "12 * 7"}, task_type="hint")
+            assert hint.data == {"hint": "multiply 12 and 7"}
+            bad = await client.execute({"question": "what?"})
+            assert bad.error is not None and bad.error.code == "INVALID_INPUT"
+            with pytest.raises(InvalidArgument) as err:
+                await client.execute({"question": "1 + 1"}, task_type="shout")
+            assert err.value.message == (
+                "agent tutor does not accept task type 'shout'; it accepts 'answer', 'hint' (or an empty type)")
+            events = [e async for e in client.execute_stream({"question": "2 + 3"}, task_type="answer")]
+            assert [e.data for e in events if isinstance(e, Partial)] == ["We add 2 and 3.", "2 + 3 = 5."]
+            assert isinstance(events[-1], Result) and events[-1].data == {"answer": 5, "steps": 2}
+            assert (await client.metrics()).custom["answered"] == 2
+        results = await run_conformance(proc.address, task_type="answer", payload={"question": "2 + 3"},
+                                        slow_payload={"question": "2 + 3"})
+        assert [r.name for r in results if not r.passed] == [], results
         assert proc.stop() == 0
 
 

@@ -12,6 +12,7 @@ import {
 import {
   Client,
   Metadata,
+  status,
   type CallOptions as GrpcCallOptions,
   type ChannelCredentials,
   type ChannelOptions,
@@ -21,9 +22,16 @@ import {
   type ServiceError,
 } from "@grpc/grpc-js";
 
-import { fromServiceError } from "./errors.js";
+import { SutradharError, fromServiceError } from "./errors.js";
 
-/** The grpc-js service definition of a protobuf-es service descriptor (binary protobuf on the wire). */
+/** What a server's request deserializer returns for bytes that are not a valid request: handlers answer
+ * INVALID_ARGUMENT with `error` (grpc-js would answer INTERNAL, as if the server were at fault). */
+export class UndecodableRequest {
+  constructor(readonly error: SutradharError) {}
+}
+
+/** The grpc-js service definition of a protobuf-es service descriptor (binary protobuf on the wire); requests
+ * that do not decode arrive as UndecodableRequest. */
 export function serviceDefinition(service: DescService): ServiceDefinition {
   const definition: Record<string, MethodDefinition<unknown, unknown>> = {};
   for (const method of service.methods) {
@@ -35,7 +43,14 @@ export function serviceDefinition(service: DescService): ServiceDefinition {
       requestStream: method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming",
       responseStream: method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
       requestSerialize: (message: unknown) => Buffer.from(toBinary(input, message as MessageShape<DescMessage>)),
-      requestDeserialize: (bytes: Buffer) => fromBinary(input, bytes),
+      requestDeserialize: (bytes: Buffer) => {
+        try {
+          return fromBinary(input, bytes);
+        } catch (err) {
+          return new UndecodableRequest(new SutradharError(status.INVALID_ARGUMENT,
+            `request is not a valid ${input.typeName}: ${(err as Error).message}`, "request"));
+        }
+      },
       responseSerialize: (message: unknown) => Buffer.from(toBinary(output, message as MessageShape<DescMessage>)),
       responseDeserialize: (bytes: Buffer) => fromBinary(output, bytes),
     };

@@ -48,7 +48,7 @@ import {
   type ExecuteStreamResponse,
   type MetricsResponse,
 } from "./gen/sutradhar/v1/agent_pb.js";
-import { serviceDefinition } from "./grpc.js";
+import { UndecodableRequest, serviceDefinition } from "./grpc.js";
 import { TaskMetrics } from "./metrics.js";
 import { Registration } from "./registration.js";
 import { DEFAULT_SETTINGS, serveSettings, type ServeSettings } from "./settings.js";
@@ -345,11 +345,23 @@ export class AgentServer {
       "grpc.max_send_message_length": settings.maxMessageBytes,
     });
     const servicer = this.servicer;
+    // Each handler first refuses a request that did not decode (INVALID_ARGUMENT naming the message type).
+    const checked = <C extends { request: unknown }, R extends unknown[]>(handler: (call: C, ...rest: R) => void) =>
+      (call: C, ...rest: R): void => {
+        if (call.request instanceof UndecodableRequest) {
+          const reply = rest[0];
+          const error = call.request.error.toServiceError();
+          if (typeof reply === "function") reply(error);
+          else (call as unknown as ServerWritableStream<unknown, unknown>).destroy(error as Error);
+          return;
+        }
+        handler(call, ...rest);
+      };
     this.server.addService(serviceDefinition(AgentService), {
-      describe: servicer.describe.bind(servicer),
-      execute: servicer.execute.bind(servicer),
-      executeStream: servicer.executeStream.bind(servicer),
-      metrics: servicer.metricsRpc.bind(servicer),
+      describe: checked(servicer.describe.bind(servicer)),
+      execute: checked(servicer.execute.bind(servicer)),
+      executeStream: checked(servicer.executeStream.bind(servicer)),
+      metrics: checked(servicer.metricsRpc.bind(servicer)),
     });
     this.health.addToServer(this.server);
     new ReflectionService({ [AGENT_SERVICE]: { fileDescriptorProtos: fileDescriptors(file_sutradhar_v1_agent) } } as never)

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
-import { credentials, makeGenericClientConstructor, type ServiceError } from "@grpc/grpc-js";
+import { Client, credentials, makeGenericClientConstructor, type ServiceError } from "@grpc/grpc-js";
 import { service as healthService } from "grpc-health-check";
 
 import { AgentClient, Partial, Progress, Result, SutradharError, status, type AgentServer } from "../index.js";
@@ -195,3 +195,18 @@ async function waitFor(check: () => boolean | Promise<boolean>, limitMs = 3000):
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
 }
+
+test("bytes that are not a valid request are INVALID_ARGUMENT, and the agent keeps answering", async () => {
+  const raw = new Client(server.address, credentials.createInsecure());
+  try {
+    const code = await new Promise<number>((resolve) => raw.makeUnaryRequest("/sutradhar.v1.AgentService/Execute",
+      (b: Buffer) => b, (b: Buffer) => b, Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f, 0x20]), (err: ServiceError | null) => {
+        assert.match(err?.details ?? "", /^request is not a valid sutradhar\.v1\.ExecuteRequest: /);
+        resolve(err?.code ?? 0);
+      }));
+    assert.equal(code, status.INVALID_ARGUMENT);
+  } finally {
+    raw.close();
+  }
+  assert.equal((await client.describe()).id, "echo-like");
+});
