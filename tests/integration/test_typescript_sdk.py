@@ -31,10 +31,11 @@ from test_scheduler_support import (
     scheduler,
 )
 
+from cli.manifests import agent_from_manifest, load_manifests
 from examples.echo_agent import EchoAgent
 from sutradhar import AgentServer, DeadlineExceeded, InvalidArgument, Partial, Progress, Result, RouterClient
 from sutradhar._clients import AgentClient, RegistryClient
-from sutradhar._values import from_struct, to_struct
+from sutradhar._values import from_struct
 from sutradhar.conformance import run_conformance
 from sutradhar.services.registry import RegistryServer
 from sutradhar.services.router.server import RouterConfig, RouterServer
@@ -206,16 +207,19 @@ async def _routed(client: RouterClient, namespace: str, payload: object) -> Resu
 
 
 def _typescript_agent(namespace: str) -> registry_pb2.Agent:
-    return registry_pb2.Agent(
-        id="ts-echo", namespace=namespace, type="echo", version="1.2.0", runtime="process", capabilities=["echo"],
-        config=to_struct({"command": ["node", ECHO], "workdir": str(ROOT)}),
-    )
+    """The agent of examples/manifests/ts-echo-deployment.yaml in `namespace`, at version 1.2.0."""
+    [manifest] = [m for m in load_manifests(ROOT / "examples" / "manifests" / "ts-echo-deployment.yaml")
+                  if m.kind == "Agent"]
+    agent = agent_from_manifest(manifest)
+    agent.namespace, agent.version = namespace, "1.2.0"
+    agent.config.fields["workdir"].string_value = str(ROOT)
+    return agent
 
 
 async def test_scheduler_deploys_and_scales_a_typescript_agent(api, registry_client, namespace, node: str) -> None:
     await registry_client.register_agent(_typescript_agent(namespace))
     await api.CreateDeployment(P.CreateDeploymentRequest(deployment=deployment(
-        namespace, "ts", agent_id="ts-echo", replicas=1)))
+        namespace, "ts", agent_id="ts-echo", replicas=1)))  # the manifest's command: node examples/typescript/...
     [first] = await eventually(lambda: _ready(registry_client, namespace, "ts", 1))
     async with AgentClient(first.endpoint) as agent:
         described = await agent.describe()
