@@ -28,6 +28,7 @@ import {
   runExecute,
   streamEvents,
   validateAgent,
+  type StreamEvent,
   type Task,
 } from "./agent.js";
 import { RegistryClient } from "./clients.js";
@@ -70,9 +71,14 @@ function fileDescriptors(file: DescFile, seen = new Set<string>()): Buffer[] {
   return [own, ...file.dependencies.flatMap((dep) => fileDescriptors(dep, seen))];
 }
 
-/** A task being run: its abort controller and whether its call has been answered. */
+/** A task being run: its abort controller, the task, when it started, and whether its call has been answered. */
 interface Running {
   controller: AbortController;
+  task: Task;
+  started: number;
+  answered: boolean;
+  /** Count the task done (ok or not) and stop watching it; true when its call is still to be answered. */
+  finish(ok: boolean): boolean;
 }
 
 /** AgentService over one Agent: decode, check, run, count, encode. */
@@ -106,21 +112,56 @@ export class AgentServicer {
     for (const run of this.running) run.controller.abort(reason);
   }
 
-  private begin(controller: AbortController): [Running, number] {
-    const run: Running = { controller };
-    this.running.add(run);
-    this.metrics.begin();
-    return [run, performance.now()];
-  }
-
-  private end(run: Running, started: number, ok: boolean): void {
+  private end(run: Running, ok: boolean): void {
     this.running.delete(run);
-    this.metrics.end(performance.now() - started, ok);
+    this.metrics.end(performance.now() - run.started, ok);
     if (this.metrics.inFlight === 0) {
       const waiters = this.idleWaiters;
       this.idleWaiters = [];
       for (const wake of waiters) wake();
     }
+  }
+
+  /**
+   * Admit the call's task and start counting it, watching its deadline and its caller: `refuse` answers the
+   * call with an error status (the refusal, or the reason the task was aborted, after `onAbort`). Undefined
+   * when the call was refused.
+   */
+  private open(
+    call: ServerUnaryCall<ExecuteRequest, ExecuteResponse> | ServerWritableStream<ExecuteStreamRequest, ExecuteStreamResponse>,
+    streamed: boolean, refuse: (error: Partial<ServiceError>) => void, onAbort: () => void = () => {},
+  ): Running | undefined {
+    const controller = new AbortController();
+    let task: Task;
+    let deadline: number | undefined;
+    try {
+      [task, deadline] = this.admit(call, controller.signal);
+    } catch (err) {
+      refuse(fromError(err));
+      return undefined;
+    }
+    const unwatch = this.watch(call, controller, task, deadline, streamed);
+    const aborted = (): void => {
+      if (run.answered) return;
+      run.answered = true;
+      onAbort();
+      refuse(fromError(controller.signal.reason));
+    };
+    const run: Running = {
+      controller, task, started: performance.now(), answered: false,
+      finish: (ok) => {
+        unwatch();
+        controller.signal.removeEventListener("abort", aborted);
+        const unanswered = !run.answered;
+        run.answered = true;
+        this.end(run, ok && unanswered);
+        return unanswered;
+      },
+    };
+    this.running.add(run);
+    this.metrics.begin();
+    controller.signal.addEventListener("abort", aborted, { once: true });
+    return run;
   }
 
   /** The call's task, or the status that refuses it (draining, caller, task type, a passed deadline). */
@@ -194,86 +235,45 @@ export class AgentServicer {
   }
 
   execute(call: ServerUnaryCall<ExecuteRequest, ExecuteResponse>, callback: sendUnaryData<ExecuteResponse>): void {
-    const controller = new AbortController();
-    let task: Task;
-    let deadline: number | undefined;
-    try {
-      [task, deadline] = this.admit(call, controller.signal);
-    } catch (err) {
-      callback(fromError(err));
-      return;
-    }
-    const [run, started] = this.begin(controller);
-    const unwatch = this.watch(call, controller, task, deadline, false);
-    let answered = false;
-    const aborted = (): void => {
-      if (answered) return;
-      answered = true;
-      callback(fromError(controller.signal.reason));
-    };
-    controller.signal.addEventListener("abort", aborted, { once: true });
-    void runExecute(this.agent, task).then((result) => {
-      unwatch();
-      controller.signal.removeEventListener("abort", aborted);
-      const [message, ok] = this.final(result, task, started);
-      this.end(run, started, ok && !answered);
-      if (answered) return;
-      answered = true;
-      callback(null, create(ExecuteResponseSchema, { result: message }));
+    const run = this.open(call, false, (error) => callback(error));
+    if (!run) return;
+    void runExecute(this.agent, run.task).then((result) => {
+      const [message, ok] = this.final(result, run.task, run.started);
+      if (run.finish(ok)) callback(null, create(ExecuteResponseSchema, { result: message }));
     });
   }
 
   executeStream(call: ServerWritableStream<ExecuteStreamRequest, ExecuteStreamResponse>): void {
-    const controller = new AbortController();
-    let task: Task;
-    let deadline: number | undefined;
-    try {
-      [task, deadline] = this.admit(call, controller.signal);
-    } catch (err) {
-      call.destroy(fromError(err) as Error);
-      return;
-    }
-    const [run, started] = this.begin(controller);
-    const unwatch = this.watch(call, controller, task, deadline, true);
-    const events = streamEvents(this.agent, task);
-    let ended = false;
-    const aborted = (): void => {
-      if (ended) return;
-      ended = true;
-      void events.return(undefined); // the agent's generator is closed once its pending step settles
-      call.destroy(fromError(controller.signal.reason) as Error);
+    let events: AsyncGenerator<StreamEvent, void, undefined> | undefined;
+    // aborted: the agent's generator is closed once its pending step settles
+    const run = this.open(call, true, (error) => call.destroy(error as Error), () => void events?.return(undefined));
+    if (!run) return;
+    const stream = streamEvents(this.agent, run.task);
+    events = stream;
+    const finalResult = (result: Result): boolean => {
+      const [message, ok] = this.final(result, run.task, run.started);
+      call.write(create(ExecuteStreamResponseSchema, { event: { case: "result", value: message } }));
+      return ok;
     };
-    controller.signal.addEventListener("abort", aborted, { once: true });
     const pump = async (): Promise<boolean> => {
       for (;;) {
-        const step = await events.next();
-        if (ended || step.done) return false;
+        const step = await stream.next();
+        if (run.answered || step.done) return false;
         const event = step.value;
-        if (event instanceof Result) {
-          const [message, ok] = this.final(event, task, started);
-          call.write(create(ExecuteStreamResponseSchema, { event: { case: "result", value: message } }));
-          return ok;
-        }
+        if (event instanceof Result) return finalResult(event);
         let out: ReturnType<typeof eventToProto>;
         try {
           out = eventToProto(event);
         } catch (err) {
-          const bad = crashResult(new TypeError(`partial data is not JSON-like: ${(err as Error).message}`));
-          const [message] = this.final(bad, task, started);
-          call.write(create(ExecuteStreamResponseSchema, { event: { case: "result", value: message } }));
-          await events.return(undefined);
+          finalResult(crashResult(new TypeError(`partial data is not JSON-like: ${(err as Error).message}`)));
+          await stream.return(undefined);
           return false;
         }
         call.write(create(ExecuteStreamResponseSchema, { event: out }));
       }
     };
     void pump().then((ok) => {
-      unwatch();
-      controller.signal.removeEventListener("abort", aborted);
-      this.end(run, started, ok && !ended);
-      if (ended) return;
-      ended = true;
-      call.end();
+      if (run.finish(ok)) call.end();
     });
   }
 
