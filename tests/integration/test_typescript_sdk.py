@@ -18,6 +18,7 @@ import subprocess
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_scheduler_support import (
@@ -33,15 +34,28 @@ from test_scheduler_support import (
 
 from cli.manifests import agent_from_manifest, load_manifests
 from examples.echo_agent import EchoAgent
-from sutradhar import AgentServer, DeadlineExceeded, InvalidArgument, Partial, Progress, Result, RouterClient
+from sutradhar import (
+    AgentServer,
+    DeadlineExceeded,
+    InvalidArgument,
+    Partial,
+    PermissionDenied,
+    Progress,
+    Result,
+    RouterClient,
+    Unavailable,
+)
 from sutradhar._clients import AgentClient, RegistryClient
-from sutradhar._values import from_struct
+from sutradhar._credentials import Credentials
+from sutradhar._identity import SpiffeId
+from sutradhar._values import from_struct, to_struct
 from sutradhar.conformance import run_conformance
 from sutradhar.services.registry import RegistryServer
 from sutradhar.services.router.server import RouterConfig, RouterServer
 from sutradhar.testing import AgentProcess, spawn_agent
 from sutradhar.v1 import registry_pb2
 from sutradhar.v1 import scheduler_pb2 as P
+from tests.secure_support import ADMIN, TD, SecureEtcd, secure_mesh
 
 __all__ = ["api", "namespace", "registry", "registry_client", "scheduler"]  # fixtures imported for pytest
 
@@ -49,6 +63,15 @@ ROOT = Path(__file__).resolve().parents[2]
 SDK = ROOT / "sdk" / "typescript"
 EXAMPLES = ROOT / "examples" / "typescript"
 ECHO = "examples/typescript/dist/echo/agent.js"
+
+
+def _route_script(node: str, router: str, namespace: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run examples/typescript/client/route.ts against `router`: its JSON report."""
+    done = subprocess.run([node, "examples/typescript/dist/client/route.js", router, namespace], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, check=False, env={**os.environ, **(env or {})})
+    assert done.returncode == 0, done.stderr
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
 
 
 def _run(command: list[str], cwd: Path) -> None:
@@ -255,13 +278,7 @@ async def test_typescript_router_client_calls_a_python_agent(
         RouterClient(router.address) as client,
     ):
         await eventually(lambda: _routed(client, namespace, 1))  # the router knows the instance
-        done = await asyncio.to_thread(
-            subprocess.run, [node, "examples/typescript/dist/client/route.js", router.address, namespace],
-            cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
-            env={**os.environ},
-        )
-        assert done.returncode == 0, done.stderr
-        out = json.loads(done.stdout)
+        out = await asyncio.to_thread(_route_script, node, router.address, namespace)
     ok = out["ok"]
     assert ok["success"] is True and ok["error"] is None
     assert ok["data"]["echo"] == {"text": "from typescript", "n": 42} and ok["data"]["task_type"] == "say"
@@ -270,3 +287,46 @@ async def test_typescript_router_client_calls_a_python_agent(
     assert [e["partial"] for e in out["events"] if "partial" in e] == ["abc", "def"]
     assert out["events"][-1]["result"]["success"] is True and len(out["events"]) == 5
     assert out["missing"]["errorName"] in ("Unavailable", "FailedPrecondition", "NotFound"), out["missing"]
+
+
+async def test_typescript_agent_and_client_over_mutual_tls(node: str, secure_etcd: SecureEtcd, tmp_path: Path,
+                                                           unique: str) -> None:
+    """The agent serves mTLS from SUTRADHAR_TLS_* and takes tasks from the router only; it registers with its
+    own certificate; a TypeScript RouterClient presents a user's certificate to the router."""
+    async with secure_mesh(secure_etcd, tmp_path, scheduler=False) as mesh:
+        async with mesh.registry_client() as admin:  # defining what code runs is an admin's
+            await admin.register_agent(registry_pb2.Agent(
+                id="echo", namespace=unique, type="echo", version="1.0.0", runtime="process",
+                config=to_struct({"command": ["node", ECHO], "workdir": str(ROOT)})))
+        files = mesh.pki.issue(SpiffeId.agent(TD, unique, "echo", "echo-tls-1"))
+        tls = {"SUTRADHAR_TLS_CERT_FILE": str(files.certificate), "SUTRADHAR_TLS_KEY_FILE": str(files.private_key),
+               "SUTRADHAR_TLS_CA_FILE": str(files.trust_bundle)}
+        env = {**tls, "SUTRADHAR_INSECURE": "", "SUTRADHAR_REGISTRY": mesh.registry.address,
+               "SUTRADHAR_NAMESPACE": unique, "SUTRADHAR_TTL": "2s"}
+        with await _spawn(node, env) as proc:
+            async with mesh.registry_client() as admin:
+                [instance] = await eventually(lambda: _instances(admin, unique, "echo"))
+            assert instance.id == "echo-tls-1"  # the certificate's instance
+            assert instance.identity == str(SpiffeId.agent(TD, unique, "echo", "echo-tls-1"))
+
+            async with mesh.router_client() as router:
+                routed = await eventually(lambda: _routed(router, unique, {"text": "over mtls"}))
+            assert routed.metadata.instance_id == "echo-tls-1"
+
+            async with AgentClient(proc.address, tls=mesh.client_source(ADMIN)) as direct:
+                with pytest.raises(PermissionDenied) as denied:
+                    await direct.execute({}, timeout=5)
+                assert denied.value.message.startswith(f"{ADMIN} may not call agent echo: agents take calls from")
+                with pytest.raises(PermissionDenied):
+                    await direct.describe(timeout=5)
+            async with AgentClient(proc.address, credentials=Credentials()) as plaintext:
+                with pytest.raises(Unavailable):
+                    await plaintext.describe(timeout=3)
+
+            user = mesh.pki.issue(ADMIN, label="ts-client")
+            out = await asyncio.to_thread(_route_script, node, mesh.router.address, unique, {
+                "SUTRADHAR_TLS_CERT_FILE": str(user.certificate), "SUTRADHAR_TLS_KEY_FILE": str(user.private_key),
+                "SUTRADHAR_TLS_CA_FILE": str(user.trust_bundle)})
+            assert out["ok"]["success"] is True and out["ok"]["metadata"]["instanceId"] == "echo-tls-1"
+            assert out["failed"]["error"]["code"] == "NOPE"
+            assert proc.stop() == 0

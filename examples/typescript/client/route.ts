@@ -1,11 +1,15 @@
 // Calling the mesh from TypeScript: route tasks to any agent of a type through the router.
 //   node examples/typescript/dist/client/route.js ROUTER_HOST:PORT [NAMESPACE] [AGENT_TYPE]
+// With SUTRADHAR_TLS_CERT_FILE, SUTRADHAR_TLS_KEY_FILE and SUTRADHAR_TLS_CA_FILE set it presents that certificate
+// (mutual TLS; the router must present the router's SPIFFE ID), else it speaks plaintext to a development mesh.
 // Prints one JSON object: a routed result, an application failure, a stream's events, and the error of a type no
 // agent serves (the SutradharError's gRPC code and Sutradhar name).
-import { Partial, Progress, Result, RouterClient, SutradharError } from "@sutradhar/sdk";
+import { Credentials, Partial, Progress, Result, RouterClient, SutradharError } from "@sutradhar/sdk";
 
 const [address = "127.0.0.1:50052", namespace = "default", agentType = "echo"] = process.argv.slice(2);
-const router = new RouterClient(address, { timeoutMs: 10_000 });
+const { SUTRADHAR_TLS_CERT_FILE: certFile, SUTRADHAR_TLS_KEY_FILE: keyFile, SUTRADHAR_TLS_CA_FILE: caFile } = process.env;
+const credentials = certFile && keyFile && caFile ? Credentials.mtls({ certFile, keyFile, caFile }) : Credentials.insecure();
+const router = new RouterClient(address, { credentials, timeoutMs: 10_000 });
 
 function plain(result: Result): object {
   return { success: result.success, data: result.data, error: result.error ?? null, metadata: result.metadata };

@@ -5,6 +5,7 @@
 // callers get UNAVAILABLE), the instance is deregistered and the server stops. `serve()` reads the SUTRADHAR_*
 // variables and does all of that until SIGTERM / SIGINT.
 import { randomBytes, randomUUID } from "node:crypto";
+import type { PeerCertificate } from "node:tls";
 
 import { create, toBinary, type DescFile } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
@@ -88,12 +89,7 @@ export class AgentServicer {
   private readonly running = new Set<Running>();
   private idleWaiters: (() => void)[] = [];
 
-  constructor(
-    readonly agent: Agent,
-    readonly instanceId: string,
-    /** Why an AgentService caller is refused (mTLS: mesh services only); undefined when insecure. */
-    private readonly authorize?: (call: ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>) => [status, string] | undefined,
-  ) {}
+  constructor(readonly agent: Agent, readonly instanceId: string) {}
 
   /** Resolves once no task runs, or after `limitMs`; true when idle. */
   waitIdle(limitMs: number): Promise<boolean> {
@@ -174,8 +170,6 @@ export class AgentServicer {
       throw new SutradharError(status.UNAVAILABLE,
         `agent ${agent.id} instance ${this.instanceId} is draining; send the task to another instance`);
     }
-    const refusal = this.authorize?.(call as never);
-    if (refusal) throw new SutradharError(refusal[0], refusal[1]);
     let task = taskFromProto(call.request.task, signal);
     const accepted = agent.taskTypes;
     if (task.type && accepted.length && !accepted.includes(task.type)) {
@@ -335,27 +329,30 @@ export class AgentServer {
     });
     const certified = this.security.identity ? instanceOfIdentity(this.security.identity) : "";
     this.instanceId = settings.instanceId || certified || `${agent.id}-${randomBytes(4).toString("hex")}`;
-    const secured = this.security.files !== undefined;
-    const who = `agent ${agent.id}`;
-    this.servicer = new AgentServicer(agent, this.instanceId, secured
-      ? (call) => meshCallerRefusal(call.getAuthContext()?.sslPeerCertificate, settings.trustDomain, who)
-      : undefined);
+    this.servicer = new AgentServicer(agent, this.instanceId);
     this.server = new Server({
       "grpc.max_receive_message_length": settings.maxMessageBytes,
       "grpc.max_send_message_length": settings.maxMessageBytes,
     });
     const servicer = this.servicer;
-    // Each handler first refuses a request that did not decode (INVALID_ARGUMENT naming the message type).
-    const checked = <C extends { request: unknown }, R extends unknown[]>(handler: (call: C, ...rest: R) => void) =>
-      (call: C, ...rest: R): void => {
-        if (call.request instanceof UndecodableRequest) {
-          const reply = rest[0];
-          const error = call.request.error.toServiceError();
-          if (typeof reply === "function") reply(error);
-          else (call as unknown as ServerWritableStream<unknown, unknown>).destroy(error as Error);
+    // Each handler first refuses, with mTLS, a caller that is not one of the mesh's router, health and scheduler
+    // (grpc health and reflection stay open), then a request that did not decode (INVALID_ARGUMENT).
+    const secured = this.security.files !== undefined;
+    const checked = <C extends { request: unknown; getAuthContext(): { sslPeerCertificate?: PeerCertificate | undefined } | null }, R extends unknown[]>(
+      handler: (call: C, ...rest: R) => void,
+    ) => (call: C, ...rest: R): void => {
+        const refusal = secured
+          ? meshCallerRefusal(call.getAuthContext()?.sslPeerCertificate, settings.trustDomain, `agent ${agent.id}`)
+          : undefined;
+        const error = refusal ? new SutradharError(...refusal)
+          : call.request instanceof UndecodableRequest ? call.request.error : undefined;
+        if (error === undefined) {
+          handler(call, ...rest);
           return;
         }
-        handler(call, ...rest);
+        const reply = rest[0];
+        if (typeof reply === "function") reply(error.toServiceError());
+        else (call as unknown as ServerWritableStream<unknown, unknown>).destroy(error.toServiceError() as Error);
       };
     this.server.addService(serviceDefinition(AgentService), {
       describe: checked(servicer.describe.bind(servicer)),
