@@ -1,7 +1,8 @@
-"""The TypeScript SDK (sdk/typescript) against the real mesh: a TypeScript echo agent served as a real
-process and called with the Python AgentClient, registered in a real registry and routed to, deployed by
-the scheduler on the process runtime and scaled 1 -> 3, and a TypeScript RouterClient script routing to
-a Python agent through a real router.
+"""The TypeScript SDK (sdk/typescript): its own unit tests (`npm test`), and against the real mesh: a
+TypeScript echo agent served as a real process and called with the Python AgentClient (and checked by the
+conformance suite, as the tutor agent is), registered in a real registry, routed to and drained on SIGTERM,
+deployed by the scheduler on the process runtime and scaled 1 -> 3, served and called over mutual TLS in a
+secured mesh, and a TypeScript RouterClient script routing to a Python agent through a real router.
 
 The session fixture installs the SDK's and the examples' dependencies from their lock files (`npm ci`)
 and builds both once; without node and npm the tests are skipped, saying so.
@@ -95,6 +96,15 @@ def node() -> Iterator[str]:
 async def _spawn(node: str, env: dict[str, str], script: str = ECHO) -> AgentProcess:
     """Start a TypeScript agent; in a thread, so services of this process answer it while it starts."""
     return await asyncio.to_thread(spawn_agent, [node, script], cwd=str(ROOT), env={"SUTRADHAR_INSECURE": "1", **env})
+
+
+def test_typescript_sdk_unit_tests_pass(node: str) -> None:
+    """`npm test` in sdk/typescript (Node's own test runner), so `make test` runs them too."""
+    npm = shutil.which("npm")
+    assert npm is not None
+    done = subprocess.run([npm, "test"], cwd=SDK, capture_output=True, text=True, timeout=180, check=False)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "# fail 0" in done.stdout
 
 
 async def test_typescript_agent_called_by_the_python_client(node: str) -> None:
