@@ -240,7 +240,7 @@ export class AgentServicer {
   executeStream(call: ServerWritableStream<ExecuteStreamRequest, ExecuteStreamResponse>): void {
     let events: AsyncGenerator<StreamEvent, void, undefined> | undefined;
     // aborted: the agent's generator is closed once its pending step settles
-    const run = this.open(call, true, (error) => call.destroy(error as Error), () => void events?.return(undefined));
+    const run = this.open(call, true, (error) => endStream(call, error), () => void events?.return(undefined));
     if (!run) return;
     const stream = streamEvents(this.agent, run.task);
     events = stream;
@@ -285,6 +285,12 @@ export class AgentServicer {
       latencyP99: durationFromMs(snap.latencyP99Ms), custom,
     }));
   }
+}
+
+/** End a server stream with an error status (grpc-js sends it on the stream's "error" event; `destroy()` would
+ * leave the call without a status). */
+function endStream(call: ServerWritableStream<unknown, unknown>, error: Partial<ServiceError>): void {
+  call.emit("error", error);
 }
 
 function fromError(err: unknown): Partial<ServiceError> {
@@ -352,7 +358,7 @@ export class AgentServer {
         }
         const reply = rest[0];
         if (typeof reply === "function") reply(error.toServiceError());
-        else (call as unknown as ServerWritableStream<unknown, unknown>).destroy(error.toServiceError() as Error);
+        else endStream(call as unknown as ServerWritableStream<unknown, unknown>, error.toServiceError());
       };
     this.server.addService(serviceDefinition(AgentService), {
       describe: checked(servicer.describe.bind(servicer)),

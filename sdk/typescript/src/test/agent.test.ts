@@ -210,3 +210,40 @@ test("bytes that are not a valid request are INVALID_ARGUMENT, and the agent kee
   }
   assert.equal((await client.describe()).id, "echo-like");
 });
+
+test("a refused stream ends with its status: task type, draining", async () => {
+  server.agent.taskTypes = ["say"];
+  try {
+    await assert.rejects(collect(client.stream({}, { type: "shout", timeoutMs: 3000 })), (err: unknown) =>
+      err instanceof SutradharError && err.code === status.INVALID_ARGUMENT && /does not accept task type 'shout'/.test(err.message));
+  } finally {
+    server.agent.taskTypes = [];
+  }
+  await assert.rejects(collect(client.stream({}, { context: { deadline: new Date(Date.now() - 1000) }, timeoutMs: 3000 })),
+    (err: unknown) => err instanceof SutradharError && err.code === status.DEADLINE_EXCEEDED &&
+      /after its deadline had passed/.test(err.message));
+  const other = await served(new EchoLike());
+  const otherClient = new AgentClient(other.address);
+  try {
+    const slow = otherClient.execute({ sleep: 0.5 });
+    await waitFor(() => other.servicer.metrics.inFlight === 1);
+    const stopping = other.stop(2000);
+    await assert.rejects(collect(otherClient.stream({ text: "x" }, { timeoutMs: 3000 })), (err: unknown) =>
+      err instanceof SutradharError && err.code === status.UNAVAILABLE && /is draining/.test(err.message));
+    await slow;
+    await stopping;
+  } finally {
+    otherClient.close();
+    await other.stop(0);
+  }
+});
+
+test("a stream past its deadline ends with DEADLINE_EXCEEDED from the agent, and the work stops", async () => {
+  const closed = server.agent.closed;
+  const deadline = new Date(Date.now() + 300); // the task's own deadline: the agent, not the client, ends it
+  await assert.rejects(collect(client.stream({ text: "a b c d e f", delay: 0.2 }, { context: { deadline } })),
+    (err: unknown) => err instanceof SutradharError && err.code === status.DEADLINE_EXCEEDED &&
+      /streamed task .* did not finish before its deadline/.test(err.message));
+  await waitFor(() => server.agent.closed > closed);
+  await waitFor(() => server.servicer.metrics.inFlight === 0);
+});
