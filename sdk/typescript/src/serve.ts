@@ -57,6 +57,9 @@ import { DEFAULT_SETTINGS, serveSettings, type ServeSettings } from "./settings.
 import { instanceOfIdentity, meshCallerRefusal, serverSecurity, type ServerSecurity } from "./tls.js";
 import { durationFromMs } from "./values.js";
 
+/** How long a stopping server waits after its last task before it closes its connections, in milliseconds. */
+const ANSWER_FLUSH_MS = 50;
+
 /** The full name of the Agent service. */
 export const AGENT_SERVICE = AgentService.typeName;
 
@@ -478,6 +481,9 @@ export class AgentServer {
       await this.registration.deregister();
       this.registration.options.client.close();
     }
+    // Let the last answers reach the wire first: the idle wake-up runs as soon as a final response is handed to
+    // grpc-js, and closing the sessions at once drops it on some Node versions (18: "Connection dropped").
+    await new Promise<void>((resolve) => setTimeout(resolve, ANSWER_FLUSH_MS));
     await new Promise<void>((resolve) => {
       const force = setTimeout(() => {
         this.server.forceShutdown();
