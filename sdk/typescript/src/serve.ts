@@ -63,10 +63,6 @@ const ANSWER_FLUSH_MS = 50;
 /** The full name of the Agent service. */
 export const AGENT_SERVICE = AgentService.typeName;
 
-function fail(code: status, message: string): Partial<ServiceError> {
-  return { code, details: message, metadata: new Metadata() };
-}
-
 /** `file` and every file it imports, each once, as serialized FileDescriptorProtos (what reflection serves). */
 function fileDescriptors(file: DescFile, seen = new Set<string>()): Buffer[] {
   if (seen.has(file.name)) return [];
@@ -298,7 +294,7 @@ function endStream(call: ServerWritableStream<unknown, unknown>, error: Partial<
 
 function fromError(err: unknown): Partial<ServiceError> {
   if (err instanceof SutradharError) return err.toServiceError();
-  return fail(status.UNKNOWN, err instanceof Error ? err.message : String(err));
+  return { code: status.UNKNOWN, details: err instanceof Error ? err.message : String(err), metadata: new Metadata() };
 }
 
 /** Options of AgentServer: any ServeSettings field (the rest are the defaults; no variable is read). */
