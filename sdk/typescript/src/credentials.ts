@@ -1,0 +1,89 @@
+// What a client presents to the mesh (mirrors sdk/sutradhar/_credentials.py's Credentials): a certificate (mutual
+// TLS), a bearer token (sent on every call, over TLS verified with the mesh CA), both, or nothing (an insecure,
+// development mesh). With TLS the server must present the SPIFFE ID of the mesh service the client expects.
+import { readFileSync } from "node:fs";
+import type { PeerCertificate } from "node:tls";
+import { Metadata, credentials as grpcCredentials, status, type ChannelCredentials } from "@grpc/grpc-js";
+
+import { SutradharError } from "./errors.js";
+import { spiffeIds, serviceIdentity, type TlsFiles } from "./tls.js";
+
+export const DEFAULT_TRUST_DOMAIN = "sutradhar.local";
+
+function readPem(path: string, what: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new SutradharError(status.FAILED_PRECONDITION, `cannot read the ${what} ${path} (${(err as NodeJS.ErrnoException).code})`);
+  }
+}
+
+export class Credentials {
+  readonly #bearer: string | undefined; // a private field: util.inspect and JSON never show it
+
+  private constructor(
+    readonly tls: TlsFiles | undefined,
+    bearer: string | undefined,
+    readonly trustBundle: string | undefined,
+    readonly trustDomain: string,
+  ) {
+    this.#bearer = bearer;
+  }
+
+  /** Nothing: plaintext to an insecure, development mesh. */
+  static insecure(): Credentials {
+    return new Credentials(undefined, undefined, undefined, DEFAULT_TRUST_DOMAIN);
+  }
+
+  /** Mutual TLS with a certificate, its key and the mesh CA bundle (files read when a client connects). */
+  static mtls(files: TlsFiles, trustDomain = DEFAULT_TRUST_DOMAIN): Credentials {
+    return new Credentials(files, undefined, files.caFile, trustDomain);
+  }
+
+  /** A bearer token to a token port, verifying the server with the mesh CA `trustBundle`. */
+  static token(token: string, trustBundle: string, trustDomain = DEFAULT_TRUST_DOMAIN): Credentials {
+    return new Credentials(undefined, token, trustBundle, trustDomain);
+  }
+
+  /** These credentials, also sending `token` on every call. */
+  withToken(token: string): Credentials {
+    return new Credentials(this.tls, token, this.trustBundle, this.trustDomain);
+  }
+
+  get isInsecure(): boolean {
+    return this.tls === undefined && this.#bearer === undefined;
+  }
+
+  /** grpc-js channel credentials; with TLS the server must be mesh service `expected` (any CA-signed one when unset). */
+  channelCredentials(expected?: string): ChannelCredentials {
+    if (this.isInsecure) return grpcCredentials.createInsecure();
+    if (this.trustBundle === undefined) {
+      throw new SutradharError(status.FAILED_PRECONDITION,
+        "a token without a client certificate needs the mesh CA to verify the server: pass trustBundle");
+    }
+    const want = expected === undefined ? undefined : serviceIdentity(this.trustDomain, expected);
+    const checkServerIdentity = (_host: string, cert: PeerCertificate): Error | undefined => {
+      if (want === undefined || spiffeIds(cert).includes(want)) return undefined;
+      return new Error(`the server presented ${spiffeIds(cert).join(", ") || "no SPIFFE ID"}, not ${want}`);
+    };
+    const ssl = grpcCredentials.createSsl(
+      readPem(this.trustBundle, "trust bundle"),
+      this.tls ? readPem(this.tls.keyFile, "private key") : null,
+      this.tls ? readPem(this.tls.certFile, "certificate") : null,
+      { checkServerIdentity },
+    );
+    const token = this.#bearer;
+    if (token === undefined) return ssl;
+    return grpcCredentials.combineChannelCredentials(ssl, grpcCredentials.createFromMetadataGenerator((_params, callback) => {
+      const metadata = new Metadata();
+      metadata.set("authorization", `Bearer ${token}`);
+      callback(null, metadata);
+    }));
+  }
+
+  /** Never the token. */
+  toString(): string {
+    const held = [this.tls ? "certificate" : "", this.#bearer ? "token" : ""].filter(Boolean).join(" + ") || "nothing";
+    return `Credentials(${held}, trustDomain='${this.trustDomain}')`;
+  }
+}

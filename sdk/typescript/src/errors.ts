@@ -1,0 +1,66 @@
+// One error class for every failed call, carrying the gRPC status code and the Sutradhar error name: the same
+// table as the Python SDK's error tree (sdk/sutradhar/_errors.py), read both ways.
+import { Metadata, status, type ServiceError } from "@grpc/grpc-js";
+
+/** The Python SDK's error class of each status code (ABORTED is Conflict: a stale resource_version, a lost race). */
+export const ERROR_NAMES = {
+  [status.INVALID_ARGUMENT]: "InvalidArgument",
+  [status.NOT_FOUND]: "NotFound",
+  [status.ALREADY_EXISTS]: "AlreadyExists",
+  [status.FAILED_PRECONDITION]: "FailedPrecondition",
+  [status.ABORTED]: "Conflict",
+  [status.UNAVAILABLE]: "Unavailable",
+  [status.DEADLINE_EXCEEDED]: "DeadlineExceeded",
+  [status.UNAUTHENTICATED]: "Unauthenticated",
+  [status.PERMISSION_DENIED]: "PermissionDenied",
+  [status.RESOURCE_EXHAUSTED]: "ResourceExhausted",
+  [status.OUT_OF_RANGE]: "OutOfRange",
+  [status.CANCELLED]: "Cancelled",
+  [status.INTERNAL]: "Internal",
+} as const satisfies Partial<Record<status, string>>;
+
+/** A Sutradhar error name: one per status code of the table, SutradharError for any other code. */
+export type ErrorName = (typeof ERROR_NAMES)[keyof typeof ERROR_NAMES] | "SutradharError";
+
+/** The Sutradhar error name of a gRPC status code. */
+export function errorName(code: status): ErrorName {
+  return (ERROR_NAMES as Partial<Record<status, ErrorName>>)[code] ?? "SutradharError";
+}
+
+/**
+ * A failed call or a refused request: `code` is the gRPC status code (`status.NOT_FOUND`), `errorName` the
+ * Sutradhar name of that code ("NotFound"), `codeName` the status code's own name ("NOT_FOUND"). Servers throw it
+ * to answer with that status; clients receive it for any non-OK status, whichever side failed.
+ */
+export class SutradharError extends Error {
+  readonly code: status;
+  readonly errorName: ErrorName;
+  readonly field: string | undefined;
+
+  constructor(code: status, message: string, field?: string) {
+    super(message);
+    this.name = "SutradharError";
+    this.code = code;
+    this.errorName = errorName(code);
+    this.field = field;
+  }
+
+  get codeName(): string {
+    return status[this.code] ?? "UNKNOWN";
+  }
+
+  /** The status grpc-js sends for this error. */
+  toServiceError(): Partial<ServiceError> {
+    return { code: this.code, details: this.message, metadata: new Metadata() };
+  }
+}
+
+/** A SutradharError from any failure of a grpc-js call (a ServiceError, or anything else as UNKNOWN). */
+export function fromServiceError(err: unknown): SutradharError {
+  if (err instanceof SutradharError) return err;
+  if (typeof err === "object" && err !== null && "code" in err && typeof err.code === "number") {
+    const details = "details" in err && typeof err.details === "string" ? err.details : "";
+    return new SutradharError(err.code, details || (status[err.code] ?? "UNKNOWN"));
+  }
+  return new SutradharError(status.UNKNOWN, err instanceof Error ? err.message : String(err));
+}

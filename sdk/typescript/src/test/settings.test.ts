@@ -1,0 +1,58 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { AgentServer, DEFAULT_SETTINGS, SutradharError, serveSettings, status } from "../index.js";
+import { EchoLike } from "./support.js";
+
+test("settings come from SUTRADHAR_* variables, explicit values win, empty counts as unset", () => {
+  const settings = serveSettings({ namespace: "explicit" }, {
+    SUTRADHAR_PORT: "7100", SUTRADHAR_HOST: "0.0.0.0", SUTRADHAR_INSTANCE_ID: "echo-1", SUTRADHAR_NAMESPACE: "env",
+    SUTRADHAR_AGENT_ID: "echo-deployed", SUTRADHAR_AGENT_VERSION: "2.0.0", SUTRADHAR_INSECURE: "1",
+    SUTRADHAR_TTL: "250ms", SUTRADHAR_GRACE: "1.5s", SUTRADHAR_LABELS: "tier=gold, zone=a", SUTRADHAR_REGISTRY: "",
+    SUTRADHAR_TLS_CA_FILE: "/ca.pem", SUTRADHAR_REGISTER_AGENT: "off",
+  });
+  assert.equal(settings.port, 7100);
+  assert.equal(settings.host, "0.0.0.0");
+  assert.equal(settings.instanceId, "echo-1");
+  assert.equal(settings.namespace, "explicit");
+  assert.equal(settings.agentId, "echo-deployed");
+  assert.equal(settings.agentVersion, "2.0.0");
+  assert.equal(settings.insecure, true);
+  assert.equal(settings.ttlMs, 250);
+  assert.equal(settings.graceMs, 1500);
+  assert.deepEqual(settings.labels, { tier: "gold", zone: "a" });
+  assert.equal(settings.registry, undefined);
+  assert.equal(settings.tlsCaFile, "/ca.pem");
+  assert.equal(settings.registerAgent, false);
+  assert.equal(serveSettings({}, {}).healthPeriodMs, DEFAULT_SETTINGS.healthPeriodMs);
+});
+
+test("a malformed variable is INVALID_ARGUMENT naming it and what it should be", () => {
+  assert.throws(() => serveSettings({}, { SUTRADHAR_PORT: "70000" }), (err: unknown) =>
+    err instanceof SutradharError && err.code === status.INVALID_ARGUMENT &&
+    err.message === 'SUTRADHAR_PORT="70000" is not a port number (0-65535)');
+  assert.throws(() => serveSettings({}, { SUTRADHAR_TTL: "0s" }), /SUTRADHAR_TTL="0s" is not a duration above zero/);
+  assert.throws(() => serveSettings({}, { SUTRADHAR_INSECURE: "maybe" }), /SUTRADHAR_INSECURE="maybe" is not a boolean/);
+});
+
+test("an agent needs certificates or insecure, and insecure only on loopback", () => {
+  const refused = (options: Parameters<typeof serveSettings>[0], pattern: RegExp): void => {
+    assert.throws(() => new AgentServer(new EchoLike(), options), (err: unknown) =>
+      err instanceof SutradharError && err.code === status.FAILED_PRECONDITION && pattern.test(err.message));
+  };
+  refused({}, /agent echo-like needs a certificate: set SUTRADHAR_TLS_CERT_FILE/);
+  refused({ insecure: true, host: "0.0.0.0" }, /insecure is refused on 0\.0\.0\.0/);
+  refused({ tlsCertFile: "/c.pem" }, /go together: set all three/);
+  refused({ insecure: true, tlsCertFile: "/c", tlsKeyFile: "/k", tlsCaFile: "/ca" }, /contradict each other/);
+  refused({ tlsCertFile: "/missing/c.pem", tlsKeyFile: "/missing/k.pem", tlsCaFile: "/missing/ca.pem" },
+    /cannot read the private key \/missing\/k\.pem \(ENOENT\)/);
+  assert.ok(new AgentServer(new EchoLike(), { insecure: true, host: "0.0.0.0", publishedOnLoopback: true }));
+});
+
+test("an agent with a bad identity is refused before it serves", () => {
+  const agent = new EchoLike();
+  agent.version = "one";
+  assert.throws(() => new AgentServer(agent, { insecure: true }), /agent version "one" is not a semantic version/);
+  assert.throws(() => new AgentServer(new EchoLike(), { insecure: true, agentId: "Not_A_Label" }),
+    /agent id "Not_A_Label" is not a DNS-1123 label/);
+});

@@ -1,0 +1,345 @@
+"""The TypeScript SDK (sdk/typescript): its own unit tests (`npm test`), and against the real mesh: a
+TypeScript echo agent served as a real process and called with the Python AgentClient (and checked by the
+conformance suite, as the tutor agent is), registered in a real registry, routed to and drained on SIGTERM,
+deployed by the scheduler on the process runtime and scaled 1 -> 3, served and called over mutual TLS in a
+secured mesh, and a TypeScript RouterClient script routing to a Python agent through a real router.
+
+The session fixture installs the SDK's and the examples' dependencies from their lock files (`npm ci`)
+and builds both once; without node and npm the tests are skipped, saying so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_scheduler_support import (
+    api,
+    deployment,
+    eventually,
+    namespace,
+    ready_instances,
+    registry,
+    registry_client,
+    scheduler,
+)
+
+from cli.manifests import agent_from_manifest, load_manifests
+from examples.echo_agent import EchoAgent
+from sutradhar import (
+    AgentServer,
+    DeadlineExceeded,
+    InvalidArgument,
+    Partial,
+    PermissionDenied,
+    Progress,
+    Result,
+    RouterClient,
+    Unavailable,
+)
+from sutradhar._clients import AgentClient, RegistryClient
+from sutradhar._credentials import Credentials
+from sutradhar._identity import SpiffeId
+from sutradhar._values import from_struct, to_struct
+from sutradhar.conformance import run_conformance
+from sutradhar.services.registry import RegistryServer
+from sutradhar.services.router.server import RouterConfig, RouterServer
+from sutradhar.testing import AgentProcess, spawn_agent
+from sutradhar.v1 import registry_pb2
+from sutradhar.v1 import scheduler_pb2 as P
+from tests.secure_support import ADMIN, TD, SecureEtcd, secure_mesh
+
+__all__ = ["api", "namespace", "registry", "registry_client", "scheduler"]  # fixtures imported for pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SDK = ROOT / "sdk" / "typescript"
+EXAMPLES = ROOT / "examples" / "typescript"
+ECHO = "examples/typescript/dist/echo/agent.js"
+
+
+def _route_script(node: str, router: str, namespace: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run examples/typescript/client/route.ts against `router`: its JSON report."""
+    done = subprocess.run([node, "examples/typescript/dist/client/route.js", router, namespace], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, check=False, env={**os.environ, **(env or {})})
+    assert done.returncode == 0, done.stderr
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
+def _run(command: list[str], cwd: Path) -> None:
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} in {cwd} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+
+
+@pytest.fixture(scope="session")
+def node() -> Iterator[str]:
+    """The node binary, once the SDK and the examples are installed from their lock files and built."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.skip("node (>= 18) and npm are needed for the TypeScript SDK tests")
+    version = subprocess.run([node, "--version"], capture_output=True, text=True, check=False).stdout.strip()
+    if int(version.lstrip("v").split(".")[0] or 0) < 18:
+        pytest.skip(f"the TypeScript SDK needs node >= 18, found {version}")
+    for where in (SDK, EXAMPLES):
+        _run([npm, "ci", "--no-audit", "--no-fund"], where)
+        _run([npm, "run", "build"], where)
+    yield node
+
+
+async def _spawn(node: str, env: dict[str, str], script: str = ECHO) -> AgentProcess:
+    """Start a TypeScript agent; in a thread, so services of this process answer it while it starts."""
+    return await asyncio.to_thread(spawn_agent, [node, script], cwd=str(ROOT), env={"SUTRADHAR_INSECURE": "1", **env})
+
+
+def test_typescript_sdk_unit_tests_pass(node: str) -> None:
+    """`npm test` in sdk/typescript (Node's own test runner), so `make test` runs them too."""
+    npm = shutil.which("npm")
+    assert npm is not None
+    done = subprocess.run([npm, "test"], cwd=SDK, capture_output=True, text=True, timeout=180, check=False)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "# fail 0" in done.stdout
+
+
+async def test_typescript_agent_called_by_the_python_client(node: str) -> None:
+    with await _spawn(node, {"SUTRADHAR_PORT": "0", "SUTRADHAR_INSTANCE_ID": "ts-echo-1"}) as proc:
+        async with AgentClient(proc.address) as client:
+            described = await client.describe()
+            assert (described.id, described.version, described.streaming) == ("echo", "1.0.0", True)
+            assert list(described.capabilities) == ["echo", "stream"]
+
+            result = await client.execute({"hello": [1, 2.5, None, True]}, task_type="say", task_id="task-1")
+            assert result.success
+            assert result.data["echo"] == {"hello": [1, 2.5, None, True]}
+            assert result.data["task_type"] == "say" and result.data["pid"] == proc.pid
+            meta = result.metadata
+            assert (meta.agent_id, meta.agent_version, meta.instance_id, meta.task_id) == (
+                "echo", "1.0.0", "ts-echo-1", "task-1")
+            assert meta.latency is not None
+
+            failed = await client.execute({"fail": "INVALID_INPUT", "retryable": True})
+            assert failed.error is not None and not failed.success
+            assert (failed.error.code, failed.error.message, failed.error.retryable) == (
+                "INVALID_INPUT", "failed on request", True)
+            crashed = await client.execute({"crash": True})
+            assert crashed.error is not None
+            assert (crashed.error.code, crashed.error.message) == ("AGENT_ERROR", "Error: crashed on request")
+
+            events = [e async for e in client.execute_stream({"text": "abcdefg", "chunk": 3})]
+            assert [type(e) for e in events] == [Progress, Partial] * 3 + [Result]
+            assert [e.data for e in events if isinstance(e, Partial)] == ["abc", "def", "g"]
+            assert [e.message for e in events if isinstance(e, Progress)] == ["chunk 1/3", "chunk 2/3", "chunk 3/3"]
+            final = events[-1]
+            assert isinstance(final, Result) and final.success and final.data["chunks"] == 3
+            streamed_failure = [e async for e in client.execute_stream({"fail": "NOPE"})]
+            assert len(streamed_failure) == 1 and isinstance(streamed_failure[0], Result)
+            assert streamed_failure[0].error is not None and streamed_failure[0].error.code == "NOPE"
+
+            with pytest.raises(DeadlineExceeded):
+                await client.execute({"sleep": 5}, timeout=0.3)
+
+            async def idle() -> bool:
+                return (await client.metrics()).in_flight == 0
+
+            await eventually(idle, within=3)  # the sleep was cancelled, not left running
+            metrics = await client.metrics()
+            assert metrics.requests_total == 6 and metrics.errors_total == 4
+
+        results = await run_conformance(proc.address)
+        assert [r.name for r in results if not r.passed] == [], results
+        by_name = {r.name: r for r in results}
+        assert "INVALID_ARGUMENT" in by_name["malformed-input"].detail  # undecodable bytes are bad input
+        assert "in-flight back to 0" in by_name["deadline"].detail
+        assert proc.stop() == 0
+
+
+async def test_typescript_tutor_agent(node: str) -> None:
+    with await _spawn(node, {}, script="examples/typescript/dist/tutor/agent.js") as proc:
+        async with AgentClient(proc.address) as client:
+            described = await client.describe()
+            assert (described.id, list(described.task_types)) == ("tutor", ["answer", "hint"])
+            answer = await client.execute({"question": "12 * 7"}, task_type="answer")
+            assert answer.data == {"answer": 84}
+            hint = await client.execute({"question": "12 * 7"}, task_type="hint")
+            assert hint.data == {"hint": "multiply 12 and 7"}
+            bad = await client.execute({"question": "what?"})
+            assert bad.error is not None and bad.error.code == "INVALID_INPUT"
+            with pytest.raises(InvalidArgument) as err:
+                await client.execute({"question": "1 + 1"}, task_type="shout")
+            assert err.value.message == (
+                "agent tutor does not accept task type 'shout'; it accepts 'answer', 'hint' (or an empty type)")
+            events = [e async for e in client.execute_stream({"question": "2 + 3"}, task_type="answer")]
+            assert [e.data for e in events if isinstance(e, Partial)] == ["We add 2 and 3.", "2 + 3 = 5."]
+            assert isinstance(events[-1], Result) and events[-1].data == {"answer": 5, "steps": 2}
+            assert (await client.metrics()).custom["answered"] == 2
+        results = await run_conformance(proc.address, task_type="answer", payload={"question": "2 + 3"},
+                                        slow_payload={"question": "2 + 3"})
+        assert [r.name for r in results if not r.passed] == [], results
+        assert proc.stop() == 0
+
+
+async def _instances(client: RegistryClient, namespace: str, agent_id: str) -> list[registry_pb2.Instance]:
+    return list((await client.list_instances(namespace=namespace, agent_id=agent_id)).instances)
+
+
+@pytest.fixture
+async def router(registry: RegistryServer) -> AsyncIterator[RouterServer]:
+    server = RouterServer(RouterConfig(insecure=True, host="127.0.0.1", port=0, registry=registry.address))
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop(timedelta(seconds=1))
+
+
+async def test_typescript_agent_registers_is_routed_to_and_deregisters_on_sigterm(
+    node: str, registry: RegistryServer, registry_client: RegistryClient, router: RouterServer, namespace: str
+) -> None:
+    env = {"SUTRADHAR_REGISTRY": registry.address, "SUTRADHAR_NAMESPACE": namespace, "SUTRADHAR_TTL": "2s",
+           "SUTRADHAR_LABELS": "lang=typescript", "SUTRADHAR_GRACE": "5s"}
+    with await _spawn(node, env) as proc:
+        definition = await registry_client.get_agent("echo", namespace=namespace)
+        assert definition.runtime == "process" and definition.type == "echo"
+        config = from_struct(definition.config)
+        assert config["command"][0] == node and config["command"][-1].endswith("echo/agent.js")
+        [instance] = await eventually(lambda: _instances(registry_client, namespace, "echo"))
+        assert instance.state == registry_pb2.INSTANCE_STATE_SERVING
+        assert instance.endpoint == proc.address and instance.labels["lang"] == "typescript"
+        await asyncio.sleep(2.5)  # longer than the TTL: the lease is kept alive
+        assert [i.id for i in await _instances(registry_client, namespace, "echo")] == [instance.id]
+
+        async with RouterClient(router.address) as client:
+            routed = await eventually(lambda: _routed(client, namespace, {"text": "via router"}))
+            assert routed.data["echo"] == {"text": "via router"} and routed.data["task_type"] == "say"
+            assert routed.metadata.instance_id == instance.id and routed.metadata.attempts == 1
+            events = [e async for e in client.execute_stream("echo", {"text": "abcdef", "chunk": 3},
+                                                             namespace=namespace)]
+            assert [e.data for e in events if isinstance(e, Partial)] == ["abc", "def"]
+            assert isinstance(events[-1], Result) and events[-1].success
+
+            slow = asyncio.create_task(client.execute("echo", {"sleep": 1}, namespace=namespace, max_attempts=1))
+            await asyncio.sleep(0.3)
+            proc.signal(signal.SIGTERM)  # drains: the task in flight finishes, then it deregisters and exits 0
+            assert (await slow).success
+        assert await asyncio.to_thread(proc.wait) == 0
+    assert await _instances(registry_client, namespace, "echo") == []
+
+
+async def _routed(client: RouterClient, namespace: str, payload: object) -> Result | None:
+    try:
+        result = await client.execute("echo", payload, namespace=namespace, task_type="say", timeout=2)
+    except Exception:  # the router learns of the instance through the registry's watch
+        return None
+    return result if result.success else None
+
+
+def _typescript_agent(namespace: str) -> registry_pb2.Agent:
+    """The agent of examples/manifests/ts-echo-deployment.yaml in `namespace`, at version 1.2.0."""
+    [manifest] = [m for m in load_manifests(ROOT / "examples" / "manifests" / "ts-echo-deployment.yaml")
+                  if m.kind == "Agent"]
+    agent = agent_from_manifest(manifest)
+    agent.namespace, agent.version = namespace, "1.2.0"
+    agent.config.fields["workdir"].string_value = str(ROOT)
+    return agent
+
+
+async def test_scheduler_deploys_and_scales_a_typescript_agent(api, registry_client, namespace, node: str) -> None:
+    await registry_client.register_agent(_typescript_agent(namespace))
+    await api.CreateDeployment(P.CreateDeploymentRequest(deployment=deployment(
+        namespace, "ts", agent_id="ts-echo", replicas=1)))  # the manifest's command: node examples/typescript/...
+    [first] = await eventually(lambda: _ready(registry_client, namespace, "ts", 1))
+    async with AgentClient(first.endpoint) as agent:
+        described = await agent.describe()
+        # the scheduler's SUTRADHAR_AGENT_ID / _AGENT_VERSION replace the class's identity
+        assert (described.id, described.version) == ("ts-echo", "1.2.0")
+        result = await agent.execute({"n": 1})
+        assert result.success and result.metadata.instance_id == first.id
+
+    await api.ScaleDeployment(P.ScaleDeploymentRequest(namespace=namespace, name="ts", replicas=3))
+    instances = await eventually(lambda: _ready(registry_client, namespace, "ts", 3))
+    pids = set()
+    for instance in instances:
+        async with AgentClient(instance.endpoint) as agent:
+            result = await agent.execute({"n": 2})
+            assert result.success and result.metadata.instance_id == instance.id
+            pids.add(result.data["pid"])
+    assert len(pids) == 3
+    await api.DeleteDeployment(P.DeleteDeploymentRequest(namespace=namespace, name="ts", wait=True))
+    assert await ready_instances(registry_client, namespace, "ts") == []
+
+
+async def _ready(client: RegistryClient, namespace: str, name: str, n: int) -> list[registry_pb2.Instance] | None:
+    instances = await ready_instances(client, namespace, name)
+    return instances if len(instances) == n else None
+
+
+async def test_typescript_router_client_calls_a_python_agent(
+    node: str, registry: RegistryServer, router: RouterServer, namespace: str
+) -> None:
+    async with (
+        AgentServer(EchoAgent(), insecure=True, registry=registry.address, namespace=namespace,
+                    ttl=timedelta(seconds=2)) as agent,
+        RouterClient(router.address) as client,
+    ):
+        await eventually(lambda: _routed(client, namespace, 1))  # the router knows the instance
+        out = await asyncio.to_thread(_route_script, node, router.address, namespace)
+    ok = out["ok"]
+    assert ok["success"] is True and ok["error"] is None
+    assert ok["data"]["echo"] == {"text": "from typescript", "n": 42} and ok["data"]["task_type"] == "say"
+    assert ok["metadata"]["instanceId"] == agent.instance_id and ok["metadata"]["attempts"] == 1
+    assert out["failed"]["success"] is False and out["failed"]["error"]["code"] == "NOPE"
+    assert [e["partial"] for e in out["events"] if "partial" in e] == ["abc", "def"]
+    assert out["events"][-1]["result"]["success"] is True and len(out["events"]) == 5
+    assert out["missing"]["errorName"] in ("Unavailable", "FailedPrecondition", "NotFound"), out["missing"]
+
+
+async def test_typescript_agent_and_client_over_mutual_tls(node: str, secure_etcd: SecureEtcd, tmp_path: Path,
+                                                           unique: str) -> None:
+    """The agent serves mTLS from SUTRADHAR_TLS_* and takes tasks from the router only; it registers with its
+    own certificate; a TypeScript RouterClient presents a user's certificate to the router."""
+    async with secure_mesh(secure_etcd, tmp_path, scheduler=False) as mesh:
+        async with mesh.registry_client() as admin:  # defining what code runs is an admin's
+            await admin.register_agent(registry_pb2.Agent(
+                id="echo", namespace=unique, type="echo", version="1.0.0", runtime="process",
+                config=to_struct({"command": ["node", ECHO], "workdir": str(ROOT)})))
+        files = mesh.pki.issue(SpiffeId.agent(TD, unique, "echo", "echo-tls-1"))
+        tls = {"SUTRADHAR_TLS_CERT_FILE": str(files.certificate), "SUTRADHAR_TLS_KEY_FILE": str(files.private_key),
+               "SUTRADHAR_TLS_CA_FILE": str(files.trust_bundle)}
+        env = {**tls, "SUTRADHAR_INSECURE": "", "SUTRADHAR_REGISTRY": mesh.registry.address,
+               "SUTRADHAR_NAMESPACE": unique, "SUTRADHAR_TTL": "2s"}
+        with await _spawn(node, env) as proc:
+            async with mesh.registry_client() as admin:
+                [instance] = await eventually(lambda: _instances(admin, unique, "echo"))
+            assert instance.id == "echo-tls-1"  # the certificate's instance
+            assert instance.identity == str(SpiffeId.agent(TD, unique, "echo", "echo-tls-1"))
+
+            async with mesh.router_client() as router:
+                routed = await eventually(lambda: _routed(router, unique, {"text": "over mtls"}))
+            assert routed.metadata.instance_id == "echo-tls-1"
+
+            async with AgentClient(proc.address, tls=mesh.client_source(ADMIN)) as direct:
+                with pytest.raises(PermissionDenied) as denied:
+                    await direct.execute({}, timeout=5)
+                assert denied.value.message.startswith(f"{ADMIN} may not call agent echo: agents take calls from")
+                with pytest.raises(PermissionDenied):
+                    await direct.describe(timeout=5)
+            async with AgentClient(proc.address, credentials=Credentials()) as plaintext:
+                with pytest.raises(Unavailable):
+                    await plaintext.describe(timeout=3)
+
+            user = mesh.pki.issue(ADMIN, label="ts-client")
+            out = await asyncio.to_thread(_route_script, node, mesh.router.address, unique, {
+                "SUTRADHAR_TLS_CERT_FILE": str(user.certificate), "SUTRADHAR_TLS_KEY_FILE": str(user.private_key),
+                "SUTRADHAR_TLS_CA_FILE": str(user.trust_bundle)})
+            assert out["ok"]["success"] is True and out["ok"]["metadata"]["instanceId"] == "echo-tls-1"
+            assert out["failed"]["error"]["code"] == "NOPE"
+            assert proc.stop() == 0
