@@ -34,6 +34,10 @@ test: install system-deps lint
 
 proto: install
 	$(PY) scripts/genproto.py
+	@# the TypeScript SDK's types and stubs from the same protos (sdk/typescript/src/gen, decision 0018)
+	@if command -v npm >/dev/null 2>&1; then \
+	  cd sdk/typescript && { [ -d node_modules ] || npm ci --no-audit --no-fund --silent; } && npm run --silent generate; \
+	else echo "npm is not installed: sdk/typescript/src/gen not regenerated (scripts/install-system-deps.sh installs it)"; fi
 
 bench: install
 	$(PY) -m pip install -q -e '.[mesh,dev,bench]'

@@ -19,7 +19,7 @@ import {
   type ServiceError,
 } from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
-import { HealthImplementation } from "grpc-health-check";
+import { HealthImplementation, service as healthService } from "grpc-health-check";
 
 import {
   Agent,
@@ -62,6 +62,8 @@ const ANSWER_FLUSH_MS = 50;
 
 /** The full name of the Agent service. */
 export const AGENT_SERVICE = AgentService.typeName;
+/** The full name of the standard health service. */
+const HEALTH_SERVICE = "grpc.health.v1.Health";
 
 /** `file` and every file it imports, each once, as serialized FileDescriptorProtos (what reflection serves). */
 function fileDescriptors(file: DescFile, seen = new Set<string>()): Buffer[] {
@@ -366,8 +368,12 @@ export class AgentServer {
       metrics: checked(servicer.metricsRpc.bind(servicer)),
     });
     this.health.addToServer(this.server);
-    new ReflectionService({ [AGENT_SERVICE]: { fileDescriptorProtos: fileDescriptors(file_sutradhar_v1_agent) } } as never)
-      .addToServer(this.server);
+    // Reflection lists every service of the files it is given: the Agent service's, and grpc.health.v1's (the
+    // descriptor grpc-health-check loaded its service from), so a client can discover both.
+    new ReflectionService({
+      [AGENT_SERVICE]: { fileDescriptorProtos: fileDescriptors(file_sutradhar_v1_agent) },
+      [HEALTH_SERVICE]: { fileDescriptorProtos: healthService.Check?.requestType.fileDescriptorProtos ?? [] },
+    } as never).addToServer(this.server);
   }
 
   /** The bound port (after start()). */

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sutradhar/v1/rbac.proto.
  */
 export const file_sutradhar_v1_rbac: GenFile = /*@__PURE__*/
-  fileDesc("ChdzdXRyYWRoYXIvdjEvcmJhYy5wcm90bxIMc3V0cmFkaGFyLnYxIq0BCgtSb2xlQmluZGluZxIRCgluYW1lc3BhY2UYASABKAkSDAoEbmFtZRgCIAEoCRIMCgRyb2xlGAMgASgJEhAKCHN1YmplY3RzGAQgAygJEhgKEHJlc291cmNlX3ZlcnNpb24YBSABKAMSEgoKY3JlYXRlZF9ieRgGIAEoCRIvCgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiQAoEUnVsZRINCgV2ZXJicxgBIAMoCRIRCglyZXNvdXJjZXMYAiADKAkSFgoOcmVzb3VyY2VfbmFtZXMYAyADKAkiewoEUm9sZRIMCgRuYW1lGAEgASgJEiEKBXJ1bGVzGAIgAygLMhIuc3V0cmFkaGFyLnYxLlJ1bGUSFgoOY2x1c3Rlcl9zY29wZWQYAyABKAgSEwoLZGVzY3JpcHRpb24YBCABKAkSFQoNaW1wbGljaXRfb25seRgFIAEoCCJFChdBcHBseVJvbGVCaW5kaW5nUmVxdWVzdBIqCgdiaW5kaW5nGAEgASgLMhkuc3V0cmFkaGFyLnYxLlJvbGVCaW5kaW5nIlcKGEFwcGx5Um9sZUJpbmRpbmdSZXNwb25zZRIqCgdiaW5kaW5nGAEgASgLMhkuc3V0cmFkaGFyLnYxLlJvbGVCaW5kaW5nEg8KB2NyZWF0ZWQYAiABKAgiOAoVR2V0Um9sZUJpbmRpbmdSZXF1ZXN0EhEKCW5hbWVzcGFjZRgBIAEoCRIMCgRuYW1lGAIgASgJIkQKFkdldFJvbGVCaW5kaW5nUmVzcG9uc2USKgoHYmluZGluZxgBIAEoCzIZLnN1dHJhZGhhci52MS5Sb2xlQmluZGluZyIsChdMaXN0Um9sZUJpbmRpbmdzUmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkiWQoYTGlzdFJvbGVCaW5kaW5nc1Jlc3BvbnNlEisKCGJpbmRpbmdzGAEgAygLMhkuc3V0cmFkaGFyLnYxLlJvbGVCaW5kaW5nEhAKCHJldmlzaW9uGAIgASgDIjsKGERlbGV0ZVJvbGVCaW5kaW5nUmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkSDAoEbmFtZRgCIAEoCSJHChlEZWxldGVSb2xlQmluZGluZ1Jlc3BvbnNlEioKB2JpbmRpbmcYASABKAsyGS5zdXRyYWRoYXIudjEuUm9sZUJpbmRpbmciJQoQTGlzdFJvbGVzUmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkiNgoRTGlzdFJvbGVzUmVzcG9uc2USIQoFcm9sZXMYASADKAsyEi5zdXRyYWRoYXIudjEuUm9sZTLkAwoLUmJhY1NlcnZpY2USYQoQQXBwbHlSb2xlQmluZGluZxIlLnN1dHJhZGhhci52MS5BcHBseVJvbGVCaW5kaW5nUmVxdWVzdBomLnN1dHJhZGhhci52MS5BcHBseVJvbGVCaW5kaW5nUmVzcG9uc2USWwoOR2V0Um9sZUJpbmRpbmcSIy5zdXRyYWRoYXIudjEuR2V0Um9sZUJpbmRpbmdSZXF1ZXN0GiQuc3V0cmFkaGFyLnYxLkdldFJvbGVCaW5kaW5nUmVzcG9uc2USYQoQTGlzdFJvbGVCaW5kaW5ncxIlLnN1dHJhZGhhci52MS5MaXN0Um9sZUJpbmRpbmdzUmVxdWVzdBomLnN1dHJhZGhhci52MS5MaXN0Um9sZUJpbmRpbmdzUmVzcG9uc2USZAoRRGVsZXRlUm9sZUJpbmRpbmcSJi5zdXRyYWRoYXIudjEuRGVsZXRlUm9sZUJpbmRpbmdSZXF1ZXN0Gicuc3V0cmFkaGFyLnYxLkRlbGV0ZVJvbGVCaW5kaW5nUmVzcG9uc2USTAoJTGlzdFJvbGVzEh4uc3V0cmFkaGFyLnYxLkxpc3RSb2xlc1JlcXVlc3QaHy5zdXRyYWRoYXIudjEuTGlzdFJvbGVzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("ChdzdXRyYWRoYXIvdjEvcmJhYy5wcm90bxIMc3V0cmFkaGFyLnYxIq0BCgtSb2xlQmluZGluZxIRCgluYW1lc3BhY2UYASABKAkSDAoEbmFtZRgCIAEoCRIMCgRyb2xlGAMgASgJEhAKCHN1YmplY3RzGAQgAygJEhgKEHJlc291cmNlX3ZlcnNpb24YBSABKAMSEgoKY3JlYXRlZF9ieRgGIAEoCRIvCgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiQAoEUnVsZRINCgV2ZXJicxgBIAMoCRIRCglyZXNvdXJjZXMYAiADKAkSFgoOcmVzb3VyY2VfbmFtZXMYAyADKAkiewoEUm9sZRIMCgRuYW1lGAEgASgJEiEKBXJ1bGVzGAIgAygLMhIuc3V0cmFkaGFyLnYxLlJ1bGUSFgoOY2x1c3Rlcl9zY29wZWQYAyABKAgSEwoLZGVzY3JpcHRpb24YBCABKAkSFQoNaW1wbGljaXRfb25seRgFIAEoCCJFChdBcHBseVJvbGVCaW5kaW5nUmVxdWVzdBIqCgdiaW5kaW5nGAEgASgLMhkuc3V0cmFkaGFyLnYxLlJvbGVCaW5kaW5nIlcKGEFwcGx5Um9sZUJpbmRpbmdSZXNwb25zZRIqCgdiaW5kaW5nGAEgASgLMhkuc3V0cmFkaGFyLnYxLlJvbGVCaW5kaW5nEg8KB2NyZWF0ZWQYAiABKAgiOAoVR2V0Um9sZUJpbmRpbmdSZXF1ZXN0EhEKCW5hbWVzcGFjZRgBIAEoCRIMCgRuYW1lGAIgASgJIkQKFkdldFJvbGVCaW5kaW5nUmVzcG9uc2USKgoHYmluZGluZxgBIAEoCzIZLnN1dHJhZGhhci52MS5Sb2xlQmluZGluZyIsChdMaXN0Um9sZUJpbmRpbmdzUmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkiWQoYTGlzdFJvbGVCaW5kaW5nc1Jlc3BvbnNlEisKCGJpbmRpbmdzGAEgAygLMhkuc3V0cmFkaGFyLnYxLlJvbGVCaW5kaW5nEhAKCHJldmlzaW9uGAIgASgDIjsKGERlbGV0ZVJvbGVCaW5kaW5nUmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkSDAoEbmFtZRgCIAEoCSJHChlEZWxldGVSb2xlQmluZGluZ1Jlc3BvbnNlEioKB2JpbmRpbmcYASABKAsyGS5zdXRyYWRoYXIudjEuUm9sZUJpbmRpbmciJQoQTGlzdFJvbGVzUmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkiNgoRTGlzdFJvbGVzUmVzcG9uc2USIQoFcm9sZXMYASADKAsyEi5zdXRyYWRoYXIudjEuUm9sZSJpChNSZXZpZXdBY2Nlc3NSZXF1ZXN0EhEKCXByaW5jaXBhbBgBIAEoCRIMCgR2ZXJiGAIgASgJEhAKCHJlc291cmNlGAMgASgJEhEKCW5hbWVzcGFjZRgEIAEoCRIMCgRuYW1lGAUgASgJIjcKFFJldmlld0FjY2Vzc1Jlc3BvbnNlEg8KB2FsbG93ZWQYASABKAgSDgoGcmVhc29uGAIgASgJMrsECgtSYmFjU2VydmljZRJhChBBcHBseVJvbGVCaW5kaW5nEiUuc3V0cmFkaGFyLnYxLkFwcGx5Um9sZUJpbmRpbmdSZXF1ZXN0GiYuc3V0cmFkaGFyLnYxLkFwcGx5Um9sZUJpbmRpbmdSZXNwb25zZRJbCg5HZXRSb2xlQmluZGluZxIjLnN1dHJhZGhhci52MS5HZXRSb2xlQmluZGluZ1JlcXVlc3QaJC5zdXRyYWRoYXIudjEuR2V0Um9sZUJpbmRpbmdSZXNwb25zZRJhChBMaXN0Um9sZUJpbmRpbmdzEiUuc3V0cmFkaGFyLnYxLkxpc3RSb2xlQmluZGluZ3NSZXF1ZXN0GiYuc3V0cmFkaGFyLnYxLkxpc3RSb2xlQmluZGluZ3NSZXNwb25zZRJkChFEZWxldGVSb2xlQmluZGluZxImLnN1dHJhZGhhci52MS5EZWxldGVSb2xlQmluZGluZ1JlcXVlc3QaJy5zdXRyYWRoYXIudjEuRGVsZXRlUm9sZUJpbmRpbmdSZXNwb25zZRJMCglMaXN0Um9sZXMSHi5zdXRyYWRoYXIudjEuTGlzdFJvbGVzUmVxdWVzdBofLnN1dHJhZGhhci52MS5MaXN0Um9sZXNSZXNwb25zZRJVCgxSZXZpZXdBY2Nlc3MSIS5zdXRyYWRoYXIudjEuUmV2aWV3QWNjZXNzUmVxdWVzdBoiLnN1dHJhZGhhci52MS5SZXZpZXdBY2Nlc3NSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * RoleBinding gives one role to subjects in one namespace. A cluster-scoped role
@@ -408,6 +408,86 @@ export const ListRolesResponseSchema: GenMessage<ListRolesResponse> = /*@__PURE_
   messageDesc(file_sutradhar_v1_rbac, 12);
 
 /**
+ * ReviewAccessRequest asks whether `principal` may do `verb` on `resource`
+ * `name` in `namespace`.
+ *
+ * @generated from message sutradhar.v1.ReviewAccessRequest
+ */
+export type ReviewAccessRequest = Message<"sutradhar.v1.ReviewAccessRequest"> & {
+  /**
+   * The caller to decide for, as a SPIFFE ID (spiffe://<td>/ns/<ns>/<kind>/<name>):
+   * the identity of the certificate it presented to the agent.
+   *
+   * @generated from field: string principal = 1;
+   */
+  principal: string;
+
+  /**
+   * The verb; only "execute" is reviewed.
+   *
+   * @generated from field: string verb = 2;
+   */
+  verb: string;
+
+  /**
+   * The resource; only "agents" is reviewed.
+   *
+   * @generated from field: string resource = 3;
+   */
+  resource: string;
+
+  /**
+   * Namespace of the agent; empty means "default". Must be the asking agent's own.
+   *
+   * @generated from field: string namespace = 4;
+   */
+  namespace: string;
+
+  /**
+   * The agent id; must be the asking agent's own.
+   *
+   * @generated from field: string name = 5;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message sutradhar.v1.ReviewAccessRequest.
+ * Use `create(ReviewAccessRequestSchema)` to create a new message.
+ */
+export const ReviewAccessRequestSchema: GenMessage<ReviewAccessRequest> = /*@__PURE__*/
+  messageDesc(file_sutradhar_v1_rbac, 13);
+
+/**
+ * ReviewAccessResponse is the decision.
+ *
+ * @generated from message sutradhar.v1.ReviewAccessResponse
+ */
+export type ReviewAccessResponse = Message<"sutradhar.v1.ReviewAccessResponse"> & {
+  /**
+   * Whether the principal may.
+   *
+   * @generated from field: bool allowed = 1;
+   */
+  allowed: boolean;
+
+  /**
+   * Why: the role that allows it, or the denial naming principal, verb,
+   * resource and namespace (the router's message for the same call).
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message sutradhar.v1.ReviewAccessResponse.
+ * Use `create(ReviewAccessResponseSchema)` to create a new message.
+ */
+export const ReviewAccessResponseSchema: GenMessage<ReviewAccessResponse> = /*@__PURE__*/
+  messageDesc(file_sutradhar_v1_rbac, 14);
+
+/**
  * RbacService stores RoleBindings and lists the built-in roles.
  *
  * @generated from service sutradhar.v1.RbacService
@@ -464,6 +544,20 @@ export const RbacService: GenService<{
     methodKind: "unary";
     input: typeof ListRolesRequestSchema;
     output: typeof ListRolesResponseSchema;
+  },
+  /**
+   * ReviewAccess answers whether a principal may do a verb on an agent, as the
+   * router would decide it (Kubernetes' SubjectAccessReview). Asked by an agent
+   * that a caller reached directly (a DirectClient), about calls to itself
+   * only: the caller must be an agent identity of `namespace` and `name` must
+   * be its own agent id. Only verb "execute" on resource "agents" is reviewed.
+   *
+   * @generated from rpc sutradhar.v1.RbacService.ReviewAccess
+   */
+  reviewAccess: {
+    methodKind: "unary";
+    input: typeof ReviewAccessRequestSchema;
+    output: typeof ReviewAccessResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_sutradhar_v1_rbac, 0);
