@@ -4,7 +4,7 @@ A replica gets an assigned free port (``SUTRADHAR_PORT``, or the agent's
 ``port_env``, and ``{port}`` substituted in its command and args), its own
 session and process group (so a signal reaches everything it spawned, and it
 outlives a scheduler that dies), resource limits as rlimits (memory ->
-RLIMIT_AS, ``limits.cpu_seconds`` -> RLIMIT_CPU, ``limits.open_files`` ->
+RLIMIT_DATA, ``limits.cpu_seconds`` -> RLIMIT_CPU, ``limits.open_files`` ->
 RLIMIT_NOFILE), and stdout/stderr appended to a log file that the scheduler
 rotates by copy-and-truncate. Values from Secrets and ConfigMaps (resolved by the
 scheduler) arrive in the environment, never on the command line, and files in a
@@ -161,7 +161,10 @@ class ProcessRuntime:
 
         options = []
         if memory is not None:
-            options.append(f"--as={memory}")
+            # RLIMIT_DATA (Linux >= 4.7: the data segment and private writable mappings) bounds the memory a
+            # replica writes to; RLIMIT_AS would count address space it only reserves: V8 (Node) reserves
+            # gigabytes at start and died under any smaller limit, glibc 64 MiB per thread arena.
+            options.append(f"--data={memory}")
         if cpu_seconds is not None:
             options.append(f"--cpu={cpu_seconds}:{cpu_seconds + 5}")
         if open_files is not None:
@@ -197,9 +200,8 @@ class ProcessRuntime:
         metrics_port = free_port(self.host) if spec.metrics else None
         env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUBBED_PREFIX)}
         if spec.agent.resources.memory:
-            # The memory limit is RLIMIT_AS (address space): glibc reserves 64 MiB of it per
-            # thread arena, so a few threads (gRPC's TLS handshakes start some) exhaust 256Mi
-            # with almost nothing in use ("cannot allocate memory for thread-local data").
+            # Fewer glibc malloc arenas (each thread may get one): less memory written for nothing under
+            # the RLIMIT_DATA limit.
             env.setdefault("MALLOC_ARENA_MAX", "2")
         config_env = config.get("env")
         if isinstance(config_env, dict):  # a list (with references) is resolved into spec.env by the scheduler
