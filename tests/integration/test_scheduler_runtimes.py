@@ -135,6 +135,23 @@ async def test_process_runtime_applies_rlimits(tmp_path: Path):
         await rt.stop(replica, grace=timedelta(seconds=1))
 
 
+async def test_the_memory_limit_bounds_memory_written_not_address_space_reserved(tmp_path: Path):
+    rt = ProcessRuntime(tmp_path)
+    # 64 MiB reserved (PROT_NONE, 0) and never touched: fine under a 48Mi limit (RLIMIT_AS refused it, as Node's V8)
+    reserve = ("import mmap; m = mmap.mmap(-1, 64 << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, "
+               "prot=0); print('reserved')")
+    reserved = await rt.start(spec([sys.executable, "-c", reserve], replica="reserve", memory="48Mi"))
+    done = await eventually(lambda: _exited(rt, reserved), within=10)
+    assert done.exit_code == 0, await _lines(rt, reserved)
+    # 64 MiB written: refused under the same limit
+    write = "bytearray(64 << 20)"
+    written = await rt.start(spec([sys.executable, "-c", write], replica="write", memory="48Mi"))
+    refused = await eventually(lambda: _exited(rt, written), within=10)
+    assert refused.exit_code == 1 and "MemoryError" in await _lines(rt, written), refused
+    await rt.stop(reserved)
+    await rt.stop(written)
+
+
 async def test_limited_replicas_survive_being_spawned_while_grpc_is_busy(tmp_path: Path):
     """Regression: limits were once set by a Python preexec_fn, which runs between
     fork and exec while gRPC's threads are mid-call (gRPC then skips its fork
