@@ -22,8 +22,8 @@ def value_to_python(msg: struct_pb2.Value) -> Any:
 
     Walks the message directly: several times faster than json_format, which
     matters on every task the agent serves and every result a client reads.
-    The members of objects and lists that are strings, numbers or booleans are
-    read in place (one Python call per object or list, not per member).
+    The members of an object that are strings, numbers or booleans are read in
+    place (one Python call per object, not per member).
     """
     kind = msg.WhichOneof("kind")
     if kind == "struct_value":
@@ -69,9 +69,9 @@ def python_to_value(data: Any, out: struct_pb2.Value | None = None) -> struct_pb
     Raises TypeError for anything that is not JSON-like.
 
     The common types are told apart by their exact type first (one check,
-    not a chain of isinstance), and the string, number and boolean members of
-    an object or list are written in place; subclasses (an IntEnum, an
-    OrderedDict, a Mapping) take the general path with the same result."""
+    not a chain of isinstance), and the string and number members of an object
+    or list are written in place; subclasses (an IntEnum, an OrderedDict, a
+    Mapping) take the general path with the same result."""
     if out is None:
         out = struct_pb2.Value()
     kind = type(data)
