@@ -124,7 +124,7 @@ async def test_a_certified_direct_client_leaves_container_replicas_and_other_nam
         def route(agent_type: str, namespace: str = "team-a") -> wire.RouteRequest | None:
             request = router_pb2.RouterServiceExecuteRequest(
                 selector=router_pb2.Selector(namespace=namespace, agent_type=agent_type))
-            return client._route(request, wire.EXECUTE_REQUEST)
+            return client._route(request)
 
         assert route("boxed") is None and route("proc", "team-b") is None
         assert route("proc") is not None  # a process replica: direct
