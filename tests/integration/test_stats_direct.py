@@ -19,14 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from google.protobuf.duration_pb2 import Duration
 
-from sutradhar import DirectClient
+from sutradhar import DirectClient, RegistryClient
 from sutradhar._errors import InvalidArgument
 from sutradhar.services.common.etcd_server import free_port
 from sutradhar.services.registry.load_reports import LEASE_TTL
 from sutradhar.services.registry.server import RegistryConfig, RegistryServer
 from sutradhar.services.router.server import RouterConfig, RouterServer
 from sutradhar.testing import AgentProcess, spawn_agent
+from sutradhar.v1 import registry_pb2
 from tests.support import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -158,3 +160,28 @@ async def test_a_malformed_namespace_is_refused_before_etcd_is_read(etcd) -> Non
             await router.mesh_stats("Bad_NS")
         assert router.load_reader is not None and router.load_reader.reads == 0
         assert (await router.mesh_stats("*")).reported_load_error == "" and router.load_reader.reads == 1
+
+
+async def test_reported_latency_reaches_the_routers_stats_and_a_negative_one_is_refused(etcd, unique) -> None:
+    """Another router's and a direct caller's records are summed apart; latency travels in ReportLoad."""
+    registry = RegistryServer(RegistryConfig(insecure=True, port=0, etcd=etcd))
+    await registry.start()
+    try:
+        async with bare_router(etcd) as router, RegistryClient(registry.address) as reg:
+            ms = Duration(nanos=2_000_000)
+            load = registry_pb2.InstanceLoad(instance_id="echo-0", agent_id="echo", in_flight=1.5, rps=40,
+                                             latency_p50=ms, latency_p99=Duration(nanos=9_000_000))
+            await reg.report_load("caller-a", [load], namespace=unique)
+            await reg.report_load("caller-b", [registry_pb2.InstanceLoad(
+                instance_id="echo-0", agent_id="echo", in_flight=0.5, rps=10)], namespace=unique)
+            assert router.load_reader is not None
+            loads = await router.load_reader.read(unique)
+            direct = loads.by_instance[(unique, "echo-0")].direct
+            assert (direct.reporters, direct.in_flight, direct.rps) == (2, 2.0, 50.0)
+            assert direct.p50 == pytest.approx(0.002) and direct.p99 == pytest.approx(0.009)
+            assert loads.by_instance[(unique, "echo-0")].routers.reporters == 0
+            bad = registry_pb2.InstanceLoad(instance_id="echo-0", agent_id="echo", latency_p99=Duration(seconds=-1))
+            with pytest.raises(InvalidArgument, match=r"loads\[0\]\.latency_p99: must be a duration >= 0"):
+                await reg.report_load("caller-c", [bad], namespace=unique)
+    finally:
+        await registry.stop()
