@@ -44,6 +44,8 @@ LEASE_TTL = timedelta(seconds=10)
 MAX_RECORDS = 20_000
 #: Namespaces (and "all") whose records `LoadReader` keeps at once.
 MAX_CACHED = 64
+#: Longest wait for one read of the records: GetStats answers the router's own counters without them after it.
+READ_TIMEOUT = timedelta(seconds=1)
 
 
 class LoadPublisher:
@@ -186,7 +188,10 @@ class LoadReader:
         prefix = f"{keys.ROOT}{keys.LOAD}/{namespace}/" if namespace else f"{keys.ROOT}{keys.LOAD}/"
         self.reads += 1
         try:
-            scan = await self.store.scan(prefix, prefix_end(prefix), limit=MAX_RECORDS)
+            async with asyncio.timeout(READ_TIMEOUT.total_seconds()):
+                scan = await self.store.scan(prefix, prefix_end(prefix), limit=MAX_RECORDS)
+        except TimeoutError:
+            return Loads({}, f"etcd did not return the load records within {READ_TIMEOUT.total_seconds():g}s")
         except SutradharError as err:
             return Loads({}, f"cannot read the load records from etcd: {err.message}")
         by_instance: dict[tuple[str, str], InstanceLoad] = {}

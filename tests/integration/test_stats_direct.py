@@ -185,3 +185,15 @@ async def test_reported_latency_reaches_the_routers_stats_and_a_negative_one_is_
                 await reg.report_load("caller-c", [bad], namespace=unique)
     finally:
         await registry.stop()
+
+
+async def test_an_unreachable_etcd_leaves_the_routers_own_stats_and_says_why() -> None:
+    async with bare_router(f"127.0.0.1:{free_port()}") as router:
+        started = time.monotonic()
+        answer = await router.mesh_stats()
+        assert time.monotonic() - started < 3  # READ_TIMEOUT bounds the wait, not the store's 5 s deadline
+        assert answer.reported_load_error.startswith(("cannot read the load records from etcd",
+                                                      "etcd did not return the load records")), answer
+        assert router.load_reader is not None and router.load_reader.reads == 1
+        assert (await router.mesh_stats()).reported_load_error == answer.reported_load_error
+        assert router.load_reader.reads == 1  # the failure is kept for a load period: etcd is not hammered
