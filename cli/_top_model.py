@@ -14,6 +14,16 @@ of the scheduler's deployments (`ListDeployments`), taken at a monotonic time.
   for); replicas ready / desired are its deployments' (none: not deployed by
   the scheduler); the instances whose breaker is not closed and those ejected.
 
+The mesh-wide columns add what the other reporters recorded in etcd over their
+last window (about 1 s; `GetStats`' `routers` and `direct`): per instance,
+mesh rps = this router's rps (of the interval; on the first frame, of its own
+last recorded window) + the other routers' + the direct callers' (the SDK's
+`DirectClient`, whose calls bypass the router); mesh in-flight likewise (this
+router's now, the others' window averages); direct rps / in-flight the direct
+callers' part; mesh p50 the rps-weighted mean of the medians, mesh p99 the
+highest. Per agent the mesh and direct numbers add up, the mesh p99 is the
+highest of its instances'.
+
 A counter lower in the later sample (the router restarted, or another router
 answered) and an instance the earlier sample lacks count from zero: their
 whole later value fell in the interval. Without an earlier sample, rates are
@@ -46,6 +56,16 @@ class InstanceSample:
     breaker: str = "CLOSED"
     ejected: bool = False
     ejections: int = 0
+    window_rps: float = 0.0
+    """This router's rps over its last recorded load window."""
+    others_rps: float = 0.0
+    """The other routers' and direct callers' recorded rps."""
+    others_in_flight: float = 0.0
+    direct_rps: float = 0.0
+    """The direct callers' part of `others_rps`."""
+    direct_in_flight: float = 0.0
+    mesh_p50_ms: float = 0.0
+    mesh_p99_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -69,6 +89,8 @@ class Sample:
     """By (namespace, agent id); empty when the scheduler was not read."""
     scheduler_error: str = ""
     """Why the scheduler's deployments are missing ("" when they were read)."""
+    reported_load_error: str = ""
+    """Why the other reporters' load is missing ("" when the router read it)."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +112,12 @@ class InstanceRow:
     breaker: str
     ejected: bool
     ejections: int
+    mesh_rps: float
+    mesh_in_flight: float
+    direct_rps: float
+    direct_in_flight: float
+    mesh_p50_ms: float
+    mesh_p99_ms: float
 
 
 @dataclass(frozen=True)
@@ -113,6 +141,11 @@ class AgentRow:
     """Instances whose breaker is OPEN or HALF_OPEN."""
     ejected: int
     """Instances ejected now."""
+    mesh_rps: float = 0.0
+    mesh_in_flight: float = 0.0
+    direct_rps: float = 0.0
+    direct_in_flight: float = 0.0
+    mesh_p99_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -125,6 +158,7 @@ class Snapshot:
     agents: tuple[AgentRow, ...]
     instances: tuple[InstanceRow, ...]
     scheduler_error: str = ""
+    reported_load_error: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (`-o json`)."""
@@ -134,6 +168,7 @@ class Snapshot:
             "agents": [asdict(a) for a in self.agents],
             "instances": [asdict(i) for i in self.instances],
             "scheduler_error": self.scheduler_error,
+            "reported_load_error": self.reported_load_error,
         }
 
 
@@ -174,11 +209,15 @@ def instance_rows(after: Sample, before: Sample | None = None) -> list[InstanceR
             errors = _delta(s.errors, old.errors if old else None)
             if old is not None and s.requests < old.requests:  # reset: both counters start again
                 errors = s.errors
+        rps = _rate(requests, seconds)
         rows.append(InstanceRow(
             namespace=s.namespace, agent_id=s.agent_id, instance_id=s.instance_id, endpoint=s.endpoint,
-            state=s.state, rps=_rate(requests, seconds), requests=requests, errors=errors,
+            state=s.state, rps=rps, requests=requests, errors=errors,
             error_pct=_pct(errors, requests), in_flight=s.in_flight, p50_ms=s.p50_ms, p99_ms=s.p99_ms,
             breaker=s.breaker, ejected=s.ejected, ejections=s.ejections,
+            mesh_rps=round((s.window_rps if rps is None else rps) + s.others_rps, 2),
+            mesh_in_flight=round(s.in_flight + s.others_in_flight, 2), direct_rps=s.direct_rps,
+            direct_in_flight=s.direct_in_flight, mesh_p50_ms=s.mesh_p50_ms, mesh_p99_ms=s.mesh_p99_ms,
         ))
     return sorted(rows, key=lambda r: (r.namespace, r.agent_id, r.instance_id))
 
@@ -208,6 +247,11 @@ def agent_rows(instances: Sequence[InstanceRow], samples: Iterable[InstanceSampl
             ready=deployed.ready if deployed else None, desired=deployed.desired if deployed else None,
             breakers_open=sum(1 for r in rows if r.breaker != "CLOSED"),
             ejected=sum(1 for r in rows if r.ejected),
+            mesh_rps=round(sum(r.mesh_rps for r in rows), 2),
+            mesh_in_flight=round(sum(r.mesh_in_flight for r in rows), 2),
+            direct_rps=round(sum(r.direct_rps for r in rows), 2),
+            direct_in_flight=round(sum(r.direct_in_flight for r in rows), 2),
+            mesh_p99_ms=max((r.mesh_p99_ms for r in rows), default=0.0),
         ))
     return out
 
@@ -222,6 +266,7 @@ def snapshot(after: Sample, before: Sample | None = None) -> Snapshot:
         agents=tuple(agent_rows(instances, after.instances, after.replicas, seconds)),
         instances=tuple(instances),
         scheduler_error=after.scheduler_error,
+        reported_load_error=after.reported_load_error,
     )
 
 
@@ -259,6 +304,12 @@ def fmt_count(value: int | None) -> str:
     return "-" if value is None else str(value)
 
 
+def mesh_cells(row: AgentRow | InstanceRow) -> list[str]:
+    """The mesh-wide cells of an agent or instance row (MESH RPS .. MESH P99 ms)."""
+    in_flight = f"{row.mesh_in_flight:.1f}" if row.mesh_in_flight else "0"
+    return [fmt_rate(row.mesh_rps), fmt_rate(row.direct_rps), in_flight, fmt_ms(row.mesh_p99_ms)]
+
+
 def agent_cells(row: AgentRow) -> list[str]:
     """The agent table's cells for `row` (see `AGENT_COLUMNS`)."""
     state = []
@@ -268,7 +319,7 @@ def agent_cells(row: AgentRow) -> list[str]:
         state.append(f"{row.ejected} ejected")
     return [row.namespace, row.agent_id, str(row.instances), fmt_replicas(row), fmt_rate(row.rps),
             fmt_count(row.errors), fmt_rate(row.error_pct), str(row.in_flight), fmt_ms(row.p50_ms),
-            fmt_ms(row.p99_ms), ", ".join(state) or "ok"]
+            fmt_ms(row.p99_ms), *mesh_cells(row), ", ".join(state) or "ok"]
 
 
 def instance_cells(row: InstanceRow) -> list[str]:
@@ -276,9 +327,14 @@ def instance_cells(row: InstanceRow) -> list[str]:
     ejected = "ejected" if row.ejected else "-"
     return [row.namespace, row.agent_id, row.instance_id, row.endpoint, row.state, fmt_rate(row.rps),
             fmt_count(row.errors), fmt_rate(row.error_pct), str(row.in_flight), fmt_ms(row.p50_ms),
-            fmt_ms(row.p99_ms), row.breaker.lower().replace("_", "-"), f"{ejected} ({row.ejections})"]
+            fmt_ms(row.p99_ms), *mesh_cells(row), row.breaker.lower().replace("_", "-"), f"{ejected} ({row.ejections})"]
 
 
-AGENT_COLUMNS = ("NAMESPACE", "AGENT", "INST", "READY", "RPS", "ERR", "ERR%", "INFL", "P50 ms", "P99 ms", "STATE")
+MESH_COLUMNS = ("MESH RPS", "DIRECT RPS", "MESH INFL", "MESH P99 ms")
+AGENT_COLUMNS = ("NAMESPACE", "AGENT", "INST", "READY", "RPS", "ERR", "ERR%", "INFL", "P50 ms", "P99 ms",
+                 *MESH_COLUMNS, "STATE")
 INSTANCE_COLUMNS = ("NAMESPACE", "AGENT", "INSTANCE", "ENDPOINT", "STATE", "RPS", "ERR", "ERR%", "INFL", "P50 ms",
-                    "P99 ms", "BREAKER", "EJECTED (TIMES)")
+                    "P99 ms", *MESH_COLUMNS, "BREAKER", "EJECTED (TIMES)")
+#: Under the tables: which columns are whose.
+MESH_NOTE = ("RPS .. P99: this router's calls; MESH: every router's and direct caller's, from the load they "
+             "recorded in etcd (last ~1s); DIRECT RPS: callers that bypass the router (DirectClient)")

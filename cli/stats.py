@@ -1,5 +1,11 @@
 """`sutradhar stats`: what the router observes of every instance, and its rate-limit buckets.
 
+Besides the router's own counters, each instance row has the mesh-wide load: what every
+reporter recorded in etcd over its last window (about 1 s) - this router, the other
+routers and the direct callers (the SDK's `DirectClient`, whose calls bypass the
+router) - as `mesh_rps` / `mesh_in_flight` / `mesh_p50_ms` / `mesh_p99_ms`, with the
+direct callers' part in `direct_*` (and the other routers' in `routers_*`).
+
 The second table has one row per bucket of the router answering (limits are per router
 replica unless shared): its level (agent, namespace, caller), what it belongs to, the
 tokens in it now of its burst, its fill, and the calls it let through and refused.
@@ -18,6 +24,10 @@ from sutradhar.cli.ratelimits import bucket_text
 from sutradhar.v1 import ratelimit_pb2, router_pb2
 
 TIMEOUT = 10.0
+#: Printed under the instance table: where the mesh_* and direct_* columns come from.
+MESH_NOTE = ("in_flight .. ejections: this router's own calls; mesh_*: every router's and direct caller's load "
+             "as recorded in etcd over the last ~1s (this router's included); direct_*: the part of it from "
+             "callers that bypass the router (DirectClient)")
 
 
 def register(sub: Any) -> None:
@@ -33,8 +43,32 @@ def _ms(duration: Any) -> float:
     return round(duration.seconds * 1000 + duration.nanos / 1e6, 3)
 
 
+def _reported(prefix: str, load: router_pb2.ReportedLoad) -> dict[str, Any]:
+    return {f"{prefix}_reporters": load.reporters, f"{prefix}_rps": round(load.rps, 2),
+            f"{prefix}_in_flight": round(load.in_flight, 2), f"{prefix}_p50_ms": _ms(load.latency_p50),
+            f"{prefix}_p99_ms": _ms(load.latency_p99)}
+
+
+def mesh_load(s: router_pb2.InstanceStats) -> dict[str, Any]:
+    """The mesh-wide load of one instance: this router's and every other reporter's (rps and in-flight
+    summed, p50 the rps-weighted mean of the medians, p99 the highest), and the parts."""
+    parts = [(s.rps, _ms(s.latency_p50)), (s.routers.rps, _ms(s.routers.latency_p50)),
+             (s.direct.rps, _ms(s.direct.latency_p50))]
+    weight = sum(rps for rps, p50 in parts if p50 > 0)
+    return {
+        "mesh_rps": round(s.rps + s.routers.rps + s.direct.rps, 2),
+        "mesh_in_flight": round(s.in_flight + s.routers.in_flight + s.direct.in_flight, 2),
+        "mesh_p50_ms": round(sum(rps * p50 for rps, p50 in parts) / weight, 3) if weight else
+        max(p50 for _, p50 in parts),
+        "mesh_p99_ms": max(_ms(s.latency_p99), _ms(s.routers.latency_p99), _ms(s.direct.latency_p99)),
+        "rps": round(s.rps, 2),
+        **_reported("routers", s.routers),
+        **_reported("direct", s.direct),
+    }
+
+
 def stats_rows(response: router_pb2.GetStatsResponse) -> list[dict[str, Any]]:
-    """One plain dict per instance."""
+    """One plain dict per instance: the router's own counters and the mesh-wide load (`mesh_load`)."""
     return [
         {
             "namespace": s.namespace,
@@ -52,6 +86,7 @@ def stats_rows(response: router_pb2.GetStatsResponse) -> list[dict[str, Any]]:
             "breaker": router_pb2.BreakerState.Name(s.breaker).removeprefix("BREAKER_STATE_"),
             "ejected": s.ejected,
             "ejections": s.ejections,
+            **mesh_load(s),
         }
         for s in response.instances
     ]
@@ -82,16 +117,19 @@ async def run(args: argparse.Namespace) -> int:
         response = await router.get_stats(namespace=args.namespace, agent_type=args.type, timeout=TIMEOUT)
     rows = stats_rows(response)
     if args.output == "json":
-        print(json.dumps({"router_id": response.router_id, "instances": rows, "buckets": bucket_rows(response)},
-                         indent=2, sort_keys=True))
+        print(json.dumps({"router_id": response.router_id, "instances": rows, "buckets": bucket_rows(response),
+                          "reported_load_error": response.reported_load_error}, indent=2, sort_keys=True))
         return 0
     print(f"router {response.router_id}")
     print_table(
         rows,
         ["namespace", "instance_id", "agent_type", "version", "endpoint", "state", "in_flight", "requests",
-         "errors", "p50_ms", "p99_ms", "breaker", "ejected", "ejections"],
+         "errors", "p50_ms", "p99_ms", "breaker", "ejected", "ejections", "mesh_rps", "mesh_in_flight",
+         "direct_rps", "direct_in_flight"],
         empty="no instances known to this router",
     )
+    if rows:
+        print(MESH_NOTE if not response.reported_load_error else f"mesh_*, direct_*: {response.reported_load_error}")
     buckets = bucket_rows(response)
     if buckets:
         print()

@@ -4,7 +4,9 @@ Every ``--interval`` it reads the router's counters (`GetStats`) and the
 scheduler's deployments (`ListDeployments`) and redraws, in place, with rich's
 `Live`: rps and errors from the counters' change since the previous read,
 error %, in-flight, p50 / p99, replicas ready / desired, breakers and
-ejections (`cli._top_model` computes the rows). Ctrl-C (SIGINT) or SIGTERM
+ejections, and the mesh-wide rps / in-flight / p99 with the direct callers'
+part (the load every router and DirectClient recorded in etcd, which the
+router's `GetStats` adds; `cli._top_model` computes the rows). Ctrl-C (SIGINT) or SIGTERM
 ends it with exit code 0, leaving the last frame on the screen. ``-o json``
 takes two reads ``--interval`` apart and prints that one snapshot.
 
@@ -36,6 +38,7 @@ from sutradhar.cli._rpc import connect
 from sutradhar.cli._top_model import (
     AGENT_COLUMNS,
     INSTANCE_COLUMNS,
+    MESH_NOTE,
     InstanceSample,
     Replicas,
     Sample,
@@ -87,6 +90,9 @@ def instance_samples(response: router_pb2.GetStatsResponse) -> tuple[InstanceSam
             agent_type=row["agent_type"], version=row["version"], endpoint=row["endpoint"], state=row["state"],
             in_flight=row["in_flight"], requests=row["requests"], errors=row["errors"], p50_ms=row["p50_ms"],
             p99_ms=row["p99_ms"], breaker=row["breaker"], ejected=row["ejected"], ejections=row["ejections"],
+            window_rps=row["rps"], others_rps=row["routers_rps"] + row["direct_rps"],
+            others_in_flight=row["routers_in_flight"] + row["direct_in_flight"], direct_rps=row["direct_rps"],
+            direct_in_flight=row["direct_in_flight"], mesh_p50_ms=row["mesh_p50_ms"], mesh_p99_ms=row["mesh_p99_ms"],
         )
         for row in stats_rows(response)
     )
@@ -136,7 +142,7 @@ class Reader:
         else:
             replicas = deployment_replicas(deployments)
         return Sample(at=at, router_id=stats.router_id, instances=instance_samples(stats), replicas=replicas,
-                      scheduler_error=scheduler_error)
+                      scheduler_error=scheduler_error, reported_load_error=stats.reported_load_error)
 
 
 def render(view: Snapshot, *, namespace: str, interval: timedelta, instances: bool = True,
@@ -159,7 +165,7 @@ def render(view: Snapshot, *, namespace: str, interval: timedelta, instances: bo
 
     agents = Table(title="agents", title_justify="left", expand=False, header_style="bold")
     for i, column in enumerate(AGENT_COLUMNS):
-        agents.add_column(column, justify="right" if 2 <= i <= 9 else "left", no_wrap=i < 2)
+        agents.add_column(column, justify="right" if 2 <= i < len(AGENT_COLUMNS) - 1 else "left", no_wrap=i < 2)
     for row in view.agents:
         cells = agent_cells(row)
         style = "red" if (row.error_pct or 0) >= 5 or row.breakers_open or (
@@ -172,11 +178,14 @@ def render(view: Snapshot, *, namespace: str, interval: timedelta, instances: bo
     if instances and view.instances:
         table = Table(title="instances", title_justify="left", expand=False, header_style="bold")
         for i, column in enumerate(INSTANCE_COLUMNS):
-            table.add_column(column, justify="right" if 5 <= i <= 10 else "left", no_wrap=i < 3)
+            table.add_column(column, justify="right" if 5 <= i < len(INSTANCE_COLUMNS) - 2 else "left", no_wrap=i < 3)
         for instance in view.instances:
             style = "red" if instance.ejected or instance.breaker != "CLOSED" else None
             table.add_row(*instance_cells(instance), style=style)
         parts.append(table)
+    if view.agents:
+        parts.append(Text(f"MESH, DIRECT: {view.reported_load_error}" if view.reported_load_error else MESH_NOTE,
+                          style="yellow" if view.reported_load_error else "dim"))
     return Group(*parts)
 
 

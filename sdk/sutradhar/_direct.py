@@ -38,9 +38,10 @@ answer, and a revoked binding takes effect within 10 s.
 
 The rest of the mesh still sees the direct calls: every `REPORT_PERIOD` the client
 reports each instance's load window (average in flight, calls per second; the router's
-`Backend.take_load`) to the registry (`ReportLoad`), which writes it beside the routers'
-under a lease that lapses shortly after the client's last report, so the autoscaler
-counts it.
+`Backend.take_load`) and its recent latency (p50, p99) to the registry (`ReportLoad`),
+which writes it beside the routers' under a lease that lapses shortly after the client's
+last report, so the autoscaler counts it and `sutradhar stats` / `top` show it (the
+router's `GetStats` reads the records back).
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ from sutradhar._route_watch import RegistryWatcher
 from sutradhar._routing import wire
 from sutradhar._routing.selection import Pool
 from sutradhar._routing.view import View
+from sutradhar._values import to_duration
 from sutradhar.v1 import ratelimit_pb2, registry_pb2, router_pb2
 
 log = logging.getLogger(__name__)
@@ -218,9 +220,11 @@ class DirectClient(RouterClient):
         for backend in list(self.view.backends.values()):
             sample = backend.take_load(now)
             if sample is not None:
+                p50, p99 = backend.percentiles()
                 by_namespace.setdefault(backend.namespace, []).append(registry_pb2.InstanceLoad(
                     instance_id=backend.instance_id, agent_id=backend.agent_id, in_flight=sample.in_flight,
-                    rps=sample.rps))
+                    rps=sample.rps, latency_p50=to_duration(timedelta(seconds=p50)),
+                    latency_p99=to_duration(timedelta(seconds=p99))))
         for namespace, loads in by_namespace.items():
             await self._registry.report_load(self.reporter_id, loads, namespace=namespace, timeout=5)
             self._reports += 1

@@ -120,12 +120,15 @@ def load_key(namespace: str, instance_id: str, router_id: str) -> str:
     return f"{object_key(LOAD, namespace, instance_id)}/{router_id}"
 
 
-def load_value(agent_id: str, in_flight: float, rps: float, updated: float) -> bytes:
-    """The JSON value of one load key."""
-    return json.dumps(
-        {"agent_id": agent_id, "in_flight": round(in_flight, 4), "rps": round(rps, 4), "updated": updated},
-        separators=(",", ":"),
-    ).encode()
+def load_value(agent_id: str, in_flight: float, rps: float, updated: float, *, p50: float = 0.0,
+               p99: float = 0.0) -> bytes:
+    """The JSON value of one load key; `p50` and `p99` (seconds, recent latency) are
+    written as ``p50_ms`` / ``p99_ms`` only when measured (readers take missing ones as 0)."""
+    value: dict[str, object] = {"agent_id": agent_id, "in_flight": round(in_flight, 4), "rps": round(rps, 4),
+                                "updated": updated}
+    if p50 > 0 or p99 > 0:
+        value.update(p50_ms=round(p50 * 1000, 3), p99_ms=round(p99 * 1000, 3))
+    return json.dumps(value, separators=(",", ":")).encode()
 
 
 def token_key(namespace: str, token_id: str) -> str:

@@ -62,6 +62,11 @@ class LoadReports:
                 if not math.isfinite(value) or value < 0:
                     raise InvalidArgument(f"loads[{i}].{name}: must be a finite number >= 0, got {value}",
                                           field=f"loads[{i}].{name}")
+            for name in ("latency_p50", "latency_p99"):
+                latency = getattr(load, name)
+                if latency.seconds < 0 or latency.nanos < 0:
+                    raise InvalidArgument(f"loads[{i}].{name}: must be a duration >= 0, got "
+                                          f"{latency.ToTimedelta()}", field=f"loads[{i}].{name}")
         last = reporter.last_report.get(namespace) if reporter is not None else None
         interval = MIN_INTERVAL.total_seconds()
         if last is not None and now - last < interval:
@@ -90,7 +95,9 @@ class LoadReports:
         updated = time.time()
         name = f"client-{request.reporter_id}"
         ops = [Op(keys.load_key(namespace, load.instance_id, name),
-                  keys.load_value(load.agent_id, load.in_flight, load.rps, updated), lease)
+                  keys.load_value(load.agent_id, load.in_flight, load.rps, updated,
+                                  p50=load.latency_p50.ToNanoseconds() / 1e9,
+                                  p99=load.latency_p99.ToNanoseconds() / 1e9), lease)
                for load in request.loads]
         await commit_in_chunks(self.store, ops)
         response = pb.ReportLoadResponse()

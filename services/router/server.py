@@ -41,7 +41,7 @@ from sutradhar.services.common.security import SecurityStack
 from sutradhar.services.common.tracing import CallTrace, RouterTracing
 from sutradhar.services.router.config import RouterConfig
 from sutradhar.services.router.dial import MeshDialer
-from sutradhar.services.router.load import LoadPublisher
+from sutradhar.services.router.load import LoadPublisher, LoadReader, add_reported_load
 from sutradhar.services.router.ratelimits import RateLimiter
 from sutradhar.v1 import router_pb2
 
@@ -91,6 +91,9 @@ class RouterServer:
             self._store, self.router_id, ttl=config.membership_ttl, on_change=self._routers_changed, service="router",
         ) if self._store is not None else None
         self.publisher: LoadPublisher | None = None
+        #: Reads every reporter's load records for GetStats (None without etcd).
+        self.load_reader = LoadReader(self._store, self.router_id, max_age=config.load_period) \
+            if self._store is not None else None
         #: Spans of routed calls; None while tracing is off (`sutradhar._tracing.setup`), set at `start`.
         self.tracing: RouterTracing | None = None
         self._tasks: asyncio.TaskGroup | None = None
@@ -318,7 +321,20 @@ class RouterServer:
     async def _get_stats(
         self, request: router_pb2.GetStatsRequest, context: grpc.aio.ServicerContext
     ) -> router_pb2.GetStatsResponse:
-        return self.stats(request.namespace, request.agent_type)
+        return await self.mesh_stats(request.namespace, request.agent_type)
+
+    async def mesh_stats(self, namespace: str = "", agent_type: str = "") -> router_pb2.GetStatsResponse:
+        """`stats`, plus the load every reporter recorded in etcd of each instance (this router's
+        own record, other routers', direct callers'), read at most once per load period."""
+        out = self.stats(namespace, agent_type)
+        if self.load_reader is None:
+            out.reported_load_error = ("this router runs without etcd (--etcd): only the calls it routed "
+                                       "itself are shown, not other routers' or direct callers'")
+            return out
+        loads = await self.load_reader.read("" if namespace == ALL_NAMESPACES else namespace)
+        add_reported_load(out.instances, loads)
+        out.reported_load_error = loads.error
+        return out
 
     def stats(self, namespace: str = "", agent_type: str = "") -> router_pb2.GetStatsResponse:
         """Per-instance statistics, sorted by namespace and instance id

@@ -6,6 +6,7 @@ import argparse
 from datetime import timedelta
 
 import pytest
+from google.protobuf.duration_pb2 import Duration
 from rich.console import Console
 
 from sutradhar.cli._top_model import (
@@ -105,7 +106,28 @@ def test_cells_line_up_with_their_columns() -> None:
                     sample(0.0, inst("a", 0)))
     agent_row, instance_row = agent_cells(view.agents[0]), instance_cells(view.instances[0])
     assert len(agent_row) == len(AGENT_COLUMNS) and len(instance_row) == len(INSTANCE_COLUMNS)
-    assert instance_row[5:] == ["1,250", "1", "0.0", "0", "0.42", "1,234", "half-open", "- (1)"]
+    assert instance_row[5:] == ["1,250", "1", "0.0", "0", "0.42", "1,234", "1,250", "0.0", "0", "-", "half-open",
+                                "- (1)"]
+
+
+def test_mesh_columns_add_the_other_reporters_load_to_the_routers_own() -> None:
+    """Most calls bypass the router: mesh rps is its own rate plus what the other routers and the
+    direct callers recorded; the direct part shows on its own."""
+    before = sample(0.0, inst("a", 0), inst("b", 0))
+    after = sample(2.0, inst("a", 20, in_flight=1, window_rps=9.0, others_rps=90.0, others_in_flight=4.5,
+                             direct_rps=80.0, direct_in_flight=4.0, mesh_p50_ms=1.5, mesh_p99_ms=7.0),
+                   inst("b", 0, others_rps=50.0, others_in_flight=2.0, direct_rps=50.0, direct_in_flight=2.0,
+                        mesh_p50_ms=2.0, mesh_p99_ms=3.0))
+    a, b = snapshot(after, before).instances
+    assert (a.rps, a.mesh_rps, a.direct_rps, a.mesh_in_flight, a.direct_in_flight) == (10.0, 100.0, 80.0, 5.5, 4.0)
+    assert (b.rps, b.mesh_rps, b.mesh_in_flight) == (0.0, 50.0, 2.0)  # the router saw none of b's calls
+    (agent,) = snapshot(after, before).agents
+    assert (agent.rps, agent.mesh_rps, agent.direct_rps, agent.mesh_in_flight, agent.mesh_p99_ms) == (
+        10.0, 150.0, 130.0, 7.5, 7.0)
+    assert agent_cells(agent)[10:14] == ["150.0", "130.0", "7.5", "7.00"]
+    # the first frame has no rate of the router's own yet: its last recorded window stands in
+    (first,) = snapshot(sample(1.0, inst("a", 20, window_rps=9.0, others_rps=90.0))).instances
+    assert first.rps is None and first.mesh_rps == 99.0
 
 
 def test_grpc_answers_become_samples_and_replicas() -> None:
@@ -114,6 +136,18 @@ def test_grpc_answers_become_samples_and_replicas() -> None:
         breaker=router_pb2.BREAKER_STATE_OPEN, ejected=True, ejections=3, state="SERVING")])
     (s,) = instance_samples(stats)
     assert (s.requests, s.errors, s.in_flight, s.breaker, s.ejected, s.ejections) == (9, 2, 1, "OPEN", True, 3)
+    assert (s.window_rps, s.others_rps, s.direct_rps) == (0.0, 0.0, 0.0)
+    ms = Duration(nanos=1_000_000)
+    stats.instances[0].rps = 4.0
+    stats.instances[0].latency_p50.CopyFrom(ms)
+    stats.instances[0].routers.CopyFrom(router_pb2.ReportedLoad(reporters=1, rps=6.0, in_flight=0.5))
+    stats.instances[0].direct.CopyFrom(router_pb2.ReportedLoad(
+        reporters=2, rps=30.0, in_flight=2.0, latency_p50=Duration(nanos=3_000_000), latency_p99=Duration(seconds=1)))
+    (s,) = instance_samples(stats)
+    assert (s.window_rps, s.others_rps, s.others_in_flight, s.direct_rps, s.direct_in_flight) == (
+        4.0, 36.0, 2.5, 30.0, 2.0)
+    # p50: the rps-weighted mean of the medians reported (the other routers reported none); p99: the highest
+    assert (s.mesh_p50_ms, s.mesh_p99_ms) == (round((4 * 1 + 30 * 3) / 34, 3), 1000.0)
     deployments = scheduler_pb2.ListDeploymentsResponse(deployments=[scheduler_pb2.Deployment(
         name="echo", namespace="ns", spec=scheduler_pb2.DeploymentSpec(agent_id="echo", replicas=3),
         status=scheduler_pb2.DeploymentStatus(ready_replicas=2, desired_replicas=3))])
@@ -131,6 +165,12 @@ def test_render_shows_both_tables_and_what_is_missing() -> None:
     assert "router: connection refused (showing the last read; retrying)" in text
     assert "scheduler: down: READY shows -" in text
     assert "echo-1" in text and "127.0.0.1:9" in text and "10.0" in text
+    assert "DIRECT RPS: callers that bypass the router" in text
+    missing = type(view)(view.router_id, view.interval, view.agents, view.instances,
+                         reported_load_error="this router runs without etcd")
+    console = Console(record=True, width=200, color_system=None)
+    console.print(render(missing, namespace="ns", interval=timedelta(seconds=1)))
+    assert "MESH, DIRECT: this router runs without etcd" in console.export_text()
     quiet = Console(record=True, width=200, color_system=None)
     quiet.print(render(snapshot(sample(0.0)), namespace="", interval=timedelta(seconds=2), instances=False))
     assert "no agents known to this router" in quiet.export_text()

@@ -364,16 +364,20 @@ class ReportLoadRequest(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., reporter_id: _Optional[str] = ..., loads: _Optional[_Iterable[_Union[InstanceLoad, _Mapping]]] = ...) -> None: ...
 
 class InstanceLoad(_message.Message):
-    __slots__ = ("instance_id", "agent_id", "in_flight", "rps")
+    __slots__ = ("instance_id", "agent_id", "in_flight", "rps", "latency_p50", "latency_p99")
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
     RPS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_P50_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_P99_FIELD_NUMBER: _ClassVar[int]
     instance_id: str
     agent_id: str
     in_flight: float
     rps: float
-    def __init__(self, instance_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., in_flight: _Optional[float] = ..., rps: _Optional[float] = ...) -> None: ...
+    latency_p50: _duration_pb2.Duration
+    latency_p99: _duration_pb2.Duration
+    def __init__(self, instance_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., in_flight: _Optional[float] = ..., rps: _Optional[float] = ..., latency_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., latency_p99: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class ReportLoadResponse(_message.Message):
     __slots__ = ("ttl",)

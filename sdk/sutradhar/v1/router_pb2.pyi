@@ -95,7 +95,7 @@ class GetStatsRequest(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., agent_type: _Optional[str] = ...) -> None: ...
 
 class InstanceStats(_message.Message):
-    __slots__ = ("namespace", "instance_id", "agent_id", "agent_type", "version", "endpoint", "in_flight", "requests", "errors", "latency_p50", "latency_p99", "breaker", "ejected", "ejections", "state")
+    __slots__ = ("namespace", "instance_id", "agent_id", "agent_type", "version", "endpoint", "in_flight", "requests", "errors", "latency_p50", "latency_p99", "breaker", "ejected", "ejections", "state", "rps", "routers", "direct")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -111,6 +111,9 @@ class InstanceStats(_message.Message):
     EJECTED_FIELD_NUMBER: _ClassVar[int]
     EJECTIONS_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    RPS_FIELD_NUMBER: _ClassVar[int]
+    ROUTERS_FIELD_NUMBER: _ClassVar[int]
+    DIRECT_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     instance_id: str
     agent_id: str
@@ -126,17 +129,36 @@ class InstanceStats(_message.Message):
     ejected: bool
     ejections: int
     state: str
-    def __init__(self, namespace: _Optional[str] = ..., instance_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., agent_type: _Optional[str] = ..., version: _Optional[str] = ..., endpoint: _Optional[str] = ..., in_flight: _Optional[int] = ..., requests: _Optional[int] = ..., errors: _Optional[int] = ..., latency_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., latency_p99: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., breaker: _Optional[_Union[BreakerState, str]] = ..., ejected: _Optional[bool] = ..., ejections: _Optional[int] = ..., state: _Optional[str] = ...) -> None: ...
+    rps: float
+    routers: ReportedLoad
+    direct: ReportedLoad
+    def __init__(self, namespace: _Optional[str] = ..., instance_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., agent_type: _Optional[str] = ..., version: _Optional[str] = ..., endpoint: _Optional[str] = ..., in_flight: _Optional[int] = ..., requests: _Optional[int] = ..., errors: _Optional[int] = ..., latency_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., latency_p99: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., breaker: _Optional[_Union[BreakerState, str]] = ..., ejected: _Optional[bool] = ..., ejections: _Optional[int] = ..., state: _Optional[str] = ..., rps: _Optional[float] = ..., routers: _Optional[_Union[ReportedLoad, _Mapping]] = ..., direct: _Optional[_Union[ReportedLoad, _Mapping]] = ...) -> None: ...
+
+class ReportedLoad(_message.Message):
+    __slots__ = ("reporters", "in_flight", "rps", "latency_p50", "latency_p99")
+    REPORTERS_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    RPS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_P50_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_P99_FIELD_NUMBER: _ClassVar[int]
+    reporters: int
+    in_flight: float
+    rps: float
+    latency_p50: _duration_pb2.Duration
+    latency_p99: _duration_pb2.Duration
+    def __init__(self, reporters: _Optional[int] = ..., in_flight: _Optional[float] = ..., rps: _Optional[float] = ..., latency_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., latency_p99: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class GetStatsResponse(_message.Message):
-    __slots__ = ("instances", "router_id", "buckets")
+    __slots__ = ("instances", "router_id", "buckets", "reported_load_error")
     INSTANCES_FIELD_NUMBER: _ClassVar[int]
     ROUTER_ID_FIELD_NUMBER: _ClassVar[int]
     BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    REPORTED_LOAD_ERROR_FIELD_NUMBER: _ClassVar[int]
     instances: _containers.RepeatedCompositeFieldContainer[InstanceStats]
     router_id: str
     buckets: _containers.RepeatedCompositeFieldContainer[BucketStats]
-    def __init__(self, instances: _Optional[_Iterable[_Union[InstanceStats, _Mapping]]] = ..., router_id: _Optional[str] = ..., buckets: _Optional[_Iterable[_Union[BucketStats, _Mapping]]] = ...) -> None: ...
+    reported_load_error: str
+    def __init__(self, instances: _Optional[_Iterable[_Union[InstanceStats, _Mapping]]] = ..., router_id: _Optional[str] = ..., buckets: _Optional[_Iterable[_Union[BucketStats, _Mapping]]] = ..., reported_load_error: _Optional[str] = ...) -> None: ...
 
 class BucketStats(_message.Message):
     __slots__ = ("level", "namespace", "name", "caller", "tokens", "bucket", "allowed", "refused", "shared", "routers")

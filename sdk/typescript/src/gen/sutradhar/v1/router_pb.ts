@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sutradhar/v1/router.proto.
  */
 export const file_sutradhar_v1_router: GenFile = /*@__PURE__*/
-  fileDesc("ChlzdXRyYWRoYXIvdjEvcm91dGVyLnByb3RvEgxzdXRyYWRoYXIudjEiiAEKCFNlbGVjdG9yEhEKCW5hbWVzcGFjZRgBIAEoCRISCgphZ2VudF90eXBlGAIgASgJEhUKDXZlcnNpb25fcmFuZ2UYAyABKAkSFAoMY2FwYWJpbGl0aWVzGAQgAygJEhYKDmxhYmVsX3NlbGVjdG9yGAUgASgJEhAKCGFnZW50X2lkGAYgASgJImIKDFJvdXRlT3B0aW9ucxIQCghzdHJhdGVneRgBIAEoCRIUCgxtYXhfYXR0ZW1wdHMYAiABKAUSKgoHdGltZW91dBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiKWAQobUm91dGVyU2VydmljZUV4ZWN1dGVSZXF1ZXN0EiAKBHRhc2sYASABKAsyEi5zdXRyYWRoYXIudjEuVGFzaxIoCghzZWxlY3RvchgCIAEoCzIWLnN1dHJhZGhhci52MS5TZWxlY3RvchIrCgdvcHRpb25zGAMgASgLMhouc3V0cmFkaGFyLnYxLlJvdXRlT3B0aW9ucyJEChxSb3V0ZXJTZXJ2aWNlRXhlY3V0ZVJlc3BvbnNlEiQKBnJlc3VsdBgBIAEoCzIULnN1dHJhZGhhci52MS5SZXN1bHQinAEKIVJvdXRlclNlcnZpY2VFeGVjdXRlU3RyZWFtUmVxdWVzdBIgCgR0YXNrGAEgASgLMhIuc3V0cmFkaGFyLnYxLlRhc2sSKAoIc2VsZWN0b3IYAiABKAsyFi5zdXRyYWRoYXIudjEuU2VsZWN0b3ISKwoHb3B0aW9ucxgDIAEoCzIaLnN1dHJhZGhhci52MS5Sb3V0ZU9wdGlvbnMirAEKIlJvdXRlclNlcnZpY2VFeGVjdXRlU3RyZWFtUmVzcG9uc2USKgoIcHJvZ3Jlc3MYASABKAsyFi5zdXRyYWRoYXIudjEuUHJvZ3Jlc3NIABIpCgdwYXJ0aWFsGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASJgoGcmVzdWx0GAMgASgLMhQuc3V0cmFkaGFyLnYxLlJlc3VsdEgAQgcKBWV2ZW50IjgKD0dldFN0YXRzUmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkSEgoKYWdlbnRfdHlwZRgCIAEoCSL1AgoNSW5zdGFuY2VTdGF0cxIRCgluYW1lc3BhY2UYASABKAkSEwoLaW5zdGFuY2VfaWQYAiABKAkSEAoIYWdlbnRfaWQYAyABKAkSEgoKYWdlbnRfdHlwZRgEIAEoCRIPCgd2ZXJzaW9uGAUgASgJEhAKCGVuZHBvaW50GAYgASgJEhEKCWluX2ZsaWdodBgHIAEoAxIQCghyZXF1ZXN0cxgIIAEoAxIOCgZlcnJvcnMYCSABKAMSLgoLbGF0ZW5jeV9wNTAYCiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLgoLbGF0ZW5jeV9wOTkYCyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SKwoHYnJlYWtlchgMIAEoDjIaLnN1dHJhZGhhci52MS5CcmVha2VyU3RhdGUSDwoHZWplY3RlZBgNIAEoCBIRCgllamVjdGlvbnMYDiABKAUSDQoFc3RhdGUYDyABKAkigQEKEEdldFN0YXRzUmVzcG9uc2USLgoJaW5zdGFuY2VzGAEgAygLMhsuc3V0cmFkaGFyLnYxLkluc3RhbmNlU3RhdHMSEQoJcm91dGVyX2lkGAIgASgJEioKB2J1Y2tldHMYAyADKAsyGS5zdXRyYWRoYXIudjEuQnVja2V0U3RhdHMi6QEKC0J1Y2tldFN0YXRzEisKBWxldmVsGAEgASgOMhwuc3V0cmFkaGFyLnYxLlJhdGVMaW1pdExldmVsEhEKCW5hbWVzcGFjZRgCIAEoCRIMCgRuYW1lGAMgASgJEg4KBmNhbGxlchgEIAEoCRIOCgZ0b2tlbnMYBSABKA0SKQoGYnVja2V0GAYgASgLMhkuc3V0cmFkaGFyLnYxLlRva2VuQnVja2V0Eg8KB2FsbG93ZWQYByABKAMSDwoHcmVmdXNlZBgIIAEoAxIOCgZzaGFyZWQYCSABKAgSDwoHcm91dGVycxgKIAEoBSp8CgxCcmVha2VyU3RhdGUSHQoZQlJFQUtFUl9TVEFURV9VTlNQRUNJRklFRBAAEhgKFEJSRUFLRVJfU1RBVEVfQ0xPU0VEEAESFgoSQlJFQUtFUl9TVEFURV9PUEVOEAISGwoXQlJFQUtFUl9TVEFURV9IQUxGX09QRU4QAzKyAgoNUm91dGVyU2VydmljZRJgCgdFeGVjdXRlEikuc3V0cmFkaGFyLnYxLlJvdXRlclNlcnZpY2VFeGVjdXRlUmVxdWVzdBoqLnN1dHJhZGhhci52MS5Sb3V0ZXJTZXJ2aWNlRXhlY3V0ZVJlc3BvbnNlEnQKDUV4ZWN1dGVTdHJlYW0SLy5zdXRyYWRoYXIudjEuUm91dGVyU2VydmljZUV4ZWN1dGVTdHJlYW1SZXF1ZXN0GjAuc3V0cmFkaGFyLnYxLlJvdXRlclNlcnZpY2VFeGVjdXRlU3RyZWFtUmVzcG9uc2UwARJJCghHZXRTdGF0cxIdLnN1dHJhZGhhci52MS5HZXRTdGF0c1JlcXVlc3QaHi5zdXRyYWRoYXIudjEuR2V0U3RhdHNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_struct, file_sutradhar_v1_agent, file_sutradhar_v1_ratelimit]);
+  fileDesc("ChlzdXRyYWRoYXIvdjEvcm91dGVyLnByb3RvEgxzdXRyYWRoYXIudjEiiAEKCFNlbGVjdG9yEhEKCW5hbWVzcGFjZRgBIAEoCRISCgphZ2VudF90eXBlGAIgASgJEhUKDXZlcnNpb25fcmFuZ2UYAyABKAkSFAoMY2FwYWJpbGl0aWVzGAQgAygJEhYKDmxhYmVsX3NlbGVjdG9yGAUgASgJEhAKCGFnZW50X2lkGAYgASgJImIKDFJvdXRlT3B0aW9ucxIQCghzdHJhdGVneRgBIAEoCRIUCgxtYXhfYXR0ZW1wdHMYAiABKAUSKgoHdGltZW91dBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiKWAQobUm91dGVyU2VydmljZUV4ZWN1dGVSZXF1ZXN0EiAKBHRhc2sYASABKAsyEi5zdXRyYWRoYXIudjEuVGFzaxIoCghzZWxlY3RvchgCIAEoCzIWLnN1dHJhZGhhci52MS5TZWxlY3RvchIrCgdvcHRpb25zGAMgASgLMhouc3V0cmFkaGFyLnYxLlJvdXRlT3B0aW9ucyJEChxSb3V0ZXJTZXJ2aWNlRXhlY3V0ZVJlc3BvbnNlEiQKBnJlc3VsdBgBIAEoCzIULnN1dHJhZGhhci52MS5SZXN1bHQinAEKIVJvdXRlclNlcnZpY2VFeGVjdXRlU3RyZWFtUmVxdWVzdBIgCgR0YXNrGAEgASgLMhIuc3V0cmFkaGFyLnYxLlRhc2sSKAoIc2VsZWN0b3IYAiABKAsyFi5zdXRyYWRoYXIudjEuU2VsZWN0b3ISKwoHb3B0aW9ucxgDIAEoCzIaLnN1dHJhZGhhci52MS5Sb3V0ZU9wdGlvbnMirAEKIlJvdXRlclNlcnZpY2VFeGVjdXRlU3RyZWFtUmVzcG9uc2USKgoIcHJvZ3Jlc3MYASABKAsyFi5zdXRyYWRoYXIudjEuUHJvZ3Jlc3NIABIpCgdwYXJ0aWFsGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASJgoGcmVzdWx0GAMgASgLMhQuc3V0cmFkaGFyLnYxLlJlc3VsdEgAQgcKBWV2ZW50IjgKD0dldFN0YXRzUmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkSEgoKYWdlbnRfdHlwZRgCIAEoCSLbAwoNSW5zdGFuY2VTdGF0cxIRCgluYW1lc3BhY2UYASABKAkSEwoLaW5zdGFuY2VfaWQYAiABKAkSEAoIYWdlbnRfaWQYAyABKAkSEgoKYWdlbnRfdHlwZRgEIAEoCRIPCgd2ZXJzaW9uGAUgASgJEhAKCGVuZHBvaW50GAYgASgJEhEKCWluX2ZsaWdodBgHIAEoAxIQCghyZXF1ZXN0cxgIIAEoAxIOCgZlcnJvcnMYCSABKAMSLgoLbGF0ZW5jeV9wNTAYCiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLgoLbGF0ZW5jeV9wOTkYCyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SKwoHYnJlYWtlchgMIAEoDjIaLnN1dHJhZGhhci52MS5CcmVha2VyU3RhdGUSDwoHZWplY3RlZBgNIAEoCBIRCgllamVjdGlvbnMYDiABKAUSDQoFc3RhdGUYDyABKAkSCwoDcnBzGBAgASgBEisKB3JvdXRlcnMYESABKAsyGi5zdXRyYWRoYXIudjEuUmVwb3J0ZWRMb2FkEioKBmRpcmVjdBgSIAEoCzIaLnN1dHJhZGhhci52MS5SZXBvcnRlZExvYWQioQEKDFJlcG9ydGVkTG9hZBIRCglyZXBvcnRlcnMYASABKAUSEQoJaW5fZmxpZ2h0GAIgASgBEgsKA3JwcxgDIAEoARIuCgtsYXRlbmN5X3A1MBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgtsYXRlbmN5X3A5ORgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiKeAQoQR2V0U3RhdHNSZXNwb25zZRIuCglpbnN0YW5jZXMYASADKAsyGy5zdXRyYWRoYXIudjEuSW5zdGFuY2VTdGF0cxIRCglyb3V0ZXJfaWQYAiABKAkSKgoHYnVja2V0cxgDIAMoCzIZLnN1dHJhZGhhci52MS5CdWNrZXRTdGF0cxIbChNyZXBvcnRlZF9sb2FkX2Vycm9yGAQgASgJIukBCgtCdWNrZXRTdGF0cxIrCgVsZXZlbBgBIAEoDjIcLnN1dHJhZGhhci52MS5SYXRlTGltaXRMZXZlbBIRCgluYW1lc3BhY2UYAiABKAkSDAoEbmFtZRgDIAEoCRIOCgZjYWxsZXIYBCABKAkSDgoGdG9rZW5zGAUgASgNEikKBmJ1Y2tldBgGIAEoCzIZLnN1dHJhZGhhci52MS5Ub2tlbkJ1Y2tldBIPCgdhbGxvd2VkGAcgASgDEg8KB3JlZnVzZWQYCCABKAMSDgoGc2hhcmVkGAkgASgIEg8KB3JvdXRlcnMYCiABKAUqfAoMQnJlYWtlclN0YXRlEh0KGUJSRUFLRVJfU1RBVEVfVU5TUEVDSUZJRUQQABIYChRCUkVBS0VSX1NUQVRFX0NMT1NFRBABEhYKEkJSRUFLRVJfU1RBVEVfT1BFThACEhsKF0JSRUFLRVJfU1RBVEVfSEFMRl9PUEVOEAMysgIKDVJvdXRlclNlcnZpY2USYAoHRXhlY3V0ZRIpLnN1dHJhZGhhci52MS5Sb3V0ZXJTZXJ2aWNlRXhlY3V0ZVJlcXVlc3QaKi5zdXRyYWRoYXIudjEuUm91dGVyU2VydmljZUV4ZWN1dGVSZXNwb25zZRJ0Cg1FeGVjdXRlU3RyZWFtEi8uc3V0cmFkaGFyLnYxLlJvdXRlclNlcnZpY2VFeGVjdXRlU3RyZWFtUmVxdWVzdBowLnN1dHJhZGhhci52MS5Sb3V0ZXJTZXJ2aWNlRXhlY3V0ZVN0cmVhbVJlc3BvbnNlMAESSQoIR2V0U3RhdHMSHS5zdXRyYWRoYXIudjEuR2V0U3RhdHNSZXF1ZXN0Gh4uc3V0cmFkaGFyLnYxLkdldFN0YXRzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_struct, file_sutradhar_v1_agent, file_sutradhar_v1_ratelimit]);
 
 /**
  * Selector constrains which instances may serve a task. agent_type is
@@ -391,6 +391,33 @@ export type InstanceStats = Message<"sutradhar.v1.InstanceStats"> & {
    * @generated from field: string state = 15;
    */
   state: string;
+
+  /**
+   * Calls per second this router sent to the instance over its last load
+   * window (about 1 s), as it recorded it in etcd; 0 when the router runs
+   * without etcd or had no traffic to the instance.
+   *
+   * @generated from field: double rps = 16;
+   */
+  rps: number;
+
+  /**
+   * The load other routers recorded of the instance in etcd (their last
+   * windows); this router's own record is not included: the fields above are
+   * its own.
+   *
+   * @generated from field: sutradhar.v1.ReportedLoad routers = 17;
+   */
+  routers?: ReportedLoad | undefined;
+
+  /**
+   * The load direct callers (the SDK's DirectClient, which routes its own calls
+   * and reports them with RegistryService.ReportLoad) recorded of the instance.
+   * Mesh-wide load = this router's + routers + direct.
+   *
+   * @generated from field: sutradhar.v1.ReportedLoad direct = 18;
+   */
+  direct?: ReportedLoad | undefined;
 };
 
 /**
@@ -399,6 +426,59 @@ export type InstanceStats = Message<"sutradhar.v1.InstanceStats"> & {
  */
 export const InstanceStatsSchema: GenMessage<InstanceStats> = /*@__PURE__*/
   messageDesc(file_sutradhar_v1_router, 7);
+
+/**
+ * ReportedLoad sums the load records (etcd, /sutradhar/v1/load) that one kind
+ * of reporter wrote of one instance, each over its reporter's last window.
+ * Records disappear with their writer's lease, so a reporter that exited stops
+ * counting within the lease TTL (10 s).
+ *
+ * @generated from message sutradhar.v1.ReportedLoad
+ */
+export type ReportedLoad = Message<"sutradhar.v1.ReportedLoad"> & {
+  /**
+   * Reporters whose records are summed.
+   *
+   * @generated from field: int32 reporters = 1;
+   */
+  reporters: number;
+
+  /**
+   * Time-weighted average of calls in flight, summed over the reporters.
+   *
+   * @generated from field: double in_flight = 2;
+   */
+  inFlight: number;
+
+  /**
+   * Calls per second, summed over the reporters.
+   *
+   * @generated from field: double rps = 3;
+   */
+  rps: number;
+
+  /**
+   * Median latency: the mean of the reporters' medians weighted by their rps
+   * (zero when none reported latency).
+   *
+   * @generated from field: google.protobuf.Duration latency_p50 = 4;
+   */
+  latencyP50?: Duration | undefined;
+
+  /**
+   * 99th percentile latency: the highest of the reporters'.
+   *
+   * @generated from field: google.protobuf.Duration latency_p99 = 5;
+   */
+  latencyP99?: Duration | undefined;
+};
+
+/**
+ * Describes the message sutradhar.v1.ReportedLoad.
+ * Use `create(ReportedLoadSchema)` to create a new message.
+ */
+export const ReportedLoadSchema: GenMessage<ReportedLoad> = /*@__PURE__*/
+  messageDesc(file_sutradhar_v1_router, 8);
 
 /**
  * GetStatsResponse holds per-instance statistics.
@@ -426,6 +506,15 @@ export type GetStatsResponse = Message<"sutradhar.v1.GetStatsResponse"> & {
    * @generated from field: repeated sutradhar.v1.BucketStats buckets = 3;
    */
   buckets: BucketStats[];
+
+  /**
+   * Why InstanceStats.rps, routers and direct are missing ("" when the load
+   * records were read): the router runs without etcd, or etcd failed. The
+   * records are read at most once per load period and namespace, not per call.
+   *
+   * @generated from field: string reported_load_error = 4;
+   */
+  reportedLoadError: string;
 };
 
 /**
@@ -433,7 +522,7 @@ export type GetStatsResponse = Message<"sutradhar.v1.GetStatsResponse"> & {
  * Use `create(GetStatsResponseSchema)` to create a new message.
  */
 export const GetStatsResponseSchema: GenMessage<GetStatsResponse> = /*@__PURE__*/
-  messageDesc(file_sutradhar_v1_router, 8);
+  messageDesc(file_sutradhar_v1_router, 9);
 
 /**
  * BucketStats is one rate-limit bucket of one router.
@@ -518,7 +607,7 @@ export type BucketStats = Message<"sutradhar.v1.BucketStats"> & {
  * Use `create(BucketStatsSchema)` to create a new message.
  */
 export const BucketStatsSchema: GenMessage<BucketStats> = /*@__PURE__*/
-  messageDesc(file_sutradhar_v1_router, 9);
+  messageDesc(file_sutradhar_v1_router, 10);
 
 /**
  * BreakerState is the state of an instance's circuit breaker.
