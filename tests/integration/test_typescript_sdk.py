@@ -35,6 +35,7 @@ from test_scheduler_support import (
     scheduler,
 )
 
+from cli.deploy import deployment_from_manifest
 from cli.manifests import agent_from_manifest, load_manifests
 from examples.echo_agent import EchoAgent
 from sutradhar import (
@@ -56,12 +57,16 @@ from sutradhar.conformance import run_conformance
 from sutradhar.services.health import HealthConfig, HealthServer
 from sutradhar.services.registry import RegistryServer
 from sutradhar.services.router.server import RouterConfig, RouterServer
+from sutradhar.services.scheduler.runtimes.container import ContainerRuntime
 from sutradhar.testing import AgentProcess, spawn_agent
 from sutradhar.v1 import registry_pb2
 from sutradhar.v1 import scheduler_pb2 as P
+from tests import docker_support
+from tests.docker_support import DOCKER_TEST_TIMEOUT
 from tests.secure_support import ADMIN, TD, SecureEtcd, secure_mesh
 
 __all__ = ["api", "namespace", "registry", "registry_client", "scheduler"]  # fixtures imported for pytest
+docker_engine = docker_support.docker_engine  # fixture
 
 ROOT = Path(__file__).resolve().parents[2]
 SDK = ROOT / "sdk" / "typescript"
@@ -429,3 +434,54 @@ async def test_typescript_agent_and_client_over_mutual_tls(node: str, secure_etc
             assert out["ok"]["success"] is True and out["ok"]["metadata"]["instanceId"] == "echo-tls-1"
             assert out["failed"]["error"]["code"] == "NOPE"
             assert proc.stop() == 0
+
+
+@pytest.fixture(scope="session")
+def node_agent_image(docker_engine: Any, node: str) -> str:
+    """The TypeScript agent image (services/scheduler/images.py), built once from the built SDK and examples."""
+    from sutradhar._errors import FailedPrecondition
+    from sutradhar.services.scheduler.images import build_node_agent_image
+
+    try:
+        built = build_node_agent_image(client=docker_engine, progress=lambda line: print(f"[node agent image] {line}"))
+    except FailedPrecondition as err:  # debootstrap needs root for the base image, once
+        if os.environ.get("CI") == "true" or os.geteuid() == 0:
+            raise
+        pytest.skip(f"cannot build the TypeScript agent image: {err.message}")
+    return built.tags[0]
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(DOCKER_TEST_TIMEOUT)
+async def test_scheduler_deploys_the_typescript_agent_on_the_container_runtime(
+    node_agent_image: str, api, registry_client: RegistryClient, namespace: str
+) -> None:
+    """examples/manifests/ts-echo-container.yaml: the Node image built here (no registry pull), started by the
+    container runtime with the SUTRADHAR_* variables of a Python container, ready and serving on loopback."""
+    by_kind = {m.kind: m for m in load_manifests(ROOT / "examples" / "manifests" / "ts-echo-container.yaml")}
+    agent = agent_from_manifest(by_kind["Agent"])
+    assert agent.config["image"] == node_agent_image
+    agent.namespace = namespace
+    await registry_client.register_agent(agent)
+    wanted, _ = deployment_from_manifest(by_kind["Deployment"])
+    wanted.namespace = namespace
+    await api.CreateDeployment(P.CreateDeploymentRequest(deployment=wanted))
+    instances = await eventually(lambda: _ready(registry_client, namespace, "ts-echo-box", 2), within=60)
+    assert len({i.endpoint for i in instances}) == 2
+    for instance in instances:
+        assert instance.endpoint.startswith("127.0.0.1:") and instance.runtime == "container"
+        async with AgentClient(instance.endpoint) as client:
+            described = await client.describe()
+            assert (described.id, described.version) == ("ts-echo-box", "1.0.0")  # the scheduler's identity
+            result = await client.execute({"hello": "box"}, task_type="say")
+            assert result.success and result.data["echo"] == {"hello": "box"}
+            assert result.metadata.instance_id == instance.id
+            events = [e async for e in client.execute_stream({"text": "abcdef", "chunk": 3})]
+            assert [e.data for e in events if isinstance(e, Partial)] == ["abc", "def"]
+    await api.DeleteDeployment(P.DeleteDeploymentRequest(namespace=namespace, name="ts-echo-box", wait=True))
+    runtime = ContainerRuntime()
+    try:
+        assert await runtime.list(namespace) == []
+    finally:
+        await runtime.close()
+    assert await ready_instances(registry_client, namespace, "ts-echo-box") == []
