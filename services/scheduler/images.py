@@ -16,6 +16,12 @@ The agent image carries a label with a digest of what went into it (the SDK
 sources, pyproject.toml, the Dockerfile, the agent code and the base image id):
 an image whose digest matches is reused, anything else is rebuilt.
 
+For TypeScript agents, `build_node_agent_image` makes two more the same way: the base
+``sutradhar/node-base:bookworm`` (debootstrap with Debian's nodejs instead of Python) and
+``sutradhar/node-agent:<version>``, the built SDK and examples (sdk/typescript, examples/typescript)
+with their production node_modules copied from the host, ``ENTRYPOINT ["node"]``
+(``images/node-agent/Dockerfile``).
+
 Where a registry is reachable, users need none of this: see docs/containers.md.
 """
 
