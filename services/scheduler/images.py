@@ -16,6 +16,12 @@ The agent image carries a label with a digest of what went into it (the SDK
 sources, pyproject.toml, the Dockerfile, the agent code and the base image id):
 an image whose digest matches is reused, anything else is rebuilt.
 
+For TypeScript agents, `build_node_agent_image` makes two more the same way: the base
+``sutradhar/node-base:bookworm`` (debootstrap with Debian's nodejs instead of Python) and
+``sutradhar/node-agent:<version>``, the built SDK and examples (sdk/typescript, examples/typescript)
+with their production node_modules copied from the host, ``ENTRYPOINT ["node"]``
+(``images/node-agent/Dockerfile``).
+
 Where a registry is reachable, users need none of this: see docs/containers.md.
 """
 
@@ -46,6 +52,12 @@ AGENT_REPOSITORY = "sutradhar/agent"
 SOURCE_DIGEST_LABEL = "sutradhar.source-digest"
 #: Packages debootstrap puts in the base image besides minbase.
 BASE_PACKAGES = ("python3", "python3-venv", "python3-pip", "ca-certificates")
+#: The Node.js base image for TypeScript agents, made the same way from Debian's nodejs (18 in bookworm).
+NODE_BASE_IMAGE = "sutradhar/node-base:bookworm"
+#: Packages debootstrap puts in the Node base image besides minbase.
+NODE_BASE_PACKAGES = ("nodejs", "ca-certificates")
+#: Repository of the TypeScript agent images.
+NODE_AGENT_REPOSITORY = "sutradhar/node-agent"
 #: Debian mirror for debootstrap.
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 
@@ -115,9 +127,10 @@ _PER_PACKAGE = ("I: Retrieving ", "I: Validating ", "I: Extracting ", "I: Unpack
 
 
 def build_base_image(*, client: Any = None, tag: str = BASE_IMAGE, suite: str = "bookworm",
-                     mirror: str = DEFAULT_MIRROR, force: bool = False,
-                     progress: Progress = _quiet) -> BuiltImage:
-    """Make the Python base image with debootstrap + docker import, unless it exists.
+                     mirror: str = DEFAULT_MIRROR, force: bool = False, progress: Progress = _quiet,
+                     packages: tuple[str, ...] = BASE_PACKAGES, cmd: str = "python3") -> BuiltImage:
+    """Make a base image with debootstrap + docker import, unless it exists: by default the Python
+    base; `packages` and `cmd` (the image's CMD) make another (`build_node_base_image`).
 
     Needs root (debootstrap) and the `debootstrap` tool (scripts/install-docker.sh
     installs it).
@@ -147,8 +160,8 @@ def build_base_image(*, client: Any = None, tag: str = BASE_IMAGE, suite: str = 
     rootfs = workdir / "rootfs"
     log_path = workdir / "debootstrap.log"
     try:
-        progress(f"debootstrap {suite} minbase + {', '.join(BASE_PACKAGES)} into {rootfs} (about 40 s)")
-        _run_debootstrap(debootstrap, suite, mirror, rootfs, log_path, progress)
+        progress(f"debootstrap {suite} minbase + {', '.join(packages)} into {rootfs} (about 40 s)")
+        _run_debootstrap(debootstrap, suite, mirror, rootfs, log_path, progress, packages)
         progress("trimming apt lists, docs and man pages")
         for sub in ("var/lib/apt/lists", "var/cache/apt", "usr/share/doc", "usr/share/man", "usr/share/info"):
             target = rootfs / sub
@@ -159,7 +172,7 @@ def build_base_image(*, client: Any = None, tag: str = BASE_IMAGE, suite: str = 
                     else:
                         child.unlink(missing_ok=True)
         progress(f"importing {rootfs} as {tag}")
-        image_id = _import_rootfs(api, rootfs, tag)
+        image_id = _import_rootfs(api, rootfs, tag, cmd)
         progress(f"base image {tag} ready ({image_id[:19]}, {time.monotonic() - began:.0f} s)")
         return BuiltImage((tag,), image_id, True, time.monotonic() - began)
     finally:
@@ -172,8 +185,8 @@ def _scratch_dir() -> str | None:
 
 
 def _run_debootstrap(binary: str, suite: str, mirror: str, rootfs: Path, log_path: Path,
-                     progress: Progress) -> None:
-    argv = [binary, "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}", suite, str(rootfs), mirror]
+                     progress: Progress, include: tuple[str, ...] = BASE_PACKAGES) -> None:
+    argv = [binary, "--variant=minbase", f"--include={','.join(include)}", suite, str(rootfs), mirror]
     began = time.monotonic()
     packages = 0
     with log_path.open("w") as log, subprocess.Popen(
@@ -197,14 +210,14 @@ def _run_debootstrap(binary: str, suite: str, mirror: str, rootfs: Path, log_pat
         )
 
 
-def _import_rootfs(api: Any, rootfs: Path, tag: str) -> str:
+def _import_rootfs(api: Any, rootfs: Path, tag: str, cmd: str = "python3") -> str:
     repository, _, version = tag.rpartition(":")
     if not repository:
         repository, version = tag, "latest"
     changes = [
         "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "ENV LANG=C.UTF-8",
-        'CMD ["python3"]',
+        f'CMD ["{cmd}"]',
     ]
     tar = subprocess.Popen(
         ["tar", "--numeric-owner", "-C", str(rootfs), "-c", "."],
@@ -257,14 +270,47 @@ def _files(root: Path) -> Iterable[Path]:
 
 def source_digest(root: Path, agent_dir: Path, base_id: str) -> str:
     """Digest of everything the agent image is made from."""
-    digest = hashlib.sha256(base_id.encode())
     inputs = [root / "pyproject.toml", root / "images" / "agent" / "Dockerfile", root / "sdk" / "sutradhar"]
+    return _inputs_digest(root, base_id, inputs, agent_dir)
+
+
+def _inputs_digest(root: Path, base_id: str, inputs: Iterable[Path], app: Path | None = None) -> str:
+    """Digest of the base image id, of every file under `inputs` (by their paths under `root`) and under
+    `app` (by their paths under app/)."""
+    digest = hashlib.sha256(base_id.encode())
     for top in inputs:
         for path in _files(top):
             digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
-    for path in _files(agent_dir):
-        digest.update(b"app/" + str(path.relative_to(agent_dir)).encode() + b"\0" + path.read_bytes() + b"\0")
+    if app is not None:
+        for path in _files(app):
+            digest.update(b"app/" + str(path.relative_to(app)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
+
+
+def _tags_and_engine(tags: Iterable[str], client: Any) -> tuple[tuple[str, ...], Any, Any]:
+    """The tags an image build is given (at least one), the Docker client (`client` or a new one) and its API."""
+    tag_list = tuple(tags)
+    if not tag_list:
+        raise InvalidArgument("no image tag given", field="tag")
+    client = client or docker_client()
+    return tag_list, client, client.api
+
+
+def _reusable(api: Any, tag_list: tuple[str, ...], digest: str, force: bool, began: float,
+              progress: Progress) -> tuple[dict[str, Any] | None, BuiltImage | None]:
+    """The image the first tag names now, and a BuiltImage when it was built from `digest` (tagged with the
+    other tags too): reuse it. With `force`, never reuse."""
+    with translate_docker_errors(image=tag_list[0]):
+        existing = _image_attrs(api, tag_list[0])
+    if existing is not None and not force:
+        labels = (existing.get("Config") or {}).get("Labels") or {}
+        if labels.get(SOURCE_DIGEST_LABEL) == digest:
+            for tag in tag_list[1:]:
+                _tag(api, str(existing["Id"]), tag)
+            progress(f"agent image {tag_list[0]} is up to date; reusing it")
+            return existing, BuiltImage(tag_list, str(existing["Id"]), False, time.monotonic() - began)
+        progress(f"agent image {tag_list[0]} is out of date; rebuilding")
+    return existing, None
 
 
 def build_agent_image(*, client: Any = None, tags: Iterable[str] | None = None, base: str = BASE_IMAGE,
@@ -279,11 +325,7 @@ def build_agent_image(*, client: Any = None, tags: Iterable[str] | None = None, 
     """
     began = time.monotonic()
     root = project_root()
-    tag_list = tuple(tags or default_agent_tags(root))
-    if not tag_list:
-        raise InvalidArgument("no image tag given", field="tag")
-    client = client or docker_client()
-    api = client.api
+    tag_list, client, api = _tags_and_engine(tags or default_agent_tags(root), client)
     if base == BASE_IMAGE:
         base_built = build_base_image(client=client, tag=base, progress=progress)
     else:  # someone else's base (e.g. python:3.11-slim): use it, never make it
@@ -302,16 +344,9 @@ def build_agent_image(*, client: Any = None, tags: Iterable[str] | None = None, 
         if not source.is_dir():
             raise InvalidArgument(f"--agent-dir {agent_dir} is not a directory", field="agent_dir")
     digest = source_digest(root, source, base_built.image_id)
-    with translate_docker_errors(image=tag_list[0]):
-        existing = _image_attrs(api, tag_list[0])
-    if existing is not None and not force:
-        labels = (existing.get("Config") or {}).get("Labels") or {}
-        if labels.get(SOURCE_DIGEST_LABEL) == digest:
-            for tag in tag_list[1:]:
-                _tag(api, str(existing["Id"]), tag)
-            progress(f"agent image {tag_list[0]} is up to date; reusing it")
-            return BuiltImage(tag_list, str(existing["Id"]), False, time.monotonic() - began)
-        progress(f"agent image {tag_list[0]} is out of date; rebuilding")
+    existing, reused = _reusable(api, tag_list, digest, force, began, progress)
+    if reused is not None:
+        return reused
     context = Path(tempfile.mkdtemp(prefix="sutradhar-agent-ctx-", dir=_scratch_dir()))
     try:
         progress("building wheels on the host (pip wheel: the project and its dependencies)")
@@ -321,15 +356,21 @@ def build_agent_image(*, client: Any = None, tags: Iterable[str] | None = None, 
         shutil.copytree(source, app, ignore=shutil.ignore_patterns(*_SKIP_DIRS, "*.pyc"))
         shutil.copy2(root / "images" / "agent" / "Dockerfile", context / "Dockerfile")
         progress(f"docker build (legacy builder) FROM {base} -> {', '.join(tag_list)}")
-        image_id = _docker_build(api, context, tag_list[0], base, digest, project_version(root), progress)
-        for tag in tag_list[1:]:
-            _tag(api, image_id, tag)
-        if existing is not None and existing["Id"] != image_id:
-            _remove_if_unused(api, str(existing["Id"]), progress)
-        progress(f"agent image {', '.join(tag_list)} ready ({image_id[:19]}, {time.monotonic() - began:.0f} s)")
-        return BuiltImage(tag_list, image_id, True, time.monotonic() - began)
+        return _build_tagged(api, context, tag_list, base, digest, project_version(root), existing, began, progress)
     finally:
         shutil.rmtree(context, ignore_errors=True)
+
+
+def _build_tagged(api: Any, context: Path, tag_list: tuple[str, ...], base: str, digest: str, version: str,
+                  existing: dict[str, Any] | None, began: float, progress: Progress) -> BuiltImage:
+    """docker build `context` as the first tag, tag it with the others, drop the image it replaces."""
+    image_id = _docker_build(api, context, tag_list[0], base, digest, version, progress)
+    for tag in tag_list[1:]:
+        _tag(api, image_id, tag)
+    if existing is not None and existing["Id"] != image_id:
+        _remove_if_unused(api, str(existing["Id"]), progress)
+    progress(f"agent image {', '.join(tag_list)} ready ({image_id[:19]}, {time.monotonic() - began:.0f} s)")
+    return BuiltImage(tag_list, image_id, True, time.monotonic() - began)
 
 
 def _tag(api: Any, image_id: str, tag: str) -> None:
@@ -454,3 +495,88 @@ def list_images(*, client: Any = None) -> list[ImageInfo]:
             size=int(row.get("Size", 0)),
         )
     return sorted(found.values(), key=lambda i: (-i.created, i.tags))
+
+
+# -- TypeScript (Node.js) agent image ------------------------------------------------
+
+
+def build_node_base_image(*, client: Any = None, tag: str = NODE_BASE_IMAGE, force: bool = False,
+                          progress: Progress = _quiet) -> BuiltImage:
+    """The Node.js base image: debootstrap minbase + Debian's nodejs, docker import; made once."""
+    return build_base_image(client=client, tag=tag, force=force, progress=progress, packages=NODE_BASE_PACKAGES,
+                            cmd="node")
+
+
+def default_node_agent_tags(root: Path | None = None) -> tuple[str, ...]:
+    """``sutradhar/node-agent:<version>`` and ``sutradhar/node-agent:latest``."""
+    return (f"{NODE_AGENT_REPOSITORY}:{project_version(root)}", f"{NODE_AGENT_REPOSITORY}:latest")
+
+
+def _production_packages(package_dir: Path) -> list[Path]:
+    """The directories of `package_dir`'s production dependencies (all of them, nested ones too) under its
+    node_modules, as npm installed them from the lock file: `npm ls --omit=dev --all --parseable`, offline."""
+    npm = shutil.which("npm")
+    if npm is None:
+        raise FailedPrecondition("building the TypeScript agent image needs npm on the host: apt-get install npm")
+    done = subprocess.run([npm, "ls", "--omit=dev", "--all", "--parseable"], cwd=package_dir, capture_output=True,
+                          text=True, check=False)
+    if done.returncode != 0:
+        raise FailedPrecondition(
+            f"npm ls in {package_dir} failed: run `npm ci && npm run build` there first:\n{done.stderr.strip()[-800:]}")
+    top = package_dir.resolve()
+    return [Path(line) for line in done.stdout.split() if Path(line).resolve() != top]
+
+
+def _copy_node_package(source: Path, target: Path, parts: Iterable[str]) -> None:
+    """`parts` of the built npm package `source` and its production node_modules (copied without what npm's
+    dev dependencies put there) to `target`."""
+    target.mkdir(parents=True)
+    for part in parts:
+        if not (source / part).exists():
+            raise FailedPrecondition(f"{source / part} is missing: run `npm ci && npm run build` in {source}")
+        copy = shutil.copytree if (source / part).is_dir() else shutil.copy2
+        copy(source / part, target / part)
+    for package in _production_packages(source):
+        if package.is_relative_to(source) and not package.is_symlink():  # a linked package: below
+            shutil.copytree(package, target / package.relative_to(source),
+                            ignore=shutil.ignore_patterns("node_modules"), dirs_exist_ok=True)
+    for link in [*source.glob("node_modules/*"), *source.glob("node_modules/@*/*")]:
+        if link.is_symlink():  # a file: dependency (the examples' @sutradhar/sdk): the same relative link
+            where = target / link.relative_to(source)
+            where.parent.mkdir(parents=True, exist_ok=True)
+            where.symlink_to(os.readlink(link))
+
+
+def build_node_agent_image(*, client: Any = None, tags: Iterable[str] | None = None, force: bool = False,
+                           progress: Progress = _quiet) -> BuiltImage:
+    """The TypeScript agent image FROM the Node base (built first when missing), unless an image with the
+    same inputs carries the first tag already: the built SDK (sdk/typescript: package.json, dist/ and its
+    production node_modules) and examples (examples/typescript) under /app, ``ENTRYPOINT ["node"]``, so a
+    container's command is the script (``examples/typescript/dist/echo/agent.js``). Both must have been
+    installed and built on the host (``npm ci && npm run build``); nothing is fetched while building.
+    """
+    began = time.monotonic()
+    root = project_root()
+    tag_list, client, api = _tags_and_engine(tags or default_node_agent_tags(root), client)
+    base = build_node_base_image(client=client, progress=progress)
+    sdk, examples = root / "sdk" / "typescript", root / "examples" / "typescript"
+    dockerfile = root / "images" / "node-agent" / "Dockerfile"
+    inputs = [dockerfile, *(sdk / p for p in ("package.json", "package-lock.json", "dist")),
+              *(examples / p for p in ("package.json", "package-lock.json", "dist"))]
+    digest = _inputs_digest(root, base.image_id, inputs)
+    existing, reused = _reusable(api, tag_list, digest, force, began, progress)
+    if reused is not None:
+        return reused
+    context = Path(tempfile.mkdtemp(prefix="sutradhar-node-agent-ctx-", dir=_scratch_dir()))
+    try:
+        progress("copying the built TypeScript SDK and examples with their production dependencies")
+        app = context / "app"
+        _copy_node_package(sdk, app / "sdk" / "typescript", ("package.json", "dist"))
+        shutil.rmtree(app / "sdk" / "typescript" / "dist" / "test", ignore_errors=True)
+        _copy_node_package(examples, app / "examples" / "typescript", ("package.json", "dist"))
+        shutil.copy2(dockerfile, context / "Dockerfile")
+        progress(f"docker build (legacy builder) FROM {base.tags[0]} -> {', '.join(tag_list)}")
+        return _build_tagged(api, context, tag_list, base.tags[0], digest, project_version(root), existing, began,
+                             progress)
+    finally:
+        shutil.rmtree(context, ignore_errors=True)

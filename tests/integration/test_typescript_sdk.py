@@ -1,7 +1,8 @@
 """The TypeScript SDK (sdk/typescript): its own unit tests (`npm test`), and against the real mesh: a
 TypeScript echo agent served as a real process and called with the Python AgentClient (and checked by the
 conformance suite, as the tutor agent is), registered in a real registry, routed to and drained on SIGTERM,
-deployed by the scheduler on the process runtime and scaled 1 -> 3, served and called over mutual TLS in a
+deployed by the scheduler on the process runtime, probed by the health service, scaled 1 -> 3 and rolled to
+a new version under load through the router with no failed call, served and called over mutual TLS in a
 secured mesh, and a TypeScript RouterClient script routing to a Python agent through a real router.
 
 The session fixture installs the SDK's and the examples' dependencies from their lock files (`npm ci`)
@@ -26,6 +27,7 @@ from test_scheduler_support import (
     api,
     deployment,
     eventually,
+    get,
     namespace,
     ready_instances,
     registry,
@@ -33,6 +35,7 @@ from test_scheduler_support import (
     scheduler,
 )
 
+from cli.deploy import deployment_from_manifest
 from cli.manifests import agent_from_manifest, load_manifests
 from examples.echo_agent import EchoAgent
 from sutradhar import (
@@ -51,14 +54,19 @@ from sutradhar._credentials import Credentials
 from sutradhar._identity import SpiffeId
 from sutradhar._values import from_struct, to_struct
 from sutradhar.conformance import run_conformance
+from sutradhar.services.health import HealthConfig, HealthServer
 from sutradhar.services.registry import RegistryServer
 from sutradhar.services.router.server import RouterConfig, RouterServer
+from sutradhar.services.scheduler.runtimes.container import ContainerRuntime
 from sutradhar.testing import AgentProcess, spawn_agent
 from sutradhar.v1 import registry_pb2
 from sutradhar.v1 import scheduler_pb2 as P
+from tests import docker_support
+from tests.docker_support import DOCKER_TEST_TIMEOUT
 from tests.secure_support import ADMIN, TD, SecureEtcd, secure_mesh
 
 __all__ = ["api", "namespace", "registry", "registry_client", "scheduler"]  # fixtures imported for pytest
+docker_engine = docker_support.docker_engine  # fixture
 
 ROOT = Path(__file__).resolve().parents[2]
 SDK = ROOT / "sdk" / "typescript"
@@ -242,39 +250,122 @@ async def _routed(client: RouterClient, namespace: str, payload: object) -> Resu
     return result if result.success else None
 
 
-def _typescript_agent(namespace: str) -> registry_pb2.Agent:
-    """The agent of examples/manifests/ts-echo-deployment.yaml in `namespace`, at version 1.2.0."""
+def _typescript_agent(namespace: str, version: str = "1.2.0") -> registry_pb2.Agent:
+    """The agent of examples/manifests/ts-echo-deployment.yaml in `namespace`, at `version`, with a fast gRPC
+    readiness probe for the health service."""
     [manifest] = [m for m in load_manifests(ROOT / "examples" / "manifests" / "ts-echo-deployment.yaml")
                   if m.kind == "Agent"]
     agent = agent_from_manifest(manifest)
-    agent.namespace, agent.version = namespace, "1.2.0"
+    agent.namespace, agent.version = namespace, version
     agent.config.fields["workdir"].string_value = str(ROOT)
+    readiness = agent.probes.readiness
+    readiness.kind = "grpc"
+    readiness.period.FromTimedelta(timedelta(milliseconds=250))
+    readiness.timeout.FromTimedelta(timedelta(milliseconds=500))
+    readiness.failure_threshold, readiness.success_threshold = 3, 1
     return agent
 
 
-async def test_scheduler_deploys_and_scales_a_typescript_agent(api, registry_client, namespace, node: str) -> None:
-    await registry_client.register_agent(_typescript_agent(namespace))
-    await api.CreateDeployment(P.CreateDeploymentRequest(deployment=deployment(
-        namespace, "ts", agent_id="ts-echo", replicas=1)))  # the manifest's command: node examples/typescript/...
-    [first] = await eventually(lambda: _ready(registry_client, namespace, "ts", 1))
-    async with AgentClient(first.endpoint) as agent:
-        described = await agent.describe()
-        # the scheduler's SUTRADHAR_AGENT_ID / _AGENT_VERSION replace the class's identity
-        assert (described.id, described.version) == ("ts-echo", "1.2.0")
-        result = await agent.execute({"n": 1})
-        assert result.success and result.metadata.instance_id == first.id
-
-    await api.ScaleDeployment(P.ScaleDeploymentRequest(namespace=namespace, name="ts", replicas=3))
-    instances = await eventually(lambda: _ready(registry_client, namespace, "ts", 3))
-    pids = set()
+async def _probed(client: RegistryClient, namespace: str, instances: list[registry_pb2.Instance],
+                  prober: str) -> bool:
+    """Whether the health member `prober` has seen every one of `instances` pass its readiness probe."""
     for instance in instances:
-        async with AgentClient(instance.endpoint) as agent:
-            result = await agent.execute({"n": 2})
-            assert result.success and result.metadata.instance_id == instance.id
-            pids.add(result.data["pid"])
-    assert len(pids) == 3
-    await api.DeleteDeployment(P.DeleteDeploymentRequest(namespace=namespace, name="ts", wait=True))
-    assert await ready_instances(registry_client, namespace, "ts") == []
+        got = await client.get_instance(instance.id, namespace=namespace)
+        if got.health.prober != prober or got.health.readiness.result != registry_pb2.PROBE_RESULT_SUCCESS:
+            return False
+    return True
+
+
+async def _rolled(api: Any, namespace: str, name: str, n: int, version: str) -> bool:
+    status = (await get(api, namespace, name)).status
+    return (status.current_version, status.updated_replicas, status.ready_replicas, status.replicas) == (
+        version, n, n, n)
+
+
+async def test_scheduler_deploys_scales_and_rolls_a_typescript_agent(
+    api, etcd: str, registry_client: RegistryClient, router: RouterServer, namespace: str, node: str
+) -> None:
+    """Deployed by the scheduler on the process runtime, probed by a real health member, routed to by the
+    router, scaled 1 -> 3 and rolled to a new version under a steady load through the router: no call fails."""
+    health = HealthServer(HealthConfig(insecure=True, port=0, etcd=etcd, member_ttl=timedelta(seconds=2),
+                                       flush_interval=timedelta(seconds=1)))
+    await health.start()
+    try:
+        await registry_client.register_agent(_typescript_agent(namespace))
+        await api.CreateDeployment(P.CreateDeploymentRequest(deployment=deployment(  # the manifest's command:
+            namespace, "ts", agent_id="ts-echo", replicas=1,  # node examples/typescript/dist/echo/agent.js
+            strategy=P.DeploymentStrategy(max_surge="1", max_unavailable="0"))))
+        [first] = await eventually(lambda: _ready(registry_client, namespace, "ts", 1))
+        async with AgentClient(first.endpoint) as agent:
+            described = await agent.describe()
+            # the scheduler's SUTRADHAR_AGENT_ID / _AGENT_VERSION replace the class's identity
+            assert (described.id, described.version) == ("ts-echo", "1.2.0")
+            result = await agent.execute({"n": 1})
+            assert result.success and result.metadata.instance_id == first.id
+        await eventually(lambda: _probed(registry_client, namespace, [first], health.member_id))
+
+        await api.ScaleDeployment(P.ScaleDeploymentRequest(namespace=namespace, name="ts", replicas=3))
+        instances = await eventually(lambda: _ready(registry_client, namespace, "ts", 3))
+        await eventually(lambda: _probed(registry_client, namespace, instances, health.member_id))
+        pids = set()
+        for instance in instances:
+            async with AgentClient(instance.endpoint) as agent:
+                result = await agent.execute({"n": 2})
+                assert result.success and result.metadata.instance_id == instance.id
+                pids.add(result.data["pid"])
+        assert len(pids) == 3
+
+        calls = 0
+        errors: list[str] = []
+        served: dict[str, int] = {}
+        stop = asyncio.Event()
+
+        async def steady(client: RouterClient) -> None:  # one call after the other: a bounded load
+            nonlocal calls
+            while not stop.is_set():
+                calls += 1
+                try:
+                    result = await client.execute("ts-echo", {"i": calls}, namespace=namespace, timeout=5)
+                except Exception as err:
+                    errors.append(repr(err))
+                    continue
+                if not result.success:
+                    errors.append(str(result.error))
+                else:
+                    served[result.metadata.agent_version] = served.get(result.metadata.agent_version, 0) + 1
+
+        async with RouterClient(router.address) as client:
+            await eventually(lambda: _routed_to(client, namespace, {i.id for i in instances}))
+            workers = [asyncio.create_task(steady(client)) for _ in range(3)]
+            try:
+                await asyncio.sleep(0.3)
+                await registry_client.update_agent(_typescript_agent(namespace, version="1.3.0"))
+                await eventually(lambda: _rolled(api, namespace, "ts", 3, "1.3.0"), within=40)
+                rolled = await eventually(lambda: _ready(registry_client, namespace, "ts", 3))
+                assert [i.version for i in rolled] == ["1.3.0"] * 3
+                await asyncio.sleep(0.3)
+            finally:
+                stop.set()
+                await asyncio.gather(*workers)
+        assert errors == [], errors[:5]
+        assert calls > 50 and served.get("1.2.0", 0) > 0 and served.get("1.3.0", 0) > 0, (calls, served)
+        await eventually(lambda: _probed(registry_client, namespace, rolled, health.member_id))
+        await api.DeleteDeployment(P.DeleteDeploymentRequest(namespace=namespace, name="ts", wait=True))
+        assert await ready_instances(registry_client, namespace, "ts") == []
+    finally:
+        await health.stop()
+
+
+async def _routed_to(client: RouterClient, namespace: str, instance_ids: set[str]) -> bool:
+    """Whether the router has routed calls to every one of `instance_ids` (round-robin, a few calls)."""
+    seen = set()
+    for _ in range(3 * len(instance_ids)):
+        try:
+            result = await client.execute("ts-echo", {}, namespace=namespace, strategy="round-robin", timeout=2)
+        except Exception:  # the router learns of the instances through the registry's watch
+            return False
+        seen.add(result.metadata.instance_id)
+    return seen >= instance_ids
 
 
 async def _ready(client: RegistryClient, namespace: str, name: str, n: int) -> list[registry_pb2.Instance] | None:
@@ -343,3 +434,54 @@ async def test_typescript_agent_and_client_over_mutual_tls(node: str, secure_etc
             assert out["ok"]["success"] is True and out["ok"]["metadata"]["instanceId"] == "echo-tls-1"
             assert out["failed"]["error"]["code"] == "NOPE"
             assert proc.stop() == 0
+
+
+@pytest.fixture(scope="session")
+def node_agent_image(docker_engine: Any, node: str) -> str:
+    """The TypeScript agent image (services/scheduler/images.py), built once from the built SDK and examples."""
+    from sutradhar._errors import FailedPrecondition
+    from sutradhar.services.scheduler.images import build_node_agent_image
+
+    try:
+        built = build_node_agent_image(client=docker_engine, progress=lambda line: print(f"[node agent image] {line}"))
+    except FailedPrecondition as err:  # debootstrap needs root for the base image, once
+        if os.environ.get("CI") == "true" or os.geteuid() == 0:
+            raise
+        pytest.skip(f"cannot build the TypeScript agent image: {err.message}")
+    return built.tags[0]
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(DOCKER_TEST_TIMEOUT)
+async def test_scheduler_deploys_the_typescript_agent_on_the_container_runtime(
+    node_agent_image: str, api, registry_client: RegistryClient, namespace: str
+) -> None:
+    """examples/manifests/ts-echo-container.yaml: the Node image built here (no registry pull), started by the
+    container runtime with the SUTRADHAR_* variables of a Python container, ready and serving on loopback."""
+    by_kind = {m.kind: m for m in load_manifests(ROOT / "examples" / "manifests" / "ts-echo-container.yaml")}
+    agent = agent_from_manifest(by_kind["Agent"])
+    assert agent.config["image"] == node_agent_image
+    agent.namespace = namespace
+    await registry_client.register_agent(agent)
+    wanted, _ = deployment_from_manifest(by_kind["Deployment"])
+    wanted.namespace = namespace
+    await api.CreateDeployment(P.CreateDeploymentRequest(deployment=wanted))
+    instances = await eventually(lambda: _ready(registry_client, namespace, "ts-echo-box", 2), within=60)
+    assert len({i.endpoint for i in instances}) == 2
+    for instance in instances:
+        assert instance.endpoint.startswith("127.0.0.1:") and instance.runtime == "container"
+        async with AgentClient(instance.endpoint) as client:
+            described = await client.describe()
+            assert (described.id, described.version) == ("ts-echo-box", "1.0.0")  # the scheduler's identity
+            result = await client.execute({"hello": "box"}, task_type="say")
+            assert result.success and result.data["echo"] == {"hello": "box"}
+            assert result.metadata.instance_id == instance.id
+            events = [e async for e in client.execute_stream({"text": "abcdef", "chunk": 3})]
+            assert [e.data for e in events if isinstance(e, Partial)] == ["abc", "def"]
+    await api.DeleteDeployment(P.DeleteDeploymentRequest(namespace=namespace, name="ts-echo-box", wait=True))
+    runtime = ContainerRuntime()
+    try:
+        assert await runtime.list(namespace) == []
+    finally:
+        await runtime.close()
+    assert await ready_instances(registry_client, namespace, "ts-echo-box") == []
