@@ -42,6 +42,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--base", default=None, metavar="IMAGE",
                        help="base image (default sutradhar/python-base:bookworm)")
     build.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    build.add_argument(
+        "--node", action="store_true",
+        help="build the TypeScript agent image instead (sutradhar/node-agent FROM sutradhar/node-base: the "
+        "built sdk/typescript and examples/typescript, ENTRYPOINT node; run `npm ci && npm run build` in both "
+        "first); --tag and --force apply, --agent-dir and --base do not",
+    )
     build.set_defaults(func=_build)
 
     listing = sub.add_parser(
@@ -60,6 +66,15 @@ def _progress(line: str) -> None:
 def _build(args: argparse.Namespace) -> int:
     from sutradhar.services.scheduler import images
 
+    if args.node:
+        if args.agent_dir or args.base or args.base_only:
+            print("error: --node builds the TypeScript image from the project's sdk/typescript and "
+                  "examples/typescript; drop --agent-dir, --base and --base-only", file=sys.stderr)
+            return 2
+        node = images.build_node_agent_image(tags=args.tag, force=args.force, progress=_progress)
+        state = "built" if node.built else "up to date"
+        print(f"{', '.join(node.tags)}  {node.image_id[7:19]}  {state} in {node.seconds:.1f} s")
+        return 0
     base = args.base or images.BASE_IMAGE
     if args.base_only:
         result = images.build_base_image(tag=base, force=args.force, progress=_progress)
