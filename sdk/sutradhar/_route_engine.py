@@ -389,8 +389,7 @@ class Engine:
             else:
                 span, metadata = trace.attempt(backend, number, hedge)
                 data = await transport.execute(request, time_left, metadata)
-            response = check_response(data, source=_describe(backend))
-            if not response.result.success:
+            if not check_response(data, source=_describe(backend)):
                 backend.app_error()
                 task_failed = True
             outcome = Outcome.SUCCESS

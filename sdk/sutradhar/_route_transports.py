@@ -65,6 +65,7 @@ from sutradhar._convert import value_to_python
 from sutradhar._hosting import reconnect_options
 from sutradhar._identity import SpiffeId
 from sutradhar._log_context import traceparent_of, traceparent_parts
+from sutradhar._routing import wire
 from sutradhar._tls import TlsSource, secure_channel
 from sutradhar._values import to_value
 from sutradhar.v1 import agent_pb2
@@ -617,10 +618,11 @@ def _serialize_result(convert: Any, result: Any) -> bytes:
         ) from err
 
 
-def check_response(data: bytes, *, source: str) -> agent_pb2.ExecuteResponse:
-    """Parse an agent's ExecuteResponse; AttemptError when it is garbage."""
+def check_response(data: bytes, *, source: str) -> bool:
+    """Whether an agent's ExecuteResponse reports success, read without decoding its data
+    (`wire.response_succeeded`); AttemptError when it is garbage."""
     try:
-        response = agent_pb2.ExecuteResponse.FromString(data)
+        return wire.response_succeeded(data)
     except DecodeError as err:
         raise AttemptError(
             grpc.StatusCode.UNAVAILABLE,
@@ -628,4 +630,3 @@ def check_response(data: bytes, *, source: str) -> agent_pb2.ExecuteResponse:
             "does it implement sutradhar.v1.AgentService?",
             retry_safe=False,
         ) from err
-    return response

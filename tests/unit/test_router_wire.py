@@ -277,3 +277,18 @@ def test_bytes_the_splice_cannot_walk_raise_malformed_message(splice: str):
             wire.set_result_metadata(b"\x08\x01", fields)
         with pytest.raises(wire.MalformedMessage, match="wire type 3, not 2"):
             wire.set_stream_result_metadata(b"\x1b\x08\x01\x1c", fields)
+
+
+@pytest.mark.parametrize("success", [True, False])
+def test_response_succeeded_reads_success_without_the_data(success: bool) -> None:
+    data = to_value({"text": "x" * 70_000, "n": [1, 2, 3]})
+    response = agent_pb2.ExecuteResponse(result=agent_pb2.Result(success=success, data=data)).SerializeToString()
+    assert wire.response_succeeded(response) is success
+    assert wire.response_succeeded(b"") is False  # an empty answer: a default Result
+
+
+def test_response_succeeded_refuses_bytes_that_are_not_protobuf() -> None:
+    from google.protobuf.message import DecodeError
+
+    with pytest.raises(DecodeError):
+        wire.response_succeeded(b"\x0a\xff\xff\xff\xff\x0f")  # a length past the end

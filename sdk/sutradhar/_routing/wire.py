@@ -107,6 +107,8 @@ def _build_views() -> dict[str, Any]:
     # A stream's final event read for `result.success` only (the data is skipped).
     message("ResultView", [("success", 1, field.TYPE_BOOL, "")])
     message("StreamResultView", [("result", 3, field.TYPE_MESSAGE, ".sutradhar.router.views.ResultView")])
+    # A unary answer read the same way: the wire format is checked, the agent's data kept as unknown bytes.
+    message("ExecuteResponseView", [("result", 1, field.TYPE_MESSAGE, ".sutradhar.router.views.ResultView")])
     pool = descriptor_pool.Default()
     try:
         pool.FindFileByName(fdp.name)
@@ -125,6 +127,7 @@ _VIEWS = _build_views()
 _RouteRequestView = _VIEWS["RouteRequestView"]
 _TaskView = _VIEWS["TaskView"]
 _StreamResultView = _VIEWS["StreamResultView"]
+_ExecuteResponseView = _VIEWS["ExecuteResponseView"]
 _ContextPatch = _VIEWS["ContextPatch"]
 _MetadataPatch = _VIEWS["MetadataPatch"]
 _ExecuteRequestPatch = _VIEWS["ExecuteRequestPatch"]
@@ -466,6 +469,13 @@ def patch_task(task_record: bytes, *, task_id: str = "", deadline: float = 0.0) 
 def is_stream_result(event: bytes) -> bool:
     """Is this ExecuteStreamResponse the final result event (field 3)?"""
     return bool(event) and event[0] == 0x1A
+
+
+def response_succeeded(response: bytes) -> bool:
+    """`result.success` of a serialized ExecuteResponse, without decoding the agent's data (upb
+    checks the wire format and keeps the rest as unknown fields). DecodeError when it is not
+    protobuf wire format."""
+    return bool(_ExecuteResponseView.FromString(response).result.success)
 
 
 def stream_result_succeeded(event: bytes) -> bool:
