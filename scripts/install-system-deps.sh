@@ -35,3 +35,12 @@ if [ "${#node_packages[@]}" -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${node_packages[@]}"
 fi
+# The wire test's Java peer (tests/peers/java, run by tests/integration/test_router_java_peer.py): a JDK and
+# Debian's protobuf-java, each only where it is missing.
+java_packages=()
+command -v javac >/dev/null 2>&1 || java_packages+=(default-jdk-headless)
+[ -e /usr/share/java/protobuf.jar ] || java_packages+=(libprotobuf-java)
+if [ "${#java_packages[@]}" -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${java_packages[@]}"
+fi
