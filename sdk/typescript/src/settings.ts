@@ -43,6 +43,10 @@ export interface ServeSettings {
   insecure: boolean;
   /** Set by the container runtime: listening on 0.0.0.0 inside a container published on the host's loopback only. */
   publishedOnLoopback: boolean;
+  /** Port to serve the agent's Prometheus GET /metrics on (0: a free one); undefined: no /metrics. */
+  metricsPort: number | undefined;
+  /** A metrics port that cannot be bound is a warning and the agent serves without /metrics. */
+  metricsOptional: boolean;
 }
 
 export const DEFAULT_SETTINGS: ServeSettings = {
@@ -66,6 +70,8 @@ export const DEFAULT_SETTINGS: ServeSettings = {
   trustDomain: "sutradhar.local",
   insecure: false,
   publishedOnLoopback: false,
+  metricsPort: undefined,
+  metricsOptional: false,
 };
 
 const TRUE = ["1", "true", "yes", "on"];
@@ -87,6 +93,7 @@ const KINDS: Record<keyof ServeSettings, Kind> = {
   agentId: "string", agentVersion: "string", labels: "pairs", ttlMs: "positive-duration", graceMs: "duration",
   registerAgent: "boolean", healthPeriodMs: "positive-duration", maxMessageBytes: "count", tlsCertFile: "string",
   tlsKeyFile: "string", tlsCaFile: "string", trustDomain: "string", insecure: "boolean", publishedOnLoopback: "boolean",
+  metricsPort: "port", metricsOptional: "boolean",
 };
 
 const HELP: Record<Kind, string> = {
