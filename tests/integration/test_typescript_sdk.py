@@ -17,12 +17,14 @@ import os
 import shutil
 import signal
 import subprocess
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from test_scheduler_support import (
     api,
     deployment,
@@ -52,6 +54,8 @@ from sutradhar import (
 from sutradhar._clients import AgentClient, RegistryClient
 from sutradhar._credentials import Credentials
 from sutradhar._identity import SpiffeId
+from sutradhar._labels import METRICS_PORT_LABEL
+from sutradhar._prometheus import LATENCY_BUCKETS
 from sutradhar._values import from_struct, to_struct
 from sutradhar.conformance import run_conformance
 from sutradhar.services.health import HealthConfig, HealthServer
@@ -242,6 +246,52 @@ async def test_typescript_agent_registers_is_routed_to_and_deregisters_on_sigter
     assert await _instances(registry_client, namespace, "echo") == []
 
 
+def _samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """GET `url` (a /metrics), parsed by prometheus_client: value by (sample name, sorted labels)."""
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        text = answer.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+async def test_typescript_agent_serves_prometheus_metrics_and_registers_their_port(
+    node: str, registry: RegistryServer, registry_client: RegistryClient, namespace: str
+) -> None:
+    """SUTRADHAR_METRICS_PORT=0: the agent announces its /metrics, counts tasks by type and outcome in the
+    Python agent's metric names (parsed by prometheus_client), and self-registers `sutradhar.metrics-port`."""
+    env = {"SUTRADHAR_REGISTRY": registry.address, "SUTRADHAR_NAMESPACE": namespace, "SUTRADHAR_METRICS_PORT": "0"}
+    with await _spawn(node, env) as proc:
+        host, port = proc.address.rsplit(":", 1)
+        url = await eventually(lambda: next((line.split(" metrics on ")[1] for line in proc.output
+                                              if " metrics on " in line), None))
+        assert url.startswith(f"http://{host}:") and url.endswith("/metrics") and not url.endswith(f":{port}/metrics")
+        [instance] = await eventually(lambda: _instances(registry_client, namespace, "echo"))
+        assert instance.labels[METRICS_PORT_LABEL] == url.rsplit(":", 1)[1].removesuffix("/metrics")
+        async with AgentClient(proc.address) as client:
+            for payload in ({}, {}, {"fail": "NOPE"}):
+                await client.execute(payload, task_type="say")
+            await client.execute({"crash": True})
+        samples = await asyncio.to_thread(_samples, url)
+        labels = (("agent", "echo"), ("namespace", namespace))
+
+        def tasks(task_type: str, outcome: str) -> float:
+            key = tuple(sorted((*labels, ("task_type", task_type), ("outcome", outcome))))
+            return samples[("sutradhar_agent_tasks_total", key)]
+
+        assert (tasks("say", "success"), tasks("say", "failure"), tasks("", "success"), tasks("", "failure")) == (
+            2, 1, 0, 1)
+        say = tuple(sorted((*labels, ("task_type", "say"))))
+        assert samples[("sutradhar_agent_task_duration_seconds_count", say)] == 3
+        buckets = {float(dict(key)["le"]): v for (name, key), v in samples.items()
+                   if name == "sutradhar_agent_task_duration_seconds_bucket" and dict(key)["task_type"] == "say"}
+        assert list(buckets) == [*LATENCY_BUCKETS, float("inf")] and buckets[30.0] == 3  # the router's buckets
+        assert samples[("sutradhar_agent_in_flight", labels)] == 0
+        assert {name for name, _ in samples} == {
+            "sutradhar_agent_tasks_total", "sutradhar_agent_in_flight", "sutradhar_agent_task_duration_seconds_count",
+            "sutradhar_agent_task_duration_seconds_sum", "sutradhar_agent_task_duration_seconds_bucket"}
+        assert proc.stop() == 0
+
+
 async def _routed(client: RouterClient, namespace: str, payload: object) -> Result | None:
     try:
         result = await client.execute("echo", payload, namespace=namespace, task_type="say", timeout=2)
@@ -302,6 +352,12 @@ async def test_scheduler_deploys_scales_and_rolls_a_typescript_agent(
             assert (described.id, described.version) == ("ts-echo", "1.2.0")
             result = await agent.execute({"n": 1})
             assert result.success and result.metadata.instance_id == first.id
+        # the scheduler gave it SUTRADHAR_METRICS_PORT, found its /metrics and labelled the instance
+        metrics_port = first.labels[METRICS_PORT_LABEL]
+        samples = await asyncio.to_thread(_samples, f"http://{first.endpoint.rsplit(':', 1)[0]}:{metrics_port}/metrics")
+        assert {k: v for k, v in samples.items() if k[0] == "sutradhar_agent_tasks_total" and v} == {
+            ("sutradhar_agent_tasks_total", (("agent", "ts-echo"), ("namespace", namespace), ("outcome", "success"),
+                                             ("task_type", ""))): 1}
         await eventually(lambda: _probed(registry_client, namespace, [first], health.member_id))
 
         await api.ScaleDeployment(P.ScaleDeploymentRequest(namespace=namespace, name="ts", replicas=3))
