@@ -534,6 +534,10 @@ async def test_scheduler_deploys_the_typescript_agent_on_the_container_runtime(
             assert result.metadata.instance_id == instance.id
             events = [e async for e in client.execute_stream({"text": "abcdef", "chunk": 3})]
             assert [e.data for e in events if isinstance(e, Partial)] == ["abc", "def"]
+        # its /metrics inside the container (9464) is published on loopback and found by the scheduler's check
+        samples = await asyncio.to_thread(_samples, f"http://127.0.0.1:{instance.labels[METRICS_PORT_LABEL]}/metrics")
+        assert samples[("sutradhar_agent_tasks_total", (("agent", "ts-echo-box"), ("namespace", namespace),
+                                                        ("outcome", "success"), ("task_type", "say")))] == 1
     await api.DeleteDeployment(P.DeleteDeploymentRequest(namespace=namespace, name="ts-echo-box", wait=True))
     runtime = ContainerRuntime()
     try:
