@@ -19,7 +19,7 @@ import signal
 import subprocess
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ from sutradhar import (
     Progress,
     Result,
     RouterClient,
+    TaskContext,
     Unavailable,
 )
 from sutradhar._clients import AgentClient, RegistryClient
@@ -290,6 +291,31 @@ async def test_typescript_agent_serves_prometheus_metrics_and_registers_their_po
             "sutradhar_agent_tasks_total", "sutradhar_agent_in_flight", "sutradhar_agent_task_duration_seconds_count",
             "sutradhar_agent_task_duration_seconds_sum", "sutradhar_agent_task_duration_seconds_bucket"}
         assert proc.stop() == 0
+
+
+async def test_typescript_agent_logs_json_lines(node: str) -> None:
+    """SUTRADHAR_LOG_FORMAT=json: every stderr line is one JSON object with the Python SDK's fields; a crash
+    names its task, request and trace and carries the stack; the address is still found (`spawn_agent`)."""
+    trace = "0af7651916cd43dd8448eb211c80319c"
+    env = {"SUTRADHAR_LOG_FORMAT": "json", "SUTRADHAR_NAMESPACE": "logs", "SUTRADHAR_INSTANCE_ID": "ts-echo-j"}
+    with await _spawn(node, env) as proc:
+        async with AgentClient(proc.address) as client:
+            context = TaskContext(request_id="req-j", traceparent=f"00-{trace}-b7ad6b7169203331-01")
+            crashed = await client.execute({"crash": True}, task_id="task-j", context=context)
+            assert crashed.error is not None
+        assert proc.stop() == 0
+    lines = [json.loads(line) for line in proc.output if line.strip()]  # each line is JSON, or this raises
+    common = {"service": "echo", "agent": "echo", "instance": "ts-echo-j", "namespace": "logs"}
+    listening = next(line for line in lines if "listening on" in line["message"])
+    assert {**listening, "time": ""} == {"time": "", "level": "INFO", "logger": "sutradhar.serve", **common,
+                                         "message": f"agent echo listening on {proc.address}", "address": proc.address}
+    assert listening["time"].endswith("Z") and datetime.fromisoformat(listening["time"])
+    [failure] = [line for line in lines if line["level"] == "ERROR"]
+    assert {k: failure[k] for k in ("logger", "task_id", "request_id", "trace_id", "span_id")} == {
+        "logger": "sutradhar.agent", "task_id": "task-j", "request_id": "req-j", "trace_id": trace,
+        "span_id": "b7ad6b7169203331"}
+    assert failure["message"] == "agent echo failed on task task-j:" and failure["agent"] == "echo"
+    assert failure["exception"].startswith("Error: crashed on request\n    at ")
 
 
 async def _routed(client: RouterClient, namespace: str, payload: object) -> Result | None:

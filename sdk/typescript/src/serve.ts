@@ -51,12 +51,15 @@ import {
   type MetricsResponse,
 } from "./gen/sutradhar/v1/agent_pb.js";
 import { UndecodableRequest, serviceDefinition } from "./grpc.js";
+import { addLogFields, configureLogging, log, warn } from "./logs.js";
 import { TaskMetrics } from "./metrics.js";
 import { AgentPrometheus, METRICS_PORT_LABEL } from "./prometheus.js";
 import { Registration } from "./registration.js";
 import { DEFAULT_SETTINGS, serveSettings, type ServeSettings } from "./settings.js";
 import { instanceOfIdentity, meshCallerRefusal, serverSecurity, type ServerSecurity } from "./tls.js";
 import { durationFromMs } from "./values.js";
+
+const LOGGER = "sutradhar.serve";
 
 /** How long a stopping server waits after its last task before it closes its connections, in milliseconds. */
 const ANSWER_FLUSH_MS = 50;
@@ -283,7 +286,7 @@ export class AgentServicer {
     try {
       custom = Object.fromEntries(Object.entries(this.agent.customMetrics()).map(([k, v]) => [String(k), Number(v)]));
     } catch (err) {
-      console.error(`customMetrics() of agent ${this.agent.id} failed:`, err);
+      log("ERROR", LOGGER, `customMetrics() of agent ${this.agent.id} failed:`, {}, err);
     }
     callback(null, create(MetricsResponseSchema, {
       requestsTotal: BigInt(snap.requestsTotal), errorsTotal: BigInt(snap.errorsTotal), inFlight: BigInt(snap.inFlight),
@@ -464,7 +467,7 @@ export class AgentServer {
           `${joinHostPort(host, port)}: ${reason}; free the port, pick another SUTRADHAR_METRICS_PORT (0: a free ` +
           "one), or set SUTRADHAR_METRICS_OPTIONAL=1 to serve without /metrics");
       }
-      console.warn(`agent ${this.agent.id} serves no /metrics: ${reason}`);
+      warn(LOGGER, `agent ${this.agent.id} serves no /metrics: ${reason}`);
       return;
     }
     this.metricsUrl = `http://${joinHostPort(host, bound)}/metrics`;
@@ -491,7 +494,7 @@ export class AgentServer {
     try {
       return Boolean(await Promise.race([this.agent.checkHealth(), timeout]));
     } catch (err) {
-      console.warn(`checkHealth() of agent ${this.agent.id} failed: ${(err as Error).message}; reporting NOT_SERVING`);
+      warn(LOGGER, `checkHealth() of agent ${this.agent.id} failed: ${(err as Error).message}; reporting NOT_SERVING`);
       return false;
     } finally {
       clearTimeout(timer);
@@ -515,7 +518,7 @@ export class AgentServer {
     this.setServing(false);
     await this.registration?.drain();
     if (!(await this.servicer.waitIdle(graceMs))) {
-      console.warn(`agent ${this.agent.id}: ${this.servicer.metrics.inFlight} task(s) still running after ` +
+      warn(LOGGER, `agent ${this.agent.id}: ${this.servicer.metrics.inFlight} task(s) still running after ` +
         `${(graceMs / 1000).toFixed(1)}s grace; cancelling them`);
       this.servicer.abortAll(new SutradharError(status.UNAVAILABLE,
         `agent ${this.agent.id} instance ${this.instanceId} shut down before the task finished; retry it elsewhere`));
@@ -541,7 +544,7 @@ export class AgentServer {
     try {
       await this.agent.onStop();
     } catch (err) {
-      console.error(`onStop() of agent ${this.agent.id} failed:`, err);
+      log("ERROR", LOGGER, `onStop() of agent ${this.agent.id} failed:`, {}, err);
     }
   }
 
@@ -552,8 +555,8 @@ export class AgentServer {
     process.once("SIGTERM", wake);
     process.once("SIGINT", wake);
     await this.start();
-    process.stderr.write(`agent ${this.agent.id} listening on ${this.address}\n`);
-    if (this.metricsUrl) process.stderr.write(`agent ${this.agent.id} metrics on ${this.metricsUrl}\n`);
+    log("INFO", LOGGER, `agent ${this.agent.id} listening on ${this.address}`, { address: this.address });
+    if (this.metricsUrl) log("INFO", LOGGER, `agent ${this.agent.id} metrics on ${this.metricsUrl}`);
     await signalled;
     await this.stop();
   }
@@ -577,10 +580,12 @@ export async function serve(agent: Agent, options: AgentServerOptions = {}): Pro
   let server: AgentServer;
   try {
     const settings = serveSettings(options);
+    configureLogging(settings.logFormat, settings.agentId || agent.id);
     server = new AgentServer(agent, settings);
+    addLogFields({ agent: server.agent.id, instance: server.instanceId, namespace: server.settings.namespace });
     await server.runUntilSignal();
   } catch (err) {
-    process.stderr.write(`agent ${agent.id}: ${err instanceof SutradharError ? `${err.errorName}: ` : ""}${(err as Error).message}\n`);
+    log("ERROR", LOGGER, `agent ${agent.id}: ${err instanceof SutradharError ? `${err.errorName}: ` : ""}${(err as Error).message}`);
     process.exit(2);
   }
   process.exit(0);
