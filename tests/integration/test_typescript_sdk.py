@@ -290,7 +290,8 @@ async def test_typescript_agent_serves_prometheus_metrics_and_registers_their_po
         assert {name for name, _ in samples} == {
             "sutradhar_agent_tasks_total", "sutradhar_agent_in_flight", "sutradhar_agent_task_duration_seconds_count",
             "sutradhar_agent_task_duration_seconds_sum", "sutradhar_agent_task_duration_seconds_bucket"}
-        assert proc.stop() == 0
+        assert await asyncio.to_thread(proc.stop) == 0  # in a thread: the registry answers its draining
+    assert await _instances(registry_client, namespace, "echo") == []
 
 
 async def test_typescript_agent_logs_json_lines(node: str) -> None:
