@@ -17,12 +17,14 @@ import os
 import shutil
 import signal
 import subprocess
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from test_scheduler_support import (
     api,
     deployment,
@@ -47,11 +49,14 @@ from sutradhar import (
     Progress,
     Result,
     RouterClient,
+    TaskContext,
     Unavailable,
 )
 from sutradhar._clients import AgentClient, RegistryClient
 from sutradhar._credentials import Credentials
 from sutradhar._identity import SpiffeId
+from sutradhar._labels import METRICS_PORT_LABEL
+from sutradhar._prometheus import LATENCY_BUCKETS
 from sutradhar._values import from_struct, to_struct
 from sutradhar.conformance import run_conformance
 from sutradhar.services.health import HealthConfig, HealthServer
@@ -242,6 +247,78 @@ async def test_typescript_agent_registers_is_routed_to_and_deregisters_on_sigter
     assert await _instances(registry_client, namespace, "echo") == []
 
 
+def _samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """GET `url` (a /metrics), parsed by prometheus_client: value by (sample name, sorted labels)."""
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        text = answer.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+async def test_typescript_agent_serves_prometheus_metrics_and_registers_their_port(
+    node: str, registry: RegistryServer, registry_client: RegistryClient, namespace: str
+) -> None:
+    """SUTRADHAR_METRICS_PORT=0: the agent announces its /metrics, counts tasks by type and outcome in the
+    Python agent's metric names (parsed by prometheus_client), and self-registers `sutradhar.metrics-port`."""
+    env = {"SUTRADHAR_REGISTRY": registry.address, "SUTRADHAR_NAMESPACE": namespace, "SUTRADHAR_METRICS_PORT": "0"}
+    with await _spawn(node, env) as proc:
+        host, port = proc.address.rsplit(":", 1)
+        url = await eventually(lambda: next((line.split(" metrics on ")[1] for line in proc.output
+                                              if " metrics on " in line), None))
+        assert url.startswith(f"http://{host}:") and url.endswith("/metrics") and not url.endswith(f":{port}/metrics")
+        [instance] = await eventually(lambda: _instances(registry_client, namespace, "echo"))
+        assert instance.labels[METRICS_PORT_LABEL] == url.rsplit(":", 1)[1].removesuffix("/metrics")
+        async with AgentClient(proc.address) as client:
+            for payload in ({}, {}, {"fail": "NOPE"}):
+                await client.execute(payload, task_type="say")
+            await client.execute({"crash": True})
+        samples = await asyncio.to_thread(_samples, url)
+        labels = (("agent", "echo"), ("namespace", namespace))
+
+        def tasks(task_type: str, outcome: str) -> float:
+            key = tuple(sorted((*labels, ("task_type", task_type), ("outcome", outcome))))
+            return samples[("sutradhar_agent_tasks_total", key)]
+
+        assert (tasks("say", "success"), tasks("say", "failure"), tasks("", "success"), tasks("", "failure")) == (
+            2, 1, 0, 1)
+        say = tuple(sorted((*labels, ("task_type", "say"))))
+        assert samples[("sutradhar_agent_task_duration_seconds_count", say)] == 3
+        buckets = {float(dict(key)["le"]): v for (name, key), v in samples.items()
+                   if name == "sutradhar_agent_task_duration_seconds_bucket" and dict(key)["task_type"] == "say"}
+        assert list(buckets) == [*LATENCY_BUCKETS, float("inf")] and buckets[30.0] == 3  # the router's buckets
+        assert samples[("sutradhar_agent_in_flight", labels)] == 0
+        assert {name for name, _ in samples} == {
+            "sutradhar_agent_tasks_total", "sutradhar_agent_in_flight", "sutradhar_agent_task_duration_seconds_count",
+            "sutradhar_agent_task_duration_seconds_sum", "sutradhar_agent_task_duration_seconds_bucket"}
+        assert await asyncio.to_thread(proc.stop) == 0  # in a thread: the registry answers its draining
+    assert await _instances(registry_client, namespace, "echo") == []
+
+
+async def test_typescript_agent_logs_json_lines(node: str) -> None:
+    """SUTRADHAR_LOG_FORMAT=json: every stderr line is one JSON object with the Python SDK's fields; a crash
+    names its task, request and trace and carries the stack; the address is still found (`spawn_agent`)."""
+    trace = "0af7651916cd43dd8448eb211c80319c"
+    env = {"SUTRADHAR_LOG_FORMAT": "json", "SUTRADHAR_NAMESPACE": "logs", "SUTRADHAR_INSTANCE_ID": "ts-echo-j"}
+    with await _spawn(node, env) as proc:
+        async with AgentClient(proc.address) as client:
+            context = TaskContext(request_id="req-j", traceparent=f"00-{trace}-b7ad6b7169203331-01")
+            crashed = await client.execute({"crash": True}, task_id="task-j", context=context)
+            assert crashed.error is not None
+        assert proc.stop() == 0
+    lines = [json.loads(line) for line in proc.output if line.strip()]  # each line is JSON, or this raises
+    common = {"service": "echo", "agent": "echo", "instance": "ts-echo-j", "namespace": "logs"}
+    listening = next(line for line in lines if "listening on" in line["message"])
+    assert {**listening, "time": ""} == {"time": "", "level": "INFO", "logger": "sutradhar.serve", **common,
+                                         "message": f"agent echo listening on {proc.address}", "address": proc.address}
+    assert listening["time"].endswith("Z") and datetime.fromisoformat(listening["time"])
+    [failure] = [line for line in lines if line["level"] == "ERROR"]
+    assert {k: failure[k] for k in ("logger", "task_id", "request_id", "trace_id", "span_id")} == {
+        "logger": "sutradhar.agent", "task_id": "task-j", "request_id": "req-j", "trace_id": trace,
+        "span_id": "b7ad6b7169203331"}
+    assert failure["message"] == "agent echo failed on task task-j:" and failure["agent"] == "echo"
+    assert failure["exception"].startswith("Error: crashed on request\n    at ")
+
+
 async def _routed(client: RouterClient, namespace: str, payload: object) -> Result | None:
     try:
         result = await client.execute("echo", payload, namespace=namespace, task_type="say", timeout=2)
@@ -302,6 +379,12 @@ async def test_scheduler_deploys_scales_and_rolls_a_typescript_agent(
             assert (described.id, described.version) == ("ts-echo", "1.2.0")
             result = await agent.execute({"n": 1})
             assert result.success and result.metadata.instance_id == first.id
+        # the scheduler gave it SUTRADHAR_METRICS_PORT, found its /metrics and labelled the instance
+        metrics_port = first.labels[METRICS_PORT_LABEL]
+        samples = await asyncio.to_thread(_samples, f"http://{first.endpoint.rsplit(':', 1)[0]}:{metrics_port}/metrics")
+        assert {k: v for k, v in samples.items() if k[0] == "sutradhar_agent_tasks_total" and v} == {
+            ("sutradhar_agent_tasks_total", (("agent", "ts-echo"), ("namespace", namespace), ("outcome", "success"),
+                                             ("task_type", ""))): 1}
         await eventually(lambda: _probed(registry_client, namespace, [first], health.member_id))
 
         await api.ScaleDeployment(P.ScaleDeploymentRequest(namespace=namespace, name="ts", replicas=3))
@@ -478,6 +561,10 @@ async def test_scheduler_deploys_the_typescript_agent_on_the_container_runtime(
             assert result.metadata.instance_id == instance.id
             events = [e async for e in client.execute_stream({"text": "abcdef", "chunk": 3})]
             assert [e.data for e in events if isinstance(e, Partial)] == ["abc", "def"]
+        # its /metrics inside the container (9464) is published on loopback and found by the scheduler's check
+        samples = await asyncio.to_thread(_samples, f"http://127.0.0.1:{instance.labels[METRICS_PORT_LABEL]}/metrics")
+        assert samples[("sutradhar_agent_tasks_total", (("agent", "ts-echo-box"), ("namespace", namespace),
+                                                        ("outcome", "success"), ("task_type", "say")))] == 1
     await api.DeleteDeployment(P.DeleteDeploymentRequest(namespace=namespace, name="ts-echo-box", wait=True))
     runtime = ContainerRuntime()
     try:

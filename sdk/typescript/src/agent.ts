@@ -11,7 +11,10 @@
 import { status } from "@grpc/grpc-js";
 
 import { SutradharError } from "./errors.js";
+import { log, taskFields } from "./logs.js";
 import type { Json } from "./values.js";
+
+const LOGGER = "sutradhar.agent";
 
 /** The error code of a result produced from an unexpected exception. */
 export const AGENT_ERROR = "AGENT_ERROR";
@@ -244,7 +247,7 @@ export async function runExecute(agent: Agent, task: Task): Promise<Result> {
     const out = await agent.execute(task);
     return out instanceof Result ? out : Result.ok(out);
   } catch (err) {
-    if (!(err instanceof TaskFailed) && !task.signal.aborted) console.error(`agent ${agent.id} failed on task ${task.id}:`, err);
+    if (!(err instanceof TaskFailed) && !task.signal.aborted) log("ERROR", LOGGER, `agent ${agent.id} failed on task ${task.id}:`, taskFields(task), err);
     return failureResult(err);
   }
 }
@@ -279,7 +282,7 @@ export async function* streamEvents(agent: Agent, task: Task): AsyncGenerator<St
       yield part;
     }
   } catch (err) {
-    if (!(err instanceof TaskFailed) && !task.signal.aborted) console.error(`agent ${agent.id} failed streaming task ${task.id}:`, err);
+    if (!(err instanceof TaskFailed) && !task.signal.aborted) log("ERROR", LOGGER, `agent ${agent.id} failed streaming task ${task.id}:`, taskFields(task), err);
     final = failureResult(err);
   } finally {
     await gen.return(undefined);

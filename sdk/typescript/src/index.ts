@@ -28,6 +28,14 @@ export {
 export { Credentials } from "./credentials.js";
 export { ERROR_NAMES, SutradharError, errorName, fromServiceError, type ErrorName } from "./errors.js";
 export type { CallOptions, Stub } from "./grpc.js";
+export { LOG_FORMATS, REDACTED, configureLogging, redact, type LogFields, type LogFormat } from "./logs.js";
+export {
+  AgentPrometheus,
+  LATENCY_BUCKETS,
+  MAX_TASK_TYPES,
+  METRICS_PORT_LABEL,
+  type AgentPrometheusOptions,
+} from "./prometheus.js";
 export { AgentServer, serve, type AgentServerOptions } from "./serve.js";
 export { DEFAULT_SETTINGS, serveSettings, type ServeSettings } from "./settings.js";
 export type { TlsFiles } from "./tls.js";

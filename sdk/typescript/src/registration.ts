@@ -9,7 +9,10 @@ import type { Agent } from "./agent.js";
 import type { RegistryClient } from "./clients.js";
 import { SutradharError } from "./errors.js";
 import { InstanceState } from "./gen/sutradhar/v1/registry_pb.js";
+import { warn } from "./logs.js";
 import { checkedObject } from "./values.js";
+
+const LOGGER = "sutradhar.registration";
 
 const RETRY_INITIAL_MS = 200;
 const MAX_BACKOFF_MS = 5_000;
@@ -110,7 +113,7 @@ export class Registration {
     } catch (err) {
       const transient = err instanceof SutradharError && [status.UNAVAILABLE, status.DEADLINE_EXCEEDED].includes(err.code);
       if (!transient) throw err;
-      console.warn(`registry ${this.options.client.address} unreachable, will keep trying: ${(err as Error).message}`);
+      warn(LOGGER, `registry ${this.options.client.address} unreachable, will keep trying: ${(err as Error).message}`);
     }
     this.schedule(this.leaseId ? this.options.ttlMs / 3 : 0, 0);
   }
@@ -137,7 +140,7 @@ export class Registration {
           await o.client.keepAliveInstance(o.instanceId, this.leaseId, o.namespace, this.call);
         } catch (err) {
           if (!(err instanceof SutradharError && err.code === status.NOT_FOUND)) throw err;
-          console.warn(`lease of instance ${o.instanceId} lapsed; registering again`);
+          warn(LOGGER, `lease of instance ${o.instanceId} lapsed; registering again`);
           this.leaseId = 0n;
           await this.register();
         }
@@ -146,7 +149,7 @@ export class Registration {
     } catch (err) {
       const delay = this.retryDelayMs(failures + 1);
       const name = err instanceof SutradharError ? err.errorName : "Error";
-      console.warn(`registry ${o.client.address}: keep-alive of instance ${o.instanceId} failed ` +
+      warn(LOGGER, `registry ${o.client.address}: keep-alive of instance ${o.instanceId} failed ` +
         `(${name}: ${(err as Error).message}); retrying in ${(delay / 1000).toFixed(1)}s`);
       this.schedule(delay, failures + 1);
     }
@@ -164,7 +167,7 @@ export class Registration {
     try {
       await this.options.client.updateInstanceState(this.options.instanceId, InstanceState.DRAINING, this.options.namespace, this.call);
     } catch (err) {
-      console.warn(`could not mark instance ${this.options.instanceId} DRAINING: ${(err as Error).message}`);
+      warn(LOGGER, `could not mark instance ${this.options.instanceId} DRAINING: ${(err as Error).message}`);
     }
   }
 
@@ -175,7 +178,7 @@ export class Registration {
       await this.options.client.deregisterInstance(this.options.instanceId, this.options.namespace, this.call);
     } catch (err) {
       if (!(err instanceof SutradharError && err.code === status.NOT_FOUND)) {
-        console.warn(`could not deregister instance ${this.options.instanceId}: ${(err as Error).message}`);
+        warn(LOGGER, `could not deregister instance ${this.options.instanceId}: ${(err as Error).message}`);
       }
     }
     this.leaseId = 0n;

@@ -51,11 +51,15 @@ import {
   type MetricsResponse,
 } from "./gen/sutradhar/v1/agent_pb.js";
 import { UndecodableRequest, serviceDefinition } from "./grpc.js";
+import { addLogFields, configureLogging, log, warn } from "./logs.js";
 import { TaskMetrics } from "./metrics.js";
+import { AgentPrometheus, METRICS_PORT_LABEL } from "./prometheus.js";
 import { Registration } from "./registration.js";
 import { DEFAULT_SETTINGS, serveSettings, type ServeSettings } from "./settings.js";
 import { instanceOfIdentity, meshCallerRefusal, serverSecurity, type ServerSecurity } from "./tls.js";
 import { durationFromMs } from "./values.js";
+
+const LOGGER = "sutradhar.serve";
 
 /** How long a stopping server waits after its last task before it closes its connections, in milliseconds. */
 const ANSWER_FLUSH_MS = 50;
@@ -86,6 +90,8 @@ interface Running {
 /** AgentService over one Agent: decode, check, run, count, encode. */
 export class AgentServicer {
   readonly metrics = new TaskMetrics();
+  /** The agent's Prometheus metrics when it serves /metrics. */
+  prometheus: AgentPrometheus | undefined;
   draining = false;
   private readonly running = new Set<Running>();
   private idleWaiters: (() => void)[] = [];
@@ -111,7 +117,9 @@ export class AgentServicer {
 
   private end(run: Running, ok: boolean): void {
     this.running.delete(run);
-    this.metrics.end(performance.now() - run.started, ok);
+    const latencyMs = performance.now() - run.started;
+    this.metrics.end(latencyMs, ok);
+    this.prometheus?.taskDone(run.task.type, ok, latencyMs / 1000);
     if (this.metrics.inFlight === 0) {
       const waiters = this.idleWaiters;
       this.idleWaiters = [];
@@ -278,7 +286,7 @@ export class AgentServicer {
     try {
       custom = Object.fromEntries(Object.entries(this.agent.customMetrics()).map(([k, v]) => [String(k), Number(v)]));
     } catch (err) {
-      console.error(`customMetrics() of agent ${this.agent.id} failed:`, err);
+      log("ERROR", LOGGER, `customMetrics() of agent ${this.agent.id} failed:`, {}, err);
     }
     callback(null, create(MetricsResponseSchema, {
       requestsTotal: BigInt(snap.requestsTotal), errorsTotal: BigInt(snap.errorsTotal), inFlight: BigInt(snap.inFlight),
@@ -310,6 +318,10 @@ export class AgentServer {
   readonly servicer: AgentServicer;
   readonly security: ServerSecurity;
   registration: Registration | undefined;
+  /** URL of the agent's /metrics once started with a metrics port, else undefined. */
+  metricsUrl: string | undefined;
+  /** The bound port of the agent's /metrics once it serves one, else undefined. */
+  metricsPort: number | undefined;
   private readonly server: Server;
   private readonly health = new HealthImplementation({ "": "NOT_SERVING", [AGENT_SERVICE]: "NOT_SERVING" });
   private boundPort = 0;
@@ -404,9 +416,11 @@ export class AgentServer {
       ) : resolve(port)));
     });
     try {
+      if (this.settings.metricsPort !== undefined) await this.startMetrics(this.settings.metricsPort);
       await this.agent.onStart();
     } catch (err) {
       this.server.forceShutdown();
+      await this.servicer.prometheus?.close();
       throw err;
     }
     this.setServing(await this.checkHealth());
@@ -418,7 +432,11 @@ export class AgentServer {
           credentials: files ? Credentials.mtls(files, this.settings.trustDomain) : Credentials.insecure(),
         }),
         identity: this.security.identity, agent: this.agent, instanceId: this.instanceId, endpoint: this.endpoint,
-        namespace: this.settings.namespace, labels: this.settings.labels, ttlMs: this.settings.ttlMs,
+        namespace: this.settings.namespace, ttlMs: this.settings.ttlMs,
+        labels: {
+          ...this.settings.labels,
+          ...(this.metricsPort !== undefined ? { [METRICS_PORT_LABEL]: String(this.metricsPort) } : {}),
+        },
         registerAgent: this.settings.registerAgent, healthy: () => this.serving,
       });
       try {
@@ -429,6 +447,32 @@ export class AgentServer {
       }
     }
     if (overrides(this.agent, "checkHealth")) this.scheduleHealth();
+  }
+
+  /** Serve the agent's /metrics on `port`; with `metricsOptional`, a port that cannot be bound is a warning and
+   * the agent serves without it (else FAILED_PRECONDITION). */
+  private async startMetrics(port: number): Promise<void> {
+    const host = this.settings.host;
+    const prometheus = new AgentPrometheus({
+      agent: this.agent.id, namespace: this.settings.namespace, taskTypes: this.agent.taskTypes,
+      inFlight: () => this.servicer.metrics.inFlight,
+    });
+    let bound: number;
+    try {
+      bound = await prometheus.serve(host, port);
+    } catch (err) {
+      const reason = (err as Error).message;
+      if (!this.settings.metricsOptional) {
+        throw new SutradharError(status.FAILED_PRECONDITION, `agent ${this.agent.id} cannot serve /metrics on ` +
+          `${joinHostPort(host, port)}: ${reason}; free the port, pick another SUTRADHAR_METRICS_PORT (0: a free ` +
+          "one), or set SUTRADHAR_METRICS_OPTIONAL=1 to serve without /metrics");
+      }
+      warn(LOGGER, `agent ${this.agent.id} serves no /metrics: ${reason}`);
+      return;
+    }
+    this.metricsUrl = `http://${joinHostPort(host, bound)}/metrics`;
+    this.metricsPort = bound;
+    this.servicer.prometheus = prometheus;
   }
 
   private scheduleHealth(): void {
@@ -450,7 +494,7 @@ export class AgentServer {
     try {
       return Boolean(await Promise.race([this.agent.checkHealth(), timeout]));
     } catch (err) {
-      console.warn(`checkHealth() of agent ${this.agent.id} failed: ${(err as Error).message}; reporting NOT_SERVING`);
+      warn(LOGGER, `checkHealth() of agent ${this.agent.id} failed: ${(err as Error).message}; reporting NOT_SERVING`);
       return false;
     } finally {
       clearTimeout(timer);
@@ -474,7 +518,7 @@ export class AgentServer {
     this.setServing(false);
     await this.registration?.drain();
     if (!(await this.servicer.waitIdle(graceMs))) {
-      console.warn(`agent ${this.agent.id}: ${this.servicer.metrics.inFlight} task(s) still running after ` +
+      warn(LOGGER, `agent ${this.agent.id}: ${this.servicer.metrics.inFlight} task(s) still running after ` +
         `${(graceMs / 1000).toFixed(1)}s grace; cancelling them`);
       this.servicer.abortAll(new SutradharError(status.UNAVAILABLE,
         `agent ${this.agent.id} instance ${this.instanceId} shut down before the task finished; retry it elsewhere`));
@@ -496,10 +540,11 @@ export class AgentServer {
         resolve();
       });
     });
+    await this.servicer.prometheus?.close();
     try {
       await this.agent.onStop();
     } catch (err) {
-      console.error(`onStop() of agent ${this.agent.id} failed:`, err);
+      log("ERROR", LOGGER, `onStop() of agent ${this.agent.id} failed:`, {}, err);
     }
   }
 
@@ -510,7 +555,8 @@ export class AgentServer {
     process.once("SIGTERM", wake);
     process.once("SIGINT", wake);
     await this.start();
-    process.stderr.write(`agent ${this.agent.id} listening on ${this.address}\n`);
+    log("INFO", LOGGER, `agent ${this.agent.id} listening on ${this.address}`, { address: this.address });
+    if (this.metricsUrl) log("INFO", LOGGER, `agent ${this.agent.id} metrics on ${this.metricsUrl}`);
     await signalled;
     await this.stop();
   }
@@ -527,20 +573,19 @@ function definedOnly<T extends object>(options: T): Partial<T> {
 /**
  * Serve `agent` until SIGTERM/SIGINT, then drain and exit 0. Options left undefined fall back to the SUTRADHAR_*
  * variables (SUTRADHAR_PORT, HOST, REGISTRY, NAMESPACE, INSTANCE_ID, AGENT_ID, AGENT_VERSION, INSECURE,
- * TLS_CERT_FILE, ...), so `node agent.js` runs under the scheduler exactly like a Python agent. A configuration
+ * TLS_CERT_FILE, METRICS_PORT, METRICS_OPTIONAL, ...), so `node agent.js` runs under the scheduler exactly like a Python agent. A configuration
  * error is printed and the process exits 2.
  */
 export async function serve(agent: Agent, options: AgentServerOptions = {}): Promise<void> {
   let server: AgentServer;
   try {
     const settings = serveSettings(options);
-    if (process.env.SUTRADHAR_METRICS_PORT) {
-      console.warn(`agent ${agent.id}: the TypeScript SDK serves no Prometheus /metrics; ignoring SUTRADHAR_METRICS_PORT`);
-    }
+    configureLogging(settings.logFormat, settings.agentId || agent.id);
     server = new AgentServer(agent, settings);
+    addLogFields({ agent: server.agent.id, instance: server.instanceId, namespace: server.settings.namespace });
     await server.runUntilSignal();
   } catch (err) {
-    process.stderr.write(`agent ${agent.id}: ${err instanceof SutradharError ? `${err.errorName}: ` : ""}${(err as Error).message}\n`);
+    log("ERROR", LOGGER, `agent ${agent.id}: ${err instanceof SutradharError ? `${err.errorName}: ` : ""}${(err as Error).message}`);
     process.exit(2);
   }
   process.exit(0);

@@ -4,6 +4,7 @@
 import { status } from "@grpc/grpc-js";
 
 import { SutradharError } from "./errors.js";
+import { LOG_FORMATS, type LogFormat } from "./logs.js";
 
 export interface ServeSettings {
   /** Address to listen on (0.0.0.0: every interface). */
@@ -43,6 +44,12 @@ export interface ServeSettings {
   insecure: boolean;
   /** Set by the container runtime: listening on 0.0.0.0 inside a container published on the host's loopback only. */
   publishedOnLoopback: boolean;
+  /** Port to serve the agent's Prometheus GET /metrics on (0: a free one); undefined: no /metrics. */
+  metricsPort: number | undefined;
+  /** A metrics port that cannot be bound is a warning and the agent serves without /metrics. */
+  metricsOptional: boolean;
+  /** Log lines on stderr: "text", or "json" (one JSON object per line, the Python SDK's fields); serve() only. */
+  logFormat: LogFormat;
 }
 
 export const DEFAULT_SETTINGS: ServeSettings = {
@@ -66,6 +73,9 @@ export const DEFAULT_SETTINGS: ServeSettings = {
   trustDomain: "sutradhar.local",
   insecure: false,
   publishedOnLoopback: false,
+  metricsPort: undefined,
+  metricsOptional: false,
+  logFormat: "text",
 };
 
 const TRUE = ["1", "true", "yes", "on"];
@@ -80,17 +90,19 @@ export function parseDurationMs(text: string): number | undefined {
   return Number(match[1]) * (UNIT_MS[match[2] ?? "s"] ?? 1000);
 }
 
-type Kind = "string" | "port" | "count" | "duration" | "positive-duration" | "boolean" | "pairs";
+type Kind = "string" | "log-format" | "port" | "count" | "duration" | "positive-duration" | "boolean" | "pairs";
 
 const KINDS: Record<keyof ServeSettings, Kind> = {
   host: "string", port: "port", registry: "string", namespace: "string", instanceId: "string", advertise: "string",
   agentId: "string", agentVersion: "string", labels: "pairs", ttlMs: "positive-duration", graceMs: "duration",
   registerAgent: "boolean", healthPeriodMs: "positive-duration", maxMessageBytes: "count", tlsCertFile: "string",
   tlsKeyFile: "string", tlsCaFile: "string", trustDomain: "string", insecure: "boolean", publishedOnLoopback: "boolean",
+  metricsPort: "port", metricsOptional: "boolean", logFormat: "log-format",
 };
 
 const HELP: Record<Kind, string> = {
   string: "a string",
+  "log-format": `one of ${LOG_FORMATS.join(", ")}`,
   port: "a port number (0-65535)",
   count: "a whole number above zero",
   duration: "a duration of zero or more (e.g. 10, 0.5s, 250ms, 5m)",
@@ -110,6 +122,8 @@ function parse(kind: Kind, text: string): unknown {
   switch (kind) {
     case "string":
       return text;
+    case "log-format":
+      return LOG_FORMATS.find((format) => format === word.toLowerCase());
     case "port": {
       const n = Number(word);
       return /^\d+$/.test(word) && n <= 65535 ? n : undefined;

@@ -9,6 +9,7 @@ import type { PeerCertificate } from "node:tls";
 import { ServerCredentials, experimental, status } from "@grpc/grpc-js";
 
 import { SutradharError } from "./errors.js";
+import { warn } from "./logs.js";
 
 /** The namespace and kind of the mesh's own services' identities. */
 export const SYSTEM_NAMESPACE = "sutradhar-system";
@@ -99,7 +100,7 @@ export function serverSecurity(options: {
       fail(`insecure is refused on ${host}: without TLS and authentication anyone who reaches the address controls ` +
         "the mesh; listen on 127.0.0.1, or drop insecure and give certificates");
     }
-    console.warn(`${what} runs INSECURE on ${host}: plaintext, no authentication, no authorization (development only)`);
+    warn("sutradhar.tls", `${what} runs INSECURE on ${host}: plaintext, no authentication, no authorization (development only)`);
     return { credentials: ServerCredentials.createInsecure(), files: undefined, identity: "" };
   }
   if (!given.length) {

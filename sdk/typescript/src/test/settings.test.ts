@@ -25,6 +25,11 @@ test("settings come from SUTRADHAR_* variables, explicit values win, empty count
   assert.equal(settings.tlsCaFile, "/ca.pem");
   assert.equal(settings.registerAgent, false);
   assert.equal(serveSettings({}, {}).healthPeriodMs, DEFAULT_SETTINGS.healthPeriodMs);
+  const metrics = serveSettings({}, { SUTRADHAR_METRICS_PORT: "0", SUTRADHAR_METRICS_OPTIONAL: "1" });
+  assert.deepEqual([metrics.metricsPort, metrics.metricsOptional], [0, true]);
+  assert.deepEqual([serveSettings({}, {}).metricsPort, serveSettings({}, {}).metricsOptional], [undefined, false]);
+  assert.equal(serveSettings({}, { SUTRADHAR_LOG_FORMAT: "JSON" }).logFormat, "json");
+  assert.equal(serveSettings({}, {}).logFormat, "text");
 });
 
 test("a malformed variable is INVALID_ARGUMENT naming it and what it should be", () => {
@@ -33,6 +38,8 @@ test("a malformed variable is INVALID_ARGUMENT naming it and what it should be",
     err.message === 'SUTRADHAR_PORT="70000" is not a port number (0-65535)');
   assert.throws(() => serveSettings({}, { SUTRADHAR_TTL: "0s" }), /SUTRADHAR_TTL="0s" is not a duration above zero/);
   assert.throws(() => serveSettings({}, { SUTRADHAR_INSECURE: "maybe" }), /SUTRADHAR_INSECURE="maybe" is not a boolean/);
+  assert.throws(() => serveSettings({}, { SUTRADHAR_METRICS_PORT: "x" }), /SUTRADHAR_METRICS_PORT="x" is not a port number/);
+  assert.throws(() => serveSettings({}, { SUTRADHAR_LOG_FORMAT: "xml" }), /SUTRADHAR_LOG_FORMAT="xml" is not one of text, json/);
 });
 
 test("an agent needs certificates or insecure, and insecure only on loopback", () => {
