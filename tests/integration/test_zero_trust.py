@@ -302,7 +302,9 @@ async def test_forged_and_stale_tokens_are_unauthenticated_at_every_service_with
 async def state_of(registry: RegistryClient, scheduler: SchedulerClient, namespace: str) -> tuple[list[Any], ...]:
     agents = (await registry.list_agents(namespace=namespace)).agents
     deployments = (await scheduler.list_deployments(namespace=namespace)).deployments
-    return [(x.id, x.resource_version) for x in agents], [(d.name, d.resource_version) for d in deployments]
+    # A deployment's spec by its generation (bumped by every spec change: a scale, a new spec), not its
+    # resource version, which the scheduler's own status writes move while the test runs.
+    return [(x.id, x.resource_version) for x in agents], [(d.name, d.generation, d.spec.replicas) for d in deployments]
 
 
 async def test_a_token_of_namespace_a_is_refused_on_namespace_b_and_b_is_unchanged(
