@@ -17,12 +17,14 @@ counts (the machine is shared; the best round is the least disturbed one).
 
 "direct" goes to one replica; the proxies spread over all replicas. Prints a
 table and writes bench/results/router.json as
-``{target: {"rps", "p50_ms", "p99_ms", "client_cpu_us", "proxy_cpu_us"}}``.
+``{target: {"rps", "p50_ms", "p99_ms", "client_cpu_us", "proxy_cpu_us", "agents_cpu_us"}}``.
 
 What each row's client does, so that like is compared with like:
 
 - "direct": a raw channel call, pre-serialized ExecuteRequest bytes (the same every call), to
   one replica;
+- "direct-spread": the same raw call over one channel per replica, each call on the next
+  replica: the same spread as the routed targets with nothing spent on choosing;
 - "sdk-agent": `AgentClient.execute` to that replica: a Task built (a new id, a deadline) and
   converted per call, the answer decoded into a Result;
 - "sutradhar" (and "envoy", "nginx"): a raw channel call, pre-serialized
@@ -38,7 +40,10 @@ three replicas rather than one), and "sdk-router" against "sdk-direct" the route
 the same SDK call. Every SDK target sends the raw targets' task (type "echo", the same
 payload). The router of target "sutradhar" is the fallback of "sdk-direct"; the run fails
 if it used it. "client cpu/call" is the CPU this bench process spent per call (every target);
-"proxy cpu/call" the proxy's (targets through a router or proxy).
+"proxy cpu/call" the proxy's (targets through a router or proxy); "agents cpu/call" the
+replicas' together; "all cpu/call" their sum. On a machine whose cores the client, the proxy
+and the replicas share, that sum is what throughput is bounded by, and it moves far less from
+round to round than throughput does when something else runs on the machine.
 
 ``--baseline-sdk DIR`` measures each SDK target a second time with another checkout's SDK
 (DIR/sdk first on the path of a child process running this file; e.g. ``git archive`` of an
@@ -109,6 +114,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import platform
@@ -122,6 +128,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -442,12 +449,27 @@ def cpu_seconds(pid: int) -> float:
 
 async def measure(address: str, path: str, request: bytes, *, sequential: int, calls: int, seconds: float,
                   concurrency: int, on_throughput: Any = None, proxy_pid: int = 0,
-                  channel_for: Any = None) -> dict[str, float]:
+                  channel_for: Any = None, agent_pids: Sequence[int] = ()) -> dict[str, float]:
     opened = channel_for(address) if channel_for is not None else grpc.aio.insecure_channel(address)
     async with opened as channel:
         call = channel.unary_unary(path, _registered_method=True)
         return await load(lambda: call(request, timeout=10), grpc.RpcError, sequential=sequential, calls=calls,
-                          seconds=seconds, concurrency=concurrency, on_throughput=on_throughput, proxy_pid=proxy_pid)
+                          seconds=seconds, concurrency=concurrency, on_throughput=on_throughput, proxy_pid=proxy_pid,
+                          agent_pids=agent_pids)
+
+
+async def measure_spread(addresses: list[str], path: str, request: bytes, **how: Any) -> dict[str, float]:
+    """Target "direct-spread": `measure`'s raw call, one channel per replica, each call on the
+    next channel in turn: a client that knows every replica and spends nothing on choosing one.
+    Its figures against "direct" are what spreading the same load over the replicas costs."""
+    channels = [grpc.aio.insecure_channel(address) for address in addresses]
+    try:
+        calls = [channel.unary_unary(path, _registered_method=True) for channel in channels]
+        turn = itertools.cycle(calls)
+        return await load(lambda: next(turn)(request, timeout=10), grpc.RpcError, **how)
+    finally:
+        for channel in channels:
+            await channel.close()
 
 
 #: Targets measured through the SDK's public clients in this process (task built, Result decoded per call).
@@ -455,7 +477,8 @@ SDK_TARGETS = ("sdk-agent", "sdk-router", "sdk-direct")
 
 
 async def measure_sdk(target: str, *, agent: str, router: str, registry: str, replicas: int, sequential: int,
-                      calls: int, seconds: float, concurrency: int, proxy_pid: int = 0) -> dict[str, float]:
+                      calls: int, seconds: float, concurrency: int, proxy_pid: int = 0,
+                      agent_pids: str = "") -> dict[str, float]:
     """An SDK target: the same task as the raw-bytes targets (type "echo", the same payload)
     through a public client's ``execute``, which builds a `Task` (a new id, a deadline),
     converts it to protobuf and the answer back to a `Result` on every call.
@@ -465,14 +488,16 @@ async def measure_sdk(target: str, *, agent: str, router: str, registry: str, re
     - "sdk-direct": `DirectClient` (watching `registry`, falling back to `router`) routing each
       call itself over all replicas; fails when it sent any call to the router.
 
-    `proxy_pid` (the router's, for "sdk-router"): its CPU per call is measured too.
+    `proxy_pid` (the router's, for "sdk-router"): its CPU per call is measured too; so is the
+    replicas' (`agent_pids`, comma-separated: a command-line argument of ``--client-only``).
     """
     from sutradhar import AgentClient, DirectClient, RouterClient
     from sutradhar._errors import SutradharError
 
     payload = {"message": "hello", "n": 42}
     common: dict[str, Any] = {"sequential": sequential, "calls": calls, "seconds": seconds,
-                              "concurrency": concurrency, "proxy_pid": proxy_pid}
+                              "concurrency": concurrency, "proxy_pid": proxy_pid,
+                              "agent_pids": [int(pid) for pid in agent_pids.split(",") if pid]}
     if target == "sdk-agent":
         async with AgentClient(agent) as plain:
             return await load(lambda: plain.execute(payload, task_type="echo", timeout=10), SutradharError,
@@ -519,16 +544,18 @@ def client_only(args: argparse.Namespace) -> int:
           file=sys.stderr)
     r = asyncio.run(measure_sdk(args.client_only, agent=args.agent, router=args.router, registry=args.registry,
                                 replicas=args.replicas, sequential=args.sequential, calls=args.calls,
-                                seconds=args.seconds, concurrency=args.concurrency, proxy_pid=args.proxy_pid))
+                                seconds=args.seconds, concurrency=args.concurrency, proxy_pid=args.proxy_pid,
+                                agent_pids=args.agent_pids))
     print(json.dumps(r))
     return 0
 
 
 async def load(send: Any, failure: Any, *, sequential: int, calls: int, seconds: float, concurrency: int,
-               on_throughput: Any = None, proxy_pid: int = 0) -> dict[str, float]:
+               on_throughput: Any = None, proxy_pid: int = 0, agent_pids: Sequence[int] = ()) -> dict[str, float]:
     """Warm up, then `sequential` calls of `send()` one by one (p50, p99), then `concurrency` in
     flight (rps); `failure` is the exception a failed call raises. CPU per call of the proxy
-    (`proxy_pid`) and of this client process, in the throughput phase."""
+    (`proxy_pid`), of the agent replicas together (`agent_pids`) and of this client process, in the
+    throughput phase."""
     for _ in range(300):  # warm-up: connections, caches
         await send()
     latencies = []
@@ -553,12 +580,14 @@ async def load(send: Any, failure: Any, *, sequential: int, calls: int, seconds:
                 errors += 1
 
     cpu_before = cpu_seconds(proxy_pid) if proxy_pid else 0.0
+    agents_before = sum(cpu_seconds(pid) for pid in agent_pids)
     client_before = time.process_time()
     started = time.perf_counter()
     await asyncio.gather(*[worker() for _ in range(concurrency)])
     elapsed = time.perf_counter() - started
     client_used = time.process_time() - client_before
     cpu_used = cpu_seconds(proxy_pid) - cpu_before if proxy_pid else 0.0
+    agents_used = sum(cpu_seconds(pid) for pid in agent_pids) - agents_before
     n = len(latencies)
     return {
         "rps": round((done - errors) / elapsed, 1),
@@ -568,6 +597,7 @@ async def load(send: Any, failure: Any, *, sequential: int, calls: int, seconds:
         "errors": errors,
         "proxy_cpu_us": round(cpu_used / max(1, done) * 1e6, 1),
         "client_cpu_us": round(client_used / max(1, done) * 1e6, 1),
+        "agents_cpu_us": round(agents_used / max(1, done) * 1e6, 1),
     }
 
 
@@ -741,6 +771,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--router", help=argparse.SUPPRESS)
     parser.add_argument("--registry", help=argparse.SUPPRESS)
     parser.add_argument("--proxy-pid", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--agent-pids", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.client_only:
         return client_only(args)
@@ -893,6 +924,7 @@ def main(argv: list[str] | None = None) -> int:
                 wait_port(port)
                 addresses["nginx"] = f"127.0.0.1:{port}"
         direct_req, routed_req = requests()
+        agent_pids = [a.pid for a in agents]
         pids = {p.name if p.name != "router" else "sutradhar": p.pid for p in procs}
         if router is not None:
             pids["ratelimited"] = router.pid
@@ -932,17 +964,22 @@ def main(argv: list[str] | None = None) -> int:
                     how = {"agent": upstreams[0], "router": addresses.get("sutradhar", ""),
                            "registry": registry.address, "replicas": args.replicas, "sequential": args.sequential,
                            "calls": args.calls, "seconds": args.seconds, "concurrency": args.concurrency,
-                           "proxy_pid": pids["sutradhar"] if "sdk-router" in (target, sdk_baselines.get(target)) else 0}
+                           "proxy_pid": pids["sutradhar"] if "sdk-router" in (target, sdk_baselines.get(target)) else 0,
+                           "agent_pids": ",".join(str(pid) for pid in agent_pids)}
                     if target in sdk_baselines:
                         assert args.baseline_sdk is not None
                         r = measure_sdk_of(args.baseline_sdk.resolve(), sdk_baselines[target], **how)
                     else:
                         r = asyncio.run(measure_sdk(target, **how))
+                elif target == "direct-spread":
+                    r = asyncio.run(measure_spread(upstreams, path, request, sequential=args.sequential,
+                                                   calls=args.calls, seconds=args.seconds,
+                                                   concurrency=args.concurrency, agent_pids=agent_pids))
                 else:
                     r = asyncio.run(measure(
                         addresses[target], path, request, sequential=args.sequential, calls=args.calls,
                         seconds=args.seconds, concurrency=args.concurrency, on_throughput=start_profile,
-                        proxy_pid=pids.get(target, 0),
+                        proxy_pid=pids.get(target, 0), agent_pids=agent_pids if target != "secured" else (),
                         channel_for=secured.channel if target == "secured" and secured is not None else None))
                 if profile is not None:
                     profile.wait()
@@ -958,6 +995,7 @@ def main(argv: list[str] | None = None) -> int:
                         best["p50_ms"], best["p99_ms"] = r["p50_ms"], r["p99_ms"]
                     best["errors"] += r["errors"]
                     best["proxy_cpu_us"] = min(best["proxy_cpu_us"], r["proxy_cpu_us"])
+                    best["agents_cpu_us"] = min(best["agents_cpu_us"], r["agents_cpu_us"])
                     best["client_cpu_us"] = min(best["client_cpu_us"], r["client_cpu_us"])
     finally:
         scraping.set()
@@ -975,14 +1013,17 @@ def main(argv: list[str] | None = None) -> int:
 
     direct_p50 = results.get("direct", {}).get("p50_ms", 0.0)
     print(f"\n{'target':<16} {'rps':>9} {'p50 ms':>8} {'p99 ms':>8} {'+p50 ms':>8} {'proxy cpu/call':>15} "
-          f"{'client cpu/call':>16}  errors")
+          f"{'client cpu/call':>16} {'agents cpu/call':>16} {'all cpu/call':>13}  errors")
     for target, r in results.items():
         added = r["p50_ms"] - direct_p50 if direct_p50 else 0.0
         cpu = f"{r['proxy_cpu_us']:.0f} us" if r["proxy_cpu_us"] else "-"
+        agents = f"{r['agents_cpu_us']:.0f} us" if r["agents_cpu_us"] else "-"
+        every = r["client_cpu_us"] + r["proxy_cpu_us"] + r["agents_cpu_us"]
         print(f"{target:<16} {r['rps']:>9.0f} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} {added:>+8.3f} {cpu:>15}"
-              f" {r['client_cpu_us']:>13.0f} us  {r['errors']}")
+              f" {r['client_cpu_us']:>13.0f} us {agents:>16} {every:>10.0f} us  {r['errors']}")
     out: dict[str, Any] = {t: {"rps": r["rps"], "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"],
-                               "client_cpu_us": r["client_cpu_us"], "proxy_cpu_us": r["proxy_cpu_us"]}
+                               "client_cpu_us": r["client_cpu_us"], "proxy_cpu_us": r["proxy_cpu_us"],
+                               "agents_cpu_us": r["agents_cpu_us"]}
                            for t, r in results.items()}
     if "secured" in results and "sutradhar" in results:
         out["security_cost"] = security_cost(results, per_round)
