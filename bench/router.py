@@ -15,6 +15,14 @@ process (raw bytes or an SDK client, see the table below):
 Every target is measured `--rounds` times, interleaved, and the best round
 counts (the machine is shared; the best round is the least disturbed one).
 
+Then the sequential latency of the targets of this issue's table (direct, direct-spread, the
+SDK targets, the router, Envoy, nginx) is measured once more, interleaved call by call:
+`--interleaved` calls to each, one to each target in turn, every client open at once. What
+else runs on the machine then slows every target alike, so their p50 differences hold from
+run to run, where those of the per-target sequential phases (minutes apart) move by tenths
+of a millisecond on a shared machine. The second table and ``interleaved_latency`` in the
+JSON hold them.
+
 "direct" goes to one replica; the proxies spread over all replicas. Prints a
 table and writes bench/results/router.json as
 ``{target: {"rps", "p50_ms", "p99_ms", "client_cpu_us", "proxy_cpu_us", "agents_cpu_us"}}``.
@@ -114,6 +122,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import os
@@ -550,6 +559,71 @@ def client_only(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Targets whose sequential latency is also measured interleaved (`measure_interleaved`).
+INTERLEAVED = ("direct", "direct-spread", "sdk-agent", "sdk-direct", "sutradhar", "sdk-router", "envoy", "nginx")
+
+
+async def measure_interleaved(targets: list[str], addresses: dict[str, str], upstreams: list[str], registry: str,
+                              direct_req: bytes, routed_req: bytes, calls: int) -> dict[str, dict[str, float]]:
+    """Sequential latency of every target in `targets` (of `INTERLEAVED`) in one loop: one call
+    to each target in turn (the order rotating), `calls` times over, every client open at once.
+    Whatever else runs on the machine then slows every target alike, so the differences
+    between their p50s hold from run to run far better than those of the per-target
+    sequential phases (which run minutes apart)."""
+    from sutradhar import AgentClient, DirectClient, RouterClient
+
+    payload = {"message": "hello", "n": 42}
+    async with contextlib.AsyncExitStack() as stack:
+        senders: dict[str, Any] = {}
+        for target in targets:
+            if target in ("direct", "sutradhar", "envoy", "nginx"):
+                channel = await stack.enter_async_context(grpc.aio.insecure_channel(addresses[target]))
+                path, request = (ROUTER_PATH, routed_req) if target == "sutradhar" else (AGENT_PATH, direct_req)
+                senders[target] = functools.partial(channel.unary_unary(path, _registered_method=True), request,
+                                                    timeout=10)
+            elif target == "direct-spread":
+                channels = [await stack.enter_async_context(grpc.aio.insecure_channel(a)) for a in upstreams]
+                turn = itertools.cycle([c.unary_unary(AGENT_PATH, _registered_method=True) for c in channels])
+                senders[target] = lambda turn=turn: next(turn)(direct_req, timeout=10)
+            elif target == "sdk-agent":
+                plain = await stack.enter_async_context(AgentClient(upstreams[0]))
+                senders[target] = functools.partial(plain.execute, payload, task_type="echo", timeout=10)
+            elif target == "sdk-router":
+                routed = await stack.enter_async_context(RouterClient(addresses["sutradhar"]))
+                senders[target] = functools.partial(routed.execute, "echo", payload, task_type="echo",
+                                                    namespace=NAMESPACE, timeout=10)
+            elif target == "sdk-direct":
+                client = await stack.enter_async_context(DirectClient(addresses["sutradhar"], registry=registry))
+                if not await client.wait_synced(timeout=10):
+                    raise RuntimeError("the direct client never synced with the registry")
+                for _ in range(300):
+                    if sum(1 for i in client.stats(namespace=NAMESPACE).instances
+                           if i.state == "SERVING") >= len(upstreams):
+                        break
+                    await asyncio.sleep(0.05)
+                senders[target] = functools.partial(client.execute, "echo", payload, task_type="echo",
+                                                    namespace=NAMESPACE, timeout=10)
+        for send in senders.values():
+            for _ in range(200):
+                await send()
+        latencies: dict[str, list[float]] = {t: [] for t in senders}
+        order = list(senders)
+        for n in range(calls):
+            shift = n % len(order)
+            for target in order[shift:] + order[:shift]:
+                started = time.perf_counter()
+                await senders[target]()
+                latencies[target].append(time.perf_counter() - started)
+        if "sdk-direct" in senders and client.stats().fallbacks:
+            raise RuntimeError(f"the direct client sent calls to the router: {client.stats().fallbacks}")
+    out = {}
+    for target, taken in latencies.items():
+        taken.sort()
+        out[target] = {"p50_ms": round(statistics.median(taken) * 1000, 3),
+                       "p99_ms": round(taken[min(len(taken) - 1, int(len(taken) * 0.99))] * 1000, 3)}
+    return out
+
+
 async def load(send: Any, failure: Any, *, sequential: int, calls: int, seconds: float, concurrency: int,
                on_throughput: Any = None, proxy_pid: int = 0, agent_pids: Sequence[int] = ()) -> dict[str, float]:
     """Warm up, then `sequential` calls of `send()` one by one (p50, p99), then `concurrency` in
@@ -756,6 +830,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=20000, help="calls in the throughput phase at most")
     parser.add_argument("--seconds", type=float, default=15.0, help="length of the throughput phase at most")
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--interleaved", type=int, default=2000,
+                        help="after the rounds, this many sequential calls to each of the targets of "
+                             f"{', '.join(INTERLEAVED)} measured, one to each in turn (0: none)")
     parser.add_argument("--rounds", type=int, default=2,
                         help="measure every target this many times, interleaved; report the best round")
     parser.add_argument("--targets", default="direct,sdk-agent,sdk-direct,sutradhar,sdk-router,envoy,nginx")
@@ -799,6 +876,7 @@ def main(argv: list[str] | None = None) -> int:
     etcd = LocalEtcd(tmp / "etcd", client_port=free_port(), log_path=tmp / "etcd.log")
     py = sys.executable
     results: dict[str, dict[str, float]] = {}
+    interleaved: dict[str, dict[str, float]] = {}
     secured: Secured | None = None
     sink: Proc | None = None
     agent_env: dict[str, str] | None = None
@@ -997,6 +1075,13 @@ def main(argv: list[str] | None = None) -> int:
                     best["proxy_cpu_us"] = min(best["proxy_cpu_us"], r["proxy_cpu_us"])
                     best["agents_cpu_us"] = min(best["agents_cpu_us"], r["agents_cpu_us"])
                     best["client_cpu_us"] = min(best["client_cpu_us"], r["client_cpu_us"])
+        together = [t for t in INTERLEAVED if t in targets]
+        if args.interleaved and len(together) > 1:
+            if "ratelimited" in targets:
+                set_limits(registry.address, addresses["sutradhar"], on=False)
+            print(f"interleaved latency: {', '.join(together)}, {args.interleaved} calls each", flush=True)
+            interleaved = asyncio.run(measure_interleaved(together, addresses, upstreams, registry.address,
+                                                          direct_req, routed_req, args.interleaved))
     finally:
         scraping.set()
         for proc in reversed(procs):
@@ -1025,6 +1110,14 @@ def main(argv: list[str] | None = None) -> int:
                                "client_cpu_us": r["client_cpu_us"], "proxy_cpu_us": r["proxy_cpu_us"],
                                "agents_cpu_us": r["agents_cpu_us"]}
                            for t, r in results.items()}
+    if interleaved:
+        base = interleaved.get("direct", {}).get("p50_ms", 0.0)
+        print(f"\ninterleaved sequential latency ({args.interleaved} calls each, one to each target in turn)")
+        print(f"{'target':<16} {'p50 ms':>8} {'p99 ms':>8} {'+p50 ms':>8}")
+        for target, r in interleaved.items():
+            added = r["p50_ms"] - base if base else 0.0
+            print(f"{target:<16} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} {added:>+8.3f}")
+        out["interleaved_latency"] = {"calls": args.interleaved, **interleaved}
     if "secured" in results and "sutradhar" in results:
         out["security_cost"] = security_cost(results, per_round)
     if "ratelimited" in results and "sutradhar" in results:
