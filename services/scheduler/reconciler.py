@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from datetime import timedelta
 
 from sutradhar._errors import Conflict, InvalidArgument, NotFound, SutradharError, Unavailable
 from sutradhar.services.common import keys, quota
+from sutradhar.services.common.load_records import parse_record
 from sutradhar.services.common.quota_store import QuotaAdmission, Snapshot
 from sutradhar.services.common.secret_refs import MissingReference, References, Resolution
 from sutradhar.services.common.store import Guard, Op, Store
@@ -385,11 +385,9 @@ class Reconciler:
         kvs, _ = await self.store.list(f"{keys.ROOT}{keys.LOAD}/{key[0]}/")
         total = 0.0
         for kv in kvs:
-            parts = kv.key.rsplit("/", 2)
-            if len(parts) < 3 or parts[-2] not in ready:
-                continue
-            with contextlib.suppress(ValueError, TypeError, AttributeError):
-                total += float(json.loads(kv.value).get("in_flight", 0.0))
+            record = parse_record(kv.key, kv.value)  # a malformed record (NaN, negative) counts for nothing
+            if record is not None and record.instance_id in ready:
+                total += record.in_flight
         metric = total / len(ready)
         state = self.autoscale_state.get(key, AutoscaleState())
         wanted, state = autoscale(params, state, now=now, current=len(ready), metric=metric)

@@ -1,5 +1,6 @@
 """The autoscaler reacts to the load routers publish (load keys written here
-directly): up at once, down only after the stabilization window."""
+directly, malformed ones beside them): up at once, down only after the
+stabilization window."""
 
 from __future__ import annotations
 
@@ -42,6 +43,10 @@ async def test_autoscale_on_router_load(api, store, registry_client, namespace):
         value = {"agent_id": "echo", "in_flight": 3.0, "rps": 100.0, "updated": time.time()}
         await store.put(f"{keys.ROOT}{keys.LOAD}/{namespace}/{first}/{router}", json.dumps(value).encode(),
                         lease=lease)
+    # records that are not load (NaN, negative, not JSON) count for nothing rather than stall the autoscaler
+    for router, raw in (("router-nan", b'{"in_flight": NaN, "rps": 1}'), ("router-neg", b'{"in_flight": -9}'),
+                        ("router-bad", b"not json")):
+        await store.put(f"{keys.ROOT}{keys.LOAD}/{namespace}/{first}/{router}", raw, lease=lease)
     d = await eventually(lambda: _ready(api, namespace, "auto", 3))  # ceil(1 * 6 / 2)
     assert d.spec.replicas == 3
     scaled = [e for e in d.status.events if e.reason == "Scaled" and "autoscaler" in e.message]
