@@ -170,7 +170,15 @@ class ProbeScheduler:
                 job.running = False
                 continue
             self._running += 1
-            self._tg.create_task(self._run(job))
+            run = self._run(job)
+            try:
+                self._tg.create_task(run)
+            except RuntimeError:  # run() is ending (cancelled): its TaskGroup takes no more tasks
+                run.close()
+                self._running -= 1
+                job.running = False
+                self._tg = None
+                return
         self._arm()
 
     def _arm(self) -> None:

@@ -4,6 +4,8 @@ event derivation and the agent aggregate."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import warnings
 from collections import Counter
 from datetime import timedelta
 
@@ -195,3 +197,40 @@ async def test_scheduler_bounds_concurrency_and_starts_waiting_jobs_when_slots_f
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_job_added_while_the_scheduler_shuts_down_is_not_started_and_raises_nothing():
+    """A watch event can add a job while `run()` is being cancelled and its TaskGroup waits for
+    a probe to finish: the TaskGroup refuses new tasks then, and the scheduler must neither
+    raise into the caller nor leave a coroutine never awaited."""
+    finishing = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow_to_stop() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            finishing.set()
+            await release.wait()  # the TaskGroup is shutting down meanwhile
+            raise
+
+    ran: list[str] = []
+
+    async def later() -> None:
+        ran.append("late")
+
+    sched = ProbeScheduler()
+    sched.add(Job(key="slow", period=timedelta(seconds=1), run=slow_to_stop), due=0.0)
+    runner = asyncio.create_task(sched.run())
+    await asyncio.sleep(0.05)
+    runner.cancel()
+    async with asyncio.timeout(5):
+        await finishing.wait()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a coroutine never awaited warns when collected
+        sched.add(Job(key="late", period=timedelta(seconds=1), run=later), due=0.0)
+        gc.collect()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await runner
+    assert ran == []
