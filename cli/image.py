@@ -51,9 +51,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.set_defaults(func=_build)
 
     listing = sub.add_parser(
-        "list", help="list the images sutradhar built here (any --tag), and the base image",
+        "list", help="list the images sutradhar built here (any --tag), and the base images",
         description="List every agent image `sutradhar image build` made, found by its "
-        "sutradhar.source-digest label whatever its tags, and the base image sutradhar/python-base.",
+        "sutradhar.source-digest label whatever its tags, and the base images sutradhar/python-base and "
+        "sutradhar/node-base.",
     )
     listing.add_argument("-o", "--output", choices=("table", "json"), default="table")
     listing.set_defaults(func=_list)

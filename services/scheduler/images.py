@@ -472,7 +472,8 @@ def list_images(*, client: Any = None) -> list[ImageInfo]:
     Agent images are found by the label every build sets
     (``sutradhar.source-digest``), whatever their tags (``--tag my/agent:1.0``
     too), each with all its tags; base images, which ``docker import`` makes
-    without labels, by the base repository (``sutradhar/python-base``). An
+    without labels, by the base repositories (``sutradhar/python-base``,
+    ``sutradhar/node-base``). An
     untagged agent image (one a rebuild replaced while a container used it)
     is listed with no tags.
     """
@@ -480,7 +481,8 @@ def list_images(*, client: Any = None) -> list[ImageInfo]:
     with translate_docker_errors():
         rows = [
             *client.api.images(filters={"label": SOURCE_DIGEST_LABEL}),
-            *client.api.images(filters={"reference": BASE_IMAGE.rpartition(":")[0]}),
+            *(row for base in (BASE_IMAGE, NODE_BASE_IMAGE)
+              for row in client.api.images(filters={"reference": base.rpartition(":")[0]})),
         ]
     found: dict[str, ImageInfo] = {}
     for row in rows:

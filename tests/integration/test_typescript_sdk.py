@@ -565,6 +565,11 @@ async def test_scheduler_deploys_the_typescript_agent_on_the_container_runtime(
         samples = await asyncio.to_thread(_samples, f"http://127.0.0.1:{instance.labels[METRICS_PORT_LABEL]}/metrics")
         assert samples[("sutradhar_agent_tasks_total", (("agent", "ts-echo-box"), ("namespace", namespace),
                                                         ("outcome", "success"), ("task_type", "say")))] == 1
+    # `sutradhar image list` shows the Node images as it does the Python ones: the agent and its base
+    from sutradhar.services.scheduler.images import NODE_BASE_IMAGE, list_images
+
+    listed = {tag for image in list_images() for tag in image.tags}
+    assert {node_agent_image, NODE_BASE_IMAGE} <= listed, listed
     await api.DeleteDeployment(P.DeleteDeploymentRequest(namespace=namespace, name="ts-echo-box", wait=True))
     runtime = ContainerRuntime()
     try:
