@@ -1,5 +1,6 @@
 """Helpers shared by the test suites (no tests here): polling until a condition
-holds, a monotonic clock tests can move forward, and the status of a gRPC call.
+holds, a monotonic clock tests can move forward, the status of a gRPC call, and the
+serialized descriptors of our protos for peers in other languages.
 
 Import as `from tests.support import eventually` (the repository root is on
 pytest's `pythonpath`).
@@ -14,6 +15,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
 import grpc
+from google.protobuf import descriptor_pb2
+from google.protobuf.descriptor import FileDescriptor
 
 T = TypeVar("T")
 
@@ -105,3 +108,23 @@ async def rpc_status(call: Awaitable[object]) -> tuple[grpc.StatusCode, str]:
     except grpc.aio.AioRpcError as err:
         return err.code(), err.details() or ""
     return grpc.StatusCode.OK, ""
+
+
+def descriptor_set(*files: FileDescriptor) -> bytes:
+    """A serialized FileDescriptorSet of `files` and everything they import, dependencies
+    first: what a peer in another language (protobufjs, protobuf-es, protobuf-java's
+    DynamicMessage) loads to decode our messages without generated code."""
+    out = descriptor_pb2.FileDescriptorSet()
+    seen: set[str] = set()
+
+    def add(file: FileDescriptor) -> None:
+        if file.name in seen:
+            return
+        seen.add(file.name)
+        for dependency in file.dependencies:
+            add(dependency)
+        file.CopyToProto(out.file.add())
+
+    for file in files:
+        add(file)
+    return out.SerializeToString()

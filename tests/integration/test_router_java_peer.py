@@ -20,13 +20,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from google.protobuf import descriptor_pb2, text_format
-from google.protobuf.descriptor import FileDescriptor
+from google.protobuf import text_format
 from google.protobuf.message import Message
 
 from sutradhar._routing import wire
 from sutradhar._values import to_value
 from sutradhar.v1 import agent_pb2
+from tests.support import descriptor_set
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "tests" / "peers" / "java" / "WireDecode.java"
@@ -46,24 +46,6 @@ def java(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     yield java_bin, classes
-
-
-def descriptor_set(*files: FileDescriptor) -> bytes:
-    """The files and everything they import, dependencies first."""
-    out = descriptor_pb2.FileDescriptorSet()
-    seen: set[str] = set()
-
-    def add(file: FileDescriptor) -> None:
-        if file.name in seen:
-            return
-        seen.add(file.name)
-        for dependency in file.dependencies:
-            add(dependency)
-        file.CopyToProto(out.file.add())
-
-    for file in files:
-        add(file)
-    return out.SerializeToString()
 
 
 def task(payload: str) -> agent_pb2.Task:

@@ -31,12 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from google.protobuf import descriptor_pb2
-from google.protobuf.descriptor import FileDescriptor
 
 from sutradhar.services.registry.server import RegistryConfig, RegistryServer
 from sutradhar.services.router.server import RouterConfig, RouterServer
 from sutradhar.v1 import agent_pb2, router_pb2
+from tests.support import descriptor_set as protos_of
 from tests.support import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,28 +71,11 @@ def node_peers() -> Path:
     return PEERS
 
 
-def _with_dependencies(files: list[FileDescriptor]) -> descriptor_pb2.FileDescriptorSet:
-    out = descriptor_pb2.FileDescriptorSet()
-    seen: set[str] = set()
-
-    def add(fd: FileDescriptor) -> None:
-        if fd.name in seen:
-            return
-        seen.add(fd.name)
-        for dep in fd.dependencies:
-            add(dep)
-        fd.CopyToProto(out.file.add())
-
-    for fd in files:
-        add(fd)
-    return out
-
-
 @pytest.fixture(scope="module")
 def descriptor_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The agent and router protos (and all they import) as a FileDescriptorSet, for protobuf-es."""
     path = tmp_path_factory.mktemp("descriptors") / "sutradhar.binpb"
-    path.write_bytes(_with_dependencies([agent_pb2.DESCRIPTOR, router_pb2.DESCRIPTOR]).SerializeToString())
+    path.write_bytes(protos_of(agent_pb2.DESCRIPTOR, router_pb2.DESCRIPTOR))
     return path
 
 
