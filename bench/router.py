@@ -137,7 +137,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -467,54 +467,55 @@ async def measure(address: str, path: str, request: bytes, *, sequential: int, c
                           agent_pids=agent_pids)
 
 
+@contextlib.asynccontextmanager
+async def spread_sender(addresses: list[str], path: str,
+                        request: bytes) -> AsyncIterator[Callable[[], Awaitable[Any]]]:
+    """Target "direct-spread"'s call, its channels open meanwhile: `measure`'s raw call, one
+    channel per replica, each call on the next channel in turn: a client that knows every
+    replica and spends nothing on choosing one."""
+    async with contextlib.AsyncExitStack() as stack:
+        channels = [await stack.enter_async_context(grpc.aio.insecure_channel(a)) for a in addresses]
+        turn = itertools.cycle([channel.unary_unary(path, _registered_method=True) for channel in channels])
+        yield lambda: next(turn)(request, timeout=10)
+
+
 async def measure_spread(addresses: list[str], path: str, request: bytes, **how: Any) -> dict[str, float]:
-    """Target "direct-spread": `measure`'s raw call, one channel per replica, each call on the
-    next channel in turn: a client that knows every replica and spends nothing on choosing one.
-    Its figures against "direct" are what spreading the same load over the replicas costs."""
-    channels = [grpc.aio.insecure_channel(address) for address in addresses]
-    try:
-        calls = [channel.unary_unary(path, _registered_method=True) for channel in channels]
-        turn = itertools.cycle(calls)
-        return await load(lambda: next(turn)(request, timeout=10), grpc.RpcError, **how)
-    finally:
-        for channel in channels:
-            await channel.close()
+    """Target "direct-spread" (`spread_sender`) under `load`. Its figures against "direct" are
+    what spreading the same load over the replicas costs."""
+    async with spread_sender(addresses, path, request) as send:
+        return await load(send, grpc.RpcError, **how)
 
 
 #: Targets measured through the SDK's public clients in this process (task built, Result decoded per call).
 SDK_TARGETS = ("sdk-agent", "sdk-router", "sdk-direct")
 
 
-async def measure_sdk(target: str, *, agent: str, router: str, registry: str, replicas: int, sequential: int,
-                      calls: int, seconds: float, concurrency: int, proxy_pid: int = 0,
-                      agent_pids: str = "") -> dict[str, float]:
-    """An SDK target: the same task as the raw-bytes targets (type "echo", the same payload)
-    through a public client's ``execute``, which builds a `Task` (a new id, a deadline),
-    converts it to protobuf and the answer back to a `Result` on every call.
+@contextlib.asynccontextmanager
+async def sdk_sender(target: str, *, agent: str, router: str, registry: str,
+                     replicas: int) -> AsyncIterator[Callable[[], Awaitable[Any]]]:
+    """The call of SDK target `target`, its client open meanwhile: the same task as the
+    raw-bytes targets (type "echo", the same payload) through a public client's ``execute``,
+    which builds a `Task` (a new id, a deadline), converts it to protobuf and the answer back
+    to a `Result` on every call.
 
     - "sdk-agent": `AgentClient` straight to `agent` (one replica): "direct" with SDK objects;
     - "sdk-router": `RouterClient` through `router`: "sutradhar" with SDK objects;
     - "sdk-direct": `DirectClient` (watching `registry`, falling back to `router`) routing each
-      call itself over all replicas; fails when it sent any call to the router.
-
-    `proxy_pid` (the router's, for "sdk-router"): its CPU per call is measured too; so is the
-    replicas' (`agent_pids`, comma-separated: a command-line argument of ``--client-only``).
+      call itself over all `replicas`, once it sees them serving; fails on leaving when it sent
+      any call to the router.
     """
     from sutradhar import AgentClient, DirectClient, RouterClient
-    from sutradhar._errors import SutradharError
 
     payload = {"message": "hello", "n": 42}
-    common: dict[str, Any] = {"sequential": sequential, "calls": calls, "seconds": seconds,
-                              "concurrency": concurrency, "proxy_pid": proxy_pid,
-                              "agent_pids": [int(pid) for pid in agent_pids.split(",") if pid]}
     if target == "sdk-agent":
         async with AgentClient(agent) as plain:
-            return await load(lambda: plain.execute(payload, task_type="echo", timeout=10), SutradharError,
-                              **common)
+            yield functools.partial(plain.execute, payload, task_type="echo", timeout=10)
+        return
     if target == "sdk-router":
         async with RouterClient(router) as routed:
-            return await load(lambda: routed.execute("echo", payload, task_type="echo", namespace=NAMESPACE,
-                                                     timeout=10), SutradharError, **common)
+            yield functools.partial(routed.execute, "echo", payload, task_type="echo", namespace=NAMESPACE,
+                                    timeout=10)
+        return
     async with DirectClient(router, registry=registry) as client:
         if not await client.wait_synced(timeout=10):
             raise RuntimeError("the direct client never synced with the registry")
@@ -522,11 +523,26 @@ async def measure_sdk(target: str, *, agent: str, router: str, registry: str, re
             if sum(1 for s in client.stats(namespace=NAMESPACE).instances if s.state == "SERVING") >= replicas:
                 break
             await asyncio.sleep(0.05)
-        result = await load(lambda: client.execute("echo", payload, task_type="echo", namespace=NAMESPACE,
-                                                   timeout=10), SutradharError, **common)
+        yield functools.partial(client.execute, "echo", payload, task_type="echo", namespace=NAMESPACE,
+                                timeout=10)
         if client.stats().fallbacks:
             raise RuntimeError(f"the direct client sent calls to the router: {client.stats().fallbacks}")
-    return result
+
+
+async def measure_sdk(target: str, *, agent: str, router: str, registry: str, replicas: int, sequential: int,
+                      calls: int, seconds: float, concurrency: int, proxy_pid: int = 0,
+                      agent_pids: str = "") -> dict[str, float]:
+    """An SDK target (`sdk_sender`) under `load`.
+
+    `proxy_pid` (the router's, for "sdk-router"): its CPU per call is measured too; so is the
+    replicas' (`agent_pids`, comma-separated: a command-line argument of ``--client-only``).
+    """
+    from sutradhar._errors import SutradharError
+
+    async with sdk_sender(target, agent=agent, router=router, registry=registry, replicas=replicas) as send:
+        return await load(send, SutradharError, sequential=sequential, calls=calls, seconds=seconds,
+                          concurrency=concurrency, proxy_pid=proxy_pid,
+                          agent_pids=[int(pid) for pid in agent_pids.split(",") if pid])
 
 
 def measure_sdk_of(sdk_checkout: Path, target: str, **how: Any) -> dict[str, float]:
@@ -570,9 +586,6 @@ async def measure_interleaved(targets: list[str], addresses: dict[str, str], ups
     Whatever else runs on the machine then slows every target alike, so the differences
     between their p50s hold from run to run far better than those of the per-target
     sequential phases (which run minutes apart)."""
-    from sutradhar import AgentClient, DirectClient, RouterClient
-
-    payload = {"message": "hello", "n": 42}
     async with contextlib.AsyncExitStack() as stack:
         senders: dict[str, Any] = {}
         for target in targets:
@@ -582,27 +595,11 @@ async def measure_interleaved(targets: list[str], addresses: dict[str, str], ups
                 senders[target] = functools.partial(channel.unary_unary(path, _registered_method=True), request,
                                                     timeout=10)
             elif target == "direct-spread":
-                channels = [await stack.enter_async_context(grpc.aio.insecure_channel(a)) for a in upstreams]
-                turn = itertools.cycle([c.unary_unary(AGENT_PATH, _registered_method=True) for c in channels])
-                senders[target] = lambda turn=turn: next(turn)(direct_req, timeout=10)
-            elif target == "sdk-agent":
-                plain = await stack.enter_async_context(AgentClient(upstreams[0]))
-                senders[target] = functools.partial(plain.execute, payload, task_type="echo", timeout=10)
-            elif target == "sdk-router":
-                routed = await stack.enter_async_context(RouterClient(addresses["sutradhar"]))
-                senders[target] = functools.partial(routed.execute, "echo", payload, task_type="echo",
-                                                    namespace=NAMESPACE, timeout=10)
-            elif target == "sdk-direct":
-                client = await stack.enter_async_context(DirectClient(addresses["sutradhar"], registry=registry))
-                if not await client.wait_synced(timeout=10):
-                    raise RuntimeError("the direct client never synced with the registry")
-                for _ in range(300):
-                    if sum(1 for i in client.stats(namespace=NAMESPACE).instances
-                           if i.state == "SERVING") >= len(upstreams):
-                        break
-                    await asyncio.sleep(0.05)
-                senders[target] = functools.partial(client.execute, "echo", payload, task_type="echo",
-                                                    namespace=NAMESPACE, timeout=10)
+                senders[target] = await stack.enter_async_context(spread_sender(upstreams, AGENT_PATH, direct_req))
+            else:
+                senders[target] = await stack.enter_async_context(sdk_sender(
+                    target, agent=upstreams[0], router=addresses["sutradhar"], registry=registry,
+                    replicas=len(upstreams)))
         for send in senders.values():
             for _ in range(200):
                 await send()
@@ -614,8 +611,6 @@ async def measure_interleaved(targets: list[str], addresses: dict[str, str], ups
                 started = time.perf_counter()
                 await senders[target]()
                 latencies[target].append(time.perf_counter() - started)
-        if "sdk-direct" in senders and client.stats().fallbacks:
-            raise RuntimeError(f"the direct client sent calls to the router: {client.stats().fallbacks}")
     out = {}
     for target, taken in latencies.items():
         taken.sort()

@@ -481,8 +481,8 @@ def list_images(*, client: Any = None) -> list[ImageInfo]:
     with translate_docker_errors():
         rows = [
             *client.api.images(filters={"label": SOURCE_DIGEST_LABEL}),
-            *(row for base in (BASE_IMAGE, NODE_BASE_IMAGE)
-              for row in client.api.images(filters={"reference": base.rpartition(":")[0]})),
+            *client.api.images(filters={"reference": [base.rpartition(":")[0]
+                                                      for base in (BASE_IMAGE, NODE_BASE_IMAGE)]}),
         ]
     found: dict[str, ImageInfo] = {}
     for row in rows:
