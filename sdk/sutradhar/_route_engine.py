@@ -97,6 +97,13 @@ def _attempt_error(backend: Backend, err: Exception) -> AttemptError:
     return AttemptError(err.code, f"{_describe(backend)}: {err.message}", retry_safe=err.retry_safe)
 
 
+def _failed(backend: Backend, err: Exception) -> tuple[AttemptError, Outcome]:
+    """A failed attempt's error (naming the instance) and what it says of the instance: a
+    FAILURE for the breaker and ejection when its code is an instance's failure."""
+    failed = _attempt_error(backend, err)
+    return failed, Outcome.FAILURE if failed.code in INSTANCE_FAILURE_CODES else Outcome.NEUTRAL
+
+
 class Limits(Protocol):
     """The rate limits a call is admitted by (the router's `services.router.ratelimits.RateLimiter`)."""
 
@@ -357,6 +364,19 @@ class Engine:
             )
         return pool, strategy, max_attempts, timeout, request, task_id
 
+    def _answer(self, data: bytes, backend: Backend, attempts: int, assigned_id: str) -> bytes:
+        """The agent's answer `data` with the result metadata (instance, attempts, a task id the
+        engine assigned) spliced in; RESOURCE_EXHAUSTED naming the instance when that makes it
+        too large to send."""
+        if attempts == 1 and not assigned_id:
+            fields = backend.result_metadata  # built once per backend
+        else:
+            fields = wire.result_metadata_fields(backend.instance_id, attempts, assigned_id)
+        answer = wire.set_result_metadata(data, fields)
+        if len(answer) > self.max_message_bytes:
+            raise self._oversized(backend, "the answer", len(answer), len(data), attempts)
+        return answer
+
     def _oversized(self, backend: Backend, what: str, size: int, from_agent: int, attempts: int) -> ResourceExhausted:
         """RESOURCE_EXHAUSTED for an answer over the message limit once the
         router has added its metadata (sending it would fail inside gRPC, with
@@ -375,8 +395,7 @@ class Engine:
         """One attempt on `backend`. `trace` (tracing on: a `tracing.Forward` or `tracing.CallTrace`)
         gives the attempt's span and the ``traceparent`` metadata sent with it."""
         transport = backend.transport or self.transport(backend)
-        clock = self.clock
-        start = clock()
+        start = self.clock()
         backend.begin(start)
         outcome = Outcome.NEUTRAL
         span = None
@@ -396,46 +415,53 @@ class Engine:
             code = grpc.StatusCode.OK
             return data
         except (_AioRpcError, AttemptError) as err:
-            failed = _attempt_error(backend, err)
-            code = failed.code
-            if failed.code in INSTANCE_FAILURE_CODES:
-                outcome = Outcome.FAILURE
-            failure = failed
-            raise failed from None
+            failure, outcome = _failed(backend, err)
+            code = failure.code
+            raise failure from None
         except BaseException as err:
             failure = err
             raise
         finally:
-            ejected = self._finish(pool, backend, start, outcome)
-            if span is not None:
-                trace.attempt_end(span, failure, breaker=backend.breaker_state(self.clock()).name.lower(),
-                                  ejected=ejected, task_failed=task_failed)
-            if self.metrics is not None:
-                self.metrics.attempt(backend, code, clock() - start)
+            self._end_attempt(pool, backend, start, outcome, code, trace, span, failure, task_failed)
 
-    def _finish(self, pool: Pool, backend: Backend, start: float, outcome: Outcome) -> bool:
-        """Record an attempt's end on its backend; whether that ejected the instance."""
+    def _end_attempt(
+        self, pool: Pool, backend: Backend, start: float, outcome: Outcome, code: grpc.StatusCode, trace: Any,
+        span: Any, failure: BaseException | None, task_failed: bool,
+    ) -> None:
+        """Record an attempt's end, unary or streamed: on its backend (latency, breaker, ejection),
+        on its span when traced, in the metrics when on."""
         end = self.clock()
         ejects = outcome is Outcome.FAILURE and may_eject(pool, backend, end)
-        if backend.end(end, end - start, outcome, may_eject=ejects):
+        ejected = backend.end(end, end - start, outcome, may_eject=ejects)
+        if ejected:
             log.warning("ejected %s for %.0fs after consecutive failures",
                         _describe(backend), backend.outlier.remaining(end),
                         extra={"namespace": backend.namespace, "agent": backend.agent_id,
                                "instance": backend.instance_id})
-            return True
-        return False
+        if span is not None:
+            trace.attempt_end(span, failure, breaker=backend.breaker_state(end).name.lower(),
+                              ejected=ejected, task_failed=task_failed)
+        if self.metrics is not None:
+            self.metrics.attempt(backend, code, end - start)
 
-    def _retry_pause(
-        self, pool: Pool, failure: Failure, attempts: int, max_attempts: int, now: float, deadline: float,
-        timeout: float,
+    async def _back_off(
+        self, pool: Pool, failure: Failure, attempts: int, max_attempts: int, deadline: float,
+        call_seconds: float, trace: Any,
     ) -> float:
-        """Seconds to wait before the next attempt, counted in the pool's budget and metrics; raises
-        the final error when there must be none (`sutradhar._routing.attempts.retry_pause`)."""
+        """Wait out the pause before the next attempt, counted in the pool's budget and metrics and on
+        the call's trace; the clock after it. Raises the final error when there must be no next
+        attempt (`sutradhar._routing.attempts.retry_pause`)."""
+        now = self.clock()
         pause = retry_pause(pool.policy.retry, self.budget(pool), failure, attempts, max_attempts, now, deadline,
-                            timeout, self.rng)
+                            call_seconds, self.rng)
         if self.metrics is not None:
             self.metrics.retry(pool)
-        return pause
+        if trace is not None and trace.sampled:
+            trace.retry(failure.code.name, pause, attempts)
+        if pause <= 0:
+            return now
+        await asyncio.sleep(pause)
+        return self.clock()
 
     async def execute(self, req: wire.RouteRequest, grpc_timeout: float | None, trace: Any = None) -> bytes:
         """Route one unary task; the serialized response with metadata appended. `trace`: see `_attempt`."""
@@ -458,22 +484,9 @@ class Engine:
             except AttemptError as err:
                 failure = Failure(err.code, err.message, err.retry_safe, backend)
             else:
-                if attempts == 1 and not assigned_id:
-                    answer = wire.set_result_metadata(data, backend.result_metadata)
-                else:
-                    answer = wire.set_result_metadata(
-                        data, wire.result_metadata_fields(backend.instance_id, attempts, assigned_id))
-                if len(answer) > self.max_message_bytes:
-                    raise self._oversized(backend, "the answer", len(answer), len(data), attempts)
-                return answer
-            now = clock()
-            pause = self._retry_pause(pool, failure, attempts, max_attempts, now, deadline, timeout)
-            if trace is not None and trace.sampled:
-                trace.retry(failure.code.name, pause, attempts)
+                return self._answer(data, backend, attempts, assigned_id)
+            now = await self._back_off(pool, failure, attempts, max_attempts, deadline, timeout, trace)
             tried.append(backend)
-            if pause > 0:
-                await asyncio.sleep(pause)
-                now = clock()
 
     async def _hedged(
         self, pool: Pool, strategy: Strategy, request: bytes, deadline: float, assigned_id: str, trace: Any = None
@@ -509,12 +522,7 @@ class Engine:
                     backend = running.pop(task)
                     err = task.exception()
                     if err is None:
-                        data = task.result()
-                        answer = wire.set_result_metadata(
-                            data, wire.result_metadata_fields(backend.instance_id, len(tried), assigned_id))
-                        if len(answer) > self.max_message_bytes:
-                            raise self._oversized(backend, "the answer", len(answer), len(data), len(tried))
-                        return answer
+                        return self._answer(task.result(), backend, len(tried), assigned_id)
                     if not isinstance(err, AttemptError):
                         raise err
                     failure = Failure(err.code, err.message, err.retry_safe, backend)
@@ -572,20 +580,14 @@ class Engine:
                 failure = Failure(err.code, err.message, err.retry_safe and not sent_any, backend)
             finally:
                 await events.aclose()
-            now = clock()
-            pause = self._retry_pause(pool, failure, attempts, max_attempts, now, deadline, timeout)
-            if trace is not None and trace.sampled:
-                trace.retry(failure.code.name, pause, attempts)
+            now = await self._back_off(pool, failure, attempts, max_attempts, deadline, timeout, trace)
             tried.append(backend)
-            await asyncio.sleep(pause)
-            now = clock()
 
     async def _stream_attempt(
         self, pool: Pool, backend: Backend, request: bytes, time_left: float, trace: Any = None, number: int = 1,
     ) -> AsyncGenerator[bytes, None]:
         transport = backend.transport or self.transport(backend)
-        clock = self.clock
-        start = clock()
+        start = self.clock()
         backend.begin(start)
         outcome = Outcome.NEUTRAL
         code = grpc.StatusCode.CANCELLED
@@ -606,12 +608,9 @@ class Engine:
             outcome = Outcome.SUCCESS
             code = grpc.StatusCode.OK
         except (_AioRpcError, AttemptError) as err:
-            failed = _attempt_error(backend, err)
-            code = failed.code
-            if failed.code in INSTANCE_FAILURE_CODES:
-                outcome = Outcome.FAILURE
-            failure = failed
-            raise failed from None
+            failure, outcome = _failed(backend, err)
+            code = failure.code
+            raise failure from None
         except TimeoutError:
             outcome = Outcome.FAILURE
             code = grpc.StatusCode.DEADLINE_EXCEEDED
@@ -634,9 +633,4 @@ class Engine:
             # call also failed afterwards, `end` counts that failure instead.
             if failed_result and outcome is not Outcome.FAILURE:
                 backend.app_error()
-            ejected = self._finish(pool, backend, start, outcome)
-            if span is not None:
-                trace.attempt_end(span, failure, breaker=backend.breaker_state(self.clock()).name.lower(),
-                                  ejected=ejected, task_failed=failed_result)
-            if self.metrics is not None:
-                self.metrics.attempt(backend, code, clock() - start)
+            self._end_attempt(pool, backend, start, outcome, code, trace, span, failure, failed_result)
