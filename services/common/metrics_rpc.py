@@ -22,8 +22,8 @@ import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from sutradhar._middleware import Method, Stage, Streaming, Unary
+from sutradhar._prometheus import LATENCY_BUCKETS, MetricsEndpoint
 from sutradhar.services.common.log_context import status_of
-from sutradhar.services.common.metrics import LATENCY_BUCKETS, MetricsEndpoint
 from sutradhar.services.common.metrics_etcd import EtcdMetrics
 
 _RPC_LABELS = ("grpc_service", "grpc_method")
