@@ -244,7 +244,7 @@ class TracingMiddleware:
 
 
 @contextlib.contextmanager
-def _server_span(tracer: Any, name: str, context: grpc.aio.ServicerContext) -> Iterator[Any]:
+def _server_span(tracer: Any, name: str, context: grpc.aio.ServicerContext) -> Iterator[None]:
     """A SERVER span named `name` under the call's ``traceparent``, current inside the block and
     ended when the block is left, with the status the call ends with (`Outcome`)."""
     from opentelemetry import trace
@@ -259,7 +259,7 @@ def _server_span(tracer: Any, name: str, context: grpc.aio.ServicerContext) -> I
 
     with (trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False),
           Outcome(context, ended)):
-        yield span
+        yield
 
 
 @contextlib.contextmanager
