@@ -52,6 +52,13 @@ What a middleware gets and may do:
   `contextvars.ContextVar` set by a middleware is seen by the stages inside it
   and by the handler, and by no other call.
 
+A stage that acts on how a call ends (tracing, metrics, the log context's call
+lines) wraps the stages inside in `Outcome`: ``with Outcome(context, ended):``
+around ``return await call_next(...)``, or around the ``async for`` of a
+stream, calls ``ended(status, error, seconds)`` once, however the block is
+left, with the status code name the call ends with (`status_of`, as `Errors`
+answers it).
+
 Streams: a unary-stream method is wrapped by `Middleware.stream`, which gets
 the request and context once and returns an async iterator; the stage sees
 each response as it passes (``async for item in call_next(...): yield item``)
@@ -65,11 +72,14 @@ chain: no Sutradhar API streams requests.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
+from types import TracebackType
 from typing import Any, Protocol
 
 import grpc
@@ -193,6 +203,51 @@ class Middleware(Protocol):
     def stream(self, method: Method, call_next: Streaming) -> Streaming:
         """The behaviour for a streaming-response `method` that ends in `call_next`."""
         ...
+
+
+def status_of(err: BaseException | None, context: grpc.aio.ServicerContext) -> str:
+    """The status code name a call ends with when the stages inside end with `err` (None: no error),
+    as `Errors` answers it: a SutradharError's code, the code of an abort, CANCELLED for a
+    cancellation, INTERNAL for anything else."""
+    if err is None:
+        return "OK"
+    if isinstance(err, SutradharError):
+        return err.code.name
+    if isinstance(err, grpc.aio.AbortError):
+        code = context.code()
+        return code.name if isinstance(code, grpc.StatusCode) else "ABORTED"
+    if isinstance(err, asyncio.CancelledError):
+        return "CANCELLED"
+    return "INTERNAL"
+
+
+Ended = Callable[[str, BaseException | None, float], None]
+"""What a stage does when a call ends: ``ended(status, error, seconds)`` gets the status code name
+(`status_of`), the error the stages inside ended with (None: none) and the seconds the call took."""
+
+
+class Outcome:
+    """The end of a call, for the stages that act on it (tracing, metrics, the call log).
+
+    ``with Outcome(context, ended):`` around ``return await call_next(request, context)``, or around
+    ``async for item in call_next(request, context): yield item``, calls `ended` once when the block
+    is left, however it is left: returned, raised, cancelled, or the stream closed. The error goes on
+    to the stages outside; `ended` should not raise. One small object per call, no generator.
+    """
+
+    __slots__ = ("_context", "_ended", "_started")
+
+    def __init__(self, context: grpc.aio.ServicerContext, ended: Ended) -> None:
+        self._context = context
+        self._ended = ended
+        self._started = 0.0
+
+    def __enter__(self) -> None:
+        self._started = time.perf_counter()
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self._ended(status_of(error, self._context), error, time.perf_counter() - self._started)
 
 
 async def _abort(context: grpc.aio.ServicerContext, err: Exception, full_name: str) -> None:
@@ -369,13 +424,16 @@ __all__ = [
     "Chain",
     "ChainedGenericHandler",
     "ChainedRegistrar",
+    "Ended",
     "Errors",
     "Method",
     "Middleware",
+    "Outcome",
     "Stage",
     "Streaming",
     "Unary",
     "UndecodableRequest",
     "status_details",
+    "status_of",
     "tolerant_deserializer",
 ]

@@ -479,15 +479,15 @@ class AgentServer:
             prometheus = AgentPrometheus(agent=self.agent.id, namespace=self.namespace,
                                          task_types=list(self.agent.task_types),
                                          in_flight=lambda: servicer.metrics.in_flight)
-            bound = prometheus.serve(host, port)
+            endpoint = prometheus.serve(host, port)
         except (FailedPrecondition, OSError) as err:
             if not self.settings.metrics_optional:
                 raise
             reason = err.strerror if isinstance(err, OSError) else str(err)
             log.warning("agent %s serves no /metrics: %s", self.agent.id, reason)
             return
-        self.metrics_url = f"http://{f'[{host}]' if ':' in host else host}:{bound}/metrics"
-        self.metrics_port = bound
+        self.metrics_url = endpoint.url
+        self.metrics_port = endpoint.port
         servicer.prometheus = prometheus
 
     async def _obtain_certificate(self, bootstrap: Bootstrap) -> None:

@@ -36,6 +36,7 @@ request, the metadata, a token or a key. The request id is the caller's
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import uuid
@@ -169,17 +170,25 @@ class AuditMiddleware:
         self, method: Method, entry: MethodAccess | None, call_next: Unary, request: Any,
         context: grpc.aio.ServicerContext,
     ) -> Any:
+        async with self._audited_mutation(method, entry, request, context):
+            return await call_next(request, context)
+
+    @contextlib.asynccontextmanager
+    async def _audited_mutation(
+        self, method: Method, entry: MethodAccess | None, request: Any, context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[None]:
+        """A mutation's call inside the block, with its `_Call` for the gate; its audit finished when
+        the block is left, however (`_finish`, awaited: it writes to etcd, so not `Outcome`)."""
         call = _Call(self.now())
         token = _CALL.set(call)
         try:
-            response = await call_next(request, context)
+            yield
         except BaseException as err:
             _CALL.reset(token)
             await self._finish(method, entry, request, context, call, err)
             raise
         _CALL.reset(token)
         await self._finish(method, entry, request, context, call, None)
-        return response
 
     def stream(self, method: Method, call_next: Streaming) -> Streaming:
         """As `unary`, for a streaming response (the record completes when the stream ends)."""
@@ -187,17 +196,9 @@ class AuditMiddleware:
         entry = self._entry(method)
 
         async def audited_mutation(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            call = _Call(self.now())
-            token = _CALL.set(call)
-            try:
+            async with self._audited_mutation(method, entry, request, context):
                 async for item in call_next(request, context):
                     yield item
-            except BaseException as err:
-                _CALL.reset(token)
-                await self._finish(method, entry, request, context, call, err)
-                raise
-            _CALL.reset(token)
-            await self._finish(method, entry, request, context, call, None)
 
         async def audited(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             try:

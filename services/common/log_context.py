@@ -21,17 +21,14 @@ still sees it when it logs an unexpected error of the call.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 
-from sutradhar._errors import SutradharError
 from sutradhar._log_context import LogContext, set_context, trace_from_traceparent, traceparent_of
-from sutradhar._middleware import Method, Stage, Streaming, Unary
+from sutradhar._middleware import Method, Outcome, Stage, Streaming, Unary
 from sutradhar._tracing import current_ids
 
 #: The per-call DEBUG lines.
@@ -48,23 +45,8 @@ def call_context(method: str, request: Any, context: grpc.aio.ServicerContext) -
                       trace_id=trace_id, span_id=span_id)
 
 
-def status_of(err: BaseException | None, context: grpc.aio.ServicerContext) -> str:
-    """The status code name a call ends with when the stages inside end with `err` (None: no error)."""
-    if err is None:
-        return "OK"
-    if isinstance(err, SutradharError):
-        return err.code.name
-    if isinstance(err, grpc.aio.AbortError):
-        code = context.code()
-        return code.name if isinstance(code, grpc.StatusCode) else "ABORTED"
-    if isinstance(err, asyncio.CancelledError):
-        return "CANCELLED"
-    return "INTERNAL"
-
-
-def _log_call(method: str, started: float, err: BaseException | None, context: grpc.aio.ServicerContext) -> None:
-    millis = (time.perf_counter() - started) * 1000
-    code = status_of(err, context)
+def _log_call(method: str, code: str, seconds: float) -> None:
+    millis = seconds * 1000
     calls_log.debug("%s %s in %.1f ms", method, code, millis, extra={"code": code, "duration_ms": round(millis, 3)})
 
 
@@ -79,18 +61,15 @@ class LogContextMiddleware:
             return call_next
         name = method.full_name
 
+        def ended(status: str, error: BaseException | None, seconds: float) -> None:
+            _log_call(name, status, seconds)
+
         async def logged(request: Any, context: grpc.aio.ServicerContext) -> Any:
             set_context(call_context(name, request, context))
             if not calls_log.isEnabledFor(logging.DEBUG):
                 return await call_next(request, context)
-            started, failure = time.perf_counter(), None
-            try:
+            with Outcome(context, ended):
                 return await call_next(request, context)
-            except BaseException as err:
-                failure = err
-                raise
-            finally:
-                _log_call(name, started, failure, context)
 
         return logged
 
@@ -100,17 +79,14 @@ class LogContextMiddleware:
             return call_next
         name = method.full_name
 
+        def ended(status: str, error: BaseException | None, seconds: float) -> None:
+            if calls_log.isEnabledFor(logging.DEBUG):
+                _log_call(name, status, seconds)
+
         async def logged(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             set_context(call_context(name, request, context))
-            started, failure = time.perf_counter(), None
-            try:
+            with Outcome(context, ended):
                 async for item in call_next(request, context):
                     yield item
-            except BaseException as err:
-                failure = err
-                raise
-            finally:
-                if calls_log.isEnabledFor(logging.DEBUG):
-                    _log_call(name, started, failure, context)
 
         return logged

@@ -16,8 +16,8 @@ from typing import Any, Final
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 
 from sutradhar._errors import SutradharError
+from sutradhar._prometheus import LATENCY_BUCKETS
 from sutradhar.services.common import keys
-from sutradhar.services.common.metrics import LATENCY_BUCKETS
 from sutradhar.services.common.store import Store, prefix_end
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from sutradhar.services.common.metrics import LATENCY_BUCKETS
+from sutradhar._prometheus import LATENCY_BUCKETS
 from sutradhar.services.common.probing import ProbeName
 from sutradhar.v1 import registry_pb2
 

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from sutradhar.services.common.metrics import LATENCY_BUCKETS
+from sutradhar._prometheus import LATENCY_BUCKETS
 
 #: Labels of the per-instance series.
 INSTANCE_LABELS = ("namespace", "agent", "instance_id")

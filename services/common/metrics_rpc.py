@@ -14,16 +14,14 @@ adds its own metrics to `registry` (a collector reading its state at scrape time
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from sutradhar._middleware import Method, Stage, Streaming, Unary
-from sutradhar.services.common.log_context import status_of
-from sutradhar.services.common.metrics import LATENCY_BUCKETS, MetricsEndpoint
+from sutradhar._middleware import Method, Outcome, Stage, Streaming, Unary
+from sutradhar._prometheus import LATENCY_BUCKETS, MetricsEndpoint
 from sutradhar.services.common.metrics_etcd import EtcdMetrics
 
 _RPC_LABELS = ("grpc_service", "grpc_method")
@@ -60,17 +58,14 @@ class RpcMetrics:
         started, codes, values = self._children(method, "unary")
         seconds = self.seconds.labels(*values)
 
+        def ended(status: str, error: BaseException | None, took: float) -> None:
+            seconds.observe(took)
+            self._handled(codes, values, status)
+
         async def counted(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started.inc()
-            begin, failure = time.perf_counter(), None
-            try:
+            with Outcome(context, ended):
                 return await call_next(request, context)
-            except BaseException as err:
-                failure = err
-                raise
-            finally:
-                seconds.observe(time.perf_counter() - begin)
-                self._handled(codes, values, status_of(failure, context))
 
         return counted
 
@@ -79,17 +74,14 @@ class RpcMetrics:
             return call_next
         started, codes, values = self._children(method, "server_stream")
 
+        def ended(status: str, error: BaseException | None, took: float) -> None:
+            self._handled(codes, values, status)
+
         async def counted(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             started.inc()
-            failure = None
-            try:
+            with Outcome(context, ended):
                 async for item in call_next(request, context):
                     yield item
-            except BaseException as err:
-                failure = err
-                raise
-            finally:
-                self._handled(codes, values, status_of(failure, context))
 
         return counted
 

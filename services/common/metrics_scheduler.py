@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from sutradhar.services.common.metrics import LATENCY_BUCKETS
+from sutradhar._prometheus import LATENCY_BUCKETS
 from sutradhar.v1 import scheduler_pb2
 
 T = TypeVar("T")

@@ -34,9 +34,8 @@ import grpc
 
 from sutradhar import _tracing
 from sutradhar._log_context import traceparent_of
-from sutradhar._middleware import Method, Stage, Streaming, Unary
+from sutradhar._middleware import Method, Outcome, Stage, Streaming, Unary
 from sutradhar._tracing import code_of, end_span, remote_parent
-from sutradhar.services.common.log_context import status_of
 from sutradhar.services.common.probing import IN_PROCESS
 
 ROUTER_EXECUTE: Final = "sutradhar.v1.RouterService/Execute"
@@ -224,15 +223,8 @@ class TracingMiddleware:
         name = method.full_name.lstrip("/")
 
         async def traced(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            with _server_span(tracer, name, context) as span:
-                failure: BaseException | None = None
-                try:
-                    return await call_next(request, context)
-                except BaseException as err:
-                    failure = err
-                    raise
-                finally:
-                    end_span(span, status_of(failure, context), failure, server=True)
+            with _server_span(tracer, name, context):
+                return await call_next(request, context)
 
         return traced
 
@@ -244,32 +236,30 @@ class TracingMiddleware:
         name = method.full_name.lstrip("/")
 
         async def traced(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            with _server_span(tracer, name, context) as span:
-                failure: BaseException | None = None
-                try:
-                    async for item in call_next(request, context):
-                        yield item
-                except BaseException as err:
-                    failure = err
-                    raise
-                finally:
-                    end_span(span, status_of(failure, context), failure, server=True)
+            with _server_span(tracer, name, context):
+                async for item in call_next(request, context):
+                    yield item
 
         return traced
 
 
 @contextlib.contextmanager
-def _server_span(tracer: Any, name: str, context: grpc.aio.ServicerContext) -> Iterator[Any]:
-    """A SERVER span named `name` under the call's ``traceparent``, current inside the block
-    (ended by the caller, which knows the status)."""
+def _server_span(tracer: Any, name: str, context: grpc.aio.ServicerContext) -> Iterator[None]:
+    """A SERVER span named `name` under the call's ``traceparent``, current inside the block and
+    ended when the block is left, with the status the call ends with (`Outcome`)."""
     from opentelemetry import trace
     from opentelemetry.trace import SpanKind
 
     parent_context = remote_parent(traceparent_of(context.invocation_metadata()))
     span = tracer.start_span(name, context=parent_context, kind=SpanKind.SERVER,
                              attributes={"rpc.system.name": "grpc", "rpc.method": name})
-    with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
-        yield span
+
+    def ended(status: str, error: BaseException | None, seconds: float) -> None:
+        end_span(span, status, error, server=True)
+
+    with (trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False),
+          Outcome(context, ended)):
+        yield
 
 
 @contextlib.contextmanager

@@ -101,7 +101,7 @@ class RouterServer:
         self.metrics: Any = None
         self.metrics_endpoint: Any = None
         if config.metrics:
-            from sutradhar.services.common.metrics import MetricsEndpoint
+            from sutradhar._prometheus import MetricsEndpoint
             from sutradhar.services.common.metrics_router import RouterMetrics
 
             self.metrics = self.engine.metrics = RouterMetrics(self.view, clock=clock)

@@ -1,19 +1,24 @@
 """The audit log's pure rules without a network: ids sort by time, filters,
 page sizes and tokens, retention arithmetic with a fixed clock, what a record
-keeps of an error, and that the audit stage cannot be wired without its gate."""
+keeps of an error, that the audit stage cannot be wired without its gate, and that it
+records a mutation before it runs and completes the record with its status."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import grpc
 import pytest
 
 from sutradhar._errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from sutradhar._middleware import Chain, Method
 from sutradhar.cli.audit import parse_since
 from sutradhar.services.common import audit_records as records
-from sutradhar.services.common.audit import AuditLog
+from sutradhar.services.common.access import MethodAccess
+from sutradhar.services.common.audit import Appended, AuditLog
 from sutradhar.services.common.audit_middleware import AuditMiddleware
 from sutradhar.services.common.audit_records import AuditFilter
 from sutradhar.v1 import audit_pb2 as pb
@@ -125,3 +130,60 @@ def test_the_audit_stage_refuses_to_compose_without_its_gate() -> None:
     chain = Chain([audit.gate, audit])
     chain.unary(Method("sutradhar.v1.RegistryService", "RegisterAgent"), handle)
     assert [type(m).__name__ for m in chain.middleware] == ["Errors", "AuditMiddleware", "AuditGate"]
+
+
+class MemoryAuditLog(AuditLog):
+    """An AuditLog that keeps its records in a list instead of etcd."""
+
+    def __init__(self) -> None:
+        super().__init__(store=None, now=lambda: T0)  # type: ignore[arg-type]  # never reached
+        self.written: list[tuple[str, str, str]] = []
+
+    async def append(self, event: pb.AuditEvent) -> Appended:
+        event.audit_id = event.audit_id or self.new_id()
+        self.written.append(("append", pb.AuditStage.Name(event.stage), event.status_code))
+        return Appended(event.audit_id, len(self.written))
+
+    async def complete(self, appended: Appended, event: pb.AuditEvent) -> None:
+        self.written.append(("complete", pb.AuditStage.Name(event.stage), event.status_code))
+
+
+def test_a_mutation_is_recorded_before_it_runs_and_completed_with_its_status_unary_and_streaming() -> None:
+    log = MemoryAuditLog()
+    table = {f"/x.v1.S/{name}": MethodAccess("create", "agents", lambda request: "ns", mutation=True)
+             for name in ("Make", "Fail", "MakeMany")}
+    audit = AuditMiddleware(log, table=table)
+    chain = Chain(audit.stages)
+
+    class Context:
+        def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+            return (("x-request-id", "r1"),)
+
+        def peer(self) -> str:
+            return "ipv4:127.0.0.1:5000"
+
+        async def abort(self, code: Any, details: str) -> None:
+            raise grpc.aio.AbortError()
+
+    async def make(request: Any, context: Any) -> str:
+        return "made"
+
+    async def fail(request: Any, context: Any) -> str:
+        raise NotFound("no such agent")
+
+    async def make_many(request: Any, context: Any) -> AsyncIterator[int]:
+        yield 1
+        yield 2
+
+    async def run() -> list[int]:
+        assert await chain.unary(Method("x.v1.S", "Make"), make)(None, Context()) == "made"
+        with pytest.raises(grpc.aio.AbortError):
+            await chain.unary(Method("x.v1.S", "Fail"), fail)(None, Context())
+        stream = chain.stream(Method("x.v1.S", "MakeMany", server_streaming=True), make_many)
+        return [item async for item in stream(None, Context())]
+
+    assert asyncio.run(run()) == [1, 2]
+    received, complete = "AUDIT_STAGE_REQUEST_RECEIVED", "AUDIT_STAGE_RESPONSE_COMPLETE"
+    assert log.written == [("append", received, ""), ("complete", complete, "OK"),
+                           ("append", received, ""), ("complete", complete, "NOT_FOUND"),
+                           ("append", received, ""), ("complete", complete, "OK")]

@@ -79,6 +79,8 @@ def test_importing_the_sdk_pulls_no_mesh_dependency() -> None:
     code = (
         "import sys, sutradhar, sutradhar.testing, sutradhar.serve, sutradhar.conformance\n"
         "import sutradhar._clients, sutradhar._labels, sutradhar._names, sutradhar._semver, sutradhar._strategy_names\n"
+        # the /metrics endpoint and the latency buckets: prometheus_client only once an endpoint starts
+        "import sutradhar._prometheus\n"
         # the routing core, every module of it: the router and the SDK's callers share it
         "import importlib, pkgutil, sutradhar._routing as core\n"
         "for m in pkgutil.iter_modules(core.__path__): importlib.import_module(f'sutradhar._routing.{m.name}')\n"

@@ -5,6 +5,7 @@ and the error table both ways."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 from collections.abc import AsyncIterator
 from typing import Any
@@ -27,10 +28,12 @@ from sutradhar._middleware import (
     ChainedGenericHandler,
     Errors,
     Method,
+    Outcome,
     Stage,
     Streaming,
     Unary,
     UndecodableRequest,
+    status_of,
 )
 from sutradhar.v1 import registry_pb2
 
@@ -346,6 +349,109 @@ def test_a_generic_handler_is_composed_on_first_call_and_kept() -> None:
 
     assert generic.service(Unknown()) is None  # type: ignore[arg-type]
     assert recorder.composed == ["/x.v1.S/M"] and list(generic._composed) == ["/x.v1.S/M"]  # no entry for "Nope"
+
+
+class Ends:
+    """A middleware that records, with `Outcome`, how each call ends: (method, status, error type)."""
+
+    stage = Stage.METRICS
+
+    def __init__(self) -> None:
+        self.ends: list[tuple[str, str, str]] = []
+
+    def _ended(self, method: Method) -> Any:
+        def ended(status: str, error: BaseException | None, seconds: float) -> None:
+            assert seconds >= 0
+            self.ends.append((method.name, status, type(error).__name__ if error is not None else ""))
+
+        return ended
+
+    def unary(self, method: Method, call_next: Unary) -> Unary:
+        ended = self._ended(method)
+
+        async def run(request: Any, context: Any) -> Any:
+            with Outcome(context, ended):
+                return await call_next(request, context)
+
+        return run
+
+    def stream(self, method: Method, call_next: Streaming) -> Streaming:
+        ended = self._ended(method)
+
+        async def run(request: Any, context: Any) -> AsyncIterator[Any]:
+            with Outcome(context, ended):
+                async for item in call_next(request, context):
+                    yield item
+
+        return run
+
+
+def test_outcome_gives_a_stage_the_status_of_every_end_of_unary_and_streaming_calls() -> None:
+    ends = Ends()
+    chain = Chain([ends])
+
+    async def ok(request: Any, context: Any) -> str:
+        return "ok"
+
+    async def missing(request: Any, context: Any) -> str:
+        raise NotFound("no such agent")
+
+    async def broken(request: Any, context: Any) -> str:
+        raise KeyError("bug")
+
+    async def cancelled(request: Any, context: Any) -> str:
+        raise asyncio.CancelledError()
+
+    async def two_then_refused(request: Any, context: Any) -> AsyncIterator[int]:
+        yield 1
+        yield 2
+        raise Unauthenticated("no token")
+
+    async def endless(request: Any, context: Any) -> AsyncIterator[int]:
+        while True:
+            yield 0
+
+    async def run() -> None:
+        for name, behaviour in (("Ok", ok), ("Missing", missing), ("Broken", broken)):
+            with contextlib.suppress(Aborted):
+                await call(chain.handler("x.v1.S", name, unary_handler(behaviour)), None)
+        with pytest.raises(asyncio.CancelledError):
+            await call(chain.handler("x.v1.S", "Cancelled", unary_handler(cancelled)), None)
+        stream = chain.handler("x.v1.S", "Stream", grpc.unary_stream_rpc_method_handler(two_then_refused))
+        got: list[int] = []
+        with pytest.raises(Aborted):
+            async for item in stream.unary_stream(None, FakeContext()):
+                got.append(item)
+        assert got == [1, 2]
+        closed = chain.handler("x.v1.S", "Closed", grpc.unary_stream_rpc_method_handler(endless)).unary_stream(
+            None, FakeContext())
+        assert await anext(closed) == 0
+        await closed.aclose()  # the caller went away: the stage still sees the end
+
+    asyncio.run(run())
+    assert ends.ends[:-1] == [
+        ("Ok", "OK", ""),
+        ("Missing", "NOT_FOUND", "NotFound"),
+        ("Broken", "INTERNAL", "KeyError"),
+        ("Cancelled", "CANCELLED", "CancelledError"),
+        ("Stream", "UNAUTHENTICATED", "Unauthenticated"),
+    ]
+    name, _, error = ends.ends[-1]
+    assert (name, error) == ("Closed", "GeneratorExit")
+
+
+def test_status_of_an_abort_is_the_code_the_handler_set() -> None:
+    class Context:
+        def __init__(self, code: grpc.StatusCode | None) -> None:
+            self._code = code
+
+        def code(self) -> grpc.StatusCode | None:
+            return self._code
+
+    aborted = grpc.aio.AbortError()
+    assert status_of(aborted, Context(grpc.StatusCode.RESOURCE_EXHAUSTED)) == "RESOURCE_EXHAUSTED"  # type: ignore[arg-type]
+    assert status_of(aborted, Context(None)) == "ABORTED"  # type: ignore[arg-type]
+    assert status_of(None, Context(None)) == "OK"  # type: ignore[arg-type]
 
 
 def test_every_code_maps_to_its_class_and_back() -> None:

@@ -14,7 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 from sutradhar._labels import METRICS_PORT_LABEL
-from sutradhar.services.common.metrics import MetricsEndpoint
+from sutradhar._prometheus import MetricsEndpoint
 from sutradhar.services.registry.scrape_targets import PATH, ScrapeTargets, metrics_target, target_groups
 from sutradhar.v1 import registry_pb2
 
