@@ -76,6 +76,10 @@ def as_timedelta(timeout: Timeout) -> timedelta | None:
 
 
 def _seconds(timeout: Timeout) -> float | None:
+    """`timeout` in seconds (0 at the least), None for none; TypeError as `as_timedelta`."""
+    kind = type(timeout)
+    if kind is float or kind is int:  # the common case, without building a timedelta
+        return max(float(timeout), 0.0)  # type: ignore[arg-type]
     delta = as_timedelta(timeout)
     return None if delta is None else max(delta.total_seconds(), 0.0)
 
@@ -374,10 +378,7 @@ class RouterClient(_Client):
         task = make_task(payload, task_type=task_type, task_id=task_id, context=context, timeout=timeout)
         selector, options = self._route_of(
             namespace, agent_type, version_range, capabilities, labels, agent_id, strategy, max_attempts, timeout)
-        request = router_pb2.RouterServiceExecuteRequest(selector=selector, options=options)
-        task_to_proto(task, request.task)
-        response = await self._send(request, _router_grpc_timeout(task, timeout))
-        return result_from_proto(response.result)
+        return await self._send(task, selector, options, _router_grpc_timeout(task, timeout))
 
     async def execute_stream(
         self,
@@ -401,27 +402,31 @@ class RouterClient(_Client):
         task = make_task(payload, task_type=task_type, task_id=task_id, context=context, timeout=timeout)
         selector, options = self._route_of(
             namespace, agent_type, version_range, capabilities, labels, agent_id, strategy, max_attempts, timeout)
-        request = router_pb2.RouterServiceExecuteStreamRequest(selector=selector, options=options)
-        task_to_proto(task, request.task)
-        events = self._send_stream(request, _router_grpc_timeout(task, timeout))
+        events = self._send_stream(task, selector, options, _router_grpc_timeout(task, timeout))
         try:
-            async for msg in events:
-                yield event_from_proto(msg)
+            async for event in events:
+                yield event
         finally:
             await events.aclose()
 
     async def _send(
-        self, request: router_pb2.RouterServiceExecuteRequest, grpc_timeout: float | None
-    ) -> router_pb2.RouterServiceExecuteResponse:
-        """Send one routed task to the router (`DirectClient` routes it itself when it can)."""
-        return await self._call(self._stub.Execute(request, timeout=grpc_timeout))
+        self, task: Task, selector: router_pb2.Selector, options: router_pb2.RouteOptions, grpc_timeout: float | None
+    ) -> Result:
+        """Send one task to the router with its selector and options; its Result (`DirectClient`
+        routes it itself when it can)."""
+        request = router_pb2.RouterServiceExecuteRequest(selector=selector, options=options)
+        task_to_proto(task, request.task)
+        response = await self._call(self._stub.Execute(request, timeout=grpc_timeout))
+        return result_from_proto(response.result)
 
     async def _send_stream(
-        self, request: router_pb2.RouterServiceExecuteStreamRequest, grpc_timeout: float | None
-    ) -> AsyncGenerator[router_pb2.RouterServiceExecuteStreamResponse, None]:
-        """Send one routed stream to the router; its events (`DirectClient` routes it itself when it can)."""
+        self, task: Task, selector: router_pb2.Selector, options: router_pb2.RouteOptions, grpc_timeout: float | None
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """Send one streamed task to the router; its events (`DirectClient` routes it itself when it can)."""
+        request = router_pb2.RouterServiceExecuteStreamRequest(selector=selector, options=options)
+        task_to_proto(task, request.task)
         async for msg in self._iterate(self._stub.ExecuteStream(request, timeout=grpc_timeout)):
-            yield msg
+            yield event_from_proto(msg)
 
     async def get_stats(
         self, *, namespace: str = "", agent_type: str = "", timeout: Timeout = None

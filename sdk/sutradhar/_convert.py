@@ -137,15 +137,26 @@ def _fill_list(data: list[Any] | tuple[Any, ...], out: struct_pb2.Value) -> None
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def set_timestamp(out: timestamp_pb2.Timestamp, when: datetime) -> None:
-    """Write `when` into `out` (a naive datetime is taken as UTC): what
-    ``Timestamp.FromDatetime`` writes, by integer arithmetic on the datetime
-    (exact to the microsecond, and without its time tuple and ``timegm``)."""
+def _timestamp_parts(when: datetime) -> tuple[int, int]:
+    """The Timestamp seconds and nanos of `when` (a naive datetime is taken as UTC): what
+    ``Timestamp.FromDatetime`` writes, by integer arithmetic on the datetime (exact to the
+    microsecond, and without its time tuple and ``timegm``)."""
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     delta = when - _EPOCH
-    out.seconds = delta.days * 86400 + delta.seconds
-    out.nanos = delta.microseconds * 1000
+    return delta.days * 86400 + delta.seconds, delta.microseconds * 1000
+
+
+def set_timestamp(out: timestamp_pb2.Timestamp, when: datetime) -> None:
+    """Write `when` into `out` (`_timestamp_parts`)."""
+    out.seconds, out.nanos = _timestamp_parts(when)
+
+
+def unix_seconds(when: datetime) -> float:
+    """`when` as the router reads it from the Timestamp `set_timestamp` writes (seconds plus nanos
+    over 1e9, `sutradhar._routing.wire`): the same float to the last bit."""
+    seconds, nanos = _timestamp_parts(when)
+    return seconds + nanos / 1e9
 
 
 def context_from_proto(msg: agent_pb2.TaskContext) -> TaskContext:

@@ -62,8 +62,10 @@ from typing import Any, Self
 
 from google.protobuf.message import DecodeError
 
+from sutradhar._agent import Result, StreamEvent, Task
 from sutradhar._aio import cancel_until_done
 from sutradhar._clients import RegistryClient, RouterClient, Timeout, _seconds
+from sutradhar._convert import event_from_proto, result_from_proto, task_to_proto, unix_seconds
 from sutradhar._credentials import open_channel
 from sutradhar._errors import SutradharError
 from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES
@@ -75,12 +77,15 @@ from sutradhar._routing import wire
 from sutradhar._routing.selection import Pool
 from sutradhar._routing.view import View
 from sutradhar._values import to_duration
-from sutradhar.v1 import ratelimit_pb2, registry_pb2, router_pb2
+from sutradhar.v1 import agent_pb2, ratelimit_pb2, registry_pb2, router_pb2
 
 log = logging.getLogger(__name__)
 
 #: How often the load of direct calls is reported to the registry.
 REPORT_PERIOD = timedelta(seconds=1)
+
+#: Selectors (and their refusals) a client keeps; a client sends the same few again and again.
+SELECTOR_CACHE_SIZE = 1024
 
 #: Why a call went to the router (the keys of `DirectStats.fallbacks`).
 NOT_SYNCED = "not-synced"
@@ -137,9 +142,12 @@ class _LimitedNamespaces:
 
     def __init__(self) -> None:
         self.names: dict[str, set[str]] = {}
+        self.version = 0
+        """Moves on every change (what was decided from `names` is stale then)."""
 
     def put(self, limit: ratelimit_pb2.RateLimit, now: float) -> None:
         self.names.setdefault(limit.namespace or "default", set()).add(limit.name)
+        self.version += 1
 
     def delete(self, namespace: str, name: str) -> None:
         held = self.names.get(namespace or "default")
@@ -147,11 +155,13 @@ class _LimitedNamespaces:
             held.discard(name)
             if not held:
                 del self.names[namespace or "default"]
+        self.version += 1
 
     def replace(self, limits: list[ratelimit_pb2.RateLimit], now: float) -> None:
         self.names.clear()
         for limit in limits:
             self.put(limit, now)
+        self.version += 1
 
 
 class DirectClient(RouterClient):
@@ -200,6 +210,8 @@ class DirectClient(RouterClient):
         self._direct = 0
         self._fallbacks: Counter[str] = Counter()
         self._httpx = importlib.util.find_spec("httpx") is not None
+        self._selectors: dict[int, tuple[router_pb2.Selector, bytes]] = {}
+        self._reasons: dict[bytes, tuple[tuple[int, int], str]] = {}
 
     def _discard(self, backend: Any) -> None:
         self.engine.discard(backend)
@@ -289,46 +301,90 @@ class DirectClient(RouterClient):
                 return HTTP_WITHOUT_HTTPX
         return ""
 
-    def _route(self, request: Any) -> wire.RouteRequest | None:
-        """The request split for the engine, or None (counted) when the router must take it."""
+    def _selector_bytes(self, selector: router_pb2.Selector) -> bytes:
+        """`selector` serialized deterministically (the engine's pool key), kept per selector
+        object: `RouterClient` passes the same few, built once (`_route_of`)."""
+        kept = self._selectors.get(id(selector))
+        if kept is not None and kept[0] is selector:
+            return kept[1]
+        data = selector.SerializeToString(deterministic=True)
+        if len(self._selectors) >= SELECTOR_CACHE_SIZE:
+            self._selectors.clear()
+        self._selectors[id(selector)] = (selector, data)  # holding it keeps its id from being reused
+        return data
+
+    def _refusal_of(self, selector_bytes: bytes) -> str:
+        """Why a call of this selector must go to the router ("" when this client routes it),
+        kept per view generation and RateLimit change."""
+        key = (self.view.generation, self._limited.version)
+        kept = self._reasons.get(selector_bytes)
+        if kept is not None and kept[0] == key:
+            return kept[1]
+        reason = OTHER_NAMESPACE if self.namespace != ALL_NAMESPACES and \
+            _namespace_of(selector_bytes) != self.namespace else ""
+        if not reason:
+            try:
+                reason = self._fallback_reason(self.engine.pool(selector_bytes))
+            except SutradharError:
+                reason = ""  # the engine raises the selector's error from its cache, as the router would
+        if len(self._reasons) >= SELECTOR_CACHE_SIZE:
+            self._reasons.clear()
+        self._reasons[selector_bytes] = (key, reason)
+        return reason
+
+    def _route(self, task: Task, selector: router_pb2.Selector, options: router_pb2.RouteOptions,
+               request_type: type[agent_pb2.ExecuteRequest | agent_pb2.ExecuteStreamRequest],
+               ) -> wire.RouteRequest | None:
+        """The task as the engine takes it, or None (counted) when the router must take it.
+
+        The task is written once, as a `request_type` (ExecuteRequest or ExecuteStreamRequest:
+        the task is field 1 of both), whose bytes are the field-1 record the engine sends; its id,
+        type, deadline and traceparent come from `task` itself."""
         self._start()
         reason = self._refusal or ("" if self.view.synced else NOT_SYNCED)
-        route = None
+        selector_bytes = b""
         if not reason:
-            route = wire.route_request_of(request)
-            if self.namespace != ALL_NAMESPACES and _namespace_of(route.selector_bytes) != self.namespace:
-                reason = OTHER_NAMESPACE
-            else:
-                reason = self._fallback_reason(self.engine.pool(route.selector_bytes))
+            selector_bytes = self._selector_bytes(selector)
+            reason = self._refusal_of(selector_bytes)
         if reason:
             self._fallbacks[reason] += 1
             return None
         self._direct += 1
-        return route
+        request = request_type()
+        task_to_proto(task, request.task)
+        context = task.context
+        deadline = context.deadline
+        return wire.RouteRequest(
+            request.SerializeToString(), selector_bytes, options, task.id, task.type,
+            unix_seconds(deadline) if deadline is not None else 0.0, context.traceparent or "",
+        )
 
     async def _send(
-        self, request: router_pb2.RouterServiceExecuteRequest, grpc_timeout: float | None
-    ) -> router_pb2.RouterServiceExecuteResponse:
-        route = self._route(request)
+        self, task: Task, selector: router_pb2.Selector, options: router_pb2.RouteOptions, grpc_timeout: float | None
+    ) -> Result:
+        route = self._route(task, selector, options, agent_pb2.ExecuteRequest)
         if route is None:
-            return await super()._send(request, grpc_timeout)
-        return router_pb2.RouterServiceExecuteResponse.FromString(await self.engine.execute(route, grpc_timeout))
+            return await super()._send(task, selector, options, grpc_timeout)
+        # The answer is the agent's ExecuteResponse with the metadata spliced in (field 1 either way).
+        answer = await self.engine.execute(route, grpc_timeout)
+        return result_from_proto(agent_pb2.ExecuteResponse.FromString(answer).result)
 
     async def _send_stream(
-        self, request: router_pb2.RouterServiceExecuteStreamRequest, grpc_timeout: float | None
-    ) -> AsyncGenerator[router_pb2.RouterServiceExecuteStreamResponse, None]:
-        route = self._route(request)
-        if route is None:
-            events = super()._send_stream(request, grpc_timeout)
+        self, task: Task, selector: router_pb2.Selector, options: router_pb2.RouteOptions, grpc_timeout: float | None
+    ) -> AsyncGenerator[StreamEvent, None]:
+        route = self._route(task, selector, options, agent_pb2.ExecuteStreamRequest)
+        events = super()._send_stream(task, selector, options, grpc_timeout) if route is None else None
+        if events is not None:
             try:
-                async for msg in events:
-                    yield msg
+                async for event in events:
+                    yield event
             finally:
                 await events.aclose()
             return
+        assert route is not None
         stream = self.engine.execute_stream(route, grpc_timeout)
         try:
-            async for event in stream:
-                yield router_pb2.RouterServiceExecuteStreamResponse.FromString(event)
+            async for data in stream:
+                yield event_from_proto(agent_pb2.ExecuteStreamResponse.FromString(data))
         finally:
             await stream.aclose()  # leaving early cancels the agent call

@@ -105,9 +105,10 @@ def test_only_an_agent_may_ask_and_only_about_itself() -> None:
 async def test_a_certified_direct_client_leaves_container_replicas_and_other_namespaces_to_the_router(
     tmp_path: Path,
 ) -> None:
+    from sutradhar import Task
     from sutradhar._direct import DirectClient
     from sutradhar._routing import wire
-    from sutradhar.v1 import registry_pb2, router_pb2
+    from sutradhar.v1 import agent_pb2, registry_pb2, router_pb2
 
     source = Pki.create(tmp_path).source(APP)
     client = DirectClient("127.0.0.1:1", registry="127.0.0.1:1", namespace="team-a", tls=source)
@@ -122,9 +123,9 @@ async def test_a_certified_direct_client_leaves_container_replicas_and_other_nam
         )
 
         def route(agent_type: str, namespace: str = "team-a") -> wire.RouteRequest | None:
-            request = router_pb2.RouterServiceExecuteRequest(
-                selector=router_pb2.Selector(namespace=namespace, agent_type=agent_type))
-            return client._route(request)
+            selector = router_pb2.Selector(namespace=namespace, agent_type=agent_type)
+            return client._route(Task(id="t", type=agent_type), selector, router_pb2.RouteOptions(),
+                                 agent_pb2.ExecuteRequest)
 
         assert route("boxed") is None and route("proc", "team-b") is None
         assert route("proc") is not None  # a process replica: direct

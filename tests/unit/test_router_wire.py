@@ -35,20 +35,6 @@ def test_task_record_is_an_execute_request():
     assert (parsed.task_id, parsed.task_type) == ("t1", "answer")
 
 
-@pytest.mark.parametrize("request_of", [
-    lambda: routed(id="t1", type="answer", payload=to_value({"q": "x" * 100, "n": [1, 2]})),
-    lambda: routed(id="", context=agent_pb2.TaskContext(traceparent="00-ab-cd-01", attributes={"k": "v"})),
-    lambda: router_pb2.RouterServiceExecuteRequest(task=agent_pb2.Task(id="t")),  # no selector or options
-    lambda: router_pb2.RouterServiceExecuteStreamRequest(
-        task=agent_pb2.Task(id="s", type="t", context=agent_pb2.TaskContext(
-            deadline=agent_pb2.TaskContext().deadline.__class__(seconds=1_900_000_000, nanos=123_456_000))),
-        selector=router_pb2.Selector(namespace="ns", agent_type="echo", label_selector="a=b")),
-])
-def test_route_request_of_a_message_is_the_split_of_its_bytes(request_of):
-    req = request_of()
-    assert wire.route_request_of(req) == wire.split_route_request(req.SerializeToString())
-
-
 def test_field_order_and_repeated_occurrences_are_handled():
     req = routed(id="t1", type="answer")
     data = req.selector.SerializeToString()

@@ -219,13 +219,6 @@ def _route_request(task_bytes: bytes, task: Any, request: Any) -> RouteRequest:
     )
 
 
-def route_request_of(request: Any) -> RouteRequest:
-    """What `split_route_request` makes of ``request.SerializeToString()``, from the message
-    itself (a RouterServiceExecute(Stream)Request a caller built: the SDK's `DirectClient`):
-    the task serialized once, and none of the request parsed again."""
-    return _route_request(request.task.SerializeToString(), request.task, request)
-
-
 def split_route_stream_request(data: bytes) -> RouteRequest:
     """`split_route_request` for ExecuteStream (errors name its request type)."""
     return split_route_request(data, EXECUTE_STREAM_REQUEST)
