@@ -319,6 +319,27 @@ async def test_typescript_agent_logs_json_lines(node: str) -> None:
     assert failure["exception"].startswith("Error: crashed on request\n    at ")
 
 
+async def test_typescript_agent_honours_sutradhar_log_level(node: str) -> None:
+    """SUTRADHAR_LOG_LEVEL as the Python SDK reads it: at ERROR the insecure warning is dropped and a crash's
+    line kept, "listening on" is announced at any level; a bad level stops the agent, naming the variable."""
+    with await _spawn(node, {"SUTRADHAR_LOG_LEVEL": "error"}) as proc:
+        async with AgentClient(proc.address) as client:
+            assert (await client.execute({"crash": True}, task_id="task-l")).error is not None
+        assert proc.stop() == 0
+    assert [line for line in proc.output if "runs INSECURE" in line] == []
+    assert any("agent echo failed on task task-l:" in line for line in proc.output), proc.output
+    with await _spawn(node, {}) as proc:  # the default, WARNING, writes the warning
+        assert proc.stop() == 0
+    assert any("runs INSECURE" in line for line in proc.output), proc.output
+
+    done = await asyncio.to_thread(subprocess.run, [node, ECHO], cwd=ROOT, capture_output=True, text=True,
+                                   timeout=30, check=False,
+                                   env={**os.environ, "SUTRADHAR_INSECURE": "1", "SUTRADHAR_LOG_LEVEL": "loud"})
+    assert done.returncode == 2
+    assert ('agent echo: InvalidArgument: SUTRADHAR_LOG_LEVEL="loud" is not one of DEBUG, INFO, WARNING, ERROR, '
+            "CRITICAL") in done.stderr
+
+
 async def _routed(client: RouterClient, namespace: str, payload: object) -> Result | None:
     try:
         result = await client.execute("echo", payload, namespace=namespace, task_type="say", timeout=2)

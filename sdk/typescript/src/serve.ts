@@ -51,7 +51,7 @@ import {
   type MetricsResponse,
 } from "./gen/sutradhar/v1/agent_pb.js";
 import { UndecodableRequest, serviceDefinition } from "./grpc.js";
-import { addLogFields, configureLogging, log, warn } from "./logs.js";
+import { addLogFields, announce, configureLogging, log, warn } from "./logs.js";
 import { TaskMetrics } from "./metrics.js";
 import { AgentPrometheus, METRICS_PORT_LABEL } from "./prometheus.js";
 import { Registration } from "./registration.js";
@@ -555,8 +555,8 @@ export class AgentServer {
     process.once("SIGTERM", wake);
     process.once("SIGINT", wake);
     await this.start();
-    log("INFO", LOGGER, `agent ${this.agent.id} listening on ${this.address}`, { address: this.address });
-    if (this.metricsUrl) log("INFO", LOGGER, `agent ${this.agent.id} metrics on ${this.metricsUrl}`);
+    announce(LOGGER, `agent ${this.agent.id} listening on ${this.address}`, { address: this.address });
+    if (this.metricsUrl) announce(LOGGER, `agent ${this.agent.id} metrics on ${this.metricsUrl}`);
     await signalled;
     await this.stop();
   }
@@ -573,14 +573,14 @@ function definedOnly<T extends object>(options: T): Partial<T> {
 /**
  * Serve `agent` until SIGTERM/SIGINT, then drain and exit 0. Options left undefined fall back to the SUTRADHAR_*
  * variables (SUTRADHAR_PORT, HOST, REGISTRY, NAMESPACE, INSTANCE_ID, AGENT_ID, AGENT_VERSION, INSECURE,
- * TLS_CERT_FILE, METRICS_PORT, METRICS_OPTIONAL, ...), so `node agent.js` runs under the scheduler exactly like a Python agent. A configuration
+ * TLS_CERT_FILE, METRICS_PORT, METRICS_OPTIONAL, LOG_LEVEL, LOG_FORMAT, ...), so `node agent.js` runs under the scheduler exactly like a Python agent. A configuration
  * error is printed and the process exits 2.
  */
 export async function serve(agent: Agent, options: AgentServerOptions = {}): Promise<void> {
   let server: AgentServer;
   try {
     const settings = serveSettings(options);
-    configureLogging(settings.logFormat, settings.agentId || agent.id);
+    configureLogging(settings.logFormat, settings.agentId || agent.id, {}, settings.logLevel);
     server = new AgentServer(agent, settings);
     addLogFields({ agent: server.agent.id, instance: server.instanceId, namespace: server.settings.namespace });
     await server.runUntilSignal();
