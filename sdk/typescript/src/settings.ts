@@ -50,6 +50,13 @@ export interface ServeSettings {
   metricsOptional: boolean;
   /** Log lines on stderr: "text", or "json" (one JSON object per line, the Python SDK's fields); serve() only. */
   logFormat: LogFormat;
+  /** The registry's bootstrap port, host:port: an agent without certificate files trades its bootstrap token
+   * (bootstrapTokenFile) there for a certificate of its agent identity, kept in memory and renewed at 70 % over the
+   * registry's mTLS port (`registry`). Needs tlsCaFile (to verify the registry) and no cert/key files. */
+  bootstrap: string | undefined;
+  /** File holding the agent's bootstrap token (`sutradhar token create --agent ID`; keep it 0600): a file, never the
+   * token itself in a variable or on a command line. */
+  bootstrapTokenFile: string | undefined;
   /** Lowest level of the log lines written (DEBUG, INFO, WARNING, ERROR, CRITICAL; any case); serve() only. */
   logLevel: LogLevel;
 }
@@ -79,6 +86,8 @@ export const DEFAULT_SETTINGS: ServeSettings = {
   metricsOptional: false,
   logFormat: "text",
   logLevel: DEFAULT_LOG_LEVEL,
+  bootstrap: undefined,
+  bootstrapTokenFile: undefined,
 };
 
 const TRUE = ["1", "true", "yes", "on"];
@@ -101,6 +110,7 @@ const KINDS: Record<keyof ServeSettings, Kind> = {
   registerAgent: "boolean", healthPeriodMs: "positive-duration", maxMessageBytes: "count", tlsCertFile: "string",
   tlsKeyFile: "string", tlsCaFile: "string", trustDomain: "string", insecure: "boolean", publishedOnLoopback: "boolean",
   metricsPort: "port", metricsOptional: "boolean", logFormat: "log-format", logLevel: "log-level",
+  bootstrap: "string", bootstrapTokenFile: "string",
 };
 
 const HELP: Record<Kind, string> = {
