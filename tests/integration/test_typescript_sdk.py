@@ -606,8 +606,9 @@ async def test_typescript_agent_with_only_a_bootstrap_token_registers_serves_mtl
 async def test_typescript_agent_with_a_bad_bootstrap_token_stops_saying_why(
     node: str, secure_etcd: SecureEtcd, tmp_path: Path, unique: str
 ) -> None:
-    """An expired token, or one for another agent, stops the agent before it serves (exit 2) with an error that
-    names the bootstrap port or the agent and says what to do, never the token."""
+    """An expired token, one for another agent, or a bootstrap address that is not the registry's stops the agent
+    before it serves (exit 2) with an error that names the bootstrap port or the agent and says what to do, never
+    the token."""
     async with _bootstrap_mesh(secure_etcd, tmp_path, unique) as mesh:
         then = datetime.now(UTC) - timedelta(hours=3)
         issuer = TokenIssuer.for_mesh(IssuerKey.load(tmp_path / "token-issuer.pem"), TD, lambda: then)
@@ -625,6 +626,16 @@ async def test_typescript_agent_with_a_bad_bootstrap_token_stops_saying_why(
             assert done.returncode == 2, done.stderr
             assert all(part in done.stderr for part in says), done.stderr
             assert token not in done.stderr
+        # a good token goes to the registry only: a TLS port of the mesh CA that is not the registry's gets no call
+        token = mesh.mint(SpiffeId.agent(TD, unique, "echo"), unique, "agent")
+        env = {**os.environ, **_bootstrap_env(mesh, tmp_path, token, unique),
+               "SUTRADHAR_BOOTSTRAP": str(mesh.router.token_address)}
+        done = await asyncio.to_thread(subprocess.run, [node, ECHO], cwd=ROOT, capture_output=True, text=True,
+                                       timeout=30, check=False, env=env)
+        assert done.returncode == 2, done.stderr
+        assert f"agent echo: Unavailable: bootstrap port {mesh.router.token_address}: " in done.stderr, done.stderr
+        assert f"the server presented {service('router')}, not {service('registry')}" in done.stderr, done.stderr
+        assert token not in done.stderr
 
 
 @pytest.fixture(scope="session")
