@@ -600,6 +600,7 @@ async def test_typescript_agent_with_only_a_bootstrap_token_registers_serves_mtl
             async with AgentClient(proc.address, tls=mesh.client_source(service("router")), expected=identity) as fresh:
                 assert (await fresh.describe(timeout=5)).id == "echo"
             assert proc.stop() == 0
+        assert [line for line in proc.output if "renewing the certificate" in line] == []  # over mTLS, at once
         assert token not in "\n".join(proc.output)
 
 

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 
 import { AgentServer, SutradharError, status } from "../index.js";
-import { newCertificateRequest, readTokenFile } from "../bootstrap.js";
+import { IssuedTlsSource, newCertificateRequest, readTokenFile, renewAt, type TlsMaterial } from "../bootstrap.js";
 import { EchoLike } from "./support.js";
 
 const TOKEN = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJzZWNyZXQifQ.c2lnbmF0dXJl";
@@ -77,4 +77,37 @@ test("the certificate request is PKCS#10 over a new P-256 key, signed with SHA-2
   assert.deepEqual(der.subarray(algorithm.begin, algorithm.end), Buffer.from("300a06082a8648ce3d040302", "hex"));
   assert.equal(signature.content[0], 0); // no unused bits
   assert.ok(verify("sha256", der.subarray(info.begin, info.end), key, signature.content.subarray(1)));
+});
+
+test("an issued source renews at 70 % of its certificate's life, retries a failure, and tells its listeners", async () => {
+  /** Material `n`, `lived` of its `lifeMs` gone. */
+  const material = (n: number, lifeMs: number, lived = 0): TlsMaterial => ({
+    certificateChain: Buffer.from(`chain ${n}`), privateKey: Buffer.from(`key ${n}`), trustBundle: Buffer.from(`ca ${n}`),
+    identity: "spiffe://sutradhar.local/ns/team-a/agent/echo", notBefore: new Date(Date.now() - lived * lifeMs),
+    notAfter: new Date(Date.now() + (1 - lived) * lifeMs),
+  });
+  const due = material(0, 1000, 0.7);
+  assert.equal(renewAt(due).getTime(), due.notBefore.getTime() + 700);
+  let calls = 0;
+  const source = new IssuedTlsSource(due, async () => {
+    calls += 1;
+    if (calls === 1) throw new SutradharError(status.UNAVAILABLE, "registry unreachable");
+    return material(calls, 3_600_000); // renewed next in about 18 minutes: not within this test
+  }, () => 1); // the shortest back-off: 1 s less 20 %
+  const identities: string[] = [];
+  const bundles: string[] = [];
+  source.addIdentityCertificateListener((update) => identities.push(String(update?.certificate)));
+  source.addCaCertificateListener((update) => bundles.push(String(update?.caCertificate)));
+  const started = Date.now();
+  source.start();
+  try {
+    while (calls < 2 && Date.now() - started < 5_000) await new Promise((resolve) => setTimeout(resolve, 20));
+  } finally {
+    source.stop();
+  }
+  assert.equal(calls, 2);
+  assert.ok(Date.now() - started >= 750, "the failure was retried after the back-off, not at once");
+  assert.deepEqual(identities, ["chain 0", "chain 2"]);
+  assert.deepEqual(bundles, ["ca 0", "ca 2"]);
+  assert.equal(source.current().certificateChain.toString(), "chain 2");
 });
