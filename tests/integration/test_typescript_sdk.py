@@ -12,6 +12,7 @@ and builds both once; without node and npm the tests are skipped, saying so.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -19,7 +20,7 @@ import signal
 import subprocess
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,7 @@ from sutradhar._labels import METRICS_PORT_LABEL
 from sutradhar._prometheus import LATENCY_BUCKETS
 from sutradhar._values import from_struct, to_struct
 from sutradhar.conformance import run_conformance
+from sutradhar.services.common.tokens import IssuerKey, TokenIssuer
 from sutradhar.services.health import HealthConfig, HealthServer
 from sutradhar.services.registry import RegistryServer
 from sutradhar.services.router.server import RouterConfig, RouterServer
@@ -68,7 +70,7 @@ from sutradhar.v1 import registry_pb2
 from sutradhar.v1 import scheduler_pb2 as P
 from tests import docker_support
 from tests.docker_support import DOCKER_TEST_TIMEOUT
-from tests.secure_support import ADMIN, TD, SecureEtcd, secure_mesh
+from tests.secure_support import ADMIN, TD, SecureEtcd, SecureMesh, secure_mesh, service
 
 __all__ = ["api", "namespace", "registry", "registry_client", "scheduler"]  # fixtures imported for pytest
 docker_engine = docker_support.docker_engine  # fixture
@@ -319,6 +321,27 @@ async def test_typescript_agent_logs_json_lines(node: str) -> None:
     assert failure["exception"].startswith("Error: crashed on request\n    at ")
 
 
+async def test_typescript_agent_honours_sutradhar_log_level(node: str) -> None:
+    """SUTRADHAR_LOG_LEVEL as the Python SDK reads it: at ERROR the insecure warning is dropped and a crash's
+    line kept, "listening on" is announced at any level; a bad level stops the agent, naming the variable."""
+    with await _spawn(node, {"SUTRADHAR_LOG_LEVEL": "error"}) as proc:
+        async with AgentClient(proc.address) as client:
+            assert (await client.execute({"crash": True}, task_id="task-l")).error is not None
+        assert proc.stop() == 0
+    assert [line for line in proc.output if "runs INSECURE" in line] == []
+    assert any("agent echo failed on task task-l:" in line for line in proc.output), proc.output
+    with await _spawn(node, {}) as proc:  # the default, WARNING, writes the warning
+        assert proc.stop() == 0
+    assert any("runs INSECURE" in line for line in proc.output), proc.output
+
+    done = await asyncio.to_thread(subprocess.run, [node, ECHO], cwd=ROOT, capture_output=True, text=True,
+                                   timeout=30, check=False,
+                                   env={**os.environ, "SUTRADHAR_INSECURE": "1", "SUTRADHAR_LOG_LEVEL": "loud"})
+    assert done.returncode == 2
+    assert ('agent echo: InvalidArgument: SUTRADHAR_LOG_LEVEL="loud" is not one of DEBUG, INFO, WARNING, ERROR, '
+            "CRITICAL") in done.stderr
+
+
 async def _routed(client: RouterClient, namespace: str, payload: object) -> Result | None:
     try:
         result = await client.execute("echo", payload, namespace=namespace, task_type="say", timeout=2)
@@ -517,6 +540,103 @@ async def test_typescript_agent_and_client_over_mutual_tls(node: str, secure_etc
             assert out["ok"]["success"] is True and out["ok"]["metadata"]["instanceId"] == "echo-tls-1"
             assert out["failed"]["error"]["code"] == "NOPE"
             assert proc.stop() == 0
+
+
+#: Lifetime of the certificates the bootstrap tests' registry issues: short, so one renewal happens in seconds
+#: (renewed at 70 % of a life that starts a quarter of it before issuance: about 3.8 s after issuance).
+SHORT_CERT_LIFETIME = timedelta(seconds=6)
+
+
+@contextlib.asynccontextmanager
+async def _bootstrap_mesh(secure_etcd: SecureEtcd, tmp_path: Path, unique: str) -> AsyncIterator[SecureMesh]:
+    """A secured mesh whose registry serves a bootstrap port and issues SHORT_CERT_LIFETIME certificates, with the
+    TypeScript echo agent defined in namespace `unique` (by the admin: defining what code runs is an admin's)."""
+    options = {"ca_dir": secure_etcd.pki.ca_dir, "bootstrap_port": 0, "workload_cert_lifetime": SHORT_CERT_LIFETIME}
+    async with secure_mesh(secure_etcd, tmp_path, scheduler=False, tokens=True, registry_options=options) as mesh:
+        async with mesh.registry_client() as admin:
+            await admin.register_agent(registry_pb2.Agent(
+                id="echo", namespace=unique, type="echo", version="1.0.0", runtime="process",
+                config=to_struct({"command": ["node", ECHO], "workdir": str(ROOT)})))
+        yield mesh
+
+
+def _bootstrap_env(mesh: SecureMesh, tmp_path: Path, token: str, unique: str) -> dict[str, str]:
+    """SUTRADHAR_* of an agent outside the scheduler holding only `token` (in a 0600 file) and the mesh CA."""
+    token_file = tmp_path / "echo.token"
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    ca_file = tmp_path / "mesh-ca.pem"
+    ca_file.write_bytes(mesh.pki.ca.bundle_pem())
+    assert mesh.registry.bootstrap_address is not None
+    return {"SUTRADHAR_INSECURE": "", "SUTRADHAR_BOOTSTRAP": mesh.registry.bootstrap_address,
+            "SUTRADHAR_BOOTSTRAP_TOKEN_FILE": str(token_file), "SUTRADHAR_TLS_CA_FILE": str(ca_file),
+            "SUTRADHAR_REGISTRY": mesh.registry.address, "SUTRADHAR_NAMESPACE": unique,
+            "SUTRADHAR_REGISTER_AGENT": "0", "SUTRADHAR_TTL": "2s", "SUTRADHAR_LOG_LEVEL": "INFO"}
+
+
+async def test_typescript_agent_with_only_a_bootstrap_token_registers_serves_mtls_and_renews(
+    node: str, secure_etcd: SecureEtcd, tmp_path: Path, unique: str
+) -> None:
+    """Outside the scheduler with a bootstrap token, the mesh CA and the registry's addresses only: the agent gets a
+    certificate of its agent identity at the bootstrap port, registers with it, is routed to over mTLS, and renews
+    the certificate before it expires (a new handshake after the first certificate's end still verifies)."""
+    async with _bootstrap_mesh(secure_etcd, tmp_path, unique) as mesh:
+        identity = SpiffeId.agent(TD, unique, "echo")
+        token = mesh.mint(identity, unique, "agent")
+        with await _spawn(node, _bootstrap_env(mesh, tmp_path, token, unique)) as proc:
+            async with mesh.registry_client() as admin:
+                [instance] = await eventually(lambda: _instances(admin, unique, "echo"))
+            assert instance.identity == str(identity) and instance.id.startswith("echo-")
+            async with mesh.router_client() as router:
+                routed = await eventually(lambda: _routed(router, unique, {"text": "bootstrapped"}))
+            assert routed.data["echo"] == {"text": "bootstrapped"} and routed.metadata.instance_id == instance.id
+
+            [obtained] = [line for line in proc.output if f"obtained a certificate for {identity}" in line]
+            first_end = datetime.fromisoformat(obtained.rsplit("valid until ", 1)[1])
+            await eventually(lambda: any("renewed the certificate" in line for line in proc.output),
+                             what=lambda: "\n".join(proc.output))
+            await asyncio.sleep(max(0.0, (first_end - datetime.now(UTC)).total_seconds()) + 0.3)
+            # a new connection, as the router: the agent presents a renewed certificate of its identity
+            async with AgentClient(proc.address, tls=mesh.client_source(service("router")), expected=identity) as fresh:
+                assert (await fresh.describe(timeout=5)).id == "echo"
+            assert proc.stop() == 0
+        assert [line for line in proc.output if "renewing the certificate" in line] == []  # over mTLS, at once
+        assert token not in "\n".join(proc.output)
+
+
+async def test_typescript_agent_with_a_bad_bootstrap_token_stops_saying_why(
+    node: str, secure_etcd: SecureEtcd, tmp_path: Path, unique: str
+) -> None:
+    """An expired token, one for another agent, or a bootstrap address that is not the registry's stops the agent
+    before it serves (exit 2) with an error that names the bootstrap port or the agent and says what to do, never
+    the token."""
+    async with _bootstrap_mesh(secure_etcd, tmp_path, unique) as mesh:
+        then = datetime.now(UTC) - timedelta(hours=3)
+        issuer = TokenIssuer.for_mesh(IssuerKey.load(tmp_path / "token-issuer.pem"), TD, lambda: then)
+        expired = issuer.mint(SpiffeId.agent(TD, unique, "echo"), unique, "agent", timedelta(hours=1)).token
+        other = mesh.mint(SpiffeId.agent(TD, unique, "other"), unique, "agent")
+        for token, says in (
+            (expired, [f"agent echo: Unauthenticated: bootstrap port {mesh.registry.bootstrap_address}: ", "expired"]),
+            (other, [f"agent echo: FailedPrecondition: agent echo: the bootstrap token is for agent 'other' "
+                     f"(spiffe://{TD}/ns/{unique}/agent/other); use a token minted with "
+                     "`sutradhar token create --agent echo`"]),
+        ):
+            env = {**os.environ, **_bootstrap_env(mesh, tmp_path, token, unique)}
+            done = await asyncio.to_thread(subprocess.run, [node, ECHO], cwd=ROOT, capture_output=True, text=True,
+                                           timeout=30, check=False, env=env)
+            assert done.returncode == 2, done.stderr
+            assert all(part in done.stderr for part in says), done.stderr
+            assert token not in done.stderr
+        # a good token goes to the registry only: a TLS port of the mesh CA that is not the registry's gets no call
+        token = mesh.mint(SpiffeId.agent(TD, unique, "echo"), unique, "agent")
+        env = {**os.environ, **_bootstrap_env(mesh, tmp_path, token, unique),
+               "SUTRADHAR_BOOTSTRAP": str(mesh.router.token_address)}
+        done = await asyncio.to_thread(subprocess.run, [node, ECHO], cwd=ROOT, capture_output=True, text=True,
+                                       timeout=30, check=False, env=env)
+        assert done.returncode == 2, done.stderr
+        assert f"agent echo: Unavailable: bootstrap port {mesh.router.token_address}: " in done.stderr, done.stderr
+        assert f"the server presented {service('router')}, not {service('registry')}" in done.stderr, done.stderr
+        assert token not in done.stderr
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,10 @@
 // What a client presents to the mesh (mirrors sdk/sutradhar/_credentials.py's Credentials): a certificate (mutual
-// TLS), a bearer token (sent on every call, over TLS verified with the mesh CA), both, or nothing (an insecure,
-// development mesh). With TLS the server must present the SPIFFE ID of the mesh service the client expects.
+// TLS, from files or from certificates held in memory), a bearer token (sent on every call, over TLS verified with
+// the mesh CA), both, or nothing (an insecure, development mesh). With TLS the server must present the SPIFFE ID of
+// the mesh service the client expects.
 import { readFileSync } from "node:fs";
 import type { PeerCertificate } from "node:tls";
-import { Metadata, credentials as grpcCredentials, status, type ChannelCredentials } from "@grpc/grpc-js";
+import { Metadata, credentials as grpcCredentials, experimental, status, type ChannelCredentials } from "@grpc/grpc-js";
 
 import { SutradharError } from "./errors.js";
 import { spiffeIds, serviceIdentity, type TlsFiles } from "./tls.js";
@@ -26,6 +27,8 @@ export class Credentials {
     bearer: string | undefined,
     readonly trustBundle: string | undefined,
     readonly trustDomain: string,
+    /** Certificates held in memory (a bootstrapped agent's), followed as they are renewed. */
+    readonly provider?: experimental.CertificateProvider,
   ) {
     this.#bearer = bearer;
   }
@@ -40,6 +43,12 @@ export class Credentials {
     return new Credentials(files, undefined, files.caFile, trustDomain);
   }
 
+  /** Mutual TLS with the certificate, key and trust bundle `provider` holds now (connections made after it changes
+   * use the new ones). */
+  static issued(provider: experimental.CertificateProvider, trustDomain = DEFAULT_TRUST_DOMAIN): Credentials {
+    return new Credentials(undefined, undefined, undefined, trustDomain, provider);
+  }
+
   /** A bearer token to a token port, verifying the server with the mesh CA `trustBundle`. */
   static token(token: string, trustBundle: string, trustDomain = DEFAULT_TRUST_DOMAIN): Credentials {
     return new Credentials(undefined, token, trustBundle, trustDomain);
@@ -47,31 +56,35 @@ export class Credentials {
 
   /** These credentials, also sending `token` on every call. */
   withToken(token: string): Credentials {
-    return new Credentials(this.tls, token, this.trustBundle, this.trustDomain);
+    return new Credentials(this.tls, token, this.trustBundle, this.trustDomain, this.provider);
   }
 
   get isInsecure(): boolean {
-    return this.tls === undefined && this.#bearer === undefined;
+    return this.tls === undefined && this.provider === undefined && this.#bearer === undefined;
   }
 
   /** grpc-js channel credentials; with TLS the server must be mesh service `expected` (any CA-signed one when unset). */
   channelCredentials(expected?: string): ChannelCredentials {
     if (this.isInsecure) return grpcCredentials.createInsecure();
-    if (this.trustBundle === undefined) {
-      throw new SutradharError(status.FAILED_PRECONDITION,
-        "a token without a client certificate needs the mesh CA to verify the server: pass trustBundle");
-    }
     const want = expected === undefined ? undefined : serviceIdentity(this.trustDomain, expected);
     const checkServerIdentity = (_host: string, cert: PeerCertificate): Error | undefined => {
       if (want === undefined || spiffeIds(cert).includes(want)) return undefined;
       return new Error(`the server presented ${spiffeIds(cert).join(", ") || "no SPIFFE ID"}, not ${want}`);
     };
-    const ssl = grpcCredentials.createSsl(
-      readPem(this.trustBundle, "trust bundle"),
-      this.tls ? readPem(this.tls.keyFile, "private key") : null,
-      this.tls ? readPem(this.tls.certFile, "certificate") : null,
-      { checkServerIdentity },
-    );
+    let ssl: ChannelCredentials;
+    if (this.provider !== undefined) {
+      ssl = experimental.createCertificateProviderChannelCredentials(this.provider, this.provider, { checkServerIdentity });
+    } else if (this.trustBundle === undefined) {
+      throw new SutradharError(status.FAILED_PRECONDITION,
+        "a token without a client certificate needs the mesh CA to verify the server: pass trustBundle");
+    } else {
+      ssl = grpcCredentials.createSsl(
+        readPem(this.trustBundle, "trust bundle"),
+        this.tls ? readPem(this.tls.keyFile, "private key") : null,
+        this.tls ? readPem(this.tls.certFile, "certificate") : null,
+        { checkServerIdentity },
+      );
+    }
     const token = this.#bearer;
     if (token === undefined) return ssl;
     return grpcCredentials.combineChannelCredentials(ssl, grpcCredentials.createFromMetadataGenerator((_params, callback) => {
@@ -83,7 +96,7 @@ export class Credentials {
 
   /** Never the token. */
   toString(): string {
-    const held = [this.tls ? "certificate" : "", this.#bearer ? "token" : ""].filter(Boolean).join(" + ") || "nothing";
+    const held = [this.tls || this.provider ? "certificate" : "", this.#bearer ? "token" : ""].filter(Boolean).join(" + ") || "nothing";
     return `Credentials(${held}, trustDomain='${this.trustDomain}')`;
   }
 }

@@ -28,7 +28,17 @@ export {
 export { Credentials } from "./credentials.js";
 export { ERROR_NAMES, SutradharError, errorName, fromServiceError, type ErrorName } from "./errors.js";
 export type { CallOptions, Stub } from "./grpc.js";
-export { LOG_FORMATS, REDACTED, configureLogging, redact, type LogFields, type LogFormat } from "./logs.js";
+export {
+  DEFAULT_LOG_LEVEL,
+  LOG_FORMATS,
+  LOG_LEVELS,
+  REDACTED,
+  configureLogging,
+  redact,
+  type LogFields,
+  type LogFormat,
+  type LogLevel,
+} from "./logs.js";
 export {
   AgentPrometheus,
   LATENCY_BUCKETS,

@@ -2,12 +2,17 @@
 // per line with the fields of the Python SDK's (sdk/sutradhar/_logs.py): time (RFC 3339 UTC, milliseconds), level,
 // service (the agent's id), logger, message, exception (a stack) when there is one, and the call's fields where they
 // apply (request_id, task_id, trace_id, span_id, namespace, agent, instance). Both formats redact bearer tokens,
-// JWT-shaped strings and PEM private keys.
+// JWT-shaped strings and PEM private keys. Lines below the level (SUTRADHAR_LOG_LEVEL: Python's logging names,
+// WARNING by default, as the Python SDK's agents) are dropped, except what `announce` writes ("listening on").
 import type { TaskContext } from "./agent.js";
 
 export const LOG_FORMATS = ["text", "json"] as const;
 export type LogFormat = (typeof LOG_FORMATS)[number];
-export type LogLevel = "INFO" | "WARNING" | "ERROR";
+/** The levels of Python's `logging`, lowest first (sdk/sutradhar/_settings.py LOG_LEVELS). */
+export const LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+/** The level of an agent's log lines unless SUTRADHAR_LOG_LEVEL says otherwise (the Python SDK's `serve()`'s). */
+export const DEFAULT_LOG_LEVEL: LogLevel = "WARNING";
 
 /** What a line says about the call (or the agent) it was written for; empty values are left out. */
 export interface LogFields {
@@ -34,10 +39,16 @@ export function redact(text: string): string {
 }
 
 let json: { service: string; fields: LogFields } | undefined;
+let threshold = LOG_LEVELS.indexOf(DEFAULT_LOG_LEVEL);
 
-/** Log in `format` from now on; `service` names the agent in JSON lines, `fields` are added to every one. */
-export function configureLogging(format: LogFormat, service: string, fields: LogFields = {}): void {
+/**
+ * Log in `format` from now on, lines at `level` and above; `service` names the agent in JSON lines, `fields` are
+ * added to every one.
+ */
+export function configureLogging(format: LogFormat, service: string, fields: LogFields = {},
+  level: LogLevel = DEFAULT_LOG_LEVEL): void {
   json = format === "json" ? { service, fields } : undefined;
+  threshold = LOG_LEVELS.indexOf(level);
 }
 
 /** Add `fields` to every JSON line from now on (the agent's id, instance and namespace once known). */
@@ -55,8 +66,18 @@ function stackOf(error: unknown): string {
   return error instanceof Error ? error.stack ?? `${error.name}: ${error.message}` : String(error);
 }
 
-/** Write one line to stderr: `message` (and `error`'s stack) as text, or one JSON object. */
+/** Write one line to stderr, when `level` is at or above the configured one: `message` (and `error`'s stack) as
+ * text, or one JSON object. */
 export function log(level: LogLevel, logger: string, message: string, fields: LogFields = {}, error?: unknown): void {
+  if (LOG_LEVELS.indexOf(level) >= threshold) write(level, logger, message, fields, error);
+}
+
+/** Write a line people and tools read whatever the level ("agent ID listening on HOST:PORT"), at INFO in JSON. */
+export function announce(logger: string, message: string, fields: LogFields = {}): void {
+  write("INFO", logger, message, fields);
+}
+
+function write(level: LogLevel, logger: string, message: string, fields: LogFields, error?: unknown): void {
   if (json === undefined) {
     process.stderr.write(`${redact(error === undefined ? message : `${message} ${stackOf(error)}`)}\n`);
     return;

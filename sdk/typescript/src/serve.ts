@@ -32,6 +32,7 @@ import {
   type StreamEvent,
   type Task,
 } from "./agent.js";
+import { bootstrapOf, type Bootstrap, type IssuedTlsSource } from "./bootstrap.js";
 import { RegistryClient } from "./clients.js";
 import { eventToProto, resultToProto, taskFromProto } from "./convert.js";
 import { Credentials } from "./credentials.js";
@@ -51,12 +52,18 @@ import {
   type MetricsResponse,
 } from "./gen/sutradhar/v1/agent_pb.js";
 import { UndecodableRequest, serviceDefinition } from "./grpc.js";
-import { addLogFields, configureLogging, log, warn } from "./logs.js";
+import { addLogFields, announce, configureLogging, log, warn } from "./logs.js";
 import { TaskMetrics } from "./metrics.js";
 import { AgentPrometheus, METRICS_PORT_LABEL } from "./prometheus.js";
 import { Registration } from "./registration.js";
 import { DEFAULT_SETTINGS, serveSettings, type ServeSettings } from "./settings.js";
-import { instanceOfIdentity, meshCallerRefusal, serverSecurity, type ServerSecurity } from "./tls.js";
+import {
+  instanceOfIdentity,
+  meshCallerRefusal,
+  providedServerSecurity,
+  serverSecurity,
+  type ServerSecurity,
+} from "./tls.js";
 import { durationFromMs } from "./values.js";
 
 const LOGGER = "sutradhar.serve";
@@ -316,7 +323,10 @@ export class AgentServer {
   readonly agent: Agent;
   readonly instanceId: string;
   readonly servicer: AgentServicer;
-  readonly security: ServerSecurity;
+  /** How it serves: undefined until start() for an agent that bootstraps its certificate. */
+  security: ServerSecurity | undefined;
+  /** The certificate a bootstrap token was traded for, renewed while serving (after start()). */
+  issued: IssuedTlsSource | undefined;
   registration: Registration | undefined;
   /** URL of the agent's /metrics once started with a metrics port, else undefined. */
   metricsUrl: string | undefined;
@@ -329,10 +339,12 @@ export class AgentServer {
   private started = false;
   private stopped = false;
   private healthTimer: NodeJS.Timeout | undefined;
+  private readonly bootstrap: Bootstrap | undefined;
 
   /**
-   * The agent serves mutual TLS with tlsCertFile / tlsKeyFile / tlsCaFile (taking AgentService calls from the mesh's
-   * router, health and scheduler only) or, with `insecure` (loopback only), plaintext; one is required
+   * The agent serves mutual TLS with tlsCertFile / tlsKeyFile / tlsCaFile, or with the certificate it trades its
+   * bootstrap token for at start() (bootstrap, bootstrapTokenFile, tlsCaFile), taking AgentService calls from the
+   * mesh's router, health and scheduler only; or, with `insecure` (loopback only), plaintext. One is required
    * (FAILED_PRECONDITION says how to fix it). agentId / agentVersion replace the agent's id and version.
    */
   constructor(agent: Agent, options: AgentServerOptions = {}) {
@@ -342,11 +354,12 @@ export class AgentServer {
     if (settings.agentVersion) agent.version = settings.agentVersion;
     validateAgent(agent);
     this.agent = agent;
-    this.security = serverSecurity({
+    this.bootstrap = bootstrapOf(settings, `agent ${agent.id}`);
+    this.security = this.bootstrap ? undefined : serverSecurity({
       what: `agent ${agent.id}`, host: settings.publishedOnLoopback ? "127.0.0.1" : settings.host,
       insecure: settings.insecure, certFile: settings.tlsCertFile, keyFile: settings.tlsKeyFile, caFile: settings.tlsCaFile,
     });
-    const certified = this.security.identity ? instanceOfIdentity(this.security.identity) : "";
+    const certified = this.security?.identity ? instanceOfIdentity(this.security.identity) : "";
     this.instanceId = settings.instanceId || certified || `${agent.id}-${randomBytes(4).toString("hex")}`;
     this.servicer = new AgentServicer(agent, this.instanceId);
     this.server = new Server({
@@ -356,7 +369,7 @@ export class AgentServer {
     const servicer = this.servicer;
     // Each handler first refuses, with mTLS, a caller that is not one of the mesh's router, health and scheduler
     // (grpc health and reflection stay open), then a request that did not decode (INVALID_ARGUMENT).
-    const secured = this.security.files !== undefined;
+    const secured = this.bootstrap !== undefined || this.security?.files !== undefined;
     const checked = <C extends { request: unknown; getAuthContext(): { sslPeerCertificate?: PeerCertificate | undefined } | null }, R extends unknown[]>(
       handler: (call: C, ...rest: R) => void,
     ) => (call: C, ...rest: R): void => {
@@ -408,30 +421,34 @@ export class AgentServer {
   /** Bind, run onStart, report SERVING (when healthy), then register (when configured). */
   async start(): Promise<void> {
     if (this.started) return;
+    const security = this.security ?? await this.obtainCertificate(this.bootstrap as Bootstrap);
     this.started = true;
-    this.boundPort = await new Promise<number>((resolve, reject) => {
-      const listen = joinHostPort(this.settings.host, this.settings.port);
-      this.server.bindAsync(listen, this.security.credentials, (err, port) => (err ? reject(
-        new SutradharError(status.FAILED_PRECONDITION, `agent ${this.agent.id} cannot listen on ${listen}: ${err.message}`),
-      ) : resolve(port)));
-    });
     try {
+      this.boundPort = await new Promise<number>((resolve, reject) => {
+        const listen = joinHostPort(this.settings.host, this.settings.port);
+        this.server.bindAsync(listen, security.credentials, (err, port) => (err ? reject(
+          new SutradharError(status.FAILED_PRECONDITION, `agent ${this.agent.id} cannot listen on ${listen}: ${err.message}`),
+        ) : resolve(port)));
+      });
       if (this.settings.metricsPort !== undefined) await this.startMetrics(this.settings.metricsPort);
       await this.agent.onStart();
     } catch (err) {
       this.server.forceShutdown();
+      this.issued?.stop();
       await this.servicer.prometheus?.close();
       throw err;
     }
     this.setServing(await this.checkHealth());
     if (this.settings.registry) {
-      const files = this.security.files;
+      const { files, provider } = security;
+      const trustDomain = this.settings.trustDomain;
       this.registration = new Registration({
         // its own certificate, never the credential file of whoever started it
         client: new RegistryClient(this.settings.registry, {
-          credentials: files ? Credentials.mtls(files, this.settings.trustDomain) : Credentials.insecure(),
+          credentials: files ? Credentials.mtls(files, trustDomain)
+            : provider ? Credentials.issued(provider, trustDomain) : Credentials.insecure(),
         }),
-        identity: this.security.identity, agent: this.agent, instanceId: this.instanceId, endpoint: this.endpoint,
+        identity: security.identity, agent: this.agent, instanceId: this.instanceId, endpoint: this.endpoint,
         namespace: this.settings.namespace, ttlMs: this.settings.ttlMs,
         labels: {
           ...this.settings.labels,
@@ -447,6 +464,23 @@ export class AgentServer {
       }
     }
     if (overrides(this.agent, "checkHealth")) this.scheduleHealth();
+  }
+
+  /** Trade the bootstrap token for this agent's certificate, and keep it renewed while serving. */
+  private async obtainCertificate(bootstrap: Bootstrap): Promise<ServerSecurity> {
+    const source = await bootstrap.source();
+    const identity = source.identity;
+    const agentId = /^spiffe:\/\/[^/]+\/ns\/[^/]+\/agent\/([^/]+)$/.exec(identity)?.[1];
+    if (agentId !== undefined && agentId !== this.agent.id) {
+      throw new SutradharError(status.FAILED_PRECONDITION, `agent ${this.agent.id}: the bootstrap token is for agent ` +
+        `'${agentId}' (${identity}); use a token minted with \`sutradhar token create --agent ${this.agent.id}\``);
+    }
+    this.issued = source;
+    this.security = providedServerSecurity(source, identity);
+    source.start();
+    log("INFO", LOGGER, `agent ${this.agent.id} obtained a certificate for ${identity}, valid until ` +
+      source.current().notAfter.toISOString());
+    return this.security;
   }
 
   /** Serve the agent's /metrics on `port`; with `metricsOptional`, a port that cannot be bound is a warning and
@@ -540,6 +574,7 @@ export class AgentServer {
         resolve();
       });
     });
+    this.issued?.stop();
     await this.servicer.prometheus?.close();
     try {
       await this.agent.onStop();
@@ -555,8 +590,8 @@ export class AgentServer {
     process.once("SIGTERM", wake);
     process.once("SIGINT", wake);
     await this.start();
-    log("INFO", LOGGER, `agent ${this.agent.id} listening on ${this.address}`, { address: this.address });
-    if (this.metricsUrl) log("INFO", LOGGER, `agent ${this.agent.id} metrics on ${this.metricsUrl}`);
+    announce(LOGGER, `agent ${this.agent.id} listening on ${this.address}`, { address: this.address });
+    if (this.metricsUrl) announce(LOGGER, `agent ${this.agent.id} metrics on ${this.metricsUrl}`);
     await signalled;
     await this.stop();
   }
@@ -573,14 +608,14 @@ function definedOnly<T extends object>(options: T): Partial<T> {
 /**
  * Serve `agent` until SIGTERM/SIGINT, then drain and exit 0. Options left undefined fall back to the SUTRADHAR_*
  * variables (SUTRADHAR_PORT, HOST, REGISTRY, NAMESPACE, INSTANCE_ID, AGENT_ID, AGENT_VERSION, INSECURE,
- * TLS_CERT_FILE, METRICS_PORT, METRICS_OPTIONAL, ...), so `node agent.js` runs under the scheduler exactly like a Python agent. A configuration
+ * TLS_CERT_FILE, BOOTSTRAP, BOOTSTRAP_TOKEN_FILE, METRICS_PORT, METRICS_OPTIONAL, LOG_LEVEL, LOG_FORMAT, ...), so `node agent.js` runs under the scheduler exactly like a Python agent. A configuration
  * error is printed and the process exits 2.
  */
 export async function serve(agent: Agent, options: AgentServerOptions = {}): Promise<void> {
   let server: AgentServer;
   try {
     const settings = serveSettings(options);
-    configureLogging(settings.logFormat, settings.agentId || agent.id);
+    configureLogging(settings.logFormat, settings.agentId || agent.id, {}, settings.logLevel);
     server = new AgentServer(agent, settings);
     addLogFields({ agent: server.agent.id, instance: server.instanceId, namespace: server.settings.namespace });
     await server.runUntilSignal();

@@ -4,7 +4,7 @@
 import { status } from "@grpc/grpc-js";
 
 import { SutradharError } from "./errors.js";
-import { LOG_FORMATS, type LogFormat } from "./logs.js";
+import { DEFAULT_LOG_LEVEL, LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./logs.js";
 
 export interface ServeSettings {
   /** Address to listen on (0.0.0.0: every interface). */
@@ -50,6 +50,15 @@ export interface ServeSettings {
   metricsOptional: boolean;
   /** Log lines on stderr: "text", or "json" (one JSON object per line, the Python SDK's fields); serve() only. */
   logFormat: LogFormat;
+  /** The registry's bootstrap port, host:port: an agent without certificate files trades its bootstrap token
+   * (bootstrapTokenFile) there for a certificate of its agent identity, kept in memory and renewed at 70 % over the
+   * registry's mTLS port (`registry`). Needs tlsCaFile (to verify the registry) and no cert/key files. */
+  bootstrap: string | undefined;
+  /** File holding the agent's bootstrap token (`sutradhar token create --agent ID`; keep it 0600): a file, never the
+   * token itself in a variable or on a command line. */
+  bootstrapTokenFile: string | undefined;
+  /** Lowest level of the log lines written (DEBUG, INFO, WARNING, ERROR, CRITICAL; any case); serve() only. */
+  logLevel: LogLevel;
 }
 
 export const DEFAULT_SETTINGS: ServeSettings = {
@@ -76,6 +85,9 @@ export const DEFAULT_SETTINGS: ServeSettings = {
   metricsPort: undefined,
   metricsOptional: false,
   logFormat: "text",
+  logLevel: DEFAULT_LOG_LEVEL,
+  bootstrap: undefined,
+  bootstrapTokenFile: undefined,
 };
 
 const TRUE = ["1", "true", "yes", "on"];
@@ -90,19 +102,21 @@ export function parseDurationMs(text: string): number | undefined {
   return Number(match[1]) * (UNIT_MS[match[2] ?? "s"] ?? 1000);
 }
 
-type Kind = "string" | "log-format" | "port" | "count" | "duration" | "positive-duration" | "boolean" | "pairs";
+type Kind = "string" | "log-format" | "log-level" | "port" | "count" | "duration" | "positive-duration" | "boolean" | "pairs";
 
 const KINDS: Record<keyof ServeSettings, Kind> = {
   host: "string", port: "port", registry: "string", namespace: "string", instanceId: "string", advertise: "string",
   agentId: "string", agentVersion: "string", labels: "pairs", ttlMs: "positive-duration", graceMs: "duration",
   registerAgent: "boolean", healthPeriodMs: "positive-duration", maxMessageBytes: "count", tlsCertFile: "string",
   tlsKeyFile: "string", tlsCaFile: "string", trustDomain: "string", insecure: "boolean", publishedOnLoopback: "boolean",
-  metricsPort: "port", metricsOptional: "boolean", logFormat: "log-format",
+  metricsPort: "port", metricsOptional: "boolean", logFormat: "log-format", logLevel: "log-level",
+  bootstrap: "string", bootstrapTokenFile: "string",
 };
 
 const HELP: Record<Kind, string> = {
   string: "a string",
   "log-format": `one of ${LOG_FORMATS.join(", ")}`,
+  "log-level": `one of ${LOG_LEVELS.join(", ")}`,
   port: "a port number (0-65535)",
   count: "a whole number above zero",
   duration: "a duration of zero or more (e.g. 10, 0.5s, 250ms, 5m)",
@@ -124,6 +138,8 @@ function parse(kind: Kind, text: string): unknown {
       return text;
     case "log-format":
       return LOG_FORMATS.find((format) => format === word.toLowerCase());
+    case "log-level":
+      return LOG_LEVELS.find((level) => level === word.toUpperCase());
     case "port": {
       const n = Number(word);
       return /^\d+$/.test(word) && n <= 65535 ? n : undefined;

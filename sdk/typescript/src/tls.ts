@@ -69,11 +69,21 @@ export function instanceOfIdentity(identity: string): string {
   return parts.length === 5 && parts[0] === "ns" && parts[2] === "agent" ? (parts[4] ?? "") : "";
 }
 
-/** What serves an agent: its server credentials and, with TLS, the files and its SPIFFE ID. */
+/** What serves an agent: its server credentials and, with TLS, its SPIFFE ID and the files or the in-memory
+ * certificates (a bootstrapped agent's) it presents. */
 export interface ServerSecurity {
   credentials: ServerCredentials;
   files: TlsFiles | undefined;
+  provider?: experimental.CertificateProvider | undefined;
   identity: string;
+}
+
+/** Mutual TLS with the certificates `provider` holds (each new connection gets the latest), as `identity`. */
+export function providedServerSecurity(provider: experimental.CertificateProvider, identity: string): ServerSecurity {
+  return {
+    credentials: experimental.createCertificateProviderServerCredentials(provider, provider, true),
+    files: undefined, provider, identity,
+  };
 }
 
 /**
@@ -106,7 +116,8 @@ export function serverSecurity(options: {
   if (!given.length) {
     throw new SutradharError(status.FAILED_PRECONDITION, `${what} needs a certificate: set SUTRADHAR_TLS_CERT_FILE, ` +
       "SUTRADHAR_TLS_KEY_FILE and SUTRADHAR_TLS_CA_FILE (`sutradhar up` issues them from its CA), or " +
-      "SUTRADHAR_INSECURE=1 on a loopback address for development");
+      "SUTRADHAR_BOOTSTRAP, SUTRADHAR_BOOTSTRAP_TOKEN_FILE and SUTRADHAR_TLS_CA_FILE to trade a bootstrap token for " +
+      "one, or SUTRADHAR_INSECURE=1 on a loopback address for development");
   }
   const files: TlsFiles = { certFile: options.certFile!, keyFile: options.keyFile!, caFile: options.caFile! };
   read(files.keyFile, "private key");

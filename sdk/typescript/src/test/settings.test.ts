@@ -30,6 +30,8 @@ test("settings come from SUTRADHAR_* variables, explicit values win, empty count
   assert.deepEqual([serveSettings({}, {}).metricsPort, serveSettings({}, {}).metricsOptional], [undefined, false]);
   assert.equal(serveSettings({}, { SUTRADHAR_LOG_FORMAT: "JSON" }).logFormat, "json");
   assert.equal(serveSettings({}, {}).logFormat, "text");
+  assert.equal(serveSettings({}, { SUTRADHAR_LOG_LEVEL: " info " }).logLevel, "INFO");
+  assert.equal(serveSettings({}, {}).logLevel, "WARNING");
 });
 
 test("a malformed variable is INVALID_ARGUMENT naming it and what it should be", () => {
@@ -40,6 +42,9 @@ test("a malformed variable is INVALID_ARGUMENT naming it and what it should be",
   assert.throws(() => serveSettings({}, { SUTRADHAR_INSECURE: "maybe" }), /SUTRADHAR_INSECURE="maybe" is not a boolean/);
   assert.throws(() => serveSettings({}, { SUTRADHAR_METRICS_PORT: "x" }), /SUTRADHAR_METRICS_PORT="x" is not a port number/);
   assert.throws(() => serveSettings({}, { SUTRADHAR_LOG_FORMAT: "xml" }), /SUTRADHAR_LOG_FORMAT="xml" is not one of text, json/);
+  assert.throws(() => serveSettings({}, { SUTRADHAR_LOG_LEVEL: "loud" }), (err: unknown) =>
+    err instanceof SutradharError && err.code === status.INVALID_ARGUMENT &&
+    err.message === 'SUTRADHAR_LOG_LEVEL="loud" is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL');
 });
 
 test("an agent needs certificates or insecure, and insecure only on loopback", () => {
