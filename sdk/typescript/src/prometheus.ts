@@ -8,7 +8,7 @@ import type { AddressInfo } from "node:net";
 
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 
-/** Latency buckets in seconds, the router's (services/common/metrics.py): 100 microseconds to 30 s. */
+/** Latency buckets in seconds, the router's (sutradhar/_prometheus.py, LATENCY_BUCKETS): 100 microseconds to 30 s. */
 export const LATENCY_BUCKETS: readonly number[] = [
   0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 ];
