@@ -684,6 +684,32 @@ async def wait_router(address: str, replicas: int, channel_for: Any = None) -> N
     raise RuntimeError("the router never saw the replicas")
 
 
+#: The pairs of this issue's table whose per-round ratios `round_ratios` reports (row, against).
+RATIO_PAIRS = (("sdk-direct", "direct"), ("sdk-direct", "direct-spread"), ("sdk-direct", "envoy"),
+               ("sdk-direct", "sdk-router"), ("direct-spread", "direct"), ("sutradhar", "envoy"))
+
+
+def round_ratios(per_round: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """Print and return, for each pair of `RATIO_PAIRS` in the run, the median over rounds of the
+    throughput ratio (each round's targets ran minutes apart at most, so whatever else slowed the
+    machine in a round slowed both more alike than across rounds) and how many rounds it was above 1."""
+    out: dict[str, dict[str, float]] = {}
+    for row, against in RATIO_PAIRS:
+        if row not in per_round or against not in per_round:
+            continue
+        ratios = [a["rps"] / b["rps"] for a, b in zip(per_round[row], per_round[against], strict=True) if b["rps"]]
+        if ratios:
+            out[f"{row}/{against}"] = {"median": round(statistics.median(ratios), 3),
+                                       "min": round(min(ratios), 3), "max": round(max(ratios), 3),
+                                       "rounds_at_or_above_1": sum(1 for r in ratios if r >= 1.0)}
+    if out:
+        print("\nthroughput ratios, per round (median, range, rounds >= 1)")
+        for pair, r in out.items():
+            print(f"{pair:<28} x{r['median']:.3f}  ({r['min']:.2f}-{r['max']:.2f})  "
+                  f"{r['rounds_at_or_above_1']} of {len(next(iter(per_round.values())))}")
+    return out
+
+
 def security_cost(best: dict[str, dict[str, float]], per_round: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
     """Print and return the secured router against the insecure one of the same run."""
     mine, base = best["secured"], best["sutradhar"]
@@ -1113,6 +1139,10 @@ def main(argv: list[str] | None = None) -> int:
             added = r["p50_ms"] - base if base else 0.0
             print(f"{target:<16} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} {added:>+8.3f}")
         out["interleaved_latency"] = {"calls": args.interleaved, **interleaved}
+    ratios = round_ratios(per_round)
+    if ratios:
+        out["median_round_ratios"] = ratios
+        out["rounds_rps"] = {t: [r["rps"] for r in rounds] for t, rounds in per_round.items()}
     if "secured" in results and "sutradhar" in results:
         out["security_cost"] = security_cost(results, per_round)
     if "ratelimited" in results and "sutradhar" in results:
