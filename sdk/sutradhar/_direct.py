@@ -349,9 +349,9 @@ class DirectClient(RouterClient):
         if reason:
             self._fallbacks[reason] += 1
             return None
-        self._direct += 1
         request = request_type()
-        task_to_proto(task, request.task)
+        task_to_proto(task, request.task)  # InvalidArgument for a payload that is not JSON-like
+        self._direct += 1
         context = task.context
         deadline = context.deadline
         return wire.RouteRequest(
@@ -373,15 +373,14 @@ class DirectClient(RouterClient):
         self, task: Task, selector: router_pb2.Selector, options: router_pb2.RouteOptions, grpc_timeout: float | None
     ) -> AsyncGenerator[StreamEvent, None]:
         route = self._route(task, selector, options, agent_pb2.ExecuteStreamRequest)
-        events = super()._send_stream(task, selector, options, grpc_timeout) if route is None else None
-        if events is not None:
+        if route is None:
+            events = super()._send_stream(task, selector, options, grpc_timeout)
             try:
                 async for event in events:
                     yield event
             finally:
                 await events.aclose()
             return
-        assert route is not None
         stream = self.engine.execute_stream(route, grpc_timeout)
         try:
             async for data in stream:
