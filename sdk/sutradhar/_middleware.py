@@ -72,7 +72,6 @@ chain: no Sutradhar API streams requests.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
 import time
@@ -207,8 +206,9 @@ class Middleware(Protocol):
 
 def status_of(err: BaseException | None, context: grpc.aio.ServicerContext) -> str:
     """The status code name a call ends with when the stages inside end with `err` (None: no error),
-    as `Errors` answers it: a SutradharError's code, the code of an abort, CANCELLED for a
-    cancellation, INTERNAL for anything else."""
+    as `Errors` answers it: a SutradharError's code, the code of an abort, CANCELLED when it did
+    not fail but was stopped (a cancellation, a stream closed by its consumer: any BaseException
+    that is not an Exception), INTERNAL for any other error."""
     if err is None:
         return "OK"
     if isinstance(err, SutradharError):
@@ -216,7 +216,7 @@ def status_of(err: BaseException | None, context: grpc.aio.ServicerContext) -> s
     if isinstance(err, grpc.aio.AbortError):
         code = context.code()
         return code.name if isinstance(code, grpc.StatusCode) else "ABORTED"
-    if isinstance(err, asyncio.CancelledError):
+    if not isinstance(err, Exception):
         return "CANCELLED"
     return "INTERNAL"
 

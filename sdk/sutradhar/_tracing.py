@@ -29,7 +29,6 @@ rest of the call's task), the router's in-process agents with `task_scope`
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import random
@@ -257,7 +256,7 @@ def code_of(err: BaseException | None) -> str:
     name = getattr(code, "name", None)
     if isinstance(name, str):
         return name
-    if isinstance(err, asyncio.CancelledError):
+    if not isinstance(err, Exception):  # cancelled, or a stream closed by its consumer
         return "CANCELLED"
     return "INTERNAL"
 

@@ -48,7 +48,7 @@ from typing import Any
 import grpc
 
 from sutradhar._errors import SutradharError, Unavailable
-from sutradhar._middleware import Method, Stage, Streaming, Unary
+from sutradhar._middleware import Method, Stage, Streaming, Unary, status_of
 from sutradhar.services.common import access, principal
 from sutradhar.services.common import audit_records as records
 from sutradhar.services.common.access import ACCESS, MethodAccess
@@ -331,12 +331,12 @@ class AuditMiddleware:
 
 
 def _status(err: BaseException | None, context: grpc.aio.ServicerContext) -> tuple[str, str]:
-    """(code name, message) of a call's end; an abort by the handler reads the code it set."""
+    """(code name, message) of a call's end: the code the tracing, metrics and log stages give it
+    (`status_of`), the message the audit log keeps of it (`records.status_of`)."""
     if isinstance(err, grpc.aio.AbortError):
-        code = context.code() if hasattr(context, "code") else None
-        return (code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"), "aborted by the handler"
-    if isinstance(err, BaseException) and not isinstance(err, Exception):
-        return grpc.StatusCode.CANCELLED.name, type(err).__name__
+        return status_of(err, context), "aborted by the handler"
+    if err is not None and not isinstance(err, Exception):
+        return status_of(err, context), type(err).__name__
     return records.status_of(err)
 
 

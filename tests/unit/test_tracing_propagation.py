@@ -170,4 +170,5 @@ def test_code_of_names_statuses_as_the_chain_does():
     assert _tracing.code_of(None) == "OK"
     assert _tracing.code_of(NotFound("x")) == "NOT_FOUND"
     assert _tracing.code_of(asyncio.CancelledError()) == "CANCELLED"
+    assert _tracing.code_of(GeneratorExit()) == "CANCELLED"  # a stream closed by its consumer
     assert _tracing.code_of(RuntimeError("x")) == "INTERNAL"
