@@ -18,6 +18,9 @@ import {
   type ReviewAccessResponse,
 } from "../gen/sutradhar/v1/rbac_pb.js";
 import { serviceDefinition } from "../grpc.js";
+import { AgentServer } from "../serve.js";
+import { meshCaller } from "../tls.js";
+import { EchoLike } from "./support.js";
 
 const TD = "sutradhar.local";
 const AGENT = `spiffe://${TD}/ns/team-a/agent/echo/echo-1`;
@@ -186,4 +189,40 @@ test("the cache holds at most `size` callers: the oldest answer is asked again",
   } finally {
     reviews.close();
   }
+});
+
+test("mesh services pass at once; users and agents of the trust domain are reviewed only with reviews; the rest is refused", () => {
+  const peer = (...ids: string[]) => ({ subjectaltname: ids.map((id) => `URI:${id}`).join(", ") }) as never;
+  const router = `spiffe://${TD}/ns/sutradhar-system/service/router`;
+  assert.equal(meshCaller(peer(router), TD, "agent echo", true), undefined);
+  assert.deepEqual(meshCaller(peer(APP), TD, "agent echo", true), { review: APP });
+  assert.deepEqual(meshCaller(peer(AGENT), TD, "agent echo", true), { review: AGENT });
+  const refusedBy = (id: string, reviews: boolean): string => {
+    const verdict = meshCaller(peer(id), TD, "agent echo", reviews);
+    assert.ok(Array.isArray(verdict) && verdict[0] === status.PERMISSION_DENIED);
+    return verdict[1];
+  };
+  assert.equal(refusedBy(APP, false), `${APP} may not call agent echo: agents take calls from the mesh's health, ` +
+    `router, scheduler services of trust domain '${TD}' (spiffe://${TD}/ns/sutradhar-system/service/<service>) only; ` +
+    "route tasks through the router");
+  refusedBy(`spiffe://${TD}/ns/sutradhar-system/service/registry`, true); // a mesh service that does not call agents
+  refusedBy("spiffe://other.domain/ns/team-a/user/app", true);
+  refusedBy(`spiffe://${TD}/ns/team-a/user/app/extra`, true);
+  const anonymous = meshCaller(peer(), TD, "agent echo", true);
+  assert.deepEqual(anonymous, [status.UNAUTHENTICATED, "agent echo takes calls over mutual TLS, from the mesh's " +
+    "router, health and scheduler and from callers the registry allows to execute it; this call presented no " +
+    "certificate with a SPIFFE ID (exactly one spiffe:// URI SAN)"]);
+  assert.match((meshCaller(peer(APP, router), TD, "agent echo") as [status, string])[1], /scheduler only; this call/);
+});
+
+test("a secured agent asks SUTRADHAR_ACCESS_REVIEW, else the registry it registers with; an insecure one asks nobody", () => {
+  const bootstrap = { bootstrap: "127.0.0.1:1", bootstrapTokenFile: "/t", tlsCaFile: "/ca.pem" };
+  const at = (options: ConstructorParameters<typeof AgentServer>[1]): string | undefined =>
+    new AgentServer(new EchoLike(), options).accessReviews?.address;
+  assert.equal(at({ ...bootstrap, registry: "127.0.0.1:2" }), "127.0.0.1:2");
+  assert.equal(at({ ...bootstrap, registry: "127.0.0.1:2", accessReview: "127.0.0.1:3" }), "127.0.0.1:3");
+  assert.equal(at({ ...bootstrap, accessReview: "127.0.0.1:3" }), "127.0.0.1:3"); // a replica of the scheduler
+  assert.equal(at(bootstrap), undefined); // mesh services only
+  assert.equal(at({ insecure: true, registry: "127.0.0.1:2" }), undefined);
+  assert.equal(new AgentServer(new EchoLike(), { ...bootstrap, registry: "127.0.0.1:2" }).accessReviews?.agent, "agent echo-like");
 });
