@@ -642,6 +642,14 @@ async def test_typescript_agent_with_only_a_bootstrap_token_registers_serves_mtl
             async with mesh.router_client() as router:
                 routed = await eventually(lambda: _routed(router, unique, {"text": "bootstrapped"}))
             assert routed.data["echo"] == {"text": "bootstrapped"} and routed.metadata.instance_id == instance.id
+            # a direct caller is reviewed with the certificate in memory (role agent: reviews of itself only)
+            app = SpiffeId.user(TD, unique, "app")
+            await bind(mesh, unique, "app-view", "viewer", app)
+            await bind(mesh, unique, "app-run", "invoker", app)
+            async with direct(mesh, app, unique) as caller:
+                assert await caller.wait_synced(timeout=10), caller.stats().watch_error
+                reviewed = await caller.execute("echo", {"text": "direct"}, namespace=unique, timeout=10)
+                assert reviewed.data["echo"] == {"text": "direct"} and caller.stats().fallbacks == {}
 
             [obtained] = [line for line in proc.output if f"obtained a certificate for {identity}" in line]
             first_end = datetime.fromisoformat(obtained.rsplit("valid until ", 1)[1])
