@@ -350,7 +350,8 @@ export class AgentServer {
    * bootstrap token for at start() (bootstrap, bootstrapTokenFile, tlsCaFile), taking AgentService calls from the
    * mesh's router, health and scheduler, and from the users and agents the registry allows to execute it (an access
    * review at accessReview, else at registry; with neither, from the mesh's services only); or, with `insecure`
-   * (loopback only), plaintext. One is required (FAILED_PRECONDITION says how to fix it). agentId / agentVersion replace the agent's id and version.
+   * (loopback only), plaintext. One is required (FAILED_PRECONDITION says how to fix it). agentId / agentVersion
+   * replace the agent's id and version.
    */
   constructor(agent: Agent, options: AgentServerOptions = {}) {
     const settings: ServeSettings = { ...DEFAULT_SETTINGS, ...definedOnly(options) };
