@@ -3,7 +3,8 @@ TypeScript echo agent served as a real process and called with the Python AgentC
 conformance suite, as the tutor agent is), registered in a real registry, routed to and drained on SIGTERM,
 deployed by the scheduler on the process runtime, probed by the health service, scaled 1 -> 3 and rolled to
 a new version under load through the router with no failed call, served and called over mutual TLS in a
-secured mesh, and a TypeScript RouterClient script routing to a Python agent through a real router.
+secured mesh, called directly by a Python DirectClient its access review allows (and refusing one it does not),
+and a TypeScript RouterClient script routing to a Python agent through a real router.
 
 The session fixture installs the SDK's and the examples' dependencies from their lock files (`npm ci`)
 and builds both once; without node and npm the tests are skipped, saying so.
@@ -55,6 +56,7 @@ from sutradhar import (
 )
 from sutradhar._clients import AgentClient, RegistryClient
 from sutradhar._credentials import Credentials
+from sutradhar._direct import DirectClient
 from sutradhar._identity import SpiffeId
 from sutradhar._labels import METRICS_PORT_LABEL
 from sutradhar._prometheus import LATENCY_BUCKETS
@@ -70,6 +72,7 @@ from sutradhar.v1 import registry_pb2
 from sutradhar.v1 import scheduler_pb2 as P
 from tests import docker_support
 from tests.docker_support import DOCKER_TEST_TIMEOUT
+from tests.integration.test_secure_direct import bind, direct
 from tests.secure_support import ADMIN, TD, SecureEtcd, SecureMesh, secure_mesh, service
 
 __all__ = ["api", "namespace", "registry", "registry_client", "scheduler"]  # fixtures imported for pytest
@@ -523,10 +526,11 @@ async def test_typescript_agent_and_client_over_mutual_tls(node: str, secure_etc
                 routed = await eventually(lambda: _routed(router, unique, {"text": "over mtls"}))
             assert routed.metadata.instance_id == "echo-tls-1"
 
-            async with AgentClient(proc.address, tls=mesh.client_source(ADMIN)) as direct:
+            registry = service("registry")  # a mesh service that does not call agents: refused without a review
+            async with AgentClient(proc.address, tls=mesh.client_source(registry)) as direct:
                 with pytest.raises(PermissionDenied) as denied:
                     await direct.execute({}, timeout=5)
-                assert denied.value.message.startswith(f"{ADMIN} may not call agent echo: agents take calls from")
+                assert denied.value.message.startswith(f"{registry} may not call agent echo: agents take calls from")
                 with pytest.raises(PermissionDenied):
                     await direct.describe(timeout=5)
             async with AgentClient(proc.address, credentials=Credentials()) as plaintext:
@@ -539,6 +543,54 @@ async def test_typescript_agent_and_client_over_mutual_tls(node: str, secure_etc
                 "SUTRADHAR_TLS_CA_FILE": str(user.trust_bundle)})
             assert out["ok"]["success"] is True and out["ok"]["metadata"]["instanceId"] == "echo-tls-1"
             assert out["failed"]["error"]["code"] == "NOPE"
+            assert proc.stop() == 0
+
+
+async def test_python_direct_client_calls_a_typescript_agent_its_access_review_allows(
+    node: str, secure_etcd: SecureEtcd, tmp_path: Path, unique: str
+) -> None:
+    """A DirectClient with a user's certificate and an `execute` binding calls the TypeScript agent itself, with no
+    router hop: the agent asks the registry (RbacService/ReviewAccess, with its own certificate) and runs the task.
+    A user without the binding gets PERMISSION_DENIED from the agent, naming who, what and where, as the router
+    would answer."""
+    async with secure_mesh(secure_etcd, tmp_path, scheduler=False) as mesh:
+        async with mesh.registry_client() as admin:
+            await admin.register_agent(registry_pb2.Agent(
+                id="echo", namespace=unique, type="echo", version="1.0.0", runtime="process",
+                config=to_struct({"command": ["node", ECHO], "workdir": str(ROOT)})))
+        app, looker = SpiffeId.user(TD, unique, "app"), SpiffeId.user(TD, unique, "looker")
+        await bind(mesh, unique, "app-view", "viewer", app)  # to watch the namespace
+        await bind(mesh, unique, "app-run", "invoker", app)
+        await bind(mesh, unique, "looker", "viewer", looker)  # watches, may not execute
+        files = mesh.pki.issue(SpiffeId.agent(TD, unique, "echo", "echo-direct-1"))
+        env = {"SUTRADHAR_TLS_CERT_FILE": str(files.certificate), "SUTRADHAR_TLS_KEY_FILE": str(files.private_key),
+               "SUTRADHAR_TLS_CA_FILE": str(files.trust_bundle), "SUTRADHAR_INSECURE": "",
+               "SUTRADHAR_REGISTRY": mesh.registry.address, "SUTRADHAR_NAMESPACE": unique, "SUTRADHAR_TTL": "2s"}
+        with await _spawn(node, env) as proc:
+            async def in_view(caller: DirectClient) -> bool:
+                assert await caller.wait_synced(timeout=10), caller.stats().watch_error
+                return any(b.instance_id == "echo-direct-1" for b in caller.view.backends.values())
+
+            async with direct(mesh, app, unique) as caller:
+                await eventually(lambda: in_view(caller), what="the TypeScript instance in the client's view")
+                results = await asyncio.gather(*(caller.execute("echo", {"n": i}, namespace=unique, timeout=10)
+                                                 for i in range(5)))
+                assert [r.data["echo"] for r in results] == [{"n": i} for i in range(5)]
+                assert all(r.success and r.metadata.instance_id == "echo-direct-1" for r in results)
+                events = [e async for e in caller.execute_stream("echo", {"text": "abcdefgh"}, namespace=unique,
+                                                                 timeout=10)]
+                assert [e.data for e in events if isinstance(e, Partial)] == ["abcd", "efgh"]
+                assert isinstance(events[-1], Result) and events[-1].success
+                assert caller.stats().direct == 6 and caller.stats().fallbacks == {}
+
+            async with direct(mesh, looker, unique) as refused:
+                await eventually(lambda: in_view(refused), what="the TypeScript instance in the client's view")
+                with pytest.raises(PermissionDenied) as denied:
+                    await refused.execute("echo", {"n": 0}, namespace=unique, timeout=10)
+                assert refused.stats().direct == 1 and refused.stats().fallbacks == {}  # the agent refused it
+            message = str(denied.value)
+            assert str(looker) in message and "execute agents 'echo'" in message and f"namespace {unique}" in message
+            assert "(the access review agent echo asked the registry for this direct call;" in message
             assert proc.stop() == 0
 
 
@@ -590,6 +642,14 @@ async def test_typescript_agent_with_only_a_bootstrap_token_registers_serves_mtl
             async with mesh.router_client() as router:
                 routed = await eventually(lambda: _routed(router, unique, {"text": "bootstrapped"}))
             assert routed.data["echo"] == {"text": "bootstrapped"} and routed.metadata.instance_id == instance.id
+            # a direct caller is reviewed with the certificate in memory (role agent: reviews of itself only)
+            app = SpiffeId.user(TD, unique, "app")
+            await bind(mesh, unique, "app-view", "viewer", app)
+            await bind(mesh, unique, "app-run", "invoker", app)
+            async with direct(mesh, app, unique) as caller:
+                assert await caller.wait_synced(timeout=10), caller.stats().watch_error
+                reviewed = await caller.execute("echo", {"text": "direct"}, namespace=unique, timeout=10)
+                assert reviewed.data["echo"] == {"text": "direct"} and caller.stats().fallbacks == {}
 
             [obtained] = [line for line in proc.output if f"obtained a certificate for {identity}" in line]
             first_end = datetime.fromisoformat(obtained.rsplit("valid until ", 1)[1])

@@ -1,4 +1,4 @@
-// Typed clients of the mesh: RouterClient, RegistryClient, SchedulerClient, HealthClient (and AgentClient, to call
+// Typed clients of the mesh: RouterClient, RegistryClient, RbacClient, SchedulerClient, HealthClient (and AgentClient, to call
 // one agent directly). Every method takes CallOptions (timeoutMs / deadline, an AbortSignal, metadata) and fails
 // with SutradharError carrying the gRPC code and the Sutradhar error name. `rpc` is the typed stub of every method
 // of the service; the named methods are conveniences over it in plain SDK types.
@@ -11,6 +11,7 @@ import { Credentials } from "./credentials.js";
 import { SutradharError } from "./errors.js";
 import { AgentService, type DescribeResponse, type MetricsResponse } from "./gen/sutradhar/v1/agent_pb.js";
 import { HealthService } from "./gen/sutradhar/v1/health_pb.js";
+import { RbacService, type ReviewAccessResponse } from "./gen/sutradhar/v1/rbac_pb.js";
 import {
   AgentSchema,
   InstanceSchema,
@@ -135,7 +136,8 @@ export class RouterClient extends ServiceClient<typeof RouterService> {
   }
 }
 
-/** One agent replica, called directly (tests, the conformance suite; in a secured mesh only mesh services may). */
+/** One agent replica, called directly (tests, the conformance suite; in a secured mesh the mesh's services may, and
+ * callers whose certificate the agent's access review allows). */
 export class AgentClient extends ServiceClient<typeof AgentService> {
   constructor(address: string, options: ClientOptions = {}) {
     super(AgentService, address, options);
@@ -197,6 +199,22 @@ export class RegistryClient extends ServiceClient<typeof RegistryService> {
 
   async listInstances(agentId: string, namespace = "default", options?: CallOptions): Promise<Instance[]> {
     return (await this.rpc.listInstances({ agentId, namespace }, options)).instances;
+  }
+}
+
+/** Role bindings and roles, and access reviews (RbacService, served by the registry; see `rpc`). */
+export class RbacClient extends ServiceClient<typeof RbacService> {
+  constructor(address: string, options: ClientOptions = {}) {
+    super(RbacService, address, options, "registry");
+  }
+
+  /** Whether `principal` (a SPIFFE ID) may `verb` `resource` `name` in `namespace`, as the router decides it: asked
+   * by an agent, about calls to itself (docs/rbac.md, "Access reviews"). */
+  reviewAccess(principal: string, namespace: string, name: string, options?: CallOptions & { verb?: string; resource?: string }):
+    Promise<ReviewAccessResponse> {
+    return this.rpc.reviewAccess({
+      principal, namespace, name, verb: options?.verb ?? "execute", resource: options?.resource ?? "agents",
+    }, options);
   }
 }
 

@@ -32,6 +32,7 @@ import {
   type StreamEvent,
   type Task,
 } from "./agent.js";
+import { AccessReviews } from "./access-review.js";
 import { bootstrapOf, type Bootstrap, type IssuedTlsSource } from "./bootstrap.js";
 import { RegistryClient } from "./clients.js";
 import { eventToProto, resultToProto, taskFromProto } from "./convert.js";
@@ -59,7 +60,7 @@ import { Registration } from "./registration.js";
 import { DEFAULT_SETTINGS, serveSettings, type ServeSettings } from "./settings.js";
 import {
   instanceOfIdentity,
-  meshCallerRefusal,
+  meshCaller,
   providedServerSecurity,
   serverSecurity,
   type ServerSecurity,
@@ -328,6 +329,9 @@ export class AgentServer {
   /** The certificate a bootstrap token was traded for, renewed while serving (after start()). */
   issued: IssuedTlsSource | undefined;
   registration: Registration | undefined;
+  /** Who answers about callers that are not mesh services (undefined: they are refused): the registry at
+   * `accessReview`, else at `registry`, when the agent serves mutual TLS. */
+  readonly accessReviews: AccessReviews | undefined;
   /** URL of the agent's /metrics once started with a metrics port, else undefined. */
   metricsUrl: string | undefined;
   /** The bound port of the agent's /metrics once it serves one, else undefined. */
@@ -344,8 +348,10 @@ export class AgentServer {
   /**
    * The agent serves mutual TLS with tlsCertFile / tlsKeyFile / tlsCaFile, or with the certificate it trades its
    * bootstrap token for at start() (bootstrap, bootstrapTokenFile, tlsCaFile), taking AgentService calls from the
-   * mesh's router, health and scheduler only; or, with `insecure` (loopback only), plaintext. One is required
-   * (FAILED_PRECONDITION says how to fix it). agentId / agentVersion replace the agent's id and version.
+   * mesh's router, health and scheduler, and from the users and agents the registry allows to execute it (an access
+   * review at accessReview, else at registry; with neither, from the mesh's services only); or, with `insecure`
+   * (loopback only), plaintext. One is required (FAILED_PRECONDITION says how to fix it). agentId / agentVersion
+   * replace the agent's id and version.
    */
   constructor(agent: Agent, options: AgentServerOptions = {}) {
     const settings: ServeSettings = { ...DEFAULT_SETTINGS, ...definedOnly(options) };
@@ -367,25 +373,44 @@ export class AgentServer {
       "grpc.max_send_message_length": settings.maxMessageBytes,
     });
     const servicer = this.servicer;
-    // Each handler first refuses, with mTLS, a caller that is not one of the mesh's router, health and scheduler
-    // (grpc health and reflection stay open), then a request that did not decode (INVALID_ARGUMENT).
     const secured = this.bootstrap !== undefined || this.security?.files !== undefined;
-    const checked = <C extends { request: unknown; getAuthContext(): { sslPeerCertificate?: PeerCertificate | undefined } | null }, R extends unknown[]>(
-      handler: (call: C, ...rest: R) => void,
-    ) => (call: C, ...rest: R): void => {
-        const refusal = secured
-          ? meshCallerRefusal(call.getAuthContext()?.sslPeerCertificate, settings.trustDomain, `agent ${agent.id}`)
-          : undefined;
-        const error = refusal ? new SutradharError(...refusal)
-          : call.request instanceof UndecodableRequest ? call.request.error : undefined;
-        if (error === undefined) {
-          handler(call, ...rest);
-          return;
-        }
+    const reviewAt = settings.accessReview || settings.registry;
+    this.accessReviews = secured && reviewAt ? new AccessReviews(reviewAt, () => this.security && {
+      credentials: ownCredentials(this.security, settings.trustDomain), identity: this.security.identity,
+    }, { agent: `agent ${agent.id}` }) : undefined;
+    const reviews = this.accessReviews;
+    // Each handler first refuses, with mTLS, a caller that is not one of the mesh's router, health and scheduler
+    // nor (with access reviews) a user or agent the registry allows (grpc health and reflection stay open), then a
+    // request that did not decode (INVALID_ARGUMENT).
+    const checked = <C extends {
+      request: unknown; cancelled: boolean; getAuthContext(): { sslPeerCertificate?: PeerCertificate | undefined } | null;
+    }, R extends unknown[]>(handler: (call: C, ...rest: R) => void) => (call: C, ...rest: R): void => {
+      const refuse = (error: SutradharError): void => {
         const reply = rest[0];
         if (typeof reply === "function") reply(error.toServiceError());
         else endStream(call as unknown as ServerWritableStream<unknown, unknown>, error.toServiceError());
       };
+      const verdict = secured
+        ? meshCaller(call.getAuthContext()?.sslPeerCertificate, settings.trustDomain, `agent ${agent.id}`, reviews !== undefined)
+        : undefined;
+      if (Array.isArray(verdict)) {
+        refuse(new SutradharError(...verdict));
+        return;
+      }
+      const proceed = (): void => {
+        if (call.request instanceof UndecodableRequest) refuse(call.request.error);
+        else handler(call, ...rest);
+      };
+      if (verdict === undefined) {
+        proceed();
+        return;
+      }
+      void (reviews as AccessReviews).denial(verdict.review).then((denied) => {
+        if (call.cancelled) return; // its caller left while the registry was asked
+        if (denied) refuse(denied);
+        else proceed();
+      });
+    };
     this.server.addService(serviceDefinition(AgentService), {
       describe: checked(servicer.describe.bind(servicer)),
       execute: checked(servicer.execute.bind(servicer)),
@@ -440,14 +465,8 @@ export class AgentServer {
     }
     this.setServing(await this.checkHealth());
     if (this.settings.registry) {
-      const { files, provider } = security;
-      const trustDomain = this.settings.trustDomain;
       this.registration = new Registration({
-        // its own certificate, never the credential file of whoever started it
-        client: new RegistryClient(this.settings.registry, {
-          credentials: files ? Credentials.mtls(files, trustDomain)
-            : provider ? Credentials.issued(provider, trustDomain) : Credentials.insecure(),
-        }),
+        client: new RegistryClient(this.settings.registry, { credentials: ownCredentials(security, this.settings.trustDomain) }),
         identity: security.identity, agent: this.agent, instanceId: this.instanceId, endpoint: this.endpoint,
         namespace: this.settings.namespace, ttlMs: this.settings.ttlMs,
         labels: {
@@ -575,6 +594,7 @@ export class AgentServer {
       });
     });
     this.issued?.stop();
+    this.accessReviews?.close();
     await this.servicer.prometheus?.close();
     try {
       await this.agent.onStop();
@@ -597,6 +617,12 @@ export class AgentServer {
   }
 }
 
+/** What the agent presents when it calls the mesh: its own certificate (following its renewal or rewritten files),
+ * never the credential file of whoever started it; nothing when it serves insecure. */
+function ownCredentials(security: ServerSecurity, trustDomain: string): Credentials {
+  return security.provider ? Credentials.issued(security.provider, trustDomain) : Credentials.insecure();
+}
+
 function joinHostPort(host: string, port: number): string {
   return `${host.includes(":") && !host.startsWith("[") ? `[${host}]` : host}:${port}`;
 }
@@ -607,7 +633,7 @@ function definedOnly<T extends object>(options: T): Partial<T> {
 
 /**
  * Serve `agent` until SIGTERM/SIGINT, then drain and exit 0. Options left undefined fall back to the SUTRADHAR_*
- * variables (SUTRADHAR_PORT, HOST, REGISTRY, NAMESPACE, INSTANCE_ID, AGENT_ID, AGENT_VERSION, INSECURE,
+ * variables (SUTRADHAR_PORT, HOST, REGISTRY, ACCESS_REVIEW, NAMESPACE, INSTANCE_ID, AGENT_ID, AGENT_VERSION, INSECURE,
  * TLS_CERT_FILE, BOOTSTRAP, BOOTSTRAP_TOKEN_FILE, METRICS_PORT, METRICS_OPTIONAL, LOG_LEVEL, LOG_FORMAT, ...), so `node agent.js` runs under the scheduler exactly like a Python agent. A configuration
  * error is printed and the process exits 2.
  */

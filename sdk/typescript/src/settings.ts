@@ -13,6 +13,11 @@ export interface ServeSettings {
   port: number;
   /** Registry host:port to register with; undefined: only serve (the scheduler registers its replicas itself). */
   registry: string | undefined;
+  /** Registry host:port that decides callers which are not mesh services (a DirectClient's user): it answers whether
+   * they may execute this agent (RbacService/ReviewAccess, docs/security.md, "Who may call an agent"). Undefined: the
+   * registry this agent registers with, if any; with neither, only the mesh's router, health and scheduler may call
+   * it. The scheduler sets it (SUTRADHAR_ACCESS_REVIEW) for the replicas it runs, which do not register themselves. */
+  accessReview: string | undefined;
   namespace: string;
   /** This instance's id; undefined: the agent id and 8 random hex digits. */
   instanceId: string | undefined;
@@ -65,6 +70,7 @@ export const DEFAULT_SETTINGS: ServeSettings = {
   host: "127.0.0.1",
   port: 0,
   registry: undefined,
+  accessReview: undefined,
   namespace: "default",
   instanceId: undefined,
   advertise: undefined,
@@ -105,7 +111,7 @@ export function parseDurationMs(text: string): number | undefined {
 type Kind = "string" | "log-format" | "log-level" | "port" | "count" | "duration" | "positive-duration" | "boolean" | "pairs";
 
 const KINDS: Record<keyof ServeSettings, Kind> = {
-  host: "string", port: "port", registry: "string", namespace: "string", instanceId: "string", advertise: "string",
+  host: "string", port: "port", registry: "string", accessReview: "string", namespace: "string", instanceId: "string", advertise: "string",
   agentId: "string", agentVersion: "string", labels: "pairs", ttlMs: "positive-duration", graceMs: "duration",
   registerAgent: "boolean", healthPeriodMs: "positive-duration", maxMessageBytes: "count", tlsCertFile: "string",
   tlsKeyFile: "string", tlsCaFile: "string", trustDomain: "string", insecure: "boolean", publishedOnLoopback: "boolean",

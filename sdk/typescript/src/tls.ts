@@ -1,6 +1,7 @@
 // Mutual TLS the way the Python SDK does it (sdk/sutradhar/_security_settings.py, _tls.py, _mesh_callers.py):
 // an agent serves mTLS from three PEM files (re-read when they are rewritten) or, for development only, plaintext on
-// loopback; it takes AgentService calls from the mesh's router, health and scheduler services only; clients present
+// loopback; it takes AgentService calls from the mesh's router, health and scheduler services (and, with access
+// reviews, from the users and agents the registry allows: access-review.ts); clients present
 // a certificate (or nothing, to an insecure mesh) and check the server's SPIFFE ID.
 import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -129,19 +130,37 @@ export function serverSecurity(options: {
   });
   // One provider serves both the identity and the trust bundle.
   const credentials = experimental.createCertificateProviderServerCredentials(provider, provider, true);
-  return { credentials, files, identity };
+  return { credentials, files, provider, identity };
 }
 
-/** Why a peer may not call an agent (an AgentService call), or "" when it may: the mesh's callers only. */
-export function meshCallerRefusal(peer: PeerCertificate | undefined, trustDomain: string, agent: string): [status, string] | undefined {
+/** How an agent takes a call from a peer: undefined (one of the mesh's router, health and scheduler: at once),
+ * `{ review: id }` (a user or agent identity of the trust domain, when the agent has access reviews: the registry
+ * decides, `AccessReviews`), or the status and message that refuse it. */
+export type CallerVerdict = undefined | { review: string } | [status, string];
+
+/** Whether `identity` is a user or agent identity of `trustDomain` (spiffe://TD/ns/NS/{user/NAME, agent/ID[/INST]}). */
+function reviewable(identity: string, trustDomain: string): boolean {
+  const prefix = `spiffe://${trustDomain}/ns/`;
+  if (!identity.startsWith(prefix)) return false;
+  const parts = identity.slice(prefix.length).split("/");
+  if (parts.some((part) => part === "")) return false;
+  return (parts[1] === "user" && parts.length === 3) || (parts[1] === "agent" && (parts.length === 3 || parts.length === 4));
+}
+
+/** Who may call an agent (an AgentService call; mirrors sdk/sutradhar/_mesh_callers.py): the mesh's router, health
+ * and scheduler services, and, with `reviews`, users and agents of the trust domain the registry allows. */
+export function meshCaller(peer: PeerCertificate | undefined, trustDomain: string, agent: string,
+  reviews = false): CallerVerdict {
   const ids = spiffeIds(peer);
   if (ids.length !== 1) {
-    return [status.UNAUTHENTICATED, `${agent} takes calls over mutual TLS from the mesh's router, health and ` +
-      "scheduler only; this call presented no certificate with a SPIFFE ID (exactly one spiffe:// URI SAN)"];
+    return [status.UNAUTHENTICATED, `${agent} takes calls over mutual TLS, from the mesh's router, health and ` +
+      `scheduler${reviews ? " and from callers the registry allows to execute it" : " only"}; this call presented ` +
+      "no certificate with a SPIFFE ID (exactly one spiffe:// URI SAN)"];
   }
-  const allowed = AGENT_CALLERS.map((name) => serviceIdentity(trustDomain, name));
-  if (allowed.includes(ids[0] as string)) return undefined;
-  return [status.PERMISSION_DENIED, `${ids[0]} may not call ${agent}: agents take calls from the mesh's ` +
+  const id = ids[0] as string;
+  if (AGENT_CALLERS.some((name) => serviceIdentity(trustDomain, name) === id)) return undefined;
+  if (reviews && reviewable(id, trustDomain)) return { review: id };
+  return [status.PERMISSION_DENIED, `${id} may not call ${agent}: agents take calls from the mesh's ` +
     `${AGENT_CALLERS.join(", ")} services of trust domain '${trustDomain}' ` +
     `(spiffe://${trustDomain}/ns/${SYSTEM_NAMESPACE}/service/<service>) only; route tasks through the router`];
 }

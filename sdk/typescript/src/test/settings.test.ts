@@ -32,6 +32,8 @@ test("settings come from SUTRADHAR_* variables, explicit values win, empty count
   assert.equal(serveSettings({}, {}).logFormat, "text");
   assert.equal(serveSettings({}, { SUTRADHAR_LOG_LEVEL: " info " }).logLevel, "INFO");
   assert.equal(serveSettings({}, {}).logLevel, "WARNING");
+  assert.equal(serveSettings({}, { SUTRADHAR_ACCESS_REVIEW: "127.0.0.1:50051" }).accessReview, "127.0.0.1:50051");
+  assert.equal(serveSettings({}, {}).accessReview, undefined);
 });
 
 test("a malformed variable is INVALID_ARGUMENT naming it and what it should be", () => {
