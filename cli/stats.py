@@ -25,9 +25,10 @@ from sutradhar.v1 import ratelimit_pb2, router_pb2
 
 TIMEOUT = 10.0
 #: Printed under the instance table: where the mesh_* and direct_* columns come from.
-MESH_NOTE = ("in_flight .. ejections: this router's own calls; mesh_*: every router's and direct caller's load "
-             "as recorded in etcd over the last ~1s (this router's included); direct_*: the part of it from "
-             "callers that bypass the router (DirectClient)")
+MESH_NOTE = ("in_flight .. ejections: this router's own calls; others_*: how many other routers and direct "
+             "callers hold the instance's calls back (breaker open, ejected); mesh_*: every router's and direct "
+             "caller's load as recorded in etcd over the last ~1s (this router's included); direct_*: the part "
+             "of it from callers that bypass the router (DirectClient)")
 
 
 def register(sub: Any) -> None:
@@ -46,7 +47,8 @@ def _ms(duration: Any) -> float:
 def _reported(prefix: str, load: router_pb2.ReportedLoad) -> dict[str, Any]:
     return {f"{prefix}_reporters": load.reporters, f"{prefix}_rps": round(load.rps, 2),
             f"{prefix}_in_flight": round(load.in_flight, 2), f"{prefix}_p50_ms": _ms(load.latency_p50),
-            f"{prefix}_p99_ms": _ms(load.latency_p99)}
+            f"{prefix}_p99_ms": _ms(load.latency_p99), f"{prefix}_breakers_open": load.breakers_open,
+            f"{prefix}_ejecting": load.ejecting}
 
 
 def mesh_load(s: router_pb2.InstanceStats) -> dict[str, Any]:
@@ -61,6 +63,9 @@ def mesh_load(s: router_pb2.InstanceStats) -> dict[str, Any]:
         "mesh_p50_ms": round(sum(rps * p50 for rps, p50 in parts) / weight, 3) if weight else
         max(p50 for _, p50 in parts),
         "mesh_p99_ms": max(_ms(s.latency_p99), _ms(s.routers.latency_p99), _ms(s.direct.latency_p99)),
+        # Other reporters whose breaker holds the instance's calls back, and that eject it.
+        "others_breakers_open": s.routers.breakers_open + s.direct.breakers_open,
+        "others_ejecting": s.routers.ejecting + s.direct.ejecting,
         "rps": round(s.rps, 2),
         **_reported("routers", s.routers),
         **_reported("direct", s.direct),
@@ -124,8 +129,8 @@ async def run(args: argparse.Namespace) -> int:
     print_table(
         rows,
         ["namespace", "instance_id", "agent_type", "version", "endpoint", "state", "in_flight", "requests",
-         "errors", "p50_ms", "p99_ms", "breaker", "ejected", "ejections", "mesh_rps", "mesh_in_flight",
-         "direct_rps", "direct_in_flight"],
+         "errors", "p50_ms", "p99_ms", "breaker", "ejected", "ejections", "others_breakers_open",
+         "others_ejecting", "mesh_rps", "mesh_in_flight", "direct_rps", "direct_in_flight"],
         empty="no instances known to this router",
     )
     if rows:

@@ -236,7 +236,8 @@ class DirectClient(RouterClient):
                 by_namespace.setdefault(backend.namespace, []).append(registry_pb2.InstanceLoad(
                     instance_id=backend.instance_id, agent_id=backend.agent_id, in_flight=sample.in_flight,
                     rps=sample.rps, latency_p50=to_duration(timedelta(seconds=p50)),
-                    latency_p99=to_duration(timedelta(seconds=p99))))
+                    latency_p99=to_duration(timedelta(seconds=p99)), breaker_open=sample.breaker_open,
+                    ejected=sample.ejected))
         for namespace, loads in by_namespace.items():
             await self._registry.report_load(self.reporter_id, loads, namespace=namespace, timeout=5)
             self._reports += 1

@@ -121,13 +121,19 @@ def load_key(namespace: str, instance_id: str, router_id: str) -> str:
 
 
 def load_value(agent_id: str, in_flight: float, rps: float, updated: float, *, p50: float = 0.0,
-               p99: float = 0.0) -> bytes:
+               p99: float = 0.0, breaker_open: bool = False, ejected: bool = False) -> bytes:
     """The JSON value of one load key; `p50` and `p99` (seconds, recent latency) are
-    written as ``p50_ms`` / ``p99_ms`` only when measured (readers take missing ones as 0)."""
+    written as ``p50_ms`` / ``p99_ms`` only when measured, `breaker_open` and `ejected` (the
+    reporter's breaker for the instance is open or half-open; it ejects the instance) only
+    when true (readers take missing ones as 0 and false)."""
     value: dict[str, object] = {"agent_id": agent_id, "in_flight": round(in_flight, 4), "rps": round(rps, 4),
                                 "updated": updated}
     if p50 > 0 or p99 > 0:
         value.update(p50_ms=round(p50 * 1000, 3), p99_ms=round(p99 * 1000, 3))
+    if breaker_open:
+        value["breaker_open"] = True
+    if ejected:
+        value["ejected"] = True
     return json.dumps(value, separators=(",", ":")).encode()
 
 

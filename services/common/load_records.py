@@ -76,6 +76,10 @@ class LoadRecord:
     p50: float = 0.0
     """Median latency in seconds (0: not reported)."""
     p99: float = 0.0
+    breaker_open: bool = False
+    """The reporter's breaker for the instance is open or half-open."""
+    ejected: bool = False
+    """The reporter ejects the instance."""
 
     @property
     def direct(self) -> bool:
@@ -89,6 +93,12 @@ def _number(value: object) -> float:
     return float(value)
 
 
+def _flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"not true or false: {value!r}")
+    return value
+
+
 def parse_record(key: str, value: bytes) -> LoadRecord | None:
     """The record of one load key and value; None when either is malformed (not ours to fail on)."""
     parts = key.rsplit("/", 3)
@@ -98,7 +108,9 @@ def parse_record(key: str, value: bytes) -> LoadRecord | None:
         data = json.loads(value)
         return LoadRecord(namespace=parts[1], instance_id=parts[2], reporter=parts[3],
                           in_flight=_number(data.get("in_flight", 0)), rps=_number(data.get("rps", 0)),
-                          p50=_number(data.get("p50_ms", 0)) / 1000, p99=_number(data.get("p99_ms", 0)) / 1000)
+                          p50=_number(data.get("p50_ms", 0)) / 1000, p99=_number(data.get("p99_ms", 0)) / 1000,
+                          breaker_open=_flag(data.get("breaker_open", False)),
+                          ejected=_flag(data.get("ejected", False)))
     except (ValueError, TypeError, AttributeError):
         return None
 
@@ -106,12 +118,15 @@ def parse_record(key: str, value: bytes) -> LoadRecord | None:
 @dataclass
 class LoadSum:
     """Records of several reporters of one instance, summed: in-flight and rps add up; the
-    median is the rps-weighted mean of the reporters' medians, the p99 the highest."""
+    median is the rps-weighted mean of the reporters' medians, the p99 the highest; the
+    reporters whose breaker is open, and those that eject it, are counted."""
 
     reporters: int = 0
     in_flight: float = 0.0
     rps: float = 0.0
     p99: float = 0.0
+    breakers_open: int = 0
+    ejecting: int = 0
     _weighted_p50: float = 0.0
     _p50_weight: float = 0.0
 
@@ -121,6 +136,8 @@ class LoadSum:
         self.in_flight += record.in_flight
         self.rps += record.rps
         self.p99 = max(self.p99, record.p99)
+        self.breakers_open += record.breaker_open
+        self.ejecting += record.ejected
         if record.p50 > 0:
             weight = record.rps or 1e-9  # an idle window's median still counts when nothing else does
             self._weighted_p50 += record.p50 * weight

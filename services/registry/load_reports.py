@@ -97,7 +97,8 @@ class LoadReports:
         ops = [Op(keys.load_key(namespace, load.instance_id, name),
                   keys.load_value(load.agent_id, load.in_flight, load.rps, updated,
                                   p50=load.latency_p50.ToNanoseconds() / 1e9,
-                                  p99=load.latency_p99.ToNanoseconds() / 1e9), lease)
+                                  p99=load.latency_p99.ToNanoseconds() / 1e9,
+                                  breaker_open=load.breaker_open, ejected=load.ejected), lease)
                for load in request.loads]
         await commit_in_chunks(self.store, ops)
         response = pb.ReportLoadResponse()

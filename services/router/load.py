@@ -96,7 +96,8 @@ class LoadPublisher:
                 written[(b.namespace, b.instance_id)] = key
                 p50, p99 = b.percentiles()
                 ops.append(Op(key, keys.load_value(b.agent_id, sample.in_flight, sample.rps, updated, p50=p50,
-                                                   p99=p99), lease))
+                                                   p99=p99, breaker_open=sample.breaker_open,
+                                                   ejected=sample.ejected), lease))
         await commit_in_chunks(self.store, ops)
         for ident in gone:
             del self._published[ident]
@@ -142,7 +143,8 @@ class Loads:
 def _reported(total: LoadSum) -> router_pb2.ReportedLoad:
     return router_pb2.ReportedLoad(
         reporters=total.reporters, in_flight=round(total.in_flight, 4), rps=round(total.rps, 4),
-        latency_p50=to_duration(timedelta(seconds=total.p50)), latency_p99=to_duration(timedelta(seconds=total.p99)))
+        latency_p50=to_duration(timedelta(seconds=total.p50)), latency_p99=to_duration(timedelta(seconds=total.p99)),
+        breakers_open=total.breakers_open, ejecting=total.ejecting)
 
 
 def add_reported_load(stats: Iterable[router_pb2.InstanceStats], loads: Loads) -> None:

@@ -37,8 +37,10 @@ AGENTS = ("echo-0", "echo-1")
 
 
 @contextlib.asynccontextmanager
-async def direct_mesh(etcd: str, namespace: str) -> AsyncIterator[tuple[RegistryServer, RouterServer]]:
-    """A registry and a router (publishing and reading load every 0.2 s) on etcd, and two echo agents."""
+async def direct_mesh(etcd: str, namespace: str,
+                      ) -> AsyncIterator[tuple[RegistryServer, RouterServer, list[AgentProcess]]]:
+    """A registry and a router (publishing and reading load every 0.2 s) on etcd, and two echo agents
+    (`AGENTS`, in that order)."""
     registry = RegistryServer(RegistryConfig(insecure=True, port=0, etcd=etcd))
     await registry.start()
     router = RouterServer(RouterConfig(insecure=True, port=0, registry=registry.address, etcd=etcd,
@@ -51,7 +53,7 @@ async def direct_mesh(etcd: str, namespace: str) -> AsyncIterator[tuple[Registry
             spawn_agent, [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent", "--insecure",
                           "--registry", registry.address, "--namespace", namespace, "--instance-id", iid],
             cwd=str(ROOT)) for iid in AGENTS]))
-        yield registry, router
+        yield registry, router, agents
     finally:
         for agent in agents:
             agent.signal(signal.SIGTERM)
@@ -72,7 +74,7 @@ async def cli(router: RouterServer, *args: str) -> dict[str, Any]:
 
 
 async def test_calls_only_a_direct_client_sent_show_in_stats_and_top_until_its_lease_lapses(etcd, unique):
-    async with direct_mesh(etcd, unique) as (registry, router):
+    async with direct_mesh(etcd, unique) as (registry, router, _):
         client = DirectClient(router.address, registry=registry.address)
         sent = 0
         stop = asyncio.Event()
@@ -135,6 +137,31 @@ async def test_calls_only_a_direct_client_sent_show_in_stats_and_top_until_its_l
                          what="the closed direct client's load records lapsed with its lease")
         gone = await cli(router, "stats", "-n", unique)
         assert all(r["direct_reporters"] == 0 and r["mesh_rps"] == 0 for r in gone["instances"]), gone
+
+
+async def test_an_instance_a_direct_client_ejects_shows_in_stats_while_no_call_goes_to_it(etcd, unique):
+    """The direct client's ejection (and breaker) of an instance reaches `sutradhar stats` as `others_ejecting`,
+    and keeps being reported while the instance gets no calls, which is when it matters."""
+    async with direct_mesh(etcd, unique) as (registry, router, agents):
+        client = DirectClient(router.address, registry=registry.address)
+        try:
+            assert await client.wait_synced(timeout=10)
+            await eventually(lambda: {s.instance_id for s in client.stats(namespace=unique).instances} ==
+                             set(AGENTS), within=15, what="the direct client sees both agents")
+            agents[1].signal(signal.SIGKILL)
+            await asyncio.to_thread(agents[1].wait)
+            for n in range(20):  # every call succeeds, retried on echo-0, until echo-1 is ejected
+                assert (await client.execute("echo", {"n": n}, namespace=unique, timeout=5)).success
+            mine = {s.instance_id: s for s in client.stats(namespace=unique).instances}
+            assert mine[AGENTS[1]].ejected and not mine[AGENTS[0]].ejected, mine
+
+            await asyncio.sleep(2.5)  # report windows with no call at all to echo-1
+            rows = {row["instance_id"]: row for row in (await cli(router, "stats", "-n", unique))["instances"]}
+            assert rows[AGENTS[1]]["others_ejecting"] == 1 and rows[AGENTS[1]]["direct_ejecting"] == 1, rows
+            assert rows[AGENTS[1]]["direct_rps"] == 0 and not rows[AGENTS[1]]["ejected"], rows  # the router's own: no
+            assert rows[AGENTS[0]]["others_ejecting"] == 0 and rows[AGENTS[0]]["others_breakers_open"] == 0, rows
+        finally:
+            await client.close()
 
 
 @contextlib.asynccontextmanager

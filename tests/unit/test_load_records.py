@@ -41,3 +41,17 @@ def test_sums_add_load_and_weigh_medians_by_rps() -> None:
     assert (total.reporters, total.in_flight, total.rps, total.p99) == (3, 4.5, 45.0, 0.009)
     assert total.p50 == pytest.approx((10 * 0.001 + 30 * 0.003) / 40)
     assert LoadSum().p50 == 0.0
+
+
+def test_breakers_and_ejections_are_written_only_when_true_and_counted_per_reporter() -> None:
+    healthy = json.loads(keys.load_value("echo", 0, 0, 100.0))
+    assert "breaker_open" not in healthy and "ejected" not in healthy  # old readers see the same record
+    key = keys.load_key("ns", "echo-0", "client-host-1")
+    held = parse_record(key, keys.load_value("echo", 0, 0, 100.0, breaker_open=True, ejected=True))
+    assert held is not None and held.breaker_open and held.ejected
+    assert parse_record(key, b'{"ejected": 1}') is None  # a flag is true or false, nothing else
+    total = LoadSum()
+    for record in (held, LoadRecord("ns", "echo-0", "client-2", 1.0, 2.0, breaker_open=True),
+                   LoadRecord("ns", "echo-0", "client-3", 1.0, 2.0)):
+        total.add(record)
+    assert (total.reporters, total.breakers_open, total.ejecting) == (3, 2, 1)

@@ -189,3 +189,21 @@ def test_backend_counts_and_load_window():
     assert b.take_load(3.0) is None  # ... then nothing is published
     p50, p99 = b.percentiles()
     assert 0.5 <= p50 <= 1.0 and p99 == pytest.approx(1.0)
+
+
+def test_an_ejected_or_broken_instance_is_reported_while_idle_and_once_more_when_it_is_back():
+    b = Backend("default", "i-1")
+    failures = b.policy.outlier.consecutive_failures
+    for k in range(failures):
+        b.begin(float(k))
+        b.end(float(k) + 0.1, 0.1, Outcome.FAILURE)
+    assert b.outlier.ejected(failures) and b.breaker_state(failures).name == "OPEN"
+    busy = b.take_load(float(failures))
+    assert busy is not None and busy.rps > 0 and busy.ejected and busy.breaker_open
+    b.breaker.state = BreakerState.CLOSED  # the breaker's own way back needs a trial call; the ejection's is time
+    back = b.outlier.ejected_until
+    idle = [b.take_load(t) for t in (back - 2.0, back - 1.0)]  # no calls: still reported, still ejected
+    assert all(s is not None and s.rps == 0 and s.ejected for s in idle), idle
+    returned = b.take_load(back + 0.5)  # back in the pool: reported once, so readers drop the ejection
+    assert returned is not None and not returned.ejected and returned.rps == 0
+    assert b.take_load(back + 1.5) is None

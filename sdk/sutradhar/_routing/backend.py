@@ -37,13 +37,18 @@ class LoadSample:
 
     in_flight: float
     rps: float
+    breaker_open: bool = False
+    """The breaker is open or half-open at the window's end."""
+    ejected: bool = False
+    """The instance is ejected at the window's end."""
 
 
 class Backend:
     """A routable instance with this router's observations of it."""
 
     __slots__ = (
-        "_lat", "_lat_i", "_was_busy", "_window_area", "_window_at", "_window_requests", "_window_start",
+        "_lat", "_lat_i", "_was_busy", "_was_unhealthy", "_window_area", "_window_at", "_window_requests",
+        "_window_start",
         "agent_id", "agent_type", "breaker", "endpoint", "errors", "ewma", "ewma_at", "identity", "in_flight",
         "instance_id", "labels", "namespace", "outlier", "policy", "probe_time", "requests",
         "result_metadata", "runtime", "state", "transport", "version", "weight",
@@ -79,6 +84,7 @@ class Backend:
         self._window_area = 0.0
         self._window_requests = 0
         self._was_busy = False
+        self._was_unhealthy = False
 
     def __repr__(self) -> str:
         return f"Backend({self.namespace}/{self.instance_id} {self.endpoint})"
@@ -172,19 +178,26 @@ class Backend:
 
     def take_load(self, now: float) -> LoadSample | None:
         """Close the load window: average in-flight and requests per second
-        since the last call; None when neither this window nor the one
-        before saw traffic (the first idle window reports zeros once, so
-        readers do not keep the last busy figures)."""
+        since the last call, and whether the breaker is open or the instance
+        ejected now; None when neither this window nor the one before saw
+        traffic or either of those (the first idle or healthy window reports
+        once more, so readers do not keep the last busy or unhealthy figures).
+        An open breaker or an ejection is reported even without traffic: that
+        is when they hold the instance's calls back."""
         start = self._window_start if self._window_start >= 0 else now
         self._window_area += self.in_flight * (now - self._window_at)
         span = now - start
         busy = self._window_requests > 0 or self._window_area > 0 or self.in_flight > 0
+        breaker_open = self.breaker_state(now) is not BreakerState.CLOSED
+        ejected = self.outlier.ejected(now)
+        unhealthy = breaker_open or ejected
         sample = None
         if busy and span > 0:
-            sample = LoadSample(in_flight=self._window_area / span, rps=self._window_requests / span)
-        elif self._was_busy:
-            sample = LoadSample(in_flight=0.0, rps=0.0)
+            sample = LoadSample(self._window_area / span, self._window_requests / span, breaker_open, ejected)
+        elif self._was_busy or unhealthy or self._was_unhealthy:
+            sample = LoadSample(0.0, 0.0, breaker_open, ejected)
         self._was_busy = busy
+        self._was_unhealthy = unhealthy
         self._window_start = now
         self._window_at = now
         self._window_area = 0.0

@@ -364,20 +364,24 @@ class ReportLoadRequest(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., reporter_id: _Optional[str] = ..., loads: _Optional[_Iterable[_Union[InstanceLoad, _Mapping]]] = ...) -> None: ...
 
 class InstanceLoad(_message.Message):
-    __slots__ = ("instance_id", "agent_id", "in_flight", "rps", "latency_p50", "latency_p99")
+    __slots__ = ("instance_id", "agent_id", "in_flight", "rps", "latency_p50", "latency_p99", "breaker_open", "ejected")
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
     RPS_FIELD_NUMBER: _ClassVar[int]
     LATENCY_P50_FIELD_NUMBER: _ClassVar[int]
     LATENCY_P99_FIELD_NUMBER: _ClassVar[int]
+    BREAKER_OPEN_FIELD_NUMBER: _ClassVar[int]
+    EJECTED_FIELD_NUMBER: _ClassVar[int]
     instance_id: str
     agent_id: str
     in_flight: float
     rps: float
     latency_p50: _duration_pb2.Duration
     latency_p99: _duration_pb2.Duration
-    def __init__(self, instance_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., in_flight: _Optional[float] = ..., rps: _Optional[float] = ..., latency_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., latency_p99: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    breaker_open: bool
+    ejected: bool
+    def __init__(self, instance_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., in_flight: _Optional[float] = ..., rps: _Optional[float] = ..., latency_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., latency_p99: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., breaker_open: _Optional[bool] = ..., ejected: _Optional[bool] = ...) -> None: ...
 
 class ReportLoadResponse(_message.Message):
     __slots__ = ("ttl",)

@@ -135,18 +135,22 @@ class InstanceStats(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., instance_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., agent_type: _Optional[str] = ..., version: _Optional[str] = ..., endpoint: _Optional[str] = ..., in_flight: _Optional[int] = ..., requests: _Optional[int] = ..., errors: _Optional[int] = ..., latency_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., latency_p99: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., breaker: _Optional[_Union[BreakerState, str]] = ..., ejected: _Optional[bool] = ..., ejections: _Optional[int] = ..., state: _Optional[str] = ..., rps: _Optional[float] = ..., routers: _Optional[_Union[ReportedLoad, _Mapping]] = ..., direct: _Optional[_Union[ReportedLoad, _Mapping]] = ...) -> None: ...
 
 class ReportedLoad(_message.Message):
-    __slots__ = ("reporters", "in_flight", "rps", "latency_p50", "latency_p99")
+    __slots__ = ("reporters", "in_flight", "rps", "latency_p50", "latency_p99", "breakers_open", "ejecting")
     REPORTERS_FIELD_NUMBER: _ClassVar[int]
     IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
     RPS_FIELD_NUMBER: _ClassVar[int]
     LATENCY_P50_FIELD_NUMBER: _ClassVar[int]
     LATENCY_P99_FIELD_NUMBER: _ClassVar[int]
+    BREAKERS_OPEN_FIELD_NUMBER: _ClassVar[int]
+    EJECTING_FIELD_NUMBER: _ClassVar[int]
     reporters: int
     in_flight: float
     rps: float
     latency_p50: _duration_pb2.Duration
     latency_p99: _duration_pb2.Duration
-    def __init__(self, reporters: _Optional[int] = ..., in_flight: _Optional[float] = ..., rps: _Optional[float] = ..., latency_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., latency_p99: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    breakers_open: int
+    ejecting: int
+    def __init__(self, reporters: _Optional[int] = ..., in_flight: _Optional[float] = ..., rps: _Optional[float] = ..., latency_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., latency_p99: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., breakers_open: _Optional[int] = ..., ejecting: _Optional[int] = ...) -> None: ...
 
 class GetStatsResponse(_message.Message):
     __slots__ = ("instances", "router_id", "buckets", "reported_load_error")
