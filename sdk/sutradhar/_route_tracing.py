@@ -1,8 +1,11 @@
 """The trace of one routed call, as the routing engine (`sutradhar._route_engine`) takes it.
 
-What a routed call's tracing needs beyond the mesh, in the SDK so that every caller of
-the engine can use it: the router service (``services.common.tracing.RouterTracing``,
-whose call span is the SERVER span of ``RouterService/Execute``) starts its calls here.
+Two callers route through the engine and trace their calls with what is here, one
+definition for both: the router service (``services.common.tracing.RouterTracing``,
+whose call span is the SERVER span of ``RouterService/Execute``) and the SDK's
+`DirectClient` (`DirectTracing`, whose call span is an INTERNAL span of the same
+name in the caller's process: the routed call crosses no process boundary there,
+each attempt does).
 
 `start_call` takes the sampler's decision by hand (`sutradhar._tracing.Sampling`).
 Unsampled, it makes no span: the call gets a `Forward` that hands every attempt the
@@ -167,6 +170,52 @@ def start_call(
     return CallTrace(tracer, call, attempt_name, server_side=server_side)
 
 
+class DirectTracing:
+    """A direct caller's tracing (`DirectClient`): `start` per call, under the caller's current
+    OpenTelemetry span when there is one, else under the task's ``traceparent``. Sampled, the
+    call's span is an INTERNAL ``RouterService/Execute`` (``/ExecuteStream``) span in the caller's
+    process with the router's attributes but no peer (the routing runs here); each attempt is a
+    CLIENT span under it, as the router's. Made while tracing is on (`sutradhar._tracing.active`)."""
+
+    __slots__ = ("_internal", "_tracer", "state")
+
+    #: The instrumentation scope of a direct caller's spans.
+    TRACER: Final = "sutradhar.client"
+
+    def __init__(self, state: Any) -> None:
+        from opentelemetry.trace import SpanKind
+
+        self.state = state
+        """The process's tracing this was made for."""
+        self._tracer = state.tracer(self.TRACER)
+        self._internal = SpanKind.INTERNAL
+
+    def start(self, task_traceparent: str, stream: bool = False) -> Forward | CallTrace:
+        """The trace of one direct call (see the class docstring)."""
+        from opentelemetry import context as otel_context
+        from opentelemetry import trace
+
+        current = trace.get_current_span().get_span_context()
+        if current.is_valid:
+            flags = int(current.trace_flags)
+            parent: tuple[int, int, int] | None = (current.trace_id, current.span_id, flags)
+            value = _tracing.traceparent(current.trace_id, current.span_id, flags)
+            context = otel_context.get_current()
+        else:
+            value = task_traceparent.strip().lower()
+            parent = _tracing.parse_traceparent(value) if value else None
+            context = None  # the task's remote parent, else a root
+        if stream:
+            return start_call(self.state, self._tracer, parent, value, context, ROUTER_EXECUTE_STREAM,
+                              self._internal, _STREAM_CALL, AGENT_EXECUTE_STREAM, False)
+        return start_call(self.state, self._tracer, parent, value, context, ROUTER_EXECUTE, self._internal,
+                          _UNARY_CALL, AGENT_EXECUTE, False)
+
+
+_UNARY_CALL: Final = {"rpc.system.name": "grpc", "rpc.method": ROUTER_EXECUTE}
+_STREAM_CALL: Final = {"rpc.system.name": "grpc", "rpc.method": ROUTER_EXECUTE_STREAM}
+
+
 __all__ = [
     "AGENT_EXECUTE",
     "AGENT_EXECUTE_STREAM",
@@ -174,6 +223,7 @@ __all__ = [
     "ROUTER_EXECUTE",
     "ROUTER_EXECUTE_STREAM",
     "CallTrace",
+    "DirectTracing",
     "Forward",
     "attempt_attributes",
     "split_address",
