@@ -36,6 +36,14 @@ own rule, cached 10 s by the agent: `sutradhar._access_review`), so a caller wit
 the binding gets PERMISSION_DENIED from the agent, naming it, as the router would
 answer, and a revoked binding takes effect within 10 s.
 
+With tracing on in the caller's process (`sutradhar._tracing`, the ``tracing`` extra), each
+direct call is traced as the router traces a routed one (`sutradhar._route_tracing`, one
+definition for both): under the caller's current OpenTelemetry span, else the task's
+``traceparent``, sampled as the configured sampler decides; sampled, an INTERNAL span of the
+call (``sutradhar.v1.RouterService/Execute``) with a CLIENT span per attempt, each attempt's
+context sent to the agent as ``traceparent`` metadata; unsampled, no span, and the caller's
+context (or a new unsampled one) goes to every attempt. With tracing off nothing of it runs.
+
 The rest of the mesh still sees the direct calls: every `REPORT_PERIOD` the client
 reports each instance's load window (average in flight, calls per second; the router's
 `Backend.take_load`) and its recent latency (p50, p99) to the registry (`ReportLoad`),
@@ -62,6 +70,7 @@ from typing import Any, Self
 
 from google.protobuf.message import DecodeError
 
+from sutradhar import _tracing
 from sutradhar._agent import Result, StreamEvent, Task
 from sutradhar._aio import cancel_until_done
 from sutradhar._clients import RegistryClient, RouterClient, Timeout, _seconds
@@ -72,6 +81,7 @@ from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES
 from sutradhar._mesh_dialer import MeshDialer
 from sutradhar._names import ALL_NAMESPACES
 from sutradhar._route_engine import Engine, PlainDialer, instance_stats, is_http
+from sutradhar._route_tracing import CallTrace, DirectTracing, Forward
 from sutradhar._route_watch import RegistryWatcher
 from sutradhar._routing import wire
 from sutradhar._routing.selection import Pool
@@ -212,6 +222,7 @@ class DirectClient(RouterClient):
         self._httpx = importlib.util.find_spec("httpx") is not None
         self._selectors: dict[int, tuple[router_pb2.Selector, bytes]] = {}
         self._reasons: dict[bytes, tuple[tuple[int, int], str]] = {}
+        self._tracing: DirectTracing | None = None
 
     def _discard(self, backend: Any) -> None:
         self.engine.discard(backend)
@@ -367,8 +378,33 @@ class DirectClient(RouterClient):
         if route is None:
             return await super()._send(task, selector, options, grpc_timeout)
         # The answer is the agent's ExecuteResponse with the metadata spliced in (field 1 either way).
-        answer = await self.engine.execute(route, grpc_timeout)
+        state = _tracing.active()
+        if state is None:
+            answer = await self.engine.execute(route, grpc_timeout)
+        else:
+            answer = await self._execute_traced(self._trace(state, route), route, grpc_timeout)
         return result_from_proto(agent_pb2.ExecuteResponse.FromString(answer).result)
+
+    def _trace(self, state: Any, route: wire.RouteRequest, stream: bool = False) -> Forward | CallTrace:
+        """The trace of one direct call while tracing is on (`sutradhar._route_tracing.DirectTracing`)."""
+        tracing = self._tracing
+        if tracing is None or tracing.state is not state:
+            tracing = self._tracing = DirectTracing(state)
+        return tracing.start(route.task_traceparent, stream)
+
+    async def _execute_traced(self, trace: Forward | CallTrace, route: wire.RouteRequest,
+                              grpc_timeout: float | None) -> bytes:
+        """`engine.execute` under `trace`: sampled, the call's span ends with the call's outcome."""
+        if not isinstance(trace, CallTrace):
+            return await self.engine.execute(route, grpc_timeout, trace)
+        failure: BaseException | None = None
+        try:
+            return await self.engine.execute(route, grpc_timeout, trace)
+        except BaseException as err:
+            failure = err
+            raise
+        finally:
+            trace.end(failure)
 
     async def _send_stream(
         self, task: Task, selector: router_pb2.Selector, options: router_pb2.RouteOptions, grpc_timeout: float | None
@@ -382,9 +418,20 @@ class DirectClient(RouterClient):
             finally:
                 await events.aclose()
             return
-        stream = self.engine.execute_stream(route, grpc_timeout)
+        state = _tracing.active()
+        trace = None if state is None else self._trace(state, route, stream=True)
+        stream = self.engine.execute_stream(route, grpc_timeout, trace)
+        failure: BaseException | None = None
         try:
             async for data in stream:
                 yield event_from_proto(agent_pb2.ExecuteStreamResponse.FromString(data))
+        except GeneratorExit:  # the caller left the stream early
+            failure = asyncio.CancelledError("the caller left the stream")
+            raise
+        except BaseException as err:
+            failure = err
+            raise
         finally:
             await stream.aclose()  # leaving early cancels the agent call
+            if isinstance(trace, CallTrace):  # sampled: the call's span ends with the stream
+                trace.end(failure)

@@ -392,7 +392,7 @@ class Engine:
         self, pool: Pool, backend: Backend, request: bytes, time_left: float, trace: Any = None, number: int = 1,
         hedge: bool = False,
     ) -> bytes:
-        """One attempt on `backend`. `trace` (tracing on: a `tracing.Forward` or `tracing.CallTrace`)
+        """One attempt on `backend`. `trace` (tracing on: a `sutradhar._route_tracing.Forward` or `CallTrace`)
         gives the attempt's span and the ``traceparent`` metadata sent with it."""
         transport = backend.transport or self.transport(backend)
         start = self.clock()

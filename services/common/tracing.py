@@ -12,7 +12,9 @@ it makes no span: the call gets a `Forward` that hands every attempt the
 caller's ``traceparent`` unchanged (a new unsampled one when the caller sent
 none, so the agent does not start a trace of its own). Sampled, it gets a
 `CallTrace`: a SERVER span for the routed call and a CLIENT span per attempt,
-each attempt's context sent to the agent as its ``traceparent``.
+each attempt's context sent to the agent as its ``traceparent``. The decision,
+`Forward`, `CallTrace` and the attempts' attributes are the SDK's
+(`sutradhar._route_tracing`), which the direct client traces its calls with too.
 
 Names and attributes follow the OpenTelemetry RPC semantic conventions: the span
 name is the fully qualified method (``sutradhar.v1.RouterService/Execute``),
@@ -27,45 +29,25 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Iterator
-from typing import Any, Final
-from urllib.parse import urlsplit
+from typing import Any
 
 import grpc
 
 from sutradhar import _tracing
 from sutradhar._log_context import traceparent_of
 from sutradhar._middleware import Method, Outcome, Stage, Streaming, Unary
-from sutradhar._tracing import code_of, end_span, remote_parent
-from sutradhar.services.common.probing import IN_PROCESS
-
-ROUTER_EXECUTE: Final = "sutradhar.v1.RouterService/Execute"
-ROUTER_EXECUTE_STREAM: Final = "sutradhar.v1.RouterService/ExecuteStream"
-AGENT_EXECUTE: Final = "sutradhar.v1.AgentService/Execute"
-AGENT_EXECUTE_STREAM: Final = "sutradhar.v1.AgentService/ExecuteStream"
-
-def split_address(address: str) -> tuple[str, int | None]:
-    """(host, port) of a ``host:port`` endpoint (``[v6]:port`` too); port None when there is none."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        return address, None
-    return host.strip("[]"), int(port)
-
-
-def attempt_attributes(endpoint: str, method: str) -> dict[str, Any]:
-    """The semantic-convention attributes of an attempt's CLIENT span by the instance's kind: a gRPC
-    agent (``host:port``) gets ``rpc.system.name``/``rpc.method`` and ``server.*``; an HTTP agent (a
-    URL, JSON over HTTP) ``http.request.method``, ``url.full`` (its ``/execute``) and ``server.*``; an
-    in-process agent (no peer: the router runs it) ``rpc.method`` only."""
-    if "://" in endpoint:
-        parts = urlsplit(endpoint)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        return {"http.request.method": "POST", "url.full": f"{endpoint.rstrip('/')}/execute",
-                "server.address": parts.hostname or "", "server.port": port}
-    if endpoint == IN_PROCESS:
-        return {"rpc.method": method}
-    host, grpc_port = split_address(endpoint)
-    return {"rpc.system.name": "grpc", "rpc.method": method, "server.address": host,
-            **({"server.port": grpc_port} if grpc_port is not None else {})}
+from sutradhar._route_tracing import (
+    AGENT_EXECUTE,
+    AGENT_EXECUTE_STREAM,
+    ROUTER_EXECUTE,
+    ROUTER_EXECUTE_STREAM,
+    CallTrace,
+    Forward,
+    attempt_attributes,
+    split_address,
+    start_call,
+)
+from sutradhar._tracing import end_span, remote_parent
 
 
 def configure_tracing(service: str) -> bool:
@@ -79,86 +61,19 @@ def configure_tracing(service: str) -> bool:
         raise SystemExit(f"error: {err}") from None
 
 
-class Forward:
-    """An unsampled routed call: every attempt carries this `metadata` (the caller's
-    ``traceparent``, or a new unsampled one) and no span is made."""
-
-    __slots__ = ("metadata",)
-    sampled = False
-
-    def __init__(self, value: str) -> None:
-        self.metadata = (("traceparent", value),)
-
-    def attempt(self, backend: Any, number: int, hedge: bool = False) -> tuple[None, tuple[tuple[str, str], ...]]:
-        """No span; the metadata to send."""
-        return None, self.metadata
-
-
-class CallTrace:
-    """A sampled routed call: its SERVER span (`server`) and a CLIENT span per attempt."""
-
-    __slots__ = ("_attempt_name", "_context", "_tracer", "server")
-    sampled = True
-
-    def __init__(self, tracer: Any, server: Any, attempt_name: str) -> None:
-        from opentelemetry import trace
-
-        self._tracer = tracer
-        self.server = server
-        self._context = trace.set_span_in_context(server)
-        self._attempt_name = attempt_name
-
-    def attempt(self, backend: Any, number: int, hedge: bool = False) -> tuple[Any, tuple[tuple[str, str], ...]]:
-        """Start the CLIENT span of attempt `number` on `backend`; (span, metadata to send)."""
-        from opentelemetry.trace import SpanKind
-
-        attributes: dict[str, Any] = {
-            **attempt_attributes(backend.endpoint, self._attempt_name),
-            "sutradhar.namespace": backend.namespace,
-            "sutradhar.agent": backend.agent_id,
-            "sutradhar.instance": backend.instance_id,
-            "sutradhar.attempt": number,
-        }
-        if hedge:
-            attributes["sutradhar.hedge"] = True
-        span = self._tracer.start_span(self._attempt_name, context=self._context, kind=SpanKind.CLIENT,
-                                       attributes=attributes)
-        ctx = span.get_span_context()
-        return span, (("traceparent", _tracing.traceparent(ctx.trace_id, ctx.span_id, int(ctx.trace_flags))),)
-
-    def chose(self, backend: Any, number: int) -> None:
-        """Note on the SERVER span that attempt `number` went to `backend`."""
-        self.server.add_event("sutradhar.instance.chosen", {
-            "sutradhar.instance": backend.instance_id, "sutradhar.attempt": number})
-
-    @staticmethod
-    def attempt_end(span: Any, err: BaseException | None, *, breaker: str, ejected: bool, task_failed: bool) -> None:
-        """End an attempt's span: its code, the instance's breaker state after it, an ejection event."""
-        span.set_attribute("sutradhar.breaker.state", breaker)
-        if task_failed:
-            span.set_attribute("sutradhar.task.success", False)
-        if ejected:
-            span.add_event("sutradhar.instance.ejected")
-        end_span(span, code_of(err), err, server=False)
-
-    def retry(self, code: str, pause: float, attempts: int) -> None:
-        """An event on the SERVER span: attempt `attempts` failed with `code`, the next follows after `pause` s."""
-        self.server.add_event("sutradhar.retry", {
-            "sutradhar.attempt": attempts, "rpc.response.status_code": code, "sutradhar.retry.backoff_s": pause})
-
-    def end(self, err: BaseException | None) -> None:
-        """End the SERVER span with the call's outcome."""
-        end_span(self.server, code_of(err), err, server=True)
-
-
 class RouterTracing:
     """The router's tracing: `start` per routed call (see the module docstring)."""
 
     def __init__(self, state: Any, address: str) -> None:
+        from opentelemetry.trace import SpanKind
+
+        self._state = state
         self._tracer = state.tracer("sutradhar.router")
-        self._sampling: _tracing.Sampling = state.sampling
-        self._ids = state.ids
-        self._host, self._port = split_address(address)
+        self._server = SpanKind.SERVER
+        host, port = split_address(address)
+        peer = {"server.address": host, **({"server.port": port} if port is not None else {})}
+        self._unary = {"rpc.system.name": "grpc", "rpc.method": ROUTER_EXECUTE, **peer}
+        self._stream = {"rpc.system.name": "grpc", "rpc.method": ROUTER_EXECUTE_STREAM, **peer}
 
     @classmethod
     def create(cls, address: str) -> RouterTracing | None:
@@ -170,35 +85,13 @@ class RouterTracing:
         """The trace of one routed call, from the caller's context (metadata first, then the task's)."""
         value = traceparent_of(metadata) or task_traceparent
         parent = _tracing.parse_traceparent(value) if value else None
-        if parent is None:
-            trace_id = _tracing.new_trace_id()
-            if not self._sampling.sample(trace_id, None):
-                return Forward(_tracing.traceparent(trace_id, _tracing.new_span_id(), 0))
-            return self._sampled(None, trace_id, stream)
-        if not self._sampling.sample(parent[0], bool(parent[2] & _tracing.SAMPLED)):
-            return Forward(value.strip().lower())
-        return self._sampled(parent, parent[0], stream)
-
-    def _sampled(self, parent: tuple[int, int, int] | None, trace_id: int, stream: bool) -> CallTrace | Forward:
-        from opentelemetry import trace
-        from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
-
-        context = None
-        if parent is None:
-            self._ids.next_trace_id = trace_id
-        else:
-            remote = SpanContext(parent[0], parent[1], is_remote=True, trace_flags=TraceFlags(parent[2] & 0xFF))
-            context = trace.set_span_in_context(NonRecordingSpan(remote))
-        method = ROUTER_EXECUTE_STREAM if stream else ROUTER_EXECUTE
-        attributes: dict[str, Any] = {"rpc.system.name": "grpc", "rpc.method": method, "server.address": self._host}
-        if self._port is not None:
-            attributes["server.port"] = self._port
-        server = self._tracer.start_span(method, context=context, kind=SpanKind.SERVER, attributes=attributes)
-        self._ids.next_trace_id = 0
-        if not server.is_recording():  # a sampler outside `Sampling`'s rule said no after all
-            ctx = server.get_span_context()
-            return Forward(_tracing.traceparent(ctx.trace_id, ctx.span_id, int(ctx.trace_flags)))
-        return CallTrace(self._tracer, server, AGENT_EXECUTE_STREAM if stream else AGENT_EXECUTE)
+        if parent is not None:
+            value = value.strip().lower()
+        if stream:
+            return start_call(self._state, self._tracer, parent, value, None, ROUTER_EXECUTE_STREAM, self._server,
+                              self._stream, AGENT_EXECUTE_STREAM, True)
+        return start_call(self._state, self._tracer, parent, value, None, ROUTER_EXECUTE, self._server,
+                          self._unary, AGENT_EXECUTE, True)
 
 
 class TracingMiddleware:
@@ -297,6 +190,7 @@ __all__ = [
     "Forward",
     "RouterTracing",
     "TracingMiddleware",
+    "attempt_attributes",
     "configure_tracing",
     "etcd_span",
     "split_address",

@@ -13,8 +13,14 @@ import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
+
+from sutradhar import RegistryClient, SutradharError
+from sutradhar.services.common.etcd_server import free_port
+from sutradhar.v1 import registry_pb2
+from tests.support import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -95,3 +101,22 @@ def children() -> Iterator[list[Child]]:
         for child in reversed(started):
             if not child.stopped:
                 child.stop()
+
+
+async def traced_echo_beside_a_dead_instance(started: list[Child], registry: str, namespace: str, log_dir: Path,
+                                            env: Mapping[str, str]) -> tuple[Child, str]:
+    """Start examples/traced_agent.py's TracedEchoAgent with the tracing `env` and JSON logs, registered
+    in `namespace` as instance ``echo-<namespace>`` (put in `started`), and register beside it an
+    instance nobody listens at, so calls routed to it first are retried; (the agent, the dead
+    instance's id)."""
+    started.append(agent := start(
+        "agent", ["-m", "sutradhar.serve", "examples.traced_agent:TracedEchoAgent", "--insecure", "--registry",
+                  registry, "--namespace", namespace, "--instance-id", f"echo-{namespace}"],
+        log_dir, env={**env, "SUTRADHAR_LOG_FORMAT": "json"}))
+    dead = f"dead-{namespace}"
+    async with RegistryClient(registry) as reg:
+        await eventually(lambda: reg.get_agent("echo", namespace=namespace), within=10, ignoring=(SutradharError,))
+        await reg.register_instance(registry_pb2.Instance(
+            id=dead, agent_id="echo", namespace=namespace, endpoint=f"127.0.0.1:{free_port()}",
+            state=registry_pb2.INSTANCE_STATE_SERVING), ttl=timedelta(seconds=60))
+    return agent, dead

@@ -17,11 +17,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import grpc
-from obs_support import children, start
+from obs_support import children, start, traced_echo_beside_a_dead_instance
 from otlp_receiver import Receiver
 
-from sutradhar import RegistryClient, RouterClient, SutradharError, TaskContext
-from sutradhar.services.common.etcd_server import free_port
+from sutradhar import RouterClient, TaskContext
 from sutradhar.v1 import registry_pb2, registry_pb2_grpc
 from tests.support import eventually
 
@@ -46,17 +45,7 @@ async def test_a_retried_routed_call_is_one_trace_from_client_to_agent_and_unsam
             started.append(router := start(
                 "router", ["-m", "sutradhar.services.router", "--insecure", "--port", "0", "--registry",
                            registry.address], tmp_path, env=env))
-            started.append(agent := start(
-                "agent", ["-m", "sutradhar.serve", "examples.traced_agent:TracedEchoAgent", "--insecure", "--registry",
-                          registry.address, "--namespace", unique, "--instance-id", f"echo-{unique}"],
-                tmp_path, env={**env, "SUTRADHAR_LOG_FORMAT": "json"}))
-            dead = f"dead-{unique}"
-            async with RegistryClient(registry.address) as reg:
-                await eventually(lambda: reg.get_agent("echo", namespace=unique), within=10,
-                                 ignoring=(SutradharError,))
-                await reg.register_instance(registry_pb2.Instance(
-                    id=dead, agent_id="echo", namespace=unique, endpoint=f"127.0.0.1:{free_port()}",
-                    state=registry_pb2.INSTANCE_STATE_SERVING), ttl=timedelta(seconds=60))
+            agent, dead = await traced_echo_beside_a_dead_instance(started, registry.address, unique, tmp_path, env)
 
             async with RouterClient(router.address) as client:
                 async def both_seen() -> bool:

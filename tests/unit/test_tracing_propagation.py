@@ -156,7 +156,7 @@ def test_a_sampled_new_trace_keeps_the_trace_id_it_was_sampled_on():
         trace = tracing.start((), "")
         kinds.add(type(trace))
         if isinstance(trace, CallTrace):
-            trace_id = trace.server.get_span_context().trace_id
+            trace_id = trace.call.get_span_context().trace_id
             assert state.sampling.sample(trace_id, None)
             trace.end(None)
     assert kinds == {Forward, CallTrace}
