@@ -51,6 +51,7 @@ from sutradhar._errors import (
     from_rpc_error,
 )
 from sutradhar._serve import AgentServer, serve
+from sutradhar._tracing import setup as setup_tracing
 from sutradhar._version import __version__
 
 __all__ = [
@@ -88,4 +89,5 @@ __all__ = [
     "__version__",
     "from_rpc_error",
     "serve",
+    "setup_tracing",
 ]

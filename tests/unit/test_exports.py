@@ -45,6 +45,7 @@ EXPECTED = {
     "__version__",
     "from_rpc_error",
     "serve",
+    "setup_tracing",
 }
 
 
