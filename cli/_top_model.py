@@ -66,6 +66,10 @@ class InstanceSample:
     direct_in_flight: float = 0.0
     mesh_p50_ms: float = 0.0
     mesh_p99_ms: float = 0.0
+    others_breakers_open: int = 0
+    """Other routers and direct callers whose breaker for the instance is open or half-open."""
+    others_ejecting: int = 0
+    """Other routers and direct callers that eject the instance."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,8 @@ class InstanceRow:
     direct_in_flight: float
     mesh_p50_ms: float
     mesh_p99_ms: float
+    others_breakers_open: int = 0
+    others_ejecting: int = 0
 
 
 @dataclass(frozen=True)
@@ -141,6 +147,8 @@ class AgentRow:
     """Instances whose breaker is OPEN or HALF_OPEN."""
     ejected: int
     """Instances ejected now."""
+    held_elsewhere: int = 0
+    """Instances this router sends to that other routers or direct callers hold back (breaker open or ejected)."""
     mesh_rps: float = 0.0
     mesh_in_flight: float = 0.0
     direct_rps: float = 0.0
@@ -218,6 +226,7 @@ def instance_rows(after: Sample, before: Sample | None = None) -> list[InstanceR
             mesh_rps=round((s.window_rps if rps is None else rps) + s.others_rps, 2),
             mesh_in_flight=round(s.in_flight + s.others_in_flight, 2), direct_rps=s.direct_rps,
             direct_in_flight=s.direct_in_flight, mesh_p50_ms=s.mesh_p50_ms, mesh_p99_ms=s.mesh_p99_ms,
+            others_breakers_open=s.others_breakers_open, others_ejecting=s.others_ejecting,
         ))
     return sorted(rows, key=lambda r: (r.namespace, r.agent_id, r.instance_id))
 
@@ -247,6 +256,7 @@ def agent_rows(instances: Sequence[InstanceRow], samples: Iterable[InstanceSampl
             ready=deployed.ready if deployed else None, desired=deployed.desired if deployed else None,
             breakers_open=sum(1 for r in rows if r.breaker != "CLOSED"),
             ejected=sum(1 for r in rows if r.ejected),
+            held_elsewhere=sum(1 for r in rows if _held_elsewhere(r)),
             mesh_rps=round(sum(r.mesh_rps for r in rows), 2),
             mesh_in_flight=round(sum(r.mesh_in_flight for r in rows), 2),
             direct_rps=round(sum(r.direct_rps for r in rows), 2),
@@ -310,6 +320,11 @@ def mesh_cells(row: AgentRow | InstanceRow) -> list[str]:
     return [fmt_rate(row.mesh_rps), fmt_rate(row.direct_rps), in_flight, fmt_ms(row.mesh_p99_ms)]
 
 
+def _held_elsewhere(row: InstanceRow) -> bool:
+    """Held back by other routers or direct callers while this router has it in rotation."""
+    return (row.others_breakers_open > 0 or row.others_ejecting > 0) and row.breaker == "CLOSED" and not row.ejected
+
+
 def agent_cells(row: AgentRow) -> list[str]:
     """The agent table's cells for `row` (see `AGENT_COLUMNS`)."""
     state = []
@@ -317,6 +332,8 @@ def agent_cells(row: AgentRow) -> list[str]:
         state.append(f"{row.breakers_open} breaker{'s' if row.breakers_open > 1 else ''} open")
     if row.ejected:
         state.append(f"{row.ejected} ejected")
+    if row.held_elsewhere:
+        state.append(f"{row.held_elsewhere} held back elsewhere")
     return [row.namespace, row.agent_id, str(row.instances), fmt_replicas(row), fmt_rate(row.rps),
             fmt_count(row.errors), fmt_rate(row.error_pct), str(row.in_flight), fmt_ms(row.p50_ms),
             fmt_ms(row.p99_ms), *mesh_cells(row), ", ".join(state) or "ok"]
@@ -324,10 +341,14 @@ def agent_cells(row: AgentRow) -> list[str]:
 
 def instance_cells(row: InstanceRow) -> list[str]:
     """The instance table's cells for `row` (see `INSTANCE_COLUMNS`)."""
-    ejected = "ejected" if row.ejected else "-"
+    ejected = f"{'ejected' if row.ejected else '-'} ({row.ejections})"
+    elsewhere = [f"{n} {what}" for n, what in ((row.others_breakers_open, "open"), (row.others_ejecting, "ejecting"))
+                 if n]
+    if elsewhere:
+        ejected += f"; elsewhere {', '.join(elsewhere)}"
     return [row.namespace, row.agent_id, row.instance_id, row.endpoint, row.state, fmt_rate(row.rps),
             fmt_count(row.errors), fmt_rate(row.error_pct), str(row.in_flight), fmt_ms(row.p50_ms),
-            fmt_ms(row.p99_ms), *mesh_cells(row), row.breaker.lower().replace("_", "-"), f"{ejected} ({row.ejections})"]
+            fmt_ms(row.p99_ms), *mesh_cells(row), row.breaker.lower().replace("_", "-"), ejected]
 
 
 MESH_COLUMNS = ("MESH RPS", "DIRECT RPS", "MESH INFL", "MESH P99 ms")
@@ -337,4 +358,5 @@ INSTANCE_COLUMNS = ("NAMESPACE", "AGENT", "INSTANCE", "ENDPOINT", "STATE", "RPS"
                     "P99 ms", *MESH_COLUMNS, "BREAKER", "EJECTED (TIMES)")
 #: Under the tables: which columns are whose.
 MESH_NOTE = ("RPS .. P99: this router's calls; MESH: every router's and direct caller's, from the load they "
-             "recorded in etcd (last ~1s); DIRECT RPS: callers that bypass the router (DirectClient)")
+             "recorded in etcd (last ~1s); DIRECT RPS: callers that bypass the router (DirectClient); "
+             "elsewhere: other routers and direct callers holding the instance back (breaker open, ejecting)")

@@ -93,6 +93,7 @@ def instance_samples(response: router_pb2.GetStatsResponse) -> tuple[InstanceSam
             window_rps=row["rps"], others_rps=row["routers_rps"] + row["direct_rps"],
             others_in_flight=row["routers_in_flight"] + row["direct_in_flight"], direct_rps=row["direct_rps"],
             direct_in_flight=row["direct_in_flight"], mesh_p50_ms=row["mesh_p50_ms"], mesh_p99_ms=row["mesh_p99_ms"],
+            others_breakers_open=row["others_breakers_open"], others_ejecting=row["others_ejecting"],
         )
         for row in stats_rows(response)
     )

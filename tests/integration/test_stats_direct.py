@@ -160,6 +160,9 @@ async def test_an_instance_a_direct_client_ejects_shows_in_stats_while_no_call_g
             assert rows[AGENTS[1]]["others_ejecting"] == 1 and rows[AGENTS[1]]["direct_ejecting"] == 1, rows
             assert rows[AGENTS[1]]["direct_rps"] == 0 and not rows[AGENTS[1]]["ejected"], rows  # the router's own: no
             assert rows[AGENTS[0]]["others_ejecting"] == 0 and rows[AGENTS[0]]["others_breakers_open"] == 0, rows
+            snap = await cli(router, "top", "-n", unique, "--interval", "0.5s")
+            held = {i["instance_id"]: i["others_ejecting"] for i in snap["instances"]}
+            assert held == {AGENTS[0]: 0, AGENTS[1]: 1} and snap["agents"][0]["held_elsewhere"] == 1, snap
         finally:
             await client.close()
 

@@ -100,6 +100,18 @@ def test_agents_group_by_namespace_and_agent_with_replicas_breakers_and_ejection
     assert (sleeper.instances, sleeper.ready, sleeper.desired, sleeper.rps) == (0, 0, 2, 0.0)
 
 
+def test_an_instance_other_callers_hold_back_shows_while_this_router_still_sends_to_it() -> None:
+    after = sample(1.0, inst("a", 10, others_ejecting=1), inst("b", 10, others_breakers_open=2, others_ejecting=1),
+                   inst("c", 10, ejected=True, others_ejecting=1), inst("d", 10))
+    view = snapshot(after, sample(0.0))
+    (echo,) = view.agents
+    assert echo.held_elsewhere == 2  # a and b; c is ejected here too, d is held back by no one
+    assert agent_cells(echo)[-1] == "1 ejected, 2 held back elsewhere"
+    cells = {row.instance_id: instance_cells(row)[-1] for row in view.instances}
+    assert cells == {"a": "- (0); elsewhere 1 ejecting", "b": "- (0); elsewhere 2 open, 1 ejecting",
+                     "c": "ejected (0); elsewhere 1 ejecting", "d": "- (0)"}
+
+
 def test_cells_line_up_with_their_columns() -> None:
     view = snapshot(sample(2.0, inst("a", 2500, 1, endpoint="127.0.0.1:1", state="SERVING", p50_ms=0.42,
                                      p99_ms=1234.5, breaker="HALF_OPEN", ejections=1)),
