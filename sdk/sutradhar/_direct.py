@@ -36,7 +36,7 @@ own rule, cached 10 s by the agent: `sutradhar._access_review`), so a caller wit
 the binding gets PERMISSION_DENIED from the agent, naming it, as the router would
 answer, and a revoked binding takes effect within 10 s.
 
-With tracing on in the caller's process (`sutradhar._tracing`, the ``tracing`` extra), each
+With tracing on in the caller's process (`sutradhar.setup_tracing`, the ``tracing`` extra), each
 direct call is traced as the router traces a routed one (`sutradhar._route_tracing`, one
 definition for both): under the caller's current OpenTelemetry span, else the task's
 ``traceparent``, sampled as the configured sampler decides; sampled, an INTERNAL span of the
@@ -45,8 +45,9 @@ context sent to the agent as ``traceparent`` metadata; unsampled, no span, and t
 context (or a new unsampled one) goes to every attempt. With tracing off nothing of it runs.
 
 The rest of the mesh still sees the direct calls: every `REPORT_PERIOD` the client
-reports each instance's load window (average in flight, calls per second; the router's
-`Backend.take_load`) and its recent latency (p50, p99) to the registry (`ReportLoad`),
+reports each instance's load window (average in flight, calls per second, and whether its
+breaker is open or it ejects the instance; the router's `Backend.take_load`) and its recent
+latency (p50, p99) to the registry (`ReportLoad`),
 which writes it beside the routers' under a lease that lapses shortly after the client's
 last report, so the autoscaler counts it and `sutradhar stats` / `top` show it (the
 router's `GetStats` reads the records back).
