@@ -171,9 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     for kind, row in results.items():
         print(f"{kind:<8} {row['instructions_per_call']:>18,.0f} {row['us_per_call']:>8.2f}")
     print(f"(canned answers, Python {platform.python_version()}; us/call: best of 3 without valgrind)")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwrote {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")
+    out: Path = args.output
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwrote {out}")
     return 0
 
 
