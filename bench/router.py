@@ -701,12 +701,13 @@ def round_ratios(per_round: dict[str, list[dict[str, float]]]) -> dict[str, dict
         if ratios:
             out[f"{row}/{against}"] = {"median": round(statistics.median(ratios), 3),
                                        "min": round(min(ratios), 3), "max": round(max(ratios), 3),
-                                       "rounds_at_or_above_1": sum(1 for r in ratios if r >= 1.0)}
+                                       "rounds_at_or_above_1": sum(1 for r in ratios if r >= 1.0),
+                                       "rounds": len(ratios)}
     if out:
         print("\nthroughput ratios, per round (median, range, rounds >= 1)")
         for pair, r in out.items():
             print(f"{pair:<28} x{r['median']:.3f}  ({r['min']:.2f}-{r['max']:.2f})  "
-                  f"{r['rounds_at_or_above_1']} of {len(next(iter(per_round.values())))}")
+                  f"{r['rounds_at_or_above_1']} of {r['rounds']}")
     return out
 
 
