@@ -28,6 +28,19 @@ os.environ["SUTRADHAR_CREDENTIALS"] = str(_CREDENTIALS_DIR / "credentials.yaml")
 os.environ.pop("SUTRADHAR_CONTEXT", None)
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """When the collected tests need the Docker images, start building them now, in the background
+    (`tests.docker_support.start_image_prebuild`), so the tests that come before them overlap the build."""
+    if session.config.option.collectonly:
+        return
+    needed: set[str] = set()
+    for item in session.items:
+        needed.update(getattr(item, "fixturenames", ()))
+    from tests import docker_support
+
+    docker_support.start_image_prebuild(agent="agent_image" in needed, node_base="node_agent_image" in needed)
+
+
 @pytest.fixture(scope="session")
 def etcd() -> Iterator[str]:
     """Endpoint ("host:port") of a real etcd started for this test session.

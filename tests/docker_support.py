@@ -22,15 +22,24 @@ Test modules that need Docker bind the fixtures they use::
   end of the session every container of that scope is removed, even when
   tests failed.
 
+- `start_image_prebuild` (called by conftest once the session's tests are collected): when
+  they need the images and an engine already answers, the agent image and the Node base image
+  are built in a background thread from the start, while the tests before them run (most of
+  them wait on the network and processes, not the cores). `agent_image` and the TypeScript
+  image fixture wait for it (`wait_image_prebuild`) and then build as before, finding the
+  images up to date; a prebuild that failed is left for that build to report.
+
 `wait_serving(endpoint)` waits for grpc.health.v1 SERVING on a 127.0.0.1 port.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import subprocess
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -46,6 +55,8 @@ DOCKER_TEST_TIMEOUT = 600
 #: `docker_engine` fixture is active (here or in child processes, such as a
 #: scheduler under test) labels its containers with it and sees no others.
 SESSION_SCOPE = f"test-{uuid.uuid4().hex[:10]}"
+#: The session's background image build (`start_image_prebuild`), when one was started.
+_prebuild: concurrent.futures.Future[None] | None = None
 
 
 def _in_ci() -> bool:
@@ -119,14 +130,63 @@ def docker_engine() -> Iterator[Any]:
         client.close()
 
 
+def _printer(what: str) -> Callable[[str], None]:
+    def progress(line: str) -> None:
+        print(f"[{what}] {line}", flush=True)
+
+    return progress
+
+
+def start_image_prebuild(*, agent: bool, node_base: bool) -> None:
+    """Build the agent image (`agent`) and the Node base image (`node_base`) in a background thread,
+    when we are root (debootstrap) and a Docker engine already answers; otherwise do nothing and
+    leave it to the fixtures (which install the engine where they can). The thread is joined when
+    the interpreter exits, so a session that ends early leaves no build running."""
+    global _prebuild
+    if not (agent or node_base) or _prebuild is not None or os.geteuid() != 0:
+        return
+    client, _ = _connect()
+    if client is None:
+        return
+
+    def build() -> None:
+        from sutradhar.services.scheduler.images import build_agent_image, build_node_base_image
+
+        try:
+            if agent:
+                build_agent_image(client=client, progress=_printer("agent image, prebuild"))
+            if node_base:
+                build_node_base_image(client=client, progress=_printer("node base image, prebuild"))
+        finally:
+            client.close()
+
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="image-prebuild")
+    _prebuild = pool.submit(build)
+    pool.shutdown(wait=False)
+
+
+def wait_image_prebuild() -> None:
+    """Wait for the session's background image build, if one runs. Its failure is not raised
+    here: the fixture's own build, run next, reports it (or builds what it could not)."""
+    if _prebuild is None:
+        return
+    began = time.monotonic()
+    try:
+        _prebuild.result()
+    except Exception as err:
+        print(f"[image prebuild] failed, building in the fixture instead: {err}", flush=True)
+    waited = time.monotonic() - began
+    if waited >= 1:
+        print(f"[image prebuild] waited {waited:.0f} s for it", flush=True)
+
+
 @pytest.fixture(scope="session")
 def agent_image(docker_engine: Any) -> str:
     """The echo agent image's tag, built once (reused when up to date)."""
     from sutradhar.services.scheduler.images import build_agent_image
 
-    def progress(line: str) -> None:
-        print(f"[agent image] {line}", flush=True)
-
+    progress = _printer("agent image")
+    wait_image_prebuild()
     try:
         built = build_agent_image(client=docker_engine, progress=progress)
     except Exception as err:

@@ -707,6 +707,7 @@ def node_agent_image(docker_engine: Any, node: str) -> str:
     from sutradhar._errors import FailedPrecondition
     from sutradhar.services.scheduler.images import build_node_agent_image
 
+    docker_support.wait_image_prebuild()  # the Node base image, when the session began building it
     try:
         built = build_node_agent_image(client=docker_engine, progress=lambda line: print(f"[node agent image] {line}"))
     except FailedPrecondition as err:  # debootstrap needs root for the base image, once
