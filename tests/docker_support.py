@@ -39,7 +39,7 @@ import os
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -55,8 +55,10 @@ DOCKER_TEST_TIMEOUT = 600
 #: `docker_engine` fixture is active (here or in child processes, such as a
 #: scheduler under test) labels its containers with it and sees no others.
 SESSION_SCOPE = f"test-{uuid.uuid4().hex[:10]}"
-#: The session's background image build (`start_image_prebuild`), when one was started.
+#: The session's background image build (`start_image_prebuild`), when one was started, and its
+#: progress lines (kept, not printed: printed while a test runs, they would land in its captured output).
 _prebuild: concurrent.futures.Future[None] | None = None
+_prebuild_lines: list[str] = []
 
 
 def _in_ci() -> bool:
@@ -130,13 +132,6 @@ def docker_engine() -> Iterator[Any]:
         client.close()
 
 
-def _printer(what: str) -> Callable[[str], None]:
-    def progress(line: str) -> None:
-        print(f"[{what}] {line}", flush=True)
-
-    return progress
-
-
 def start_image_prebuild(*, agent: bool, node_base: bool) -> None:
     """Build the agent image (`agent`) and the Node base image (`node_base`) in a background thread,
     when we are root (debootstrap) and a Docker engine already answers; otherwise do nothing and
@@ -154,9 +149,10 @@ def start_image_prebuild(*, agent: bool, node_base: bool) -> None:
 
         try:
             if agent:
-                build_agent_image(client=client, progress=_printer("agent image, prebuild"))
+                build_agent_image(client=client, progress=lambda line: _prebuild_lines.append(f"[agent image] {line}"))
             if node_base:
-                build_node_base_image(client=client, progress=_printer("node base image, prebuild"))
+                build_node_base_image(client=client,
+                                      progress=lambda line: _prebuild_lines.append(f"[node base image] {line}"))
         finally:
             client.close()
 
@@ -174,10 +170,11 @@ def wait_image_prebuild() -> None:
     try:
         _prebuild.result()
     except Exception as err:
+        print("\n".join(_prebuild_lines[-20:]), flush=True)
         print(f"[image prebuild] failed, building in the fixture instead: {err}", flush=True)
-    waited = time.monotonic() - began
-    if waited >= 1:
-        print(f"[image prebuild] waited {waited:.0f} s for it", flush=True)
+    else:
+        print(f"[image prebuild] done ({len(_prebuild_lines)} lines of progress; waited "
+              f"{time.monotonic() - began:.0f} s for it)", flush=True)
 
 
 @pytest.fixture(scope="session")
@@ -185,7 +182,9 @@ def agent_image(docker_engine: Any) -> str:
     """The echo agent image's tag, built once (reused when up to date)."""
     from sutradhar.services.scheduler.images import build_agent_image
 
-    progress = _printer("agent image")
+    def progress(line: str) -> None:
+        print(f"[agent image] {line}", flush=True)
+
     wait_image_prebuild()
     try:
         built = build_agent_image(client=docker_engine, progress=progress)
