@@ -85,6 +85,7 @@ from sutradhar._route_engine import Engine, PlainDialer, instance_stats, is_http
 from sutradhar._route_tracing import CallTrace, DirectTracing, Forward
 from sutradhar._route_watch import RegistryWatcher
 from sutradhar._routing import wire
+from sutradhar._routing.backend import Backend
 from sutradhar._routing.selection import Pool
 from sutradhar._routing.view import View
 from sutradhar._values import to_duration
@@ -378,13 +379,17 @@ class DirectClient(RouterClient):
         route = self._route(task, selector, options, agent_pb2.ExecuteRequest)
         if route is None:
             return await super()._send(task, selector, options, grpc_timeout)
-        # The answer is the agent's ExecuteResponse with the metadata spliced in (field 1 either way).
         state = _tracing.active()
         if state is None:
-            answer = await self.engine.execute(route, grpc_timeout)
-        else:
-            answer = await self._execute_traced(self._trace(state, route), route, grpc_timeout)
-        return result_from_proto(agent_pb2.ExecuteResponse.FromString(answer).result)
+            return await self.engine.execute(route, grpc_timeout, None, self._result)
+        return await self._execute_traced(self._trace(state, route), route, grpc_timeout)
+
+    def _result(self, data: bytes, backend: Backend, attempts: int, assigned_id: str) -> Result:
+        """The agent's answer as a Result, carrying the metadata a router would splice into it
+        (`Engine.metadata_fields`): decoded once, nothing sent on."""
+        result = agent_pb2.ExecuteResponse.FromString(data).result
+        result.metadata.MergeFromString(self.engine.metadata_fields(backend, attempts, assigned_id))
+        return result_from_proto(result)
 
     def _trace(self, state: Any, route: wire.RouteRequest, stream: bool = False) -> Forward | CallTrace:
         """The trace of one direct call while tracing is on (`sutradhar._route_tracing.DirectTracing`)."""
@@ -394,13 +399,13 @@ class DirectClient(RouterClient):
         return tracing.start(route.task_traceparent, stream)
 
     async def _execute_traced(self, trace: Forward | CallTrace, route: wire.RouteRequest,
-                              grpc_timeout: float | None) -> bytes:
+                              grpc_timeout: float | None) -> Result:
         """`engine.execute` under `trace`: sampled, the call's span ends with the call's outcome."""
         if not isinstance(trace, CallTrace):
-            return await self.engine.execute(route, grpc_timeout, trace)
+            return await self.engine.execute(route, grpc_timeout, trace, self._result)
         failure: BaseException | None = None
         try:
-            return await self.engine.execute(route, grpc_timeout, trace)
+            return await self.engine.execute(route, grpc_timeout, trace, self._result)
         except BaseException as err:
             failure = err
             raise

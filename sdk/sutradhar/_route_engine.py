@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, Callable
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, overload
 
 import grpc
 
@@ -82,6 +82,11 @@ SHUTDOWN_GRACE_S = 2.0
 #: (``now + (task_deadline - now)`` differs from ``task_deadline`` by float rounding only, well
 #: under a microsecond; a Timestamp written from a datetime is exact to the microsecond).
 SAME_DEADLINE_S = 1e-6
+
+AnswerT = TypeVar("AnswerT")
+#: What a unary call returns, made of the agent's answer bytes, the backend that sent them, the
+#: attempts made and the task id the engine assigned ("" when the task had one): `Engine.execute`.
+Answer = Callable[[bytes, Backend, int, str], AnswerT]
 
 
 def _describe(backend: Backend) -> str:
@@ -364,15 +369,18 @@ class Engine:
             )
         return pool, strategy, max_attempts, timeout, request, task_id
 
-    def _answer(self, data: bytes, backend: Backend, attempts: int, assigned_id: str) -> bytes:
-        """The agent's answer `data` with the result metadata (instance, attempts, a task id the
-        engine assigned) spliced in; RESOURCE_EXHAUSTED naming the instance when that makes it
-        too large to send."""
+    @staticmethod
+    def metadata_fields(backend: Backend, attempts: int, assigned_id: str) -> bytes:
+        """The ResultMetadata fields the engine sets on an answer from `backend` after `attempts`
+        attempts (instance, attempts, a task id it assigned), serialized (`wire.result_metadata_fields`)."""
         if attempts == 1 and not assigned_id:
-            fields = backend.result_metadata  # built once per backend
-        else:
-            fields = wire.result_metadata_fields(backend.instance_id, attempts, assigned_id)
-        answer = wire.set_result_metadata(data, fields)
+            return backend.result_metadata  # built once per backend
+        return wire.result_metadata_fields(backend.instance_id, attempts, assigned_id)
+
+    def _answer(self, data: bytes, backend: Backend, attempts: int, assigned_id: str) -> bytes:
+        """The agent's answer `data` with the result metadata (`metadata_fields`) spliced in, to be
+        sent on; RESOURCE_EXHAUSTED naming the instance when that makes it too large to send."""
+        answer = wire.set_result_metadata(data, self.metadata_fields(backend, attempts, assigned_id))
         if len(answer) > self.max_message_bytes:
             raise self._oversized(backend, "the answer", len(answer), len(data), attempts)
         return answer
@@ -463,14 +471,26 @@ class Engine:
         await asyncio.sleep(pause)
         return self.clock()
 
-    async def execute(self, req: wire.RouteRequest, grpc_timeout: float | None, trace: Any = None) -> bytes:
-        """Route one unary task; the serialized response with metadata appended. `trace`: see `_attempt`."""
+    @overload
+    async def execute(self, req: wire.RouteRequest, grpc_timeout: float | None, trace: Any = None) -> bytes: ...
+
+    @overload
+    async def execute(self, req: wire.RouteRequest, grpc_timeout: float | None, trace: Any,
+                      answer: Answer[AnswerT]) -> AnswerT: ...
+
+    async def execute(self, req: wire.RouteRequest, grpc_timeout: float | None, trace: Any = None,
+                      answer: Answer[Any] | None = None) -> Any:
+        """Route one unary task; the serialized response with metadata spliced in (`_answer`), or
+        what `answer` makes of the agent's bytes, the backend that sent them, the attempts made and
+        the task id the engine assigned (a caller that decodes the answer itself: `DirectClient`,
+        which sets `metadata_fields` on the decoded result and sends nothing on). `trace`: see `_attempt`."""
         pool, strategy, max_attempts, timeout, request, assigned_id = self._plan(req, grpc_timeout)
+        answer = answer or self._answer
         clock = self.clock
         now = clock()
         deadline = now + timeout
         if hedges(pool.policy.hedging, req.task_type):
-            return await self._hedged(pool, strategy, request, deadline, assigned_id, trace)
+            return await self._hedged(pool, strategy, request, deadline, assigned_id, answer, trace)
         self.budget(pool).record_request(now)
         tried: list[Backend] = []
         failure: Failure | None = None
@@ -484,13 +504,14 @@ class Engine:
             except AttemptError as err:
                 failure = Failure(err.code, err.message, err.retry_safe, backend)
             else:
-                return self._answer(data, backend, attempts, assigned_id)
+                return answer(data, backend, attempts, assigned_id)
             now = await self._back_off(pool, failure, attempts, max_attempts, deadline, timeout, trace)
             tried.append(backend)
 
     async def _hedged(
-        self, pool: Pool, strategy: Strategy, request: bytes, deadline: float, assigned_id: str, trace: Any = None
-    ) -> bytes:
+        self, pool: Pool, strategy: Strategy, request: bytes, deadline: float, assigned_id: str,
+        answer: Answer[AnswerT], trace: Any = None,
+    ) -> AnswerT:
         hedging = pool.policy.hedging
         retry = pool.policy.retry
         tried: list[Backend] = []
@@ -522,7 +543,7 @@ class Engine:
                     backend = running.pop(task)
                     err = task.exception()
                     if err is None:
-                        return self._answer(task.result(), backend, len(tried), assigned_id)
+                        return answer(task.result(), backend, len(tried), assigned_id)
                     if not isinstance(err, AttemptError):
                         raise err
                     failure = Failure(err.code, err.message, err.retry_safe, backend)
