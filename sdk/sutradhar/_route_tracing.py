@@ -116,11 +116,6 @@ class CallTrace:
         ctx = span.get_span_context()
         return span, (("traceparent", _tracing.traceparent(ctx.trace_id, ctx.span_id, int(ctx.trace_flags))),)
 
-    def chose(self, backend: Any, number: int) -> None:
-        """Note on the call's span that attempt `number` went to `backend`."""
-        self.call.add_event("sutradhar.instance.chosen", {
-            "sutradhar.instance": backend.instance_id, "sutradhar.attempt": number})
-
     @staticmethod
     def attempt_end(span: Any, err: BaseException | None, *, breaker: str, ejected: bool, task_failed: bool) -> None:
         """End an attempt's span: its code, the instance's breaker state after it, an ejection event."""
