@@ -17,7 +17,7 @@ counts (the machine is shared; the best round is the least disturbed one).
 
 Then the sequential latency of the targets of this issue's table (direct, direct-spread, the
 SDK targets, the router, Envoy, nginx) is measured once more, interleaved call by call:
-`--interleaved` calls to each, one to each target in turn, every client open at once. What
+`--interleaved` calls to each, one to each target in an order shuffled every time, every client open at once. What
 else runs on the machine then slows every target alike, so their p50 differences hold from
 run to run, where those of the per-target sequential phases (minutes apart) move by tenths
 of a millisecond on a shared machine. The second table and ``interleaved_latency`` in the
@@ -127,6 +127,7 @@ import itertools
 import json
 import os
 import platform
+import random
 import re
 import shutil
 import signal
@@ -577,12 +578,18 @@ def client_only(args: argparse.Namespace) -> int:
 
 #: Targets whose sequential latency is also measured interleaved (`measure_interleaved`).
 INTERLEAVED = ("direct", "direct-spread", "sdk-agent", "sdk-direct", "sutradhar", "sdk-router", "envoy", "nginx")
+#: The seed of the interleaved phase's orders.
+INTERLEAVED_SEED = 20261203
 
 
 async def measure_interleaved(targets: list[str], addresses: dict[str, str], upstreams: list[str], registry: str,
                               direct_req: bytes, routed_req: bytes, calls: int) -> dict[str, dict[str, float]]:
     """Sequential latency of every target in `targets` (of `INTERLEAVED`) in one loop: one call
-    to each target in turn (the order rotating), `calls` times over, every client open at once.
+    to each target in turn, `calls` times over, every client open at once. The order is shuffled
+    every time (seeded: the same orders every run), so no target always follows the same other:
+    a call right after a given other client's is faster or slower by up to 0.2 ms on this
+    machine (whose code and data it finds in the caches, or evicted), and a rotating order, which
+    keeps each target's predecessor, showed that as a difference between targets.
     Whatever else runs on the machine then slows every target alike, so the differences
     between their p50s hold from run to run far better than those of the per-target
     sequential phases (which run minutes apart)."""
@@ -605,9 +612,10 @@ async def measure_interleaved(targets: list[str], addresses: dict[str, str], ups
                 await send()
         latencies: dict[str, list[float]] = {t: [] for t in senders}
         order = list(senders)
-        for n in range(calls):
-            shift = n % len(order)
-            for target in order[shift:] + order[:shift]:
+        shuffle = random.Random(INTERLEAVED_SEED).shuffle
+        for _ in range(calls):
+            shuffle(order)
+            for target in order:
                 started = time.perf_counter()
                 await senders[target]()
                 latencies[target].append(time.perf_counter() - started)
@@ -854,7 +862,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--interleaved", type=int, default=2000,
                         help="after the rounds, this many sequential calls to each of the targets of "
-                             f"{', '.join(INTERLEAVED)} measured, one to each in turn (0: none)")
+                             f"{', '.join(INTERLEAVED)} measured, one to each in a shuffled order (0: none)")
     parser.add_argument("--rounds", type=int, default=2,
                         help="measure every target this many times, interleaved; report the best round")
     parser.add_argument("--targets", default="direct,sdk-agent,sdk-direct,sutradhar,sdk-router,envoy,nginx")
@@ -1134,7 +1142,7 @@ def main(argv: list[str] | None = None) -> int:
                            for t, r in results.items()}
     if interleaved:
         base = interleaved.get("direct", {}).get("p50_ms", 0.0)
-        print(f"\ninterleaved sequential latency ({args.interleaved} calls each, one to each target in turn)")
+        print(f"\ninterleaved sequential latency ({args.interleaved} calls each, one to each target, shuffled)")
         print(f"{'target':<16} {'p50 ms':>8} {'p99 ms':>8} {'+p50 ms':>8}")
         for target, r in interleaved.items():
             added = r["p50_ms"] - base if base else 0.0
