@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import signal
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -26,6 +27,18 @@ _counter = itertools.count()
 _CREDENTIALS_DIR = Path(tempfile.mkdtemp(prefix="sutradhar-test-credentials-"))
 os.environ["SUTRADHAR_CREDENTIALS"] = str(_CREDENTIALS_DIR / "credentials.yaml")
 os.environ.pop("SUTRADHAR_CONTEXT", None)
+
+
+def _interrupt_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A SIGTERM (a CI job cancelled, `timeout`, `kill`) stops the session as Ctrl-C does, so the
+    fixtures' teardown still stops their etcd, processes and containers; Python's default for
+    SIGTERM is to die at once, leaving them running."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
