@@ -77,12 +77,13 @@ from sutradhar._aio import cancel_until_done
 from sutradhar._clients import RegistryClient, RouterClient, Timeout, _seconds
 from sutradhar._convert import event_from_proto, result_from_proto, task_to_proto, unix_seconds
 from sutradhar._credentials import open_channel
-from sutradhar._errors import SutradharError
+from sutradhar._errors import SutradharError, Unavailable, error_for_code
 from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES
 from sutradhar._mesh_dialer import MeshDialer
 from sutradhar._names import ALL_NAMESPACES
-from sutradhar._route_engine import Engine, PlainDialer, instance_stats, is_http
+from sutradhar._route_engine import Engine, PlainDialer, describe_backend, instance_stats, is_http
 from sutradhar._route_tracing import CallTrace, DirectTracing, Forward
+from sutradhar._route_transports import invalid_response
 from sutradhar._route_watch import RegistryWatcher
 from sutradhar._routing import wire
 from sutradhar._routing.backend import Backend
@@ -107,6 +108,18 @@ CONTAINER_REPLICA = "container-replica"
 IN_PROCESS = "in-process"
 HTTP_WITHOUT_HTTPX = "http-without-httpx"
 RATE_LIMITED = "rate-limited"
+
+
+def _stream_event(data: bytes) -> agent_pb2.ExecuteStreamResponse:
+    """One event of a direct stream; UNAVAILABLE when the agent's bytes do not parse (the engine
+    checks only the final result event on its way)."""
+    try:
+        return agent_pb2.ExecuteStreamResponse.FromString(data)
+    except DecodeError as err:
+        raise Unavailable(
+            f"the agent sent a stream event of {len(data)} bytes that is not a valid ExecuteStreamResponse "
+            f"({err}); does it implement sutradhar.v1.AgentService?"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -386,8 +399,13 @@ class DirectClient(RouterClient):
 
     def _result(self, data: bytes, backend: Backend, attempts: int, assigned_id: str) -> Result:
         """The agent's answer as a Result, carrying the metadata a router would splice into it
-        (`Engine.metadata_fields`): decoded once, nothing sent on."""
-        result = agent_pb2.ExecuteResponse.FromString(data).result
+        (`Engine.metadata_fields`): decoded once, nothing sent on. UNAVAILABLE naming the instance
+        when the agent's data does not parse (the engine's check of the answer leaves it undecoded)."""
+        try:
+            result = agent_pb2.ExecuteResponse.FromString(data).result
+        except DecodeError as err:
+            failed = invalid_response(data, describe_backend(backend), err)
+            raise error_for_code(failed.code, failed.message) from None
         result.metadata.MergeFromString(self.engine.metadata_fields(backend, attempts, assigned_id))
         return result_from_proto(result)
 
@@ -430,7 +448,7 @@ class DirectClient(RouterClient):
         failure: BaseException | None = None
         try:
             async for data in stream:
-                yield event_from_proto(agent_pb2.ExecuteStreamResponse.FromString(data))
+                yield event_from_proto(_stream_event(data))
         except GeneratorExit:  # the caller left the stream early
             failure = asyncio.CancelledError("the caller left the stream")
             raise

@@ -89,7 +89,8 @@ AnswerT = TypeVar("AnswerT")
 Answer = Callable[[bytes, Backend, int, str], AnswerT]
 
 
-def _describe(backend: Backend) -> str:
+def describe_backend(backend: Backend) -> str:
+    """How errors and logs name an instance: its id, endpoint and agent."""
     return f"instance {backend.instance_id!r} ({backend.endpoint}) of agent {backend.agent_id!r}"
 
 
@@ -97,9 +98,9 @@ def _attempt_error(backend: Backend, err: Exception) -> AttemptError:
     """One failed attempt as an AttemptError naming the instance."""
     if isinstance(err, _AioRpcError):
         code = err.code()
-        return AttemptError(code, f"{_describe(backend)}: {code.name}: {err.details()}")
+        return AttemptError(code, f"{describe_backend(backend)}: {code.name}: {err.details()}")
     assert isinstance(err, AttemptError)
-    return AttemptError(err.code, f"{_describe(backend)}: {err.message}", retry_safe=err.retry_safe)
+    return AttemptError(err.code, f"{describe_backend(backend)}: {err.message}", retry_safe=err.retry_safe)
 
 
 def _failed(backend: Backend, err: Exception) -> tuple[AttemptError, Outcome]:
@@ -391,7 +392,7 @@ class Engine:
         a message naming neither the instance nor the fix)."""
         plural = "s" if attempts != 1 else ""
         return ResourceExhausted(
-            f"{_describe(backend)}: {what} is {size} bytes with the router's metadata ({from_agent} bytes from "
+            f"{describe_backend(backend)}: {what} is {size} bytes with the router's metadata ({from_agent} bytes from "
             f"the agent), over the router's message limit of {self.max_message_bytes} bytes (after {attempts} "
             f"attempt{plural}); raise the router's --max-message-bytes or make the agent's answer smaller"
         )
@@ -416,7 +417,7 @@ class Engine:
             else:
                 span, metadata = trace.attempt(backend, number, hedge)
                 data = await transport.execute(request, time_left, metadata)
-            if not check_response(data, source=_describe(backend)):
+            if not check_response(data, source=describe_backend(backend)):
                 backend.app_error()
                 task_failed = True
             outcome = Outcome.SUCCESS
@@ -443,7 +444,7 @@ class Engine:
         ejected = backend.end(end, end - start, outcome, may_eject=ejects)
         if ejected:
             log.warning("ejected %s for %.0fs after consecutive failures",
-                        _describe(backend), backend.outlier.remaining(end),
+                        describe_backend(backend), backend.outlier.remaining(end),
                         extra={"namespace": backend.namespace, "agent": backend.agent_id,
                                "instance": backend.instance_id})
         if span is not None:
@@ -589,7 +590,8 @@ class Engine:
                         except wire.MalformedMessage as err:
                             raise AttemptError(
                                 grpc.StatusCode.UNAVAILABLE,
-                                f"{_describe(backend)}: its result event is not a valid ExecuteStreamResponse ({err})",
+                                f"{describe_backend(backend)}: its result event is not a valid "
+                                f"ExecuteStreamResponse ({err})",
                                 retry_safe=False,
                             ) from None
                         if len(event) > self.max_message_bytes:
@@ -636,7 +638,7 @@ class Engine:
             outcome = Outcome.FAILURE
             code = grpc.StatusCode.DEADLINE_EXCEEDED
             failure = AttemptError(
-                grpc.StatusCode.DEADLINE_EXCEEDED, f"{_describe(backend)}: stream passed its deadline",
+                grpc.StatusCode.DEADLINE_EXCEEDED, f"{describe_backend(backend)}: stream passed its deadline",
                 retry_safe=False,
             )
             raise failure from None

@@ -618,15 +618,21 @@ def _serialize_result(convert: Any, result: Any) -> bytes:
         ) from err
 
 
+def invalid_response(data: bytes, source: str, err: DecodeError) -> AttemptError:
+    """The failure of an attempt whose answer, `data` from `source`, does not parse as an
+    ExecuteResponse (not retried: the agent may have run the task)."""
+    return AttemptError(
+        grpc.StatusCode.UNAVAILABLE,
+        f"{source} answered {len(data)} bytes that are not a valid ExecuteResponse ({err}); "
+        "does it implement sutradhar.v1.AgentService?",
+        retry_safe=False,
+    )
+
+
 def check_response(data: bytes, *, source: str) -> bool:
     """Whether an agent's ExecuteResponse reports success, read without decoding its data
     (`wire.response_succeeded`); AttemptError when it is garbage."""
     try:
         return wire.response_succeeded(data)
     except DecodeError as err:
-        raise AttemptError(
-            grpc.StatusCode.UNAVAILABLE,
-            f"{source} answered {len(data)} bytes that are not a valid ExecuteResponse ({err}); "
-            "does it implement sutradhar.v1.AgentService?",
-            retry_safe=False,
-        ) from err
+        raise invalid_response(data, source, err) from err

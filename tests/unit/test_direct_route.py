@@ -1,17 +1,21 @@
 """`DirectClient` hands the engine the same `RouteRequest` the router makes of the bytes a
 `RouterClient` would have sent, and what it keeps per selector (its bytes, why the router
-must take it) follows the view and the namespaces' RateLimits. No network: nothing is sent."""
+must take it) follows the view and the namespaces' RateLimits; the answers it decodes carry the
+router's metadata, and ones that do not decode are UNAVAILABLE. No network: nothing is sent."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import grpc
 import pytest
 
 from sutradhar import DirectClient, Task, TaskContext
 from sutradhar._convert import task_to_proto
 from sutradhar._direct import IN_PROCESS, RATE_LIMITED
+from sutradhar._errors import Unavailable
 from sutradhar._routing import wire
 from sutradhar.v1 import agent_pb2, ratelimit_pb2, registry_pb2, router_pb2
 
@@ -96,3 +100,58 @@ async def test_equal_selectors_built_apart_share_one_pool_key(client: DirectClie
     again = client._selector_bytes(router_pb2.Selector(namespace="ns", agent_type="echo", capabilities=["a"]))
     other = client._selector_bytes(router_pb2.Selector(namespace="ns", agent_type="echo", capabilities=["b"]))
     assert first == again != other
+
+
+class _Answers:
+    """A transport that answers `data` to every call, unary or streamed (one event)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    async def execute(self, request: bytes, time_left: float | None, metadata: object = None) -> bytes:
+        return self.data
+
+    async def stream(self, request: bytes, time_left: float | None, metadata: object = None) -> AsyncIterator[bytes]:
+        yield self.data
+
+    async def close(self, grace: float | None = None) -> None:
+        return None
+
+
+def _answering(client: DirectClient, data: bytes) -> None:
+    for backend in client.view.backends.values():
+        backend.transport = _Answers(data)
+        backend.result_metadata = wire.result_metadata_fields(backend.instance_id, 1)
+
+
+#: An ExecuteResponse whose result says success and whose data is a Struct cut short: the engine's
+#: check of `result.success` leaves the data undecoded, so only the client's decoding sees it.
+CORRUPT_DATA = b"\x0a\x09\x08\x01\x12\x05\x2a\x03\x0a\x64\x01"
+
+
+async def test_the_result_carries_the_instance_and_attempts_the_router_would_set(client: DirectClient) -> None:
+    answer = agent_pb2.ExecuteResponse(result=agent_pb2.Result(
+        success=True, metadata=agent_pb2.ResultMetadata(agent_id="echo", instance_id="forged", attempts=9)))
+    _answering(client, answer.SerializeToString())
+    result = await client.execute("echo", {"a": 1}, namespace="ns", task_id="t", timeout=5)
+    assert result.success
+    assert result.metadata.instance_id in ("i1", "i2")
+    assert (result.metadata.attempts, result.metadata.agent_id, result.metadata.task_id) == (1, "echo", "")
+
+
+async def test_an_answer_whose_data_does_not_parse_is_unavailable_naming_the_instance(client: DirectClient) -> None:
+    _answering(client, CORRUPT_DATA)
+    with pytest.raises(Unavailable) as caught:
+        await client.execute("echo", {"a": 1}, namespace="ns", timeout=5)
+    assert re.fullmatch(
+        r"instance 'i[12]' \(127\.0\.0\.1:1\) of agent 'echo' answered 11 bytes that are not a valid "
+        r"ExecuteResponse \(.*\); does it implement sutradhar\.v1\.AgentService\?", caught.value.message)
+    assert caught.value.code == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_a_stream_event_that_does_not_parse_is_unavailable(client: DirectClient) -> None:
+    partial = b"\x12\x05\x2a\x03\x0a\x64\x01"  # ExecuteStreamResponse.partial: a Struct cut short
+    _answering(client, partial)
+    with pytest.raises(Unavailable, match=r"a stream event of 7 bytes that is not a valid ExecuteStreamResponse"):
+        async for _ in client.execute_stream("echo", {"a": 1}, namespace="ns", timeout=5):
+            pass
