@@ -42,7 +42,11 @@ def value_to_python(msg: struct_pb2.Value) -> Any:
 
 def _struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for key, item in struct.fields.items():
+    fields = struct.fields
+    # Keys, then one lookup each: the map's items() is collections.abc's generic ItemsView, a
+    # Python generator step and a lookup per member (about 0.2 us more per member).
+    for key in fields:
+        item = fields[key]
         kind = item.WhichOneof("kind")
         if kind == "string_value":
             out[key] = item.string_value
