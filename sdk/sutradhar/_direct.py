@@ -404,8 +404,8 @@ class DirectClient(RouterClient):
         try:
             result = agent_pb2.ExecuteResponse.FromString(data).result
         except DecodeError as err:
-            failed = invalid_response(data, describe_backend(backend), err)
-            raise error_for_code(failed.code, failed.message) from None
+            failed = invalid_response(data, err)
+            raise error_for_code(failed.code, f"{describe_backend(backend)}: {failed.message}") from None
         result.metadata.MergeFromString(self.engine.metadata_fields(backend, attempts, assigned_id))
         return result_from_proto(result)
 

@@ -27,6 +27,7 @@ from datetime import timedelta
 from typing import Any, Protocol, TypeVar, overload
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from sutradhar._errors import (
     DeadlineExceeded,
@@ -43,7 +44,7 @@ from sutradhar._route_transports import (
     GrpcTransport,
     HttpTransport,
     InProcessTransport,
-    check_response,
+    invalid_response,
 )
 from sutradhar._routing import wire
 from sutradhar._routing.attempts import (
@@ -417,7 +418,11 @@ class Engine:
             else:
                 span, metadata = trace.attempt(backend, number, hedge)
                 data = await transport.execute(request, time_left, metadata)
-            if not check_response(data, source=describe_backend(backend)):
+            try:
+                succeeded = wire.response_succeeded(data)  # the agent's data stays undecoded
+            except DecodeError as err:
+                raise invalid_response(data, err) from None
+            if not succeeded:
                 backend.app_error()
                 task_failed = True
             outcome = Outcome.SUCCESS

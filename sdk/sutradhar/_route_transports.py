@@ -65,7 +65,6 @@ from sutradhar._convert import value_to_python
 from sutradhar._hosting import reconnect_options
 from sutradhar._identity import SpiffeId
 from sutradhar._log_context import traceparent_of, traceparent_parts
-from sutradhar._routing import wire
 from sutradhar._tls import TlsSource, secure_channel
 from sutradhar._values import to_value
 from sutradhar.v1 import agent_pb2
@@ -618,21 +617,12 @@ def _serialize_result(convert: Any, result: Any) -> bytes:
         ) from err
 
 
-def invalid_response(data: bytes, source: str, err: DecodeError) -> AttemptError:
-    """The failure of an attempt whose answer, `data` from `source`, does not parse as an
-    ExecuteResponse (not retried: the agent may have run the task)."""
+def invalid_response(data: bytes, err: DecodeError) -> AttemptError:
+    """The failure of an attempt whose answer `data` does not parse as an ExecuteResponse (not
+    retried: the agent may have run the task); the engine's error names the instance before it."""
     return AttemptError(
         grpc.StatusCode.UNAVAILABLE,
-        f"{source} answered {len(data)} bytes that are not a valid ExecuteResponse ({err}); "
+        f"answered {len(data)} bytes that are not a valid ExecuteResponse ({err}); "
         "does it implement sutradhar.v1.AgentService?",
         retry_safe=False,
     )
-
-
-def check_response(data: bytes, *, source: str) -> bool:
-    """Whether an agent's ExecuteResponse reports success, read without decoding its data
-    (`wire.response_succeeded`); AttemptError when it is garbage."""
-    try:
-        return wire.response_succeeded(data)
-    except DecodeError as err:
-        raise invalid_response(data, source, err) from err

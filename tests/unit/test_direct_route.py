@@ -144,7 +144,7 @@ async def test_an_answer_whose_data_does_not_parse_is_unavailable_naming_the_ins
     with pytest.raises(Unavailable) as caught:
         await client.execute("echo", {"a": 1}, namespace="ns", timeout=5)
     assert re.fullmatch(
-        r"instance 'i[12]' \(127\.0\.0\.1:1\) of agent 'echo' answered 11 bytes that are not a valid "
+        r"instance 'i[12]' \(127\.0\.0\.1:1\) of agent 'echo': answered 11 bytes that are not a valid "
         r"ExecuteResponse \(.*\); does it implement sutradhar\.v1\.AgentService\?", caught.value.message)
     assert caught.value.code == grpc.StatusCode.UNAVAILABLE
 

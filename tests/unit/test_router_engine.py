@@ -140,8 +140,12 @@ async def test_non_retryable_codes_and_garbage_are_not_retried():
     with pytest.raises(InvalidArgument, match="after 1 attempt"):
         await engine.execute(request(), 5.0)
     engine, fakes = make(3, retry_policy(), {0: "garbage"})
-    with pytest.raises(Unavailable, match="not a valid ExecuteResponse"):
+    with pytest.raises(Unavailable) as caught:
         await engine.execute(request(), 5.0)
+    # The instance is named once, then what it answered.
+    assert caught.value.message.startswith(
+        "instance 'i0' (127.0.0.1:1) of agent 'echo': answered 2 bytes that are not a valid ExecuteResponse ("), \
+        caught.value.message
     assert [f.calls for f in fakes] == [1, 0, 0]
 
 
