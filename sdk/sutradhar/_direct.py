@@ -81,7 +81,7 @@ from sutradhar._errors import SutradharError, Unavailable, error_for_code
 from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES
 from sutradhar._mesh_dialer import MeshDialer
 from sutradhar._names import ALL_NAMESPACES
-from sutradhar._route_engine import Engine, PlainDialer, describe_backend, instance_stats, is_http
+from sutradhar._route_engine import Engine, PlainDialer, instance_stats, is_http, named_attempt_error
 from sutradhar._route_tracing import CallTrace, DirectTracing, Forward
 from sutradhar._route_transports import invalid_response
 from sutradhar._route_watch import RegistryWatcher
@@ -404,8 +404,8 @@ class DirectClient(RouterClient):
         try:
             result = agent_pb2.ExecuteResponse.FromString(data).result
         except DecodeError as err:
-            failed = invalid_response(data, err)
-            raise error_for_code(failed.code, f"{describe_backend(backend)}: {failed.message}") from None
+            failed = named_attempt_error(backend, invalid_response(data, err))
+            raise error_for_code(failed.code, failed.message) from None
         result.metadata.MergeFromString(self.engine.metadata_fields(backend, attempts, assigned_id))
         return result_from_proto(result)
 

@@ -95,7 +95,7 @@ def describe_backend(backend: Backend) -> str:
     return f"instance {backend.instance_id!r} ({backend.endpoint}) of agent {backend.agent_id!r}"
 
 
-def _attempt_error(backend: Backend, err: Exception) -> AttemptError:
+def named_attempt_error(backend: Backend, err: Exception) -> AttemptError:
     """One failed attempt as an AttemptError naming the instance."""
     if isinstance(err, _AioRpcError):
         code = err.code()
@@ -107,7 +107,7 @@ def _attempt_error(backend: Backend, err: Exception) -> AttemptError:
 def _failed(backend: Backend, err: Exception) -> tuple[AttemptError, Outcome]:
     """A failed attempt's error (naming the instance) and what it says of the instance: a
     FAILURE for the breaker and ejection when its code is an instance's failure."""
-    failed = _attempt_error(backend, err)
+    failed = named_attempt_error(backend, err)
     return failed, Outcome.FAILURE if failed.code in INSTANCE_FAILURE_CODES else Outcome.NEUTRAL
 
 
