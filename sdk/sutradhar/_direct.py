@@ -86,7 +86,7 @@ from sutradhar._route_tracing import CallTrace, DirectTracing, Forward
 from sutradhar._route_transports import invalid_response
 from sutradhar._route_watch import RegistryWatcher
 from sutradhar._routing import wire
-from sutradhar._routing.backend import Backend
+from sutradhar._routing.backend import Backend, is_in_process
 from sutradhar._routing.selection import Pool
 from sutradhar._routing.view import View
 from sutradhar._values import to_duration
@@ -320,7 +320,7 @@ class DirectClient(RouterClient):
         if pool.policy.rate_limit is not None or pool.namespace in self._limited.names:
             return RATE_LIMITED
         for backend in pool.backends:
-            if backend.runtime == "in-process" or backend.endpoint == "in-process":
+            if is_in_process(backend):
                 return IN_PROCESS
             if self._secured and backend.runtime == "container":
                 return CONTAINER_REPLICA

@@ -61,7 +61,7 @@ from sutradhar._routing.attempts import (
     retry_pause,
     time_for_attempt,
 )
-from sutradhar._routing.backend import Backend, Outcome
+from sutradhar._routing.backend import Backend, Outcome, is_in_process
 from sutradhar._routing.policy import Policy
 from sutradhar._routing.retry import RetryBudget
 from sutradhar._routing.selection import Pool, resolve, unavailable_message
@@ -153,7 +153,7 @@ class PlainDialer:
         self._http: Any = None
 
     def transport(self, backend: Backend) -> Any:
-        if backend.runtime == "in-process" or backend.endpoint == "in-process":
+        if is_in_process(backend):
             entry = self.view.agents.get((backend.namespace, backend.agent_id))
             config = from_struct(entry.agent.config) if entry is not None else {}
             return InProcessTransport(config, owner=backend)

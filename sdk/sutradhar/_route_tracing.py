@@ -32,14 +32,13 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from sutradhar import _tracing
+from sutradhar._routing.backend import IN_PROCESS_ENDPOINT
 from sutradhar._tracing import code_of, end_span
 
 ROUTER_EXECUTE: Final = "sutradhar.v1.RouterService/Execute"
 ROUTER_EXECUTE_STREAM: Final = "sutradhar.v1.RouterService/ExecuteStream"
 AGENT_EXECUTE: Final = "sutradhar.v1.AgentService/Execute"
 AGENT_EXECUTE_STREAM: Final = "sutradhar.v1.AgentService/ExecuteStream"
-#: The endpoint of an agent that runs inside the router (no peer).
-IN_PROCESS_ENDPOINT: Final = "in-process"
 
 
 def split_address(address: str) -> tuple[str, int | None]:
@@ -214,7 +213,6 @@ _STREAM_CALL: Final = {"rpc.system.name": "grpc", "rpc.method": ROUTER_EXECUTE_S
 __all__ = [
     "AGENT_EXECUTE",
     "AGENT_EXECUTE_STREAM",
-    "IN_PROCESS_ENDPOINT",
     "ROUTER_EXECUTE",
     "ROUTER_EXECUTE_STREAM",
     "CallTrace",

@@ -65,6 +65,7 @@ from sutradhar._convert import value_to_python
 from sutradhar._hosting import reconnect_options
 from sutradhar._identity import SpiffeId
 from sutradhar._log_context import traceparent_of, traceparent_parts
+from sutradhar._routing.backend import IN_PROCESS_ENDPOINT
 from sutradhar._tls import TlsSource, secure_channel
 from sutradhar._values import to_value
 from sutradhar.v1 import agent_pb2
@@ -451,7 +452,7 @@ class InProcessTransport:
     """An agent class instantiated and called inside the router."""
 
     def __init__(self, config: Mapping[str, Any], owner: Owner | None = None) -> None:
-        self.endpoint = "in-process"
+        self.endpoint = IN_PROCESS_ENDPOINT
         self._owner = owner
         self._spec = str(config.get("class", ""))
         kwargs = config.get("kwargs") or {}

@@ -38,6 +38,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sutradhar._hosting import reconnect_options
 from sutradhar._peer_identity import MeshHttps, NoIdentity, expected_identity, presented_identity
+from sutradhar._routing.backend import IN_PROCESS_ENDPOINT
 from sutradhar._tls import TlsSource, secure_channel
 from sutradhar.v1 import probe_pb2, registry_pb2
 
@@ -48,7 +49,7 @@ __all__ = [
     "DEFAULT_PERIOD",
     "DEFAULT_SUCCESS_THRESHOLD",
     "DEFAULT_TIMEOUT",
-    "IN_PROCESS",
+    "IN_PROCESS_ENDPOINT",
     "PROBER_HEADER",
     "ProbeName",
     "ProbeOutcome",
@@ -66,8 +67,6 @@ DEFAULT_FAILURE_THRESHOLD = 3
 DEFAULT_SUCCESS_THRESHOLD = 1
 DEFAULT_HTTP_PATH = "/health"
 
-#: The endpoint of an instance that runs inside the routers: never probed, always ready.
-IN_PROCESS = "in-process"
 
 #: Metadata key / header naming the member that probes.
 PROBER_HEADER = "x-sutradhar-prober"
@@ -207,7 +206,7 @@ class Probers:
         """Probe `endpoint` once with `settings` (kind, timeout, ...). With TLS on, a gRPC
         probe needs `identity` (the instance's registered SPIFFE ID) and fails without it."""
         start = time.perf_counter()
-        if endpoint == IN_PROCESS:
+        if endpoint == IN_PROCESS_ENDPOINT:  # never probed, always ready
             return ProbeOutcome(True, "in-process", 0.0)
         timeout = settings.timeout.total_seconds()
         try:

@@ -32,6 +32,7 @@ from sutradhar._fields import field_error, one_of, quote
 from sutradhar._labels import validate_label_name, validate_labels
 from sutradhar._names import validate_dns_label, validate_instance_id, validate_namespace
 from sutradhar._ratelimit_spec import bucket_numbers
+from sutradhar._routing.backend import IN_PROCESS_ENDPOINT
 from sutradhar._semver import parse_version
 from sutradhar._strategy_names import STRATEGIES
 from sutradhar.services.common.config_fields import check_http_url
@@ -255,7 +256,7 @@ def _endpoint(endpoint: str, runtime: str, field: str) -> None:
         raise field_error(field, 'endpoint is required ("host:port", an http(s) URL, or "in-process")')
     if len(endpoint) > MAX_ENDPOINT_CHARS:
         raise field_error(field, f"is longer than {MAX_ENDPOINT_CHARS} characters")
-    if endpoint == "in-process":
+    if endpoint == IN_PROCESS_ENDPOINT:
         return
     if "://" in endpoint:
         check_http_url(endpoint, field)

@@ -43,7 +43,7 @@ from . import events as health_events
 from .events import EventBus
 from .probes import (
     FAILURE,
-    IN_PROCESS,
+    IN_PROCESS_ENDPOINT,
     ProbeName,
     ProbeSettings,
     ProbeTracker,
@@ -261,7 +261,7 @@ class HealthManager:
 
     def _reconcile(self, key: str) -> None:
         inst = self.instances.get(key)
-        wanted = inst is not None and inst.endpoint != IN_PROCESS and self.membership.owns(key)
+        wanted = inst is not None and inst.endpoint != IN_PROCESS_ENDPOINT and self.membership.owns(key)
         target = self.targets.get(key)
         if wanted and target is None:
             assert inst is not None
@@ -591,7 +591,7 @@ class HealthManager:
         """How many instances each live member probes, by this member's view."""
         loads = dict.fromkeys(self.membership.members, 0)
         for key, inst in self.instances.items():
-            if inst.endpoint == IN_PROCESS:
+            if inst.endpoint == IN_PROCESS_ENDPOINT:
                 continue
             who = owner(self.membership.members, key)
             if who is not None:

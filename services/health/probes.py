@@ -21,12 +21,12 @@ from datetime import UTC, datetime, timedelta
 
 from sutradhar.v1 import registry_pb2
 
-from ..common.probing import IN_PROCESS, ProbeName, ProbeSettings
+from ..common.probing import IN_PROCESS_ENDPOINT, ProbeName, ProbeSettings
 
 __all__ = [
     "DRAINING",
     "FAILURE",
-    "IN_PROCESS",
+    "IN_PROCESS_ENDPOINT",
     "NOT_SERVING",
     "NO_RESULT",
     "SERVING",

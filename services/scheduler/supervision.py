@@ -29,7 +29,7 @@ from sutradhar._identity import SpiffeId
 from sutradhar._labels import METRICS_PORT_LABEL
 from sutradhar.services.common import keys
 from sutradhar.services.common.probing import (
-    IN_PROCESS,
+    IN_PROCESS_ENDPOINT,
     ProbeName,
     ProbeOutcome,
     Probers,
@@ -96,7 +96,7 @@ async def probe_ready(
     port to accept. The port is tried first (as the scheduler always did), so
     a replica still binding costs a connect, not a probe."""
     endpoint = replica.endpoint
-    if not endpoint or endpoint == IN_PROCESS:
+    if not endpoint or endpoint == IN_PROCESS_ENDPOINT:
         return ProbeOutcome(True, "")
     if settings is None:
         settings = ProbeSettings.resolve(None, runtime=replica.runtime, endpoint=endpoint)

@@ -11,12 +11,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, Final
 
 from sutradhar._routing.breaker import BreakerState, CircuitBreaker
 from sutradhar._routing.outlier import OutlierDetector
 from sutradhar._routing.policy import DEFAULT_POLICY, Policy
 
+#: The endpoint of an instance that runs inside the routers (the "in-process" runtime's, whose
+#: name it is too): it has no peer, so nothing dials or probes it.
+IN_PROCESS_ENDPOINT: Final = "in-process"
 #: Latency samples kept per instance for p50/p99.
 LATENCY_SAMPLES = 1024
 #: Decay time of the latency EWMA, in seconds (Finagle's peak-EWMA default).
@@ -41,6 +44,11 @@ class LoadSample:
     """The breaker is open or half-open at the window's end."""
     ejected: bool = False
     """The instance is ejected at the window's end."""
+
+
+def is_in_process(backend: Backend) -> bool:
+    """Whether `backend` runs inside the routers (its runtime, or its endpoint, says so)."""
+    return backend.runtime == IN_PROCESS_ENDPOINT or backend.endpoint == IN_PROCESS_ENDPOINT
 
 
 class Backend:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sutradhar._errors import InvalidArgument
+from sutradhar._routing.backend import IN_PROCESS_ENDPOINT
 from sutradhar.services.scheduler.runtimes.base import (
     Replica,
     ReplicaPhase,
@@ -113,7 +114,7 @@ class InProcessRuntime(_RecordRuntime):
     name = "in-process"
 
     def _endpoint(self, spec: ReplicaSpec) -> str:
-        return "in-process"
+        return IN_PROCESS_ENDPOINT
 
 
 def http_replica_count(config: dict[str, Any]) -> int:
