@@ -28,7 +28,7 @@ import grpc
 from sutradhar._agent import Result, StreamEvent, Task, TaskContext
 from sutradhar._convert import event_from_proto, result_from_proto, task_to_proto
 from sutradhar._credentials import Credentials, default_credentials, open_channel
-from sutradhar._errors import Unavailable, from_rpc_error
+from sutradhar._errors import Internal, from_rpc_error
 from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES, reconnect_options
 from sutradhar._identity import SpiffeId
 from sutradhar._labels import validate_label_key, validate_label_value
@@ -245,11 +245,13 @@ class _Client:
         finally:
             call.cancel()
 
-    def _undecodable(self) -> Unavailable:
-        """The error for an answer that does not decode as the method's response. grpc.aio logs
-        the decoding error ("Exception deserializing message!") and hands back None instead."""
+    def _undecodable(self) -> Internal:
+        """The error for an answer that does not decode as the method's response: INTERNAL, gRPC's
+        code for a response that does not parse (grpc-js, grpc-go and grpc-java raise it themselves).
+        grpc.aio logs the decoding error ("Exception deserializing message!") and hands back None
+        instead."""
         service = self._STUB.__name__.removesuffix("Stub") if self._STUB is not None else "the service"
-        return Unavailable(
+        return Internal(
             f"{self.address} answered a message that is not a valid response of sutradhar.v1.{service} "
             "(gRPC logged why it does not decode); is that address this service, and of a compatible version?"
         )

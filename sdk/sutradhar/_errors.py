@@ -120,7 +120,8 @@ class Cancelled(SutradharError):
 
 
 class Internal(SutradharError):
-    """A bug: an invariant broke. Never used for bad input."""
+    """A bug: an invariant broke, or a server answered bytes that do not parse as the method's
+    response (gRPC's code for that). Never used for bad input."""
 
     code = grpc.StatusCode.INTERNAL
 

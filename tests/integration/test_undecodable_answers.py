@@ -1,5 +1,6 @@
 """A server whose answers do not decode as the method's response: every SDK client raises
-UNAVAILABLE naming the address and the service, never an AttributeError on the None that
+INTERNAL (gRPC's code for a response that does not parse, which grpc-js, grpc-go and grpc-java
+raise themselves) naming the address and the service, never an AttributeError on the None that
 grpc.aio hands back for such a message (it logs the decoding error instead of raising it).
 Real grpc.aio servers on loopback, answering corrupt bytes."""
 
@@ -13,7 +14,7 @@ import grpc
 import pytest
 
 from sutradhar import AgentClient, RouterClient
-from sutradhar._errors import Unavailable
+from sutradhar._errors import Internal
 
 #: An ExecuteResponse whose result data is a Struct cut short: it does not parse.
 CORRUPT = b"\x0a\x09\x08\x01\x12\x05\x2a\x03\x0a\x64\x01"
@@ -48,20 +49,20 @@ def _says(service: str, address: str) -> str:
     return re.escape(f"{address} answered a message that is not a valid response of sutradhar.v1.{service}")
 
 
-async def test_agent_client_calls_and_streams_are_unavailable(garbage_server: str) -> None:
+async def test_agent_client_calls_and_streams_are_internal(garbage_server: str) -> None:
     async with AgentClient(garbage_server) as client:
-        with pytest.raises(Unavailable, match=_says("AgentService", garbage_server)) as caught:
+        with pytest.raises(Internal, match=_says("AgentService", garbage_server)) as caught:
             await client.execute({"a": 1}, timeout=5)
-        assert caught.value.code == grpc.StatusCode.UNAVAILABLE
-        with pytest.raises(Unavailable, match=_says("AgentService", garbage_server)):
+        assert caught.value.code == grpc.StatusCode.INTERNAL
+        with pytest.raises(Internal, match=_says("AgentService", garbage_server)):
             async for _ in client.execute_stream({"a": 1}, timeout=5):
                 pass
 
 
-async def test_router_client_calls_and_streams_are_unavailable(garbage_server: str) -> None:
+async def test_router_client_calls_and_streams_are_internal(garbage_server: str) -> None:
     async with RouterClient(garbage_server) as client:
-        with pytest.raises(Unavailable, match=_says("RouterService", garbage_server)):
+        with pytest.raises(Internal, match=_says("RouterService", garbage_server)):
             await client.execute("echo", {"a": 1}, timeout=5)
-        with pytest.raises(Unavailable, match=_says("RouterService", garbage_server)):
+        with pytest.raises(Internal, match=_says("RouterService", garbage_server)):
             async for _ in client.execute_stream("echo", {"a": 1}, timeout=5):
                 pass

@@ -115,7 +115,15 @@ export function stub<S extends DescService>(service: S, address: string, connect
     const output = method.output as DescMessage;
     const path = `/${service.typeName}/${method.name}`;
     const serialize = (message: MessageShape<DescMessage>): Buffer => Buffer.from(toBinary(input, message));
-    const deserialize = (bytes: Buffer): MessageShape<DescMessage> => fromBinary(output, bytes);
+    const deserialize = (bytes: Buffer): MessageShape<DescMessage> => {
+      try {
+        return fromBinary(output, bytes);
+      } catch (err) {
+        // grpc-js ends the call with INTERNAL ("Response message parsing error: " and this message)
+        throw new Error(`${address} answered a message that is not a valid response of ${service.typeName} ` +
+          `(${(err as Error).message}); is that address this service, and of a compatible version?`);
+      }
+    };
     if (method.methodKind === "unary") {
       methods[method.localName] = (request: MessageInitShape<DescMessage>, options?: CallOptions) =>
         new Promise((resolve, reject) => {

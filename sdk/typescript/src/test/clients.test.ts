@@ -2,7 +2,9 @@ import assert from "node:assert/strict";
 import { inspect } from "node:util";
 import { test } from "node:test";
 
-import { Credentials, RouterClient, SutradharError, status } from "../index.js";
+import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from "@grpc/grpc-js";
+
+import { AgentClient, Credentials, RouterClient, SutradharError, status } from "../index.js";
 
 test("credentials never show their token", () => {
   const credentials = Credentials.token("s3cret-token", "/etc/mesh/bundle.pem");
@@ -37,5 +39,66 @@ test("an unreachable router is UNAVAILABLE, and a deadline bounds the wait", asy
       err instanceof SutradharError && (err.code === status.UNAVAILABLE || err.code === status.DEADLINE_EXCEEDED));
   } finally {
     router.close();
+  }
+});
+
+/** An ExecuteResponse whose result data is a Struct cut short (the Python SDK's test uses the same bytes). */
+const CORRUPT = Buffer.from([0x0a, 0x09, 0x08, 0x01, 0x12, 0x05, 0x2a, 0x03, 0x0a, 0x64, 0x01]);
+/** An ExecuteStreamResponse whose partial value is a Struct cut short. */
+const CORRUPT_EVENT = Buffer.from([0x12, 0x05, 0x2a, 0x03, 0x0a, 0x64, 0x01]);
+
+/** `service`'s Execute and ExecuteStream on a real grpc-js server, answering bytes that do not parse. */
+async function garbageServer(service: string): Promise<[Server, string]> {
+  const method = (name: string, streaming: boolean) => ({
+    path: `/sutradhar.v1.${service}/${name}`, requestStream: false, responseStream: streaming,
+    requestSerialize: (b: Buffer) => b, requestDeserialize: (b: Buffer) => b,
+    responseSerialize: (b: Buffer) => b, responseDeserialize: (b: Buffer) => b,
+  });
+  const definition: ServiceDefinition = { execute: method("Execute", false), executeStream: method("ExecuteStream", true) };
+  const implementation: UntypedServiceImplementation = {
+    execute: (_call: unknown, reply: (err: null, answer: Buffer) => void) => reply(null, CORRUPT),
+    executeStream: (call: { write(b: Buffer): void; end(): void }) => {
+      call.write(CORRUPT_EVENT);
+      call.end();
+    },
+  };
+  const server = new Server();
+  server.addService(definition, implementation);
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound))));
+  return [server, `127.0.0.1:${port}`];
+}
+
+/** INTERNAL (gRPC's code for a response that does not parse, as the Python SDK raises) naming the address and service. */
+function undecodable(address: string, service: string): (err: unknown) => boolean {
+  return (err: unknown) => err instanceof SutradharError && err.code === status.INTERNAL &&
+    err.message.includes(`${address} answered a message that is not a valid response of sutradhar.v1.${service} (`);
+}
+
+test("an agent's answer that does not decode is INTERNAL naming the address, called and streamed", async () => {
+  const [server, address] = await garbageServer("AgentService");
+  const client = new AgentClient(address, { timeoutMs: 5_000 });
+  try {
+    await assert.rejects(client.execute({ a: 1 }), undecodable(address, "AgentService"));
+    await assert.rejects((async () => {
+      for await (const _ of client.stream({ a: 1 })) { /* the first event does not decode */ }
+    })(), undecodable(address, "AgentService"));
+  } finally {
+    client.close();
+    server.forceShutdown();
+  }
+});
+
+test("a router's answer that does not decode is INTERNAL naming the address, called and streamed", async () => {
+  const [server, address] = await garbageServer("RouterService");
+  const client = new RouterClient(address, { timeoutMs: 5_000 });
+  try {
+    await assert.rejects(client.execute("echo", { a: 1 }), undecodable(address, "RouterService"));
+    await assert.rejects((async () => {
+      for await (const _ of client.stream("echo", { a: 1 })) { /* the first event does not decode */ }
+    })(), undecodable(address, "RouterService"));
+  } finally {
+    client.close();
+    server.forceShutdown();
   }
 });
