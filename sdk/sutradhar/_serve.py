@@ -44,6 +44,7 @@ from sutradhar._clients import RegistryClient
 from sutradhar._convert import event_to_proto, result_to_proto, task_from_proto
 from sutradhar._credentials import Credentials
 from sutradhar._errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, Unavailable
+from sutradhar._event_loop import loop_factory
 from sutradhar._hosting import (
     GrpcHost,
     install_signal_handlers,
@@ -632,6 +633,7 @@ def serve(
     register_agent: bool | None = None,
     health_period: timedelta | None = None,
     max_message_bytes: int | None = None,
+    event_loop: str | None = None,
     log_level: str | None = None,
     log_format: str | None = None,
     tls_cert_file: Path | None = None,
@@ -647,7 +649,7 @@ def serve(
 ) -> None:
     """Serve `agent` until SIGTERM/SIGINT, then drain and return.
 
-    Blocks (runs its own event loop). Prints one line to stderr once serving:
+    Blocks (runs its own event loop: `event_loop`, uvloop when installed). Prints one line to stderr once serving:
     ``agent <id> listening on HOST:PORT``. Each option is a field of
     `ServeSettings` (which documents it and its default); options left None
     fall back to the same environment variables as ``python -m
@@ -666,8 +668,9 @@ def serve(
         namespace=namespace, instance_id=instance_id,
         advertise=advertise, agent_id=agent_id, agent_version=agent_version, labels=labels, ttl=ttl,
         grace=grace, register_agent=register_agent, health_period=health_period,
-        max_message_bytes=max_message_bytes, log_level=log_level, log_format=log_format, tls_cert_file=tls_cert_file,
-        tls_key_file=tls_key_file, tls_ca_file=tls_ca_file, trust_domain=trust_domain, insecure=insecure,
+        max_message_bytes=max_message_bytes, event_loop=event_loop, log_level=log_level, log_format=log_format,
+        tls_cert_file=tls_cert_file, tls_key_file=tls_key_file, tls_ca_file=tls_ca_file, trust_domain=trust_domain,
+        insecure=insecure,
         published_on_loopback=published_on_loopback, bootstrap=bootstrap, bootstrap_token_file=bootstrap_token_file,
         access_review=access_review,
     )
@@ -676,8 +679,11 @@ def serve(
         configure_logging(settings.log_level, settings.log_format, service=settings.agent_id or agent.id,
                           quiet_libraries=False)
 
+    factory, _ = loop_factory(settings.event_loop)  # InvalidArgument, saying how to fix, for uvloop not installed
+
     async def main() -> None:
         server = AgentServer(agent, settings=settings)
         await server.run_until_signal()
 
-    asyncio.run(main())
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main())

@@ -11,10 +11,10 @@ import sys
 from collections.abc import Sequence
 from datetime import timedelta
 
+from sutradhar import _event_loop as eventloop
 from sutradhar._errors import SutradharError
 from sutradhar._hosting import install_signal_handlers
 from sutradhar._logs import announce
-from sutradhar.services.common import eventloop
 from sutradhar.services.common.logs import configure_logging
 from sutradhar.services.common.tracing import configure_tracing
 from sutradhar.services.router.config import SETTINGS, RouterConfig

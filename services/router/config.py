@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from sutradhar import _event_loop as eventloop
 from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES
 from sutradhar._settings import (
     BOOLEAN,
@@ -17,7 +18,6 @@ from sutradhar._settings import (
     log_level_setting,
     setting,
 )
-from sutradhar.services.common import eventloop
 from sutradhar.services.common.security_config import ServiceSecurity
 from sutradhar.services.router.ratelimits import DEFAULT_MAX_CALLERS
 

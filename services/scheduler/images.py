@@ -410,9 +410,10 @@ def _prepare_wheels(root: Path, agent_dir: Path, wheels: Path) -> list[str]:
             (copy / "README.md").write_text("Sutradhar\n")
         for name in ("sdk", "cli", "services"):
             shutil.copytree(root / name, copy / name, ignore=shutil.ignore_patterns(*_SKIP_DIRS, "*.pyc"))
-        # the metrics extra (prometheus-client): a replica serves the /metrics port the scheduler gives it
-        argv = [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(wheels), f"{copy}[metrics]"]
-        requirements = [f"sutradhar[metrics]=={project_version(root)}"]
+        # the metrics extra (prometheus-client): a replica serves the /metrics port the scheduler gives it;
+        # the uvloop extra: its event loop (sutradhar._event_loop)
+        argv = [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(wheels), f"{copy}[metrics,uvloop]"]
+        requirements = [f"sutradhar[metrics,uvloop]=={project_version(root)}"]
         extra = agent_dir / "requirements.txt"
         if extra.is_file():
             argv += ["-r", str(extra)]

@@ -252,3 +252,51 @@ def test_a_synchronous_execute_is_refused_before_serving(tmp_path: Path) -> None
     assert out.returncode == 1
     assert out.stderr.startswith("error: Sync.execute must be a coroutine function"), out.stderr
     assert "async def execute" in out.stderr
+
+
+_LOOP_AGENT = '''
+import asyncio
+
+from sutradhar import Agent
+
+
+class LoopAgent(Agent):
+    id = "loop"
+    type = "loop"
+    version = "1.0.0"
+
+    async def execute(self, task):
+        return type(asyncio.get_running_loop()).__module__.split(".")[0]
+'''
+
+
+def test_an_agent_runs_on_uvloop_unless_told_asyncio(tmp_path: Path) -> None:
+    """`--event-loop` / SUTRADHAR_EVENT_LOOP: auto (the default) is uvloop when installed (the dev install has
+    it, as the mesh and uvloop extras do), asyncio forces the standard loop, and the agent's tasks run on it."""
+    (tmp_path / "loop_agent.py").write_text(_LOOP_AGENT)
+
+    def loop_of(flags: list[str], env: dict[str, str] | None = None) -> str:
+        with spawn_agent([sys.executable, "-m", "sutradhar.serve", "loop_agent:LoopAgent", "--insecure", *flags],
+                         cwd=str(tmp_path), env=env) as agent:
+            async def ask() -> str:
+                async with AgentClient(agent.address) as client:
+                    return str((await client.execute(None, timeout=5)).data)
+
+            return asyncio.run(ask())
+
+    assert loop_of([]) == "uvloop"
+    assert loop_of(["--event-loop", "asyncio"]) == "asyncio"
+    assert loop_of([], env={"SUTRADHAR_EVENT_LOOP": "asyncio"}) == "asyncio"
+    assert loop_of(["--event-loop", "uvloop"], env={"SUTRADHAR_EVENT_LOOP": "asyncio"}) == "uvloop"
+
+
+def test_an_unknown_event_loop_exits_naming_the_choices() -> None:
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, "-m", "sutradhar.serve", "examples.echo_agent:EchoAgent", "--insecure",
+         "--event-loop", "trio"],
+        cwd=str(ROOT), capture_output=True, text=True, timeout=30, check=False,
+    )
+    assert out.returncode != 0
+    assert "auto" in out.stderr and "uvloop" in out.stderr and "asyncio" in out.stderr, out.stderr

@@ -1,4 +1,4 @@
-"""The router's event loop choice (services/common/eventloop.py)."""
+"""The event loop choice of the router and of agents (sutradhar._event_loop)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
+from sutradhar import _event_loop as eventloop
 from sutradhar._errors import InvalidArgument
-from sutradhar.services.common import eventloop
 
 
 def _loop_module(choice: str) -> tuple[str, str]:
@@ -34,7 +34,7 @@ def test_without_uvloop_auto_falls_back_and_uvloop_says_how_to_fix(monkeypatch: 
     monkeypatch.setitem(sys.modules, "uvloop", None)  # makes `import uvloop` raise ImportError
     factory, name = eventloop.loop_factory("auto")
     assert name == "asyncio" and factory is asyncio.new_event_loop
-    with pytest.raises(InvalidArgument, match=r"pip install 'sutradhar\[mesh\]'.*--event-loop asyncio"):
+    with pytest.raises(InvalidArgument, match=r"pip install 'sutradhar\[uvloop\]'.*--event-loop asyncio"):
         eventloop.loop_factory("uvloop")
 
 

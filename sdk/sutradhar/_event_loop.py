@@ -1,10 +1,12 @@
-"""Which asyncio event loop a service runs on.
+"""Which asyncio event loop a server runs on: the router's ``--event-loop`` and an agent's
+(``python -m sutradhar.serve --event-loop``, SUTRADHAR_EVENT_LOOP, `serve()`).
 
-The router is the data plane: every task crosses it, and most of its CPU goes
-to grpc.aio and the event loop (README, "Router performance"). uvloop takes
-about 8 % off its CPU per call, so the router runs on it when it is installed
-(the `mesh` extra pins it). `asyncio` forces the standard loop, for a platform
-without uvloop or to rule it out when chasing a problem.
+Most of a Python gRPC server's CPU per call goes to grpc.aio and the event loop
+(docs/router.md, "What limits it"). uvloop takes about 8 % off the router's CPU per
+call and about 7 % off an SDK echo agent's (bench/agent_event_loop.py), so both run
+on it when it is installed (`auto`, the default; the `uvloop` extra and the `mesh`
+extra pin it). `asyncio` forces the standard loop, for a platform without uvloop or
+to rule it out when chasing a problem.
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ def loop_factory(choice: str) -> tuple[LoopFactory, str]:
     except ImportError:
         if choice == "uvloop":
             raise InvalidArgument(
-                "event loop 'uvloop' is not installed; pip install 'sutradhar[mesh]' "
-                "or choose --event-loop asyncio"
+                "event loop 'uvloop' is not installed; pip install 'sutradhar[uvloop]' "
+                "or choose the event loop asyncio (--event-loop asyncio)"
             ) from None
         return asyncio.new_event_loop, "asyncio"
     factory: LoopFactory = uvloop.new_event_loop
