@@ -5,9 +5,9 @@ Starts two ``python -m sutradhar.serve examples.echo_agent:EchoAgent`` processes
 this one client process, with bench/router.py's load (pre-serialized ExecuteRequest bytes on a raw
 channel, the same task every call), each agent in an order shuffled every round:
 
+- sequential: `--sequential` calls one after the other -> p50 / p99;
 - throughput: `--concurrency` calls in flight for `--seconds` -> rps, and the CPU per call of the agent
-  process and of this client in that phase;
-- sequential: `--sequential` calls one after the other -> p50 / p99.
+  process and of this client in that phase (bench/router.py's `load`).
 
 Every row is the median of the `--rounds` rounds; the table ends with uvloop against asyncio (the median
 of the per-round ratios). Writes bench/results/agent-event-loop.json as
@@ -27,14 +27,13 @@ import platform
 import random
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from router import AGENT_PATH, ROOT, Proc, cpu_seconds, requests  # bench/ is not a package
+from router import AGENT_PATH, ROOT, Proc, load, requests  # bench/ is not a package
 
 LOOPS = ("asyncio", "uvloop")
 RESULTS = ROOT / "bench" / "results" / "agent-event-loop.json"
@@ -43,38 +42,13 @@ SEED = 20261203
 
 async def measure(address: str, pid: int, request: bytes, *, seconds: float, concurrency: int,
                   sequential: int) -> dict[str, float]:
-    """One round against one agent: throughput (with CPU per call), then sequential latency."""
+    """One round against one agent: bench/router.py's `load` (warm-up, sequential latency, then
+    throughput with the CPU per call of the agent and of this client) over a raw channel."""
     async with grpc.aio.insecure_channel(address) as channel:
         call = channel.unary_unary(AGENT_PATH, _registered_method=True)
-        for _ in range(300):  # warm-up: the connection, both processes' caches
-            await call(request, timeout=10)
-        done = 0
-        stop_at = time.perf_counter() + seconds
-
-        async def worker() -> None:
-            nonlocal done
-            while time.perf_counter() < stop_at:
-                done += 1
-                await call(request, timeout=10)
-
-        agent_before, client_before, started = cpu_seconds(pid), time.process_time(), time.perf_counter()
-        await asyncio.gather(*[worker() for _ in range(concurrency)])
-        elapsed = time.perf_counter() - started
-        agent_cpu = cpu_seconds(pid) - agent_before
-        client_cpu = time.process_time() - client_before
-        latencies = []
-        for _ in range(sequential):
-            begun = time.perf_counter()
-            await call(request, timeout=10)
-            latencies.append(time.perf_counter() - begun)
-    latencies.sort()
-    return {
-        "rps": round(done / elapsed, 1),
-        "agent_cpu_us": round(agent_cpu / done * 1e6, 1),
-        "client_cpu_us": round(client_cpu / done * 1e6, 1),
-        "p50_ms": round(statistics.median(latencies) * 1000, 3),
-        "p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000, 3),
-    }
+        row = await load(lambda: call(request, timeout=10), grpc.RpcError, sequential=sequential, calls=10**9,
+                         seconds=seconds, concurrency=concurrency, agent_pids=[pid])
+    return {key: row[key] for key in ("rps", "agents_cpu_us", "client_cpu_us", "p50_ms", "p99_ms", "errors")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,22 +82,24 @@ def main(argv: list[str] | None = None) -> int:
                                           concurrency=args.concurrency, sequential=args.sequential))
                 rounds[loop].append(row)
                 print(f"round {number + 1} {loop:<8} {row['rps']:>7.0f} rps  agent "
-                      f"{row['agent_cpu_us']:>6.1f} us/call  p50 {row['p50_ms']:.3f} ms", file=sys.stderr, flush=True)
+                      f"{row['agents_cpu_us']:>6.1f} us/call  p50 {row['p50_ms']:.3f} ms", file=sys.stderr, flush=True)
     finally:
         for proc in agents.values():
             proc.stop()
-    keys = ("rps", "agent_cpu_us", "client_cpu_us", "p50_ms", "p99_ms")
+    keys = ("rps", "agents_cpu_us", "client_cpu_us", "p50_ms", "p99_ms")
     medians = {loop: {k: round(statistics.median(r[k] for r in rounds[loop]), 3) for k in keys} for loop in LOOPS}
     ratios = {k: round(statistics.median(u[k] / a[k] for u, a in zip(rounds["uvloop"], rounds["asyncio"],
                                                                       strict=True)), 3) for k in keys}
     print(f"\n{'loop':<8} {'rps':>7} {'agent cpu/call':>15} {'client cpu/call':>16} {'p50 ms':>7} {'p99 ms':>7}")
     for loop in LOOPS:
         m = medians[loop]
-        print(f"{loop:<8} {m['rps']:>7.0f} {m['agent_cpu_us']:>12.1f} us {m['client_cpu_us']:>13.1f} us "
+        print(f"{loop:<8} {m['rps']:>7.0f} {m['agents_cpu_us']:>12.1f} us {m['client_cpu_us']:>13.1f} us "
               f"{m['p50_ms']:>7.3f} {m['p99_ms']:>7.3f}")
-    print(f"{'uvloop/asyncio':<15} rps x{ratios['rps']:.3f}, agent cpu/call x{ratios['agent_cpu_us']:.3f}, "
+    print(f"{'uvloop/asyncio':<15} rps x{ratios['rps']:.3f}, agent cpu/call x{ratios['agents_cpu_us']:.3f}, "
           f"p50 x{ratios['p50_ms']:.3f} (medians of the per-round ratios)")
-    print(f"({args.rounds} rounds, {args.concurrency} in flight, Python {platform.python_version()})")
+    errors = {loop: sum(r["errors"] for r in rounds[loop]) for loop in LOOPS}
+    print(f"({args.rounds} rounds, {args.concurrency} in flight, Python {platform.python_version()}; "
+          f"failed calls: {errors['asyncio']} on asyncio, {errors['uvloop']} on uvloop)")
     out: dict[str, Any] = {**medians, "uvloop_over_asyncio": ratios, "rounds": rounds}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(out, indent=2) + "\n")

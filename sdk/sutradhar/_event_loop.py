@@ -3,7 +3,7 @@
 
 Most of a Python gRPC server's CPU per call goes to grpc.aio and the event loop
 (docs/router.md, "What limits it"). uvloop takes about 8 % off the router's CPU per
-call and about 7 % off an SDK echo agent's (bench/agent_event_loop.py), so both run
+call and 5 to 7 % off an SDK echo agent's (bench/agent_event_loop.py), so both run
 on it when it is installed (`auto`, the default; the `uvloop` extra and the `mesh`
 extra pin it). `asyncio` forces the standard loop, for a platform without uvloop or
 to rule it out when chasing a problem.

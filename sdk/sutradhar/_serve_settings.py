@@ -78,7 +78,7 @@ class ServeSettings(SecuritySettings):
     max_message_bytes: int = setting(DEFAULT_MAX_MESSAGE_BYTES, kind=COUNT)
     """Largest message accepted or sent."""
     event_loop: str = setting("auto", kind=choice(*EVENT_LOOPS))
-    """Event loop of ``python -m sutradhar.serve`` and `serve()`: auto (uvloop when installed: about 7% less CPU
+    """Event loop of ``python -m sutradhar.serve`` and `serve()`: auto (uvloop when installed: 5 to 7% less CPU
     per task for an echo agent, pip install 'sutradhar[uvloop]'), uvloop or asyncio. `AgentServer` runs on the loop
     it is started in."""
     log_level: str = log_level_setting("WARNING")
