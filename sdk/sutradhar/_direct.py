@@ -77,7 +77,7 @@ from sutradhar._aio import cancel_until_done
 from sutradhar._clients import RegistryClient, RouterClient, Timeout, _seconds
 from sutradhar._convert import event_from_proto, result_from_proto, task_to_proto, unix_seconds
 from sutradhar._credentials import open_channel
-from sutradhar._errors import SutradharError, Unavailable, error_for_code
+from sutradhar._errors import SutradharError, error_for_code
 from sutradhar._hosting import DEFAULT_MAX_MESSAGE_BYTES
 from sutradhar._mesh_dialer import MeshDialer
 from sutradhar._names import ALL_NAMESPACES
@@ -108,18 +108,6 @@ CONTAINER_REPLICA = "container-replica"
 IN_PROCESS = "in-process"
 HTTP_WITHOUT_HTTPX = "http-without-httpx"
 RATE_LIMITED = "rate-limited"
-
-
-def _stream_event(data: bytes) -> agent_pb2.ExecuteStreamResponse:
-    """One event of a direct stream; UNAVAILABLE when the agent's bytes do not parse (the engine
-    checks only the final result event on its way)."""
-    try:
-        return agent_pb2.ExecuteStreamResponse.FromString(data)
-    except DecodeError as err:
-        raise Unavailable(
-            f"the agent sent a stream event of {len(data)} bytes that is not a valid ExecuteStreamResponse "
-            f"({err}); does it implement sutradhar.v1.AgentService?"
-        ) from None
 
 
 @dataclass(frozen=True)
@@ -444,11 +432,11 @@ class DirectClient(RouterClient):
             return
         state = _tracing.active()
         trace = None if state is None else self._trace(state, route, stream=True)
-        stream = self.engine.execute_stream(route, grpc_timeout, trace)
+        stream = self.engine.execute_stream(route, grpc_timeout, trace, agent_pb2.ExecuteStreamResponse.FromString)
         failure: BaseException | None = None
         try:
-            async for data in stream:
-                yield event_from_proto(_stream_event(data))
+            async for message in stream:
+                yield event_from_proto(message)
         except GeneratorExit:  # the caller left the stream early
             failure = asyncio.CancelledError("the caller left the stream")
             raise

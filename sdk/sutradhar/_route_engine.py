@@ -88,6 +88,10 @@ AnswerT = TypeVar("AnswerT")
 #: What a unary call returns, made of the agent's answer bytes, the backend that sent them, the
 #: attempts made and the task id the engine assigned ("" when the task had one): `Engine.execute`.
 Answer = Callable[[bytes, Backend, int, str], AnswerT]
+#: What `Engine.execute_stream` yields per event when the caller decodes them (`decode`).
+EventT = TypeVar("EventT")
+#: The message type of an agent's stream event (errors name it).
+STREAM_RESPONSE = "ExecuteStreamResponse"
 
 
 def describe_backend(backend: Backend) -> str:
@@ -566,10 +570,23 @@ class Engine:
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
 
+    @overload
+    def execute_stream(
+        self, req: wire.RouteRequest, grpc_timeout: float | None, trace: Any = None,
+    ) -> AsyncGenerator[bytes, None]: ...
+
+    @overload
+    def execute_stream(
+        self, req: wire.RouteRequest, grpc_timeout: float | None, trace: Any, decode: Callable[[bytes], EventT],
+    ) -> AsyncGenerator[EventT, None]: ...
+
     async def execute_stream(
-        self, req: wire.RouteRequest, grpc_timeout: float | None, trace: Any = None
-    ) -> AsyncGenerator[bytes, None]:
-        """Route one streaming task; yields serialized stream events. Retries
+        self, req: wire.RouteRequest, grpc_timeout: float | None, trace: Any = None,
+        decode: Callable[[bytes], Any] | None = None,
+    ) -> AsyncGenerator[Any, None]:
+        """Route one streaming task; yields serialized stream events, or what `decode` makes of each
+        (a caller that decodes them itself: `DirectClient`; bytes that do not decode end the call
+        UNAVAILABLE naming the instance, as a result event the splice cannot walk does). Retries
         happen only before the first event has been passed on. `trace`: see `_attempt`."""
         pool, strategy, max_attempts, timeout, request, assigned_id = self._plan(req, grpc_timeout)
         clock = self.clock
@@ -593,16 +610,19 @@ class Engine:
                             event = wire.set_stream_result_metadata(
                                 event, wire.result_metadata_fields(backend.instance_id, attempts, assigned_id))
                         except wire.MalformedMessage as err:
-                            raise AttemptError(
-                                grpc.StatusCode.UNAVAILABLE,
-                                f"{describe_backend(backend)}: its result event is not a valid "
-                                f"ExecuteStreamResponse ({err})",
-                                retry_safe=False,
-                            ) from None
+                            raise named_attempt_error(
+                                backend, invalid_response(event, err, STREAM_RESPONSE)) from None
                         if len(event) > self.max_message_bytes:
                             raise self._oversized(
                                 backend, "the stream's result event", len(event), from_agent, attempts)
-                    yield event
+                    if decode is None:
+                        yield event
+                        continue
+                    try:
+                        decoded = decode(event)
+                    except DecodeError as err:
+                        raise named_attempt_error(backend, invalid_response(event, err, STREAM_RESPONSE)) from None
+                    yield decoded
                 return
             except AttemptError as err:
                 failure = Failure(err.code, err.message, err.retry_safe and not sent_any, backend)

@@ -58,7 +58,6 @@ from typing import Any, Protocol
 
 import grpc
 from google.protobuf import json_format
-from google.protobuf.message import DecodeError
 
 from sutradhar import _tracing
 from sutradhar._convert import value_to_python
@@ -618,12 +617,13 @@ def _serialize_result(convert: Any, result: Any) -> bytes:
         ) from err
 
 
-def invalid_response(data: bytes, err: DecodeError) -> AttemptError:
-    """The failure of an attempt whose answer `data` does not parse as an ExecuteResponse (not
-    retried: the agent may have run the task); the engine's error names the instance before it."""
+def invalid_response(data: bytes, err: Exception, message_type: str = "ExecuteResponse") -> AttemptError:
+    """The failure of an attempt whose answer `data` (or one stream event, `message_type`
+    "ExecuteStreamResponse") does not parse (not retried: the agent may have run the task); the
+    engine's error names the instance before it (`named_attempt_error`)."""
     return AttemptError(
         grpc.StatusCode.UNAVAILABLE,
-        f"answered {len(data)} bytes that are not a valid ExecuteResponse ({err}); "
+        f"answered {len(data)} bytes that are not a valid {message_type} ({err}); "
         "does it implement sutradhar.v1.AgentService?",
         retry_safe=False,
     )

@@ -149,9 +149,14 @@ async def test_an_answer_whose_data_does_not_parse_is_unavailable_naming_the_ins
     assert caught.value.code == grpc.StatusCode.UNAVAILABLE
 
 
-async def test_a_stream_event_that_does_not_parse_is_unavailable(client: DirectClient) -> None:
+async def test_a_stream_event_that_does_not_parse_is_unavailable_naming_the_instance(client: DirectClient) -> None:
     partial = b"\x12\x05\x2a\x03\x0a\x64\x01"  # ExecuteStreamResponse.partial: a Struct cut short
     _answering(client, partial)
-    with pytest.raises(Unavailable, match=r"a stream event of 7 bytes that is not a valid ExecuteStreamResponse"):
+    with pytest.raises(Unavailable) as caught:
         async for _ in client.execute_stream("echo", {"a": 1}, namespace="ns", timeout=5):
             pass
+    assert re.fullmatch(
+        r"instance 'i[12]' \(127\.0\.0\.1:1\) of agent 'echo': answered 7 bytes that are not a valid "
+        r"ExecuteStreamResponse \(.*\); does it implement sutradhar\.v1\.AgentService\? \(after 1 attempt\)",
+        caught.value.message), caught.value.message
+    assert [b.in_flight for b in client.view.backends.values()] == [0, 0]

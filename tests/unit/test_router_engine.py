@@ -353,7 +353,8 @@ async def test_a_stream_result_event_the_splice_cannot_walk_is_unavailable_namin
             seen.append(event)
     assert len(seen) == 1  # the partial went out; the broken result did not
     message = info.value.message
-    assert message.startswith("instance 'i0' (127.0.0.1:1) of agent 'echo': its result event is not a valid "
+    assert message.startswith("instance 'i0' (127.0.0.1:1) of agent 'echo': answered 3 bytes that are not a valid "
                               "ExecuteStreamResponse ("), message
+    assert "; does it implement sutradhar.v1.AgentService?" in message
     assert "(after 1 attempt)" in message
     assert in_flight(engine) == [0]
