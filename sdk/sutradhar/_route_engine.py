@@ -604,25 +604,18 @@ class Engine:
             try:
                 async for event in events:
                     sent_any = True
-                    if wire.is_stream_result(event):
-                        from_agent = len(event)
-                        try:
+                    try:
+                        if wire.is_stream_result(event):
+                            from_agent = len(event)
                             event = wire.set_stream_result_metadata(
                                 event, wire.result_metadata_fields(backend.instance_id, attempts, assigned_id))
-                        except wire.MalformedMessage as err:
-                            raise named_attempt_error(
-                                backend, invalid_response(event, err, STREAM_RESPONSE)) from None
-                        if len(event) > self.max_message_bytes:
-                            raise self._oversized(
-                                backend, "the stream's result event", len(event), from_agent, attempts)
-                    if decode is None:
-                        yield event
-                        continue
-                    try:
-                        decoded = decode(event)
-                    except DecodeError as err:
+                            if len(event) > self.max_message_bytes:
+                                raise self._oversized(
+                                    backend, "the stream's result event", len(event), from_agent, attempts)
+                        out = event if decode is None else decode(event)
+                    except (wire.MalformedMessage, DecodeError) as err:  # the splice's walk, or the caller's decode
                         raise named_attempt_error(backend, invalid_response(event, err, STREAM_RESPONSE)) from None
-                    yield decoded
+                    yield out
                 return
             except AttemptError as err:
                 failure = Failure(err.code, err.message, err.retry_safe and not sent_any, backend)
