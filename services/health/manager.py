@@ -31,7 +31,7 @@ from typing import Any
 
 from sutradhar._aio import wait_set
 from sutradhar._backoff import Backoff
-from sutradhar._errors import AlreadyExists, Conflict, NotFound
+from sutradhar._errors import AlreadyExists, Conflict, NotFound, Unavailable
 from sutradhar.services.common.follow import follow_prefix
 from sutradhar.services.common.membership import Membership, owner
 from sutradhar.v1 import health_pb2, registry_pb2
@@ -94,6 +94,9 @@ class Target:
     flush_at: float = 0.0
     released: bool = False
     jobs: set[str] = field(default_factory=set)
+    #: Adopted before this member's view held its agent: not probed until
+    #: the agent is read (or seen by the watch), so its own probe spec is used.
+    agent_pending: bool = False
 
 
 def _stored(kv: KeyValue) -> registry_pb2.Instance:
@@ -105,6 +108,14 @@ def _stored(kv: KeyValue) -> registry_pb2.Instance:
 
 def _agent_ref(inst: registry_pb2.Instance) -> tuple[str, str]:
     return keys.namespace_or_default(inst.namespace), inst.agent_id
+
+
+def _settings(agent: registry_pb2.Agent | None, inst: registry_pb2.Instance) -> dict[ProbeName, ProbeSettings]:
+    """Both probes' settings for `inst` of `agent` (None: unknown, the defaults)."""
+    return {
+        which: ProbeSettings.for_agent(agent, which, runtime=inst.runtime, endpoint=inst.endpoint)
+        for which in (READINESS, LIVENESS)
+    }
 
 
 class HealthManager:
@@ -203,11 +214,7 @@ class HealthManager:
                 self._apply_settings(target)
 
     def _settings_for(self, inst: registry_pb2.Instance) -> dict[ProbeName, ProbeSettings]:
-        agent = self.agents.get(_agent_ref(inst))
-        return {
-            which: ProbeSettings.for_agent(agent, which, runtime=inst.runtime, endpoint=inst.endpoint)
-            for which in (READINESS, LIVENESS)
-        }
+        return _settings(self.agents.get(_agent_ref(inst)), inst)
 
     # -- instances ------------------------------------------------------------
 
@@ -289,12 +296,38 @@ class HealthManager:
         # at once (a little jitter only) so a dead member's instances are not
         # left unwatched for another period.
         takeover = bool(inst.health.prober) and not same_member
+        if not same_member:
+            log.debug("member %s takes %s over", self.member_id, key)
+        if _agent_ref(inst) not in self.agents and self._tg is not None:
+            # The agents and instances watches are separate streams: an
+            # instance can arrive before the definition written ahead of it.
+            # Probing it with the defaults meanwhile would probe what its
+            # agent disabled, so read the definition first.
+            target.agent_pending = True
+            self._tg.create_task(self._adopt_when_agent_read(target, takeover=takeover))
+            return
+        self._start_probing(target, takeover=takeover)
+
+    def _start_probing(self, target: Target, *, takeover: bool = False) -> None:
         for which in (READINESS, LIVENESS):
             if target.settings[which].enabled:
                 self._start_job(target, which, takeover=takeover)
-        if not same_member:
-            log.debug("member %s takes %s over", self.member_id, key)
         self._check_state(target)
+
+    async def _adopt_when_agent_read(self, target: Target, *, takeover: bool) -> None:
+        namespace, agent_id = _agent_ref(target.instance)
+        agent: registry_pb2.Agent | None = None
+        try:
+            kv = await self.store.get(keys.agent_key(namespace, agent_id))
+            agent = None if kv is None else keys.decode(kv.value, registry_pb2.Agent)
+        except Unavailable as err:
+            log.warning("could not read agent %s/%s for %s (%s); probing with the default settings",
+                        namespace, agent_id, target.key, err)
+        if target.released or not target.agent_pending:
+            return  # released meanwhile, or the agents watch delivered the definition first
+        target.agent_pending = False
+        target.settings = _settings(agent, target.instance)
+        self._start_probing(target, takeover=takeover)
 
     def _release(self, target: Target) -> None:
         target.released = True
@@ -308,6 +341,7 @@ class HealthManager:
             self._tg.create_task(self.probers.forget(endpoint))
 
     def _apply_settings(self, target: Target) -> None:
+        target.agent_pending = False
         target.settings = self._settings_for(target.instance)
         for which in (READINESS, LIVENESS):
             job_key = f"{target.key}#{which.value}"
@@ -367,6 +401,8 @@ class HealthManager:
 
     def _check_state(self, target: Target) -> None:
         """Mark for a write when the stored state is not what the rule says."""
+        if target.agent_pending:
+            return  # its settings are not known yet
         if self._desired_state(target) != target.instance.state:
             self._mark_urgent(target)
 

@@ -41,6 +41,7 @@ from test_health_support import (
 
 from sutradhar import Agent
 from sutradhar.services.common import keys
+from sutradhar.services.health import HealthConfig, HealthServer
 from sutradhar.testing import run_agent, spawn_agent
 from sutradhar.v1 import health_pb2, registry_pb2
 
@@ -352,3 +353,39 @@ async def test_probe_spec_changes_apply_to_running_instances(store, unique, heal
         await wait_for(store, ns, "i1", is_state(NOT_SERVING), FAIL_BOUND + 1)
     finally:
         await store.revoke_lease(lease)
+
+
+async def test_an_instance_seen_before_its_agent_is_probed_by_the_agents_spec(store, unique, etcd):
+    """The agents and instances watches are separate streams, so a member can
+    see an instance before the agent definition written ahead of it. Here the
+    agents watch lags by 3 s: the member reads the definition itself, so a
+    disabled probe sends nothing and an enabled one runs at its own period,
+    not at the defaults (CI caught the disabled probe being sent once)."""
+    ns = unique
+    server = HealthServer(HealthConfig(insecure=True, port=0, etcd=etcd, member_ttl=timedelta(seconds=2),
+                                       flush_interval=timedelta(seconds=1)))
+    on_time = server.manager._agent_event
+    server.manager._agent_event = (  # type: ignore[method-assign]
+        lambda ev: asyncio.get_running_loop().call_later(3.0, on_time, ev))
+    quiet, probed = HealthEndpoint(), HealthEndpoint()
+    await quiet.start()
+    await probed.start()
+    await server.start()
+    leases: list[int] = []
+    try:
+        await put_agent(store, ns, "off", readiness=probe_spec("grpc", disabled=True))
+        await put_agent(store, ns, "on", readiness=probe_spec("grpc"))
+        leases.append(await put_instance(store, ns, "i-off", "off", quiet.address))
+        leases.append(await put_instance(store, ns, "i-on", "on", probed.address))
+        await wait_for(store, ns, "i-on", readiness_passing, 2)
+        assert (ns, "off") not in server.manager.agents, "the agents watch was meant to lag still"
+        await asyncio.sleep(PERIOD * 4)
+        assert probed.servicer.calls >= 4  # its own 0.25 s period, not the default 10 s
+        assert quiet.servicer.calls == 0
+        assert (await stored(store, ns, "i-off")).state == SERVING  # as registered
+    finally:
+        for lease in leases:
+            await store.revoke_lease(lease)
+        await server.stop()
+        await probed.stop()
+        await quiet.stop()
