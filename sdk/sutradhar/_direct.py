@@ -36,7 +36,8 @@ own rule, cached 10 s by the agent: `sutradhar._access_review`), so a caller wit
 the binding gets PERMISSION_DENIED from the agent, naming it, as the router would
 answer, and a revoked binding takes effect within 10 s.
 
-With tracing on in the caller's process (`sutradhar.setup_tracing`, the ``tracing`` extra), each
+With tracing on in the caller's process (`sutradhar.setup_tracing`, the ``tracing`` extra, or
+the application's own OpenTelemetry tracer provider, installed before the client is made), each
 direct call is traced as the router traces a routed one (`sutradhar._route_tracing`, one
 definition for both): under the caller's current OpenTelemetry span, else the task's
 ``traceparent``, sampled as the configured sampler decides; sampled, an INTERNAL span of the
@@ -226,6 +227,7 @@ class DirectClient(RouterClient):
         self._selectors: dict[int, tuple[router_pb2.Selector, bytes]] = {}
         self._reasons: dict[bytes, tuple[tuple[int, int], str]] = {}
         self._tracing: DirectTracing | None = None
+        _tracing.adopt()  # an application that set up OpenTelemetry itself gets the calls' spans
 
     def _discard(self, backend: Any) -> None:
         self.engine.discard(backend)

@@ -142,7 +142,8 @@ def start_call(
 ) -> Forward | CallTrace:
     """The trace of one routed call under `parent` (trace id, span id, flags of the caller's
     context; None: a new trace), whose ``traceparent`` is `value`, decided as the configured
-    sampler would (`state.sampling`). Sampled, the call's span `name` of `kind` with `attributes`
+    sampler would (`state.sampling`; an application's provider's own sampler decides,
+    `Sampling.deferred`). Sampled, the call's span `name` of `kind` with `attributes`
     (copied: pass the same dict every time) starts under the OpenTelemetry `context`, or, when it
     is None, under the remote parent `value` names; with no parent, as a root with the very trace
     id that was sampled (`state.ids`), so the decision and the trace agree. Unsampled, nothing of
@@ -151,13 +152,15 @@ def start_call(
         trace_id = _tracing.new_trace_id()
         if not state.sampling.sample(trace_id, None):
             return Forward(_tracing.traceparent(trace_id, _tracing.new_span_id(), 0))
-        state.ids.next_trace_id = trace_id
+        if state.ids is not None:
+            state.ids.next_trace_id = trace_id
     elif not state.sampling.sample(parent[0], bool(parent[2] & _tracing.SAMPLED)):
         return Forward(value)
     elif context is None:
         context = _tracing.remote_parent(value)
     call = tracer.start_span(name, context=context, kind=kind, attributes=attributes)
-    state.ids.next_trace_id = 0
+    if state.ids is not None:
+        state.ids.next_trace_id = 0
     if not call.is_recording():  # a sampler outside `Sampling`'s rule said no after all
         ctx = call.get_span_context()
         return Forward(_tracing.traceparent(ctx.trace_id, ctx.span_id, int(ctx.trace_flags)))

@@ -8,7 +8,10 @@ Tracing is off unless the environment asks for an exporter (`exporter_names`):
 imported and no span is made: the OpenTelemetry packages are the ``tracing``
 extra (the ``mesh`` extra includes them), not part of the SDK's base install.
 
-`setup` installs the process's global tracer provider once: a batch span
+`setup` uses the application's own tracer provider when the process installed one
+globally before (`adopt`: an application that set up OpenTelemetry itself keeps its
+exporters and sampler, and Sutradhar's spans join them; it never shuts that provider
+down). Otherwise it installs the process's global tracer provider once: a batch span
 processor sending to the OTLP gRPC exporter (``OTEL_EXPORTER_OTLP_*``,
 ``OTEL_BSP_*`` as the OpenTelemetry SDK reads them), the resource's
 ``service.name`` from ``OTEL_SERVICE_NAME`` (else the service or agent id), and
@@ -32,6 +35,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -125,6 +129,12 @@ class Sampling:
             bound = 1 << 64
         return cls(root_bound=bound, parent_based=parent_based)
 
+    @classmethod
+    def deferred(cls) -> Sampling:
+        """Every span goes to the provider's own sampler (an application's provider, `adopt`,
+        whose sampler is not read by hand): a span it does not sample is non-recording."""
+        return cls(root_bound=1 << 64, parent_based=False)
+
     def sample(self, trace_id: int, parent_sampled: bool | None) -> bool:
         """Whether a span of `trace_id` is sampled; `parent_sampled` None: a root (no parent)."""
         if parent_sampled is not None and self.parent_based:
@@ -157,18 +167,24 @@ def new_span_id() -> int:
 
 
 class _Tracing:
-    """The process's tracing once `setup` turned it on."""
+    """The process's tracing once `setup` turned it on (or `adopt` took the application's provider)."""
 
-    def __init__(self, provider: Any, sampling: Sampling, ids: Any) -> None:
+    def __init__(self, provider: Any, sampling: Sampling, ids: Any, *, owned: bool = True) -> None:
         self.provider = provider
         self.sampling = sampling
         self.ids = ids
+        """The `_make_id_generator` generator the router's hot path chooses root trace ids with;
+        None for an application's provider (its own generator picks them)."""
+        self.owned = owned
+        """Whether `shutdown` shuts the provider down (not an application's own)."""
 
     def tracer(self, name: str) -> Any:
         return self.provider.get_tracer(name)
 
 
 _state: _Tracing | None = None
+#: The provider `setup` made global, which `adopt` never takes for an application's.
+_installed: Any = None
 
 
 def _make_id_generator() -> Any:
@@ -187,12 +203,13 @@ def _make_id_generator() -> Any:
 
 
 def setup(service: str, environ: Mapping[str, str] | None = None) -> bool:
-    """Turn tracing on for this process when the environment asks for it (idempotent); whether it is on.
+    """Turn tracing on for this process when the environment asks for it, or with the
+    application's own tracer provider when it installed one (`adopt`); idempotent; whether it is on.
 
     `service` is ``service.name`` unless ``OTEL_SERVICE_NAME`` is set. ValueError for a
     malformed ``OTEL_*`` value; ImportError naming the extra when OpenTelemetry is not installed."""
-    global _state
-    if _state is not None:
+    global _state, _installed
+    if _state is not None or adopt():
         return True
     env = os.environ if environ is None else environ
     names = exporter_names(env)
@@ -220,9 +237,39 @@ def setup(service: str, environ: Mapping[str, str] | None = None) -> bool:
         else:
             provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
     trace.set_tracer_provider(provider)
+    _installed = provider
     _state = _Tracing(provider, Sampling.of(sampler), ids)
     log.info("tracing on: exporter %s, sampler %s, service.name %s", ",".join(names),
              sampler.get_description(), resource.attributes.get("service.name"))
+    return True
+
+
+def installed_provider() -> Any | None:
+    """The tracer provider the application installed globally (``trace.set_tracer_provider``);
+    None when it installed none, or never imported OpenTelemetry (nothing is imported then)."""
+    if "opentelemetry.trace" not in sys.modules:
+        return None
+    from opentelemetry import trace
+
+    provider = trace.get_tracer_provider()
+    if provider is _installed or isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+        return None  # not the application's: none, or the one `setup` installed (shut down or about to be)
+    return provider
+
+
+def adopt() -> bool:
+    """Trace with the application's own global tracer provider (`installed_provider`) when
+    tracing is not on yet; whether tracing is on. Its sampler decides every span
+    (`Sampling.deferred`) and its id generator picks the trace ids; `shutdown` leaves it to
+    the application. `setup` and a new `DirectClient` call it."""
+    global _state
+    if _state is not None:
+        return True
+    provider = installed_provider()
+    if provider is None:
+        return False
+    _state = _Tracing(provider, Sampling.deferred(), None, owned=False)
+    log.info("tracing on: the application's tracer provider (%s)", type(provider).__name__)
     return True
 
 
@@ -235,7 +282,7 @@ def shutdown() -> None:
     """Export the spans still queued and turn tracing off (at process stop)."""
     global _state
     state, _state = _state, None
-    if state is not None:
+    if state is not None and state.owned:
         state.provider.shutdown()
 
 

@@ -11,11 +11,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+
+from otlp_receiver import Receiver
 
 from sutradhar import RegistryClient, SutradharError
 from sutradhar.services.common.etcd_server import free_port
@@ -89,6 +91,23 @@ def start(name: str, argv: Sequence[str], log_dir: Path, *, env: Mapping[str, st
         time.sleep(0.05)
     child.stop()
     raise AssertionError(f"{name} did not report listening in {timeout}s:\n{log.read_text(errors='replace')}")
+
+
+@contextlib.asynccontextmanager
+async def receiving() -> AsyncIterator[tuple[Receiver, str]]:
+    """A real OTLP receiver on 127.0.0.1 and its endpoint, stopped on the way out."""
+    receiver = Receiver()
+    endpoint = await receiver.start()
+    try:
+        yield receiver, endpoint
+    finally:
+        await receiver.stop()
+
+
+def exporting_to(endpoint: str) -> dict[str, str]:
+    """The OTEL_* variables of a process that exports its spans by OTLP to `endpoint` (a test's
+    receiver), in batches sent every 50 ms."""
+    return {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_BSP_SCHEDULE_DELAY": "50"}
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ import secrets
 from datetime import timedelta
 from pathlib import Path
 
-from obs_support import children, start
+from obs_support import children, exporting_to, start
 from otlp_receiver import Receiver, Span
 from test_router_routing import JsonServer
 
@@ -52,7 +52,7 @@ def _kinds(spans: list[Span]) -> dict[tuple[str, str, str], list[Span]]:
 async def test_http_and_in_process_agents_get_the_trace_context(etcd: str, unique: str, tmp_path: Path) -> None:
     receiver = Receiver()
     endpoint = await receiver.start()
-    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_BSP_SCHEDULE_DELAY": "50"}
+    env = exporting_to(endpoint)
     try:
         with children() as started, JsonServer() as web:
             started.append(registry := start(

@@ -19,7 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from obs_support import children, start, traced_echo_beside_a_dead_instance
+from obs_support import children, exporting_to, start, traced_echo_beside_a_dead_instance
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
@@ -70,7 +70,7 @@ async def test_a_direct_call_is_one_trace_from_the_caller_through_its_attempts_t
     receiver = Receiver()
     endpoint = await receiver.start()
     tracing = ClientTracing(endpoint)
-    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_BSP_SCHEDULE_DELAY": "50"}
+    env = exporting_to(endpoint)
     try:
         with children() as started:
             started.append(registry := start(

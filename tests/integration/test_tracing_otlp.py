@@ -17,7 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import grpc
-from obs_support import children, start, traced_echo_beside_a_dead_instance
+from obs_support import children, exporting_to, start, traced_echo_beside_a_dead_instance
 from otlp_receiver import Receiver
 
 from sutradhar import RouterClient, TaskContext
@@ -36,7 +36,7 @@ async def test_a_retried_routed_call_is_one_trace_from_client_to_agent_and_unsam
         etcd: str, unique: str, tmp_path: Path) -> None:
     receiver = Receiver()
     endpoint = await receiver.start()
-    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_BSP_SCHEDULE_DELAY": "50"}
+    env = exporting_to(endpoint)
     try:
         with children() as started:
             started.append(registry := start(
