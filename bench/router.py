@@ -604,6 +604,28 @@ INTERLEAVED = ("direct", "direct-spread", "sdk-agent", "sdk-direct", "sutradhar"
 INTERLEAVED_SEED = 20261203
 
 
+async def interleave(senders: dict[str, Callable[[], Awaitable[Any]]], calls: int, seed: int, *,
+                     warm_up: int = 200, progress: Callable[[int], None] | None = None) -> dict[str, list[float]]:
+    """Each sender's latencies (seconds) over `calls` sequential calls, after `warm_up` each: one
+    call of every sender per step, in an order shuffled at every step (from `seed`), so the
+    machine's noise falls on all alike. `progress` is told each step done."""
+    for send in senders.values():
+        for _ in range(warm_up):
+            await send()
+    latencies: dict[str, list[float]] = {t: [] for t in senders}
+    order = list(senders)
+    shuffle = random.Random(seed).shuffle
+    for step in range(calls):
+        shuffle(order)
+        for target in order:
+            started = time.perf_counter()
+            await senders[target]()
+            latencies[target].append(time.perf_counter() - started)
+        if progress is not None:
+            progress(step + 1)
+    return latencies
+
+
 async def measure_interleaved(targets: list[str], addresses: dict[str, str], upstreams: list[str], registry: str,
                               direct_req: bytes, routed_req: bytes, calls: int) -> dict[str, dict[str, float]]:
     """Sequential latency of every target in `targets` (of `INTERLEAVED`) in one loop: one call
@@ -629,18 +651,7 @@ async def measure_interleaved(targets: list[str], addresses: dict[str, str], ups
                 senders[target] = await stack.enter_async_context(sdk_sender(
                     target, agent=upstreams[0], router=addresses["sutradhar"], registry=registry,
                     replicas=len(upstreams)))
-        for send in senders.values():
-            for _ in range(200):
-                await send()
-        latencies: dict[str, list[float]] = {t: [] for t in senders}
-        order = list(senders)
-        shuffle = random.Random(INTERLEAVED_SEED).shuffle
-        for _ in range(calls):
-            shuffle(order)
-            for target in order:
-                started = time.perf_counter()
-                await senders[target]()
-                latencies[target].append(time.perf_counter() - started)
+        latencies = await interleave(senders, calls, INTERLEAVED_SEED)
     out = {}
     for target, taken in latencies.items():
         taken.sort()
