@@ -649,7 +649,7 @@ async def measure_interleaved(targets: list[str], addresses: dict[str, str], ups
                 senders[target] = await stack.enter_async_context(spread_sender(upstreams, AGENT_PATH, direct_req))
             else:
                 senders[target] = await stack.enter_async_context(sdk_sender(
-                    target, agent=upstreams[0], router=addresses["sutradhar"], registry=registry,
+                    target, agent=upstreams[0], router=addresses.get("sutradhar", ""), registry=registry,
                     replicas=len(upstreams)))
         latencies = await interleave(senders, calls, INTERLEAVED_SEED)
     out = {}
