@@ -17,6 +17,7 @@ Every failed call raises the matching `SutradharError` (see `from_rpc_error`).
 # ruff: noqa: ASYNC109 - `timeout` is the gRPC deadline of one call, passed to grpc, not an asyncio timeout
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,7 @@ from typing import Any, ClassVar, Self, TypeVar
 
 import grpc
 
+from sutradhar import _tracing
 from sutradhar._agent import Result, StreamEvent, Task, TaskContext
 from sutradhar._convert import event_from_proto, result_from_proto, task_to_proto
 from sutradhar._credentials import Credentials, default_credentials, open_channel
@@ -119,7 +121,8 @@ def make_task(
     timeout: Timeout,
 ) -> Task:
     """A Task with an id and, when `timeout` is given and the context has no
-    deadline, the absolute deadline it implies."""
+    deadline, the absolute deadline it implies; while tracing is on and the context has no
+    ``traceparent``, the current span's (`sutradhar._tracing.current_traceparent`)."""
     timeout = as_timedelta(timeout)
     if timeout is None:
         ctx = context or TaskContext()
@@ -137,6 +140,10 @@ def make_task(
         )
     else:
         ctx = context
+    if _tracing.active() is not None and not ctx.traceparent:
+        current = _tracing.current_traceparent()
+        if current:
+            ctx = dataclasses.replace(ctx, traceparent=current)
     return Task(id=task_id or new_task_id(), type=task_type, payload=payload, context=ctx)
 
 
@@ -176,6 +183,9 @@ class _Client:
 
     _STUB: ClassVar[type[Any] | None] = None
     _SERVICE: ClassVar[str | None] = None
+    #: Whether the client runs tasks, whose context carries the caller's trace: made while the
+    #: application has a tracer provider of its own, it turns tracing on with it (`_tracing.adopt`).
+    _RUNS_TASKS: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -207,6 +217,8 @@ class _Client:
         self._channel: grpc.aio.Channel = open_channel(address, credentials, options=options, expected=expected)
         if self._STUB is not None:
             self._stub = self._STUB(self._channel)
+        if self._RUNS_TASKS:
+            _tracing.adopt()
 
     @property
     def channel(self) -> grpc.aio.Channel:
@@ -261,6 +273,7 @@ class AgentClient(_Client):
     """Talks to one agent replica directly (AgentService)."""
 
     _STUB = agent_pb2_grpc.AgentServiceStub
+    _RUNS_TASKS = True
     _stub: agent_pb2_grpc.AgentServiceStub
 
     async def describe(self, *, timeout: Timeout = None) -> agent_pb2.DescribeResponse:
@@ -316,6 +329,7 @@ class RouterClient(_Client):
 
     _STUB = router_pb2_grpc.RouterServiceStub
     _SERVICE = "router"
+    _RUNS_TASKS = True
     _stub: router_pb2_grpc.RouterServiceStub
 
     @staticmethod

@@ -227,7 +227,6 @@ class DirectClient(RouterClient):
         self._selectors: dict[int, tuple[router_pb2.Selector, bytes]] = {}
         self._reasons: dict[bytes, tuple[tuple[int, int], str]] = {}
         self._tracing: DirectTracing | None = None
-        _tracing.adopt()  # an application that set up OpenTelemetry itself gets the calls' spans
 
     def _discard(self, backend: Any) -> None:
         self.engine.discard(backend)

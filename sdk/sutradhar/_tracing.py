@@ -443,6 +443,20 @@ def task_scope(method: str, traceparent_value: str, *, namespace: str, agent: st
     return TaskScope(span, trace.set_span_in_context(span, context))
 
 
+def current_traceparent() -> str:
+    """The ``traceparent`` of the current span (sampled or not) while tracing is on; "" when
+    tracing is off or no span is current. The SDK's clients put it in a task that has none, so
+    the router or agent it reaches continues the caller's trace."""
+    if _state is None:
+        return ""
+    from opentelemetry import trace
+
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return ""
+    return traceparent(ctx.trace_id, ctx.span_id, int(ctx.trace_flags))
+
+
 def current_ids() -> tuple[str, str]:
     """(trace id, span id) in hex of the active recording span, ("", "") when there is none."""
     if _state is None:

@@ -3,9 +3,11 @@ uses Sutradhar: run by test_tracing_app_provider.py as a child, since a process 
 tracer provider. Its provider exports by OTLP to the receiver named on the command line, under
 ``service.name`` "shop". Prints one JSON line of what it did.
 
-    python tests/integration/app_traced.py caller ENDPOINT REGISTRY NAMESPACE
-        a DirectClient call under the program's "checkout" span, then `setup_tracing` and
-        `_tracing.shutdown`, then a span "after shutdown" (the provider is still the program's)
+    python tests/integration/app_traced.py caller ENDPOINT REGISTRY ROUTER AGENT NAMESPACE
+        a DirectClient call under the program's span "checkout", an AgentClient call to the agent
+        at AGENT under "to the agent", a RouterClient call through ROUTER under "through the
+        router", then `setup_tracing` and `_tracing.shutdown`, then a span "after shutdown" (the
+        provider is still the program's); each span's ids are printed under its name
     python tests/integration/app_traced.py agent ENDPOINT
         an SDK agent served in this process (TracedEchoAgent), called once with a sampled
         caller traceparent
@@ -14,10 +16,12 @@ tracer provider. Its provider exports by OTLP to the receiver named on the comma
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
 import sys
+from collections.abc import Iterator
 from datetime import timedelta
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -30,7 +34,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 import sutradhar
 from examples.traced_agent import TracedEchoAgent
-from sutradhar import AgentClient, DirectClient, TaskContext, _tracing
+from sutradhar import AgentClient, DirectClient, RouterClient, TaskContext, _tracing
 from sutradhar.testing import run_agent
 
 
@@ -41,29 +45,41 @@ def install(endpoint: str) -> TracerProvider:
     return provider
 
 
-async def caller(endpoint: str, registry: str, namespace: str) -> dict[str, object]:
+async def caller(endpoint: str, registry: str, router: str, agent: str, namespace: str) -> dict[str, object]:
     provider = install(endpoint)
     tracer = trace.get_tracer("shop")
+    out: dict[str, object] = {}
+
+    @contextlib.contextmanager
+    def under(name: str) -> Iterator[None]:
+        """A root span of the program's, current in the block; its trace and span ids go in `out`."""
+        with tracer.start_as_current_span(name) as span:
+            ctx = span.get_span_context()
+            out[name] = {"trace_id": f"{ctx.trace_id:032x}", "span_id": f"{ctx.span_id:016x}"}
+            yield
+
     async with DirectClient("127.0.0.1:1", registry=registry) as client:  # no router: every call is direct
         assert await client.wait_synced(timeout=10)
         for _ in range(100):
             if any(s.state == "SERVING" for s in client.stats(namespace=namespace).instances):
                 break
             await asyncio.sleep(0.1)
-        with tracer.start_as_current_span("checkout") as span:
-            ctx = span.get_span_context()
+        with under("checkout"):
             result = await client.execute("echo", {"text": "hi"}, namespace=namespace,
                                           timeout=timedelta(seconds=5))
-        stats = client.stats()
-    set_up = sutradhar.setup_tracing("ignored")
-    kept = trace.get_tracer_provider() is provider and _tracing.active() is not None
+        out.update(success=result.success, attempts=result.metadata.attempts, routed=client.stats().routed)
+    async with AgentClient(agent) as direct, RouterClient(router) as routed:
+        with under("to the agent"):
+            assert (await direct.execute({"text": "hi"}, task_type="echo")).success
+        with under("through the router"):
+            assert (await routed.execute("echo", {"text": "hi"}, namespace=namespace, max_attempts=3)).success
+    out["setup_tracing"] = sutradhar.setup_tracing("ignored")
+    out["provider_kept"] = trace.get_tracer_provider() is provider and _tracing.active() is not None
     _tracing.shutdown()
-    with tracer.start_as_current_span("after shutdown") as after:
-        after_id = f"{after.get_span_context().trace_id:032x}"
+    with under("after shutdown"):
+        pass
     provider.shutdown()
-    return {"trace_id": f"{ctx.trace_id:032x}", "span_id": f"{ctx.span_id:016x}", "success": result.success,
-            "attempts": result.metadata.attempts, "routed": stats.routed, "setup_tracing": set_up,
-            "provider_kept": kept, "after_shutdown": after_id}
+    return out
 
 
 async def agent(endpoint: str) -> dict[str, object]:

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from obs_support import children, exporting_to, receiving, start, traced_echo_beside_a_dead_instance
 from otlp_receiver import Span
@@ -22,8 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 PROGRAM = Path(__file__).with_name("app_traced.py")
 
 
-async def _run(*argv: str) -> dict[str, object]:
-    """Run app_traced.py with `argv` (no OTEL_* variables), in a thread: the receiver answers in this loop."""
+async def _run(*argv: str) -> dict[str, Any]:
+    """Run app_traced.py with `argv` (no OTEL_* variables), in a thread: the receiver answers in this loop;
+    what it printed."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
 
     def run() -> subprocess.CompletedProcess[str]:
@@ -49,14 +51,19 @@ async def test_a_direct_call_joins_the_applications_own_trace_and_provider(
             started.append(registry := start(
                 "registry", ["-m", "sutradhar.services.registry", "--insecure", "--port", "0", "--etcd", etcd],
                 tmp_path))
+            started.append(router := start(
+                "router", ["-m", "sutradhar.services.router", "--insecure", "--port", "0", "--registry",
+                           registry.address], tmp_path, env=env))
             agent, _dead = await traced_echo_beside_a_dead_instance(started, registry.address, unique, tmp_path, env)
-            out = await _run("caller", endpoint, registry.address, unique)
-            assert await asyncio.to_thread(agent.stop) == 0, agent.lines()  # it flushes its spans at stop
+            out = await _run("caller", endpoint, registry.address, router.address, agent.address, unique)
+            for child in reversed(started):  # in a thread: they flush their spans at stop, to this loop's receiver
+                assert await asyncio.to_thread(child.stop) == 0, child.lines()
     assert out["success"] is True and out["routed"] == 0, out
-    spans = receiver.of_trace(str(out["trace_id"]))
+
+    # A DirectClient's spans are in the application's provider (its service.name), under its span.
+    spans = receiver.of_trace(out["checkout"]["trace_id"])
     checkout = _one(spans, name="checkout")
-    assert checkout.service == "shop" and checkout.span_id == out["span_id"]
-    # The client's spans are in the application's provider (its service.name), under its span.
+    assert checkout.service == "shop" and checkout.span_id == out["checkout"]["span_id"]
     call = _one(spans, name="sutradhar.v1.RouterService/Execute")
     assert call.service == "shop" and call.kind == "INTERNAL" and call.parent_span_id == checkout.span_id
     assert call.attributes["rpc.response.status_code"] == "OK"
@@ -66,10 +73,23 @@ async def test_a_direct_call_joins_the_applications_own_trace_and_provider(
     # The attempt's context reached the agent: its SERVER span is the last attempt's child.
     served = _one(spans, name="sutradhar.v1.AgentService/Execute", kind="SERVER")
     assert served.service == "echo" and served.parent_span_id == attempts[-1].span_id
+
+    # An AgentClient's task carries the current span: the agent's span is its child.
+    spans = receiver.of_trace(out["to the agent"]["trace_id"])
+    served = _one(spans, name="sutradhar.v1.AgentService/Execute", kind="SERVER")
+    assert served.service == "echo" and served.parent_span_id == out["to the agent"]["span_id"]
+
+    # A RouterClient's too: the router's span is its child, the agent's under the router's attempt.
+    spans = receiver.of_trace(out["through the router"]["trace_id"])
+    routed = _one(spans, name="sutradhar.v1.RouterService/Execute", kind="SERVER")
+    assert routed.service == "router" and routed.parent_span_id == out["through the router"]["span_id"]
+    served = _one(spans, name="sutradhar.v1.AgentService/Execute", kind="SERVER")
+    router_attempts = {s.span_id for s in spans if s.service == "router" and s.kind == "CLIENT"}
+    assert served.parent_span_id in router_attempts
+
     # setup_tracing kept the application's provider, and Sutradhar's shutdown left it exporting.
     assert out["setup_tracing"] is True and out["provider_kept"] is True
-    assert [s.name for s in receiver.of_trace(str(out["after_shutdown"]))] == ["after shutdown"]
-
+    assert [s.name for s in receiver.of_trace(out["after shutdown"]["trace_id"])] == ["after shutdown"]
 
 async def test_an_agent_served_in_an_application_traces_with_its_provider() -> None:
     async with receiving() as (receiver, endpoint):
