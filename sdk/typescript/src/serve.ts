@@ -19,6 +19,7 @@ import {
   type ServiceError,
 } from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
+import { context } from "@opentelemetry/api";
 import { HealthImplementation, service as healthService } from "grpc-health-check";
 
 import {
@@ -55,6 +56,7 @@ import {
 import { UndecodableRequest, serviceDefinition } from "./grpc.js";
 import { addLogFields, announce, configureLogging, log, warn } from "./logs.js";
 import { TaskMetrics } from "./metrics.js";
+import { endTaskSpan, startTaskSpan, type TaskSpan } from "./tracing.js";
 import { AgentPrometheus, METRICS_PORT_LABEL } from "./prometheus.js";
 import { Registration } from "./registration.js";
 import { DEFAULT_SETTINGS, serveSettings, type ServeSettings } from "./settings.js";
@@ -91,6 +93,8 @@ interface Running {
   task: Task;
   started: number;
   answered: boolean;
+  /** The task's SERVER span, and the context the agent's code runs in (`./tracing.js`). */
+  trace: TaskSpan;
   /** Count the task done (ok or not) and stop watching it; true when its call is still to be answered. */
   finish(ok: boolean): boolean;
 }
@@ -104,7 +108,7 @@ export class AgentServicer {
   private readonly running = new Set<Running>();
   private idleWaiters: (() => void)[] = [];
 
-  constructor(readonly agent: Agent, readonly instanceId: string) {}
+  constructor(readonly agent: Agent, readonly instanceId: string, readonly namespace = "default") {}
 
   /** Resolves once no task runs, or after `limitMs`; true when idle. */
   waitIdle(limitMs: number): Promise<boolean> {
@@ -154,19 +158,27 @@ export class AgentServicer {
       return undefined;
     }
     const unwatch = this.watch(call, controller, task, deadline, streamed);
+    const method = `${AGENT_SERVICE}/${streamed ? "ExecuteStream" : "Execute"}`;
+    const traceparent = String(call.metadata.get("traceparent")[0] ?? "") || task.context.traceparent;
+    const trace = startTaskSpan(method, traceparent, {
+      namespace: this.namespace, agent: this.agent.id, instance: this.instanceId, taskType: task.type,
+    });
     const aborted = (): void => {
       if (run.answered) return;
       run.answered = true;
       onAbort();
-      refuse(fromError(controller.signal.reason));
+      const error = fromError(controller.signal.reason);
+      endTaskSpan(trace.span, status[error.code ?? status.UNKNOWN], error.details ?? "", false);
+      refuse(error);
     };
     const run: Running = {
-      controller, task, started: performance.now(), answered: false,
+      controller, task, started: performance.now(), answered: false, trace,
       finish: (ok) => {
         unwatch();
         controller.signal.removeEventListener("abort", aborted);
         const unanswered = !run.answered;
         run.answered = true;
+        if (unanswered) endTaskSpan(trace.span, "OK", "", ok);
         this.end(run, ok && unanswered);
         return unanswered;
       },
@@ -248,7 +260,7 @@ export class AgentServicer {
   execute(call: ServerUnaryCall<ExecuteRequest, ExecuteResponse>, callback: sendUnaryData<ExecuteResponse>): void {
     const run = this.open(call, false, (error) => callback(error));
     if (!run) return;
-    void runExecute(this.agent, run.task).then((result) => {
+    void context.with(run.trace.context, () => runExecute(this.agent, run.task)).then((result) => {
       const [message, ok] = this.final(result, run.task, run.started);
       if (run.finish(ok)) callback(null, create(ExecuteResponseSchema, { result: message }));
     });
@@ -268,7 +280,7 @@ export class AgentServicer {
     };
     const pump = async (): Promise<boolean> => {
       for (;;) {
-        const step = await stream.next();
+        const step = await context.with(run.trace.context, () => stream.next());
         if (run.answered || step.done) return false;
         const event = step.value;
         if (event instanceof Result) return finalResult(event);
@@ -367,7 +379,7 @@ export class AgentServer {
     });
     const certified = this.security?.identity ? instanceOfIdentity(this.security.identity) : "";
     this.instanceId = settings.instanceId || certified || `${agent.id}-${randomBytes(4).toString("hex")}`;
-    this.servicer = new AgentServicer(agent, this.instanceId);
+    this.servicer = new AgentServicer(agent, this.instanceId, this.settings.namespace || "default");
     this.server = new Server({
       "grpc.max_receive_message_length": settings.maxMessageBytes,
       "grpc.max_send_message_length": settings.maxMessageBytes,

@@ -1,0 +1,94 @@
+/**
+ * OpenTelemetry tracing of an agent's tasks and of the tasks a client sends, through the OpenTelemetry API
+ * (`@opentelemetry/api`) and whatever tracer provider the application registered. With none registered (the
+ * API's no-op provider) nothing is recorded and the calls below cost a non-recording span each.
+ *
+ * The same spans as the Python SDK's (`sutradhar._tracing.task_span`): one SERVER span per task an agent runs,
+ * named by its method (`sutradhar.v1.AgentService/Execute`, `.../ExecuteStream`), a child of the caller's
+ * trace context (the call's `traceparent` metadata, as the router sends it, else the task's own), current
+ * while the agent's code runs, so the spans that code starts are its children.
+ */
+
+import {
+  context,
+  ROOT_CONTEXT,
+  type Context,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  TraceFlags,
+} from "@opentelemetry/api";
+
+/** The instrumentation scope of an agent's task spans (the Python SDK's too). */
+export const AGENT_TRACER = "sutradhar.agent";
+
+/** gRPC status names that mark a SERVER span as an error (the RPC conventions: the server's fault). */
+const SERVER_ERROR_CODES = new Set(["UNKNOWN", "DEADLINE_EXCEEDED", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE",
+  "DATA_LOSS"]);
+
+const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(?:-.*)?$/;
+
+/** The context of a W3C `traceparent` value (a remote parent), the root context when it is not a valid one. */
+export function remoteParent(traceparent: string): Context {
+  const value = traceparent.trim().toLowerCase();
+  const match = TRACEPARENT.exec(value);
+  if (!match) return ROOT_CONTEXT;
+  const [, version, traceId = "", spanId = "", flags = "00"] = match;
+  // As the W3C Trace Context spec (and the Python SDK) says: version ff, an all-zero id, or a version 00 value
+  // with extra fields is not a parent.
+  if (version === "ff" || /^0+$/.test(traceId) || /^0+$/.test(spanId) || (version === "00" && value.length !== 55)) {
+    return ROOT_CONTEXT;
+  }
+  return trace.setSpanContext(ROOT_CONTEXT, {
+    traceId, spanId, traceFlags: Number.parseInt(flags, 16) & TraceFlags.SAMPLED, isRemote: true,
+  });
+}
+
+/** The `traceparent` of the active span (sampled or not); "" when no span is active. The clients put it in a task
+ * that has none, so the router or agent it reaches continues the caller's trace. */
+export function currentTraceparent(): string {
+  const span = trace.getSpan(context.active());
+  const ctx = span?.spanContext();
+  if (!ctx || !trace.isSpanContextValid(ctx)) return "";
+  return `00-${ctx.traceId}-${ctx.spanId}-${(ctx.traceFlags & TraceFlags.SAMPLED) ? "01" : "00"}`;
+}
+
+/** Where a task runs, for its span's attributes. */
+export interface TaskPlace {
+  namespace: string;
+  agent: string;
+  instance: string;
+  taskType: string;
+}
+
+/** One task's SERVER span and the context the agent's code runs in (the span current in it). */
+export interface TaskSpan {
+  span: Span;
+  context: Context;
+}
+
+/** Start the SERVER span of one task of `method` under `traceparent` (a root when it is not valid). */
+export function startTaskSpan(method: string, traceparent: string, place: TaskPlace): TaskSpan {
+  const parent = remoteParent(traceparent);
+  const span = trace.getTracer(AGENT_TRACER).startSpan(method, {
+    kind: SpanKind.SERVER,
+    attributes: {
+      "rpc.system.name": "grpc", "rpc.method": method, "sutradhar.namespace": place.namespace,
+      "sutradhar.agent": place.agent, "sutradhar.instance": place.instance, "sutradhar.task.type": place.taskType,
+    },
+  }, parent);
+  return { span, context: trace.setSpan(parent, span) };
+}
+
+/** End a task span: the status name the call ends with (`code`, "OK" or e.g. "DEADLINE_EXCEEDED"), why
+ * (`message`), and whether the task's result succeeded. */
+export function endTaskSpan(span: Span, code: string, message: string, success: boolean): void {
+  span.setAttribute("sutradhar.task.success", success);
+  span.setAttribute("rpc.response.status_code", code);
+  if (code !== "OK") {
+    span.setAttribute("error.type", code);
+    if (SERVER_ERROR_CODES.has(code)) span.setStatus({ code: SpanStatusCode.ERROR, message: message.slice(0, 512) });
+  }
+  span.end();
+}
