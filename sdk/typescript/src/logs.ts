@@ -5,6 +5,7 @@
 // JWT-shaped strings and PEM private keys. Lines below the level (SUTRADHAR_LOG_LEVEL: Python's logging names,
 // WARNING by default, as the Python SDK's agents) are dropped, except what `announce` writes ("listening on").
 import type { TaskContext } from "./agent.js";
+import { recordingIds } from "./tracing.js";
 
 export const LOG_FORMATS = ["text", "json"] as const;
 export type LogFormat = (typeof LOG_FORMATS)[number];
@@ -56,8 +57,13 @@ export function addLogFields(fields: LogFields): void {
   if (json) json.fields = { ...json.fields, ...fields };
 }
 
-/** The request, task and trace ids of a task, for its log lines. */
+/** The request, task and trace ids of a task, for its log lines: the trace of its span while one records (the
+ * task's own, `./tracing.js`), else of the task's traceparent (the caller's). */
 export function taskFields(task: { id: string; context: Pick<TaskContext, "requestId" | "traceparent"> }): LogFields {
+  const recording = recordingIds();
+  if (recording) {
+    return { request_id: task.context.requestId, task_id: task.id, trace_id: recording.traceId, span_id: recording.spanId };
+  }
   const trace = /^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}/.exec(task.context.traceparent);
   return { request_id: task.context.requestId, task_id: task.id, trace_id: trace?.[1], span_id: trace?.[2] };
 }

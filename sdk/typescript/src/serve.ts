@@ -157,12 +157,19 @@ export class AgentServicer {
       refuse(fromError(err));
       return undefined;
     }
-    const unwatch = this.watch(call, controller, task, deadline, streamed);
     const method = `${AGENT_SERVICE}/${streamed ? "ExecuteStream" : "Execute"}`;
     const traceparent = String(call.metadata.get("traceparent")[0] ?? "") || task.context.traceparent;
     const trace = startTaskSpan(method, traceparent, {
       namespace: this.namespace, agent: this.agent.id, instance: this.instanceId, taskType: task.type,
     });
+    if (deadline !== undefined && deadline <= Date.now()) {
+      // Refused, yet recorded: the caller's trace shows the task arrived too late (as a Python agent's does).
+      const late = `task ${task.id} reached agent ${this.agent.id} after its deadline had passed`;
+      endTaskSpan(trace.span, "DEADLINE_EXCEEDED", late, false);
+      refuse(fromError(new SutradharError(status.DEADLINE_EXCEEDED, late)));
+      return undefined;
+    }
+    const unwatch = this.watch(call, controller, task, deadline, streamed);
     const aborted = (): void => {
       if (run.answered) return;
       run.answered = true;
@@ -189,7 +196,8 @@ export class AgentServicer {
     return run;
   }
 
-  /** The call's task, or the status that refuses it (draining, caller, task type, a passed deadline). */
+  /** The call's task and its deadline (the earlier of the call's and the task's), or the status that refuses it
+   * (draining, caller, task type); `open` refuses a deadline that has passed. */
   private admit(
     call: ServerUnaryCall<ExecuteRequest, ExecuteResponse> | ServerWritableStream<ExecuteStreamRequest, ExecuteStreamResponse>,
     signal: AbortSignal,
@@ -213,10 +221,6 @@ export class AgentServicer {
     if (Number.isFinite(grpcMs)) candidates.push(grpcMs);
     if (task.context.deadline) candidates.push(task.context.deadline.getTime());
     const deadline = candidates.length ? Math.min(...candidates) : undefined;
-    if (deadline !== undefined && deadline <= Date.now()) {
-      throw new SutradharError(status.DEADLINE_EXCEEDED,
-        `task ${task.id} reached agent ${agent.id} after its deadline had passed`);
-    }
     return [task, deadline];
   }
 

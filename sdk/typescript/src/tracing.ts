@@ -54,6 +54,15 @@ export function currentTraceparent(): string {
   return `00-${ctx.traceId}-${ctx.spanId}-${(ctx.traceFlags & TraceFlags.SAMPLED) ? "01" : "00"}`;
 }
 
+/** The trace and span ids of the active span when it records (a task's span while its agent's code runs);
+ * undefined otherwise (a non-recording span only repeats its parent's ids, which the task's traceparent has). */
+export function recordingIds(): { traceId: string; spanId: string } | undefined {
+  const span = trace.getSpan(context.active());
+  if (!span?.isRecording()) return undefined;
+  const { traceId, spanId } = span.spanContext();
+  return { traceId, spanId };
+}
+
 /** Where a task runs, for its span's attributes. */
 export interface TaskPlace {
   namespace: string;

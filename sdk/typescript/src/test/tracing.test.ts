@@ -14,7 +14,7 @@ import {
   SimpleSpanProcessor,
 } from "@opentelemetry/sdk-trace-base";
 
-import { AgentClient, sleep, type AgentServer, type Json, type StreamItem, type Task } from "../index.js";
+import { AgentClient, configureLogging, sleep, type AgentServer, type Json, type StreamItem, type Task } from "../index.js";
 import { remoteParent } from "../tracing.js";
 import { EchoLike, served } from "./support.js";
 
@@ -31,6 +31,7 @@ class TracedEcho extends EchoLike {
       span.end();
       const opts = (task.payload ?? {}) as Record<string, Json>;
       if (typeof opts.sleep === "number") await sleep(opts.sleep * 1000, task.signal);
+      if (opts.crash) throw new RangeError("crashed on request");
       return { traceparent: task.context.traceparent };
     });
   }
@@ -121,6 +122,15 @@ test("a task past its deadline ends its span DEADLINE_EXCEEDED, an error", async
   assert.equal(served.status.code, 2); // SpanStatusCode.ERROR
 });
 
+test("a task that arrives after its deadline is refused, and its span says so", async () => {
+  await assert.rejects(client.execute({}, { context: { deadline: new Date(Date.now() - 1000) } }),
+    (err: unknown) => String(err).includes("after its deadline had passed"));
+  const served = named("sutradhar.v1.AgentService/Execute");
+  assert.equal(served.attributes["rpc.response.status_code"], "DEADLINE_EXCEEDED");
+  assert.equal(served.status.code, 2);
+  assert.equal(exporter.getFinishedSpans().length, 1); // the agent's code never ran
+});
+
 test("a stream's span covers every step: the agent's spans in each are its children", async () => {
   const events = [];
   for await (const event of client.stream({}, { context: { traceparent: `00-${CALLER_TRACE}-${CALLER_SPAN}-01` } })) {
@@ -131,6 +141,24 @@ test("a stream's span covers every step: the agent's spans in each are its child
   assert.equal(parentOf(served), CALLER_SPAN);
   assert.equal(served.attributes["rpc.response.status_code"], "OK");
   for (const word of ["word a", "word b"]) assert.equal(parentOf(named(word)), served.spanContext().spanId);
+});
+
+test("a failing task's log line names the task's own span, not the caller's", async () => {
+  const lines: string[] = [];
+  const write = process.stderr.write.bind(process.stderr);
+  process.stderr.write = ((chunk: string | Uint8Array) => { lines.push(String(chunk)); return true; }) as typeof write;
+  configureLogging("json", "traced");
+  try {
+    const result = await client.execute({ crash: true }, { context: { traceparent: `00-${CALLER_TRACE}-${CALLER_SPAN}-01` } });
+    assert.equal(result.success, false);
+  } finally {
+    process.stderr.write = write;
+    configureLogging("text", "traced");
+  }
+  const failure = lines.map((l) => JSON.parse(l) as Record<string, string>).find((r) => r.level === "ERROR");
+  const served = named("sutradhar.v1.AgentService/Execute");
+  assert.equal(served.attributes["sutradhar.task.success"], false);
+  assert.deepEqual([failure?.trace_id, failure?.span_id], [CALLER_TRACE, served.spanContext().spanId]);
 });
 
 test("a traceparent that is not valid W3C is no parent", () => {
