@@ -4,7 +4,8 @@ conformance suite, as the tutor agent is), registered in a real registry, routed
 deployed by the scheduler on the process runtime, probed by the health service, scaled 1 -> 3 and rolled to
 a new version under load through the router with no failed call, served and called over mutual TLS in a
 secured mesh, called directly by a Python DirectClient its access review allows (and refusing one it does not),
-and a TypeScript RouterClient script routing to a Python agent through a real router.
+a TypeScript RouterClient script routing to a Python agent through a real router, and a trace crossing a tracing
+Python router into a TypeScript agent that traces with its own provider.
 
 The session fixture installs the SDK's and the examples' dependencies from their lock files (`npm ci`)
 and builds both once; without node and npm the tests are skipped, saying so.
@@ -16,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from obs_support import children, exporting_to, receiving, start
 from prometheus_client.parser import text_string_to_metric_families
 from test_scheduler_support import (
     api,
@@ -82,6 +85,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SDK = ROOT / "sdk" / "typescript"
 EXAMPLES = ROOT / "examples" / "typescript"
 ECHO = "examples/typescript/dist/echo/agent.js"
+TRACED_AGENT = "sdk/typescript/dist/test/traced-agent.js"
 
 
 def _route_script(node: str, router: str, namespace: str, env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -482,6 +486,41 @@ async def _routed_to(client: RouterClient, namespace: str, instance_ids: set[str
 async def _ready(client: RegistryClient, namespace: str, name: str, n: int) -> list[registry_pb2.Instance] | None:
     instances = await ready_instances(client, namespace, name)
     return instances if len(instances) == n else None
+
+
+async def test_a_trace_crosses_the_python_router_into_a_typescript_agent(
+    node: str, registry: RegistryServer, namespace: str, tmp_path: Path
+) -> None:
+    """A sampled call through a router process tracing by OTLP (to a real receiver) reaches a TypeScript agent
+    tracing with its program's own provider (sdk/typescript/src/test/traced-agent.ts): the agent's SERVER span
+    is in the caller's trace, a child of the router's attempt span, whose context it read from the call's
+    ``traceparent`` metadata."""
+    trace_id, caller_span = secrets.token_hex(16), secrets.token_hex(8)
+    spans_file = tmp_path / "typescript-spans.jsonl"
+    async with receiving() as (receiver, endpoint):
+        with children() as started:
+            started.append(router := start(
+                "router", ["-m", "sutradhar.services.router", "--insecure", "--port", "0", "--registry",
+                           registry.address], tmp_path, env=exporting_to(endpoint)))
+            env = {"SUTRADHAR_REGISTRY": registry.address, "SUTRADHAR_NAMESPACE": namespace,
+                   "TRACED_SPANS_FILE": str(spans_file)}
+            with await _spawn(node, env, TRACED_AGENT):
+                async with RouterClient(router.address) as client:
+                    await eventually(lambda: _routed(client, namespace, {}))  # the router knows the instance
+                    result = await client.execute("echo", {"text": "traced"}, namespace=namespace, timeout=5,
+                                                  context=TaskContext(traceparent=f"00-{trace_id}-{caller_span}-01"))
+                    assert result.success
+            assert await asyncio.to_thread(router.stop) == 0, router.lines()  # it flushes its spans at stop
+    routed = [s for s in receiver.of_trace(trace_id) if s.service == "router"]
+    (server,) = [s for s in routed if s.kind == "SERVER"]
+    assert server.parent_span_id == caller_span
+    attempts = [s for s in routed if s.kind == "CLIENT"]
+    lines = [json.loads(line) for line in spans_file.read_text().splitlines()]
+    (agent_span,) = [s for s in lines if s["trace_id"] == trace_id]
+    assert agent_span["name"] == "sutradhar.v1.AgentService/Execute" and agent_span["kind"] == 1  # SERVER
+    assert agent_span["parent_span_id"] == attempts[-1].span_id
+    assert agent_span["attributes"]["sutradhar.namespace"] == namespace
+    assert agent_span["attributes"]["sutradhar.task.success"] is True
 
 
 async def test_typescript_router_client_calls_a_python_agent(
