@@ -140,8 +140,8 @@ def make_task(
         )
     else:
         ctx = context
-    if _tracing.active() is not None and not ctx.traceparent:
-        current = _tracing.current_traceparent()
+    if not ctx.traceparent:
+        current = _tracing.current_traceparent()  # "" while tracing is off
         if current:
             ctx = dataclasses.replace(ctx, traceparent=current)
     return Task(id=task_id or new_task_id(), type=task_type, payload=payload, context=ctx)

@@ -261,7 +261,8 @@ def adopt() -> bool:
     """Trace with the application's own global tracer provider (`installed_provider`) when
     tracing is not on yet; whether tracing is on. Its sampler decides every span
     (`Sampling.deferred`) and its id generator picks the trace ids; `shutdown` leaves it to
-    the application. `setup` and a new `DirectClient` call it."""
+    the application. `setup` (an SDK agent starting to serve, too) and a new `AgentClient`,
+    `RouterClient` or `DirectClient` call it."""
     global _state
     if _state is not None:
         return True
@@ -443,30 +444,28 @@ def task_scope(method: str, traceparent_value: str, *, namespace: str, agent: st
     return TaskScope(span, trace.set_span_in_context(span, context))
 
 
+def _current_span_context() -> Any | None:
+    """The current span's context while tracing is on and one is current (sampled or not); else None."""
+    if _state is None:
+        return None
+    from opentelemetry import trace
+
+    ctx = trace.get_current_span().get_span_context()
+    return ctx if ctx.is_valid else None
+
+
 def current_traceparent() -> str:
     """The ``traceparent`` of the current span (sampled or not) while tracing is on; "" when
     tracing is off or no span is current. The SDK's clients put it in a task that has none, so
     the router or agent it reaches continues the caller's trace."""
-    if _state is None:
-        return ""
-    from opentelemetry import trace
-
-    ctx = trace.get_current_span().get_span_context()
-    if not ctx.is_valid:
-        return ""
-    return traceparent(ctx.trace_id, ctx.span_id, int(ctx.trace_flags))
+    ctx = _current_span_context()
+    return "" if ctx is None else traceparent(ctx.trace_id, ctx.span_id, int(ctx.trace_flags))
 
 
 def current_ids() -> tuple[str, str]:
     """(trace id, span id) in hex of the active recording span, ("", "") when there is none."""
-    if _state is None:
-        return "", ""
-    from opentelemetry import trace
-
-    ctx = trace.get_current_span().get_span_context()
-    if not ctx.is_valid:
-        return "", ""
-    return f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}"
+    ctx = _current_span_context()
+    return ("", "") if ctx is None else (f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}")
 
 
 __all__ = [
