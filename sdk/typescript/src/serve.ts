@@ -108,7 +108,7 @@ export class AgentServicer {
   private readonly running = new Set<Running>();
   private idleWaiters: (() => void)[] = [];
 
-  constructor(readonly agent: Agent, readonly instanceId: string, readonly namespace = "default") {}
+  constructor(readonly agent: Agent, readonly instanceId: string, readonly namespace = DEFAULT_SETTINGS.namespace) {}
 
   /** Resolves once no task runs, or after `limitMs`; true when idle. */
   waitIdle(limitMs: number): Promise<boolean> {
@@ -162,11 +162,16 @@ export class AgentServicer {
     const trace = startTaskSpan(method, traceparent, {
       namespace: this.namespace, agent: this.agent.id, instance: this.instanceId, taskType: task.type,
     });
+    /** Answer the call with `err`'s status, ending the task's span with it. */
+    const refuseTraced = (err: unknown): void => {
+      const error = fromError(err);
+      endTaskSpan(trace.span, status[error.code ?? status.UNKNOWN], error.details ?? "", false);
+      refuse(error);
+    };
     if (deadline !== undefined && deadline <= Date.now()) {
       // Refused, yet recorded: the caller's trace shows the task arrived too late (as a Python agent's does).
-      const late = `task ${task.id} reached agent ${this.agent.id} after its deadline had passed`;
-      endTaskSpan(trace.span, "DEADLINE_EXCEEDED", late, false);
-      refuse(fromError(new SutradharError(status.DEADLINE_EXCEEDED, late)));
+      refuseTraced(new SutradharError(status.DEADLINE_EXCEEDED,
+        `task ${task.id} reached agent ${this.agent.id} after its deadline had passed`));
       return undefined;
     }
     const unwatch = this.watch(call, controller, task, deadline, streamed);
@@ -174,9 +179,7 @@ export class AgentServicer {
       if (run.answered) return;
       run.answered = true;
       onAbort();
-      const error = fromError(controller.signal.reason);
-      endTaskSpan(trace.span, status[error.code ?? status.UNKNOWN], error.details ?? "", false);
-      refuse(error);
+      refuseTraced(controller.signal.reason);
     };
     const run: Running = {
       controller, task, started: performance.now(), answered: false, trace,
@@ -383,7 +386,7 @@ export class AgentServer {
     });
     const certified = this.security?.identity ? instanceOfIdentity(this.security.identity) : "";
     this.instanceId = settings.instanceId || certified || `${agent.id}-${randomBytes(4).toString("hex")}`;
-    this.servicer = new AgentServicer(agent, this.instanceId, this.settings.namespace || "default");
+    this.servicer = new AgentServicer(agent, this.instanceId, this.settings.namespace || DEFAULT_SETTINGS.namespace);
     this.server = new Server({
       "grpc.max_receive_message_length": settings.maxMessageBytes,
       "grpc.max_send_message_length": settings.maxMessageBytes,
