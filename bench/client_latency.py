@@ -38,7 +38,7 @@ from typing import Any
 import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from router import AGENT_PATH, ROOT, Proc, interleave, requests  # bench/ is not a package
+from router import AGENT_PATH, ROOT, Proc, interleave, nearest_rank, requests  # bench/ is not a package
 
 RESULTS = ROOT / "bench" / "results" / "client-latency.json"
 PAYLOAD = {"message": "hello", "n": 42}
@@ -86,11 +86,6 @@ async def measure(address: str, calls: int) -> dict[str, list[float]]:
         return seconds
 
 
-def quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=3000, help="sequential calls per variant")
@@ -113,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         agent.stop()
     base = statistics.median(seconds["raw"])
-    rows = {v: {"p50_ms": round(statistics.median(s) * 1e3, 3), "p90_ms": round(quantile(s, 0.9) * 1e3, 3),
+    rows = {v: {"p50_ms": round(statistics.median(s) * 1e3, 3), "p90_ms": round(nearest_rank(sorted(s), 0.9) * 1e3, 3),
                 "added_p50_ms": round((statistics.median(s) - base) * 1e3, 3)} for v, s in seconds.items()}
     hot_of = {"raw+build": hot["build"], "raw+build-twice": 2 * hot["build"],
               "agent-client": hot["build"] + hot["result"]}

@@ -604,6 +604,11 @@ INTERLEAVED = ("direct", "direct-spread", "sdk-agent", "sdk-direct", "sutradhar"
 INTERLEAVED_SEED = 20261203
 
 
+def nearest_rank(ordered: Sequence[float], q: float) -> float:
+    """The `q` quantile (0 to 1) of the sorted `ordered`, by nearest rank (its last value at most)."""
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
 async def interleave(senders: dict[str, Callable[[], Awaitable[Any]]], calls: int, seed: int, *,
                      warm_up: int = 200, progress: Callable[[int], None] | None = None) -> dict[str, list[float]]:
     """Each sender's latencies (seconds) over `calls` sequential calls, after `warm_up` each: one
@@ -656,7 +661,7 @@ async def measure_interleaved(targets: list[str], addresses: dict[str, str], ups
     for target, taken in latencies.items():
         taken.sort()
         out[target] = {"p50_ms": round(statistics.median(taken) * 1000, 3),
-                       "p99_ms": round(taken[min(len(taken) - 1, int(len(taken) * 0.99))] * 1000, 3)}
+                       "p99_ms": round(nearest_rank(taken, 0.99) * 1000, 3)}
     return out
 
 
@@ -698,11 +703,10 @@ async def load(send: Any, failure: Any, *, sequential: int, calls: int, seconds:
     client_used = time.process_time() - client_before
     cpu_used = cpu_seconds(proxy_pid) - cpu_before if proxy_pid else 0.0
     agents_used = sum(cpu_seconds(pid) for pid in agent_pids) - agents_before
-    n = len(latencies)
     return {
         "rps": round((done - errors) / elapsed, 1),
         "p50_ms": round(statistics.median(latencies) * 1000, 3),
-        "p99_ms": round(latencies[min(n - 1, int(n * 0.99))] * 1000, 3),
+        "p99_ms": round(nearest_rank(latencies, 0.99) * 1000, 3),
         "calls": done,
         "errors": errors,
         "proxy_cpu_us": round(cpu_used / max(1, done) * 1e6, 1),
