@@ -11,7 +11,9 @@ extra (the ``mesh`` extra includes them), not part of the SDK's base install.
 `setup` uses the application's own tracer provider when the process installed one
 globally before (`adopt`: an application that set up OpenTelemetry itself keeps its
 exporters and sampler, and Sutradhar's spans join them; it never shuts that provider
-down). Otherwise it installs the process's global tracer provider once: a batch span
+down). One installed later is taken too: while tracing is off, `active` looks for it
+again at most once every `LOOK_EVERY` seconds once something asked for tracing.
+Otherwise it installs the process's global tracer provider once: a batch span
 processor sending to the OTLP gRPC exporter (``OTEL_EXPORTER_OTLP_*``,
 ``OTEL_BSP_*`` as the OpenTelemetry SDK reads them), the resource's
 ``service.name`` from ``OTEL_SERVICE_NAME`` (else the service or agent id), and
@@ -36,7 +38,8 @@ import logging
 import os
 import random
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -185,6 +188,13 @@ class _Tracing:
 _state: _Tracing | None = None
 #: The provider `setup` made global, which `adopt` never takes for an application's.
 _installed: Any = None
+#: Seconds between two looks of `active` for a provider the application installed after tracing
+#: was asked for (`adopt`): a client made, or an agent started, before the program set up OpenTelemetry.
+LOOK_EVERY: Final = 1.0
+#: Whether `active` looks (`adopt` was called), and when next (seconds of `_clock`).
+_looking = False
+_next_look = 0.0
+_clock: Callable[[], float] = time.monotonic
 
 
 def _make_id_generator() -> Any:
@@ -262,10 +272,18 @@ def adopt() -> bool:
     tracing is not on yet; whether tracing is on. Its sampler decides every span
     (`Sampling.deferred`) and its id generator picks the trace ids; `shutdown` leaves it to
     the application. `setup` (an SDK agent starting to serve, too) and a new `AgentClient`,
-    `RouterClient` or `DirectClient` call it."""
-    global _state
+    `RouterClient` or `DirectClient` call it. While none is installed, `active` looks again
+    later, so a provider the program installs afterwards is taken within `LOOK_EVERY` seconds."""
+    global _looking, _next_look
     if _state is not None:
         return True
+    _looking, _next_look = True, _clock() + LOOK_EVERY
+    return _take_installed()
+
+
+def _take_installed() -> bool:
+    """Trace with `installed_provider`, if there is one; whether it was taken."""
+    global _state
     provider = installed_provider()
     if provider is None:
         return False
@@ -275,8 +293,18 @@ def adopt() -> bool:
 
 
 def active() -> _Tracing | None:
-    """The process's tracing, None while it is off."""
-    return _state
+    """The process's tracing, None while it is off. Off after `adopt`, it looks for an
+    application's provider again once `LOOK_EVERY` seconds have passed since the last look."""
+    state = _state
+    if state is None and _looking and _clock() >= _next_look:
+        return _look()
+    return state
+
+
+def _look() -> _Tracing | None:
+    global _next_look
+    _next_look = _clock() + LOOK_EVERY
+    return _state if _take_installed() else None
 
 
 def shutdown() -> None:
@@ -373,7 +401,7 @@ def start_task_span(method: str, traceparent_value: str, *, namespace: str, agen
     it current for the rest of the call's task (gRPC aio serves each call in a task of its own, so
     it ends with the call), so spans the handler starts with ``opentelemetry.trace.get_tracer(...)``
     are its children. None while tracing is off; end it with `end_task_span`."""
-    if _state is None:
+    if active() is None:
         return None
     from opentelemetry import context as otel_context
     from opentelemetry import trace
@@ -425,7 +453,7 @@ def task_scope(method: str, traceparent_value: str, *, namespace: str, agent: st
     router's hot-path rule): unsampled, no span is started; sampled, the task span (`task_span`)
     under the attempt. Without a valid `traceparent_value` the task span is a root the sampler
     decides on."""
-    state = _state
+    state = active()
     if state is None:
         return None
     from opentelemetry import trace
@@ -446,7 +474,7 @@ def task_scope(method: str, traceparent_value: str, *, namespace: str, agent: st
 
 def _current_span_context() -> Any | None:
     """The current span's context while tracing is on and one is current (sampled or not); else None."""
-    if _state is None:
+    if active() is None:
         return None
     from opentelemetry import trace
 

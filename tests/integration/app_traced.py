@@ -8,6 +8,10 @@ tracer provider. Its provider exports by OTLP to the receiver named on the comma
         at AGENT under "to the agent", a RouterClient call through ROUTER under "through the
         router", then `setup_tracing` and `_tracing.shutdown`, then a span "after shutdown" (the
         provider is still the program's); each span's ids are printed under its name
+    python tests/integration/app_traced.py late ENDPOINT REGISTRY AGENT NAMESPACE
+        a DirectClient and an AgentClient made first, the program's provider installed after
+        them: after `_tracing.LOOK_EVERY`, a DirectClient call under "late direct" and an
+        AgentClient call under "late agent"
     python tests/integration/app_traced.py agent ENDPOINT
         an SDK agent served in this process (TracedEchoAgent), called once with a sampled
         caller traceparent
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import secrets
@@ -45,25 +50,32 @@ def install(endpoint: str) -> TracerProvider:
     return provider
 
 
+@contextlib.contextmanager
+def _under(tracer: trace.Tracer, out: dict[str, object], name: str) -> Iterator[None]:
+    """A root span of the program's, current in the block; its trace and span ids go in `out`."""
+    with tracer.start_as_current_span(name) as span:
+        ctx = span.get_span_context()
+        out[name] = {"trace_id": f"{ctx.trace_id:032x}", "span_id": f"{ctx.span_id:016x}"}
+        yield
+
+
+async def _serving(client: DirectClient, namespace: str) -> None:
+    """Wait for `client`'s view to be synced and to hold a serving instance of `namespace`."""
+    assert await client.wait_synced(timeout=10)
+    for _ in range(100):
+        if any(s.state == "SERVING" for s in client.stats(namespace=namespace).instances):
+            return
+        await asyncio.sleep(0.1)
+
+
 async def caller(endpoint: str, registry: str, router: str, agent: str, namespace: str) -> dict[str, object]:
     provider = install(endpoint)
     tracer = trace.get_tracer("shop")
     out: dict[str, object] = {}
-
-    @contextlib.contextmanager
-    def under(name: str) -> Iterator[None]:
-        """A root span of the program's, current in the block; its trace and span ids go in `out`."""
-        with tracer.start_as_current_span(name) as span:
-            ctx = span.get_span_context()
-            out[name] = {"trace_id": f"{ctx.trace_id:032x}", "span_id": f"{ctx.span_id:016x}"}
-            yield
+    under = functools.partial(_under, tracer, out)
 
     async with DirectClient("127.0.0.1:1", registry=registry) as client:  # no router: every call is direct
-        assert await client.wait_synced(timeout=10)
-        for _ in range(100):
-            if any(s.state == "SERVING" for s in client.stats(namespace=namespace).instances):
-                break
-            await asyncio.sleep(0.1)
+        await _serving(client, namespace)
         with under("checkout"):
             result = await client.execute("echo", {"text": "hi"}, namespace=namespace,
                                           timeout=timedelta(seconds=5))
@@ -82,6 +94,24 @@ async def caller(endpoint: str, registry: str, router: str, agent: str, namespac
     return out
 
 
+async def late(endpoint: str, registry: str, agent: str, namespace: str) -> dict[str, object]:
+    out: dict[str, object] = {}
+    async with DirectClient("127.0.0.1:1", registry=registry) as client, AgentClient(agent) as direct:
+        await _serving(client, namespace)
+        out["before"] = _tracing.active() is not None
+        provider = install(endpoint)  # after the clients: taken at their next look
+        await asyncio.sleep(_tracing.LOOK_EVERY + 0.2)
+        tracer = trace.get_tracer("shop")
+        with _under(tracer, out, "late direct"):
+            result = await client.execute("echo", {"text": "hi"}, namespace=namespace,
+                                          timeout=timedelta(seconds=5))
+        with _under(tracer, out, "late agent"):
+            assert (await direct.execute({"text": "hi"}, task_type="echo")).success
+    out.update(success=result.success, attempts=result.metadata.attempts)
+    provider.shutdown()
+    return out
+
+
 async def agent(endpoint: str) -> dict[str, object]:
     provider = install(endpoint)
     trace_id = secrets.token_hex(16)
@@ -94,7 +124,8 @@ async def agent(endpoint: str) -> dict[str, object]:
 
 def main(argv: list[str]) -> int:
     mode, rest = argv[0], argv[1:]
-    out = asyncio.run(caller(*rest) if mode == "caller" else agent(*rest))
+    programs = {"caller": caller, "late": late, "agent": agent}
+    out = asyncio.run(programs[mode](*rest))
     print(json.dumps(out), flush=True)
     return 0
 

@@ -2,7 +2,8 @@
 variables) gets Sutradhar's spans in its own traces, exported by its own provider: a
 `DirectClient`'s call and attempt spans under the application's span, and an SDK agent served
 in the application's process. `setup_tracing` keeps the application's provider and
-`_tracing.shutdown` leaves it running. Each program is a child (app_traced.py): a process has one
+`_tracing.shutdown` leaves it running; one installed after the clients were made is taken at
+their next look. Each program is a child (app_traced.py): a process has one
 global provider. Real processes: a registry, a traced SDK agent exporting by OTLP, the programs,
 and a real OTLP receiver in the test."""
 
@@ -56,6 +57,7 @@ async def test_a_direct_call_joins_the_applications_own_trace_and_provider(
                            registry.address], tmp_path, env=env))
             agent, _dead = await traced_echo_beside_a_dead_instance(started, registry.address, unique, tmp_path, env)
             out = await _run("caller", endpoint, registry.address, router.address, agent.address, unique)
+            late = await _run("late", endpoint, registry.address, agent.address, unique)
             for child in reversed(started):  # in a thread: they flush their spans at stop, to this loop's receiver
                 assert await asyncio.to_thread(child.stop) == 0, child.lines()
     assert out["success"] is True and out["routed"] == 0, out
@@ -90,6 +92,18 @@ async def test_a_direct_call_joins_the_applications_own_trace_and_provider(
     # setup_tracing kept the application's provider, and Sutradhar's shutdown left it exporting.
     assert out["setup_tracing"] is True and out["provider_kept"] is True
     assert [s.name for s in receiver.of_trace(out["after shutdown"]["trace_id"])] == ["after shutdown"]
+
+    # A provider the program installed after making its clients is taken at their next look.
+    assert late["before"] is False and late["success"] is True, late
+    spans = receiver.of_trace(late["late direct"]["trace_id"])
+    call = _one(spans, name="sutradhar.v1.RouterService/Execute")
+    assert call.service == "shop" and call.parent_span_id == late["late direct"]["span_id"]
+    served = _one(spans, name="sutradhar.v1.AgentService/Execute", kind="SERVER")
+    assert served.service == "echo" and served.parent_span_id in {
+        s.span_id for s in spans if s.kind == "CLIENT" and s.parent_span_id == call.span_id}
+    spans = receiver.of_trace(late["late agent"]["trace_id"])
+    served = _one(spans, name="sutradhar.v1.AgentService/Execute", kind="SERVER")
+    assert served.service == "echo" and served.parent_span_id == late["late agent"]["span_id"]
 
 async def test_an_agent_served_in_an_application_traces_with_its_provider() -> None:
     async with receiving() as (receiver, endpoint):
