@@ -17,6 +17,7 @@ import { status } from "@grpc/grpc-js";
 import { RbacClient } from "./clients.js";
 import type { Credentials } from "./credentials.js";
 import { SutradharError } from "./errors.js";
+import { AGENT, SpiffeId } from "./identity.js";
 
 /** How long an answer is kept, in milliseconds. */
 export const REVIEW_TTL_MS = 10_000;
@@ -84,10 +85,11 @@ export interface AccessReviewsOptions {
   timeoutMs?: number;
 }
 
-/** The namespace and agent id of an agent identity, or undefined for another kind. */
+/** The namespace and agent id of an agent identity, or undefined for another kind (or no valid identity:
+ * `SpiffeId.parse`). */
 function agentOf(identity: string): { namespace: string; agentId: string } | undefined {
-  const match = /^spiffe:\/\/[^/]+\/ns\/([^/]+)\/agent\/([^/]+)(?:\/[^/]+)?$/.exec(identity);
-  return match ? { namespace: match[1] as string, agentId: match[2] as string } : undefined;
+  const id = SpiffeId.parse(identity);
+  return id?.kind === AGENT ? { namespace: id.namespace, agentId: id.agentId } : undefined;
 }
 
 /**

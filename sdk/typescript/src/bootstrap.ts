@@ -21,6 +21,7 @@ import { SutradharError } from "./errors.js";
 import { IdentityService } from "./gen/sutradhar/v1/identity_pb.js";
 import type { ServeSettings } from "./settings.js";
 import { stub } from "./grpc.js";
+import { SpiffeId } from "./identity.js";
 import { log, warn } from "./logs.js";
 import { spiffeIds } from "./tls.js";
 
@@ -79,7 +80,7 @@ export interface TlsMaterial {
   readonly certificateChain: Buffer;
   readonly privateKey: Buffer;
   readonly trustBundle: Buffer;
-  /** The SPIFFE ID of the certificate (its one spiffe:// URI SAN). */
+  /** The SPIFFE ID of the certificate (its one spiffe:// URI SAN, a valid identity: `SpiffeId.check`). */
   readonly identity: string;
   readonly notBefore: Date;
   readonly notAfter: Date;
@@ -113,17 +114,14 @@ export function tlsMaterial(certificateChain: Uint8Array, privateKey: Uint8Array
   if (!matches) invalid("the private key does not belong to the certificate");
   const ids = spiffeIds({ subjectaltname: cert.subjectAltName ?? "" });
   if (ids.length !== 1) invalid(`the certificate holds ${ids.length} SPIFFE IDs in its URI SAN; it must hold exactly one`);
+  const id = SpiffeId.check(ids[0] as string);
+  if (typeof id === "string") return invalid(`the certificate has no Sutradhar identity: ${id}`);
   if (!Buffer.from(trustBundle).includes("-----BEGIN CERTIFICATE-----")) invalid("the trust bundle holds no certificate");
   return {
     certificateChain: Buffer.from(certificateChain), privateKey: Buffer.from(privateKey),
-    trustBundle: Buffer.from(trustBundle), identity: ids[0] as string, notBefore: new Date(cert.validFrom),
+    trustBundle: Buffer.from(trustBundle), identity: id.toString(), notBefore: new Date(cert.validFrom),
     notAfter: new Date(cert.validTo),
   };
-}
-
-/** The trust domain of a SPIFFE ID ("" when it is not one). */
-function trustDomainOf(identity: string): string {
-  return /^spiffe:\/\/([^/]+)\//.exec(identity)?.[1] ?? "";
 }
 
 /**
@@ -164,7 +162,7 @@ export async function issueCertificate(address: string, credentials: Credentials
   } finally {
     channel.close();
   }
-  if (trustDomainOf(material.identity) !== trustDomain) {
+  if (SpiffeId.parse(material.identity)?.trustDomain !== trustDomain) {
     throw new SutradharError(status.FAILED_PRECONDITION, `the registry issued a certificate for ${material.identity}, ` +
       `not of trust domain ${trustDomain}; check SUTRADHAR_TRUST_DOMAIN`);
   }

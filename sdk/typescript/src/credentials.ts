@@ -7,9 +7,10 @@ import type { PeerCertificate } from "node:tls";
 import { Metadata, credentials as grpcCredentials, experimental, status, type ChannelCredentials } from "@grpc/grpc-js";
 
 import { SutradharError } from "./errors.js";
+import { DEFAULT_TRUST_DOMAIN } from "./identity.js";
 import { spiffeIds, serviceIdentity, type TlsFiles } from "./tls.js";
 
-export const DEFAULT_TRUST_DOMAIN = "sutradhar.local";
+export { DEFAULT_TRUST_DOMAIN };
 
 function readPem(path: string, what: string): Buffer {
   try {

@@ -54,6 +54,7 @@ import {
   type MetricsResponse,
 } from "./gen/sutradhar/v1/agent_pb.js";
 import { UndecodableRequest, serviceDefinition } from "./grpc.js";
+import { AGENT, SpiffeId } from "./identity.js";
 import { addLogFields, announce, configureLogging, log, warn } from "./logs.js";
 import { TaskMetrics } from "./metrics.js";
 import { endTaskSpan, startTaskSpan, type TaskSpan } from "./tracing.js";
@@ -508,10 +509,10 @@ export class AgentServer {
   private async obtainCertificate(bootstrap: Bootstrap): Promise<ServerSecurity> {
     const source = await bootstrap.source();
     const identity = source.identity;
-    const agentId = /^spiffe:\/\/[^/]+\/ns\/[^/]+\/agent\/([^/]+)$/.exec(identity)?.[1];
-    if (agentId !== undefined && agentId !== this.agent.id) {
+    const id = SpiffeId.parse(identity);
+    if (id?.kind === AGENT && id.agentId !== this.agent.id) {
       throw new SutradharError(status.FAILED_PRECONDITION, `agent ${this.agent.id}: the bootstrap token is for agent ` +
-        `'${agentId}' (${identity}); use a token minted with \`sutradhar token create --agent ${this.agent.id}\``);
+        `'${id.agentId}' (${identity}); use a token minted with \`sutradhar token create --agent ${this.agent.id}\``);
     }
     this.issued = source;
     this.security = providedServerSecurity(source, identity);

@@ -4,6 +4,7 @@
 import { status } from "@grpc/grpc-js";
 
 import { SutradharError } from "./errors.js";
+import { DEFAULT_TRUST_DOMAIN, MAX_TRUST_DOMAIN, trustDomainProblem } from "./identity.js";
 import { DEFAULT_LOG_LEVEL, LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./logs.js";
 
 export interface ServeSettings {
@@ -85,7 +86,7 @@ export const DEFAULT_SETTINGS: ServeSettings = {
   tlsCertFile: undefined,
   tlsKeyFile: undefined,
   tlsCaFile: undefined,
-  trustDomain: "sutradhar.local",
+  trustDomain: DEFAULT_TRUST_DOMAIN,
   insecure: false,
   publishedOnLoopback: false,
   metricsPort: undefined,
@@ -108,19 +109,21 @@ export function parseDurationMs(text: string): number | undefined {
   return Number(match[1]) * (UNIT_MS[match[2] ?? "s"] ?? 1000);
 }
 
-type Kind = "string" | "log-format" | "log-level" | "port" | "count" | "duration" | "positive-duration" | "boolean" | "pairs";
+type Kind = "string" | "trust-domain" | "log-format" | "log-level" | "port" | "count" | "duration" | "positive-duration" | "boolean" | "pairs";
 
 const KINDS: Record<keyof ServeSettings, Kind> = {
   host: "string", port: "port", registry: "string", accessReview: "string", namespace: "string", instanceId: "string", advertise: "string",
   agentId: "string", agentVersion: "string", labels: "pairs", ttlMs: "positive-duration", graceMs: "duration",
   registerAgent: "boolean", healthPeriodMs: "positive-duration", maxMessageBytes: "count", tlsCertFile: "string",
-  tlsKeyFile: "string", tlsCaFile: "string", trustDomain: "string", insecure: "boolean", publishedOnLoopback: "boolean",
+  tlsKeyFile: "string", tlsCaFile: "string", trustDomain: "trust-domain", insecure: "boolean", publishedOnLoopback: "boolean",
   metricsPort: "port", metricsOptional: "boolean", logFormat: "log-format", logLevel: "log-level",
   bootstrap: "string", bootstrapTokenFile: "string",
 };
 
 const HELP: Record<Kind, string> = {
   string: "a string",
+  "trust-domain": `a trust domain: lowercase letters, digits, '-' and '.', at most ${MAX_TRUST_DOMAIN} characters ` +
+    `(e.g. ${DEFAULT_TRUST_DOMAIN})`,
   "log-format": `one of ${LOG_FORMATS.join(", ")}`,
   "log-level": `one of ${LOG_LEVELS.join(", ")}`,
   port: "a port number (0-65535)",
@@ -142,6 +145,8 @@ function parse(kind: Kind, text: string): unknown {
   switch (kind) {
     case "string":
       return text;
+    case "trust-domain":
+      return trustDomainProblem(word) ? undefined : word;
     case "log-format":
       return LOG_FORMATS.find((format) => format === word.toLowerCase());
     case "log-level":

@@ -10,10 +10,9 @@ import type { PeerCertificate } from "node:tls";
 import { ServerCredentials, experimental, status } from "@grpc/grpc-js";
 
 import { SutradharError } from "./errors.js";
+import { SERVICE, SYSTEM_NAMESPACE, SpiffeId, formatSpiffeId } from "./identity.js";
 import { warn } from "./logs.js";
 
-/** The namespace and kind of the mesh's own services' identities. */
-export const SYSTEM_NAMESPACE = "sutradhar-system";
 /** The mesh services that call agents. */
 export const AGENT_CALLERS = ["health", "router", "scheduler"] as const;
 /** How often certificate files are re-read for rotation, in milliseconds. */
@@ -26,9 +25,9 @@ export interface TlsFiles {
   caFile: string;
 }
 
-/** A mesh service's SPIFFE ID. */
+/** A mesh service's SPIFFE ID (unchecked: a trust domain that breaks the rules gives an ID no peer can hold). */
 export function serviceIdentity(trustDomain: string, name: string): string {
-  return `spiffe://${trustDomain}/ns/${SYSTEM_NAMESPACE}/service/${name}`;
+  return formatSpiffeId(trustDomain, SYSTEM_NAMESPACE, SERVICE, name);
 }
 
 /** The spiffe:// URI SANs of a certificate. */
@@ -53,7 +52,8 @@ function read(path: string, what: string): Buffer {
   }
 }
 
-/** The SPIFFE ID in the certificate (chain) of `certFile`'s first certificate. */
+/** The SPIFFE ID in the certificate (chain) of `certFile`'s first certificate; FAILED_PRECONDITION unless it holds
+ * exactly one, valid (`SpiffeId.check`). */
 export function certificateIdentity(certFile: string): string {
   const cert = new X509Certificate(read(certFile, "certificate"));
   const ids = spiffeIds({ subjectaltname: cert.subjectAltName ?? "" });
@@ -61,13 +61,17 @@ export function certificateIdentity(certFile: string): string {
     throw new SutradharError(status.FAILED_PRECONDITION,
       `the certificate ${certFile} must carry exactly one spiffe:// URI SAN (it has ${ids.length})`);
   }
-  return ids[0] as string;
+  const id = SpiffeId.check(ids[0] as string);
+  if (typeof id === "string") {
+    throw new SutradharError(status.FAILED_PRECONDITION, `the certificate ${certFile} has no Sutradhar identity: ${id}`);
+  }
+  return id.toString();
 }
 
-/** The instance id in an agent replica's SPIFFE ID (spiffe://TD/ns/NS/agent/ID/INSTANCE), or "". */
+/** The instance id in an agent replica's SPIFFE ID (spiffe://TD/ns/NS/agent/ID/INSTANCE), or "" (another identity,
+ * or none: `SpiffeId.parse`). */
 export function instanceOfIdentity(identity: string): string {
-  const parts = identity.replace(/^spiffe:\/\/[^/]+\//, "").split("/");
-  return parts.length === 5 && parts[0] === "ns" && parts[2] === "agent" ? (parts[4] ?? "") : "";
+  return SpiffeId.parse(identity)?.instanceId ?? "";
 }
 
 /** What serves an agent: its server credentials and, with TLS, its SPIFFE ID and the files or the in-memory
@@ -138,13 +142,10 @@ export function serverSecurity(options: {
  * decides, `AccessReviews`), or the status and message that refuse it. */
 export type CallerVerdict = undefined | { review: string } | [status, string];
 
-/** Whether `identity` is a user or agent identity of `trustDomain` (spiffe://TD/ns/NS/{user/NAME, agent/ID[/INST]}). */
-function reviewable(identity: string, trustDomain: string): boolean {
-  const prefix = `spiffe://${trustDomain}/ns/`;
-  if (!identity.startsWith(prefix)) return false;
-  const parts = identity.slice(prefix.length).split("/");
-  if (parts.some((part) => part === "")) return false;
-  return (parts[1] === "user" && parts.length === 3) || (parts[1] === "agent" && (parts.length === 3 || parts.length === 4));
+/** Whether `identity` is a user or agent identity of `trustDomain` (spiffe://TD/ns/NS/{user/NAME, agent/ID[/INST]}),
+ * valid by `SpiffeId.parse`. */
+function reviewable(identity: SpiffeId | undefined, trustDomain: string): boolean {
+  return identity !== undefined && identity.trustDomain === trustDomain && identity.kind !== SERVICE;
 }
 
 /** Who may call an agent (an AgentService call; mirrors sdk/sutradhar/_mesh_callers.py): the mesh's router, health
@@ -159,8 +160,8 @@ export function meshCaller(peer: PeerCertificate | undefined, trustDomain: strin
   }
   const id = ids[0] as string;
   if (AGENT_CALLERS.some((name) => serviceIdentity(trustDomain, name) === id)) return undefined;
-  if (reviews && reviewable(id, trustDomain)) return { review: id };
+  if (reviews && reviewable(SpiffeId.parse(id), trustDomain)) return { review: id };
   return [status.PERMISSION_DENIED, `${id} may not call ${agent}: agents take calls from the mesh's ` +
     `${AGENT_CALLERS.join(", ")} services of trust domain '${trustDomain}' ` +
-    `(spiffe://${trustDomain}/ns/${SYSTEM_NAMESPACE}/service/<service>) only; route tasks through the router`];
+    `(${formatSpiffeId(trustDomain, SYSTEM_NAMESPACE, SERVICE, "<service>")}) only; route tasks through the router`];
 }

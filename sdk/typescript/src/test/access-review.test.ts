@@ -215,6 +215,20 @@ test("mesh services pass at once; users and agents of the trust domain are revie
   assert.match((meshCaller(peer(APP, router), TD, "agent echo") as [status, string])[1], /scheduler only; this call/);
 });
 
+test("an identity shaped right but invalid (SpiffeId.parse refuses it) is refused, never sent for review", () => {
+  const peer = (id: string) => ({ subjectaltname: `URI:${id}` }) as never;
+  for (const id of [`spiffe://${TD}/ns/Team_A/user/app`, `spiffe://${TD}/ns/team-a/agent/Echo`,
+    `spiffe://${TD}/ns/team-a/agent/echo/echo..1`, `spiffe://${TD}/ns/${"a".repeat(64)}/user/app`,
+    `spiffe://${TD}/ns/team-a/robot/app`, `spiffe://${TD}/ns/sutradhar-system/service/Router`]) {
+    const verdict = meshCaller(peer(id), TD, "agent echo", true);
+    assert.ok(Array.isArray(verdict), `${id} was let through: ${JSON.stringify(verdict)}`);
+    assert.equal(verdict[0], status.PERMISSION_DENIED);
+    assert.match(verdict[1], new RegExp(`^${id.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} may not call agent echo: `));
+  }
+  assert.deepEqual(meshCaller(peer(`spiffe://${TD}/ns/team-a/agent/echo/pod-1.node-2`), TD, "agent echo", true),
+    { review: `spiffe://${TD}/ns/team-a/agent/echo/pod-1.node-2` }); // an instance id of labels joined by '.'
+});
+
 test("a secured agent asks SUTRADHAR_ACCESS_REVIEW, else the registry it registers with; an insecure one asks nobody", () => {
   const bootstrap = { bootstrap: "127.0.0.1:1", bootstrapTokenFile: "/t", tlsCaFile: "/ca.pem" };
   const at = (options: ConstructorParameters<typeof AgentServer>[1]): string | undefined =>

@@ -47,6 +47,13 @@ test("a malformed variable is INVALID_ARGUMENT naming it and what it should be",
   assert.throws(() => serveSettings({}, { SUTRADHAR_LOG_LEVEL: "loud" }), (err: unknown) =>
     err instanceof SutradharError && err.code === status.INVALID_ARGUMENT &&
     err.message === 'SUTRADHAR_LOG_LEVEL="loud" is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL');
+  for (const bad of ["Sutradhar.local", "mesh..local", "-mesh.local", "a".repeat(201)]) {
+    assert.throws(() => serveSettings({}, { SUTRADHAR_TRUST_DOMAIN: bad }), (err: unknown) =>
+      err instanceof SutradharError && err.code === status.INVALID_ARGUMENT &&
+      err.message.startsWith(`SUTRADHAR_TRUST_DOMAIN=${JSON.stringify(bad)} is not a trust domain: lowercase letters`));
+  }
+  assert.equal(serveSettings({}, { SUTRADHAR_TRUST_DOMAIN: "prod.example.com" }).trustDomain, "prod.example.com");
+  assert.equal(serveSettings({}, {}).trustDomain, "sutradhar.local");
 });
 
 test("an agent needs certificates or insecure, and insecure only on loopback", () => {
