@@ -122,7 +122,8 @@ def make_task(
 ) -> Task:
     """A Task with an id and, when `timeout` is given and the context has no
     deadline, the absolute deadline it implies; while tracing is on and the context has no
-    ``traceparent``, the current span's (`sutradhar._tracing.current_traceparent`)."""
+    ``traceparent``, the current span's ``traceparent`` and ``tracestate``
+    (`sutradhar._tracing.current_trace_context`)."""
     timeout = as_timedelta(timeout)
     if timeout is None:
         ctx = context or TaskContext()
@@ -141,9 +142,9 @@ def make_task(
     else:
         ctx = context
     if not ctx.traceparent:
-        current = _tracing.current_traceparent()  # "" while tracing is off
-        if current:
-            ctx = dataclasses.replace(ctx, traceparent=current)
+        current, state = _tracing.current_trace_context()  # "" while tracing is off
+        if current:  # the pair: a tracestate without a traceparent means nothing (W3C)
+            ctx = dataclasses.replace(ctx, traceparent=current, tracestate=state)
     return Task(id=task_id or new_task_id(), type=task_type, payload=payload, context=ctx)
 
 

@@ -355,7 +355,7 @@ class DirectClient(RouterClient):
 
         The task is written once, as a `request_type` (ExecuteRequest or ExecuteStreamRequest:
         the task is field 1 of both), whose bytes are the field-1 record the engine sends; its id,
-        type, deadline and traceparent come from `task` itself."""
+        type, deadline and trace context come from `task` itself."""
         self._start()
         reason = self._refusal or ("" if self.view.synced else NOT_SYNCED)
         selector_bytes = b""
@@ -373,6 +373,7 @@ class DirectClient(RouterClient):
         return wire.RouteRequest(
             request.SerializeToString(), selector_bytes, options, task.id, task.type,
             unix_seconds(deadline) if deadline is not None else 0.0, context.traceparent or "",
+            context.tracestate or "",
         )
 
     async def _send(
@@ -403,7 +404,7 @@ class DirectClient(RouterClient):
         tracing = self._tracing
         if tracing is None or tracing.state is not state:
             tracing = self._tracing = DirectTracing(state)
-        return tracing.start(route.task_traceparent, stream)
+        return tracing.start(route.task_traceparent, route.task_tracestate, stream)
 
     async def _execute_traced(self, trace: Forward | CallTrace, route: wire.RouteRequest,
                               grpc_timeout: float | None) -> Result:

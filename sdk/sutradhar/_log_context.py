@@ -122,12 +122,44 @@ def trace_from_traceparent(value: str) -> tuple[str, str]:
     return ("", "") if parts is None else (parts[0], parts[1])
 
 
+def _text(value: str | bytes) -> str:
+    return value if isinstance(value, str) else value.decode(errors="replace")
+
+
 def traceparent_of(metadata: Any) -> str:
     """The ``traceparent`` value in gRPC invocation metadata (pairs of key and value), or ""."""
     for key, value in metadata or ():
         if key == "traceparent":
-            return value if isinstance(value, str) else value.decode(errors="replace")
+            return _text(value)
     return ""
+
+
+def header_safe(value: str) -> bool:
+    """Whether `value` can be sent as an HTTP header or gRPC metadata value as it is: printable
+    ASCII (a W3C ``tracestate`` is nothing else), so a malformed one is dropped instead of
+    failing the call that would carry it."""
+    return value.isascii() and value.isprintable()
+
+
+def trace_context_of(metadata: Any, task_traceparent: str, task_tracestate: str) -> tuple[str, str]:
+    """(``traceparent``, ``tracestate``) of a call: the gRPC metadata's when it carries a
+    ``traceparent`` (its ``tracestate`` entries joined with ",", as W3C says of repeated headers),
+    else the task's own ``context.traceparent`` and ``context.tracestate``. The one rule of
+    which trace context a call continues: the router, the direct client's agents and SDK agents
+    all read it here. ``tracestate`` is "" when it cannot travel as a header (`header_safe`);
+    its syntax is checked where a span context is made of it (`sutradhar._tracing`)."""
+    traceparent = ""
+    states: list[str] = []
+    for key, value in metadata or ():
+        if key == "traceparent":
+            traceparent = traceparent or _text(value)
+        elif key == "tracestate":
+            states.append(_text(value))
+    if traceparent:
+        state = ",".join(part.strip() for part in states if part.strip())
+    else:
+        traceparent, state = task_traceparent, task_tracestate.strip()
+    return traceparent, (state if state and header_safe(state) else "")
 
 
 __all__ = [
@@ -136,7 +168,9 @@ __all__ = [
     "LogContext",
     "bind",
     "current",
+    "header_safe",
     "set_context",
+    "trace_context_of",
     "trace_from_traceparent",
     "traceparent_of",
     "traceparent_parts",

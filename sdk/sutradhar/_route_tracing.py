@@ -9,10 +9,11 @@ each attempt does).
 
 `start_call` takes the sampler's decision by hand (`sutradhar._tracing.Sampling`).
 Unsampled, it makes no span: the call gets a `Forward` that hands every attempt the
-caller's ``traceparent`` (a new unsampled one when there is none, so the agent does
-not start a trace of its own). Sampled, it gets a `CallTrace`: the call's span and
-a CLIENT span per attempt, each attempt's context sent to the agent as its
-``traceparent``.
+caller's ``traceparent`` and ``tracestate`` (a new unsampled ``traceparent`` when
+there is none, so the agent does not start a trace of its own). Sampled, it gets a
+`CallTrace`: the call's span and a CLIENT span per attempt, each attempt's context
+sent to the agent as its ``traceparent`` and ``tracestate`` (the caller's trace
+state, which the spans carry on).
 
 Names and attributes follow the OpenTelemetry RPC semantic conventions: the span
 name is the fully qualified method, ``rpc.system.name`` ``grpc``, ``rpc.method``,
@@ -32,6 +33,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from sutradhar import _tracing
+from sutradhar._log_context import trace_context_of
 from sutradhar._routing.backend import IN_PROCESS_ENDPOINT
 from sutradhar._tracing import code_of, end_span
 
@@ -68,13 +70,14 @@ def attempt_attributes(endpoint: str, method: str) -> dict[str, Any]:
 
 class Forward:
     """An unsampled routed call: every attempt carries this `metadata` (the caller's
-    ``traceparent``, or a new unsampled one) and no span is made."""
+    ``traceparent`` and ``tracestate``, or a new unsampled ``traceparent``) and no span is made."""
 
     __slots__ = ("metadata",)
     sampled = False
 
-    def __init__(self, value: str) -> None:
-        self.metadata = (("traceparent", value),)
+    def __init__(self, value: str, state: str = "") -> None:
+        self.metadata: tuple[tuple[str, str], ...] = (
+            (("traceparent", value), ("tracestate", state)) if state else (("traceparent", value),))
 
     def attempt(self, backend: Any, number: int, hedge: bool = False) -> tuple[None, tuple[tuple[str, str], ...]]:
         """No span; the metadata to send."""
@@ -112,8 +115,7 @@ class CallTrace:
             attributes["sutradhar.hedge"] = True
         span = self._tracer.start_span(self._attempt_name, context=self._context, kind=SpanKind.CLIENT,
                                        attributes=attributes)
-        ctx = span.get_span_context()
-        return span, (("traceparent", _tracing.traceparent(ctx.trace_id, ctx.span_id, int(ctx.trace_flags))),)
+        return span, Forward(*_tracing.trace_context(span.get_span_context())).metadata
 
     @staticmethod
     def attempt_end(span: Any, err: BaseException | None, *, breaker: str, ejected: bool, task_failed: bool) -> None:
@@ -138,10 +140,11 @@ class CallTrace:
 
 def start_call(
     state: Any, tracer: Any, parent: tuple[int, int, int] | None, value: str, context: Any, name: str, kind: Any,
-    attributes: dict[str, Any], attempt_name: str, server_side: bool,
+    attributes: dict[str, Any], attempt_name: str, server_side: bool, tracestate: str = "",
 ) -> Forward | CallTrace:
     """The trace of one routed call under `parent` (trace id, span id, flags of the caller's
-    context; None: a new trace), whose ``traceparent`` is `value`, decided as the configured
+    context; None: a new trace), whose ``traceparent`` is `value` and ``tracestate`` `tracestate`
+    (passed on unchanged when unsampled, the spans' trace state when sampled), decided as the configured
     sampler would (`state.sampling`; an application's provider's own sampler decides,
     `Sampling.deferred`). Sampled, the call's span `name` of `kind` with `attributes`
     (copied: pass the same dict every time) starts under the OpenTelemetry `context`, or, when it
@@ -155,21 +158,21 @@ def start_call(
         if state.ids is not None:
             state.ids.next_trace_id = trace_id
     elif not state.sampling.sample(parent[0], bool(parent[2] & _tracing.SAMPLED)):
-        return Forward(value)
+        return Forward(value, tracestate)
     elif context is None:
-        context = _tracing.remote_parent(value)
+        context = _tracing.remote_parent(value, tracestate)
     call = tracer.start_span(name, context=context, kind=kind, attributes=attributes)
     if state.ids is not None:
         state.ids.next_trace_id = 0
     if not call.is_recording():  # a sampler outside `Sampling`'s rule said no after all
-        ctx = call.get_span_context()
-        return Forward(_tracing.traceparent(ctx.trace_id, ctx.span_id, int(ctx.trace_flags)))
+        return Forward(*_tracing.trace_context(call.get_span_context()))
     return CallTrace(tracer, call, attempt_name, server_side=server_side)
 
 
 class DirectTracing:
     """A direct caller's tracing (`DirectClient`): `start` per call, under the caller's current
-    OpenTelemetry span when there is one, else under the task's ``traceparent``. Sampled, the
+    OpenTelemetry span when there is one, else under the task's ``traceparent`` and
+    ``tracestate``. Sampled, the
     call's span is an INTERNAL ``RouterService/Execute`` (``/ExecuteStream``) span in the caller's
     process with the router's attributes but no peer (the routing runs here); each attempt is a
     CLIENT span under it, as the router's. Made while tracing is on (`sutradhar._tracing.active`)."""
@@ -187,26 +190,25 @@ class DirectTracing:
         self._tracer = state.tracer(self.TRACER)
         self._internal = SpanKind.INTERNAL
 
-    def start(self, task_traceparent: str, stream: bool = False) -> Forward | CallTrace:
+    def start(self, task_traceparent: str, task_tracestate: str = "", stream: bool = False) -> Forward | CallTrace:
         """The trace of one direct call (see the class docstring)."""
         from opentelemetry import context as otel_context
         from opentelemetry import trace
 
         current = trace.get_current_span().get_span_context()
         if current.is_valid:
-            flags = int(current.trace_flags)
-            parent: tuple[int, int, int] | None = (current.trace_id, current.span_id, flags)
-            value = _tracing.traceparent(current.trace_id, current.span_id, flags)
+            parent: tuple[int, int, int] | None = (current.trace_id, current.span_id, int(current.trace_flags))
+            value, state = _tracing.trace_context(current)
             context = otel_context.get_current()
         else:
-            value = task_traceparent.strip().lower()
+            value, state = trace_context_of(None, task_traceparent.strip().lower(), task_tracestate)
             parent = _tracing.parse_traceparent(value) if value else None
             context = None  # the task's remote parent, else a root
         if stream:
             return start_call(self.state, self._tracer, parent, value, context, ROUTER_EXECUTE_STREAM,
-                              self._internal, _STREAM_CALL, AGENT_EXECUTE_STREAM, False)
+                              self._internal, _STREAM_CALL, AGENT_EXECUTE_STREAM, False, state)
         return start_call(self.state, self._tracer, parent, value, context, ROUTER_EXECUTE, self._internal,
-                          _UNARY_CALL, AGENT_EXECUTE, False)
+                          _UNARY_CALL, AGENT_EXECUTE, False, state)
 
 
 _UNARY_CALL: Final = {"rpc.system.name": "grpc", "rpc.method": ROUTER_EXECUTE}

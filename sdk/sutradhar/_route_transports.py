@@ -24,14 +24,14 @@ definition, latency), keeping whatever the agent reported.
 
 W3C trace context reaches every kind of agent (docs/observability.md, "Tracing"):
 
-- gRPC agents get the attempt's ``traceparent`` as gRPC metadata when the
-  router traces (`Metadata`); with router tracing off no metadata is sent and an
-  SDK agent reads the caller's ``task.context.traceparent`` from the task.
-- HTTP agents get the standard ``traceparent`` HTTP header (`trace_headers`):
-  the attempt's when the router traces, else the caller's own
-  ``task.context.traceparent`` unchanged (when it is a valid one); and
-  ``tracestate`` with it from ``task.context.tracestate``, which the router
-  passes through untouched (a ``tracestate`` sent as gRPC metadata is not kept).
+- gRPC agents get the attempt's ``traceparent`` and ``tracestate`` as gRPC
+  metadata when the router traces (`Metadata`); with router tracing off no
+  metadata is sent and an SDK agent reads the caller's ``task.context`` from the
+  task.
+- HTTP agents get the standard ``traceparent`` and ``tracestate`` HTTP headers
+  (`trace_headers`): the attempt's when the router traces, else the caller's own
+  ``task.context.traceparent`` unchanged (when it is a valid one) and
+  ``task.context.tracestate`` with it.
 - In-process agents run under a SERVER span made as an SDK agent makes its own
   (`sutradhar._tracing.task_span`), parented on the attempt and current only
   while the agent's code runs (`sutradhar._tracing.TaskScope`), so spans the
@@ -63,7 +63,7 @@ from sutradhar import _tracing
 from sutradhar._convert import value_to_python
 from sutradhar._hosting import reconnect_options
 from sutradhar._identity import SpiffeId
-from sutradhar._log_context import traceparent_of, traceparent_parts
+from sutradhar._log_context import trace_context_of, traceparent_parts
 from sutradhar._routing.backend import IN_PROCESS_ENDPOINT
 from sutradhar._tls import TlsSource, secure_channel
 from sutradhar._values import to_value
@@ -285,28 +285,19 @@ def task_json(task: agent_pb2.Task) -> dict[str, Any]:
     }
 
 
-def _header_safe(value: str) -> bool:
-    """Whether `value` can be an HTTP header value as it is: printable ASCII (W3C ``tracestate``
-    is nothing else), so a malformed one is dropped instead of failing the request."""
-    return value.isascii() and value.isprintable()
-
-
 def trace_headers(metadata: Metadata | None, context: agent_pb2.TaskContext) -> dict[str, str] | None:
     """The W3C trace context headers of an HTTP agent's request; None when there is none to send.
 
-    ``traceparent``: the attempt's (`metadata`, when the router traces), else the caller's own
-    ``context.traceparent`` when it is a valid one (stripped and lower-cased, as the router
-    forwards it to gRPC agents); ``tracestate``: the caller's ``context.tracestate`` along
-    with it, when printable ASCII (the spec's alphabet; anything else is dropped)."""
-    value = traceparent_of(metadata)
-    if not value:
-        caller = context.traceparent
-        if not caller or traceparent_parts(caller) is None:
-            return None
-        value = caller.strip().lower()
-    headers = {"traceparent": value}
-    state = context.tracestate.strip()
-    if state and _header_safe(state):
+    The attempt's ``traceparent`` and ``tracestate`` (`metadata`, when the router traces), else
+    the caller's own ``context.traceparent`` and ``context.tracestate`` (`trace_context_of`);
+    ``traceparent`` only when it is a valid one (stripped and lower-cased, as the router forwards
+    it to gRPC agents), ``tracestate`` only along with it and when printable ASCII (the spec's
+    alphabet; anything else is dropped)."""
+    value, state = trace_context_of(metadata, context.traceparent, context.tracestate)
+    if not value or traceparent_parts(value) is None:
+        return None
+    headers = {"traceparent": value.strip().lower()}
+    if state:
         headers["tracestate"] = state
     return headers
 
@@ -478,13 +469,14 @@ class InProcessTransport:
         return task_from_proto(agent_pb2.ExecuteRequest.FromString(request).task)
 
     def _scope(self, path: str, agent: Any, task: Any, metadata: Metadata | None) -> _tracing.TaskScope | None:
-        """The task's `TaskScope` under the attempt's ``traceparent`` (else the task's own); None
-        while tracing is off (`sutradhar._tracing.task_scope`)."""
+        """The task's `TaskScope` under the attempt's trace context (else the task's own,
+        `trace_context_of`); None while tracing is off (`sutradhar._tracing.task_scope`)."""
         if _tracing.active() is None:
             return None
         owner = self._owner
+        traceparent, tracestate = trace_context_of(metadata, task.context.traceparent, task.context.tracestate)
         return _tracing.task_scope(
-            path.lstrip("/"), traceparent_of(metadata) or task.context.traceparent,
+            path.lstrip("/"), traceparent, tracestate=tracestate,
             namespace=owner.namespace if owner else "",
             agent=(owner.agent_id if owner else "") or getattr(agent, "id", ""),
             instance=owner.instance_id if owner else "", task_type=task.type,

@@ -51,7 +51,7 @@ from sutradhar._hosting import (
 )
 from sutradhar._identity import AGENT
 from sutradhar._labels import METRICS_PORT_LABEL
-from sutradhar._log_context import LogContext, set_context, trace_from_traceparent, traceparent_of
+from sutradhar._log_context import LogContext, set_context, trace_context_of, trace_from_traceparent
 from sutradhar._logs import announce, configure_logging
 from sutradhar._mesh_callers import MeshCallers
 from sutradhar._metrics import TaskMetrics
@@ -172,11 +172,12 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         and name the task in every log line written while it runs (`sutradhar._log_context`):
         its request id (the caller's, else the task id), the agent, instance and namespace, and
         the trace: the span's, else that of the call's ``traceparent`` metadata (the router's
-        attempt) or else the task's traceparent. The call runs in a task of its own, so both
-        end with it."""
-        traceparent = traceparent_of(context.invocation_metadata()) or task.context.traceparent
-        span = _tracing.start_task_span(method, traceparent, namespace=self.namespace, agent=self.agent.id,
-                                        instance=self.instance_id, task_type=task.type)
+        attempt) or else the task's traceparent (`trace_context_of`; the span carries the
+        ``tracestate`` that goes with it). The call runs in a task of its own, so both end with it."""
+        traceparent, tracestate = trace_context_of(
+            context.invocation_metadata(), task.context.traceparent, task.context.tracestate)
+        span = _tracing.start_task_span(method, traceparent, tracestate=tracestate, namespace=self.namespace,
+                                        agent=self.agent.id, instance=self.instance_id, task_type=task.type)
         trace_id, span_id = _tracing.current_ids() if span is not None else trace_from_traceparent(traceparent)
         set_context(LogContext(
             request_id=task.context.request_id or task.id, task_id=task.id, trace_id=trace_id, span_id=span_id,

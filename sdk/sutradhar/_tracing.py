@@ -351,20 +351,24 @@ def end_span(span: Any, code: str, err: BaseException | None, *, server: bool) -
     span.end()
 
 
-def _remote_context(parent: tuple[int, int, int]) -> Any:
-    """An OpenTelemetry context whose span is the remote parent (trace id, span id, flags)."""
+def _remote_context(parent: tuple[int, int, int], tracestate: str = "") -> Any:
+    """An OpenTelemetry context whose span is the remote parent (trace id, span id, flags) with
+    the W3C ``tracestate`` header value `tracestate` as its trace state (OpenTelemetry's parser:
+    a malformed one is dropped whole, as the spec says), so spans under it carry it on."""
     from opentelemetry import trace
-    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 
-    remote = SpanContext(parent[0], parent[1], is_remote=True, trace_flags=TraceFlags(parent[2] & 0xFF))
+    state = TraceState.from_header([tracestate]) if tracestate else None
+    remote = SpanContext(parent[0], parent[1], is_remote=True, trace_flags=TraceFlags(parent[2] & 0xFF),
+                         trace_state=state)
     return trace.set_span_in_context(NonRecordingSpan(remote))
 
 
-def remote_parent(traceparent_value: str) -> Any:
-    """An OpenTelemetry context whose span is the remote parent `traceparent_value` names; None
-    (a root) when it is empty or malformed."""
+def remote_parent(traceparent_value: str, tracestate: str = "") -> Any:
+    """An OpenTelemetry context whose span is the remote parent `traceparent_value` names, with
+    `tracestate` (`_remote_context`); None (a root) when `traceparent_value` is empty or malformed."""
     parent = parse_traceparent(traceparent_value) if traceparent_value else None
-    return None if parent is None else _remote_context(parent)
+    return None if parent is None else _remote_context(parent, tracestate)
 
 
 #: The instrumentation scope of the agents' task spans.
@@ -395,9 +399,10 @@ def end_task_span(span: Any, failure: BaseException | None, ok: bool) -> None:
     end_span(span, code_of(failure), failure, server=True)
 
 
-def start_task_span(method: str, traceparent_value: str, *, namespace: str, agent: str, instance: str,
-                    task_type: str) -> Any:
-    """Start an SDK agent's task span (`task_span`) under the caller's `traceparent_value` and make
+def start_task_span(method: str, traceparent_value: str, *, tracestate: str = "", namespace: str, agent: str,
+                    instance: str, task_type: str) -> Any:
+    """Start an SDK agent's task span (`task_span`) under the caller's `traceparent_value` (and
+    `tracestate`, `remote_parent`) and make
     it current for the rest of the call's task (gRPC aio serves each call in a task of its own, so
     it ends with the call), so spans the handler starts with ``opentelemetry.trace.get_tracer(...)``
     are its children. None while tracing is off; end it with `end_task_span`."""
@@ -406,7 +411,7 @@ def start_task_span(method: str, traceparent_value: str, *, namespace: str, agen
     from opentelemetry import context as otel_context
     from opentelemetry import trace
 
-    span = task_span(method, remote_parent(traceparent_value), namespace=namespace, agent=agent,
+    span = task_span(method, remote_parent(traceparent_value, tracestate), namespace=namespace, agent=agent,
                      instance=instance, task_type=task_type)
     otel_context.attach(trace.set_span_in_context(span))
     return span
@@ -446,10 +451,10 @@ class TaskScope:
             end_task_span(self.span, failure, ok)
 
 
-def task_scope(method: str, traceparent_value: str, *, namespace: str, agent: str, instance: str,
-               task_type: str) -> TaskScope | None:
+def task_scope(method: str, traceparent_value: str, *, tracestate: str = "", namespace: str, agent: str,
+               instance: str, task_type: str) -> TaskScope | None:
     """The `TaskScope` of one task of an in-process agent under `traceparent_value` (the router's
-    attempt); None while tracing is off. The sampler's decision is taken by hand (`Sampling`, the
+    attempt) and its `tracestate`; None while tracing is off. The sampler's decision is taken by hand (`Sampling`, the
     router's hot-path rule): unsampled, no span is started; sampled, the task span (`task_span`)
     under the attempt. Without a valid `traceparent_value` the task span is a root the sampler
     decides on."""
@@ -465,7 +470,7 @@ def task_scope(method: str, traceparent_value: str, *, namespace: str, agent: st
         root = Context()  # nothing of the router's own context
         span = task_span(method, root, **attributes)
         return TaskScope(span, trace.set_span_in_context(span, root))
-    context = _remote_context(parent)
+    context = _remote_context(parent, tracestate)
     if not state.sampling.sample(parent[0], bool(parent[2] & SAMPLED)):
         return TaskScope(None, context)
     span = task_span(method, context, **attributes)
@@ -482,12 +487,19 @@ def _current_span_context() -> Any | None:
     return ctx if ctx.is_valid else None
 
 
-def current_traceparent() -> str:
-    """The ``traceparent`` of the current span (sampled or not) while tracing is on; "" when
-    tracing is off or no span is current. The SDK's clients put it in a task that has none, so
-    the router or agent it reaches continues the caller's trace."""
+def trace_context(ctx: Any) -> tuple[str, str]:
+    """(``traceparent``, ``tracestate``) header values of the OpenTelemetry span context `ctx`
+    (``tracestate`` "" when its trace state is empty)."""
+    state = ctx.trace_state
+    return traceparent(ctx.trace_id, ctx.span_id, int(ctx.trace_flags)), state.to_header() if state else ""
+
+
+def current_trace_context() -> tuple[str, str]:
+    """(``traceparent``, ``tracestate``) of the current span (sampled or not) while tracing is
+    on; ("", "") when tracing is off or no span is current. The SDK's clients put them in a task
+    that has no ``traceparent``, so the router or agent it reaches continues the caller's trace."""
     ctx = _current_span_context()
-    return "" if ctx is None else traceparent(ctx.trace_id, ctx.span_id, int(ctx.trace_flags))
+    return ("", "") if ctx is None else trace_context(ctx)
 
 
 def current_ids() -> tuple[str, str]:
@@ -507,6 +519,7 @@ __all__ = [
     "active",
     "code_of",
     "current_ids",
+    "current_trace_context",
     "enabled",
     "end_span",
     "end_task_span",
@@ -520,5 +533,6 @@ __all__ = [
     "start_task_span",
     "task_scope",
     "task_span",
+    "trace_context",
     "traceparent",
 ]

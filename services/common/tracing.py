@@ -6,13 +6,14 @@ gives None, `TracingMiddleware` stays out of every method and `etcd_span`
 yields at once.
 
 The router (`RouterTracing`) propagates by hand: per routed call it reads
-``traceparent`` from the gRPC metadata (else ``task.context.traceparent``) and
+``traceparent`` and ``tracestate`` from the gRPC metadata (else the task's
+``context.traceparent`` and ``context.tracestate``) and
 takes the sampler's decision itself (`sutradhar._tracing.Sampling`). Unsampled,
 it makes no span: the call gets a `Forward` that hands every attempt the
-caller's ``traceparent`` unchanged (a new unsampled one when the caller sent
+caller's ``traceparent`` and ``tracestate`` unchanged (a new unsampled one when the caller sent
 none, so the agent does not start a trace of its own). Sampled, it gets a
 `CallTrace`: a SERVER span for the routed call and a CLIENT span per attempt,
-each attempt's context sent to the agent as its ``traceparent``. The decision,
+each attempt's context sent to the agent as its ``traceparent`` and ``tracestate``. The decision,
 `Forward`, `CallTrace` and the attempts' attributes are the SDK's
 (`sutradhar._route_tracing`), which the direct client traces its calls with too.
 
@@ -34,7 +35,7 @@ from typing import Any
 import grpc
 
 from sutradhar import _tracing
-from sutradhar._log_context import traceparent_of
+from sutradhar._log_context import trace_context_of
 from sutradhar._middleware import Method, Outcome, Stage, Streaming, Unary
 from sutradhar._route_tracing import (
     AGENT_EXECUTE,
@@ -81,17 +82,19 @@ class RouterTracing:
         state = _tracing.active()
         return None if state is None else cls(state, address)
 
-    def start(self, metadata: Any, task_traceparent: str, stream: bool = False) -> Forward | CallTrace:
-        """The trace of one routed call, from the caller's context (metadata first, then the task's)."""
-        value = traceparent_of(metadata) or task_traceparent
+    def start(self, metadata: Any, task_traceparent: str, task_tracestate: str = "",
+              stream: bool = False) -> Forward | CallTrace:
+        """The trace of one routed call, from the caller's context (metadata first, then the
+        task's: `trace_context_of`)."""
+        value, state = trace_context_of(metadata, task_traceparent, task_tracestate)
         parent = _tracing.parse_traceparent(value) if value else None
         if parent is not None:
             value = value.strip().lower()
         if stream:
             return start_call(self._state, self._tracer, parent, value, None, ROUTER_EXECUTE_STREAM, self._server,
-                              self._stream, AGENT_EXECUTE_STREAM, True)
+                              self._stream, AGENT_EXECUTE_STREAM, True, state)
         return start_call(self._state, self._tracer, parent, value, None, ROUTER_EXECUTE, self._server,
-                          self._unary, AGENT_EXECUTE, True)
+                          self._unary, AGENT_EXECUTE, True, state)
 
 
 class TracingMiddleware:
@@ -138,12 +141,12 @@ class TracingMiddleware:
 
 @contextlib.contextmanager
 def _server_span(tracer: Any, name: str, context: grpc.aio.ServicerContext) -> Iterator[None]:
-    """A SERVER span named `name` under the call's ``traceparent``, current inside the block and
+    """A SERVER span named `name` under the call's ``traceparent`` (and ``tracestate``), current inside the block and
     ended when the block is left, with the status the call ends with (`Outcome`)."""
     from opentelemetry import trace
     from opentelemetry.trace import SpanKind
 
-    parent_context = remote_parent(traceparent_of(context.invocation_metadata()))
+    parent_context = remote_parent(*trace_context_of(context.invocation_metadata(), "", ""))
     span = tracer.start_span(name, context=parent_context, kind=SpanKind.SERVER,
                              attributes={"rpc.system.name": "grpc", "rpc.method": name})
 

@@ -278,7 +278,7 @@ class RouterServer:
     ) -> bytes:
         """`_execute` with tracing on: unsampled, the caller's context is forwarded; sampled,
         the call's SERVER span wraps the engine's attempt spans."""
-        trace = tracing.start(context.invocation_metadata(), request.task_traceparent)
+        trace = tracing.start(context.invocation_metadata(), request.task_traceparent, request.task_tracestate)
         failure: BaseException | None = None
         try:
             return await self.engine.execute(request, context.time_remaining(), trace)
@@ -300,7 +300,7 @@ class RouterServer:
     async def _stream(self, request: wire.RouteRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
         tracing = self.tracing
         trace = None if tracing is None else tracing.start(
-            context.invocation_metadata(), request.task_traceparent, stream=True)
+            context.invocation_metadata(), request.task_traceparent, request.task_tracestate, stream=True)
         events = self.engine.execute_stream(request, context.time_remaining(), trace)
         failure: BaseException | None = None
         try:

@@ -23,6 +23,8 @@ class Span:
     trace_id: str
     span_id: str
     parent_span_id: str
+    trace_state: str
+    """The W3C ``tracestate`` the span carries ("" when none)."""
     attributes: dict[str, Any]
     events: tuple[str, ...]
     status_code: int
@@ -52,6 +54,7 @@ class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
                     self.spans.append(Span(
                         service=service, name=s.name, kind=SPAN_KINDS.get(s.kind, str(s.kind)),
                         trace_id=s.trace_id.hex(), span_id=s.span_id.hex(), parent_span_id=s.parent_span_id.hex(),
+                        trace_state=s.trace_state,
                         attributes={a.key: _value(a.value) for a in s.attributes},
                         events=tuple(e.name for e in s.events), status_code=s.status.code,
                     ))

@@ -5,9 +5,10 @@ One routed call that is retried (its first attempt goes to a registered instance
 listens at) is one trace from the client to the agent: the router's SERVER span under the
 client's span, two CLIENT attempt spans under it, the agent's SERVER span under the second,
 the agent code's own span under that, and the agent's JSON log line of the task carries the
-trace id and the agent's span id. A streamed call is traced the same way. An unsampled call
-exports nothing yet still hands its trace id to the agent. Control-plane RPCs get a SERVER
-span with their etcd calls under it, and their JSON log lines name it."""
+trace id and the agent's span id; every span carries the caller's ``tracestate``. A streamed
+call is traced the same way. An unsampled call exports nothing yet still hands its trace id
+to the agent. Control-plane RPCs get a SERVER span with their etcd calls under it (and the
+caller's ``tracestate`` metadata), and their JSON log lines name it."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from sutradhar.v1 import registry_pb2, registry_pb2_grpc
 from tests.support import eventually
 
 CLIENT_SPAN = "00f067aa0ba902b7"
+TRACESTATE = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"
 
 
 def _traceparent(sampled: bool) -> tuple[str, str]:
@@ -57,7 +59,7 @@ async def test_a_retried_routed_call_is_one_trace_from_client_to_agent_and_unsam
                 for _ in range(6):
                     trace_id, parent = _traceparent(sampled=True)
                     result = await client.execute("echo", {"crash": True}, namespace=unique,
-                                                  context=TaskContext(traceparent=parent),
+                                                  context=TaskContext(traceparent=parent, tracestate=TRACESTATE),
                                                   timeout=timedelta(seconds=5))
                     if result.metadata.attempts == 2:
                         retried = trace_id
@@ -82,7 +84,7 @@ async def test_a_retried_routed_call_is_one_trace_from_client_to_agent_and_unsam
                 async with grpc.aio.insecure_channel(registry.address) as channel:
                     await registry_pb2_grpc.RegistryServiceStub(channel).ListAgents(
                         registry_pb2.ListAgentsRequest(namespace=unique), timeout=5,
-                        metadata=(("traceparent", cp_parent),))
+                        metadata=(("traceparent", cp_parent), ("tracestate", "cp=1")))
 
                 spans = await receiver.wait_for(retried, 5)
                 await receiver.wait_for(stream_id, 3)
@@ -129,6 +131,9 @@ async def test_a_retried_routed_call_is_one_trace_from_client_to_agent_and_unsam
     assert served.attributes["sutradhar.task.success"] is False
     (own,) = by_kind[("echo", "INTERNAL")]  # the agent code's span (examples/traced_agent.py)
     assert own.name == "echo work" and own.parent_span_id == served.span_id
+    # The caller's tracestate is carried by every span of the trace: the router's from the task,
+    # the agent's from the attempt's gRPC metadata (it follows the attempt's traceparent there).
+    assert {s.trace_state for s in spans} == {TRACESTATE}
 
     streamed = receiver.of_trace(stream_id)  # all of them: the processes flushed their spans at stop
     stream_server = [s for s in streamed if s.service == "router" and s.kind == "SERVER"]
@@ -152,6 +157,7 @@ async def test_a_retried_routed_call_is_one_trace_from_client_to_agent_and_unsam
     (listed,) = [s for s in cp_spans if s.kind == "SERVER"]
     assert listed.service == "registry" and listed.name == "sutradhar.v1.RegistryService/ListAgents"
     assert listed.parent_span_id == CLIENT_SPAN and listed.attributes["rpc.response.status_code"] == "OK"
+    assert {s.trace_state for s in cp_spans} == {"cp=1"}  # the caller's tracestate metadata
     etcd_calls = [s for s in cp_spans if s.kind == "CLIENT"]
     assert etcd_calls and all(s.parent_span_id == listed.span_id for s in etcd_calls)
     assert {s.attributes["db.system.name"] for s in etcd_calls} == {"etcd"}

@@ -29,10 +29,12 @@ OWNER = SimpleNamespace(agent_id="work", version="2.0.0", namespace="ns", instan
 
 # -- trace_headers ------------------------------------------------------------------------
 
-def test_the_attempts_traceparent_wins_and_the_callers_tracestate_goes_with_it() -> None:
+def test_the_attempts_context_wins_whole_over_the_callers() -> None:
     ctx = agent_pb2.TaskContext(traceparent=f"00-{TRACE}-00f067aa0ba902b7-01", tracestate="congo=t61rcWkgMzE")
-    assert trace_headers((("traceparent", SAMPLED),), ctx) == {
-        "traceparent": SAMPLED, "tracestate": "congo=t61rcWkgMzE"}
+    attempt = (("traceparent", SAMPLED), ("tracestate", "rojo=00f067aa0ba902b7"))
+    assert trace_headers(attempt, ctx) == {"traceparent": SAMPLED, "tracestate": "rojo=00f067aa0ba902b7"}
+    # An attempt with no tracestate (the router dropped a malformed one) sends none, not the caller's.
+    assert trace_headers((("traceparent", SAMPLED),), ctx) == {"traceparent": SAMPLED}
 
 
 def test_without_router_tracing_the_callers_own_context_is_sent() -> None:
@@ -50,7 +52,9 @@ def test_no_valid_traceparent_no_headers_and_no_tracestate_alone(traceparent: st
 
 def test_a_tracestate_that_cannot_be_a_header_is_dropped() -> None:
     for bad in ("a=1\r\nx-injected: 1", "a=\u00e9"):
-        assert trace_headers((("traceparent", SAMPLED),), agent_pb2.TaskContext(tracestate=bad)) == {
+        assert trace_headers(None, agent_pb2.TaskContext(traceparent=SAMPLED, tracestate=bad)) == {
+            "traceparent": SAMPLED}
+        assert trace_headers((("traceparent", SAMPLED), ("tracestate", bad)), agent_pb2.TaskContext()) == {
             "traceparent": SAMPLED}
 
 
@@ -117,6 +121,15 @@ async def test_an_in_process_task_runs_under_its_span_under_the_attempt(state: _
         "sutradhar.agent": "work", "sutradhar.instance": "work-0", "sutradhar.task.type": "summarize",
         "sutradhar.task.success": True, "rpc.response.status_code": "OK"}
     assert spans["work"].parent.span_id == served.context.span_id
+
+
+async def test_an_in_process_task_span_carries_the_attempts_trace_state(state: _State) -> None:
+    attempt = (("traceparent", SAMPLED), ("tracestate", "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"))
+    await transport(state).execute(request(), 5.0, attempt)
+    spans = by_name(state)
+    served = spans["sutradhar.v1.AgentService/Execute"]
+    assert dict(served.context.trace_state) == {"congo": "t61rcWkgMzE", "rojo": "00f067aa0ba902b7"}
+    assert spans["work"].context.trace_state == served.context.trace_state  # the agent's own spans carry it on
 
 
 async def test_an_in_process_task_past_its_deadline_ends_its_span_deadline_exceeded(state: _State) -> None:

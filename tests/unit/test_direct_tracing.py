@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 from test_tracing_propagation import _State
 
-from sutradhar import _tracing
+from sutradhar import TaskContext, _tracing
+from sutradhar._clients import make_task
 from sutradhar._errors import NotFound
 from sutradhar._route_tracing import CallTrace, DirectTracing, Forward
 
@@ -70,6 +72,23 @@ def test_unsampled_calls_make_no_span_and_forward_the_callers_context() -> None:
     assert state.exporter.get_finished_spans() == ()
 
 
+STATE = "congo=t61rcWkgMzE"
+
+
+def test_the_trace_state_goes_with_the_parent_the_call_continues() -> None:
+    state = _State(1.0)
+    with state.tracer("caller").start_as_current_span("caller", context=_tracing.remote_parent(
+            f"00-{TRACE}-{PARENT}-01", STATE)):
+        call = DirectTracing(state).start(f"00-{TRACE}-{PARENT}-01", "task=1")  # the current span's wins
+    assert isinstance(call, CallTrace)
+    _, metadata = call.attempt(BACKEND, 1)
+    assert metadata[1] == ("tracestate", STATE)
+    task = DirectTracing(state).start(f"00-{TRACE}-{PARENT}-01", "task=1")
+    assert isinstance(task, CallTrace) and task.call.get_span_context().trace_state.to_header() == "task=1"
+    quiet = DirectTracing(_State(0.0)).start(f"00-{TRACE}-{PARENT}-00", "task=1")
+    assert quiet.metadata == (("traceparent", f"00-{TRACE}-{PARENT}-00"), ("tracestate", "task=1"))
+
+
 def test_a_sampled_new_trace_is_a_root_call_span_with_the_sampled_trace_id() -> None:
     state = _State(0.5)
     kinds = set()
@@ -81,3 +100,19 @@ def test_a_sampled_new_trace_is_a_root_call_span_with_the_sampled_trace_id() -> 
             call.end(None)
     assert kinds == {Forward, CallTrace}
     assert all(span.parent is None for span in state.exporter.get_finished_spans())
+
+
+def test_a_client_task_without_a_traceparent_takes_the_current_spans_and_its_trace_state(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    state = _State(1.0)
+    monkeypatch.setattr(_tracing, "_state", state)
+    hand_set = TaskContext(tracestate="alone=1")  # a tracestate with no traceparent means nothing: replaced
+    with state.tracer("caller").start_as_current_span("caller", context=_tracing.remote_parent(
+            f"00-{TRACE}-{PARENT}-01", STATE)) as caller:
+        task = make_task(1, task_type="t", task_id="i", context=hand_set, timeout=None)
+        kept = make_task(1, task_type="t", task_id="i", context=TaskContext(traceparent="tp", tracestate="ts"),
+                         timeout=None)
+    ctx = caller.get_span_context()
+    assert (task.context.traceparent, task.context.tracestate) == (
+        _tracing.traceparent(ctx.trace_id, ctx.span_id, 1), STATE)
+    assert (kept.context.traceparent, kept.context.tracestate) == ("tp", "ts")  # set by hand: sent as it is

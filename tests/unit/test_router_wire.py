@@ -33,6 +33,14 @@ def test_task_record_is_an_execute_request():
     assert parsed.selector == req.selector
     assert parsed.options == req.options
     assert (parsed.task_id, parsed.task_type) == ("t1", "answer")
+    assert (parsed.task_traceparent, parsed.task_tracestate) == ("", "")
+
+
+def test_the_tasks_trace_context_is_read():
+    ctx = agent_pb2.TaskContext(traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                                tracestate="congo=t61rcWkgMzE")
+    parsed = wire.split_route_request(routed(id="t1", context=ctx).SerializeToString())
+    assert (parsed.task_traceparent, parsed.task_tracestate) == (ctx.traceparent, ctx.tracestate)
 
 
 def test_field_order_and_repeated_occurrences_are_handled():

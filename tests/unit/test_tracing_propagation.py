@@ -148,6 +148,58 @@ def test_a_sampled_call_gets_a_server_span_and_attempt_spans_under_it():
     assert [e.name for e in attempt.events] == ["sutradhar.instance.ejected"]
 
 
+STATE = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"
+
+
+def test_an_unsampled_call_forwards_the_tracestate_of_the_traceparent_it_continues():
+    tracing = RouterTracing(_State(1.0), "127.0.0.1:50051")
+    value = f"00-{TRACE}-{PARENT}-00"
+    from_metadata = tracing.start((("traceparent", value), ("tracestate", "congo=t61rcWkgMzE"),
+                                   ("tracestate", "rojo=00f067aa0ba902b7")), "", "task=1")
+    assert from_metadata.attempt(BACKEND, 1) == (None, (("traceparent", value), ("tracestate", STATE)))
+    # The metadata's traceparent wins and takes its own (absent) tracestate: the task's is not mixed in.
+    assert tracing.start((("traceparent", value),), f"00-{TRACE}-{PARENT}-01", STATE).metadata == (
+        ("traceparent", value),)
+    assert tracing.start((), value, STATE).metadata == (("traceparent", value), ("tracestate", STATE))
+    # A tracestate that cannot be metadata is dropped, not sent to fail the attempt.
+    assert tracing.start((), value, "a=1\r\nx: y").metadata == (("traceparent", value),)
+
+
+def test_a_sampled_call_carries_the_callers_tracestate_on_its_spans_and_attempts():
+    state = _State(1.0)
+    tracing = RouterTracing(state, "127.0.0.1:50051")
+    trace = tracing.start((), f"00-{TRACE}-{PARENT}-01", STATE)
+    assert isinstance(trace, CallTrace)
+    span, metadata = trace.attempt(BACKEND, 1)
+    ctx = span.get_span_context()
+    assert metadata == (("traceparent", f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-01"), ("tracestate", STATE))
+    trace.attempt_end(span, None, breaker="closed", ejected=False, task_failed=False)
+    trace.end(None)
+    assert [s.context.trace_state.to_header() for s in state.exporter.get_finished_spans()] == [STATE, STATE]
+
+
+def test_a_malformed_tracestate_is_dropped_and_a_new_trace_takes_none():
+    state = _State(1.0)
+    tracing = RouterTracing(state, "127.0.0.1:50051")
+    trace = tracing.start((), f"00-{TRACE}-{PARENT}-01", "not a tracestate")
+    assert isinstance(trace, CallTrace)
+    _, metadata = trace.attempt(BACKEND, 1)
+    assert [key for key, _ in metadata] == ["traceparent"]
+    fresh = tracing.start((), "garbage", STATE)  # no valid traceparent: a new trace, the state means nothing
+    _, metadata = fresh.attempt(BACKEND, 1)
+    assert [key for key, _ in metadata] == ["traceparent"]
+
+
+def test_trace_context_of_takes_the_metadatas_pair_else_the_tasks():
+    from sutradhar._log_context import trace_context_of
+
+    tp = f"00-{TRACE}-{PARENT}-01"
+    assert trace_context_of((("traceparent", tp), ("tracestate", b"a=1")), "task", "b=2") == (tp, "a=1")
+    assert trace_context_of((("tracestate", "a=1"),), "task", " b=2 ") == ("task", "b=2")
+    assert trace_context_of(None, "task", "b=\u00e9") == ("task", "")
+    assert trace_context_of((("traceparent", tp), ("tracestate", " "), ("tracestate", "a=1")), "", "") == (tp, "a=1")
+
+
 def test_a_sampled_new_trace_keeps_the_trace_id_it_was_sampled_on():
     state = _State(0.5)
     tracing = RouterTracing(state, "127.0.0.1:50051")

@@ -82,6 +82,7 @@ def _build_views() -> dict[str, Any]:
     message("ContextView", [
         ("deadline", 4, field.TYPE_MESSAGE, ".google.protobuf.Timestamp"),
         ("traceparent", 5, field.TYPE_STRING, ""),
+        ("tracestate", 6, field.TYPE_STRING, ""),
     ])
     message("TaskView", [
         ("id", 1, field.TYPE_STRING, ""),
@@ -160,6 +161,8 @@ class RouteRequest:
     """task.context.deadline as unix seconds; 0 when unset."""
     task_traceparent: str = ""
     """task.context.traceparent (W3C trace context of the caller), "" when unset."""
+    task_tracestate: str = ""
+    """task.context.tracestate (the caller's W3C trace state), "" when unset."""
     error: str = ""
     """Non-empty when the request could not be parsed; the handler reports it."""
 
@@ -201,13 +204,14 @@ def _route_request(task_bytes: bytes, task: Any, request: Any) -> RouteRequest:
     """The RouteRequest of a serialized task, the task (or its view) it holds, and the request
     (or its view) holding the selector and options."""
     deadline = 0.0
-    traceparent = ""
+    traceparent = tracestate = ""
     if task.HasField("context"):
         context = task.context
         if context.HasField("deadline"):
             ts = context.deadline
             deadline = ts.seconds + ts.nanos / 1e9
         traceparent = context.traceparent
+        tracestate = context.tracestate
     return RouteRequest(
         b"\x0a" + encode_varint(len(task_bytes)) + task_bytes,
         request.selector.SerializeToString(deterministic=True),
@@ -216,6 +220,7 @@ def _route_request(task_bytes: bytes, task: Any, request: Any) -> RouteRequest:
         task.type,
         deadline,
         traceparent,
+        tracestate,
     )
 
 
