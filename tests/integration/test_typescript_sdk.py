@@ -494,7 +494,7 @@ async def test_a_trace_crosses_the_python_router_into_a_typescript_agent(
     """A sampled call through a router process tracing by OTLP (to a real receiver) reaches a TypeScript agent
     tracing with its program's own provider (sdk/typescript/src/test/traced-agent.ts): the agent's SERVER span
     is in the caller's trace, a child of the router's attempt span, whose context it read from the call's
-    ``traceparent`` metadata."""
+    ``traceparent`` metadata, and carries the caller's ``tracestate``, which it read from the same metadata."""
     trace_id, caller_span = secrets.token_hex(16), secrets.token_hex(8)
     spans_file = tmp_path / "typescript-spans.jsonl"
     async with receiving() as (receiver, endpoint):
@@ -508,7 +508,8 @@ async def test_a_trace_crosses_the_python_router_into_a_typescript_agent(
                 async with RouterClient(router.address) as client:
                     await eventually(lambda: _routed(client, namespace, {}))  # the router knows the instance
                     result = await client.execute("echo", {"text": "traced"}, namespace=namespace, timeout=5,
-                                                  context=TaskContext(traceparent=f"00-{trace_id}-{caller_span}-01"))
+                                                  context=TaskContext(traceparent=f"00-{trace_id}-{caller_span}-01",
+                                                                      tracestate="congo=t61rcWkgMzE"))
                     assert result.success
             assert await asyncio.to_thread(router.stop) == 0, router.lines()  # it flushes its spans at stop
     routed = [s for s in receiver.of_trace(trace_id) if s.service == "router"]
@@ -519,6 +520,7 @@ async def test_a_trace_crosses_the_python_router_into_a_typescript_agent(
     (agent_span,) = [s for s in lines if s["trace_id"] == trace_id]
     assert agent_span["name"] == "sutradhar.v1.AgentService/Execute" and agent_span["kind"] == 1  # SERVER
     assert agent_span["parent_span_id"] == attempts[-1].span_id
+    assert agent_span["trace_state"] == "congo=t61rcWkgMzE" == attempts[-1].trace_state
     assert agent_span["attributes"]["sutradhar.namespace"] == namespace
     assert agent_span["attributes"]["sutradhar.task.success"] is True
 

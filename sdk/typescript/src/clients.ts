@@ -7,7 +7,7 @@ import { status, type Client } from "@grpc/grpc-js";
 
 import { Result, type StreamEvent } from "./agent.js";
 import { eventFromProto, resultFromProto, taskToProto, type TaskContextInit } from "./convert.js";
-import { currentTraceparent } from "./tracing.js";
+import { currentTraceContext } from "./tracing.js";
 import { Credentials } from "./credentials.js";
 import { SutradharError } from "./errors.js";
 import { AgentService, type DescribeResponse, type MetricsResponse } from "./gen/sutradhar/v1/agent_pb.js";
@@ -87,11 +87,12 @@ export interface RouteInit extends CallOptions, TaskInit {
   routeTimeoutMs?: number;
 }
 
-/** The task message of `payload` and `init`; a context without a `traceparent` gets the active span's (sampled
- * or not), so the router or agent it reaches continues the caller's trace (`./tracing.js`). */
+/** The task message of `payload` and `init`; a context without a `traceparent` gets the active span's
+ * `traceparent` and `tracestate` (sampled or not), so the router or agent it reaches continues the caller's trace
+ * (`./tracing.js`). */
 function task(payload: unknown, init: TaskInit): ReturnType<typeof taskToProto> {
-  const traceparent = init.context?.traceparent ? "" : currentTraceparent();
-  const context = traceparent ? { ...init.context, traceparent } : init.context;
+  const current = init.context?.traceparent ? undefined : currentTraceContext();
+  const context = current ? { ...init.context, ...current } : init.context;
   try {
     return taskToProto({ ...init, context, payload });
   } catch (err) {

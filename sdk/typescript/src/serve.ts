@@ -57,7 +57,7 @@ import { UndecodableRequest, serviceDefinition } from "./grpc.js";
 import { AGENT, SpiffeId } from "./identity.js";
 import { addLogFields, announce, configureLogging, log, warn } from "./logs.js";
 import { TaskMetrics } from "./metrics.js";
-import { endTaskSpan, startTaskSpan, type TaskSpan } from "./tracing.js";
+import { endTaskSpan, startTaskSpan, traceContextOf, type TaskSpan } from "./tracing.js";
 import { AgentPrometheus, METRICS_PORT_LABEL } from "./prometheus.js";
 import { Registration } from "./registration.js";
 import { DEFAULT_SETTINGS, serveSettings, type ServeSettings } from "./settings.js";
@@ -159,8 +159,7 @@ export class AgentServicer {
       return undefined;
     }
     const method = `${AGENT_SERVICE}/${streamed ? "ExecuteStream" : "Execute"}`;
-    const traceparent = String(call.metadata.get("traceparent")[0] ?? "") || task.context.traceparent;
-    const trace = startTaskSpan(method, traceparent, {
+    const trace = startTaskSpan(method, traceContextOf(call.metadata, task.context), {
       namespace: this.namespace, agent: this.agent.id, instance: this.instanceId, taskType: task.type,
     });
     /** Answer the call with `err`'s status, ending the task's span with it. */

@@ -5,12 +5,15 @@
  *
  * The same spans as the Python SDK's (`sutradhar._tracing.task_span`): one SERVER span per task an agent runs,
  * named by its method (`sutradhar.v1.AgentService/Execute`, `.../ExecuteStream`), a child of the caller's
- * trace context (the call's `traceparent` metadata, as the router sends it, else the task's own), current
- * while the agent's code runs, so the spans that code starts are its children.
+ * trace context (the call's `traceparent` and `tracestate` metadata, as the router sends them, else the task's
+ * own: `traceContextOf`), current while the agent's code runs, so the spans that code starts are its children
+ * and carry the caller's trace state on.
  */
 
+import type { Metadata } from "@grpc/grpc-js";
 import {
   context,
+  createTraceState,
   ROOT_CONTEXT,
   type Context,
   type Span,
@@ -29,8 +32,39 @@ const SERVER_ERROR_CODES = new Set(["UNKNOWN", "DEADLINE_EXCEEDED", "UNIMPLEMENT
 
 const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(?:-.*)?$/;
 
-/** The context of a W3C `traceparent` value (a remote parent), the root context when it is not a valid one. */
-export function remoteParent(traceparent: string): Context {
+/** A W3C trace context as two header values: `tracestate` is "" when there is none. */
+export interface TraceContext {
+  traceparent: string;
+  tracestate: string;
+}
+
+/** Whether `value` can be a header or metadata value as it is: printable ASCII (a W3C `tracestate` is nothing
+ * else). The Python SDK's `header_safe`. */
+function headerSafe(value: string): boolean {
+  return /^[\x20-\x7e]*$/.test(value);
+}
+
+/** The trace context a call continues: the gRPC metadata's `traceparent` when it has one, with the metadata's own
+ * `tracestate` entries (joined with ",", as W3C says of repeated headers), else the task's `traceparent` and
+ * `tracestate`. A `tracestate` that is not printable ASCII is "". The Python SDK's rule
+ * (`sutradhar._log_context.trace_context_of`), so a call reaching an agent in either language continues the same
+ * context. */
+export function traceContextOf(metadata: Metadata, task: TraceContext): TraceContext {
+  const traceparent = String(metadata.get("traceparent")[0] ?? "");
+  let tracestate = task.tracestate.trim();
+  if (traceparent) {
+    tracestate = metadata.get("tracestate").map((entry) => String(entry).trim()).filter(Boolean).join(",");
+  }
+  return {
+    traceparent: traceparent || task.traceparent,
+    tracestate: tracestate && headerSafe(tracestate) ? tracestate : "",
+  };
+}
+
+/** The context of a W3C `traceparent` value (a remote parent) carrying the trace state of `tracestate`
+ * (OpenTelemetry's parser: members it cannot read are left out), the root context when the `traceparent` is not a
+ * valid one. */
+export function remoteParent(traceparent: string, tracestate = ""): Context {
   const value = traceparent.trim().toLowerCase();
   const match = TRACEPARENT.exec(value);
   if (!match) return ROOT_CONTEXT;
@@ -42,16 +76,21 @@ export function remoteParent(traceparent: string): Context {
   }
   return trace.setSpanContext(ROOT_CONTEXT, {
     traceId, spanId, traceFlags: Number.parseInt(flags, 16) & TraceFlags.SAMPLED, isRemote: true,
+    ...(tracestate ? { traceState: createTraceState(tracestate) } : {}),
   });
 }
 
-/** The `traceparent` of the active span (sampled or not); "" when no span is active. The clients put it in a task
- * that has none, so the router or agent it reaches continues the caller's trace. */
-export function currentTraceparent(): string {
+/** The `traceparent` and `tracestate` of the active span (sampled or not); undefined when no span is active. The
+ * clients put them in a task that has no `traceparent`, so the router or agent it reaches continues the caller's
+ * trace. */
+export function currentTraceContext(): TraceContext | undefined {
   const span = trace.getSpan(context.active());
   const ctx = span?.spanContext();
-  if (!ctx || !trace.isSpanContextValid(ctx)) return "";
-  return `00-${ctx.traceId}-${ctx.spanId}-${(ctx.traceFlags & TraceFlags.SAMPLED) ? "01" : "00"}`;
+  if (!ctx || !trace.isSpanContextValid(ctx)) return undefined;
+  return {
+    traceparent: `00-${ctx.traceId}-${ctx.spanId}-${(ctx.traceFlags & TraceFlags.SAMPLED) ? "01" : "00"}`,
+    tracestate: ctx.traceState?.serialize() ?? "",
+  };
 }
 
 /** The trace and span ids of the active span when it records (a task's span while its agent's code runs);
@@ -77,9 +116,10 @@ export interface TaskSpan {
   context: Context;
 }
 
-/** Start the SERVER span of one task of `method` under `traceparent` (a root when it is not valid). */
-export function startTaskSpan(method: string, traceparent: string, place: TaskPlace): TaskSpan {
-  const parent = remoteParent(traceparent);
+/** Start the SERVER span of one task of `method` under the trace context `parent` (a root when its `traceparent`
+ * is not valid). */
+export function startTaskSpan(method: string, caller: TraceContext, place: TaskPlace): TaskSpan {
+  const parent = remoteParent(caller.traceparent, caller.tracestate);
   const span = trace.getTracer(AGENT_TRACER).startSpan(method, {
     kind: SpanKind.SERVER,
     attributes: {

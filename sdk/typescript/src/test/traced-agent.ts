@@ -22,7 +22,8 @@ class JsonLines implements SpanExporter {
       const ids = span.spanContext();
       appendFileSync(file!, `${JSON.stringify({
         name: span.name, kind: span.kind, trace_id: ids.traceId, span_id: ids.spanId,
-        parent_span_id: span.parentSpanContext?.spanId ?? "", attributes: span.attributes,
+        parent_span_id: span.parentSpanContext?.spanId ?? "", trace_state: ids.traceState?.serialize() ?? "",
+        attributes: span.attributes,
       })}\n`);
     }
     done({ code: 0 }); // ExportResultCode.SUCCESS

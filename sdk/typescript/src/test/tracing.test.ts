@@ -15,7 +15,9 @@ import {
 } from "@opentelemetry/sdk-trace-base";
 
 import { AgentClient, configureLogging, sleep, type AgentServer, type Json, type StreamItem, type Task } from "../index.js";
-import { remoteParent } from "../tracing.js";
+import { Metadata } from "@grpc/grpc-js";
+
+import { remoteParent, traceContextOf } from "../tracing.js";
 import { EchoLike, served } from "./support.js";
 
 const exporter = new InMemorySpanExporter();
@@ -23,7 +25,8 @@ trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new Sim
 context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
 const tracer = trace.getTracer("test");
 
-/** EchoLike whose work is a span of its own, and which reports the traceparent its task arrived with. */
+/** EchoLike whose work is a span of its own, and which reports the traceparent (and tracestate, when there is one)
+ * its task arrived with. */
 class TracedEcho extends EchoLike {
   override async execute(task: Task): Promise<Json> {
     return tracer.startActiveSpan("echo work", async (span: Span) => {
@@ -32,7 +35,10 @@ class TracedEcho extends EchoLike {
       const opts = (task.payload ?? {}) as Record<string, Json>;
       if (typeof opts.sleep === "number") await sleep(opts.sleep * 1000, task.signal);
       if (opts.crash) throw new RangeError("crashed on request");
-      return { traceparent: task.context.traceparent };
+      const { traceparent, tracestate } = task.context;
+      const seen: Record<string, Json> = { traceparent };
+      if (tracestate) seen.tracestate = tracestate;
+      return seen;
     });
   }
 
@@ -93,6 +99,38 @@ test("the call's traceparent metadata (the router's attempt) is the parent befor
   assert.equal(parentOf(named("sutradhar.v1.AgentService/Execute")), "1111111111111111");
 });
 
+const STATE = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7";
+
+test("the tracestate that goes with the parent is the task span's, and the agent's spans carry it on", async () => {
+  const traceparent = `00-${CALLER_TRACE}-${CALLER_SPAN}-01`;
+  await client.execute({}, { context: { traceparent, tracestate: STATE } });
+  assert.equal(named("sutradhar.v1.AgentService/Execute").spanContext().traceState?.serialize(), STATE);
+  assert.equal(named("echo work").spanContext().traceState?.serialize(), STATE);
+  exporter.reset();
+  // The metadata's traceparent takes the metadata's tracestate, never the task's.
+  const attempt = `00-${CALLER_TRACE}-1111111111111111-01`;
+  await client.execute({}, { metadata: { traceparent: attempt, tracestate: "rojo=1" },
+    context: { traceparent, tracestate: STATE } });
+  assert.equal(named("sutradhar.v1.AgentService/Execute").spanContext().traceState?.serialize(), "rojo=1");
+  exporter.reset();
+  await client.execute({}, { metadata: { traceparent: attempt }, context: { traceparent, tracestate: STATE } });
+  assert.equal(named("sutradhar.v1.AgentService/Execute").spanContext().traceState?.serialize() ?? "", "");
+});
+
+test("traceContextOf: the metadata's pair (tracestate entries joined), else the task's; unprintable dropped", () => {
+  const task = { traceparent: "task", tracestate: " b=2 " };
+  const metadata = new Metadata();
+  assert.deepEqual(traceContextOf(metadata, task), { traceparent: "task", tracestate: "b=2" });
+  metadata.add("tracestate", "a=1");
+  assert.deepEqual(traceContextOf(metadata, task), { traceparent: "task", tracestate: "b=2" }); // no traceparent
+  metadata.add("traceparent", "tp");
+  metadata.add("tracestate", " ");
+  metadata.add("tracestate", "c=3");
+  assert.deepEqual(traceContextOf(metadata, task), { traceparent: "tp", tracestate: "a=1,c=3" });
+  assert.deepEqual(traceContextOf(new Metadata(), { traceparent: "task", tracestate: "a=\u00e9" }),
+    { traceparent: "task", tracestate: "" });
+});
+
 test("the client puts the active span in the task, so the agent continues the caller's trace", async () => {
   let caller: ReadableSpan | undefined;
   const result = await tracer.startActiveSpan("caller", async (span: Span) => {
@@ -106,6 +144,16 @@ test("the client puts the active span in the task, so the agent continues the ca
   const ids = caller!.spanContext();
   assert.deepEqual(result.data, { traceparent: `00-${ids.traceId}-${ids.spanId}-01` });
   assert.equal(parentOf(named("sutradhar.v1.AgentService/Execute")), ids.spanId);
+  // The active span's trace state goes with its traceparent.
+  const parent = remoteParent(`00-${CALLER_TRACE}-${CALLER_SPAN}-01`, STATE);
+  const carried = await tracer.startActiveSpan("caller", {}, parent, async (span: Span) => {
+    try {
+      return await client.execute({});
+    } finally {
+      span.end();
+    }
+  });
+  assert.equal((carried.data as Record<string, Json>).tracestate, STATE);
   // Outside any span the task goes without one, and the agent's span is a root.
   exporter.reset();
   assert.deepEqual((await client.execute({})).data, { traceparent: "" });
