@@ -134,6 +134,41 @@ const HELP: Record<Kind, string> = {
   pairs: "comma-separated key=value pairs",
 };
 
+/** What an explicit value of a kind must be, where it differs from what its variable's text must be (durations are
+ * given in milliseconds there). */
+const EXPLICIT_HELP: Partial<Record<Kind, string>> = {
+  duration: "a number of milliseconds, zero or more",
+  "positive-duration": "a number of milliseconds above zero",
+  pairs: "an object of string values",
+};
+
+/** Whether `value`, given explicitly (not as a variable's text), is a valid setting of `kind`. */
+function explicitValid(kind: Kind, value: unknown): boolean {
+  switch (kind) {
+    case "string":
+      return typeof value === "string";
+    case "trust-domain":
+      return typeof value === "string" && !trustDomainProblem(value);
+    case "log-format":
+      return LOG_FORMATS.some((format) => format === value);
+    case "log-level":
+      return LOG_LEVELS.some((level) => level === value);
+    case "port":
+      return Number.isInteger(value) && (value as number) >= 0 && (value as number) <= 65535;
+    case "count":
+      return Number.isInteger(value) && (value as number) > 0;
+    case "duration":
+      return typeof value === "number" && Number.isFinite(value) && value >= 0;
+    case "positive-duration":
+      return typeof value === "number" && Number.isFinite(value) && value > 0;
+    case "boolean":
+      return typeof value === "boolean";
+    case "pairs":
+      return typeof value === "object" && value !== null && !Array.isArray(value) &&
+        Object.values(value).every((v) => typeof v === "string");
+  }
+}
+
 /** SUTRADHAR_<NAME> of a setting: ttlMs -> SUTRADHAR_TTL, tlsCertFile -> SUTRADHAR_TLS_CERT_FILE. */
 export function variableName(key: keyof ServeSettings): string {
   const base = key.replace(/Ms$/, "").replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase();
@@ -181,13 +216,20 @@ function parse(kind: Kind, text: string): unknown {
 
 /**
  * The settings: each is `explicit`'s value when not undefined, else SUTRADHAR_<NAME> from `env` when set and
- * non-empty, else the default. INVALID_ARGUMENT naming the variable and what it should be for a malformed value.
+ * non-empty, else the default. INVALID_ARGUMENT naming the option or the variable and what it should be for a
+ * malformed value (an explicit one is checked by the same rule as the variable's text: a port in range, a trust
+ * domain, a duration above zero, ...).
  */
 export function serveSettings(explicit: Partial<ServeSettings> = {}, env: NodeJS.ProcessEnv = process.env): ServeSettings {
   const settings: Record<string, unknown> = { ...DEFAULT_SETTINGS };
   for (const key of Object.keys(KINDS) as (keyof ServeSettings)[]) {
     const given = explicit[key];
     if (given !== undefined) {
+      const kind = KINDS[key];
+      if (!explicitValid(kind, given)) {
+        throw new SutradharError(status.INVALID_ARGUMENT,
+          `serve option ${key}=${JSON.stringify(given)} is not ${EXPLICIT_HELP[kind] ?? HELP[kind]}`, key);
+      }
       settings[key] = given;
       continue;
     }

@@ -56,6 +56,26 @@ test("a malformed variable is INVALID_ARGUMENT naming it and what it should be",
   assert.equal(serveSettings({}, {}).trustDomain, "sutradhar.local");
 });
 
+test("an explicit value is held to the same rule as its variable, INVALID_ARGUMENT naming the option", () => {
+  const refused = (options: Record<string, unknown>, message: string): void => {
+    assert.throws(() => serveSettings(options as Parameters<typeof serveSettings>[0], {}), (err: unknown) =>
+      err instanceof SutradharError && err.code === status.INVALID_ARGUMENT && err.message === message);
+  };
+  refused({ port: 70000 }, "serve option port=70000 is not a port number (0-65535)");
+  refused({ port: 1.5 }, "serve option port=1.5 is not a port number (0-65535)");
+  refused({ ttlMs: 0 }, "serve option ttlMs=0 is not a number of milliseconds above zero");
+  refused({ graceMs: -1 }, "serve option graceMs=-1 is not a number of milliseconds, zero or more");
+  refused({ maxMessageBytes: 0 }, "serve option maxMessageBytes=0 is not a whole number above zero");
+  refused({ insecure: "yes" }, 'serve option insecure="yes" is not a boolean (1, true, yes, on or 0, false, no, off)');
+  refused({ logLevel: "info" }, 'serve option logLevel="info" is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL');
+  refused({ labels: { tier: 1 } }, 'serve option labels={"tier":1} is not an object of string values');
+  refused({ namespace: 7 }, "serve option namespace=7 is not a string");
+  assert.throws(() => serveSettings({ trustDomain: "Mesh.Local" }, {}),
+    /^SutradharError: serve option trustDomain="Mesh.Local" is not a trust domain: lowercase letters/);
+  const fine = serveSettings({ port: 0, ttlMs: 250, graceMs: 0, labels: { tier: "gold" }, logLevel: "INFO" }, {});
+  assert.deepEqual([fine.port, fine.ttlMs, fine.graceMs, fine.labels, fine.logLevel], [0, 250, 0, { tier: "gold" }, "INFO"]);
+});
+
 test("an agent needs certificates or insecure, and insecure only on loopback", () => {
   const refused = (options: Parameters<typeof serveSettings>[0], pattern: RegExp): void => {
     assert.throws(() => new AgentServer(new EchoLike(), options), (err: unknown) =>
