@@ -37,6 +37,7 @@ from google.protobuf import duration_pb2  # noqa: E402
 from scheduler import NAMESPACE, Mesh, process_agent  # noqa: E402
 
 from sutradhar._clients import RouterClient  # noqa: E402
+from sutradhar._credentials import Credentials  # noqa: E402
 from sutradhar.services.common import keys  # noqa: E402
 from sutradhar.services.common.store import EtcdEndpoint, Store  # noqa: E402
 from sutradhar.v1 import scheduler_pb2 as P  # noqa: E402
@@ -68,7 +69,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
             async def caller(index: int) -> None:
                 nonlocal calls, failures
-                async with RouterClient(mesh.router.address) as client:
+                async with RouterClient(mesh.router.address, credentials=Credentials.insecure()) as client:
                     while index < target_callers:
                         calls += 1
                         try:

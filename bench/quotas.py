@@ -38,6 +38,7 @@ RESULTS = ROOT / "bench" / "results" / "quotas.json"
 sys.path.insert(0, str(ROOT))
 
 from sutradhar._clients import QuotaClient, RegistryClient  # noqa: E402
+from sutradhar._credentials import Credentials  # noqa: E402
 from sutradhar._values import to_struct  # noqa: E402
 from sutradhar.services.common.etcd_server import LocalEtcd, free_port  # noqa: E402
 from sutradhar.services.registry import RegistryServer  # noqa: E402
@@ -72,7 +73,9 @@ async def run(calls: int, rounds: int) -> dict[str, dict[str, float]]:
                     "agents quota, 200 agents": ("bench-a200", 200, {"agents": "1000000"}),
                     "cpu quota, 10 agents": ("bench-c10", 10, {"cpu": "100000"}),
                     "cpu quota, 200 agents": ("bench-c200", 200, {"cpu": "100000"})}
-        async with RegistryClient(server.address) as registry, QuotaClient(server.address) as quotas:
+        insecure = Credentials.insecure()  # the bench's registry, not a credential file's context
+        async with RegistryClient(server.address, credentials=insecure) as registry, \
+                QuotaClient(server.address, credentials=insecure) as quotas:
             for namespace, existing, hard in variants.values():
                 for i in range(existing):
                     await registry.register_agent(agent(f"held-{i}", namespace))

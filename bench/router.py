@@ -408,18 +408,19 @@ def set_limits(registry: str, router: str, on: bool) -> None:
     from google.protobuf import json_format
 
     from sutradhar._clients import RateLimitClient, RegistryClient
+    from sutradhar._credentials import Credentials
     from sutradhar._errors import NotFound
     from sutradhar.v1 import ratelimit_pb2, router_pb2, router_pb2_grpc
 
     async def apply() -> None:
-        async with RegistryClient(registry) as client:
+        async with RegistryClient(registry, credentials=Credentials.insecure()) as client:
             agent = await client.get_agent("echo", namespace=NAMESPACE)
             if on:
                 json_format.ParseDict(NEVER_REFUSING, agent.routing.rate_limit)
             else:
                 agent.routing.ClearField("rate_limit")
             await client.update_agent(agent)
-        async with RateLimitClient(registry) as limits:
+        async with RateLimitClient(registry, credentials=Credentials.insecure()) as limits:
             if on:
                 await limits.apply_rate_limit(json_format.ParseDict(
                     {"namespace": NAMESPACE, "name": "bench", "namespace_limit": NEVER_REFUSING,
@@ -507,18 +508,22 @@ async def sdk_sender(target: str, *, agent: str, router: str, registry: str,
       any call to the router.
     """
     from sutradhar import AgentClient, DirectClient, RouterClient
+    from sutradhar._credentials import Credentials
 
+    # The bench's mesh is insecure: a credential file's context (written by `make demo`) must
+    # not turn these clients to TLS.
+    insecure = Credentials.insecure()
     payload = {"message": "hello", "n": 42}
     if target == "sdk-agent":
-        async with AgentClient(agent) as plain:
+        async with AgentClient(agent, credentials=insecure) as plain:
             yield functools.partial(plain.execute, payload, task_type="echo", timeout=10)
         return
     if target == "sdk-router":
-        async with RouterClient(router) as routed:
+        async with RouterClient(router, credentials=insecure) as routed:
             yield functools.partial(routed.execute, "echo", payload, task_type="echo", namespace=NAMESPACE,
                                     timeout=10)
         return
-    async with DirectClient(router, registry=registry) as client:
+    async with DirectClient(router, registry=registry, credentials=insecure) as client:
         if not await client.wait_synced(timeout=10):
             raise RuntimeError("the direct client never synced with the registry")
         for _ in range(300):

@@ -43,6 +43,7 @@ if str(ROOT) not in sys.path:
 import grpc  # noqa: E402
 
 from sutradhar._clients import RegistryClient, RouterClient  # noqa: E402
+from sutradhar._credentials import Credentials  # noqa: E402
 from sutradhar._values import to_struct  # noqa: E402
 from sutradhar.services.common.etcd_server import LocalEtcd, free_port  # noqa: E402
 from sutradhar.services.registry import RegistryConfig, RegistryServer  # noqa: E402
@@ -82,7 +83,7 @@ class Mesh:
             await asyncio.sleep(0.05)
         self.channel = grpc.aio.insecure_channel(self.scheduler.address)
         self.api = scheduler_pb2_grpc.SchedulerServiceStub(self.channel)
-        self.registry_client = RegistryClient(self.registry.address)
+        self.registry_client = RegistryClient(self.registry.address, credentials=Credentials.insecure())
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -256,7 +257,7 @@ async def measure_rollouts(mesh: Mesh, rollouts: int, *, callers: int = 8, repli
 
     async def caller() -> None:
         nonlocal calls, failures
-        async with RouterClient(mesh.router.address) as client:
+        async with RouterClient(mesh.router.address, credentials=Credentials.insecure()) as client:
             while not stop.is_set():
                 calls += 1
                 try:
