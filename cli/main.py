@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import grpc
 
-from sutradhar._errors import SutradharError, from_rpc_error
+from sutradhar._errors import PLAINTEXT_PEER, SutradharError, from_rpc_error
 from sutradhar.cli._rpc import DEFAULT_ADDRESSES, use_context
 
 DEFAULT_REGISTRY = DEFAULT_ADDRESSES["registry"]
@@ -136,6 +136,10 @@ def _explain(err: SutradharError, args: argparse.Namespace | None = None) -> str
         # not synced yet) says what to do in its own message.
         if lowered.startswith(_RESOLVE_FAILURES):
             hint = f"the host name does not resolve; check {_flags(_services(args))}"
+        elif err.message.startswith(PLAINTEXT_PEER):
+            hint = ("the credential context is a secured mesh's: use the insecure mesh's context "
+                    "(`sutradhar context` lists them; --context NAME, $SUTRADHAR_CONTEXT or `sutradhar context use "
+                    "NAME`), or the secured mesh's addresses")
         elif "handshake" in lowered or "ssl" in lowered or "certificate" in lowered:
             hint = ("the TLS handshake failed: the mesh wants a client certificate of its CA (or a token on a "
                     "token port); check the credential context (--context, $SUTRADHAR_CREDENTIALS) or run "

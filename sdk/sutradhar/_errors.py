@@ -156,8 +156,28 @@ def error_for_code(code: grpc.StatusCode, message: str) -> SutradharError:
     return err
 
 
+#: What the TLS library says when the first bytes the peer sends are not a TLS record.
+_NOT_TLS = "WRONG_VERSION_NUMBER"
+#: How gRPC begins the message of a call whose own channel could not connect (a router
+#: relaying its hop to an instance begins with the instance instead).
+_OWN_CONNECTION = ("failed to connect to all addresses", "connections to all backends failing")
+
+#: Said first when a TLS client reached a plaintext service (an "answered in plaintext" line).
+PLAINTEXT_PEER = (
+    "the service answered in plaintext, not TLS: it runs --insecure (or the address is not a "
+    "Sutradhar service's) while this client speaks TLS; reach an insecure mesh with insecure "
+    "credentials (its own context of the credential file, or Credentials.insecure()), or a secured "
+    "mesh at its address"
+)
+
+
 def from_rpc_error(err: grpc.RpcError) -> SutradharError:
-    """Translate a failed gRPC call into the matching SutradharError."""
+    """Translate a failed gRPC call into the matching SutradharError. A TLS client that reached
+    a plaintext service is told so first: gRPC's own words ("Tls handshake failed ...
+    WRONG_VERSION_NUMBER: Invalid certificate verification context: OK") read like a
+    certificate problem and follow."""
     code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
-    details = err.details() if hasattr(err, "details") else str(err)
+    details = (err.details() if hasattr(err, "details") else str(err)) or ""
+    if code is grpc.StatusCode.UNAVAILABLE and details.startswith(_OWN_CONNECTION) and _NOT_TLS in details:
+        details = f"{PLAINTEXT_PEER} ({details})"
     return error_for_code(code, details or code.name)

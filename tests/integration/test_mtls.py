@@ -13,9 +13,12 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from sutradhar._clients import AgentClient
+from sutradhar._errors import PLAINTEXT_PEER, Unavailable
 from sutradhar._hosting import GrpcHost
 from sutradhar._identity import SpiffeId
 from sutradhar._tls import TlsFiles, TlsSource, secure_channel
+from sutradhar.cli.main import _explain
 from sutradhar.services.common.authority import CertificateAuthority, Renewal
 from sutradhar.v1 import agent_pb2, agent_pb2_grpc
 
@@ -200,3 +203,23 @@ async def test_during_a_ca_rotation_old_and_new_certificates_are_trusted_side_by
             assert (await describe(channel)).description == str(ROUTER)
     finally:
         await host.stop(timedelta(seconds=0))
+
+
+async def test_a_tls_client_reaching_a_plaintext_service_is_told_so_and_the_cli_names_the_context(
+    tmp_path: Path, ca: CertificateAuthority
+) -> None:
+    host = GrpcHost(service_names=["sutradhar.v1.AgentService"])  # no TLS: a --insecure service
+    host.add_servicer(agent_pb2_grpc.add_AgentServiceServicer_to_server, Echo())
+    await host.start()
+    await host.set_serving()
+    try:
+        async with AgentClient(host.address, tls=client_source(tmp_path, ca, ROUTER)) as client:
+            with pytest.raises(Unavailable) as failed:
+                await client.describe(timeout=3)
+    finally:
+        await host.stop(timedelta(seconds=0))
+    message = failed.value.message
+    assert message.startswith(PLAINTEXT_PEER) and "WRONG_VERSION_NUMBER" in message  # gRPC's words follow
+    explained = _explain(failed.value)
+    assert "hint: the credential context is a secured mesh's" in explained and "--context NAME" in explained
+    assert "wants a client certificate" not in explained
