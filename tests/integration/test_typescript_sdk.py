@@ -525,6 +525,38 @@ async def test_a_trace_crosses_the_python_router_into_a_typescript_agent(
     assert agent_span["attributes"]["sutradhar.task.success"] is True
 
 
+#: tracestate header values both SDKs must read alike: kept (normalised) or dropped whole.
+TRACESTATES = [
+    "congo=t61rcWkgMzE", "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7", " congo=1 , rojo=2 ", "congo=1,,rojo=2",
+    "congo=1,\trojo=2\t", "tenant@vendor=x", "1tenant@vendor=x", "k= v", "k=v w", "congo=1,bad",
+    "congo=1,Rojo=2", "congo=1,congo=2", "a=b=c", "1abc=x", "k=", "=v", "k=\u00e9", "", ",", "k=a,",
+    "k" * 256 + "=v", "k" * 257 + "=v", "k=" + "v" * 256, "k=" + "v" * 257, "t" * 241 + "@v=x", "t@" + "v" * 15 + "=x",
+    ",".join(f"k{i}={'v' * 40}" for i in range(32)), ",".join(f"k{i}=v" for i in range(33)),
+]
+
+
+def test_both_sdks_read_a_tracestate_alike(node: str) -> None:
+    """The trace state an agent carries on from a call's ``tracestate`` is the same in Python
+    (`sutradhar._tracing.remote_parent`) and TypeScript (`remoteParent`), member by member."""
+    from opentelemetry import trace
+
+    from sutradhar._tracing import remote_parent
+
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    python = [trace.get_current_span(remote_parent(parent, header)).get_span_context().trace_state.to_header()
+              for header in TRACESTATES]
+    script = ("import { trace } from '@opentelemetry/api'; import { remoteParent } from './dist/tracing.js';"
+              "const headers = JSON.parse(process.argv[1]);"
+              f"console.log(JSON.stringify(headers.map((h) => trace.getSpanContext(remoteParent('{parent}', h))"
+              "?.traceState?.serialize() ?? '')));")
+    done = subprocess.run([node, "--input-type=module", "-e", script, json.dumps(TRACESTATES)], cwd=SDK,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    typescript = json.loads(done.stdout)
+    assert dict(zip(TRACESTATES, typescript, strict=True)) == dict(zip(TRACESTATES, python, strict=True))
+    assert python[1] == TRACESTATES[1] and python[9] == ""  # some kept, some dropped
+
+
 async def test_typescript_router_client_calls_a_python_agent(
     node: str, registry: RegistryServer, router: RouterServer, namespace: str
 ) -> None:

@@ -21,6 +21,7 @@ import {
   SpanStatusCode,
   trace,
   TraceFlags,
+  type TraceState,
 } from "@opentelemetry/api";
 
 /** The instrumentation scope of an agent's task spans (the Python SDK's too). */
@@ -61,9 +62,35 @@ export function traceContextOf(metadata: Metadata, task: TraceContext): TraceCon
   };
 }
 
+/** A W3C `tracestate` list member, `key=value`, in the grammar OpenTelemetry's Python parser holds members to. */
+const TRACESTATE_MEMBER = new RegExp("^([a-z][_0-9a-z\\-*/]{0,255}|[a-z0-9][_0-9a-z\\-*/]{0,240}@[a-z][_0-9a-z\\-*/]{0,13})" +
+  "=([\\x20-\\x2b\\x2d-\\x3c\\x3e-\\x7e]{0,255}[\\x21-\\x2b\\x2d-\\x3c\\x3e-\\x7e])$");
+/** The most members a `tracestate` may have (W3C). */
+const MAX_TRACESTATE_MEMBERS = 32;
+
+/** The trace state a W3C `tracestate` header value holds, read whole or not at all, as the Python SDK reads it
+ * (OpenTelemetry Python's `TraceState.from_header`; the spec lets a vendor discard a header it cannot parse): a
+ * member that is not `key=value` of the W3C grammar, a key that repeats or more than 32 members leave none (undefined);
+ * empty members and spaces or tabs around a member are skipped. So an agent in either language carries on the same
+ * trace state (OpenTelemetry JS's own parser keeps the members it can read and drops a header over 512 characters). */
+export function traceStateOf(header: string): TraceState | undefined {
+  const members: Array<[string, string]> = [];
+  const keys = new Set<string>();
+  for (const part of header.split(",")) {
+    const member = part.replace(/^[ \t]+|[ \t]+$/g, "");
+    if (!member) continue;
+    const [, key = "", value = ""] = TRACESTATE_MEMBER.exec(member) ?? [];
+    if (!key || keys.has(key)) return undefined;
+    keys.add(key);
+    members.push([key, value]);
+  }
+  if (members.length === 0 || members.length > MAX_TRACESTATE_MEMBERS) return undefined;
+  // `set` puts a key first: set the last member first, so the state keeps the header's order.
+  return members.reduceRight((state, [key, value]) => state.set(key, value), createTraceState());
+}
+
 /** The context of a W3C `traceparent` value (a remote parent) carrying the trace state of `tracestate`
- * (OpenTelemetry's parser: members it cannot read are left out), the root context when the `traceparent` is not a
- * valid one. */
+ * (`traceStateOf`), the root context when the `traceparent` is not a valid one. */
 export function remoteParent(traceparent: string, tracestate = ""): Context {
   const value = traceparent.trim().toLowerCase();
   const match = TRACEPARENT.exec(value);
@@ -74,9 +101,10 @@ export function remoteParent(traceparent: string, tracestate = ""): Context {
   if (version === "ff" || /^0+$/.test(traceId) || /^0+$/.test(spanId) || (version === "00" && value.length !== 55)) {
     return ROOT_CONTEXT;
   }
+  const traceState = tracestate ? traceStateOf(tracestate) : undefined;
   return trace.setSpanContext(ROOT_CONTEXT, {
     traceId, spanId, traceFlags: Number.parseInt(flags, 16) & TraceFlags.SAMPLED, isRemote: true,
-    ...(tracestate ? { traceState: createTraceState(tracestate) } : {}),
+    ...(traceState ? { traceState } : {}),
   });
 }
 

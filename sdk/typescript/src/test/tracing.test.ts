@@ -17,7 +17,7 @@ import {
 import { AgentClient, configureLogging, sleep, type AgentServer, type Json, type StreamItem, type Task } from "../index.js";
 import { Metadata } from "@grpc/grpc-js";
 
-import { remoteParent, traceContextOf } from "../tracing.js";
+import { remoteParent, traceContextOf, traceStateOf } from "../tracing.js";
 import { EchoLike, served } from "./support.js";
 
 const exporter = new InMemorySpanExporter();
@@ -129,6 +129,18 @@ test("traceContextOf: the metadata's pair (tracestate entries joined), else the 
   assert.deepEqual(traceContextOf(metadata, task), { traceparent: "tp", tracestate: "a=1,c=3" });
   assert.deepEqual(traceContextOf(new Metadata(), { traceparent: "task", tracestate: "a=\u00e9" }),
     { traceparent: "task", tracestate: "" });
+});
+
+test("traceStateOf reads a tracestate whole or not at all, as the Python SDK does", () => {
+  const read = (header: string) => traceStateOf(header)?.serialize() ?? "";
+  assert.equal(read(" congo=t61rcWkgMzE ,, rojo=00f067aa0ba902b7\t"), "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7");
+  assert.equal(read("tenant@vendor=x,k= v"), "tenant@vendor=x,k= v");
+  for (const header of ["congo=1,bad", "congo=1,Rojo=2", "congo=1,congo=2", "a=b=c", "k=", "=v", "k=\u00e9", ""]) {
+    assert.equal(read(header), "", header); // OpenTelemetry JS's parser would keep congo=1 of the first three
+  }
+  const members = (n: number) => Array.from({ length: n }, (_, i) => `k${i}=${"v".repeat(20)}`).join(",");
+  assert.equal(read(members(32)), members(32)); // 32 members, 831 characters: kept whole (JS's parser drops it)
+  assert.equal(read(members(33)), "");
 });
 
 test("the client puts the active span in the task, so the agent continues the caller's trace", async () => {
