@@ -52,7 +52,11 @@ export class ServiceClient<S extends DescService> {
     [this.rpc, this.channel] = stub(service, address, {
       credentials: this.credentials.channelCredentials(expected),
       ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
-      channelOptions: { "grpc.max_receive_message_length": bytes, "grpc.max_send_message_length": bytes },
+      channelOptions: {
+        ...this.credentials.channelOptions(expected),
+        "grpc.max_receive_message_length": bytes,
+        "grpc.max_send_message_length": bytes,
+      },
     });
   }
 

@@ -4,10 +4,17 @@
 // the mesh service the client expects.
 import { readFileSync } from "node:fs";
 import type { PeerCertificate } from "node:tls";
-import { Metadata, credentials as grpcCredentials, experimental, status, type ChannelCredentials } from "@grpc/grpc-js";
+import {
+  Metadata,
+  credentials as grpcCredentials,
+  experimental,
+  status,
+  type ChannelCredentials,
+  type ChannelOptions,
+} from "@grpc/grpc-js";
 
 import { SutradharError } from "./errors.js";
-import { DEFAULT_TRUST_DOMAIN } from "./identity.js";
+import { DEFAULT_TRUST_DOMAIN, SERVICE, SpiffeId, SYSTEM_NAMESPACE } from "./identity.js";
 import { spiffeIds, serviceIdentity, type TlsFiles } from "./tls.js";
 
 export { DEFAULT_TRUST_DOMAIN };
@@ -93,6 +100,15 @@ export class Credentials {
       metadata.set("authorization", `Bearer ${token}`);
       callback(null, metadata);
     }));
+  }
+
+  /** The grpc-js channel options that go with `channelCredentials(expected)`: with TLS and an expected mesh service,
+   * its certificate's DNS name as the TLS server name, as the Python SDK sets it (`grpc.ssl_target_name_override`),
+   * rather than the address's host, which Node will not send when it is an IP address (warning DEP0123). */
+  channelOptions(expected?: string): ChannelOptions {
+    if (this.isInsecure || expected === undefined) return {};
+    const server = new SpiffeId(this.trustDomain, SYSTEM_NAMESPACE, SERVICE, expected);
+    return { "grpc.ssl_target_name_override": server.dnsName() };
   }
 
   /** Never the token. */

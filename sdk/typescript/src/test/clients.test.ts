@@ -14,6 +14,14 @@ test("credentials never show their token", () => {
   assert.equal(Credentials.insecure().isInsecure, true);
 });
 
+test("with TLS the expected service's DNS name is the TLS server name, as the Python SDK sends it", () => {
+  const token = Credentials.token("s3cret-token", "/etc/mesh/bundle.pem");
+  assert.deepEqual(token.channelOptions("router"),
+    { "grpc.ssl_target_name_override": "router.service.sutradhar-system.sutradhar.local" });
+  assert.deepEqual(token.channelOptions(), {}); // an agent: no identity expected, the address's host
+  assert.deepEqual(Credentials.insecure().channelOptions("router"), {});
+});
+
 test("credentials whose files cannot be read are FAILED_PRECONDITION naming the file", () => {
   assert.throws(() => new RouterClient("127.0.0.1:1", {
     credentials: Credentials.mtls({ certFile: "/nope/c.pem", keyFile: "/nope/k.pem", caFile: "/nope/ca.pem" }),
