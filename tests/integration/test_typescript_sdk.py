@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from obs_support import children, exporting_to, receiving, start
 from prometheus_client.parser import text_string_to_metric_families
@@ -60,6 +61,7 @@ from sutradhar import (
 from sutradhar._clients import AgentClient, RegistryClient
 from sutradhar._credentials import Credentials
 from sutradhar._direct import DirectClient
+from sutradhar._errors import PLAINTEXT_PEER
 from sutradhar._identity import SpiffeId
 from sutradhar._labels import METRICS_PORT_LABEL
 from sutradhar._prometheus import LATENCY_BUCKETS
@@ -76,7 +78,7 @@ from sutradhar.v1 import scheduler_pb2 as P
 from tests import docker_support
 from tests.docker_support import DOCKER_TEST_TIMEOUT
 from tests.integration.test_secure_direct import bind, direct
-from tests.secure_support import ADMIN, TD, SecureEtcd, SecureMesh, secure_mesh, service
+from tests.secure_support import ADMIN, TD, Pki, SecureEtcd, SecureMesh, secure_mesh, service
 
 __all__ = ["api", "namespace", "registry", "registry_client", "scheduler"]  # fixtures imported for pytest
 docker_engine = docker_support.docker_engine  # fixture
@@ -556,6 +558,35 @@ def test_both_sdks_read_a_tracestate_alike(node: str) -> None:
     typescript = json.loads(done.stdout)
     assert dict(zip(TRACESTATES, typescript, strict=True)) == dict(zip(TRACESTATES, python, strict=True))
     assert python[1] == TRACESTATES[1] and python[9] == ""  # some kept, some dropped
+
+
+async def test_a_typescript_tls_client_reaching_a_plaintext_service_is_told_so_in_the_python_words(
+    node: str, tmp_path: Path
+) -> None:
+    """A TypeScript client over mutual TLS that reaches a plaintext (``--insecure``) service gets UNAVAILABLE
+    beginning with the Python SDK's sentence, then grpc-js's own words."""
+    files = Pki.create(tmp_path).issue(ADMIN)
+    server = grpc.aio.server()
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    script = ("import { Credentials, RouterClient } from './dist/index.js';"
+              "const [address, certFile, keyFile, caFile] = process.argv.slice(1);"
+              "const client = new RouterClient(address, "
+              "{ credentials: Credentials.mtls({ certFile, keyFile, caFile }), timeoutMs: 5000 });"
+              "try { await client.execute('echo', {}); console.log('{}'); }"
+              "catch (err) { console.log(JSON.stringify({ code: err.codeName, message: err.message })); }"
+              "finally { client.close(); }")
+    try:
+        done = await asyncio.to_thread(
+            subprocess.run, [node, "--input-type=module", "-e", script, f"127.0.0.1:{port}", str(files.certificate),
+                             str(files.private_key), str(files.trust_bundle)],
+            cwd=SDK, capture_output=True, text=True, timeout=60, check=False)
+    finally:
+        await server.stop(None)
+    assert done.returncode == 0, done.stderr
+    failed = json.loads(done.stdout)
+    assert failed["code"] == "UNAVAILABLE" and failed["message"].startswith(f"{PLAINTEXT_PEER} (No connection")
+    assert "wrong version number" in failed["message"]
 
 
 async def test_typescript_router_client_calls_a_python_agent(

@@ -55,11 +55,25 @@ export class SutradharError extends Error {
   }
 }
 
-/** A SutradharError from any failure of a grpc-js call (a ServiceError, or anything else as UNKNOWN). */
+/** Said first when a TLS client reached a plaintext service: the Python SDK's words (`_errors.PLAINTEXT_PEER`). */
+export const PLAINTEXT_PEER = "the service answered in plaintext, not TLS: it runs --insecure (or the address is not a " +
+  "Sutradhar service's) while this client speaks TLS; reach an insecure mesh with insecure credentials (its own " +
+  "context of the credential file, or Credentials.insecure()), or a secured mesh at its address";
+
+/** How grpc-js begins the message of a call whose own channel could not connect (a router relaying its hop to an
+ * instance begins with the instance instead), and what OpenSSL says when the peer's first bytes are not TLS. */
+const OWN_CONNECTION = "No connection established";
+const NOT_TLS = "wrong version number";
+
+/** A SutradharError from any failure of a grpc-js call (a ServiceError, or anything else as UNKNOWN). A TLS client
+ * that reached a plaintext service is told so first (`PLAINTEXT_PEER`), then grpc-js's own words. */
 export function fromServiceError(err: unknown): SutradharError {
   if (err instanceof SutradharError) return err;
   if (typeof err === "object" && err !== null && "code" in err && typeof err.code === "number") {
-    const details = "details" in err && typeof err.details === "string" ? err.details : "";
+    let details = "details" in err && typeof err.details === "string" ? err.details : "";
+    if (err.code === status.UNAVAILABLE && details.startsWith(OWN_CONNECTION) && details.includes(NOT_TLS)) {
+      details = `${PLAINTEXT_PEER} (${details})`;
+    }
     return new SutradharError(err.code, details || (status[err.code] ?? "UNKNOWN"));
   }
   return new SutradharError(status.UNKNOWN, err instanceof Error ? err.message : String(err));
