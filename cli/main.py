@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import grpc
 
-from sutradhar._errors import PLAINTEXT_PEER, SutradharError, from_rpc_error
+from sutradhar._errors import CERTIFICATE_REFUSED, PLAINTEXT_PEER, TLS_SERVICE, SutradharError, from_rpc_error
 from sutradhar.cli._rpc import DEFAULT_ADDRESSES, use_context
 
 DEFAULT_REGISTRY = DEFAULT_ADDRESSES["registry"]
@@ -140,6 +140,13 @@ def _explain(err: SutradharError, args: argparse.Namespace | None = None) -> str
             hint = ("the credential context is a secured mesh's: use the insecure mesh's context "
                     "(`sutradhar context` lists them; --context NAME, $SUTRADHAR_CONTEXT or `sutradhar context use "
                     "NAME`), or the secured mesh's addresses")
+        elif err.message.startswith(TLS_SERVICE):
+            hint = ("this command presented no credentials: pick the secured mesh's context (`sutradhar context` "
+                    "lists them; --context NAME, $SUTRADHAR_CONTEXT or `sutradhar context use NAME`), or point "
+                    "$SUTRADHAR_CREDENTIALS at its credential file")
+        elif err.message.startswith(CERTIFICATE_REFUSED):
+            hint = ("check the credential context this command used (--context NAME, $SUTRADHAR_CONTEXT; "
+                    "`sutradhar context` lists them) and that its certificate is the mesh's")
         elif "handshake" in lowered or "ssl" in lowered or "certificate" in lowered:
             hint = ("the TLS handshake failed: the mesh wants a client certificate of its CA (or a token on a "
                     "token port); check the credential context (--context, $SUTRADHAR_CREDENTIALS) or run "
@@ -157,7 +164,7 @@ def _explain(err: SutradharError, args: argparse.Namespace | None = None) -> str
             hint = "the service did not answer in time; check that it is not overloaded or stuck"
     elif err.code is grpc.StatusCode.UNIMPLEMENTED and ("method not found" in lowered or "unknown service" in lowered):
         hint = _wrong_service_hint(args)
-    if hint and "sutradhar up" not in err.message:
+    if hint and not ("sutradhar up" in hint and "sutradhar up" in err.message):  # said once
         text += f"\nhint: {hint}"
     return text
 

@@ -242,7 +242,7 @@ class _Client:
         try:
             response = await call
         except grpc.RpcError as err:
-            raise from_rpc_error(err) from None
+            raise from_rpc_error(err, tls=not self.credentials.is_insecure) from None
         if response is None:
             raise self._undecodable()
         return response
@@ -254,7 +254,7 @@ class _Client:
                     raise self._undecodable()
                 yield item
         except grpc.RpcError as err:
-            raise from_rpc_error(err) from None
+            raise from_rpc_error(err, tls=not self.credentials.is_insecure) from None
         finally:
             call.cancel()
 

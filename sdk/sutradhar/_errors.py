@@ -158,6 +158,10 @@ def error_for_code(code: grpc.StatusCode, message: str) -> SutradharError:
 
 #: What the TLS library says when the first bytes the peer sends are not a TLS record.
 _NOT_TLS = "WRONG_VERSION_NUMBER"
+#: How gRPC words a connection the service closed before a call could start (lowered): what a
+#: secured service does to a plaintext client, or in the TLS handshake to a client whose
+#: certificate it does not take.
+_CLOSED = "socket closed"
 #: How gRPC begins the message of a call whose own channel could not connect (a router
 #: relaying its hop to an instance begins with the instance instead).
 _OWN_CONNECTION = ("failed to connect to all addresses", "connections to all backends failing")
@@ -169,15 +173,35 @@ PLAINTEXT_PEER = (
     "credentials (its own context of the credential file, or Credentials.insecure()), or a secured "
     "mesh at its address"
 )
+#: Said first when a plaintext client's connection was closed by the service ("Socket closed").
+TLS_SERVICE = (
+    "the service closed the connection before any call, as a secured mesh's service does to a "
+    "plaintext client, and this client presents no credentials; reach a secured mesh with its "
+    "credentials (its context of the credential file, which `sutradhar up` writes, or a "
+    "certificate of its CA), or an insecure mesh at its address"
+)
+#: Said first when a TLS client's connection was closed by the service in the handshake.
+CERTIFICATE_REFUSED = (
+    "the service closed the connection in the TLS handshake: it did not take this client's "
+    "certificate (none, one of another CA, or an expired one); present a current certificate of "
+    "the mesh's CA (the credential file's context, which `sutradhar up` writes), or a token at "
+    "the mesh's token port"
+)
 
 
-def from_rpc_error(err: grpc.RpcError) -> SutradharError:
-    """Translate a failed gRPC call into the matching SutradharError. A TLS client that reached
-    a plaintext service is told so first: gRPC's own words ("Tls handshake failed ...
-    WRONG_VERSION_NUMBER: Invalid certificate verification context: OK") read like a
-    certificate problem and follow."""
+def from_rpc_error(err: grpc.RpcError, *, tls: bool | None = None) -> SutradharError:
+    """Translate a failed gRPC call into the matching SutradharError. A client that could not
+    connect for a reason of security is told which first, then gRPC's own words: a TLS client
+    that reached a plaintext service (gRPC says "Tls handshake failed ... WRONG_VERSION_NUMBER:
+    Invalid certificate verification context: OK", which reads like a certificate problem), and,
+    when the caller says whether it speaks TLS (`tls`), a service that closed the connection
+    at once ("Socket closed", which reads like a service that is down): to a plaintext client,
+    it wants TLS; to a TLS client, it did not take its certificate."""
     code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
     details = (err.details() if hasattr(err, "details") else str(err)) or ""
-    if code is grpc.StatusCode.UNAVAILABLE and details.startswith(_OWN_CONNECTION) and _NOT_TLS in details:
-        details = f"{PLAINTEXT_PEER} ({details})"
+    if code is grpc.StatusCode.UNAVAILABLE and details.startswith(_OWN_CONNECTION):
+        if _NOT_TLS in details:
+            details = f"{PLAINTEXT_PEER} ({details})"
+        elif tls is not None and details.lower().endswith(_CLOSED):
+            details = f"{CERTIFICATE_REFUSED if tls else TLS_SERVICE} ({details})"
     return error_for_code(code, details or code.name)

@@ -5,6 +5,9 @@ certificate rotation under load without a failed call."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +17,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sutradhar._clients import AgentClient
-from sutradhar._errors import PLAINTEXT_PEER, Unavailable
+from sutradhar._credentials import Credentials
+from sutradhar._errors import CERTIFICATE_REFUSED, PLAINTEXT_PEER, TLS_SERVICE, Unavailable
 from sutradhar._hosting import GrpcHost
 from sutradhar._identity import SpiffeId
 from sutradhar._tls import TlsFiles, TlsSource, secure_channel
@@ -223,3 +227,56 @@ async def test_a_tls_client_reaching_a_plaintext_service_is_told_so_and_the_cli_
     explained = _explain(failed.value)
     assert "hint: the credential context is a secured mesh's" in explained and "--context NAME" in explained
     assert "wants a client certificate" not in explained
+
+
+async def test_a_plaintext_client_of_a_secured_service_is_told_it_wants_credentials(
+    tmp_path: Path, server: tuple[GrpcHost, Echo, Renewal]
+) -> None:
+    """gRPC says only "Socket closed", which reads like a service that is down."""
+    host, _, _ = server
+    async with AgentClient(host.address, credentials=Credentials.insecure()) as client:
+        with pytest.raises(Unavailable) as failed:
+            await client.describe(timeout=3)
+    message = failed.value.message
+    assert message.startswith(TLS_SERVICE) and message.endswith("Socket closed)")  # gRPC's words follow
+    explained = _explain(failed.value)
+    assert "hint: this command presented no credentials" in explained and "--context NAME" in explained
+    assert "is the mesh running" not in explained
+    # the CLI with no credential file: the same error and hint, exit status 1
+    env = {**os.environ, "SUTRADHAR_CREDENTIALS": str(tmp_path / "none.yaml")}
+    env.pop("SUTRADHAR_CONTEXT", None)
+    done = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "sutradhar.cli.main", "--registry", host.address, "agents", "list"],
+        capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert done.returncode == 1, done.stderr
+    assert f"error: {TLS_SERVICE} (" in done.stderr and "(UNAVAILABLE)" in done.stderr
+    assert "hint: this command presented no credentials" in done.stderr
+
+
+@pytest.mark.parametrize("presented", ["another CA's certificate", "an expired certificate", "a token alone"])
+async def test_a_tls_client_whose_certificate_the_service_refuses_is_told_so(
+    tmp_path: Path, server: tuple[GrpcHost, Echo, Renewal], ca: CertificateAuthority, presented: str
+) -> None:
+    host, _, _ = server
+    if presented == "another CA's certificate":
+        target = files(tmp_path / "other", "router")
+        issued = CertificateAuthority.create(TD).issue(ROUTER)
+        type(issued)(issued.certificate_chain, issued.private_key, ca.bundle_pem()).write(target)
+        credentials = Credentials(tls=TlsSource(target))
+    elif presented == "an expired certificate":
+        long_ago = datetime.now(UTC) - timedelta(days=2)
+        credentials = Credentials(tls=client_source(tmp_path, ca, ROUTER, now=lambda: long_ago,
+                                                    lifetime=timedelta(hours=1)))
+    else:  # the mutual-TLS port, not a token port
+        bundle = tmp_path / "ca.pem"
+        bundle.write_bytes(ca.bundle_pem())
+        credentials = Credentials(token="a-token", trust_bundle=bundle, trust_domain=TD)
+    async with AgentClient(host.address, credentials=credentials, expected=REGISTRY) as client:
+        with pytest.raises(Unavailable) as failed:
+            await client.describe(timeout=3)
+    message = failed.value.message
+    assert message.startswith(CERTIFICATE_REFUSED) and message.endswith("Socket closed)")
+    assert "a-token" not in message
+    explained = _explain(failed.value)
+    assert "hint: check the credential context this command used" in explained
+    assert "is the mesh running" not in explained and "presented no credentials" not in explained
