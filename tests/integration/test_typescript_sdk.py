@@ -61,10 +61,12 @@ from sutradhar import (
 from sutradhar._clients import AgentClient, RegistryClient
 from sutradhar._credentials import Credentials
 from sutradhar._direct import DirectClient
-from sutradhar._errors import PLAINTEXT_PEER
+from sutradhar._errors import CERTIFICATE_REFUSED, PLAINTEXT_PEER, TLS_SERVICE
+from sutradhar._hosting import GrpcHost
 from sutradhar._identity import SpiffeId
 from sutradhar._labels import METRICS_PORT_LABEL
 from sutradhar._prometheus import LATENCY_BUCKETS
+from sutradhar._tls import TlsSource
 from sutradhar._values import from_struct, to_struct
 from sutradhar.conformance import run_conformance
 from sutradhar.services.common.tokens import IssuerKey, TokenIssuer
@@ -73,7 +75,7 @@ from sutradhar.services.registry import RegistryServer
 from sutradhar.services.router.server import RouterConfig, RouterServer
 from sutradhar.services.scheduler.runtimes.container import ContainerRuntime
 from sutradhar.testing import AgentProcess, spawn_agent
-from sutradhar.v1 import registry_pb2
+from sutradhar.v1 import registry_pb2, router_pb2_grpc
 from sutradhar.v1 import scheduler_pb2 as P
 from tests import docker_support
 from tests.docker_support import DOCKER_TEST_TIMEOUT
@@ -587,6 +589,44 @@ async def test_a_typescript_tls_client_reaching_a_plaintext_service_is_told_so_i
     failed = json.loads(done.stdout)
     assert failed["code"] == "UNAVAILABLE" and failed["message"].startswith(f"{PLAINTEXT_PEER} (No connection")
     assert "wrong version number" in failed["message"]
+
+
+async def test_a_typescript_client_whose_connection_a_secured_service_closes_is_told_why_in_the_python_words(
+    node: str, tmp_path: Path
+) -> None:
+    """A Python mutual-TLS service closes the connection of a TypeScript client presenting nothing (grpc-js says
+    only "Failed to connect"), a token alone, or another CA's certificate: UNAVAILABLE beginning with the Python SDK's
+    sentence for what the client presented."""
+    pki = Pki.create(tmp_path)
+    host = GrpcHost(service_names=["sutradhar.v1.RouterService"], tls=TlsSource(pki.issue(service("router"))))
+    host.add_servicer(router_pb2_grpc.add_RouterServiceServicer_to_server, router_pb2_grpc.RouterServiceServicer())
+    await host.start()
+    foreign = Pki.foreign(tmp_path).issue(ADMIN, trust_bundle=pki.ca.bundle_pem())
+    script = ("import { Credentials, RouterClient } from './dist/index.js';"
+              "const [address, certFile, keyFile, caFile] = process.argv.slice(1);"
+              "const out = {};"
+              "for (const [kind, credentials] of [['nothing', Credentials.insecure()],"
+              "    ['a token', Credentials.token('a-token', caFile)],"
+              "    [\"another CA's certificate\", Credentials.mtls({ certFile, keyFile, caFile })]]) {"
+              "  const client = new RouterClient(address, { credentials, timeoutMs: 5000 });"
+              "  try { await client.execute('echo', {}); out[kind] = null; }"
+              "  catch (err) { out[kind] = { code: err.codeName, message: err.message }; }"
+              "  finally { client.close(); } }"
+              "console.log(JSON.stringify(out));")
+    try:
+        done = await asyncio.to_thread(
+            subprocess.run, [node, "--input-type=module", "-e", script, host.address, str(foreign.certificate),
+                             str(foreign.private_key), str(foreign.trust_bundle)],
+            cwd=SDK, capture_output=True, text=True, timeout=60, check=False)
+    finally:
+        await host.stop(timedelta(seconds=0))
+    assert done.returncode == 0, done.stderr
+    failed = json.loads(done.stdout)
+    expected = {"nothing": TLS_SERVICE, "a token": CERTIFICATE_REFUSED, "another CA's certificate": CERTIFICATE_REFUSED}
+    for kind, first in expected.items():
+        assert failed[kind]["code"] == "UNAVAILABLE", (kind, failed[kind])
+        assert failed[kind]["message"].startswith(f"{first} (No connection established"), (kind, failed[kind])
+        assert "a-token" not in failed[kind]["message"]
 
 
 async def test_typescript_router_client_calls_a_python_agent(

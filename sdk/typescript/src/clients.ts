@@ -51,6 +51,7 @@ export class ServiceClient<S extends DescService> {
     const bytes = options.maxMessageBytes ?? 4 * 1024 * 1024;
     [this.rpc, this.channel] = stub(service, address, {
       credentials: this.credentials.channelCredentials(expected),
+      tls: !this.credentials.isInsecure,
       ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
       channelOptions: {
         ...this.credentials.channelOptions(expected),

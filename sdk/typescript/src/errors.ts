@@ -60,19 +60,41 @@ export const PLAINTEXT_PEER = "the service answered in plaintext, not TLS: it ru
   "Sutradhar service's) while this client speaks TLS; reach an insecure mesh with insecure credentials (its own " +
   "context of the credential file, or Credentials.insecure()), or a secured mesh at its address";
 
+/** Said first when a plaintext client's connection was closed by the service: the Python SDK's words
+ * (`_errors.TLS_SERVICE`). */
+export const TLS_SERVICE = "the service closed the connection before any call, as a secured mesh's service does to " +
+  "a plaintext client, and this client presents no credentials; reach a secured mesh with its credentials (its " +
+  "context of the credential file, which `sutradhar up` writes, or a certificate of its CA), or an insecure mesh " +
+  "at its address";
+
+/** Said first when a TLS client's connection was closed by the service in the handshake: the Python SDK's words
+ * (`_errors.CERTIFICATE_REFUSED`). */
+export const CERTIFICATE_REFUSED = "the service closed the connection in the TLS handshake: it did not take this " +
+  "client's certificate (none, one of another CA, or an expired one); present a current certificate of the mesh's " +
+  "CA (the credential file's context, which `sutradhar up` writes), or a token at the mesh's token port";
+
 /** How grpc-js begins the message of a call whose own channel could not connect (a router relaying its hop to an
- * instance begins with the instance instead), and what OpenSSL says when the peer's first bytes are not TLS. */
+ * instance begins with the instance instead), what OpenSSL says when the peer's first bytes are not TLS, and how
+ * grpc-js words a connection the service closed before it was up (a secured service closes on a plaintext client,
+ * and in the handshake on a client whose certificate it does not take; Python's gRPC says "Socket closed"). */
 const OWN_CONNECTION = "No connection established";
 const NOT_TLS = "wrong version number";
+const CLOSED = "Last error: Failed to connect (";
 
-/** A SutradharError from any failure of a grpc-js call (a ServiceError, or anything else as UNKNOWN). A TLS client
- * that reached a plaintext service is told so first (`PLAINTEXT_PEER`), then grpc-js's own words. */
-export function fromServiceError(err: unknown): SutradharError {
+/** A SutradharError from any failure of a grpc-js call (a ServiceError, or anything else as UNKNOWN). A client that
+ * could not connect for a reason of security is told which first, then grpc-js's own words: a TLS client that
+ * reached a plaintext service (`PLAINTEXT_PEER`), and, when the caller says whether it speaks TLS (`tls`), a service
+ * that closed the connection at once: to a plaintext client it wants TLS (`TLS_SERVICE`), to a TLS client it did not
+ * take its certificate (`CERTIFICATE_REFUSED`). */
+export function fromServiceError(err: unknown, tls?: boolean): SutradharError {
   if (err instanceof SutradharError) return err;
   if (typeof err === "object" && err !== null && "code" in err && typeof err.code === "number") {
     let details = "details" in err && typeof err.details === "string" ? err.details : "";
-    if (err.code === status.UNAVAILABLE && details.startsWith(OWN_CONNECTION) && details.includes(NOT_TLS)) {
-      details = `${PLAINTEXT_PEER} (${details})`;
+    if (err.code === status.UNAVAILABLE && details.startsWith(OWN_CONNECTION)) {
+      if (details.includes(NOT_TLS)) details = `${PLAINTEXT_PEER} (${details})`;
+      else if (tls !== undefined && details.includes(CLOSED)) {
+        details = `${tls ? CERTIFICATE_REFUSED : TLS_SERVICE} (${details})`;
+      }
     }
     return new SutradharError(err.code, details || (status[err.code] ?? "UNKNOWN"));
   }

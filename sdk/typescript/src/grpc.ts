@@ -92,6 +92,8 @@ export interface ConnectOptions {
   channelOptions?: ChannelOptions;
   /** Metadata sent on every call (e.g. a bearer token). */
   metadata?: Record<string, string>;
+  /** Whether the channel speaks TLS, which tells what a connection the service closed means (`fromServiceError`). */
+  tls?: boolean;
 }
 
 function callOptions(defaults: ConnectOptions, options: CallOptions | undefined): GrpcCallOptions {
@@ -135,7 +137,7 @@ export function stub<S extends DescService>(service: S, address: string, connect
             metadataOf(connect, options), callOptions(connect, options),
             (err: ServiceError | null, response?: MessageShape<DescMessage>) => {
               options?.signal?.removeEventListener("abort", cancel);
-              if (err) reject(fromServiceError(err));
+              if (err) reject(fromServiceError(err, connect.tls));
               else resolve(response);
             });
           const cancel = (): void => call.cancel();
@@ -144,13 +146,15 @@ export function stub<S extends DescService>(service: S, address: string, connect
     } else if (method.methodKind === "server_streaming") {
       methods[method.localName] = (request: MessageInitShape<DescMessage>, options?: CallOptions) =>
         streamOf(() => client.makeServerStreamRequest(path, serialize, deserialize, create(input, request),
-          metadataOf(connect, options), callOptions(connect, options)), options?.signal);
+          metadataOf(connect, options), callOptions(connect, options)), options?.signal, connect.tls);
     }
   }
   return [methods as Stub<S>, client];
 }
 
-async function* streamOf<T>(open: () => ClientReadableStream<T>, signal: AbortSignal | undefined): AsyncGenerator<T> {
+async function* streamOf<T>(
+  open: () => ClientReadableStream<T>, signal: AbortSignal | undefined, tls: boolean | undefined,
+): AsyncGenerator<T> {
   if (signal?.aborted) throw fromServiceError({ code: 1, details: "cancelled before the call started" });
   const call = open();
   const cancel = (): void => call.cancel();
@@ -158,7 +162,7 @@ async function* streamOf<T>(open: () => ClientReadableStream<T>, signal: AbortSi
   try {
     for await (const message of call) yield message as T;
   } catch (err) {
-    throw fromServiceError(err);
+    throw fromServiceError(err, tls);
   } finally {
     signal?.removeEventListener("abort", cancel);
     call.cancel(); // a no-op once the call ended; stops it when the consumer broke out of the loop
