@@ -109,7 +109,7 @@ async def issue_certificate(
             timeout=timeout.total_seconds(),
         )
     except grpc.RpcError as err:
-        raise from_rpc_error(err) from None
+        raise from_rpc_error(err, tls=True) from None  # both its channels are TLS
     return TlsMaterial.from_pem(response.certificate_chain_pem, key_pem, response.trust_bundle_pem)
 
 

@@ -38,7 +38,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sutradhar._bootstrap import bootstrap_certificate, issue_certificate, renew_certificate
 from sutradhar._clients import RegistryClient
 from sutradhar._credentials import CredentialFile
-from sutradhar._errors import PermissionDenied, Unauthenticated
+from sutradhar._errors import CERTIFICATE_REFUSED, PermissionDenied, Unauthenticated, Unavailable
 from sutradhar._identity import SpiffeId
 from sutradhar._tls import TlsSource, expected_peer_options
 from sutradhar.services.common.tokens import IssuerKey, TokenIssuer
@@ -385,3 +385,16 @@ async def test_an_unauthenticated_bootstrap_names_the_port(mesh: SecureMesh, tmp
         await bootstrap_certificate(bootstrap_address(mesh), "not-a-token", bundle(mesh), TD)
     assert "not a well-formed JWT" in str(refused.value)
 
+
+
+async def test_a_bootstrap_at_the_mutual_tls_port_is_told_its_token_needs_the_token_port(
+    mesh: SecureMesh, unique: str
+) -> None:
+    """The registry's mTLS port closes the connection of a client with no certificate; gRPC says only
+    "Socket closed"."""
+    agent = await mint(mesh, namespace=unique, agent_id="echo", ttl=timedelta(minutes=10))
+    with pytest.raises(Unavailable) as refused:
+        await bootstrap_certificate(mesh.registry.address, agent.token, bundle(mesh), TD)
+    message = refused.value.message
+    assert message.startswith(CERTIFICATE_REFUSED) and "a token at the mesh's token port" in message
+    assert agent.token not in message
