@@ -817,9 +817,9 @@ async def test_typescript_agent_with_only_a_bootstrap_token_registers_serves_mtl
 async def test_typescript_agent_with_a_bad_bootstrap_token_stops_saying_why(
     node: str, secure_etcd: SecureEtcd, tmp_path: Path, unique: str
 ) -> None:
-    """An expired token, one for another agent, or a bootstrap address that is not the registry's stops the agent
-    before it serves (exit 2) with an error that names the bootstrap port or the agent and says what to do, never
-    the token."""
+    """An expired token, one for another agent, a bootstrap address that is not the registry's, or its mTLS port
+    instead of its token port stops the agent before it serves (exit 2) with an error that names the bootstrap port
+    or the agent and says what to do, never the token."""
     async with _bootstrap_mesh(secure_etcd, tmp_path, unique) as mesh:
         then = datetime.now(UTC) - timedelta(hours=3)
         issuer = TokenIssuer.for_mesh(IssuerKey.load(tmp_path / "token-issuer.pem"), TD, lambda: then)
@@ -846,6 +846,14 @@ async def test_typescript_agent_with_a_bad_bootstrap_token_stops_saying_why(
         assert done.returncode == 2, done.stderr
         assert f"agent echo: Unavailable: bootstrap port {mesh.router.token_address}: " in done.stderr, done.stderr
         assert f"the server presented {service('router')}, not {service('registry')}" in done.stderr, done.stderr
+        assert token not in done.stderr
+        # the registry's mutual-TLS port instead of its token port: it closes the connection of a token alone
+        env["SUTRADHAR_BOOTSTRAP"] = mesh.registry.address
+        done = await asyncio.to_thread(subprocess.run, [node, ECHO], cwd=ROOT, capture_output=True, text=True,
+                                       timeout=30, check=False, env=env)
+        assert done.returncode == 2, done.stderr
+        assert f"agent echo: Unavailable: bootstrap port {mesh.registry.address}: {CERTIFICATE_REFUSED} (" \
+            in done.stderr, done.stderr
         assert token not in done.stderr
 
 

@@ -156,6 +156,7 @@ export async function issueCertificate(address: string, credentials: Credentials
   const { keyPem, csrPem } = newCertificateRequest();
   const [rpc, channel] = stub(IdentityService, address, {
     credentials: credentials.channelCredentials("registry"), channelOptions: credentials.channelOptions("registry"), timeoutMs,
+    tls: !credentials.isInsecure,
   });
   let material: TlsMaterial;
   try {
