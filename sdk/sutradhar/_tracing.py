@@ -43,9 +43,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from sutradhar import _tracestate_log
 from sutradhar._log_context import traceparent_parts
 
 log = logging.getLogger(__name__)
+_tracestate_log.install()  # a caller's malformed tracestate: at most a line a minute
 
 #: The exporters `setup` knows (``OTEL_TRACES_EXPORTER`` values besides ``none``).
 EXPORTERS: Final = ("otlp", "console")
@@ -354,7 +356,8 @@ def end_span(span: Any, code: str, err: BaseException | None, *, server: bool) -
 def _remote_context(parent: tuple[int, int, int], tracestate: str = "") -> Any:
     """An OpenTelemetry context whose span is the remote parent (trace id, span id, flags) with
     the W3C ``tracestate`` header value `tracestate` as its trace state (OpenTelemetry's parser:
-    a malformed one is dropped whole, as the spec says), so spans under it carry it on."""
+    a malformed one is dropped whole, as the spec says, and logged at most once a minute,
+    `_tracestate_log`), so spans under it carry it on."""
     from opentelemetry import trace
     from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 
