@@ -75,7 +75,7 @@ from sutradhar.services.registry import RegistryServer
 from sutradhar.services.router.server import RouterConfig, RouterServer
 from sutradhar.services.scheduler.runtimes.container import ContainerRuntime
 from sutradhar.testing import AgentProcess, spawn_agent
-from sutradhar.v1 import registry_pb2, router_pb2_grpc
+from sutradhar.v1 import agent_pb2, agent_pb2_grpc, registry_pb2, router_pb2_grpc
 from sutradhar.v1 import scheduler_pb2 as P
 from tests import docker_support
 from tests.docker_support import DOCKER_TEST_TIMEOUT
@@ -589,6 +589,52 @@ async def test_a_typescript_tls_client_reaching_a_plaintext_service_is_told_so_i
     failed = json.loads(done.stdout)
     assert failed["code"] == "UNAVAILABLE" and failed["message"].startswith(f"{PLAINTEXT_PEER} (No connection")
     assert "wrong version number" in failed["message"]
+
+
+class _Describe(agent_pb2_grpc.AgentServiceServicer):
+    async def Describe(self, request: Any, context: Any) -> Any:
+        return agent_pb2.DescribeResponse(id="echo")
+
+
+async def test_a_typescript_agent_client_holds_the_agent_to_the_identity_it_expects(node: str, tmp_path: Path) -> None:
+    """`expected` (the Python SDK's `expected=`): a TypeScript AgentClient over mutual TLS reaches the agent replica
+    that presents the identity it expects, with no warning from Node of an IP address as the TLS server name, and
+    refuses one that presents another (UNAVAILABLE naming both); without `expected` any server of the CA will do."""
+    pki = Pki.create(tmp_path)
+    echo = SpiffeId.agent(TD, "prod", "echo")
+    host = GrpcHost(service_names=["sutradhar.v1.AgentService"], tls=TlsSource(pki.issue(echo)))
+    host.add_servicer(agent_pb2_grpc.add_AgentServiceServicer_to_server, _Describe())
+    await host.start()
+    files = pki.issue(ADMIN)
+    script = ("import { AgentClient, Credentials } from './dist/index.js';"
+              "const [address, certFile, keyFile, caFile, ...expectations] = process.argv.slice(1);"
+              "const credentials = Credentials.mtls({ certFile, keyFile, caFile });"
+              "const out = [];"
+              "for (const expected of expectations) {"
+              "  const client = new AgentClient(address, "
+              "    { credentials, timeoutMs: 5000, ...(expected === '-' ? {} : { expected }) });"
+              "  try { out.push({ id: (await client.describe()).id }); }"
+              "  catch (err) { out.push({ code: err.codeName, message: err.message }); }"
+              "  finally { client.close(); } }"
+              "console.log(JSON.stringify(out));")
+    other = SpiffeId.agent(TD, "prod", "other")
+
+    def run(*expectations: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [node, "--input-type=module", "-e", script, host.address, str(files.certificate), str(files.private_key),
+             str(files.trust_bundle), *expectations], cwd=SDK, capture_output=True, text=True, timeout=60, check=False)
+
+    try:
+        expecting = await asyncio.to_thread(run, str(echo), str(other))
+        anyone = await asyncio.to_thread(run, "-")
+    finally:
+        await host.stop(timedelta(seconds=0))
+    assert expecting.returncode == 0 and anyone.returncode == 0, expecting.stderr + anyone.stderr
+    right, wrong = json.loads(expecting.stdout)
+    assert right == {"id": "echo"} and json.loads(anyone.stdout) == [{"id": "echo"}]
+    assert wrong["code"] == "UNAVAILABLE" and f"the server presented {echo}, not {other}" in wrong["message"], wrong
+    # the identity's DNS name is the TLS server name, not the address's IP (which Node warns of, DEP0123)
+    assert "Warning" not in expecting.stderr, expecting.stderr
 
 
 async def test_a_typescript_client_whose_connection_a_secured_service_closes_is_told_why_in_the_python_words(

@@ -10,6 +10,7 @@ import { eventFromProto, resultFromProto, taskToProto, type TaskContextInit } fr
 import { currentTraceContext } from "./tracing.js";
 import { Credentials } from "./credentials.js";
 import { SutradharError } from "./errors.js";
+import { SpiffeId } from "./identity.js";
 import { AgentService, type DescribeResponse, type MetricsResponse } from "./gen/sutradhar/v1/agent_pb.js";
 import { HealthService } from "./gen/sutradhar/v1/health_pb.js";
 import { RbacService, type ReviewAccessResponse } from "./gen/sutradhar/v1/rbac_pb.js";
@@ -34,6 +35,21 @@ export interface ClientOptions {
   timeoutMs?: number;
   /** Largest message accepted or sent (default 4 MiB). */
   maxMessageBytes?: number;
+  /** The SPIFFE ID the server must present over TLS, such as an agent replica's (`Instance.identity` in the
+   * registry); a mesh service's client expects that service's own when unset, an AgentClient any CA-signed server.
+   * INVALID_ARGUMENT when it is not a Sutradhar identity, or with insecure credentials (nothing to check it by). */
+  expected?: string;
+}
+
+/** The identity `text` names, which a TLS server must present (the Python SDK's `expected=`). */
+function expectedIdentity(text: string, credentials: Credentials): SpiffeId {
+  const id = SpiffeId.check(text);
+  if (typeof id === "string") throw new SutradharError(status.INVALID_ARGUMENT, `expected: ${id}`, "expected");
+  if (credentials.isInsecure) {
+    throw new SutradharError(status.INVALID_ARGUMENT,
+      `expected ${text} needs TLS credentials: an identity is only checked over TLS`, "expected");
+  }
+  return id;
 }
 
 /** The base of every client: one channel to `address`, closed by `close()`. */
@@ -44,10 +60,12 @@ export class ServiceClient<S extends DescService> {
   readonly credentials: Credentials;
   private readonly channel: Client;
 
-  /** `expected`: the mesh service whose SPIFFE ID a TLS server must present (none for an agent). */
-  constructor(service: S, address: string, options: ClientOptions = {}, expected?: string) {
+  /** `service`: the mesh service whose SPIFFE ID a TLS server must present unless `options.expected` says another
+   * (none for an agent). */
+  constructor(service: S, address: string, options: ClientOptions = {}, meshService?: string) {
     this.address = address;
     this.credentials = options.credentials ?? Credentials.insecure();
+    const expected = options.expected !== undefined ? expectedIdentity(options.expected, this.credentials) : meshService;
     const bytes = options.maxMessageBytes ?? 4 * 1024 * 1024;
     [this.rpc, this.channel] = stub(service, address, {
       credentials: this.credentials.channelCredentials(expected),

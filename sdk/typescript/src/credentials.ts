@@ -15,7 +15,7 @@ import {
 
 import { SutradharError } from "./errors.js";
 import { DEFAULT_TRUST_DOMAIN, SERVICE, SpiffeId, SYSTEM_NAMESPACE } from "./identity.js";
-import { spiffeIds, serviceIdentity, type TlsFiles } from "./tls.js";
+import { spiffeIds, type TlsFiles } from "./tls.js";
 
 export { DEFAULT_TRUST_DOMAIN };
 
@@ -71,10 +71,16 @@ export class Credentials {
     return this.tls === undefined && this.provider === undefined && this.#bearer === undefined;
   }
 
-  /** grpc-js channel credentials; with TLS the server must be mesh service `expected` (any CA-signed one when unset). */
-  channelCredentials(expected?: string): ChannelCredentials {
+  /** The identity a TLS server must present: `expected` itself, or the SPIFFE ID of the mesh service it names. */
+  private serverIdentity(expected: string | SpiffeId): SpiffeId {
+    return expected instanceof SpiffeId ? expected : new SpiffeId(this.trustDomain, SYSTEM_NAMESPACE, SERVICE, expected);
+  }
+
+  /** grpc-js channel credentials; with TLS the server must present `expected` (an identity, or the name of a mesh
+   * service), any CA-signed one when unset. */
+  channelCredentials(expected?: string | SpiffeId): ChannelCredentials {
     if (this.isInsecure) return grpcCredentials.createInsecure();
-    const want = expected === undefined ? undefined : serviceIdentity(this.trustDomain, expected);
+    const want = expected === undefined ? undefined : this.serverIdentity(expected).toString();
     const checkServerIdentity = (_host: string, cert: PeerCertificate): Error | undefined => {
       if (want === undefined || spiffeIds(cert).includes(want)) return undefined;
       return new Error(`the server presented ${spiffeIds(cert).join(", ") || "no SPIFFE ID"}, not ${want}`);
@@ -102,13 +108,13 @@ export class Credentials {
     }));
   }
 
-  /** The grpc-js channel options that go with `channelCredentials(expected)`: with TLS and an expected mesh service,
-   * its certificate's DNS name as the TLS server name, as the Python SDK sets it (`grpc.ssl_target_name_override`),
-   * rather than the address's host, which Node will not send when it is an IP address (warning DEP0123). */
-  channelOptions(expected?: string): ChannelOptions {
+  /** The grpc-js channel options that go with `channelCredentials(expected)`: with TLS and an expected identity (or
+   * mesh service), its certificate's DNS name as the TLS server name, as the Python SDK sets it
+   * (`grpc.ssl_target_name_override`), rather than the address's host, which Node will not send when it is an IP
+   * address (warning DEP0123). */
+  channelOptions(expected?: string | SpiffeId): ChannelOptions {
     if (this.isInsecure || expected === undefined) return {};
-    const server = new SpiffeId(this.trustDomain, SYSTEM_NAMESPACE, SERVICE, expected);
-    return { "grpc.ssl_target_name_override": server.dnsName() };
+    return { "grpc.ssl_target_name_override": this.serverIdentity(expected).dnsName() };
   }
 
   /** Never the token. */

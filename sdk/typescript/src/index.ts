@@ -27,6 +27,7 @@ export {
 } from "./clients.js";
 export { Credentials } from "./credentials.js";
 export { ERROR_NAMES, SutradharError, errorName, fromServiceError, type ErrorName } from "./errors.js";
+export { SpiffeId } from "./identity.js";
 export type { CallOptions, Stub } from "./grpc.js";
 export {
   DEFAULT_LOG_LEVEL,

@@ -4,7 +4,7 @@ import { test } from "node:test";
 
 import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from "@grpc/grpc-js";
 
-import { AgentClient, Credentials, RouterClient, SutradharError, status } from "../index.js";
+import { AgentClient, Credentials, RouterClient, SpiffeId, SutradharError, status } from "../index.js";
 
 test("credentials never show their token", () => {
   const credentials = Credentials.token("s3cret-token", "/etc/mesh/bundle.pem");
@@ -109,4 +109,17 @@ test("a router's answer that does not decode is INTERNAL naming the address, cal
     client.close();
     server.forceShutdown();
   }
+});
+
+test("an expected identity (an agent's) is the TLS server's, checked where it is given", () => {
+  const token = Credentials.token("s3cret-token", "/etc/mesh/bundle.pem");
+  const agent = SpiffeId.check("spiffe://sutradhar.local/ns/prod/agent/echo");
+  assert.ok(agent instanceof SpiffeId);
+  assert.deepEqual(token.channelOptions(agent), { "grpc.ssl_target_name_override": "echo.agent.prod.sutradhar.local" });
+  assert.throws(() => new AgentClient("127.0.0.1:1", { credentials: token, expected: "echo" }),
+    (err: unknown) => err instanceof SutradharError && err.code === status.INVALID_ARGUMENT &&
+      err.message.startsWith('expected: "echo" is not a SPIFFE ID'));
+  assert.throws(() => new AgentClient("127.0.0.1:1", { expected: String(agent) }),
+    (err: unknown) => err instanceof SutradharError && err.code === status.INVALID_ARGUMENT &&
+      err.message === `expected ${String(agent)} needs TLS credentials: an identity is only checked over TLS`);
 });
