@@ -85,6 +85,8 @@ _CONNECT_FAILURES = (
     "goaway received",
 )
 _RESOLVE_FAILURES = ("dns resolution failed", "errors resolving", "name resolution failure", "unable to resolve")
+#: How a hint says to pick a context of the credential file.
+_PICK_CONTEXT = "(`sutradhar context` lists them; --context NAME, $SUTRADHAR_CONTEXT or `sutradhar context use NAME`)"
 
 #: The service (address flag) each command module talks to, for hints.
 _COMMAND_SERVICES = {
@@ -137,13 +139,11 @@ def _explain(err: SutradharError, args: argparse.Namespace | None = None) -> str
         if lowered.startswith(_RESOLVE_FAILURES):
             hint = f"the host name does not resolve; check {_flags(_services(args))}"
         elif err.message.startswith(PLAINTEXT_PEER):
-            hint = ("the credential context is a secured mesh's: use the insecure mesh's context "
-                    "(`sutradhar context` lists them; --context NAME, $SUTRADHAR_CONTEXT or `sutradhar context use "
-                    "NAME`), or the secured mesh's addresses")
+            hint = (f"the credential context is a secured mesh's: use the insecure mesh's context {_PICK_CONTEXT}, "
+                    "or the secured mesh's addresses")
         elif err.message.startswith(TLS_SERVICE):
-            hint = ("this command presented no credentials: pick the secured mesh's context (`sutradhar context` "
-                    "lists them; --context NAME, $SUTRADHAR_CONTEXT or `sutradhar context use NAME`), or point "
-                    "$SUTRADHAR_CREDENTIALS at its credential file")
+            hint = (f"this command presented no credentials: pick the secured mesh's context {_PICK_CONTEXT}, "
+                    "or point $SUTRADHAR_CREDENTIALS at its credential file")
         elif err.message.startswith(CERTIFICATE_REFUSED):
             hint = ("check the credential context this command used (--context NAME, $SUTRADHAR_CONTEXT; "
                     "`sutradhar context` lists them) and that its certificate is the mesh's")
