@@ -154,10 +154,7 @@ export function readTokenFile(path: string): string {
 export async function issueCertificate(address: string, credentials: Credentials, trustDomain: string,
   timeoutMs: number = DEFAULT_TIMEOUT_MS): Promise<TlsMaterial> {
   const { keyPem, csrPem } = newCertificateRequest();
-  const [rpc, channel] = stub(IdentityService, address, {
-    credentials: credentials.channelCredentials("registry"), channelOptions: credentials.channelOptions("registry"), timeoutMs,
-    tls: !credentials.isInsecure,
-  });
+  const [rpc, channel] = stub(IdentityService, address, { ...credentials.connection("registry"), timeoutMs });
   let material: TlsMaterial;
   try {
     const response = await rpc.issueCertificate({ csrPem: Buffer.from(csrPem) });

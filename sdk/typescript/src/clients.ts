@@ -60,19 +60,19 @@ export class ServiceClient<S extends DescService> {
   readonly credentials: Credentials;
   private readonly channel: Client;
 
-  /** `service`: the mesh service whose SPIFFE ID a TLS server must present unless `options.expected` says another
-   * (none for an agent). */
+  /** `meshService`: the mesh service whose SPIFFE ID a TLS server must present unless `options.expected` says
+   * another (none for an agent). */
   constructor(service: S, address: string, options: ClientOptions = {}, meshService?: string) {
     this.address = address;
     this.credentials = options.credentials ?? Credentials.insecure();
     const expected = options.expected !== undefined ? expectedIdentity(options.expected, this.credentials) : meshService;
     const bytes = options.maxMessageBytes ?? 4 * 1024 * 1024;
+    const connection = this.credentials.connection(expected);
     [this.rpc, this.channel] = stub(service, address, {
-      credentials: this.credentials.channelCredentials(expected),
-      tls: !this.credentials.isInsecure,
+      ...connection,
       ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
       channelOptions: {
-        ...this.credentials.channelOptions(expected),
+        ...connection.channelOptions,
         "grpc.max_receive_message_length": bytes,
         "grpc.max_send_message_length": bytes,
       },

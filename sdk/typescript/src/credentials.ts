@@ -14,6 +14,7 @@ import {
 } from "@grpc/grpc-js";
 
 import { SutradharError } from "./errors.js";
+import type { ConnectOptions } from "./grpc.js";
 import { DEFAULT_TRUST_DOMAIN, SERVICE, SpiffeId, SYSTEM_NAMESPACE } from "./identity.js";
 import { spiffeIds, type TlsFiles } from "./tls.js";
 
@@ -115,6 +116,16 @@ export class Credentials {
   channelOptions(expected?: string | SpiffeId): ChannelOptions {
     if (this.isInsecure || expected === undefined) return {};
     return { "grpc.ssl_target_name_override": this.serverIdentity(expected).dnsName() };
+  }
+
+  /** What a channel to a server that must present `expected` takes of these credentials: its credentials, the
+   * options that go with them, and whether it speaks TLS (which tells what a closed connection means). */
+  connection(expected?: string | SpiffeId): Pick<ConnectOptions, "credentials" | "channelOptions" | "tls"> {
+    return {
+      credentials: this.channelCredentials(expected),
+      channelOptions: this.channelOptions(expected),
+      tls: !this.isInsecure,
+    };
   }
 
   /** Never the token. */
